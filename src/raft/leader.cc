@@ -1,0 +1,330 @@
+// The leader: log replication (§5.3), commitment (§5.4.2, Figure 8), flow control, ReadIndex
+// and lease reads (dissertation §6.4), and leadership transfer (dissertation §3.10).
+#include <algorithm>
+
+#include "raft/raft.h"
+
+namespace chorus::raft {
+
+Error Raft::step_leader(Message& m) {
+  switch (m.type) {
+    case MessageType::kBeat:
+      bcast_heartbeat();
+      return Error::kOk;
+    case MessageType::kCheckQuorum:
+      if (!check_quorum_active()) become_follower(term_, kNoNode);
+      return Error::kOk;
+    case MessageType::kPropose: {
+      if (m.entries.empty()) return Error::kOk;
+      if (tracker_.progress.count(id_) == 0) return Error::kNotLeader;
+      if (lead_transferee_ != kNoNode) return Error::kTransferInProgress;
+      for (const Entry& e : m.entries) {
+        if (e.data.size() > config_.max_entry_bytes) return Error::kEntryTooLarge;
+        if (e.type == EntryType::kConfChange) {
+          Error err = check_conf_change_proposal(e);
+          if (err != Error::kOk) return err;
+        }
+      }
+      Error err = append_proposals(m.entries);
+      if (err != Error::kOk) return err;
+      for (const Entry& e : m.entries) {
+        if (e.type == EntryType::kConfChange) pending_conf_index_ = e.index;
+      }
+      return Error::kOk;
+    }
+    case MessageType::kReadIndex:
+      leader_read(m.from == kNoNode ? id_ : m.from, m.context);
+      return Error::kOk;
+    case MessageType::kTransferLeader: {
+      NodeId transferee = m.context;
+      auto it = tracker_.progress.find(transferee);
+      if (it == tracker_.progress.end() || it->second.is_learner) return Error::kInvalidConfChange;
+      if (lead_transferee_ != kNoNode) {
+        if (lead_transferee_ == transferee) return Error::kOk;
+        abort_leader_transfer();
+      }
+      if (transferee == id_) return Error::kOk;
+      // The transfer must finish within one election timeout, else it is abandoned.
+      election_elapsed_ = 0;
+      lead_transferee_ = transferee;
+      if (it->second.match == log_.last_index()) {
+        send_timeout_now(transferee);
+      } else {
+        send_append(transferee);
+      }
+      return Error::kOk;
+    }
+    default:
+      break;
+  }
+
+  auto it = tracker_.progress.find(m.from);
+  if (it == tracker_.progress.end()) return Error::kStepUnknownPeer;
+  Progress& pr = it->second;
+  switch (m.type) {
+    case MessageType::kAppResp:
+      handle_append_response(m, pr);
+      break;
+    case MessageType::kHeartbeatResp:
+      handle_heartbeat_response(m, pr);
+      break;
+    case MessageType::kSnapStatus:
+      if (pr.state != ProgressState::kSnapshot) break;
+      if (m.reject) pr.pending_snapshot = 0;
+      pr.become_probe();
+      // Wait for the next heartbeat response before probing again.
+      pr.msg_app_flow_paused = true;
+      break;
+    case MessageType::kUnreachable:
+      if (pr.state == ProgressState::kReplicate) pr.become_probe();
+      break;
+    default:
+      break;
+  }
+  return Error::kOk;
+}
+
+Error Raft::append_proposals(std::vector<Entry>& entries) {
+  uint64_t bytes = 0;
+  for (const Entry& e : entries) bytes += e.data.size();
+  // Bound the bytes proposed but not yet committed; always admit one proposal when nothing is
+  // pending so that a single large entry can make progress.
+  if (uncommitted_bytes_ > 0 && bytes > 0 && uncommitted_bytes_ + bytes > config_.max_uncommitted_bytes) {
+    return Error::kUncommittedLimit;
+  }
+  Index li = log_.last_index();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].term = term_;
+    entries[i].index = li + 1 + i;
+  }
+  log_.append(entries);
+  uncommitted_bytes_ += bytes;
+  needs_bcast_append_ = true;
+  return Error::kOk;
+}
+
+bool Raft::maybe_commit() {
+  Index mci = tracker_.committed();
+  if (config_.unsafe.commit_previous_term_entries) {
+    if (mci > log_.committed() && mci <= log_.last_index()) {
+      log_.commit_to(mci);
+    } else {
+      return false;
+    }
+  } else if (!log_.maybe_commit(mci, term_)) {
+    // §5.4.2: only entries of the current term are committed by counting replicas.
+    return false;
+  }
+  if (!reads_before_commit_.empty() && committed_entry_in_current_term()) {
+    auto waiting = std::move(reads_before_commit_);
+    reads_before_commit_.clear();
+    for (const auto& [from, context] : waiting) leader_read(from, context);
+  }
+  return true;
+}
+
+bool Raft::committed_entry_in_current_term() const {
+  return log_.term_or_zero(log_.committed()) == term_;
+}
+
+void Raft::bcast_append() {
+  needs_bcast_append_ = false;
+  for (auto& [id, pr] : tracker_.progress) {
+    if (id != id_) send_append(id);
+  }
+}
+
+void Raft::send_append(NodeId to) { maybe_send_append(to, true); }
+
+bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
+  Progress& pr = tracker_.progress.at(to);
+  if (pr.is_paused()) return false;
+  Message m;
+  m.to = to;
+  Term prev_term = 0;
+  Error term_err = log_.term(pr.next - 1, &prev_term);
+  Error ents_err = Error::kOk;
+  if (term_err == Error::kOk) {
+    ents_err = log_.entries_from(pr.next, config_.max_bytes_per_message, &m.entries);
+  }
+  if (term_err == Error::kOk && ents_err == Error::kOk) {
+    if (m.entries.empty() && !send_if_empty) return false;
+    m.type = MessageType::kApp;
+    m.index = pr.next - 1;
+    m.log_term = prev_term;
+    m.commit = log_.committed();
+    if (!m.entries.empty()) {
+      uint64_t bytes = 0;
+      for (const Entry& e : m.entries) bytes += e.size_bytes();
+      pr.sent_entries(m.entries.size(), bytes, m.entries.back().index);
+    }
+    send(std::move(m));
+    return true;
+  }
+  // The entries the follower needs are compacted: send a snapshot (§7).
+  if (!pr.recent_active) return false;
+  Snapshot snap;
+  if (log_.snapshot(&snap) != Error::kOk || snap.empty()) return false;
+  pr.become_snapshot(snap.metadata.index);
+  m.type = MessageType::kSnap;
+  m.snapshot = std::make_shared<const Snapshot>(std::move(snap));
+  send(std::move(m));
+  return true;
+}
+
+void Raft::handle_append_response(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  if (m.reject) {
+    // Fast backtracking: skip every entry of a term the follower cannot match.
+    Index next_probe = m.reject_hint;
+    if (m.log_term > 0) next_probe = log_.find_conflict_by_term(m.reject_hint, m.log_term).first;
+    if (pr.maybe_decr_to(m.index, next_probe)) {
+      if (pr.state == ProgressState::kReplicate) pr.become_probe();
+      send_append(m.from);
+    }
+    return;
+  }
+  if (m.index > log_.last_index()) return;  // cannot acknowledge what we never sent
+  bool was_paused = pr.is_paused();
+  if (!pr.maybe_update(m.index)) return;
+  switch (pr.state) {
+    case ProgressState::kProbe:
+      pr.become_replicate();
+      break;
+    case ProgressState::kSnapshot:
+      if (pr.match + 1 >= log_.first_index()) {
+        pr.become_probe();
+        pr.become_replicate();
+      }
+      break;
+    case ProgressState::kReplicate:
+      pr.inflights.free_le(m.index);
+      break;
+  }
+  if (maybe_commit()) {
+    needs_bcast_append_ = true;
+  } else if (was_paused) {
+    send_append(m.from);
+  }
+  // The window may have opened for several messages (pipelining); fill it.
+  while (maybe_send_append(m.from, false)) {
+  }
+  if (m.from == lead_transferee_ && pr.match == log_.last_index()) send_timeout_now(m.from);
+}
+
+void Raft::handle_heartbeat_response(const Message& m, Progress& pr) {
+  pr.recent_active = true;
+  pr.msg_app_flow_paused = false;
+  if (pr.state == ProgressState::kReplicate && pr.inflights.full()) pr.inflights.free_first_one();
+  if (pr.match < log_.last_index() || pr.state == ProgressState::kProbe) send_append(m.from);
+  if (pr.is_learner) return;
+  uint64_t& acked = acked_round_[m.from];
+  if (m.context > acked && m.context <= read_round_) {
+    acked = m.context;
+    advance_read_rounds();
+  }
+}
+
+void Raft::bcast_heartbeat() {
+  needs_read_round_ = false;
+  ++read_round_;
+  round_sent_tick_.emplace_back(read_round_, ticks_);
+  constexpr size_t kMaxTrackedRounds = 4096;
+  if (round_sent_tick_.size() > kMaxTrackedRounds) round_sent_tick_.pop_front();
+  for (auto& [id, pr] : tracker_.progress) {
+    if (id != id_) send_heartbeat(id, read_round_);
+  }
+  advance_read_rounds();
+}
+
+void Raft::send_heartbeat(NodeId to, uint64_t round) {
+  const Progress& pr = tracker_.progress.at(to);
+  Message m;
+  m.to = to;
+  m.type = MessageType::kHeartbeat;
+  // Never tell a follower to commit past what it is known to hold.
+  m.commit = std::min(pr.match, log_.committed());
+  m.context = round;
+  send(std::move(m));
+}
+
+void Raft::advance_read_rounds() {
+  Index quorum_round = tracker_.config.voters.committed([this](NodeId id) -> Index {
+    if (id == id_) return read_round_;
+    auto it = acked_round_.find(id);
+    return it == acked_round_.end() ? 0 : it->second;
+  });
+  if (quorum_round == kNoLimit || quorum_round == 0) return;
+  while (!round_sent_tick_.empty() && round_sent_tick_.front().first < quorum_round) {
+    round_sent_tick_.pop_front();
+  }
+  if (!round_sent_tick_.empty() && round_sent_tick_.front().first == quorum_round &&
+      !lease_disabled_ && lead_transferee_ == kNoNode) {
+    // Every follower that acknowledged this round reset its election timer after we sent it,
+    // so none of them votes before sent + election timeout; subtract the drift margin.
+    uint64_t sent = round_sent_tick_.front().second;
+    uint64_t expiry = sent + static_cast<uint64_t>(config_.election_ticks - config_.lease_drift_ticks);
+    lease_expiry_tick_ = std::max(lease_expiry_tick_, expiry);
+  }
+  while (!pending_reads_.empty() && pending_reads_.front().round <= quorum_round) {
+    const PendingRead& r = pending_reads_.front();
+    respond_read(r.from, r.index, r.context);
+    pending_reads_.pop_front();
+  }
+}
+
+void Raft::respond_read(NodeId to, Index index, uint64_t context) {
+  if (to == id_) {
+    read_states_.push_back(ReadState{index, context});
+    return;
+  }
+  Message resp;
+  resp.to = to;
+  resp.type = MessageType::kReadIndexResp;
+  resp.index = index;
+  resp.context = context;
+  send(std::move(resp));
+}
+
+bool Raft::lease_valid() const {
+  return role_ == Role::kLeader && config_.check_quorum &&
+         config_.read_only == ReadOnlyOption::kLeaseBased && !lease_disabled_ &&
+         lead_transferee_ == kNoNode && ticks_ < lease_expiry_tick_;
+}
+
+void Raft::leader_read(NodeId from, uint64_t context) {
+  // §6.4: until an entry of this term commits, our commit index may be behind the last leader's.
+  if (!tracker_.is_singleton() && !committed_entry_in_current_term()) {
+    constexpr size_t kMaxWaitingReads = 1 << 16;
+    if (reads_before_commit_.size() < kMaxWaitingReads) reads_before_commit_.emplace_back(from, context);
+    return;
+  }
+  if (tracker_.is_singleton() || lease_valid()) {
+    respond_read(from, log_.committed(), context);
+    return;
+  }
+  pending_reads_.push_back(PendingRead{read_round_ + 1, log_.committed(), from, context});
+  needs_read_round_ = true;
+}
+
+bool Raft::check_quorum_active() {
+  auto self = tracker_.progress.find(id_);
+  if (self != tracker_.progress.end()) self->second.recent_active = true;
+  bool active = tracker_.quorum_active();
+  for (auto& [id, pr] : tracker_.progress) {
+    if (id != id_) pr.recent_active = false;
+  }
+  return active;
+}
+
+void Raft::send_timeout_now(NodeId to) {
+  lease_disabled_ = true;
+  Message m;
+  m.to = to;
+  m.type = MessageType::kTimeoutNow;
+  send(std::move(m));
+}
+
+void Raft::abort_leader_transfer() { lead_transferee_ = kNoNode; }
+
+}  // namespace chorus::raft

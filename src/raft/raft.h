@@ -1,0 +1,256 @@
+// The Raft consensus state machine for one group. Pure and single-threaded: time arrives as
+// tick(), the network as step(), and everything to persist, send and apply leaves through a
+// Ready batch. The driver must persist Ready's snapshot, entries and hard state durably BEFORE
+// it sends Ready's messages, then apply the committed entries and call advance().
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/log.h"
+#include "raft/progress.h"
+#include "raft/types.h"
+
+namespace chorus::raft {
+
+enum class ReadOnlyOption : uint8_t {
+  // Every read confirms leadership with a round of heartbeats (ReadIndex, dissertation §6.4).
+  kSafe,
+  // Reads within the leader lease answer at once; outside it they fall back to kSafe.
+  // Requires check_quorum, which is what makes followers honour the lease.
+  kLeaseBased,
+};
+
+// Deliberate protocol bugs, only for proving that the simulator's checkers catch them.
+struct UnsafeMutations {
+  // Commit entries of earlier terms by counting replicas (the error of Figure 8).
+  bool commit_previous_term_entries = false;
+};
+
+struct Config {
+  NodeId id = kNoNode;
+  GroupId group = 1;
+  const LogStorage* storage = nullptr;
+
+  int election_ticks = 10;
+  int heartbeat_ticks = 1;
+  // The lease is shorter than the election timeout by this many ticks, covering clock drift
+  // between nodes.
+  int lease_drift_ticks = 2;
+
+  uint64_t max_bytes_per_message = 1 << 20;
+  size_t max_inflight_messages = 256;
+  uint64_t max_inflight_bytes = 32ULL << 20;
+  uint64_t max_uncommitted_bytes = 64ULL << 20;
+  uint64_t max_entry_bytes = 8ULL << 20;
+  uint64_t max_committed_bytes_per_ready = 64ULL << 20;
+
+  bool pre_vote = true;
+  bool check_quorum = true;
+  ReadOnlyOption read_only = ReadOnlyOption::kSafe;
+  // Followers drop proposals instead of forwarding them to the leader.
+  bool disable_proposal_forwarding = false;
+
+  // Index the application has already applied (e.g. from its snapshot) when restarting.
+  Index applied = 0;
+  // Seeds the randomized election timeout; the core has no other source of randomness.
+  uint64_t seed = 1;
+
+  UnsafeMutations unsafe;
+};
+
+// Everything the driver must act on, in this order: persist snapshot, entries and hard state
+// (fsync), send messages, apply committed entries, hand read states to waiting readers once
+// applied >= their index; then advance().
+struct Ready {
+  std::optional<SoftState> soft_state;
+  std::optional<HardState> hard_state;
+  std::optional<Snapshot> snapshot;
+  std::vector<Entry> entries;
+  std::vector<Entry> committed_entries;
+  std::vector<Message> messages;
+  std::vector<ReadState> read_states;
+
+  bool must_sync() const { return hard_state.has_value() || !entries.empty() || snapshot; }
+  void clear();
+};
+
+struct ProgressInfo {
+  Index match = 0;
+  Index next = 0;
+  ProgressState state = ProgressState::kProbe;
+  bool is_learner = false;
+  bool recent_active = false;
+  size_t inflight_messages = 0;
+  uint64_t inflight_bytes = 0;
+};
+
+struct Status {
+  NodeId id = kNoNode;
+  HardState hard_state;
+  SoftState soft_state;
+  Index applied = 0;
+  Index last_index = 0;
+  NodeId lead_transferee = kNoNode;
+  ConfState config;
+  std::map<NodeId, ProgressInfo> progress;  // leader only
+};
+
+class Raft {
+ public:
+  // Aborts on an invalid configuration or inconsistent storage: both are programming errors.
+  explicit Raft(const Config& config);
+
+  void tick();
+  [[nodiscard]] Error step(const Message& m);
+  [[nodiscard]] Error step(Message&& m);
+  [[nodiscard]] Error propose(std::string data);
+  [[nodiscard]] Error propose_conf_change(const ConfChange& cc);
+  // Asks for a linearizable read point; the answer arrives as a ReadState with `context`.
+  [[nodiscard]] Error read_index(uint64_t context);
+  [[nodiscard]] Error transfer_leader(NodeId transferee);
+  [[nodiscard]] Error campaign();
+  // Reports whether a snapshot sent to `to` was delivered.
+  void report_snapshot(NodeId to, bool failed);
+  void report_unreachable(NodeId to);
+  // Applies a committed configuration change; returns the new configuration.
+  ConfState apply_conf_change(const ConfChange& cc);
+
+  bool has_ready() const;
+  // Valid until advance(); the caller may move messages out of it.
+  Ready& ready();
+  void advance();
+
+  Status status() const;
+  NodeId id() const { return id_; }
+  Term term() const { return term_; }
+  NodeId lead() const { return lead_; }
+  Role role() const { return role_; }
+  const RaftLog& log() const { return log_; }
+  const ProgressTracker& tracker() const { return tracker_; }
+  bool promotable() const;
+  bool lease_valid() const;
+
+ private:
+  friend class RaftTestPeer;
+
+  Error step_internal(Message& m);
+  Error check_conf_change_proposal(const Entry& e) const;
+
+  // Roles (election.cc).
+  void become_follower(Term term, NodeId lead);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+  void reset(Term term);
+  void start_campaign(bool pre_vote, bool transfer);
+  void hup(bool transfer);
+  void tick_election();
+  void tick_heartbeat();
+  bool past_election_timeout() const;
+  void reset_randomized_election_timeout();
+  Error step_vote_request(const Message& m);
+  Error step_candidate(const Message& m);
+  bool in_lease_from_leader() const;
+
+  // Leader (leader.cc).
+  Error step_leader(Message& m);
+  Error append_proposals(std::vector<Entry>& entries);
+  bool maybe_commit();
+  void bcast_append();
+  void bcast_heartbeat();
+  void send_append(NodeId to);
+  bool maybe_send_append(NodeId to, bool send_if_empty);
+  void send_heartbeat(NodeId to, uint64_t round);
+  void handle_append_response(const Message& m, Progress& pr);
+  void handle_heartbeat_response(const Message& m, Progress& pr);
+  void send_timeout_now(NodeId to);
+  void abort_leader_transfer();
+  bool committed_entry_in_current_term() const;
+  void leader_read(NodeId from, uint64_t context);
+  void respond_read(NodeId to, Index index, uint64_t context);
+  void release_pending_reads();
+  void advance_read_rounds();
+  bool check_quorum_active();
+
+  // Follower (follower.cc).
+  Error step_follower(Message& m);
+  void handle_append(const Message& m);
+  void handle_heartbeat(const Message& m);
+  void handle_snapshot(const Message& m);
+  bool restore(const Snapshot& s);
+
+  // Configuration (raft.cc).
+  void switch_to_config(const TrackerConfig& cfg, std::map<NodeId, Progress> prs);
+  void load_state(const HardState& hs);
+  HardState hard_state() const { return HardState{term_, vote_, log_.committed()}; }
+  SoftState soft_state() const { return SoftState{lead_, role_}; }
+  void send(Message m);
+  void respond(const Message& to, MessageType type, Message&& resp);
+  uint64_t next_random();
+  void reduce_uncommitted(const std::vector<Entry>& committed);
+
+  Config config_;
+  NodeId id_;
+  GroupId group_;
+  Term term_ = 0;
+  NodeId vote_ = kNoNode;
+  NodeId lead_ = kNoNode;
+  Role role_ = Role::kFollower;
+  bool is_learner_ = false;
+  RaftLog log_;
+  ProgressTracker tracker_;
+
+  int election_elapsed_ = 0;
+  int heartbeat_elapsed_ = 0;
+  int randomized_election_timeout_ = 0;
+  uint64_t rng_state_;
+  // Ticks since start: the clock of the leader lease.
+  uint64_t ticks_ = 0;
+  // True when state was recovered from storage: this node may have acknowledged a leader
+  // before it stopped.
+  bool restarted_ = false;
+
+  NodeId lead_transferee_ = kNoNode;
+  Index pending_conf_index_ = 0;
+  uint64_t uncommitted_bytes_ = 0;
+
+  // ReadIndex: requests wait for a heartbeat round acknowledged by a quorum. Rounds number the
+  // heartbeat broadcasts; a request joins the next round to be sent, so reads arriving together
+  // share one round (batching).
+  struct PendingRead {
+    uint64_t round = 0;
+    Index index = 0;
+    NodeId from = kNoNode;
+    uint64_t context = 0;
+  };
+  std::deque<PendingRead> pending_reads_;
+  // Reads that arrived before the leader committed an entry of its term (§6.4): they wait.
+  std::vector<std::pair<NodeId, uint64_t>> reads_before_commit_;
+  uint64_t read_round_ = 0;
+  std::map<NodeId, uint64_t> acked_round_;
+  std::deque<std::pair<uint64_t, uint64_t>> round_sent_tick_;  // (round, tick)
+  uint64_t lease_expiry_tick_ = 0;
+
+  std::vector<Message> msgs_;
+  std::vector<ReadState> read_states_;
+  HardState prev_hard_state_;
+  SoftState prev_soft_state_;
+  Ready ready_;
+  bool ready_outstanding_ = false;
+  std::vector<Entry> scratch_entries_;
+  // Appends are broadcast when the driver collects the next Ready, so that proposals arriving
+  // together leave in one message per follower (batching), and likewise heartbeat rounds for
+  // reads arriving together.
+  bool needs_bcast_append_ = false;
+  bool needs_read_round_ = false;
+  // Set once this leader asked another node to take over: that node's election ignores
+  // follower leases, so this leader's lease can no longer be trusted in this term.
+  bool lease_disabled_ = false;
+};
+
+}  // namespace chorus::raft

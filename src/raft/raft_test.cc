@@ -1,0 +1,544 @@
+// Scenario tests named after the rules of the Raft paper (Ongaro & Ousterhout) and the
+// dissertation's extensions.
+#include "raft/raft.h"
+
+#include <gtest/gtest.h>
+
+#include "raft/test_cluster.h"
+
+namespace chorus::raft {
+namespace {
+
+using testing::TestCluster;
+
+// Scenarios that call elections by hand: without pre-vote and check-quorum a node campaigns
+// when told, whatever it heard recently.
+void no_pre_vote(Config& c) {
+  c.pre_vote = false;
+  c.check_quorum = false;
+}
+
+Message make(MessageType type, NodeId from, NodeId to, Term term) {
+  Message m;
+  m.group = 1;
+  m.type = type;
+  m.from = from;
+  m.to = to;
+  m.term = term;
+  return m;
+}
+
+std::vector<Message> take_messages(Raft& r, MemoryLogStorage& s) {
+  std::vector<Message> out;
+  while (r.has_ready()) {
+    Ready& rd = r.ready();
+    s.append(rd.entries);
+    if (rd.hard_state) s.set_hard_state(*rd.hard_state);
+    for (auto& m : rd.messages) out.push_back(std::move(m));
+    r.advance();
+  }
+  return out;
+}
+
+// §5.2: a candidate that receives votes from a majority becomes leader.
+TEST(Raft_5_2, CandidateWithMajorityBecomesLeader) {
+  TestCluster c(3);
+  c.elect(1);
+  EXPECT_EQ(c.raft(1).role(), Role::kLeader);
+  EXPECT_EQ(c.raft(2).lead(), 1u);
+  EXPECT_EQ(c.raft(3).lead(), 1u);
+  EXPECT_EQ(c.raft(1).term(), 1u);
+}
+
+// §5.2: a candidate that cannot reach a majority does not become leader.
+TEST(Raft_5_2, CandidateWithoutMajorityDoesNotWin) {
+  TestCluster c(5, no_pre_vote);
+  c.isolate(1);
+  c.elect(1);
+  EXPECT_EQ(c.raft(1).role(), Role::kCandidate);
+}
+
+// §5.2: each server votes for at most one candidate in a term, first come first served.
+TEST(Raft_5_2, VotesForAtMostOneCandidatePerTerm) {
+  TestCluster c(3, [](Config& cfg) { cfg.pre_vote = false; cfg.check_quorum = false; });
+  Raft& r = c.raft(1);
+  Message v2 = make(MessageType::kVote, 2, 1, 1);
+  ASSERT_EQ(r.step(v2), Error::kOk);
+  Message v3 = make(MessageType::kVote, 3, 1, 1);
+  ASSERT_EQ(r.step(v3), Error::kOk);
+  auto msgs = take_messages(r, c.storage(1));
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_FALSE(msgs[0].reject);
+  EXPECT_EQ(msgs[0].to, 2u);
+  EXPECT_TRUE(msgs[1].reject);
+  // The vote is part of the hard state handed out for persistence with the response.
+  EXPECT_EQ(c.storage(1).hard_state().vote, 2u);
+}
+
+// §5.2: election timeouts are randomized in [election, 2 * election) ticks.
+TEST(Raft_5_2, ElectionTimeoutIsRandomized) {
+  std::set<int> seen;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    MemoryLogStorage s(ConfState{{1, 2, 3}, {}, {}, {}, false});
+    Config cfg;
+    cfg.id = 1;
+    cfg.storage = &s;
+    cfg.seed = seed;
+    cfg.pre_vote = false;
+    Raft r(cfg);
+    int ticks = 0;
+    while (r.role() == Role::kFollower && ticks < 100) {
+      r.tick();
+      ++ticks;
+    }
+    EXPECT_GE(ticks, cfg.election_ticks);
+    EXPECT_LT(ticks, 2 * cfg.election_ticks);
+    seen.insert(ticks);
+  }
+  EXPECT_GT(seen.size(), 5u);
+}
+
+// §5.3: the leader replicates entries and every server applies them in order.
+TEST(Raft_5_3, LeaderReplicatesAndAllApply) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(c.raft(1).propose("v" + std::to_string(i)), Error::kOk);
+  c.stabilize();
+  for (NodeId id = 1; id <= 3; ++id) {
+    auto d = c.data(id);
+    ASSERT_EQ(d.size(), 10u) << id;
+    EXPECT_EQ(d.front(), "v0");
+    EXPECT_EQ(d.back(), "v9");
+  }
+}
+
+// §5.3: a follower whose log conflicts with the leader's is brought in line, and the leader
+// backtracks a whole term per round trip using the rejection hint.
+TEST(Raft_5_3, ConflictingFollowerLogIsOverwrittenWithFastBacktracking) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  // Node 1 appends entries in term 1 that only it holds.
+  c.isolate(2);
+  c.isolate(3);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(c.raft(1).propose("stale"), Error::kOk);
+  c.stabilize();
+  c.heal();
+  c.isolate(1);
+  c.elect(2);
+  ASSERT_EQ(c.raft(2).role(), Role::kLeader);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(c.raft(2).propose("fresh"), Error::kOk);
+  c.stabilize();
+  ASSERT_EQ(c.data(2).size(), 10u);
+  // S2 wins again in term 3, so it starts probing S1 from the end of its long log.
+  c.restart(2, c.raft(2).log().applied());
+  c.elect(2);
+  ASSERT_EQ(c.raft(2).term(), 3u);
+  c.heal();
+  int rejects = 0;
+  c.set_drop([&](const Message& m) {
+    if (m.type == MessageType::kAppResp && m.reject) ++rejects;
+    return false;
+  });
+  ASSERT_EQ(c.raft(2).propose("after"), Error::kOk);
+  c.stabilize();
+  c.tick_all(2);  // the probe to S1 resumes after a heartbeat response
+  EXPECT_GE(rejects, 1);
+  EXPECT_LE(rejects, 2);
+  EXPECT_EQ(c.data(1), c.data(2));
+  std::vector<std::string> want(10, "fresh");
+  want.push_back("after");
+  EXPECT_EQ(c.data(1), want);
+}
+
+// §5.4.1: a voter denies its vote to a candidate whose log is less up-to-date.
+TEST(Raft_5_4_1, VoteDeniedToCandidateWithStaleLog) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  c.isolate(3);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  c.heal();
+  c.isolate(1);
+  // Node 3 missed the entry; node 2 has it and must refuse.
+  c.tick_all(0);
+  ASSERT_EQ(c.raft(3).campaign(), Error::kOk);
+  c.stabilize();
+  EXPECT_NE(c.raft(3).role(), Role::kLeader);
+  EXPECT_EQ(c.raft(2).role(), Role::kFollower);
+}
+
+// §5.4.2, Figure 8: a leader never commits an entry of an earlier term by counting replicas.
+// S1 (term 1) replicates index 2 to S2 only; S5 wins term 2 with S3 and S4 and writes its own
+// index 2 that nobody receives; S1 comes back in term 3 and copies its term-1 entry to a
+// majority. It must not commit it: S5 could still win term 4 and overwrite it.
+void run_figure8(bool unsafe, bool* committed_old_entry) {
+  TestCluster c(5, [&](Config& cfg) {
+    no_pre_vote(cfg);
+    cfg.max_bytes_per_message = 1;  // one entry per message, so acks can be told apart
+    cfg.unsafe.commit_previous_term_entries = unsafe;
+  });
+  c.elect(1);  // term 1, its no-op at index 1 committed everywhere
+  ASSERT_EQ(c.raft(1).term(), 1u);
+  c.isolate(3);
+  c.isolate(4);
+  c.isolate(5);
+  ASSERT_EQ(c.raft(1).propose("old"), Error::kOk);  // index 2, term 1, on S1 and S2 only
+  c.stabilize();
+  c.heal();
+  c.isolate(1);
+  c.isolate(2);
+  c.set_drop([](const Message& m) { return m.type == MessageType::kApp && m.from == 5; });
+  c.elect(5);
+  ASSERT_EQ(c.raft(5).role(), Role::kLeader);
+  ASSERT_EQ(c.raft(5).term(), 2u);
+  c.heal();
+  c.isolate(5);
+  c.restart(1);
+  // Acknowledgements of S1's term-3 no-op (index 3) are lost.
+  c.set_drop([](const Message& m) {
+    return m.type == MessageType::kAppResp && !m.reject && m.index >= 3;
+  });
+  for (int i = 0; i < 3 && c.raft(1).role() != Role::kLeader; ++i) c.elect(1);
+  ASSERT_EQ(c.raft(1).role(), Role::kLeader);
+  ASSERT_EQ(c.raft(1).term(), 3u);
+  ASSERT_EQ(c.raft(3).log().term_or_zero(2), 1u) << "S3 holds the term-1 entry";
+  *committed_old_entry = c.raft(1).log().committed() >= 2;
+}
+
+TEST(Raft_5_4_2, Figure8_LeaderDoesNotCommitPreviousTermEntryByCounting) {
+  bool committed = true;
+  run_figure8(false, &committed);
+  EXPECT_FALSE(committed);
+}
+
+TEST(Raft_5_4_2, Figure8_UnsafeMutationCommitsPreviousTermEntry) {
+  bool committed = false;
+  run_figure8(true, &committed);
+  EXPECT_TRUE(committed);
+}
+
+// §5.4.2: committing an entry of the current term commits all earlier entries.
+TEST(Raft_5_4_2, CurrentTermEntryCommitsEarlierEntries) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  c.isolate(2);
+  c.isolate(3);
+  ASSERT_EQ(c.raft(1).propose("a"), Error::kOk);
+  c.stabilize();
+  Index a_index = c.raft(1).log().last_index();
+  EXPECT_LT(c.raft(1).log().committed(), a_index);
+  // Check-quorum makes S1 step down; nobody else can win alone.
+  c.tick_all(25);
+  ASSERT_NE(c.raft(1).role(), Role::kLeader);
+  c.heal();
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).role(), Role::kLeader);
+  EXPECT_EQ(c.raft(1).term(), 2u);
+  EXPECT_EQ(c.raft(2).log().term_or_zero(a_index), 1u);
+  EXPECT_GE(c.raft(2).log().committed(), a_index);
+  EXPECT_EQ(c.data(2), std::vector<std::string>{"a"});
+}
+
+// Pre-vote (dissertation §9.6): a partitioned node that rejoins does not disrupt the leader.
+TEST(Raft_PreVote, RejoiningPartitionedNodeDoesNotDisruptLeader) {
+  TestCluster c(3);
+  c.elect(1);
+  Term term = c.raft(1).term();
+  c.isolate(3);
+  for (int i = 0; i < 100; ++i) c.tick_all();
+  EXPECT_EQ(c.raft(3).term(), term) << "pre-vote must not increase the term";
+  c.heal();
+  for (int i = 0; i < 30; ++i) c.tick_all();
+  EXPECT_EQ(c.leader(), 1u);
+  EXPECT_EQ(c.raft(1).term(), term);
+}
+
+// Check-quorum (dissertation §6.2): a leader cut off from a quorum steps down.
+TEST(Raft_CheckQuorum, IsolatedLeaderStepsDown) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  for (int i = 0; i < 25; ++i) c.tick_all();
+  EXPECT_NE(c.raft(1).role(), Role::kLeader);
+  EXPECT_NE(c.leader(), 1u);
+  EXPECT_NE(c.leader(), kNoNode);
+}
+
+// Flow control: a follower that does not acknowledge gets at most max_inflight_messages.
+TEST(Raft_FlowControl, SlowFollowerWindowIsBounded) {
+  TestCluster c(3, [](Config& cfg) {
+    cfg.max_inflight_messages = 4;
+    cfg.max_bytes_per_message = 1;  // one entry per message
+  });
+  c.elect(1);
+  c.set_drop([](const Message& m) { return m.from == 3 && m.type == MessageType::kAppResp; });
+  int sent_to_3 = 0;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(c.raft(1).propose("p"), Error::kOk);
+    c.process(1);
+    for (const Message& m : c.queue()) {
+      if (m.to == 3 && m.type == MessageType::kApp && !m.entries.empty()) ++sent_to_3;
+    }
+    c.stabilize();
+  }
+  EXPECT_LE(sent_to_3, 4 + 1);
+  auto st = c.raft(1).status();
+  EXPECT_LE(st.progress.at(3).inflight_messages, 4u);
+  EXPECT_EQ(c.data(2).size(), 20u);
+}
+
+// Bytes in flight are bounded too, not only messages.
+TEST(Raft_FlowControl, InflightBytesAreBounded) {
+  TestCluster c(3, [](Config& cfg) {
+    cfg.max_inflight_bytes = 10000;
+    cfg.max_bytes_per_message = 1;
+  });
+  c.elect(1);
+  c.set_drop([](const Message& m) { return m.from == 3 && m.type == MessageType::kAppResp; });
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(c.raft(1).propose(std::string(1000, 'x')), Error::kOk);
+    c.stabilize();
+  }
+  auto st = c.raft(1).status();
+  EXPECT_LE(st.progress.at(3).inflight_bytes, 10000u + 1100u);
+}
+
+// Leadership transfer (dissertation §3.10): the target catches up and takes over.
+TEST(Raft_Transfer, LeadershipMovesToTarget) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  ASSERT_EQ(c.raft(1).transfer_leader(3), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.leader(), 3u);
+  EXPECT_EQ(c.raft(1).role(), Role::kFollower);
+  EXPECT_EQ(c.raft(1).propose("y"), Error::kOk);  // forwarded to the new leader
+  c.stabilize();
+  EXPECT_EQ(c.data(2), (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Raft_Transfer, ProposalsAreDroppedDuringTransfer) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  ASSERT_EQ(c.raft(1).transfer_leader(3), Error::kOk);
+  EXPECT_EQ(c.raft(1).propose("x"), Error::kTransferInProgress);
+  // The transfer is abandoned after an election timeout.
+  for (int i = 0; i < 12; ++i) c.tick(1);
+  c.heal();
+  EXPECT_EQ(c.raft(1).propose("x"), Error::kOk);
+}
+
+TEST(Raft_Proposals, DroppedWithClearErrors) {
+  TestCluster c(3, [](Config& cfg) { cfg.max_entry_bytes = 100; cfg.max_uncommitted_bytes = 250; });
+  EXPECT_EQ(c.raft(1).propose("x"), Error::kNoLeader);
+  c.elect(1);
+  EXPECT_EQ(c.raft(1).propose(std::string(101, 'x')), Error::kEntryTooLarge);
+  c.isolate(2);
+  c.isolate(3);
+  EXPECT_EQ(c.raft(1).propose(std::string(100, 'a')), Error::kOk);
+  EXPECT_EQ(c.raft(1).propose(std::string(100, 'b')), Error::kOk);
+  EXPECT_EQ(c.raft(1).propose(std::string(100, 'c')), Error::kUncommittedLimit);
+  c.heal();
+  c.stabilize();
+  c.tick_all(2);
+  EXPECT_EQ(c.raft(1).propose(std::string(100, 'c')), Error::kOk);
+}
+
+// §8 / dissertation §6.4: ReadIndex needs an entry of the current term committed and a
+// heartbeat round acknowledged by a quorum.
+TEST(Raft_8, ReadIndexConfirmsLeadershipWithQuorum) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  ASSERT_EQ(c.raft(1).read_index(42), Error::kOk);
+  c.stabilize();
+  ASSERT_EQ(c.node(1).reads.size(), 1u);
+  EXPECT_EQ(c.node(1).reads[0].context, 42u);
+  EXPECT_EQ(c.node(1).reads[0].index, c.raft(1).log().committed());
+}
+
+TEST(Raft_8, PartitionedLeaderServesNoReadIndex) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  ASSERT_EQ(c.raft(1).read_index(7), Error::kOk);
+  c.stabilize();
+  EXPECT_TRUE(c.node(1).reads.empty());
+}
+
+TEST(Raft_8, FollowerReadIndexIsForwardedToLeader) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_EQ(c.raft(2).read_index(9), Error::kOk);
+  c.stabilize();
+  ASSERT_EQ(c.node(2).reads.size(), 1u);
+  EXPECT_EQ(c.node(2).reads[0].context, 9u);
+}
+
+TEST(Raft_8, ReadsArrivingTogetherShareOneHeartbeatRound) {
+  TestCluster c(3);
+  c.elect(1);
+  int heartbeats = 0;
+  c.set_drop([&](const Message& m) {
+    if (m.type == MessageType::kHeartbeat) ++heartbeats;
+    return false;
+  });
+  for (uint64_t i = 0; i < 50; ++i) ASSERT_EQ(c.raft(1).read_index(i), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.node(1).reads.size(), 50u);
+  EXPECT_EQ(heartbeats, 2);
+}
+
+TEST(Raft_8, ReadWaitsForNoOpOfCurrentTerm) {
+  TestCluster c(3);
+  // Node 1 wins but its no-op does not commit yet.
+  c.set_drop([](const Message& m) { return m.type == MessageType::kApp; });
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).role(), Role::kLeader);
+  ASSERT_EQ(c.raft(1).read_index(5), Error::kOk);
+  c.stabilize();
+  EXPECT_TRUE(c.node(1).reads.empty());
+  c.set_drop(nullptr);
+  c.tick_all(2);
+  ASSERT_EQ(c.node(1).reads.size(), 1u);
+  EXPECT_GE(c.node(1).reads[0].index, 1u);
+}
+
+// Lease reads: within the lease the leader answers without a heartbeat round; after asking
+// another node to take over it no longer trusts its lease.
+TEST(Raft_Lease, LeaseReadAnswersWithoutRoundTrip) {
+  TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
+  c.elect(1);
+  c.tick_all(1);  // a heartbeat round acknowledged by a quorum starts the lease
+  ASSERT_TRUE(c.raft(1).lease_valid());
+  c.isolate(1);
+  ASSERT_EQ(c.raft(1).read_index(1), Error::kOk);
+  c.process(1);
+  EXPECT_EQ(c.node(1).reads.size(), 1u);
+  // The lease runs out before any other node may vote: election - drift ticks.
+  for (int i = 0; i < 10; ++i) c.tick(1);
+  c.process(1);
+  EXPECT_FALSE(c.raft(1).lease_valid());
+}
+
+TEST(Raft_Lease, TransferDisablesLease) {
+  TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
+  c.elect(1);
+  c.tick_all(1);
+  ASSERT_TRUE(c.raft(1).lease_valid());
+  c.isolate(2);
+  ASSERT_EQ(c.raft(1).transfer_leader(3), Error::kOk);
+  c.process(1);
+  EXPECT_FALSE(c.raft(1).lease_valid());
+}
+
+// §6: a learner receives the log but does not vote; promoted, it counts toward quorums.
+TEST(Raft_6, LearnerCatchesUpAndIsPromoted) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  c.add_node(4, ConfState{});
+  ConfChange add;
+  add.changes = {{ConfChangeType::kAddLearner, 4}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(add), Error::kOk);
+  c.stabilize();
+  c.tick_all(2);
+  EXPECT_EQ(c.data(4).size(), 5u);
+  EXPECT_FALSE(c.raft(4).promotable());
+  EXPECT_EQ(c.node(1).conf.learners, std::vector<NodeId>{4});
+  ConfChange promote;
+  promote.changes = {{ConfChangeType::kAddNode, 4}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(promote), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.node(1).conf.voters, (std::vector<NodeId>{1, 2, 3, 4}));
+  EXPECT_TRUE(c.raft(4).promotable());
+}
+
+// §6: only one change at a time; a second waits until the first is applied.
+TEST(Raft_6, SecondConfChangeRejectedWhilePending) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  ConfChange a;
+  a.changes = {{ConfChangeType::kAddLearner, 4}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(a), Error::kOk);
+  EXPECT_EQ(c.raft(1).propose_conf_change(a), Error::kConfChangePending);
+}
+
+// §6 joint consensus: replace the leader and another voter at once; the joint configuration
+// is left automatically and the removed leader hands over.
+TEST(Raft_6, JointConsensusRemovesLeader) {
+  TestCluster c(5, nullptr, {1, 2, 3});
+  c.elect(1);
+  ConfChange cc;
+  cc.changes = {{ConfChangeType::kRemoveNode, 1},
+                {ConfChangeType::kRemoveNode, 2},
+                {ConfChangeType::kAddNode, 4},
+                {ConfChangeType::kAddNode, 5}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(cc), Error::kOk);
+  c.stabilize();
+  for (int i = 0; i < 40 && c.leader() == 1; ++i) c.tick_all();
+  c.tick_all(30);
+  NodeId lead = c.leader();
+  ASSERT_NE(lead, kNoNode);
+  EXPECT_TRUE(lead == 3 || lead == 4 || lead == 5) << lead;
+  EXPECT_EQ(c.node(lead).conf.voters, (std::vector<NodeId>{3, 4, 5}));
+  EXPECT_TRUE(c.node(lead).conf.voters_outgoing.empty());
+  ASSERT_EQ(c.raft(lead).propose("after"), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.data(5), std::vector<std::string>{"after"});
+}
+
+// §7: a follower too far behind a compacted leader gets a snapshot.
+TEST(Raft_7, LaggingFollowerReceivesSnapshot) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
+  c.stabilize();
+  Index applied = c.raft(1).log().applied();
+  ASSERT_EQ(c.storage(1).create_snapshot(applied, c.node(1).conf, "state"), Error::kOk);
+  ASSERT_EQ(c.storage(1).compact(applied), Error::kOk);
+  c.heal();
+  c.tick_all(3);
+  EXPECT_EQ(c.raft(3).log().committed(), c.raft(1).log().committed());
+  Snapshot s;
+  ASSERT_EQ(c.storage(3).snapshot(&s), Error::kOk);
+  EXPECT_EQ(s.metadata.index, applied);
+  EXPECT_EQ(s.data, "state");
+  ASSERT_EQ(c.raft(1).propose("after"), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.data(3).back(), "after");
+}
+
+// A restarted node recovers term, vote and log from storage.
+TEST(Raft_Restart, RecoversHardStateAndLog) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  Term term = c.raft(2).term();
+  Index last = c.raft(2).log().last_index();
+  c.restart(2);
+  EXPECT_EQ(c.raft(2).term(), term);
+  EXPECT_EQ(c.raft(2).log().last_index(), last);
+  EXPECT_EQ(c.raft(2).role(), Role::kFollower);
+}
+
+TEST(Raft_Step, RejectsLocalMessagesAndOtherGroups) {
+  TestCluster c(3);
+  Message hup = make(MessageType::kHup, 2, 1, 0);
+  EXPECT_EQ(c.raft(1).step(hup), Error::kStepLocalMessage);
+  Message other = make(MessageType::kHeartbeat, 2, 1, 1);
+  other.group = 9;
+  EXPECT_EQ(c.raft(1).step(other), Error::kWrongGroup);
+}
+
+}  // namespace
+}  // namespace chorus::raft
