@@ -124,6 +124,8 @@ class Raft {
   // Valid until advance(); the caller may move messages out of it.
   Ready& ready();
   void advance();
+  // The outstanding Ready, for drivers that finish it asynchronously (after an fsync).
+  Ready& ready_for_driver() { return ready_; }
 
   Status status() const;
   NodeId id() const { return id_; }

@@ -1,0 +1,225 @@
+// Clients with a recorded history, and the safety and liveness checks.
+#include <algorithm>
+
+#include "check/linearizability.h"
+#include "sim/simulation.h"
+
+namespace chorus::sim {
+
+void Simulation::clients_step(bool liveness_phase) {
+  for (SimClient& c : clients_) {
+    if (c.busy && now_ >= c.deadline) {
+      // No answer: the outcome is unknown. A write may still take effect at any later time.
+      HistoryEntry& h = history_[c.history_index];
+      if (h.op.input.kind == check::KvInput::Kind::kRead) h.dropped = true;
+      c.busy = false;
+      c.leader_guess = raft::kNoNode;
+      ++result_.ops_unknown;
+    }
+    if (c.busy) continue;
+    if (liveness_phase) {
+      if (!c.liveness_done) issue(c, true);
+    } else if (client_rng_.chance(p_client_)) {
+      issue(c, false);
+    }
+  }
+}
+
+void Simulation::issue(SimClient& c, bool write_only) {
+  ++c.op;
+  std::string key = "k" + std::to_string(client_rng_.below(3));
+  std::string value = "c" + std::to_string(c.id) + "-" + std::to_string(c.op);
+  check::KvInput input;
+  uint64_t r = write_only ? 5 : client_rng_.below(10);
+  if (r < 4) {
+    input = check::KvInput::read(key);
+  } else if (r < 8) {
+    input = check::KvInput::write(key, value);
+  } else {
+    auto it = c.last_seen.find(key);
+    std::string expected = it != c.last_seen.end() ? it->second : "none";
+    input = check::KvInput::cas(key, expected, value);
+  }
+  HistoryEntry h;
+  h.op.client_id = c.id;
+  h.op.call_time = now_;
+  h.op.input = input;
+  history_.push_back(std::move(h));
+  c.history_index = history_.size() - 1;
+  c.busy = true;
+  c.deadline = now_ + kClientTimeoutUs;
+  raft::NodeId target = c.leader_guess;
+  if (target == raft::kNoNode || (input.kind == check::KvInput::Kind::kRead && client_rng_.chance(0.3))) {
+    target = 1 + client_rng_.below(static_cast<uint64_t>(opt_.nodes));
+  }
+  Event e;
+  e.time = now_ + client_latency();
+  e.kind = EventKind::kRequest;
+  e.node = target;
+  e.request = ClientOp{c.id, c.op, std::move(input)};
+  schedule(std::move(e));
+}
+
+void Simulation::on_reply(const Reply& r) {
+  if (r.client == 0 || r.client > clients_.size()) return;
+  SimClient& c = clients_[r.client - 1];
+  if (!c.busy || c.op != r.op) return;  // a late answer to an operation given up on
+  hash(r.client);
+  hash(r.op);
+  hash(r.definite_failure ? 1 : 2);
+  hash(r.output.ok ? 1 : 2);
+  HistoryEntry& h = history_[c.history_index];
+  c.busy = false;
+  if (r.definite_failure) {
+    // Not leader, no leader, or the proposal was refused: it certainly did not happen.
+    h.dropped = true;
+    ++result_.ops_failed;
+    c.leader_guess = r.hint;
+    return;
+  }
+  ++result_.ops_ok;
+  h.op.return_time = now_;
+  h.op.output = r.output;
+  const check::KvInput& in = h.op.input;
+  switch (in.kind) {
+    case check::KvInput::Kind::kRead:
+      if (r.output.ok) c.last_seen[in.key] = r.output.value;
+      break;
+    case check::KvInput::Kind::kWrite:
+      c.last_seen[in.key] = in.value;
+      c.leader_guess = r.from;
+      if (!faults_active_) c.liveness_done = true;
+      break;
+    case check::KvInput::Kind::kCas:
+      if (r.output.ok) c.last_seen[in.key] = in.value;
+      c.leader_guess = r.from;
+      break;
+  }
+}
+
+void Simulation::check_invariants() {
+  std::vector<SimNode*> up;
+  for (auto& [id, n] : nodes_) {
+    if (!n.up) continue;
+    up.push_back(&n);
+    // Election safety: at most one leader per term.
+    if (n.raft->role() == raft::Role::kLeader) {
+      auto [it, inserted] = leader_of_term_.emplace(n.raft->term(), n.id);
+      if (!inserted && it->second != n.id) {
+        fail("election safety: n" + std::to_string(it->second) + " and n" + std::to_string(n.id) +
+             " are both leaders of term " + std::to_string(n.raft->term()));
+        return;
+      }
+    }
+    raft::Index c = n.raft->log().committed();
+    if (c < n.last_commit) {
+      fail("commit index of n" + std::to_string(n.id) + " decreased");
+      return;
+    }
+    n.last_commit = c;
+  }
+  // Leader completeness: the newest leader holds every entry committed before its term began.
+  if (SimNode* l = highest_leader()) {
+    raft::Index must_have = 0;
+    for (const auto& [bound, index] : max_index_by_term_bound_) {
+      if (bound < l->raft->term()) must_have = std::max(must_have, index);
+    }
+    if (must_have > 0) {
+      raft::Term t = 0;
+      raft::Error err = l->raft->log().term(must_have, &t);
+      if (err == raft::Error::kUnavailable || (err == raft::Error::kOk && t != registry_[must_have]->term)) {
+        fail("leader completeness: n" + std::to_string(l->id) + ", leader of term " +
+             std::to_string(l->raft->term()) + ", lacks committed entry " + std::to_string(must_have));
+        return;
+      }
+    }
+  }
+  // Log matching: two logs with the same term at an index are identical up to it. Checked at
+  // the end of the shorter log and at one random earlier index per pair and step.
+  for (size_t a = 0; a < up.size(); ++a) {
+    for (size_t b = a + 1; b < up.size(); ++b) {
+      const raft::RaftLog& la = up[a]->raft->log();
+      const raft::RaftLog& lb = up[b]->raft->log();
+      raft::Index hi = std::min(la.last_index(), lb.last_index());
+      raft::Index lo = std::max(la.first_index(), lb.first_index());
+      if (hi < lo) continue;
+      raft::Term ta = la.term_or_zero(hi);
+      if (ta == 0 || ta != lb.term_or_zero(hi)) continue;
+      for (raft::Index j : {hi, lo + check_rng_.below(hi - lo + 1)}) {
+        std::vector<raft::Entry> ea;
+        std::vector<raft::Entry> eb;
+        if (la.slice(j, j + 1, raft::kNoLimit, &ea) != raft::Error::kOk ||
+            lb.slice(j, j + 1, raft::kNoLimit, &eb) != raft::Error::kOk || ea.size() != 1 ||
+            eb.size() != 1) {
+          continue;
+        }
+        if (!(ea[0] == eb[0])) {
+          fail("log matching: n" + std::to_string(up[a]->id) + " and n" + std::to_string(up[b]->id) +
+               " agree on term " + std::to_string(ta) + " at index " + std::to_string(hi) +
+               " but differ at index " + std::to_string(j));
+          return;
+        }
+      }
+    }
+  }
+}
+
+bool Simulation::liveness_reached() {
+  SimNode* l = highest_leader();
+  if (l == nullptr) return false;
+  for (const SimClient& c : clients_) {
+    if (!c.liveness_done) return false;
+  }
+  raft::ConfState cs = l->raft->status().config;
+  if (!cs.voters_outgoing.empty()) return false;
+  raft::Index commit = l->raft->log().committed();
+  for (const auto& [index, chain] : acked_) {
+    if (index > commit) return false;
+  }
+  std::vector<raft::NodeId> members = cs.voters;
+  members.insert(members.end(), cs.learners.begin(), cs.learners.end());
+  for (raft::NodeId id : members) {
+    const SimNode& n = nodes_.at(id);
+    if (!n.up || n.sm.applied() != commit) return false;
+  }
+  return true;
+}
+
+void Simulation::final_checks() {
+  SimNode* l = highest_leader();
+  if (l == nullptr) {
+    fail("no leader at the end");
+    return;
+  }
+  // Replicas that caught up are identical.
+  raft::ConfState cs = l->raft->status().config;
+  std::vector<raft::NodeId> members = cs.voters;
+  members.insert(members.end(), cs.learners.begin(), cs.learners.end());
+  for (raft::NodeId id : members) {
+    const SimNode& n = nodes_.at(id);
+    if (n.sm.chain() != l->sm.chain() || n.sm.data() != l->sm.data()) {
+      fail("replicas differ at the end: n" + std::to_string(id) + " vs leader n" + std::to_string(l->id));
+      return;
+    }
+  }
+  // No acknowledged write lost.
+  for (const auto& [index, chain] : acked_) {
+    if (index >= registry_.size() || !registry_[index] || registry_[index]->chain != chain) {
+      fail("acknowledged write at index " + std::to_string(index) + " was lost");
+      return;
+    }
+  }
+  std::vector<check::KvOperation> ops;
+  for (const HistoryEntry& h : history_) {
+    if (!h.dropped) ops.push_back(h.op);
+  }
+  check::CheckOptions copt;
+  copt.max_steps = opt_.checker_max_steps;
+  check::CheckReport report = check::check_linearizable<check::KvModel>(ops, copt);
+  result_.linearizability = check::to_string(report.result);
+  if (report.result == check::CheckResult::kIllegal) {
+    fail("linearizability: " + report.explanation);
+  }
+}
+
+}  // namespace chorus::sim

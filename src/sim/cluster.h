@@ -1,0 +1,67 @@
+// A whole Raft cluster simulated in one thread from one seed: a simulated clock, a faulty
+// network, storage that loses unsynced writes on crash, clients with a recorded history, and
+// the safety checks run after every step.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "check/kv_model.h"
+#include "raft/raft.h"
+#include "sim/kv.h"
+#include "sim/rng.h"
+#include "sim/storage.h"
+
+namespace chorus::sim {
+
+enum class Faults : uint8_t { kNone, kNetwork, kCrash, kAll };
+const char* to_string(Faults f);
+std::optional<Faults> parse_faults(const std::string& s);
+
+// Deliberately broken variants: the checkers must catch each of them.
+enum class Mutation : uint8_t {
+  kNone,
+  kCommitPreviousTerm,   // core counts replicas for entries of earlier terms (Figure 8)
+  kVoteNotPersisted,     // driver does not persist the vote before answering
+  kAckBeforeDurable,     // driver sends messages before its writes are synced
+  kReadWithoutReadIndex  // leader serves reads from local state without confirming leadership
+};
+const char* to_string(Mutation m);
+std::optional<Mutation> parse_mutation(const std::string& s);
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int nodes = 5;
+  int steps = 2000;
+  Faults faults = Faults::kAll;
+  Mutation mutation = Mutation::kNone;
+  bool timeline = false;           // print a readable timeline while running
+  int liveness_steps = 1500;       // bound for recovery after faults heal
+  uint64_t checker_max_steps = 20'000'000;
+};
+
+struct SimResult {
+  bool ok = true;
+  std::string failure;   // the first violation, if any
+  uint64_t trace_hash = 0;
+  uint64_t events = 0;
+  uint64_t ops_ok = 0;
+  uint64_t ops_unknown = 0;
+  uint64_t ops_failed = 0;
+  uint64_t elections = 0;
+  uint64_t max_term = 0;
+  uint64_t committed = 0;
+  std::string linearizability;  // checker verdict
+  std::vector<std::string> trace_tail;  // last events, for a failing run
+};
+
+SimResult run_simulation(const SimOptions& options);
+
+}  // namespace chorus::sim

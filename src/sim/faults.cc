@@ -1,0 +1,191 @@
+// Fault injection: partitions, crashes, pauses, membership changes and leadership transfers.
+#include <algorithm>
+
+#include "sim/simulation.h"
+
+namespace chorus::sim {
+namespace {
+
+std::string ids(const std::vector<raft::NodeId>& v) {
+  std::string s;
+  for (raft::NodeId id : v) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return "{" + s + "}";
+}
+
+}  // namespace
+
+SimNode* Simulation::highest_leader() {
+  SimNode* best = nullptr;
+  for (auto& [id, n] : nodes_) {
+    if (!n.up || n.paused || n.raft->role() != raft::Role::kLeader) continue;
+    if (best == nullptr || n.raft->term() > best->raft->term()) best = &n;
+  }
+  return best;
+}
+
+void Simulation::inject_faults() {
+  if (!faults_active_) return;
+  if (blocked_.empty()) {
+    if (p_partition_ > 0 && fault_rng_.chance(p_partition_)) make_partition();
+  } else if (fault_rng_.chance(p_heal_)) {
+    blocked_.clear();
+    note("network heals");
+  }
+  if (p_crash_ > 0 && fault_rng_.chance(p_crash_)) {
+    std::vector<raft::NodeId> up;
+    for (auto& [id, n] : nodes_) {
+      if (n.up) up.push_back(id);
+    }
+    if (!up.empty()) crash(nodes_.at(up[fault_rng_.below(up.size())]));
+  }
+  if (p_pause_ > 0 && fault_rng_.chance(p_pause_)) {
+    std::vector<raft::NodeId> running;
+    for (auto& [id, n] : nodes_) {
+      if (n.up && !n.paused) running.push_back(id);
+    }
+    if (!running.empty()) {
+      SimNode& n = nodes_.at(running[fault_rng_.below(running.size())]);
+      n.paused = true;
+      uint64_t pause_us = fault_rng_.range(50'000, 1'500'000);
+      note("n" + std::to_string(n.id) + " pauses for " + std::to_string(pause_us / 1000) + " ms" +
+           (n.raft->role() == raft::Role::kLeader ? " (leader)" : ""));
+      Event r;
+      r.time = now_ + pause_us;
+      r.kind = EventKind::kResume;
+      r.node = n.id;
+      r.incarnation = n.incarnation;
+      schedule(std::move(r));
+    }
+  }
+  if (p_member_ > 0 && fault_rng_.chance(p_member_)) membership_change();
+  if (p_transfer_ > 0 && fault_rng_.chance(p_transfer_)) leader_transfer();
+}
+
+void Simulation::make_partition() {
+  std::vector<raft::NodeId> all;
+  for (auto& [id, n] : nodes_) all.push_back(id);
+  for (size_t i = all.size(); i > 1; --i) std::swap(all[i - 1], all[fault_rng_.below(i)]);
+  size_t n = all.size();
+  auto cut_both = [&](raft::NodeId a, raft::NodeId b) {
+    blocked_.insert({a, b});
+    blocked_.insert({b, a});
+  };
+  switch (fault_rng_.below(4)) {
+    case 0: {  // one node isolated
+      for (size_t i = 1; i < n; ++i) cut_both(all[0], all[i]);
+      note("partition: n" + std::to_string(all[0]) + " isolated");
+      break;
+    }
+    case 1: {  // a minority against a majority
+      size_t minority = 1 + fault_rng_.below(std::max<size_t>(1, (n - 1) / 2));
+      std::vector<raft::NodeId> a(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(minority));
+      std::vector<raft::NodeId> b(all.begin() + static_cast<std::ptrdiff_t>(minority), all.end());
+      for (auto x : a) {
+        for (auto y : b) cut_both(x, y);
+      }
+      note("partition: " + ids(a) + " | " + ids(b));
+      break;
+    }
+    case 2: {  // majorities ring: each node sees a majority, no two see the same one
+      size_t majority = n / 2 + 1;
+      size_t reach = majority / 2;
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = i + 1; j < n; ++j) {
+          size_t d = std::min(j - i, n - (j - i));
+          if (d > reach) cut_both(all[i], all[j]);
+        }
+      }
+      note("partition: majorities ring " + ids(all));
+      break;
+    }
+    default: {  // one-way: a node cannot reach some others but hears them
+      size_t k = 1 + fault_rng_.below(n - 1);
+      for (size_t i = 1; i <= k; ++i) blocked_.insert({all[0], all[i]});
+      note("partition: n" + std::to_string(all[0]) + " cannot send to " +
+           std::to_string(k) + " nodes");
+      break;
+    }
+  }
+}
+
+void Simulation::heal_all() {
+  blocked_.clear();
+  loss_ = 0;
+  dup_ = 0;
+  spike_ = 0;
+  for (auto& [id, n] : nodes_) {
+    if (!n.up) restart(n);
+  }
+  for (auto& [id, n] : nodes_) {
+    if (n.paused) resume(n);
+  }
+  note("faults stop: network healed, every node up");
+}
+
+void Simulation::membership_change() {
+  SimNode* l = highest_leader();
+  if (l == nullptr) return;
+  raft::ConfState cs = l->raft->status().config;
+  if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
+  std::vector<raft::NodeId> others;
+  for (auto& [id, n] : nodes_) {
+    bool member = std::count(cs.voters.begin(), cs.voters.end(), id) ||
+                  std::count(cs.learners.begin(), cs.learners.end(), id);
+    if (!member) others.push_back(id);
+  }
+  size_t min_voters = opt_.nodes >= 5 ? 3 : 2;
+  raft::ConfChange cc;
+  std::string what;
+  switch (fault_rng_.below(5)) {
+    case 0:
+      if (others.empty()) return;
+      cc.changes = {{raft::ConfChangeType::kAddLearner, others[fault_rng_.below(others.size())]}};
+      what = "add learner n" + std::to_string(cc.changes[0].node);
+      break;
+    case 1:
+      if (cs.learners.empty()) return;
+      cc.changes = {{raft::ConfChangeType::kAddNode, cs.learners[fault_rng_.below(cs.learners.size())]}};
+      what = "promote n" + std::to_string(cc.changes[0].node);
+      break;
+    case 2:
+      if (cs.voters.size() <= min_voters) return;
+      cc.changes = {{raft::ConfChangeType::kRemoveNode, cs.voters[fault_rng_.below(cs.voters.size())]}};
+      what = "remove n" + std::to_string(cc.changes[0].node);
+      break;
+    case 3:
+      if (cs.voters.size() <= min_voters) return;
+      cc.changes = {{raft::ConfChangeType::kAddLearner, cs.voters[fault_rng_.below(cs.voters.size())]}};
+      what = "demote n" + std::to_string(cc.changes[0].node) + " to learner";
+      break;
+    default: {
+      // Joint consensus: swap a voter (maybe the leader) for a learner in one change.
+      if (cs.learners.empty()) return;
+      raft::NodeId out = cs.voters[fault_rng_.below(cs.voters.size())];
+      raft::NodeId in = cs.learners[fault_rng_.below(cs.learners.size())];
+      cc.changes = {{raft::ConfChangeType::kRemoveNode, out}, {raft::ConfChangeType::kAddNode, in}};
+      what = "joint: replace n" + std::to_string(out) + " by n" + std::to_string(in);
+      break;
+    }
+  }
+  raft::Error err = l->raft->propose_conf_change(cc);
+  note("n" + std::to_string(l->id) + " proposes " + what + ": " + raft::to_string(err));
+  drive(*l);
+}
+
+void Simulation::leader_transfer() {
+  SimNode* l = highest_leader();
+  if (l == nullptr) return;
+  raft::ConfState cs = l->raft->status().config;
+  std::vector<raft::NodeId> targets;
+  for (raft::NodeId id : cs.voters) {
+    if (id != l->id) targets.push_back(id);
+  }
+  if (targets.empty()) return;
+  raft::NodeId to = targets[fault_rng_.below(targets.size())];
+  raft::Error err = l->raft->transfer_leader(to);
+  note("n" + std::to_string(l->id) + " transfers leadership to n" + std::to_string(to) + ": " +
+       raft::to_string(err));
+  drive(*l);
+}
+
+}  // namespace chorus::sim

@@ -1,0 +1,314 @@
+// The simulated node driver: the same contract a real driver follows (persist, sync, send,
+// apply, advance), with fsync taking simulated time and crashes losing what was not synced.
+#include <algorithm>
+
+#include "sim/simulation.h"
+
+namespace chorus::sim {
+
+void Simulation::start_node(SimNode& n) {
+  const raft::MemoryLogStorage& durable = n.storage->durable();
+  raft::Snapshot snap;
+  (void)durable.snapshot(&snap);
+  n.sm = KvStateMachine{};
+  if (!snap.empty() && !n.sm.restore(snap.data)) fail("node " + std::to_string(n.id) + ": corrupt snapshot");
+  n.conf = durable.conf_state();
+  raft::Config c;
+  c.id = n.id;
+  c.storage = n.storage->view();
+  c.election_ticks = kElectionTicks;
+  c.heartbeat_ticks = kHeartbeatTicks;
+  c.lease_drift_ticks = 2;
+  c.pre_vote = true;
+  c.check_quorum = true;
+  c.read_only = lease_reads_ ? raft::ReadOnlyOption::kLeaseBased : raft::ReadOnlyOption::kSafe;
+  c.max_inflight_messages = max_inflight_;
+  c.max_bytes_per_message = max_msg_bytes_;
+  c.max_uncommitted_bytes = 1 << 20;
+  c.applied = snap.metadata.index;
+  c.seed = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation);
+  c.unsafe.commit_previous_term_entries = opt_.mutation == Mutation::kCommitPreviousTerm;
+  n.raft = std::make_unique<raft::Raft>(c);
+  n.last_commit = n.raft->log().committed();
+  n.last_role = raft::Role::kFollower;
+  n.last_term = n.raft->term();
+  n.sync_in_flight = false;
+}
+
+void Simulation::drive(SimNode& n) {
+  while (!failed_ && n.up && !n.paused && !n.sync_in_flight && n.raft->has_ready()) {
+    raft::Ready& rd = n.raft->ready();
+    if (rd.soft_state) {
+      const raft::SoftState& ss = *rd.soft_state;
+      if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
+        ++result_.elections;
+        note("n" + std::to_string(n.id) + " becomes leader in term " + std::to_string(n.raft->term()));
+      } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
+        note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.raft->term()));
+      }
+      n.last_role = ss.role;
+    }
+    bool vote_changed = false;
+    if (rd.snapshot) n.storage->apply_snapshot(*rd.snapshot);
+    n.storage->append(rd.entries);
+    if (rd.hard_state) {
+      raft::HardState hs = *rd.hard_state;
+      vote_changed = hs.vote != n.storage->live().hard_state().vote ||
+                     hs.term != n.storage->live().hard_state().term;
+      if (opt_.mutation == Mutation::kVoteNotPersisted) hs.vote = raft::kNoNode;
+      n.storage->set_hard_state(hs);
+    }
+    n.messages_sent = false;
+    if (opt_.mutation == Mutation::kAckBeforeDurable) {
+      send_messages(n, rd.messages);
+      n.messages_sent = true;
+    }
+    if (!rd.must_sync()) {
+      finish_ready(n);
+      continue;
+    }
+    n.sync_in_flight = true;
+    uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
+    Event done;
+    done.time = now_ + fsync_us;
+    done.kind = EventKind::kSyncDone;
+    done.node = n.id;
+    done.incarnation = n.incarnation;
+    schedule(std::move(done));
+    if (!faults_active_) return;
+    // Fault points: a power cut while the disk is syncing, or right after a vote went out.
+    if (p_crash_in_sync_ > 0 && fault_rng_.chance(p_crash_in_sync_)) {
+      Event c;
+      c.time = now_ + fault_rng_.below(fsync_us);
+      c.kind = EventKind::kCrash;
+      c.node = n.id;
+      c.incarnation = n.incarnation;
+      schedule(std::move(c));
+    } else if (vote_changed && p_crash_after_vote_ > 0 && fault_rng_.chance(p_crash_after_vote_)) {
+      Event c;
+      c.time = now_ + fsync_us + fault_rng_.below(3000);
+      c.kind = EventKind::kCrash;
+      c.node = n.id;
+      c.incarnation = n.incarnation;
+      schedule(std::move(c));
+    }
+    return;
+  }
+}
+
+void Simulation::finish_ready(SimNode& n) {
+  n.sync_in_flight = false;
+  // The Ready stays valid until advance(): the core does not touch it in between.
+  raft::Ready& rd = n.raft->ready_for_driver();
+  if (!n.messages_sent) send_messages(n, rd.messages);
+  if (rd.snapshot) {
+    if (!n.sm.restore(rd.snapshot->data)) {
+      fail("node " + std::to_string(n.id) + ": received a corrupt snapshot");
+      return;
+    }
+    n.conf = rd.snapshot->metadata.conf_state;
+    note("n" + std::to_string(n.id) + " installs snapshot at index " +
+         std::to_string(rd.snapshot->metadata.index));
+  }
+  apply_committed(n, rd.committed_entries);
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = n.reads.find(rs.context);
+    if (it != n.reads.end()) {
+      it->second.index = rs.index;
+      it->second.ready = true;
+    }
+  }
+  n.raft->advance();
+  raft::Index c = n.raft->log().committed();
+  if (c < n.last_commit) {
+    fail("commit index of n" + std::to_string(n.id) + " went back from " + std::to_string(n.last_commit) +
+         " to " + std::to_string(c));
+  }
+  n.last_commit = c;
+  serve_reads(n);
+  maybe_compact(n);
+}
+
+void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    if (failed_) return;
+    if (e.index != n.sm.applied() + 1) {
+      fail("n" + std::to_string(n.id) + " applies index " + std::to_string(e.index) + " after " +
+           std::to_string(n.sm.applied()));
+      return;
+    }
+    std::optional<Command> cmd;
+    bool effect = n.sm.apply(e, &cmd);
+    // State machine safety: every node applies the same entry at the same index.
+    if (registry_.size() <= e.index) registry_.resize(e.index + 1024);
+    auto& slot = registry_[e.index];
+    if (!slot) {
+      slot = Applied{e.term, n.sm.chain()};
+      registry_max_ = std::max(registry_max_, e.index);
+      raft::Term bound = 0;
+      for (const auto& [id, other] : nodes_) {
+        if (other.up) bound = std::max(bound, other.raft->term());
+      }
+      raft::Index& max_index = max_index_by_term_bound_[bound];
+      max_index = std::max(max_index, e.index);
+    } else if (slot->chain != n.sm.chain()) {
+      fail("state machine safety: n" + std::to_string(n.id) + " applied a different entry at index " +
+           std::to_string(e.index) + " (term " + std::to_string(e.term) + " vs " +
+           std::to_string(slot->term) + ")");
+      return;
+    }
+    if (e.type == raft::EntryType::kConfChange) {
+      auto cc = raft::ConfChange::decode(e.data);
+      if (!cc) {
+        fail("undecodable configuration change at index " + std::to_string(e.index));
+        return;
+      }
+      n.conf = n.raft->apply_conf_change(*cc);
+      if (n.id == 1 || n.raft->role() == raft::Role::kLeader) {
+        std::string v;
+        for (auto id : n.conf.voters) v += std::to_string(id) + " ";
+        std::string o;
+        for (auto id : n.conf.voters_outgoing) o += std::to_string(id) + " ";
+        std::string l;
+        for (auto id : n.conf.learners) l += std::to_string(id) + " ";
+        note("n" + std::to_string(n.id) + " applies config at " + std::to_string(e.index) +
+             ": voters {" + v + "}" + (o.empty() ? "" : " outgoing {" + o + "}") + " learners {" + l + "}");
+      }
+    }
+    if (cmd) {
+      auto it = n.proposals.find({cmd->client, cmd->op});
+      if (it != n.proposals.end()) {
+        check::KvOutput out;
+        if (cmd->kind == Command::Kind::kWrite) {
+          out = check::KvOutput::write_ok();
+        } else {
+          out = effect ? check::KvOutput::cas_ok() : check::KvOutput::cas_failed();
+        }
+        if (effect) acked_.emplace_back(e.index, n.sm.chain());
+        reply(n, it->second, false, out);
+        n.proposals.erase(it);
+      }
+    }
+  }
+}
+
+void Simulation::serve_reads(SimNode& n) {
+  for (auto it = n.reads.begin(); it != n.reads.end();) {
+    if (it->second.ready && n.sm.applied() >= it->second.index) {
+      auto v = n.sm.get(it->second.op.input.key);
+      reply(n, it->second.op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
+      it = n.reads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Simulation::maybe_compact(SimNode& n) {
+  const raft::MemoryLogStorage& live = n.storage->live();
+  raft::Index applied = n.sm.applied();
+  if (applied < live.first_index() || applied - live.first_index() + 1 < snapshot_threshold_) return;
+  raft::Index keep = snapshot_threshold_ / 4;
+  raft::Index compact_to = applied > keep ? applied - keep : 0;
+  n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);
+}
+
+void Simulation::on_request(SimNode& n, const ClientOp& op) {
+  using Kind = check::KvInput::Kind;
+  if (op.input.kind == Kind::kRead) {
+    if (opt_.mutation == Mutation::kReadWithoutReadIndex && n.raft->role() == raft::Role::kLeader) {
+      auto v = n.sm.get(op.input.key);
+      reply(n, op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
+      return;
+    }
+    uint64_t ctx = n.next_ctx++;
+    if (n.raft->read_index(ctx) != raft::Error::kOk) {
+      reply(n, op, true, {});
+      return;
+    }
+    n.reads[ctx] = PendingRead{op, 0, false};
+    drive(n);
+    return;
+  }
+  if (n.raft->role() != raft::Role::kLeader) {
+    reply(n, op, true, {});
+    return;
+  }
+  Command cmd;
+  cmd.kind = op.input.kind == Kind::kWrite ? Command::Kind::kWrite : Command::Kind::kCas;
+  cmd.client = op.client;
+  cmd.op = op.op;
+  cmd.key = op.input.key;
+  cmd.value = op.input.value;
+  cmd.expected = op.input.expected;
+  if (n.raft->propose(cmd.encode()) != raft::Error::kOk) {
+    reply(n, op, true, {});
+    return;
+  }
+  n.proposals[{op.client, op.op}] = op;
+  drive(n);
+}
+
+void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output) {
+  Event e;
+  e.time = now_ + client_latency();
+  e.kind = EventKind::kReply;
+  e.node = n.id;
+  e.reply.client = op.client;
+  e.reply.op = op.op;
+  e.reply.definite_failure = definite_failure;
+  e.reply.output = std::move(output);
+  e.reply.hint = n.raft->lead();
+  e.reply.from = n.id;
+  schedule(std::move(e));
+}
+
+void Simulation::crash(SimNode& n) {
+  note("n" + std::to_string(n.id) + " crashes" +
+       (n.storage->has_unsynced() ? " losing unsynced writes" : ""));
+  n.up = false;
+  n.paused = false;
+  n.storage->crash();
+  n.raft.reset();
+  n.proposals.clear();
+  n.reads.clear();
+  n.deferred.clear();
+  n.sync_in_flight = false;
+  n.tick_debt = 0;
+  ++n.incarnation;
+  if (faults_active_) {
+    Event r;
+    r.time = now_ + fault_rng_.range(10'000, 500'000);
+    r.kind = EventKind::kRestart;
+    r.node = n.id;
+    schedule(std::move(r));
+  }
+}
+
+void Simulation::restart(SimNode& n) {
+  if (n.up) return;
+  n.up = true;
+  start_node(n);
+  note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.raft->term()) +
+       ", log " + std::to_string(n.raft->log().first_index()) + ".." +
+       std::to_string(n.raft->log().last_index()) + ", commit " +
+       std::to_string(n.raft->log().committed()));
+  drive(n);
+}
+
+void Simulation::resume(SimNode& n) {
+  n.paused = false;
+  note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(n.tick_debt) + " ticks");
+  // A real driver reads a monotonic clock: the missed time arrives at once, before any message
+  // or request waiting in the socket buffers is looked at.
+  for (; n.tick_debt > 0; --n.tick_debt) n.raft->tick();
+  std::vector<Event> waiting;
+  waiting.swap(n.deferred);
+  for (Event& e : waiting) {
+    e.time = now_;
+    schedule(std::move(e));
+  }
+  drive(n);
+}
+
+}  // namespace chorus::sim

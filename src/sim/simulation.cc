@@ -1,0 +1,338 @@
+// The event loop, the simulated network and the run of one seed.
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+namespace chorus::sim {
+namespace {
+
+bool later(const Event& a, const Event& b) {
+  return a.time != b.time ? a.time > b.time : a.seq > b.seq;
+}
+
+}  // namespace
+
+const char* to_string(Faults f) {
+  switch (f) {
+    case Faults::kNone: return "none";
+    case Faults::kNetwork: return "network";
+    case Faults::kCrash: return "crash";
+    case Faults::kAll: return "all";
+  }
+  return "?";
+}
+
+std::optional<Faults> parse_faults(const std::string& s) {
+  for (Faults f : {Faults::kNone, Faults::kNetwork, Faults::kCrash, Faults::kAll}) {
+    if (s == to_string(f)) return f;
+  }
+  return std::nullopt;
+}
+
+const char* to_string(Mutation m) {
+  switch (m) {
+    case Mutation::kNone: return "none";
+    case Mutation::kCommitPreviousTerm: return "commit-previous-term";
+    case Mutation::kVoteNotPersisted: return "vote-not-persisted";
+    case Mutation::kAckBeforeDurable: return "ack-before-durable";
+    case Mutation::kReadWithoutReadIndex: return "read-without-readindex";
+  }
+  return "?";
+}
+
+std::optional<Mutation> parse_mutation(const std::string& s) {
+  for (Mutation m : {Mutation::kNone, Mutation::kCommitPreviousTerm, Mutation::kVoteNotPersisted,
+                     Mutation::kAckBeforeDurable, Mutation::kReadWithoutReadIndex}) {
+    if (s == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+Simulation::Simulation(const SimOptions& options)
+    : opt_(options),
+      rng_(options.seed * 0x2545F4914F6CDD1DULL + 1),
+      net_rng_(rng_.fork(1)),
+      fault_rng_(rng_.fork(2)),
+      client_rng_(rng_.fork(3)),
+      check_rng_(rng_.fork(4)) {
+  Rng params = rng_.fork(5);
+  bool network = opt_.faults == Faults::kNetwork || opt_.faults == Faults::kAll;
+  bool crashes = opt_.faults == Faults::kCrash || opt_.faults == Faults::kAll;
+  bool all = opt_.faults == Faults::kAll;
+  base_latency_us_ = params.range(100, 2000);
+  fsync_us_max_ = params.range(100, 5000);
+  if (network) {
+    loss_ = params.unit() * 0.30;
+    dup_ = params.unit() * 0.05;
+    spike_ = params.unit() * 0.02;
+    p_partition_ = 0.002 + params.unit() * 0.01;
+    p_heal_ = 0.005 + params.unit() * 0.02;
+  }
+  if (crashes) {
+    p_crash_ = 0.001 + params.unit() * 0.005;
+    p_pause_ = 0.001 + params.unit() * 0.004;
+    p_crash_in_sync_ = params.unit() * 0.01;
+    p_crash_after_vote_ = params.unit() * 0.2;
+  }
+  if (all) {
+    p_member_ = params.unit() * 0.01;
+    p_transfer_ = params.unit() * 0.005;
+  }
+  p_client_ = 0.2 + params.unit() * 0.6;
+  snapshot_threshold_ = params.range(20, 300);
+  lease_reads_ = params.chance(0.5);
+  max_inflight_ = params.range(1, 64);
+  max_msg_bytes_ = params.range(64, 16384);
+
+  raft::ConfState initial;
+  for (int i = 1; i <= opt_.nodes; ++i) initial.voters.push_back(static_cast<raft::NodeId>(i));
+  for (int i = 1; i <= opt_.nodes; ++i) {
+    SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
+    n.id = static_cast<raft::NodeId>(i);
+    n.storage = std::make_unique<SimStorage>(initial);
+    start_node(n);
+  }
+  for (int a = 1; a <= opt_.nodes; ++a) {
+    for (int b = 1; b <= opt_.nodes; ++b) {
+      link_base_[{a, b}] = base_latency_us_ / 2 + params.below(base_latency_us_);
+    }
+  }
+  int clients = static_cast<int>(params.range(2, 5));
+  for (int i = 1; i <= clients; ++i) {
+    SimClient c;
+    c.id = static_cast<uint64_t>(i);
+    clients_.push_back(c);
+  }
+  note("cluster of " + std::to_string(opt_.nodes) + " nodes, " + std::to_string(clients) +
+       " clients, faults " + to_string(opt_.faults) + ", loss " +
+       std::to_string(static_cast<int>(loss_ * 100)) + "%, reads " +
+       (lease_reads_ ? "lease" : "read-index") + ", snapshot every " +
+       std::to_string(snapshot_threshold_) + " entries" +
+       (opt_.mutation != Mutation::kNone ? std::string(", MUTATION ") + to_string(opt_.mutation) : ""));
+}
+
+void Simulation::schedule(Event e) {
+  e.seq = ++seq_;
+  events_.push_back(std::move(e));
+  std::push_heap(events_.begin(), events_.end(), later);
+}
+
+void Simulation::run_until(uint64_t t) {
+  while (!events_.empty() && !failed_) {
+    if (events_.front().time >= t) break;
+    std::pop_heap(events_.begin(), events_.end(), later);
+    Event e = std::move(events_.back());
+    events_.pop_back();
+    now_ = e.time;
+    ++result_.events;
+    hash(e.time);
+    hash(static_cast<uint64_t>(e.kind));
+    hash(e.node);
+    handle(e);
+  }
+  if (!failed_) now_ = t;
+}
+
+void Simulation::handle(Event& e) {
+  if (e.kind == EventKind::kReply) {
+    on_reply(e.reply);
+    return;
+  }
+  auto it = nodes_.find(e.node);
+  if (it == nodes_.end()) return;
+  SimNode& n = it->second;
+  switch (e.kind) {
+    case EventKind::kRestart:
+      restart(n);
+      return;
+    case EventKind::kResume:
+      if (n.up && n.paused && e.incarnation == n.incarnation) resume(n);
+      return;
+    case EventKind::kCrash:
+      if (n.up && e.incarnation == n.incarnation) crash(n);
+      return;
+    default:
+      break;
+  }
+  if (!n.up) {
+    if (e.kind == EventKind::kDeliver && e.msg.type == raft::MessageType::kSnap) {
+      Event s;
+      s.time = now_;
+      s.kind = EventKind::kSnapStatus;
+      s.node = e.msg.from;
+      s.peer = e.msg.to;
+      s.failed = true;
+      schedule(std::move(s));
+    }
+    return;
+  }
+  if (n.paused) {
+    n.deferred.push_back(std::move(e));
+    return;
+  }
+  switch (e.kind) {
+    case EventKind::kDeliver: {
+      hash(static_cast<uint64_t>(e.msg.type));
+      hash(e.msg.from);
+      hash(e.msg.term);
+      hash(e.msg.index);
+      hash(e.msg.entries.size());
+      bool snap = e.msg.type == raft::MessageType::kSnap;
+      raft::NodeId from = e.msg.from;
+      raft::Error err = n.raft->step(std::move(e.msg));
+      (void)err;  // stale or foreign messages are expected under faults
+      if (snap) {
+        Event s;
+        s.time = now_ + client_latency();
+        s.kind = EventKind::kSnapStatus;
+        s.node = from;
+        s.peer = n.id;
+        s.failed = false;
+        schedule(std::move(s));
+      }
+      drive(n);
+      break;
+    }
+    case EventKind::kSyncDone:
+      if (e.incarnation != n.incarnation || !n.sync_in_flight) return;
+      n.storage->sync();
+      finish_ready(n);
+      drive(n);
+      break;
+    case EventKind::kRequest:
+      hash(e.request.client);
+      hash(e.request.op);
+      on_request(n, e.request);
+      break;
+    case EventKind::kSnapStatus:
+      n.raft->report_snapshot(e.peer, e.failed);
+      drive(n);
+      break;
+    default:
+      break;
+  }
+}
+
+bool Simulation::blocked(raft::NodeId from, raft::NodeId to) const {
+  return blocked_.count({from, to}) != 0;
+}
+
+uint64_t Simulation::link_latency(raft::NodeId from, raft::NodeId to) {
+  uint64_t base = link_base_[{from, to}];
+  uint64_t lat = base / 2 + net_rng_.below(base + 1);
+  // Occasional long delays reorder messages on a link.
+  if (spike_ > 0 && net_rng_.chance(spike_)) lat += net_rng_.range(20'000, 200'000);
+  return lat;
+}
+
+uint64_t Simulation::client_latency() { return 100 + net_rng_.below(400); }
+
+void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
+  for (raft::Message& m : msgs) {
+    bool dropped = blocked(m.from, m.to) || (loss_ > 0 && net_rng_.chance(loss_)) ||
+                   nodes_.count(m.to) == 0;
+    if (dropped) {
+      if (m.type == raft::MessageType::kSnap) n.raft->report_snapshot(m.to, true);
+      continue;
+    }
+    if (dup_ > 0 && net_rng_.chance(dup_)) {
+      Event d;
+      d.time = now_ + link_latency(m.from, m.to);
+      d.kind = EventKind::kDeliver;
+      d.node = m.to;
+      d.msg = m;
+      schedule(std::move(d));
+    }
+    Event e;
+    e.time = now_ + link_latency(m.from, m.to);
+    e.kind = EventKind::kDeliver;
+    e.node = m.to;
+    e.msg = std::move(m);
+    schedule(std::move(e));
+  }
+}
+
+void Simulation::tick_all() {
+  std::vector<raft::NodeId> order;
+  for (auto& [id, n] : nodes_) order.push_back(id);
+  // A different interleaving every step.
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[fault_rng_.below(i)]);
+  for (raft::NodeId id : order) {
+    SimNode& n = nodes_.at(id);
+    if (!n.up) continue;
+    if (n.paused) {
+      ++n.tick_debt;
+      continue;
+    }
+    n.raft->tick();
+    drive(n);
+  }
+}
+
+SimResult Simulation::run() {
+  for (int step = 0; step < opt_.steps && !failed_; ++step) {
+    inject_faults();
+    clients_step(false);
+    tick_all();
+    run_until(now_ + kTickUs);
+    if (!failed_) check_invariants();
+  }
+  if (!failed_) {
+    faults_active_ = false;
+    heal_all();
+    bool live = false;
+    for (int step = 0; step < opt_.liveness_steps && !failed_; ++step) {
+      clients_step(true);
+      tick_all();
+      run_until(now_ + kTickUs);
+      if (failed_) break;
+      check_invariants();
+      if (liveness_reached()) {
+        live = true;
+        break;
+      }
+    }
+    if (!failed_ && !live) {
+      fail("liveness: cluster did not recover within " + std::to_string(opt_.liveness_steps) +
+           " ticks after faults healed");
+    }
+  }
+  if (!failed_) final_checks();
+  for (const auto& [id, n] : nodes_) {
+    if (n.up) result_.max_term = std::max(result_.max_term, n.raft->term());
+  }
+  result_.committed = registry_max_;
+  result_.trace_hash = trace_hash_;
+  result_.ok = !failed_;
+  if (failed_) result_.trace_tail.assign(tail_.begin(), tail_.end());
+  return result_;
+}
+
+std::string Simulation::stamp() const {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "[%9.1f ms] ", static_cast<double>(now_) / 1000.0);
+  return buf;
+}
+
+void Simulation::note(const std::string& line) {
+  std::string s = stamp() + line;
+  if (opt_.timeline) std::printf("%s\n", s.c_str());
+  tail_.push_back(std::move(s));
+  if (tail_.size() > kTraceTailLines) tail_.pop_front();
+}
+
+void Simulation::fail(const std::string& what) {
+  if (failed_) return;
+  failed_ = true;
+  result_.failure = what;
+  note("VIOLATION: " + what);
+}
+
+SimResult run_simulation(const SimOptions& options) {
+  Simulation sim(options);
+  return sim.run();
+}
+
+}  // namespace chorus::sim

@@ -1,0 +1,206 @@
+// Internal: the simulation of one seed. See cluster.h for the public entry point.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "check/kv_model.h"
+#include "raft/raft.h"
+#include "sim/cluster.h"
+#include "sim/kv.h"
+#include "sim/rng.h"
+#include "sim/storage.h"
+
+namespace chorus::sim {
+
+inline constexpr uint64_t kTickUs = 10'000;  // one step is one Raft tick: 10 ms
+inline constexpr int kElectionTicks = 10;
+inline constexpr int kHeartbeatTicks = 2;
+inline constexpr uint64_t kClientTimeoutUs = 1'000'000;
+inline constexpr size_t kTraceTailLines = 400;
+
+struct ClientOp {
+  uint64_t client = 0;
+  uint64_t op = 0;
+  check::KvInput input;
+};
+
+struct Reply {
+  uint64_t client = 0;
+  uint64_t op = 0;
+  bool definite_failure = false;
+  check::KvOutput output;
+  raft::NodeId hint = raft::kNoNode;
+  raft::NodeId from = raft::kNoNode;
+};
+
+enum class EventKind : uint8_t {
+  kDeliver, kSyncDone, kRequest, kReply, kRestart, kResume, kCrash, kSnapStatus
+};
+
+struct Event {
+  uint64_t time = 0;
+  uint64_t seq = 0;
+  EventKind kind = EventKind::kDeliver;
+  raft::NodeId node = raft::kNoNode;
+  uint64_t incarnation = 0;
+  raft::Message msg;
+  ClientOp request;
+  Reply reply;
+  raft::NodeId peer = raft::kNoNode;  // kSnapStatus: the follower
+  bool failed = false;                // kSnapStatus
+};
+
+struct PendingRead {
+  ClientOp op;
+  raft::Index index = 0;
+  bool ready = false;
+};
+
+struct SimNode {
+  raft::NodeId id = raft::kNoNode;
+  bool up = true;
+  bool paused = false;
+  uint64_t incarnation = 0;
+  uint64_t tick_debt = 0;
+  std::unique_ptr<SimStorage> storage;
+  std::unique_ptr<raft::Raft> raft;
+  KvStateMachine sm;
+  raft::ConfState conf;
+  bool sync_in_flight = false;
+  bool messages_sent = false;
+  std::map<std::pair<uint64_t, uint64_t>, ClientOp> proposals;
+  std::map<uint64_t, PendingRead> reads;
+  uint64_t next_ctx = 1;
+  std::vector<Event> deferred;
+  raft::Index last_commit = 0;
+  raft::Role last_role = raft::Role::kFollower;
+  raft::Term last_term = 0;
+};
+
+struct SimClient {
+  uint64_t id = 0;
+  bool busy = false;
+  uint64_t op = 0;
+  uint64_t deadline = 0;
+  raft::NodeId leader_guess = raft::kNoNode;
+  size_t history_index = 0;
+  bool liveness_done = false;
+  std::map<std::string, std::string> last_seen;
+};
+
+struct HistoryEntry {
+  check::KvOperation op;
+  bool dropped = false;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& options);
+  SimResult run();
+
+ private:
+  // Nodes (sim_node.cc).
+  void start_node(SimNode& n);
+  void drive(SimNode& n);
+  void finish_ready(SimNode& n);
+  void apply_committed(SimNode& n, const std::vector<raft::Entry>& entries);
+  void serve_reads(SimNode& n);
+  void maybe_compact(SimNode& n);
+  void on_request(SimNode& n, const ClientOp& op);
+  void reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output);
+  void crash(SimNode& n);
+  void restart(SimNode& n);
+  void resume(SimNode& n);
+
+  // Events and network (simulation.cc).
+  void schedule(Event e);
+  void run_until(uint64_t t);
+  void handle(Event& e);
+  void send_messages(SimNode& n, std::vector<raft::Message>& msgs);
+  bool blocked(raft::NodeId from, raft::NodeId to) const;
+  uint64_t link_latency(raft::NodeId from, raft::NodeId to);
+  uint64_t client_latency();
+  void tick_all();
+
+  // Faults (faults.cc).
+  void inject_faults();
+  void make_partition();
+  void heal_all();
+  void membership_change();
+  void leader_transfer();
+  SimNode* highest_leader();
+
+  // Clients and checks (checks.cc).
+  void clients_step(bool liveness_phase);
+  void issue(SimClient& c, bool write_only);
+  void on_reply(const Reply& r);
+  void check_invariants();
+  bool liveness_reached();
+  void final_checks();
+  void fail(const std::string& what);
+  void note(const std::string& line);
+  std::string stamp() const;
+  void hash(uint64_t v) { trace_hash_ = hash_mix(trace_hash_, v); }
+
+  SimOptions opt_;
+  Rng rng_;
+  Rng net_rng_;
+  Rng fault_rng_;
+  Rng client_rng_;
+  Rng check_rng_;
+  uint64_t now_ = 0;
+  uint64_t seq_ = 0;
+  uint64_t trace_hash_ = 0;
+  std::vector<Event> events_;  // a binary heap ordered by (time, seq)
+  std::map<raft::NodeId, SimNode> nodes_;
+  std::vector<SimClient> clients_;
+  std::vector<HistoryEntry> history_;
+  bool failed_ = false;
+  bool faults_active_ = true;
+  SimResult result_;
+  std::deque<std::string> tail_;
+
+  // Per-seed fault parameters.
+  double loss_ = 0;
+  double dup_ = 0;
+  double spike_ = 0;
+  uint64_t base_latency_us_ = 500;
+  uint64_t fsync_us_max_ = 1000;
+  double p_partition_ = 0;
+  double p_heal_ = 0;
+  double p_crash_ = 0;
+  double p_pause_ = 0;
+  double p_member_ = 0;
+  double p_transfer_ = 0;
+  double p_crash_in_sync_ = 0;
+  double p_crash_after_vote_ = 0;
+  double p_client_ = 0.5;
+  uint64_t snapshot_threshold_ = 100;
+  bool lease_reads_ = false;
+  size_t max_inflight_ = 16;
+  uint64_t max_msg_bytes_ = 4096;
+  std::set<std::pair<raft::NodeId, raft::NodeId>> blocked_;
+  std::map<std::pair<raft::NodeId, raft::NodeId>, uint64_t> link_base_;
+
+  // Checks.
+  std::map<raft::Term, raft::NodeId> leader_of_term_;
+  struct Applied {
+    raft::Term term = 0;
+    uint64_t chain = 0;
+  };
+  std::vector<std::optional<Applied>> registry_;  // by index
+  raft::Index registry_max_ = 0;
+  // For each upper bound on the term in which entries were committed (the highest term any
+  // node had when the entry was first applied), the highest such index.
+  std::map<raft::Term, raft::Index> max_index_by_term_bound_;
+  std::vector<std::pair<raft::Index, uint64_t>> acked_;  // (index, chain) acknowledged writes
+};
+
+}  // namespace chorus::sim
