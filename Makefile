@@ -35,10 +35,10 @@ run: build
 # Every test, under AddressSanitizer and UndefinedBehaviorSanitizer.
 test: build-asan
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
-	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all
+	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 
 sim: build
-	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all
+	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 
 bench: build
 	$(REL)/bench/chorus-bench-raft

@@ -16,7 +16,7 @@ Error Raft::step_leader(Message& m) {
       return Error::kOk;
     case MessageType::kPropose: {
       if (m.entries.empty()) return Error::kOk;
-      if (tracker_.progress.count(id_) == 0) return Error::kNotLeader;
+      if (tracker_.progress.count(id_) == 0 || leaving_config()) return Error::kNotLeader;
       if (lead_transferee_ != kNoNode) return Error::kTransferInProgress;
       for (const Entry& e : m.entries) {
         if (e.data.size() > config_.max_entry_bytes) return Error::kEntryTooLarge;
@@ -125,6 +125,17 @@ bool Raft::maybe_commit() {
 
 bool Raft::committed_entry_in_current_term() const {
   return log_.term_or_zero(log_.committed()) == term_;
+}
+
+// True while a leader outside the incoming voters waits for the pending leave of the joint
+// configuration (or, after its election, for inherited entries that may hold one): it steps
+// down once the leave is applied. Proposals appended after the leave would leave its log longer
+// than every remaining voter's, and voters that have not learned that the leave committed still
+// need this node's vote for the outgoing majority; it would refuse them forever.
+bool Raft::leaving_config() const {
+  const JointConfig& voters = tracker_.config.voters;
+  return voters.joint() && pending_conf_index_ > log_.applied() &&
+         std::find(voters.incoming.begin(), voters.incoming.end(), id_) == voters.incoming.end();
 }
 
 void Raft::bcast_append() {

@@ -168,7 +168,7 @@ Error Raft::propose(std::string data) {
   if (data.size() > config_.max_entry_bytes) return Error::kEntryTooLarge;
   if (role_ == Role::kLeader) {
     if (lead_transferee_ != kNoNode) return Error::kTransferInProgress;
-    if (tracker_.progress.count(id_) == 0) return Error::kNotLeader;
+    if (tracker_.progress.count(id_) == 0 || leaving_config()) return Error::kNotLeader;
     scratch_entries_.clear();
     scratch_entries_.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
     return append_proposals(scratch_entries_);

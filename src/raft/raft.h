@@ -173,6 +173,7 @@ class Raft {
   void send_timeout_now(NodeId to);
   void abort_leader_transfer();
   bool committed_entry_in_current_term() const;
+  bool leaving_config() const;
   void leader_read(NodeId from, uint64_t context);
   void respond_read(NodeId to, Index index, uint64_t context);
   void release_pending_reads();

@@ -134,6 +134,10 @@ void Simulation::check_invariants() {
       }
     }
   }
+  check_electable_hold_committed();
+  if (failed_) return;
+  if (SimNode* l = highest_leader()) check_commit_locked(*l);
+  if (failed_) return;
   // Log matching: two logs with the same term at an index are identical up to it. Checked at
   // the end of the shorter log and at one random earlier index per pair and step.
   for (size_t a = 0; a < up.size(); ++a) {
@@ -161,6 +165,98 @@ void Simulation::check_invariants() {
         }
       }
     }
+  }
+}
+
+// Every committed entry is held by every voter that could win an election now. A voter can win
+// when a majority of voters have logs no more up-to-date than its own (§5.4.1). In a correct
+// Raft this always holds (the proof of Leader Completeness, §5.4.3); it fails the moment a leader
+// commits an entry that a later leader could overwrite (Figure 8), before the overwrite happens.
+// Checked with the newest leader's configuration, outside joint consensus.
+void Simulation::check_electable_hold_committed() {
+  if (registry_max_ == 0) return;
+  SimNode* l = highest_leader();
+  if (l == nullptr) return;
+  const raft::TrackerConfig& cfg = l->raft->tracker().config;
+  if (cfg.voters.joint()) return;
+  struct LogEnd {
+    raft::NodeId id;
+    raft::Term term;
+    raft::Index index;
+  };
+  std::vector<LogEnd> ends;
+  for (raft::NodeId id : cfg.voters.incoming) {
+    const SimNode& n = nodes_.at(id);
+    if (n.up) {
+      ends.push_back({id, n.raft->log().last_term(), n.raft->log().last_index()});
+    } else {
+      const raft::MemoryLogStorage& d = n.storage->durable();
+      raft::Term t = 0;
+      (void)d.term(d.last_index(), &t);
+      ends.push_back({id, t, d.last_index()});
+    }
+  }
+  size_t majority = ends.size() / 2 + 1;
+  raft::Index a = registry_max_;
+  raft::Term want = registry_[a]->term;
+  for (const LogEnd& n : ends) {
+    size_t below = 0;
+    for (const LogEnd& m : ends) {
+      if (m.term < n.term || (m.term == n.term && m.index <= n.index)) ++below;
+    }
+    if (below < majority) continue;
+    const SimNode& node = nodes_.at(n.id);
+    raft::Term t = 0;
+    raft::Error err;
+    if (node.up) {
+      err = node.raft->log().term(a, &t);
+    } else {
+      err = node.storage->durable().term(a, &t);
+    }
+    if (err == raft::Error::kCompacted) continue;
+    if (err != raft::Error::kOk || t != want) {
+      fail("leader completeness at risk: n" + std::to_string(n.id) + " could win an election but lacks committed entry " +
+           std::to_string(a) + " (term " + std::to_string(want) + ")");
+      return;
+    }
+  }
+}
+
+// When a leader of term T commits index c, a majority of voters hold entry c and an entry of
+// term T (§5.4.2: only current-term entries are committed by counting replicas). Those logs end
+// in term T or later, so no node lacking c can collect their votes. Checked for commits a leader
+// made in its current configuration, at the moment it commits and after every step.
+void Simulation::check_commit_locked(SimNode& leader) {
+  SimNode* l = &leader;
+  if (l->raft->role() != raft::Role::kLeader) return;
+  const raft::RaftLog& log = l->raft->log();
+  raft::Index c = log.committed();
+  if (c <= l->commit_floor) return;
+  const raft::TrackerConfig& cfg = l->raft->tracker().config;
+  if (cfg.voters.joint()) return;
+  raft::Term term = l->raft->term();
+  raft::Term want = log.term_or_zero(c);
+  size_t holding = 0;
+  for (raft::NodeId id : cfg.voters.incoming) {
+    const SimNode& n = nodes_.at(id);
+    raft::Term t = 0;
+    raft::Term last = 0;
+    raft::Error err;
+    if (n.up) {
+      err = n.raft->log().term(c, &t);
+      last = n.raft->log().last_term();
+    } else {
+      const raft::MemoryLogStorage& d = n.storage->durable();
+      err = d.term(c, &t);
+      (void)d.term(d.last_index(), &last);
+    }
+    bool has_c = err == raft::Error::kCompacted || (err == raft::Error::kOk && t == want);
+    if (has_c && last >= term) ++holding;
+  }
+  if (holding < cfg.voters.incoming.size() / 2 + 1) {
+    fail("commit not locked: n" + std::to_string(l->id) + ", leader of term " + std::to_string(term) +
+         ", committed index " + std::to_string(c) + " (term " + std::to_string(want) + ") but only " +
+         std::to_string(holding) + " voters hold it in logs ending in its term");
   }
 }
 

@@ -42,6 +42,7 @@ void Simulation::drive(SimNode& n) {
       const raft::SoftState& ss = *rd.soft_state;
       if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
         ++result_.elections;
+        n.commit_floor = n.raft->log().committed();
         note("n" + std::to_string(n.id) + " becomes leader in term " + std::to_string(n.raft->term()));
       } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
         note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.raft->term()));
@@ -124,6 +125,7 @@ void Simulation::finish_ready(SimNode& n) {
     fail("commit index of n" + std::to_string(n.id) + " went back from " + std::to_string(n.last_commit) +
          " to " + std::to_string(c));
   }
+  if (c > n.last_commit) check_commit_locked(n);
   n.last_commit = c;
   serve_reads(n);
   maybe_compact(n);
@@ -164,6 +166,7 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
         return;
       }
       n.conf = n.raft->apply_conf_change(*cc);
+      n.commit_floor = n.raft->log().committed();
       if (n.id == 1 || n.raft->role() == raft::Role::kLeader) {
         std::string v;
         for (auto id : n.conf.voters) v += std::to_string(id) + " ";

@@ -80,6 +80,9 @@ struct SimNode {
   uint64_t next_ctx = 1;
   std::vector<Event> deferred;
   raft::Index last_commit = 0;
+  // Commit index when this node last became leader or switched configuration: commits beyond
+  // it were decided by this leader in its current configuration.
+  raft::Index commit_floor = 0;
   raft::Role last_role = raft::Role::kFollower;
   raft::Term last_term = 0;
 };
@@ -142,6 +145,8 @@ class Simulation {
   void issue(SimClient& c, bool write_only);
   void on_reply(const Reply& r);
   void check_invariants();
+  void check_electable_hold_committed();
+  void check_commit_locked(SimNode& l);
   bool liveness_reached();
   void final_checks();
   void fail(const std::string& what);
@@ -158,6 +163,7 @@ class Simulation {
   uint64_t now_ = 0;
   uint64_t seq_ = 0;
   uint64_t trace_hash_ = 0;
+  uint64_t max_events_ = 0;
   std::vector<Event> events_;  // a binary heap ordered by (time, seq)
   std::map<raft::NodeId, SimNode> nodes_;
   std::vector<SimClient> clients_;
