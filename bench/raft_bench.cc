@@ -24,8 +24,12 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -35,7 +39,8 @@ class BenchGroup {
  public:
   explicit BenchGroup(int n) {
     ConfState cs;
-    for (int i = 1; i <= n; ++i) cs.voters.push_back(static_cast<NodeId>(i));
+    for (int i = 1; i <= n; ++i)
+      cs.voters.push_back(static_cast<NodeId>(i));
     for (int i = 1; i <= n; ++i) {
       storages_.push_back(std::make_unique<MemoryLogStorage>(cs));
       Config c;
@@ -62,7 +67,8 @@ class BenchGroup {
           Ready& rd = r.ready();
           s.append(rd.entries);
           if (rd.hard_state) s.set_hard_state(*rd.hard_state);
-          for (Message& m : rd.messages) queue_.push_back(std::move(m));
+          for (Message& m : rd.messages)
+            queue_.push_back(std::move(m));
           if (i == 0) applied_ += rd.committed_entries.size();
           if (!rd.committed_entries.empty()) last_applied_[i] = rd.committed_entries.back().index;
           r.advance();
@@ -70,7 +76,8 @@ class BenchGroup {
       }
       if (queue_.empty()) break;
       batch_.swap(queue_);
-      for (Message& m : batch_) (void)nodes_[m.to - 1]->step(std::move(m));
+      for (Message& m : batch_)
+        (void)nodes_[m.to - 1]->step(std::move(m));
       batch_.clear();
     }
     // Keep memory bounded: compact what every node applied, as a driver with snapshots would.
@@ -98,7 +105,8 @@ void BM_CommitSmallEntries(benchmark::State& state) {
   const std::string payload(8, 'x');  // small entry: fits the string's inline buffer
   // Warm up so that buffers reach their steady sizes.
   for (int round = 0; round < 200; ++round) {
-    for (int i = 0; i < batch; ++i) (void)g.leader().propose(payload);
+    for (int i = 0; i < batch; ++i)
+      (void)g.leader().propose(payload);
     g.pump();
   }
   uint64_t start_applied = g.applied();

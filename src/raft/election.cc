@@ -39,7 +39,8 @@ void Raft::reset(Term term) {
 
 void Raft::reset_randomized_election_timeout() {
   randomized_election_timeout_ =
-      config_.election_ticks + static_cast<int>(next_random() % static_cast<uint64_t>(config_.election_ticks));
+      config_.election_ticks +
+      static_cast<int>(next_random() % static_cast<uint64_t>(config_.election_ticks));
 }
 
 void Raft::become_follower(Term term, NodeId lead) {
@@ -87,7 +88,9 @@ bool Raft::in_lease_from_leader() const {
   return lead_ != kNoNode && election_elapsed_ < config_.election_ticks;
 }
 
-bool Raft::past_election_timeout() const { return election_elapsed_ >= randomized_election_timeout_; }
+bool Raft::past_election_timeout() const {
+  return election_elapsed_ >= randomized_election_timeout_;
+}
 
 void Raft::tick_election() {
   ++election_elapsed_;

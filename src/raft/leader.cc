@@ -86,10 +86,12 @@ Error Raft::step_leader(Message& m) {
 
 Error Raft::append_proposals(std::vector<Entry>& entries) {
   uint64_t bytes = 0;
-  for (const Entry& e : entries) bytes += e.data.size();
+  for (const Entry& e : entries)
+    bytes += e.data.size();
   // Bound the bytes proposed but not yet committed; always admit one proposal when nothing is
   // pending so that a single large entry can make progress.
-  if (uncommitted_bytes_ > 0 && bytes > 0 && uncommitted_bytes_ + bytes > config_.max_uncommitted_bytes) {
+  if (uncommitted_bytes_ > 0 && bytes > 0 &&
+      uncommitted_bytes_ + bytes > config_.max_uncommitted_bytes) {
     return Error::kUncommittedLimit;
   }
   Index li = log_.last_index();
@@ -118,7 +120,8 @@ bool Raft::maybe_commit() {
   if (!reads_before_commit_.empty() && committed_entry_in_current_term()) {
     auto waiting = std::move(reads_before_commit_);
     reads_before_commit_.clear();
-    for (const auto& [from, context] : waiting) leader_read(from, context);
+    for (const auto& [from, context] : waiting)
+      leader_read(from, context);
   }
   return true;
 }
@@ -145,7 +148,9 @@ void Raft::bcast_append() {
   }
 }
 
-void Raft::send_append(NodeId to) { maybe_send_append(to, true); }
+void Raft::send_append(NodeId to) {
+  maybe_send_append(to, true);
+}
 
 bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
   Progress& pr = tracker_.progress.at(to);
@@ -166,7 +171,8 @@ bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
     m.commit = log_.committed();
     if (!m.entries.empty()) {
       uint64_t bytes = 0;
-      for (const Entry& e : m.entries) bytes += e.size_bytes();
+      for (const Entry& e : m.entries)
+        bytes += e.size_bytes();
       pr.sent_entries(m.entries.size(), bytes, m.entries.back().index);
     }
     send(std::move(m));
@@ -274,7 +280,8 @@ void Raft::advance_read_rounds() {
     // Every follower that acknowledged this round reset its election timer after we sent it,
     // so none of them votes before sent + election timeout; subtract the drift margin.
     uint64_t sent = round_sent_tick_.front().second;
-    uint64_t expiry = sent + static_cast<uint64_t>(config_.election_ticks - config_.lease_drift_ticks);
+    uint64_t expiry =
+        sent + static_cast<uint64_t>(config_.election_ticks - config_.lease_drift_ticks);
     lease_expiry_tick_ = std::max(lease_expiry_tick_, expiry);
   }
   while (!pending_reads_.empty() && pending_reads_.front().round <= quorum_round) {
@@ -307,7 +314,8 @@ void Raft::leader_read(NodeId from, uint64_t context) {
   // §6.4: until an entry of this term commits, our commit index may be behind the last leader's.
   if (!tracker_.is_singleton() && !committed_entry_in_current_term()) {
     constexpr size_t kMaxWaitingReads = 1 << 16;
-    if (reads_before_commit_.size() < kMaxWaitingReads) reads_before_commit_.emplace_back(from, context);
+    if (reads_before_commit_.size() < kMaxWaitingReads)
+      reads_before_commit_.emplace_back(from, context);
     return;
   }
   if (tracker_.is_singleton() || lease_valid()) {
@@ -336,6 +344,8 @@ void Raft::send_timeout_now(NodeId to) {
   send(std::move(m));
 }
 
-void Raft::abort_leader_transfer() { lead_transferee_ = kNoNode; }
+void Raft::abort_leader_transfer() {
+  lead_transferee_ = kNoNode;
+}
 
 }  // namespace chorus::raft

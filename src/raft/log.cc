@@ -94,7 +94,9 @@ Index RaftLog::stable_last_index() const {
   return unstable_.offset - 1;
 }
 
-Term RaftLog::last_term() const { return term_or_zero(last_index()); }
+Term RaftLog::last_term() const {
+  return term_or_zero(last_index());
+}
 
 Error RaftLog::term(Index i, Term* out) const {
   Index dummy = first_index() - 1;
@@ -130,7 +132,8 @@ std::optional<Index> RaftLog::maybe_append(Index index, Term log_term, Index com
   Index last_new = index + ents.size();
   size_t ci = find_conflict(ents);
   if (ci < ents.size()) {
-    if (ents[ci].index <= committed_) fatal("conflict with committed entry", ents[ci].index, committed_);
+    if (ents[ci].index <= committed_)
+      fatal("conflict with committed entry", ents[ci].index, committed_);
     append(ents, ci);
   }
   commit_to(std::min(commit, last_new));
@@ -175,7 +178,8 @@ Error RaftLog::slice(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>*
   if (hi > unstable_.offset) {
     Index from = std::max(lo, unstable_.offset);
     uint64_t bytes = 0;
-    for (size_t k = start; k < out->size(); ++k) bytes += (*out)[k].size_bytes();
+    for (size_t k = start; k < out->size(); ++k)
+      bytes += (*out)[k].size_bytes();
     for (Index i = from; i < hi; ++i) {
       const Entry& e = unstable_.entries[i - unstable_.offset];
       bytes += e.size_bytes();

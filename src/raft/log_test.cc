@@ -7,7 +7,8 @@ namespace {
 
 std::vector<Entry> make_entries(std::initializer_list<std::pair<Index, Term>> ids) {
   std::vector<Entry> out;
-  for (auto [i, t] : ids) out.push_back(Entry{t, i, EntryType::kNormal, "x"});
+  for (auto [i, t] : ids)
+    out.push_back(Entry{t, i, EntryType::kNormal, "x"});
   return out;
 }
 

@@ -35,7 +35,8 @@ void Inflights::add(Index last_index, uint64_t bytes) {
     // Grow lazily: most followers never need the whole window.
     size_t want = std::min(max_messages_, std::max<size_t>(buffer_.size() * 2, 4));
     std::vector<Slot> grown(want);
-    for (size_t i = 0; i < count_; ++i) grown[i] = buffer_[(start_ + i) % buffer_.size()];
+    for (size_t i = 0; i < count_; ++i)
+      grown[i] = buffer_[(start_ + i) % buffer_.size()];
     buffer_ = std::move(grown);
     start_ = 0;
   }
@@ -71,9 +72,12 @@ void Inflights::reset() {
 
 const char* to_string(ProgressState state) {
   switch (state) {
-    case ProgressState::kProbe: return "probe";
-    case ProgressState::kReplicate: return "replicate";
-    case ProgressState::kSnapshot: return "snapshot";
+    case ProgressState::kProbe:
+      return "probe";
+    case ProgressState::kReplicate:
+      return "replicate";
+    case ProgressState::kSnapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -152,9 +156,12 @@ void Progress::sent_entries(size_t count, uint64_t bytes, Index last_index) {
 
 bool Progress::is_paused() const {
   switch (state) {
-    case ProgressState::kProbe: return msg_app_flow_paused;
-    case ProgressState::kReplicate: return inflights.full();
-    case ProgressState::kSnapshot: return true;
+    case ProgressState::kProbe:
+      return msg_app_flow_paused;
+    case ProgressState::kReplicate:
+      return inflights.full();
+    case ProgressState::kSnapshot:
+      return true;
   }
   return true;
 }
@@ -171,7 +178,8 @@ Index majority_committed(const MajorityConfig& config,
     large.resize(n);
     values = large.data();
   }
-  for (size_t i = 0; i < n; ++i) values[i] = value_of(config[i]);
+  for (size_t i = 0; i < n; ++i)
+    values[i] = value_of(config[i]);
   std::sort(values, values + n);
   // With values sorted ascending, the element at n - (n/2 + 1) is held by a majority.
   return values[n - (n / 2 + 1)];
@@ -244,7 +252,9 @@ bool ProgressTracker::is_singleton() const {
   return config.voters.incoming.size() == 1 && !config.voters.joint();
 }
 
-void ProgressTracker::record_vote(NodeId id, bool granted) { votes.emplace(id, granted); }
+void ProgressTracker::record_vote(NodeId id, bool granted) {
+  votes.emplace(id, granted);
+}
 
 VoteResult ProgressTracker::tally(int* granted, int* rejected) const {
   *granted = 0;
@@ -266,7 +276,7 @@ Error ConfChanger::enter_joint(bool auto_leave, const std::vector<ConfChangeSing
                                TrackerConfig* cfg, std::map<NodeId, Progress>* prs) const {
   *cfg = tracker_.config;
   *prs = tracker_.progress;
-  if (cfg->voters.joint()) return Error::kInvalidConfChange;   // already joint
+  if (cfg->voters.joint()) return Error::kInvalidConfChange;  // already joint
   if (cfg->voters.incoming.empty()) return Error::kInvalidConfChange;
   cfg->voters.outgoing = cfg->voters.incoming;
   Error err = apply(changes, cfg, prs);
@@ -305,8 +315,10 @@ Error ConfChanger::simple(const std::vector<ConfChangeSingle>& changes, TrackerC
   const auto& before = tracker_.config.voters.incoming;
   const auto& after = cfg->voters.incoming;
   size_t diff = 0;
-  for (NodeId id : before) diff += contains(after, id) ? 0 : 1;
-  for (NodeId id : after) diff += contains(before, id) ? 0 : 1;
+  for (NodeId id : before)
+    diff += contains(after, id) ? 0 : 1;
+  for (NodeId id : after)
+    diff += contains(before, id) ? 0 : 1;
   if (diff > 1) return Error::kInvalidConfChange;
   return check(*cfg, *prs);
 }
@@ -315,15 +327,23 @@ Error ConfChanger::restore(const ConfState& cs, TrackerConfig* cfg,
                            std::map<NodeId, Progress>* prs) const {
   *cfg = TrackerConfig{};
   prs->clear();
-  for (NodeId id : cs.voters) insert_sorted(&cfg->voters.incoming, id);
-  for (NodeId id : cs.voters_outgoing) insert_sorted(&cfg->voters.outgoing, id);
-  for (NodeId id : cs.learners) insert_sorted(&cfg->learners, id);
-  for (NodeId id : cs.learners_next) insert_sorted(&cfg->learners_next, id);
+  for (NodeId id : cs.voters)
+    insert_sorted(&cfg->voters.incoming, id);
+  for (NodeId id : cs.voters_outgoing)
+    insert_sorted(&cfg->voters.outgoing, id);
+  for (NodeId id : cs.learners)
+    insert_sorted(&cfg->learners, id);
+  for (NodeId id : cs.learners_next)
+    insert_sorted(&cfg->learners_next, id);
   cfg->auto_leave = cs.auto_leave && cfg->voters.joint();
-  for (NodeId id : cfg->voters.incoming) init_progress(id, false, prs);
-  for (NodeId id : cfg->voters.outgoing) init_progress(id, false, prs);
-  for (NodeId id : cfg->learners) init_progress(id, true, prs);
-  for (NodeId id : cfg->learners_next) init_progress(id, false, prs);
+  for (NodeId id : cfg->voters.incoming)
+    init_progress(id, false, prs);
+  for (NodeId id : cfg->voters.outgoing)
+    init_progress(id, false, prs);
+  for (NodeId id : cfg->learners)
+    init_progress(id, true, prs);
+  for (NodeId id : cfg->learners_next)
+    init_progress(id, false, prs);
   if (cfg->voters.incoming.empty() && cfg->voters.outgoing.empty() && cfg->learners.empty()) {
     return Error::kOk;  // a node that joins later starts with no configuration
   }

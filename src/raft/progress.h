@@ -77,7 +77,8 @@ enum class VoteResult : uint8_t { kPending, kLost, kWon };
 // The largest value acknowledged by a majority, where `value_of` gives each voter's value (for
 // commit: its match index). An empty configuration returns kNoLimit so that joint quorums with an
 // empty side reduce to the other side.
-Index majority_committed(const MajorityConfig& config, const std::function<Index(NodeId)>& value_of);
+Index majority_committed(const MajorityConfig& config,
+                         const std::function<Index(NodeId)>& value_of);
 VoteResult majority_vote(const MajorityConfig& config, const std::map<NodeId, bool>& votes);
 
 struct JointConfig {

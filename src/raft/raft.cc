@@ -156,10 +156,13 @@ Error Raft::step_internal(Message& m) {
       break;
   }
   switch (role_) {
-    case Role::kLeader: return step_leader(m);
+    case Role::kLeader:
+      return step_leader(m);
     case Role::kCandidate:
-    case Role::kPreCandidate: return step_candidate(m);
-    case Role::kFollower: return step_follower(m);
+    case Role::kPreCandidate:
+      return step_candidate(m);
+    case Role::kFollower:
+      return step_follower(m);
   }
   return Error::kOk;
 }
@@ -300,7 +303,8 @@ void Raft::send(Message m) {
 void Raft::reduce_uncommitted(const std::vector<Entry>& committed) {
   if (role_ != Role::kLeader) return;
   uint64_t bytes = 0;
-  for (const Entry& e : committed) bytes += e.data.size();
+  for (const Entry& e : committed)
+    bytes += e.data.size();
   uncommitted_bytes_ = bytes > uncommitted_bytes_ ? 0 : uncommitted_bytes_ - bytes;
 }
 
@@ -361,7 +365,8 @@ void Raft::advance() {
     Index last = ready_.committed_entries.back().index;
     if (last > log_.applied()) log_.applied_to(last);
     reduce_uncommitted(ready_.committed_entries);
-    if (role_ == Role::kLeader && tracker_.config.auto_leave && log_.applied() >= pending_conf_index_) {
+    if (role_ == Role::kLeader && tracker_.config.auto_leave &&
+        log_.applied() >= pending_conf_index_) {
       // Leave the joint configuration once it is applied (auto-leave).
       scratch_entries_.clear();
       scratch_entries_.push_back(Entry{0, 0, EntryType::kConfChange, ConfChange{}.encode()});
@@ -385,9 +390,12 @@ Status Raft::status() const {
   s.config = tracker_.config.to_conf_state();
   if (role_ == Role::kLeader) {
     for (const auto& [id, pr] : tracker_.progress) {
-      s.progress[id] = ProgressInfo{pr.match,         pr.next,
-                                    pr.state,         pr.is_learner,
-                                    pr.recent_active, pr.inflights.count(),
+      s.progress[id] = ProgressInfo{pr.match,
+                                    pr.next,
+                                    pr.state,
+                                    pr.is_learner,
+                                    pr.recent_active,
+                                    pr.inflights.count(),
                                     pr.inflights.bytes()};
     }
   }

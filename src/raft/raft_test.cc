@@ -34,7 +34,8 @@ std::vector<Message> take_messages(Raft& r, MemoryLogStorage& s) {
     Ready& rd = r.ready();
     s.append(rd.entries);
     if (rd.hard_state) s.set_hard_state(*rd.hard_state);
-    for (auto& m : rd.messages) out.push_back(std::move(m));
+    for (auto& m : rd.messages)
+      out.push_back(std::move(m));
     r.advance();
   }
   return out;
@@ -60,7 +61,10 @@ TEST(Raft_5_2, CandidateWithoutMajorityDoesNotWin) {
 
 // §5.2: each server votes for at most one candidate in a term, first come first served.
 TEST(Raft_5_2, VotesForAtMostOneCandidatePerTerm) {
-  TestCluster c(3, [](Config& cfg) { cfg.pre_vote = false; cfg.check_quorum = false; });
+  TestCluster c(3, [](Config& cfg) {
+    cfg.pre_vote = false;
+    cfg.check_quorum = false;
+  });
   Raft& r = c.raft(1);
   Message v2 = make(MessageType::kVote, 2, 1, 1);
   ASSERT_EQ(r.step(v2), Error::kOk);
@@ -102,7 +106,8 @@ TEST(Raft_5_2, ElectionTimeoutIsRandomized) {
 TEST(Raft_5_3, LeaderReplicatesAndAllApply) {
   TestCluster c(3);
   c.elect(1);
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(c.raft(1).propose("v" + std::to_string(i)), Error::kOk);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.raft(1).propose("v" + std::to_string(i)), Error::kOk);
   c.stabilize();
   for (NodeId id = 1; id <= 3; ++id) {
     auto d = c.data(id);
@@ -120,13 +125,15 @@ TEST(Raft_5_3, ConflictingFollowerLogIsOverwrittenWithFastBacktracking) {
   // Node 1 appends entries in term 1 that only it holds.
   c.isolate(2);
   c.isolate(3);
-  for (int i = 0; i < 20; ++i) ASSERT_EQ(c.raft(1).propose("stale"), Error::kOk);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(c.raft(1).propose("stale"), Error::kOk);
   c.stabilize();
   c.heal();
   c.isolate(1);
   c.elect(2);
   ASSERT_EQ(c.raft(2).role(), Role::kLeader);
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(c.raft(2).propose("fresh"), Error::kOk);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.raft(2).propose("fresh"), Error::kOk);
   c.stabilize();
   ASSERT_EQ(c.data(2).size(), 10u);
   // S2 wins again in term 3, so it starts probing S1 from the end of its long log.
@@ -198,7 +205,8 @@ void run_figure8(bool unsafe, bool* committed_old_entry) {
   c.set_drop([](const Message& m) {
     return m.type == MessageType::kAppResp && !m.reject && m.index >= 3;
   });
-  for (int i = 0; i < 3 && c.raft(1).role() != Role::kLeader; ++i) c.elect(1);
+  for (int i = 0; i < 3 && c.raft(1).role() != Role::kLeader; ++i)
+    c.elect(1);
   ASSERT_EQ(c.raft(1).role(), Role::kLeader);
   ASSERT_EQ(c.raft(1).term(), 3u);
   ASSERT_EQ(c.raft(3).log().term_or_zero(2), 1u) << "S3 holds the term-1 entry";
@@ -246,10 +254,12 @@ TEST(Raft_PreVote, RejoiningPartitionedNodeDoesNotDisruptLeader) {
   c.elect(1);
   Term term = c.raft(1).term();
   c.isolate(3);
-  for (int i = 0; i < 100; ++i) c.tick_all();
+  for (int i = 0; i < 100; ++i)
+    c.tick_all();
   EXPECT_EQ(c.raft(3).term(), term) << "pre-vote must not increase the term";
   c.heal();
-  for (int i = 0; i < 30; ++i) c.tick_all();
+  for (int i = 0; i < 30; ++i)
+    c.tick_all();
   EXPECT_EQ(c.leader(), 1u);
   EXPECT_EQ(c.raft(1).term(), term);
 }
@@ -259,7 +269,8 @@ TEST(Raft_CheckQuorum, IsolatedLeaderStepsDown) {
   TestCluster c(3);
   c.elect(1);
   c.isolate(1);
-  for (int i = 0; i < 25; ++i) c.tick_all();
+  for (int i = 0; i < 25; ++i)
+    c.tick_all();
   EXPECT_NE(c.raft(1).role(), Role::kLeader);
   EXPECT_NE(c.leader(), 1u);
   EXPECT_NE(c.leader(), kNoNode);
@@ -326,13 +337,17 @@ TEST(Raft_Transfer, ProposalsAreDroppedDuringTransfer) {
   ASSERT_EQ(c.raft(1).transfer_leader(3), Error::kOk);
   EXPECT_EQ(c.raft(1).propose("x"), Error::kTransferInProgress);
   // The transfer is abandoned after an election timeout.
-  for (int i = 0; i < 12; ++i) c.tick(1);
+  for (int i = 0; i < 12; ++i)
+    c.tick(1);
   c.heal();
   EXPECT_EQ(c.raft(1).propose("x"), Error::kOk);
 }
 
 TEST(Raft_Proposals, DroppedWithClearErrors) {
-  TestCluster c(3, [](Config& cfg) { cfg.max_entry_bytes = 100; cfg.max_uncommitted_bytes = 250; });
+  TestCluster c(3, [](Config& cfg) {
+    cfg.max_entry_bytes = 100;
+    cfg.max_uncommitted_bytes = 250;
+  });
   EXPECT_EQ(c.raft(1).propose("x"), Error::kNoLeader);
   c.elect(1);
   EXPECT_EQ(c.raft(1).propose(std::string(101, 'x')), Error::kEntryTooLarge);
@@ -387,7 +402,8 @@ TEST(Raft_8, ReadsArrivingTogetherShareOneHeartbeatRound) {
     if (m.type == MessageType::kHeartbeat) ++heartbeats;
     return false;
   });
-  for (uint64_t i = 0; i < 50; ++i) ASSERT_EQ(c.raft(1).read_index(i), Error::kOk);
+  for (uint64_t i = 0; i < 50; ++i)
+    ASSERT_EQ(c.raft(1).read_index(i), Error::kOk);
   c.stabilize();
   EXPECT_EQ(c.node(1).reads.size(), 50u);
   EXPECT_EQ(heartbeats, 2);
@@ -420,7 +436,8 @@ TEST(Raft_Lease, LeaseReadAnswersWithoutRoundTrip) {
   c.process(1);
   EXPECT_EQ(c.node(1).reads.size(), 1u);
   // The lease runs out before any other node may vote: election - drift ticks.
-  for (int i = 0; i < 10; ++i) c.tick(1);
+  for (int i = 0; i < 10; ++i)
+    c.tick(1);
   c.process(1);
   EXPECT_FALSE(c.raft(1).lease_valid());
 }
@@ -440,7 +457,8 @@ TEST(Raft_Lease, TransferDisablesLease) {
 TEST(Raft_6, LearnerCatchesUpAndIsPromoted) {
   TestCluster c(3);
   c.elect(1);
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
   c.stabilize();
   c.add_node(4, ConfState{});
   ConfChange add;
@@ -483,7 +501,8 @@ TEST(Raft_6, JointConsensusRemovesLeader) {
                 {ConfChangeType::kAddNode, 5}};
   ASSERT_EQ(c.raft(1).propose_conf_change(cc), Error::kOk);
   c.stabilize();
-  for (int i = 0; i < 40 && c.leader() == 1; ++i) c.tick_all();
+  for (int i = 0; i < 40 && c.leader() == 1; ++i)
+    c.tick_all();
   c.tick_all(30);
   NodeId lead = c.leader();
   ASSERT_NE(lead, kNoNode);
@@ -500,7 +519,8 @@ TEST(Raft_7, LaggingFollowerReceivesSnapshot) {
   TestCluster c(3);
   c.elect(1);
   c.isolate(3);
-  for (int i = 0; i < 20; ++i) ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
   c.stabilize();
   Index applied = c.raft(1).log().applied();
   ASSERT_EQ(c.storage(1).create_snapshot(applied, c.node(1).conf, "state"), Error::kOk);

@@ -31,12 +31,14 @@ class TestCluster {
       : tweak_(std::move(tweak)) {
     ConfState cs;
     if (voters.empty()) {
-      for (int i = 1; i <= n; ++i) cs.voters.push_back(static_cast<NodeId>(i));
+      for (int i = 1; i <= n; ++i)
+        cs.voters.push_back(static_cast<NodeId>(i));
     } else {
       cs.voters = voters;
     }
     cs.learners = learners;
-    for (int i = 1; i <= n; ++i) add_node(static_cast<NodeId>(i), cs);
+    for (int i = 1; i <= n; ++i)
+      add_node(static_cast<NodeId>(i), cs);
   }
 
   void add_node(NodeId id, const ConfState& cs) {
@@ -74,7 +76,8 @@ class TestCluster {
       }
       node.storage->append(rd.entries);
       if (rd.hard_state) node.storage->set_hard_state(*rd.hard_state);
-      for (Message& m : rd.messages) queue_.push_back(std::move(m));
+      for (Message& m : rd.messages)
+        queue_.push_back(std::move(m));
       for (const Entry& e : rd.committed_entries) {
         if (e.type == EntryType::kConfChange) {
           auto cc = ConfChange::decode(e.data);
@@ -82,13 +85,15 @@ class TestCluster {
         }
         node.applied.push_back(e);
       }
-      for (const ReadState& r : rd.read_states) node.reads.push_back(r);
+      for (const ReadState& r : rd.read_states)
+        node.reads.push_back(r);
       node.raft->advance();
     }
   }
 
   void process_all() {
-    for (auto& [id, n] : nodes_) process(id);
+    for (auto& [id, n] : nodes_)
+      process(id);
   }
 
   // Delivers queued messages (and whatever they cause) until the cluster is quiet.
@@ -98,7 +103,8 @@ class TestCluster {
       if (queue_.empty()) return;
       std::deque<Message> batch;
       batch.swap(queue_);
-      for (Message& m : batch) deliver(std::move(m));
+      for (Message& m : batch)
+        deliver(std::move(m));
     }
   }
 
@@ -111,11 +117,13 @@ class TestCluster {
   }
 
   void tick(NodeId id, int n = 1) {
-    for (int i = 0; i < n; ++i) nodes_.at(id).raft->tick();
+    for (int i = 0; i < n; ++i)
+      nodes_.at(id).raft->tick();
   }
   void tick_all(int n = 1) {
     for (int i = 0; i < n; ++i) {
-      for (auto& [id, node] : nodes_) node.raft->tick();
+      for (auto& [id, node] : nodes_)
+        node.raft->tick();
       stabilize();
     }
   }

@@ -6,10 +6,12 @@ namespace chorus::raft {
 namespace {
 
 void put_u32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < 4; ++i)
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < 8; ++i)
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 // A bounds-checked little-endian reader: every read fails cleanly past the end.
@@ -25,14 +27,16 @@ class Reader {
   bool u32(uint32_t* v) {
     if (b_.size() < 4) return false;
     *v = 0;
-    for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      *v |= static_cast<uint32_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
     b_.remove_prefix(4);
     return true;
   }
   bool u64(uint64_t* v) {
     if (b_.size() < 8) return false;
     *v = 0;
-    for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      *v |= static_cast<uint64_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
     b_.remove_prefix(8);
     return true;
   }
@@ -90,25 +94,44 @@ std::optional<ConfChange> ConfChange::decode(std::string_view bytes) {
 
 const char* to_string(MessageType type) {
   switch (type) {
-    case MessageType::kHup: return "Hup";
-    case MessageType::kBeat: return "Beat";
-    case MessageType::kCheckQuorum: return "CheckQuorum";
-    case MessageType::kPropose: return "Propose";
-    case MessageType::kSnapStatus: return "SnapStatus";
-    case MessageType::kUnreachable: return "Unreachable";
-    case MessageType::kApp: return "App";
-    case MessageType::kAppResp: return "AppResp";
-    case MessageType::kVote: return "Vote";
-    case MessageType::kVoteResp: return "VoteResp";
-    case MessageType::kPreVote: return "PreVote";
-    case MessageType::kPreVoteResp: return "PreVoteResp";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResp: return "HeartbeatResp";
-    case MessageType::kSnap: return "Snap";
-    case MessageType::kTransferLeader: return "TransferLeader";
-    case MessageType::kTimeoutNow: return "TimeoutNow";
-    case MessageType::kReadIndex: return "ReadIndex";
-    case MessageType::kReadIndexResp: return "ReadIndexResp";
+    case MessageType::kHup:
+      return "Hup";
+    case MessageType::kBeat:
+      return "Beat";
+    case MessageType::kCheckQuorum:
+      return "CheckQuorum";
+    case MessageType::kPropose:
+      return "Propose";
+    case MessageType::kSnapStatus:
+      return "SnapStatus";
+    case MessageType::kUnreachable:
+      return "Unreachable";
+    case MessageType::kApp:
+      return "App";
+    case MessageType::kAppResp:
+      return "AppResp";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResp:
+      return "VoteResp";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResp:
+      return "PreVoteResp";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResp:
+      return "HeartbeatResp";
+    case MessageType::kSnap:
+      return "Snap";
+    case MessageType::kTransferLeader:
+      return "TransferLeader";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResp:
+      return "ReadIndexResp";
   }
   return "?";
 }
@@ -140,30 +163,48 @@ bool is_response(MessageType type) {
 
 const char* to_string(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "?";
 }
 
 const char* to_string(Error error) {
   switch (error) {
-    case Error::kOk: return "ok";
-    case Error::kNoLeader: return "raft: proposal dropped: no leader";
-    case Error::kTransferInProgress: return "raft: proposal dropped: leadership transfer in progress";
-    case Error::kUncommittedLimit: return "raft: proposal dropped: too many uncommitted bytes";
-    case Error::kEntryTooLarge: return "raft: proposal dropped: entry too large";
-    case Error::kNotLeader: return "raft: not the leader";
-    case Error::kConfChangePending: return "raft: a configuration change is still pending";
-    case Error::kInvalidConfChange: return "raft: invalid configuration change";
-    case Error::kCompacted: return "raft: requested index is compacted";
-    case Error::kUnavailable: return "raft: requested entry is unavailable";
-    case Error::kSnapshotTemporarilyUnavailable: return "raft: snapshot temporarily unavailable";
-    case Error::kStepLocalMessage: return "raft: local message type received from a peer";
-    case Error::kStepUnknownPeer: return "raft: message from a node not in the configuration";
-    case Error::kWrongGroup: return "raft: message for another group";
+    case Error::kOk:
+      return "ok";
+    case Error::kNoLeader:
+      return "raft: proposal dropped: no leader";
+    case Error::kTransferInProgress:
+      return "raft: proposal dropped: leadership transfer in progress";
+    case Error::kUncommittedLimit:
+      return "raft: proposal dropped: too many uncommitted bytes";
+    case Error::kEntryTooLarge:
+      return "raft: proposal dropped: entry too large";
+    case Error::kNotLeader:
+      return "raft: not the leader";
+    case Error::kConfChangePending:
+      return "raft: a configuration change is still pending";
+    case Error::kInvalidConfChange:
+      return "raft: invalid configuration change";
+    case Error::kCompacted:
+      return "raft: requested index is compacted";
+    case Error::kUnavailable:
+      return "raft: requested entry is unavailable";
+    case Error::kSnapshotTemporarilyUnavailable:
+      return "raft: snapshot temporarily unavailable";
+    case Error::kStepLocalMessage:
+      return "raft: local message type received from a peer";
+    case Error::kStepUnknownPeer:
+      return "raft: message from a node not in the configuration";
+    case Error::kWrongGroup:
+      return "raft: message for another group";
   }
   return "raft: unknown error";
 }

@@ -179,8 +179,8 @@ enum class Error : uint8_t {
   kCompacted,           // requested index was compacted
   kUnavailable,         // requested index is beyond the log
   kSnapshotTemporarilyUnavailable,
-  kStepLocalMessage,    // a local message type arrived from the network
-  kStepUnknownPeer,     // a response from a node not in the configuration
+  kStepLocalMessage,  // a local message type arrived from the network
+  kStepUnknownPeer,   // a response from a node not in the configuration
   kWrongGroup,
 };
 

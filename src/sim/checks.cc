@@ -49,7 +49,8 @@ void Simulation::issue(SimClient& c, bool write_only) {
   c.busy = true;
   c.deadline = now_ + kClientTimeoutUs;
   raft::NodeId target = c.leader_guess;
-  if (target == raft::kNoNode || (input.kind == check::KvInput::Kind::kRead && client_rng_.chance(0.3))) {
+  if (target == raft::kNoNode ||
+      (input.kind == check::KvInput::Kind::kRead && client_rng_.chance(0.3))) {
     target = 1 + client_rng_.below(static_cast<uint64_t>(opt_.nodes));
   }
   Event e;
@@ -127,9 +128,11 @@ void Simulation::check_invariants() {
     if (must_have > 0) {
       raft::Term t = 0;
       raft::Error err = l->raft->log().term(must_have, &t);
-      if (err == raft::Error::kUnavailable || (err == raft::Error::kOk && t != registry_[must_have]->term)) {
+      if (err == raft::Error::kUnavailable ||
+          (err == raft::Error::kOk && t != registry_[must_have]->term)) {
         fail("leader completeness: n" + std::to_string(l->id) + ", leader of term " +
-             std::to_string(l->raft->term()) + ", lacks committed entry " + std::to_string(must_have));
+             std::to_string(l->raft->term()) + ", lacks committed entry " +
+             std::to_string(must_have));
         return;
       }
     }
@@ -158,9 +161,9 @@ void Simulation::check_invariants() {
           continue;
         }
         if (!(ea[0] == eb[0])) {
-          fail("log matching: n" + std::to_string(up[a]->id) + " and n" + std::to_string(up[b]->id) +
-               " agree on term " + std::to_string(ta) + " at index " + std::to_string(hi) +
-               " but differ at index " + std::to_string(j));
+          fail("log matching: n" + std::to_string(up[a]->id) + " and n" +
+               std::to_string(up[b]->id) + " agree on term " + std::to_string(ta) + " at index " +
+               std::to_string(hi) + " but differ at index " + std::to_string(j));
           return;
         }
       }
@@ -215,8 +218,9 @@ void Simulation::check_electable_hold_committed() {
     }
     if (err == raft::Error::kCompacted) continue;
     if (err != raft::Error::kOk || t != want) {
-      fail("leader completeness at risk: n" + std::to_string(n.id) + " could win an election but lacks committed entry " +
-           std::to_string(a) + " (term " + std::to_string(want) + ")");
+      fail("leader completeness at risk: n" + std::to_string(n.id) +
+           " could win an election but lacks committed entry " + std::to_string(a) + " (term " +
+           std::to_string(want) + ")");
       return;
     }
   }
@@ -254,9 +258,10 @@ void Simulation::check_commit_locked(SimNode& leader) {
     if (has_c && last >= term) ++holding;
   }
   if (holding < cfg.voters.incoming.size() / 2 + 1) {
-    fail("commit not locked: n" + std::to_string(l->id) + ", leader of term " + std::to_string(term) +
-         ", committed index " + std::to_string(c) + " (term " + std::to_string(want) + ") but only " +
-         std::to_string(holding) + " voters hold it in logs ending in its term");
+    fail("commit not locked: n" + std::to_string(l->id) + ", leader of term " +
+         std::to_string(term) + ", committed index " + std::to_string(c) + " (term " +
+         std::to_string(want) + ") but only " + std::to_string(holding) +
+         " voters hold it in logs ending in its term");
   }
 }
 
@@ -294,7 +299,8 @@ void Simulation::final_checks() {
   for (raft::NodeId id : members) {
     const SimNode& n = nodes_.at(id);
     if (n.sm.chain() != l->sm.chain() || n.sm.data() != l->sm.data()) {
-      fail("replicas differ at the end: n" + std::to_string(id) + " vs leader n" + std::to_string(l->id));
+      fail("replicas differ at the end: n" + std::to_string(id) + " vs leader n" +
+           std::to_string(l->id));
       return;
     }
   }

@@ -42,14 +42,14 @@ struct SimOptions {
   int steps = 2000;
   Faults faults = Faults::kAll;
   Mutation mutation = Mutation::kNone;
-  bool timeline = false;           // print a readable timeline while running
-  int liveness_steps = 1500;       // bound for recovery after faults heal
+  bool timeline = false;      // print a readable timeline while running
+  int liveness_steps = 1500;  // bound for recovery after faults heal
   uint64_t checker_max_steps = 20'000'000;
 };
 
 struct SimResult {
   bool ok = true;
-  std::string failure;   // the first violation, if any
+  std::string failure;  // the first violation, if any
   uint64_t trace_hash = 0;
   uint64_t events = 0;
   uint64_t ops_ok = 0;
@@ -58,7 +58,7 @@ struct SimResult {
   uint64_t elections = 0;
   uint64_t max_term = 0;
   uint64_t committed = 0;
-  std::string linearizability;  // checker verdict
+  std::string linearizability;          // checker verdict
   std::vector<std::string> trace_tail;  // last events, for a failing run
 };
 

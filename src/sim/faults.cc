@@ -8,7 +8,8 @@ namespace {
 
 std::string ids(const std::vector<raft::NodeId>& v) {
   std::string s;
-  for (raft::NodeId id : v) s += (s.empty() ? "" : ",") + std::to_string(id);
+  for (raft::NodeId id : v)
+    s += (s.empty() ? "" : ",") + std::to_string(id);
   return "{" + s + "}";
 }
 
@@ -63,8 +64,10 @@ void Simulation::inject_faults() {
 
 void Simulation::make_partition() {
   std::vector<raft::NodeId> all;
-  for (auto& [id, n] : nodes_) all.push_back(id);
-  for (size_t i = all.size(); i > 1; --i) std::swap(all[i - 1], all[fault_rng_.below(i)]);
+  for (auto& [id, n] : nodes_)
+    all.push_back(id);
+  for (size_t i = all.size(); i > 1; --i)
+    std::swap(all[i - 1], all[fault_rng_.below(i)]);
   size_t n = all.size();
   auto cut_both = [&](raft::NodeId a, raft::NodeId b) {
     blocked_.insert({a, b});
@@ -72,7 +75,8 @@ void Simulation::make_partition() {
   };
   switch (fault_rng_.below(4)) {
     case 0: {  // one node isolated
-      for (size_t i = 1; i < n; ++i) cut_both(all[0], all[i]);
+      for (size_t i = 1; i < n; ++i)
+        cut_both(all[0], all[i]);
       note("partition: n" + std::to_string(all[0]) + " isolated");
       break;
     }
@@ -81,7 +85,8 @@ void Simulation::make_partition() {
       std::vector<raft::NodeId> a(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(minority));
       std::vector<raft::NodeId> b(all.begin() + static_cast<std::ptrdiff_t>(minority), all.end());
       for (auto x : a) {
-        for (auto y : b) cut_both(x, y);
+        for (auto y : b)
+          cut_both(x, y);
       }
       note("partition: " + ids(a) + " | " + ids(b));
       break;
@@ -100,9 +105,10 @@ void Simulation::make_partition() {
     }
     default: {  // one-way: a node cannot reach some others but hears them
       size_t k = 1 + fault_rng_.below(n - 1);
-      for (size_t i = 1; i <= k; ++i) blocked_.insert({all[0], all[i]});
-      note("partition: n" + std::to_string(all[0]) + " cannot send to " +
-           std::to_string(k) + " nodes");
+      for (size_t i = 1; i <= k; ++i)
+        blocked_.insert({all[0], all[i]});
+      note("partition: n" + std::to_string(all[0]) + " cannot send to " + std::to_string(k) +
+           " nodes");
       break;
     }
   }
@@ -144,17 +150,20 @@ void Simulation::membership_change() {
       break;
     case 1:
       if (cs.learners.empty()) return;
-      cc.changes = {{raft::ConfChangeType::kAddNode, cs.learners[fault_rng_.below(cs.learners.size())]}};
+      cc.changes = {
+          {raft::ConfChangeType::kAddNode, cs.learners[fault_rng_.below(cs.learners.size())]}};
       what = "promote n" + std::to_string(cc.changes[0].node);
       break;
     case 2:
       if (cs.voters.size() <= min_voters) return;
-      cc.changes = {{raft::ConfChangeType::kRemoveNode, cs.voters[fault_rng_.below(cs.voters.size())]}};
+      cc.changes = {
+          {raft::ConfChangeType::kRemoveNode, cs.voters[fault_rng_.below(cs.voters.size())]}};
       what = "remove n" + std::to_string(cc.changes[0].node);
       break;
     case 3:
       if (cs.voters.size() <= min_voters) return;
-      cc.changes = {{raft::ConfChangeType::kAddLearner, cs.voters[fault_rng_.below(cs.voters.size())]}};
+      cc.changes = {
+          {raft::ConfChangeType::kAddLearner, cs.voters[fault_rng_.below(cs.voters.size())]}};
       what = "demote n" + std::to_string(cc.changes[0].node) + " to learner";
       break;
     default: {

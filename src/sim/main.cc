@@ -24,11 +24,12 @@ using chorus::sim::Mutation;
 using chorus::sim::SimOptions;
 
 void usage() {
-  std::fprintf(stderr,
-               "usage: chorus-sim [--seed S] [--count N] [--nodes 3|5|7] [--steps M]\n"
-               "                  [--faults none|network|crash|all] [--jobs J] [--timeline] [--verbose]\n"
-               "                  [--mutation none|commit-previous-term|vote-not-persisted|\n"
-               "                              ack-before-durable|read-without-readindex]\n");
+  std::fprintf(
+      stderr,
+      "usage: chorus-sim [--seed S] [--count N] [--nodes 3|5|7] [--steps M]\n"
+      "                  [--faults none|network|crash|all] [--jobs J] [--timeline] [--verbose]\n"
+      "                  [--mutation none|commit-previous-term|vote-not-persisted|\n"
+      "                              ack-before-durable|read-without-readindex]\n");
 }
 
 bool parse_u64(const char* s, uint64_t* out) {
@@ -44,7 +45,8 @@ std::string replay_command(const SimOptions& o) {
   std::string cmd = "chorus-sim --seed " + std::to_string(o.seed) + " --nodes " +
                     std::to_string(o.nodes) + " --steps " + std::to_string(o.steps) + " --faults " +
                     chorus::sim::to_string(o.faults);
-  if (o.mutation != Mutation::kNone) cmd += std::string(" --mutation ") + chorus::sim::to_string(o.mutation);
+  if (o.mutation != Mutation::kNone)
+    cmd += std::string(" --mutation ") + chorus::sim::to_string(o.mutation);
   return cmd + " --timeline";
 }
 
@@ -133,10 +135,9 @@ int main(int argc, char** argv) {
         ++failed;
       }
       if (count == 1 || verbose || !r.ok) {
-        std::printf("seed %" PRIu64 " %s trace %016" PRIx64
-                    " events %" PRIu64 " elections %" PRIu64 " max-term %" PRIu64
-                    " committed %" PRIu64 " ops ok %" PRIu64 " unknown %" PRIu64
-                    " refused %" PRIu64 " linearizability %s\n",
+        std::printf("seed %" PRIu64 " %s trace %016" PRIx64 " events %" PRIu64 " elections %" PRIu64
+                    " max-term %" PRIu64 " committed %" PRIu64 " ops ok %" PRIu64
+                    " unknown %" PRIu64 " refused %" PRIu64 " linearizability %s\n",
                     o.seed, r.ok ? "ok" : "FAILED", r.trace_hash, r.events, r.elections, r.max_term,
                     r.committed, r.ops_ok, r.ops_unknown, r.ops_failed,
                     r.linearizability.empty() ? "not-checked" : r.linearizability.c_str());
@@ -147,16 +148,19 @@ int main(int argc, char** argv) {
         if (!o.timeline) {
           std::printf("  last events:\n");
           size_t start = r.trace_tail.size() > 40 ? r.trace_tail.size() - 40 : 0;
-          for (size_t i = start; i < r.trace_tail.size(); ++i) std::printf("    %s\n", r.trace_tail[i].c_str());
+          for (size_t i = start; i < r.trace_tail.size(); ++i)
+            std::printf("    %s\n", r.trace_tail[i].c_str());
         }
       }
       std::fflush(stdout);
     }
   };
   std::vector<std::thread> threads;
-  for (uint64_t j = 1; j < jobs; ++j) threads.emplace_back(worker);
+  for (uint64_t j = 1; j < jobs; ++j)
+    threads.emplace_back(worker);
   worker();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed.load(), failed.load());
   return failed.load() == 0 ? 0 : 1;
 }

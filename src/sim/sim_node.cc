@@ -11,7 +11,8 @@ void Simulation::start_node(SimNode& n) {
   raft::Snapshot snap;
   (void)durable.snapshot(&snap);
   n.sm = KvStateMachine{};
-  if (!snap.empty() && !n.sm.restore(snap.data)) fail("node " + std::to_string(n.id) + ": corrupt snapshot");
+  if (!snap.empty() && !n.sm.restore(snap.data))
+    fail("node " + std::to_string(n.id) + ": corrupt snapshot");
   n.conf = durable.conf_state();
   raft::Config c;
   c.id = n.id;
@@ -43,7 +44,8 @@ void Simulation::drive(SimNode& n) {
       if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
         ++result_.elections;
         n.commit_floor = n.raft->log().committed();
-        note("n" + std::to_string(n.id) + " becomes leader in term " + std::to_string(n.raft->term()));
+        note("n" + std::to_string(n.id) + " becomes leader in term " +
+             std::to_string(n.raft->term()));
       } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
         note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.raft->term()));
       }
@@ -122,8 +124,8 @@ void Simulation::finish_ready(SimNode& n) {
   n.raft->advance();
   raft::Index c = n.raft->log().committed();
   if (c < n.last_commit) {
-    fail("commit index of n" + std::to_string(n.id) + " went back from " + std::to_string(n.last_commit) +
-         " to " + std::to_string(c));
+    fail("commit index of n" + std::to_string(n.id) + " went back from " +
+         std::to_string(n.last_commit) + " to " + std::to_string(c));
   }
   if (c > n.last_commit) check_commit_locked(n);
   n.last_commit = c;
@@ -154,9 +156,9 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       raft::Index& max_index = max_index_by_term_bound_[bound];
       max_index = std::max(max_index, e.index);
     } else if (slot->chain != n.sm.chain()) {
-      fail("state machine safety: n" + std::to_string(n.id) + " applied a different entry at index " +
-           std::to_string(e.index) + " (term " + std::to_string(e.term) + " vs " +
-           std::to_string(slot->term) + ")");
+      fail("state machine safety: n" + std::to_string(n.id) +
+           " applied a different entry at index " + std::to_string(e.index) + " (term " +
+           std::to_string(e.term) + " vs " + std::to_string(slot->term) + ")");
       return;
     }
     if (e.type == raft::EntryType::kConfChange) {
@@ -169,13 +171,17 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       n.commit_floor = n.raft->log().committed();
       if (n.id == 1 || n.raft->role() == raft::Role::kLeader) {
         std::string v;
-        for (auto id : n.conf.voters) v += std::to_string(id) + " ";
+        for (auto id : n.conf.voters)
+          v += std::to_string(id) + " ";
         std::string o;
-        for (auto id : n.conf.voters_outgoing) o += std::to_string(id) + " ";
+        for (auto id : n.conf.voters_outgoing)
+          o += std::to_string(id) + " ";
         std::string l;
-        for (auto id : n.conf.learners) l += std::to_string(id) + " ";
+        for (auto id : n.conf.learners)
+          l += std::to_string(id) + " ";
         note("n" + std::to_string(n.id) + " applies config at " + std::to_string(e.index) +
-             ": voters {" + v + "}" + (o.empty() ? "" : " outgoing {" + o + "}") + " learners {" + l + "}");
+             ": voters {" + v + "}" + (o.empty() ? "" : " outgoing {" + o + "}") + " learners {" +
+             l + "}");
       }
     }
     if (cmd) {
@@ -210,7 +216,8 @@ void Simulation::serve_reads(SimNode& n) {
 void Simulation::maybe_compact(SimNode& n) {
   const raft::MemoryLogStorage& live = n.storage->live();
   raft::Index applied = n.sm.applied();
-  if (applied < live.first_index() || applied - live.first_index() + 1 < snapshot_threshold_) return;
+  if (applied < live.first_index() || applied - live.first_index() + 1 < snapshot_threshold_)
+    return;
   raft::Index keep = snapshot_threshold_ / 4;
   raft::Index compact_to = applied > keep ? applied - keep : 0;
   n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);
@@ -252,7 +259,8 @@ void Simulation::on_request(SimNode& n, const ClientOp& op) {
   drive(n);
 }
 
-void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output) {
+void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
+                       check::KvOutput output) {
   Event e;
   e.time = now_ + client_latency();
   e.kind = EventKind::kReply;
@@ -301,10 +309,12 @@ void Simulation::restart(SimNode& n) {
 
 void Simulation::resume(SimNode& n) {
   n.paused = false;
-  note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(n.tick_debt) + " ticks");
+  note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(n.tick_debt) +
+       " ticks");
   // A real driver reads a monotonic clock: the missed time arrives at once, before any message
   // or request waiting in the socket buffers is looked at.
-  for (; n.tick_debt > 0; --n.tick_debt) n.raft->tick();
+  for (; n.tick_debt > 0; --n.tick_debt)
+    n.raft->tick();
   std::vector<Event> waiting;
   waiting.swap(n.deferred);
   for (Event& e : waiting) {

@@ -63,19 +63,18 @@ TEST_P(MutationIsCaught, WithinSeedBudget) {
               static_cast<unsigned long long>(caught_at), violation.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Mutations, MutationIsCaught,
-    ::testing::Values(MutationCase{Mutation::kCommitPreviousTerm, 5, 400},
-                      MutationCase{Mutation::kVoteNotPersisted, 5, 400},
-                      MutationCase{Mutation::kAckBeforeDurable, 5, 400},
-                      MutationCase{Mutation::kReadWithoutReadIndex, 5, 400}),
-    [](const ::testing::TestParamInfo<MutationCase>& param_info) {
-      std::string name = to_string(param_info.param.mutation);
-      for (char& ch : name) {
-        if (ch == '-') ch = '_';
-      }
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Mutations, MutationIsCaught,
+                         ::testing::Values(MutationCase{Mutation::kCommitPreviousTerm, 5, 400},
+                                           MutationCase{Mutation::kVoteNotPersisted, 5, 400},
+                                           MutationCase{Mutation::kAckBeforeDurable, 5, 400},
+                                           MutationCase{Mutation::kReadWithoutReadIndex, 5, 400}),
+                         [](const ::testing::TestParamInfo<MutationCase>& param_info) {
+                           std::string name = to_string(param_info.param.mutation);
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace chorus::sim

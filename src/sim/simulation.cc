@@ -16,10 +16,14 @@ bool later(const Event& a, const Event& b) {
 
 const char* to_string(Faults f) {
   switch (f) {
-    case Faults::kNone: return "none";
-    case Faults::kNetwork: return "network";
-    case Faults::kCrash: return "crash";
-    case Faults::kAll: return "all";
+    case Faults::kNone:
+      return "none";
+    case Faults::kNetwork:
+      return "network";
+    case Faults::kCrash:
+      return "crash";
+    case Faults::kAll:
+      return "all";
   }
   return "?";
 }
@@ -33,11 +37,16 @@ std::optional<Faults> parse_faults(const std::string& s) {
 
 const char* to_string(Mutation m) {
   switch (m) {
-    case Mutation::kNone: return "none";
-    case Mutation::kCommitPreviousTerm: return "commit-previous-term";
-    case Mutation::kVoteNotPersisted: return "vote-not-persisted";
-    case Mutation::kAckBeforeDurable: return "ack-before-durable";
-    case Mutation::kReadWithoutReadIndex: return "read-without-readindex";
+    case Mutation::kNone:
+      return "none";
+    case Mutation::kCommitPreviousTerm:
+      return "commit-previous-term";
+    case Mutation::kVoteNotPersisted:
+      return "vote-not-persisted";
+    case Mutation::kAckBeforeDurable:
+      return "ack-before-durable";
+    case Mutation::kReadWithoutReadIndex:
+      return "read-without-readindex";
   }
   return "?";
 }
@@ -92,7 +101,8 @@ Simulation::Simulation(const SimOptions& options)
   max_msg_bytes_ = 64ULL << params.below(9);
 
   raft::ConfState initial;
-  for (int i = 1; i <= opt_.nodes; ++i) initial.voters.push_back(static_cast<raft::NodeId>(i));
+  for (int i = 1; i <= opt_.nodes; ++i)
+    initial.voters.push_back(static_cast<raft::NodeId>(i));
   for (int i = 1; i <= opt_.nodes; ++i) {
     SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
     n.id = static_cast<raft::NodeId>(i);
@@ -115,7 +125,8 @@ Simulation::Simulation(const SimOptions& options)
        std::to_string(static_cast<int>(loss_ * 100)) + "%, reads " +
        (lease_reads_ ? "lease" : "read-index") + ", snapshot every " +
        std::to_string(snapshot_threshold_) + " entries" +
-       (opt_.mutation != Mutation::kNone ? std::string(", MUTATION ") + to_string(opt_.mutation) : ""));
+       (opt_.mutation != Mutation::kNone ? std::string(", MUTATION ") + to_string(opt_.mutation)
+                                         : ""));
 }
 
 void Simulation::schedule(Event e) {
@@ -237,12 +248,14 @@ uint64_t Simulation::link_latency(raft::NodeId from, raft::NodeId to) {
   return lat;
 }
 
-uint64_t Simulation::client_latency() { return 100 + net_rng_.below(400); }
+uint64_t Simulation::client_latency() {
+  return 100 + net_rng_.below(400);
+}
 
 void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
   for (raft::Message& m : msgs) {
-    bool dropped = blocked(m.from, m.to) || (loss_ > 0 && net_rng_.chance(loss_)) ||
-                   nodes_.count(m.to) == 0;
+    bool dropped =
+        blocked(m.from, m.to) || (loss_ > 0 && net_rng_.chance(loss_)) || nodes_.count(m.to) == 0;
     if (dropped) {
       if (m.type == raft::MessageType::kSnap) n.raft->report_snapshot(m.to, true);
       continue;
@@ -266,9 +279,11 @@ void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
 
 void Simulation::tick_all() {
   std::vector<raft::NodeId> order;
-  for (auto& [id, n] : nodes_) order.push_back(id);
+  for (auto& [id, n] : nodes_)
+    order.push_back(id);
   // A different interleaving every step.
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[fault_rng_.below(i)]);
+  for (size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1], order[fault_rng_.below(i)]);
   for (raft::NodeId id : order) {
     SimNode& n = nodes_.at(id);
     if (!n.up) continue;

@@ -41,7 +41,14 @@ struct Reply {
 };
 
 enum class EventKind : uint8_t {
-  kDeliver, kSyncDone, kRequest, kReply, kRestart, kResume, kCrash, kSnapStatus
+  kDeliver,
+  kSyncDone,
+  kRequest,
+  kReply,
+  kRestart,
+  kResume,
+  kCrash,
+  kSnapStatus
 };
 
 struct Event {

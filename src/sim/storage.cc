@@ -17,7 +17,8 @@ void SimStorage::apply(raft::MemoryLogStorage* s, const Op& op) {
 }
 
 void SimStorage::sync() {
-  for (const Op& op : pending_) apply(&durable_, op);
+  for (const Op& op : pending_)
+    apply(&durable_, op);
   pending_.clear();
 }
 
