@@ -50,12 +50,7 @@ void Simulation::inject_faults() {
       uint64_t pause_us = fault_rng_.range(50'000, 1'500'000);
       note("n" + std::to_string(n.id) + " pauses for " + std::to_string(pause_us / 1000) + " ms" +
            (n.raft->role() == raft::Role::kLeader ? " (leader)" : ""));
-      Event r;
-      r.time = now_ + pause_us;
-      r.kind = EventKind::kResume;
-      r.node = n.id;
-      r.incarnation = n.incarnation;
-      schedule(std::move(r));
+      schedule_node_event(now_ + pause_us, EventKind::kResume, n);
     }
   }
   if (p_member_ > 0 && fault_rng_.chance(p_member_)) membership_change();

@@ -72,28 +72,13 @@ void Simulation::drive(SimNode& n) {
     }
     n.sync_in_flight = true;
     uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
-    Event done;
-    done.time = now_ + fsync_us;
-    done.kind = EventKind::kSyncDone;
-    done.node = n.id;
-    done.incarnation = n.incarnation;
-    schedule(std::move(done));
+    schedule_node_event(now_ + fsync_us, EventKind::kSyncDone, n);
     if (!faults_active_) return;
     // Fault points: a power cut while the disk is syncing, or right after a vote went out.
     if (p_crash_in_sync_ > 0 && fault_rng_.chance(p_crash_in_sync_)) {
-      Event c;
-      c.time = now_ + fault_rng_.below(fsync_us);
-      c.kind = EventKind::kCrash;
-      c.node = n.id;
-      c.incarnation = n.incarnation;
-      schedule(std::move(c));
+      schedule_node_event(now_ + fault_rng_.below(fsync_us), EventKind::kCrash, n);
     } else if (vote_changed && p_crash_after_vote_ > 0 && fault_rng_.chance(p_crash_after_vote_)) {
-      Event c;
-      c.time = now_ + fsync_us + fault_rng_.below(3000);
-      c.kind = EventKind::kCrash;
-      c.node = n.id;
-      c.incarnation = n.incarnation;
-      schedule(std::move(c));
+      schedule_node_event(now_ + fsync_us + fault_rng_.below(3000), EventKind::kCrash, n);
     }
     return;
   }
@@ -288,11 +273,7 @@ void Simulation::crash(SimNode& n) {
   n.tick_debt = 0;
   ++n.incarnation;
   if (faults_active_) {
-    Event r;
-    r.time = now_ + fault_rng_.range(10'000, 500'000);
-    r.kind = EventKind::kRestart;
-    r.node = n.id;
-    schedule(std::move(r));
+    schedule_node_event(now_ + fault_rng_.range(10'000, 500'000), EventKind::kRestart, n);
   }
 }
 

@@ -135,6 +135,35 @@ void Simulation::schedule(Event e) {
   std::push_heap(events_.begin(), events_.end(), later);
 }
 
+void Simulation::schedule_node_event(uint64_t time, EventKind kind, const SimNode& n) {
+  Event e;
+  e.time = time;
+  e.kind = kind;
+  e.node = n.id;
+  e.incarnation = n.incarnation;
+  schedule(std::move(e));
+}
+
+void Simulation::schedule_snap_status(uint64_t time, raft::NodeId leader, raft::NodeId follower,
+                                      bool failed) {
+  Event e;
+  e.time = time;
+  e.kind = EventKind::kSnapStatus;
+  e.node = leader;
+  e.peer = follower;
+  e.failed = failed;
+  schedule(std::move(e));
+}
+
+void Simulation::schedule_delivery(raft::Message m) {
+  Event e;
+  e.time = now_ + link_latency(m.from, m.to);
+  e.kind = EventKind::kDeliver;
+  e.node = m.to;
+  e.msg = std::move(m);
+  schedule(std::move(e));
+}
+
 void Simulation::run_until(uint64_t t) {
   while (!events_.empty() && !failed_) {
     if (events_.front().time >= t) break;
@@ -179,13 +208,7 @@ void Simulation::handle(Event& e) {
   }
   if (!n.up) {
     if (e.kind == EventKind::kDeliver && e.msg.type == raft::MessageType::kSnap) {
-      Event s;
-      s.time = now_;
-      s.kind = EventKind::kSnapStatus;
-      s.node = e.msg.from;
-      s.peer = e.msg.to;
-      s.failed = true;
-      schedule(std::move(s));
+      schedule_snap_status(now_, e.msg.from, e.msg.to, true);
     }
     return;
   }
@@ -205,13 +228,7 @@ void Simulation::handle(Event& e) {
       raft::Error err = n.raft->step(std::move(e.msg));
       (void)err;  // stale or foreign messages are expected under faults
       if (snap) {
-        Event s;
-        s.time = now_ + client_latency();
-        s.kind = EventKind::kSnapStatus;
-        s.node = from;
-        s.peer = n.id;
-        s.failed = false;
-        schedule(std::move(s));
+        schedule_snap_status(now_ + client_latency(), from, n.id, false);
       }
       drive(n);
       break;
@@ -261,19 +278,9 @@ void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
       continue;
     }
     if (dup_ > 0 && net_rng_.chance(dup_)) {
-      Event d;
-      d.time = now_ + link_latency(m.from, m.to);
-      d.kind = EventKind::kDeliver;
-      d.node = m.to;
-      d.msg = m;
-      schedule(std::move(d));
+      schedule_delivery(m);
     }
-    Event e;
-    e.time = now_ + link_latency(m.from, m.to);
-    e.kind = EventKind::kDeliver;
-    e.node = m.to;
-    e.msg = std::move(m);
-    schedule(std::move(e));
+    schedule_delivery(std::move(m));
   }
 }
 

@@ -131,6 +131,10 @@ class Simulation {
 
   // Events and network (simulation.cc).
   void schedule(Event e);
+  // An event for a node's current incarnation: dropped if the node crashed meanwhile.
+  void schedule_node_event(uint64_t time, EventKind kind, const SimNode& n);
+  void schedule_snap_status(uint64_t time, raft::NodeId leader, raft::NodeId follower, bool failed);
+  void schedule_delivery(raft::Message m);
   void run_until(uint64_t t);
   void handle(Event& e);
   void send_messages(SimNode& n, std::vector<raft::Message>& msgs);
