@@ -148,9 +148,7 @@ void Raft::start_campaign(bool pre_vote, bool transfer) {
     type = MessageType::kVote;
   }
   tracker_.record_vote(id_, true);
-  int granted = 0;
-  int rejected = 0;
-  if (tracker_.tally(&granted, &rejected) == VoteResult::kWon) {
+  if (tracker_.tally() == VoteResult::kWon) {
     // A single-voter group wins at once.
     if (pre_vote) {
       start_campaign(false, transfer);
@@ -222,9 +220,7 @@ Error Raft::step_candidate(const Message& m) {
                       (role_ == Role::kCandidate && m.type == MessageType::kVoteResp);
       if (!expected) return Error::kOk;
       tracker_.record_vote(m.from, !m.reject);
-      int granted = 0;
-      int rejected = 0;
-      switch (tracker_.tally(&granted, &rejected)) {
+      switch (tracker_.tally()) {
         case VoteResult::kWon:
           if (role_ == Role::kPreCandidate) {
             start_campaign(false, false);

@@ -155,8 +155,14 @@ void Raft::send_append(NodeId to) {
 bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
   Progress& pr = tracker_.progress.at(to);
   if (pr.is_paused()) return false;
+  // Nothing new for this follower: the common case when filling the window after a response.
+  if (!send_if_empty && pr.next > log_.last_index()) return false;
   Message m;
   m.to = to;
+  if (!entry_buffers_.empty()) {
+    m.entries = std::move(entry_buffers_.back());
+    entry_buffers_.pop_back();
+  }
   Term prev_term = 0;
   Error term_err = log_.term(pr.next - 1, &prev_term);
   Error ents_err = Error::kOk;
@@ -164,7 +170,10 @@ bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
     ents_err = log_.entries_from(pr.next, config_.max_bytes_per_message, &m.entries);
   }
   if (term_err == Error::kOk && ents_err == Error::kOk) {
-    if (m.entries.empty() && !send_if_empty) return false;
+    if (m.entries.empty() && !send_if_empty) {
+      recycle(std::move(m));
+      return false;
+    }
     m.type = MessageType::kApp;
     m.index = pr.next - 1;
     m.log_term = prev_term;
@@ -179,6 +188,8 @@ bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
     return true;
   }
   // The entries the follower needs are compacted: send a snapshot (§7).
+  recycle(std::move(m));
+  m.entries.clear();
   if (!pr.recent_active) return false;
   Snapshot snap;
   if (log_.snapshot(&snap) != Error::kOk || snap.empty()) return false;

@@ -55,8 +55,6 @@ class MemoryLogStorage final : public LogStorage {
   // Discards entries before `index`; entry `index` stays as the new dummy entry.
   [[nodiscard]] Error compact(Index index);
 
-  size_t entry_count() const { return entries_.size() - 1; }
-
  private:
   Index offset() const { return entries_.front().index; }
 

@@ -256,22 +256,6 @@ void ProgressTracker::record_vote(NodeId id, bool granted) {
   votes.emplace(id, granted);
 }
 
-VoteResult ProgressTracker::tally(int* granted, int* rejected) const {
-  *granted = 0;
-  *rejected = 0;
-  for (const auto& [id, pr] : progress) {
-    if (pr.is_learner) continue;
-    auto it = votes.find(id);
-    if (it == votes.end()) continue;
-    if (it->second) {
-      ++*granted;
-    } else {
-      ++*rejected;
-    }
-  }
-  return config.voters.vote(votes);
-}
-
 Error ConfChanger::enter_joint(bool auto_leave, const std::vector<ConfChangeSingle>& changes,
                                TrackerConfig* cfg, std::map<NodeId, Progress>* prs) const {
   *cfg = tracker_.config;

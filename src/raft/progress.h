@@ -113,7 +113,7 @@ class ProgressTracker {
   bool is_singleton() const;
   void reset_votes() { votes.clear(); }
   void record_vote(NodeId id, bool granted);
-  VoteResult tally(int* granted, int* rejected) const;
+  VoteResult tally() const { return config.voters.vote(votes); }
   Progress make_progress() const { return Progress(max_inflight_messages_, max_inflight_bytes_); }
 
  private:

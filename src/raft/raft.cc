@@ -234,6 +234,13 @@ void Raft::report_unreachable(NodeId to) {
   (void)step_internal(m);
 }
 
+void Raft::recycle(Message&& m) {
+  if (m.entries.capacity() == 0 || m.entries.capacity() > kMaxPooledBufferEntries) return;
+  if (entry_buffers_.size() >= kMaxPooledBuffers) return;
+  m.entries.clear();
+  entry_buffers_.push_back(std::move(m.entries));
+}
+
 ConfState Raft::apply_conf_change(const ConfChange& cc) {
   ConfChanger changer(tracker_, log_.last_index());
   TrackerConfig cfg;

@@ -117,6 +117,10 @@ class Raft {
   // Reports whether a snapshot sent to `to` was delivered.
   void report_snapshot(NodeId to, bool failed);
   void report_unreachable(NodeId to);
+  // Hands a message back once the driver is done with it (sent, or stepped into a peer in the
+  // same process) so that its entry buffer is reused for the next append: the steady path then
+  // allocates nothing per message.
+  void recycle(Message&& m);
   // Applies a committed configuration change; returns the new configuration.
   ConfState apply_conf_change(const ConfChange& cc);
 
@@ -138,8 +142,6 @@ class Raft {
   bool lease_valid() const;
 
  private:
-  friend class RaftTestPeer;
-
   Error step_internal(Message& m);
   Error check_conf_change_proposal(const Entry& e) const;
 
@@ -176,7 +178,6 @@ class Raft {
   bool leaving_config() const;
   void leader_read(NodeId from, uint64_t context);
   void respond_read(NodeId to, Index index, uint64_t context);
-  void release_pending_reads();
   void advance_read_rounds();
   bool check_quorum_active();
 
@@ -246,6 +247,10 @@ class Raft {
   Ready ready_;
   bool ready_outstanding_ = false;
   std::vector<Entry> scratch_entries_;
+  // Entry buffers of recycled messages, bounded so that a burst does not pin memory.
+  std::vector<std::vector<Entry>> entry_buffers_;
+  static constexpr size_t kMaxPooledBuffers = 64;
+  static constexpr size_t kMaxPooledBufferEntries = 4096;
   // Appends are broadcast when the driver collects the next Ready, so that proposals arriving
   // together leave in one message per follower (batching), and likewise heartbeat rounds for
   // reads arriving together.

@@ -149,18 +149,6 @@ bool is_local(MessageType type) {
   }
 }
 
-bool is_response(MessageType type) {
-  switch (type) {
-    case MessageType::kAppResp:
-    case MessageType::kVoteResp:
-    case MessageType::kPreVoteResp:
-    case MessageType::kHeartbeatResp:
-      return true;
-    default:
-      return false;
-  }
-}
-
 const char* to_string(Role role) {
   switch (role) {
     case Role::kFollower:

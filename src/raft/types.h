@@ -127,7 +127,6 @@ enum class MessageType : uint8_t {
 
 const char* to_string(MessageType type);
 bool is_local(MessageType type);
-bool is_response(MessageType type);
 
 struct Message {
   GroupId group = 0;
