@@ -26,6 +26,7 @@ void Raft::reset(Term term) {
     if (id == id_) pr.match = log_.stable_last_index();
   }
   pending_conf_index_ = 0;
+  self_removal_index_ = 0;
   uncommitted_bytes_ = 0;
   pending_reads_.clear();
   reads_before_commit_.clear();
@@ -73,6 +74,16 @@ void Raft::become_leader() {
   // No configuration change until every entry of earlier terms is applied: we cannot know
   // whether one of them is a configuration change.
   pending_conf_index_ = log_.last_index();
+  // An inherited, unapplied change may remove us: then we must not append after it.
+  if (log_.last_index() > log_.applied()) {
+    std::vector<Entry> unapplied;
+    if (log_.slice(log_.applied() + 1, log_.last_index() + 1, kNoLimit, &unapplied) == Error::kOk) {
+      for (const Entry& e : unapplied) {
+        if (e.type == EntryType::kConfChange) note_conf_change(e);
+      }
+    }
+    pending_conf_index_ = log_.last_index();
+  }
   // The no-op of §8: committing an entry of this term commits everything before it, and
   // ReadIndex waits for it.
   scratch_entries_.clear();

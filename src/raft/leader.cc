@@ -28,7 +28,7 @@ Error Raft::step_leader(Message& m) {
       Error err = append_proposals(m.entries);
       if (err != Error::kOk) return err;
       for (const Entry& e : m.entries) {
-        if (e.type == EntryType::kConfChange) pending_conf_index_ = e.index;
+        if (e.type == EntryType::kConfChange) note_conf_change(e);
       }
       return Error::kOk;
     }
@@ -130,15 +130,28 @@ bool Raft::committed_entry_in_current_term() const {
   return log_.term_or_zero(log_.committed()) == term_;
 }
 
-// True while a leader outside the incoming voters waits for the pending leave of the joint
-// configuration (or, after its election, for inherited entries that may hold one): it steps
-// down once the leave is applied. Proposals appended after the leave would leave its log longer
-// than every remaining voter's, and voters that have not learned that the leave committed still
-// need this node's vote for the outgoing majority; it would refuse them forever.
+// True while a configuration change that removes or demotes this leader is appended but not
+// applied; it steps down once it applies it. Proposals appended after that change would leave
+// its log longer than every remaining voter's, and voters that have not yet learned that the
+// change committed may still need this node's vote (a 2-voter or joint configuration), which it
+// would refuse them forever: the group could never elect a leader again.
 bool Raft::leaving_config() const {
-  const JointConfig& voters = tracker_.config.voters;
-  return voters.joint() && pending_conf_index_ > log_.applied() &&
-         std::find(voters.incoming.begin(), voters.incoming.end(), id_) == voters.incoming.end();
+  return self_removal_index_ > log_.applied();
+}
+
+void Raft::note_conf_change(const Entry& e) {
+  pending_conf_index_ = e.index;
+  auto cc = ConfChange::decode(e.data);
+  if (!cc) return;
+  bool removes_self = false;
+  if (cc->leave_joint()) {
+    const auto& incoming = tracker_.config.voters.incoming;
+    removes_self = std::find(incoming.begin(), incoming.end(), id_) == incoming.end();
+  }
+  for (const ConfChangeSingle& c : cc->changes) {
+    if (c.node == id_ && c.type != ConfChangeType::kAddNode) removes_self = true;
+  }
+  if (removes_self) self_removal_index_ = e.index;
 }
 
 void Raft::bcast_append() {

@@ -377,9 +377,7 @@ void Raft::advance() {
       // Leave the joint configuration once it is applied (auto-leave).
       scratch_entries_.clear();
       scratch_entries_.push_back(Entry{0, 0, EntryType::kConfChange, ConfChange{}.encode()});
-      if (append_proposals(scratch_entries_) == Error::kOk) {
-        pending_conf_index_ = log_.last_index();
-      }
+      if (append_proposals(scratch_entries_) == Error::kOk) note_conf_change(scratch_entries_[0]);
     }
   }
   ready_.messages.clear();

@@ -176,6 +176,7 @@ class Raft {
   void abort_leader_transfer();
   bool committed_entry_in_current_term() const;
   bool leaving_config() const;
+  void note_conf_change(const Entry& e);
   void leader_read(NodeId from, uint64_t context);
   void respond_read(NodeId to, Index index, uint64_t context);
   void advance_read_rounds();
@@ -221,6 +222,8 @@ class Raft {
 
   NodeId lead_transferee_ = kNoNode;
   Index pending_conf_index_ = 0;
+  // Index of the latest appended configuration change that removes or demotes this leader.
+  Index self_removal_index_ = 0;
   uint64_t uncommitted_bytes_ = 0;
 
   // ReadIndex: requests wait for a heartbeat round acknowledged by a quorum. Rounds number the

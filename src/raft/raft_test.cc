@@ -514,6 +514,28 @@ TEST(Raft_6, JointConsensusRemovesLeader) {
   EXPECT_EQ(c.data(5), std::vector<std::string>{"after"});
 }
 
+// §6: a leader that removes itself from a 2-voter group takes no proposals after the removal,
+// so the remaining voter's log is as long as its own, gets its vote, and takes over.
+TEST(Raft_6, LeaderRemovingItselfFromTwoVotersHandsOver) {
+  TestCluster c(2);
+  c.elect(1);
+  ConfChange cc;
+  cc.changes = {{ConfChangeType::kRemoveNode, 1}};
+  // Node 2 never hears that the removal committed: it keeps the old configuration {1, 2}.
+  c.set_drop([](const Message& m) { return m.from == 1 && m.commit >= 2 && m.to == 2; });
+  ASSERT_EQ(c.raft(1).propose_conf_change(cc), Error::kOk);
+  EXPECT_EQ(c.raft(1).propose("late"), Error::kNotLeader);
+  c.stabilize();
+  c.set_drop(nullptr);
+  for (int i = 0; i < 60 && c.leader() != 2; ++i)
+    c.tick_all();
+  EXPECT_NE(c.raft(1).role(), Role::kLeader);
+  ASSERT_EQ(c.leader(), 2u);
+  ASSERT_EQ(c.raft(2).propose("after"), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.data(2), std::vector<std::string>{"after"});
+}
+
 // §7: a follower too far behind a compacted leader gets a snapshot.
 TEST(Raft_7, LaggingFollowerReceivesSnapshot) {
   TestCluster c(3);

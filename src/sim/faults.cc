@@ -134,7 +134,7 @@ void Simulation::membership_change() {
                   std::count(cs.learners.begin(), cs.learners.end(), id);
     if (!member) others.push_back(id);
   }
-  size_t min_voters = opt_.nodes >= 5 ? 3 : 2;
+  size_t min_voters = opt_.nodes >= 5 ? 3 : 1;
   raft::ConfChange cc;
   std::string what;
   switch (fault_rng_.below(5)) {

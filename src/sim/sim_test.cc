@@ -2,6 +2,8 @@
 // deliberately broken variant of the protocol or driver is caught within a seed budget.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include "sim/cluster.h"
 
 namespace chorus::sim {
@@ -40,6 +42,11 @@ struct MutationCase {
   int nodes;
   uint64_t seed_budget;
 };
+
+// Names the case in test output instead of dumping its bytes.
+void PrintTo(const MutationCase& c, std::ostream* os) {
+  *os << to_string(c.mutation);
+}
 
 class MutationIsCaught : public ::testing::TestWithParam<MutationCase> {};
 
