@@ -559,6 +559,68 @@ TEST(Raft_7, LaggingFollowerReceivesSnapshot) {
   EXPECT_EQ(c.data(3).back(), "after");
 }
 
+// §7: a snapshot the driver reports as failed is sent again after the follower answers a
+// heartbeat; once delivered, the follower catches up.
+TEST(Raft_7, FailedSnapshotIsRetried) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  Index applied = c.raft(1).log().applied();
+  ASSERT_EQ(c.storage(1).create_snapshot(applied, c.node(1).conf, "state"), Error::kOk);
+  ASSERT_EQ(c.storage(1).compact(applied), Error::kOk);
+  c.heal();
+  int snaps = 0;
+  c.set_drop([&](const Message& m) {
+    if (m.type != MessageType::kSnap) return false;
+    ++snaps;
+    return true;
+  });
+  c.tick_all(2);
+  ASSERT_EQ(snaps, 1);
+  EXPECT_EQ(c.raft(1).status().progress.at(3).state, ProgressState::kSnapshot);
+  c.raft(1).report_snapshot(3, /*failed=*/true);
+  EXPECT_EQ(c.raft(1).status().progress.at(3).state, ProgressState::kProbe);
+  c.set_drop(nullptr);
+  c.tick_all(3);
+  EXPECT_EQ(c.raft(3).log().committed(), c.raft(1).log().committed());
+  Snapshot s;
+  ASSERT_EQ(c.storage(3).snapshot(&s), Error::kOk);
+  EXPECT_EQ(s.metadata.index, applied);
+}
+
+// §6: learners receive the log but neither vote nor count toward a commit quorum.
+TEST(Raft_6, LearnerDoesNotCountTowardQuorum) {
+  TestCluster c(4, nullptr, {1, 2, 3}, {4});
+  c.elect(1);
+  c.isolate(2);
+  c.isolate(3);
+  Index before = c.raft(1).log().committed();
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  EXPECT_EQ(c.raft(4).log().last_index(), c.raft(1).log().last_index()) << "learner has the entry";
+  EXPECT_EQ(c.raft(1).log().committed(), before) << "but its acknowledgement is no quorum";
+  EXPECT_FALSE(c.raft(4).promotable());
+  c.tick(4, 50);
+  EXPECT_EQ(c.raft(4).role(), Role::kFollower) << "a learner never campaigns";
+}
+
+// A one-way partition: the leader hears its followers but cannot reach them. They elect a new
+// leader, and the old one steps down when it hears the new term.
+TEST(Raft_PreVote, OneWayPartitionReplacesMuteLeader) {
+  TestCluster c(3);
+  c.elect(1);
+  c.set_drop([](const Message& m) { return m.from == 1; });
+  for (int i = 0; i < 40 && (c.leader() == 1 || c.leader() == kNoNode); ++i)
+    c.tick_all();
+  NodeId lead = c.leader();
+  EXPECT_TRUE(lead == 2 || lead == 3) << lead;
+  EXPECT_EQ(c.raft(1).role(), Role::kFollower);
+  EXPECT_EQ(c.raft(1).term(), c.raft(lead).term());
+}
+
 // A restarted node recovers term, vote and log from storage.
 TEST(Raft_Restart, RecoversHardStateAndLog) {
   TestCluster c(3);
