@@ -83,11 +83,12 @@ void Raft::handle_heartbeat(const Message& m) {
 }
 
 void Raft::handle_snapshot(const Message& m) {
-  if (!m.snapshot) return;
   Message resp;
   resp.to = m.from;
   resp.type = MessageType::kAppResp;
-  if (restore(*m.snapshot)) {
+  // A snapshot message without a snapshot still gets an answer, so the leader leaves the
+  // snapshot state instead of waiting for a report that never comes.
+  if (m.snapshot && restore(*m.snapshot)) {
     resp.index = log_.last_index();
   } else {
     resp.index = log_.committed();

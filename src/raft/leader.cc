@@ -136,7 +136,12 @@ bool Raft::committed_entry_in_current_term() const {
 // change committed may still need this node's vote (a 2-voter or joint configuration), which it
 // would refuse them forever: the group could never elect a leader again.
 bool Raft::leaving_config() const {
-  return self_removal_index_ > log_.applied();
+  if (self_removal_index_ > log_.applied()) return true;
+  // Also while joint with only the outgoing side holding us: the leave may be among entries
+  // inherited at election, whose effect on us the scan in become_leader() could not foresee.
+  const JointConfig& voters = tracker_.config.voters;
+  return voters.joint() && pending_conf_index_ > log_.applied() &&
+         std::find(voters.incoming.begin(), voters.incoming.end(), id_) == voters.incoming.end();
 }
 
 void Raft::note_conf_change(const Entry& e) {
@@ -227,7 +232,11 @@ void Raft::handle_append_response(const Message& m, Progress& pr) {
   }
   if (m.index > log_.last_index()) return;  // cannot acknowledge what we never sent
   bool was_paused = pr.is_paused();
-  if (!pr.maybe_update(m.index)) return;
+  // An acknowledgement equal to match still proves a probing follower caught up: move it to
+  // replicate so the window opens again.
+  if (!pr.maybe_update(m.index) && !(pr.state == ProgressState::kProbe && pr.match == m.index)) {
+    return;
+  }
   switch (pr.state) {
     case ProgressState::kProbe:
       pr.become_replicate();
@@ -331,7 +340,8 @@ void Raft::respond_read(NodeId to, Index index, uint64_t context) {
 bool Raft::lease_valid() const {
   return role_ == Role::kLeader && config_.check_quorum &&
          config_.read_only == ReadOnlyOption::kLeaseBased && !lease_disabled_ &&
-         lead_transferee_ == kNoNode && ticks_ < lease_expiry_tick_;
+         lead_transferee_ == kNoNode && ticks_ < lease_expiry_tick_ &&
+         committed_entry_in_current_term();
 }
 
 void Raft::leader_read(NodeId from, uint64_t context) {

@@ -397,6 +397,7 @@ Error ConfChanger::check(const TrackerConfig& cfg, const std::map<NodeId, Progre
   }
   for (NodeId id : cfg.learners_next) {
     if (!contains(cfg.voters.outgoing, id)) return Error::kInvalidConfChange;
+    if (contains(cfg.voters.incoming, id)) return Error::kInvalidConfChange;
     if (contains(cfg.learners, id)) return Error::kInvalidConfChange;
   }
   if (!cfg.voters.joint() && (!cfg.learners_next.empty() || cfg.auto_leave)) {

@@ -41,6 +41,11 @@ Raft::Raft(const Config& config)
   if (config.lease_drift_ticks < 0 || config.lease_drift_ticks >= config.election_ticks) {
     fatal("config: lease_drift_ticks must be in [0, election_ticks)");
   }
+  if (config.read_only == ReadOnlyOption::kLeaseBased && config.lease_drift_ticks < 1) {
+    // A tick marks a moment somewhere within one tick interval: a follower may vote up to one
+    // tick early by the leader's clock, before any clock-rate drift.
+    fatal("config: lease-based reads need lease_drift_ticks >= 1");
+  }
   if (config.read_only == ReadOnlyOption::kLeaseBased && !config.check_quorum) {
     fatal("config: lease-based reads require check_quorum");
   }
@@ -102,7 +107,25 @@ Error Raft::step(Message&& m) {
   if (is_local(m.type)) return Error::kStepLocalMessage;
   if (m.group != group_) return Error::kWrongGroup;
   if (m.to != id_) return Error::kStepUnknownPeer;
+  if (m.from == kNoNode || m.from == id_) return Error::kInvalidMessage;
+  // Only forwarded requests travel without a term; anything else would bypass the term rules.
+  bool forwarded = m.type == MessageType::kPropose || m.type == MessageType::kReadIndex ||
+                   m.type == MessageType::kTransferLeader;
+  if ((m.term == 0) != forwarded) return Error::kInvalidMessage;
+  if (m.type == MessageType::kApp && !well_formed_append(m)) return Error::kInvalidMessage;
   return step_internal(m);
+}
+
+bool Raft::well_formed_append(const Message& m) {
+  // Entries follow the probed index without gaps, in non-decreasing terms no older than the
+  // probed entry and no newer than the sender's term.
+  Term prev = m.log_term;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index != m.index + 1 + i || e.term < prev || e.term > m.term) return false;
+    prev = e.term;
+  }
+  return true;
 }
 
 Error Raft::step_internal(Message& m) {
@@ -214,6 +237,11 @@ Error Raft::transfer_leader(NodeId transferee) {
 }
 
 Error Raft::campaign() {
+  // With leader leases an election asked for by the application must not cut a lease short:
+  // a node that heard from the leader within the election timeout may not help unseat it.
+  if (config_.read_only == ReadOnlyOption::kLeaseBased && in_lease_from_leader()) {
+    return Error::kNotLeader;
+  }
   Message m;
   m.type = MessageType::kHup;
   return step_internal(m);
@@ -295,7 +323,8 @@ void Raft::switch_to_config(const TrackerConfig& cfg, std::map<NodeId, Progress>
 
 void Raft::send(Message m) {
   m.group = group_;
-  m.from = id_;
+  // Forwarded requests keep their original sender, so the leader answers the node that asked.
+  if (m.from == kNoNode) m.from = id_;
   if (m.type == MessageType::kVote || m.type == MessageType::kPreVote ||
       m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp) {
     if (m.term == 0) fatal("vote messages must carry an explicit term");

@@ -143,6 +143,7 @@ class Raft {
 
  private:
   Error step_internal(Message& m);
+  static bool well_formed_append(const Message& m);
   Error check_conf_change_proposal(const Entry& e) const;
 
   // Roles (election.cc).

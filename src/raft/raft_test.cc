@@ -635,6 +635,59 @@ TEST(Raft_Restart, RecoversHardStateAndLog) {
   EXPECT_EQ(c.raft(2).role(), Role::kFollower);
 }
 
+// Bad input from a peer gets an error and changes nothing; it never aborts the node.
+TEST(Raft_Step, RejectsMalformedPeerMessages) {
+  TestCluster c(3);
+  c.elect(1);
+  Raft& f = c.raft(2);
+  Index last = f.log().last_index();
+  Index commit = f.log().committed();
+  Term term = f.term();
+  Message gap = make(MessageType::kApp, 1, 2, term);
+  gap.index = last;
+  gap.log_term = f.log().last_term();
+  gap.entries = {Entry{term, last + 5, EntryType::kNormal, "x"}};
+  EXPECT_EQ(f.step(gap), Error::kInvalidMessage);
+  Message rewrite = make(MessageType::kApp, 1, 2, term);
+  rewrite.index = commit;
+  rewrite.log_term = f.log().term_or_zero(commit);
+  rewrite.entries = {Entry{term, commit, EntryType::kNormal, "conflict"}};
+  EXPECT_EQ(f.step(rewrite), Error::kInvalidMessage);
+  Message future = make(MessageType::kApp, 1, 2, term);
+  future.index = last;
+  future.log_term = f.log().last_term();
+  future.entries = {Entry{term + 3, last + 1, EntryType::kNormal, "x"}};
+  EXPECT_EQ(f.step(future), Error::kInvalidMessage);
+  EXPECT_EQ(f.step(make(MessageType::kVote, 3, 2, 0)), Error::kInvalidMessage);
+  EXPECT_EQ(f.step(make(MessageType::kVoteResp, 3, 2, 0)), Error::kInvalidMessage);
+  EXPECT_EQ(f.step(make(MessageType::kHeartbeat, 2, 2, term)), Error::kInvalidMessage);
+  EXPECT_EQ(f.step(make(MessageType::kHeartbeat, 0, 2, term)), Error::kInvalidMessage);
+  EXPECT_EQ(c.raft(1).step(make(MessageType::kAppResp, 1, 1, term)), Error::kInvalidMessage);
+  EXPECT_EQ(f.log().last_index(), last);
+  EXPECT_EQ(f.log().committed(), commit);
+  EXPECT_EQ(f.term(), term);
+  c.stabilize();
+  EXPECT_EQ(c.leader(), 1u);
+}
+
+// A read forwarded twice (the first follower's idea of the leader was stale) is answered to the
+// node that asked, not to the one that passed it on.
+TEST(Raft_8, ReadForwardedTwiceIsAnsweredToTheAsker) {
+  TestCluster c(3);
+  c.elect(1);
+  Message read;
+  read.group = 1;
+  read.type = MessageType::kReadIndex;
+  read.from = 3;
+  read.to = 2;
+  read.context = 77;
+  ASSERT_EQ(c.raft(2).step(read), Error::kOk);  // node 2 passes it on to the leader
+  c.stabilize();
+  EXPECT_TRUE(c.node(2).reads.empty());
+  ASSERT_EQ(c.node(3).reads.size(), 1u);
+  EXPECT_EQ(c.node(3).reads[0].context, 77u);
+}
+
 TEST(Raft_Step, RejectsLocalMessagesAndOtherGroups) {
   TestCluster c(3);
   Message hup = make(MessageType::kHup, 2, 1, 0);

@@ -193,6 +193,8 @@ const char* to_string(Error error) {
       return "raft: message from a node not in the configuration";
     case Error::kWrongGroup:
       return "raft: message for another group";
+    case Error::kInvalidMessage:
+      return "raft: malformed message";
   }
   return "raft: unknown error";
 }

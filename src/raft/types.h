@@ -181,6 +181,7 @@ enum class Error : uint8_t {
   kStepLocalMessage,  // a local message type arrived from the network
   kStepUnknownPeer,   // a response from a node not in the configuration
   kWrongGroup,
+  kInvalidMessage,  // a message from the network that breaks the protocol's shape
 };
 
 const char* to_string(Error error);
