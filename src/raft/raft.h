@@ -55,7 +55,9 @@ struct Config {
   // Followers drop proposals instead of forwarding them to the leader.
   bool disable_proposal_forwarding = false;
 
-  // Index the application has already applied (e.g. from its snapshot) when restarting.
+  // Index the application has already applied (e.g. from its snapshot) when restarting. It must
+  // not pass the index of the snapshot whose configuration the storage reports: configuration
+  // changes after it are replayed only when their entries are applied again.
   Index applied = 0;
   // Seeds the randomized election timeout; the core has no other source of randomness.
   uint64_t seed = 1;
@@ -111,6 +113,8 @@ class Raft {
   [[nodiscard]] Error propose(std::string data);
   [[nodiscard]] Error propose_conf_change(const ConfChange& cc);
   // Asks for a linearizable read point; the answer arrives as a ReadState with `context`.
+  // Requests waiting at a leader that steps down are dropped without an answer (as in etcd):
+  // the caller retries after a timeout.
   [[nodiscard]] Error read_index(uint64_t context);
   [[nodiscard]] Error transfer_leader(NodeId transferee);
   [[nodiscard]] Error campaign();
