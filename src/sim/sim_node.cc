@@ -138,6 +138,10 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       for (const auto& [id, other] : nodes_) {
         if (other.up) bound = std::max(bound, other.raft->term());
       }
+      if (e.index % 100 == 0) {
+        note("committed through index " + std::to_string(e.index) + " (term " +
+             std::to_string(e.term) + ")");
+      }
       raft::Index& max_index = max_index_by_term_bound_[bound];
       max_index = std::max(max_index, e.index);
     } else if (slot->chain != n.sm.chain()) {
