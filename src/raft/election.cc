@@ -27,6 +27,7 @@ void Raft::reset(Term term) {
   }
   pending_conf_index_ = 0;
   self_removal_index_ = 0;
+  campaign_after_apply_ = false;
   uncommitted_bytes_ = 0;
   pending_reads_.clear();
   reads_before_commit_.clear();
@@ -139,7 +140,11 @@ void Raft::hup(bool transfer) {
     std::vector<Entry> pending;
     if (log_.slice(log_.applied() + 1, log_.committed() + 1, kNoLimit, &pending) == Error::kOk) {
       for (const Entry& e : pending) {
-        if (e.type == EntryType::kConfChange) return;
+        if (e.type != EntryType::kConfChange) continue;
+        // A leader asked us to take over (often because it removed itself): do it as soon as
+        // the change is applied rather than an election timeout later.
+        if (transfer) campaign_after_apply_ = true;
+        return;
       }
     }
   }

@@ -401,6 +401,10 @@ void Raft::advance() {
     Index last = ready_.committed_entries.back().index;
     if (last > log_.applied()) log_.applied_to(last);
     reduce_uncommitted(ready_.committed_entries);
+    if (campaign_after_apply_ && role_ != Role::kLeader) {
+      campaign_after_apply_ = false;
+      hup(true);
+    }
     if (role_ == Role::kLeader && tracker_.config.auto_leave &&
         log_.applied() >= pending_conf_index_) {
       // Leave the joint configuration once it is applied (auto-leave).

@@ -229,6 +229,8 @@ class Raft {
   Index pending_conf_index_ = 0;
   // Index of the latest appended configuration change that removes or demotes this leader.
   Index self_removal_index_ = 0;
+  // A TimeoutNow arrived while a committed configuration change was still unapplied.
+  bool campaign_after_apply_ = false;
   uint64_t uncommitted_bytes_ = 0;
 
   // ReadIndex: requests wait for a heartbeat round acknowledged by a quorum. Rounds number the

@@ -536,6 +536,20 @@ TEST(Raft_6, LeaderRemovingItselfFromTwoVotersHandsOver) {
   EXPECT_EQ(c.data(2), std::vector<std::string>{"after"});
 }
 
+// A leader removing itself hands over with TimeoutNow; the transferee campaigns as soon as it
+// applies the change, without waiting for an election timeout.
+TEST(Raft_6, RemovedLeaderHandsOverWithoutElectionTimeout) {
+  TestCluster c(3);
+  c.elect(1);
+  ConfChange cc;
+  cc.changes = {{ConfChangeType::kRemoveNode, 1}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(cc), Error::kOk);
+  c.stabilize();  // no ticks at all
+  NodeId lead = c.leader();
+  EXPECT_TRUE(lead == 2 || lead == 3) << lead;
+  EXPECT_NE(c.raft(1).role(), Role::kLeader);
+}
+
 // §7: a follower too far behind a compacted leader gets a snapshot.
 TEST(Raft_7, LaggingFollowerReceivesSnapshot) {
   TestCluster c(3);
