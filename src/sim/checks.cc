@@ -98,6 +98,18 @@ void Simulation::on_reply(const Reply& r) {
   }
 }
 
+// The commit index never decreases within a node's life, and every commit is locked.
+void Simulation::observe_commit(SimNode& n) {
+  raft::Index c = n.raft->log().committed();
+  if (c < n.last_commit) {
+    fail("commit index of n" + std::to_string(n.id) + " went back from " +
+         std::to_string(n.last_commit) + " to " + std::to_string(c));
+    return;
+  }
+  if (c > n.last_commit) check_commit_locked(n);
+  n.last_commit = c;
+}
+
 void Simulation::check_invariants() {
   std::vector<SimNode*> up;
   for (auto& [id, n] : nodes_) {
@@ -112,12 +124,8 @@ void Simulation::check_invariants() {
         return;
       }
     }
-    raft::Index c = n.raft->log().committed();
-    if (c < n.last_commit) {
-      fail("commit index of n" + std::to_string(n.id) + " decreased");
-      return;
-    }
-    n.last_commit = c;
+    observe_commit(n);
+    if (failed_) return;
   }
   // Leader completeness: the newest leader holds every entry committed before its term began.
   if (SimNode* l = highest_leader()) {

@@ -107,13 +107,7 @@ void Simulation::finish_ready(SimNode& n) {
     }
   }
   n.raft->advance();
-  raft::Index c = n.raft->log().committed();
-  if (c < n.last_commit) {
-    fail("commit index of n" + std::to_string(n.id) + " went back from " +
-         std::to_string(n.last_commit) + " to " + std::to_string(c));
-  }
-  if (c > n.last_commit) check_commit_locked(n);
-  n.last_commit = c;
+  observe_commit(n);
   serve_reads(n);
   maybe_compact(n);
 }

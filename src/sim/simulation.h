@@ -156,6 +156,7 @@ class Simulation {
   void issue(SimClient& c, bool write_only);
   void on_reply(const Reply& r);
   void check_invariants();
+  void observe_commit(SimNode& n);
   void check_electable_hold_committed();
   void check_commit_locked(SimNode& l);
   bool liveness_reached();
