@@ -2,56 +2,14 @@
 
 #include <cstring>
 
+#include "base/coding.h"
+
 namespace chorus::raft {
 namespace {
 
-void put_u32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i)
-    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i)
-    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-// A bounds-checked little-endian reader: every read fails cleanly past the end.
-class Reader {
- public:
-  explicit Reader(std::string_view b) : b_(b) {}
-  bool u8(uint8_t* v) {
-    if (b_.size() < 1) return false;
-    *v = static_cast<uint8_t>(b_[0]);
-    b_.remove_prefix(1);
-    return true;
-  }
-  bool u32(uint32_t* v) {
-    if (b_.size() < 4) return false;
-    *v = 0;
-    for (int i = 0; i < 4; ++i)
-      *v |= static_cast<uint32_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
-    b_.remove_prefix(4);
-    return true;
-  }
-  bool u64(uint64_t* v) {
-    if (b_.size() < 8) return false;
-    *v = 0;
-    for (int i = 0; i < 8; ++i)
-      *v |= static_cast<uint64_t>(static_cast<uint8_t>(b_[i])) << (8 * i);
-    b_.remove_prefix(8);
-    return true;
-  }
-  bool bytes(size_t n, std::string* out) {
-    if (b_.size() < n) return false;
-    out->assign(b_.data(), n);
-    b_.remove_prefix(n);
-    return true;
-  }
-  bool done() const { return b_.empty(); }
-  size_t remaining() const { return b_.size(); }
-
- private:
-  std::string_view b_;
-};
+using base::put_u32;
+using base::put_u64;
+using base::Reader;
 
 constexpr uint8_t kConfChangeVersion = 1;
 

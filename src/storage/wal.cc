@@ -1,0 +1,649 @@
+#include "storage/wal.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "base/coding.h"
+
+namespace chorus::storage {
+
+using raft::Entry;
+using raft::GroupId;
+using raft::Index;
+using raft::Term;
+
+std::string segment_name(uint64_t sequence) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%016" PRIx64 ".wal", sequence);
+  return buf;
+}
+
+namespace {
+
+bool parse_segment_name(const std::string& name, uint64_t* sequence) {
+  if (name.size() != 20 || name.substr(16) != ".wal") return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    char c = name[i];
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *sequence = v;
+  return true;
+}
+
+std::string snapshot_record(const raft::Snapshot& s, Index compact_to, Term compact_term,
+                            bool replace) {
+  SnapshotMarker m{s, compact_to, replace};
+  std::string payload = encode_snapshot_marker(m);
+  base::put_u64(&payload, compact_term);
+  return payload;
+}
+
+// The marker's payload ends with the term of the entry at `compact_to`.
+bool decode_snapshot_record(std::string_view payload, SnapshotMarker* m, Term* compact_term) {
+  if (payload.size() < 8) return false;
+  *compact_term = base::load_u64(payload.data() + payload.size() - 8);
+  return decode_snapshot_marker(payload.substr(0, payload.size() - 8), m);
+}
+
+constexpr const char* kRepairHint =
+    "; the node must not serve from this log. See docs/OPERATIONS.md, \"A damaged write-ahead "
+    "log\": `chorus-wal verify <dir>` shows the damage, `chorus-wal truncate <dir>` cuts the log "
+    "before it";
+
+}  // namespace
+
+// Where an entry lives on disk.
+struct EntryLocation {
+  uint64_t segment;
+  uint64_t offset;
+  uint32_t size;
+  Term term;
+};
+
+struct Wal::Segment {
+  uint64_t sequence = 0;
+  std::string path;
+  // Highest entry index written here, per group: the segment may go once every group has
+  // compacted past it.
+  std::map<GroupId, Index> max_index;
+  mutable std::unique_ptr<ReadableFile> reader;
+};
+
+struct Wal::GroupLog {
+  raft::HardState hard_state;
+  raft::Snapshot snapshot;
+  Index compact_index = 0;  // first_index() - 1
+  Term compact_term = 0;
+  // During recovery: entries up to here are missing and must turn out to be compacted.
+  Index unresolved_gap = 0;
+  std::deque<EntryLocation> locations;  // entries (compact_index, last]
+  std::deque<Entry> cache;              // a suffix of them
+  uint64_t cache_bytes = 0;
+  uint64_t cache_limit = 0;
+
+  Index last_index() const { return compact_index + locations.size(); }
+  Index cache_start() const { return last_index() + 1 - cache.size(); }
+
+  void truncate_after(Index index) {  // keeps entries <= index
+    while (last_index() > index) {
+      locations.pop_back();
+      if (!cache.empty()) {
+        cache_bytes -= cache.back().size_bytes();
+        cache.pop_back();
+      }
+    }
+  }
+  void drop_through(Index index) {  // drops entries <= index
+    while (compact_index < index && !locations.empty()) {
+      compact_term = locations.front().term;
+      locations.pop_front();
+      ++compact_index;
+      if (cache.size() > locations.size()) {
+        cache_bytes -= cache.front().size_bytes();
+        cache.pop_front();
+      }
+    }
+  }
+  void push(Entry e, const EntryLocation& loc) {
+    locations.push_back(loc);
+    cache_bytes += e.size_bytes();
+    cache.push_back(std::move(e));
+    while (cache_bytes > cache_limit && cache.size() > 1) {
+      cache_bytes -= cache.front().size_bytes();
+      cache.pop_front();
+    }
+  }
+};
+
+// The Raft core's view of one group.
+class WalGroupStorage final : public raft::LogStorage {
+ public:
+  WalGroupStorage(const Wal* wal, GroupId group) : wal_(wal), group_(group) {}
+
+  raft::HardState hard_state() const override {
+    std::lock_guard lock(wal_->mu_);
+    return log().hard_state;
+  }
+  raft::ConfState conf_state() const override {
+    std::lock_guard lock(wal_->mu_);
+    return log().snapshot.metadata.conf_state;
+  }
+  raft::Error entries(Index lo, Index hi, uint64_t max_bytes,
+                      std::vector<Entry>* out) const override {
+    std::lock_guard lock(wal_->mu_);
+    const Wal::GroupLog& g = log();
+    if (lo <= g.compact_index) return raft::Error::kCompacted;
+    if (hi > g.last_index() + 1) return raft::Error::kUnavailable;
+    uint64_t bytes = 0;
+    Index cache_start = g.cache_start();
+    for (Index i = lo; i < hi; ++i) {
+      if (i >= cache_start) {
+        const Entry& e = g.cache[i - cache_start];
+        bytes += e.size_bytes();
+        if (i > lo && bytes > max_bytes) break;
+        out->push_back(e);
+        continue;
+      }
+      Entry e;
+      if (!wal_->read_entry_locked(g, i, &e).is_ok()) return raft::Error::kUnavailable;
+      bytes += e.size_bytes();
+      if (i > lo && bytes > max_bytes) break;
+      out->push_back(std::move(e));
+    }
+    return raft::Error::kOk;
+  }
+  raft::Error term(Index index, Term* out) const override {
+    std::lock_guard lock(wal_->mu_);
+    const Wal::GroupLog& g = log();
+    if (index < g.compact_index) return raft::Error::kCompacted;
+    if (index > g.last_index()) return raft::Error::kUnavailable;
+    *out =
+        index == g.compact_index ? g.compact_term : g.locations[index - g.compact_index - 1].term;
+    return raft::Error::kOk;
+  }
+  Index first_index() const override {
+    std::lock_guard lock(wal_->mu_);
+    return log().compact_index + 1;
+  }
+  Index last_index() const override {
+    std::lock_guard lock(wal_->mu_);
+    return log().last_index();
+  }
+  raft::Error snapshot(raft::Snapshot* out) const override {
+    std::lock_guard lock(wal_->mu_);
+    *out = log().snapshot;
+    return raft::Error::kOk;
+  }
+
+ private:
+  const Wal::GroupLog& log() const { return *wal_->groups_.at(group_); }
+  const Wal* wal_;
+  GroupId group_;
+};
+
+// ---- WalBatch ----
+
+void WalBatch::set_hard_state(GroupId group, const raft::HardState& hs) {
+  append_record(&encoded_, RecordType::kHardState, group, encode_hard_state(hs));
+}
+
+void WalBatch::append(GroupId group, const std::vector<Entry>& entries) {
+  std::string payload;
+  for (const Entry& e : entries) {
+    payload.clear();
+    encode_entry(e, &payload);
+    append_record(&encoded_, RecordType::kEntry, group, payload);
+  }
+}
+
+void WalBatch::apply_snapshot(GroupId group, const raft::Snapshot& snapshot) {
+  append_record(&encoded_, RecordType::kSnapshot, group,
+                snapshot_record(snapshot, snapshot.metadata.index, snapshot.metadata.term, true));
+}
+
+// ---- Wal ----
+
+Wal::Wal(FileSystem* fs, std::string dir, const WalOptions& options)
+    : fs_(fs), dir_(std::move(dir)), options_(options) {}
+
+Wal::~Wal() {
+  if (writer_) (void)writer_->close();
+}
+
+Wal::GroupLog& Wal::group_locked(GroupId group) {
+  auto& g = groups_[group];
+  if (!g) {
+    g = std::make_unique<GroupLog>();
+    g->cache_limit = options_.cache_bytes_per_group;
+  }
+  return *g;
+}
+
+// Applies one record to the in-memory state; the record sits at `offset` of `segment`.
+Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offset) {
+  auto bad = [&](const char* why) {
+    return Status::corruption(segment_name(segment) + " offset " + std::to_string(offset) + ": " +
+                              why);
+  };
+  switch (rec.type) {
+    case RecordType::kSegmentHeader:
+      return bad("segment header in the middle of a segment");
+    case RecordType::kHardState: {
+      raft::HardState hs;
+      if (!decode_hard_state(rec.payload, &hs)) return bad("malformed hard state");
+      group_locked(rec.group).hard_state = hs;
+      return Status::ok();
+    }
+    case RecordType::kSnapshot: {
+      SnapshotMarker m;
+      Term compact_term = 0;
+      if (!decode_snapshot_record(rec.payload, &m, &compact_term))
+        return bad("malformed snapshot marker");
+      GroupLog& g = group_locked(rec.group);
+      if (m.replace) {
+        g.truncate_after(g.compact_index);
+        g.compact_index = m.compact_to;
+        g.compact_term = compact_term;
+        g.unresolved_gap = 0;
+      } else if (m.compact_to >= g.compact_index) {
+        if (m.compact_to > g.last_index()) return bad("snapshot marker compacts past the log");
+        g.drop_through(m.compact_to);
+        g.compact_term = compact_term;
+        if (m.compact_to >= g.unresolved_gap) g.unresolved_gap = 0;
+      }
+      if (m.replace || m.snapshot.metadata.index >= g.snapshot.metadata.index)
+        g.snapshot = std::move(m.snapshot);
+      return Status::ok();
+    }
+    case RecordType::kEntry: {
+      Entry e;
+      if (!decode_entry(rec.payload, &e)) return bad("malformed entry");
+      if (!groups_.contains(rec.group)) return bad("entry for a group that was never created");
+      GroupLog& g = *groups_[rec.group];
+      if (e.index <= g.compact_index) return Status::ok();
+      if (e.index > g.last_index() + 1) {
+        // Recovery reads the first remaining segment after older ones were deleted: its
+        // entries start past the compaction recorded in its header, and a later snapshot
+        // marker must cover the gap (checked when recovery ends).
+        if (!recovering_) return bad("entry leaves a gap in its group's log");
+        g.truncate_after(g.compact_index);
+        g.compact_index = e.index - 1;
+        g.compact_term = 0;
+        g.unresolved_gap = e.index - 1;
+      }
+      g.truncate_after(e.index - 1);
+      Segment& seg = *segments_.back();
+      Index& max = seg.max_index[rec.group];
+      max = std::max(max, e.index);
+      Term term = e.term;
+      g.push(std::move(e), {segment, offset, static_cast<uint32_t>(rec.size), term});
+      return Status::ok();
+    }
+  }
+  return bad("unknown record type");
+}
+
+// Recovery of one segment: its records in order, then what follows the last good one.
+class Wal::Recovery {
+ public:
+  Recovery(Wal* wal, Segment* seg, bool last) : wal_(wal), seg_(seg), last_(last) {}
+
+  Status run() {
+    std::string data;
+    CHORUS_RETURN_IF_ERROR(wal_->fs_->read_file(seg_->path, &data));
+    std::string_view bytes = data;
+    uint64_t offset = 0;
+    while (true) {
+      RecordView rec;
+      const char* why = "record cut short";
+      DecodeStatus st = decode_record(bytes.substr(offset), &rec, &why);
+      if (st == DecodeStatus::kOk) {
+        if (offset == 0) {
+          uint64_t seq = 0;
+          if (rec.type != RecordType::kSegmentHeader || !decode_segment_header(rec.payload, &seq) ||
+              seq != seg_->sequence)
+            return damaged(offset, "missing or wrong segment header");
+        } else {
+          Status s = wal_->apply_record(rec, seg_->sequence, offset);
+          if (!s.is_ok()) return damaged(offset, s.message().c_str());
+        }
+        offset += rec.size;
+        continue;
+      }
+      if (offset == 0 && !last_) return damaged(0, "segment has no header");
+      // End of the written data, or a damaged record. Only the last segment may end in a torn
+      // write, and only if nothing valid follows the damage.
+      if (st != DecodeStatus::kEnd) {
+        if (!last_ || valid_record_after(bytes, offset)) return damaged(offset, why);
+      } else if (!last_ && !all_zero(bytes, offset)) {
+        return damaged(offset, "data after the end of a finished segment");
+      }
+      end_ = offset;
+      tail_dirty_ = !all_zero(bytes, offset);
+      size_ = bytes.size();
+      return Status::ok();
+    }
+  }
+
+  uint64_t end() const { return end_; }
+  bool tail_dirty() const { return tail_dirty_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  Status damaged(uint64_t offset, const char* why) const {
+    return Status::corruption("wal: damaged record in " + seg_->path + " at offset " +
+                              std::to_string(offset) + ": " + why + kRepairHint);
+  }
+  static bool all_zero(std::string_view bytes, uint64_t from) {
+    for (size_t i = from; i < bytes.size(); ++i)
+      if (bytes[i] != 0) return false;
+    return true;
+  }
+  static bool valid_record_after(std::string_view bytes, uint64_t offset) {
+    for (uint64_t at = offset + kRecordAlign; at + kRecordHeaderBytes <= bytes.size();
+         at += kRecordAlign) {
+      RecordView rec;
+      if (decode_record(bytes.substr(at), &rec) == DecodeStatus::kOk) return true;
+    }
+    return false;
+  }
+
+  Wal* wal_;
+  Segment* seg_;
+  bool last_;
+  uint64_t end_ = 0;
+  uint64_t size_ = 0;
+  bool tail_dirty_ = false;
+};
+
+Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& options,
+                 std::unique_ptr<Wal>* out) {
+  std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
+  CHORUS_RETURN_IF_ERROR(fs->create_dir(dir));
+  std::vector<std::string> names;
+  CHORUS_RETURN_IF_ERROR(fs->list_dir(dir, &names));
+  std::vector<uint64_t> sequences;
+  for (const std::string& name : names) {
+    uint64_t seq = 0;
+    if (parse_segment_name(name, &seq)) {
+      sequences.push_back(seq);
+    } else if (name.ends_with(".wal.tmp")) {
+      // A segment whose creation a crash interrupted: never part of the log.
+      CHORUS_RETURN_IF_ERROR(fs->remove(join_path(dir, name)));
+    }
+  }
+  std::sort(sequences.begin(), sequences.end());
+  for (size_t i = 1; i < sequences.size(); ++i) {
+    if (sequences[i] != sequences[i - 1] + 1)
+      return Status::corruption("wal: segment " + segment_name(sequences[i - 1] + 1) +
+                                " is missing from " + dir + kRepairHint);
+  }
+  std::lock_guard lock(wal->mu_);
+  if (sequences.empty()) {
+    wal->recovering_ = false;
+    CHORUS_RETURN_IF_ERROR(wal->create_segment_locked(1));
+    *out = std::move(wal);
+    return Status::ok();
+  }
+  Recovery* last_recovery = nullptr;
+  std::unique_ptr<Recovery> recovery;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    auto seg = std::make_unique<Segment>();
+    seg->sequence = sequences[i];
+    seg->path = join_path(dir, segment_name(sequences[i]));
+    wal->segments_.push_back(std::move(seg));
+    recovery = std::make_unique<Recovery>(wal.get(), wal->segments_.back().get(),
+                                          i + 1 == sequences.size());
+    CHORUS_RETURN_IF_ERROR(recovery->run());
+    last_recovery = recovery.get();
+  }
+  for (const auto& [id, g] : wal->groups_) {
+    if (g->unresolved_gap != 0)
+      return Status::corruption("wal: group " + std::to_string(id) + " is missing entries up to " +
+                                std::to_string(g->unresolved_gap) + " in " + dir + kRepairHint);
+  }
+  wal->recovering_ = false;
+  Segment& last = *wal->segments_.back();
+  CHORUS_RETURN_IF_ERROR(fs->open_writable(last.path, &wal->writer_));
+  wal->write_offset_ = last_recovery->end();
+  wal->allocated_ = std::max(last_recovery->size(), options.segment_bytes);
+  if (wal->write_offset_ == 0) {
+    // The last segment lost even its header to a crash: write it again.
+    std::string header;
+    append_record(&header, RecordType::kSegmentHeader, 0, encode_segment_header(last.sequence));
+    CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(0, header));
+    wal->write_offset_ = header.size();
+  }
+  if (last_recovery->tail_dirty()) {
+    // Clear the torn tail so no stale bytes can ever line up as a record after new writes.
+    std::string zeros(last_recovery->size() - wal->write_offset_, '\0');
+    CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(wal->write_offset_, zeros));
+  }
+  CHORUS_RETURN_IF_ERROR(wal->writer_->sync());
+  *out = std::move(wal);
+  return Status::ok();
+}
+
+Status Wal::create_segment_locked(uint64_t sequence) {
+  std::string name = segment_name(sequence);
+  std::string tmp = join_path(dir_, name + ".tmp");
+  std::string path = join_path(dir_, name);
+  std::unique_ptr<WritableFile> f;
+  CHORUS_RETURN_IF_ERROR(fs_->open_writable(tmp, &f));
+  CHORUS_RETURN_IF_ERROR(f->truncate(0));
+  CHORUS_RETURN_IF_ERROR(f->preallocate(options_.segment_bytes));
+  // The new segment starts with every group's hard state and snapshot marker, so older
+  // segments can be deleted without losing them.
+  std::string head;
+  append_record(&head, RecordType::kSegmentHeader, 0, encode_segment_header(sequence));
+  for (const auto& [id, g] : groups_) {
+    append_record(&head, RecordType::kSnapshot, id,
+                  snapshot_record(g->snapshot, g->compact_index, g->compact_term, false));
+    if (!g->hard_state.empty())
+      append_record(&head, RecordType::kHardState, id, encode_hard_state(g->hard_state));
+  }
+  CHORUS_RETURN_IF_ERROR(f->write_at(0, head));
+  CHORUS_RETURN_IF_ERROR(f->sync());
+  CHORUS_RETURN_IF_ERROR(fs_->rename(tmp, path));
+  CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir_));
+  auto seg = std::make_unique<Segment>();
+  seg->sequence = sequence;
+  seg->path = path;
+  segments_.push_back(std::move(seg));
+  if (writer_) (void)writer_->close();
+  writer_ = std::move(f);
+  write_offset_ = head.size();
+  head_end_ = head.size();
+  allocated_ = std::max<uint64_t>(options_.segment_bytes, head.size());
+  return Status::ok();
+}
+
+Status Wal::fail_locked(Status st) {
+  if (health_.is_ok()) {
+    if (st.code() == Status::Code::kNoSpace) {
+      health_ = Status::read_only("wal is read-only: " + st.message());
+    } else {
+      health_ = Status::io_error("wal stopped after a failed write or sync (" + st.message() +
+                                 "); the node must restart and recover");
+    }
+  }
+  return st;
+}
+
+Status Wal::health() const {
+  std::lock_guard lock(mu_);
+  return health_;
+}
+
+Status Wal::rotate_locked() {
+  // Everything in the current segment is made durable first, so only the last segment can ever
+  // end in a torn write.
+  Status st = writer_->sync();
+  if (!st.is_ok()) return fail_locked(st);
+  st = create_segment_locked(segments_.back()->sequence + 1);
+  if (!st.is_ok()) return fail_locked(st);
+  return Status::ok();
+}
+
+Status Wal::write_locked(std::string_view encoded) {
+  if (!health_.is_ok()) return health_;
+  if (write_offset_ + encoded.size() > options_.segment_bytes && write_offset_ > head_end_) {
+    CHORUS_RETURN_IF_ERROR(rotate_locked());
+  }
+  if (write_offset_ + encoded.size() > allocated_) {
+    // A batch larger than a segment: grow this one rather than split the batch.
+    Status st = writer_->preallocate(write_offset_ + encoded.size());
+    if (!st.is_ok()) return fail_locked(st);
+    allocated_ = write_offset_ + encoded.size();
+  }
+  Status st = writer_->write_at(write_offset_, encoded);
+  if (!st.is_ok()) return fail_locked(st);
+  uint64_t seq = segments_.back()->sequence;
+  uint64_t pos = 0;
+  while (pos < encoded.size()) {
+    RecordView rec;
+    if (decode_record(encoded.substr(pos), &rec) != DecodeStatus::kOk) {
+      std::fprintf(stderr, "wal: a batch built in memory does not decode\n");
+      std::abort();
+    }
+    st = apply_record(rec, seq, write_offset_ + pos);
+    if (!st.is_ok()) {
+      // The batch broke a rule of the log (a gap, an entry of an unknown group). It is on
+      // disk but not synced; stop rather than leave a log that recovery would refuse.
+      return fail_locked(Status::invalid_argument("wal: " + st.message()));
+    }
+    pos += rec.size;
+  }
+  write_offset_ += encoded.size();
+  return Status::ok();
+}
+
+Status Wal::write(const WalBatch& batch) {
+  std::lock_guard lock(mu_);
+  if (batch.empty()) return health_;
+  return write_locked(batch.encoded());
+}
+
+Status Wal::sync() {
+  WritableFile* w = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (!health_.is_ok()) return health_;
+    w = writer_.get();
+  }
+  // Only the writer thread rotates, so `w` stays the current file during the sync.
+  Status st = w->sync();
+  if (!st.is_ok()) {
+    std::lock_guard lock(mu_);
+    return fail_locked(st);
+  }
+  return Status::ok();
+}
+
+Status Wal::bootstrap(GroupId group, const raft::ConfState& initial) {
+  std::lock_guard lock(mu_);
+  if (groups_.contains(group))
+    return Status::invalid_argument("group " + std::to_string(group) + " already exists");
+  raft::Snapshot s;
+  s.metadata.conf_state = initial;
+  std::string rec;
+  append_record(&rec, RecordType::kSnapshot, group, snapshot_record(s, 0, 0, true));
+  CHORUS_RETURN_IF_ERROR(write_locked(rec));
+  Status st = writer_->sync();
+  if (!st.is_ok()) return fail_locked(st);
+  return Status::ok();
+}
+
+Status Wal::compact(GroupId group, const raft::Snapshot& snapshot, Index compact_to) {
+  std::lock_guard lock(mu_);
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return Status::invalid_argument("no group " + std::to_string(group));
+  GroupLog& g = *it->second;
+  if (compact_to > snapshot.metadata.index || snapshot.metadata.index > g.last_index())
+    return Status::invalid_argument("compaction beyond the snapshot or the log");
+  if (compact_to < g.compact_index) compact_to = g.compact_index;
+  Term compact_term = compact_to == g.compact_index
+                          ? g.compact_term
+                          : g.locations[compact_to - g.compact_index - 1].term;
+  std::string rec;
+  append_record(&rec, RecordType::kSnapshot, group,
+                snapshot_record(snapshot, compact_to, compact_term, false));
+  CHORUS_RETURN_IF_ERROR(write_locked(rec));
+  Status st = writer_->sync();
+  if (!st.is_ok()) return fail_locked(st);
+  return release_segments_locked();
+}
+
+Status Wal::release_segments_locked() {
+  bool removed = false;
+  while (segments_.size() > 1) {
+    const Segment& seg = *segments_.front();
+    bool needed = false;
+    for (const auto& [id, max] : seg.max_index) {
+      auto it = groups_.find(id);
+      if (it != groups_.end() && max > it->second->compact_index) needed = true;
+    }
+    if (needed) break;
+    Status st = fs_->remove(seg.path);
+    if (!st.is_ok()) return fail_locked(st);
+    segments_.pop_front();
+    removed = true;
+  }
+  if (removed) {
+    Status st = fs_->sync_dir(dir_);
+    if (!st.is_ok()) return fail_locked(st);
+  }
+  return Status::ok();
+}
+
+Status Wal::read_entry_locked(const GroupLog& g, Index index, Entry* out) const {
+  const EntryLocation& loc = g.locations[index - g.compact_index - 1];
+  const Segment* seg = nullptr;
+  for (const auto& s : segments_)
+    if (s->sequence == loc.segment) seg = s.get();
+  if (seg == nullptr) return Status::not_found("segment of entry " + std::to_string(index));
+  if (!seg->reader) CHORUS_RETURN_IF_ERROR(fs_->open_readable(seg->path, &seg->reader));
+  std::string buf;
+  CHORUS_RETURN_IF_ERROR(seg->reader->read_at(loc.offset, loc.size, &buf));
+  RecordView rec;
+  if (decode_record(buf, &rec) != DecodeStatus::kOk || rec.type != RecordType::kEntry ||
+      !decode_entry(rec.payload, out) || out->index != index)
+    return Status::corruption("wal: entry " + std::to_string(index) + " in " + seg->path +
+                              " at offset " + std::to_string(loc.offset) + " reads back damaged");
+  return Status::ok();
+}
+
+const raft::LogStorage* Wal::group(GroupId group) const {
+  std::lock_guard lock(mu_);
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return nullptr;
+  return views_.try_emplace(group, std::make_unique<WalGroupStorage>(this, group))
+      .first->second.get();
+}
+
+std::vector<GroupId> Wal::groups() const {
+  std::lock_guard lock(mu_);
+  std::vector<GroupId> ids;
+  for (const auto& [id, g] : groups_)
+    ids.push_back(id);
+  return ids;
+}
+
+size_t Wal::segment_count() const {
+  std::lock_guard lock(mu_);
+  return segments_.size();
+}
+
+std::vector<std::string> Wal::segment_names() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> names;
+  for (const auto& s : segments_)
+    names.push_back(segment_name(s->sequence));
+  return names;
+}
+
+}  // namespace chorus::storage

@@ -1,0 +1,444 @@
+#include "storage/wal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include "storage/fault_fs.h"
+#include "storage/group_commit.h"
+
+namespace chorus::storage {
+namespace {
+
+using raft::Entry;
+using raft::GroupId;
+using raft::Index;
+
+const raft::ConfState kConf{{1, 2, 3}, {}, {}, {}, false};
+
+std::vector<Entry> make_entries(Index from, Index to, raft::Term term, size_t bytes = 10) {
+  std::vector<Entry> out;
+  for (Index i = from; i <= to; ++i) {
+    Entry e;
+    e.term = term;
+    e.index = i;
+    e.data = std::string(bytes, static_cast<char>('a' + i % 26));
+    e.data += std::to_string(i);
+    out.push_back(e);
+  }
+  return out;
+}
+
+// Every entry of a group, as the core would read it.
+std::vector<Entry> read_log(const Wal& wal, GroupId g) {
+  const raft::LogStorage* s = wal.group(g);
+  std::vector<Entry> out;
+  if (s == nullptr || s->last_index() < s->first_index()) return out;
+  EXPECT_EQ(s->entries(s->first_index(), s->last_index() + 1, raft::kNoLimit, &out),
+            raft::Error::kOk);
+  return out;
+}
+
+class WalTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(fs_.create_dir("wal").is_ok() || true); }
+
+  std::unique_ptr<Wal> open_ok() {
+    std::unique_ptr<Wal> wal;
+    Status st = Wal::open(&fs_, "wal", options_, &wal);
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+    return wal;
+  }
+  Status open_status() {
+    std::unique_ptr<Wal> wal;
+    return Wal::open(&fs_, "wal", options_, &wal);
+  }
+  void commit_entries(Wal* wal, GroupId g, Index from, Index to, raft::Term term) {
+    WalBatch b;
+    b.append(g, make_entries(from, to, term));
+    b.set_hard_state(g, {term, 1, from > 1 ? from - 1 : 0});
+    Status st = wal->commit(b);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  std::string last_segment_path(const Wal& wal) {
+    return join_path("wal", wal.segment_names().back());
+  }
+
+  FaultFileSystem fs_;
+  WalOptions options_{.segment_bytes = 1 << 20, .cache_bytes_per_group = 1 << 20};
+};
+
+TEST_F(WalTest, RecoversEntriesHardStateAndConfiguration) {
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 10, 2);
+  }
+  auto wal = open_ok();
+  const raft::LogStorage* s = wal->group(1);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->conf_state(), kConf);
+  EXPECT_EQ(s->hard_state(), (raft::HardState{2, 1, 0}));
+  EXPECT_EQ(s->first_index(), 1u);
+  EXPECT_EQ(s->last_index(), 10u);
+  EXPECT_EQ(read_log(*wal, 1), make_entries(1, 10, 2));
+  raft::Term t = 0;
+  EXPECT_EQ(s->term(0, &t), raft::Error::kOk);
+  EXPECT_EQ(t, 0u);
+  EXPECT_EQ(s->term(11, &t), raft::Error::kUnavailable);
+}
+
+TEST_F(WalTest, ManyGroupsInterleavedRecoverSeparately) {
+  {
+    auto wal = open_ok();
+    for (GroupId g = 1; g <= 8; ++g)
+      ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+    for (Index i = 1; i <= 50; ++i) {
+      WalBatch b;
+      for (GroupId g = 1; g <= 8; ++g)
+        if (i % g == 0 || g == 1)
+          b.append(
+              g, make_entries(wal->group(g)->last_index() + 1, wal->group(g)->last_index() + 1, g));
+      ASSERT_TRUE(wal->commit(b).is_ok());
+    }
+  }
+  auto wal = open_ok();
+  EXPECT_EQ(wal->groups().size(), 8u);
+  for (GroupId g = 1; g <= 8; ++g) {
+    Index n = g == 1 ? 50 : 50 / g;
+    EXPECT_EQ(read_log(*wal, g), make_entries(1, n, g)) << "group " << g;
+  }
+}
+
+TEST_F(WalTest, AConflictingAppendReplacesTheSuffix) {
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 10, 1);
+    commit_entries(wal.get(), 1, 6, 8, 3);  // a new leader's entries from index 6
+  }
+  auto wal = open_ok();
+  auto expected = make_entries(1, 5, 1);
+  auto tail = make_entries(6, 8, 3);
+  expected.insert(expected.end(), tail.begin(), tail.end());
+  EXPECT_EQ(read_log(*wal, 1), expected);
+}
+
+TEST_F(WalTest, AnInstalledSnapshotReplacesTheWholeLog) {
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 10, 1);
+    raft::Snapshot snap;
+    snap.metadata = {7, 4, kConf};
+    snap.data = "state";
+    WalBatch b;
+    b.apply_snapshot(1, snap);
+    ASSERT_TRUE(wal->commit(b).is_ok());
+  }
+  auto wal = open_ok();
+  const raft::LogStorage* s = wal->group(1);
+  EXPECT_EQ(s->first_index(), 8u);
+  EXPECT_EQ(s->last_index(), 7u);
+  raft::Snapshot got;
+  ASSERT_EQ(s->snapshot(&got), raft::Error::kOk);
+  EXPECT_EQ(got.metadata.index, 7u);
+  EXPECT_EQ(got.data, "state");
+  raft::Term t = 0;
+  ASSERT_EQ(s->term(7, &t), raft::Error::kOk);
+  EXPECT_EQ(t, 4u);
+}
+
+// Cut the last records at every byte: recovery keeps every record that was whole and nothing
+// after the cut, and the log can be written and recovered again.
+TEST_F(WalTest, ATornTailAtEveryByteRecoversThePrefix) {
+  std::string image;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 20, 1);
+    image = *fs_.contents(last_segment_path(*wal));
+  }
+  // Where each entry record ends, read from the intact image.
+  std::vector<uint64_t> entry_ends;
+  uint64_t end = 0;
+  for (RecordView rec;
+       decode_record(std::string_view(image).substr(end), &rec) == DecodeStatus::kOk;) {
+    end += rec.size;
+    if (rec.type == RecordType::kEntry) entry_ends.push_back(end);
+  }
+  ASSERT_EQ(entry_ends.size(), 20u);
+  std::string path = join_path("wal", segment_name(1));
+  int checked = 0;
+  // Every byte of the last four entries and the hard state after them.
+  for (uint64_t cut = entry_ends[15]; cut < end; ++cut) {
+    std::string torn = image.substr(0, cut) + std::string(image.size() - cut, '\0');
+    *fs_.contents(path) = torn;
+    auto wal = open_ok();
+    ASSERT_NE(wal, nullptr) << "cut " << cut;
+    auto got = read_log(*wal, 1);
+    size_t whole =
+        static_cast<size_t>(std::count_if(entry_ends.begin(), entry_ends.end(), [&](uint64_t e) {
+          // A cut inside a record's zero padding leaves the record whole.
+          return e <= cut || image.find_first_not_of('\0', cut) >= e;
+        }));
+    ASSERT_EQ(got, make_entries(1, whole, 1)) << "cut " << cut;
+    // Writing after the recovered prefix works and survives another recovery.
+    commit_entries(wal.get(), 1, whole + 1, whole + 2, 5);
+    wal.reset();
+    auto again = open_ok();
+    EXPECT_EQ(read_log(*again, 1).size(), whole + 2) << "cut " << cut;
+    ++checked;
+  }
+  EXPECT_GT(checked, 200);
+}
+
+TEST_F(WalTest, AFlippedBitBeforeTheTailStopsRecoveryNamingFileAndOffset) {
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 20, 1);
+  }
+  std::string path = join_path("wal", segment_name(1));
+  std::string image = *fs_.contents(path);
+  // Flip one bit in each record header and payload region of the first half of the log.
+  int caught = 0;
+  for (uint64_t pos = 0; pos < 600; pos += 13) {
+    std::string damaged = image;
+    damaged[pos] = static_cast<char>(damaged[pos] ^ 0x10);
+    *fs_.contents(path) = damaged;
+    Status st = open_status();
+    ASSERT_EQ(st.code(), Status::Code::kCorruption) << "pos " << pos << " " << st.to_string();
+    EXPECT_NE(st.message().find(segment_name(1)), std::string::npos);
+    EXPECT_NE(st.message().find("offset"), std::string::npos);
+    ++caught;
+  }
+  EXPECT_GT(caught, 40);
+  *fs_.contents(path) = image;
+  EXPECT_TRUE(open_status().is_ok());
+}
+
+TEST_F(WalTest, AMissingSegmentIsReported) {
+  options_.segment_bytes = 4096;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    for (Index i = 1; i <= 400; i += 10)
+      commit_entries(wal.get(), 1, i, i + 9, 1);
+    ASSERT_GE(wal->segment_count(), 4u);
+  }
+  ASSERT_TRUE(fs_.remove(join_path("wal", segment_name(2))).is_ok());
+  Status st = open_status();
+  EXPECT_EQ(st.code(), Status::Code::kCorruption);
+  EXPECT_NE(st.message().find("missing"), std::string::npos) << st.to_string();
+}
+
+TEST_F(WalTest, SegmentsAreDeletedOnlyOnceEveryGroupHasCompactedPastThem) {
+  options_.segment_bytes = 4096;
+  auto wal = open_ok();
+  ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+  ASSERT_TRUE(wal->bootstrap(2, kConf).is_ok());
+  for (Index i = 1; i <= 300; i += 10) {
+    WalBatch b;
+    b.append(1, make_entries(i, i + 9, 1));
+    b.append(2, make_entries(i, i + 9, 2));
+    b.set_hard_state(1, {1, 1, i + 9});
+    b.set_hard_state(2, {2, 2, i + 9});
+    ASSERT_TRUE(wal->commit(b).is_ok());
+  }
+  size_t before = wal->segment_count();
+  ASSERT_GE(before, 5u);
+  raft::Snapshot s1;
+  s1.metadata = {280, 1, kConf};
+  s1.data = "g1";
+  ASSERT_TRUE(wal->compact(1, s1, 270).is_ok());
+  EXPECT_GE(wal->segment_count(), before) << "group 2 still needs the old segments";
+  before = wal->segment_count();
+  raft::Snapshot s2;
+  s2.metadata = {290, 2, kConf};
+  s2.data = "g2";
+  ASSERT_TRUE(wal->compact(2, s2, 290).is_ok());
+  EXPECT_LT(wal->segment_count(), before);
+  EXPECT_EQ(wal->group(1)->first_index(), 271u);
+  wal.reset();
+
+  auto reopened = open_ok();
+  const raft::LogStorage* g1 = reopened->group(1);
+  const raft::LogStorage* g2 = reopened->group(2);
+  EXPECT_EQ(g1->hard_state(), (raft::HardState{1, 1, 300}));
+  EXPECT_EQ(g2->hard_state(), (raft::HardState{2, 2, 300}));
+  EXPECT_EQ(g1->first_index(), 271u);
+  EXPECT_EQ(g2->first_index(), 291u);
+  EXPECT_EQ(read_log(*reopened, 1), make_entries(271, 300, 1));
+  EXPECT_EQ(read_log(*reopened, 2), make_entries(291, 300, 2));
+  raft::Snapshot got;
+  ASSERT_EQ(g1->snapshot(&got), raft::Error::kOk);
+  EXPECT_EQ(got.data, "g1");
+  raft::Term t = 0;
+  ASSERT_EQ(g1->term(270, &t), raft::Error::kOk);
+  EXPECT_EQ(t, 1u);
+  EXPECT_EQ(g1->term(269, &t), raft::Error::kCompacted);
+}
+
+TEST_F(WalTest, EntriesBeyondTheCacheAreReadFromTheFiles) {
+  options_.cache_bytes_per_group = 500;
+  options_.segment_bytes = 8192;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    for (Index i = 1; i <= 200; i += 20)
+      commit_entries(wal.get(), 1, i, i + 19, 1);
+    EXPECT_EQ(read_log(*wal, 1), make_entries(1, 200, 1));
+  }
+  auto wal = open_ok();
+  EXPECT_EQ(read_log(*wal, 1), make_entries(1, 200, 1));
+  std::vector<Entry> some;
+  ASSERT_EQ(wal->group(1)->entries(5, 200, 100, &some), raft::Error::kOk);
+  ASSERT_FALSE(some.empty());
+  EXPECT_LT(some.size(), 10u) << "the byte limit applies to entries read from disk";
+  EXPECT_EQ(some.front().index, 5u);
+}
+
+TEST_F(WalTest, AFailedSyncStopsEveryLaterWrite) {
+  auto wal = open_ok();
+  ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+  commit_entries(wal.get(), 1, 1, 5, 1);
+  fs_.fail_next_syncs(1);
+  WalBatch b;
+  b.append(1, make_entries(6, 6, 1));
+  EXPECT_EQ(wal->commit(b).code(), Status::Code::kIoError);
+  EXPECT_EQ(wal->health().code(), Status::Code::kIoError);
+  WalBatch c;
+  c.append(1, make_entries(7, 7, 1));
+  EXPECT_FALSE(wal->commit(c).is_ok()) << "the Wal must not go on after a failed sync";
+}
+
+TEST_F(WalTest, RunningOutOfSpaceMakesTheLogReadOnlyAndLosesNothingSynced) {
+  options_.segment_bytes = 4096;
+  auto wal = open_ok();
+  ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+  commit_entries(wal.get(), 1, 1, 20, 1);
+  fs_.set_space_limit(fs_.bytes_used() + 100);
+  Status st;
+  Index next = 21;
+  for (int i = 0; i < 100 && st.is_ok(); ++i, next += 10) {
+    WalBatch b;
+    b.append(1, make_entries(next, next + 9, 1));
+    st = wal->commit(b);
+  }
+  EXPECT_EQ(st.code(), Status::Code::kNoSpace) << st.to_string();
+  EXPECT_EQ(wal->health().code(), Status::Code::kReadOnly);
+  Index synced = wal->group(1)->last_index();
+  EXPECT_EQ(read_log(*wal, 1), make_entries(1, synced, 1)) << "reads still work";
+  wal.reset();
+  fs_.set_space_limit(UINT64_MAX);
+  auto reopened = open_ok();
+  EXPECT_EQ(read_log(*reopened, 1), make_entries(1, synced, 1));
+}
+
+// Random workloads cut by torn crashes, with overwrites of unsynced suffixes. After each crash
+// the recovered logs must equal the synced state plus some prefix of the unsynced records: a
+// synced record is never lost, and nothing appears that was not written.
+TEST_F(WalTest, TornCrashesRecoverSyncedStatePlusAPrefixOfTheRest) {
+  using Logs = std::map<GroupId, std::vector<Entry>>;
+  auto apply = [](Logs* logs, GroupId g, const Entry& e) {
+    auto& log = (*logs)[g];
+    log.resize(e.index - 1);
+    log.push_back(e);
+  };
+  int tails_kept = 0;
+  for (uint64_t seed = 1; seed <= 150; ++seed) {
+    FaultFileSystem fs;
+    WalOptions options{.segment_bytes = 2048, .cache_bytes_per_group = 256};
+    std::mt19937_64 rng(seed);
+    Logs synced;
+    std::vector<std::pair<GroupId, Entry>> unsynced;
+    for (int round = 0; round < 4; ++round) {
+      std::unique_ptr<Wal> wal;
+      Status st = Wal::open(&fs, "wal", options, &wal);
+      ASSERT_TRUE(st.is_ok()) << "seed " << seed << ": " << st.to_string();
+      Logs got;
+      for (GroupId g = 1; g <= 3; ++g) {
+        if (wal->group(g) == nullptr) {
+          ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+        }
+        got[g] = read_log(*wal, g);
+      }
+      Logs candidate = synced;
+      bool matched = false;
+      for (size_t k = 0; k <= unsynced.size() && !matched; ++k) {
+        if (k > 0) apply(&candidate, unsynced[k - 1].first, unsynced[k - 1].second);
+        bool same = true;
+        for (GroupId g = 1; g <= 3; ++g)
+          same = same && candidate[g] == got[g];
+        matched = same;
+        if (matched && k > 0) ++tails_kept;
+      }
+      ASSERT_TRUE(matched) << "seed " << seed << " round " << round;
+      synced = got;
+      unsynced.clear();
+      int batches = static_cast<int>(rng() % 12);
+      for (int b = 0; b < batches; ++b) {
+        WalBatch batch;
+        GroupId g = 1 + rng() % 3;
+        Index last = wal->group(g)->last_index();
+        Index from = last == 0 ? 1 : last + 1 - rng() % std::min<Index>(last, 3);
+        auto entries = make_entries(from, from + rng() % 8, round + 1, rng() % 40);
+        batch.append(g, entries);
+        ASSERT_TRUE(wal->write(batch).is_ok());
+        for (const Entry& e : entries)
+          unsynced.emplace_back(g, e);
+        if (rng() % 3 != 0) {
+          ASSERT_TRUE(wal->sync().is_ok());
+          for (const auto& [h, e] : unsynced)
+            apply(&synced, h, e);
+          unsynced.clear();
+        }
+      }
+      wal.reset();
+      fs.crash(seed * 31 + round, true);
+    }
+  }
+  EXPECT_GT(tails_kept, 0) << "some crashes should keep part of the unsynced writes";
+}
+
+TEST(WalPosix, GroupCommitSharesSyncsAndRecoversEveryBatch) {
+  auto fs = make_posix_file_system();
+  std::string dir = ::testing::TempDir() + "chorus-wal-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 50;
+  {
+    std::unique_ptr<Wal> wal;
+    ASSERT_TRUE(Wal::open(fs.get(), dir, {}, &wal).is_ok());
+    for (GroupId g = 1; g <= kThreads; ++g)
+      ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+    GroupCommitter committer(wal.get());
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 1; i <= kPerThread; ++i) {
+          WalBatch b;
+          b.append(t + 1, make_entries(i, i, 1));
+          if (!committer.commit(std::move(b)).is_ok()) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads)
+      th.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(committer.batches(), uint64_t{kThreads * kPerThread});
+    EXPECT_LE(committer.syncs(), committer.batches());
+  }
+  std::unique_ptr<Wal> wal;
+  ASSERT_TRUE(Wal::open(fs.get(), dir, {}, &wal).is_ok());
+  for (GroupId g = 1; g <= kThreads; ++g)
+    EXPECT_EQ(read_log(*wal, g), make_entries(1, kPerThread, 1));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace chorus::storage
