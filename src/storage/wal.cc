@@ -78,8 +78,11 @@ struct Wal::GroupLog {
   raft::Snapshot snapshot;
   Index compact_index = 0;  // first_index() - 1
   Term compact_term = 0;
-  // During recovery: entries up to here are missing and must turn out to be compacted.
+  // During recovery: entries up to here are missing and must turn out to be compacted. The
+  // entry record that opened the gap is at gap_offset of segment gap_segment.
   Index unresolved_gap = 0;
+  uint64_t gap_segment = 0;
+  uint64_t gap_offset = 0;
   std::deque<EntryLocation> locations;  // entries (compact_index, last]
   std::deque<Entry> cache;              // a suffix of them
   uint64_t cache_bytes = 0;
@@ -223,12 +226,10 @@ Wal::GroupLog& Wal::group_locked(GroupId group) {
   return *g;
 }
 
-// Applies one record to the in-memory state; the record sits at `offset` of `segment`.
+// Applies one record to the in-memory state; the record sits at `offset` of `segment`. A record
+// that breaks a rule of the log comes back as kCorruption with the reason alone.
 Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offset) {
-  auto bad = [&](const char* why) {
-    return Status::corruption(segment_name(segment) + " offset " + std::to_string(offset) + ": " +
-                              why);
-  };
+  auto bad = [](const char* why) { return Status::corruption(why); };
   switch (rec.type) {
     case RecordType::kSegmentHeader:
       return bad("segment header in the middle of a segment");
@@ -249,8 +250,16 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
         g.compact_index = m.compact_to;
         g.compact_term = compact_term;
         g.unresolved_gap = 0;
+      } else if (m.compact_to > g.last_index()) {
+        // compact() never writes this, but recovery sees it when the segments holding the
+        // entries up to `compact_to` were deleted: the marker then starts the group's log (every
+        // segment header repeats the group's marker).
+        if (!recovering_) return bad("snapshot marker compacts past the log");
+        g.truncate_after(g.compact_index);
+        g.compact_index = m.compact_to;
+        g.compact_term = compact_term;
+        if (m.compact_to >= g.unresolved_gap) g.unresolved_gap = 0;
       } else if (m.compact_to >= g.compact_index) {
-        if (m.compact_to > g.last_index()) return bad("snapshot marker compacts past the log");
         g.drop_through(m.compact_to);
         g.compact_term = compact_term;
         if (m.compact_to >= g.unresolved_gap) g.unresolved_gap = 0;
@@ -273,6 +282,10 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
         g.truncate_after(g.compact_index);
         g.compact_index = e.index - 1;
         g.compact_term = 0;
+        if (g.unresolved_gap == 0) {
+          g.gap_segment = segment;
+          g.gap_offset = offset;
+        }
         g.unresolved_gap = e.index - 1;
       }
       g.truncate_after(e.index - 1);
@@ -287,15 +300,63 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
   return bad("unknown record type");
 }
 
-// Recovery of one segment: its records in order, then what follows the last good one.
+// Recovery: replays every segment in order into the Wal's state and stops at the first record
+// it cannot accept. open() and verify() both run it, so the read-only check and the real
+// recovery can never disagree about what is damage.
 class Wal::Recovery {
  public:
-  Recovery(Wal* wal, Segment* seg, bool last) : wal_(wal), seg_(seg), last_(last) {}
+  // `report` (may be null) receives counts per segment and group.
+  Recovery(Wal* wal, WalReport* report) : wal_(wal), report_(report) {}
 
-  Status run() {
+  // Fails only when a file cannot be read; damage is left in damage().
+  Status run(const std::vector<uint64_t>& sequences) {
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      if (i > 0 && sequences[i] != sequences[i - 1] + 1) {
+        damage_ = WalDamage{segment_name(sequences[i - 1] + 1), 0,
+                            "segment is missing (segments before and after it exist)"};
+        break;
+      }
+      auto seg = std::make_unique<Segment>();
+      seg->sequence = sequences[i];
+      seg->path = join_path(wal_->dir_, segment_name(sequences[i]));
+      wal_->segments_.push_back(std::move(seg));
+      CHORUS_RETURN_IF_ERROR(scan(*wal_->segments_.back(), i + 1 == sequences.size()));
+      if (damage_) break;
+    }
+    // A gap no snapshot marker covered starts before anything scanned after it, so it is the
+    // first damage: cutting the log later would leave it.
+    for (const auto& [id, g] : wal_->groups_) {
+      if (g->unresolved_gap == 0) continue;
+      bool earlier =
+          !damage_ || damage_->file > segment_name(g->gap_segment) ||
+          (damage_->file == segment_name(g->gap_segment) && damage_->offset > g->gap_offset);
+      if (earlier)
+        damage_ = WalDamage{segment_name(g->gap_segment), g->gap_offset,
+                            "group " + std::to_string(id) + " is missing entries up to " +
+                                std::to_string(g->unresolved_gap) +
+                                " and no snapshot marker covers them"};
+    }
+    if (report_ != nullptr) fill_groups();
+    return Status::ok();
+  }
+
+  const std::optional<WalDamage>& damage() const { return damage_; }
+  // Of the last segment: where its records end, whether bytes follow, and its size.
+  uint64_t end() const { return end_; }
+  bool tail_dirty() const { return tail_dirty_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  Status scan(const Segment& seg, bool last) {
     std::string data;
-    CHORUS_RETURN_IF_ERROR(wal_->fs_->read_file(seg_->path, &data));
+    CHORUS_RETURN_IF_ERROR(wal_->fs_->read_file(seg.path, &data));
     std::string_view bytes = data;
+    WalReport::Segment* info = nullptr;
+    if (report_ != nullptr) {
+      for (auto& s : report_->segments)
+        if (s.name == segment_name(seg.sequence)) info = &s;
+      if (info != nullptr) info->scanned = true;
+    }
     uint64_t offset = 0;
     while (true) {
       RecordView rec;
@@ -305,38 +366,56 @@ class Wal::Recovery {
         if (offset == 0) {
           uint64_t seq = 0;
           if (rec.type != RecordType::kSegmentHeader || !decode_segment_header(rec.payload, &seq) ||
-              seq != seg_->sequence)
-            return damaged(offset, "missing or wrong segment header");
+              seq != seg.sequence)
+            return damaged(seg, offset, "missing or wrong segment header");
         } else {
-          Status s = wal_->apply_record(rec, seg_->sequence, offset);
-          if (!s.is_ok()) return damaged(offset, s.message().c_str());
+          Status s = wal_->apply_record(rec, seg.sequence, offset);
+          if (!s.is_ok()) return damaged(seg, offset, s.message());
+          count(rec);
         }
+        if (info != nullptr) ++info->records;
         offset += rec.size;
         continue;
       }
-      if (offset == 0 && !last_) return damaged(0, "segment has no header");
+      if (info != nullptr) info->end = offset;
+      if (offset == 0 && !last) return damaged(seg, 0, "segment has no header");
       // End of the written data, or a damaged record. Only the last segment may end in a torn
       // write, and only if nothing valid follows the damage.
       if (st != DecodeStatus::kEnd) {
-        if (!last_ || valid_record_after(bytes, offset)) return damaged(offset, why);
-      } else if (!last_ && !all_zero(bytes, offset)) {
-        return damaged(offset, "data after the end of a finished segment");
+        if (!last || valid_record_after(bytes, offset)) return damaged(seg, offset, why);
+      } else if (!last && !all_zero(bytes, offset)) {
+        return damaged(seg, offset, "data after the end of a finished segment");
       }
       end_ = offset;
       tail_dirty_ = !all_zero(bytes, offset);
       size_ = bytes.size();
+      if (info != nullptr && tail_dirty_) {
+        uint64_t last_nonzero = bytes.find_last_not_of('\0');
+        info->torn_bytes = last_nonzero + 1 - offset;
+      }
       return Status::ok();
     }
   }
 
-  uint64_t end() const { return end_; }
-  bool tail_dirty() const { return tail_dirty_; }
-  uint64_t size() const { return size_; }
-
- private:
-  Status damaged(uint64_t offset, const char* why) const {
-    return Status::corruption("wal: damaged record in " + seg_->path + " at offset " +
-                              std::to_string(offset) + ": " + why + kRepairHint);
+  Status damaged(const Segment& seg, uint64_t offset, std::string why) {
+    damage_ = WalDamage{segment_name(seg.sequence), offset, std::move(why)};
+    return Status::ok();
+  }
+  void count(const RecordView& rec) {
+    if (report_ == nullptr) return;
+    WalReport::Group& g = report_->groups[rec.group];
+    if (rec.type == RecordType::kEntry) ++g.entries;
+    if (rec.type == RecordType::kHardState) ++g.hard_states;
+    if (rec.type == RecordType::kSnapshot) ++g.snapshots;
+  }
+  void fill_groups() {
+    for (const auto& [id, g] : wal_->groups_) {
+      WalReport::Group& r = report_->groups[id];
+      r.first_index = g->compact_index + 1;
+      r.last_index = g->last_index();
+      r.hard_state = g->hard_state;
+      r.snapshot_index = g->snapshot.metadata.index;
+    }
   }
   static bool all_zero(std::string_view bytes, uint64_t from) {
     for (size_t i = from; i < bytes.size(); ++i)
@@ -353,35 +432,48 @@ class Wal::Recovery {
   }
 
   Wal* wal_;
-  Segment* seg_;
-  bool last_;
+  WalReport* report_;
+  std::optional<WalDamage> damage_;
   uint64_t end_ = 0;
   uint64_t size_ = 0;
   bool tail_dirty_ = false;
 };
 
+namespace {
+
+Status damage_status(const std::string& dir, const WalDamage& d) {
+  return Status::corruption("wal: damaged record in " + join_path(dir, d.file) + " at offset " +
+                            std::to_string(d.offset) + ": " + d.reason + kRepairHint);
+}
+
+}  // namespace
+
+Status Wal::list_segments(FileSystem* fs, const std::string& dir, std::vector<uint64_t>* sequences,
+                          std::vector<std::string>* leftovers) {
+  std::vector<std::string> names;
+  CHORUS_RETURN_IF_ERROR(fs->list_dir(dir, &names));
+  for (const std::string& name : names) {
+    uint64_t seq = 0;
+    if (parse_segment_name(name, &seq)) {
+      sequences->push_back(seq);
+    } else if (name.ends_with(".wal.tmp")) {
+      // A segment whose creation a crash interrupted: never part of the log.
+      leftovers->push_back(name);
+    }
+  }
+  std::sort(sequences->begin(), sequences->end());
+  return Status::ok();
+}
+
 Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& options,
                  std::unique_ptr<Wal>* out) {
   std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
   CHORUS_RETURN_IF_ERROR(fs->create_dir(dir));
-  std::vector<std::string> names;
-  CHORUS_RETURN_IF_ERROR(fs->list_dir(dir, &names));
   std::vector<uint64_t> sequences;
-  for (const std::string& name : names) {
-    uint64_t seq = 0;
-    if (parse_segment_name(name, &seq)) {
-      sequences.push_back(seq);
-    } else if (name.ends_with(".wal.tmp")) {
-      // A segment whose creation a crash interrupted: never part of the log.
-      CHORUS_RETURN_IF_ERROR(fs->remove(join_path(dir, name)));
-    }
-  }
-  std::sort(sequences.begin(), sequences.end());
-  for (size_t i = 1; i < sequences.size(); ++i) {
-    if (sequences[i] != sequences[i - 1] + 1)
-      return Status::corruption("wal: segment " + segment_name(sequences[i - 1] + 1) +
-                                " is missing from " + dir + kRepairHint);
-  }
+  std::vector<std::string> leftovers;
+  CHORUS_RETURN_IF_ERROR(list_segments(fs, dir, &sequences, &leftovers));
+  for (const std::string& name : leftovers)
+    CHORUS_RETURN_IF_ERROR(fs->remove(join_path(dir, name)));
   std::lock_guard lock(wal->mu_);
   if (sequences.empty()) {
     wal->recovering_ = false;
@@ -389,28 +481,14 @@ Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& optio
     *out = std::move(wal);
     return Status::ok();
   }
-  Recovery* last_recovery = nullptr;
-  std::unique_ptr<Recovery> recovery;
-  for (size_t i = 0; i < sequences.size(); ++i) {
-    auto seg = std::make_unique<Segment>();
-    seg->sequence = sequences[i];
-    seg->path = join_path(dir, segment_name(sequences[i]));
-    wal->segments_.push_back(std::move(seg));
-    recovery = std::make_unique<Recovery>(wal.get(), wal->segments_.back().get(),
-                                          i + 1 == sequences.size());
-    CHORUS_RETURN_IF_ERROR(recovery->run());
-    last_recovery = recovery.get();
-  }
-  for (const auto& [id, g] : wal->groups_) {
-    if (g->unresolved_gap != 0)
-      return Status::corruption("wal: group " + std::to_string(id) + " is missing entries up to " +
-                                std::to_string(g->unresolved_gap) + " in " + dir + kRepairHint);
-  }
+  Recovery recovery(wal.get(), nullptr);
+  CHORUS_RETURN_IF_ERROR(recovery.run(sequences));
+  if (recovery.damage()) return damage_status(dir, *recovery.damage());
   wal->recovering_ = false;
   Segment& last = *wal->segments_.back();
   CHORUS_RETURN_IF_ERROR(fs->open_writable(last.path, &wal->writer_));
-  wal->write_offset_ = last_recovery->end();
-  wal->allocated_ = std::max(last_recovery->size(), options.segment_bytes);
+  wal->write_offset_ = recovery.end();
+  wal->allocated_ = std::max(recovery.size(), options.segment_bytes);
   if (wal->write_offset_ == 0) {
     // The last segment lost even its header to a crash: write it again.
     std::string header;
@@ -418,14 +496,109 @@ Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& optio
     CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(0, header));
     wal->write_offset_ = header.size();
   }
-  if (last_recovery->tail_dirty()) {
+  if (recovery.tail_dirty()) {
     // Clear the torn tail so no stale bytes can ever line up as a record after new writes.
-    std::string zeros(last_recovery->size() - wal->write_offset_, '\0');
+    std::string zeros(recovery.size() - wal->write_offset_, '\0');
     CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(wal->write_offset_, zeros));
   }
   CHORUS_RETURN_IF_ERROR(wal->writer_->sync());
   *out = std::move(wal);
   return Status::ok();
+}
+
+Status Wal::verify(FileSystem* fs, const std::string& dir, WalReport* out) {
+  *out = WalReport{};
+  out->dir = dir;
+  if (!fs->exists(dir)) return Status::not_found("wal: no directory " + dir);
+  std::vector<uint64_t> sequences;
+  CHORUS_RETURN_IF_ERROR(list_segments(fs, dir, &sequences, &out->leftover_files));
+  for (uint64_t seq : sequences) {
+    WalReport::Segment s;
+    s.name = segment_name(seq);
+    std::unique_ptr<ReadableFile> f;
+    CHORUS_RETURN_IF_ERROR(fs->open_readable(join_path(dir, s.name), &f));
+    CHORUS_RETURN_IF_ERROR(f->size(&s.file_bytes));
+    out->segments.push_back(std::move(s));
+  }
+  // A Wal that never opens a file for writing: recovery only builds its in-memory state.
+  Wal wal(fs, dir, WalOptions{});
+  std::lock_guard lock(wal.mu_);
+  Recovery recovery(&wal, out);
+  CHORUS_RETURN_IF_ERROR(recovery.run(sequences));
+  out->damage = recovery.damage();
+  if (out->damage) {
+    for (const WalReport::Segment& s : out->segments) {
+      if (s.name > out->damage->file) out->cut_segments.push_back(s.name);
+      if (s.name == out->damage->file && s.file_bytes > out->damage->offset)
+        out->cut_bytes = s.file_bytes - out->damage->offset;
+    }
+  }
+  return Status::ok();
+}
+
+Status Wal::truncate_at_damage(FileSystem* fs, const std::string& dir, WalReport* out) {
+  CHORUS_RETURN_IF_ERROR(verify(fs, dir, out));
+  if (out->clean()) return Status::ok();
+  // Newest first, so a crash part-way leaves a shorter log, never one with a hole in it.
+  for (auto it = out->cut_segments.rbegin(); it != out->cut_segments.rend(); ++it)
+    CHORUS_RETURN_IF_ERROR(fs->remove(join_path(dir, *it)));
+  CHORUS_RETURN_IF_ERROR(fs->sync_dir(dir));
+  if (out->cut_bytes == 0) return Status::ok();
+  // Zeros rather than a shorter file: the segment stays preallocated and reads as the end of
+  // the written data from the damage on.
+  std::unique_ptr<WritableFile> f;
+  CHORUS_RETURN_IF_ERROR(fs->open_writable(join_path(dir, out->damage->file), &f));
+  constexpr uint64_t kStep = 1 << 20;
+  const std::string zeros(kStep, '\0');
+  for (uint64_t at = out->damage->offset; at < out->damage->offset + out->cut_bytes; at += kStep) {
+    uint64_t n = std::min(kStep, out->damage->offset + out->cut_bytes - at);
+    CHORUS_RETURN_IF_ERROR(f->write_at(at, std::string_view(zeros).substr(0, n)));
+  }
+  CHORUS_RETURN_IF_ERROR(f->sync());
+  return f->close();
+}
+
+std::string WalReport::to_string() const {
+  std::string s = "wal " + dir + ": " + std::to_string(segments.size()) + " segment(s)\n";
+  char line[256];
+  for (const Segment& seg : segments) {
+    if (!seg.scanned) {
+      std::snprintf(line, sizeof(line), "  %s  %" PRIu64 " bytes  not scanned (after the damage)\n",
+                    seg.name.c_str(), seg.file_bytes);
+    } else {
+      std::snprintf(line, sizeof(line),
+                    "  %s  %" PRIu64 " bytes  %" PRIu64 " records  records end at %" PRIu64 "%s\n",
+                    seg.name.c_str(), seg.file_bytes, seg.records, seg.end,
+                    seg.torn_bytes > 0 ? "  (torn tail, cleared at open)" : "");
+    }
+    s += line;
+  }
+  for (const std::string& name : leftover_files)
+    s += "  " + name + "  interrupted segment creation, deleted at open\n";
+  for (const auto& [id, g] : groups) {
+    if (id == 0) continue;
+    std::snprintf(line, sizeof(line),
+                  "  group %" PRIu64 ": %" PRIu64 " entry, %" PRIu64 " hard state, %" PRIu64
+                  " snapshot records; log [%" PRIu64 ", %" PRIu64 "], snapshot at %" PRIu64
+                  ", term %" PRIu64 " vote %" PRIu64 " commit %" PRIu64 "\n",
+                  id, g.entries, g.hard_states, g.snapshots, g.first_index, g.last_index,
+                  g.snapshot_index, g.hard_state.term, g.hard_state.vote, g.hard_state.commit);
+    s += line;
+  }
+  if (!damage) {
+    s += "clean\n";
+    return s;
+  }
+  s += "DAMAGED: " + damage->file + " at offset " + std::to_string(damage->offset) + ": " +
+       damage->reason + "\n";
+  s += "a cut at the damage clears " + std::to_string(cut_bytes) + " bytes of " + damage->file;
+  if (!cut_segments.empty()) {
+    s += " and deletes";
+    for (const std::string& name : cut_segments)
+      s += " " + name;
+  }
+  s += "; the groups keep the logs shown above\n";
+  return s;
 }
 
 Status Wal::create_segment_locked(uint64_t sequence) {
@@ -514,7 +687,9 @@ Status Wal::write_locked(std::string_view encoded) {
     if (!st.is_ok()) {
       // The batch broke a rule of the log (a gap, an entry of an unknown group). It is on
       // disk but not synced; stop rather than leave a log that recovery would refuse.
-      return fail_locked(Status::invalid_argument("wal: " + st.message()));
+      return fail_locked(Status::invalid_argument("wal: " + segment_name(seq) + " offset " +
+                                                  std::to_string(write_offset_ + pos) + ": " +
+                                                  st.message()));
     }
     pos += rec.size;
   }

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,11 +54,63 @@ class WalBatch {
   std::string encoded_;
 };
 
+// The first record recovery cannot accept. `file` is a segment name inside the log's directory.
+struct WalDamage {
+  std::string file;
+  uint64_t offset = 0;
+  std::string reason;
+};
+
+// What a read-only scan of a log found (Wal::verify). Counts cover the records before the damage.
+struct WalReport {
+  struct Segment {
+    std::string name;
+    uint64_t file_bytes = 0;
+    bool scanned = false;  // false for segments after the damage
+    uint64_t records = 0;
+    uint64_t end = 0;         // where its valid records end
+    uint64_t torn_bytes = 0;  // last segment only: a torn write after `end` that open() clears
+  };
+  struct Group {
+    uint64_t entries = 0;      // entry records (including ones later replaced or compacted)
+    uint64_t hard_states = 0;  // hard state records
+    uint64_t snapshots = 0;    // snapshot markers (bootstrap, compactions, installed snapshots)
+    // The state recovery reaches: what the group keeps if the log is cut at the damage.
+    raft::Index first_index = 0;
+    raft::Index last_index = 0;
+    raft::HardState hard_state;
+    raft::Index snapshot_index = 0;
+  };
+  std::string dir;
+  std::vector<Segment> segments;
+  std::map<raft::GroupId, Group> groups;
+  std::vector<std::string> leftover_files;  // interrupted segment creations open() deletes
+  std::optional<WalDamage> damage;
+  // What truncate_at_damage removes (or removed): segments deleted, bytes cleared in the
+  // damaged segment from the damage offset to its end.
+  std::vector<std::string> cut_segments;
+  uint64_t cut_bytes = 0;
+
+  bool clean() const { return !damage.has_value(); }
+  std::string to_string() const;
+};
+
 class Wal {
  public:
   // Opens (or creates) the log in `dir`, recovering every group's state.
   static Status open(FileSystem* fs, const std::string& dir, const WalOptions& options,
                      std::unique_ptr<Wal>* out);
+  // Scans the log in `dir` exactly as open() recovers it, without changing anything, and
+  // describes it in `out`. Damage is reported in `out->damage`, not as an error; an error means
+  // the files could not be read at all.
+  static Status verify(FileSystem* fs, const std::string& dir, WalReport* out);
+  // Cuts the log at its first damaged record so open() succeeds again: later segments are
+  // deleted, then the damaged segment is cleared from the damage offset to its end. The node
+  // loses every record from the damage on, possibly including acknowledged entries and its
+  // vote: restart it only if its peers hold a quorum without it and it can catch up from them
+  // (docs/OPERATIONS.md, "A damaged write-ahead log"). Does nothing to a clean log. `out`
+  // describes the log before the cut and what was cut.
+  static Status truncate_at_damage(FileSystem* fs, const std::string& dir, WalReport* out);
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
@@ -94,6 +147,9 @@ class Wal {
   class Recovery;
   Wal(FileSystem* fs, std::string dir, const WalOptions& options);
 
+  static Status list_segments(FileSystem* fs, const std::string& dir,
+                              std::vector<uint64_t>* sequences,
+                              std::vector<std::string>* leftovers);
   Status apply_record(const RecordView& rec, uint64_t segment, uint64_t offset);
   Status write_locked(std::string_view encoded);
   Status rotate_locked();
@@ -113,8 +169,8 @@ class Wal {
   std::unique_ptr<WritableFile> writer_;
   uint64_t write_offset_ = 0;
   uint64_t allocated_ = 0;
-  uint64_t head_end_ = 0;
-  bool recovering_ = true;  // where the current segment's header and group metadata end
+  uint64_t head_end_ = 0;  // where the current segment's header and group metadata end
+  bool recovering_ = true;
   Status health_;
   mutable std::map<raft::GroupId, std::unique_ptr<raft::LogStorage>> views_;
 };

@@ -282,6 +282,35 @@ TEST_F(WalTest, SegmentsAreDeletedOnlyOnceEveryGroupHasCompactedPastThem) {
   EXPECT_EQ(g1->term(269, &t), raft::Error::kCompacted);
 }
 
+// The first segment left after deletions may have been created after a compaction: its header's
+// snapshot marker then compacts past everything recovery has seen so far. Recovery used to
+// refuse such a log ("snapshot marker compacts past the log").
+TEST_F(WalTest, ALogWhoseFirstSegmentStartsAfterACompactionRecovers) {
+  options_.segment_bytes = 4096;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    raft::Snapshot s;
+    s.metadata = {0, 0, kConf};
+    for (Index i = 1; i <= 600; i += 10) {
+      commit_entries(wal.get(), 1, i, i + 9, 1);
+      if (i % 100 == 91) {
+        s.metadata.index = i;
+        s.metadata.term = 1;
+        ASSERT_TRUE(wal->compact(1, s, i).is_ok());
+      }
+    }
+    ASSERT_GT(wal->segment_names().front(), segment_name(2)) << "older segments were deleted";
+  }
+  auto wal = open_ok();
+  ASSERT_NE(wal, nullptr);
+  EXPECT_EQ(wal->group(1)->first_index(), 592u);
+  EXPECT_EQ(read_log(*wal, 1), make_entries(592, 600, 1));
+  raft::Term t = 0;
+  ASSERT_EQ(wal->group(1)->term(591, &t), raft::Error::kOk);
+  EXPECT_EQ(t, 1u);
+}
+
 TEST_F(WalTest, EntriesBeyondTheCacheAreReadFromTheFiles) {
   options_.cache_bytes_per_group = 500;
   options_.segment_bytes = 8192;
