@@ -26,11 +26,34 @@ struct FaultFileSystem::Inode {
   }
 };
 
+struct FaultFileSystem::Dir {
+  std::map<std::string, Node> live;
+  std::map<std::string, Node> durable;
+};
+
 namespace {
 
 std::string parent_of(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The components of a path; empty ones ("a//b", a leading '/') are skipped.
+std::vector<std::string> split(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    if (slash > start) parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
 }
 
 // splitmix64: a tiny deterministic generator for crash choices.
@@ -131,7 +154,7 @@ class FaultReadableFile final : public ReadableFile {
   uint64_t generation_;
 };
 
-FaultFileSystem::FaultFileSystem() = default;
+FaultFileSystem::FaultFileSystem() : root_(std::make_shared<Dir>()) {}
 FaultFileSystem::~FaultFileSystem() = default;
 
 Status FaultFileSystem::check_sync() {
@@ -143,11 +166,49 @@ Status FaultFileSystem::check_sync() {
   return Status::ok();
 }
 
+FaultFileSystem::Dir* FaultFileSystem::find_dir(const std::string& path) const {
+  Dir* d = root_.get();
+  for (const std::string& part : split(path)) {
+    auto it = d->live.find(part);
+    if (it == d->live.end() || !it->second.dir) return nullptr;
+    d = it->second.dir.get();
+  }
+  return d;
+}
+
+const FaultFileSystem::Node* FaultFileSystem::find(const std::string& path) const {
+  Dir* d = find_dir(parent_of(path));
+  if (d == nullptr) return nullptr;
+  auto it = d->live.find(base_of(path));
+  return it == d->live.end() ? nullptr : &it->second;
+}
+
+std::vector<FaultFileSystem::Inode*> FaultFileSystem::inodes(bool durable) const {
+  // In the order of a walk by name, so crash choices replay from their seed.
+  std::vector<Inode*> files;
+  std::set<const Inode*> files_seen;
+  std::set<const Dir*> seen;
+  std::vector<const Dir*> todo{root_.get()};
+  while (!todo.empty()) {
+    const Dir* d = todo.back();
+    todo.pop_back();
+    if (!seen.insert(d).second) continue;
+    for (const auto* view : {&d->durable, &d->live}) {
+      if (view == &d->durable && !durable) continue;
+      for (const auto& [name, node] : *view) {
+        if (node.file && files_seen.insert(node.file.get()).second)
+          files.push_back(node.file.get());
+        if (node.dir) todo.push_back(node.dir.get());
+      }
+    }
+  }
+  return files;
+}
+
 uint64_t FaultFileSystem::bytes_used() const {
   uint64_t total = 0;
-  std::set<const Inode*> seen;
-  for (const auto& [name, inode] : live_)
-    if (seen.insert(inode.get()).second) total += inode->data.size();
+  for (const Inode* inode : inodes(false))
+    total += inode->data.size();
   return total;
 }
 
@@ -157,73 +218,112 @@ bool FaultFileSystem::fits(uint64_t old_size, uint64_t new_size) const {
 }
 
 Status FaultFileSystem::create_dir(const std::string& dir) {
-  dirs_.insert(dir);
+  if (split(dir).empty()) return Status::ok();
+  Dir* parent = find_dir(parent_of(dir));
+  if (parent == nullptr) return Status::not_found("mkdir " + dir + ": no such directory");
+  std::string name = base_of(dir);
+  auto it = parent->live.find(name);
+  if (it != parent->live.end()) {
+    if (it->second.dir) return Status::ok();
+    return Status::io_error("mkdir " + dir + ": a file has that name");
+  }
+  Node node{nullptr, std::make_shared<Dir>()};
+  parent->live[name] = node;
+  if (parent == root_.get()) parent->durable[name] = node;
   return Status::ok();
 }
 
 Status FaultFileSystem::list_dir(const std::string& dir, std::vector<std::string>* names) {
   names->clear();
-  if (!dirs_.contains(dir)) return Status::not_found("opendir " + dir + ": no such directory");
-  for (const auto& [path, inode] : live_)
-    if (parent_of(path) == dir) names->push_back(path.substr(dir.size() + 1));
+  Dir* d = find_dir(dir);
+  if (d == nullptr) return Status::not_found("opendir " + dir + ": no such directory");
+  for (const auto& [name, node] : d->live)
+    names->push_back(name);
   return Status::ok();
 }
 
 Status FaultFileSystem::open_writable(const std::string& path, std::unique_ptr<WritableFile>* out) {
-  if (!dirs_.contains(parent_of(path)))
-    return Status::not_found("open " + path + ": no such directory");
-  auto& inode = live_[path];
-  if (!inode) inode = std::make_shared<Inode>();
-  *out = std::make_unique<FaultWritableFile>(this, inode, path);
+  Dir* d = find_dir(parent_of(path));
+  if (d == nullptr) return Status::not_found("open " + path + ": no such directory");
+  Node& node = d->live[base_of(path)];
+  if (node.dir) return Status::io_error("open " + path + ": is a directory");
+  if (!node.file) node.file = std::make_shared<Inode>();
+  *out = std::make_unique<FaultWritableFile>(this, node.file, path);
   return Status::ok();
 }
 
 Status FaultFileSystem::open_readable(const std::string& path, std::unique_ptr<ReadableFile>* out) {
-  auto it = live_.find(path);
-  if (it == live_.end()) return Status::not_found("open " + path + ": no such file");
-  *out = std::make_unique<FaultReadableFile>(this, it->second, path);
+  const Node* node = find(path);
+  if (node == nullptr || !node->file) return Status::not_found("open " + path + ": no such file");
+  *out = std::make_unique<FaultReadableFile>(this, node->file, path);
   return Status::ok();
 }
 
 Status FaultFileSystem::rename(const std::string& from, const std::string& to) {
-  auto it = live_.find(from);
-  if (it == live_.end()) return Status::not_found("rename " + from + ": no such file");
-  auto inode = it->second;
-  live_.erase(it);
-  live_[to] = std::move(inode);
+  Dir* src = find_dir(parent_of(from));
+  Dir* dst = find_dir(parent_of(to));
+  auto it =
+      src == nullptr ? std::map<std::string, Node>::iterator() : src->live.find(base_of(from));
+  if (src == nullptr || it == src->live.end())
+    return Status::not_found("rename " + from + ": no such file or directory");
+  if (dst == nullptr) return Status::not_found("rename " + to + ": no such directory");
+  if (from == to) return Status::ok();
+  Node node = it->second;
+  auto target = dst->live.find(base_of(to));
+  if (target != dst->live.end()) {
+    if (node.file && target->second.dir)
+      return Status::io_error("rename " + from + " to " + to + ": target is a directory");
+    if (node.dir && target->second.file)
+      return Status::io_error("rename " + from + " to " + to + ": target is not a directory");
+    if (node.dir && !target->second.dir->live.empty())
+      return Status::io_error("rename " + from + " to " + to + ": directory not empty");
+  }
+  if (node.dir && (to + "/").starts_with(from + "/"))
+    return Status::invalid_argument("rename " + from + " into itself");
+  src->live.erase(it);
+  dst->live[base_of(to)] = std::move(node);
   return Status::ok();
 }
 
 Status FaultFileSystem::remove(const std::string& path) {
-  if (live_.erase(path) == 0) return Status::not_found("unlink " + path + ": no such file");
+  Dir* d = find_dir(parent_of(path));
+  auto it = d == nullptr ? std::map<std::string, Node>::iterator() : d->live.find(base_of(path));
+  if (d == nullptr || it == d->live.end() || !it->second.file)
+    return Status::not_found("unlink " + path + ": no such file");
+  d->live.erase(it);
+  return Status::ok();
+}
+
+Status FaultFileSystem::remove_dir(const std::string& dir) {
+  Dir* d = find_dir(parent_of(dir));
+  auto it = d == nullptr ? std::map<std::string, Node>::iterator() : d->live.find(base_of(dir));
+  if (split(dir).empty() || d == nullptr || it == d->live.end() || !it->second.dir)
+    return Status::not_found("rmdir " + dir + ": no such directory");
+  d->live.erase(it);
   return Status::ok();
 }
 
 Status FaultFileSystem::sync_dir(const std::string& dir) {
+  Dir* d = find_dir(dir);
+  if (d == nullptr) return Status::not_found("open " + dir + ": no such directory");
   CHORUS_RETURN_IF_ERROR(check_sync());
-  for (auto it = durable_.begin(); it != durable_.end();) {
-    if (parent_of(it->first) == dir) {
-      it = durable_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (const auto& [path, inode] : live_)
-    if (parent_of(path) == dir) durable_[path] = inode;
+  d->durable = d->live;
   return Status::ok();
 }
 
 bool FaultFileSystem::exists(const std::string& path) {
-  return live_.contains(path) || dirs_.contains(path);
+  return split(path).empty() || find(path) != nullptr;
+}
+
+bool FaultFileSystem::is_dir(const std::string& path) {
+  return find_dir(path) != nullptr;
 }
 
 void FaultFileSystem::crash(uint64_t seed, bool tear) {
   ++generation_;
   uint64_t rng = seed;
-  std::set<Inode*> done;
-  // Inodes reachable from either view get their data reset; only durable names survive.
-  auto reset = [&](const std::shared_ptr<Inode>& inode) {
-    if (!done.insert(inode.get()).second) return;
+  // Every file reachable from either view gets its data reset; only durable names survive.
+  for (Inode* inode : inodes(true)) {
     std::string result = inode->durable;
     if (tear && !inode->unsynced.empty()) {
       size_t keep = next_random(&rng) % (inode->unsynced.size() + 1);
@@ -238,17 +338,22 @@ void FaultFileSystem::crash(uint64_t seed, bool tear) {
     inode->data = result;
     inode->durable = std::move(result);
     inode->unsynced.clear();
-  };
-  for (const auto& [path, inode] : durable_)
-    reset(inode);
-  for (const auto& [path, inode] : live_)
-    reset(inode);
-  live_ = durable_;
+  }
+  std::vector<Dir*> todo{root_.get()};
+  std::set<Dir*> seen;
+  while (!todo.empty()) {
+    Dir* d = todo.back();
+    todo.pop_back();
+    if (!seen.insert(d).second) continue;
+    d->live = d->durable;
+    for (const auto& [name, node] : d->live)
+      if (node.dir) todo.push_back(node.dir.get());
+  }
 }
 
 std::string* FaultFileSystem::contents(const std::string& path) {
-  auto it = live_.find(path);
-  return it == live_.end() ? nullptr : &it->second->data;
+  const Node* node = find(path);
+  return node == nullptr || !node->file ? nullptr : &node->file->data;
 }
 
 }  // namespace chorus::storage

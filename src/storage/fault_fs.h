@@ -2,6 +2,11 @@
 // cut: writes and directory changes are visible at once but survive crash() only once synced.
 // It can also tear the last unsynced write at any byte, fail syncs and run out of space.
 // Single-threaded, like the simulator that drives it.
+//
+// Directories are nodes like files: creating, renaming or removing a file or a directory inside
+// `d` survives a crash only after sync_dir(d), and a renamed directory takes its contents (and
+// their durability) with it. Top-level directories (no '/' in the name) stand for mount points
+// and are durable as soon as they are created.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +31,10 @@ class FaultFileSystem final : public FileSystem {
   Status open_readable(const std::string& path, std::unique_ptr<ReadableFile>* out) override;
   Status rename(const std::string& from, const std::string& to) override;
   Status remove(const std::string& path) override;
+  Status remove_dir(const std::string& dir) override;
   Status sync_dir(const std::string& dir) override;
   bool exists(const std::string& path) override;
+  bool is_dir(const std::string& path) override;
 
   // The next `count` syncs (of files or directories) fail with an I/O error.
   void fail_next_syncs(int count) { sync_failures_ = count; }
@@ -46,16 +53,26 @@ class FaultFileSystem final : public FileSystem {
   uint64_t syncs() const { return syncs_; }
 
   struct Inode;
+  struct Dir;
+  // A directory entry: a file or a directory.
+  struct Node {
+    std::shared_ptr<Inode> file;
+    std::shared_ptr<Dir> dir;
+  };
 
  private:
   friend class FaultWritableFile;
   friend class FaultReadableFile;
   Status check_sync();
   bool fits(uint64_t old_size, uint64_t new_size) const;
+  // The live directory at `path`, or nullptr.
+  Dir* find_dir(const std::string& path) const;
+  // The live entry at `path`, or nullptr.
+  const Node* find(const std::string& path) const;
+  // Every file reachable from the live tree (and, with `durable`, from the durable one too).
+  std::vector<Inode*> inodes(bool durable) const;
 
-  std::map<std::string, std::shared_ptr<Inode>> live_;
-  std::map<std::string, std::shared_ptr<Inode>> durable_;
-  std::set<std::string> dirs_;
+  std::shared_ptr<Dir> root_;
   uint64_t generation_ = 0;
   int sync_failures_ = 0;
   uint64_t space_limit_ = UINT64_MAX;

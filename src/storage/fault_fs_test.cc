@@ -93,5 +93,80 @@ TEST_F(FaultFsTest, HandlesFromBeforeACrashFail) {
   EXPECT_EQ(f->write_at(0, "x").code(), Status::Code::kIoError);
 }
 
+TEST_F(FaultFsTest, ANewDirectoryNeedsItsParentSyncedToSurvive) {
+  ASSERT_TRUE(fs_.create_dir("d/sub").is_ok());
+  EXPECT_TRUE(fs_.is_dir("d/sub"));
+  EXPECT_EQ(fs_.create_dir("d/missing/sub").code(), Status::Code::kNotFound);
+  auto f = open("d/sub/a");
+  ASSERT_TRUE(f->write_at(0, "x").is_ok());
+  ASSERT_TRUE(f->sync().is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d/sub").is_ok());
+  fs_.crash(1, false);
+  EXPECT_FALSE(fs_.exists("d/sub")) << "d was never synced";
+  EXPECT_TRUE(fs_.is_dir("d")) << "a top-level directory is durable at once";
+
+  ASSERT_TRUE(fs_.create_dir("d/sub").is_ok());
+  f = open("d/sub/a");
+  ASSERT_TRUE(f->write_at(0, "x").is_ok());
+  ASSERT_TRUE(f->sync().is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d/sub").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d").is_ok());
+  fs_.crash(2, false);
+  EXPECT_EQ(read("d/sub/a"), "x");
+}
+
+TEST_F(FaultFsTest, ARenamedDirectoryTakesItsContentsAndNeedsAParentSync) {
+  ASSERT_TRUE(fs_.create_dir("d/tmp").is_ok());
+  auto f = open("d/tmp/a");
+  ASSERT_TRUE(f->write_at(0, "new").is_ok());
+  ASSERT_TRUE(f->sync().is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d/tmp").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d").is_ok());
+  ASSERT_TRUE(fs_.rename("d/tmp", "d/final").is_ok());
+  EXPECT_EQ(read("d/final/a"), "new");
+  EXPECT_FALSE(fs_.exists("d/tmp"));
+  fs_.crash(1, false);
+  EXPECT_EQ(read("d/tmp/a"), "new") << "the rename was not synced";
+  EXPECT_FALSE(fs_.exists("d/final"));
+
+  ASSERT_TRUE(fs_.rename("d/tmp", "d/final").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d").is_ok());
+  fs_.crash(2, false);
+  EXPECT_EQ(read("d/final/a"), "new");
+  EXPECT_FALSE(fs_.exists("d/tmp"));
+}
+
+TEST_F(FaultFsTest, RenameOfADirectoryReplacesOnlyAnEmptyOne) {
+  ASSERT_TRUE(fs_.create_dir("d/a").is_ok());
+  ASSERT_TRUE(fs_.create_dir("d/b").is_ok());
+  ASSERT_TRUE(fs_.rename("d/a", "d/b").is_ok()) << "b is empty";
+  ASSERT_TRUE(fs_.create_dir("d/c").is_ok());
+  open("d/b/file");
+  EXPECT_FALSE(fs_.rename("d/c", "d/b").is_ok()) << "b is not empty";
+  EXPECT_FALSE(fs_.rename("d/b", "d/b/inner").is_ok());
+  EXPECT_FALSE(fs_.rename("d/b/file", "d/c").is_ok()) << "a file cannot replace a directory";
+}
+
+TEST_F(FaultFsTest, RemoveDirRemovesEverythingAndNeedsAParentSync) {
+  ASSERT_TRUE(fs_.create_dir("d/x").is_ok());
+  ASSERT_TRUE(fs_.create_dir("d/x/y").is_ok());
+  auto f = open("d/x/y/z");
+  ASSERT_TRUE(f->write_at(0, "z").is_ok());
+  ASSERT_TRUE(f->sync().is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d/x/y").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d/x").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d").is_ok());
+  ASSERT_TRUE(fs_.remove_dir("d/x").is_ok());
+  EXPECT_FALSE(fs_.exists("d/x/y/z"));
+  EXPECT_EQ(fs_.remove("d/x").code(), Status::Code::kNotFound);
+  fs_.crash(1, false);
+  EXPECT_EQ(read("d/x/y/z"), "z") << "the removal was not synced";
+  ASSERT_TRUE(fs_.remove_dir("d/x").is_ok());
+  ASSERT_TRUE(fs_.sync_dir("d").is_ok());
+  fs_.crash(2, false);
+  EXPECT_FALSE(fs_.exists("d/x"));
+  EXPECT_EQ(fs_.remove_dir("d/x").code(), Status::Code::kNotFound);
+}
+
 }  // namespace
 }  // namespace chorus::storage

@@ -138,6 +138,28 @@ class PosixFileSystem final : public FileSystem {
     if (::unlink(path.c_str()) != 0) return errno_status("unlink", path, errno);
     return Status::ok();
   }
+  Status remove_dir(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return errno_status("opendir", dir, errno);
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    for (const std::string& n : names) {
+      std::string path = join_path(dir, n);
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) != 0) return errno_status("stat", path, errno);
+      if (S_ISDIR(st.st_mode)) {
+        CHORUS_RETURN_IF_ERROR(remove_dir(path));
+      } else if (::unlink(path.c_str()) != 0) {
+        return errno_status("unlink", path, errno);
+      }
+    }
+    if (::rmdir(dir.c_str()) != 0) return errno_status("rmdir", dir, errno);
+    return Status::ok();
+  }
   Status sync_dir(const std::string& dir) override {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errno_status("open", dir, errno);
@@ -150,6 +172,10 @@ class PosixFileSystem final : public FileSystem {
   bool exists(const std::string& path) override {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
+  }
+  bool is_dir(const std::string& path) override {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   }
 };
 

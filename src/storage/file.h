@@ -37,17 +37,24 @@ class ReadableFile {
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
-  // Creates `dir` if missing (one level).
+  // Creates `dir` if missing (one level: its parent must exist).
   virtual Status create_dir(const std::string& dir) = 0;
+  // Names of the files and directories in `dir`.
   virtual Status list_dir(const std::string& dir, std::vector<std::string>* names) = 0;
   // Opens for writing, creating the file if missing; existing contents are kept.
   virtual Status open_writable(const std::string& path, std::unique_ptr<WritableFile>* out) = 0;
   virtual Status open_readable(const std::string& path, std::unique_ptr<ReadableFile>* out) = 0;
+  // Renames a file or a directory. A file replaces a file at `to`; a directory replaces only a
+  // missing or empty directory.
   virtual Status rename(const std::string& from, const std::string& to) = 0;
+  // Removes a file.
   virtual Status remove(const std::string& path) = 0;
+  // Removes a directory and everything in it. Symbolic links inside are removed, not followed.
+  virtual Status remove_dir(const std::string& dir) = 0;
   // Makes the directory's entries (creations, renames, removals) durable.
   virtual Status sync_dir(const std::string& dir) = 0;
   virtual bool exists(const std::string& path) = 0;
+  virtual bool is_dir(const std::string& path) = 0;
 
   // Reads a whole file.
   Status read_file(const std::string& path, std::string* out);
