@@ -1,0 +1,1016 @@
+#include "kv/mvcc.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "base/coding.h"
+#include "kv/codec.h"
+#include "storage/file.h"
+
+namespace chorus::kv {
+
+using storage::Status;
+
+namespace {
+
+// ---- key encoding ----
+
+constexpr char kCurrent = 'k';
+constexpr char kHistory = 'h';
+constexpr char kEvent = 'e';
+constexpr char kLease = 'l';
+constexpr char kAttach = 'a';
+constexpr char kSession = 's';
+constexpr char kMeta = 'm';
+
+const std::string kMetaApplied = std::string(1, kMeta) + "applied";
+const std::string kMetaRevision = std::string(1, kMeta) + "revision";
+const std::string kMetaCompact = std::string(1, kMeta) + "compact";
+const std::string kMetaLogTime = std::string(1, kMeta) + "logtime";
+
+std::string current_key(std::string_view key) {
+  std::string k(1, kCurrent);
+  k.append(key);
+  return k;
+}
+
+// Escapes a user key so that escaped keys sort like the keys and no key's encoding is a
+// prefix of another's: 0x00 becomes 0x00 0xff, and 0x00 0x01 ends the key.
+void append_escaped(std::string* out, std::string_view key) {
+  for (char c : key) {
+    out->push_back(c);
+    if (c == '\0') out->push_back('\xff');
+  }
+}
+std::string history_prefix(std::string_view key) {
+  std::string k(1, kHistory);
+  append_escaped(&k, key);
+  k.push_back('\0');
+  k.push_back('\x01');
+  return k;
+}
+std::string history_key(std::string_view key, int64_t rev, int64_t sub) {
+  std::string k = history_prefix(key);
+  base::put_u64_be(&k, static_cast<uint64_t>(rev));
+  base::put_u64_be(&k, static_cast<uint64_t>(sub));
+  return k;
+}
+// Splits a history key into user key and revision; false if it is not one.
+bool parse_history_key(std::string_view k, std::string* key, int64_t* rev, int64_t* sub) {
+  if (k.size() < 1 + 2 + 16 || k[0] != kHistory) return false;
+  key->clear();
+  size_t i = 1;
+  size_t end = k.size() - 16;
+  while (i < end) {
+    if (k[i] != '\0') {
+      key->push_back(k[i++]);
+      continue;
+    }
+    if (i + 1 >= end) return false;
+    if (k[i + 1] == '\xff') {
+      key->push_back('\0');
+      i += 2;
+    } else if (k[i + 1] == '\x01' && i + 2 == end) {
+      *rev = static_cast<int64_t>(base::load_u64_be(k.data() + end));
+      *sub = static_cast<int64_t>(base::load_u64_be(k.data() + end + 8));
+      return true;
+    } else {
+      return false;
+    }
+  }
+  return false;
+}
+
+std::string event_key(int64_t rev, int64_t sub) {
+  std::string k(1, kEvent);
+  base::put_u64_be(&k, static_cast<uint64_t>(rev));
+  base::put_u64_be(&k, static_cast<uint64_t>(sub));
+  return k;
+}
+std::string lease_key(int64_t id) {
+  std::string k(1, kLease);
+  base::put_u64_be(&k, static_cast<uint64_t>(id));
+  return k;
+}
+std::string attach_key(int64_t id, std::string_view key) {
+  std::string k(1, kAttach);
+  base::put_u64_be(&k, static_cast<uint64_t>(id));
+  k.append(key);
+  return k;
+}
+std::string session_key(uint64_t client) {
+  std::string k(1, kSession);
+  base::put_u64_be(&k, client);
+  return k;
+}
+
+// A history value: one flag byte (1 = tombstone) and the KeyValue.
+std::string history_value(const KeyValue& kv, bool tombstone) {
+  std::string v(1, tombstone ? '\1' : '\0');
+  v += encode_key_value(kv);
+  return v;
+}
+bool parse_history_value(std::string_view v, KeyValue* kv, bool* tombstone) {
+  if (v.empty() || (v[0] != 0 && v[0] != 1)) return false;
+  *tombstone = v[0] == 1;
+  return decode_key_value(v.substr(1), kv);
+}
+
+std::string u64_value(uint64_t v) {
+  std::string s;
+  base::put_u64(&s, v);
+  return s;
+}
+
+rocksdb::Slice slice(std::string_view s) {
+  return {s.data(), s.size()};
+}
+std::string_view view(const rocksdb::Slice& s) {
+  return {s.data(), s.size()};
+}
+
+Status from_rocksdb(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::ok();
+  std::string m = std::string("rocksdb ") + what + ": " + s.ToString();
+  if (s.IsNoSpace()) return Status::no_space(m);
+  if (s.IsCorruption()) return Status::corruption(m);
+  return Status::io_error(m);
+}
+
+ApiError error(Code code, const char* message) {
+  return ApiError{code, message};
+}
+
+// The [begin, end) bounds of etcd's range rules, on user keys; end empty = unbounded.
+struct KeyRange {
+  std::string begin;
+  std::string end;
+  bool single = false;
+  bool unbounded = false;
+  bool contains(std::string_view k) const {
+    if (single) return k == begin;
+    return k >= begin && (unbounded || k < end);
+  }
+};
+KeyRange make_range(const std::string& key, const std::string& range_end) {
+  KeyRange r;
+  r.begin = key;
+  if (range_end.empty()) {
+    r.single = true;
+  } else if (range_end == std::string(1, '\0')) {
+    r.unbounded = true;
+  } else {
+    r.end = range_end;
+  }
+  return r;
+}
+
+}  // namespace
+
+// Read access to the store, either as committed or with an apply batch's writes on top.
+class StoreReader {
+ public:
+  StoreReader(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch) : db_(db), batch_(batch) {}
+
+  bool get(const std::string& key, std::string* value) const {
+    rocksdb::Status s =
+        batch_ ? batch_->GetFromBatchAndDB(db_, {}, key, value) : db_->Get({}, key, value);
+    if (!s.ok() && !s.IsNotFound()) fail(s);
+    return s.ok();
+  }
+  std::unique_ptr<rocksdb::Iterator> iterate() const {
+    std::unique_ptr<rocksdb::Iterator> base(db_->NewIterator({}));
+    if (!batch_) return base;
+    return std::unique_ptr<rocksdb::Iterator>(batch_->NewIteratorWithBase(base.release()));
+  }
+  std::optional<KeyValue> current(std::string_view key) const {
+    std::string v;
+    if (!get(current_key(key), &v)) return std::nullopt;
+    KeyValue kv;
+    if (!decode_key_value(v, &kv)) fail(rocksdb::Status::Corruption("bad current value"));
+    return kv;
+  }
+  // The version of `key` live at `rev`, if any.
+  std::optional<KeyValue> at(std::string_view key, int64_t rev) const {
+    auto it = iterate();
+    std::string prefix = history_prefix(key);
+    it->SeekForPrev(slice(history_key(key, rev, INT64_MAX)));
+    if (!it->Valid() || !it->key().starts_with(slice(prefix))) return std::nullopt;
+    KeyValue kv;
+    bool tombstone = false;
+    if (!parse_history_value(view(it->value()), &kv, &tombstone))
+      fail(rocksdb::Status::Corruption("bad history value"));
+    if (tombstone) return std::nullopt;
+    return kv;
+  }
+
+  // Calls `fn` with every key in `range` live at `rev`, in key order, as current (`rev` < 0)
+  // or from history.
+  template <typename Fn>
+  void scan(const KeyRange& range, int64_t rev, Fn&& fn) const {
+    if (range.single) {
+      auto kv = rev < 0 ? current(range.begin) : at(range.begin, rev);
+      if (kv) fn(std::move(*kv));
+      return;
+    }
+    auto it = iterate();
+    if (rev < 0) {
+      std::string upper = range.unbounded ? std::string(1, static_cast<char>(kCurrent + 1))
+                                          : current_key(range.end);
+      for (it->Seek(slice(current_key(range.begin))); it->Valid(); it->Next()) {
+        if (view(it->key()) >= upper) break;
+        KeyValue kv;
+        if (!decode_key_value(view(it->value()), &kv))
+          fail(rocksdb::Status::Corruption("bad current value"));
+        fn(std::move(kv));
+      }
+      return;
+    }
+    std::string start(1, kHistory);
+    append_escaped(&start, range.begin);
+    std::string upper(1, kHistory);
+    if (range.unbounded) {
+      upper[0] = static_cast<char>(kHistory + 1);
+    } else {
+      append_escaped(&upper, range.end);
+    }
+    std::string key, pending_key;
+    std::optional<KeyValue> pending;
+    for (it->Seek(slice(start)); it->Valid(); it->Next()) {
+      if (view(it->key()) >= upper) break;
+      int64_t r = 0, sub = 0;
+      if (!parse_history_key(view(it->key()), &key, &r, &sub))
+        fail(rocksdb::Status::Corruption("bad history key"));
+      if (key != pending_key) {
+        if (pending) fn(std::move(*pending));
+        pending.reset();
+        pending_key = key;
+      }
+      if (r > rev) continue;
+      KeyValue kv;
+      bool tombstone = false;
+      if (!parse_history_value(view(it->value()), &kv, &tombstone))
+        fail(rocksdb::Status::Corruption("bad history value"));
+      if (tombstone) {
+        pending.reset();
+      } else {
+        pending = std::move(kv);
+      }
+    }
+    if (pending) fn(std::move(*pending));
+  }
+
+ private:
+  // Damage inside RocksDB is not a client error: stop the node with a clear message.
+  [[noreturn]] static void fail(const rocksdb::Status& s) {
+    std::fprintf(stderr, "kv: the state machine's store cannot be read: %s\n",
+                 s.ToString().c_str());
+    std::abort();
+  }
+
+  rocksdb::DB* db_;
+  rocksdb::WriteBatchWithIndex* batch_;
+};
+
+namespace {
+
+bool compare_kv(const Compare& c, const KeyValue& kv) {
+  int cmp = 0;
+  auto three_way = [](int64_t a, int64_t b) { return a < b ? -1 : (a > b ? 1 : 0); };
+  switch (c.target) {
+    case Compare::Target::kVersion:
+      cmp = three_way(kv.version, c.number);
+      break;
+    case Compare::Target::kCreate:
+      cmp = three_way(kv.create_revision, c.number);
+      break;
+    case Compare::Target::kMod:
+      cmp = three_way(kv.mod_revision, c.number);
+      break;
+    case Compare::Target::kLease:
+      cmp = three_way(kv.lease, c.number);
+      break;
+    case Compare::Target::kValue:
+      cmp = kv.value.compare(c.value);
+      cmp = cmp < 0 ? -1 : (cmp > 0 ? 1 : 0);
+      break;
+  }
+  switch (c.result) {
+    case Compare::Result::kEqual:
+      return cmp == 0;
+    case Compare::Result::kGreater:
+      return cmp > 0;
+    case Compare::Result::kLess:
+      return cmp < 0;
+    case Compare::Result::kNotEqual:
+      return cmp != 0;
+  }
+  return false;
+}
+
+int64_t sort_field(const KeyValue& kv, SortTarget t) {
+  switch (t) {
+    case SortTarget::kVersion:
+      return kv.version;
+    case SortTarget::kCreate:
+      return kv.create_revision;
+    case SortTarget::kMod:
+      return kv.mod_revision;
+    default:
+      return 0;
+  }
+}
+
+// etcd's range read over a Reader whose newest revision is `current`.
+ApiError do_range(const StoreReader& reader, int64_t current, int64_t compacted,
+                  const RangeRequest& q, RangeResponse* resp) {
+  int64_t rev = q.revision;
+  if (rev > current) return error(Code::kOutOfRange, errors::kFutureRev);
+  if (rev > 0 && rev < compacted) return error(Code::kOutOfRange, errors::kCompacted);
+  if (rev <= 0) rev = current;
+  resp->revision = current;
+  resp->kvs.clear();
+  resp->more = false;
+  KeyRange range = make_range(q.key, q.range_end);
+  bool filtered = q.min_mod_revision != 0 || q.max_mod_revision != 0 ||
+                  q.min_create_revision != 0 || q.max_create_revision != 0;
+  SortOrder order = q.sort_order;
+  if (q.sort_target != SortTarget::kKey && order == SortOrder::kNone) order = SortOrder::kAscend;
+  if (q.sort_target == SortTarget::kKey && order == SortOrder::kAscend) order = SortOrder::kNone;
+  // Without sorting or filtering only limit+1 values are kept; the count covers every key.
+  bool keep_all = filtered || order != SortOrder::kNone || q.limit <= 0;
+  int64_t count = 0;
+  reader.scan(range, rev == current ? -1 : rev, [&](KeyValue kv) {
+    ++count;
+    if (q.count_only) return;
+    if (!keep_all && static_cast<int64_t>(resp->kvs.size()) > q.limit) return;
+    resp->kvs.push_back(std::move(kv));
+  });
+  resp->count = count;
+  if (q.count_only) return {};
+  if (filtered) {
+    std::erase_if(resp->kvs, [&](const KeyValue& kv) {
+      return (q.max_mod_revision != 0 && kv.mod_revision > q.max_mod_revision) ||
+             (q.min_mod_revision != 0 && kv.mod_revision < q.min_mod_revision) ||
+             (q.max_create_revision != 0 && kv.create_revision > q.max_create_revision) ||
+             (q.min_create_revision != 0 && kv.create_revision < q.min_create_revision);
+    });
+  }
+  if (order != SortOrder::kNone) {
+    auto less = [&](const KeyValue& a, const KeyValue& b) {
+      switch (q.sort_target) {
+        case SortTarget::kKey:
+          return a.key < b.key;
+        case SortTarget::kValue:
+          return a.value < b.value;
+        default:
+          return sort_field(a, q.sort_target) < sort_field(b, q.sort_target);
+      }
+    };
+    if (order == SortOrder::kAscend) {
+      std::stable_sort(resp->kvs.begin(), resp->kvs.end(), less);
+    } else {
+      std::stable_sort(resp->kvs.begin(), resp->kvs.end(),
+                       [&](const KeyValue& a, const KeyValue& b) { return less(b, a); });
+    }
+  }
+  if (q.limit > 0 && static_cast<int64_t>(resp->kvs.size()) > q.limit) {
+    resp->kvs.resize(static_cast<size_t>(q.limit));
+    resp->more = true;
+  }
+  if (q.keys_only)
+    for (KeyValue& kv : resp->kvs)
+      kv.value.clear();
+  return {};
+}
+
+}  // namespace
+
+// One apply batch: every write goes into a WriteBatchWithIndex that later reads see, and the
+// in-memory lease and session tables change with it.
+class MvccStore::Txn {
+ public:
+  Txn(MvccStore* s, ApplyResult* result)
+      : s_(s),
+        batch_(rocksdb::BytewiseComparator(), 0, true),
+        reader_(s->db_, &batch_),
+        result_(result) {}
+
+  Response apply(const Command& c) {
+    Response r;
+    if (c.log_time_ms > s_->log_time_ms_) s_->log_time_ms_ = c.log_time_ms;
+    if (c.client_id != 0) {
+      auto it = s_->sessions_.find(c.client_id);
+      if (it == s_->sessions_.end() && c.sequence != 1) {
+        r.error = error(Code::kFailedPrecondition, errors::kSessionExpired);
+        return r;
+      }
+      if (it != s_->sessions_.end()) {
+        if (c.sequence == it->second.last_sequence) return cached_response(c.client_id);
+        if (c.sequence < it->second.last_sequence) {
+          r.error = error(Code::kFailedPrecondition, errors::kStaleSequence);
+          return r;
+        }
+      }
+    }
+    r = execute(c);
+    if (c.client_id != 0) remember(c, r);
+    expire_sessions();
+    return r;
+  }
+
+  Status commit(raft::Index index, raft::Term term) {
+    std::string applied = u64_value(index) + u64_value(term);
+    put(kMetaApplied, applied);
+    put(kMetaRevision, u64_value(static_cast<uint64_t>(s_->revision_)));
+    put(kMetaCompact, u64_value(static_cast<uint64_t>(s_->compact_revision_)));
+    put(kMetaLogTime, u64_value(static_cast<uint64_t>(s_->log_time_ms_)));
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;
+    return from_rocksdb(s_->db_->Write(wo, batch_.GetWriteBatch()), "write");
+  }
+
+ private:
+  void put(const std::string& k, std::string_view v) { (void)batch_.Put(k, slice(v)); }
+  void del(const std::string& k) { (void)batch_.Delete(k); }
+
+  Response execute(const Command& c) {
+    Response r;
+    int64_t before = s_->revision_;
+    rev_ = before + 1;
+    sub_ = 0;
+    std::visit(
+        [&](const auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, PutRequest>) {
+            PutResponse p;
+            r.error = check_put(op);
+            if (r.error.ok()) do_put(op, &p);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, DeleteRangeRequest>) {
+            DeleteRangeResponse p;
+            do_delete(op, &p);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, TxnRequest>) {
+            TxnResponse p;
+            r.error = do_txn(op, &p);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, CompactionRequest>) {
+            CompactionResponse p;
+            r.error = do_compact(op.revision);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, LeaseGrantRequest>) {
+            LeaseGrantResponse p{0, op.id, op.ttl};
+            r.error = do_grant(op);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, LeaseRevokeRequest>) {
+            LeaseRevokeResponse p;
+            r.error = do_revoke(op.id);
+            r.op = p;
+          }
+        },
+        c.op);
+    if (sub_ > 0) s_->revision_ = rev_;
+    int64_t header = s_->revision_;
+    std::visit(
+        [&](auto& p) {
+          using T = std::decay_t<decltype(p)>;
+          if constexpr (!std::is_same_v<T, std::monostate>) p.revision = header;
+        },
+        r.op);
+    return r;
+  }
+
+  int64_t current_revision() const { return sub_ > 0 ? rev_ : rev_ - 1; }
+
+  ApiError check_put(const PutRequest& q) const {
+    if (q.key.empty()) return error(Code::kInvalidArgument, errors::kEmptyKey);
+    if (q.ignore_value && !q.value.empty())
+      return error(Code::kInvalidArgument, errors::kValueProvided);
+    if (q.ignore_lease && q.lease != 0)
+      return error(Code::kInvalidArgument, errors::kLeaseProvided);
+    if (q.ignore_value || q.ignore_lease) {
+      if (!reader_.current(q.key)) return error(Code::kInvalidArgument, errors::kKeyNotFound);
+    }
+    if (q.lease != 0 && !s_->leases_.contains(q.lease))
+      return error(Code::kNotFound, errors::kLeaseNotFound);
+    return {};
+  }
+
+  void write_version(const KeyValue& kv, bool tombstone) {
+    put(history_key(kv.key, rev_, sub_), history_value(kv, tombstone));
+    std::string ev(1, tombstone ? '\1' : '\0');
+    ev += kv.key;
+    put(event_key(rev_, sub_), ev);
+    ++sub_;
+  }
+
+  void detach(int64_t lease, const std::string& key) {
+    if (lease == 0) return;
+    auto it = s_->leases_.find(lease);
+    if (it != s_->leases_.end()) it->second.keys.erase(key);
+    del(attach_key(lease, key));
+  }
+  void attach(int64_t lease, const std::string& key) {
+    if (lease == 0) return;
+    s_->leases_[lease].keys.insert(key);
+    put(attach_key(lease, key), "");
+  }
+
+  void do_put(const PutRequest& q, PutResponse* resp) {
+    std::optional<KeyValue> prev = reader_.current(q.key);
+    KeyValue kv;
+    kv.key = q.key;
+    kv.create_revision = prev ? prev->create_revision : rev_;
+    kv.mod_revision = rev_;
+    kv.version = prev ? prev->version + 1 : 1;
+    kv.value = q.ignore_value ? prev->value : q.value;
+    kv.lease = q.ignore_lease ? prev->lease : q.lease;
+    put(current_key(kv.key), encode_key_value(kv));
+    write_version(kv, false);
+    if (prev && prev->lease != kv.lease) detach(prev->lease, kv.key);
+    if (!prev || prev->lease != kv.lease) attach(kv.lease, kv.key);
+    if (q.prev_kv) resp->prev_kv = prev;
+    result_->events.push_back({Event::Type::kPut, kv, prev});
+  }
+
+  void delete_keys(const std::vector<KeyValue>& victims) {
+    for (const KeyValue& prev : victims) {
+      KeyValue tomb;
+      tomb.key = prev.key;
+      tomb.mod_revision = rev_;
+      del(current_key(prev.key));
+      write_version(tomb, true);
+      detach(prev.lease, prev.key);
+      result_->events.push_back({Event::Type::kDelete, tomb, prev});
+    }
+  }
+
+  void do_delete(const DeleteRangeRequest& q, DeleteRangeResponse* resp) {
+    std::vector<KeyValue> victims;
+    reader_.scan(make_range(q.key, q.range_end), -1,
+                 [&](KeyValue kv) { victims.push_back(std::move(kv)); });
+    delete_keys(victims);
+    resp->deleted = static_cast<int64_t>(victims.size());
+    if (q.prev_kv) resp->prev_kvs = std::move(victims);
+  }
+
+  // ---- txn ----
+
+  bool evaluate(const Compare& c) const {
+    bool any = false;
+    bool all = true;
+    reader_.scan(make_range(c.key, c.range_end), -1, [&](const KeyValue& kv) {
+      any = true;
+      all = all && compare_kv(c, kv);
+    });
+    if (!any) return c.target != Compare::Target::kValue && compare_kv(c, KeyValue{});
+    return all;
+  }
+
+  ApiError check_shape(const TxnRequest& t, int depth) const {
+    if (depth > kMaxTxnDepth) return error(Code::kInvalidArgument, errors::kTooManyOps);
+    auto max = static_cast<size_t>(s_->options_.max_txn_ops);
+    if (t.compare.size() > max || t.success.size() > max || t.failure.size() > max)
+      return error(Code::kInvalidArgument, errors::kTooManyOps);
+    for (const auto* ops : {&t.success, &t.failure}) {
+      std::set<std::string> puts;
+      std::vector<KeyRange> dels;
+      if (!check_intervals(*ops, &puts, &dels))
+        return error(Code::kInvalidArgument, errors::kDuplicateKey);
+      for (const RequestOp& op : *ops) {
+        if (auto* sub = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+          ApiError e = check_shape(**sub, depth + 1);
+          if (!e.ok()) return e;
+        }
+      }
+    }
+    return {};
+  }
+
+  // etcd's rule for the writes of one branch: a key is put at most once and never inside a
+  // deleted range, counting nested txns; a key put in both branches of a nested txn is fine,
+  // as only one of them runs.
+  static bool overlaps(const std::vector<KeyRange>& dels, const std::string& key) {
+    return std::any_of(dels.begin(), dels.end(),
+                       [&](const KeyRange& d) { return d.contains(key); });
+  }
+  static bool check_intervals(const std::vector<RequestOp>& ops, std::set<std::string>* puts,
+                              std::vector<KeyRange>* dels) {
+    for (const RequestOp& op : ops)
+      if (auto* d = std::get_if<DeleteRangeRequest>(&op.op))
+        dels->push_back(make_range(d->key, d->range_end));
+    for (const RequestOp& op : ops) {
+      auto* t = std::get_if<std::shared_ptr<TxnRequest>>(&op.op);
+      if (t == nullptr) continue;
+      std::set<std::string> puts_then, puts_else;
+      std::vector<KeyRange> dels_then, dels_else;
+      if (!check_intervals((*t)->success, &puts_then, &dels_then) ||
+          !check_intervals((*t)->failure, &puts_else, &dels_else))
+        return false;
+      for (const std::string& k : puts_then) {
+        if (puts->contains(k) || overlaps(*dels, k)) return false;
+        puts->insert(k);
+      }
+      for (const std::string& k : puts_else) {
+        if (puts->contains(k) && !puts_then.contains(k)) return false;
+        if (overlaps(*dels, k)) return false;
+        puts->insert(k);
+      }
+      dels->insert(dels->end(), dels_then.begin(), dels_then.end());
+      dels->insert(dels->end(), dels_else.begin(), dels_else.end());
+    }
+    for (const RequestOp& op : ops) {
+      auto* p = std::get_if<PutRequest>(&op.op);
+      if (p == nullptr) continue;
+      if (puts->contains(p->key) || overlaps(*dels, p->key)) return false;
+      puts->insert(p->key);
+    }
+    return true;
+  }
+
+  // Chooses each txn's branch against the state before the txn, as etcd does, then checks the
+  // chosen operations before anything is written, so a failing txn changes nothing.
+  struct Plan {
+    bool succeeded = false;
+    std::vector<Plan> nested;  // one per nested txn on the chosen branch, in order
+  };
+  ApiError plan(const TxnRequest& t, Plan* p) const {
+    p->succeeded = true;
+    for (const Compare& c : t.compare) {
+      if (!evaluate(c)) {
+        p->succeeded = false;
+        break;
+      }
+    }
+    for (const RequestOp& op : p->succeeded ? t.success : t.failure) {
+      if (auto* put_q = std::get_if<PutRequest>(&op.op)) {
+        ApiError e = check_put(*put_q);
+        if (!e.ok()) return e;
+      } else if (auto* range_q = std::get_if<RangeRequest>(&op.op)) {
+        if (range_q->revision > current_revision())
+          return error(Code::kOutOfRange, errors::kFutureRev);
+        if (range_q->revision > 0 && range_q->revision < s_->compact_revision_)
+          return error(Code::kOutOfRange, errors::kCompacted);
+      } else if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+        p->nested.emplace_back();
+        ApiError e = plan(**txn_q, &p->nested.back());
+        if (!e.ok()) return e;
+      }
+    }
+    return {};
+  }
+
+  void run(const TxnRequest& t, const Plan& p, TxnResponse* resp) {
+    resp->succeeded = p.succeeded;
+    size_t nested = 0;
+    for (const RequestOp& op : p.succeeded ? t.success : t.failure) {
+      ResponseOp out;
+      if (auto* range_q = std::get_if<RangeRequest>(&op.op)) {
+        RangeResponse rr;
+        (void)do_range(reader_, current_revision(), s_->compact_revision_, *range_q, &rr);
+        out.op = std::move(rr);
+      } else if (auto* put_q = std::get_if<PutRequest>(&op.op)) {
+        PutResponse pr;
+        do_put(*put_q, &pr);
+        out.op = std::move(pr);
+      } else if (auto* del_q = std::get_if<DeleteRangeRequest>(&op.op)) {
+        DeleteRangeResponse dr;
+        do_delete(*del_q, &dr);
+        out.op = std::move(dr);
+      } else if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+        auto sub = std::make_shared<TxnResponse>();
+        run(**txn_q, p.nested[nested++], sub.get());
+        out.op = std::move(sub);
+      }
+      resp->responses.push_back(std::move(out));
+    }
+  }
+
+  // Response headers inside a txn carry the txn's final revision, as in etcd.
+  static void set_revisions(TxnResponse* resp, int64_t rev) {
+    resp->revision = rev;
+    for (ResponseOp& op : resp->responses) {
+      std::visit(
+          [&](auto& r) {
+            using T = std::decay_t<decltype(r)>;
+            if constexpr (std::is_same_v<T, std::shared_ptr<TxnResponse>>) {
+              set_revisions(r.get(), rev);
+            } else {
+              r.revision = rev;
+            }
+          },
+          op.op);
+    }
+  }
+
+  ApiError do_txn(const TxnRequest& t, TxnResponse* resp) {
+    ApiError e = check_shape(t, 0);
+    if (!e.ok()) return e;
+    Plan p;
+    e = plan(t, &p);
+    if (!e.ok()) return e;
+    run(t, p, resp);
+    set_revisions(resp, current_revision());
+    return {};
+  }
+
+  // ---- compaction ----
+
+  ApiError do_compact(int64_t rev) {
+    if (rev <= s_->compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
+    if (rev > s_->revision_) return error(Code::kOutOfRange, errors::kFutureRev);
+    // Keep, for each key, the newest version at or below `rev` unless it is a tombstone, and
+    // every later version; drop the rest, and the events below `rev`.
+    // Deletions wait until the scans end: the batch must not change under its own iterator.
+    std::vector<std::string> doomed;
+    auto it = reader_.iterate();
+    std::string key, prev_key;
+    std::vector<std::string> versions;  // history keys of the current key at or below rev
+    bool last_is_tombstone = false;
+    auto finish_key = [&] {
+      if (versions.empty()) return;
+      size_t keep = last_is_tombstone ? versions.size() : versions.size() - 1;
+      for (size_t i = 0; i < keep; ++i)
+        doomed.push_back(std::move(versions[i]));
+      versions.clear();
+    };
+    for (it->Seek(std::string(1, kHistory)); it->Valid(); it->Next()) {
+      if (it->key()[0] != kHistory) break;
+      int64_t r = 0, sub = 0;
+      if (!parse_history_key(view(it->key()), &key, &r, &sub)) continue;
+      if (key != prev_key) {
+        finish_key();
+        prev_key = key;
+      }
+      if (r > rev) continue;
+      versions.push_back(it->key().ToString());
+      last_is_tombstone = !it->value().empty() && it->value()[0] == 1;
+    }
+    finish_key();
+    std::string upper = event_key(rev, 0);
+    for (it->Seek(std::string(1, kEvent)); it->Valid(); it->Next()) {
+      if (it->key()[0] != kEvent || view(it->key()) >= upper) break;
+      doomed.push_back(it->key().ToString());
+    }
+    it.reset();
+    for (const std::string& k : doomed)
+      del(k);
+    s_->compact_revision_ = rev;
+    return {};
+  }
+
+  // ---- leases ----
+
+  ApiError do_grant(const LeaseGrantRequest& q) {
+    if (q.id <= 0) return error(Code::kInvalidArgument, "chorus: lease id must be positive");
+    if (q.ttl > kMaxLeaseTTLSeconds) return error(Code::kOutOfRange, errors::kLeaseTTLTooLarge);
+    if (s_->leases_.contains(q.id)) return error(Code::kFailedPrecondition, errors::kLeaseExist);
+    s_->leases_[q.id].ttl = q.ttl;
+    put(lease_key(q.id), u64_value(static_cast<uint64_t>(q.ttl)));
+    return {};
+  }
+
+  ApiError do_revoke(int64_t id) {
+    auto it = s_->leases_.find(id);
+    if (it == s_->leases_.end()) return error(Code::kNotFound, errors::kLeaseNotFound);
+    std::vector<KeyValue> victims;
+    for (const std::string& key : it->second.keys) {
+      if (auto kv = reader_.current(key)) victims.push_back(std::move(*kv));
+    }
+    delete_keys(victims);
+    for (const KeyValue& kv : victims)
+      del(attach_key(id, kv.key));
+    s_->leases_.erase(id);
+    del(lease_key(id));
+    return {};
+  }
+
+  // ---- sessions ----
+
+  Response cached_response(uint64_t client) const {
+    std::string v;
+    Response r;
+    if (!reader_.get(session_key(client), &v) || v.size() < 16) {
+      r.error = error(Code::kInternal, "chorus: session record missing");
+      return r;
+    }
+    auto decoded = decode_response(std::string_view(v).substr(16));
+    if (!decoded) {
+      r.error = error(Code::kInternal, "chorus: session record damaged");
+      return r;
+    }
+    return *decoded;
+  }
+
+  void remember(const Command& c, const Response& r) {
+    auto& session = s_->sessions_[c.client_id];
+    s_->session_expiry_.erase({session.last_active_ms, c.client_id});
+    session.last_sequence = c.sequence;
+    session.last_active_ms = s_->log_time_ms_;
+    s_->session_expiry_.insert({session.last_active_ms, c.client_id});
+    std::string v = u64_value(c.sequence) + u64_value(static_cast<uint64_t>(s_->log_time_ms_));
+    v += encode_response(r);
+    put(session_key(c.client_id), v);
+  }
+
+  void expire_sessions() {
+    int64_t cutoff = s_->log_time_ms_ - s_->options_.session_expiry_ms;
+    while (!s_->session_expiry_.empty() && s_->session_expiry_.begin()->first < cutoff) {
+      uint64_t client = s_->session_expiry_.begin()->second;
+      s_->session_expiry_.erase(s_->session_expiry_.begin());
+      s_->sessions_.erase(client);
+      del(session_key(client));
+    }
+  }
+
+  MvccStore* s_;
+  rocksdb::WriteBatchWithIndex batch_;
+  StoreReader reader_;
+  ApplyResult* result_;
+  int64_t rev_ = 0;
+  int64_t sub_ = 0;
+};
+
+MvccStore::MvccStore(rocksdb::DB* db, const MvccOptions& options) : db_(db), options_(options) {}
+
+MvccStore::~MvccStore() {
+  // With RocksDB's WAL off, closing flushes the memtables; a crash instead is covered by
+  // replaying the Raft log after applied_index().
+  delete db_;
+}
+
+Status MvccStore::open(const std::string& dir, const MvccOptions& options,
+                       std::unique_ptr<MvccStore>* out) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.avoid_flush_during_shutdown = false;
+  rocksdb::DB* db = nullptr;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db), "open"));
+  std::unique_ptr<MvccStore> s(new MvccStore(db, options));
+  CHORUS_RETURN_IF_ERROR(s->load());
+  *out = std::move(s);
+  return Status::ok();
+}
+
+Status MvccStore::load() {
+  std::string v;
+  auto read_u64 = [&](const std::string& key, size_t at, uint64_t* out) -> Status {
+    rocksdb::Status st = db_->Get({}, key, &v);
+    if (st.IsNotFound()) return Status::ok();
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(st, "read"));
+    if (v.size() < at + 8) return Status::corruption("kv: malformed " + key.substr(1));
+    *out = base::load_u64(v.data() + at);
+    return Status::ok();
+  };
+  uint64_t index = 0, term = 0, rev = 1, compact = 0, log_time = 0;
+  CHORUS_RETURN_IF_ERROR(read_u64(kMetaApplied, 0, &index));
+  CHORUS_RETURN_IF_ERROR(read_u64(kMetaApplied, 8, &term));
+  CHORUS_RETURN_IF_ERROR(read_u64(kMetaRevision, 0, &rev));
+  CHORUS_RETURN_IF_ERROR(read_u64(kMetaCompact, 0, &compact));
+  CHORUS_RETURN_IF_ERROR(read_u64(kMetaLogTime, 0, &log_time));
+  applied_index_ = index;
+  applied_term_ = term;
+  revision_ = static_cast<int64_t>(rev);
+  compact_revision_ = static_cast<int64_t>(compact);
+  log_time_ms_ = static_cast<int64_t>(log_time);
+
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+  for (it->Seek(std::string(1, kLease)); it->Valid() && it->key()[0] == kLease; it->Next()) {
+    if (it->key().size() != 9 || it->value().size() != 8)
+      return Status::corruption("kv: malformed lease record");
+    auto id = static_cast<int64_t>(base::load_u64_be(it->key().data() + 1));
+    leases_[id].ttl = static_cast<int64_t>(base::load_u64(it->value().data()));
+  }
+  for (it->Seek(std::string(1, kAttach)); it->Valid() && it->key()[0] == kAttach; it->Next()) {
+    if (it->key().size() < 9) return Status::corruption("kv: malformed lease attachment");
+    auto id = static_cast<int64_t>(base::load_u64_be(it->key().data() + 1));
+    leases_[id].keys.insert(std::string(it->key().data() + 9, it->key().size() - 9));
+  }
+  for (it->Seek(std::string(1, kSession)); it->Valid() && it->key()[0] == kSession; it->Next()) {
+    if (it->key().size() != 9 || it->value().size() < 16)
+      return Status::corruption("kv: malformed session record");
+    uint64_t client = base::load_u64_be(it->key().data() + 1);
+    Session s{base::load_u64(it->value().data()),
+              static_cast<int64_t>(base::load_u64(it->value().data() + 8))};
+    sessions_[client] = s;
+    session_expiry_.insert({s.last_active_ms, client});
+  }
+  return from_rocksdb(it->status(), "scan");
+}
+
+Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* result) {
+  result->responses.clear();
+  result->events.clear();
+  Txn txn(this, result);
+  raft::Index last = applied_index_;
+  raft::Term last_term = applied_term_;
+  for (const AppliedEntry& e : entries) {
+    if (e.index <= last) continue;
+    if (e.index != last + 1)
+      return Status::invalid_argument("kv: entry " + std::to_string(e.index) + " applied after " +
+                                      std::to_string(last));
+    last = e.index;
+    last_term = e.term;
+    if (e.data.empty()) {
+      result->responses.emplace_back();
+      continue;
+    }
+    std::optional<Command> c = decode_command(e.data);
+    if (!c) {
+      // Every replica sees the same bytes and gives the same answer.
+      Response r;
+      r.error = error(Code::kInternal, "chorus: malformed command in the log");
+      result->responses.push_back(std::move(r));
+      continue;
+    }
+    result->responses.push_back(txn.apply(*c));
+  }
+  if (last == applied_index_) return Status::ok();
+  CHORUS_RETURN_IF_ERROR(txn.commit(last, last_term));
+  applied_index_ = last;
+  applied_term_ = last_term;
+  return Status::ok();
+}
+
+ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) const {
+  StoreReader reader(db_, nullptr);
+  return do_range(reader, revision_, compact_revision_, request, response);
+}
+
+ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* out) const {
+  if (from < compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
+  StoreReader reader(db_, nullptr);
+  auto it = reader.iterate();
+  int64_t last_rev = -1;
+  for (it->Seek(slice(event_key(std::max<int64_t>(from, 0), 0))); it->Valid(); it->Next()) {
+    if (it->key()[0] != kEvent || it->key().size() != 17) break;
+    auto rev = static_cast<int64_t>(base::load_u64_be(it->key().data() + 1));
+    auto sub = static_cast<int64_t>(base::load_u64_be(it->key().data() + 9));
+    if (max_events != 0 && out->size() >= max_events && rev != last_rev) break;
+    last_rev = rev;
+    if (it->value().empty()) continue;
+    Event ev;
+    ev.type = it->value()[0] == 1 ? Event::Type::kDelete : Event::Type::kPut;
+    std::string key(it->value().data() + 1, it->value().size() - 1);
+    if (ev.type == Event::Type::kPut) {
+      std::string v;
+      bool tombstone = false;
+      if (!reader.get(history_key(key, rev, sub), &v) ||
+          !parse_history_value(v, &ev.kv, &tombstone))
+        return error(Code::kInternal, "chorus: event without its version");
+    } else {
+      ev.kv.key = key;
+      ev.kv.mod_revision = rev;
+    }
+    // A txn writes each key at most once, so the version before `rev` is the previous one.
+    ev.prev_kv = reader.at(key, rev - 1);
+    out->push_back(std::move(ev));
+  }
+  return {};
+}
+
+std::vector<LeaseInfo> MvccStore::leases() const {
+  std::vector<LeaseInfo> out;
+  for (const auto& [id, l] : leases_)
+    out.push_back({id, l.ttl, {l.keys.begin(), l.keys.end()}});
+  return out;
+}
+
+Status MvccStore::flush() {
+  return from_rocksdb(db_->Flush({}), "flush");
+}
+
+Status MvccStore::checkpoint(const std::string& dir) {
+  rocksdb::Checkpoint* cp = nullptr;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::Checkpoint::Create(db_, &cp), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> owner(cp);
+  // A log size of 0 forces a flush, so the copy holds everything applied so far.
+  return from_rocksdb(cp->CreateCheckpoint(dir, 0), "checkpoint");
+}
+
+Status install_store_dir(const std::string& live_dir, const std::string& received_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string aside = live_dir + ".old";
+  fs::remove_all(aside, ec);
+  if (fs::exists(live_dir)) {
+    fs::rename(live_dir, aside, ec);
+    if (ec) return Status::io_error("rename " + live_dir + ": " + ec.message());
+  }
+  fs::rename(received_dir, live_dir, ec);
+  if (ec) return Status::io_error("rename " + received_dir + ": " + ec.message());
+  auto files = storage::make_posix_file_system();
+  std::string parent = fs::path(live_dir).parent_path().string();
+  CHORUS_RETURN_IF_ERROR(files->sync_dir(parent.empty() ? "." : parent));
+  fs::remove_all(aside, ec);
+  return Status::ok();
+}
+
+}  // namespace chorus::kv

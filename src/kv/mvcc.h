@@ -1,0 +1,124 @@
+// The etcd v3 data model on RocksDB: a multi-version key-value store with a revision counter,
+// leases and a watch event feed, driven by committed Raft entries.
+//
+// Layout (one column family, one prefix byte per kind of record):
+//   k<key>                         the current version of each live key
+//   h<escaped key>\0\1<rev><sub>   every version not yet compacted (tombstones for deletes)
+//   e<rev><sub>                    the event feed: type and key of each change, in order
+//   l<lease>  a<lease><key>        leases and the keys attached to them
+//   s<client>                      client sessions: last sequence and cached response
+//   m<name>                        applied index and term, revision, compaction, log time
+// Revisions are big-endian so RocksDB's byte order is revision order.
+//
+// apply() writes a batch of committed entries as one RocksDB WriteBatch that also records the
+// applied index, so the state on disk always matches exactly a prefix of the log. RocksDB's own
+// WAL is off: the Raft log is the source of truth, and after a crash the node replays entries
+// after applied_index(). Log entries may therefore only be compacted up to an index RocksDB has
+// flushed, which checkpoint() guarantees.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/types.h"
+#include "raft/types.h"
+#include "storage/status.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace chorus::kv {
+
+struct MvccOptions {
+  // etcd's --max-txn-ops: operations per list in a txn.
+  int64_t max_txn_ops = 128;
+  // A client session with no request for this long, in log time, is forgotten.
+  int64_t session_expiry_ms = 3'600'000;
+};
+
+struct AppliedEntry {
+  raft::Index index = 0;
+  raft::Term term = 0;
+  std::string_view data;  // an encoded Command; empty for entries with nothing to apply
+};
+
+struct LeaseInfo {
+  int64_t id = 0;
+  int64_t ttl = 0;
+  std::vector<std::string> keys;
+};
+
+class MvccStore {
+ public:
+  static storage::Status open(const std::string& dir, const MvccOptions& options,
+                              std::unique_ptr<MvccStore>* out);
+  ~MvccStore();
+  MvccStore(const MvccStore&) = delete;
+  MvccStore& operator=(const MvccStore&) = delete;
+
+  struct ApplyResult {
+    std::vector<Response> responses;  // one per entry, in order
+    std::vector<Event> events;        // every change, in revision order, with prev_kv
+  };
+  // Applies committed entries in log order, atomically with the new applied index. Entries at
+  // or below applied_index() are skipped (a replay after a restart). A failure here is a
+  // storage failure: the node must stop.
+  storage::Status apply(const std::vector<AppliedEntry>& entries, ApplyResult* result);
+
+  raft::Index applied_index() const { return applied_index_; }
+  raft::Term applied_term() const { return applied_term_; }
+  int64_t revision() const { return revision_; }
+  int64_t compact_revision() const { return compact_revision_; }
+
+  // A read at the current state (the caller makes it linearizable by waiting for a read index).
+  ApiError range(const RangeRequest& request, RangeResponse* response) const;
+  // Changes with revision >= `from`, in order, whole revisions only, stopping after at least
+  // `max_events` (0: no limit). Fails with etcd's error if `from` was compacted.
+  ApiError events(int64_t from, size_t max_events, std::vector<Event>* out) const;
+
+  std::vector<LeaseInfo> leases() const;
+  bool lease_exists(int64_t id) const { return leases_.contains(id); }
+  size_t session_count() const { return sessions_.size(); }
+
+  // Writes a consistent copy of the store (memtables flushed) into `dir`, which must not exist.
+  storage::Status checkpoint(const std::string& dir);
+  storage::Status flush();
+
+  struct Lease {
+    int64_t ttl = 0;
+    std::set<std::string> keys;
+  };
+  struct Session {
+    uint64_t last_sequence = 0;
+    int64_t last_active_ms = 0;
+  };
+
+ private:
+  class Txn;
+  friend class Txn;
+  MvccStore(rocksdb::DB* db, const MvccOptions& options);
+  storage::Status load();
+
+  rocksdb::DB* db_;
+  MvccOptions options_;
+  raft::Index applied_index_ = 0;
+  raft::Term applied_term_ = 0;
+  int64_t revision_ = 1;  // as etcd: an empty store is at revision 1
+  int64_t compact_revision_ = 0;
+  int64_t log_time_ms_ = 0;
+  std::map<int64_t, Lease> leases_;
+  std::map<uint64_t, Session> sessions_;
+  std::set<std::pair<int64_t, uint64_t>> session_expiry_;  // (last_active_ms, client)
+};
+
+// Moves a received snapshot directory into place of the live store directory atomically:
+// the old one is renamed aside, the new one renamed in, the parent synced, the old one removed.
+storage::Status install_store_dir(const std::string& live_dir, const std::string& received_dir);
+
+}  // namespace chorus::kv
