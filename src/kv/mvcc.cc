@@ -906,6 +906,7 @@ Status MvccStore::load() {
 }
 
 Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* result) {
+  std::unique_lock lock(mu_);
   result->responses.clear();
   result->events.clear();
   Txn txn(this, result);
@@ -939,12 +940,39 @@ Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* r
   return Status::ok();
 }
 
+raft::Index MvccStore::applied_index() const {
+  std::shared_lock lock(mu_);
+  return applied_index_;
+}
+raft::Term MvccStore::applied_term() const {
+  std::shared_lock lock(mu_);
+  return applied_term_;
+}
+int64_t MvccStore::revision() const {
+  std::shared_lock lock(mu_);
+  return revision_;
+}
+int64_t MvccStore::compact_revision() const {
+  std::shared_lock lock(mu_);
+  return compact_revision_;
+}
+bool MvccStore::lease_exists(int64_t id) const {
+  std::shared_lock lock(mu_);
+  return leases_.contains(id);
+}
+size_t MvccStore::session_count() const {
+  std::shared_lock lock(mu_);
+  return sessions_.size();
+}
+
 ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) const {
+  std::shared_lock lock(mu_);
   StoreReader reader(db_, nullptr);
   return do_range(reader, revision_, compact_revision_, request, response);
 }
 
 ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* out) const {
+  std::shared_lock lock(mu_);
   if (from < compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
   StoreReader reader(db_, nullptr);
   auto it = reader.iterate();
@@ -977,6 +1005,7 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
 }
 
 std::vector<LeaseInfo> MvccStore::leases() const {
+  std::shared_lock lock(mu_);
   std::vector<LeaseInfo> out;
   for (const auto& [id, l] : leases_)
     out.push_back({id, l.ttl, {l.keys.begin(), l.keys.end()}});

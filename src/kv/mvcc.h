@@ -10,6 +10,8 @@
 //   m<name>                        applied index and term, revision, compaction, log time
 // Revisions are big-endian so RocksDB's byte order is revision order.
 //
+// Threads: apply() from one thread; reads from any.
+//
 // apply() writes a batch of committed entries as one RocksDB WriteBatch that also records the
 // applied index, so the state on disk always matches exactly a prefix of the log. RocksDB's own
 // WAL is off: the Raft log is the source of truth, and after a crash the node replays entries
@@ -21,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,10 +74,10 @@ class MvccStore {
   // storage failure: the node must stop.
   storage::Status apply(const std::vector<AppliedEntry>& entries, ApplyResult* result);
 
-  raft::Index applied_index() const { return applied_index_; }
-  raft::Term applied_term() const { return applied_term_; }
-  int64_t revision() const { return revision_; }
-  int64_t compact_revision() const { return compact_revision_; }
+  raft::Index applied_index() const;
+  raft::Term applied_term() const;
+  int64_t revision() const;
+  int64_t compact_revision() const;
 
   // A read at the current state (the caller makes it linearizable by waiting for a read index).
   ApiError range(const RangeRequest& request, RangeResponse* response) const;
@@ -83,8 +86,8 @@ class MvccStore {
   ApiError events(int64_t from, size_t max_events, std::vector<Event>* out) const;
 
   std::vector<LeaseInfo> leases() const;
-  bool lease_exists(int64_t id) const { return leases_.contains(id); }
-  size_t session_count() const { return sessions_.size(); }
+  bool lease_exists(int64_t id) const;
+  size_t session_count() const;
 
   // Writes a consistent copy of the store (memtables flushed) into `dir`, which must not exist.
   storage::Status checkpoint(const std::string& dir);
@@ -107,6 +110,9 @@ class MvccStore {
 
   rocksdb::DB* db_;
   MvccOptions options_;
+  // Reads (any thread) take it shared; apply() takes it exclusively, so a read never sees a
+  // batch half applied or a revision that does not match the data.
+  mutable std::shared_mutex mu_;
   raft::Index applied_index_ = 0;
   raft::Term applied_term_ = 0;
   int64_t revision_ = 1;  // as etcd: an empty store is at revision 1
