@@ -195,6 +195,15 @@ std::string join_path(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
+Status FileSystem::remove_dir(const std::string& dir) {
+  return Status::invalid_argument("remove_dir " + dir + ": not supported by this file system");
+}
+
+bool FileSystem::is_dir(const std::string& path) {
+  std::vector<std::string> names;
+  return list_dir(path, &names).is_ok();
+}
+
 Status FileSystem::read_file(const std::string& path, std::string* out) {
   std::unique_ptr<ReadableFile> f;
   CHORUS_RETURN_IF_ERROR(open_readable(path, &f));

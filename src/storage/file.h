@@ -50,11 +50,14 @@ class FileSystem {
   // Removes a file.
   virtual Status remove(const std::string& path) = 0;
   // Removes a directory and everything in it. Symbolic links inside are removed, not followed.
-  virtual Status remove_dir(const std::string& dir) = 0;
+  // Not pure, so wrappers that only need files (fault injectors around the log) stay small; the
+  // default refuses.
+  virtual Status remove_dir(const std::string& dir);
   // Makes the directory's entries (creations, renames, removals) durable.
   virtual Status sync_dir(const std::string& dir) = 0;
   virtual bool exists(const std::string& path) = 0;
-  virtual bool is_dir(const std::string& path) = 0;
+  // The default asks list_dir(), which fails on anything but a directory.
+  virtual bool is_dir(const std::string& path);
 
   // Reads a whole file.
   Status read_file(const std::string& path, std::string* out);
