@@ -7,11 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 
 #include "base/coding.h"
 #include "kv/codec.h"
-#include "storage/file.h"
 
 namespace chorus::kv {
 
@@ -1022,24 +1020,6 @@ Status MvccStore::checkpoint(const std::string& dir) {
   std::unique_ptr<rocksdb::Checkpoint> owner(cp);
   // A log size of 0 forces a flush, so the copy holds everything applied so far.
   return from_rocksdb(cp->CreateCheckpoint(dir, 0), "checkpoint");
-}
-
-Status install_store_dir(const std::string& live_dir, const std::string& received_dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::string aside = live_dir + ".old";
-  fs::remove_all(aside, ec);
-  if (fs::exists(live_dir)) {
-    fs::rename(live_dir, aside, ec);
-    if (ec) return Status::io_error("rename " + live_dir + ": " + ec.message());
-  }
-  fs::rename(received_dir, live_dir, ec);
-  if (ec) return Status::io_error("rename " + received_dir + ": " + ec.message());
-  auto files = storage::make_posix_file_system();
-  std::string parent = fs::path(live_dir).parent_path().string();
-  CHORUS_RETURN_IF_ERROR(files->sync_dir(parent.empty() ? "." : parent));
-  fs::remove_all(aside, ec);
-  return Status::ok();
 }
 
 }  // namespace chorus::kv

@@ -123,8 +123,4 @@ class MvccStore {
   std::set<std::pair<int64_t, uint64_t>> session_expiry_;  // (last_active_ms, client)
 };
 
-// Moves a received snapshot directory into place of the live store directory atomically:
-// the old one is renamed aside, the new one renamed in, the parent synced, the old one removed.
-storage::Status install_store_dir(const std::string& live_dir, const std::string& received_dir);
-
 }  // namespace chorus::kv
