@@ -201,7 +201,7 @@ void Simulation::check_electable_hold_committed() {
     if (n.up) {
       ends.push_back({id, n.raft->log().last_term(), n.raft->log().last_index()});
     } else {
-      const raft::MemoryLogStorage& d = n.storage->durable();
+      const raft::LogStorage& d = n.storage->durable();
       raft::Term t = 0;
       (void)d.term(d.last_index(), &t);
       ends.push_back({id, t, d.last_index()});
@@ -258,7 +258,7 @@ void Simulation::check_commit_locked(SimNode& leader) {
       err = n.raft->log().term(c, &t);
       last = n.raft->log().last_term();
     } else {
-      const raft::MemoryLogStorage& d = n.storage->durable();
+      const raft::LogStorage& d = n.storage->durable();
       err = d.term(c, &t);
       (void)d.term(d.last_index(), &last);
     }

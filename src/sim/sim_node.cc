@@ -7,16 +7,17 @@
 namespace chorus::sim {
 
 void Simulation::start_node(SimNode& n) {
-  const raft::MemoryLogStorage& durable = n.storage->durable();
+  // Exactly what a restarting node has: the Wal's recovered log and nothing else.
+  const raft::LogStorage* recovered = n.storage->view();
   raft::Snapshot snap;
-  (void)durable.snapshot(&snap);
+  (void)recovered->snapshot(&snap);
   n.sm = KvStateMachine{};
   if (!snap.empty() && !n.sm.restore(snap.data))
     fail("node " + std::to_string(n.id) + ": corrupt snapshot");
-  n.conf = durable.conf_state();
+  n.conf = recovered->conf_state();
   raft::Config c;
   c.id = n.id;
-  c.storage = n.storage->view();
+  c.storage = recovered;
   c.election_ticks = kElectionTicks;
   c.heartbeat_ticks = kHeartbeatTicks;
   c.lease_drift_ticks = 2;
@@ -52,14 +53,18 @@ void Simulation::drive(SimNode& n) {
       n.last_role = ss.role;
     }
     bool vote_changed = false;
-    if (rd.snapshot) n.storage->apply_snapshot(*rd.snapshot);
-    n.storage->append(rd.entries);
+    raft::HardState hs;
     if (rd.hard_state) {
-      raft::HardState hs = *rd.hard_state;
-      vote_changed = hs.vote != n.storage->live().hard_state().vote ||
-                     hs.term != n.storage->live().hard_state().term;
+      hs = *rd.hard_state;
+      raft::HardState before = n.storage->view()->hard_state();
+      vote_changed = hs.vote != before.vote || hs.term != before.term;
       if (opt_.mutation == Mutation::kVoteNotPersisted) hs.vote = raft::kNoNode;
-      n.storage->set_hard_state(hs);
+    }
+    if (rd.must_sync()) {
+      bool injected = maybe_inject_disk_failure(n);
+      storage::Status st = n.storage->write(rd.snapshot ? &*rd.snapshot : nullptr, rd.entries,
+                                            rd.hard_state ? &hs : nullptr);
+      if (!disk_result(n, st, injected, "write")) return;
     }
     n.messages_sent = false;
     if (opt_.mutation == Mutation::kAckBeforeDurable) {
@@ -197,13 +202,15 @@ void Simulation::serve_reads(SimNode& n) {
 }
 
 void Simulation::maybe_compact(SimNode& n) {
-  const raft::MemoryLogStorage& live = n.storage->live();
+  raft::Index first = n.storage->view()->first_index();
   raft::Index applied = n.sm.applied();
-  if (applied < live.first_index() || applied - live.first_index() + 1 < snapshot_threshold_)
-    return;
+  if (applied < first || applied - first + 1 < snapshot_threshold_) return;
   raft::Index keep = snapshot_threshold_ / 4;
   raft::Index compact_to = applied > keep ? applied - keep : 0;
-  n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);
+  bool injected = maybe_inject_disk_failure(n);
+  storage::Status st =
+      n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);
+  (void)disk_result(n, st, injected, "compaction");
 }
 
 void Simulation::on_request(SimNode& n, const ClientOp& op) {
@@ -260,10 +267,44 @@ void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
 void Simulation::crash(SimNode& n) {
   note("n" + std::to_string(n.id) + " crashes" +
        (n.storage->has_unsynced() ? " losing unsynced writes" : ""));
+  go_down(n, true);
+}
+
+bool Simulation::maybe_inject_disk_failure(SimNode& n) {
+  if (!faults_active_ || p_disk_failure_ == 0 || !disk_rng_.chance(p_disk_failure_)) return false;
+  n.storage->fail_sync_after(disk_rng_.below(3));
+  return true;
+}
+
+bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injected,
+                             const char* what) {
+  bool reached = injected && n.storage->clear_injected_failure();
+  if (st.is_ok()) {
+    if (reached) fail("n" + std::to_string(n.id) + ": " + what + " hid a failed sync");
+    return true;
+  }
+  if (!reached) {
+    fail("n" + std::to_string(n.id) + ": " + what +
+         " failed without an injected fault: " + st.to_string());
+    return false;
+  }
+  note("n" + std::to_string(n.id) + " stops: " + what + " failed (" + st.to_string() + ")");
+  // The kernel may have dropped the pages it could not write, or kept them: either way the node
+  // must not trust its Wal again, and comes back through recovery.
+  go_down(n, disk_rng_.chance(0.5));
+  return false;
+}
+
+void Simulation::go_down(SimNode& n, bool power_cut) {
   n.up = false;
   n.paused = false;
-  n.storage->crash();
   n.raft.reset();
+  std::string err = n.storage->crash(power_cut, disk_rng_.next());
+  if (!err.empty()) {
+    fail("wal recovery: n" + std::to_string(n.id) + " " + err);
+  } else {
+    hash(n.storage->durable().last_index());
+  }
   n.proposals.clear();
   n.reads.clear();
   n.deferred.clear();
@@ -276,7 +317,7 @@ void Simulation::crash(SimNode& n) {
 }
 
 void Simulation::restart(SimNode& n) {
-  if (n.up) return;
+  if (n.up || failed_) return;
   n.up = true;
   start_node(n);
   note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.raft->term()) +

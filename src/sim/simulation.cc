@@ -99,6 +99,12 @@ Simulation::Simulation(const SimOptions& options)
   max_inflight_ = params.range(1, 64);
   // Log-uniform, so that small messages (one entry each, many in flight) are common.
   max_msg_bytes_ = 64ULL << params.below(9);
+  // Small segments, so rotation and the deletion of compacted segments happen in every run,
+  // and a small entry cache, so lagging followers are served from the segment files.
+  disk_rng_ = rng_.fork(6);
+  wal_options_.segment_bytes = 16ULL << (10 + disk_rng_.below(3));
+  wal_options_.cache_bytes_per_group = 2ULL << (10 + disk_rng_.below(5));
+  if (crashes && disk_rng_.chance(0.5)) p_disk_failure_ = disk_rng_.unit() * 0.002;
 
   raft::ConfState initial;
   for (int i = 1; i <= opt_.nodes; ++i)
@@ -106,7 +112,7 @@ Simulation::Simulation(const SimOptions& options)
   for (int i = 1; i <= opt_.nodes; ++i) {
     SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
     n.id = static_cast<raft::NodeId>(i);
-    n.storage = std::make_unique<SimStorage>(initial);
+    n.storage = std::make_unique<SimStorage>(initial, wal_options_);
     start_node(n);
   }
   for (int a = 1; a <= opt_.nodes; ++a) {
@@ -239,7 +245,10 @@ void Simulation::handle(Event& e) {
     }
     case EventKind::kSyncDone:
       if (e.incarnation != n.incarnation || !n.sync_in_flight) return;
-      n.storage->sync();
+      if (bool injected = maybe_inject_disk_failure(n);
+          !disk_result(n, n.storage->sync(), injected, "fsync")) {
+        return;
+      }
       finish_ready(n);
       drive(n);
       break;

@@ -126,6 +126,16 @@ class Simulation {
   void on_request(SimNode& n, const ClientOp& op);
   void reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output);
   void crash(SimNode& n);
+  // The node goes down and its storage recovers as the restart will (see SimStorage::crash);
+  // a recovery that loses synced state fails the run.
+  void go_down(SimNode& n, bool power_cut);
+  // Sometimes arms a sync failure inside the node's next Wal operation, whose status then goes
+  // to disk_result().
+  bool maybe_inject_disk_failure(SimNode& n);
+  // True if `st` is ok. A failure the simulation injected stops the node, which never uses that
+  // Wal again and restarts through recovery; any other failure, or an injected one the Wal did
+  // not report, fails the run.
+  bool disk_result(SimNode& n, const storage::Status& st, bool injected, const char* what);
   void restart(SimNode& n);
   void resume(SimNode& n);
 
@@ -172,6 +182,7 @@ class Simulation {
   Rng fault_rng_;
   Rng client_rng_;
   Rng check_rng_;
+  Rng disk_rng_{0};  // crash tears, injected sync failures, disk parameters
   uint64_t now_ = 0;
   uint64_t seq_ = 0;
   uint64_t trace_hash_ = 0;
@@ -199,6 +210,8 @@ class Simulation {
   double p_transfer_ = 0;
   double p_crash_in_sync_ = 0;
   double p_crash_after_vote_ = 0;
+  double p_disk_failure_ = 0;  // per Wal write, sync or compaction of a node
+  storage::WalOptions wal_options_;
   double p_client_ = 0.5;
   uint64_t snapshot_threshold_ = 100;
   bool lease_reads_ = false;

@@ -1,30 +1,279 @@
 #include "sim/storage.h"
 
-namespace chorus::sim {
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
-void SimStorage::apply(raft::MemoryLogStorage* s, const Op& op) {
-  if (auto* hs = std::get_if<SetHardState>(&op)) {
-    s->set_hard_state(hs->hs);
-  } else if (auto* a = std::get_if<Append>(&op)) {
-    s->append(a->entries);
-  } else if (auto* snap = std::get_if<ApplySnapshot>(&op)) {
-    (void)s->apply_snapshot(snap->snapshot);
-  } else if (auto* cs = std::get_if<CreateSnapshot>(&op)) {
-    if (s->create_snapshot(cs->index, cs->conf_state, cs->data) == raft::Error::kOk) {
-      (void)s->compact(cs->compact_to);
+namespace chorus::sim {
+namespace {
+
+constexpr const char* kWalDir = "wal";
+
+std::string str(uint64_t v) {
+  return std::to_string(v);
+}
+
+// The first difference between the model's state and the recovered one, or "".
+std::string difference(const raft::MemoryLogStorage& want, const raft::LogStorage& got) {
+  raft::HardState wh = want.hard_state();
+  raft::HardState gh = got.hard_state();
+  if (!(wh == gh)) {
+    return "hard state (term " + str(gh.term) + ", vote " + str(gh.vote) + ", commit " +
+           str(gh.commit) + ") instead of (term " + str(wh.term) + ", vote " + str(wh.vote) +
+           ", commit " + str(wh.commit) + ")";
+  }
+  if (want.first_index() != got.first_index() || want.last_index() != got.last_index()) {
+    return "log " + str(got.first_index()) + ".." + str(got.last_index()) + " instead of " +
+           str(want.first_index()) + ".." + str(want.last_index());
+  }
+  raft::Snapshot ws;
+  raft::Snapshot gs;
+  (void)want.snapshot(&ws);
+  (void)got.snapshot(&gs);
+  if (!(ws.metadata == gs.metadata) || ws.data != gs.data) {
+    return "snapshot at " + str(gs.metadata.index) + " (term " + str(gs.metadata.term) +
+           ") instead of " + str(ws.metadata.index) + " (term " + str(ws.metadata.term) + ")";
+  }
+  raft::Term wt = 0;
+  raft::Term gt = 0;
+  raft::Index compacted = want.first_index() - 1;
+  if (want.term(compacted, &wt) != raft::Error::kOk ||
+      got.term(compacted, &gt) != raft::Error::kOk || wt != gt) {
+    return "term " + str(gt) + " instead of " + str(wt) + " at compacted index " + str(compacted);
+  }
+  if (want.last_index() < want.first_index()) return "";
+  std::vector<raft::Entry> we;
+  std::vector<raft::Entry> ge;
+  raft::Error werr = want.entries(want.first_index(), want.last_index() + 1, raft::kNoLimit, &we);
+  raft::Error gerr = got.entries(got.first_index(), got.last_index() + 1, raft::kNoLimit, &ge);
+  if (werr != raft::Error::kOk || gerr != raft::Error::kOk || we.size() != ge.size())
+    return "entries unreadable (" + std::string(raft::to_string(gerr)) + ")";
+  for (size_t i = 0; i < we.size(); ++i) {
+    if (!(we[i] == ge[i])) {
+      return "entry " + str(we[i].index) + " of term " + str(ge[i].term) + " instead of term " +
+             str(we[i].term) + (we[i].term == ge[i].term ? " (different data)" : "");
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+// FaultFileSystem fails only the very next syncs; a sync failure deeper inside one Wal operation
+// (a new segment's directory sync during rotation, the directory sync after deleting segments)
+// needs the count of syncs to let pass first.
+class SimStorage::FailingFileSystem final : public storage::FileSystem {
+ public:
+  explicit FailingFileSystem(storage::FaultFileSystem* fs) : fs_(fs) {}
+
+  void fail_after(uint64_t skip) {
+    armed_ = true;
+    skip_ = skip;
+    reached_ = false;
+  }
+  bool disarm() {
+    armed_ = false;
+    return reached_;
+  }
+
+  storage::Status create_dir(const std::string& dir) override { return fs_->create_dir(dir); }
+  storage::Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
+    return fs_->list_dir(dir, names);
+  }
+  storage::Status open_writable(const std::string& path,
+                                std::unique_ptr<storage::WritableFile>* out) override {
+    std::unique_ptr<storage::WritableFile> f;
+    CHORUS_RETURN_IF_ERROR(fs_->open_writable(path, &f));
+    *out = std::make_unique<File>(this, std::move(f));
+    return storage::Status::ok();
+  }
+  storage::Status open_readable(const std::string& path,
+                                std::unique_ptr<storage::ReadableFile>* out) override {
+    return fs_->open_readable(path, out);
+  }
+  storage::Status rename(const std::string& from, const std::string& to) override {
+    return fs_->rename(from, to);
+  }
+  storage::Status remove(const std::string& path) override { return fs_->remove(path); }
+  storage::Status remove_dir(const std::string& dir) override { return fs_->remove_dir(dir); }
+  storage::Status sync_dir(const std::string& dir) override {
+    CHORUS_RETURN_IF_ERROR(check_sync());
+    return fs_->sync_dir(dir);
+  }
+  bool exists(const std::string& path) override { return fs_->exists(path); }
+  bool is_dir(const std::string& path) override { return fs_->is_dir(path); }
+
+ private:
+  class File final : public storage::WritableFile {
+   public:
+    File(FailingFileSystem* fs, std::unique_ptr<storage::WritableFile> f)
+        : fs_(fs), f_(std::move(f)) {}
+    storage::Status write_at(uint64_t offset, std::string_view data) override {
+      return f_->write_at(offset, data);
+    }
+    storage::Status sync() override {
+      CHORUS_RETURN_IF_ERROR(fs_->check_sync());
+      return f_->sync();
+    }
+    storage::Status preallocate(uint64_t size) override { return f_->preallocate(size); }
+    storage::Status truncate(uint64_t size) override { return f_->truncate(size); }
+    storage::Status close() override { return f_->close(); }
+
+   private:
+    FailingFileSystem* fs_;
+    std::unique_ptr<storage::WritableFile> f_;
+  };
+
+  storage::Status check_sync() {
+    if (!armed_) return storage::Status::ok();
+    if (skip_ > 0) {
+      --skip_;
+      return storage::Status::ok();
+    }
+    armed_ = false;
+    reached_ = true;
+    return storage::Status::io_error("fsync: input/output error (injected)");
+  }
+
+  storage::FaultFileSystem* fs_;
+  bool armed_ = false;
+  bool reached_ = false;
+  uint64_t skip_ = 0;
+};
+
+SimStorage::SimStorage(const raft::ConfState& initial, const storage::WalOptions& options)
+    : failing_(std::make_unique<FailingFileSystem>(&fs_)), options_(options), synced_(initial) {
+  std::string err = open_wal();
+  storage::Status st = storage::Status::ok();
+  if (err.empty()) st = wal_->bootstrap(kGroup, initial);
+  if (!err.empty() || !st.is_ok()) {
+    std::fprintf(stderr, "sim: cannot create a node's log: %s%s\n", err.c_str(),
+                 st.to_string().c_str());
+    std::abort();
+  }
+  view_ = wal_->group(kGroup);
+}
+
+SimStorage::~SimStorage() = default;
+
+std::string SimStorage::open_wal() {
+  view_ = nullptr;
+  storage::Status st = storage::Wal::open(failing_.get(), kWalDir, options_, &wal_);
+  if (!st.is_ok()) {
+    wal_.reset();
+    return "recovery failed: " + st.to_string();
+  }
+  view_ = wal_->group(kGroup);
+  return "";
+}
+
+void SimStorage::fail_sync_after(uint64_t skip) {
+  failing_->fail_after(skip);
+}
+
+bool SimStorage::clear_injected_failure() {
+  return failing_->disarm();
+}
+
+void SimStorage::apply(raft::MemoryLogStorage* s, const Record& r) {
+  if (auto* hs = std::get_if<raft::HardState>(&r)) {
+    s->set_hard_state(*hs);
+  } else if (auto* entries = std::get_if<std::vector<raft::Entry>>(&r)) {
+    s->append(*entries);
+  } else if (auto* snap = std::get_if<raft::Snapshot>(&r)) {
+    // An installed snapshot replaces the whole log, as the Wal's record does.
+    raft::HardState kept = s->hard_state();
+    *s = raft::MemoryLogStorage();
+    (void)s->apply_snapshot(*snap);
+    s->set_hard_state(kept);
+  } else if (auto* c = std::get_if<Compaction>(&r)) {
+    const raft::SnapshotMetadata& m = c->snapshot.metadata;
+    if (s->create_snapshot(m.index, m.conf_state, c->snapshot.data) == raft::Error::kOk) {
+      (void)s->compact(c->compact_to);
     }
   }
 }
 
-void SimStorage::sync() {
-  for (const Op& op : pending_)
-    apply(&durable_, op);
+void SimStorage::sync_model() {
+  for (const Record& r : pending_)
+    apply(&synced_, r);
   pending_.clear();
 }
 
-void SimStorage::crash() {
+storage::Status SimStorage::write(const raft::Snapshot* snapshot,
+                                  const std::vector<raft::Entry>& entries,
+                                  const raft::HardState* hard_state) {
+  storage::WalBatch batch;
+  if (snapshot != nullptr) {
+    batch.apply_snapshot(kGroup, *snapshot);
+    pending_.emplace_back(*snapshot);
+  }
+  if (!entries.empty()) {
+    batch.append(kGroup, entries);
+    pending_.emplace_back(entries);
+  }
+  if (hard_state != nullptr) {
+    batch.set_hard_state(kGroup, *hard_state);
+    pending_.emplace_back(*hard_state);
+  }
+  return wal_->write(batch);
+}
+
+storage::Status SimStorage::sync() {
+  CHORUS_RETURN_IF_ERROR(wal_->sync());
+  sync_model();
+  return storage::Status::ok();
+}
+
+storage::Status SimStorage::snapshot_and_compact(raft::Index index, const raft::ConfState& cs,
+                                                 std::string data, raft::Index compact_to) {
+  raft::Snapshot snap;
+  if (view_->snapshot(&snap) != raft::Error::kOk || index <= snap.metadata.index)
+    return storage::Status::ok();
+  snap.metadata.index = index;
+  snap.metadata.conf_state = cs;
+  snap.data = std::move(data);
+  if (view_->term(index, &snap.metadata.term) != raft::Error::kOk) return storage::Status::ok();
+  // The Wal never compacts behind its log's start; neither does the model.
+  compact_to = std::max(compact_to, view_->first_index() - 1);
+  pending_.emplace_back(Compaction{snap, compact_to});
+  CHORUS_RETURN_IF_ERROR(wal_->compact(kGroup, snap, compact_to));
+  sync_model();
+  return storage::Status::ok();
+}
+
+std::string SimStorage::crash(bool power_cut, uint64_t seed) {
+  wal_.reset();
+  view_ = nullptr;
+  if (power_cut) fs_.crash(seed, /*tear=*/true);
+  std::string err = open_wal();
+  if (!err.empty()) return err;
+  // Candidates in write order: the synced state, then one more record at a time.
+  raft::MemoryLogStorage candidate = synced_;
+  std::string first_difference = difference(candidate, *view_);
+  bool matched = first_difference.empty();
+  for (size_t i = 0; i < pending_.size() && !matched; ++i) {
+    if (auto* entries = std::get_if<std::vector<raft::Entry>>(&pending_[i])) {
+      for (const raft::Entry& e : *entries) {
+        apply(&candidate, Record(std::vector<raft::Entry>{e}));
+        if (difference(candidate, *view_).empty()) {
+          matched = true;
+          break;
+        }
+      }
+    } else {
+      apply(&candidate, pending_[i]);
+      matched = difference(candidate, *view_).empty();
+    }
+  }
+  if (!matched) {
+    return "recovered " + first_difference + " synced, and no prefix of the " +
+           str(pending_.size()) + " unsynced writes explains it";
+  }
+  // What survived is durable now: the crash kept it, and Wal::open synced the rest.
+  synced_ = std::move(candidate);
   pending_.clear();
-  live_ = durable_;
+  return "";
 }
 
 }  // namespace chorus::sim

@@ -1,64 +1,96 @@
-// Simulated stable storage: what a node wrote is visible to it at once, but only what it synced
-// survives a crash. Unsynced writes are lost whole on a crash, as after a power cut.
+// Simulated stable storage: every node persists through the real write-ahead log (storage::Wal)
+// on its own in-memory disk (storage::FaultFileSystem). What a node wrote is visible to it at
+// once; a power cut loses what was not synced, except that a torn prefix of the unsynced writes
+// may survive, and the node comes back with whatever Wal recovery makes of its files.
+//
+// Beside the Wal runs a model of what recovery may return: the synced state (updated on every
+// sync) and the records written since. After a crash the recovered state must equal the synced
+// state plus a prefix of those records, the last whole record at most: a recovery that loses a
+// synced record, or brings back one never written, is caught where it happens. (A surviving
+// unsynced suffix may replace synced entries; Raft allows it, as those writes were the node's
+// own and nothing acknowledged them.)
 #pragma once
 
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <variant>
 #include <vector>
 
 #include "raft/log_storage.h"
+#include "storage/fault_fs.h"
+#include "storage/wal.h"
 
 namespace chorus::sim {
 
 class SimStorage {
  public:
-  explicit SimStorage(const raft::ConfState& initial) : live_(initial), durable_(initial) {}
+  // The simulator runs one Raft group per node.
+  static constexpr raft::GroupId kGroup = 1;
 
-  const raft::LogStorage* view() const { return &live_; }
-  const raft::MemoryLogStorage& live() const { return live_; }
-  const raft::MemoryLogStorage& durable() const { return durable_; }
+  // A new node: an empty disk, a fresh Wal and the group bootstrapped with `initial`. Aborts if
+  // that fails, as nothing has been injected yet.
+  SimStorage(const raft::ConfState& initial, const storage::WalOptions& options);
+  ~SimStorage();
+  SimStorage(const SimStorage&) = delete;
+  SimStorage& operator=(const SimStorage&) = delete;
 
-  void set_hard_state(const raft::HardState& hs) { write(SetHardState{hs}); }
-  void append(const std::vector<raft::Entry>& entries) {
-    if (!entries.empty()) write(Append{entries});
-  }
-  void apply_snapshot(const raft::Snapshot& s) { write(ApplySnapshot{s}); }
-  // Records the application's snapshot and drops log entries before `compact_to`.
-  void snapshot_and_compact(raft::Index index, const raft::ConfState& cs, std::string data,
-                            raft::Index compact_to) {
-    write(CreateSnapshot{index, cs, std::move(data), compact_to});
-  }
+  // The log as the core reads it: everything written, synced or not. A new object after every
+  // recovery, so a core must be rebuilt after crash().
+  const raft::LogStorage* view() const { return view_; }
+  // While the node is down: the state it will restart from, as Wal recovery returned it.
+  const raft::LogStorage& durable() const { return *view_; }
+
+  // One Ready's writes as one Wal batch, in the order the core requires: snapshot, entries,
+  // hard state. Visible at once, durable after sync().
+  [[nodiscard]] storage::Status write(const raft::Snapshot* snapshot,
+                                      const std::vector<raft::Entry>& entries,
+                                      const raft::HardState* hard_state);
+  [[nodiscard]] storage::Status sync();
+  // Records the application's snapshot at `index` and drops the entries up to `compact_to`
+  // (Wal::compact, which also makes every earlier write durable). Does nothing when the log
+  // holds no entry `index` or a snapshot at or past it exists.
+  [[nodiscard]] storage::Status snapshot_and_compact(raft::Index index, const raft::ConfState& cs,
+                                                     std::string data, raft::Index compact_to);
 
   bool has_unsynced() const { return !pending_.empty(); }
-  void sync();
-  void crash();
+  // After `skip` more syncs succeed, the disk's next sync (of a file or a directory: a rotation
+  // or a compaction syncs several) fails with an I/O error. One failure at most is armed.
+  void fail_sync_after(uint64_t skip);
+  // Disarms an injected failure the operation did not reach; says whether one was reached.
+  bool clear_injected_failure();
+  size_t segment_count() const { return wal_->segment_count(); }
+
+  // The node's process ends and the node recovers its Wal as a restart does (Wal::open). With
+  // `power_cut` the disk first loses what was not synced, a torn prefix of it kept (chosen from
+  // `seed`); without, the files keep everything written, as after a process exit whose page
+  // cache survives. Returns what recovery got wrong, or an empty string.
+  [[nodiscard]] std::string crash(bool power_cut, uint64_t seed);
 
  private:
-  struct SetHardState {
-    raft::HardState hs;
-  };
-  struct Append {
-    std::vector<raft::Entry> entries;
-  };
-  struct ApplySnapshot {
+  struct Compaction {
     raft::Snapshot snapshot;
-  };
-  struct CreateSnapshot {
-    raft::Index index;
-    raft::ConfState conf_state;
-    std::string data;
     raft::Index compact_to;
   };
-  using Op = std::variant<SetHardState, Append, ApplySnapshot, CreateSnapshot>;
+  // What the Wal records, in write order: a vector of entries stands for one record per entry.
+  using Record =
+      std::variant<raft::HardState, std::vector<raft::Entry>, raft::Snapshot, Compaction>;
 
-  static void apply(raft::MemoryLogStorage* s, const Op& op);
-  void write(Op op) {
-    apply(&live_, op);
-    pending_.push_back(std::move(op));
-  }
+  static void apply(raft::MemoryLogStorage* s, const Record& r);
+  void sync_model();
+  std::string check_recovered() const;
+  std::string open_wal();
 
-  raft::MemoryLogStorage live_;
-  raft::MemoryLogStorage durable_;
-  std::vector<Op> pending_;
+  class FailingFileSystem;
+
+  storage::FaultFileSystem fs_;
+  std::unique_ptr<FailingFileSystem> failing_;  // fs_ with injected sync failures
+  storage::WalOptions options_;
+  std::unique_ptr<storage::Wal> wal_;
+  const raft::LogStorage* view_ = nullptr;
+  // The model: the synced state, and the records written after it.
+  raft::MemoryLogStorage synced_;
+  std::vector<Record> pending_;
 };
 
 }  // namespace chorus::sim
