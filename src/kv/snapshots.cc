@@ -54,12 +54,16 @@ Status take_snapshot(MvccStore* store, storage::FileSystem* fs, const std::strin
   out->metadata.conf_state = conf;
   out->data = encode_snapshot_descriptor({index, store->revision()});
   CHORUS_RETURN_IF_ERROR(store->checkpoint(dir));
-  CHORUS_RETURN_IF_ERROR(fs->sync_dir(snap_dir));
+  return fs->sync_dir(snap_dir);
+}
+
+Status prune_snapshots(storage::FileSystem* fs, const std::string& snap_dir, raft::Index keep) {
+  std::string kept = snapshot_dir(snap_dir, keep);
   std::vector<std::string> names;
   CHORUS_RETURN_IF_ERROR(fs->list_dir(snap_dir, &names));
-  std::string keep = dir.substr(dir.rfind('/') + 1);
   for (const std::string& name : names) {
-    if (name != keep) CHORUS_RETURN_IF_ERROR(fs->remove_dir(storage::join_path(snap_dir, name)));
+    std::string path = storage::join_path(snap_dir, name);
+    if (path != kept) CHORUS_RETURN_IF_ERROR(fs->remove_dir(path));
   }
   return fs->sync_dir(snap_dir);
 }

@@ -45,10 +45,14 @@ std::string encode_snapshot_descriptor(const SnapshotDescriptor& d);
 bool decode_snapshot_descriptor(std::string_view bytes, SnapshotDescriptor* out);
 
 // Writes a checkpoint of `store` into `<snap_dir>/<applied index>` and fills `out` (index,
-// term, configuration `conf`, descriptor). Older checkpoints in `snap_dir` are removed.
+// term, configuration `conf`, descriptor). Older checkpoints stay until prune_snapshots().
 storage::Status take_snapshot(MvccStore* store, storage::FileSystem* fs,
                               const std::string& snap_dir, const raft::ConfState& conf,
                               raft::Snapshot* out);
+// Removes every checkpoint but `keep`'s. Called once the Wal has recorded the snapshot at
+// `keep`, so the log's snapshot marker always names a checkpoint that exists.
+storage::Status prune_snapshots(storage::FileSystem* fs, const std::string& snap_dir,
+                                raft::Index keep);
 // The directory holding the checkpoint of a snapshot taken by take_snapshot.
 std::string snapshot_dir(const std::string& snap_dir, raft::Index index);
 

@@ -159,6 +159,7 @@ TEST_F(SnapshotTest, TakingASnapshotLetsTheLogBeCompactedAndKeepsOnlyTheNewestCh
       raft::Snapshot snap;
       ASSERT_TRUE(take_snapshot(store.get(), fs_.get(), root_ + "/snap", kConf, &snap).is_ok());
       ASSERT_TRUE(wal->compact(1, snap, compact_index(snap.metadata.index, policy)).is_ok());
+      ASSERT_TRUE(prune_snapshots(fs_.get(), root_ + "/snap", snap.metadata.index).is_ok());
       last_snapshot = snap.metadata.index;
       ++snapshots;
     }
