@@ -496,8 +496,9 @@ Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& optio
     CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(0, header));
     wal->write_offset_ = header.size();
   }
-  if (recovery.tail_dirty()) {
-    // Clear the torn tail so no stale bytes can ever line up as a record after new writes.
+  if (recovery.tail_dirty() && recovery.size() > wal->write_offset_) {
+    // Clear the torn tail so no stale bytes can ever line up as a record after new writes. (A
+    // file shorter than the header just rewritten has nothing left to clear.)
     std::string zeros(recovery.size() - wal->write_offset_, '\0');
     CHORUS_RETURN_IF_ERROR(wal->writer_->write_at(wal->write_offset_, zeros));
   }
@@ -520,8 +521,9 @@ Status Wal::verify(FileSystem* fs, const std::string& dir, WalReport* out) {
     CHORUS_RETURN_IF_ERROR(f->size(&s.file_bytes));
     out->segments.push_back(std::move(s));
   }
-  // A Wal that never opens a file for writing: recovery only builds its in-memory state.
-  Wal wal(fs, dir, WalOptions{});
+  // A Wal that never opens a file for writing: recovery only builds its in-memory state. No
+  // entry cache: the scan needs entry locations, not their data.
+  Wal wal(fs, dir, WalOptions{.cache_bytes_per_group = 0});
   std::lock_guard lock(wal.mu_);
   Recovery recovery(&wal, out);
   CHORUS_RETURN_IF_ERROR(recovery.run(sequences));

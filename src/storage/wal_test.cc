@@ -220,6 +220,20 @@ TEST_F(WalTest, AFlippedBitBeforeTheTailStopsRecoveryNamingFileAndOffset) {
   EXPECT_TRUE(open_status().is_ok());
 }
 
+// Found by fuzz/wal_record_fuzz: a last segment shorter than a segment header holding a few
+// torn bytes made open() compute the torn tail's length as negative and throw.
+TEST_F(WalTest, ALastSegmentShorterThanItsHeaderIsATornHeader) {
+  { open_ok(); }
+  std::string path = join_path("wal", segment_name(1));
+  *fs_.contents(path) = std::string("\x07\x01\x02", 3);
+  auto wal = open_ok();
+  ASSERT_NE(wal, nullptr);
+  ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+  commit_entries(wal.get(), 1, 1, 3, 1);
+  wal.reset();
+  EXPECT_EQ(read_log(*open_ok(), 1), make_entries(1, 3, 1));
+}
+
 TEST_F(WalTest, AMissingSegmentIsReported) {
   options_.segment_bytes = 4096;
   {
