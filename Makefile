@@ -8,6 +8,7 @@ SIM_STEPS ?= 2000
 SOAK_SEEDS ?= 100000
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim bench format clean
+.PHONY: bench-wal fuzz fuzz-run fuzz-seeds
 
 all: build
 
@@ -42,6 +43,36 @@ sim: build
 
 bench: build
 	$(REL)/bench/chorus-bench-raft
+
+# Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
+BENCH_WAL_SECONDS ?= 3
+bench-wal: deps $(REL)/build.ninja
+	ninja -C $(REL) -j $(JOBS) chorus-bench-wal
+	$(REL)/bench/chorus-bench-wal --seconds $(BENCH_WAL_SECONDS) --dir build/bench-wal
+
+# libFuzzer targets (fuzz/): a separate clang build with AddressSanitizer and UBSan.
+# `make fuzz-run` runs each for FUZZ_SECONDS from the seeds in fuzz/corpus; what it finds goes
+# to build/fuzz/corpus. `make fuzz-seeds` writes the seeds again.
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz
+
+$(FUZZ)/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCHORUS_FUZZ=ON -DCHORUS_BENCH=OFF
+
+fuzz: deps $(FUZZ)/build.ninja
+	ninja -C $(FUZZ) -j $(JOBS) $(FUZZ_TARGETS) chorus-fuzz-seeds
+
+fuzz-run: fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ)/corpus/$$t && \
+	  $(FUZZ)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 $(FUZZ)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+fuzz-seeds: fuzz
+	$(FUZZ)/fuzz/chorus-fuzz-seeds fuzz/corpus
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

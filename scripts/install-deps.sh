@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   librocksdb-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

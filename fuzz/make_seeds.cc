@@ -1,0 +1,108 @@
+// Writes the seed corpora of the fuzz targets: small valid inputs the fuzzer mutates from.
+//
+//   chorus-fuzz-seeds <corpus dir>   writes <dir>/wal_record_fuzz/* and <dir>/snapshot_chunk_fuzz/*
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "storage/fault_fs.h"
+#include "storage/snapshot_stream.h"
+#include "storage/wal.h"
+
+namespace chorus::storage {
+namespace {
+
+const raft::ConfState kConf{{1, 2, 3}, {}, {}, {4}, false};
+
+void write_seed(const std::filesystem::path& dir, const std::string& name,
+                const std::string& data) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << data;
+}
+
+// A segment image without the preallocated zeros after its records.
+std::string trimmed(FaultFileSystem* fs, const std::string& path) {
+  std::string data = *fs->contents(path);
+  size_t end = data.find_last_not_of('\0');
+  return end == std::string::npos ? std::string() : data.substr(0, (end + 8) / 8 * 8);
+}
+
+void wal_seeds(const std::filesystem::path& dir) {
+  FaultFileSystem fs;
+  WalOptions options{.segment_bytes = 64 << 10, .cache_bytes_per_group = 4 << 10};
+  std::unique_ptr<Wal> wal;
+  if (!Wal::open(&fs, "wal", options, &wal).is_ok()) std::abort();
+  std::string path = join_path("wal", segment_name(1));
+  write_seed(dir, "empty-segment", trimmed(&fs, path));
+  if (!wal->bootstrap(1, kConf).is_ok() || !wal->bootstrap(2, kConf).is_ok()) std::abort();
+  WalBatch b;
+  for (raft::Index i = 1; i <= 3; ++i)
+    b.append(1, {{1, i, raft::EntryType::kNormal, "set k" + std::to_string(i)}});
+  b.append(2, {{2, 1, raft::EntryType::kConfChange, "conf"}});
+  b.set_hard_state(1, {1, 2, 2});
+  if (!wal->commit(b).is_ok()) std::abort();
+  write_seed(dir, "two-groups", trimmed(&fs, path));
+  raft::Snapshot snap;
+  snap.metadata = {2, 1, kConf};
+  snap.data = "app state";
+  if (!wal->compact(1, snap, 1).is_ok()) std::abort();
+  WalBatch install;
+  snap.metadata = {9, 3, kConf};
+  install.apply_snapshot(2, snap);
+  install.append(2, {{3, 10, raft::EntryType::kNormal, "after"}});
+  install.append(1, {{2, 3, raft::EntryType::kNormal, "replaced"}});
+  if (!wal->commit(install).is_ok()) std::abort();
+  write_seed(dir, "compaction-and-snapshot", trimmed(&fs, path));
+  // Single records, outside any segment.
+  std::string rec;
+  append_record(&rec, RecordType::kHardState, 7, encode_hard_state({5, 1, 4}));
+  write_seed(dir, "hard-state-record", rec);
+}
+
+void snapshot_seeds(const std::filesystem::path& dir) {
+  FaultFileSystem fs;
+  if (!fs.create_dir("src").is_ok()) std::abort();
+  for (const auto& [name, data] :
+       std::vector<std::pair<std::string, std::string>>{{"000001.sst", std::string(300, 's')},
+                                                        {"CURRENT", "MANIFEST-000002\n"},
+                                                        {"empty", ""}}) {
+    if (!fs.write_file_atomic("src", name, data).is_ok()) std::abort();
+  }
+  for (uint8_t mode : {0, 2}) {
+    SnapshotSender sender(&fs, "src", 1, 128);
+    std::string input(1, static_cast<char>(mode));
+    while (!sender.done()) {
+      SnapshotChunk c;
+      if (!sender.next(&c).is_ok()) std::abort();
+      std::string chunk = encode_snapshot_chunk(c);
+      input.push_back(static_cast<char>(chunk.size() & 0xff));
+      input.push_back(static_cast<char>(chunk.size() >> 8));
+      input += chunk;
+    }
+    write_seed(dir, mode == 0 ? "three-files" : "three-files-then-crash", input);
+  }
+  if (!fs.create_dir("none").is_ok()) std::abort();
+  SnapshotSender empty(&fs, "none", 2, 128);
+  SnapshotChunk c;
+  if (!empty.next(&c).is_ok()) std::abort();
+  std::string chunk = encode_snapshot_chunk(c);
+  write_seed(dir, "empty-snapshot",
+             std::string(1, '\0') + static_cast<char>(chunk.size()) + '\0' + chunk);
+  write_seed(dir, "builder", std::string("\x01") + std::string(200, '\x5a'));
+}
+
+}  // namespace
+}  // namespace chorus::storage
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: chorus-fuzz-seeds <corpus dir>\n");
+    return 2;
+  }
+  std::filesystem::path dir = argv[1];
+  chorus::storage::wal_seeds(dir / "wal_record_fuzz");
+  chorus::storage::snapshot_seeds(dir / "snapshot_chunk_fuzz");
+  return 0;
+}
