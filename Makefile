@@ -55,7 +55,7 @@ bench-wal: deps $(REL)/build.ninja
 # to build/fuzz/corpus. `make fuzz-seeds` writes the seeds again.
 FUZZ := build/fuzz
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz
+FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz kv_command_fuzz
 
 $(FUZZ)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -68,6 +68,7 @@ fuzz-run: fuzz
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ)/corpus/$$t && \
 	  $(FUZZ)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(FUZZ)/ \
 	    -print_final_stats=1 $(FUZZ)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
 

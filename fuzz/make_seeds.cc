@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/codec.h"
 #include "storage/fault_fs.h"
 #include "storage/snapshot_stream.h"
 #include "storage/wal.h"
@@ -93,6 +94,28 @@ void snapshot_seeds(const std::filesystem::path& dir) {
   write_seed(dir, "builder", std::string("\x01") + std::string(200, '\x5a'));
 }
 
+void kv_seeds(const std::filesystem::path& dir) {
+  using namespace chorus::kv;
+  Command put;
+  put.client_id = 7;
+  put.sequence = 3;
+  put.op = PutRequest{"key", "value", 5, true, false, false};
+  write_seed(dir, "put", encode_command(put));
+  auto inner = std::make_shared<TxnRequest>();
+  inner->compare.push_back({Compare::Result::kLess, Compare::Target::kMod, "x", "", 7, ""});
+  inner->success.push_back({DeleteRangeRequest{"a", "b", true}});
+  TxnRequest t;
+  t.compare.push_back({Compare::Result::kEqual, Compare::Target::kValue, "k", "", 0, "v"});
+  t.success.push_back({PutRequest{"k", "v2", 0, false, false, false}});
+  t.failure.push_back({inner});
+  Command txn;
+  txn.op = t;
+  write_seed(dir, "nested-txn", encode_command(txn));
+  Response r;
+  r.op = PutResponse{4, KeyValue{"k", 2, 3, 2, "v", 0}};
+  write_seed(dir, "put-response", encode_response(r));
+}
+
 }  // namespace
 }  // namespace chorus::storage
 
@@ -104,5 +127,6 @@ int main(int argc, char** argv) {
   std::filesystem::path dir = argv[1];
   chorus::storage::wal_seeds(dir / "wal_record_fuzz");
   chorus::storage::snapshot_seeds(dir / "snapshot_chunk_fuzz");
+  chorus::storage::kv_seeds(dir / "kv_command_fuzz");
   return 0;
 }
