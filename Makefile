@@ -6,6 +6,8 @@ ASAN := build/asan
 SIM_SEEDS ?= 1000
 SIM_STEPS ?= 2000
 SOAK_SEEDS ?= 100000
+# Each fuzz target runs this long in `make test`; `make fuzz-run` defaults to longer.
+FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim bench format clean
 .PHONY: bench-wal fuzz fuzz-run fuzz-seeds
@@ -33,16 +35,18 @@ build-asan: deps $(ASAN)/build.ninja
 run: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-42} --nodes 5 --steps 3000 --faults all --timeline
 
-# Every test, under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly.
 test: build-asan
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
 	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
+	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 sim: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 
 bench: build
 	$(REL)/bench/chorus-bench-raft
+	$(REL)/bench/chorus-bench-kv --dir build/bench-kv
 
 # Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
 BENCH_WAL_SECONDS ?= 3

@@ -68,6 +68,12 @@ Status prune_snapshots(storage::FileSystem* fs, const std::string& snap_dir, raf
   return fs->sync_dir(snap_dir);
 }
 
+Status open_store(storage::FileSystem* fs, const std::string& parent, const std::string& name,
+                  const MvccOptions& options, std::unique_ptr<MvccStore>* out) {
+  CHORUS_RETURN_IF_ERROR(storage::SnapshotReceiver::recover(fs, parent, name));
+  return MvccStore::open(storage::join_path(parent, name), options, out);
+}
+
 Status install_snapshot(std::unique_ptr<MvccStore>* store, storage::SnapshotReceiver* receiver,
                         const std::string& store_dir, const MvccOptions& options) {
   if (!receiver->complete()) return Status::invalid_argument("snapshot transfer is not complete");

@@ -56,6 +56,12 @@ storage::Status prune_snapshots(storage::FileSystem* fs, const std::string& snap
 // The directory holding the checkpoint of a snapshot taken by take_snapshot.
 std::string snapshot_dir(const std::string& snap_dir, raft::Index index);
 
+// Opens the store in `<parent>/<name>` at node start, after completing or rolling back a
+// snapshot installation that a crash interrupted (storage::SnapshotReceiver::recover).
+storage::Status open_store(storage::FileSystem* fs, const std::string& parent,
+                           const std::string& name, const MvccOptions& options,
+                           std::unique_ptr<MvccStore>* out);
+
 // Closes `*store`, installs the completed transfer in `receiver` as the store's directory
 // (`<parent>/<name>` given to the receiver) and reopens the store there. On failure the store
 // stays closed and the node must stop.

@@ -174,6 +174,30 @@ TEST_F(SnapshotTest, TakingASnapshotLetsTheLogBeCompactedAndKeepsOnlyTheNewestCh
   EXPECT_EQ(compact_index(50, policy), 0u);
 }
 
+TEST_F(SnapshotTest, OpeningTheStoreClearsAnInterruptedTransfer) {
+  auto leader = open("leader");
+  apply(leader.get(), workload(0, 100));
+  raft::Snapshot snap;
+  ASSERT_TRUE(take_snapshot(leader.get(), fs_.get(), root_ + "/snap", kConf, &snap).is_ok());
+  {
+    auto follower = open("follower");
+    apply(follower.get(), workload(0, 10));
+  }
+  {
+    // The follower crashes with half a snapshot received.
+    storage::SnapshotSender sender(fs_.get(), snapshot_dir(root_ + "/snap", 100), 9, 512);
+    storage::SnapshotReceiver receiver(fs_.get(), root_, "follower");
+    storage::SnapshotChunk chunk;
+    ASSERT_TRUE(sender.next(&chunk).is_ok());
+    ASSERT_TRUE(receiver.add(chunk).is_ok());
+  }
+  ASSERT_TRUE(std::filesystem::exists(root_ + "/follower.tmp"));
+  std::unique_ptr<MvccStore> follower;
+  ASSERT_TRUE(open_store(fs_.get(), root_, "follower", {}, &follower).is_ok());
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/follower.tmp"));
+  EXPECT_EQ(follower->applied_index(), 10u) << "the old store is intact";
+}
+
 TEST(SnapshotDescriptor, RoundTripsAndRejectsGarbage) {
   SnapshotDescriptor d{123, 456};
   SnapshotDescriptor got;
