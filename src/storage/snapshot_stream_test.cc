@@ -8,6 +8,7 @@
 
 #include "storage/crc32c.h"
 #include "storage/fault_fs.h"
+#include "storage/testing.h"
 
 namespace chorus::storage {
 namespace {
@@ -316,11 +317,10 @@ TEST_F(SnapshotStreamTest, ACrashDuringFinishLeavesTheOldOrTheNewSnapshot) {
 
 TEST(SnapshotStreamPosix, ARoundTripOnTheLocalDisk) {
   auto fs = make_posix_file_system();
-  std::string root = ::testing::TempDir() + "chorus-snap-" + std::to_string(::getpid());
-  std::filesystem::remove_all(root);
+  testing::TempDir tmp("chorus-snap");
+  std::string root = tmp.path();
   std::string src = root + "/src";
   std::string node = root + "/node";
-  ASSERT_TRUE(fs->create_dir(root).is_ok());
   ASSERT_TRUE(fs->create_dir(src).is_ok());
   ASSERT_TRUE(fs->create_dir(node).is_ok());
   for (int round = 0; round < 2; ++round) {

@@ -8,9 +8,12 @@
 
 #include "storage/fault_fs.h"
 #include "storage/group_commit.h"
+#include "storage/testing.h"
 
 namespace chorus::storage {
 namespace {
+
+using testing::read_log;
 
 using raft::Entry;
 using raft::GroupId;
@@ -28,16 +31,6 @@ std::vector<Entry> make_entries(Index from, Index to, raft::Term term, size_t by
     e.data += std::to_string(i);
     out.push_back(e);
   }
-  return out;
-}
-
-// Every entry of a group, as the core would read it.
-std::vector<Entry> read_log(const Wal& wal, GroupId g) {
-  const raft::LogStorage* s = wal.group(g);
-  std::vector<Entry> out;
-  if (s == nullptr || s->last_index() < s->first_index()) return out;
-  EXPECT_EQ(s->entries(s->first_index(), s->last_index() + 1, raft::kNoLimit, &out),
-            raft::Error::kOk);
   return out;
 }
 
@@ -449,8 +442,8 @@ TEST_F(WalTest, TornCrashesRecoverSyncedStatePlusAPrefixOfTheRest) {
 
 TEST(WalPosix, GroupCommitSharesSyncsAndRecoversEveryBatch) {
   auto fs = make_posix_file_system();
-  std::string dir = ::testing::TempDir() + "chorus-wal-" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
+  testing::TempDir tmp("chorus-wal");
+  std::string dir = tmp.path() + "/wal";
   constexpr int kThreads = 8;
   constexpr int kPerThread = 50;
   {
@@ -480,7 +473,6 @@ TEST(WalPosix, GroupCommitSharesSyncsAndRecoversEveryBatch) {
   ASSERT_TRUE(Wal::open(fs.get(), dir, {}, &wal).is_ok());
   for (GroupId g = 1; g <= kThreads; ++g)
     EXPECT_EQ(read_log(*wal, g), make_entries(1, kPerThread, 1));
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "storage/fault_fs.h"
+#include "storage/testing.h"
 #include "storage/wal.h"
 
 namespace chorus::storage {
 namespace {
+
+using testing::read_log;
 
 using raft::Entry;
 using raft::GroupId;
@@ -18,15 +21,6 @@ std::vector<Entry> make_entries(Index from, Index to, raft::Term term) {
   std::vector<Entry> out;
   for (Index i = from; i <= to; ++i)
     out.push_back({term, i, raft::EntryType::kNormal, "entry-" + std::to_string(i)});
-  return out;
-}
-
-std::vector<Entry> read_log(const Wal& wal, GroupId g) {
-  const raft::LogStorage* s = wal.group(g);
-  std::vector<Entry> out;
-  if (s == nullptr || s->last_index() < s->first_index()) return out;
-  EXPECT_EQ(s->entries(s->first_index(), s->last_index() + 1, raft::kNoLimit, &out),
-            raft::Error::kOk);
   return out;
 }
 
