@@ -15,6 +15,11 @@ constexpr uint8_t kCommandVersion = 1;
 constexpr uint32_t kMaxOpsPerList = 1u << 16;
 // The smallest encoded KeyValue: two empty strings and four integers.
 constexpr size_t kMinKeyValueBytes = 4 + 8 + 8 + 8 + 4 + 8;
+// The smallest encoded compare (two enums, three empty strings, a number), request op (a kind
+// byte and a delete of empty strings) and response op (a kind byte and a put without prev_kv).
+constexpr size_t kMinCompareBytes = 1 + 1 + 4 + 4 + 8 + 4;
+constexpr size_t kMinRequestOpBytes = 1 + 4 + 4 + 1;
+constexpr size_t kMinResponseOpBytes = 1 + 8 + 1;
 
 void put_i64(std::string* out, int64_t v) {
   put_u64(out, static_cast<uint64_t>(v));
@@ -31,8 +36,11 @@ bool get_enum(Reader* r, uint8_t max, Enum* out) {
   return true;
 }
 
-bool get_count(Reader* r, uint32_t* n) {
-  return r->u32(n) && *n <= kMaxOpsPerList;
+// A count of elements each at least `min_bytes` long. A count the remaining input cannot hold
+// is refused before anything is allocated for it, so a few hostile bytes claiming 65536 elements
+// at every nesting level cost nothing.
+bool get_count(Reader* r, size_t min_bytes, uint32_t* n) {
+  return r->u32(n) && *n <= kMaxOpsPerList && *n <= r->remaining() / min_bytes;
 }
 
 void put_kv(std::string* out, const KeyValue& kv) {
@@ -111,9 +119,10 @@ void put_ops(std::string* o, const std::vector<RequestOp>& ops) {
 }
 bool get_ops(Reader* r, std::vector<RequestOp>* ops, int depth) {
   uint32_t n = 0;
-  if (!get_count(r, &n)) return false;
-  ops->resize(n);
-  for (RequestOp& op : *ops) {
+  if (!get_count(r, kMinRequestOpBytes, &n)) return false;
+  // Grown as elements arrive, so memory follows the bytes actually decoded.
+  for (uint32_t i = 0; i < n; ++i) {
+    RequestOp& op = ops->emplace_back();
     uint8_t kind = 0;
     if (!r->u8(&kind)) return false;
     bool ok = false;
@@ -157,9 +166,9 @@ void put_txn(std::string* o, const TxnRequest& t) {
 bool get_txn(Reader* r, TxnRequest* t, int depth) {
   if (depth > kMaxTxnDepth) return false;
   uint32_t n = 0;
-  if (!get_count(r, &n)) return false;
-  t->compare.resize(n);
-  for (Compare& c : t->compare) {
+  if (!get_count(r, kMinCompareBytes, &n)) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    Compare& c = t->compare.emplace_back();
     if (!get_enum(r, 3, &c.result) || !get_enum(r, 4, &c.target) || !r->bytes(&c.key) ||
         !r->bytes(&c.range_end) || !r->i64(&c.number) || !r->bytes(&c.value))
       return false;
@@ -236,9 +245,10 @@ void put_txn_resp(std::string* o, const TxnResponse& t) {
 bool get_txn_resp(Reader* r, TxnResponse* t, int depth) {
   if (depth > kMaxTxnDepth) return false;
   uint32_t n = 0;
-  if (!r->i64(&t->revision) || !r->boolean(&t->succeeded) || !get_count(r, &n)) return false;
-  t->responses.resize(n);
-  for (ResponseOp& op : t->responses) {
+  if (!r->i64(&t->revision) || !r->boolean(&t->succeeded) || !get_count(r, kMinResponseOpBytes, &n))
+    return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    ResponseOp& op = t->responses.emplace_back();
     uint8_t kind = 0;
     if (!r->u8(&kind)) return false;
     bool ok = false;
