@@ -474,6 +474,10 @@ Status Wal::open(FileSystem* fs, const std::string& dir, const WalOptions& optio
   CHORUS_RETURN_IF_ERROR(list_segments(fs, dir, &sequences, &leftovers));
   for (const std::string& name : leftovers)
     CHORUS_RETURN_IF_ERROR(fs->remove(join_path(dir, name)));
+  // The listing may show changes that are not durable: a process that restarted after a failed
+  // directory sync (a rotation's, a segment deletion's) still sees the renamed or removed files.
+  // Records synced into a segment whose name a power cut would take away are lost with it.
+  CHORUS_RETURN_IF_ERROR(fs->sync_dir(dir));
   std::lock_guard lock(wal->mu_);
   if (sequences.empty()) {
     wal->recovering_ = false;

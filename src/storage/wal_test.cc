@@ -351,6 +351,78 @@ TEST_F(WalTest, AFailedSyncStopsEveryLaterWrite) {
   EXPECT_FALSE(wal->commit(c).is_ok()) << "the Wal must not go on after a failed sync";
 }
 
+// FaultFileSystem with directory syncs that fail on demand while file syncs go on.
+class DirSyncFailingFileSystem final : public FileSystem {
+ public:
+  explicit DirSyncFailingFileSystem(FaultFileSystem* fs) : fs_(fs) {}
+  bool fail_dir_syncs = false;
+
+  Status create_dir(const std::string& dir) override { return fs_->create_dir(dir); }
+  Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
+    return fs_->list_dir(dir, names);
+  }
+  Status open_writable(const std::string& path, std::unique_ptr<WritableFile>* out) override {
+    return fs_->open_writable(path, out);
+  }
+  Status open_readable(const std::string& path, std::unique_ptr<ReadableFile>* out) override {
+    return fs_->open_readable(path, out);
+  }
+  Status rename(const std::string& from, const std::string& to) override {
+    return fs_->rename(from, to);
+  }
+  Status remove(const std::string& path) override { return fs_->remove(path); }
+  Status remove_dir(const std::string& dir) override { return fs_->remove_dir(dir); }
+  Status sync_dir(const std::string& dir) override {
+    if (fail_dir_syncs) return Status::io_error("fsync " + dir + ": input/output error");
+    return fs_->sync_dir(dir);
+  }
+  bool exists(const std::string& path) override { return fs_->exists(path); }
+  bool is_dir(const std::string& path) override { return fs_->is_dir(path); }
+
+ private:
+  FaultFileSystem* fs_;
+};
+
+// A rotation whose directory sync fails leaves a new segment that the restarted process lists
+// but that a power cut would take away. Records synced into it after the restart must survive
+// the power cut, so open() makes the directory durable before taking writes. (Found by the
+// simulator: a node lost synced entries and its vote.)
+TEST_F(WalTest, ASegmentListedAfterAFailedDirectorySyncSurvivesAPowerCut) {
+  options_.segment_bytes = 4096;
+  DirSyncFailingFileSystem fs(&fs_);
+  Index synced = 0;
+  {
+    std::unique_ptr<Wal> wal;
+    ASSERT_TRUE(Wal::open(&fs, "wal", options_, &wal).is_ok());
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    fs.fail_dir_syncs = true;
+    Status st;
+    for (Index i = 1; st.is_ok(); i += 5) {
+      WalBatch b;
+      b.append(1, make_entries(i, i + 4, 1));
+      st = wal->commit(b);
+      if (st.is_ok()) synced = i + 4;
+    }
+    ASSERT_EQ(st.code(), Status::Code::kIoError) << "the first rotation fails";
+    ASSERT_TRUE(fs_.exists(join_path("wal", segment_name(2))));
+    fs.fail_dir_syncs = false;
+  }
+  {
+    // The process restarts without a power cut and goes on writing.
+    std::unique_ptr<Wal> wal;
+    ASSERT_TRUE(Wal::open(&fs, "wal", options_, &wal).is_ok());
+    ASSERT_EQ(read_log(*wal, 1), make_entries(1, synced, 1));
+    commit_entries(wal.get(), 1, synced + 1, synced + 5, 2);
+  }
+  fs_.crash(7, /*tear=*/false);
+  auto wal = open_ok();
+  ASSERT_EQ(wal->group(1)->last_index(), synced + 5) << "entries synced after the restart";
+  auto expected = make_entries(1, synced, 1);
+  auto tail = make_entries(synced + 1, synced + 5, 2);
+  expected.insert(expected.end(), tail.begin(), tail.end());
+  EXPECT_EQ(read_log(*wal, 1), expected);
+}
+
 TEST_F(WalTest, RunningOutOfSpaceMakesTheLogReadOnlyAndLosesNothingSynced) {
   options_.segment_bytes = 4096;
   auto wal = open_ok();
