@@ -448,12 +448,14 @@ class MvccStore::Txn {
           using T = std::decay_t<decltype(op)>;
           if constexpr (std::is_same_v<T, PutRequest>) {
             PutResponse p;
-            r.error = check_put(op);
+            r.error = check_put_request(op);
+            if (r.error.ok()) r.error = check_put_state(op, /*in_txn=*/false);
             if (r.error.ok()) do_put(op, &p);
             r.op = p;
           } else if constexpr (std::is_same_v<T, DeleteRangeRequest>) {
             DeleteRangeResponse p;
-            do_delete(op, &p);
+            r.error = check_key(op.key);
+            if (r.error.ok()) do_delete(op, &p);
             r.op = p;
           } else if constexpr (std::is_same_v<T, TxnRequest>) {
             TxnResponse p;
@@ -464,8 +466,8 @@ class MvccStore::Txn {
             r.error = do_compact(op.revision);
             r.op = p;
           } else if constexpr (std::is_same_v<T, LeaseGrantRequest>) {
-            LeaseGrantResponse p{0, op.id, op.ttl};
-            r.error = do_grant(op);
+            LeaseGrantResponse p;
+            r.error = do_grant(op, &p);
             r.op = p;
           } else if constexpr (std::is_same_v<T, LeaseRevokeRequest>) {
             LeaseRevokeResponse p;
@@ -487,18 +489,35 @@ class MvccStore::Txn {
 
   int64_t current_revision() const { return sub_ > 0 ? rev_ : rev_ - 1; }
 
-  ApiError check_put(const PutRequest& q) const {
+  // etcd checks a request's shape before it reaches the log (v3rpc/key.go); there is no such
+  // layer in front of the log here yet, so the state machine makes the same checks.
+  static ApiError check_key(const std::string& key) {
+    if (key.empty()) return error(Code::kInvalidArgument, errors::kEmptyKey);
+    return {};
+  }
+  static ApiError check_put_request(const PutRequest& q) {
     if (q.key.empty()) return error(Code::kInvalidArgument, errors::kEmptyKey);
     if (q.ignore_value && !q.value.empty())
       return error(Code::kInvalidArgument, errors::kValueProvided);
     if (q.ignore_lease && q.lease != 0)
       return error(Code::kInvalidArgument, errors::kLeaseProvided);
-    if (q.ignore_value || q.ignore_lease) {
-      if (!reader_.current(q.key)) return error(Code::kInvalidArgument, errors::kKeyNotFound);
-    }
-    if (q.lease != 0 && !s_->leases_.contains(q.lease))
-      return error(Code::kNotFound, errors::kLeaseNotFound);
     return {};
+  }
+  // The checks against the store. etcd's Put looks the lease up first; inside a txn its
+  // checkRequestPut first wants the previous value. A client sees whichever error comes first.
+  ApiError check_put_state(const PutRequest& q, bool in_txn) const {
+    auto lease_error = [&]() -> ApiError {
+      if (q.lease != 0 && !s_->leases_.contains(q.lease))
+        return error(Code::kNotFound, errors::kLeaseNotFound);
+      return {};
+    };
+    if (!in_txn) {
+      ApiError e = lease_error();
+      if (!e.ok()) return e;
+    }
+    if ((q.ignore_value || q.ignore_lease) && !reader_.current(q.key))
+      return error(Code::kInvalidArgument, errors::kKeyNotFound);
+    return in_txn ? lease_error() : ApiError{};
   }
 
   void write_version(const KeyValue& kv, bool tombstone) {
@@ -572,21 +591,30 @@ class MvccStore::Txn {
     return all;
   }
 
-  ApiError check_shape(const TxnRequest& t, int depth) const {
+  // etcd's checkTxnRequest: no list longer than `max_ops`, and a nested txn gets only what
+  // the longest list of its parent leaves of it; every key given, in both branches.
+  static ApiError check_txn_request(const TxnRequest& t, int64_t max_ops, int depth) {
     if (depth > kMaxTxnDepth) return error(Code::kInvalidArgument, errors::kTooManyOps);
-    auto max = static_cast<size_t>(s_->options_.max_txn_ops);
-    if (t.compare.size() > max || t.success.size() > max || t.failure.size() > max)
-      return error(Code::kInvalidArgument, errors::kTooManyOps);
+    auto opc =
+        static_cast<int64_t>(std::max({t.compare.size(), t.success.size(), t.failure.size()}));
+    if (opc > max_ops) return error(Code::kInvalidArgument, errors::kTooManyOps);
+    for (const Compare& c : t.compare) {
+      ApiError e = check_key(c.key);
+      if (!e.ok()) return e;
+    }
     for (const auto* ops : {&t.success, &t.failure}) {
-      std::set<std::string> puts;
-      std::vector<KeyRange> dels;
-      if (!check_intervals(*ops, &puts, &dels))
-        return error(Code::kInvalidArgument, errors::kDuplicateKey);
       for (const RequestOp& op : *ops) {
-        if (auto* sub = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
-          ApiError e = check_shape(**sub, depth + 1);
-          if (!e.ok()) return e;
+        ApiError e;
+        if (auto* range_q = std::get_if<RangeRequest>(&op.op)) {
+          e = check_key(range_q->key);
+        } else if (auto* put_q = std::get_if<PutRequest>(&op.op)) {
+          e = check_put_request(*put_q);
+        } else if (auto* del_q = std::get_if<DeleteRangeRequest>(&op.op)) {
+          e = check_key(del_q->key);
+        } else if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+          e = check_txn_request(**txn_q, max_ops - opc, depth + 1);
         }
+        if (!e.ok()) return e;
       }
     }
     return {};
@@ -633,36 +661,54 @@ class MvccStore::Txn {
     return true;
   }
 
-  // Chooses each txn's branch against the state before the txn, as etcd does, then checks the
-  // chosen operations before anything is written, so a failing txn changes nothing.
+  // Chooses each txn's branch against the state before the txn, as etcd does.
   struct Plan {
     bool succeeded = false;
     std::vector<Plan> nested;  // one per nested txn on the chosen branch, in order
   };
-  ApiError plan(const TxnRequest& t, Plan* p) const {
-    p->succeeded = true;
-    for (const Compare& c : t.compare) {
-      if (!evaluate(c)) {
-        p->succeeded = false;
-        break;
+  void choose(const TxnRequest& t, Plan* p) const {
+    p->succeeded = std::all_of(t.compare.begin(), t.compare.end(),
+                               [&](const Compare& c) { return evaluate(c); });
+    for (const RequestOp& op : p->succeeded ? t.success : t.failure) {
+      if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+        p->nested.emplace_back();
+        choose(**txn_q, &p->nested.back());
       }
     }
-    for (const RequestOp& op : p->succeeded ? t.success : t.failure) {
-      if (auto* put_q = std::get_if<PutRequest>(&op.op)) {
-        ApiError e = check_put(*put_q);
-        if (!e.ok()) return e;
-      } else if (auto* range_q = std::get_if<RangeRequest>(&op.op)) {
-        if (range_q->revision > current_revision())
-          return error(Code::kOutOfRange, errors::kFutureRev);
-        if (range_q->revision > 0 && range_q->revision < s_->compact_revision_)
-          return error(Code::kOutOfRange, errors::kCompacted);
-      } else if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
-        p->nested.emplace_back();
-        ApiError e = plan(**txn_q, &p->nested.back());
-        if (!e.ok()) return e;
+  }
+  // Calls `fn` with every operation but nested txns on the chosen path, in order.
+  template <typename Fn>
+  static ApiError for_each_chosen(const TxnRequest& t, const Plan& p, Fn&& fn) {
+    size_t nested = 0;
+    for (const RequestOp& op : p.succeeded ? t.success : t.failure) {
+      ApiError e;
+      if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+        e = for_each_chosen(**txn_q, p.nested[nested++], fn);
+      } else {
+        e = fn(op);
       }
+      if (!e.ok()) return e;
     }
     return {};
+  }
+  // Checks the chosen operations before anything is written, so a failing txn changes nothing:
+  // as etcd's checkRequests, every put on the path first, then every range.
+  ApiError check_chosen(const TxnRequest& t, const Plan& p) const {
+    ApiError e = for_each_chosen(t, p, [&](const RequestOp& op) -> ApiError {
+      if (auto* put_q = std::get_if<PutRequest>(&op.op))
+        return check_put_state(*put_q, /*in_txn=*/true);
+      return {};
+    });
+    if (!e.ok()) return e;
+    return for_each_chosen(t, p, [&](const RequestOp& op) -> ApiError {
+      auto* range_q = std::get_if<RangeRequest>(&op.op);
+      if (range_q == nullptr || range_q->revision == 0) return {};
+      if (range_q->revision > current_revision())
+        return error(Code::kOutOfRange, errors::kFutureRev);
+      if (range_q->revision > 0 && range_q->revision < s_->compact_revision_)
+        return error(Code::kOutOfRange, errors::kCompacted);
+      return {};
+    });
   }
 
   void run(const TxnRequest& t, const Plan& p, TxnResponse* resp) {
@@ -677,12 +723,15 @@ class MvccStore::Txn {
       } else if (auto* put_q = std::get_if<PutRequest>(&op.op)) {
         PutResponse pr;
         do_put(*put_q, &pr);
+        pr.revision = current_revision();
         out.op = std::move(pr);
       } else if (auto* del_q = std::get_if<DeleteRangeRequest>(&op.op)) {
         DeleteRangeResponse dr;
         do_delete(*del_q, &dr);
+        dr.revision = current_revision();
         out.op = std::move(dr);
       } else if (auto* txn_q = std::get_if<std::shared_ptr<TxnRequest>>(&op.op)) {
+        // etcd leaves a nested txn's own header empty (revision 0).
         auto sub = std::make_shared<TxnResponse>();
         run(**txn_q, p.nested[nested++], sub.get());
         out.op = std::move(sub);
@@ -691,31 +740,24 @@ class MvccStore::Txn {
     }
   }
 
-  // Response headers inside a txn carry the txn's final revision, as in etcd.
-  static void set_revisions(TxnResponse* resp, int64_t rev) {
-    resp->revision = rev;
-    for (ResponseOp& op : resp->responses) {
-      std::visit(
-          [&](auto& r) {
-            using T = std::decay_t<decltype(r)>;
-            if constexpr (std::is_same_v<T, std::shared_ptr<TxnResponse>>) {
-              set_revisions(r.get(), rev);
-            } else {
-              r.revision = rev;
-            }
-          },
-          op.op);
-    }
-  }
-
+  // As etcd's applyTxn, each response inside a txn carries the revision its operation saw or
+  // made: a range the revision it read, a write the txn's revision once the txn has changed
+  // anything. The txn's own header (set by execute()) carries its final revision.
   ApiError do_txn(const TxnRequest& t, TxnResponse* resp) {
-    ApiError e = check_shape(t, 0);
+    ApiError e = check_txn_request(t, s_->options_.max_txn_ops, 0);
     if (!e.ok()) return e;
+    // After the shape checks, as etcd, whose duplicate check is quadratic in the operations.
+    for (const auto* ops : {&t.success, &t.failure}) {
+      std::set<std::string> puts;
+      std::vector<KeyRange> dels;
+      if (!check_intervals(*ops, &puts, &dels))
+        return error(Code::kInvalidArgument, errors::kDuplicateKey);
+    }
     Plan p;
-    e = plan(t, &p);
+    choose(t, &p);
+    e = check_chosen(t, p);
     if (!e.ok()) return e;
     run(t, p, resp);
-    set_revisions(resp, current_revision());
     return {};
   }
 
@@ -766,12 +808,16 @@ class MvccStore::Txn {
 
   // ---- leases ----
 
-  ApiError do_grant(const LeaseGrantRequest& q) {
+  ApiError do_grant(const LeaseGrantRequest& q, LeaseGrantResponse* resp) {
     if (q.id <= 0) return error(Code::kInvalidArgument, "chorus: lease id must be positive");
     if (q.ttl > kMaxLeaseTTLSeconds) return error(Code::kOutOfRange, errors::kLeaseTTLTooLarge);
     if (s_->leases_.contains(q.id)) return error(Code::kFailedPrecondition, errors::kLeaseExist);
-    s_->leases_[q.id].ttl = q.ttl;
-    put(lease_key(q.id), u64_value(static_cast<uint64_t>(q.ttl)));
+    // As etcd's lessor: a shorter TTL is raised, not refused, and the answer says so.
+    int64_t ttl = std::max(q.ttl, s_->options_.min_lease_ttl_seconds);
+    s_->leases_[q.id].ttl = ttl;
+    put(lease_key(q.id), u64_value(static_cast<uint64_t>(ttl)));
+    resp->id = q.id;
+    resp->ttl = ttl;
     return {};
   }
 
@@ -907,14 +953,21 @@ Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* r
   std::unique_lock lock(mu_);
   result->responses.clear();
   result->events.clear();
-  Txn txn(this, result);
+  // A gap is found before anything is applied: applying changes the revision, leases and
+  // sessions in memory at once, and those must not run ahead of a batch that is not written.
   raft::Index last = applied_index_;
-  raft::Term last_term = applied_term_;
   for (const AppliedEntry& e : entries) {
     if (e.index <= last) continue;
     if (e.index != last + 1)
       return Status::invalid_argument("kv: entry " + std::to_string(e.index) + " applied after " +
                                       std::to_string(last));
+    last = e.index;
+  }
+  Txn txn(this, result);
+  last = applied_index_;
+  raft::Term last_term = applied_term_;
+  for (const AppliedEntry& e : entries) {
+    if (e.index <= last) continue;
     last = e.index;
     last_term = e.term;
     if (e.data.empty()) {
@@ -964,6 +1017,7 @@ size_t MvccStore::session_count() const {
 }
 
 ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) const {
+  if (request.key.empty()) return error(Code::kInvalidArgument, errors::kEmptyKey);
   std::shared_lock lock(mu_);
   StoreReader reader(db_, nullptr);
   return do_range(reader, revision_, compact_revision_, request, response);

@@ -43,6 +43,10 @@ struct MvccOptions {
   int64_t max_txn_ops = 128;
   // A client session with no request for this long, in log time, is forgotten.
   int64_t session_expiry_ms = 3'600'000;
+  // A lease granted with a shorter TTL gets this one, as in etcd, whose minimum is 1.5
+  // election timeouts rounded up to a second: 2 with its default timing. It must exceed the
+  // time a new leader needs to take over the leases, or they would expire across a failover.
+  int64_t min_lease_ttl_seconds = 2;
 };
 
 struct AppliedEntry {

@@ -4,10 +4,16 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <ostream>
 
 #include "kv/codec.h"
 
 namespace chorus::kv {
+
+void PrintTo(const ApiError& e, std::ostream* os) {
+  *os << "{code " << static_cast<int>(e.code) << ", \"" << e.message << "\"}";
+}
+
 namespace {
 
 const std::string kAll(1, '\0');
@@ -563,6 +569,155 @@ TEST_F(MvccTest, ACheckpointOpensAsTheSameStore) {
   RangeResponse r;
   ASSERT_TRUE(copy->range(q, &r).ok());
   EXPECT_EQ(keys(r), (std::vector<std::string>{"a", "b"}));
+}
+
+// etcd's applyTxn gives each operation the header its own read or write produced: a range the
+// revision it read at, a put the txn's new revision, a delete the new revision once the txn has
+// changed something. A nested txn's header is left empty.
+TEST_F(MvccTest, TxnResponseHeadersCarryEachOperationsRevision) {
+  put("k", "v");  // rev 2
+  RangeRequest read_k;
+  read_k.key = "k";
+  RangeRequest read_a;
+  read_a.key = "a";
+  auto inner = std::make_shared<TxnRequest>();
+  inner->success.push_back({read_a});
+  TxnRequest t;
+  t.success.push_back({read_k});
+  t.success.push_back({DeleteRangeRequest{"none", "", false}});
+  t.success.push_back({PutRequest{"a", "1"}});
+  t.success.push_back({DeleteRangeRequest{"none2", "", false}});
+  t.success.push_back({read_a});
+  t.success.push_back({inner});
+  TxnResponse r = txn(t);
+  EXPECT_EQ(r.revision, 3);
+  ASSERT_EQ(r.responses.size(), 6u);
+  EXPECT_EQ(std::get<RangeResponse>(r.responses[0].op).revision, 2)
+      << "a read before the txn's first write saw revision 2";
+  EXPECT_EQ(std::get<DeleteRangeResponse>(r.responses[1].op).revision, 2);
+  EXPECT_EQ(std::get<PutResponse>(r.responses[2].op).revision, 3);
+  EXPECT_EQ(std::get<DeleteRangeResponse>(r.responses[3].op).revision, 3);
+  EXPECT_EQ(std::get<RangeResponse>(r.responses[4].op).revision, 3);
+  auto& nested = *std::get<std::shared_ptr<TxnResponse>>(r.responses[5].op);
+  EXPECT_EQ(nested.revision, 0);
+  ASSERT_EQ(nested.responses.size(), 1u);
+  EXPECT_EQ(std::get<RangeResponse>(nested.responses[0].op).revision, 3);
+}
+
+// etcd's checkTxnRequest and checkRequestOp (v3rpc/key.go), made on both branches before any
+// compare is evaluated and before the duplicate-key check.
+TEST_F(MvccTest, TxnRequestsAreCheckedLikeEtcds) {
+  ApiError e;
+  TxnRequest empty_compare;
+  empty_compare.compare.push_back(
+      {Compare::Result::kEqual, Compare::Target::kVersion, "", "", 0, ""});
+  txn(empty_compare, &e);
+  EXPECT_EQ(e, (ApiError{Code::kInvalidArgument, errors::kEmptyKey}));
+
+  RangeRequest no_key;
+  no_key.range_end = kAll;
+  TxnRequest empty_range;
+  empty_range.success.push_back({no_key});
+  txn(empty_range, &e);
+  EXPECT_EQ(e.message, errors::kEmptyKey);
+
+  TxnRequest empty_delete;
+  empty_delete.success.push_back({DeleteRangeRequest{"", kAll, false}});
+  txn(empty_delete, &e);
+  EXPECT_EQ(e.message, errors::kEmptyKey);
+
+  // The branch that would not run is checked too.
+  TxnRequest bad_failure;
+  bad_failure.failure.push_back({PutRequest{"k", "v", 0, false, true, false}});
+  txn(bad_failure, &e);
+  EXPECT_EQ(e.message, errors::kValueProvided);
+
+  // The request's shape is checked before duplicate keys.
+  TxnRequest dup_and_empty;
+  dup_and_empty.success.push_back({PutRequest{"a", "1"}});
+  dup_and_empty.success.push_back({PutRequest{"a", "2"}});
+  dup_and_empty.success.push_back({PutRequest{"", "3"}});
+  txn(dup_and_empty, &e);
+  EXPECT_EQ(e.message, errors::kEmptyKey);
+
+  // A nested txn gets what its parent's longest list leaves of the budget.
+  auto inner = std::make_shared<TxnRequest>();
+  for (int i = 0; i < 29; ++i)
+    inner->success.push_back({PutRequest{"n" + std::to_string(i), "v"}});
+  TxnRequest budget;
+  for (int i = 0; i < 99; ++i)
+    budget.success.push_back({PutRequest{"k" + std::to_string(i), "v"}});
+  budget.success.push_back({inner});
+  txn(budget, &e);
+  EXPECT_EQ(e, (ApiError{Code::kInvalidArgument, errors::kTooManyOps}));
+  inner->success.pop_back();
+  txn(budget, &e);
+  EXPECT_TRUE(e.ok()) << e.message;
+  EXPECT_EQ(store_->revision(), 2) << "only the txn within the budget was applied";
+}
+
+TEST_F(MvccTest, RequestsWithoutAKeyAreRefused) {
+  put("a", "1");
+  Response r = run(DeleteRangeRequest{"", kAll, true});
+  EXPECT_EQ(r.error, (ApiError{Code::kInvalidArgument, errors::kEmptyKey}));
+  EXPECT_EQ(get("a").kvs.size(), 1u) << "an empty key with range end \\0 deletes nothing";
+  RangeRequest q;
+  q.range_end = kAll;
+  RangeResponse out;
+  EXPECT_EQ(store_->range(q, &out), (ApiError{Code::kInvalidArgument, errors::kEmptyKey}));
+}
+
+// etcd's Put looks the lease up before it reads the previous value; inside a txn,
+// checkRequestPut does the opposite, and checks every put before any range.
+TEST_F(MvccTest, PutErrorsComeInEtcdsOrder) {
+  PutRequest q{"missing", "", 99, false, true, false};
+  EXPECT_EQ(run(q).error.message, errors::kLeaseNotFound);
+  TxnRequest t;
+  t.success.push_back({q});
+  ApiError e;
+  txn(t, &e);
+  EXPECT_EQ(e.message, errors::kKeyNotFound);
+
+  RangeRequest future;
+  future.key = "a";
+  future.revision = 99;
+  TxnRequest range_first;
+  range_first.success.push_back({future});
+  range_first.success.push_back({PutRequest{"b", "v", 99}});
+  txn(range_first, &e);
+  EXPECT_EQ(e, (ApiError{Code::kNotFound, errors::kLeaseNotFound}));
+}
+
+// etcd's lessor raises a TTL below its minimum (1.5 election timeouts) and answers with it.
+TEST_F(MvccTest, ALeaseGetsAtLeastTheMinimumTTL) {
+  Response r = run(LeaseGrantRequest{1, 1});
+  ASSERT_TRUE(r.error.ok());
+  EXPECT_EQ(std::get<LeaseGrantResponse>(r.op).ttl, options_.min_lease_ttl_seconds);
+  r = run(LeaseGrantRequest{2, -5});
+  ASSERT_TRUE(r.error.ok());
+  EXPECT_EQ(std::get<LeaseGrantResponse>(r.op).ttl, options_.min_lease_ttl_seconds);
+  r = run(LeaseGrantRequest{3, 60});
+  EXPECT_EQ(std::get<LeaseGrantResponse>(r.op).ttl, 60);
+  auto leases = store_->leases();
+  ASSERT_EQ(leases.size(), 3u);
+  EXPECT_EQ(leases[0].ttl, options_.min_lease_ttl_seconds);
+  EXPECT_EQ(leases[1].ttl, options_.min_lease_ttl_seconds);
+}
+
+TEST_F(MvccTest, ABatchWithAGapChangesNothing) {
+  put("a", "1");
+  Command c;
+  c.op = PutRequest{"b", "2"};
+  std::string data = encode_command(c);
+  raft::Index applied = store_->applied_index();
+  MvccStore::ApplyResult result;
+  EXPECT_FALSE(store_->apply({{applied + 1, 1, data}, {applied + 3, 1, data}}, &result).is_ok());
+  EXPECT_EQ(store_->applied_index(), applied);
+  EXPECT_EQ(store_->revision(), 2);
+  EXPECT_TRUE(get("b").kvs.empty());
+  // The store goes on from where it was.
+  EXPECT_EQ(put("c", "3").revision, 3);
+  EXPECT_EQ(get("c").kvs.at(0).create_revision, 3);
 }
 
 }  // namespace
