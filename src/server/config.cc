@@ -1,0 +1,851 @@
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <utility>
+
+extern char** environ;
+
+#ifndef CHORUS_VERSION_STRING
+#define CHORUS_VERSION_STRING "unknown"
+#endif
+
+namespace chorus::server {
+namespace {
+
+constexpr std::string_view kEnvPrefix = "CHORUS_";
+// A config file is a few dozen lines; anything this large is the wrong file.
+constexpr size_t kMaxConfigFileBytes = size_t{1} << 20;
+// etcd refuses longer election timeouts: a leader failure would go unnoticed for minutes.
+constexpr uint64_t kMaxElectionTimeoutMs = 50'000;
+// Requests travel in one gRPC message, whose size is a signed 32-bit int.
+constexpr uint64_t kMaxRequestBytesLimit = uint64_t{1} << 30;
+
+constexpr std::string_view kDefaultListenClientUrls = "http://localhost:2379";
+constexpr std::string_view kDefaultListenPeerUrls = "http://localhost:2380";
+constexpr std::string_view kDefaultInitialCluster = "default=http://localhost:2380";
+
+struct Setting {
+  std::string_view group;  // heading in --help
+  std::string_view flag;
+  std::string_view value;  // placeholder in --help; empty for a boolean
+  std::string_view default_text;
+  std::string_view help;
+  bool list = false;  // may be a YAML sequence
+};
+
+constexpr std::array kSettings = {
+    Setting{"Member", "name", "<string>", "default", "Human-readable name for this member."},
+    Setting{"Member", "data-dir", "<path>", "${name}.chorus", "Path to the data directory."},
+    Setting{"Member", "listen-peer-urls", "<urls>", kDefaultListenPeerUrls,
+            "URLs to listen on for traffic from other members.", true},
+    Setting{"Member", "listen-client-urls", "<urls>", kDefaultListenClientUrls,
+            "URLs to listen on for client traffic.", true},
+    Setting{"Member", "listen-metrics-urls", "<urls>", "",
+            "Extra URLs serving only /metrics and /health.", true},
+    Setting{"Member", "heartbeat-interval", "<ms>", "100",
+            "Time between leader heartbeats, in milliseconds."},
+    Setting{"Member", "election-timeout", "<ms>", "1000",
+            "Time without a leader before a follower starts an election, in milliseconds; at "
+            "least 5 heartbeat intervals."},
+    Setting{"Member", "snapshot-count", "<entries>", "100000",
+            "Committed entries between snapshots."},
+    Setting{"Member", "quota-backend-bytes", "<bytes>", "2147483648",
+            "Raise a space alarm when the backend grows past this size; 0 means the default."},
+    Setting{"Member", "max-request-bytes", "<bytes>", "1572864",
+            "Largest client request accepted."},
+    Setting{"Member", "max-txn-ops", "<count>", "128", "Most operations in one transaction."},
+    Setting{"Clustering", "initial-advertise-peer-urls", "<urls>", "the listen peer URLs",
+            "This member's peer URLs, as announced to the rest of the cluster.", true},
+    Setting{"Clustering", "advertise-client-urls", "<urls>", "the listen client URLs",
+            "This member's client URLs, as announced to clients and other members.", true},
+    Setting{"Clustering", "initial-cluster", "<name=url,...>", kDefaultInitialCluster,
+            "Every member's name and peer URLs, for bootstrapping; a name may repeat to give a "
+            "member several URLs.",
+            true},
+    Setting{"Clustering", "initial-cluster-state", "<new|existing>", "new",
+            "new to bootstrap a cluster; existing to join one."},
+    Setting{"Clustering", "initial-cluster-token", "<string>", "etcd-cluster",
+            "Clusters bootstrapped with different tokens get different ids, even with the same "
+            "URLs."},
+    Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
+    Setting{"Chorus", "lease-reads", "", "false",
+            "Serve linearizable reads under the leader's lease instead of confirming leadership "
+            "with a ReadIndex round trip (faster, but relies on bounded clock drift)."},
+    Setting{"Chorus", "slow-request-ms", "<ms>", "100",
+            "Log requests slower than this, in milliseconds; 0 logs none."},
+    Setting{"Chorus", "config-file", "<path>", "",
+            "YAML file whose keys are these flag names, as in 'data-dir: /var/lib/chorus'."},
+};
+
+const Setting* find_setting(std::string_view flag) {
+  for (const Setting& s : kSettings) {
+    if (s.flag == flag) return &s;
+  }
+  return nullptr;
+}
+
+std::string env_name(std::string_view flag) {
+  std::string name(kEnvPrefix);
+  for (char ch : flag) {
+    name += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  }
+  return name;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& ch : out)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+std::string_view trim(std::string_view text) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  size_t begin = text.find_first_not_of(kSpace);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
+}
+
+// "a, b" -> {"a", "b"}; "" -> {}. Empty items stay, so "a,,b" can be refused.
+std::vector<std::string_view> split_list(std::string_view text) {
+  std::vector<std::string_view> items;
+  if (trim(text).empty()) return items;
+  for (;;) {
+    size_t comma = text.find(',');
+    items.push_back(trim(text.substr(0, comma)));
+    if (comma == std::string_view::npos) return items;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+bool all_digits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+std::string in_quotes(std::string_view text) {
+  return "'" + std::string(text) + "'";
+}
+
+// A setting's value and where it came from, for error messages: "flag --name", "environment
+// variable CHORUS_NAME", "config file 'c.yaml', key 'name'".
+struct RawValue {
+  std::string text;
+  std::string where;
+};
+using RawValues = std::map<std::string, RawValue, std::less<>>;
+
+bool fail(std::string* error, const RawValue& value, std::string_view problem) {
+  *error = value.where + ": " + std::string(problem);
+  return false;
+}
+
+const RawValue* find(const RawValues& values, std::string_view flag) {
+  auto it = values.find(flag);
+  return it == values.end() ? nullptr : &it->second;
+}
+
+RawValue lookup(const RawValues& values, std::string_view flag, std::string_view default_text) {
+  if (const RawValue* v = find(values, flag)) return *v;
+  return RawValue{std::string(default_text), "default of --" + std::string(flag)};
+}
+
+// "--name (flag --name)", "--name (default)": a setting named inside another's error.
+std::string mention(const RawValues& values, std::string_view flag) {
+  const RawValue* v = find(values, flag);
+  return "--" + std::string(flag) + " (" + (v == nullptr ? "default" : v->where) + ")";
+}
+
+// ---- the command line ----------------------------------------------------------------------
+
+// Go's flag package, which etcd uses: -flag and --flag alike, a value as "--flag=v" or
+// "--flag v", a boolean as "--flag" or "--flag=false"; the last of repeated flags wins.
+ParseOutcome parse_args(int argc, const char* const* argv, RawValues* flags, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i] == nullptr ? "" : argv[i];
+    if (arg == "--") {
+      if (i + 1 < argc) {
+        *error = "unexpected argument " + in_quotes(argv[i + 1]) + ": chorusd takes only flags";
+        return ParseOutcome::kError;
+      }
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      *error = "unexpected argument " + in_quotes(arg) + ": chorusd takes only flags (see --help)";
+      return ParseOutcome::kError;
+    }
+    std::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
+    size_t eq = body.find('=');
+    std::string_view name = body.substr(0, eq);
+    if (name == "h" || name == "help") return ParseOutcome::kHelp;
+    if (name == "version") return ParseOutcome::kVersion;
+    const Setting* s = find_setting(name);
+    if (s == nullptr) {
+      *error = "unknown flag " + in_quotes(arg) + " (see chorusd --help)";
+      return ParseOutcome::kError;
+    }
+    std::string value;
+    if (eq != std::string_view::npos) {
+      value = body.substr(eq + 1);
+    } else if (s->value.empty()) {
+      value = "true";
+    } else if (i + 1 < argc && argv[i + 1] != nullptr) {
+      value = argv[++i];
+    } else {
+      *error = "flag --" + std::string(name) + " needs a value, as in --" + std::string(name) +
+               " " + std::string(s->value);
+      return ParseOutcome::kError;
+    }
+    (*flags)[std::string(name)] = RawValue{std::move(value), "flag --" + std::string(name)};
+  }
+  return ParseOutcome::kRun;
+}
+
+// ---- the environment -----------------------------------------------------------------------
+
+bool read_env(const std::map<std::string, std::string>& env, RawValues* out, std::string* error) {
+  for (const auto& [key, value] : env) {
+    if (!key.starts_with(kEnvPrefix)) continue;
+    const Setting* setting = nullptr;
+    for (const Setting& s : kSettings) {
+      if (env_name(s.flag) == key) setting = &s;
+    }
+    if (setting == nullptr) {
+      // A misspelt variable would otherwise be ignored silently, and the member would start
+      // with a setting its operator believes changed.
+      *error = "environment variable " + key +
+               " is not a chorusd setting (each is CHORUS_ and a flag name in upper case with "
+               "underscores, as CHORUS_DATA_DIR for --data-dir; see chorusd --help)";
+      return false;
+    }
+    if (value.empty()) continue;  // as etcd: an empty variable is an unset one
+    (*out)[std::string(setting->flag)] = RawValue{value, "environment variable " + key};
+  }
+  return true;
+}
+
+// ---- the config file -----------------------------------------------------------------------
+
+bool read_file(const RawValue& path, std::string* text, std::string* error) {
+  const std::string what = "config file " + in_quotes(path.text) + " (from " + path.where + ")";
+  std::error_code ec;
+  if (std::filesystem::is_directory(path.text, ec)) {
+    *error = what + ": is a directory";
+    return false;
+  }
+  std::ifstream in(path.text, std::ios::binary);
+  if (!in) {
+    *error = what + ": cannot open: " + std::strerror(errno);
+    return false;
+  }
+  std::array<char, 4096> buffer;
+  while (in.read(buffer.data(), buffer.size()) || in.gcount() > 0) {
+    text->append(buffer.data(), static_cast<size_t>(in.gcount()));
+    if (text->size() > kMaxConfigFileBytes) {
+      *error = what + ": larger than " + std::to_string(kMaxConfigFileBytes) + " bytes";
+      return false;
+    }
+  }
+  if (in.bad()) {
+    *error = what + ": cannot read: " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool read_config_file(const RawValue& path, RawValues* out, std::string* error) {
+  std::string text;
+  if (!read_file(path, &text, error)) return false;
+  const std::string file = "config file " + in_quotes(path.text);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    *error = file + ": not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) +
+             ", column " + std::to_string(e.mark.column + 1) + ")";
+    return false;
+  }
+  if (root.IsNull()) return true;
+  if (!root.IsMap()) {
+    *error = file + ": must map flag names to values, as in 'name: infra1'";
+    return false;
+  }
+  std::set<std::string> seen;
+  for (const auto& entry : root) {
+    if (!entry.first.IsScalar()) {
+      *error = file + ": every key must be a flag name, as in 'name: infra1'";
+      return false;
+    }
+    const std::string key = entry.first.Scalar();
+    const RawValue at{"", file + ", key " + in_quotes(key)};
+    if (key == "config-file") return fail(error, at, "a config file cannot name another");
+    const Setting* s = find_setting(key);
+    if (s == nullptr) {
+      *error = file + ": unknown key " + in_quotes(key);
+      std::string dashed = key;
+      std::replace(dashed.begin(), dashed.end(), '_', '-');
+      if (find_setting(dashed) != nullptr) *error += " (did you mean " + in_quotes(dashed) + "?)";
+      *error += "; keys are chorusd's flag names, see chorusd --help";
+      return false;
+    }
+    if (!seen.insert(key).second) return fail(error, at, "set twice");
+    const YAML::Node& node = entry.second;
+    std::string value;
+    if (node.IsScalar()) {
+      value = node.Scalar();
+    } else if (node.IsSequence()) {
+      if (!s->list) return fail(error, at, "takes one value, not a list");
+      bool first = true;
+      for (const YAML::Node& item : node) {
+        if (!item.IsScalar()) return fail(error, at, "every list item must be a plain value");
+        if (!first) value += ',';
+        value += item.Scalar();
+        first = false;
+      }
+    } else if (node.IsMap()) {
+      return fail(error, at,
+                  s->list ? "takes a string or a list, not a map" : "takes one value, not a map");
+    }  // else null: an empty value
+    (*out)[key] = RawValue{std::move(value), at.where};
+  }
+  return true;
+}
+
+// ---- values --------------------------------------------------------------------------------
+
+bool parse_text(const RawValue& v, std::string* out, std::string* error) {
+  if (v.text.empty()) return fail(error, v, "must not be empty");
+  *out = v.text;
+  return true;
+}
+
+bool parse_number(const RawValue& v, uint64_t min, uint64_t max, uint64_t* out,
+                  std::string* error) {
+  const std::string range =
+      max == std::numeric_limits<uint64_t>::max()
+          ? "want a whole number of at least " + std::to_string(min)
+          : "want a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  std::string_view t = v.text;
+  if (t.size() > 1 && t[0] == '-' && all_digits(t.substr(1))) {
+    return fail(error, v, in_quotes(t) + " is negative; " + range);
+  }
+  if (!all_digits(t)) return fail(error, v, in_quotes(t) + " is not a whole number; " + range);
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+  if (ec != std::errc() || end != t.data() + t.size() || n < min || n > max) {
+    return fail(error, v, in_quotes(t) + " is out of range; " + range);
+  }
+  *out = n;
+  return true;
+}
+
+template <typename T>
+bool parse_setting(const RawValues& values, std::string_view flag, T default_value, uint64_t min,
+                   uint64_t max, T* out, std::string* error) {
+  uint64_t n = 0;
+  if (!parse_number(lookup(values, flag, std::to_string(default_value)), min, max, &n, error)) {
+    return false;
+  }
+  *out = static_cast<T>(n);
+  return true;
+}
+
+bool parse_bool(const RawValue& v, bool* out, std::string* error) {
+  const std::string t = lower(v.text);
+  if (t == "true" || t == "t" || t == "1" || t == "yes" || t == "on") {
+    *out = true;
+  } else if (t == "false" || t == "f" || t == "0" || t == "no" || t == "off") {
+    *out = false;
+  } else {
+    return fail(error, v, in_quotes(v.text) + " is not a boolean; want true or false");
+  }
+  return true;
+}
+
+bool parse_choice(const RawValue& v, std::initializer_list<std::string_view> choices,
+                  std::string* out, std::string* error) {
+  std::string list;
+  for (std::string_view c : choices) {
+    if (v.text == c) {
+      *out = v.text;
+      return true;
+    }
+    list += (list.empty() ? "" : ", ") + std::string(c);
+  }
+  return fail(error, v, in_quotes(v.text) + " is not one of: " + list);
+}
+
+bool is_ip(const std::string& host, int family) {
+  std::array<unsigned char, 16> addr{};
+  return inet_pton(family, host.c_str(), addr.data()) == 1;
+}
+
+bool is_unspecified(const std::string& host) {
+  std::array<unsigned char, 16> addr{};
+  if (inet_pton(AF_INET, host.c_str(), addr.data()) != 1 &&
+      inet_pton(AF_INET6, host.c_str(), addr.data()) != 1) {
+    return false;
+  }
+  return std::all_of(addr.begin(), addr.end(), [](unsigned char b) { return b == 0; });
+}
+
+enum class UrlUse { kListen, kAdvertise };
+
+bool check_url_use(const Url& u, UrlUse use, std::string* why) {
+  if (use == UrlUse::kListen) {
+    if (u.host != "localhost" && !is_ip(u.host, AF_INET) && !is_ip(u.host, AF_INET6)) {
+      *why = in_quotes(u.to_string()) + " must name an IP address or localhost to listen on";
+      return false;
+    }
+    return true;
+  }
+  if (u.port == 0) {
+    *why = in_quotes(u.to_string()) + " has port 0, which others cannot connect to";
+    return false;
+  }
+  if (is_unspecified(u.host)) {
+    *why = in_quotes(u.to_string()) +
+           " cannot be announced: it means every local address; name one others can reach";
+    return false;
+  }
+  return true;
+}
+
+bool parse_url_list(const RawValue& v, UrlUse use, bool may_be_empty, std::vector<Url>* out,
+                    std::string* error) {
+  out->clear();
+  std::vector<std::string_view> items = split_list(v.text);
+  if (items.empty() && !may_be_empty) {
+    return fail(error, v, "must list at least one URL, as in http://10.0.0.1:2379");
+  }
+  for (std::string_view item : items) {
+    if (item.empty()) return fail(error, v, "has an empty entry in " + in_quotes(v.text));
+    Url u;
+    std::string why;
+    if (!parse_url(item, &u, &why) || !check_url_use(u, use, &why)) return fail(error, v, why);
+    if (std::find(out->begin(), out->end(), u) != out->end()) {
+      return fail(error, v, "lists " + in_quotes(u.to_string()) + " twice");
+    }
+    out->push_back(std::move(u));
+  }
+  return true;
+}
+
+bool parse_cluster(const RawValue& v, std::vector<Member>* out, std::string* error) {
+  out->clear();
+  std::vector<std::string_view> items = split_list(v.text);
+  if (items.empty()) {
+    return fail(error, v, "must list at least one member, as in infra1=http://10.0.0.1:2380");
+  }
+  for (std::string_view item : items) {
+    if (item.empty()) return fail(error, v, "has an empty entry in " + in_quotes(v.text));
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return fail(error, v, "entry " + in_quotes(item) + " is not name=url");
+    }
+    std::string name(trim(item.substr(0, eq)));
+    if (name.empty()) return fail(error, v, "entry " + in_quotes(item) + " has no name");
+    Url u;
+    std::string why;
+    if (!parse_url(trim(item.substr(eq + 1)), &u, &why) ||
+        !check_url_use(u, UrlUse::kAdvertise, &why)) {
+      return fail(error, v, "member " + in_quotes(name) + ": " + why);
+    }
+    for (const Member& m : *out) {
+      if (std::find(m.peer_urls.begin(), m.peer_urls.end(), u) == m.peer_urls.end()) continue;
+      return fail(error, v,
+                  m.name == name
+                      ? "lists " + in_quotes(u.to_string()) + " twice for member " + in_quotes(name)
+                      : "gives " + in_quotes(u.to_string()) + " to both " + in_quotes(m.name) +
+                            " and " + in_quotes(name));
+    }
+    auto member =
+        std::find_if(out->begin(), out->end(), [&](const Member& m) { return m.name == name; });
+    if (member == out->end()) member = out->insert(out->end(), Member{name, {}, 0});
+    member->peer_urls.push_back(std::move(u));
+  }
+  return true;
+}
+
+std::vector<std::string> sorted_strings(const std::vector<Url>& urls) {
+  std::vector<std::string> out;
+  for (const Url& u : urls)
+    out.push_back(u.to_string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Ids, the local member, and that the member announces the URLs the others expect of it: a
+// mismatch would give this member a different id from the one the others compute for it.
+bool check_cluster(const RawValues& values, ServerConfig* c, std::string* error) {
+  const RawValue cluster = lookup(values, "initial-cluster", kDefaultInitialCluster);
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < c->initial_cluster.size(); ++i) {
+    Member& m = c->initial_cluster[i];
+    m.id = compute_member_id(m.peer_urls, c->initial_cluster_token);
+    for (size_t j = 0; j < i; ++j) {
+      if (c->initial_cluster[j].id != m.id) continue;
+      return fail(error, cluster,
+                  "members " + in_quotes(c->initial_cluster[j].name) + " and " + in_quotes(m.name) +
+                      " hash to the same id; change a URL or --initial-cluster-token");
+    }
+    ids.push_back(m.id);
+  }
+  c->cluster_id = compute_cluster_id(ids, c->initial_cluster_token);
+
+  auto self = std::find_if(c->initial_cluster.begin(), c->initial_cluster.end(),
+                           [&](const Member& m) { return m.name == c->name; });
+  if (self == c->initial_cluster.end()) {
+    std::string problem = "does not list this member's name " + in_quotes(c->name) + ", from " +
+                          mention(values, "name");
+    if (find(values, "initial-cluster") == nullptr) problem += "; forgot to set --initial-cluster?";
+    return fail(error, cluster, problem);
+  }
+  c->member_id = self->id;
+
+  if (sorted_strings(self->peer_urls) != sorted_strings(c->initial_advertise_peer_urls)) {
+    RawValue advertised = lookup(values, "initial-advertise-peer-urls", "");
+    if (find(values, "initial-advertise-peer-urls") == nullptr) {
+      advertised.where = "--initial-advertise-peer-urls (unset, so the --listen-peer-urls from " +
+                         lookup(values, "listen-peer-urls", "").where + ")";
+    }
+    return fail(error, advertised,
+                join_urls(c->initial_advertise_peer_urls) + " must equal the URLs " +
+                    mention(values, "initial-cluster") + " lists for " + in_quotes(c->name) + ": " +
+                    join_urls(self->peer_urls));
+  }
+  return true;
+}
+
+bool build(const RawValues& values, ServerConfig* c, std::string* error) {
+  const ServerConfig defaults;
+  if (!parse_text(lookup(values, "name", defaults.name), &c->name, error)) return false;
+  if (!parse_text(lookup(values, "data-dir", c->name + ".chorus"), &c->data_dir, error)) {
+    return false;
+  }
+
+  // Announced URLs default to the listened ones, named as such should they be unannounceable
+  // (0.0.0.0).
+  auto urls = [&](std::string_view listen_flag, std::string_view listen_default,
+                  std::string_view advertise_flag, std::vector<Url>* listen,
+                  std::vector<Url>* advertise) {
+    RawValue l = lookup(values, listen_flag, listen_default);
+    if (!parse_url_list(l, UrlUse::kListen, false, listen, error)) return false;
+    RawValue a = lookup(values, advertise_flag, "");
+    if (find(values, advertise_flag) == nullptr) {
+      a = RawValue{l.text, "--" + std::string(advertise_flag) + " (unset, so the --" +
+                               std::string(listen_flag) + " from " + l.where + ")"};
+    }
+    return parse_url_list(a, UrlUse::kAdvertise, false, advertise, error);
+  };
+  if (!urls("listen-client-urls", kDefaultListenClientUrls, "advertise-client-urls",
+            &c->listen_client_urls, &c->advertise_client_urls) ||
+      !urls("listen-peer-urls", kDefaultListenPeerUrls, "initial-advertise-peer-urls",
+            &c->listen_peer_urls, &c->initial_advertise_peer_urls) ||
+      !parse_url_list(lookup(values, "listen-metrics-urls", ""), UrlUse::kListen, true,
+                      &c->listen_metrics_urls, error)) {
+    return false;
+  }
+
+  const uint64_t kMaxInt = INT_MAX;
+  const uint64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
+  const uint64_t kMaxUint64 = std::numeric_limits<uint64_t>::max();
+  if (!parse_setting(values, "heartbeat-interval", defaults.heartbeat_interval_ms, 1, kMaxInt,
+                     &c->heartbeat_interval_ms, error) ||
+      !parse_setting(values, "election-timeout", defaults.election_timeout_ms, 1,
+                     kMaxElectionTimeoutMs, &c->election_timeout_ms, error) ||
+      !parse_setting(values, "snapshot-count", defaults.snapshot_count, 1, kMaxUint64,
+                     &c->snapshot_count, error) ||
+      !parse_setting(values, "quota-backend-bytes", defaults.quota_backend_bytes, 0, kMaxInt64,
+                     &c->quota_backend_bytes, error) ||
+      !parse_setting(values, "max-request-bytes", defaults.max_request_bytes, 1,
+                     kMaxRequestBytesLimit, &c->max_request_bytes, error) ||
+      !parse_setting(values, "max-txn-ops", defaults.max_txn_ops, 1, kMaxInt, &c->max_txn_ops,
+                     error) ||
+      !parse_setting(values, "slow-request-ms", defaults.slow_request_ms, 0, kMaxInt64,
+                     &c->slow_request_ms, error)) {
+    return false;
+  }
+  if (c->quota_backend_bytes == 0) c->quota_backend_bytes = defaults.quota_backend_bytes;
+  // etcd's rule: with fewer than five heartbeats per timeout, one lost heartbeat or a slow
+  // disk starts an election.
+  if (int64_t{c->election_timeout_ms} < int64_t{5} * c->heartbeat_interval_ms) {
+    return fail(error, lookup(values, "election-timeout", ""),
+                std::to_string(c->election_timeout_ms) + " ms must be at least 5 times " +
+                    mention(values, "heartbeat-interval") + ", which is " +
+                    std::to_string(c->heartbeat_interval_ms) + " ms");
+  }
+
+  std::string state;
+  if (!parse_choice(lookup(values, "log-level", defaults.log_level),
+                    {"debug", "info", "warn", "error"}, &c->log_level, error) ||
+      !parse_choice(lookup(values, "initial-cluster-state", "new"), {"new", "existing"}, &state,
+                    error) ||
+      !parse_bool(lookup(values, "lease-reads", "false"), &c->lease_reads, error)) {
+    return false;
+  }
+  c->initial_cluster_new = state == "new";
+  // The token may be empty, as in etcd; it only salts the ids.
+  c->initial_cluster_token =
+      lookup(values, "initial-cluster-token", defaults.initial_cluster_token).text;
+  if (!parse_cluster(lookup(values, "initial-cluster", kDefaultInitialCluster), &c->initial_cluster,
+                     error)) {
+    return false;
+  }
+  return check_cluster(values, c, error);
+}
+
+// Appends `words` broken into lines of at most kWidth columns, each indented by `indent`.
+void append_wrapped(std::string* text, std::string_view words, size_t indent) {
+  constexpr size_t kWidth = 80;
+  size_t column = kWidth;  // forces the first word onto a new line
+  while (!words.empty()) {
+    size_t space = words.find(' ');
+    std::string_view word = words.substr(0, space);
+    words = space == std::string_view::npos ? std::string_view() : words.substr(space + 1);
+    if (column + 1 + word.size() > kWidth) {
+      *text += "\n" + std::string(indent, ' ');
+      column = indent;
+    } else {
+      *text += ' ';
+      ++column;
+    }
+    *text += word;
+    column += word.size();
+  }
+}
+
+std::string help_text() {
+  std::string text =
+      "Usage: chorusd [flags]\n"
+      "\n"
+      "chorusd is a Chorus member: it serves the etcd v3 API. Every flag can also be\n"
+      "set by an environment variable, CHORUS_ and the flag name in upper case with\n"
+      "dashes as underscores (CHORUS_DATA_DIR for --data-dir), or by a key of the YAML\n"
+      "file named by --config-file (data-dir: /var/lib/chorus). A flag beats the\n"
+      "environment, which beats the file.\n";
+  std::string_view group;
+  for (const Setting& s : kSettings) {
+    if (s.group != group) {
+      group = s.group;
+      text += "\n" + std::string(group) + ":\n";
+    }
+    text += "  --" + std::string(s.flag);
+    if (!s.value.empty()) text += " " + std::string(s.value);
+    std::string help(s.help);
+    if (!s.default_text.empty()) help += " Default: " + std::string(s.default_text) + ".";
+    append_wrapped(&text, help, 6);
+    text += "\n";
+  }
+  text +=
+      "\nOther:\n"
+      "  -h, --help\n      Print this help and exit.\n"
+      "  --version\n      Print the version and exit.\n";
+  return text;
+}
+
+ParseOutcome parse(int argc, const char* const* argv, const std::map<std::string, std::string>& env,
+                   ServerConfig* out, std::string* message) {
+  RawValues flags;
+  switch (parse_args(argc, argv, &flags, message)) {
+    case ParseOutcome::kRun:
+      break;
+    case ParseOutcome::kHelp:
+      *message = help_text();
+      return ParseOutcome::kHelp;
+    case ParseOutcome::kVersion:
+      *message = "chorusd version " CHORUS_VERSION_STRING " (etcd v3 API)\n";
+      return ParseOutcome::kVersion;
+    case ParseOutcome::kError:
+      return ParseOutcome::kError;
+  }
+  RawValues from_env;
+  if (!read_env(env, &from_env, message)) return ParseOutcome::kError;
+
+  // The file is named by the command line or the environment, never by itself.
+  RawValues values;
+  const RawValue* file = find(flags, "config-file");
+  if (file == nullptr) file = find(from_env, "config-file");
+  if (file != nullptr && !file->text.empty() && !read_config_file(*file, &values, message)) {
+    return ParseOutcome::kError;
+  }
+  for (auto& [flag, value] : from_env)
+    values[flag] = std::move(value);
+  for (auto& [flag, value] : flags)
+    values[flag] = std::move(value);
+
+  ServerConfig config;
+  if (!build(values, &config, message)) return ParseOutcome::kError;
+  config.config_file = lookup(values, "config-file", "").text;
+  *out = std::move(config);
+  return ParseOutcome::kRun;
+}
+
+// FNV-1a over length-prefixed fields, then MurmurHash3's finalizer so that nearby inputs
+// (URLs differing in one digit) give unrelated ids. Ids are persisted: never change this.
+class IdHash {
+ public:
+  explicit IdHash(std::string_view domain) { add(domain); }
+  void add(uint64_t v) {
+    for (int i = 0; i < 8; ++i)
+      byte(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void add(std::string_view s) {
+    add(uint64_t{s.size()});
+    for (char ch : s)
+      byte(static_cast<uint8_t>(ch));
+  }
+  uint64_t finish() const {
+    uint64_t h = state_;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h == 0 ? 1 : h;  // 0 is raft's "no node"
+  }
+
+ private:
+  void byte(uint8_t b) {
+    state_ ^= b;
+    state_ *= 0x100000001b3ULL;
+  }
+  uint64_t state_ = 0xcbf29ce484222325ULL;
+};
+
+}  // namespace
+
+std::string Url::to_string() const {
+  std::string h = host.find(':') == std::string::npos ? host : "[" + host + "]";
+  return scheme + "://" + h + ":" + std::to_string(port);
+}
+
+std::string join_urls(const std::vector<Url>& urls) {
+  std::string out;
+  for (const Url& u : urls)
+    out += (out.empty() ? "" : ",") + u.to_string();
+  return out;
+}
+
+bool parse_url(std::string_view text, Url* out, std::string* error) {
+  auto bad = [&](std::string_view why) {
+    *error = in_quotes(text) + " " + std::string(why);
+    return false;
+  };
+  size_t sep = text.find("://");
+  if (sep == std::string_view::npos) {
+    return bad("is not a URL: it needs a scheme, as in http://10.0.0.1:2379");
+  }
+  const std::string scheme = lower(text.substr(0, sep));
+  if (scheme == "https") return bad("uses https, but TLS is not supported yet: use http");
+  if (scheme == "unix" || scheme == "unixs") {
+    return bad("is a unix socket; only http://host:port is supported");
+  }
+  if (scheme != "http") return bad("has scheme " + in_quotes(scheme) + "; only http is supported");
+  std::string_view rest = text.substr(sep + 3);
+  size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  if (end != std::string_view::npos && rest.substr(end) != "/") {
+    return bad("has a path, query or fragment; give only http://host:port");
+  }
+  if (authority.find('@') != std::string_view::npos) {
+    return bad("has user information; give only http://host:port");
+  }
+  std::string host;
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return bad("has an unclosed '[' in its host");
+    host = lower(authority.substr(1, close - 1));
+    if (!is_ip(host, AF_INET6)) return bad("has brackets around something not an IPv6 address");
+    std::string_view after = authority.substr(close + 1);
+    if (after.empty()) return bad("has no port, as in http://[::1]:2379");
+    if (after[0] != ':') return bad("has text between ']' and the port");
+    port = after.substr(1);
+  } else {
+    size_t colon = authority.rfind(':');
+    if (colon == std::string_view::npos) return bad("has no port, as in http://10.0.0.1:2379");
+    host = lower(authority.substr(0, colon));
+    port = authority.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return bad("has an IPv6 address without brackets, as in http://[::1]:2379");
+    }
+    if (host.empty()) return bad("has no host");
+    bool valid = std::all_of(host.begin(), host.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_';
+    });
+    if (!valid) return bad("has an invalid host name");
+  }
+  if (port.empty()) return bad("has no port");
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (!all_digits(port) || ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {
+    return bad("has an invalid port; want a number from 0 to 65535");
+  }
+  *out = Url{scheme, std::move(host), static_cast<uint16_t>(value)};
+  return true;
+}
+
+ParseOutcome parse_config(int argc, const char* const* argv,
+                          const std::map<std::string, std::string>& env, ServerConfig* out,
+                          std::string* message) {
+  // yaml-cpp and the standard library may throw (bad_alloc, a parser bug); a configuration
+  // error must reach the operator as a message, not as a crash.
+  try {
+    return parse(argc, argv, env, out, message);
+  } catch (const std::exception& e) {
+    *message = std::string("reading the configuration failed: ") + e.what();
+  } catch (...) {
+    *message = "reading the configuration failed";
+  }
+  return ParseOutcome::kError;
+}
+
+std::map<std::string, std::string> process_environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return env;
+}
+
+uint64_t compute_member_id(const std::vector<Url>& peer_urls, std::string_view token) {
+  IdHash h("chorus member");
+  std::vector<std::string> urls = sorted_strings(peer_urls);
+  h.add(uint64_t{urls.size()});
+  for (const std::string& u : urls)
+    h.add(std::string_view(u));
+  h.add(token);
+  return h.finish();
+}
+
+uint64_t compute_cluster_id(const std::vector<uint64_t>& member_ids, std::string_view token) {
+  IdHash h("chorus cluster");
+  std::vector<uint64_t> ids = member_ids;
+  std::sort(ids.begin(), ids.end());
+  h.add(uint64_t{ids.size()});
+  for (uint64_t id : ids)
+    h.add(id);
+  h.add(token);
+  return h.finish();
+}
+
+}  // namespace chorus::server

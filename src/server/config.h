@@ -1,0 +1,100 @@
+// The configuration of chorusd. Settings share etcd's flag names and defaults, so an etcd
+// command line, environment (with CHORUS_ for ETCD_) or YAML file starts a Chorus member. Each
+// setting comes from, in order of precedence: a command-line flag (--data-dir), an environment
+// variable (CHORUS_DATA_DIR), a key of the YAML file named by --config-file (data-dir:), or the
+// default. Everything is checked here, before the server touches a file or a socket, and every
+// error names the setting and where its value came from.
+//
+// Parsing is a pure function of argv, the environment map and the config file, so tests pass
+// their own environment and no global configuration exists.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chorus::server {
+
+// An http URL with an explicit port: "http://10.0.0.1:2380", "http://[::1]:2379". Scheme and
+// host are lower-cased; an IPv6 host is kept without its brackets.
+struct Url {
+  std::string scheme;
+  std::string host;
+  uint16_t port = 0;
+
+  std::string to_string() const;
+  bool operator==(const Url&) const = default;
+};
+
+// Parses "http://host:port" (a trailing "/" is allowed; paths, queries and user info are not).
+// https is refused because TLS is not supported yet; unix sockets are refused too. Port 0 parses
+// (a listener may ask for any free port); the configuration refuses it where it is advertised.
+// Returns false and sets *error on bad input.
+bool parse_url(std::string_view text, Url* out, std::string* error);
+
+// "http://a:1,http://b:2"
+std::string join_urls(const std::vector<Url>& urls);
+
+struct Member {
+  std::string name;
+  std::vector<Url> peer_urls;
+  uint64_t id = 0;
+};
+
+// Defaults are etcd's.
+struct ServerConfig {
+  std::string name = "default";
+  std::string data_dir = "default.chorus";  // "${name}.chorus" when not set
+  std::vector<Url> listen_client_urls;
+  std::vector<Url> advertise_client_urls;
+  std::vector<Url> listen_peer_urls;
+  std::vector<Url> initial_advertise_peer_urls;
+  std::vector<Url> listen_metrics_urls;  // extra listeners serving only /metrics and /health
+
+  // In the order first listed, with ids filled in. A name listed twice gets both URLs.
+  std::vector<Member> initial_cluster;
+  bool initial_cluster_new = true;  // --initial-cluster-state: new, or existing
+  std::string initial_cluster_token = "etcd-cluster";
+  // Derived from the initial cluster and the token, so every member computes the same ids.
+  // A member joining an existing cluster must take both from the cluster instead: the cluster
+  // assigned the member its id when it was added, and its members may have changed since.
+  uint64_t cluster_id = 0;
+  uint64_t member_id = 0;
+
+  int heartbeat_interval_ms = 100;
+  int election_timeout_ms = 1000;
+  uint64_t snapshot_count = 100'000;  // applied entries between snapshots
+  int64_t quota_backend_bytes = int64_t{2} << 30;
+  uint64_t max_request_bytes = 1'572'864;  // 1.5 MiB
+  int64_t max_txn_ops = 128;
+  std::string log_level = "info";  // debug, info, warn or error
+
+  // Chorus only. Linearizable reads confirm leadership with a ReadIndex round trip when false;
+  // when true, the leader serves them under its lease (clock-dependent, one round trip less).
+  bool lease_reads = false;
+  int64_t slow_request_ms = 100;  // requests slower than this are logged; 0 logs none
+  std::string config_file;        // empty when none was given
+};
+
+enum class ParseOutcome { kRun, kHelp, kVersion, kError };
+
+// argv[0] is the program name. `env` is the process environment as name -> value (see
+// process_environment); an empty value counts as unset, as in etcd. On kRun, *out is complete
+// and checked. On kHelp and kVersion, *message is the text to print before exiting with 0; on
+// kError, *message says which setting, from which source, is wrong and why. Never throws.
+ParseOutcome parse_config(int argc, const char* const* argv,
+                          const std::map<std::string, std::string>& env, ServerConfig* out,
+                          std::string* message);
+
+std::map<std::string, std::string> process_environment();
+
+// As etcd does, a member's id is a hash of its sorted peer URLs and the cluster token, and the
+// cluster's id a hash of its sorted member ids (and the token): every member derives the same
+// ids from the same --initial-cluster, without talking. Never 0 (raft's "no node"). The hash is
+// written here and must never change: ids are stored in every data directory.
+uint64_t compute_member_id(const std::vector<Url>& peer_urls, std::string_view token);
+uint64_t compute_cluster_id(const std::vector<uint64_t>& member_ids, std::string_view token);
+
+}  // namespace chorus::server
