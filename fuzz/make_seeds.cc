@@ -1,6 +1,6 @@
 // Writes the seed corpora of the fuzz targets: small valid inputs the fuzzer mutates from.
 //
-//   chorus-fuzz-seeds <corpus dir>   writes <dir>/wal_record_fuzz/* and <dir>/snapshot_chunk_fuzz/*
+//   chorus-fuzz-seeds <corpus dir>   writes <dir>/<target>/* for every fuzz target
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +11,7 @@
 #include "storage/fault_fs.h"
 #include "storage/snapshot_stream.h"
 #include "storage/wal.h"
+#include "transport/codec.h"
 
 namespace chorus::storage {
 namespace {
@@ -116,6 +117,53 @@ void kv_seeds(const std::filesystem::path& dir) {
   write_seed(dir, "put-response", encode_response(r));
 }
 
+// A peer's stream: the first byte seeds the chunk sizes, the rest is frames.
+void transport_seeds(const std::filesystem::path& dir) {
+  using namespace chorus::transport;
+  raft::Message append;
+  append.group = 1;
+  append.type = raft::MessageType::kApp;
+  append.from = 1;
+  append.to = 2;
+  append.term = 3;
+  append.log_term = 2;
+  append.index = 10;
+  append.entries = {{2, 11, raft::EntryType::kNormal, "put k v"},
+                    {3, 12, raft::EntryType::kConfChange, "conf"}};
+  append.commit = 10;
+  raft::Message response = append;
+  response.type = raft::MessageType::kAppResp;
+  response.entries.clear();
+  response.reject = true;
+  response.reject_hint = 9;
+  raft::Message snap;
+  snap.group = 2;
+  snap.type = raft::MessageType::kSnap;
+  snap.from = 1;
+  snap.to = 2;
+  snap.term = 3;
+  auto s = std::make_shared<raft::Snapshot>();
+  s->metadata = {20, 3, kConf};
+  s->data = "descriptor";
+  snap.snapshot = s;
+  std::string messages = encode_messages({append, response, snap});
+
+  std::string stream(1, '\x07');
+  append_frame(&stream, FrameType::kHello, encode_hello({.cluster_id = 1, .from = 1, .to = 2}));
+  append_frame(&stream, FrameType::kMessages, messages);
+  append_frame(&stream, FrameType::kPing, encode_ping(12345));
+  write_seed(dir, "handshake-messages-ping", stream);
+
+  std::string answers(1, '\x01');
+  append_frame(&answers, FrameType::kHelloAck, encode_hello({.cluster_id = 1, .from = 2, .to = 1}));
+  append_frame(&answers, FrameType::kPong, encode_ping(12345));
+  append_frame(&answers, FrameType::kReject, encode_reject("cluster id 1, this node is in 2"));
+  write_seed(dir, "ack-pong-reject", answers);
+
+  write_seed(dir, "truncated-frame", stream.substr(0, stream.size() - 3));
+  write_seed(dir, "messages-payload", std::string(1, '\0') + messages);
+}
+
 }  // namespace
 }  // namespace chorus::storage
 
@@ -128,5 +176,6 @@ int main(int argc, char** argv) {
   chorus::storage::wal_seeds(dir / "wal_record_fuzz");
   chorus::storage::snapshot_seeds(dir / "snapshot_chunk_fuzz");
   chorus::storage::kv_seeds(dir / "kv_command_fuzz");
+  chorus::storage::transport_seeds(dir / "transport_frame_fuzz");
   return 0;
 }

@@ -1,0 +1,898 @@
+#include "transport/transport.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+// GCC's flow analysis, after inlining Asio's reactor at -O1 and above, flags a dereference in
+// scheduler::compensating_work_started() that Asio guarantees only runs on a scheduler thread.
+// The warning is reported inside Asio's own headers, so it is silenced for them alone.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <asio.hpp>
+#pragma GCC diagnostic pop
+
+#include "base/coding.h"
+#include "transport/codec.h"
+
+namespace chorus::transport {
+namespace {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Every frame read before a handshake completes, and every frame a dialer reads, is a control
+// frame: a hello, a reject reason, a probe. Capping them keeps a stranger from making us buffer
+// max_frame_bytes before it has said who it is.
+constexpr uint32_t kMaxControlFrameBytes = 4096;
+constexpr size_t kReadBufferBytes = 64 << 10;
+// Answers (acknowledgement, pongs) waiting on an accepted connection whose dialer does not read
+// them; past this the dialer is misbehaving and the connection closes.
+constexpr size_t kMaxAcceptorOutboxBytes = 64 << 10;
+// After accept() fails (out of descriptors, say), wait this long instead of spinning.
+constexpr int kAcceptRetryMs = 100;
+// Room at the start of a batch's payload for its message count.
+constexpr size_t kCountBytes = 4;
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "transport: %s\n", what);
+  std::abort();
+}
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
+}
+
+void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+struct Counters {
+  std::atomic<uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0},
+      messages_sent{0}, messages_received{0}, messages_dropped{0}, bad_frames{0},
+      handshakes_rejected{0}, connects{0}, disconnects{0};
+};
+
+// Messages that will leave in one kMessages frame: the payload, starting with room for the
+// count, which is filled in when the frame is written.
+struct Batch {
+  std::string payload = std::string(kCountBytes, '\0');
+  uint32_t count = 0;
+};
+
+// One dialed connection. A redial makes a new one instead of reusing it, so a handler of a
+// connection that has since closed sees kClosed and does nothing.
+struct OutConn {
+  enum class State : uint8_t { kConnecting, kHandshaking, kReady, kClosed };
+
+  explicit OutConn(asio::io_context& io)
+      : socket(io), resolver(io), deadline(io), decoder(kMaxControlFrameBytes) {}
+
+  State state = State::kConnecting;
+  tcp::socket socket;
+  tcp::resolver resolver;
+  asio::steady_timer deadline;  // connect and handshake
+  FrameDecoder decoder;
+  std::array<char, kReadBufferBytes> read_buffer{};
+  Clock::time_point hello_sent;
+  // Control frames (the hello, probes) for the next write.
+  std::string control;
+  uint64_t control_frames = 0;
+  // The write under way; its buffers point into these.
+  bool writing = false;
+  std::string control_in_flight;
+  std::vector<Batch> batches_in_flight;
+  std::string headers_in_flight;
+  std::vector<asio::const_buffer> buffers;
+  uint64_t frames_in_flight = 0;
+  uint64_t messages_in_flight = 0;
+  uint64_t message_bytes_in_flight = 0;
+};
+
+// An accepted connection: messages in, answers out.
+struct InConn {
+  explicit InConn(tcp::socket s)
+      : socket(std::move(s)), deadline(socket.get_executor()), decoder(kMaxControlFrameBytes) {}
+
+  tcp::socket socket;
+  asio::steady_timer deadline;  // handshake
+  FrameDecoder decoder;
+  std::array<char, kReadBufferBytes> read_buffer{};
+  raft::NodeId peer = raft::kNoNode;  // set by the handshake
+  bool handshaken = false;
+  bool rejected = false;
+  bool closed = false;
+  std::string outbox;
+  uint64_t outbox_frames = 0;
+  bool writing = false;
+  std::string writing_bytes;
+  uint64_t writing_frames = 0;
+};
+
+struct Peer {
+  Peer(asio::io_context& io, raft::NodeId peer_id)
+      : id(peer_id), redial_timer(io), ping_timer(io) {}
+
+  const raft::NodeId id;
+  // Guarded by Impl::mu: send() fills the queue from any thread.
+  std::deque<Batch> queue;
+  uint64_t queued_bytes = 0;  // the queue plus the write under way
+  bool flush_posted = false;
+  bool unreachable_posted = false;
+  PeerStatus status;
+  // I/O thread only.
+  bool has_address = false;
+  bool removed = false;
+  std::string host;
+  uint16_t port = 0;
+  std::shared_ptr<OutConn> conn;  // null while waiting to redial
+  asio::steady_timer redial_timer;
+  asio::steady_timer ping_timer;
+  uint64_t redial_generation = 0;
+  int failures = 0;  // consecutive, for the backoff
+};
+
+}  // namespace
+
+struct PeerTransport::Impl {
+  Impl(TransportOptions o, OnMessages messages, OnUnreachable unreachable)
+      : options(o),
+        on_messages(std::move(messages)),
+        on_unreachable(std::move(unreachable)),
+        acceptor(io),
+        accept_retry(io),
+        rng(std::random_device{}() ^ o.self) {}
+
+  // Declared first so it is destroyed last, after every socket and timer bound to it.
+  asio::io_context io;
+  const TransportOptions options;
+  const OnMessages on_messages;
+  const OnUnreachable on_unreachable;
+  tcp::acceptor acceptor;
+  asio::steady_timer accept_retry;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
+  Counters counters;
+
+  mutable std::mutex mu;
+  std::unordered_map<raft::NodeId, std::shared_ptr<Peer>> peers;  // guarded by mu
+  bool started = false;                                           // guarded by mu
+  bool stopped = false;                                           // guarded by mu
+
+  // I/O thread only.
+  bool stopping = false;
+  std::unordered_set<std::shared_ptr<InConn>> inbound;
+  std::mt19937_64 rng;
+
+  // ---- dialing ----
+
+  void set_address(const std::shared_ptr<Peer>& p, const std::string& host, uint16_t port) {
+    if (stopping || p->removed) return;
+    if (p->has_address && p->host == host && p->port == port) return;
+    p->has_address = true;
+    p->host = host;
+    p->port = port;
+    if (p->conn) close_out(*p, p->conn);
+    ++p->redial_generation;
+    p->redial_timer.cancel();
+    p->failures = 0;
+    dial(p);
+  }
+
+  void dial(const std::shared_ptr<Peer>& p) {
+    if (stopping || p->removed) return;
+    auto c = std::make_shared<OutConn>(io);
+    p->conn = c;
+    c->deadline.expires_after(milliseconds(options.handshake_timeout_ms));
+    c->deadline.async_wait([this, p, c](const asio::error_code& ec) {
+      // Checked again: the timer may have fired just as the acknowledgement arrived.
+      if (ec || c->state == OutConn::State::kClosed || c->state == OutConn::State::kReady) return;
+      conn_failed(p, c, "connect and handshake timed out");
+    });
+    asio::error_code ec;
+    asio::ip::address address = asio::ip::make_address(p->host, ec);
+    if (!ec) {
+      connect(p, c, {tcp::endpoint(address, p->port)});
+      return;
+    }
+    c->resolver.async_resolve(
+        p->host, std::to_string(p->port),
+        [this, p, c](const asio::error_code& error, const tcp::resolver::results_type& results) {
+          if (c->state == OutConn::State::kClosed) return;
+          if (error) {
+            conn_failed(p, c, "resolve " + p->host + ": " + error.message());
+            return;
+          }
+          connect(p, c, std::vector<tcp::endpoint>(results.begin(), results.end()));
+        });
+  }
+
+  void connect(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+               std::vector<tcp::endpoint> endpoints) {
+    asio::async_connect(
+        c->socket, std::move(endpoints),
+        [this, p, c](const asio::error_code& ec, const tcp::endpoint&) { on_connected(p, c, ec); });
+  }
+
+  void on_connected(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+                    const asio::error_code& ec) {
+    if (c->state == OutConn::State::kClosed) return;
+    if (ec) {
+      conn_failed(p, c, "connect: " + ec.message());
+      return;
+    }
+    asio::error_code ignored;
+    c->socket.set_option(tcp::no_delay(true), ignored);
+    c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+    c->state = OutConn::State::kHandshaking;
+    Hello hello{.cluster_id = options.cluster_id, .from = options.self, .to = p->id};
+    append_frame(&c->control, FrameType::kHello, encode_hello(hello));
+    ++c->control_frames;
+    c->hello_sent = Clock::now();
+    flush(p);
+    read_out(p, c);
+  }
+
+  // Writes whatever is waiting on the peer's connection, if no write is under way: control
+  // frames always, message batches once the handshake is done.
+  void flush(const std::shared_ptr<Peer>& p) {
+    std::shared_ptr<OutConn> c = p->conn;
+    std::vector<Batch> batches;
+    uint64_t message_bytes = 0;
+    {
+      std::lock_guard lock(mu);
+      p->flush_posted = false;
+      if (!c || c->writing || c->state == OutConn::State::kConnecting ||
+          c->state == OutConn::State::kClosed)
+        return;
+      if (c->state == OutConn::State::kReady) {
+        for (Batch& b : p->queue) {
+          message_bytes += b.payload.size() - kCountBytes;
+          batches.push_back(std::move(b));
+        }
+        p->queue.clear();
+      }
+    }
+    if (batches.empty() && c->control.empty()) return;
+    c->writing = true;
+    c->control_in_flight.swap(c->control);
+    c->control.clear();
+    c->frames_in_flight = c->control_frames + batches.size();
+    c->control_frames = 0;
+    c->message_bytes_in_flight = message_bytes;
+    c->messages_in_flight = 0;
+    c->headers_in_flight.clear();
+    for (Batch& b : batches) {
+      std::string count;
+      base::put_u32(&count, b.count);
+      b.payload.replace(0, kCountBytes, count);
+      append_frame_header(&c->headers_in_flight, FrameType::kMessages, b.payload);
+      c->messages_in_flight += b.count;
+    }
+    c->batches_in_flight = std::move(batches);
+    c->buffers.clear();
+    if (!c->control_in_flight.empty()) c->buffers.push_back(asio::buffer(c->control_in_flight));
+    for (size_t i = 0; i < c->batches_in_flight.size(); ++i) {
+      c->buffers.push_back(
+          asio::buffer(c->headers_in_flight.data() + i * kFrameHeaderBytes, kFrameHeaderBytes));
+      c->buffers.push_back(asio::buffer(c->batches_in_flight[i].payload));
+    }
+    asio::async_write(c->socket, c->buffers,
+                      [this, p, c](const asio::error_code& ec, size_t written) {
+                        on_written(p, c, ec, written);
+                      });
+  }
+
+  void on_written(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+                  const asio::error_code& ec, size_t written) {
+    if (c->state == OutConn::State::kClosed) return;
+    if (ec) {
+      conn_failed(p, c, "write: " + ec.message());
+      return;
+    }
+    add(counters.frames_sent, c->frames_in_flight);
+    add(counters.bytes_sent, written);
+    add(counters.messages_sent, c->messages_in_flight);
+    {
+      std::lock_guard lock(mu);
+      p->queued_bytes -= c->message_bytes_in_flight;
+    }
+    c->writing = false;
+    c->message_bytes_in_flight = 0;
+    c->messages_in_flight = 0;
+    c->batches_in_flight.clear();
+    flush(p);
+  }
+
+  void read_out(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c) {
+    c->socket.async_read_some(asio::buffer(c->read_buffer), [this, p, c](const asio::error_code& ec,
+                                                                         size_t n) {
+      if (c->state == OutConn::State::kClosed) return;
+      if (ec) {
+        conn_failed(p, c, ec == asio::error::eof ? "closed by the peer" : "read: " + ec.message());
+        return;
+      }
+      add(counters.bytes_received, n);
+      c->decoder.feed(std::string_view(c->read_buffer.data(), n));
+      Frame frame;
+      for (;;) {
+        FrameDecoder::Result r = c->decoder.next(&frame);
+        if (r == FrameDecoder::Result::kNeedMore) break;
+        if (r == FrameDecoder::Result::kError) {
+          bad_out_frame(p, c, c->decoder.error());
+          return;
+        }
+        add(counters.frames_received);
+        if (!on_out_frame(p, c, frame)) return;
+      }
+      read_out(p, c);
+    });
+  }
+
+  // Returns false when the frame closed the connection.
+  bool on_out_frame(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+                    const Frame& frame) {
+    switch (frame.type) {
+      case FrameType::kHelloAck: {
+        Hello ack;
+        if (c->state != OutConn::State::kHandshaking || !decode_hello(frame.payload, &ack)) {
+          bad_out_frame(p, c, "unexpected or malformed HelloAck");
+          return false;
+        }
+        Hello expected{.cluster_id = options.cluster_id, .from = p->id, .to = options.self};
+        if (ack != expected) {
+          conn_failed(p, c, "the acknowledgement names another cluster or node");
+          return false;
+        }
+        c->state = OutConn::State::kReady;
+        c->deadline.cancel();
+        p->failures = 0;
+        add(counters.connects);
+        double rtt = std::chrono::duration<double>(Clock::now() - c->hello_sent).count();
+        {
+          std::lock_guard lock(mu);
+          p->status.connected = true;
+          p->status.round_trip_seconds = rtt;
+        }
+        schedule_ping(p, c);
+        flush(p);
+        return true;
+      }
+      case FrameType::kReject: {
+        std::string reason;
+        if (!decode_reject(frame.payload, &reason)) {
+          bad_out_frame(p, c, "malformed Reject");
+          return false;
+        }
+        conn_failed(p, c, "refused by the peer: " + reason);
+        return false;
+      }
+      case FrameType::kPong: {
+        uint64_t token = 0;
+        if (c->state != OutConn::State::kReady || !decode_ping(frame.payload, &token)) {
+          bad_out_frame(p, c, "unexpected or malformed Pong");
+          return false;
+        }
+        uint64_t now = now_ns();
+        if (token <= now) {
+          std::lock_guard lock(mu);
+          p->status.round_trip_seconds = static_cast<double>(now - token) / 1e9;
+        }
+        return true;
+      }
+      default:
+        bad_out_frame(p, c, "a frame only a dialer sends");
+        return false;
+    }
+  }
+
+  void bad_out_frame(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+                     const char* why) {
+    add(counters.bad_frames);
+    conn_failed(p, c, std::string("bad frame from the peer: ") + why);
+  }
+
+  void schedule_ping(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c) {
+    if (options.ping_interval_ms <= 0) return;
+    p->ping_timer.expires_after(milliseconds(options.ping_interval_ms));
+    p->ping_timer.async_wait([this, p, c](const asio::error_code& ec) {
+      if (ec || stopping || c->state != OutConn::State::kReady) return;
+      append_frame(&c->control, FrameType::kPing, encode_ping(now_ns()));
+      ++c->control_frames;
+      flush(p);
+      schedule_ping(p, c);
+    });
+  }
+
+  // Closes a dialed connection without judging it: the bytes of its unfinished write are
+  // released and its messages counted as dropped.
+  void close_out(Peer& p, const std::shared_ptr<OutConn>& c) {
+    if (c->state == OutConn::State::kClosed) return;
+    c->state = OutConn::State::kClosed;
+    asio::error_code ignored;
+    c->socket.close(ignored);
+    c->deadline.cancel();
+    c->resolver.cancel();
+    p.ping_timer.cancel();
+    add(counters.messages_dropped, c->messages_in_flight);
+    {
+      std::lock_guard lock(mu);
+      p.queued_bytes -= c->message_bytes_in_flight;
+      p.status.connected = false;
+    }
+    c->messages_in_flight = 0;
+    c->message_bytes_in_flight = 0;
+    if (p.conn == c) p.conn.reset();
+  }
+
+  void conn_failed(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
+                   const std::string& why) {
+    if (c->state == OutConn::State::kClosed) return;
+    if (c->state == OutConn::State::kReady) add(counters.disconnects);
+    close_out(*p, c);
+    {
+      std::lock_guard lock(mu);
+      p->status.last_error = why;
+    }
+    if (on_unreachable) on_unreachable(p->id);
+    schedule_redial(p);
+  }
+
+  void schedule_redial(const std::shared_ptr<Peer>& p) {
+    if (stopping || p->removed) return;
+    int64_t delay_ms = options.backoff_max_ms;
+    if (p->failures < 30)
+      delay_ms = std::min<int64_t>(delay_ms, int64_t{options.backoff_min_ms} << p->failures);
+    ++p->failures;
+    delay_ms = std::uniform_int_distribution<int64_t>(delay_ms / 2, delay_ms)(rng);
+    uint64_t generation = ++p->redial_generation;
+    p->redial_timer.expires_after(milliseconds(delay_ms));
+    p->redial_timer.async_wait([this, p, generation](const asio::error_code& ec) {
+      if (ec || stopping || p->removed || p->conn || generation != p->redial_generation) return;
+      dial(p);
+    });
+  }
+
+  // ---- accepting ----
+
+  void accept() {
+    acceptor.async_accept([this](const asio::error_code& ec, tcp::socket socket) {
+      if (stopping) return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+        accept_retry.expires_after(milliseconds(kAcceptRetryMs));
+        accept_retry.async_wait([this](const asio::error_code& error) {
+          if (!error && !stopping) accept();
+        });
+        return;
+      }
+      if (inbound.size() >= options.max_inbound_connections) {
+        asio::error_code ignored;
+        socket.close(ignored);
+      } else {
+        auto c = std::make_shared<InConn>(std::move(socket));
+        inbound.insert(c);
+        start_inbound(c);
+      }
+      accept();
+    });
+  }
+
+  void start_inbound(const std::shared_ptr<InConn>& c) {
+    asio::error_code ignored;
+    c->socket.set_option(tcp::no_delay(true), ignored);
+    c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+    c->deadline.expires_after(milliseconds(options.handshake_timeout_ms));
+    c->deadline.async_wait([this, c](const asio::error_code& ec) {
+      if (ec || c->closed || c->handshaken) return;
+      if (!c->rejected) add(counters.handshakes_rejected);
+      close_in(c);
+    });
+    read_in(c);
+  }
+
+  void read_in(const std::shared_ptr<InConn>& c) {
+    c->socket.async_read_some(asio::buffer(c->read_buffer),
+                              [this, c](const asio::error_code& ec, size_t n) {
+                                if (c->closed) return;
+                                if (ec) {
+                                  // The dialer went away in the middle of a frame.
+                                  if (c->decoder.buffered_bytes() > 0) add(counters.bad_frames);
+                                  close_in(c);
+                                  return;
+                                }
+                                add(counters.bytes_received, n);
+                                c->decoder.feed(std::string_view(c->read_buffer.data(), n));
+                                Frame frame;
+                                for (;;) {
+                                  FrameDecoder::Result r = c->decoder.next(&frame);
+                                  if (r == FrameDecoder::Result::kNeedMore) break;
+                                  if (r == FrameDecoder::Result::kError) {
+                                    bad_in_frame(c);
+                                    return;
+                                  }
+                                  add(counters.frames_received);
+                                  if (!on_in_frame(c, frame)) return;
+                                }
+                                read_in(c);
+                              });
+  }
+
+  // Why a hello is refused, or empty when it is accepted.
+  std::string check_hello(const Hello& h) const {
+    if (h.magic != kHelloMagic) return "not a Chorus peer (bad magic)";
+    if (h.version != kProtocolVersion)
+      return "protocol version " + std::to_string(h.version) + ", this node speaks " +
+             std::to_string(kProtocolVersion);
+    if (h.cluster_id != options.cluster_id)
+      return "cluster id " + std::to_string(h.cluster_id) + ", this node is in cluster " +
+             std::to_string(options.cluster_id);
+    if (h.to != options.self)
+      return "expected node " + std::to_string(h.to) + ", this is node " +
+             std::to_string(options.self);
+    if (h.from == raft::kNoNode) return "sender id 0";
+    return "";
+  }
+
+  // Returns false when the frame closed the connection or stopped its reading.
+  bool on_in_frame(const std::shared_ptr<InConn>& c, const Frame& frame) {
+    if (!c->handshaken) {
+      Hello hello;
+      if (frame.type != FrameType::kHello || !decode_hello(frame.payload, &hello)) {
+        bad_in_frame(c);
+        return false;
+      }
+      std::string why = check_hello(hello);
+      if (!why.empty()) {
+        add(counters.handshakes_rejected);
+        c->rejected = true;
+        write_in(c, FrameType::kReject, encode_reject(why));
+        return false;  // no more reading; the connection closes once the reason is written
+      }
+      c->handshaken = true;
+      c->peer = hello.from;
+      c->deadline.cancel();
+      c->decoder.set_max_frame_bytes(options.max_frame_bytes);
+      add(counters.connects);
+      Hello ack{.cluster_id = options.cluster_id, .from = options.self, .to = hello.from};
+      write_in(c, FrameType::kHelloAck, encode_hello(ack));
+      // An older connection from the same node is left from before it redialed (it restarted,
+      // or its side timed out); it would otherwise linger until TCP notices.
+      std::vector<std::shared_ptr<InConn>> stale;
+      for (const auto& other : inbound)
+        if (other != c && other->handshaken && other->peer == hello.from) stale.push_back(other);
+      for (const auto& other : stale)
+        close_in(other);
+      return true;
+    }
+    switch (frame.type) {
+      case FrameType::kMessages: {
+        std::vector<raft::Message> batch;
+        if (!decode_messages(frame.payload, &batch)) {
+          bad_in_frame(c);
+          return false;
+        }
+        for (const raft::Message& m : batch) {
+          if (m.to != options.self) {
+            bad_in_frame(c);
+            return false;
+          }
+        }
+        add(counters.messages_received, batch.size());
+        if (on_messages) on_messages(std::move(batch));
+        return !c->closed;
+      }
+      case FrameType::kPing: {
+        uint64_t token = 0;
+        if (!decode_ping(frame.payload, &token)) {
+          bad_in_frame(c);
+          return false;
+        }
+        write_in(c, FrameType::kPong, frame.payload);
+        return !c->closed;
+      }
+      default:
+        bad_in_frame(c);
+        return false;
+    }
+  }
+
+  void bad_in_frame(const std::shared_ptr<InConn>& c) {
+    add(counters.bad_frames);
+    close_in(c);
+  }
+
+  void write_in(const std::shared_ptr<InConn>& c, FrameType type, std::string_view payload) {
+    append_frame(&c->outbox, type, payload);
+    ++c->outbox_frames;
+    if (c->outbox.size() > kMaxAcceptorOutboxBytes) {
+      close_in(c);
+      return;
+    }
+    if (!c->writing) write_in_next(c);
+  }
+
+  void write_in_next(const std::shared_ptr<InConn>& c) {
+    c->writing = true;
+    c->writing_bytes.swap(c->outbox);
+    c->outbox.clear();
+    c->writing_frames = c->outbox_frames;
+    c->outbox_frames = 0;
+    asio::async_write(c->socket, asio::buffer(c->writing_bytes),
+                      [this, c](const asio::error_code& ec, size_t written) {
+                        if (c->closed) return;
+                        if (ec) {
+                          close_in(c);
+                          return;
+                        }
+                        add(counters.frames_sent, c->writing_frames);
+                        add(counters.bytes_sent, written);
+                        c->writing = false;
+                        if (!c->outbox.empty()) {
+                          write_in_next(c);
+                        } else if (c->rejected) {
+                          close_in(c);
+                        }
+                      });
+  }
+
+  // Takes the connection by value: callers may hold a reference into `inbound`.
+  void close_in(std::shared_ptr<InConn> c) {
+    if (c->closed) return;
+    c->closed = true;
+    asio::error_code ignored;
+    c->socket.close(ignored);
+    c->deadline.cancel();
+    if (c->handshaken) add(counters.disconnects);
+    inbound.erase(c);
+  }
+
+  // ---- stopping ----
+
+  void shutdown() {
+    stopping = true;
+    asio::error_code ignored;
+    acceptor.close(ignored);
+    accept_retry.cancel();
+    std::vector<std::shared_ptr<Peer>> all;
+    {
+      std::lock_guard lock(mu);
+      for (const auto& [id, p] : peers)
+        all.push_back(p);
+    }
+    for (const auto& p : all) {
+      p->redial_timer.cancel();
+      p->ping_timer.cancel();
+      if (p->conn) close_out(*p, p->conn);
+    }
+    std::vector<std::shared_ptr<InConn>> accepted(inbound.begin(), inbound.end());
+    for (const auto& c : accepted)
+      close_in(c);
+    // Every handler still queued sees a closed connection or `stopping` and starts nothing, so
+    // run() returns once they have drained.
+    work.reset();
+  }
+};
+
+PeerTransport::PeerTransport(TransportOptions options, OnMessages on_messages,
+                             OnUnreachable on_unreachable) {
+  if (options.self == raft::kNoNode) die("options.self must be a node id");
+  if (options.backoff_min_ms <= 0 || options.backoff_max_ms < options.backoff_min_ms)
+    die("backoff_min_ms must be positive and at most backoff_max_ms");
+  if (options.handshake_timeout_ms <= 0) die("handshake_timeout_ms must be positive");
+  if (options.max_frame_bytes < kMaxControlFrameBytes) die("max_frame_bytes below 4096");
+  impl_ = std::make_unique<Impl>(options, std::move(on_messages), std::move(on_unreachable));
+}
+
+PeerTransport::~PeerTransport() {
+  stop();
+}
+
+storage::Status PeerTransport::listen(const std::string& host, uint16_t port,
+                                      uint16_t* bound_port) {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.mu);
+    if (d.started || d.stopped) return storage::Status::invalid_argument("listen() after start()");
+  }
+  if (d.acceptor.is_open()) return storage::Status::invalid_argument("already listening");
+  asio::error_code ec;
+  tcp::endpoint endpoint;
+  asio::ip::address address = asio::ip::make_address(host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, port);
+  } else {
+    tcp::resolver resolver(d.io);
+    tcp::resolver::results_type results = resolver.resolve(host, std::to_string(port), ec);
+    if (ec || results.empty())
+      return storage::Status::invalid_argument("cannot resolve " + host + ": " + ec.message());
+    endpoint = *results.begin();
+  }
+  std::string where = host + ":" + std::to_string(port);
+  auto fail = [&](const char* step) {
+    asio::error_code ignored;
+    d.acceptor.close(ignored);
+    return storage::Status::io_error(std::string(step) + " " + where + ": " + ec.message());
+  };
+  d.acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("open");
+  // A restarted node must bind its port again while connections of its previous life wait
+  // out TIME_WAIT.
+  d.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (ec) return fail("reuse");
+  d.acceptor.bind(endpoint, ec);
+  if (ec) return fail("bind");
+  d.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen");
+  tcp::endpoint local = d.acceptor.local_endpoint(ec);
+  if (ec) return fail("local address of");
+  if (bound_port != nullptr) *bound_port = local.port();
+  return storage::Status::ok();
+}
+
+void PeerTransport::start() {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.mu);
+    if (d.started || d.stopped) die("start() called twice or after stop()");
+    d.started = true;
+  }
+  d.work.emplace(asio::make_work_guard(d.io));
+  if (d.acceptor.is_open()) asio::post(d.io, [&d] { d.accept(); });
+  d.thread = std::thread([&d] { d.io.run(); });
+}
+
+void PeerTransport::stop() {
+  Impl& d = *impl_;
+  {
+    std::lock_guard lock(d.mu);
+    if (d.stopped) return;
+    d.stopped = true;
+    if (!d.started) return;
+  }
+  if (std::this_thread::get_id() == d.thread.get_id()) die("stop() called from a callback");
+  asio::post(d.io, [&d] { d.shutdown(); });
+  d.thread.join();
+}
+
+void PeerTransport::set_peer(raft::NodeId id, const std::string& host, uint16_t port) {
+  Impl& d = *impl_;
+  if (id == raft::kNoNode) die("set_peer with node id 0");
+  std::shared_ptr<Peer> p;
+  {
+    std::lock_guard lock(d.mu);
+    std::shared_ptr<Peer>& slot = d.peers[id];
+    if (!slot) slot = std::make_shared<Peer>(d.io, id);
+    p = slot;
+  }
+  asio::post(d.io, [&d, p, host, port] { d.set_address(p, host, port); });
+}
+
+void PeerTransport::remove_peer(raft::NodeId id) {
+  Impl& d = *impl_;
+  std::shared_ptr<Peer> p;
+  uint64_t dropped = 0;
+  {
+    std::lock_guard lock(d.mu);
+    auto it = d.peers.find(id);
+    if (it == d.peers.end()) return;
+    p = it->second;
+    d.peers.erase(it);
+    for (const Batch& b : p->queue) {
+      dropped += b.count;
+      p->queued_bytes -= b.payload.size() - kCountBytes;
+    }
+    p->queue.clear();
+  }
+  add(d.counters.messages_dropped, dropped);
+  asio::post(d.io, [&d, p] {
+    p->removed = true;
+    ++p->redial_generation;
+    p->redial_timer.cancel();
+    p->ping_timer.cancel();
+    if (p->conn) d.close_out(*p, p->conn);
+  });
+}
+
+void PeerTransport::send(std::vector<raft::Message>&& messages) {
+  Impl& d = *impl_;
+  // Encoded before taking the lock, so callers on several threads encode in parallel.
+  std::vector<std::string> encoded(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (is_sendable(messages[i].type)) encode_message(messages[i], &encoded[i]);
+  const uint64_t max_message_bytes = d.options.max_frame_bytes - kCountBytes;
+  const CodecLimits limits;
+  uint64_t dropped = 0;
+  std::vector<std::shared_ptr<Peer>> to_flush;
+  std::vector<std::shared_ptr<Peer>> to_report;
+  {
+    std::lock_guard lock(d.mu);
+    Peer* last = nullptr;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const std::string& bytes = encoded[i];
+      if (d.stopped || !is_sendable(messages[i].type) || bytes.size() > max_message_bytes) {
+        ++dropped;
+        continue;
+      }
+      if (last == nullptr || last->id != messages[i].to) {
+        auto it = d.peers.find(messages[i].to);
+        if (it == d.peers.end()) {
+          ++dropped;
+          continue;
+        }
+        last = it->second.get();
+        if (!last->flush_posted) {
+          last->flush_posted = true;
+          to_flush.push_back(it->second);
+        }
+      }
+      Peer& p = *last;
+      if (p.queued_bytes + bytes.size() > d.options.max_queue_bytes_per_peer) {
+        ++dropped;
+        if (!p.unreachable_posted) {
+          p.unreachable_posted = true;
+          to_report.push_back(d.peers[p.id]);
+        }
+        continue;
+      }
+      if (p.queue.empty() || p.queue.back().count >= limits.max_messages_per_frame ||
+          p.queue.back().payload.size() + bytes.size() > d.options.max_frame_bytes)
+        p.queue.emplace_back();
+      Batch& b = p.queue.back();
+      b.payload += bytes;
+      ++b.count;
+      p.queued_bytes += bytes.size();
+    }
+  }
+  add(d.counters.messages_dropped, dropped);
+  for (auto& p : to_flush)
+    asio::post(d.io, [&d, p] { d.flush(p); });
+  for (auto& p : to_report) {
+    asio::post(d.io, [&d, p] {
+      {
+        std::lock_guard lock(d.mu);
+        p->unreachable_posted = false;
+      }
+      if (!d.stopping && d.on_unreachable) d.on_unreachable(p->id);
+    });
+  }
+}
+
+TransportStats PeerTransport::stats() const {
+  const Counters& c = impl_->counters;
+  auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  return TransportStats{.frames_sent = get(c.frames_sent),
+                        .frames_received = get(c.frames_received),
+                        .bytes_sent = get(c.bytes_sent),
+                        .bytes_received = get(c.bytes_received),
+                        .messages_sent = get(c.messages_sent),
+                        .messages_received = get(c.messages_received),
+                        .messages_dropped = get(c.messages_dropped),
+                        .bad_frames = get(c.bad_frames),
+                        .handshakes_rejected = get(c.handshakes_rejected),
+                        .connects = get(c.connects),
+                        .disconnects = get(c.disconnects)};
+}
+
+std::optional<PeerStatus> PeerTransport::peer_status(raft::NodeId id) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->peers.find(id);
+  if (it == impl_->peers.end()) return std::nullopt;
+  PeerStatus status = it->second->status;
+  status.queued_bytes = it->second->queued_bytes;
+  return status;
+}
+
+}  // namespace chorus::transport

@@ -1,0 +1,135 @@
+// Raft messages between nodes over TCP. One I/O thread owns every socket and timer; send() may
+// be called from any thread and never blocks.
+//
+// Connections. Each node dials one connection to every peer it knows and sends its messages
+// only on that one; what it receives arrives on the connections its peers dialed. A pair of
+// nodes therefore holds two connections, each carrying messages one way (etcd's peer streams
+// work the same way). The dialer needs no reply to a message, so neither side ever has to
+// decide which of two crossing connections survives, and a node restarted with new code or a
+// new address simply dials again. The reverse direction of a connection carries only the
+// handshake answer and the answers to round-trip probes.
+//
+// Handshake. The dialer sends kHello (magic, protocol version, cluster id, its own id, the id it
+// expects to reach); the acceptor answers kHelloAck, or kReject with a reason and closes, when
+// any of these is wrong. Messages flow only after the acknowledgement, and nothing arriving
+// before a kHello is trusted: an unauthenticated connection may only send frames of up to 4 KiB
+// and must finish within handshake_timeout_ms.
+//
+// Failures. A connection that fails, or is refused, is reported through OnUnreachable (so the
+// leader probes the peer instead of streaming to it) and dialed again after a jittered
+// exponential backoff. Messages written to a connection that then fails are lost; Raft
+// retransmits, and per-pair order holds because nothing is ever resent. Garbage, a bad
+// checksum, or a truncated frame closes that one connection and is counted; the rest of the
+// transport is unaffected.
+//
+// Limits. Each peer's queue is bounded in bytes; a message that does not fit is dropped,
+// counted and reported as unreachable. Frames are bounded by max_frame_bytes on both sides, so
+// every node of a cluster must use the same value.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/status.h"
+
+namespace chorus::transport {
+
+struct TransportOptions {
+  uint64_t cluster_id = 0;
+  raft::NodeId self = raft::kNoNode;
+  // Messages queued for one peer and not yet written, plus those in the write under way. Beyond
+  // it messages are dropped (Raft retransmits) and counted.
+  uint64_t max_queue_bytes_per_peer = 64ull << 20;
+  // The largest frame payload sent or accepted; bigger batches are split over several frames.
+  uint32_t max_frame_bytes = 64u << 20;
+  // Redial delay: doubles per consecutive failure from min to max, each drawn uniformly from
+  // [delay / 2, delay] so that nodes restarted together do not dial in lockstep.
+  int backoff_min_ms = 50;
+  int backoff_max_ms = 2000;
+  // Time to connect and finish the handshake, for a dialer and for an acceptor waiting for kHello.
+  int handshake_timeout_ms = 2000;
+  // How often a connected dialer measures the round trip; 0 turns probes off (the handshake
+  // still gives one sample).
+  int ping_interval_ms = 1000;
+  // Accepted connections held at once; more are closed at once.
+  size_t max_inbound_connections = 1024;
+};
+
+struct TransportStats {
+  uint64_t frames_sent = 0;  // every frame written, handshakes and probes included
+  uint64_t frames_received = 0;
+  uint64_t bytes_sent = 0;  // bytes written to and read from sockets, headers included
+  uint64_t bytes_received = 0;
+  uint64_t messages_sent = 0;  // Raft messages written to a socket
+  uint64_t messages_received = 0;
+  // Messages given to send() that will not be written: an unknown peer, a full queue, a
+  // message bigger than a frame, a local message type, a removed peer, a stopped transport, or
+  // a write lost with its connection.
+  uint64_t messages_dropped = 0;
+  // Connections closed for a frame that does not decode: garbage, a bad checksum, an unknown
+  // type, a frame cut short, or a frame that breaks the protocol at that point.
+  uint64_t bad_frames = 0;
+  // Inbound handshakes refused: wrong magic, version, cluster or receiver, or no kHello within
+  // handshake_timeout_ms.
+  uint64_t handshakes_rejected = 0;
+  // Connections, either direction, that completed a handshake, and how many of those closed.
+  uint64_t connects = 0;
+  uint64_t disconnects = 0;
+};
+
+struct PeerStatus {
+  bool connected = false;  // our connection to the peer finished its handshake
+  // Latest round-trip sample (handshake or probe), 0 before the first.
+  double round_trip_seconds = 0;
+  // Why the last connection attempt failed or the last connection closed; empty if none did.
+  std::string last_error;
+  uint64_t queued_bytes = 0;
+};
+
+class PeerTransport {
+ public:
+  // Called on the transport's own thread with every message batch decoded from a peer.
+  using OnMessages = std::function<void(std::vector<raft::Message>&&)>;
+  // Called when a peer's queue overflows or a connection fails, so the node can call raft's
+  // report_unreachable (thread: transport's).
+  using OnUnreachable = std::function<void(raft::NodeId)>;
+
+  PeerTransport(TransportOptions options, OnMessages on_messages, OnUnreachable on_unreachable);
+  // Stops and joins.
+  ~PeerTransport();
+  PeerTransport(const PeerTransport&) = delete;
+  PeerTransport& operator=(const PeerTransport&) = delete;
+
+  // Binds (port 0 picks a free one; *bound_port, if given, reports it); call before start().
+  storage::Status listen(const std::string& host, uint16_t port, uint16_t* bound_port);
+  // Starts the I/O thread. Once only.
+  void start();
+  // Closes every connection and joins the I/O thread; no callback runs after it returns. Must
+  // not be called from a callback. A stopped transport does not start again.
+  void stop();
+
+  // Adds a peer or changes its address (a change redials at once). Any thread.
+  void set_peer(raft::NodeId id, const std::string& host, uint16_t port);
+  // Forgets a peer: its queue is dropped and its connection closed. Any thread.
+  void remove_peer(raft::NodeId id);
+
+  // Thread-safe, non-blocking: queues each message for its `to` node; everything queued for one
+  // peer while a write is in flight leaves in one kMessages frame (batching). Messages for
+  // unknown peers are dropped and counted.
+  void send(std::vector<raft::Message>&& messages);
+
+  TransportStats stats() const;
+  // nullopt for a peer never set or since removed.
+  std::optional<PeerStatus> peer_status(raft::NodeId id) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chorus::transport
