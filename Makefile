@@ -9,7 +9,7 @@ SOAK_SEEDS ?= 100000
 # Each fuzz target runs this long in `make test`; `make fuzz-run` defaults to longer.
 FUZZ_TEST_SECONDS ?= 20
 
-.PHONY: all deps build build-asan run test test-unit test-sim sim bench format clean
+.PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
 .PHONY: bench-wal fuzz fuzz-run fuzz-seeds
 
 all: build
@@ -30,9 +30,13 @@ build: deps $(REL)/build.ninja
 build-asan: deps $(ASAN)/build.ninja
 	ninja -C $(ASAN) -j $(JOBS)
 
-# Until the server exists, the main job is a visible simulated 5-node cluster going through a
-# fault schedule, printing its timeline.
+# The main job: a local 3-member cluster of chorusd on loopback (clients on 2379, 22379, 32379),
+# data in .run/. Ctrl-C stops it.
 run: build
+	bash scripts/run-cluster.sh $(REL)/src/server/chorusd
+
+# A simulated 5-node cluster going through a fault schedule, printing its timeline.
+sim-demo: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-42} --nodes 5 --steps 3000 --faults all --timeline
 
 # Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly.

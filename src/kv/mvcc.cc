@@ -10,6 +10,7 @@
 
 #include "base/coding.h"
 #include "kv/codec.h"
+#include "storage/crc32c.h"
 
 namespace chorus::kv {
 
@@ -1066,6 +1067,44 @@ std::vector<LeaseInfo> MvccStore::leases() const {
 
 Status MvccStore::flush() {
   return from_rocksdb(db_->Flush({}), "flush");
+}
+
+uint64_t MvccStore::size_bytes() const {
+  uint64_t sst = 0, mem = 0;
+  db_->GetIntProperty("rocksdb.total-sst-files-size", &sst);
+  db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+  return sst + mem;
+}
+
+Status MvccStore::defragment() {
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  return from_rocksdb(db_->CompactRange(o, nullptr, nullptr), "defragment");
+}
+
+ApiError MvccStore::hash_kv(int64_t revision, uint32_t* hash, int64_t* hashed_revision) const {
+  RangeRequest all;
+  all.key = std::string(1, '\0');
+  all.range_end = std::string(1, '\0');
+  all.revision = revision;
+  RangeResponse r;
+  ApiError err = range(all, &r);
+  if (!err.ok()) return err;
+  uint32_t crc = 0;
+  std::string buf;
+  for (const KeyValue& kv : r.kvs) {
+    buf.clear();
+    base::put_bytes(&buf, kv.key);
+    base::put_bytes(&buf, kv.value);
+    base::put_u64(&buf, static_cast<uint64_t>(kv.create_revision));
+    base::put_u64(&buf, static_cast<uint64_t>(kv.mod_revision));
+    base::put_u64(&buf, static_cast<uint64_t>(kv.version));
+    base::put_u64(&buf, static_cast<uint64_t>(kv.lease));
+    crc = storage::crc32c_extend(crc, buf.data(), buf.size());
+  }
+  *hash = crc;
+  *hashed_revision = revision != 0 ? revision : r.revision;
+  return {};
 }
 
 Status MvccStore::checkpoint(const std::string& dir) {

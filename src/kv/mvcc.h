@@ -70,7 +70,8 @@ class MvccStore {
   MvccStore& operator=(const MvccStore&) = delete;
 
   struct ApplyResult {
-    std::vector<Response> responses;  // one per entry, in order
+    // One per entry applied, in order; entries at or below applied_index() get none.
+    std::vector<Response> responses;
     std::vector<Event> events;        // every change, in revision order, with prev_kv
   };
   // Applies committed entries in log order, atomically with the new applied index. Entries at
@@ -95,6 +96,14 @@ class MvccStore {
 
   // Writes a consistent copy of the store (memtables flushed) into `dir`, which must not exist.
   storage::Status checkpoint(const std::string& dir);
+  // Bytes the store occupies on disk plus its memtables (etcd's db size, for the quota).
+  uint64_t size_bytes() const;
+  // Rewrites the store's files to reclaim the space of compacted history (etcd's Defragment).
+  storage::Status defragment();
+  // A CRC32C of every key's current version at `revision` (0: now) -- key, value, create and
+  // mod revision, version and lease, in key order -- so replicas can be compared (etcd's
+  // HashKV). Fails with etcd's errors for a compacted or future revision.
+  ApiError hash_kv(int64_t revision, uint32_t* hash, int64_t* hashed_revision) const;
   storage::Status flush();
 
   struct Lease {

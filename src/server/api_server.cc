@@ -1,0 +1,976 @@
+#include "server/api_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <random>
+#include <unistd.h>
+
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "base/coding.h"
+#include "server/convert.h"
+#include "storage/file.h"
+#include "storage/snapshot_stream.h"
+#include "server/node.h"
+#include "server/watch_hub.h"
+
+namespace chorus::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+// gRPC accepts this much beyond --max-request-bytes, as etcd does, so that a request just over
+// the limit gets etcd's "request is too large" rather than a transport error.
+constexpr int kGrpcOverheadBytes = 512 * 1024;
+
+grpc::Status to_grpc(const RpcError& e) {
+  if (e.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(e.code), e.message);
+}
+
+// Logs a unary call slower than the threshold and reports it to the metrics hooks.
+class SlowLog {
+ public:
+  SlowLog(const char* method, const ApiServerOptions& o)
+      : method_(method),
+        threshold_ms_(o.slow_request_ms),
+        start_(Clock::now()),
+        on_handled_(&o.on_handled) {
+    if (o.on_started) o.on_started(method_);
+  }
+  void done(const grpc::Status& st) const {
+    if (*on_handled_) (*on_handled_)(method_, static_cast<int>(st.error_code()));
+    if (threshold_ms_ <= 0) return;
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+    if (ms < threshold_ms_) return;
+    std::fprintf(stderr,
+                 "chorusd warn {\"msg\":\"request took too long\",\"method\":\"%s\","
+                 "\"took_ms\":%lld,\"expected_ms\":%lld,\"code\":%d}\n",
+                 method_, static_cast<long long>(ms), static_cast<long long>(threshold_ms_),
+                 static_cast<int>(st.error_code()));
+  }
+
+ private:
+  const char* method_;
+  int64_t threshold_ms_;
+  Clock::time_point start_;
+  const std::function<void(std::string_view, int)>* on_handled_;
+};
+
+}  // namespace
+
+struct ApiServerServices;
+
+namespace {
+class LeaseForwarder;
+}  // namespace
+
+struct ApiServer::Impl {
+  Node* node;
+  std::unique_ptr<WatchHub> hub;
+  std::unique_ptr<LeaseForwarder> forwarder;
+  std::unique_ptr<ApiServerServices> services;
+  ApiServerOptions options;
+  std::unique_ptr<grpc::Server> server;
+  std::vector<int> ports;
+
+  void header(pb::ResponseHeader* h, int64_t revision = 0) const {
+    h->set_cluster_id(node->cluster_id());
+    h->set_member_id(node->id());
+    h->set_revision(revision != 0 ? revision : node->store().revision());
+    h->set_raft_term(node->status().term);
+  }
+
+  grpc::ServerUnaryReactor* refuse(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(st);
+    return reactor;
+  }
+
+  // Finishes a unary call, logging it if slow.
+  void finish(grpc::ServerUnaryReactor* reactor, const SlowLog& log, const grpc::Status& st) {
+    log.done(st);
+    reactor->Finish(st);
+  }
+
+  // Proposes `cmd`; `fill` turns the state machine's response into the reply.
+  template <typename Fill>
+  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, const char* method,
+                                    kv::Command cmd, Fill fill) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    SlowLog log(method, options);
+    node->propose(std::move(cmd),
+                  [this, reactor, log, fill](const RpcError& e, kv::Response&& r) mutable {
+                    if (!e.ok()) return finish(reactor, log, to_grpc(e));
+                    if (!r.error.ok()) return finish(reactor, log, to_grpc(from_api_error(r.error)));
+                    finish(reactor, log, fill(r));
+                  });
+    return reactor;
+  }
+};
+
+namespace {
+
+// Keep-alives reaching a follower go to the leader, whose clock alone decides expiry (as etcd
+// forwards them). One thread keeps one stream to the current leader's client URL and passes
+// requests over it one at a time; answers come back in order.
+class LeaseForwarder {
+ public:
+  using Done = std::function<void(bool ok, int64_t ttl)>;
+
+  explicit LeaseForwarder(Node* node) : node_(node), thread_([this] { run(); }) {}
+  ~LeaseForwarder() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  void renew(int64_t id, Done done) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (queue_.size() >= kMaxQueued) {
+        done(false, 0);
+        return;
+      }
+      queue_.emplace_back(id, std::move(done));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  static constexpr size_t kMaxQueued = 10000;
+  // Streams are replaced after this long, so a leader that vanished without closing its
+  // connection costs at most one deadline.
+  static constexpr auto kStreamLifetime = std::chrono::seconds(20);
+
+  void run() {
+    while (true) {
+      std::pair<int64_t, Done> item;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+        if (stop_) break;
+        item = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      int64_t ttl = 0;
+      bool ok = forward(item.first, &ttl);
+      item.second(ok, ttl);
+    }
+    std::deque<std::pair<int64_t, Done>> left;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      left.swap(queue_);
+    }
+    for (auto& [id, done] : left)
+      done(false, 0);
+    close();
+  }
+
+  bool forward(int64_t id, int64_t* ttl) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!open()) return false;
+      pb::LeaseKeepAliveRequest req;
+      req.set_id(id);
+      pb::LeaseKeepAliveResponse resp;
+      if (stream_->Write(req) && stream_->Read(&resp)) {
+        *ttl = resp.ttl();
+        return true;
+      }
+      close();
+    }
+    return false;
+  }
+
+  bool open() {
+    raft::NodeId leader = node_->status().leader;
+    if (leader == 0 || leader == node_->id()) {
+      close();
+      return false;
+    }
+    if (stream_ && leader == leader_ && Clock::now() - opened_ < kStreamLifetime) return true;
+    close();
+    std::string target;
+    for (const MemberInfo& m : node_->members()) {
+      if (m.id != leader || m.client_urls.empty()) continue;
+      target = m.client_urls.front();
+      auto pos = target.find("://");
+      if (pos != std::string::npos) target = target.substr(pos + 3);
+    }
+    if (target.empty()) return false;
+    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    stub_ = pb::Lease::NewStub(channel);
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    ctx_->set_deadline(std::chrono::system_clock::now() + kStreamLifetime +
+                       std::chrono::seconds(5));
+    stream_ = stub_->LeaseKeepAlive(ctx_.get());
+    leader_ = leader;
+    opened_ = Clock::now();
+    return stream_ != nullptr;
+  }
+
+  void close() {
+    if (stream_) {
+      ctx_->TryCancel();
+      (void)stream_->Finish();
+    }
+    stream_.reset();
+    ctx_.reset();
+    stub_.reset();
+    leader_ = 0;
+  }
+
+  Node* node_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<int64_t, Done>> queue_;
+  bool stop_ = false;
+  std::unique_ptr<pb::Lease::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>>
+      stream_;
+  raft::NodeId leader_ = 0;
+  Clock::time_point opened_;
+  std::thread thread_;
+};
+
+class KvService final : public pb::KV::CallbackService {
+ public:
+  explicit KvService(ApiServer::Impl* s) : s_(s) {}
+
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
+                                  pb::RangeResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    SlowLog log("/etcdserverpb.KV/Range", s_->options);
+    auto run = [this, reactor, req, resp, log](const RpcError& e) {
+      if (!e.ok()) return s_->finish(reactor, log, to_grpc(e));
+      kv::RangeResponse r;
+      kv::ApiError err = s_->node->store().range(to_kv(*req), &r);
+      if (!err.ok()) return s_->finish(reactor, log, to_grpc(from_api_error(err)));
+      to_pb(r, resp);
+      s_->header(resp->mutable_header(), r.revision);
+      s_->finish(reactor, log, grpc::Status::OK);
+    };
+    if (req->serializable()) {
+      run(RpcError{});
+    } else {
+      s_->node->read_barrier(std::move(run));
+    }
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
+                                pb::PutResponse* resp) override {
+    if (s_->node->has_alarm(AlarmType::kNoSpace)) return s_->refuse(ctx, no_space());
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, "/etcdserverpb.KV/Put", std::move(cmd), [this, resp](kv::Response& r) {
+      const auto& p = std::get<kv::PutResponse>(r.op);
+      to_pb(p, resp);
+      s_->header(resp->mutable_header(), p.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx,
+                                        const pb::DeleteRangeRequest* req,
+                                        pb::DeleteRangeResponse* resp) override {
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, "/etcdserverpb.KV/DeleteRange", std::move(cmd),
+                       [this, resp](kv::Response& r) {
+                         const auto& d = std::get<kv::DeleteRangeResponse>(r.op);
+                         to_pb(d, resp);
+                         s_->header(resp->mutable_header(), d.revision);
+                         return grpc::Status::OK;
+                       });
+  }
+
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
+                                pb::TxnResponse* resp) override {
+    if (has_put(*req) && s_->node->has_alarm(AlarmType::kNoSpace)) {
+      return s_->refuse(ctx, no_space());
+    }
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, "/etcdserverpb.KV/Txn", std::move(cmd), [this, resp](kv::Response& r) {
+      const auto& t = std::get<kv::TxnResponse>(r.op);
+      to_pb(t, resp);
+      s_->header(resp->mutable_header(), t.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
+                                    const pb::CompactionRequest* req,
+                                    pb::CompactionResponse* resp) override {
+    kv::Command cmd;
+    cmd.op = kv::CompactionRequest{req->revision()};
+    return s_->propose(ctx, "/etcdserverpb.KV/Compact", std::move(cmd),
+                       [this, resp](kv::Response& r) {
+                         const auto& c = std::get<kv::CompactionResponse>(r.op);
+                         s_->header(resp->mutable_header(), c.revision);
+                         return grpc::Status::OK;
+                       });
+  }
+
+ private:
+  static grpc::Status no_space() {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, rpc_errors::kNoSpace);
+  }
+  // etcd refuses a txn that may write while the space alarm is raised.
+  static bool has_put(const pb::TxnRequest& t) {
+    for (const auto* ops : {&t.success(), &t.failure()}) {
+      for (const pb::RequestOp& op : *ops) {
+        if (op.has_request_put()) return true;
+        if (op.has_request_txn() && has_put(op.request_txn())) return true;
+      }
+    }
+    return false;
+  }
+
+  ApiServer::Impl* s_;
+};
+
+class LeaseService final : public pb::Lease::CallbackService {
+ public:
+  explicit LeaseService(ApiServer::Impl* s) : s_(s) {}
+
+  grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* ctx,
+                                       const pb::LeaseGrantRequest* req,
+                                       pb::LeaseGrantResponse* resp) override {
+    int64_t id = req->id();
+    if (id == 0) {
+      // The proposer picks the id, as etcd does, so every replica agrees on it.
+      thread_local std::mt19937_64 rng(std::random_device{}());
+      do {
+        id = static_cast<int64_t>(rng() >> 1);
+      } while (id == 0);
+    }
+    if (s_->node->has_alarm(AlarmType::kNoSpace)) {
+      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                          rpc_errors::kNoSpace));
+    }
+    kv::Command cmd;
+    cmd.op = kv::LeaseGrantRequest{id, req->ttl()};
+    return s_->propose(ctx, "/etcdserverpb.Lease/LeaseGrant", std::move(cmd),
+                       [this, resp](kv::Response& r) {
+                         const auto& g = std::get<kv::LeaseGrantResponse>(r.op);
+                         resp->set_id(g.id);
+                         resp->set_ttl(g.ttl);
+                         s_->header(resp->mutable_header(), g.revision);
+                         return grpc::Status::OK;
+                       });
+  }
+
+  grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* ctx,
+                                        const pb::LeaseRevokeRequest* req,
+                                        pb::LeaseRevokeResponse* resp) override {
+    kv::Command cmd;
+    cmd.op = kv::LeaseRevokeRequest{req->id()};
+    return s_->propose(ctx, "/etcdserverpb.Lease/LeaseRevoke", std::move(cmd),
+                       [this, resp](kv::Response& r) {
+                         const auto& v = std::get<kv::LeaseRevokeResponse>(r.op);
+                         s_->header(resp->mutable_header(), v.revision);
+                         return grpc::Status::OK;
+                       });
+  }
+
+  grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext* ctx,
+                                            const pb::LeaseTimeToLiveRequest* req,
+                                            pb::LeaseTimeToLiveResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    SlowLog log("/etcdserverpb.Lease/LeaseTimeToLive", s_->options);
+    resp->set_id(req->id());
+    bool found = false;
+    for (const kv::LeaseInfo& l : s_->node->store().leases()) {
+      if (l.id != req->id()) continue;
+      found = true;
+      resp->set_grantedttl(l.ttl);
+      int64_t remaining = s_->node->lease_remaining(l.id);
+      resp->set_ttl(remaining < 0 ? l.ttl : remaining);
+      if (req->keys()) {
+        for (const auto& k : l.keys)
+          resp->add_keys(k);
+      }
+    }
+    // etcd answers an unknown lease with TTL -1 rather than an error.
+    if (!found) resp->set_ttl(-1);
+    s_->header(resp->mutable_header());
+    s_->finish(reactor, log, grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext* ctx,
+                                        const pb::LeaseLeasesRequest*,
+                                        pb::LeaseLeasesResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    for (const kv::LeaseInfo& l : s_->node->store().leases())
+      resp->add_leases()->set_id(l.id);
+    s_->header(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerBidiReactor<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>* LeaseKeepAlive(
+      grpc::CallbackServerContext*) override {
+    return new KeepAlive(s_);
+  }
+
+ private:
+  // One request, one answer, in order: a keep-alive stream is a slow trickle.
+  class KeepAlive final
+      : public grpc::ServerBidiReactor<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse> {
+   public:
+    explicit KeepAlive(ApiServer::Impl* s) : s_(s) { StartRead(&req_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      resp_.Clear();
+      resp_.set_id(req_.id());
+      int64_t ttl = s_->node->lease_renew(req_.id());
+      if (ttl < 0 && s_->node->store().lease_exists(req_.id()) && !s_->node->is_leader()) {
+        s_->forwarder->renew(req_.id(), [this](bool forwarded, int64_t leader_ttl) {
+          if (!forwarded) {
+            Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kNoLeader));
+            return;
+          }
+          reply(leader_ttl);
+        });
+        return;
+      }
+      reply(ttl < 0 ? 0 : ttl);  // 0: etcd's answer for a lease that does not exist
+    }
+    void reply(int64_t ttl) {
+      resp_.set_ttl(ttl);
+      s_->header(resp_.mutable_header());
+      StartWrite(&resp_);
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      StartRead(&req_);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    ApiServer::Impl* s_;
+    pb::LeaseKeepAliveRequest req_;
+    pb::LeaseKeepAliveResponse resp_;
+  };
+
+  ApiServer::Impl* s_;
+};
+
+// One client's Watch stream: requests in, responses out, one write in flight at a time.
+class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>,
+                          public WatchSink {
+ public:
+  // Responses waiting beyond this many events mean the client does not keep up; the stream is
+  // ended so it reconnects and resumes from its last revision, instead of the server holding
+  // an unbounded backlog.
+  static constexpr size_t kMaxQueuedEvents = 256 * 1024;
+
+  explicit WatchStream(ApiServer::Impl* s) : s_(s) { StartRead(&req_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      end(grpc::Status::OK);
+      return;
+    }
+    switch (req_.request_union_case()) {
+      case pb::WatchRequest::kCreateRequest:
+        create(req_.create_request());
+        break;
+      case pb::WatchRequest::kCancelRequest:
+        s_->hub->cancel(this, req_.cancel_request().watch_id());
+        break;
+      case pb::WatchRequest::kProgressRequest:
+        s_->hub->progress(this, true);
+        break;
+      default:
+        break;
+    }
+    StartRead(&req_);
+  }
+
+  void deliver(std::vector<WatchUpdate>&& updates) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (ending_) return;
+    for (auto& u : updates) {
+      queued_events_ += u.events.size();
+      queue_.push_back(std::move(u));
+    }
+    if (queued_events_ > kMaxQueuedEvents) {
+      queue_.clear();
+      end_locked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "chorus: watch stream too slow; reconnect and resume"));
+      return;
+    }
+    write_next_locked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    writing_ = false;
+    if (!ok) {
+      queue_.clear();
+      end_locked(grpc::Status::OK);
+      return;
+    }
+    if (finish_pending_) {
+      Finish(finish_status_);
+      return;
+    }
+    write_next_locked();
+  }
+
+  void OnDone() override {
+    // After this no update reaches the stream.
+    s_->hub->remove_sink(this);
+    delete this;
+  }
+
+ private:
+  void create(const pb::WatchCreateRequest& r) {
+    WatchSpec spec;
+    spec.key = r.key();
+    spec.range_end = r.range_end();
+    spec.start_revision = r.start_revision();
+    spec.prev_kv = r.prev_kv();
+    spec.progress_notify = r.progress_notify();
+    for (int f : r.filters()) {
+      if (f == pb::WatchCreateRequest_FilterType_NOPUT) spec.no_put = true;
+      if (f == pb::WatchCreateRequest_FilterType_NODELETE) spec.no_delete = true;
+    }
+    spec.auto_id = r.watch_id() == 0;
+    spec.id = r.watch_id();
+    std::string error;
+    if (!s_->hub->add(this, spec, &error)) {
+      WatchUpdate u;
+      u.watch_id = r.watch_id();
+      u.created = true;
+      u.canceled = true;
+      u.cancel_reason = error;
+      std::vector<WatchUpdate> updates;
+      updates.push_back(std::move(u));
+      deliver(std::move(updates));
+    }
+  }
+
+  void write_next_locked() {
+    if (writing_ || queue_.empty()) return;
+    WatchUpdate u = std::move(queue_.front());
+    queue_.pop_front();
+    queued_events_ -= u.events.size();
+    resp_.Clear();
+    s_->header(resp_.mutable_header(), u.revision);
+    resp_.set_watch_id(u.watch_id);
+    resp_.set_created(u.created);
+    resp_.set_canceled(u.canceled);
+    resp_.set_compact_revision(u.compact_revision);
+    if (!u.cancel_reason.empty()) resp_.set_cancel_reason(u.cancel_reason);
+    resp_.mutable_events()->Reserve(static_cast<int>(u.events.size()));
+    for (const kv::Event& e : u.events)
+      to_pb(e, resp_.add_events());
+    writing_ = true;
+    StartWrite(&resp_);
+  }
+
+  void end(const grpc::Status& st) {
+    std::lock_guard<std::mutex> lk(mu_);
+    end_locked(st);
+  }
+  void end_locked(const grpc::Status& st) {
+    if (ending_) return;
+    ending_ = true;
+    if (writing_) {
+      finish_pending_ = true;
+      finish_status_ = st;
+    } else {
+      Finish(st);
+    }
+  }
+
+  ApiServer::Impl* s_;
+  pb::WatchRequest req_;
+  pb::WatchResponse resp_;
+  std::mutex mu_;
+  std::deque<WatchUpdate> queue_;
+  size_t queued_events_ = 0;
+  bool writing_ = false;
+  bool ending_ = false;
+  bool finish_pending_ = false;
+  grpc::Status finish_status_;
+};
+
+class WatchService final : public pb::Watch::CallbackService {
+ public:
+  explicit WatchService(ApiServer::Impl* s) : s_(s) {}
+  grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
+      grpc::CallbackServerContext*) override {
+    return new WatchStream(s_);
+  }
+
+ private:
+  ApiServer::Impl* s_;
+};
+
+class ClusterService final : public pb::Cluster::CallbackService {
+ public:
+  explicit ClusterService(ApiServer::Impl* s) : s_(s) {}
+
+  grpc::ServerUnaryReactor* MemberList(grpc::CallbackServerContext* ctx,
+                                       const pb::MemberListRequest*,
+                                       pb::MemberListResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    for (const MemberInfo& m : s_->node->members()) {
+      pb::Member* out = resp->add_members();
+      out->set_id(m.id);
+      out->set_name(m.name);
+      for (const auto& u : m.peer_urls)
+        out->add_peerurls(u);
+      for (const auto& u : m.client_urls)
+        out->add_clienturls(u);
+      out->set_islearner(m.is_learner);
+    }
+    s_->header(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  ApiServer::Impl* s_;
+};
+
+class MaintenanceService final : public pb::Maintenance::CallbackService {
+ public:
+  explicit MaintenanceService(ApiServer::Impl* s) : s_(s) {}
+
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const pb::StatusRequest*,
+                                   pb::StatusResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    NodeStatus st = s_->node->status();
+    resp->set_version(s_->options.version);
+    int64_t size = static_cast<int64_t>(s_->node->store().size_bytes());
+    resp->set_dbsize(size);
+    resp->set_dbsizeinuse(size);
+    resp->set_leader(st.leader);
+    resp->set_raftindex(st.commit);
+    resp->set_raftterm(st.term);
+    resp->set_raftappliedindex(st.applied);
+    resp->set_islearner(st.is_learner);
+    if (st.leader == 0) resp->add_errors(rpc_errors::kNoLeader);
+    for (const Node::Alarm& a : s_->node->alarms()) {
+      resp->add_errors(std::string("memberID:") + std::to_string(a.member) + " alarm:" +
+                       (a.type == AlarmType::kNoSpace ? "NOSPACE" : "CORRUPT"));
+    }
+    s_->header(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext* ctx, const pb::AlarmRequest* req,
+                                  pb::AlarmResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    auto list = [this, resp](uint64_t member, int type) {
+      for (const Node::Alarm& a : s_->node->alarms()) {
+        if (member != 0 && a.member != member) continue;
+        if (type != pb::NONE && static_cast<int>(a.type) != type) continue;
+        pb::AlarmMember* m = resp->add_alarms();
+        m->set_memberid(a.member);
+        m->set_alarm(static_cast<pb::AlarmType>(a.type));
+      }
+      s_->header(resp->mutable_header());
+    };
+    if (req->action() == pb::AlarmRequest_AlarmAction_GET) {
+      list(req->memberid(), req->alarm());
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    if (req->alarm() != pb::NOSPACE && req->alarm() != pb::CORRUPT) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "etcdserver: alarm type must be NOSPACE or CORRUPT"));
+      return reactor;
+    }
+    bool activate = req->action() == pb::AlarmRequest_AlarmAction_ACTIVATE;
+    uint64_t member = req->memberid();
+    auto type = static_cast<AlarmType>(req->alarm());
+    s_->node->change_alarm(AlarmChange{activate, member, type},
+                           [this, reactor, resp, member, type, activate](const RpcError& e) {
+                             if (!e.ok()) {
+                               reactor->Finish(to_grpc(e));
+                               return;
+                             }
+                             // etcd answers with the alarm that changed.
+                             pb::AlarmMember* m = resp->add_alarms();
+                             m->set_memberid(member);
+                             m->set_alarm(static_cast<pb::AlarmType>(type));
+                             (void)activate;
+                             s_->header(resp->mutable_header());
+                             reactor->Finish(grpc::Status::OK);
+                           });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* ctx, const pb::HashRequest*,
+                                 pb::HashResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    uint32_t hash = 0;
+    int64_t rev = 0;
+    kv::ApiError err = s_->node->store().hash_kv(0, &hash, &rev);
+    if (!err.ok()) {
+      reactor->Finish(to_grpc(from_api_error(err)));
+      return reactor;
+    }
+    resp->set_hash(hash);
+    s_->header(resp->mutable_header(), rev);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx, const pb::HashKVRequest* req,
+                                   pb::HashKVResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    uint32_t hash = 0;
+    int64_t rev = 0;
+    kv::ApiError err = s_->node->store().hash_kv(req->revision(), &hash, &rev);
+    if (!err.ok()) {
+      reactor->Finish(to_grpc(from_api_error(err)));
+      return reactor;
+    }
+    resp->set_hash(hash);
+    resp->set_compact_revision(s_->node->store().compact_revision());
+    s_->header(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext* ctx,
+                                       const pb::DefragmentRequest*,
+                                       pb::DefragmentResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    storage::Status st = s_->node->defragment();
+    if (!st.is_ok()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, st.to_string()));
+      return reactor;
+    }
+    s_->header(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* ctx,
+                                       const pb::MoveLeaderRequest* req,
+                                       pb::MoveLeaderResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->transfer_leadership(req->targetid(), [this, reactor, resp](const RpcError& e) {
+      if (!e.ok()) {
+        reactor->Finish(to_grpc(e));
+        return;
+      }
+      s_->header(resp->mutable_header());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(grpc::CallbackServerContext*,
+                                                           const pb::SnapshotRequest*) override {
+    return new SnapshotStream(s_);
+  }
+
+ private:
+  // Streams a checkpoint of the store as a sequence of checksummed chunks, each preceded by its
+  // length (the format storage::SnapshotReceiver installs).
+  class SnapshotStream final : public grpc::ServerWriteReactor<pb::SnapshotResponse> {
+   public:
+    static constexpr size_t kChunkBytes = 1 << 20;
+
+    explicit SnapshotStream(ApiServer::Impl* s) : s_(s), fs_(storage::make_posix_file_system()) {
+      static std::atomic<uint64_t> counter{0};
+      uint64_t n = counter.fetch_add(1);
+      dir_ = storage::join_path(storage::join_path(s_->node->data_dir(), "member"),
+                                "snapshot-stream-" + std::to_string(::getpid()) + "-" +
+                                    std::to_string(n));
+      (void)fs_->remove_dir(dir_);
+      storage::Status st = s_->node->checkpoint(dir_);
+      if (!st.is_ok()) {
+        Finish(grpc::Status(grpc::StatusCode::INTERNAL, "snapshot: " + st.to_string()));
+        return;
+      }
+      std::vector<std::string> names;
+      if (fs_->list_dir(dir_, &names).is_ok()) {
+        for (const auto& n2 : names) {
+          std::unique_ptr<storage::ReadableFile> f;
+          uint64_t size = 0;
+          if (fs_->open_readable(storage::join_path(dir_, n2), &f).is_ok() &&
+              f->size(&size).is_ok()) {
+            total_ += size;
+          }
+        }
+      }
+      sender_ = std::make_unique<storage::SnapshotSender>(fs_.get(), dir_, n + 1, kChunkBytes);
+      EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr);
+      next();
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      next();
+    }
+    void OnDone() override {
+      (void)fs_->remove_dir(dir_);
+      delete this;
+    }
+
+   private:
+    void next() {
+      if (finished_) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      if (sender_->done()) {
+        // The trailer etcd's clients check for: a zero length ends the chunks, zeros pad the
+        // file to a multiple of 512 bytes, and the SHA-256 of everything before follows.
+        resp_.Clear();
+        std::string* blob = resp_.mutable_blob();
+        base::put_u32(blob, 0);
+        blob->append((512 - (written_ + blob->size()) % 512) % 512, '\0');
+        hash(*blob);
+        unsigned char digest[32];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(sha_.get(), digest, &len);
+        blob->append(reinterpret_cast<const char*>(digest), len);
+        resp_.set_remaining_bytes(0);
+        s_->header(resp_.mutable_header());
+        finished_ = true;
+        StartWrite(&resp_);
+        return;
+      }
+      storage::SnapshotChunk chunk;
+      storage::Status st = sender_->next(&chunk);
+      if (!st.is_ok()) {
+        Finish(grpc::Status(grpc::StatusCode::INTERNAL, "snapshot: " + st.to_string()));
+        return;
+      }
+      sent_ += chunk.data.size();
+      std::string encoded = storage::encode_snapshot_chunk(chunk);
+      resp_.Clear();
+      std::string* blob = resp_.mutable_blob();
+      base::put_u32(blob, static_cast<uint32_t>(encoded.size()));
+      blob->append(encoded);
+      resp_.set_remaining_bytes(sender_->done() || sent_ >= total_ ? 0 : total_ - sent_);
+      hash(*blob);
+      s_->header(resp_.mutable_header());
+      StartWrite(&resp_);
+    }
+
+    void hash(const std::string& bytes) {
+      EVP_DigestUpdate(sha_.get(), bytes.data(), bytes.size());
+      written_ += bytes.size();
+    }
+
+    ApiServer::Impl* s_;
+    std::unique_ptr<storage::FileSystem> fs_;
+    std::string dir_;
+    std::unique_ptr<storage::SnapshotSender> sender_;
+    uint64_t total_ = 0;
+    uint64_t sent_ = 0;
+    uint64_t written_ = 0;
+    bool finished_ = false;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha_{EVP_MD_CTX_new(),
+                                                                 &EVP_MD_CTX_free};
+    pb::SnapshotResponse resp_;
+  };
+
+  ApiServer::Impl* s_;
+};
+
+}  // namespace
+
+struct ApiServerServices {
+  explicit ApiServerServices(ApiServer::Impl* s)
+      : kv(s), watch(s), lease(s), cluster(s), maintenance(s) {}
+  KvService kv;
+  WatchService watch;
+  LeaseService lease;
+  ClusterService cluster;
+  MaintenanceService maintenance;
+};
+
+ApiServer::ApiServer(Node* node, ApiServerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->node = node;
+  impl_->options = std::move(options);
+  // Registered before the node starts applying, so no applied batch escapes the watchers.
+  impl_->hub = std::make_unique<WatchHub>(&node->store());
+  WatchHub* hub = impl_->hub.get();
+  node->set_events_listener(
+      [hub](const std::vector<kv::Event>& events, int64_t revision) {
+        hub->publish(events, revision);
+      });
+}
+
+ApiServer::~ApiServer() { stop(); }
+
+storage::Status ApiServer::start() {
+  impl_->services = std::make_unique<ApiServerServices>(impl_.get());
+  impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  impl_->ports.assign(impl_->options.listen_addresses.size(), 0);
+  for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
+    builder.AddListeningPort(impl_->options.listen_addresses[i], grpc::InsecureServerCredentials(),
+                             &impl_->ports[i]);
+  }
+  int max_recv = static_cast<int>(
+      std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));
+  builder.SetMaxReceiveMessageSize(max_recv);
+  builder.SetMaxSendMessageSize(INT32_MAX);
+  builder.RegisterService(&impl_->services->kv);
+  builder.RegisterService(&impl_->services->watch);
+  builder.RegisterService(&impl_->services->lease);
+  builder.RegisterService(&impl_->services->cluster);
+  builder.RegisterService(&impl_->services->maintenance);
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server) return storage::Status::io_error("gRPC server failed to start");
+  for (size_t i = 0; i < impl_->ports.size(); ++i) {
+    if (impl_->ports[i] == 0) {
+      return storage::Status::io_error("cannot listen on " + impl_->options.listen_addresses[i]);
+    }
+  }
+  if (auto* health = impl_->server->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+  }
+  return storage::Status::ok();
+}
+
+void ApiServer::stop() {
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    impl_->server->Wait();
+    impl_->server.reset();
+  }
+  impl_->forwarder.reset();
+}
+
+std::vector<int> ApiServer::bound_ports() const { return impl_->ports; }
+
+}  // namespace chorus::server

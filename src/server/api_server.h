@@ -1,0 +1,52 @@
+// The etcd v3 gRPC API (KV, Lease, Cluster, Maintenance, and the standard health service) served
+// by one node. gRPC's headers stay inside api_server.cc.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/status.h"
+
+namespace chorus::server {
+
+class Node;
+
+struct ApiServerOptions {
+  // host:port pairs to listen on.
+  std::vector<std::string> listen_addresses;
+  uint64_t max_request_bytes = 1572864;
+  int64_t max_txn_ops = 128;
+  // Requests slower than this are logged.
+  int64_t slow_request_ms = 100;
+  std::string version = "3.5.0";
+  // Metrics hooks (may be empty), with the full method name ("/etcdserverpb.KV/Range") and, at
+  // the end, the gRPC status code.
+  std::function<void(std::string_view method)> on_started;
+  std::function<void(std::string_view method, int code)> on_handled;
+};
+
+class ApiServer {
+ public:
+  ApiServer(Node* node, ApiServerOptions options);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds every address; fails naming the one that could not be bound.
+  storage::Status start();
+  // Refuses new calls, ends open streams, waits for handlers.
+  void stop();
+  // Ports actually bound (for addresses with port 0), in listen_addresses order.
+  std::vector<int> bound_ports() const;
+
+  struct Impl;  // defined in api_server.cc
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chorus::server

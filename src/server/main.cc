@@ -1,0 +1,249 @@
+// chorusd: one member of a Chorus cluster. Takes etcd's flags (src/server/config.h), serves the
+// etcd v3 gRPC API on its client URLs and talks Raft to its peers on its peer URL.
+#include <csignal>
+#include <cstdio>
+#include <pthread.h>
+
+#include "server/api_server.h"
+#include "server/config.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/node.h"
+#include "server/server_metrics.h"
+#include "transport/transport.h"
+
+namespace chorus::server {
+namespace {
+
+std::string host_port(const Url& u) {
+  if (u.host.find(':') != std::string::npos) return "[" + u.host + "]:" + std::to_string(u.port);
+  return u.host + ":" + std::to_string(u.port);
+}
+
+// "/etcdserverpb.KV/Range" -> ("etcdserverpb.KV", "Range")
+std::pair<std::string_view, std::string_view> split_method(std::string_view full) {
+  if (!full.empty() && full.front() == '/') full.remove_prefix(1);
+  auto slash = full.find('/');
+  if (slash == std::string_view::npos) return {full, ""};
+  return {full.substr(0, slash), full.substr(slash + 1)};
+}
+
+// The node's messages go out through the peer transport; peer URLs become host and port.
+class PeerSink final : public MessageSink {
+ public:
+  explicit PeerSink(transport::PeerTransport* t) : t_(t) {}
+  void send(std::vector<raft::Message>&& messages) override { t_->send(std::move(messages)); }
+  void set_peer(raft::NodeId id, const std::vector<std::string>& peer_urls) override {
+    for (const std::string& text : peer_urls) {
+      Url u;
+      std::string error;
+      if (parse_url(text, &u, &error)) {
+        t_->set_peer(id, u.host, u.port);
+        return;
+      }
+      std::fprintf(stderr, "chorusd warn member %llx has an unusable peer URL %s: %s\n",
+                   static_cast<unsigned long long>(id), text.c_str(), error.c_str());
+    }
+  }
+  void remove_peer(raft::NodeId id) override { t_->remove_peer(id); }
+
+ private:
+  transport::PeerTransport* t_;
+};
+
+int run(const ServerConfig& cfg) {
+  // Signals are taken by this thread alone (sigwait below); every thread started from here on
+  // inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // raised by the node when its storage fails
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  NodeOptions o;
+  o.id = cfg.member_id;
+  o.cluster_id = cfg.cluster_id;
+  o.name = cfg.name;
+  o.data_dir = cfg.data_dir;
+  for (const Url& u : cfg.advertise_client_urls)
+    o.client_urls.push_back(u.to_string());
+  o.new_cluster = cfg.initial_cluster_new;
+  for (const Member& m : cfg.initial_cluster) {
+    InitialMember im{m.id, m.name, {}};
+    for (const Url& u : m.peer_urls)
+      im.peer_urls.push_back(u.to_string());
+    o.initial_members.push_back(std::move(im));
+  }
+  o.tick_ms = cfg.heartbeat_interval_ms;
+  o.election_ticks = std::max(2, cfg.election_timeout_ms / cfg.heartbeat_interval_ms);
+  o.lease_reads = cfg.lease_reads;
+  o.mvcc.max_txn_ops = cfg.max_txn_ops;
+  o.snapshots.snapshot_entries = cfg.snapshot_count;
+  o.max_request_bytes = cfg.max_request_bytes;
+  o.quota_backend_bytes = cfg.quota_backend_bytes;
+  // etcd's request timeout: 5 s plus two election timeouts.
+  o.request_timeout_ms = 5000 + 2 * cfg.election_timeout_ms;
+
+  // Metrics exist before the node so its timings have somewhere to go; the sources they read
+  // are set once everything exists.
+  MetricsRegistry registry;
+  register_process_metrics(&registry);
+  std::unique_ptr<ServerMetrics> metrics;
+  o.observe_wal_sync = [&metrics](double s) {
+    if (metrics) metrics->observe_wal_fsync(s);
+  };
+  o.observe_apply = [&metrics](double s) {
+    if (metrics) metrics->observe_backend_commit(s);
+  };
+
+  std::unique_ptr<Node> node;
+  storage::Status st = Node::open(o, &node);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "chorusd fatal cannot open the data directory %s: %s\n",
+                 cfg.data_dir.c_str(), st.to_string().c_str());
+    return 1;
+  }
+
+  transport::TransportOptions to;
+  to.cluster_id = cfg.cluster_id;
+  to.self = cfg.member_id;
+  transport::PeerTransport peers(
+      to, [&node](std::vector<raft::Message>&& m) { node->receive(std::move(m)); },
+      [&node](raft::NodeId id) { node->report_unreachable(id); });
+  const Url& peer_listen = cfg.listen_peer_urls.front();
+  uint16_t peer_port = 0;
+  st = peers.listen(peer_listen.host, peer_listen.port, &peer_port);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "chorusd fatal cannot listen for peers on %s: %s\n",
+                 peer_listen.to_string().c_str(), st.to_string().c_str());
+    return 1;
+  }
+  PeerSink sink(&peers);
+  for (const Member& m : cfg.initial_cluster) {
+    if (m.id == cfg.member_id) continue;
+    std::vector<std::string> urls;
+    for (const Url& u : m.peer_urls)
+      urls.push_back(u.to_string());
+    sink.set_peer(m.id, urls);
+  }
+  peers.start();
+
+  ServerMetricsSource source;
+  source.node = [&node] { return node->status(); };
+  source.transport = [&peers] { return peers.stats(); };
+  source.peers = [&node, &peers] {
+    std::vector<PeerMetricsSample> out;
+    for (const MemberInfo& m : node->members()) {
+      if (m.id == node->id()) continue;
+      if (auto ps = peers.peer_status(m.id)) {
+        out.push_back({m.id, ps->connected, ps->round_trip_seconds, std::nullopt, std::nullopt});
+      }
+    }
+    return out;
+  };
+  source.db_total_size_bytes = [&node]() -> std::optional<uint64_t> {
+    return node->store().size_bytes();
+  };
+  metrics = std::make_unique<ServerMetrics>(&registry, cfg.member_id, "3.5.0", source);
+
+  ApiServerOptions ao;
+  for (const Url& u : cfg.listen_client_urls)
+    ao.listen_addresses.push_back(host_port(u));
+  ao.on_started = [&metrics](std::string_view method) {
+    auto [service, name] = split_method(method);
+    metrics->grpc_started(kGrpcUnary, service, name);
+  };
+  ao.on_handled = [&metrics](std::string_view method, int code) {
+    auto [service, name] = split_method(method);
+    metrics->grpc_handled(kGrpcUnary, service, name, code);
+  };
+  ao.max_request_bytes = cfg.max_request_bytes;
+  ao.max_txn_ops = cfg.max_txn_ops;
+  ao.slow_request_ms = cfg.slow_request_ms;
+  // Before the node starts, so that its watchers see every batch the node applies.
+  ApiServer api(node.get(), ao);
+
+  node->start(&sink, [](const std::string&) { kill(getpid(), SIGUSR1); });
+  st = api.start();
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "chorusd fatal %s\n", st.to_string().c_str());
+    node->stop(0);
+    peers.stop();
+    return 1;
+  }
+  // /health, /metrics and /version on --listen-metrics-urls (gRPC owns the client ports).
+  HttpHandlers handlers;
+  handlers.health = [&node, &metrics](bool) {
+    HealthResult r{true, ""};
+    if (node->status().leader == raft::kNoNode) {
+      r = HealthResult{false, "RAFT NO LEADER"};
+    } else if (!node->alarms().empty()) {
+      r = HealthResult{false, node->alarms().front().type == AlarmType::kNoSpace ? "ALARM NOSPACE"
+                                                                               : "ALARM CORRUPT"};
+    }
+    metrics->health_checked(r.healthy);
+    return r;
+  };
+  handlers.metrics = [&registry] { return registry.render(); };
+  HttpServer http(std::move(handlers));
+  for (const Url& u : cfg.listen_metrics_urls) {
+    st = http.listen(u.host, u.port, nullptr);
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "chorusd fatal cannot listen for metrics on %s: %s\n",
+                   u.to_string().c_str(), st.to_string().c_str());
+      api.stop();
+      node->stop(0);
+      peers.stop();
+      return 1;
+    }
+  }
+  http.start();
+
+  std::fprintf(stderr,
+               "chorusd info {\"msg\":\"serving\",\"name\":\"%s\",\"member-id\":\"%llx\","
+               "\"cluster-id\":\"%llx\",\"client-urls\":\"%s\",\"peer-url\":\"%s\"}\n",
+               cfg.name.c_str(), static_cast<unsigned long long>(cfg.member_id),
+               static_cast<unsigned long long>(cfg.cluster_id),
+               join_urls(cfg.listen_client_urls).c_str(), peer_listen.to_string().c_str());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  int code = 0;
+  if (sig == SIGUSR1) {
+    std::fprintf(stderr, "chorusd fatal storage failed; stopping\n");
+    code = 2;
+  } else {
+    std::fprintf(stderr, "chorusd info {\"msg\":\"stopping\",\"signal\":%d}\n", sig);
+  }
+  // The HTTP thread reads the node: it stops first. Leadership moves next, while peers are
+  // still reachable; then the API drains.
+  http.stop();
+  node->stop(sig == SIGUSR1 ? 0 : cfg.election_timeout_ms);
+  api.stop();
+  peers.stop();
+  node.reset();
+  return code;
+}
+
+}  // namespace
+}  // namespace chorus::server
+
+int main(int argc, char** argv) {
+  using namespace chorus::server;
+  ServerConfig cfg;
+  std::string message;
+  switch (parse_config(argc, argv, process_environment(), &cfg, &message)) {
+    case ParseOutcome::kHelp:
+    case ParseOutcome::kVersion:
+      std::printf("%s\n", message.c_str());
+      return 0;
+    case ParseOutcome::kError:
+      std::fprintf(stderr, "chorusd: %s\n", message.c_str());
+      return 1;
+    case ParseOutcome::kRun:
+      break;
+  }
+  return run(cfg);
+}

@@ -1,0 +1,817 @@
+#include "server/node.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "kv/codec.h"
+
+namespace chorus::server {
+
+using Clock = std::chrono::steady_clock;
+using storage::Status;
+
+namespace {
+
+constexpr raft::GroupId kGroup = 1;
+// Lease revokes proposed by the leader are proposed again if not applied in this time.
+constexpr auto kRevokeRetry = std::chrono::seconds(3);
+constexpr size_t kMaxRevokesPerTick = 64;
+
+void log_line(const char* level, const std::string& text) {
+  std::fprintf(stderr, "chorusd %s %s\n", level, text.c_str());
+}
+
+std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members) {
+  std::vector<raft::Entry> entries;
+  // Members in id order, so every member writes the same entries.
+  std::vector<InitialMember> sorted = members;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const InitialMember& a, const InitialMember& b) { return a.id < b.id; });
+  raft::Index index = 0;
+  for (const InitialMember& m : sorted) {
+    raft::ConfChange cc;
+    cc.changes.push_back({raft::ConfChangeType::kAddNode, m.id});
+    cc.context = encode_member_context(MemberContext{m.name, m.peer_urls});
+    entries.push_back(raft::Entry{1, ++index, raft::EntryType::kConfChange, cc.encode()});
+  }
+  return entries;
+}
+
+}  // namespace
+
+Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {}
+
+Node::~Node() { stop(0); }
+
+int64_t Node::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_time_).count();
+}
+
+Status Node::open(const NodeOptions& options, std::unique_ptr<Node>* out) {
+  std::unique_ptr<Node> node(new Node(options));
+  CHORUS_RETURN_IF_ERROR(node->recover());
+  *out = std::move(node);
+  return Status::ok();
+}
+
+Status Node::recover() {
+  fs_ = storage::make_posix_file_system();
+  const std::string& dir = options_.data_dir;
+  if (!fs_->exists(dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(dir));
+  const std::string member_dir = storage::join_path(dir, "member");
+  if (!fs_->exists(member_dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(member_dir));
+  CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir));
+
+  CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),
+                                            storage::WalOptions{}, &wal_));
+  if (wal_->group(kGroup) == nullptr) {
+    // First start. The log is created with an empty configuration; a new cluster then writes
+    // the additions of its initial members as committed entries of term 1, identical on every
+    // member, so that a member added later learns the whole membership by replaying the log.
+    CHORUS_RETURN_IF_ERROR(wal_->bootstrap(kGroup, raft::ConfState{}));
+    if (options_.new_cluster) {
+      storage::WalBatch batch;
+      std::vector<raft::Entry> entries = bootstrap_entries(options_.initial_members);
+      batch.append(kGroup, entries);
+      batch.set_hard_state(kGroup, raft::HardState{1, raft::kNoNode, entries.size()});
+      CHORUS_RETURN_IF_ERROR(wal_->commit(batch));
+    }
+  }
+  CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
+
+  const raft::LogStorage* log = wal_->group(kGroup);
+  raft::Snapshot snap;
+  if (log->snapshot(&snap) != raft::Error::kOk) {
+    return Status::corruption("the log's snapshot record cannot be read");
+  }
+  if (store_->applied_index() < snap.metadata.index) {
+    return Status::corruption("the store in " + member_dir + "/kv is at index " +
+                              std::to_string(store_->applied_index()) +
+                              ", behind the log's snapshot at " +
+                              std::to_string(snap.metadata.index));
+  }
+  raft::Config c;
+  c.id = options_.id;
+  c.group = kGroup;
+  c.storage = log;
+  c.election_ticks = options_.election_ticks;
+  c.heartbeat_ticks = 1;
+  c.pre_vote = true;
+  c.check_quorum = true;
+  c.read_only = options_.lease_reads ? raft::ReadOnlyOption::kLeaseBased
+                                     : raft::ReadOnlyOption::kSafe;
+  c.max_entry_bytes = std::max<uint64_t>(options_.max_request_bytes + 4096, 1 << 20);
+  // Configuration changes after the snapshot replay through the driver as they are applied;
+  // the store skips the commands it already holds.
+  c.applied = snap.metadata.index;
+  c.seed = options_.id ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  raft_ = std::make_unique<raft::Raft>(c);
+  applied_ = store_->applied_index();
+  commit_ = raft_->log().committed();
+  term_ = raft_->term();
+
+  int64_t now = now_ms();
+  for (const kv::LeaseInfo& l : store_->leases())
+    lessor_.granted(l.id, l.ttl, now);
+  return Status::ok();
+}
+
+void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_fatal) {
+  sink_ = sink;
+  on_fatal_ = std::move(on_fatal);
+  started_ = true;
+  next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
+  apply_thread_ = std::thread([this] { apply_loop(); });
+  raft_thread_ = std::thread([this] { raft_loop(); });
+}
+
+void Node::stop(int transfer_wait_ms) {
+  if (!started_) return;
+  if (transfer_wait_ms > 0 && is_leader() && !failed_) {
+    // Hand leadership over before leaving (etcd does the same on SIGTERM), so clients see a
+    // new leader at once instead of after an election timeout.
+    {
+      std::lock_guard<std::mutex> lk(inbox_mu_);
+      transfer_requested_ = true;
+    }
+    inbox_cv_.notify_one();
+    auto deadline = Clock::now() + std::chrono::milliseconds(transfer_wait_ms);
+    while (is_leader() && Clock::now() < deadline && !failed_)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    stopping_ = true;
+  }
+  inbox_cv_.notify_one();
+  if (raft_thread_.joinable()) raft_thread_.join();
+  {
+    std::lock_guard<std::mutex> lk(apply_mu_);
+    apply_stop_ = true;
+  }
+  apply_cv_.notify_one();
+  if (apply_thread_.joinable()) apply_thread_.join();
+  started_ = false;
+
+  // Whoever still waits gets an answer.
+  std::unordered_map<uint64_t, Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [id, w] : waiters)
+    w.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
+  for (auto& [ctx, round] : read_rounds_) {
+    for (auto& r : round.readers)
+      r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  }
+  read_rounds_.clear();
+  for (auto& [index, r] : waiting_reads_)
+    r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  waiting_reads_.clear();
+  for (auto& item : apply_queue_) {
+    for (auto& r : item.readers)
+      r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  }
+  apply_queue_.clear();
+  for (auto& r : in_reads_)
+    r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  in_reads_.clear();
+}
+
+void Node::receive(std::vector<raft::Message>&& messages) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (in_messages_.empty()) {
+      in_messages_ = std::move(messages);
+    } else {
+      for (auto& m : messages)
+        in_messages_.push_back(std::move(m));
+    }
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::report_unreachable(raft::NodeId id) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    in_unreachable_.push_back(id);
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::propose(kv::Command command, ProposeDone done) {
+  command.log_time_ms = now_ms();
+  uint64_t request_id = next_request_id_.fetch_add(1);
+  std::string encoded = kv::encode_command(command);
+  // etcd's --max-request-bytes bounds the request as it enters the log.
+  if (encoded.size() > options_.max_request_bytes) {
+    done(rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge), kv::Response{});
+    return;
+  }
+  std::string data = encode_proposal(
+      ProposalHeader{ProposalKind::kCommand, options_.id, request_id}, encoded);
+  submit(request_id, std::move(data), std::move(done));
+}
+
+void Node::propose_envelope(ProposalKind kind, const std::string& payload, ProposeDone done) {
+  uint64_t request_id = next_request_id_.fetch_add(1);
+  submit(request_id, encode_proposal(ProposalHeader{kind, options_.id, request_id}, payload),
+         std::move(done));
+}
+
+void Node::submit(uint64_t request_id, std::string data, ProposeDone done) {
+  if (failed_) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    waiters_.emplace(request_id,
+                     Waiter{std::move(done), Clock::now() + std::chrono::milliseconds(
+                                                                options_.request_timeout_ms)});
+  }
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    in_proposals_.push_back(PendingProposal{request_id, std::move(data)});
+  }
+  inbox_cv_.notify_one();
+}
+
+std::vector<Node::Alarm> Node::alarms() const {
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  return alarms_;
+}
+
+bool Node::has_alarm(AlarmType type) const {
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  for (const Alarm& a : alarms_) {
+    if (a.type == type) return true;
+  }
+  return false;
+}
+
+void Node::change_alarm(const AlarmChange& change, Done done) {
+  propose_envelope(ProposalKind::kAlarm, encode_alarm_change(change),
+                   [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); });
+}
+
+void Node::transfer_leadership(raft::NodeId target, Done done) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!stopping_) {
+      in_transfers_.push_back(Transfer{
+          target, std::move(done),
+          Clock::now() + std::chrono::milliseconds(options_.tick_ms * options_.election_ticks * 2),
+          false});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::read_barrier(ReadDone done) {
+  if (failed_) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (stopping_) {
+      done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+      return;
+    }
+    in_reads_.push_back(std::move(done));
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::set_events_listener(EventsFn fn) {
+  std::lock_guard<std::mutex> lk(apply_mu_);
+  events_fn_ = std::move(fn);
+}
+
+NodeStatus Node::status() const {
+  NodeStatus s;
+  s.leader = leader_;
+  s.term = term_;
+  s.commit = commit_;
+  s.applied = applied_;
+  s.revision = store_->revision();
+  s.compact_revision = store_->compact_revision();
+  s.is_learner = is_learner_;
+  s.leader_changes = leader_changes_;
+  s.proposals_committed = proposals_committed_;
+  s.proposals_applied = proposals_applied_;
+  s.proposals_failed = proposals_failed_;
+  {
+    std::lock_guard<std::mutex> lk(const_cast<std::mutex&>(waiters_mu_));
+    s.proposals_pending = waiters_.size();
+  }
+  return s;
+}
+
+std::vector<MemberInfo> Node::members() const {
+  std::lock_guard<std::mutex> lk(members_mu_);
+  std::vector<MemberInfo> out;
+  for (const auto& [id, m] : members_)
+    out.push_back(m);
+  return out;
+}
+
+int64_t Node::lease_renew(int64_t id) {
+  std::lock_guard<std::mutex> lk(lessor_mu_);
+  return lessor_.renew(id, now_ms());
+}
+
+int64_t Node::lease_remaining(int64_t id) const {
+  std::lock_guard<std::mutex> lk(lessor_mu_);
+  return lessor_.remaining_seconds(id, now_ms());
+}
+
+// ---- raft thread ----
+
+void Node::raft_loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lk(inbox_mu_);
+      inbox_cv_.wait_until(lk, next_tick_, [this] {
+        return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
+               !in_messages_.empty() ||
+               !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty();
+      });
+      if (stopping_) return;
+    }
+    drain_inbox();
+    auto now = Clock::now();
+    if (now >= next_tick_) {
+      while (now >= next_tick_) {
+        raft_->tick();
+        next_tick_ += std::chrono::milliseconds(options_.tick_ms);
+      }
+      expire_requests(now);
+      if (is_leader()) propose_lease_revokes();
+      if (now >= next_quota_check_) {
+        next_quota_check_ = now + std::chrono::seconds(1);
+        check_quota();
+      }
+      if (!published_ && leader_ != 0 && now >= next_publish_) {
+        next_publish_ = now + std::chrono::seconds(1);
+        publish_attributes();
+      }
+    }
+    while (!failed_ && raft_->has_ready())
+      handle_ready();
+    if (failed_) return;
+    if (!transfers_.empty()) check_transfers();
+  }
+}
+
+void Node::drain_inbox() {
+  std::vector<raft::Message> messages;
+  std::vector<PendingProposal> proposals;
+  std::vector<ReadDone> reads;
+  std::vector<raft::NodeId> unreachable;
+  bool transfer = false;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    messages.swap(in_messages_);
+    proposals.swap(in_proposals_);
+    reads.swap(in_reads_);
+    unreachable.swap(in_unreachable_);
+    transfer = transfer_requested_;
+    transfer_requested_ = false;
+    for (auto& t : in_transfers_)
+      transfers_.push_back(std::move(t));
+    in_transfers_.clear();
+  }
+  for (auto& m : messages) {
+    // A malformed or stray message is the peer's problem; the core refuses it safely.
+    (void)raft_->step(std::move(m));
+  }
+  for (raft::NodeId id : unreachable)
+    raft_->report_unreachable(id);
+  for (auto& p : proposals) {
+    raft::Error err = raft_->propose(std::move(p.data));
+    if (err == raft::Error::kOk) continue;
+    RpcError e = err == raft::Error::kNoLeader ? rpc_error(RpcCode::kUnavailable,
+                                                           rpc_errors::kNoLeader)
+                 : err == raft::Error::kEntryTooLarge
+                     ? rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge)
+                     : err == raft::Error::kUncommittedLimit
+                           ? rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests)
+                           : rpc_error(RpcCode::kUnavailable, rpc_errors::kLeaderChanged);
+    finish_proposal(p.request_id, e, kv::Response{});
+  }
+  if (!reads.empty()) {
+    // Every read that arrived since the last turn shares one ReadIndex round.
+    uint64_t ctx = next_read_context_++;
+    raft::Error err = raft_->read_index(ctx);
+    if (err != raft::Error::kOk) {
+      for (auto& r : reads)
+        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader));
+    } else {
+      read_rounds_[ctx] = ReadRound{
+          std::move(reads), Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)};
+    }
+  }
+  if (transfer && raft_->role() == raft::Role::kLeader) {
+    raft::Status st = raft_->status();
+    raft::NodeId best = raft::kNoNode;
+    raft::Index best_match = 0;
+    for (const auto& [id, pr] : st.progress) {
+      if (id == options_.id || pr.is_learner) continue;
+      if (best == raft::kNoNode || pr.match > best_match) {
+        best = id;
+        best_match = pr.match;
+      }
+    }
+    if (best != raft::kNoNode) (void)raft_->transfer_leader(best);
+  }
+}
+
+void Node::expire_requests(Clock::time_point now) {
+  for (auto it = read_rounds_.begin(); it != read_rounds_.end();) {
+    if (it->second.deadline <= now) {
+      for (auto& r : it->second.readers)
+        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
+      it = read_rounds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<ProposeDone> expired;
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second.done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  proposals_failed_ += expired.size();
+  for (auto& d : expired)
+    d(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout), kv::Response{});
+}
+
+void Node::propose_lease_revokes() {
+  std::vector<int64_t> expired;
+  int64_t now = now_ms();
+  {
+    std::lock_guard<std::mutex> lk(lessor_mu_);
+    expired = lessor_.expired(now, kMaxRevokesPerTick);
+  }
+  auto t = Clock::now();
+  for (int64_t id : expired) {
+    auto it = revokes_in_flight_.find(id);
+    if (it != revokes_in_flight_.end() && t < it->second + kRevokeRetry) continue;
+    revokes_in_flight_[id] = t;
+    kv::Command c;
+    c.log_time_ms = now;
+    c.op = kv::LeaseRevokeRequest{id};
+    std::string data =
+        encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c));
+    (void)raft_->propose(std::move(data));
+  }
+}
+
+void Node::publish_attributes() {
+  MemberAttributes a{options_.id, options_.name, options_.client_urls};
+  std::string data = encode_proposal(ProposalHeader{ProposalKind::kMemberAttributes, 0, 0},
+                                     encode_member_attributes(a));
+  // Retried every tick until it is applied (apply_loop sets published_ through the member
+  // table), so a proposal lost in an election is proposed again.
+  (void)raft_->propose(std::move(data));
+  std::lock_guard<std::mutex> lk(members_mu_);
+  auto it = members_.find(options_.id);
+  if (it != members_.end() && it->second.name == options_.name &&
+      it->second.client_urls == options_.client_urls) {
+    published_ = true;
+  }
+}
+
+void Node::check_quota() {
+  if (options_.quota_backend_bytes <= 0 || leader_ == 0) return;
+  if (store_->size_bytes() <= static_cast<uint64_t>(options_.quota_backend_bytes)) return;
+  {
+    std::lock_guard<std::mutex> lk(alarms_mu_);
+    for (const Alarm& a : alarms_) {
+      if (a.member == options_.id && a.type == AlarmType::kNoSpace) return;
+    }
+  }
+  // Raised through the log so every member refuses writes alike; cleared by an operator
+  // (etcdctl alarm disarm) once space has been reclaimed.
+  AlarmChange change{true, options_.id, AlarmType::kNoSpace};
+  std::string data = encode_proposal(ProposalHeader{ProposalKind::kAlarm, 0, 0},
+                                     encode_alarm_change(change));
+  (void)raft_->propose(std::move(data));
+}
+
+void Node::check_transfers() {
+  auto now = Clock::now();
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    Transfer& t = *it;
+    RpcError result;
+    bool finished = false;
+    if (!t.started) {
+      t.started = true;
+      if (raft_->role() != raft::Role::kLeader) {
+        result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader);
+        finished = true;
+      } else if (t.target == options_.id) {
+        finished = true;  // already there
+      } else {
+        raft::Status st = raft_->status();
+        auto pr = st.progress.find(t.target);
+        if (pr == st.progress.end() || pr->second.is_learner) {
+          result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
+          finished = true;
+        } else if (raft_->transfer_leader(t.target) != raft::Error::kOk) {
+          result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
+          finished = true;
+        }
+      }
+    } else if (leader_.load() == t.target) {
+      finished = true;
+    } else if (now >= t.deadline) {
+      result = rpc_error(RpcCode::kDeadlineExceeded, rpc_errors::kTransferTimeout);
+      finished = true;
+    }
+    if (finished) {
+      Done done = std::move(t.done);
+      it = transfers_.erase(it);
+      done(result);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::handle_ready() {
+  raft::Ready& rd = raft_->ready();
+  if (rd.soft_state) {
+    raft::NodeId lead = rd.soft_state->lead;
+    bool was_leader = is_leader();
+    if (lead != leader_.load()) {
+      if (lead != raft::kNoNode) ++leader_changes_;
+      leader_ = lead;
+    }
+    bool now_leader = rd.soft_state->role == raft::Role::kLeader;
+    if (now_leader != was_leader) {
+      std::lock_guard<std::mutex> lk(lessor_mu_);
+      if (now_leader) {
+        lessor_.promote(now_ms());
+      } else {
+        lessor_.demote();
+      }
+      revokes_in_flight_.clear();
+    }
+  }
+  if (rd.must_sync()) {
+    if (rd.snapshot) {
+      // Installing a snapshot sent by the leader needs the state machine's files to be
+      // streamed too; until that exists a member this far behind stops rather than diverge.
+      fail_fatal("this member needs a snapshot from the leader (log compacted past it); "
+                 "snapshot transfer is not supported yet: remove and re-add the member");
+      return;
+    }
+    storage::WalBatch batch;
+    if (rd.hard_state) batch.set_hard_state(kGroup, *rd.hard_state);
+    if (!rd.entries.empty()) batch.append(kGroup, rd.entries);
+    auto sync_start = Clock::now();
+    Status st = wal_->commit(batch);
+    if (options_.observe_wal_sync) {
+      options_.observe_wal_sync(std::chrono::duration<double>(Clock::now() - sync_start).count());
+    }
+    if (!st.is_ok()) {
+      fail_fatal("write-ahead log: " + st.to_string());
+      return;
+    }
+  }
+  if (rd.hard_state) {
+    term_ = rd.hard_state->term;
+    commit_ = rd.hard_state->commit;
+  }
+  if (!rd.messages.empty()) sink_->send(std::move(rd.messages));
+
+  for (const raft::Entry& e : rd.committed_entries) {
+    if (e.type == raft::EntryType::kConfChange) apply_conf_change_entry(e);
+  }
+  std::vector<raft::ReadState> read_states = std::move(rd.read_states);
+  raft_->advance();
+
+  ApplyItem item;
+  item.entries.swap(raft_->ready_for_driver().committed_entries);
+  bool has_entries = !item.entries.empty();
+  if (has_entries) proposals_committed_ += item.entries.size();
+  std::vector<ApplyItem> reads;
+  for (const raft::ReadState& rs : read_states) {
+    auto it = read_rounds_.find(rs.context);
+    if (it == read_rounds_.end()) continue;
+    ApplyItem r;
+    r.read_index = rs.index;
+    r.readers = std::move(it->second.readers);
+    read_rounds_.erase(it);
+    reads.push_back(std::move(r));
+  }
+  if (has_entries || !reads.empty()) {
+    {
+      std::lock_guard<std::mutex> lk(apply_mu_);
+      if (has_entries) apply_queue_.push_back(std::move(item));
+      for (auto& r : reads)
+        apply_queue_.push_back(std::move(r));
+    }
+    apply_cv_.notify_one();
+  }
+}
+
+void Node::apply_conf_change_entry(const raft::Entry& e) {
+  std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
+  if (!cc) {
+    fail_fatal("undecodable configuration change at index " + std::to_string(e.index));
+    return;
+  }
+  raft::ConfState conf = raft_->apply_conf_change(*cc);
+  std::optional<MemberContext> ctx;
+  if (!cc->context.empty()) ctx = decode_member_context(cc->context);
+  std::lock_guard<std::mutex> lk(members_mu_);
+  for (const raft::ConfChangeSingle& ch : cc->changes) {
+    if (ch.type == raft::ConfChangeType::kRemoveNode) {
+      members_.erase(ch.node);
+      if (ch.node != options_.id) sink_->remove_peer(ch.node);
+      continue;
+    }
+    MemberInfo& m = members_[ch.node];
+    m.id = ch.node;
+    if (ctx) {
+      if (!ctx->name.empty()) m.name = ctx->name;
+      if (!ctx->peer_urls.empty()) m.peer_urls = ctx->peer_urls;
+    }
+    if (ch.node != options_.id && !m.peer_urls.empty()) sink_->set_peer(ch.node, m.peer_urls);
+  }
+  // Learner flags follow the configuration the core reports.
+  for (auto& [id, m] : members_) {
+    m.is_learner = std::find(conf.learners.begin(), conf.learners.end(), id) != conf.learners.end();
+  }
+  auto self = members_.find(options_.id);
+  is_learner_ = self != members_.end() && self->second.is_learner;
+}
+
+void Node::apply_alarm(const AlarmChange& change) {
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  auto same = [&](const Alarm& a) { return a.member == change.member && a.type == change.type; };
+  auto it = std::find_if(alarms_.begin(), alarms_.end(), same);
+  if (change.activate && it == alarms_.end()) alarms_.push_back(Alarm{change.member, change.type});
+  if (!change.activate && it != alarms_.end()) alarms_.erase(it);
+}
+
+void Node::fail_fatal(const std::string& why) {
+  if (failed_.exchange(true)) return;
+  log_line("fatal", why);
+  if (on_fatal_) on_fatal_(why);
+}
+
+void Node::finish_proposal(uint64_t request_id, const RpcError& error, kv::Response&& response) {
+  ProposeDone done;
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    auto it = waiters_.find(request_id);
+    if (it == waiters_.end()) return;
+    done = std::move(it->second.done);
+    waiters_.erase(it);
+  }
+  if (!error.ok()) ++proposals_failed_;
+  done(error, std::move(response));
+}
+
+// ---- apply thread ----
+
+void Node::apply_loop() {
+  std::vector<kv::AppliedEntry> batch;
+  std::vector<ProposalHeader> headers;
+  while (true) {
+    std::deque<ApplyItem> items;
+    EventsFn events_fn;
+    {
+      std::unique_lock<std::mutex> lk(apply_mu_);
+      apply_cv_.wait(lk, [this] { return apply_stop_ || !apply_queue_.empty(); });
+      if (apply_stop_) return;
+      items.swap(apply_queue_);
+      events_fn = events_fn_;
+    }
+    // Every committed entry waiting is applied as one batch: one RocksDB write.
+    batch.clear();
+    headers.clear();
+    std::vector<MemberAttributes> attributes;
+    std::vector<uint64_t> other_done;  // envelopes other than commands made here
+    for (ApplyItem& item : items) {
+      for (const raft::Entry& e : item.entries) {
+        kv::AppliedEntry a{e.index, e.term, {}};
+        ProposalHeader h;
+        if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
+          std::string_view payload;
+          std::optional<ProposalHeader> decoded = decode_proposal(e.data, &payload);
+          if (decoded && decoded->kind == ProposalKind::kCommand) {
+            h = *decoded;
+            a.data = payload;
+          } else if (decoded && decoded->kind == ProposalKind::kMemberAttributes) {
+            if (auto attr = decode_member_attributes(payload)) attributes.push_back(*attr);
+          } else if (decoded && decoded->kind == ProposalKind::kAlarm) {
+            if (auto change = decode_alarm_change(payload)) apply_alarm(*change);
+            if (decoded->proposer == options_.id && decoded->request_id != 0) {
+              other_done.push_back(decoded->request_id);
+            }
+          } else {
+            // Not a proposal of this server: applied as a no-op so every replica agrees.
+            log_line("warn", "entry " + std::to_string(e.index) + " has an unknown format");
+          }
+        }
+        batch.push_back(a);
+        headers.push_back(h);
+      }
+      for (ReadDone& r : item.readers)
+        waiting_reads_.emplace(item.read_index, std::move(r));
+      item.readers.clear();
+    }
+    // Entries the store already holds (replayed after a restart) are left out, so that the
+    // store's responses line up with the batch.
+    raft::Index store_applied = store_->applied_index();
+    size_t skip = 0;
+    while (skip < batch.size() && batch[skip].index <= store_applied)
+      ++skip;
+    if (skip > 0) {
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(skip));
+      headers.erase(headers.begin(), headers.begin() + static_cast<std::ptrdiff_t>(skip));
+    }
+    if (!batch.empty()) {
+      kv::MvccStore::ApplyResult result;
+      auto apply_start = Clock::now();
+      Status st = store_->apply(batch, &result);
+      if (options_.observe_apply) {
+        options_.observe_apply(std::chrono::duration<double>(Clock::now() - apply_start).count());
+      }
+      if (!st.is_ok()) {
+        fail_fatal("state machine: " + st.to_string());
+        return;
+      }
+      if (result.responses.size() != batch.size()) {
+        fail_fatal("state machine answered " + std::to_string(result.responses.size()) +
+                   " of " + std::to_string(batch.size()) + " entries");
+        return;
+      }
+      applied_ = store_->applied_index();
+      proposals_applied_ += batch.size();
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].data.empty()) continue;
+        const kv::Response& resp = result.responses[i];
+        // Lease bookkeeping for the leader's expiry clock, on every replica.
+        if (const auto* g = std::get_if<kv::LeaseGrantResponse>(&resp.op)) {
+          if (resp.error.ok()) {
+            std::lock_guard<std::mutex> lk(lessor_mu_);
+            lessor_.granted(g->id, g->ttl, now_ms());
+          }
+        } else if (std::holds_alternative<kv::LeaseRevokeResponse>(resp.op) ||
+                   resp.error.message == kv::errors::kLeaseNotFound) {
+          if (auto cmd = kv::decode_command(batch[i].data)) {
+            if (const auto* rv = std::get_if<kv::LeaseRevokeRequest>(&cmd->op)) {
+              std::lock_guard<std::mutex> lk(lessor_mu_);
+              lessor_.revoked(rv->id);
+            }
+          }
+        }
+      }
+      if (events_fn && !result.events.empty()) events_fn(result.events, store_->revision());
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (headers[i].proposer != options_.id || headers[i].request_id == 0) continue;
+        finish_proposal(headers[i].request_id, RpcError{}, std::move(result.responses[i]));
+      }
+    }
+    for (uint64_t id : other_done)
+      finish_proposal(id, RpcError{}, kv::Response{});
+    if (!attributes.empty()) {
+      std::lock_guard<std::mutex> lk(members_mu_);
+      for (const MemberAttributes& a : attributes) {
+        auto it = members_.find(a.id);
+        if (it == members_.end()) continue;  // removed since
+        it->second.name = a.name;
+        it->second.client_urls = a.client_urls;
+      }
+    }
+    raft::Index applied = applied_;
+    while (!waiting_reads_.empty() && waiting_reads_.begin()->first <= applied) {
+      ReadDone r = std::move(waiting_reads_.begin()->second);
+      waiting_reads_.erase(waiting_reads_.begin());
+      r(RpcError{});
+    }
+  }
+}
+
+}  // namespace chorus::server

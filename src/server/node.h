@@ -1,0 +1,287 @@
+// The node driver: one Raft group on real storage and a real network. It owns the pure core and
+// feeds it time, messages and requests; it persists each Ready with one write and one fdatasync
+// BEFORE sending that Ready's messages, and hands committed entries to the state machine.
+//
+// Threads (docs/ARCHITECTURE.md, "Threads"):
+//   raft thread   owns raft::Raft and the Wal's writer side. Each turn drains the inbox (peer
+//                 messages, proposals, read requests), ticks, then persists, sends and passes
+//                 committed entries on. Everything that arrives during an fdatasync goes out in
+//                 the next Ready: that is the batching of proposals, of log writes and of sends.
+//   apply thread  applies committed entries to the MvccStore in batches (one RocksDB write per
+//                 batch), answers the proposals made here, and runs linearizable reads once the
+//                 store has reached their read index.
+// Callers (gRPC threads, the transport's thread) only touch the inbox, under a mutex.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kv/lessor.h"
+#include "kv/mvcc.h"
+#include "kv/snapshots.h"
+#include "raft/raft.h"
+#include "server/errors.h"
+#include "server/proposal.h"
+#include "storage/file.h"
+#include "storage/wal.h"
+
+namespace chorus::server {
+
+// Where the node sends its messages; the real one is transport::PeerTransport.
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  virtual void send(std::vector<raft::Message>&& messages) = 0;
+  // A member's peer address became known or changed (configuration changes).
+  virtual void set_peer(raft::NodeId id, const std::vector<std::string>& peer_urls) = 0;
+  virtual void remove_peer(raft::NodeId id) = 0;
+};
+
+struct InitialMember {
+  raft::NodeId id = 0;
+  std::string name;
+  std::vector<std::string> peer_urls;
+};
+
+struct NodeOptions {
+  raft::NodeId id = 0;
+  uint64_t cluster_id = 0;
+  std::string name;
+  std::string data_dir;
+  std::vector<std::string> client_urls;  // advertised, published to the cluster
+  // A new cluster writes every initial member's addition into its log (the same entries on
+  // every member), so that the log alone describes the membership; a member joining an
+  // existing cluster starts empty and learns it from the leader.
+  bool new_cluster = true;
+  std::vector<InitialMember> initial_members;
+
+  int tick_ms = 100;  // etcd's --heartbeat-interval
+  int election_ticks = 10;
+  bool lease_reads = false;
+  kv::MvccOptions mvcc;
+  kv::SnapshotPolicy snapshots;
+  uint64_t max_request_bytes = 1572864;
+  // etcd's --quota-backend-bytes: past it the member raises the NOSPACE alarm.
+  int64_t quota_backend_bytes = int64_t{2} << 30;
+  // A request not answered in this time fails with etcd's "request timed out".
+  int request_timeout_ms = 7000;
+  // Timings for metrics (may be empty): each log write with its fdatasync, each applied batch.
+  std::function<void(double seconds)> observe_wal_sync;
+  std::function<void(double seconds)> observe_apply;
+};
+
+// What the node reports about itself, read without locks.
+struct NodeStatus {
+  raft::NodeId leader = 0;
+  raft::Term term = 0;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  int64_t revision = 0;
+  int64_t compact_revision = 0;
+  bool is_learner = false;
+  uint64_t leader_changes = 0;
+  uint64_t proposals_committed = 0;
+  uint64_t proposals_applied = 0;
+  uint64_t proposals_pending = 0;
+  uint64_t proposals_failed = 0;
+};
+
+struct MemberInfo {
+  raft::NodeId id = 0;
+  std::string name;
+  std::vector<std::string> peer_urls;
+  std::vector<std::string> client_urls;
+  bool is_learner = false;
+};
+
+class Node {
+ public:
+  // Opens (or creates) the log and the store in options.data_dir and recovers. A damaged log or
+  // store is an error naming what is damaged; the node does not start.
+  static storage::Status open(const NodeOptions& options, std::unique_ptr<Node>* out);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Starts the raft and apply threads. `sink` must outlive the node. `on_fatal` runs once if
+  // storage fails (a failed fsync): the node has stopped and the process should exit.
+  void start(MessageSink* sink, std::function<void(const std::string&)> on_fatal);
+  // Hands leadership to the most up-to-date follower (waiting at most `transfer_wait_ms`),
+  // then stops both threads. Requests still waiting fail with "server stopped".
+  void stop(int transfer_wait_ms);
+
+  // From the transport.
+  void receive(std::vector<raft::Message>&& messages);
+  void report_unreachable(raft::NodeId id);
+
+  // Proposes a command. `done` runs once: on the apply thread with the state machine's response
+  // when applied, or with an error (no leader, too large, timed out, stopped) from any thread.
+  using ProposeDone = std::function<void(const RpcError& error, kv::Response&& response)>;
+  void propose(kv::Command command, ProposeDone done);
+
+  // Waits for a point at which a read reflects every write acknowledged before this call
+  // (ReadIndex, or the leader lease with lease_reads). `done` runs on the apply thread once the
+  // store has applied that point, so a read made inside `done` is linearizable; or with an error.
+  using ReadDone = std::function<void(const RpcError& error)>;
+  void read_barrier(ReadDone done);
+
+  // The state machine, for reads. Thread-safe.
+  const kv::MvccStore& store() const { return *store_; }
+  // Event sink for watches: called on the apply thread after each applied batch.
+  using EventsFn = std::function<void(const std::vector<kv::Event>& events, int64_t revision)>;
+  void set_events_listener(EventsFn fn);
+
+  NodeStatus status() const;
+  raft::NodeId id() const { return options_.id; }
+  const std::string& data_dir() const { return options_.data_dir; }
+  uint64_t cluster_id() const { return options_.cluster_id; }
+  std::vector<MemberInfo> members() const;
+  // Leases: remaining seconds and keep-alive on the leader (-1 if unknown or not leader).
+  int64_t lease_renew(int64_t id);
+  int64_t lease_remaining(int64_t id) const;
+  bool is_leader() const { return leader_.load() == options_.id; }
+  int64_t now_ms() const;
+
+  // Alarms are cluster state, raised and cleared through the log. `done` runs once the change
+  // is applied (or failed).
+  struct Alarm {
+    uint64_t member = 0;
+    AlarmType type = AlarmType::kNone;
+  };
+  std::vector<Alarm> alarms() const;
+  bool has_alarm(AlarmType type) const;
+  using Done = std::function<void(const RpcError& error)>;
+  void change_alarm(const AlarmChange& change, Done done);
+
+  // Moves leadership to `target`; `done` runs once it has moved, or with etcd's errors (not the
+  // leader, bad transferee, took too long).
+  void transfer_leadership(raft::NodeId target, Done done);
+
+  // A consistent copy of the state machine in `dir` (for the Snapshot RPC), and a rewrite of its
+  // files to reclaim space (Defragment).
+  storage::Status checkpoint(const std::string& dir) { return store_->checkpoint(dir); }
+  storage::Status defragment() { return store_->defragment(); }
+
+ private:
+  explicit Node(const NodeOptions& options);
+  storage::Status recover();
+  void raft_loop();
+  void apply_loop();
+  void handle_ready();
+  void drain_inbox();
+  void expire_requests(std::chrono::steady_clock::time_point now);
+  void propose_lease_revokes();
+  void apply_conf_change_entry(const raft::Entry& e);
+  void fail_fatal(const std::string& why);
+  void finish_proposal(uint64_t request_id, const RpcError& error, kv::Response&& response);
+  void publish_attributes();
+  void propose_envelope(ProposalKind kind, const std::string& payload, ProposeDone done);
+  void submit(uint64_t request_id, std::string data, ProposeDone done);
+  void check_quota();
+  void check_transfers();
+  void apply_alarm(const AlarmChange& change);
+
+  NodeOptions options_;
+  std::unique_ptr<storage::FileSystem> fs_;
+  std::unique_ptr<storage::Wal> wal_;
+  std::unique_ptr<kv::MvccStore> store_;
+  std::unique_ptr<raft::Raft> raft_;
+  MessageSink* sink_ = nullptr;
+  std::function<void(const std::string&)> on_fatal_;
+  std::chrono::steady_clock::time_point start_time_;
+
+  // Inbox: everything other threads hand to the raft thread.
+  struct PendingProposal {
+    uint64_t request_id = 0;
+    std::string data;
+  };
+  std::mutex inbox_mu_;
+  std::condition_variable inbox_cv_;
+  std::vector<raft::Message> in_messages_;
+  std::vector<PendingProposal> in_proposals_;
+  std::vector<ReadDone> in_reads_;
+  std::vector<raft::NodeId> in_unreachable_;
+  bool stopping_ = false;
+  bool transfer_requested_ = false;
+  struct Transfer {
+    raft::NodeId target = 0;
+    Done done;
+    std::chrono::steady_clock::time_point deadline;
+    bool started = false;
+  };
+  std::vector<Transfer> in_transfers_;
+
+  // Proposals made here, waiting to be applied (any thread inserts; apply thread completes).
+  struct Waiter {
+    ProposeDone done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::mutex waiters_mu_;
+  std::unordered_map<uint64_t, Waiter> waiters_;
+  std::atomic<uint64_t> next_request_id_{1};
+
+  // Raft thread only.
+  struct ReadRound {
+    std::vector<ReadDone> readers;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::map<uint64_t, ReadRound> read_rounds_;  // by read_index context
+  uint64_t next_read_context_ = 1;
+  std::map<int64_t, std::chrono::steady_clock::time_point> revokes_in_flight_;
+  std::chrono::steady_clock::time_point next_tick_;
+  bool published_ = false;
+  std::chrono::steady_clock::time_point next_publish_;
+  std::chrono::steady_clock::time_point next_quota_check_;
+  std::vector<Transfer> transfers_;
+
+  // Apply queue: committed entries and read points, in the order the raft thread saw them.
+  struct ApplyItem {
+    std::vector<raft::Entry> entries;
+    raft::Index read_index = 0;  // with `readers`: run them once applied >= read_index
+    std::vector<ReadDone> readers;
+  };
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  std::deque<ApplyItem> apply_queue_;
+  bool apply_stop_ = false;
+  EventsFn events_fn_;
+  std::multimap<raft::Index, ReadDone> waiting_reads_;  // apply thread only
+
+  // Membership as applied (raft thread writes, readers copy under the mutex).
+  mutable std::mutex members_mu_;
+  std::map<raft::NodeId, MemberInfo> members_;
+
+  mutable std::mutex alarms_mu_;
+  std::vector<Alarm> alarms_;
+
+  mutable std::mutex lessor_mu_;
+  kv::Lessor lessor_;
+
+  std::atomic<raft::NodeId> leader_{0};
+  std::atomic<raft::Term> term_{0};
+  std::atomic<raft::Index> commit_{0};
+  std::atomic<raft::Index> applied_{0};
+  std::atomic<bool> is_learner_{false};
+  std::atomic<uint64_t> leader_changes_{0};
+  std::atomic<uint64_t> proposals_committed_{0};
+  std::atomic<uint64_t> proposals_applied_{0};
+  std::atomic<uint64_t> proposals_failed_{0};
+  std::atomic<bool> failed_{false};
+
+  std::thread raft_thread_;
+  std::thread apply_thread_;
+  bool started_ = false;
+};
+
+}  // namespace chorus::server

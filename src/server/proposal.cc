@@ -1,0 +1,110 @@
+#include "server/proposal.h"
+
+#include "base/coding.h"
+
+namespace chorus::server {
+namespace {
+// A version byte lets a later format coexist with entries already in logs.
+constexpr uint8_t kFormatV1 = 1;
+constexpr size_t kHeaderBytes = 1 + 1 + 8 + 8;
+// Bounds on decoded lists, so a damaged entry cannot ask for a huge allocation.
+constexpr uint32_t kMaxUrls = 64;
+
+void put_strings(std::string* out, const std::vector<std::string>& v) {
+  base::put_u32(out, static_cast<uint32_t>(v.size()));
+  for (const auto& s : v)
+    base::put_bytes(out, s);
+}
+
+bool get_strings(base::Reader* r, std::vector<std::string>* out) {
+  uint32_t n = 0;
+  if (!r->u32(&n) || n > kMaxUrls) return false;
+  out->clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string s;
+    if (!r->bytes(&s)) return false;
+    out->push_back(std::move(s));
+  }
+  return true;
+}
+}  // namespace
+
+std::string encode_proposal(const ProposalHeader& header, std::string_view command) {
+  std::string out;
+  out.reserve(kHeaderBytes + command.size());
+  out.push_back(static_cast<char>(kFormatV1));
+  out.push_back(static_cast<char>(header.kind));
+  base::put_u64(&out, header.proposer);
+  base::put_u64(&out, header.request_id);
+  out.append(command);
+  return out;
+}
+
+std::optional<ProposalHeader> decode_proposal(std::string_view data, std::string_view* command) {
+  if (data.size() < kHeaderBytes || static_cast<uint8_t>(data[0]) != kFormatV1) return std::nullopt;
+  ProposalHeader h;
+  auto kind = static_cast<uint8_t>(data[1]);
+  if (kind != static_cast<uint8_t>(ProposalKind::kCommand) &&
+      kind != static_cast<uint8_t>(ProposalKind::kMemberAttributes) &&
+      kind != static_cast<uint8_t>(ProposalKind::kAlarm)) {
+    return std::nullopt;
+  }
+  h.kind = static_cast<ProposalKind>(kind);
+  h.proposer = base::load_u64(data.data() + 2);
+  h.request_id = base::load_u64(data.data() + 10);
+  *command = data.substr(kHeaderBytes);
+  return h;
+}
+
+std::string encode_member_attributes(const MemberAttributes& a) {
+  std::string out;
+  base::put_u64(&out, a.id);
+  base::put_bytes(&out, a.name);
+  put_strings(&out, a.client_urls);
+  return out;
+}
+
+std::optional<MemberAttributes> decode_member_attributes(std::string_view bytes) {
+  base::Reader r(bytes);
+  MemberAttributes a;
+  if (!r.u64(&a.id) || !r.bytes(&a.name) || !get_strings(&r, &a.client_urls) || !r.done()) {
+    return std::nullopt;
+  }
+  return a;
+}
+
+std::string encode_alarm_change(const AlarmChange& a) {
+  std::string out;
+  base::put_u8(&out, a.activate ? 1 : 0);
+  base::put_u64(&out, a.member);
+  base::put_u8(&out, static_cast<uint8_t>(a.type));
+  return out;
+}
+
+std::optional<AlarmChange> decode_alarm_change(std::string_view bytes) {
+  base::Reader r(bytes);
+  AlarmChange a;
+  uint8_t type = 0;
+  if (!r.boolean(&a.activate) || !r.u64(&a.member) || !r.u8(&type) || !r.done()) {
+    return std::nullopt;
+  }
+  if (type > static_cast<uint8_t>(AlarmType::kCorrupt)) return std::nullopt;
+  a.type = static_cast<AlarmType>(type);
+  return a;
+}
+
+std::string encode_member_context(const MemberContext& c) {
+  std::string out;
+  base::put_bytes(&out, c.name);
+  put_strings(&out, c.peer_urls);
+  return out;
+}
+
+std::optional<MemberContext> decode_member_context(std::string_view bytes) {
+  base::Reader r(bytes);
+  MemberContext c;
+  if (!r.bytes(&c.name) || !get_strings(&r, &c.peer_urls) || !r.done()) return std::nullopt;
+  return c;
+}
+
+}  // namespace chorus::server

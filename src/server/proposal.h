@@ -1,0 +1,63 @@
+// What a Raft log entry of the server holds: the proposing member and its request id, so the
+// member that accepted a client's request can answer it once the entry is applied, then the
+// state machine's command. The id pair is an envelope around kv::Command, invisible to the
+// state machine.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chorus::server {
+
+enum class ProposalKind : uint8_t {
+  kCommand = 1,           // a kv::Command for the state machine
+  kMemberAttributes = 2,  // a member publishing its name and client URLs (MemberAttributes)
+  kAlarm = 3,             // raising or clearing an alarm (AlarmChange)
+};
+
+struct ProposalHeader {
+  ProposalKind kind = ProposalKind::kCommand;
+  uint64_t proposer = 0;    // member id; 0 for proposals nobody waits on
+  uint64_t request_id = 0;  // unique per proposer while it runs
+};
+
+// What a member tells the cluster about itself once it runs (what etcd calls publishing).
+struct MemberAttributes {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<std::string> client_urls;
+  bool operator==(const MemberAttributes&) const = default;
+};
+std::string encode_member_attributes(const MemberAttributes& a);
+std::optional<MemberAttributes> decode_member_attributes(std::string_view bytes);
+
+// Alarms are cluster state: raised and cleared through the log so every member agrees.
+enum class AlarmType : uint8_t { kNone = 0, kNoSpace = 1, kCorrupt = 2 };
+struct AlarmChange {
+  bool activate = true;
+  uint64_t member = 0;
+  AlarmType type = AlarmType::kNoSpace;
+  bool operator==(const AlarmChange&) const = default;
+};
+std::string encode_alarm_change(const AlarmChange& a);
+std::optional<AlarmChange> decode_alarm_change(std::string_view bytes);
+
+// A member's identity in the context of the configuration change that adds it.
+struct MemberContext {
+  std::string name;  // empty until the member publishes it
+  std::vector<std::string> peer_urls;
+  bool operator==(const MemberContext&) const = default;
+};
+std::string encode_member_context(const MemberContext& c);
+std::optional<MemberContext> decode_member_context(std::string_view bytes);
+
+// Header then payload, in one buffer ready for the log.
+std::string encode_proposal(const ProposalHeader& header, std::string_view command);
+// Splits an entry's data; nullopt if it is not a proposal of this format. `command` points into
+// `data`.
+std::optional<ProposalHeader> decode_proposal(std::string_view data, std::string_view* command);
+
+}  // namespace chorus::server

@@ -1,0 +1,239 @@
+#include "server/watch_hub.h"
+
+#include <gtest/gtest.h>
+
+#include "kv/codec.h"
+#include "server/proposal.h"
+#include "storage/testing.h"
+
+namespace chorus::server {
+namespace {
+
+class Collect final : public WatchSink {
+ public:
+  void deliver(std::vector<WatchUpdate>&& updates) override {
+    for (auto& u : updates)
+      got.push_back(std::move(u));
+  }
+  std::vector<WatchUpdate> got;
+  std::vector<kv::Event> events() const {
+    std::vector<kv::Event> out;
+    for (const auto& u : got)
+      out.insert(out.end(), u.events.begin(), u.events.end());
+    return out;
+  }
+};
+
+class WatchHubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(kv::MvccStore::open(dir_.path() + "/kv", kv::MvccOptions{}, &store_).is_ok());
+    hub_ = std::make_unique<WatchHub>(store_.get());
+  }
+
+  // Applies a command as the node does, then publishes its events.
+  void apply(kv::Command c) {
+    std::string data = kv::encode_command(c);
+    kv::MvccStore::ApplyResult r;
+    ASSERT_TRUE(store_->apply({{store_->applied_index() + 1, 1, data}}, &r).is_ok());
+    ASSERT_TRUE(r.responses[0].error.ok()) << r.responses[0].error.message;
+    hub_->publish(r.events, store_->revision());
+  }
+  void put(const std::string& k, const std::string& v) {
+    kv::Command c;
+    c.op = kv::PutRequest{k, v};
+    apply(std::move(c));
+  }
+  void del(const std::string& k, const std::string& end = "") {
+    kv::Command c;
+    kv::DeleteRangeRequest d;
+    d.key = k;
+    d.range_end = end;
+    c.op = d;
+    apply(std::move(c));
+  }
+  WatchSpec spec(const std::string& key, const std::string& end = "", int64_t start = 0) {
+    WatchSpec s;
+    s.key = key;
+    s.range_end = end;
+    s.start_revision = start;
+    return s;
+  }
+
+  storage::testing::TempDir dir_{"watch-hub"};
+  std::unique_ptr<kv::MvccStore> store_;
+  std::unique_ptr<WatchHub> hub_;
+};
+
+TEST_F(WatchHubTest, CreatedResponseThenLiveEventsForTheKeyOnly) {
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("a"), &error));
+  ASSERT_EQ(c.got.size(), 1u);
+  EXPECT_TRUE(c.got[0].created);
+  EXPECT_EQ(c.got[0].watch_id, 0);
+  put("a", "1");
+  put("b", "x");
+  put("a", "2");
+  auto ev = c.events();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].kv.value, "1");
+  EXPECT_EQ(ev[1].kv.value, "2");
+  EXPECT_EQ(ev[1].kv.version, 2);
+  EXPECT_FALSE(ev[1].prev_kv.has_value()) << "prev_kv only when asked for";
+}
+
+TEST_F(WatchHubTest, PrefixAndFromKeyRanges) {
+  Collect prefix, from;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&prefix, spec("p/", "p0"), &error));
+  ASSERT_TRUE(hub_->add(&from, spec("m", std::string(1, '\0')), &error));
+  put("p/1", "x");
+  put("p0", "x");
+  put("a", "x");
+  put("z", "x");
+  auto pe = prefix.events();
+  ASSERT_EQ(pe.size(), 1u);
+  EXPECT_EQ(pe[0].kv.key, "p/1");
+  auto fe = from.events();
+  ASSERT_EQ(fe.size(), 3u);  // p/1, p0 and z are >= "m"
+}
+
+TEST_F(WatchHubTest, HistoryFromAPastRevisionThenLiveWithoutGapOrRepeat) {
+  put("k", "1");  // revision 2
+  put("k", "2");  // 3
+  put("k", "3");  // 4
+  Collect c;
+  std::string error;
+  WatchSpec s = spec("k", "", 3);
+  s.prev_kv = true;
+  ASSERT_TRUE(hub_->add(&c, s, &error));
+  put("k", "4");  // 5
+  auto ev = c.events();
+  ASSERT_EQ(ev.size(), 3u);
+  EXPECT_EQ(ev[0].kv.mod_revision, 3);
+  EXPECT_EQ(ev[1].kv.mod_revision, 4);
+  EXPECT_EQ(ev[2].kv.mod_revision, 5);
+  ASSERT_TRUE(ev[0].prev_kv.has_value());
+  EXPECT_EQ(ev[0].prev_kv->value, "1");
+}
+
+TEST_F(WatchHubTest, FiltersDropPutsOrDeletes) {
+  Collect noput, nodel;
+  std::string error;
+  WatchSpec a = spec("f");
+  a.no_put = true;
+  WatchSpec b = spec("f");
+  b.no_delete = true;
+  ASSERT_TRUE(hub_->add(&noput, a, &error));
+  ASSERT_TRUE(hub_->add(&nodel, b, &error));
+  put("f", "1");
+  del("f");
+  ASSERT_EQ(noput.events().size(), 1u);
+  EXPECT_EQ(noput.events()[0].type, kv::Event::Type::kDelete);
+  ASSERT_EQ(nodel.events().size(), 1u);
+  EXPECT_EQ(nodel.events()[0].type, kv::Event::Type::kPut);
+}
+
+TEST_F(WatchHubTest, AStartBelowTheCompactedRevisionIsCancelledWithIt) {
+  put("c", "1");
+  put("c", "2");
+  put("c", "3");
+  kv::Command cmp;
+  cmp.op = kv::CompactionRequest{3};
+  apply(cmp);
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("c", "", 2), &error));
+  ASSERT_EQ(c.got.size(), 2u);
+  EXPECT_TRUE(c.got[0].created);
+  EXPECT_TRUE(c.got[1].canceled);
+  EXPECT_EQ(c.got[1].compact_revision, 3);
+  EXPECT_EQ(hub_->watcher_count(), 0u);
+  put("c", "4");
+  EXPECT_EQ(c.got.size(), 2u) << "a cancelled watcher gets nothing more";
+}
+
+TEST_F(WatchHubTest, CancelAndRemoveSinkStopDelivery) {
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("x"), &error));
+  ASSERT_TRUE(hub_->add(&c, spec("y"), &error));
+  EXPECT_EQ(c.got[1].watch_id, 1);
+  ASSERT_TRUE(hub_->cancel(&c, 0));
+  EXPECT_FALSE(hub_->cancel(&c, 0));
+  EXPECT_TRUE(c.got.back().canceled);
+  put("x", "1");
+  put("y", "1");
+  ASSERT_EQ(c.events().size(), 1u);
+  EXPECT_EQ(c.events()[0].kv.key, "y");
+  hub_->remove_sink(&c);
+  size_t before = c.got.size();
+  put("y", "2");
+  EXPECT_EQ(c.got.size(), before);
+}
+
+TEST_F(WatchHubTest, ChosenIdsMustBeUniquePerStream) {
+  Collect c, other;
+  std::string error;
+  WatchSpec s = spec("k");
+  s.auto_id = false;
+  s.id = 7;
+  ASSERT_TRUE(hub_->add(&c, s, &error));
+  EXPECT_FALSE(hub_->add(&c, s, &error));
+  EXPECT_NE(error.find("watcher ID already exists"), std::string::npos);
+  EXPECT_TRUE(hub_->add(&other, s, &error)) << "ids are per stream";
+}
+
+TEST_F(WatchHubTest, ProgressRequestReportsTheRevision) {
+  put("a", "1");
+  Collect c;
+  hub_->progress(&c, true);
+  ASSERT_EQ(c.got.size(), 1u);
+  EXPECT_EQ(c.got[0].watch_id, -1);
+  EXPECT_EQ(c.got[0].revision, store_->revision());
+  EXPECT_TRUE(c.got[0].events.empty());
+}
+
+TEST_F(WatchHubTest, LargeBatchesAreSplit) {
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("big/", "big0"), &error));
+  std::vector<kv::Event> events;
+  for (size_t i = 0; i < WatchHub::kMaxEventsPerUpdate + 5; ++i) {
+    kv::Event e;
+    e.kv.key = "big/" + std::to_string(i);
+    e.kv.mod_revision = 100;
+    events.push_back(e);
+  }
+  hub_->publish(events, 100);
+  ASSERT_EQ(c.got.size(), 3u);  // created + two parts
+  EXPECT_EQ(c.got[1].events.size(), WatchHub::kMaxEventsPerUpdate);
+  EXPECT_EQ(c.got[2].events.size(), 5u);
+}
+
+TEST(ProposalTest, RoundTripsAndRefusesOtherData) {
+  std::string data = encode_proposal(ProposalHeader{ProposalKind::kCommand, 5, 9}, "payload");
+  std::string_view cmd;
+  auto h = decode_proposal(data, &cmd);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->proposer, 5u);
+  EXPECT_EQ(h->request_id, 9u);
+  EXPECT_EQ(cmd, "payload");
+  EXPECT_FALSE(decode_proposal("", &cmd).has_value());
+  EXPECT_FALSE(decode_proposal(data.substr(0, 10), &cmd).has_value());
+  std::string bad = data;
+  bad[1] = 9;  // unknown kind
+  EXPECT_FALSE(decode_proposal(bad, &cmd).has_value());
+
+  MemberAttributes a{42, "m1", {"http://127.0.0.1:2379"}};
+  EXPECT_EQ(decode_member_attributes(encode_member_attributes(a)), a);
+  std::string enc = encode_member_attributes(a);
+  for (size_t i = 0; i < enc.size(); ++i)
+    EXPECT_FALSE(decode_member_attributes(enc.substr(0, i)).has_value()) << i;
+  MemberContext mc{"m2", {"http://127.0.0.1:2380"}};
+  EXPECT_EQ(decode_member_context(encode_member_context(mc)), mc);
+}
+
+}  // namespace
+}  // namespace chorus::server

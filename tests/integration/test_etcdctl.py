@@ -1,0 +1,591 @@
+"""Chorus driven by the real etcdctl (Debian's etcd-client): a 3-member cluster of chorusd
+processes on loopback must answer as etcd would.
+
+    python3 tests/integration/test_etcdctl.py --chorusd build/rel/src/server/chorusd [-v]
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+import unittest
+
+from cluster import Cluster
+
+CHORUSD = None
+
+
+def b64(s):
+    import base64
+    return base64.b64encode(s.encode()).decode()
+
+
+def unb64(s):
+    import base64
+    return base64.b64decode(s).decode()
+
+
+class ClusterTest(unittest.TestCase):
+    """One cluster for the whole class; tests use their own key prefixes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(CHORUSD)
+        try:
+            cls.c.start()
+        except Exception:
+            cls.c.close(keep=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def put(self, key, value, *args):
+        self.c.ctl("put", key, value, *args)
+
+    def get(self, *args):
+        return self.c.ctl_json("get", *args)
+
+
+class KvTest(ClusterTest):
+    def test_put_then_get_returns_value_and_revisions(self):
+        self.assertEqual(self.c.ctl("put", "kv/a", "1").stdout.strip(), "OK")
+        r = self.get("kv/a")
+        self.assertEqual(len(r["kvs"]), 1)
+        kv = r["kvs"][0]
+        self.assertEqual(unb64(kv["key"]), "kv/a")
+        self.assertEqual(unb64(kv["value"]), "1")
+        self.assertEqual(kv["version"], 1)
+        self.assertEqual(kv["create_revision"], kv["mod_revision"])
+        self.assertEqual(r["header"]["revision"], kv["mod_revision"])
+        self.assertNotEqual(r["header"]["cluster_id"], 0)
+        self.assertNotEqual(r["header"]["member_id"], 0)
+        self.assertGreater(r["header"]["raft_term"], 0)
+        self.put("kv/a", "2")
+        kv2 = self.get("kv/a")["kvs"][0]
+        self.assertEqual(kv2["version"], 2)
+        self.assertEqual(kv2["create_revision"], kv["create_revision"])
+        self.assertGreater(kv2["mod_revision"], kv["mod_revision"])
+        # Plain output: key then value.
+        self.assertEqual(self.c.ctl("get", "kv/a").stdout.split(), ["kv/a", "2"])
+
+    def test_every_member_serves_reads_and_writes(self):
+        for i, m in enumerate(self.c.members):
+            self.c.ctl("put", "any/%d" % i, "v%d" % i, endpoints=m.endpoint)
+        for m in self.c.members:
+            r = self.c.ctl_json("get", "any/", "--prefix", endpoints=m.endpoint)
+            self.assertEqual([unb64(kv["key"]) for kv in r["kvs"]], ["any/0", "any/1", "any/2"])
+            # A serializable read on a follower is local, but sees the data once applied.
+            deadline = time.time() + 5
+            while True:
+                r = self.c.ctl_json("get", "any/", "--prefix", "--consistency=s",
+                                    endpoints=m.endpoint)
+                if r.get("count") == 3 or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(r.get("count"), 3)
+
+    def test_prefix_limit_and_sort(self):
+        for i in range(5):
+            self.put("pfx/%d" % i, str(i))
+        self.put("pfy", "outside")
+        r = self.get("pfx/", "--prefix")
+        self.assertEqual([unb64(kv["key"]) for kv in r["kvs"]], ["pfx/%d" % i for i in range(5)])
+        self.assertEqual(r["count"], 5)
+        r = self.get("pfx/", "--prefix", "--limit", "2")
+        self.assertEqual(len(r["kvs"]), 2)
+        self.assertTrue(r["more"])
+        self.assertEqual(r["count"], 5)
+        r = self.get("pfx/", "--prefix", "--sort-by", "KEY", "--order", "DESCEND")
+        self.assertEqual(unb64(r["kvs"][0]["key"]), "pfx/4")
+        out = self.c.ctl("get", "pfx/", "--prefix", "--keys-only").stdout.split()
+        self.assertEqual(out, ["pfx/%d" % i for i in range(5)])
+        r = self.get("pfx/0", "pfx/3")  # a range [pfx/0, pfx/3)
+        self.assertEqual(len(r["kvs"]), 3)
+        r = self.get("pfx/3", "--from-key", "--limit", "3")
+        self.assertEqual([unb64(kv["key"]) for kv in r["kvs"]], ["pfx/3", "pfx/4", "pfy"])
+
+    def test_get_at_a_past_revision(self):
+        self.put("rev/k", "old")
+        rev = self.get("rev/k")["kvs"][0]["mod_revision"]
+        self.put("rev/k", "new")
+        r = self.get("rev/k", "--rev", str(rev))
+        self.assertEqual(unb64(r["kvs"][0]["value"]), "old")
+        self.assertEqual(unb64(self.get("rev/k")["kvs"][0]["value"]), "new")
+        p = self.c.ctl("get", "rev/k", "--rev", "99999999", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("required revision is a future revision", p.stderr)
+
+    def test_delete_by_prefix_with_prev_kv(self):
+        for i in range(3):
+            self.put("del/%d" % i, "x%d" % i)
+        self.put("delx", "keep")
+        out = self.c.ctl("del", "del/", "--prefix", "--prev-kv").stdout.split()
+        self.assertEqual(out[0], "3")
+        self.assertEqual(out[1:], ["del/0", "x0", "del/1", "x1", "del/2", "x2"])
+        self.assertEqual(self.get("del/", "--prefix").get("count", 0), 0)
+        self.assertEqual(self.get("delx")["count"], 1)
+        self.assertEqual(self.c.ctl("del", "del/none").stdout.strip(), "0")
+
+    def test_txn_success_and_failure_branches(self):
+        self.put("txn/k", "v1")
+        script = 'value("txn/k") = "v1"\n\nput txn/k v2\nput txn/other yes\n\nput txn/k failed\n\n'
+        out = self.c.ctl("txn", stdin=script).stdout.split()
+        self.assertEqual(out, ["SUCCESS", "OK", "OK"])
+        self.assertEqual(unb64(self.get("txn/k")["kvs"][0]["value"]), "v2")
+        out = self.c.ctl("txn", stdin=script).stdout.split()
+        self.assertEqual(out, ["FAILURE", "OK"])
+        self.assertEqual(unb64(self.get("txn/k")["kvs"][0]["value"]), "failed")
+        script = 'mod("txn/k") > "0"\nversion("txn/none") = "0"\n\nget txn/k\n\n\n'
+        out = self.c.ctl("txn", stdin=script).stdout.split()
+        self.assertEqual(out, ["SUCCESS", "txn/k", "failed"])
+
+    def test_compaction_makes_old_revisions_unreadable(self):
+        self.put("cmp/k", "a")
+        old = self.get("cmp/k")["kvs"][0]["mod_revision"]
+        self.put("cmp/k", "b")
+        rev = self.get("cmp/k")["header"]["revision"]
+        self.assertIn("compacted revision %d" % rev, self.c.ctl("compaction", str(rev)).stdout)
+        p = self.c.ctl("get", "cmp/k", "--rev", str(old), check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("required revision has been compacted", p.stderr)
+        self.assertEqual(unb64(self.get("cmp/k")["kvs"][0]["value"]), "b")
+
+    def test_request_too_large_gets_etcds_error(self):
+        # The value comes from stdin: it is too big for a command line.
+        p = self.c.ctl("put", "big", stdin="x" * (1600 * 1024), check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("request is too large", p.stderr)
+
+    def test_too_many_txn_operations_gets_etcds_error(self):
+        ops = "".join("put many/%d v\n" % i for i in range(129))
+        p = self.c.ctl("txn", stdin="\n" + ops + "\n\n", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("too many operations in txn request", p.stderr)
+
+
+class WatchTest(ClusterTest):
+    def watch(self, *args):
+        """Starts `etcdctl watch`; returns the process (its stdout is line-buffered text)."""
+        import os
+        import subprocess
+        env = dict(os.environ, ETCDCTL_API="3")
+        cmd = ["etcdctl", "--endpoints", self.c.endpoints(), "watch"] + list(args)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, bufsize=1)
+
+    def read_lines(self, proc, n, timeout=10):
+        """Up to n lines of proc's output, waiting at most `timeout` seconds in all."""
+        import queue
+        if not hasattr(proc, "lines"):
+            proc.lines = queue.Queue()
+
+            def pump():
+                for line in proc.stdout:
+                    proc.lines.put(line.rstrip("\n"))
+
+            threading.Thread(target=pump, daemon=True).start()
+        lines = []
+        deadline = time.time() + timeout
+        while len(lines) < n:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            try:
+                lines.append(proc.lines.get(timeout=left))
+            except queue.Empty:
+                break
+        return lines
+
+    def test_watch_prefix_with_prev_kv_sees_puts_and_deletes(self):
+        self.put("w/a", "0")
+        proc = self.watch("w/", "--prefix", "--prev-kv")
+        try:
+            time.sleep(1)  # the watch is registered
+            self.put("w/a", "1")
+            self.put("other", "x")
+            self.c.ctl("del", "w/a")
+            lines = self.read_lines(proc, 9)
+        finally:
+            proc.kill()
+            proc.wait()
+        # PUT, prev key, prev value, key, value; DELETE, prev key, prev value, key
+        self.assertEqual(lines[:5], ["PUT", "w/a", "0", "w/a", "1"], lines)
+        self.assertEqual(lines[5], "DELETE", lines)
+        self.assertIn("w/a", lines[6:])
+
+    def test_watch_from_a_past_revision_replays_history(self):
+        self.put("hist/k", "v1")
+        rev = self.get("hist/k")["kvs"][0]["mod_revision"]
+        self.put("hist/k", "v2")
+        self.put("hist/k", "v3")
+        proc = self.watch("hist/k", "--rev", str(rev))
+        try:
+            lines = self.read_lines(proc, 9)
+        finally:
+            proc.kill()
+            proc.wait()
+        self.assertEqual(lines, ["PUT", "hist/k", "v1", "PUT", "hist/k", "v2", "PUT", "hist/k", "v3"])
+
+    def test_watch_below_the_compacted_revision_is_cancelled(self):
+        self.put("wc/k", "1")
+        old = self.get("wc/k")["kvs"][0]["mod_revision"]
+        self.put("wc/k", "2")
+        rev = self.get("wc/k")["header"]["revision"]
+        self.c.ctl("compaction", str(rev))
+        p = self.c.ctl("watch", "wc/k", "--rev", str(old), check=False, timeout=20)
+        out = p.stdout + p.stderr
+        self.assertIn("required revision has been compacted", out)
+
+    def test_watch_in_interactive_mode_with_progress(self):
+        import os
+        import subprocess
+        env = dict(os.environ, ETCDCTL_API="3")
+        cmd = ["etcdctl", "--endpoints", self.c.endpoints(), "watch", "-i"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+        try:
+            proc.stdin.write("watch iw/k\n")
+            proc.stdin.flush()
+            time.sleep(1)
+            self.put("iw/k", "hello")
+            lines = self.read_lines(proc, 3)
+        finally:
+            proc.kill()
+            proc.wait()
+        self.assertEqual(lines, ["PUT", "iw/k", "hello"])
+
+
+class LeaseTest(ClusterTest):
+    def lease_id(self, out):
+        # "lease 694d7a8a4f4b5c11 granted with TTL(5s)"
+        return out.split()[1]
+
+    def test_grant_attach_time_to_live_and_revoke(self):
+        lid = self.lease_id(self.c.ctl("lease", "grant", "60").stdout)
+        self.put("lease/a", "1", "--lease", lid)
+        self.put("lease/b", "2", "--lease", lid)
+        ttl = self.c.ctl_json("lease", "timetolive", lid, "--keys")
+        self.assertEqual(ttl["granted-ttl"], 60)
+        self.assertGreater(ttl["ttl"], 0)
+        self.assertEqual(sorted(unb64(k) for k in ttl["keys"]), ["lease/a", "lease/b"])
+        self.assertIn(lid, self.c.ctl("lease", "list").stdout)
+        self.assertIn("revoked", self.c.ctl("lease", "revoke", lid).stdout)
+        self.assertEqual(self.get("lease/", "--prefix").get("count", 0), 0)
+        p = self.c.ctl("lease", "revoke", lid, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("requested lease not found", p.stderr)
+
+    def test_keys_expire_with_their_lease(self):
+        lid = self.lease_id(self.c.ctl("lease", "grant", "2").stdout)
+        self.put("expire/k", "v", "--lease", lid)
+        self.assertEqual(self.get("expire/k")["count"], 1)
+        deadline = time.time() + 15
+        while self.get("expire/k").get("count", 0) != 0:
+            self.assertLess(time.time(), deadline, "lease did not expire\n" + self.c.logs())
+            time.sleep(0.2)
+        ttl = self.c.ctl_json("lease", "timetolive", lid)
+        self.assertEqual(ttl["ttl"], -1)
+
+    def test_keep_alive_once_renews_on_leader_and_followers(self):
+        lid = self.lease_id(self.c.ctl("lease", "grant", "30").stdout)
+        for m in self.c.members:
+            out = self.c.ctl("lease", "keep-alive", "--once", lid, endpoints=m.endpoint).stdout
+            self.assertIn("keepalived with TTL(30)", out)
+
+
+class LockElectTest(ClusterTest):
+    def test_lock_runs_a_command_while_holding_the_lock(self):
+        out = self.c.ctl("lock", "mylock", "echo", "locked-section").stdout
+        self.assertIn("locked-section", out)
+        # Released afterwards: the lock's key is gone.
+        self.assertEqual(self.get("mylock", "--prefix").get("count", 0), 0)
+
+    def test_second_locker_waits_for_the_first(self):
+        import os
+        import subprocess
+        env = dict(os.environ, ETCDCTL_API="3")
+        first = subprocess.Popen(["etcdctl", "--endpoints", self.c.endpoints(), "lock", "L"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=env)
+        try:
+            held = first.stdout.readline().strip()
+            self.assertTrue(held.startswith("L/"), held)
+            p = self.c.ctl("lock", "L", "--ttl", "5", "echo", "second", check=False, timeout=4)
+            self.fail("second locker got the lock while the first held it: %s" % p.stdout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            first.terminate()
+            first.wait()
+        out = self.c.ctl("lock", "L", "echo", "second").stdout
+        self.assertIn("second", out)
+
+    def test_elect_names_the_leader_to_observers(self):
+        import os
+        import subprocess
+        env = dict(os.environ, ETCDCTL_API="3")
+        # A follower's endpoint: its keep-alives must reach the leader through it.
+        leader = self.c.wait_leader()
+        follower = next(m for m in self.c.members if m is not leader)
+        candidate = subprocess.Popen(
+            ["etcdctl", "--endpoints", follower.endpoint, "elect", "el", "p1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            line = candidate.stdout.readline().strip()
+            self.assertTrue(line.startswith("el/"), line)
+            obs = subprocess.Popen(["etcdctl", "--endpoints", self.c.endpoints(), "elect", "-l",
+                                    "el"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, env=env)
+            try:
+                lines = [obs.stdout.readline().strip(), obs.stdout.readline().strip()]
+            finally:
+                obs.kill()
+                obs.wait()
+            self.assertEqual(lines[1], "p1", lines)
+            # The candidate's session stays alive through a follower past the session TTL.
+            time.sleep(3)
+            self.assertIsNone(candidate.poll())
+            self.assertEqual(self.get("el/", "--prefix")["count"], 1)
+        finally:
+            candidate.terminate()
+            candidate.wait()
+
+
+class ClusterInfoTest(ClusterTest):
+    def test_member_list_names_every_member(self):
+        deadline = time.time() + 10
+        while True:
+            r = self.c.ctl_json("member", "list")
+            names = sorted(m.get("name", "") for m in r["members"])
+            if names == ["m1", "m2", "m3"] or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(names, ["m1", "m2", "m3"])
+        for m in r["members"]:
+            self.assertEqual(len(m["clientURLs"]), 1)
+            self.assertEqual(len(m["peerURLs"]), 1)
+
+    def test_endpoint_status_and_health_for_the_whole_cluster(self):
+        out = self.c.ctl("endpoint", "health", "--cluster").stdout + \
+            self.c.ctl("endpoint", "health", "--cluster").stderr
+        self.assertEqual(out.count("is healthy"), 3, out)
+        st = json.loads(self.c.ctl("endpoint", "status", "--cluster", "-w", "json").stdout)
+        self.assertEqual(len(st), 3)
+        leaders = {s["Status"]["leader"] for s in st}
+        self.assertEqual(len(leaders), 1)
+        self.assertIn(next(iter(leaders)), {s["Status"]["header"]["member_id"] for s in st})
+        for s in st:
+            self.assertTrue(s["Status"]["version"].startswith("3.5"))
+
+
+class HttpTest(ClusterTest):
+    def test_health_version_and_metrics(self):
+        for m in self.c.members:
+            code, body = m.http_get("/health")
+            self.assertEqual(code, 200, body)
+            self.assertEqual(json.loads(body)["health"], "true")
+        code, body = self.c.members[0].http_get("/version")
+        self.assertEqual(code, 200)
+        self.assertTrue(json.loads(body)["etcdserver"].startswith("3.5"))
+        self.c.ctl("put", "metrics/k", "v", endpoints=self.c.members[0].endpoint)
+        code, body = self.c.members[0].http_get("/metrics")
+        self.assertEqual(code, 200)
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        self.assertEqual(samples["etcd_server_has_leader"], 1)
+        self.assertGreater(samples["etcd_server_proposals_committed_total"], 0)
+        self.assertGreater(samples["etcd_disk_wal_fsync_duration_seconds_count"], 0)
+        self.assertGreater(samples["process_resident_memory_bytes"], 0)
+        self.assertTrue(any(k.startswith("grpc_server_handled_total{") and 'grpc_method="Put"' in k
+                            for k in samples), [k for k in samples if "grpc" in k][:5])
+        self.assertEqual(self.c.members[0].http_get("/nothing")[0], 404)
+
+
+class MaintenanceTest(ClusterTest):
+    def test_snapshot_save_writes_a_verifiable_file(self):
+        import os
+        for i in range(20):
+            self.put("snap/%d" % i, "v" * 100)
+        path = os.path.join(self.c.root, "backup.snap")
+        out = self.c.ctl("snapshot", "save", path, endpoints=self.c.members[0].endpoint)
+        self.assertIn("Snapshot saved at " + path, out.stdout + out.stderr)
+        data = open(path, "rb").read()
+        # Length-prefixed checksummed chunks, a zero length, zeros to a multiple of 512 bytes,
+        # then the SHA-256 of everything before it (what etcd's clients check).
+        import hashlib
+        import struct
+        self.assertEqual(len(data) % 512, 32)
+        self.assertEqual(hashlib.sha256(data[:-32]).digest(), data[-32:])
+        off, chunks = 0, 0
+        while True:
+            (n,) = struct.unpack_from("<I", data, off)
+            off += 4
+            if n == 0:
+                break
+            off += n
+            chunks += 1
+        self.assertGreaterEqual(chunks, 1)
+        self.assertEqual(data[off:-32], b"\0" * (len(data) - 32 - off))
+
+    def test_hashkv_agrees_on_every_member(self):
+        self.put("hash/k", "v")
+        rev = self.get("hash/k")["header"]["revision"]
+        deadline = time.time() + 10
+        while True:
+            hashes = set()
+            for m in self.c.members:
+                r = self.c.ctl_json("endpoint", "hashkv", "--rev", str(rev), endpoints=m.endpoint)
+                hashes.add(r[0]["HashKV"]["hash"])
+            if len(hashes) == 1 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(len(hashes), 1)
+
+    def test_defrag_and_alarm_list(self):
+        out = self.c.ctl("defrag", "--cluster").stdout
+        self.assertEqual(out.count("Finished defragmenting etcd member"), 3, out)
+        self.assertEqual(self.c.ctl("alarm", "list").stdout.strip(), "")
+
+    def test_move_leader(self):
+        leader = self.c.wait_leader()
+        target = next(m for m in self.c.members if m is not leader)
+        tid = "%x" % self.c.status(target)["header"]["member_id"]
+        out = self.c.ctl("move-leader", tid, endpoints=leader.endpoint).stdout
+        self.assertIn("Leadership transferred", out)
+        self.assertIs(self.c.wait_leader(), target)
+        p = self.c.ctl("move-leader", tid, endpoints=leader.endpoint, check=False)
+        self.assertNotEqual(p.returncode, 0)
+
+
+class QuotaTest(unittest.TestCase):
+    def test_space_alarm_refuses_writes_until_disarmed(self):
+        c = Cluster(CHORUSD, size=1)
+        try:
+            c.members[0].start(extra=["--quota-backend-bytes", "300000"])
+            c.wait_leader()
+            blob = "x" * 100000
+            deadline = time.time() + 30
+            refused = None
+            i = 0
+            while time.time() < deadline:
+                p = c.ctl("put", "q/%d" % i, stdin=blob, check=False)
+                i += 1
+                if p.returncode != 0:
+                    refused = p.stderr
+                    break
+                time.sleep(0.1)
+            self.assertIsNotNone(refused, "no alarm after %d puts" % i)
+            self.assertIn("database space exceeded", refused)
+            self.assertIn("NOSPACE", c.ctl("alarm", "list").stdout)
+            # Reads and deletes still work; after freeing space and disarming, writes work.
+            c.ctl("get", "q/0")
+            c.ctl("del", "q/", "--prefix")
+            rev = c.ctl_json("get", "q/0")["header"]["revision"]
+            c.ctl("compaction", str(rev))
+            c.ctl("defrag")
+            c.ctl("alarm", "disarm")
+            self.assertEqual(c.ctl("alarm", "list").stdout.strip(), "")
+            c.ctl("put", "q/after", "ok")
+        finally:
+            c.close()
+
+
+class FaultTest(unittest.TestCase):
+    """Each test gets its own cluster."""
+
+    def setUp(self):
+        self.c = Cluster(CHORUSD)
+        self.c.start()
+
+    def tearDown(self):
+        self.c.close(keep=False)
+
+    def test_leader_killed_under_load_loses_no_acknowledged_write(self):
+        acked = []
+        stop = threading.Event()
+        errors = []
+
+        def writer(wid):
+            i = 0
+            while not stop.is_set():
+                key = "load/%d/%d" % (wid, i)
+                p = self.c.ctl("put", key, str(i), check=False, timeout=30)
+                if p.returncode == 0:
+                    acked.append(key)
+                else:
+                    errors.append(p.stderr.strip())
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        old = self.c.wait_leader()
+        old.kill()
+        time.sleep(4)
+        stop.set()
+        for t in threads:
+            t.join()
+        new = self.c.wait_leader()
+        self.assertIsNot(new, old)
+        self.assertGreater(len(acked), 20, errors[:5])
+        got = {unb64(kv["key"]) for kv in
+               self.c.ctl_json("get", "load/", "--prefix", "--limit", "0").get("kvs", [])}
+        lost = [k for k in acked if k not in got]
+        self.assertEqual(lost, [], "acknowledged writes lost")
+        # The old leader rejoins and catches up.
+        old.start()
+        deadline = time.time() + 30
+        while True:
+            st = self.c.status(old)
+            r = None
+            if st is not None:
+                r = self.c.ctl_json("get", "load/", "--prefix", "--keys-only", "--limit", "1",
+                                    "--consistency=s", endpoints=old.endpoint)
+            if r is not None and r.get("count", 0) >= len(acked):
+                break
+            self.assertLess(time.time(), deadline, "old leader did not catch up\n" + self.c.logs())
+            time.sleep(0.3)
+
+    def test_every_member_restarted_keeps_the_data(self):
+        for i in range(50):
+            self.c.ctl("put", "keep/%02d" % i, "v%d" % i)
+        before = self.c.ctl_json("get", "keep/", "--prefix")
+        for m in self.c.members:
+            self.assertEqual(m.stop(), 0, m.log()[-2000:])
+        for m in self.c.members:
+            m.start()
+        self.c.wait_leader()
+        after = self.c.ctl_json("get", "keep/", "--prefix")
+        self.assertEqual([(kv["key"], kv["value"], kv["mod_revision"]) for kv in before["kvs"]],
+                         [(kv["key"], kv["value"], kv["mod_revision"]) for kv in after["kvs"]])
+        self.assertGreaterEqual(after["header"]["revision"], before["header"]["revision"])
+        self.c.ctl("put", "keep/after", "yes")
+
+    def test_sigterm_on_the_leader_hands_leadership_over(self):
+        old = self.c.wait_leader()
+        t0 = time.time()
+        self.assertEqual(old.stop(), 0, old.log()[-2000:])
+        new = self.c.wait_leader(timeout=10)
+        self.assertIsNot(new, old)
+        self.c.ctl("put", "after/stop", "ok")
+        self.assertLess(time.time() - t0, 10)
+
+
+def main():
+    global CHORUSD
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chorusd", required=True)
+    args, rest = ap.parse_known_args()
+    CHORUSD = args.chorusd
+    unittest.main(argv=[sys.argv[0]] + rest)
+
+
+if __name__ == "__main__":
+    main()
