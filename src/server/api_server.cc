@@ -15,6 +15,7 @@
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "base/coding.h"
+#include "server/config.h"
 #include "server/convert.h"
 #include "storage/file.h"
 #include "storage/snapshot_stream.h"
@@ -639,22 +640,162 @@ class ClusterService final : public pb::Cluster::CallbackService {
                                        const pb::MemberListRequest*,
                                        pb::MemberListResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    for (const MemberInfo& m : s_->node->members()) {
-      pb::Member* out = resp->add_members();
-      out->set_id(m.id);
-      out->set_name(m.name);
-      for (const auto& u : m.peer_urls)
-        out->add_peerurls(u);
-      for (const auto& u : m.client_urls)
-        out->add_clienturls(u);
-      out->set_islearner(m.is_learner);
-    }
+    list(resp->mutable_members());
     s_->header(resp->mutable_header());
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
+                                      const pb::MemberAddRequest* req,
+                                      pb::MemberAddResponse* resp) override {
+    std::vector<Url> urls;
+    std::vector<std::string> texts;
+    for (const std::string& text : req->peerurls()) {
+      Url u;
+      std::string error;
+      if (!parse_url(text, &u, &error)) {
+        return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                            "etcdserver: invalid peer URL " + text + ": " + error));
+      }
+      urls.push_back(u);
+      texts.push_back(u.to_string());
+    }
+    if (urls.empty()) {
+      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "etcdserver: no peer URLs given"));
+    }
+    for (const MemberInfo& m : s_->node->members()) {
+      for (const std::string& u : m.peer_urls) {
+        if (std::find(texts.begin(), texts.end(), u) != texts.end()) {
+          return s_->refuse(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                              rpc_errors::kPeerURLExist));
+        }
+      }
+    }
+    // The id the new member derives itself from its peer URLs and the cluster token.
+    raft::NodeId id = compute_member_id(urls, s_->node->cluster_token());
+    if (s_->node->member_removed(id)) {
+      return s_->refuse(
+          ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kIDRemoved));
+    }
+    raft::ConfChange cc;
+    cc.changes.push_back(
+        {req->islearner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddNode, id});
+    cc.context = encode_member_context(MemberContext{"", texts});
+    bool learner = req->islearner();
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->change_membership(
+        cc, false, [this, reactor, resp, id, texts, learner](const RpcError& e) {
+          if (!e.ok()) return reactor->Finish(to_grpc(e));
+          pb::Member* m = resp->mutable_member();
+          m->set_id(id);
+          for (const auto& u : texts)
+            m->add_peerurls(u);
+          m->set_islearner(learner);
+          list(resp->mutable_members());
+          s_->header(resp->mutable_header());
+          reactor->Finish(grpc::Status::OK);
+        });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
+                                         const pb::MemberRemoveRequest* req,
+                                         pb::MemberRemoveResponse* resp) override {
+    if (!is_member(req->id())) return not_found(ctx, req->id());
+    raft::ConfChange cc;
+    cc.changes.push_back({raft::ConfChangeType::kRemoveNode, req->id()});
+    return change(ctx, cc, false, resp->mutable_members(), resp->mutable_header());
+  }
+
+  grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
+                                          const pb::MemberPromoteRequest* req,
+                                          pb::MemberPromoteResponse* resp) override {
+    bool found = false, learner = false;
+    for (const MemberInfo& m : s_->node->members()) {
+      if (m.id == req->id()) {
+        found = true;
+        learner = m.is_learner;
+      }
+    }
+    if (!found) return not_found(ctx, req->id());
+    if (!learner) {
+      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                          rpc_errors::kMemberNotLearner));
+    }
+    raft::ConfChange cc;
+    cc.changes.push_back({raft::ConfChangeType::kAddNode, req->id()});
+    return change(ctx, cc, true, resp->mutable_members(), resp->mutable_header());
+  }
+
+  grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
+                                         const pb::MemberUpdateRequest* req,
+                                         pb::MemberUpdateResponse* resp) override {
+    if (!is_member(req->id())) return not_found(ctx, req->id());
+    MemberPeerUrls u;
+    u.id = req->id();
+    for (const std::string& text : req->peerurls()) {
+      Url url;
+      std::string error;
+      if (!parse_url(text, &url, &error)) {
+        return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                            "etcdserver: invalid peer URL " + text + ": " + error));
+      }
+      u.peer_urls.push_back(url.to_string());
+    }
+    if (u.peer_urls.empty()) {
+      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "etcdserver: no peer URLs given"));
+    }
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->update_peer_urls(u, [this, reactor, resp](const RpcError& e) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      list(resp->mutable_members());
+      s_->header(resp->mutable_header());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
  private:
+  bool is_member(uint64_t id) const {
+    for (const MemberInfo& m : s_->node->members()) {
+      if (m.id == id) return true;
+    }
+    return false;
+  }
+  grpc::ServerUnaryReactor* not_found(grpc::CallbackServerContext* ctx, uint64_t id) {
+    (void)id;
+    return s_->refuse(
+        ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, rpc_errors::kMemberNotFound));
+  }
+  grpc::ServerUnaryReactor* change(grpc::CallbackServerContext* ctx, const raft::ConfChange& cc,
+                                   bool promote,
+                                   google::protobuf::RepeatedPtrField<pb::Member>* members,
+                                   pb::ResponseHeader* header) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->change_membership(cc, promote, [this, reactor, members, header](const RpcError& e) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      list(members);
+      s_->header(header);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+  void list(google::protobuf::RepeatedPtrField<pb::Member>* out) const {
+    for (const MemberInfo& m : s_->node->members()) {
+      pb::Member* pm = out->Add();
+      pm->set_id(m.id);
+      pm->set_name(m.name);
+      for (const auto& u : m.peer_urls)
+        pm->add_peerurls(u);
+      for (const auto& u : m.client_urls)
+        pm->add_clienturls(u);
+      pm->set_islearner(m.is_learner);
+    }
+  }
+
   ApiServer::Impl* s_;
 };
 

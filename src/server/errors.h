@@ -53,6 +53,8 @@ inline const char* const kBadTransferee = "etcdserver: bad leader transferee";
 inline const char* const kTransferTimeout =
     "etcdserver: request timed out, leader transfer took too long";
 inline const char* const kIDRemoved = "etcdserver: ID removed";
+inline const char* const kConfChangePending =
+    "etcdserver: a configuration change is still being applied; retry";
 }  // namespace rpc_errors
 
 inline RpcError rpc_error(RpcCode code, std::string message) {

@@ -58,13 +58,16 @@ int run(const ServerConfig& cfg) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGUSR1);  // raised by the node when its storage fails
+  sigaddset(&signals, SIGUSR1);  // raised by the node when it must stop (storage, removal)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   NodeOptions o;
   o.id = cfg.member_id;
-  o.cluster_id = cfg.cluster_id;
+  // A member joining an existing cluster learns the cluster id from its peers (the data
+  // directory keeps it from then on).
+  o.cluster_id = cfg.initial_cluster_new ? cfg.cluster_id : 0;
+  o.cluster_token = cfg.initial_cluster_token;
   o.name = cfg.name;
   o.data_dir = cfg.data_dir;
   for (const Url& u : cfg.advertise_client_urls)
@@ -107,8 +110,11 @@ int run(const ServerConfig& cfg) {
   }
 
   transport::TransportOptions to;
-  to.cluster_id = cfg.cluster_id;
+  to.cluster_id = node->cluster_id();
   to.self = cfg.member_id;
+  to.on_cluster_id = [&node](uint64_t id) { node->adopt_cluster_id(id); };
+  to.is_removed = [&node](raft::NodeId id) { return node->member_removed(id); };
+  to.on_removed = [&node] { node->removed_by_peer(); };
   transport::PeerTransport peers(
       to, [&node](std::vector<raft::Message>&& m) { node->receive(std::move(m)); },
       [&node](raft::NodeId id) { node->report_unreachable(id); });
@@ -205,14 +211,14 @@ int run(const ServerConfig& cfg) {
                "chorusd info {\"msg\":\"serving\",\"name\":\"%s\",\"member-id\":\"%llx\","
                "\"cluster-id\":\"%llx\",\"client-urls\":\"%s\",\"peer-url\":\"%s\"}\n",
                cfg.name.c_str(), static_cast<unsigned long long>(cfg.member_id),
-               static_cast<unsigned long long>(cfg.cluster_id),
+               static_cast<unsigned long long>(node->cluster_id()),
                join_urls(cfg.listen_client_urls).c_str(), peer_listen.to_string().c_str());
 
   int sig = 0;
   sigwait(&signals, &sig);
   int code = 0;
   if (sig == SIGUSR1) {
-    std::fprintf(stderr, "chorusd fatal storage failed; stopping\n");
+    std::fprintf(stderr, "chorusd fatal stopping after the error above\n");
     code = 2;
   } else {
     std::fprintf(stderr, "chorusd info {\"msg\":\"stopping\",\"signal\":%d}\n", sig);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <set>
 
 #include "kv/codec.h"
 
@@ -17,6 +19,13 @@ constexpr raft::GroupId kGroup = 1;
 // Lease revokes proposed by the leader are proposed again if not applied in this time.
 constexpr auto kRevokeRetry = std::chrono::seconds(3);
 constexpr size_t kMaxRevokesPerTick = 64;
+constexpr const char* kClusterIdFile = "cluster_id";
+
+std::string hex_id(uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 void log_line(const char* level, const std::string& text) {
   std::fprintf(stderr, "chorusd %s %s\n", level, text.c_str());
@@ -40,6 +49,15 @@ std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& mem
 
 }  // namespace
 
+void Node::adopt_cluster_id(uint64_t id) {
+  uint64_t expected = 0;
+  if (id == 0 || !cluster_id_.compare_exchange_strong(expected, id)) return;
+  Status st = fs_->write_file_atomic(storage::join_path(options_.data_dir, "member"),
+                                     kClusterIdFile, hex_id(id) + "\n");
+  if (!st.is_ok()) fail_fatal("cannot record the cluster id: " + st.to_string());
+  log_line("info", "joined cluster " + hex_id(id));
+}
+
 Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {}
 
 Node::~Node() { stop(0); }
@@ -62,6 +80,24 @@ Status Node::recover() {
   const std::string member_dir = storage::join_path(dir, "member");
   if (!fs_->exists(member_dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(member_dir));
   CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir));
+
+  // The cluster id is fixed when a member first starts (or first hears from its cluster) and
+  // kept in the data directory; later flags cannot change it.
+  const std::string id_file = storage::join_path(member_dir, kClusterIdFile);
+  if (fs_->exists(id_file)) {
+    std::string text;
+    CHORUS_RETURN_IF_ERROR(fs_->read_file(id_file, &text));
+    char* end = nullptr;
+    uint64_t id = std::strtoull(text.c_str(), &end, 16);
+    if (id == 0 || end == text.c_str()) {
+      return Status::corruption(id_file + " does not hold a cluster id");
+    }
+    cluster_id_ = id;
+  } else if (options_.cluster_id != 0) {
+    CHORUS_RETURN_IF_ERROR(fs_->write_file_atomic(member_dir, kClusterIdFile,
+                                                  hex_id(options_.cluster_id) + "\n"));
+    cluster_id_ = options_.cluster_id;
+  }
 
   CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),
                                             storage::WalOptions{}, &wal_));
@@ -167,6 +203,18 @@ void Node::stop(int transfer_wait_ms) {
       r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   }
   read_rounds_.clear();
+  for (auto& c : conf_waiters_)
+    c.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  conf_waiters_.clear();
+  for (auto& c : in_conf_changes_)
+    c.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  in_conf_changes_.clear();
+  for (auto& t : transfers_)
+    t.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  transfers_.clear();
+  for (auto& t : in_transfers_)
+    t.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  in_transfers_.clear();
   for (auto& [index, r] : waiting_reads_)
     r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   waiting_reads_.clear();
@@ -342,6 +390,7 @@ void Node::raft_loop() {
       std::unique_lock<std::mutex> lk(inbox_mu_);
       inbox_cv_.wait_until(lk, next_tick_, [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
+               !in_conf_changes_.empty() ||
                !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty();
       });
@@ -377,6 +426,7 @@ void Node::drain_inbox() {
   std::vector<PendingProposal> proposals;
   std::vector<ReadDone> reads;
   std::vector<raft::NodeId> unreachable;
+  std::vector<ConfRequest> conf_requests;
   bool transfer = false;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
@@ -389,7 +439,9 @@ void Node::drain_inbox() {
     for (auto& t : in_transfers_)
       transfers_.push_back(std::move(t));
     in_transfers_.clear();
+    conf_requests.swap(in_conf_changes_);
   }
+  if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   for (auto& m : messages) {
     // A malformed or stray message is the peer's problem; the core refuses it safely.
     (void)raft_->step(std::move(m));
@@ -441,6 +493,15 @@ void Node::expire_requests(Clock::time_point now) {
       for (auto& r : it->second.readers)
         r(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
       it = read_rounds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = conf_waiters_.begin(); it != conf_waiters_.end();) {
+    if (it->deadline <= now) {
+      Done done = std::move(it->done);
+      it = conf_waiters_.erase(it);
+      done(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
     } else {
       ++it;
     }
@@ -639,30 +700,129 @@ void Node::apply_conf_change_entry(const raft::Entry& e) {
     fail_fatal("undecodable configuration change at index " + std::to_string(e.index));
     return;
   }
+  // The member table follows the configuration the core reports: a change the core ignored
+  // (invalid, the same on every replica) changes nothing here either.
   raft::ConfState conf = raft_->apply_conf_change(*cc);
+  std::set<raft::NodeId> ids;
+  for (const auto* list : {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next})
+    ids.insert(list->begin(), list->end());
   std::optional<MemberContext> ctx;
   if (!cc->context.empty()) ctx = decode_member_context(cc->context);
+  bool self_removed = false;
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    for (auto it = members_.begin(); it != members_.end();) {
+      if (ids.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
+      removed_.insert(it->first);
+      if (it->first == options_.id) {
+        self_removed = true;
+      } else {
+        sink_->remove_peer(it->first);
+      }
+      it = members_.erase(it);
+    }
+    for (const raft::ConfChangeSingle& ch : cc->changes) {
+      if (ch.type == raft::ConfChangeType::kRemoveNode || ids.count(ch.node) == 0) continue;
+      MemberInfo& m = members_[ch.node];
+      m.id = ch.node;
+      if (ctx) {
+        if (!ctx->name.empty()) m.name = ctx->name;
+        if (!ctx->peer_urls.empty()) m.peer_urls = ctx->peer_urls;
+      }
+      if (ch.node != options_.id && !m.peer_urls.empty()) sink_->set_peer(ch.node, m.peer_urls);
+    }
+    for (auto& [id, m] : members_) {
+      m.is_learner = std::find(conf.learners.begin(), conf.learners.end(), id) !=
+                     conf.learners.end();
+    }
+    auto self = members_.find(options_.id);
+    is_learner_ = self != members_.end() && self->second.is_learner;
+  }
+  for (auto it = conf_waiters_.begin(); it != conf_waiters_.end(); ++it) {
+    if (it->cc.changes == cc->changes) {
+      Done done = std::move(it->done);
+      conf_waiters_.erase(it);
+      done(RpcError{});
+      break;
+    }
+  }
+  if (self_removed) {
+    // As etcd: a removed member stops for good rather than disturb the cluster it left.
+    fail_fatal("this member was removed from the cluster");
+  }
+}
+
+void Node::change_membership(const raft::ConfChange& cc, bool check_learner_ready, Done done) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!stopping_) {
+      in_conf_changes_.push_back(ConfRequest{
+          cc, check_learner_ready, std::move(done),
+          Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+bool Node::member_removed(raft::NodeId id) const {
   std::lock_guard<std::mutex> lk(members_mu_);
-  for (const raft::ConfChangeSingle& ch : cc->changes) {
-    if (ch.type == raft::ConfChangeType::kRemoveNode) {
-      members_.erase(ch.node);
-      if (ch.node != options_.id) sink_->remove_peer(ch.node);
-      continue;
+  return removed_.count(id) != 0;
+}
+
+void Node::start_conf_changes(std::vector<ConfRequest>&& requests) {
+  for (ConfRequest& r : requests) {
+    if (r.check_learner_ready) {
+      // etcd promotes a learner only once it holds 90% of the leader's log, so the promotion
+      // cannot leave the cluster waiting on a voter far behind. Only the leader can tell.
+      if (raft_->role() != raft::Role::kLeader) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader));
+        continue;
+      }
+      raft::Status st = raft_->status();
+      raft::NodeId id = r.cc.changes.empty() ? 0 : r.cc.changes.front().node;
+      auto pr = st.progress.find(id);
+      if (pr == st.progress.end() || !pr->second.is_learner) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kMemberNotLearner));
+        continue;
+      }
+      if (static_cast<double>(pr->second.match) < 0.9 * static_cast<double>(st.last_index)) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kLearnerNotReady));
+        continue;
+      }
     }
-    MemberInfo& m = members_[ch.node];
-    m.id = ch.node;
-    if (ctx) {
-      if (!ctx->name.empty()) m.name = ctx->name;
-      if (!ctx->peer_urls.empty()) m.peer_urls = ctx->peer_urls;
+    raft::Error err = raft_->propose_conf_change(r.cc);
+    if (err == raft::Error::kOk) {
+      conf_waiters_.push_back(std::move(r));
+    } else if (err == raft::Error::kNoLeader) {
+      r.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader));
+    } else if (err == raft::Error::kConfChangePending) {
+      r.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kConfChangePending));
+    } else {
+      r.done(rpc_error(RpcCode::kFailedPrecondition,
+                       std::string("etcdserver: ") + raft::to_string(err)));
     }
-    if (ch.node != options_.id && !m.peer_urls.empty()) sink_->set_peer(ch.node, m.peer_urls);
   }
-  // Learner flags follow the configuration the core reports.
-  for (auto& [id, m] : members_) {
-    m.is_learner = std::find(conf.learners.begin(), conf.learners.end(), id) != conf.learners.end();
-  }
-  auto self = members_.find(options_.id);
-  is_learner_ = self != members_.end() && self->second.is_learner;
+}
+
+void Node::apply_peer_urls(const MemberPeerUrls& u) {
+  std::lock_guard<std::mutex> lk(members_mu_);
+  auto it = members_.find(u.id);
+  if (it == members_.end() || u.peer_urls.empty()) return;
+  it->second.peer_urls = u.peer_urls;
+  if (u.id != options_.id) sink_->set_peer(u.id, u.peer_urls);
+}
+
+void Node::update_peer_urls(const MemberPeerUrls& u, Done done) {
+  propose_envelope(ProposalKind::kMemberPeerUrls, encode_member_peer_urls(u),
+                   [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); });
 }
 
 void Node::apply_alarm(const AlarmChange& change) {
@@ -724,6 +884,11 @@ void Node::apply_loop() {
             a.data = payload;
           } else if (decoded && decoded->kind == ProposalKind::kMemberAttributes) {
             if (auto attr = decode_member_attributes(payload)) attributes.push_back(*attr);
+          } else if (decoded && decoded->kind == ProposalKind::kMemberPeerUrls) {
+            if (auto u = decode_member_peer_urls(payload)) apply_peer_urls(*u);
+            if (decoded->proposer == options_.id && decoded->request_id != 0) {
+              other_done.push_back(decoded->request_id);
+            }
           } else if (decoded && decoded->kind == ProposalKind::kAlarm) {
             if (auto change = decode_alarm_change(payload)) apply_alarm(*change);
             if (decoded->proposer == options_.id && decoded->request_id != 0) {

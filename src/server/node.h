@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -65,6 +66,8 @@ struct NodeOptions {
   // existing cluster starts empty and learns it from the leader.
   bool new_cluster = true;
   std::vector<InitialMember> initial_members;
+  // --initial-cluster-token: member ids of added members derive from it and their peer URLs.
+  std::string cluster_token;
 
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
@@ -145,7 +148,11 @@ class Node {
   NodeStatus status() const;
   raft::NodeId id() const { return options_.id; }
   const std::string& data_dir() const { return options_.data_dir; }
-  uint64_t cluster_id() const { return options_.cluster_id; }
+  // 0 until a member joining an existing cluster has learned it (adopt_cluster_id).
+  uint64_t cluster_id() const { return cluster_id_.load(); }
+  // Records the cluster id learned from the first peer's handshake, durably, so a restart
+  // knows it.
+  void adopt_cluster_id(uint64_t id);
   std::vector<MemberInfo> members() const;
   // Leases: remaining seconds and keep-alive on the leader (-1 if unknown or not leader).
   int64_t lease_renew(int64_t id);
@@ -163,6 +170,17 @@ class Node {
   bool has_alarm(AlarmType type) const;
   using Done = std::function<void(const RpcError& error)>;
   void change_alarm(const AlarmChange& change, Done done);
+
+  // Proposes a configuration change and waits until it is applied here. With
+  // `check_learner_ready` (a promotion) the leader first checks the learner is nearly caught up.
+  void change_membership(const raft::ConfChange& cc, bool check_learner_ready, Done done);
+  // MemberUpdate: new peer URLs for a member, through the log.
+  void update_peer_urls(const MemberPeerUrls& u, Done done);
+  // Ids once members and since removed: never reused, as in etcd.
+  bool member_removed(raft::NodeId id) const;
+  // A peer refused this member as removed: it stops, as it would on applying its removal.
+  void removed_by_peer() { fail_fatal("this member was removed from the cluster"); }
+  const std::string& cluster_token() const { return options_.cluster_token; }
 
   // Moves leadership to `target`; `done` runs once it has moved, or with etcd's errors (not the
   // leader, bad transferee, took too long).
@@ -191,6 +209,7 @@ class Node {
   void check_quota();
   void check_transfers();
   void apply_alarm(const AlarmChange& change);
+  void apply_peer_urls(const MemberPeerUrls& u);
 
   NodeOptions options_;
   std::unique_ptr<storage::FileSystem> fs_;
@@ -221,6 +240,14 @@ class Node {
     bool started = false;
   };
   std::vector<Transfer> in_transfers_;
+  struct ConfRequest {
+    raft::ConfChange cc;
+    bool check_learner_ready = false;
+    Done done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<ConfRequest> in_conf_changes_;
+  void start_conf_changes(std::vector<ConfRequest>&& requests);
 
   // Proposals made here, waiting to be applied (any thread inserts; apply thread completes).
   struct Waiter {
@@ -244,6 +271,7 @@ class Node {
   std::chrono::steady_clock::time_point next_publish_;
   std::chrono::steady_clock::time_point next_quota_check_;
   std::vector<Transfer> transfers_;
+  std::vector<ConfRequest> conf_waiters_;  // proposed, waiting to be applied
 
   // Apply queue: committed entries and read points, in the order the raft thread saw them.
   struct ApplyItem {
@@ -261,6 +289,7 @@ class Node {
   // Membership as applied (raft thread writes, readers copy under the mutex).
   mutable std::mutex members_mu_;
   std::map<raft::NodeId, MemberInfo> members_;
+  std::set<raft::NodeId> removed_;
 
   mutable std::mutex alarms_mu_;
   std::vector<Alarm> alarms_;
@@ -268,6 +297,7 @@ class Node {
   mutable std::mutex lessor_mu_;
   kv::Lessor lessor_;
 
+  std::atomic<uint64_t> cluster_id_{0};
   std::atomic<raft::NodeId> leader_{0};
   std::atomic<raft::Term> term_{0};
   std::atomic<raft::Index> commit_{0};

@@ -46,7 +46,8 @@ std::optional<ProposalHeader> decode_proposal(std::string_view data, std::string
   auto kind = static_cast<uint8_t>(data[1]);
   if (kind != static_cast<uint8_t>(ProposalKind::kCommand) &&
       kind != static_cast<uint8_t>(ProposalKind::kMemberAttributes) &&
-      kind != static_cast<uint8_t>(ProposalKind::kAlarm)) {
+      kind != static_cast<uint8_t>(ProposalKind::kAlarm) &&
+      kind != static_cast<uint8_t>(ProposalKind::kMemberPeerUrls)) {
     return std::nullopt;
   }
   h.kind = static_cast<ProposalKind>(kind);
@@ -91,6 +92,20 @@ std::optional<AlarmChange> decode_alarm_change(std::string_view bytes) {
   if (type > static_cast<uint8_t>(AlarmType::kCorrupt)) return std::nullopt;
   a.type = static_cast<AlarmType>(type);
   return a;
+}
+
+std::string encode_member_peer_urls(const MemberPeerUrls& u) {
+  std::string out;
+  base::put_u64(&out, u.id);
+  put_strings(&out, u.peer_urls);
+  return out;
+}
+
+std::optional<MemberPeerUrls> decode_member_peer_urls(std::string_view bytes) {
+  base::Reader r(bytes);
+  MemberPeerUrls u;
+  if (!r.u64(&u.id) || !get_strings(&r, &u.peer_urls) || !r.done()) return std::nullopt;
+  return u;
 }
 
 std::string encode_member_context(const MemberContext& c) {

@@ -16,6 +16,7 @@ enum class ProposalKind : uint8_t {
   kCommand = 1,           // a kv::Command for the state machine
   kMemberAttributes = 2,  // a member publishing its name and client URLs (MemberAttributes)
   kAlarm = 3,             // raising or clearing an alarm (AlarmChange)
+  kMemberPeerUrls = 4,    // MemberUpdate: a member's new peer URLs (MemberPeerUrls)
 };
 
 struct ProposalHeader {
@@ -44,6 +45,14 @@ struct AlarmChange {
 };
 std::string encode_alarm_change(const AlarmChange& a);
 std::optional<AlarmChange> decode_alarm_change(std::string_view bytes);
+
+struct MemberPeerUrls {
+  uint64_t id = 0;
+  std::vector<std::string> peer_urls;
+  bool operator==(const MemberPeerUrls&) const = default;
+};
+std::string encode_member_peer_urls(const MemberPeerUrls& u);
+std::optional<MemberPeerUrls> decode_member_peer_urls(std::string_view bytes);
 
 // A member's identity in the context of the configuration change that adds it.
 struct MemberContext {

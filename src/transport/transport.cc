@@ -153,11 +153,15 @@ struct PeerTransport::Impl {
         on_unreachable(std::move(unreachable)),
         acceptor(io),
         accept_retry(io),
-        rng(std::random_device{}() ^ o.self) {}
+        rng(std::random_device{}() ^ o.self) {
+    cluster_id.store(o.cluster_id);
+  }
 
   // Declared first so it is destroyed last, after every socket and timer bound to it.
   asio::io_context io;
   const TransportOptions options;
+  // Written by the I/O thread only (once, when learned); read anywhere.
+  std::atomic<uint64_t> cluster_id{0};
   const OnMessages on_messages;
   const OnUnreachable on_unreachable;
   tcp::acceptor acceptor;
@@ -237,7 +241,7 @@ struct PeerTransport::Impl {
     c->socket.set_option(tcp::no_delay(true), ignored);
     c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
     c->state = OutConn::State::kHandshaking;
-    Hello hello{.cluster_id = options.cluster_id, .from = options.self, .to = p->id};
+    Hello hello{.cluster_id = cluster_id.load(), .from = options.self, .to = p->id};
     append_frame(&c->control, FrameType::kHello, encode_hello(hello));
     ++c->control_frames;
     c->hello_sent = Clock::now();
@@ -351,7 +355,7 @@ struct PeerTransport::Impl {
           bad_out_frame(p, c, "unexpected or malformed HelloAck");
           return false;
         }
-        Hello expected{.cluster_id = options.cluster_id, .from = p->id, .to = options.self};
+        Hello expected{.cluster_id = cluster_id.load(), .from = p->id, .to = options.self};
         if (ack != expected) {
           conn_failed(p, c, "the acknowledgement names another cluster or node");
           return false;
@@ -376,6 +380,7 @@ struct PeerTransport::Impl {
           bad_out_frame(p, c, "malformed Reject");
           return false;
         }
+        if (reason == kRemovedReason && options.on_removed) options.on_removed();
         conn_failed(p, c, "refused by the peer: " + reason);
         return false;
       }
@@ -536,13 +541,16 @@ struct PeerTransport::Impl {
     if (h.version != kProtocolVersion)
       return "protocol version " + std::to_string(h.version) + ", this node speaks " +
              std::to_string(kProtocolVersion);
-    if (h.cluster_id != options.cluster_id)
+    uint64_t mine = cluster_id.load();
+    if (mine != 0 && h.cluster_id != mine)
       return "cluster id " + std::to_string(h.cluster_id) + ", this node is in cluster " +
-             std::to_string(options.cluster_id);
+             std::to_string(mine);
+    if (mine == 0 && h.cluster_id == 0) return "neither side knows the cluster id";
     if (h.to != options.self)
       return "expected node " + std::to_string(h.to) + ", this is node " +
              std::to_string(options.self);
     if (h.from == raft::kNoNode) return "sender id 0";
+    if (options.is_removed && options.is_removed(h.from)) return kRemovedReason;
     return "";
   }
 
@@ -561,12 +569,16 @@ struct PeerTransport::Impl {
         write_in(c, FrameType::kReject, encode_reject(why));
         return false;  // no more reading; the connection closes once the reason is written
       }
+      if (cluster_id.load() == 0) {
+        cluster_id.store(hello.cluster_id);
+        if (options.on_cluster_id) options.on_cluster_id(hello.cluster_id);
+      }
       c->handshaken = true;
       c->peer = hello.from;
       c->deadline.cancel();
       c->decoder.set_max_frame_bytes(options.max_frame_bytes);
       add(counters.connects);
-      Hello ack{.cluster_id = options.cluster_id, .from = options.self, .to = hello.from};
+      Hello ack{.cluster_id = cluster_id.load(), .from = options.self, .to = hello.from};
       write_in(c, FrameType::kHelloAck, encode_hello(ack));
       // An older connection from the same node is left from before it redialed (it restarted,
       // or its side timed out); it would otherwise linger until TCP notices.
@@ -797,12 +809,18 @@ void PeerTransport::remove_peer(raft::NodeId id) {
     p->queue.clear();
   }
   add(d.counters.messages_dropped, dropped);
-  asio::post(d.io, [&d, p] {
+  asio::post(d.io, [&d, p, id] {
     p->removed = true;
     ++p->redial_generation;
     p->redial_timer.cancel();
     p->ping_timer.cancel();
     if (p->conn) d.close_out(*p, p->conn);
+    // What the removed peer dialed closes too: if it redials it meets the handshake again.
+    std::vector<std::shared_ptr<InConn>> from_peer;
+    for (const auto& c : d.inbound)
+      if (c->handshaken && c->peer == id) from_peer.push_back(c);
+    for (const auto& c : from_peer)
+      d.close_in(c);
   });
 }
 
@@ -869,6 +887,8 @@ void PeerTransport::send(std::vector<raft::Message>&& messages) {
     });
   }
 }
+
+uint64_t PeerTransport::cluster_id() const { return impl_->cluster_id.load(); }
 
 TransportStats PeerTransport::stats() const {
   const Counters& c = impl_->counters;

@@ -40,7 +40,16 @@
 namespace chorus::transport {
 
 struct TransportOptions {
+  // 0 when not known yet: a member joining an existing cluster learns it from the first peer
+  // whose handshake it accepts (the leader dials a member it has just added), keeps it from
+  // then on, and reports it through on_cluster_id.
   uint64_t cluster_id = 0;
+  std::function<void(uint64_t cluster_id)> on_cluster_id;
+  // Members removed from the cluster: their handshakes are refused with kRemovedReason, and a
+  // node refused that way learns it was removed through on_removed (etcd stops such a member).
+  // Either may be empty. is_removed runs on the I/O thread.
+  std::function<bool(raft::NodeId id)> is_removed;
+  std::function<void()> on_removed;
   raft::NodeId self = raft::kNoNode;
   // Messages queued for one peer and not yet written, plus those in the write under way. Beyond
   // it messages are dropped (Raft retransmits) and counted.
@@ -59,6 +68,9 @@ struct TransportOptions {
   // Accepted connections held at once; more are closed at once.
   size_t max_inbound_connections = 1024;
 };
+
+// The reason a peer gives when it refuses a member removed from the cluster.
+inline constexpr const char* kRemovedReason = "this member was removed from the cluster";
 
 struct TransportStats {
   uint64_t frames_sent = 0;  // every frame written, handshakes and probes included
@@ -115,7 +127,8 @@ class PeerTransport {
 
   // Adds a peer or changes its address (a change redials at once). Any thread.
   void set_peer(raft::NodeId id, const std::string& host, uint16_t port);
-  // Forgets a peer: its queue is dropped and its connection closed. Any thread.
+  // Forgets a peer: its queue is dropped, its connection and the connections it dialed to this
+  // node are closed. Any thread.
   void remove_peer(raft::NodeId id);
 
   // Thread-safe, non-blocking: queues each message for its `to` node; everything queued for one
@@ -124,6 +137,7 @@ class PeerTransport {
   void send(std::vector<raft::Message>&& messages);
 
   TransportStats stats() const;
+  uint64_t cluster_id() const;
   // nullopt for a peer never set or since removed.
   std::optional<PeerStatus> peer_status(raft::NodeId id) const;
 

@@ -111,9 +111,11 @@ class Inbox {
 };
 
 struct Node {
-  explicit Node(NodeId id, uint16_t listen_port = 0, TransportOptions options = {}) {
+  // `joining`: the node does not know the cluster id yet and learns it.
+  explicit Node(NodeId id, uint16_t listen_port = 0, TransportOptions options = {},
+                bool joining = false) {
     options.self = id;
-    if (options.cluster_id == 0) options.cluster_id = kCluster;
+    if (!joining && options.cluster_id == 0) options.cluster_id = kCluster;
     transport = std::make_unique<PeerTransport>(
         options, [this](std::vector<raft::Message>&& batch) { inbox.add(std::move(batch)); },
         [this](NodeId peer) { inbox.unreachable(peer); });
@@ -456,6 +458,33 @@ TEST(TransportTest, WrongClusterOrReceiverIsRejectedAndCounted) {
   EXPECT_GE(a->stats().handshakes_rejected, 3u);
   EXPECT_EQ(a.inbox.size(), 0u);
   EXPECT_EQ(a->stats().connects, 0u);
+}
+
+TEST(TransportTest, AJoiningNodeLearnsTheClusterIdFromThePeerThatDialsIt) {
+  std::atomic<uint64_t> learned{0};
+  TransportOptions o;
+  o.on_cluster_id = [&](uint64_t id) { learned = id; };
+  Node joiner(2, 0, o, /*joining=*/true);
+  Node a(1);
+  EXPECT_EQ(joiner->cluster_id(), 0u);
+  // The joiner's own dial carries no cluster id and is refused until it has learned one.
+  joiner->set_peer(1, "127.0.0.1", a.port);
+  ASSERT_TRUE(eventually([&] { return a->stats().handshakes_rejected >= 1; }));
+  a->set_peer(2, "127.0.0.1", joiner.port);
+  a->send({make_message(1, 2, 0)});
+  ASSERT_TRUE(joiner.inbox.wait_for(1));
+  EXPECT_EQ(learned.load(), kCluster);
+  EXPECT_EQ(joiner->cluster_id(), kCluster);
+  // From then on it speaks as a member of that cluster, and refuses others.
+  joiner->send({make_message(2, 1, 1)});
+  ASSERT_TRUE(a.inbox.wait_for(1));
+  TransportOptions other;
+  other.cluster_id = kCluster + 1;
+  Node stranger(3, 0, other);
+  stranger->set_peer(2, "127.0.0.1", joiner.port);
+  stranger->send({make_message(3, 2, 0)});
+  ASSERT_TRUE(eventually([&] { return joiner->stats().handshakes_rejected >= 1; }));
+  EXPECT_EQ(joiner->cluster_id(), kCluster);
 }
 
 TEST(TransportTest, AHelloNeverSentTimesOut) {

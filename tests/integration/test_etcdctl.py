@@ -568,6 +568,68 @@ class FaultTest(unittest.TestCase):
         self.assertGreaterEqual(after["header"]["revision"], before["header"]["revision"])
         self.c.ctl("put", "keep/after", "yes")
 
+    def add_member(self, name, learner):
+        """Adds a member through etcdctl; returns (Member, id hex) not yet started."""
+        import re
+        from cluster import Member, free_ports
+        client, peer, metrics = free_ports(3)
+        m = Member(self.c, name, client, peer, metrics)
+        args = ["member", "add", name, "--peer-urls", m.peer_url] + (["--learner"] if learner else [])
+        out = self.c.ctl(*args).stdout
+        mid = re.search(r"Member ([0-9a-f]+) added", out).group(1)
+        self.assertIn("ETCD_INITIAL_CLUSTER_STATE=\"existing\"", out)
+        self.c.members.append(m)
+        return m, mid
+
+    def wait_count(self, member, prefix, n, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            p = self.c.ctl("get", prefix, "--prefix", "--keys-only", "--consistency=s", "-w",
+                           "json", endpoints=member.endpoint, check=False)
+            if p.returncode == 0 and json.loads(p.stdout).get("count", 0) >= n:
+                return
+            self.assertLess(time.time(), deadline, "%s did not catch up\n%s" %
+                            (member.name, self.c.logs()))
+            time.sleep(0.3)
+
+    def test_learner_added_promoted_removed_and_added_back(self):
+        for i in range(30):
+            self.c.ctl("put", "mem/%02d" % i, "v")
+        m4, mid = self.add_member("m4", learner=True)
+        m4.start(state="existing")
+        self.wait_count(m4, "mem/", 30)
+        listed = self.c.ctl_json("member", "list")["members"]
+        self.assertEqual(len(listed), 4)
+        self.assertTrue(any(m.get("isLearner") for m in listed))
+        deadline = time.time() + 30
+        while True:
+            p = self.c.ctl("member", "promote", mid, check=False)
+            if p.returncode == 0:
+                break
+            self.assertLess(time.time(), deadline, p.stderr + self.c.logs())
+            time.sleep(0.5)
+        self.assertIn("promoted", p.stdout)
+        listed = self.c.ctl_json("member", "list")["members"]
+        self.assertFalse(any(m.get("isLearner") for m in listed))
+        # The new voter takes part: writes still commit with it in the quorum.
+        self.c.ctl("put", "mem/after-promote", "v")
+        self.wait_count(m4, "mem/", 31)
+
+        others = [m for m in self.c.members if m is not m4]
+        out = self.c.ctl("member", "remove", mid, endpoints=self.c.endpoints(others)).stdout
+        self.assertIn("removed", out)
+        m4.proc.wait(timeout=20)  # a removed member stops by itself
+        self.c.members.remove(m4)
+        self.assertEqual(len(self.c.ctl_json("member", "list")["members"]), 3)
+        self.c.ctl("put", "mem/after-remove", "v")
+
+        # Added back as a new member (a new address, an empty data directory).
+        m5, _ = self.add_member("m4b", learner=False)
+        m5.start(state="existing")
+        self.wait_count(m5, "mem/", 32)
+        self.assertEqual(len(self.c.ctl_json("member", "list")["members"]), 4)
+        self.c.ctl("put", "mem/final", "v")
+
     def test_sigterm_on_the_leader_hands_leadership_over(self):
         old = self.c.wait_leader()
         t0 = time.time()
