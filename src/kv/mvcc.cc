@@ -11,6 +11,7 @@
 #include "base/coding.h"
 #include "kv/codec.h"
 #include "storage/crc32c.h"
+#include "storage/snapshot_stream.h"
 
 namespace chorus::kv {
 
@@ -902,6 +903,22 @@ Status MvccStore::open(const std::string& dir, const MvccOptions& options,
   CHORUS_RETURN_IF_ERROR(s->load());
   *out = std::move(s);
   return Status::ok();
+}
+
+Status MvccStore::install(storage::SnapshotReceiver* receiver, const std::string& dir) {
+  std::unique_lock lock(mu_);
+  if (!receiver->complete()) return Status::invalid_argument("snapshot transfer is not complete");
+  delete db_;
+  db_ = nullptr;
+  CHORUS_RETURN_IF_ERROR(receiver->finish());
+  rocksdb::Options o;
+  o.create_if_missing = false;
+  o.avoid_flush_during_shutdown = false;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db_), "open"));
+  leases_.clear();
+  sessions_.clear();
+  session_expiry_.clear();
+  return load();
 }
 
 Status MvccStore::load() {

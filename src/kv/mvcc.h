@@ -35,6 +35,9 @@
 namespace rocksdb {
 class DB;
 }
+namespace chorus::storage {
+class SnapshotReceiver;
+}
 
 namespace chorus::kv {
 
@@ -96,6 +99,10 @@ class MvccStore {
 
   // Writes a consistent copy of the store (memtables flushed) into `dir`, which must not exist.
   storage::Status checkpoint(const std::string& dir);
+  // Replaces the whole store, in place, with the completed transfer in `receiver`, installed as
+  // `dir` (this store's directory): readers wait on the lock and then see the new state. On
+  // failure the store is unusable and the node must stop.
+  storage::Status install(storage::SnapshotReceiver* receiver, const std::string& dir);
   // Bytes the store occupies on disk plus its memtables (etcd's db size, for the quota).
   uint64_t size_bytes() const;
   // Rewrites the store's files to reclaim the space of compacted history (etcd's Defragment).

@@ -17,6 +17,7 @@
 #include "base/coding.h"
 #include "server/config.h"
 #include "server/convert.h"
+#include "server/log.h"
 #include "storage/file.h"
 #include "storage/snapshot_stream.h"
 #include "server/node.h"
@@ -52,11 +53,11 @@ class SlowLog {
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
     if (ms < threshold_ms_) return;
-    std::fprintf(stderr,
-                 "chorusd warn {\"msg\":\"request took too long\",\"method\":\"%s\","
-                 "\"took_ms\":%lld,\"expected_ms\":%lld,\"code\":%d}\n",
-                 method_, static_cast<long long>(ms), static_cast<long long>(threshold_ms_),
-                 static_cast<int>(st.error_code()));
+    log(LogLevel::kWarn, "request took too long",
+        {{"method", method_},
+         {"took", std::to_string(ms) + "ms"},
+         {"expected-duration", std::to_string(threshold_ms_) + "ms"},
+         {"code", std::to_string(static_cast<int>(st.error_code()))}});
   }
 
  private:
@@ -1056,6 +1057,69 @@ struct ApiServerServices {
   ClusterService cluster;
   MaintenanceService maintenance;
 };
+
+storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
+                               storage::SnapshotReceiver* receiver) {
+  if (client_urls.empty()) return storage::Status::invalid_argument("no client URL to fetch from");
+  std::string target = client_urls.front();
+  auto pos = target.find("://");
+  if (pos != std::string::npos) target = target.substr(pos + 3);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(INT32_MAX);
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto stub = pb::Maintenance::NewStub(channel);
+
+  // The member sending may have committed the snapshot's index without applying it yet.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    pb::StatusRequest req;
+    pb::StatusResponse resp;
+    grpc::Status st = stub->Status(&ctx, req, &resp);
+    if (st.ok() && resp.raftappliedindex() >= min_index) break;
+    if (Clock::now() > deadline) {
+      return storage::Status::io_error(
+          "the member at " + target + " has not applied index " + std::to_string(min_index) +
+          (st.ok() ? "" : " (" + st.error_message() + ")"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  auto reader = stub->Snapshot(&ctx, pb::SnapshotRequest{});
+  pb::SnapshotResponse resp;
+  std::string buffer;
+  bool ended = false;
+  while (!ended && reader->Read(&resp)) {
+    buffer.append(resp.blob());
+    size_t at = 0;
+    while (buffer.size() - at >= 4) {
+      uint32_t n = base::load_u32(buffer.data() + at);
+      if (n == 0) {
+        ended = true;
+        break;
+      }
+      if (buffer.size() - at - 4 < n) break;
+      storage::Status st = receiver->add(std::string_view(buffer).substr(at + 4, n));
+      if (!st.is_ok()) {
+        ctx.TryCancel();
+        (void)reader->Finish();
+        return st;
+      }
+      at += 4 + n;
+    }
+    buffer.erase(0, at);
+  }
+  if (ended) ctx.TryCancel();  // the trailer that follows is for etcd's clients
+  grpc::Status st = reader->Finish();
+  if (!receiver->complete()) {
+    return storage::Status::io_error("snapshot stream from " + target + " ended early" +
+                                     (st.ok() ? "" : ": " + st.error_message()));
+  }
+  return storage::Status::ok();
+}
 
 ApiServer::ApiServer(Node* node, ApiServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->node = node;

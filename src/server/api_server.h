@@ -11,9 +11,19 @@
 
 #include "storage/status.h"
 
+namespace chorus::storage {
+class SnapshotReceiver;
+}
+
 namespace chorus::server {
 
 class Node;
+
+// Fetches a member's state machine through its Maintenance.Snapshot stream into `receiver`,
+// after waiting (a few seconds at most) for that member to have applied `min_index`. Used by a
+// follower installing a snapshot (NodeOptions::fetch_snapshot).
+storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
+                               storage::SnapshotReceiver* receiver);
 
 struct ApiServerOptions {
   // host:port pairs to listen on.

@@ -7,6 +7,7 @@
 #include "server/api_server.h"
 #include "server/config.h"
 #include "server/http_server.h"
+#include "server/log.h"
 #include "server/metrics.h"
 #include "server/node.h"
 #include "server/server_metrics.h"
@@ -14,6 +15,12 @@
 
 namespace chorus::server {
 namespace {
+
+std::string hex(uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 std::string host_port(const Url& u) {
   if (u.host.find(':') != std::string::npos) return "[" + u.host + "]:" + std::to_string(u.port);
@@ -41,8 +48,8 @@ class PeerSink final : public MessageSink {
         t_->set_peer(id, u.host, u.port);
         return;
       }
-      std::fprintf(stderr, "chorusd warn member %llx has an unusable peer URL %s: %s\n",
-                   static_cast<unsigned long long>(id), text.c_str(), error.c_str());
+      log(LogLevel::kWarn, "unusable peer URL",
+          {{"member", hex(id)}, {"url", text}, {"error", error}});
     }
   }
   void remove_peer(raft::NodeId id) override { t_->remove_peer(id); }
@@ -84,6 +91,10 @@ int run(const ServerConfig& cfg) {
   o.lease_reads = cfg.lease_reads;
   o.mvcc.max_txn_ops = cfg.max_txn_ops;
   o.snapshots.snapshot_entries = cfg.snapshot_count;
+  // etcd keeps 5,000 entries behind a snapshot for slow followers; never more than a snapshot's
+  // worth, so a small --snapshot-count still bounds the log.
+  o.snapshots.catch_up_entries = std::min<uint64_t>(5000, cfg.snapshot_count);
+  o.fetch_snapshot = fetch_snapshot;
   o.max_request_bytes = cfg.max_request_bytes;
   o.quota_backend_bytes = cfg.quota_backend_bytes;
   // etcd's request timeout: 5 s plus two election timeouts.
@@ -104,8 +115,8 @@ int run(const ServerConfig& cfg) {
   std::unique_ptr<Node> node;
   storage::Status st = Node::open(o, &node);
   if (!st.is_ok()) {
-    std::fprintf(stderr, "chorusd fatal cannot open the data directory %s: %s\n",
-                 cfg.data_dir.c_str(), st.to_string().c_str());
+    log(LogLevel::kFatal, "cannot open the data directory",
+        {{"data-dir", cfg.data_dir}, {"error", st.to_string()}});
     return 1;
   }
 
@@ -122,8 +133,8 @@ int run(const ServerConfig& cfg) {
   uint16_t peer_port = 0;
   st = peers.listen(peer_listen.host, peer_listen.port, &peer_port);
   if (!st.is_ok()) {
-    std::fprintf(stderr, "chorusd fatal cannot listen for peers on %s: %s\n",
-                 peer_listen.to_string().c_str(), st.to_string().c_str());
+    log(LogLevel::kFatal, "cannot listen for peers",
+        {{"url", peer_listen.to_string()}, {"error", st.to_string()}});
     return 1;
   }
   PeerSink sink(&peers);
@@ -174,7 +185,7 @@ int run(const ServerConfig& cfg) {
   node->start(&sink, [](const std::string&) { kill(getpid(), SIGUSR1); });
   st = api.start();
   if (!st.is_ok()) {
-    std::fprintf(stderr, "chorusd fatal %s\n", st.to_string().c_str());
+    log(LogLevel::kFatal, "cannot serve the client API", {{"error", st.to_string()}});
     node->stop(0);
     peers.stop();
     return 1;
@@ -197,8 +208,8 @@ int run(const ServerConfig& cfg) {
   for (const Url& u : cfg.listen_metrics_urls) {
     st = http.listen(u.host, u.port, nullptr);
     if (!st.is_ok()) {
-      std::fprintf(stderr, "chorusd fatal cannot listen for metrics on %s: %s\n",
-                   u.to_string().c_str(), st.to_string().c_str());
+      log(LogLevel::kFatal, "cannot listen for metrics",
+          {{"url", u.to_string()}, {"error", st.to_string()}});
       api.stop();
       node->stop(0);
       peers.stop();
@@ -207,21 +218,22 @@ int run(const ServerConfig& cfg) {
   }
   http.start();
 
-  std::fprintf(stderr,
-               "chorusd info {\"msg\":\"serving\",\"name\":\"%s\",\"member-id\":\"%llx\","
-               "\"cluster-id\":\"%llx\",\"client-urls\":\"%s\",\"peer-url\":\"%s\"}\n",
-               cfg.name.c_str(), static_cast<unsigned long long>(cfg.member_id),
-               static_cast<unsigned long long>(node->cluster_id()),
-               join_urls(cfg.listen_client_urls).c_str(), peer_listen.to_string().c_str());
+  log(LogLevel::kInfo, "serving",
+      {{"name", cfg.name},
+       {"member-id", hex(cfg.member_id)},
+       {"cluster-id", hex(node->cluster_id())},
+       {"client-urls", join_urls(cfg.listen_client_urls)},
+       {"peer-url", peer_listen.to_string()},
+       {"metrics-urls", join_urls(cfg.listen_metrics_urls)}});
 
   int sig = 0;
   sigwait(&signals, &sig);
   int code = 0;
   if (sig == SIGUSR1) {
-    std::fprintf(stderr, "chorusd fatal stopping after the error above\n");
+    log(LogLevel::kFatal, "stopping after the error above");
     code = 2;
   } else {
-    std::fprintf(stderr, "chorusd info {\"msg\":\"stopping\",\"signal\":%d}\n", sig);
+    log(LogLevel::kInfo, "stopping", {{"signal", std::to_string(sig)}});
   }
   // The HTTP thread reads the node: it stops first. Leadership moves next, while peers are
   // still reachable; then the API drains.
@@ -251,5 +263,12 @@ int main(int argc, char** argv) {
     case ParseOutcome::kRun:
       break;
   }
+  LogLevel level = LogLevel::kInfo;
+  if (!parse_log_level(cfg.log_level, &level)) {
+    std::fprintf(stderr, "chorusd: --log-level: '%s' is not debug, info, warn or error\n",
+                 cfg.log_level.c_str());
+    return 1;
+  }
+  set_log_level(level);
   return run(cfg);
 }

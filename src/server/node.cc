@@ -7,6 +7,8 @@
 #include <set>
 
 #include "kv/codec.h"
+#include "server/log.h"
+#include "kv/snapshots.h"
 
 namespace chorus::server {
 
@@ -28,7 +30,13 @@ std::string hex_id(uint64_t id) {
 }
 
 void log_line(const char* level, const std::string& text) {
-  std::fprintf(stderr, "chorusd %s %s\n", level, text.c_str());
+  LogLevel l = LogLevel::kInfo;
+  if (std::string_view(level) == "fatal") {
+    l = LogLevel::kFatal;
+  } else if (!parse_log_level(level, &l)) {
+    l = LogLevel::kInfo;
+  }
+  log(l, text);
 }
 
 std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members) {
@@ -121,6 +129,13 @@ Status Node::recover() {
   if (log->snapshot(&snap) != raft::Error::kOk) {
     return Status::corruption("the log's snapshot record cannot be read");
   }
+  if (!snap.data.empty()) {
+    std::optional<ServerState> state = decode_server_state(snap.data);
+    if (!state) return Status::corruption("the log's snapshot record holds no server state");
+    restore_server_state(*state);
+  }
+  applied_conf_ = snap.metadata.conf_state;
+  last_snapshot_index_ = snap.metadata.index;
   if (store_->applied_index() < snap.metadata.index) {
     return Status::corruption("the store in " + member_dir + "/kv is at index " +
                               std::to_string(store_->applied_index()) +
@@ -157,6 +172,12 @@ void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_f
   sink_ = sink;
   on_fatal_ = std::move(on_fatal);
   started_ = true;
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    for (const auto& [id, m] : members_) {
+      if (id != options_.id && !m.peer_urls.empty()) sink_->set_peer(id, m.peer_urls);
+    }
+  }
   next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
   apply_thread_ = std::thread([this] { apply_loop(); });
   raft_thread_ = std::thread([this] { raft_loop(); });
@@ -390,7 +411,7 @@ void Node::raft_loop() {
       std::unique_lock<std::mutex> lk(inbox_mu_);
       inbox_cv_.wait_until(lk, next_tick_, [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
-               !in_conf_changes_.empty() ||
+               !in_conf_changes_.empty() || !in_snapshots_.empty() ||
                !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty();
       });
@@ -427,6 +448,7 @@ void Node::drain_inbox() {
   std::vector<ReadDone> reads;
   std::vector<raft::NodeId> unreachable;
   std::vector<ConfRequest> conf_requests;
+  std::vector<raft::Snapshot> snapshots;
   bool transfer = false;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
@@ -440,6 +462,17 @@ void Node::drain_inbox() {
       transfers_.push_back(std::move(t));
     in_transfers_.clear();
     conf_requests.swap(in_conf_changes_);
+    snapshots.swap(in_snapshots_);
+  }
+  for (const raft::Snapshot& snap : snapshots) {
+    // The store is flushed through the snapshot's index, so the log may let go of what is
+    // before it, keeping catch_up_entries for followers slightly behind.
+    Status st = wal_->compact(kGroup, snap, kv::compact_index(snap.metadata.index,
+                                                             options_.snapshots));
+    if (!st.is_ok()) {
+      fail_fatal("write-ahead log compaction: " + st.to_string());
+      return;
+    }
   }
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   for (auto& m : messages) {
@@ -637,14 +670,12 @@ void Node::handle_ready() {
     }
   }
   if (rd.must_sync()) {
-    if (rd.snapshot) {
-      // Installing a snapshot sent by the leader needs the state machine's files to be
-      // streamed too; until that exists a member this far behind stops rather than diverge.
-      fail_fatal("this member needs a snapshot from the leader (log compacted past it); "
-                 "snapshot transfer is not supported yet: remove and re-add the member");
-      return;
-    }
+    // A snapshot from the leader: the store is replaced first, then the log records the
+    // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
+    // (kv/snapshots.h).
+    if (rd.snapshot && !install_snapshot(*rd.snapshot)) return;
     storage::WalBatch batch;
+    if (rd.snapshot) batch.apply_snapshot(kGroup, *rd.snapshot);
     if (rd.hard_state) batch.set_hard_state(kGroup, *rd.hard_state);
     if (!rd.entries.empty()) batch.append(kGroup, rd.entries);
     auto sync_start = Clock::now();
@@ -663,13 +694,13 @@ void Node::handle_ready() {
   }
   if (!rd.messages.empty()) sink_->send(std::move(rd.messages));
 
+  ApplyItem item;
   for (const raft::Entry& e : rd.committed_entries) {
-    if (e.type == raft::EntryType::kConfChange) apply_conf_change_entry(e);
+    if (e.type == raft::EntryType::kConfChange) item.confs.push_back(apply_conf_change_entry(e));
   }
   std::vector<raft::ReadState> read_states = std::move(rd.read_states);
   raft_->advance();
 
-  ApplyItem item;
   item.entries.swap(raft_->ready_for_driver().committed_entries);
   bool has_entries = !item.entries.empty();
   if (has_entries) proposals_committed_ += item.entries.size();
@@ -694,11 +725,11 @@ void Node::handle_ready() {
   }
 }
 
-void Node::apply_conf_change_entry(const raft::Entry& e) {
+raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
   std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
   if (!cc) {
     fail_fatal("undecodable configuration change at index " + std::to_string(e.index));
-    return;
+    return raft_->status().config;
   }
   // The member table follows the configuration the core reports: a change the core ignored
   // (invalid, the same on every replica) changes nothing here either.
@@ -753,6 +784,136 @@ void Node::apply_conf_change_entry(const raft::Entry& e) {
     // As etcd: a removed member stops for good rather than disturb the cluster it left.
     fail_fatal("this member was removed from the cluster");
   }
+  return conf;
+}
+
+ServerState Node::server_state() {
+  ServerState st;
+  st.index = store_->applied_index();
+  st.revision = store_->revision();
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    for (const auto& [id, m] : members_)
+      st.members.push_back(m);
+    st.removed.assign(removed_.begin(), removed_.end());
+  }
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  for (const Alarm& a : alarms_)
+    st.alarms.push_back(AlarmChange{true, a.member, a.type});
+  return st;
+}
+
+void Node::restore_server_state(const ServerState& st) {
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    members_.clear();
+    for (const MemberInfo& m : st.members)
+      members_[m.id] = m;
+    removed_ = std::set<raft::NodeId>(st.removed.begin(), st.removed.end());
+    auto self = members_.find(options_.id);
+    is_learner_ = self != members_.end() && self->second.is_learner;
+    if (sink_ != nullptr) {
+      for (const auto& [id, m] : members_) {
+        if (id != options_.id && !m.peer_urls.empty()) sink_->set_peer(id, m.peer_urls);
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  alarms_.clear();
+  for (const AlarmChange& a : st.alarms)
+    alarms_.push_back(Alarm{a.member, a.type});
+}
+
+// Apply thread, holding apply_exec_mu_.
+void Node::maybe_snapshot() {
+  raft::Index applied = store_->applied_index();
+  // Until replay after a restart has passed the store's index, applied_conf_ is older than
+  // the store: no snapshot before that.
+  if (seen_index_ < applied) return;
+  if (!kv::snapshot_due(applied, last_snapshot_index_, options_.snapshots)) return;
+  // RocksDB's WAL is off: the store's memtables reach disk here, so the log before this point
+  // is no longer needed to rebuild the store.
+  Status st = store_->flush();
+  if (!st.is_ok()) {
+    fail_fatal("state machine flush: " + st.to_string());
+    return;
+  }
+  raft::Snapshot snap;
+  snap.metadata.index = applied;
+  snap.metadata.term = store_->applied_term();
+  snap.metadata.conf_state = applied_conf_;
+  snap.data = encode_server_state(server_state());
+  last_snapshot_index_ = applied;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    in_snapshots_.push_back(std::move(snap));
+  }
+  inbox_cv_.notify_one();
+}
+
+// Raft thread. Replaces the store with the leader's; false after a fatal error.
+bool Node::install_snapshot(const raft::Snapshot& snap) {
+  std::optional<ServerState> state = decode_server_state(snap.data);
+  if (!state) {
+    fail_fatal("the snapshot from the leader holds no readable server state");
+    return false;
+  }
+  const raft::Index index = snap.metadata.index;
+  std::lock_guard<std::mutex> exec(apply_exec_mu_);
+  if (store_->applied_index() < index) {
+    if (!options_.fetch_snapshot) {
+      fail_fatal("a snapshot is needed but this member cannot fetch one");
+      return false;
+    }
+    std::vector<std::string> urls;
+    for (const MemberInfo& m : state->members) {
+      if (m.id == leader_.load()) urls = m.client_urls;
+    }
+    const std::string member_dir = storage::join_path(options_.data_dir, "member");
+    Status st;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      storage::SnapshotReceiver receiver(fs_.get(), member_dir, "kv");
+      st = urls.empty() ? Status::not_found("the leader's client URLs are not known")
+                        : options_.fetch_snapshot(urls, index, &receiver);
+      if (st.is_ok()) {
+        st = store_->install(&receiver, storage::join_path(member_dir, "kv"));
+        if (!st.is_ok()) {
+          fail_fatal("installing the snapshot: " + st.to_string());
+          return false;
+        }
+        break;
+      }
+      (void)receiver.abort();
+      log_line("warn", "fetching the snapshot at index " + std::to_string(index) +
+                           " failed: " + st.to_string() + "; retrying");
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (!st.is_ok()) {
+      fail_fatal("could not fetch the snapshot at index " + std::to_string(index) + ": " +
+                 st.to_string());
+      return false;
+    }
+    if (store_->applied_index() < index) {
+      fail_fatal("the fetched store is at index " + std::to_string(store_->applied_index()) +
+                 ", behind the snapshot at " + std::to_string(index));
+      return false;
+    }
+    log_line("info", "installed a snapshot at index " + std::to_string(index) +
+                         " (store at index " + std::to_string(store_->applied_index()) + ")");
+  }
+  restore_server_state(*state);
+  applied_conf_ = snap.metadata.conf_state;
+  last_snapshot_index_ = index;
+  seen_index_ = std::max(seen_index_, store_->applied_index());
+  applied_ = store_->applied_index();
+  std::lock_guard<std::mutex> lk(lessor_mu_);
+  bool primary = lessor_.is_primary();
+  lessor_ = kv::Lessor();
+  int64_t now = now_ms();
+  for (const kv::LeaseInfo& l : store_->leases())
+    lessor_.granted(l.id, l.ttl, now);
+  if (primary) lessor_.promote(now);
+  return true;
 }
 
 void Node::change_membership(const raft::ConfChange& cc, bool check_learner_ready, Done done) {
@@ -867,6 +1028,7 @@ void Node::apply_loop() {
       items.swap(apply_queue_);
       events_fn = events_fn_;
     }
+    std::lock_guard<std::mutex> exec(apply_exec_mu_);
     // Every committed entry waiting is applied as one batch: one RocksDB write.
     batch.clear();
     headers.clear();
@@ -905,6 +1067,8 @@ void Node::apply_loop() {
       for (ReadDone& r : item.readers)
         waiting_reads_.emplace(item.read_index, std::move(r));
       item.readers.clear();
+      if (!item.confs.empty()) applied_conf_ = item.confs.back();
+      if (!item.entries.empty()) seen_index_ = std::max(seen_index_, item.entries.back().index);
     }
     // Entries the store already holds (replayed after a restart) are left out, so that the
     // store's responses line up with the batch.
@@ -970,6 +1134,8 @@ void Node::apply_loop() {
         it->second.client_urls = a.client_urls;
       }
     }
+    maybe_snapshot();
+    if (failed_) return;
     raft::Index applied = applied_;
     while (!waiting_reads_.empty() && waiting_reads_.begin()->first <= applied) {
       ReadDone r = std::move(waiting_reads_.begin()->second);

@@ -35,6 +35,7 @@
 #include "server/errors.h"
 #include "server/proposal.h"
 #include "storage/file.h"
+#include "storage/snapshot_stream.h"
 #include "storage/wal.h"
 
 namespace chorus::server {
@@ -79,6 +80,12 @@ struct NodeOptions {
   int64_t quota_backend_bytes = int64_t{2} << 30;
   // A request not answered in this time fails with etcd's "request timed out".
   int request_timeout_ms = 7000;
+  // Fetches the state machine of the member at `client_urls` into `receiver`, once that
+  // member has applied at least `min_index` (a follower installing a snapshot). Blocking; set
+  // by the API layer, which owns the gRPC client. Empty: snapshots cannot be installed.
+  std::function<storage::Status(const std::vector<std::string>& client_urls, raft::Index min_index,
+                                storage::SnapshotReceiver* receiver)>
+      fetch_snapshot;
   // Timings for metrics (may be empty): each log write with its fdatasync, each applied batch.
   std::function<void(double seconds)> observe_wal_sync;
   std::function<void(double seconds)> observe_apply;
@@ -98,14 +105,6 @@ struct NodeStatus {
   uint64_t proposals_applied = 0;
   uint64_t proposals_pending = 0;
   uint64_t proposals_failed = 0;
-};
-
-struct MemberInfo {
-  raft::NodeId id = 0;
-  std::string name;
-  std::vector<std::string> peer_urls;
-  std::vector<std::string> client_urls;
-  bool is_learner = false;
 };
 
 class Node {
@@ -200,7 +199,7 @@ class Node {
   void drain_inbox();
   void expire_requests(std::chrono::steady_clock::time_point now);
   void propose_lease_revokes();
-  void apply_conf_change_entry(const raft::Entry& e);
+  raft::ConfState apply_conf_change_entry(const raft::Entry& e);
   void fail_fatal(const std::string& why);
   void finish_proposal(uint64_t request_id, const RpcError& error, kv::Response&& response);
   void publish_attributes();
@@ -210,6 +209,11 @@ class Node {
   void check_transfers();
   void apply_alarm(const AlarmChange& change);
   void apply_peer_urls(const MemberPeerUrls& u);
+  // The server's state for a snapshot at the store's current applied index.
+  ServerState server_state();
+  void restore_server_state(const ServerState& st);
+  void maybe_snapshot();
+  bool install_snapshot(const raft::Snapshot& snap);
 
   NodeOptions options_;
   std::unique_ptr<storage::FileSystem> fs_;
@@ -276,6 +280,8 @@ class Node {
   // Apply queue: committed entries and read points, in the order the raft thread saw them.
   struct ApplyItem {
     std::vector<raft::Entry> entries;
+    // The configuration after each configuration change among `entries`, in order.
+    std::vector<raft::ConfState> confs;
     raft::Index read_index = 0;  // with `readers`: run them once applied >= read_index
     std::vector<ReadDone> readers;
   };
@@ -285,6 +291,15 @@ class Node {
   bool apply_stop_ = false;
   EventsFn events_fn_;
   std::multimap<raft::Index, ReadDone> waiting_reads_;  // apply thread only
+  // Held by the apply thread while it applies, and by the raft thread while it replaces the
+  // store with a snapshot: the two never overlap.
+  std::mutex apply_exec_mu_;
+  // Snapshots (apply thread): the configuration as of the store's applied index, and where the
+  // last snapshot stands.
+  raft::ConfState applied_conf_;
+  raft::Index last_snapshot_index_ = 0;
+  raft::Index seen_index_ = 0;  // the last entry handed to the apply thread
+  std::vector<raft::Snapshot> in_snapshots_;  // taken, for the raft thread to record (inbox)
 
   // Membership as applied (raft thread writes, readers copy under the mutex).
   mutable std::mutex members_mu_;

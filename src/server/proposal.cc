@@ -122,4 +122,66 @@ std::optional<MemberContext> decode_member_context(std::string_view bytes) {
   return c;
 }
 
+namespace {
+constexpr uint32_t kServerStateMagic = 0x53534843;  // "CHSS"
+constexpr uint32_t kMaxMembers = 1024;
+constexpr uint32_t kMaxRemoved = 1u << 16;
+}  // namespace
+
+std::string encode_server_state(const ServerState& s) {
+  std::string out;
+  base::put_u32(&out, kServerStateMagic);
+  base::put_u64(&out, s.index);
+  base::put_u64(&out, static_cast<uint64_t>(s.revision));
+  base::put_u32(&out, static_cast<uint32_t>(s.members.size()));
+  for (const MemberInfo& m : s.members) {
+    base::put_u64(&out, m.id);
+    base::put_bytes(&out, m.name);
+    put_strings(&out, m.peer_urls);
+    put_strings(&out, m.client_urls);
+    base::put_u8(&out, m.is_learner ? 1 : 0);
+  }
+  base::put_u32(&out, static_cast<uint32_t>(s.removed.size()));
+  for (uint64_t id : s.removed)
+    base::put_u64(&out, id);
+  base::put_u32(&out, static_cast<uint32_t>(s.alarms.size()));
+  for (const AlarmChange& a : s.alarms)
+    base::put_bytes(&out, encode_alarm_change(a));
+  return out;
+}
+
+std::optional<ServerState> decode_server_state(std::string_view bytes) {
+  base::Reader r(bytes);
+  ServerState s;
+  uint32_t magic = 0, n = 0;
+  if (!r.u32(&magic) || magic != kServerStateMagic || !r.u64(&s.index) || !r.i64(&s.revision) ||
+      !r.u32(&n) || n > kMaxMembers) {
+    return std::nullopt;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    MemberInfo m;
+    if (!r.u64(&m.id) || !r.bytes(&m.name) || !get_strings(&r, &m.peer_urls) ||
+        !get_strings(&r, &m.client_urls) || !r.boolean(&m.is_learner)) {
+      return std::nullopt;
+    }
+    s.members.push_back(std::move(m));
+  }
+  if (!r.u32(&n) || n > kMaxRemoved) return std::nullopt;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t id = 0;
+    if (!r.u64(&id)) return std::nullopt;
+    s.removed.push_back(id);
+  }
+  if (!r.u32(&n) || n > kMaxMembers * 2) return std::nullopt;
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string a;
+    if (!r.bytes(&a)) return std::nullopt;
+    auto change = decode_alarm_change(a);
+    if (!change) return std::nullopt;
+    s.alarms.push_back(*change);
+  }
+  if (!r.done()) return std::nullopt;
+  return s;
+}
+
 }  // namespace chorus::server

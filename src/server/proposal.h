@@ -69,4 +69,27 @@ std::string encode_proposal(const ProposalHeader& header, std::string_view comma
 // `data`.
 std::optional<ProposalHeader> decode_proposal(std::string_view data, std::string_view* command);
 
+struct MemberInfo {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<std::string> peer_urls;
+  std::vector<std::string> client_urls;
+  bool is_learner = false;
+  bool operator==(const MemberInfo&) const = default;
+};
+
+// What a Raft snapshot of the server holds (raft::Snapshot::data): where the state machine
+// stood, and the server's own state that lives in the log rather than in the store -- members,
+// removed ids and alarms -- as of the snapshot, so that it survives log compaction.
+struct ServerState {
+  uint64_t index = 0;     // the state machine's applied index
+  int64_t revision = 0;   // its revision there
+  std::vector<MemberInfo> members;
+  std::vector<uint64_t> removed;
+  std::vector<AlarmChange> alarms;  // activate = true
+  bool operator==(const ServerState&) const = default;
+};
+std::string encode_server_state(const ServerState& s);
+std::optional<ServerState> decode_server_state(std::string_view bytes);
+
 }  // namespace chorus::server

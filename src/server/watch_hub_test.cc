@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kv/codec.h"
+#include "server/log.h"
 #include "server/proposal.h"
 #include "storage/testing.h"
 
@@ -233,6 +234,35 @@ TEST(ProposalTest, RoundTripsAndRefusesOtherData) {
     EXPECT_FALSE(decode_member_attributes(enc.substr(0, i)).has_value()) << i;
   MemberContext mc{"m2", {"http://127.0.0.1:2380"}};
   EXPECT_EQ(decode_member_context(encode_member_context(mc)), mc);
+}
+
+TEST(ProposalTest, ServerStateRoundTripsAndRefusesEveryTruncation) {
+  ServerState st;
+  st.index = 1234;
+  st.revision = 99;
+  st.members.push_back(MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {"http://127.0.0.1:2379"},
+                                  false});
+  st.members.push_back(MemberInfo{2, "", {"http://127.0.0.1:22380"}, {}, true});
+  st.removed = {7, 8};
+  st.alarms.push_back(AlarmChange{true, 1, AlarmType::kNoSpace});
+  std::string enc = encode_server_state(st);
+  EXPECT_EQ(decode_server_state(enc), st);
+  for (size_t i = 0; i < enc.size(); ++i)
+    EXPECT_FALSE(decode_server_state(enc.substr(0, i)).has_value()) << i;
+  EXPECT_FALSE(decode_server_state(enc + "x").has_value());
+}
+
+TEST(LogTest, LinesAreJsonWithEscapedFieldsAndLevelsFilter) {
+  EXPECT_EQ(format_log_line(LogLevel::kWarn, "slow \"x\"", {{"k", "a\nb"}}),
+            "\"level\":\"warn\",\"msg\":\"slow \\\"x\\\"\",\"k\":\"a\\nb\"");
+  LogLevel l = LogLevel::kInfo;
+  EXPECT_TRUE(parse_log_level("debug", &l));
+  EXPECT_EQ(l, LogLevel::kDebug);
+  EXPECT_FALSE(parse_log_level("loud", &l));
+  set_log_level(LogLevel::kWarn);
+  EXPECT_FALSE(log_enabled(LogLevel::kInfo));
+  EXPECT_TRUE(log_enabled(LogLevel::kError));
+  set_log_level(LogLevel::kInfo);
 }
 
 }  // namespace
