@@ -32,6 +32,12 @@ using Clock = std::chrono::steady_clock;
 // the limit gets etcd's "request is too large" rather than a transport error.
 constexpr int kGrpcOverheadBytes = 512 * 1024;
 
+// The state machine answered a request with a response of another kind: a bug, reported to
+// the client rather than crashing the member.
+grpc::Status mismatch() {
+  return grpc::Status(grpc::StatusCode::INTERNAL, "chorus: the response does not match the request");
+}
+
 grpc::Status to_grpc(const RpcError& e) {
   if (e.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(e.code), e.message);
@@ -79,6 +85,11 @@ struct ApiServer::Impl {
   Node* node;
   std::unique_ptr<WatchHub> hub;
   std::unique_ptr<LeaseForwarder> forwarder;
+  // Periodic progress notifications for watchers that asked for them.
+  std::thread progress_thread;
+  std::mutex progress_mu;
+  std::condition_variable progress_cv;
+  bool progress_stop = false;
   std::unique_ptr<ApiServerServices> services;
   ApiServerOptions options;
   std::unique_ptr<grpc::Server> server;
@@ -154,7 +165,7 @@ class LeaseForwarder {
   static constexpr size_t kMaxQueued = 10000;
   // Streams are replaced after this long, so a leader that vanished without closing its
   // connection costs at most one deadline.
-  static constexpr auto kStreamLifetime = std::chrono::seconds(20);
+  static constexpr auto kStreamLifetime = std::chrono::seconds(5);
 
   void run() {
     while (true) {
@@ -215,7 +226,7 @@ class LeaseForwarder {
     stub_ = pb::Lease::NewStub(channel);
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(std::chrono::system_clock::now() + kStreamLifetime +
-                       std::chrono::seconds(5));
+                       std::chrono::seconds(2));
     stream_ = stub_->LeaseKeepAlive(ctx_.get());
     leader_ = leader;
     opened_ = Clock::now();
@@ -278,7 +289,9 @@ class KvService final : public pb::KV::CallbackService {
     kv::Command cmd;
     cmd.op = to_kv(*req);
     return s_->propose(ctx, "/etcdserverpb.KV/Put", std::move(cmd), [this, resp](kv::Response& r) {
-      const auto& p = std::get<kv::PutResponse>(r.op);
+      const auto* p_ptr = std::get_if<kv::PutResponse>(&r.op);
+      if (p_ptr == nullptr) return mismatch();
+      const auto& p = *p_ptr;
       to_pb(p, resp);
       s_->header(resp->mutable_header(), p.revision);
       return grpc::Status::OK;
@@ -292,7 +305,9 @@ class KvService final : public pb::KV::CallbackService {
     cmd.op = to_kv(*req);
     return s_->propose(ctx, "/etcdserverpb.KV/DeleteRange", std::move(cmd),
                        [this, resp](kv::Response& r) {
-                         const auto& d = std::get<kv::DeleteRangeResponse>(r.op);
+                         const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
+      if (d_ptr == nullptr) return mismatch();
+      const auto& d = *d_ptr;
                          to_pb(d, resp);
                          s_->header(resp->mutable_header(), d.revision);
                          return grpc::Status::OK;
@@ -307,7 +322,9 @@ class KvService final : public pb::KV::CallbackService {
     kv::Command cmd;
     cmd.op = to_kv(*req);
     return s_->propose(ctx, "/etcdserverpb.KV/Txn", std::move(cmd), [this, resp](kv::Response& r) {
-      const auto& t = std::get<kv::TxnResponse>(r.op);
+      const auto* t_ptr = std::get_if<kv::TxnResponse>(&r.op);
+      if (t_ptr == nullptr) return mismatch();
+      const auto& t = *t_ptr;
       to_pb(t, resp);
       s_->header(resp->mutable_header(), t.revision);
       return grpc::Status::OK;
@@ -321,7 +338,9 @@ class KvService final : public pb::KV::CallbackService {
     cmd.op = kv::CompactionRequest{req->revision()};
     return s_->propose(ctx, "/etcdserverpb.KV/Compact", std::move(cmd),
                        [this, resp](kv::Response& r) {
-                         const auto& c = std::get<kv::CompactionResponse>(r.op);
+                         const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
+      if (c_ptr == nullptr) return mismatch();
+      const auto& c = *c_ptr;
                          s_->header(resp->mutable_header(), c.revision);
                          return grpc::Status::OK;
                        });
@@ -368,7 +387,9 @@ class LeaseService final : public pb::Lease::CallbackService {
     cmd.op = kv::LeaseGrantRequest{id, req->ttl()};
     return s_->propose(ctx, "/etcdserverpb.Lease/LeaseGrant", std::move(cmd),
                        [this, resp](kv::Response& r) {
-                         const auto& g = std::get<kv::LeaseGrantResponse>(r.op);
+                         const auto* g_ptr = std::get_if<kv::LeaseGrantResponse>(&r.op);
+      if (g_ptr == nullptr) return mismatch();
+      const auto& g = *g_ptr;
                          resp->set_id(g.id);
                          resp->set_ttl(g.ttl);
                          s_->header(resp->mutable_header(), g.revision);
@@ -383,7 +404,9 @@ class LeaseService final : public pb::Lease::CallbackService {
     cmd.op = kv::LeaseRevokeRequest{req->id()};
     return s_->propose(ctx, "/etcdserverpb.Lease/LeaseRevoke", std::move(cmd),
                        [this, resp](kv::Response& r) {
-                         const auto& v = std::get<kv::LeaseRevokeResponse>(r.op);
+                         const auto* v_ptr = std::get_if<kv::LeaseRevokeResponse>(&r.op);
+      if (v_ptr == nullptr) return mismatch();
+      const auto& v = *v_ptr;
                          s_->header(resp->mutable_header(), v.revision);
                          return grpc::Status::OK;
                        });
@@ -508,6 +531,10 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
       default:
         break;
     }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (ending_) return;
+    }
     StartRead(&req_);
   }
 
@@ -520,11 +547,19 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     }
     if (queued_events_ > kMaxQueuedEvents) {
       queue_.clear();
-      end_locked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      // UNAVAILABLE: etcd's clients reconnect and resume their watchers on it.
+      end_locked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "chorus: watch stream too slow; reconnect and resume"));
       return;
     }
     write_next_locked();
+  }
+
+  void reset() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.clear();
+    end_locked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "chorus: the member's store was replaced; reconnect and resume"));
   }
 
   void OnWriteDone(bool ok) override {
@@ -1127,6 +1162,7 @@ ApiServer::ApiServer(Node* node, ApiServerOptions options) : impl_(std::make_uni
   // Registered before the node starts applying, so no applied batch escapes the watchers.
   impl_->hub = std::make_unique<WatchHub>(&node->store());
   WatchHub* hub = impl_->hub.get();
+  node->set_store_replaced_listener([hub](int64_t revision) { hub->reset(revision); });
   node->set_events_listener(
       [hub](const std::vector<kv::Event>& events, int64_t revision) {
         hub->publish(events, revision);
@@ -1164,10 +1200,27 @@ storage::Status ApiServer::start() {
   if (auto* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }
+  Impl* d = impl_.get();
+  d->progress_thread = std::thread([d] {
+    std::unique_lock<std::mutex> lk(d->progress_mu);
+    while (!d->progress_stop) {
+      if (d->progress_cv.wait_for(lk, std::chrono::milliseconds(d->options.progress_notify_ms),
+                                  [d] { return d->progress_stop; })) {
+        break;
+      }
+      d->hub->notify_progress();
+    }
+  });
   return storage::Status::ok();
 }
 
 void ApiServer::stop() {
+  {
+    std::lock_guard<std::mutex> lk(impl_->progress_mu);
+    impl_->progress_stop = true;
+  }
+  impl_->progress_cv.notify_all();
+  if (impl_->progress_thread.joinable()) impl_->progress_thread.join();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     impl_->server->Wait();

@@ -33,6 +33,8 @@ struct ApiServerOptions {
   // Requests slower than this are logged.
   int64_t slow_request_ms = 100;
   std::string version = "3.5.0";
+  // Watchers created with progress_notify get an empty response this often.
+  int64_t progress_notify_ms = 600'000;
   // Metrics hooks (may be empty), with the full method name ("/etcdserverpb.KV/Range") and, at
   // the end, the gRPC status code.
   std::function<void(std::string_view method)> on_started;

@@ -88,6 +88,9 @@ constexpr std::array kSettings = {
             "with a ReadIndex round trip (faster, but relies on bounded clock drift)."},
     Setting{"Chorus", "slow-request-ms", "<ms>", "100",
             "Log requests slower than this, in milliseconds; 0 logs none."},
+    Setting{"Chorus", "watch-progress-notify-ms", "<ms>", "600000",
+            "How often watchers that asked for progress notifications get one (etcd's "
+            "--experimental-watch-progress-notify-interval, 10 minutes)."},
     Setting{"Chorus", "config-file", "<path>", "",
             "YAML file whose keys are these flag names, as in 'data-dir: /var/lib/chorus'."},
 };
@@ -578,7 +581,9 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
       !parse_setting(values, "max-txn-ops", defaults.max_txn_ops, 1, kMaxInt, &c->max_txn_ops,
                      error) ||
       !parse_setting(values, "slow-request-ms", defaults.slow_request_ms, 0, kMaxInt64,
-                     &c->slow_request_ms, error)) {
+                     &c->slow_request_ms, error) ||
+      !parse_setting(values, "watch-progress-notify-ms", defaults.watch_progress_notify_ms, 100,
+                     kMaxInt64, &c->watch_progress_notify_ms, error)) {
     return false;
   }
   if (c->quota_backend_bytes == 0) c->quota_backend_bytes = defaults.quota_backend_bytes;

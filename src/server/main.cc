@@ -179,6 +179,7 @@ int run(const ServerConfig& cfg) {
   ao.max_request_bytes = cfg.max_request_bytes;
   ao.max_txn_ops = cfg.max_txn_ops;
   ao.slow_request_ms = cfg.slow_request_ms;
+  ao.progress_notify_ms = cfg.watch_progress_notify_ms;
   // Before the node starts, so that its watchers see every batch the node applies.
   ApiServer api(node.get(), ao);
 

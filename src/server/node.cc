@@ -66,7 +66,17 @@ void Node::adopt_cluster_id(uint64_t id) {
   log_line("info", "joined cluster " + hex_id(id));
 }
 
-Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {}
+Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {
+  // Request ids and read contexts must not repeat across restarts: entries this member proposed
+  // before a restart are applied again (or arrive late) carrying their old ids. The wall clock
+  // in the high bits makes each boot's ids start past the previous boot's.
+  auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  uint64_t base = static_cast<uint64_t>(wall_ms) << 20;
+  next_request_id_ = base;
+  next_read_context_ = base;
+}
 
 Node::~Node() { stop(0); }
 
@@ -170,7 +180,14 @@ Status Node::recover() {
 
 void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_fatal) {
   sink_ = sink;
-  on_fatal_ = std::move(on_fatal);
+  std::string early_failure;
+  {
+    std::lock_guard<std::mutex> lk(fatal_mu_);
+    on_fatal_ = std::move(on_fatal);
+    if (failed_) early_failure = fatal_reason_;
+  }
+  // A failure reported before start (by the transport) still stops the process.
+  if (!early_failure.empty() && on_fatal_) on_fatal_(early_failure);
   started_ = true;
   {
     std::lock_guard<std::mutex> lk(members_mu_);
@@ -291,19 +308,24 @@ void Node::propose_envelope(ProposalKind kind, const std::string& payload, Propo
 }
 
 void Node::submit(uint64_t request_id, std::string data, ProposeDone done) {
-  if (failed_) {
+  {
+    // Checked and registered under the inbox lock: once stop() has set stopping_, no waiter
+    // can be added that nothing would ever answer.
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!failed_ && !stopping_) {
+      {
+        std::lock_guard<std::mutex> wl(waiters_mu_);
+        waiters_.emplace(request_id,
+                         Waiter{std::move(done), Clock::now() + std::chrono::milliseconds(
+                                                                    options_.request_timeout_ms)});
+      }
+      in_proposals_.push_back(PendingProposal{request_id, std::move(data)});
+      done = nullptr;
+    }
+  }
+  if (done) {
     done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
     return;
-  }
-  {
-    std::lock_guard<std::mutex> lk(waiters_mu_);
-    waiters_.emplace(request_id,
-                     Waiter{std::move(done), Clock::now() + std::chrono::milliseconds(
-                                                                options_.request_timeout_ms)});
-  }
-  {
-    std::lock_guard<std::mutex> lk(inbox_mu_);
-    in_proposals_.push_back(PendingProposal{request_id, std::move(data)});
   }
   inbox_cv_.notify_one();
 }
@@ -479,8 +501,12 @@ void Node::drain_inbox() {
     // A malformed or stray message is the peer's problem; the core refuses it safely.
     (void)raft_->step(std::move(m));
   }
-  for (raft::NodeId id : unreachable)
+  for (raft::NodeId id : unreachable) {
     raft_->report_unreachable(id);
+    // A snapshot message lost with its connection would otherwise leave the follower waiting
+    // for it forever: the leader sends nothing else to a follower in snapshot state.
+    raft_->report_snapshot(id, true);
+  }
   for (auto& p : proposals) {
     raft::Error err = raft_->propose(std::move(p.data));
     if (err == raft::Error::kOk) continue;
@@ -900,11 +926,15 @@ bool Node::install_snapshot(const raft::Snapshot& snap) {
     }
     log_line("info", "installed a snapshot at index " + std::to_string(index) +
                          " (store at index " + std::to_string(store_->applied_index()) + ")");
+    if (store_replaced_fn_) store_replaced_fn_(store_->revision());
   }
   restore_server_state(*state);
   applied_conf_ = snap.metadata.conf_state;
   last_snapshot_index_ = index;
-  seen_index_ = std::max(seen_index_, store_->applied_index());
+  // The log now starts at the snapshot: the store may be further on, but no snapshot may be
+  // taken beyond what the log holds, so replay must pass the store's index first.
+  seen_index_ = index;
+  installed_index_ = index;
   applied_ = store_->applied_index();
   std::lock_guard<std::mutex> lk(lessor_mu_);
   bool primary = lessor_.is_primary();
@@ -997,7 +1027,13 @@ void Node::apply_alarm(const AlarmChange& change) {
 void Node::fail_fatal(const std::string& why) {
   if (failed_.exchange(true)) return;
   log_line("fatal", why);
-  if (on_fatal_) on_fatal_(why);
+  std::function<void(const std::string&)> fn;
+  {
+    std::lock_guard<std::mutex> lk(fatal_mu_);
+    fatal_reason_ = why;
+    fn = on_fatal_;
+  }
+  if (fn) fn(why);
 }
 
 void Node::finish_proposal(uint64_t request_id, const RpcError& error, kv::Response&& response) {
@@ -1067,7 +1103,9 @@ void Node::apply_loop() {
       for (ReadDone& r : item.readers)
         waiting_reads_.emplace(item.read_index, std::move(r));
       item.readers.clear();
-      if (!item.confs.empty()) applied_conf_ = item.confs.back();
+      // Items committed before an installed snapshot describe an older configuration.
+      bool superseded = !item.entries.empty() && item.entries.back().index <= installed_index_;
+      if (!item.confs.empty() && !superseded) applied_conf_ = item.confs.back();
       if (!item.entries.empty()) seen_index_ = std::max(seen_index_, item.entries.back().index);
     }
     // Entries the store already holds (replayed after a restart) are left out, so that the

@@ -143,6 +143,10 @@ class Node {
   // Event sink for watches: called on the apply thread after each applied batch.
   using EventsFn = std::function<void(const std::vector<kv::Event>& events, int64_t revision)>;
   void set_events_listener(EventsFn fn);
+  // Called (on the raft thread) after the store was replaced by a snapshot from the leader.
+  void set_store_replaced_listener(std::function<void(int64_t revision)> fn) {
+    store_replaced_fn_ = std::move(fn);
+  }
 
   NodeStatus status() const;
   raft::NodeId id() const { return options_.id; }
@@ -221,7 +225,9 @@ class Node {
   std::unique_ptr<kv::MvccStore> store_;
   std::unique_ptr<raft::Raft> raft_;
   MessageSink* sink_ = nullptr;
+  std::mutex fatal_mu_;
   std::function<void(const std::string&)> on_fatal_;
+  std::string fatal_reason_;
   std::chrono::steady_clock::time_point start_time_;
 
   // Inbox: everything other threads hand to the raft thread.
@@ -290,6 +296,7 @@ class Node {
   std::deque<ApplyItem> apply_queue_;
   bool apply_stop_ = false;
   EventsFn events_fn_;
+  std::function<void(int64_t revision)> store_replaced_fn_;
   std::multimap<raft::Index, ReadDone> waiting_reads_;  // apply thread only
   // Held by the apply thread while it applies, and by the raft thread while it replaces the
   // store with a snapshot: the two never overlap.
@@ -299,6 +306,7 @@ class Node {
   raft::ConfState applied_conf_;
   raft::Index last_snapshot_index_ = 0;
   raft::Index seen_index_ = 0;  // the last entry handed to the apply thread
+  raft::Index installed_index_ = 0;  // the last snapshot installed from the leader
   std::vector<raft::Snapshot> in_snapshots_;  // taken, for the raft thread to record (inbox)
 
   // Membership as applied (raft thread writes, readers copy under the mutex).

@@ -18,8 +18,13 @@ void WatchHub::append_events(int64_t id, const WatchSpec& spec,
                              std::vector<WatchUpdate>* out) const {
   WatchUpdate* current = nullptr;
   for (const kv::Event& e : events) {
-    if (!matches(spec, e)) continue;
-    if (current == nullptr || current->events.size() >= kMaxEventsPerUpdate) {
+    // A watcher created for a future revision sees nothing before it.
+    if (!matches(spec, e) || e.kv.mod_revision < spec.start_revision) continue;
+    // Responses are cut only between revisions: clients resume after the last revision they
+    // saw, so half a revision in one response would lose the other half on a reconnect.
+    bool full = current != nullptr && current->events.size() >= kMaxEventsPerUpdate &&
+                current->events.back().kv.mod_revision != e.kv.mod_revision;
+    if (current == nullptr || full) {
       out->push_back(WatchUpdate{});
       current = &out->back();
       current->watch_id = id;
@@ -110,6 +115,14 @@ bool WatchHub::cancel(WatchSink* sink, int64_t id) {
   updates.push_back(std::move(u));
   sink->deliver(std::move(updates));
   return true;
+}
+
+void WatchHub::reset(int64_t revision) {
+  std::lock_guard<std::mutex> lk(mu_);
+  published_revision_ = revision;
+  for (auto& [sink, state] : sinks_)
+    sink->reset();
+  sinks_.clear();
 }
 
 void WatchHub::remove_sink(WatchSink* sink) {

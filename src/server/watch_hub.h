@@ -47,11 +47,14 @@ class WatchSink {
   virtual ~WatchSink() = default;
   // Called with the hub's lock held: queue and return.
   virtual void deliver(std::vector<WatchUpdate>&& updates) = 0;
+  // The store was replaced (a snapshot from the leader): the stream must end so its client
+  // reconnects and resumes its watchers from the new store. Called with the hub's lock held.
+  virtual void reset() = 0;
 };
 
 class WatchHub {
  public:
-  // Events of one response are capped so a large transaction or catch-up is split.
+  // Events of one response are capped, at a revision boundary, so a large catch-up is split.
   static constexpr size_t kMaxEventsPerUpdate = 1000;
 
   explicit WatchHub(const kv::MvccStore* store);
@@ -64,6 +67,8 @@ class WatchHub {
   bool add(WatchSink* sink, WatchSpec spec, std::string* error);
   // Cancels a watcher of `sink`; its cancellation response goes to the sink. False if unknown.
   bool cancel(WatchSink* sink, int64_t id);
+  // The store was replaced by a snapshot at `revision`: every stream is reset and forgotten.
+  void reset(int64_t revision);
   // Forgets every watcher of a closed stream.
   void remove_sink(WatchSink* sink);
   // Sends each of `sink`'s watchers that asked for progress notifications, or (for a progress

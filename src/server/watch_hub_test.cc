@@ -16,6 +16,8 @@ class Collect final : public WatchSink {
     for (auto& u : updates)
       got.push_back(std::move(u));
   }
+  void reset() override { ++resets; }
+  int resets = 0;
   std::vector<WatchUpdate> got;
   std::vector<kv::Event> events() const {
     std::vector<kv::Event> out;
@@ -196,6 +198,22 @@ TEST_F(WatchHubTest, ProgressRequestReportsTheRevision) {
   EXPECT_TRUE(c.got[0].events.empty());
 }
 
+TEST_F(WatchHubTest, PeriodicProgressGoesOnlyToWatchersThatAskedForIt) {
+  Collect asked, silent;
+  std::string error;
+  WatchSpec s = spec("p");
+  s.progress_notify = true;
+  ASSERT_TRUE(hub_->add(&asked, s, &error));
+  ASSERT_TRUE(hub_->add(&silent, spec("p"), &error));
+  put("other", "1");
+  hub_->notify_progress();
+  ASSERT_EQ(asked.got.size(), 2u);  // created, then the notification
+  EXPECT_EQ(asked.got[1].watch_id, 0);
+  EXPECT_TRUE(asked.got[1].events.empty());
+  EXPECT_EQ(asked.got[1].revision, store_->revision());
+  EXPECT_EQ(silent.got.size(), 1u);
+}
+
 TEST_F(WatchHubTest, LargeBatchesAreSplit) {
   Collect c;
   std::string error;
@@ -204,13 +222,44 @@ TEST_F(WatchHubTest, LargeBatchesAreSplit) {
   for (size_t i = 0; i < WatchHub::kMaxEventsPerUpdate + 5; ++i) {
     kv::Event e;
     e.kv.key = "big/" + std::to_string(i);
-    e.kv.mod_revision = 100;
+    e.kv.mod_revision = 100;  // one revision: never split
     events.push_back(e);
   }
-  hub_->publish(events, 100);
-  ASSERT_EQ(c.got.size(), 3u);  // created + two parts
-  EXPECT_EQ(c.got[1].events.size(), WatchHub::kMaxEventsPerUpdate);
+  for (size_t i = 0; i < 5; ++i) {
+    kv::Event e;
+    e.kv.key = "big/x" + std::to_string(i);
+    e.kv.mod_revision = 101 + static_cast<int64_t>(i);
+    events.push_back(e);
+  }
+  hub_->publish(events, 105);
+  ASSERT_EQ(c.got.size(), 3u);  // created, then revision 100 whole, then 101..105
+  EXPECT_EQ(c.got[1].events.size(), WatchHub::kMaxEventsPerUpdate + 5);
   EXPECT_EQ(c.got[2].events.size(), 5u);
+  EXPECT_EQ(c.got[2].events.front().kv.mod_revision, 101);
+}
+
+TEST_F(WatchHubTest, AFutureStartRevisionSkipsEarlierEvents) {
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("f", "", store_->revision() + 2), &error));
+  put("f", "1");
+  put("f", "2");
+  put("f", "3");
+  auto ev = c.events();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].kv.value, "2");
+}
+
+TEST_F(WatchHubTest, ReplacingTheStoreResetsEveryStream) {
+  Collect a, b;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&a, spec("k"), &error));
+  ASSERT_TRUE(hub_->add(&b, spec("k"), &error));
+  hub_->reset(500);
+  EXPECT_EQ(a.resets, 1);
+  EXPECT_EQ(b.resets, 1);
+  EXPECT_EQ(hub_->watcher_count(), 0u);
+  EXPECT_EQ(hub_->revision(), 500);
 }
 
 TEST(ProposalTest, RoundTripsAndRefusesOtherData) {
