@@ -21,6 +21,9 @@ constexpr raft::GroupId kGroup = 1;
 // Lease revokes proposed by the leader are proposed again if not applied in this time.
 constexpr auto kRevokeRetry = std::chrono::seconds(3);
 constexpr size_t kMaxRevokesPerTick = 64;
+// Committed but not yet applied entries beyond which proposals are refused (etcd's
+// maxGapBetweenApplyAndCommitIndex).
+constexpr raft::Index kMaxApplyLag = 5000;
 constexpr const char* kClusterIdFile = "cluster_id";
 
 std::string hex_id(uint64_t id) {
@@ -308,11 +311,16 @@ void Node::propose_envelope(ProposalKind kind, const std::string& payload, Propo
 }
 
 void Node::submit(uint64_t request_id, std::string data, ProposeDone done) {
+  bool overloaded = false;
   {
     // Checked and registered under the inbox lock: once stop() has set stopping_, no waiter
     // can be added that nothing would ever answer.
     std::lock_guard<std::mutex> lk(inbox_mu_);
-    if (!failed_ && !stopping_) {
+    // Backpressure, as etcd: while the state machine is this far behind the log, new proposals
+    // are refused at once instead of queueing into timeouts.
+    if (commit_.load() > applied_.load() + kMaxApplyLag) {
+      overloaded = true;
+    } else if (!failed_ && !stopping_) {
       {
         std::lock_guard<std::mutex> wl(waiters_mu_);
         waiters_.emplace(request_id,
@@ -324,7 +332,10 @@ void Node::submit(uint64_t request_id, std::string data, ProposeDone done) {
     }
   }
   if (done) {
-    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
+    ++proposals_failed_;
+    done(overloaded ? rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests)
+                    : rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped),
+         kv::Response{});
     return;
   }
   inbox_cv_.notify_one();
