@@ -102,6 +102,47 @@ struct ApiServer::Impl {
     h->set_raft_term(node->status().term);
   }
 
+  // "host:port" of the leader's first client URL, or empty when no other member leads.
+  std::string leader_target() const {
+    raft::NodeId leader = node->status().leader;
+    if (leader == 0 || leader == node->id()) return "";
+    for (const MemberInfo& m : node->members()) {
+      if (m.id != leader || m.client_urls.empty()) continue;
+      std::string t = m.client_urls.front();
+      auto pos = t.find("://");
+      return pos == std::string::npos ? t : t.substr(pos + 3);
+    }
+    return "";
+  }
+
+  // Passes a unary call on to the leader (etcd forwards what only the leader can answer) and
+  // finishes `reactor` with its answer. `call` starts the client call on a stub.
+  template <typename Request, typename Response, typename Start>
+  void forward_to_leader(grpc::ServerUnaryReactor* reactor, const Request& req, Response* resp,
+                         Start start) {
+    std::string target = leader_target();
+    if (target.empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kNoLeader));
+      return;
+    }
+    struct Call {
+      std::shared_ptr<grpc::Channel> channel;
+      grpc::ClientContext ctx;
+      Request req;
+      Response resp;
+    };
+    auto* call = new Call;
+    call->channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    call->req = req;
+    start(call->channel, &call->ctx, &call->req, &call->resp,
+          [call, reactor, resp](grpc::Status st) {
+            if (st.ok()) *resp = std::move(call->resp);
+            reactor->Finish(st);
+            delete call;
+          });
+  }
+
   grpc::ServerUnaryReactor* refuse(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(st);
@@ -416,6 +457,18 @@ class LeaseService final : public pb::Lease::CallbackService {
                                             const pb::LeaseTimeToLiveRequest* req,
                                             pb::LeaseTimeToLiveResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!s_->node->is_leader() && s_->node->store().lease_exists(req->id()) &&
+        !s_->leader_target().empty()) {
+      // The time left is the leader's to tell: only its clock runs the lease.
+      s_->forward_to_leader(
+          reactor, *req, resp,
+          [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
+             const pb::LeaseTimeToLiveRequest* r, pb::LeaseTimeToLiveResponse* out,
+             std::function<void(grpc::Status)> done) {
+            pb::Lease::NewStub(channel)->async()->LeaseTimeToLive(c, r, out, std::move(done));
+          });
+      return reactor;
+    }
     SlowLog log("/etcdserverpb.Lease/LeaseTimeToLive", s_->options);
     resp->set_id(req->id());
     bool found = false;
@@ -759,6 +812,18 @@ class ClusterService final : public pb::Cluster::CallbackService {
     if (!learner) {
       return s_->refuse(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                           rpc_errors::kMemberNotLearner));
+    }
+    if (!s_->node->is_leader()) {
+      // Only the leader knows whether the learner has caught up.
+      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+      s_->forward_to_leader(
+          reactor, *req, resp,
+          [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
+             const pb::MemberPromoteRequest* r, pb::MemberPromoteResponse* out,
+             std::function<void(grpc::Status)> done) {
+            pb::Cluster::NewStub(channel)->async()->MemberPromote(c, r, out, std::move(done));
+          });
+      return reactor;
     }
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kAddNode, req->id()});

@@ -290,6 +290,15 @@ class LeaseTest(ClusterTest):
         ttl = self.c.ctl_json("lease", "timetolive", lid)
         self.assertEqual(ttl["ttl"], -1)
 
+    def test_time_to_live_counts_down_on_followers_too(self):
+        lid = self.lease_id(self.c.ctl("lease", "grant", "60").stdout)
+        time.sleep(2.5)
+        leader = self.c.wait_leader()
+        for m in self.c.members:
+            ttl = self.c.ctl_json("lease", "timetolive", lid, endpoints=m.endpoint)
+            self.assertEqual(ttl["granted-ttl"], 60)
+            self.assertLess(ttl["ttl"], 60, (m.name, m is leader))
+
     def test_keep_alive_once_renews_on_leader_and_followers(self):
         lid = self.lease_id(self.c.ctl("lease", "grant", "30").stdout)
         for m in self.c.members:
@@ -739,9 +748,12 @@ class FaultTest(unittest.TestCase):
         listed = self.c.ctl_json("member", "list")["members"]
         self.assertEqual(len(listed), 4)
         self.assertTrue(any(m.get("isLearner") for m in listed))
+        # Through a follower: the request is passed on to the leader, as etcd does.
+        leader = self.c.wait_leader()
+        follower = next(m for m in self.c.members if m is not leader and m is not m4)
         deadline = time.time() + 30
         while True:
-            p = self.c.ctl("member", "promote", mid, check=False)
+            p = self.c.ctl("member", "promote", mid, check=False, endpoints=follower.endpoint)
             if p.returncode == 0:
                 break
             self.assertLess(time.time(), deadline, p.stderr + self.c.logs())
