@@ -75,7 +75,7 @@ class MvccStore {
   struct ApplyResult {
     // One per entry applied, in order; entries at or below applied_index() get none.
     std::vector<Response> responses;
-    std::vector<Event> events;        // every change, in revision order, with prev_kv
+    std::vector<Event> events;  // every change, in revision order, with prev_kv
   };
   // Applies committed entries in log order, atomically with the new applied index. Entries at
   // or below applied_index() are skipped (a replay after a restart). A failure here is a

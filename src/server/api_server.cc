@@ -4,24 +4,24 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <openssl/evp.h>
 
+#include <unistd.h>
 #include <chrono>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <mutex>
-#include <thread>
 #include <random>
-#include <unistd.h>
+#include <thread>
 
-#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "base/coding.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "server/config.h"
 #include "server/convert.h"
 #include "server/log.h"
-#include "storage/file.h"
-#include "storage/snapshot_stream.h"
 #include "server/node.h"
 #include "server/watch_hub.h"
+#include "storage/file.h"
+#include "storage/snapshot_stream.h"
 
 namespace chorus::server {
 
@@ -35,7 +35,8 @@ constexpr int kGrpcOverheadBytes = 512 * 1024;
 // The state machine answered a request with a response of another kind: a bug, reported to
 // the client rather than crashing the member.
 grpc::Status mismatch() {
-  return grpc::Status(grpc::StatusCode::INTERNAL, "chorus: the response does not match the request");
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      "chorus: the response does not match the request");
 }
 
 grpc::Status to_grpc(const RpcError& e) {
@@ -56,8 +57,7 @@ class SlowLog {
   void done(const grpc::Status& st) const {
     if (*on_handled_) (*on_handled_)(method_, static_cast<int>(st.error_code()));
     if (threshold_ms_ <= 0) return;
-    auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
     if (ms < threshold_ms_) return;
     log(LogLevel::kWarn, "request took too long",
         {{"method", method_},
@@ -164,7 +164,8 @@ struct ApiServer::Impl {
     node->propose(std::move(cmd),
                   [this, reactor, log, fill](const RpcError& e, kv::Response&& r) mutable {
                     if (!e.ok()) return finish(reactor, log, to_grpc(e));
-                    if (!r.error.ok()) return finish(reactor, log, to_grpc(from_api_error(r.error)));
+                    if (!r.error.ok())
+                      return finish(reactor, log, to_grpc(from_api_error(r.error)));
                     finish(reactor, log, fill(r));
                   });
     return reactor;
@@ -347,8 +348,8 @@ class KvService final : public pb::KV::CallbackService {
     return s_->propose(ctx, "/etcdserverpb.KV/DeleteRange", std::move(cmd),
                        [this, resp](kv::Response& r) {
                          const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
-      if (d_ptr == nullptr) return mismatch();
-      const auto& d = *d_ptr;
+                         if (d_ptr == nullptr) return mismatch();
+                         const auto& d = *d_ptr;
                          to_pb(d, resp);
                          s_->header(resp->mutable_header(), d.revision);
                          return grpc::Status::OK;
@@ -380,8 +381,8 @@ class KvService final : public pb::KV::CallbackService {
     return s_->propose(ctx, "/etcdserverpb.KV/Compact", std::move(cmd),
                        [this, resp](kv::Response& r) {
                          const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
-      if (c_ptr == nullptr) return mismatch();
-      const auto& c = *c_ptr;
+                         if (c_ptr == nullptr) return mismatch();
+                         const auto& c = *c_ptr;
                          s_->header(resp->mutable_header(), c.revision);
                          return grpc::Status::OK;
                        });
@@ -421,16 +422,16 @@ class LeaseService final : public pb::Lease::CallbackService {
       } while (id == 0);
     }
     if (s_->node->has_alarm(AlarmType::kNoSpace)) {
-      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                          rpc_errors::kNoSpace));
+      return s_->refuse(ctx,
+                        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, rpc_errors::kNoSpace));
     }
     kv::Command cmd;
     cmd.op = kv::LeaseGrantRequest{id, req->ttl()};
     return s_->propose(ctx, "/etcdserverpb.Lease/LeaseGrant", std::move(cmd),
                        [this, resp](kv::Response& r) {
                          const auto* g_ptr = std::get_if<kv::LeaseGrantResponse>(&r.op);
-      if (g_ptr == nullptr) return mismatch();
-      const auto& g = *g_ptr;
+                         if (g_ptr == nullptr) return mismatch();
+                         const auto& g = *g_ptr;
                          resp->set_id(g.id);
                          resp->set_ttl(g.ttl);
                          s_->header(resp->mutable_header(), g.revision);
@@ -446,8 +447,8 @@ class LeaseService final : public pb::Lease::CallbackService {
     return s_->propose(ctx, "/etcdserverpb.Lease/LeaseRevoke", std::move(cmd),
                        [this, resp](kv::Response& r) {
                          const auto* v_ptr = std::get_if<kv::LeaseRevokeResponse>(&r.op);
-      if (v_ptr == nullptr) return mismatch();
-      const auto& v = *v_ptr;
+                         if (v_ptr == nullptr) return mismatch();
+                         const auto& v = *v_ptr;
                          s_->header(resp->mutable_header(), v.revision);
                          return grpc::Status::OK;
                        });
@@ -751,14 +752,14 @@ class ClusterService final : public pb::Cluster::CallbackService {
       texts.push_back(u.to_string());
     }
     if (urls.empty()) {
-      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                          "etcdserver: no peer URLs given"));
+      return s_->refuse(
+          ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: no peer URLs given"));
     }
     for (const MemberInfo& m : s_->node->members()) {
       for (const std::string& u : m.peer_urls) {
         if (std::find(texts.begin(), texts.end(), u) != texts.end()) {
-          return s_->refuse(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                              rpc_errors::kPeerURLExist));
+          return s_->refuse(
+              ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kPeerURLExist));
         }
       }
     }
@@ -770,22 +771,23 @@ class ClusterService final : public pb::Cluster::CallbackService {
     }
     raft::ConfChange cc;
     cc.changes.push_back(
-        {req->islearner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddNode, id});
+        {req->islearner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddNode,
+         id});
     cc.context = encode_member_context(MemberContext{"", texts});
     bool learner = req->islearner();
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    s_->node->change_membership(
-        cc, false, [this, reactor, resp, id, texts, learner](const RpcError& e) {
-          if (!e.ok()) return reactor->Finish(to_grpc(e));
-          pb::Member* m = resp->mutable_member();
-          m->set_id(id);
-          for (const auto& u : texts)
-            m->add_peerurls(u);
-          m->set_islearner(learner);
-          list(resp->mutable_members());
-          s_->header(resp->mutable_header());
-          reactor->Finish(grpc::Status::OK);
-        });
+    s_->node->change_membership(cc, false,
+                                [this, reactor, resp, id, texts, learner](const RpcError& e) {
+                                  if (!e.ok()) return reactor->Finish(to_grpc(e));
+                                  pb::Member* m = resp->mutable_member();
+                                  m->set_id(id);
+                                  for (const auto& u : texts)
+                                    m->add_peerurls(u);
+                                  m->set_islearner(learner);
+                                  list(resp->mutable_members());
+                                  s_->header(resp->mutable_header());
+                                  reactor->Finish(grpc::Status::OK);
+                                });
     return reactor;
   }
 
@@ -810,19 +812,19 @@ class ClusterService final : public pb::Cluster::CallbackService {
     }
     if (!found) return not_found(ctx, req->id());
     if (!learner) {
-      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                          rpc_errors::kMemberNotLearner));
+      return s_->refuse(
+          ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kMemberNotLearner));
     }
     if (!s_->node->is_leader()) {
       // Only the leader knows whether the learner has caught up.
       grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-      s_->forward_to_leader(
-          reactor, *req, resp,
-          [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
-             const pb::MemberPromoteRequest* r, pb::MemberPromoteResponse* out,
-             std::function<void(grpc::Status)> done) {
-            pb::Cluster::NewStub(channel)->async()->MemberPromote(c, r, out, std::move(done));
-          });
+      s_->forward_to_leader(reactor, *req, resp,
+                            [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
+                               const pb::MemberPromoteRequest* r, pb::MemberPromoteResponse* out,
+                               std::function<void(grpc::Status)> done) {
+                              pb::Cluster::NewStub(channel)->async()->MemberPromote(
+                                  c, r, out, std::move(done));
+                            });
       return reactor;
     }
     raft::ConfChange cc;
@@ -846,8 +848,8 @@ class ClusterService final : public pb::Cluster::CallbackService {
       u.peer_urls.push_back(url.to_string());
     }
     if (u.peer_urls.empty()) {
-      return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                          "etcdserver: no peer URLs given"));
+      return s_->refuse(
+          ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: no peer URLs given"));
     }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->update_peer_urls(u, [this, reactor, resp](const RpcError& e) {
@@ -868,8 +870,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   }
   grpc::ServerUnaryReactor* not_found(grpc::CallbackServerContext* ctx, uint64_t id) {
     (void)id;
-    return s_->refuse(
-        ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, rpc_errors::kMemberNotFound));
+    return s_->refuse(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, rpc_errors::kMemberNotFound));
   }
   grpc::ServerUnaryReactor* change(grpc::CallbackServerContext* ctx, const raft::ConfChange& cc,
                                    bool promote,
@@ -919,8 +920,8 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
     resp->set_islearner(st.is_learner);
     if (st.leader == 0) resp->add_errors(rpc_errors::kNoLeader);
     for (const Node::Alarm& a : s_->node->alarms()) {
-      resp->add_errors(std::string("memberID:") + std::to_string(a.member) + " alarm:" +
-                       (a.type == AlarmType::kNoSpace ? "NOSPACE" : "CORRUPT"));
+      resp->add_errors(std::string("memberID:") + std::to_string(a.member) +
+                       " alarm:" + (a.type == AlarmType::kNoSpace ? "NOSPACE" : "CORRUPT"));
     }
     s_->header(resp->mutable_header());
     reactor->Finish(grpc::Status::OK);
@@ -1047,9 +1048,9 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
     explicit SnapshotStream(ApiServer::Impl* s) : s_(s), fs_(storage::make_posix_file_system()) {
       static std::atomic<uint64_t> counter{0};
       uint64_t n = counter.fetch_add(1);
-      dir_ = storage::join_path(storage::join_path(s_->node->data_dir(), "member"),
-                                "snapshot-stream-" + std::to_string(::getpid()) + "-" +
-                                    std::to_string(n));
+      dir_ = storage::join_path(
+          storage::join_path(s_->node->data_dir(), "member"),
+          "snapshot-stream-" + std::to_string(::getpid()) + "-" + std::to_string(n));
       (void)fs_->remove_dir(dir_);
       storage::Status st = s_->node->checkpoint(dir_);
       if (!st.is_ok()) {
@@ -1179,9 +1180,9 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
     grpc::Status st = stub->Status(&ctx, req, &resp);
     if (st.ok() && resp.raftappliedindex() >= min_index) break;
     if (Clock::now() > deadline) {
-      return storage::Status::io_error(
-          "the member at " + target + " has not applied index " + std::to_string(min_index) +
-          (st.ok() ? "" : " (" + st.error_message() + ")"));
+      return storage::Status::io_error("the member at " + target + " has not applied index " +
+                                       std::to_string(min_index) +
+                                       (st.ok() ? "" : " (" + st.error_message() + ")"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -1228,13 +1229,14 @@ ApiServer::ApiServer(Node* node, ApiServerOptions options) : impl_(std::make_uni
   impl_->hub = std::make_unique<WatchHub>(&node->store());
   WatchHub* hub = impl_->hub.get();
   node->set_store_replaced_listener([hub](int64_t revision) { hub->reset(revision); });
-  node->set_events_listener(
-      [hub](const std::vector<kv::Event>& events, int64_t revision) {
-        hub->publish(events, revision);
-      });
+  node->set_events_listener([hub](const std::vector<kv::Event>& events, int64_t revision) {
+    hub->publish(events, revision);
+  });
 }
 
-ApiServer::~ApiServer() { stop(); }
+ApiServer::~ApiServer() {
+  stop();
+}
 
 storage::Status ApiServer::start() {
   impl_->services = std::make_unique<ApiServerServices>(impl_.get());
@@ -1294,6 +1296,8 @@ void ApiServer::stop() {
   impl_->forwarder.reset();
 }
 
-std::vector<int> ApiServer::bound_ports() const { return impl_->ports; }
+std::vector<int> ApiServer::bound_ports() const {
+  return impl_->ports;
+}
 
 }  // namespace chorus::server

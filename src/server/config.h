@@ -76,7 +76,7 @@ struct ServerConfig {
   bool lease_reads = false;
   int64_t slow_request_ms = 100;  // requests slower than this are logged; 0 logs none
   int64_t watch_progress_notify_ms = 600'000;
-  std::string config_file;        // empty when none was given
+  std::string config_file;  // empty when none was given
 };
 
 enum class ParseOutcome { kRun, kHelp, kVersion, kError };

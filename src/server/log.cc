@@ -67,9 +67,13 @@ bool parse_log_level(std::string_view text, LogLevel* out) {
   return false;
 }
 
-void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
+void set_log_level(LogLevel level) {
+  g_level = static_cast<int>(level);
+}
 
-bool log_enabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+bool log_enabled(LogLevel level) {
+  return static_cast<int>(level) >= g_level.load();
+}
 
 std::string format_log_line(LogLevel level, std::string_view msg, const LogFields& fields) {
   std::string out = "\"level\":";
@@ -89,8 +93,8 @@ void log(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!log_enabled(level)) return;
   auto now = std::chrono::system_clock::now();
   std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-            1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char ts[64];

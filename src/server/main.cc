@@ -1,8 +1,8 @@
 // chorusd: one member of a Chorus cluster. Takes etcd's flags (src/server/config.h), serves the
 // etcd v3 gRPC API on its client URLs and talks Raft to its peers on its peer URL.
+#include <pthread.h>
 #include <csignal>
 #include <cstdio>
-#include <pthread.h>
 
 #include "server/api_server.h"
 #include "server/config.h"
@@ -199,7 +199,7 @@ int run(const ServerConfig& cfg) {
       r = HealthResult{false, "RAFT NO LEADER"};
     } else if (!node->alarms().empty()) {
       r = HealthResult{false, node->alarms().front().type == AlarmType::kNoSpace ? "ALARM NOSPACE"
-                                                                               : "ALARM CORRUPT"};
+                                                                                 : "ALARM CORRUPT"};
     }
     metrics->health_checked(r.healthy);
     return r;

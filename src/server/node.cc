@@ -7,8 +7,8 @@
 #include <set>
 
 #include "kv/codec.h"
-#include "server/log.h"
 #include "kv/snapshots.h"
+#include "server/log.h"
 
 namespace chorus::server {
 
@@ -81,7 +81,9 @@ Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::n
   next_read_context_ = base;
 }
 
-Node::~Node() { stop(0); }
+Node::~Node() {
+  stop(0);
+}
 
 int64_t Node::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_time_).count();
@@ -115,8 +117,8 @@ Status Node::recover() {
     }
     cluster_id_ = id;
   } else if (options_.cluster_id != 0) {
-    CHORUS_RETURN_IF_ERROR(fs_->write_file_atomic(member_dir, kClusterIdFile,
-                                                  hex_id(options_.cluster_id) + "\n"));
+    CHORUS_RETURN_IF_ERROR(
+        fs_->write_file_atomic(member_dir, kClusterIdFile, hex_id(options_.cluster_id) + "\n"));
     cluster_id_ = options_.cluster_id;
   }
 
@@ -163,8 +165,8 @@ Status Node::recover() {
   c.heartbeat_ticks = 1;
   c.pre_vote = true;
   c.check_quorum = true;
-  c.read_only = options_.lease_reads ? raft::ReadOnlyOption::kLeaseBased
-                                     : raft::ReadOnlyOption::kSafe;
+  c.read_only =
+      options_.lease_reads ? raft::ReadOnlyOption::kLeaseBased : raft::ReadOnlyOption::kSafe;
   c.max_entry_bytes = std::max<uint64_t>(options_.max_request_bytes + 4096, 1 << 20);
   // Configuration changes after the snapshot replay through the driver as they are applied;
   // the store skips the commands it already holds.
@@ -299,8 +301,8 @@ void Node::propose(kv::Command command, ProposeDone done) {
     done(rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge), kv::Response{});
     return;
   }
-  std::string data = encode_proposal(
-      ProposalHeader{ProposalKind::kCommand, options_.id, request_id}, encoded);
+  std::string data =
+      encode_proposal(ProposalHeader{ProposalKind::kCommand, options_.id, request_id}, encoded);
   submit(request_id, std::move(data), std::move(done));
 }
 
@@ -444,8 +446,7 @@ void Node::raft_loop() {
       std::unique_lock<std::mutex> lk(inbox_mu_);
       inbox_cv_.wait_until(lk, next_tick_, [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
-               !in_conf_changes_.empty() || !in_snapshots_.empty() ||
-               !in_messages_.empty() ||
+               !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty();
       });
       if (stopping_) return;
@@ -500,8 +501,8 @@ void Node::drain_inbox() {
   for (const raft::Snapshot& snap : snapshots) {
     // The store is flushed through the snapshot's index, so the log may let go of what is
     // before it, keeping catch_up_entries for followers slightly behind.
-    Status st = wal_->compact(kGroup, snap, kv::compact_index(snap.metadata.index,
-                                                             options_.snapshots));
+    Status st =
+        wal_->compact(kGroup, snap, kv::compact_index(snap.metadata.index, options_.snapshots));
     if (!st.is_ok()) {
       fail_fatal("write-ahead log compaction: " + st.to_string());
       return;
@@ -521,13 +522,13 @@ void Node::drain_inbox() {
   for (auto& p : proposals) {
     raft::Error err = raft_->propose(std::move(p.data));
     if (err == raft::Error::kOk) continue;
-    RpcError e = err == raft::Error::kNoLeader ? rpc_error(RpcCode::kUnavailable,
-                                                           rpc_errors::kNoLeader)
+    RpcError e = err == raft::Error::kNoLeader
+                     ? rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader)
                  : err == raft::Error::kEntryTooLarge
                      ? rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge)
-                     : err == raft::Error::kUncommittedLimit
-                           ? rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests)
-                           : rpc_error(RpcCode::kUnavailable, rpc_errors::kLeaderChanged);
+                 : err == raft::Error::kUncommittedLimit
+                     ? rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests)
+                     : rpc_error(RpcCode::kUnavailable, rpc_errors::kLeaderChanged);
     finish_proposal(p.request_id, e, kv::Response{});
   }
   if (!reads.empty()) {
@@ -641,8 +642,8 @@ void Node::check_quota() {
   // Raised through the log so every member refuses writes alike; cleared by an operator
   // (etcdctl alarm disarm) once space has been reclaimed.
   AlarmChange change{true, options_.id, AlarmType::kNoSpace};
-  std::string data = encode_proposal(ProposalHeader{ProposalKind::kAlarm, 0, 0},
-                                     encode_alarm_change(change));
+  std::string data =
+      encode_proposal(ProposalHeader{ProposalKind::kAlarm, 0, 0}, encode_alarm_change(change));
   (void)raft_->propose(std::move(data));
 }
 
@@ -772,7 +773,8 @@ raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
   // (invalid, the same on every replica) changes nothing here either.
   raft::ConfState conf = raft_->apply_conf_change(*cc);
   std::set<raft::NodeId> ids;
-  for (const auto* list : {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next})
+  for (const auto* list :
+       {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next})
     ids.insert(list->begin(), list->end());
   std::optional<MemberContext> ctx;
   if (!cc->context.empty()) ctx = decode_member_context(cc->context);
@@ -803,8 +805,8 @@ raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
       if (ch.node != options_.id && !m.peer_urls.empty()) sink_->set_peer(ch.node, m.peer_urls);
     }
     for (auto& [id, m] : members_) {
-      m.is_learner = std::find(conf.learners.begin(), conf.learners.end(), id) !=
-                     conf.learners.end();
+      m.is_learner =
+          std::find(conf.learners.begin(), conf.learners.end(), id) != conf.learners.end();
     }
     auto self = members_.find(options_.id);
     is_learner_ = self != members_.end() && self->second.is_learner;
@@ -961,9 +963,9 @@ void Node::change_membership(const raft::ConfChange& cc, bool check_learner_read
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     if (!stopping_) {
-      in_conf_changes_.push_back(ConfRequest{
-          cc, check_learner_ready, std::move(done),
-          Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
+      in_conf_changes_.push_back(
+          ConfRequest{cc, check_learner_ready, std::move(done),
+                      Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
       done = nullptr;
     }
   }
@@ -1141,8 +1143,8 @@ void Node::apply_loop() {
         return;
       }
       if (result.responses.size() != batch.size()) {
-        fail_fatal("state machine answered " + std::to_string(result.responses.size()) +
-                   " of " + std::to_string(batch.size()) + " entries");
+        fail_fatal("state machine answered " + std::to_string(result.responses.size()) + " of " +
+                   std::to_string(batch.size()) + " entries");
         return;
       }
       applied_ = store_->applied_index();

@@ -305,8 +305,8 @@ class Node {
   // last snapshot stands.
   raft::ConfState applied_conf_;
   raft::Index last_snapshot_index_ = 0;
-  raft::Index seen_index_ = 0;  // the last entry handed to the apply thread
-  raft::Index installed_index_ = 0;  // the last snapshot installed from the leader
+  raft::Index seen_index_ = 0;                // the last entry handed to the apply thread
+  raft::Index installed_index_ = 0;           // the last snapshot installed from the leader
   std::vector<raft::Snapshot> in_snapshots_;  // taken, for the raft thread to record (inbox)
 
   // Membership as applied (raft thread writes, readers copy under the mutex).

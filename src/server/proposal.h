@@ -82,8 +82,8 @@ struct MemberInfo {
 // stood, and the server's own state that lives in the log rather than in the store -- members,
 // removed ids and alarms -- as of the snapshot, so that it survives log compaction.
 struct ServerState {
-  uint64_t index = 0;     // the state machine's applied index
-  int64_t revision = 0;   // its revision there
+  uint64_t index = 0;    // the state machine's applied index
+  int64_t revision = 0;  // its revision there
   std::vector<MemberInfo> members;
   std::vector<uint64_t> removed;
   std::vector<AlarmChange> alarms;  // activate = true

@@ -23,7 +23,7 @@ struct WatchSpec {
   int64_t id = 0;  // 0 (and auto_id) asks the hub to choose
   bool auto_id = true;
   std::string key;
-  std::string range_end;  // etcd's rules: empty = one key, "\0" = every key >= key
+  std::string range_end;       // etcd's rules: empty = one key, "\0" = every key >= key
   int64_t start_revision = 0;  // 0: from the next revision
   bool prev_kv = false;
   bool no_put = false;

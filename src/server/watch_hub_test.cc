@@ -289,8 +289,8 @@ TEST(ProposalTest, ServerStateRoundTripsAndRefusesEveryTruncation) {
   ServerState st;
   st.index = 1234;
   st.revision = 99;
-  st.members.push_back(MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {"http://127.0.0.1:2379"},
-                                  false});
+  st.members.push_back(
+      MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {"http://127.0.0.1:2379"}, false});
   st.members.push_back(MemberInfo{2, "", {"http://127.0.0.1:22380"}, {}, true});
   st.removed = {7, 8};
   st.alarms.push_back(AlarmChange{true, 1, AlarmType::kNoSpace});

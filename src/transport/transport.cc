@@ -888,7 +888,9 @@ void PeerTransport::send(std::vector<raft::Message>&& messages) {
   }
 }
 
-uint64_t PeerTransport::cluster_id() const { return impl_->cluster_id.load(); }
+uint64_t PeerTransport::cluster_id() const {
+  return impl_->cluster_id.load();
+}
 
 TransportStats PeerTransport::stats() const {
   const Counters& c = impl_->counters;
