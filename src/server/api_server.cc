@@ -45,6 +45,22 @@ grpc::Status to_grpc(const RpcError& e) {
 }
 
 // Logs a unary call slower than the threshold and reports it to the metrics hooks.
+// gRPC's target for a client URL: "http://host:port" -> "host:port".
+std::string grpc_target(const std::string& url) {
+  auto pos = url.find("://");
+  return pos == std::string::npos ? url : url.substr(pos + 3);
+}
+
+// The target of the leader's first client URL, or empty when no other member leads.
+std::string leader_client_target(const Node& node) {
+  raft::NodeId leader = node.status().leader;
+  if (leader == 0 || leader == node.id()) return "";
+  for (const MemberInfo& m : node.members()) {
+    if (m.id == leader && !m.client_urls.empty()) return grpc_target(m.client_urls.front());
+  }
+  return "";
+}
+
 class SlowLog {
  public:
   SlowLog(const char* method, const ApiServerOptions& o)
@@ -102,18 +118,7 @@ struct ApiServer::Impl {
     h->set_raft_term(node->status().term);
   }
 
-  // "host:port" of the leader's first client URL, or empty when no other member leads.
-  std::string leader_target() const {
-    raft::NodeId leader = node->status().leader;
-    if (leader == 0 || leader == node->id()) return "";
-    for (const MemberInfo& m : node->members()) {
-      if (m.id != leader || m.client_urls.empty()) continue;
-      std::string t = m.client_urls.front();
-      auto pos = t.find("://");
-      return pos == std::string::npos ? t : t.substr(pos + 3);
-    }
-    return "";
-  }
+  std::string leader_target() const { return leader_client_target(*node); }
 
   // Passes a unary call on to the leader (etcd forwards what only the leader can answer) and
   // finishes `reactor` with its answer. `call` starts the client call on a stub.
@@ -256,13 +261,7 @@ class LeaseForwarder {
     }
     if (stream_ && leader == leader_ && Clock::now() - opened_ < kStreamLifetime) return true;
     close();
-    std::string target;
-    for (const MemberInfo& m : node_->members()) {
-      if (m.id != leader || m.client_urls.empty()) continue;
-      target = m.client_urls.front();
-      auto pos = target.find("://");
-      if (pos != std::string::npos) target = target.substr(pos + 3);
-    }
+    std::string target = leader_client_target(*node_);
     if (target.empty()) return false;
     auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
     stub_ = pb::Lease::NewStub(channel);
@@ -794,7 +793,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
                                          const pb::MemberRemoveRequest* req,
                                          pb::MemberRemoveResponse* resp) override {
-    if (!is_member(req->id())) return not_found(ctx, req->id());
+    if (!is_member(req->id())) return not_found(ctx);
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kRemoveNode, req->id()});
     return change(ctx, cc, false, resp->mutable_members(), resp->mutable_header());
@@ -810,7 +809,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
         learner = m.is_learner;
       }
     }
-    if (!found) return not_found(ctx, req->id());
+    if (!found) return not_found(ctx);
     if (!learner) {
       return s_->refuse(
           ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kMemberNotLearner));
@@ -835,7 +834,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
                                          const pb::MemberUpdateRequest* req,
                                          pb::MemberUpdateResponse* resp) override {
-    if (!is_member(req->id())) return not_found(ctx, req->id());
+    if (!is_member(req->id())) return not_found(ctx);
     MemberPeerUrls u;
     u.id = req->id();
     for (const std::string& text : req->peerurls()) {
@@ -868,8 +867,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
     }
     return false;
   }
-  grpc::ServerUnaryReactor* not_found(grpc::CallbackServerContext* ctx, uint64_t id) {
-    (void)id;
+  grpc::ServerUnaryReactor* not_found(grpc::CallbackServerContext* ctx) {
     return s_->refuse(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, rpc_errors::kMemberNotFound));
   }
   grpc::ServerUnaryReactor* change(grpc::CallbackServerContext* ctx, const raft::ConfChange& cc,
@@ -955,7 +953,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
     uint64_t member = req->memberid();
     auto type = static_cast<AlarmType>(req->alarm());
     s_->node->change_alarm(AlarmChange{activate, member, type},
-                           [this, reactor, resp, member, type, activate](const RpcError& e) {
+                           [this, reactor, resp, member, type](const RpcError& e) {
                              if (!e.ok()) {
                                reactor->Finish(to_grpc(e));
                                return;
@@ -964,7 +962,6 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
                              pb::AlarmMember* m = resp->add_alarms();
                              m->set_memberid(member);
                              m->set_alarm(static_cast<pb::AlarmType>(type));
-                             (void)activate;
                              s_->header(resp->mutable_header());
                              reactor->Finish(grpc::Status::OK);
                            });
@@ -1162,9 +1159,7 @@ struct ApiServerServices {
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
                                storage::SnapshotReceiver* receiver) {
   if (client_urls.empty()) return storage::Status::invalid_argument("no client URL to fetch from");
-  std::string target = client_urls.front();
-  auto pos = target.find("://");
-  if (pos != std::string::npos) target = target.substr(pos + 3);
+  std::string target = grpc_target(client_urls.front());
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(INT32_MAX);
   auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);

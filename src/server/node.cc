@@ -177,9 +177,7 @@ Status Node::recover() {
   commit_ = raft_->log().committed();
   term_ = raft_->term();
 
-  int64_t now = now_ms();
-  for (const kv::LeaseInfo& l : store_->leases())
-    lessor_.granted(l.id, l.ttl, now);
+  rebuild_lessor();
   return Status::ok();
 }
 
@@ -414,7 +412,7 @@ NodeStatus Node::status() const {
   s.proposals_applied = proposals_applied_;
   s.proposals_failed = proposals_failed_;
   {
-    std::lock_guard<std::mutex> lk(const_cast<std::mutex&>(waiters_mu_));
+    std::lock_guard<std::mutex> lk(waiters_mu_);
     s.proposals_pending = waiters_.size();
   }
   return s;
@@ -826,6 +824,18 @@ raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
   return conf;
 }
 
+// The lessor's leases from the store (at start, or after the store was replaced); a leader
+// keeps leading them, each with a full TTL from now.
+void Node::rebuild_lessor() {
+  std::lock_guard<std::mutex> lk(lessor_mu_);
+  bool primary = lessor_.is_primary();
+  lessor_ = kv::Lessor();
+  int64_t now = now_ms();
+  for (const kv::LeaseInfo& l : store_->leases())
+    lessor_.granted(l.id, l.ttl, now);
+  if (primary) lessor_.promote(now);
+}
+
 ServerState Node::server_state() {
   ServerState st;
   st.index = store_->applied_index();
@@ -949,13 +959,7 @@ bool Node::install_snapshot(const raft::Snapshot& snap) {
   seen_index_ = index;
   installed_index_ = index;
   applied_ = store_->applied_index();
-  std::lock_guard<std::mutex> lk(lessor_mu_);
-  bool primary = lessor_.is_primary();
-  lessor_ = kv::Lessor();
-  int64_t now = now_ms();
-  for (const kv::LeaseInfo& l : store_->leases())
-    lessor_.granted(l.id, l.ttl, now);
-  if (primary) lessor_.promote(now);
+  rebuild_lessor();
   return true;
 }
 

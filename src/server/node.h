@@ -216,6 +216,7 @@ class Node {
   // The server's state for a snapshot at the store's current applied index.
   ServerState server_state();
   void restore_server_state(const ServerState& st);
+  void rebuild_lessor();
   void maybe_snapshot();
   bool install_snapshot(const raft::Snapshot& snap);
 
@@ -264,7 +265,7 @@ class Node {
     ProposeDone done;
     std::chrono::steady_clock::time_point deadline;
   };
-  std::mutex waiters_mu_;
+  mutable std::mutex waiters_mu_;
   std::unordered_map<uint64_t, Waiter> waiters_;
   std::atomic<uint64_t> next_request_id_{1};
 
