@@ -10,7 +10,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal fuzz fuzz-run fuzz-seeds
+.PHONY: bench-wal fuzz fuzz-run fuzz-seeds format-check
 
 all: build
 
@@ -41,6 +41,7 @@ sim-demo: build
 
 # Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly.
 test: build-asan
+	$(MAKE) --no-print-directory format-check
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
 	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
@@ -85,6 +86,10 @@ fuzz-seeds: fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# Fails on any C++ file that `make format` would change.
+format-check: deps
+	clang-format --dry-run -Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
 	rm -rf build
