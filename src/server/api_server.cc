@@ -101,11 +101,6 @@ struct ApiServer::Impl {
   Node* node;
   std::unique_ptr<WatchHub> hub;
   std::unique_ptr<LeaseForwarder> forwarder;
-  // Periodic progress notifications for watchers that asked for them.
-  std::thread progress_thread;
-  std::mutex progress_mu;
-  std::condition_variable progress_cv;
-  bool progress_stop = false;
   std::unique_ptr<ApiServerServices> services;
   ApiServerOptions options;
   std::unique_ptr<grpc::Server> server;
@@ -579,7 +574,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
         s_->hub->cancel(this, req_.cancel_request().watch_id());
         break;
       case pb::WatchRequest::kProgressRequest:
-        s_->hub->progress(this, true);
+        s_->hub->request_progress(this);
         break;
       default:
         break;
@@ -606,6 +601,11 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
       return;
     }
     write_next_locked();
+  }
+
+  size_t backlog() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return queued_events_;
   }
 
   void reset() override {
@@ -700,7 +700,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
   ApiServer::Impl* s_;
   pb::WatchRequest req_;
   pb::WatchResponse resp_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::deque<WatchUpdate> queue_;
   size_t queued_events_ = 0;
   bool writing_ = false;
@@ -1262,27 +1262,12 @@ storage::Status ApiServer::start() {
   if (auto* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }
-  Impl* d = impl_.get();
-  d->progress_thread = std::thread([d] {
-    std::unique_lock<std::mutex> lk(d->progress_mu);
-    while (!d->progress_stop) {
-      if (d->progress_cv.wait_for(lk, std::chrono::milliseconds(d->options.progress_notify_ms),
-                                  [d] { return d->progress_stop; })) {
-        break;
-      }
-      d->hub->notify_progress();
-    }
-  });
+  impl_->hub->start(std::chrono::milliseconds(impl_->options.progress_notify_ms));
   return storage::Status::ok();
 }
 
 void ApiServer::stop() {
-  {
-    std::lock_guard<std::mutex> lk(impl_->progress_mu);
-    impl_->progress_stop = true;
-  }
-  impl_->progress_cv.notify_all();
-  if (impl_->progress_thread.joinable()) impl_->progress_thread.join();
+  impl_->hub->stop();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     impl_->server->Wait();

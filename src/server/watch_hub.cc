@@ -1,9 +1,50 @@
 #include "server/watch_hub.h"
 
+#include <algorithm>
+
 namespace chorus::server {
 
 WatchHub::WatchHub(const kv::MvccStore* store)
     : store_(store), published_revision_(store->revision()) {}
+
+WatchHub::~WatchHub() {
+  stop();
+}
+
+void WatchHub::start(std::chrono::milliseconds progress_interval) {
+  thread_ = std::thread([this, progress_interval] { run(progress_interval); });
+}
+
+void WatchHub::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WatchHub::run(std::chrono::milliseconds progress_interval) {
+  auto next_progress = std::chrono::steady_clock::now() + progress_interval;
+  while (true) {
+    Step step = sync_step();
+    if (std::chrono::steady_clock::now() >= next_progress) {
+      notify_progress();
+      next_progress = std::chrono::steady_clock::now() + progress_interval;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    if (stopping_) return;
+    if (step == Step::kWorked) continue;
+    // Blocked: the streams drain as their clients read, which the hub is not told of, so it
+    // looks again shortly. Idle: add() wakes it.
+    auto until = step == Step::kBlocked ? std::min(next_progress, std::chrono::steady_clock::now() +
+                                                                      std::chrono::milliseconds(5))
+                                        : next_progress;
+    cv_.wait_until(lk, until,
+                   [&] { return stopping_ || (step == Step::kIdle && !unsynced_.empty()); });
+    if (stopping_) return;
+  }
+}
 
 bool WatchHub::matches(const WatchSpec& s, const kv::Event& e) {
   if (e.type == kv::Event::Type::kPut ? s.no_put : s.no_delete) return false;
@@ -35,14 +76,27 @@ void WatchHub::append_events(int64_t id, const WatchSpec& spec,
   }
 }
 
+WatchUpdate WatchHub::cancellation_locked(int64_t id, int64_t compact_revision,
+                                          std::string reason) const {
+  WatchUpdate u;
+  u.watch_id = id;
+  u.revision = published_revision_;
+  u.canceled = true;
+  u.compact_revision = compact_revision;
+  u.cancel_reason = std::move(reason);
+  return u;
+}
+
 void WatchHub::publish(const std::vector<kv::Event>& events, int64_t revision) {
   std::lock_guard<std::mutex> lk(mu_);
   published_revision_ = revision;
   if (events.empty()) return;
   for (auto& [sink, state] : sinks_) {
     std::vector<WatchUpdate> updates;
-    for (const auto& [id, w] : state.watchers)
-      append_events(id, w.spec, events, revision, &updates);
+    for (const auto& [id, w] : state.watchers) {
+      // An unsynced watcher gets these events from the store when its catch-up reaches them.
+      if (w.next_rev == 0) append_events(id, w.spec, events, revision, &updates);
+    }
     if (!updates.empty()) sink->deliver(std::move(updates));
   }
 }
@@ -67,53 +121,124 @@ bool WatchHub::add(WatchSink* sink, WatchSpec spec, std::string* error) {
   created.created = true;
   updates.push_back(std::move(created));
 
+  // As etcd: the compacted revision itself can still be watched from (its versions are kept).
   int64_t compacted = store_->compact_revision();
-  if (spec.start_revision > 0 && spec.start_revision <= compacted) {
-    WatchUpdate cancel;
-    cancel.watch_id = id;
-    cancel.revision = published_revision_;
-    cancel.canceled = true;
-    cancel.compact_revision = compacted;
-    cancel.cancel_reason = kv::errors::kCompacted;
-    updates.push_back(std::move(cancel));
+  if (spec.start_revision > 0 && spec.start_revision < compacted) {
+    updates.push_back(cancellation_locked(id, compacted, kv::errors::kCompacted));
     sink->deliver(std::move(updates));
     return true;
   }
+  Watcher w;
+  w.spec = spec;
+  w.serial = next_serial_++;
   if (spec.start_revision > 0 && spec.start_revision <= published_revision_) {
-    std::vector<kv::Event> history;
-    kv::ApiError err = store_->events(spec.start_revision, 0, &history);
-    if (!err.ok()) {
-      WatchUpdate cancel;
-      cancel.watch_id = id;
-      cancel.revision = published_revision_;
-      cancel.canceled = true;
-      cancel.compact_revision = store_->compact_revision();
-      cancel.cancel_reason = err.message;
-      updates.push_back(std::move(cancel));
-      sink->deliver(std::move(updates));
-      return true;
-    }
-    // The store may be ahead of what was published; later events come through publish().
-    while (!history.empty() && history.back().kv.mod_revision > published_revision_)
-      history.pop_back();
-    append_events(id, spec, history, published_revision_, &updates);
+    w.next_rev = spec.start_revision;
+    ++state.unsynced;
+    unsynced_.push_back({sink, id, w.serial});
+    cv_.notify_all();
   }
-  state.watchers[id] = Watcher{spec};
+  state.watchers[id] = std::move(w);
   sink->deliver(std::move(updates));
   return true;
+}
+
+WatchHub::Watcher* WatchHub::find_unsynced_locked(const UnsyncedRef& ref, SinkState** state) {
+  auto s = sinks_.find(ref.sink);
+  if (s == sinks_.end()) return nullptr;
+  auto w = s->second.watchers.find(ref.id);
+  if (w == s->second.watchers.end() || w->second.serial != ref.serial || w->second.next_rev == 0)
+    return nullptr;
+  *state = &s->second;
+  return &w->second;
+}
+
+void WatchHub::mark_synced_locked(WatchSink* sink, SinkState* state, Watcher* w) {
+  if (w != nullptr) w->next_rev = 0;
+  --state->unsynced;
+  if (state->unsynced == 0 && state->progress_pending) {
+    state->progress_pending = false;
+    WatchUpdate u;
+    u.watch_id = -1;
+    u.revision = published_revision_;
+    std::vector<WatchUpdate> updates;
+    updates.push_back(std::move(u));
+    sink->deliver(std::move(updates));
+  }
+}
+
+WatchHub::Step WatchHub::sync_step() {
+  UnsyncedRef ref{};
+  int64_t from = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    bool found = false;
+    for (size_t n = unsynced_.size(); n > 0 && !found; --n) {
+      UnsyncedRef r = unsynced_.front();
+      unsynced_.pop_front();
+      SinkState* state = nullptr;
+      Watcher* w = find_unsynced_locked(r, &state);
+      if (w == nullptr) continue;  // cancelled, synced or reset: out of the rotation
+      unsynced_.push_back(r);
+      if (r.sink->backlog() > kMaxBacklogForHistory) continue;
+      ref = r;
+      from = w->next_rev;
+      found = true;
+    }
+    if (!found) return unsynced_.empty() ? Step::kIdle : Step::kBlocked;
+  }
+
+  // Read without the hub's lock, so the apply thread's publish() never waits on history.
+  // Everything up to `store_revision` is in the store, and it is at least the revision
+  // published when `from` was taken.
+  int64_t store_revision = store_->revision();
+  std::vector<kv::Event> history;
+  kv::ApiError err = store_->events(from, kMaxEventsPerUpdate, &history);
+
+  std::lock_guard<std::mutex> lk(mu_);
+  SinkState* state = nullptr;
+  Watcher* w = find_unsynced_locked(ref, &state);
+  if (w == nullptr || w->next_rev != from) return Step::kWorked;  // changed meanwhile
+  if (!err.ok()) {
+    // Compacted while it caught up: cancelled with the compacted revision, as etcd does.
+    std::vector<WatchUpdate> updates;
+    updates.push_back(cancellation_locked(ref.id, store_->compact_revision(), err.message));
+    mark_synced_locked(ref.sink, state, nullptr);
+    state->watchers.erase(ref.id);
+    ref.sink->deliver(std::move(updates));
+    return Step::kWorked;
+  }
+  int64_t limit = published_revision_;
+  // A full chunk ends at a whole revision; a short one reached the end of the store.
+  int64_t covered =
+      history.size() >= kMaxEventsPerUpdate ? history.back().kv.mod_revision : store_revision;
+  // What lies beyond the published revision reaches the watcher through publish() once it
+  // is synced.
+  while (!history.empty() && history.back().kv.mod_revision > limit)
+    history.pop_back();
+  std::vector<WatchUpdate> updates;
+  append_events(ref.id, w->spec, history, limit, &updates);
+  if (!updates.empty()) ref.sink->deliver(std::move(updates));
+  int64_t next = std::min(covered, limit) + 1;
+  if (next > limit) {
+    mark_synced_locked(ref.sink, state, w);
+  } else {
+    w->next_rev = next;
+  }
+  return Step::kWorked;
 }
 
 bool WatchHub::cancel(WatchSink* sink, int64_t id) {
   std::lock_guard<std::mutex> lk(mu_);
   auto s = sinks_.find(sink);
-  if (s == sinks_.end() || s->second.watchers.erase(id) == 0) return false;
-  WatchUpdate u;
-  u.watch_id = id;
-  u.revision = published_revision_;
-  u.canceled = true;
+  if (s == sinks_.end()) return false;
+  auto w = s->second.watchers.find(id);
+  if (w == s->second.watchers.end()) return false;
   std::vector<WatchUpdate> updates;
-  updates.push_back(std::move(u));
+  updates.push_back(cancellation_locked(id, 0, ""));
   sink->deliver(std::move(updates));
+  bool was_unsynced = w->second.next_rev != 0;
+  s->second.watchers.erase(w);
+  if (was_unsynced) mark_synced_locked(sink, &s->second, nullptr);
   return true;
 }
 
@@ -123,6 +248,7 @@ void WatchHub::reset(int64_t revision) {
   for (auto& [sink, state] : sinks_)
     sink->reset();
   sinks_.clear();
+  unsynced_.clear();
 }
 
 void WatchHub::remove_sink(WatchSink* sink) {
@@ -130,26 +256,21 @@ void WatchHub::remove_sink(WatchSink* sink) {
   sinks_.erase(sink);
 }
 
-void WatchHub::progress(WatchSink* sink, bool all) {
+void WatchHub::request_progress(WatchSink* sink) {
   std::lock_guard<std::mutex> lk(mu_);
-  std::vector<WatchUpdate> updates;
-  if (all) {
-    WatchUpdate u;
-    u.watch_id = -1;
-    u.revision = published_revision_;
-    updates.push_back(std::move(u));
-  } else {
-    auto s = sinks_.find(sink);
-    if (s == sinks_.end()) return;
-    for (const auto& [id, w] : s->second.watchers) {
-      if (!w.spec.progress_notify) continue;
-      WatchUpdate u;
-      u.watch_id = id;
-      u.revision = published_revision_;
-      updates.push_back(std::move(u));
-    }
+  auto s = sinks_.find(sink);
+  if (s != sinks_.end() && s->second.unsynced > 0) {
+    // Sent when the last unsynced watcher catches up: before that it would claim events the
+    // client has not been sent yet.
+    s->second.progress_pending = true;
+    return;
   }
-  if (!updates.empty()) sink->deliver(std::move(updates));
+  WatchUpdate u;
+  u.watch_id = -1;
+  u.revision = published_revision_;
+  std::vector<WatchUpdate> updates;
+  updates.push_back(std::move(u));
+  sink->deliver(std::move(updates));
 }
 
 void WatchHub::notify_progress() {
@@ -157,7 +278,7 @@ void WatchHub::notify_progress() {
   for (auto& [sink, state] : sinks_) {
     std::vector<WatchUpdate> updates;
     for (const auto& [id, w] : state.watchers) {
-      if (!w.spec.progress_notify) continue;
+      if (!w.spec.progress_notify || w.next_rev != 0) continue;
       WatchUpdate u;
       u.watch_id = id;
       u.revision = published_revision_;
@@ -177,6 +298,14 @@ size_t WatchHub::watcher_count() const {
   size_t n = 0;
   for (const auto& [sink, state] : sinks_)
     n += state.watchers.size();
+  return n;
+}
+
+size_t WatchHub::unsynced_count() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t n = 0;
+  for (const auto& [sink, state] : sinks_)
+    n += state.unsynced;
   return n;
 }
 

@@ -17,7 +17,9 @@ class Collect final : public WatchSink {
       got.push_back(std::move(u));
   }
   void reset() override { ++resets; }
+  size_t backlog() const override { return backlog_events; }
   int resets = 0;
+  size_t backlog_events = 0;
   std::vector<WatchUpdate> got;
   std::vector<kv::Event> events() const {
     std::vector<kv::Event> out;
@@ -54,6 +56,13 @@ class WatchHubTest : public ::testing::Test {
     d.range_end = end;
     c.op = d;
     apply(std::move(c));
+  }
+  // What the hub's thread does: catch every unsynced watcher up. False if some stream is full.
+  bool sync() {
+    WatchHub::Step step;
+    while ((step = hub_->sync_step()) == WatchHub::Step::kWorked) {
+    }
+    return step == WatchHub::Step::kIdle;
   }
   WatchSpec spec(const std::string& key, const std::string& end = "", int64_t start = 0) {
     WatchSpec s;
@@ -111,12 +120,18 @@ TEST_F(WatchHubTest, HistoryFromAPastRevisionThenLiveWithoutGapOrRepeat) {
   WatchSpec s = spec("k", "", 3);
   s.prev_kv = true;
   ASSERT_TRUE(hub_->add(&c, s, &error));
-  put("k", "4");  // 5
+  EXPECT_EQ(c.got.size(), 1u) << "history comes from the hub's thread, not from add()";
+  put("k", "4");  // 5: published while the watcher is unsynced
+  EXPECT_TRUE(c.events().empty());
+  ASSERT_TRUE(sync());
+  EXPECT_EQ(hub_->unsynced_count(), 0u);
+  put("k", "5");  // 6: live
   auto ev = c.events();
-  ASSERT_EQ(ev.size(), 3u);
+  ASSERT_EQ(ev.size(), 4u);
   EXPECT_EQ(ev[0].kv.mod_revision, 3);
   EXPECT_EQ(ev[1].kv.mod_revision, 4);
   EXPECT_EQ(ev[2].kv.mod_revision, 5);
+  EXPECT_EQ(ev[3].kv.mod_revision, 6);
   ASSERT_TRUE(ev[0].prev_kv.has_value());
   EXPECT_EQ(ev[0].prev_kv->value, "1");
 }
@@ -191,7 +206,7 @@ TEST_F(WatchHubTest, ChosenIdsMustBeUniquePerStream) {
 TEST_F(WatchHubTest, ProgressRequestReportsTheRevision) {
   put("a", "1");
   Collect c;
-  hub_->progress(&c, true);
+  hub_->request_progress(&c);
   ASSERT_EQ(c.got.size(), 1u);
   EXPECT_EQ(c.got[0].watch_id, -1);
   EXPECT_EQ(c.got[0].revision, store_->revision());
@@ -260,6 +275,154 @@ TEST_F(WatchHubTest, ReplacingTheStoreResetsEveryStream) {
   EXPECT_EQ(b.resets, 1);
   EXPECT_EQ(hub_->watcher_count(), 0u);
   EXPECT_EQ(hub_->revision(), 500);
+}
+
+// Puts `n` keys "h/<i>" (i from `first`) in one revision.
+kv::Command put_many(int first, int n) {
+  kv::TxnRequest t;
+  for (int i = first; i < first + n; ++i)
+    t.success.push_back(kv::RequestOp{kv::PutRequest{"h/" + std::to_string(i), "v"}});
+  kv::Command c;
+  c.op = t;
+  return c;
+}
+
+TEST_F(WatchHubTest, ALongHistoryIsReadInChunksWhileWritesGoOnWithoutGapOrRepeat) {
+  int64_t start = store_->revision() + 1;
+  int next_key = 0;
+  for (int r = 0; r < 30; ++r, next_key += 100)
+    apply(put_many(next_key, 100));  // 3,000 events over 30 revisions
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("h/", "h0", start), &error));
+  ASSERT_EQ(hub_->sync_step(), WatchHub::Step::kWorked);
+  size_t first_chunk = c.events().size();
+  EXPECT_GE(first_chunk, WatchHub::kMaxEventsPerUpdate);
+  EXPECT_LT(first_chunk, 3000u) << "one step reads one chunk";
+  EXPECT_EQ(hub_->unsynced_count(), 1u);
+  // Writes published while the watcher catches up reach it from the store, once.
+  for (int r = 0; r < 5; ++r, next_key += 100) {
+    apply(put_many(next_key, 100));
+    hub_->sync_step();  // one chunk, or nothing once synced
+  }
+  ASSERT_TRUE(sync());
+  apply(put_many(next_key, 100));  // live
+  next_key += 100;
+  auto ev = c.events();
+  ASSERT_EQ(ev.size(), static_cast<size_t>(next_key));
+  for (int i = 0; i < next_key; ++i) {
+    ASSERT_EQ(ev[i].kv.key, "h/" + std::to_string(i)) << "event " << i;
+    ASSERT_EQ(ev[i].kv.mod_revision, start + i / 100);
+  }
+  for (size_t i = 1; i < c.got.size(); ++i) {
+    EXPECT_LE(c.got[i].events.size(), WatchHub::kMaxEventsPerUpdate + 100);
+    // Never half a revision in one response.
+    if (!c.got[i].events.empty() && i + 1 < c.got.size() && !c.got[i + 1].events.empty()) {
+      EXPECT_NE(c.got[i].events.back().kv.mod_revision,
+                c.got[i + 1].events.front().kv.mod_revision);
+    }
+  }
+}
+
+TEST_F(WatchHubTest, AStreamWithAFullQueueGetsNoHistoryUntilItDrains) {
+  put("q", "1");
+  put("q", "2");
+  Collect c;
+  c.backlog_events = WatchHub::kMaxBacklogForHistory + 1;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("q", "", 1), &error));
+  EXPECT_EQ(hub_->sync_step(), WatchHub::Step::kBlocked);
+  EXPECT_TRUE(c.events().empty());
+  c.backlog_events = 0;
+  ASSERT_TRUE(sync());
+  EXPECT_EQ(c.events().size(), 2u);
+  EXPECT_EQ(hub_->sync_step(), WatchHub::Step::kIdle);
+}
+
+TEST_F(WatchHubTest, CompactionDuringCatchUpCancelsWithTheCompactedRevision) {
+  int64_t start = store_->revision() + 1;
+  for (int r = 0; r < 30; ++r)
+    apply(put_many(r * 100, 100));
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("h/", "h0", start), &error));
+  ASSERT_EQ(hub_->sync_step(), WatchHub::Step::kWorked);
+  kv::Command cmp;
+  cmp.op = kv::CompactionRequest{store_->revision()};
+  apply(cmp);
+  ASSERT_TRUE(sync());
+  ASSERT_TRUE(c.got.back().canceled);
+  EXPECT_EQ(c.got.back().compact_revision, store_->compact_revision());
+  EXPECT_NE(c.got.back().cancel_reason.find("compacted"), std::string::npos);
+  EXPECT_EQ(hub_->watcher_count(), 0u);
+  EXPECT_EQ(hub_->unsynced_count(), 0u);
+}
+
+TEST_F(WatchHubTest, WatchingFromTheCompactedRevisionItselfIsAllowed) {
+  put("c", "1");
+  put("c", "2");
+  int64_t rev = store_->revision();
+  kv::Command cmp;
+  cmp.op = kv::CompactionRequest{rev};
+  apply(cmp);
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("c", "", rev), &error));
+  ASSERT_TRUE(sync());
+  auto ev = c.events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kv.value, "2");
+}
+
+TEST_F(WatchHubTest, ProgressWaitsUntilEveryWatcherOfTheStreamIsSynced) {
+  put("p", "1");
+  put("p", "2");
+  Collect c;
+  std::string error;
+  WatchSpec s = spec("p", "", 1);
+  s.progress_notify = true;
+  ASSERT_TRUE(hub_->add(&c, s, &error));
+  hub_->request_progress(&c);
+  hub_->notify_progress();
+  ASSERT_EQ(c.got.size(), 1u) << "no progress may claim events not yet sent";
+  ASSERT_TRUE(sync());
+  ASSERT_GE(c.got.size(), 3u);
+  EXPECT_EQ(c.got.back().watch_id, -1);
+  EXPECT_EQ(c.got.back().revision, store_->revision());
+  EXPECT_EQ(c.events().size(), 2u) << "the events came before the progress";
+  hub_->notify_progress();
+  EXPECT_EQ(c.got.back().watch_id, 0) << "a synced watcher gets notifications";
+}
+
+TEST_F(WatchHubTest, CancellingAnUnsyncedWatcherStopsItsCatchUp) {
+  put("u", "1");
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("u", "", 1), &error));
+  ASSERT_TRUE(hub_->cancel(&c, 0));
+  EXPECT_EQ(hub_->unsynced_count(), 0u);
+  ASSERT_TRUE(sync());
+  EXPECT_TRUE(c.events().empty());
+  // And a stream that closes mid catch-up is simply forgotten.
+  Collect d;
+  ASSERT_TRUE(hub_->add(&d, spec("u", "", 1), &error));
+  hub_->remove_sink(&d);
+  ASSERT_TRUE(sync());
+  EXPECT_TRUE(d.events().empty());
+}
+
+TEST_F(WatchHubTest, TheHubsThreadCatchesUpOnItsOwn) {
+  for (int r = 0; r < 50; ++r)
+    apply(put_many(r * 100, 100));
+  Collect c;
+  std::string error;
+  hub_->start(std::chrono::milliseconds(60000));
+  ASSERT_TRUE(hub_->add(&c, spec("h/", "h0", 1), &error));
+  for (int i = 0; i < 2000 && hub_->unsynced_count() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  hub_->stop();
+  EXPECT_EQ(hub_->unsynced_count(), 0u);
+  EXPECT_EQ(c.events().size(), 5000u);
 }
 
 TEST(ProposalTest, RoundTripsAndRefusesOtherData) {
