@@ -1157,13 +1157,18 @@ struct ApiServerServices {
 };
 
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver) {
+                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop) {
   if (client_urls.empty()) return storage::Status::invalid_argument("no client URL to fetch from");
   std::string target = grpc_target(client_urls.front());
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(INT32_MAX);
+  // A sender that vanishes without closing the connection is noticed within seconds.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   auto stub = pb::Maintenance::NewStub(channel);
+  const storage::Status stopped = storage::Status::io_error("the member is stopping");
 
   // The member sending may have committed the snapshot's index without applying it yet.
   auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -1174,6 +1179,7 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
     pb::StatusResponse resp;
     grpc::Status st = stub->Status(&ctx, req, &resp);
     if (st.ok() && resp.raftappliedindex() >= min_index) break;
+    if (stop) return stopped;
     if (Clock::now() > deadline) {
       return storage::Status::io_error("the member at " + target + " has not applied index " +
                                        std::to_string(min_index) +
@@ -1189,6 +1195,11 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
   std::string buffer;
   bool ended = false;
   while (!ended && reader->Read(&resp)) {
+    if (stop) {
+      ctx.TryCancel();
+      (void)reader->Finish();
+      return stopped;
+    }
     buffer.append(resp.blob());
     size_t at = 0;
     while (buffer.size() - at >= 4) {

@@ -2,6 +2,7 @@
 // by one node. gRPC's headers stay inside api_server.cc.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,9 +22,9 @@ class Node;
 
 // Fetches a member's state machine through its Maintenance.Snapshot stream into `receiver`,
 // after waiting (a few seconds at most) for that member to have applied `min_index`. Used by a
-// follower installing a snapshot (NodeOptions::fetch_snapshot).
+// follower installing a snapshot (NodeOptions::fetch_snapshot); gives up soon after `stop`.
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver);
+                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop);
 
 struct ApiServerOptions {
   // host:port pairs to listen on.

@@ -223,6 +223,7 @@ void Node::stop(int transfer_wait_ms) {
   }
   inbox_cv_.notify_one();
   if (raft_thread_.joinable()) raft_thread_.join();
+  stop_snapshot_fetch();
   {
     std::lock_guard<std::mutex> lk(apply_mu_);
     apply_stop_ = true;
@@ -445,7 +446,8 @@ void Node::raft_loop() {
       inbox_cv_.wait_until(lk, next_tick_, [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
-               !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty();
+               !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
+               !in_fetched_.empty();
       });
       if (stopping_) return;
     }
@@ -467,6 +469,7 @@ void Node::raft_loop() {
         publish_attributes();
       }
     }
+    if (held_snapshot_) drive_snapshot_fetch(now);
     while (!failed_ && raft_->has_ready())
       handle_ready();
     if (failed_) return;
@@ -481,6 +484,7 @@ void Node::drain_inbox() {
   std::vector<raft::NodeId> unreachable;
   std::vector<ConfRequest> conf_requests;
   std::vector<raft::Snapshot> snapshots;
+  std::vector<FetchResult> fetched;
   bool transfer = false;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
@@ -495,6 +499,20 @@ void Node::drain_inbox() {
     in_transfers_.clear();
     conf_requests.swap(in_conf_changes_);
     snapshots.swap(in_snapshots_);
+    fetched.swap(in_fetched_);
+  }
+  for (FetchResult& f : fetched) {
+    fetching_ = false;
+    if (fetch_thread_.joinable()) fetch_thread_.join();  // it has handed over its result
+    if (f.status.is_ok()) {
+      staged_ = std::move(f.receiver);
+      staged_index_ = f.index;
+    } else {
+      log_line("warn", "fetching the leader's store for the snapshot at index " +
+                           std::to_string(f.index) + " failed: " + f.status.to_string() +
+                           "; retrying in 1 s");
+      next_fetch_ = Clock::now() + std::chrono::seconds(1);
+    }
   }
   for (const raft::Snapshot& snap : snapshots) {
     // The store is flushed through the snapshot's index, so the log may let go of what is
@@ -508,9 +526,11 @@ void Node::drain_inbox() {
   }
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   for (auto& m : messages) {
+    if (hold_snapshot_message(m)) continue;
     // A malformed or stray message is the peer's problem; the core refuses it safely.
     (void)raft_->step(std::move(m));
   }
+  if (held_snapshot_) drive_snapshot_fetch(Clock::now());
   for (raft::NodeId id : unreachable) {
     raft_->report_unreachable(id);
     // A snapshot message lost with its connection would otherwise leave the follower waiting
@@ -900,6 +920,78 @@ void Node::maybe_snapshot() {
   inbox_cv_.notify_one();
 }
 
+bool Node::hold_snapshot_message(raft::Message& m) {
+  if (m.type != raft::MessageType::kSnap || !m.snapshot) return false;
+  raft::Index index = m.snapshot->metadata.index;
+  // A store already this far (after a restart, say) or staged needs nothing fetched; the core
+  // decides whether the snapshot is taken at all.
+  if (store_->applied_index() >= index || (staged_ && staged_index_ >= index)) return false;
+  if (!options_.fetch_snapshot) return false;  // install_snapshot() reports it
+  // The newest wins: a later snapshot (from a new leader, say) replaces an older one held.
+  if (!held_snapshot_ || held_snapshot_->snapshot->metadata.index <= index) {
+    held_snapshot_ = std::move(m);
+  }
+  return true;
+}
+
+void Node::drive_snapshot_fetch(Clock::time_point now) {
+  raft::Index index = held_snapshot_->snapshot->metadata.index;
+  if (staged_ && staged_index_ >= index) {
+    raft::Message m = std::move(*held_snapshot_);
+    held_snapshot_.reset();
+    (void)raft_->step(std::move(m));
+    return;
+  }
+  if (fetching_ || now < next_fetch_) return;
+  std::optional<ServerState> state = decode_server_state(held_snapshot_->snapshot->data);
+  std::vector<std::string> urls;
+  if (state) {
+    for (const MemberInfo& m : state->members) {
+      if (m.id == held_snapshot_->from) urls = m.client_urls;
+    }
+  }
+  if (urls.empty()) {
+    // Nothing to fetch from: the core refuses or installs it, and install_snapshot() reports.
+    log_line("warn", "the snapshot at index " + std::to_string(index) +
+                         " names no client URL for its sender");
+    raft::Message m = std::move(*held_snapshot_);
+    held_snapshot_.reset();
+    (void)raft_->step(std::move(m));
+    return;
+  }
+  if (staged_) {
+    (void)staged_->abort();  // too old for this snapshot
+    staged_.reset();
+  }
+  log_line("info",
+           "fetching the leader's store for the snapshot at index " + std::to_string(index));
+  fetching_ = true;
+  auto receiver = std::make_unique<storage::SnapshotReceiver>(
+      fs_.get(), storage::join_path(options_.data_dir, "member"), "kv");
+  fetch_thread_ = std::thread([this, urls, index, r = receiver.release()] {
+    FetchResult f;
+    f.index = index;
+    f.receiver.reset(r);
+    f.status = options_.fetch_snapshot(urls, index, f.receiver.get(), fetch_stop_);
+    if (f.status.is_ok() && !f.receiver->complete())
+      f.status = Status::io_error("the snapshot stream ended early");
+    if (!f.status.is_ok()) (void)f.receiver->abort();
+    {
+      std::lock_guard<std::mutex> lk(inbox_mu_);
+      in_fetched_.push_back(std::move(f));
+    }
+    inbox_cv_.notify_one();
+  });
+}
+
+void Node::stop_snapshot_fetch() {
+  fetch_stop_ = true;
+  if (fetch_thread_.joinable()) fetch_thread_.join();
+  in_fetched_.clear();
+  if (staged_) (void)staged_->abort();
+  staged_.reset();
+}
+
 // Raft thread. Replaces the store with the leader's; false after a fatal error.
 bool Node::install_snapshot(const raft::Snapshot& snap) {
   std::optional<ServerState> state = decode_server_state(snap.data);
@@ -910,36 +1002,17 @@ bool Node::install_snapshot(const raft::Snapshot& snap) {
   const raft::Index index = snap.metadata.index;
   std::lock_guard<std::mutex> exec(apply_exec_mu_);
   if (store_->applied_index() < index) {
-    if (!options_.fetch_snapshot) {
-      fail_fatal("a snapshot is needed but this member cannot fetch one");
+    // hold_snapshot_message() let this snapshot through only with a store staged for it.
+    if (!staged_ || staged_index_ < index) {
+      fail_fatal("a snapshot at index " + std::to_string(index) +
+                 " reached the log without the leader's store fetched for it");
       return false;
     }
-    std::vector<std::string> urls;
-    for (const MemberInfo& m : state->members) {
-      if (m.id == leader_.load()) urls = m.client_urls;
-    }
-    const std::string member_dir = storage::join_path(options_.data_dir, "member");
-    Status st;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      storage::SnapshotReceiver receiver(fs_.get(), member_dir, "kv");
-      st = urls.empty() ? Status::not_found("the leader's client URLs are not known")
-                        : options_.fetch_snapshot(urls, index, &receiver);
-      if (st.is_ok()) {
-        st = store_->install(&receiver, storage::join_path(member_dir, "kv"));
-        if (!st.is_ok()) {
-          fail_fatal("installing the snapshot: " + st.to_string());
-          return false;
-        }
-        break;
-      }
-      (void)receiver.abort();
-      log_line("warn", "fetching the snapshot at index " + std::to_string(index) +
-                           " failed: " + st.to_string() + "; retrying");
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
+    std::unique_ptr<storage::SnapshotReceiver> receiver = std::move(staged_);
+    Status st = store_->install(
+        receiver.get(), storage::join_path(storage::join_path(options_.data_dir, "member"), "kv"));
     if (!st.is_ok()) {
-      fail_fatal("could not fetch the snapshot at index " + std::to_string(index) + ": " +
-                 st.to_string());
+      fail_fatal("installing the snapshot: " + st.to_string());
       return false;
     }
     if (store_->applied_index() < index) {

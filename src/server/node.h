@@ -81,10 +81,11 @@ struct NodeOptions {
   // A request not answered in this time fails with etcd's "request timed out".
   int request_timeout_ms = 7000;
   // Fetches the state machine of the member at `client_urls` into `receiver`, once that
-  // member has applied at least `min_index` (a follower installing a snapshot). Blocking; set
-  // by the API layer, which owns the gRPC client. Empty: snapshots cannot be installed.
+  // member has applied at least `min_index` (a follower installing a snapshot). Blocking, on
+  // the node's fetch thread; it gives up soon after `stop` turns true. Set by the API layer,
+  // which owns the gRPC client. Empty: snapshots cannot be installed.
   std::function<storage::Status(const std::vector<std::string>& client_urls, raft::Index min_index,
-                                storage::SnapshotReceiver* receiver)>
+                                storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop)>
       fetch_snapshot;
   // Timings for metrics (may be empty): each log write with its fdatasync, each applied batch.
   std::function<void(double seconds)> observe_wal_sync;
@@ -219,6 +220,11 @@ class Node {
   void rebuild_lessor();
   void maybe_snapshot();
   bool install_snapshot(const raft::Snapshot& snap);
+  // Raft thread: holds back a snapshot message whose store must first be fetched, and starts
+  // or retries that fetch. True if `m` was held back.
+  bool hold_snapshot_message(raft::Message& m);
+  void drive_snapshot_fetch(std::chrono::steady_clock::time_point now);
+  void stop_snapshot_fetch();
 
   NodeOptions options_;
   std::unique_ptr<storage::FileSystem> fs_;
@@ -309,6 +315,23 @@ class Node {
   raft::Index seen_index_ = 0;                // the last entry handed to the apply thread
   raft::Index installed_index_ = 0;           // the last snapshot installed from the leader
   std::vector<raft::Snapshot> in_snapshots_;  // taken, for the raft thread to record (inbox)
+
+  // A follower far behind fetches the leader's store on the fetch thread, so its raft thread
+  // keeps ticking, answering heartbeats and expiring requests meanwhile; the snapshot message
+  // is stepped into the core once the store is staged, and installing it is then quick.
+  struct FetchResult {
+    raft::Index index = 0;
+    std::unique_ptr<storage::SnapshotReceiver> receiver;
+    storage::Status status;
+  };
+  std::vector<FetchResult> in_fetched_;         // inbox
+  std::optional<raft::Message> held_snapshot_;  // raft thread, and the rest below
+  bool fetching_ = false;
+  std::unique_ptr<storage::SnapshotReceiver> staged_;  // a complete store at staged_index_
+  raft::Index staged_index_ = 0;
+  std::chrono::steady_clock::time_point next_fetch_;
+  std::atomic<bool> fetch_stop_{false};
+  std::thread fetch_thread_;
 
   // Membership as applied (raft thread writes, readers copy under the mutex).
   mutable std::mutex members_mu_;

@@ -569,6 +569,8 @@ class SnapshotTest(unittest.TestCase):
         while self.count(lagging, "snapkeep/") != 401:
             self.assertLess(time.time(), deadline, "no catch-up\n" + self.c.logs())
             time.sleep(0.3)
+        # Fetched off the raft thread, then installed.
+        self.assertIn("fetching the leader's store", lagging.log())
         self.assertIn("installed a snapshot", lagging.log())
         # Same data, the member table and leases intact on the member that installed it.
         r = self.c.ctl_json("get", "snapkeep/399", endpoints=lagging.endpoint)
