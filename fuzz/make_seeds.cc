@@ -160,6 +160,12 @@ void transport_seeds(const std::filesystem::path& dir) {
   append_frame(&answers, FrameType::kReject, encode_reject("cluster id 1, this node is in 2"));
   write_seed(dir, "ack-pong-reject", answers);
 
+  std::string join(1, '\x03');
+  append_frame(&join, FrameType::kJoin,
+               encode_join({.peer_urls = {"http://10.0.0.4:2380", "http://10.0.0.4:2390"}}));
+  append_frame(&join, FrameType::kJoinAck, encode_join_ack({.cluster_id = 7, .member_id = 9}));
+  write_seed(dir, "join-ack", join);
+
   write_seed(dir, "truncated-frame", stream.substr(0, stream.size() - 3));
   write_seed(dir, "messages-payload", std::string(1, '\0') + messages);
 }

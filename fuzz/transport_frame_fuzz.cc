@@ -74,6 +74,19 @@ void check_payload(const Frame& f) {
       if (decode_ping(f.payload, &token)) check(encode_ping(token) == f.payload, "ping re-encode");
       break;
     }
+    case FrameType::kJoin: {
+      JoinRequest j;
+      if (decode_join(f.payload, &j)) {
+        check(encode_join(j) == f.payload, "join re-encode");
+        check(j.peer_urls.size() <= kMaxJoinUrls, "a join over the URL limit was accepted");
+      }
+      break;
+    }
+    case FrameType::kJoinAck: {
+      JoinAck a;
+      if (decode_join_ack(f.payload, &a)) check(encode_join_ack(a) == f.payload, "ack re-encode");
+      break;
+    }
   }
 }
 

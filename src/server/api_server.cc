@@ -89,6 +89,12 @@ class SlowLog {
   const std::function<void(std::string_view, int)>* on_handled_;
 };
 
+uint64_t wall_clock_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
 }  // namespace
 
 struct ApiServerServices;
@@ -762,11 +768,13 @@ class ClusterService final : public pb::Cluster::CallbackService {
         }
       }
     }
-    // The id the new member derives itself from its peer URLs and the cluster token.
-    raft::NodeId id = compute_member_id(urls, s_->node->cluster_token());
-    if (s_->node->member_removed(id)) {
-      return s_->refuse(
-          ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kIDRemoved));
+    // A fresh id, as etcd's (the URLs, the token and the time): a member removed and added
+    // back at the same address is a new member, and ids are never reused. The new member asks
+    // its peers for it when it starts (transport::ask_member_id).
+    raft::NodeId id = raft::kNoNode;
+    for (uint64_t salt = wall_clock_ns(); id == raft::kNoNode; ++salt) {
+      id = compute_added_member_id(urls, s_->node->cluster_token(), salt);
+      if (s_->node->member_removed(id) || is_member(id)) id = raft::kNoNode;
     }
     raft::ConfChange cc;
     cc.changes.push_back(

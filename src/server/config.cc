@@ -842,6 +842,14 @@ uint64_t compute_member_id(const std::vector<Url>& peer_urls, std::string_view t
   return h.finish();
 }
 
+uint64_t compute_added_member_id(const std::vector<Url>& peer_urls, std::string_view token,
+                                 uint64_t salt) {
+  IdHash h("chorus added member");
+  h.add(compute_member_id(peer_urls, token));
+  h.add(salt);
+  return h.finish();
+}
+
 uint64_t compute_cluster_id(const std::vector<uint64_t>& member_ids, std::string_view token) {
   IdHash h("chorus cluster");
   std::vector<uint64_t> ids = member_ids;

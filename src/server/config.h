@@ -96,6 +96,10 @@ std::map<std::string, std::string> process_environment();
 // ids from the same --initial-cluster, without talking. Never 0 (raft's "no node"). The hash is
 // written here and must never change: ids are stored in every data directory.
 uint64_t compute_member_id(const std::vector<Url>& peer_urls, std::string_view token);
+// A member added later (MemberAdd): the same inputs and a salt (the time), so that adding back
+// a removed member at the same address gives it a new id.
+uint64_t compute_added_member_id(const std::vector<Url>& peer_urls, std::string_view token,
+                                 uint64_t salt);
 uint64_t compute_cluster_id(const std::vector<uint64_t>& member_ids, std::string_view token);
 
 }  // namespace chorus::server

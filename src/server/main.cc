@@ -1,8 +1,10 @@
 // chorusd: one member of a Chorus cluster. Takes etcd's flags (src/server/config.h), serves the
 // etcd v3 gRPC API on its client URLs and talks Raft to its peers on its peer URL.
 #include <pthread.h>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "server/api_server.h"
 #include "server/config.h"
@@ -11,6 +13,7 @@
 #include "server/metrics.h"
 #include "server/node.h"
 #include "server/server_metrics.h"
+#include "transport/codec.h"
 #include "transport/transport.h"
 
 namespace chorus::server {
@@ -58,7 +61,43 @@ class PeerSink final : public MessageSink {
   transport::PeerTransport* t_;
 };
 
-int run(const ServerConfig& cfg) {
+// A member starting with an empty data directory to join an existing cluster asks the members
+// named in --initial-cluster which id MemberAdd gave its peer URLs (etcd asks its peers for the
+// member list the same way). Retried for a while: the member may have been added a moment ago,
+// through a member that has applied the change before the one asked.
+bool join_existing_cluster(ServerConfig* cfg) {
+  std::vector<std::string> mine;
+  for (const Url& u : cfg->initial_advertise_peer_urls)
+    mine.push_back(u.to_string());
+  std::string last_error = "no other member in --initial-cluster to ask";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (true) {
+    for (const Member& m : cfg->initial_cluster) {
+      if (m.name == cfg->name) continue;
+      for (const Url& u : m.peer_urls) {
+        transport::JoinAck ack;
+        storage::Status st = transport::ask_member_id(u.host, u.port, mine, 2000, &ack);
+        if (st.is_ok()) {
+          cfg->member_id = ack.member_id;
+          cfg->cluster_id = ack.cluster_id;
+          log(LogLevel::kInfo, "joining an existing cluster",
+              {{"member-id", hex(ack.member_id)},
+               {"cluster-id", hex(ack.cluster_id)},
+               {"asked", u.to_string()}});
+          return true;
+        }
+        last_error = u.to_string() + ": " + st.message();
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  log(LogLevel::kFatal, "cannot join the existing cluster",
+      {{"peer-urls", join_urls(cfg->initial_advertise_peer_urls)}, {"error", last_error}});
+  return false;
+}
+
+int run(ServerConfig cfg) {
   // Signals are taken by this thread alone (sigwait below); every thread started from here on
   // inherits the mask.
   sigset_t signals;
@@ -69,11 +108,26 @@ int run(const ServerConfig& cfg) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // The member's id: the one its data directory records; else, for a new cluster, the one
+  // derived from --initial-cluster; else the one the cluster gave it when it was added.
+  uint64_t stored_id = 0;
+  storage::Status ids = Node::stored_member_id(cfg.data_dir, &stored_id);
+  bool joined = false;
+  if (ids.is_ok()) {
+    cfg.member_id = stored_id;
+  } else if (ids.code() != storage::Status::Code::kNotFound) {
+    log(LogLevel::kFatal, "cannot read the data directory",
+        {{"data-dir", cfg.data_dir}, {"error", ids.to_string()}});
+    return 1;
+  } else if (!cfg.initial_cluster_new && !Node::has_data(cfg.data_dir)) {
+    if (!join_existing_cluster(&cfg)) return 1;
+    joined = true;
+  }
+
   NodeOptions o;
   o.id = cfg.member_id;
-  // A member joining an existing cluster learns the cluster id from its peers (the data
-  // directory keeps it from then on).
-  o.cluster_id = cfg.initial_cluster_new ? cfg.cluster_id : 0;
+  // Recorded in the data directory at the first start; from then on the directory's wins.
+  o.cluster_id = cfg.initial_cluster_new || joined ? cfg.cluster_id : 0;
   o.cluster_token = cfg.initial_cluster_token;
   o.name = cfg.name;
   o.data_dir = cfg.data_dir;
@@ -125,6 +179,9 @@ int run(const ServerConfig& cfg) {
   to.self = cfg.member_id;
   to.on_cluster_id = [&node](uint64_t id) { node->adopt_cluster_id(id); };
   to.is_removed = [&node](raft::NodeId id) { return node->member_removed(id); };
+  to.find_member = [&node](const std::vector<std::string>& urls) {
+    return node->find_member(urls);
+  };
   to.on_removed = [&node] { node->removed_by_peer(); };
   transport::PeerTransport peers(
       to, [&node](std::vector<raft::Message>&& m) { node->receive(std::move(m)); },

@@ -25,11 +25,25 @@ constexpr size_t kMaxRevokesPerTick = 64;
 // maxGapBetweenApplyAndCommitIndex).
 constexpr raft::Index kMaxApplyLag = 5000;
 constexpr const char* kClusterIdFile = "cluster_id";
+constexpr const char* kMemberIdFile = "member_id";
 
 std::string hex_id(uint64_t id) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
   return buf;
+}
+
+// A 64-bit id in hex, alone in `name` under `dir`; not_found if the file is absent.
+Status read_id_file(storage::FileSystem* fs, const std::string& dir, const char* name,
+                    uint64_t* id) {
+  const std::string path = storage::join_path(dir, name);
+  if (!fs->exists(path)) return Status::not_found(path);
+  std::string text;
+  CHORUS_RETURN_IF_ERROR(fs->read_file(path, &text));
+  char* end = nullptr;
+  *id = std::strtoull(text.c_str(), &end, 16);
+  if (*id == 0 || end == text.c_str()) return Status::corruption(path + " does not hold an id");
+  return Status::ok();
 }
 
 void log_line(const char* level, const std::string& text) {
@@ -89,6 +103,28 @@ int64_t Node::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_time_).count();
 }
 
+Status Node::stored_member_id(const std::string& data_dir, uint64_t* id) {
+  auto fs = storage::make_posix_file_system();
+  return read_id_file(fs.get(), storage::join_path(data_dir, "member"), kMemberIdFile, id);
+}
+
+bool Node::has_data(const std::string& data_dir) {
+  auto fs = storage::make_posix_file_system();
+  return fs->exists(storage::join_path(storage::join_path(data_dir, "member"), "wal"));
+}
+
+raft::NodeId Node::find_member(const std::vector<std::string>& peer_urls) const {
+  std::vector<std::string> want = peer_urls;
+  std::sort(want.begin(), want.end());
+  std::lock_guard<std::mutex> lk(members_mu_);
+  for (const auto& [id, m] : members_) {
+    std::vector<std::string> have = m.peer_urls;
+    std::sort(have.begin(), have.end());
+    if (have == want) return id;
+  }
+  return raft::kNoNode;
+}
+
 Status Node::open(const NodeOptions& options, std::unique_ptr<Node>* out) {
   std::unique_ptr<Node> node(new Node(options));
   CHORUS_RETURN_IF_ERROR(node->recover());
@@ -105,21 +141,28 @@ Status Node::recover() {
   CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir));
 
   // The cluster id is fixed when a member first starts (or first hears from its cluster) and
-  // kept in the data directory; later flags cannot change it.
-  const std::string id_file = storage::join_path(member_dir, kClusterIdFile);
-  if (fs_->exists(id_file)) {
-    std::string text;
-    CHORUS_RETURN_IF_ERROR(fs_->read_file(id_file, &text));
-    char* end = nullptr;
-    uint64_t id = std::strtoull(text.c_str(), &end, 16);
-    if (id == 0 || end == text.c_str()) {
-      return Status::corruption(id_file + " does not hold a cluster id");
-    }
+  // kept in the data directory; later flags cannot change it. The member id likewise.
+  uint64_t id = 0;
+  Status st = read_id_file(fs_.get(), member_dir, kClusterIdFile, &id);
+  if (st.is_ok()) {
     cluster_id_ = id;
+  } else if (st.code() != Status::Code::kNotFound) {
+    return st;
   } else if (options_.cluster_id != 0) {
     CHORUS_RETURN_IF_ERROR(
         fs_->write_file_atomic(member_dir, kClusterIdFile, hex_id(options_.cluster_id) + "\n"));
     cluster_id_ = options_.cluster_id;
+  }
+  st = read_id_file(fs_.get(), member_dir, kMemberIdFile, &id);
+  if (st.is_ok() && id != options_.id) {
+    return Status::invalid_argument(member_dir + " belongs to member " + hex_id(id) + ", not to " +
+                                    hex_id(options_.id));
+  }
+  if (st.code() == Status::Code::kNotFound) {
+    CHORUS_RETURN_IF_ERROR(
+        fs_->write_file_atomic(member_dir, kMemberIdFile, hex_id(options_.id) + "\n"));
+  } else if (!st.is_ok()) {
+    return st;
   }
 
   CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),

@@ -113,6 +113,10 @@ class Node {
   // Opens (or creates) the log and the store in options.data_dir and recovers. A damaged log or
   // store is an error naming what is damaged; the node does not start.
   static storage::Status open(const NodeOptions& options, std::unique_ptr<Node>* out);
+  // The member id recorded in a data directory (not_found if none is), and whether the
+  // directory holds a member's log at all.
+  static storage::Status stored_member_id(const std::string& data_dir, uint64_t* id);
+  static bool has_data(const std::string& data_dir);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -158,6 +162,8 @@ class Node {
   // knows it.
   void adopt_cluster_id(uint64_t id);
   std::vector<MemberInfo> members() const;
+  // The member whose peer URLs are exactly these (in any order), or kNoNode.
+  raft::NodeId find_member(const std::vector<std::string>& peer_urls) const;
   // Leases: remaining seconds and keep-alive on the leader (-1 if unknown or not leader).
   int64_t lease_renew(int64_t id);
   int64_t lease_remaining(int64_t id) const;

@@ -136,6 +136,10 @@ const char* to_string(FrameType type) {
       return "Ping";
     case FrameType::kPong:
       return "Pong";
+    case FrameType::kJoin:
+      return "Join";
+    case FrameType::kJoinAck:
+      return "JoinAck";
   }
   return "?";
 }
@@ -220,6 +224,43 @@ bool decode_reject(std::string_view payload, std::string* reason) {
   Reader r(payload);
   uint32_t n = 0;
   return r.u32(&n) && n <= kMaxRejectReasonBytes && r.bytes(n, reason) && r.done();
+}
+
+std::string encode_join(const JoinRequest& j) {
+  std::string out;
+  put_u64(&out, j.magic);
+  put_u32(&out, j.version);
+  put_u32(&out, static_cast<uint32_t>(j.peer_urls.size()));
+  for (const std::string& u : j.peer_urls)
+    put_bytes(&out, u);
+  return out;
+}
+
+bool decode_join(std::string_view payload, JoinRequest* out) {
+  Reader r(payload);
+  uint32_t count = 0;
+  if (!r.u64(&out->magic) || !r.u32(&out->version) || !r.u32(&count) || count > kMaxJoinUrls)
+    return false;
+  out->peer_urls.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t n = 0;
+    std::string url;
+    if (!r.u32(&n) || n > kMaxJoinUrlBytes || !r.bytes(n, &url)) return false;
+    out->peer_urls.push_back(std::move(url));
+  }
+  return r.done();
+}
+
+std::string encode_join_ack(const JoinAck& a) {
+  std::string out;
+  put_u64(&out, a.cluster_id);
+  put_u64(&out, a.member_id);
+  return out;
+}
+
+bool decode_join_ack(std::string_view payload, JoinAck* out) {
+  Reader r(payload);
+  return r.u64(&out->cluster_id) && r.u64(&out->member_id) && r.done();
 }
 
 std::string encode_ping(uint64_t token) {

@@ -20,6 +20,8 @@
 //   kReject             u32-length-prefixed reason, UTF-8 text for the operator
 //   kMessages           u32 count, then each raft::Message (see encode_message)
 //   kPing, kPong        u64 opaque token; a pong echoes the ping's token
+//   kJoin               u64 magic, u32 version, u32 count, then count u32-length-prefixed peer URLs
+//   kJoinAck            u64 cluster id, u64 member id
 //
 // Decoders refuse rather than guess: unknown frame or enum values, non-canonical booleans,
 // trailing bytes, counts the remaining bytes cannot hold (checked before anything is allocated
@@ -43,8 +45,13 @@ enum class FrameType : uint8_t {
   kMessages = 4,  // dialer -> acceptor: a batch of Raft messages, for any groups
   kPing = 5,      // dialer -> acceptor: round-trip probe
   kPong = 6,      // acceptor -> dialer: the probe's echo
+  // A member starting with an empty data directory to join an existing cluster asks a peer
+  // which member id the cluster gave its peer URLs (MemberAdd chose it); the answer is
+  // kJoinAck, or kReject, and the connection closes.
+  kJoin = 7,
+  kJoinAck = 8,
 };
-inline constexpr uint8_t kMaxFrameType = 6;
+inline constexpr uint8_t kMaxFrameType = 8;
 const char* to_string(FrameType type);
 
 inline constexpr size_t kFrameHeaderBytes = 9;
@@ -125,6 +132,26 @@ std::string encode_hello(const Hello& h);
 
 std::string encode_reject(std::string_view reason);
 [[nodiscard]] bool decode_reject(std::string_view payload, std::string* reason);
+
+struct JoinRequest {
+  uint64_t magic = kHelloMagic;
+  uint32_t version = kProtocolVersion;
+  std::vector<std::string> peer_urls;
+  bool operator==(const JoinRequest&) const = default;
+};
+// A join request must fit an unauthenticated frame; these bound it well inside that.
+inline constexpr uint32_t kMaxJoinUrls = 16;
+inline constexpr uint32_t kMaxJoinUrlBytes = 200;
+std::string encode_join(const JoinRequest& j);
+[[nodiscard]] bool decode_join(std::string_view payload, JoinRequest* out);
+
+struct JoinAck {
+  uint64_t cluster_id = 0;
+  raft::NodeId member_id = raft::kNoNode;
+  bool operator==(const JoinAck&) const = default;
+};
+std::string encode_join_ack(const JoinAck& a);
+[[nodiscard]] bool decode_join_ack(std::string_view payload, JoinAck* out);
 
 std::string encode_ping(uint64_t token);
 [[nodiscard]] bool decode_ping(std::string_view payload, uint64_t* token);

@@ -361,7 +361,7 @@ TEST(FrameDecoderTest, ErrorsAreSticky) {
   EXPECT_EQ(d.buffered_bytes(), 0u);
 }
 
-TEST(PayloadTest, HelloRejectAndPingRoundTripAndRefuseBadSizes) {
+TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
   Hello h{.cluster_id = 1, .from = 2, .to = 3};
   Hello out;
   ASSERT_TRUE(decode_hello(encode_hello(h), &out));
@@ -380,6 +380,25 @@ TEST(PayloadTest, HelloRejectAndPingRoundTripAndRefuseBadSizes) {
   base::put_bytes(&long_reason, std::string(kMaxRejectReasonBytes + 1, 'r'));
   EXPECT_FALSE(decode_reject(long_reason, &reason));
   EXPECT_FALSE(decode_reject(encode_reject("x") + "y", &reason));
+
+  JoinRequest j{.peer_urls = {"http://10.0.0.4:2380", "http://[::1]:2380"}};
+  JoinRequest jout;
+  ASSERT_TRUE(decode_join(encode_join(j), &jout));
+  EXPECT_EQ(jout, j);
+  std::string jbytes = encode_join(j);
+  for (size_t n = 0; n < jbytes.size(); ++n)
+    EXPECT_FALSE(decode_join(jbytes.substr(0, n), &jout)) << "truncated to " << n;
+  EXPECT_FALSE(decode_join(jbytes + "x", &jout));
+  JoinRequest too_many;
+  too_many.peer_urls.assign(kMaxJoinUrls + 1, "http://a:1");
+  EXPECT_FALSE(decode_join(encode_join(too_many), &jout));
+  JoinRequest too_long{.peer_urls = {std::string(kMaxJoinUrlBytes + 1, 'u')}};
+  EXPECT_FALSE(decode_join(encode_join(too_long), &jout));
+  JoinAck ack{.cluster_id = 7, .member_id = 9};
+  JoinAck ack_out;
+  ASSERT_TRUE(decode_join_ack(encode_join_ack(ack), &ack_out));
+  EXPECT_EQ(ack_out, ack);
+  EXPECT_FALSE(decode_join_ack(encode_join_ack(ack).substr(1), &ack_out));
 
   uint64_t token = 0;
   ASSERT_TRUE(decode_ping(encode_ping(99), &token));

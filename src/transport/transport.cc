@@ -535,6 +535,38 @@ struct PeerTransport::Impl {
                               });
   }
 
+  // A joining member's question; the answer (or the reason there is none) ends the connection.
+  bool answer_join(const std::shared_ptr<InConn>& c, const Frame& frame) {
+    JoinRequest j;
+    if (!decode_join(frame.payload, &j)) {
+      bad_in_frame(c);
+      return false;
+    }
+    std::string why;
+    raft::NodeId id = raft::kNoNode;
+    if (j.magic != kHelloMagic) {
+      why = "not a Chorus peer (bad magic)";
+    } else if (j.version != kProtocolVersion) {
+      why = "protocol version " + std::to_string(j.version) + ", this node speaks " +
+            std::to_string(kProtocolVersion);
+    } else if (cluster_id.load() == 0) {
+      why = "this node has not joined its cluster yet";
+    } else if (options.find_member) {
+      id = options.find_member(j.peer_urls);
+    }
+    c->rejected = true;  // closes once the answer is written
+    c->deadline.cancel();
+    if (why.empty() && id == raft::kNoNode) {
+      why = "no member of this cluster has these peer URLs; add it first (member add)";
+    }
+    if (!why.empty()) {
+      write_in(c, FrameType::kReject, encode_reject(why));
+    } else {
+      write_in(c, FrameType::kJoinAck, encode_join_ack({cluster_id.load(), id}));
+    }
+    return false;
+  }
+
   // Why a hello is refused, or empty when it is accepted.
   std::string check_hello(const Hello& h) const {
     if (h.magic != kHelloMagic) return "not a Chorus peer (bad magic)";
@@ -556,6 +588,7 @@ struct PeerTransport::Impl {
 
   // Returns false when the frame closed the connection or stopped its reading.
   bool on_in_frame(const std::shared_ptr<InConn>& c, const Frame& frame) {
+    if (!c->handshaken && frame.type == FrameType::kJoin) return answer_join(c, frame);
     if (!c->handshaken) {
       Hello hello;
       if (frame.type != FrameType::kHello || !decode_hello(frame.payload, &hello)) {
@@ -915,6 +948,72 @@ std::optional<PeerStatus> PeerTransport::peer_status(raft::NodeId id) const {
   PeerStatus status = it->second->status;
   status.queued_bytes = it->second->queued_bytes;
   return status;
+}
+
+storage::Status ask_member_id(const std::string& host, uint16_t port,
+                              const std::vector<std::string>& peer_urls, int timeout_ms,
+                              JoinAck* out) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  tcp::resolver resolver(io);
+  std::string request;
+  append_frame(&request, FrameType::kJoin, encode_join(JoinRequest{.peer_urls = peer_urls}));
+  FrameDecoder decoder(kMaxControlFrameBytes);
+  std::array<char, 4096> buffer{};
+  storage::Status result =
+      storage::Status::io_error("no answer from " + host + ":" + std::to_string(port) + " in time");
+  bool done = false;
+  auto finish = [&](storage::Status st) {
+    if (done) return;
+    done = true;
+    result = std::move(st);
+    asio::error_code ignored;
+    socket.close(ignored);
+  };
+  std::function<void()> read_more = [&] {
+    socket.async_read_some(asio::buffer(buffer), [&](const asio::error_code& ec, size_t n) {
+      if (done) return;
+      decoder.feed(std::string_view(buffer.data(), n));
+      Frame f;
+      FrameDecoder::Result r = decoder.next(&f);
+      if (r == FrameDecoder::Result::kFrame) {
+        std::string reason;
+        if (f.type == FrameType::kJoinAck && decode_join_ack(f.payload, out) &&
+            out->cluster_id != 0 && out->member_id != raft::kNoNode) {
+          finish(storage::Status::ok());
+        } else if (f.type == FrameType::kReject && decode_reject(f.payload, &reason)) {
+          finish(storage::Status::not_found(reason));
+        } else {
+          finish(storage::Status::corruption("an unexpected answer to a join request"));
+        }
+      } else if (r == FrameDecoder::Result::kError) {
+        finish(storage::Status::corruption(decoder.error()));
+      } else if (ec) {
+        finish(storage::Status::io_error("the connection closed: " + ec.message()));
+      } else {
+        read_more();
+      }
+    });
+  };
+  resolver.async_resolve(
+      host, std::to_string(port),
+      [&](const asio::error_code& ec, tcp::resolver::results_type results) {
+        if (ec)
+          return finish(storage::Status::io_error("cannot resolve " + host + ": " + ec.message()));
+        asio::async_connect(
+            socket, results, [&](const asio::error_code& cec, const tcp::endpoint&) {
+              if (cec) return finish(storage::Status::io_error("cannot connect: " + cec.message()));
+              asio::async_write(
+                  socket, asio::buffer(request), [&](const asio::error_code& wec, size_t) {
+                    if (wec)
+                      return finish(storage::Status::io_error("cannot send: " + wec.message()));
+                    read_more();
+                  });
+            });
+      });
+  io.run_for(milliseconds(timeout_ms));
+  if (!done) finish(result);
+  return result;
 }
 
 }  // namespace chorus::transport

@@ -50,6 +50,9 @@ struct TransportOptions {
   // Either may be empty. is_removed runs on the I/O thread.
   std::function<bool(raft::NodeId id)> is_removed;
   std::function<void()> on_removed;
+  // A joining member's peer URLs -> the id of the member that has them, or kNoNode (see
+  // ask_member_id). Runs on the I/O thread; empty: every join request is refused.
+  std::function<raft::NodeId(const std::vector<std::string>& peer_urls)> find_member;
   raft::NodeId self = raft::kNoNode;
   // Messages queued for one peer and not yet written, plus those in the write under way. Beyond
   // it messages are dropped (Raft retransmits) and counted.
@@ -102,6 +105,16 @@ struct PeerStatus {
   std::string last_error;
   uint64_t queued_bytes = 0;
 };
+
+struct JoinAck;
+
+// Asks the node listening on host:port which member id its cluster gave `peer_urls` (chosen by
+// MemberAdd), and the cluster's id: what a member joining an existing cluster with an empty
+// data directory needs before it can start. Blocking, at most timeout_ms. not_found carries
+// the peer's reason (no such member yet, say); io_error a connection that failed.
+storage::Status ask_member_id(const std::string& host, uint16_t port,
+                              const std::vector<std::string>& peer_urls, int timeout_ms,
+                              JoinAck* out);
 
 class PeerTransport {
  public:

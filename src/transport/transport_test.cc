@@ -487,6 +487,34 @@ TEST(TransportTest, AJoiningNodeLearnsTheClusterIdFromThePeerThatDialsIt) {
   EXPECT_EQ(joiner->cluster_id(), kCluster);
 }
 
+TEST(TransportTest, AJoiningMemberAsksForTheIdItsPeerUrlsWereGiven) {
+  TransportOptions o;
+  o.find_member = [](const std::vector<std::string>& urls) -> NodeId {
+    return urls == std::vector<std::string>{"http://127.0.0.1:9"} ? 0x42 : raft::kNoNode;
+  };
+  Node a(1, 0, o);
+  JoinAck ack;
+  storage::Status st = ask_member_id("127.0.0.1", a.port, {"http://127.0.0.1:9"}, 5000, &ack);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(ack.member_id, 0x42u);
+  EXPECT_EQ(ack.cluster_id, kCluster);
+  // URLs no member has: refused with a reason the operator can act on.
+  st = ask_member_id("127.0.0.1", a.port, {"http://127.0.0.1:10"}, 5000, &ack);
+  EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
+  EXPECT_NE(st.message().find("member add"), std::string::npos) << st.to_string();
+  // A node that does not know its cluster cannot answer.
+  Node joiner(2, 0, o, /*joining=*/true);
+  st = ask_member_id("127.0.0.1", joiner.port, {"http://127.0.0.1:9"}, 5000, &ack);
+  EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
+  // Nobody listening: an I/O error, quickly.
+  uint16_t closed_port = a.port;
+  a.transport.reset();
+  st = ask_member_id("127.0.0.1", closed_port, {"http://127.0.0.1:9"}, 5000, &ack);
+  EXPECT_EQ(st.code(), storage::Status::Code::kIoError) << st.to_string();
+  // The questions neither broke nor counted as handshakes.
+  EXPECT_EQ(joiner->stats().handshakes_rejected, 0u);
+}
+
 TEST(TransportTest, AHelloNeverSentTimesOut) {
   TransportOptions options;
   options.handshake_timeout_ms = 100;

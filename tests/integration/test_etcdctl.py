@@ -775,12 +775,43 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(len(self.c.ctl_json("member", "list")["members"]), 3)
         self.c.ctl("put", "mem/after-remove", "v")
 
-        # Added back as a new member (a new address, an empty data directory).
-        m5, _ = self.add_member("m4b", learner=False)
-        m5.start(state="existing")
-        self.wait_count(m5, "mem/", 32)
-        self.assertEqual(len(self.c.ctl_json("member", "list")["members"]), 4)
+        # Added back at the same address with an empty data directory, as after a lost disk:
+        # a new member with a new id, which it learns from its peers when it starts.
+        import re
+        import shutil
+        shutil.rmtree(m4.data_dir)
+        out = self.c.ctl("member", "add", "m4", "--peer-urls", m4.peer_url).stdout
+        mid2 = re.search(r"Member\s+([0-9a-f]+)\s+added", out).group(1)
+        self.assertNotEqual(int(mid2, 16), int(mid, 16))
+        self.c.members.append(m4)
+        m4.start(state="existing")
+        self.wait_count(m4, "mem/", 32)
+        self.assertIn("joining an existing cluster", m4.log())
+        listed = self.c.ctl_json("member", "list")["members"]
+        self.assertEqual(len(listed), 4)
+        self.assertIn(int(mid2, 16), [m["ID"] for m in listed])
         self.c.ctl("put", "mem/final", "v")
+        self.wait_count(m4, "mem/", 33)
+        # Restarted, it keeps the id it was given.
+        self.assertEqual(m4.stop(), 0)
+        m4.start(state="existing")
+        self.wait_count(m4, "mem/", 33)
+        deadline = time.time() + 20
+        while self.c.ctl("put", "mem/final2", "v", endpoints=m4.endpoint, check=False).returncode:
+            self.assertLess(time.time(), deadline, self.c.logs())
+            time.sleep(0.3)
+
+    def test_a_member_not_added_first_cannot_join(self):
+        from cluster import Member, free_ports
+        client, peer, metrics = free_ports(3)
+        m = Member(self.c, "stranger", client, peer, metrics)
+        self.c.members.append(m)
+        try:
+            m.start(state="existing")
+            self.assertNotEqual(m.proc.wait(timeout=60), 0)
+        finally:
+            self.c.members.remove(m)
+        self.assertIn("add it first", m.log())
 
     def test_sigterm_on_the_leader_hands_leadership_over(self):
         old = self.c.wait_leader()
