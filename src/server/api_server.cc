@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <openssl/evp.h>
 
 #include <unistd.h>
@@ -61,32 +62,69 @@ std::string leader_client_target(const Node& node) {
   return "";
 }
 
-class SlowLog {
+// Every RPC, whatever its service or kind, passes here: counted at its start and at its status
+// (grpc_server_started_total and grpc_server_handled_total, as go-grpc-prometheus counts them
+// for etcd), and logged if a unary call took longer than --slow-request-ms. Streams are left
+// out of the slow log: a watch lasts as long as its client wants.
+class RpcObserver final : public grpc::experimental::Interceptor {
  public:
-  SlowLog(const char* method, const ApiServerOptions& o)
-      : method_(method),
-        threshold_ms_(o.slow_request_ms),
-        start_(Clock::now()),
-        on_handled_(&o.on_handled) {
-    if (o.on_started) o.on_started(method_);
+  RpcObserver(grpc::experimental::ServerRpcInfo* info, const ApiServerOptions* o)
+      : method_(info->method()), type_(grpc_type_name(info->type())), o_(o), start_(Clock::now()) {
+    if (o_->on_started) o_->on_started(method_, type_);
   }
-  void done(const grpc::Status& st) const {
-    if (*on_handled_) (*on_handled_)(method_, static_cast<int>(st.error_code()));
-    if (threshold_ms_ <= 0) return;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
-    if (ms < threshold_ms_) return;
-    log(LogLevel::kWarn, "request took too long",
-        {{"method", method_},
-         {"took", std::to_string(ms) + "ms"},
-         {"expected-duration", std::to_string(threshold_ms_) + "ms"},
-         {"code", std::to_string(static_cast<int>(st.error_code()))}});
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      done(static_cast<int>(methods->GetSendStatus().error_code()));
+    }
+    methods->Proceed();
   }
 
  private:
-  const char* method_;
-  int64_t threshold_ms_;
+  static std::string_view grpc_type_name(grpc::experimental::ServerRpcInfo::Type t) {
+    using T = grpc::experimental::ServerRpcInfo::Type;
+    switch (t) {
+      case T::UNARY:
+        return "unary";
+      case T::CLIENT_STREAMING:
+        return "client_stream";
+      case T::SERVER_STREAMING:
+        return "server_stream";
+      case T::BIDI_STREAMING:
+        return "bidi_stream";
+    }
+    return "unary";
+  }
+
+  void done(int code) {
+    if (o_->on_handled) o_->on_handled(method_, type_, code);
+    if (o_->slow_request_ms <= 0 || type_ != "unary") return;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+    if (ms < o_->slow_request_ms) return;
+    log(LogLevel::kWarn, "request took too long",
+        {{"method", method_},
+         {"took", std::to_string(ms) + "ms"},
+         {"expected-duration", std::to_string(o_->slow_request_ms) + "ms"},
+         {"code", std::to_string(code)}});
+  }
+
+  std::string method_;
+  std::string_view type_;
+  const ApiServerOptions* o_;
   Clock::time_point start_;
-  const std::function<void(std::string_view, int)>* on_handled_;
+};
+
+class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcObserverFactory(const ApiServerOptions* o) : o_(o) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new RpcObserver(info, o_);
+  }
+
+ private:
+  const ApiServerOptions* o_;
 };
 
 uint64_t wall_clock_ns() {
@@ -155,25 +193,15 @@ struct ApiServer::Impl {
     return reactor;
   }
 
-  // Finishes a unary call, logging it if slow.
-  void finish(grpc::ServerUnaryReactor* reactor, const SlowLog& log, const grpc::Status& st) {
-    log.done(st);
-    reactor->Finish(st);
-  }
-
   // Proposes `cmd`; `fill` turns the state machine's response into the reply.
   template <typename Fill>
-  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, const char* method,
-                                    kv::Command cmd, Fill fill) {
+  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, kv::Command cmd, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    SlowLog log(method, options);
-    node->propose(std::move(cmd),
-                  [this, reactor, log, fill](const RpcError& e, kv::Response&& r) mutable {
-                    if (!e.ok()) return finish(reactor, log, to_grpc(e));
-                    if (!r.error.ok())
-                      return finish(reactor, log, to_grpc(from_api_error(r.error)));
-                    finish(reactor, log, fill(r));
-                  });
+    node->propose(std::move(cmd), [reactor, fill](const RpcError& e, kv::Response&& r) mutable {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      if (!r.error.ok()) return reactor->Finish(to_grpc(from_api_error(r.error)));
+      reactor->Finish(fill(r));
+    });
     return reactor;
   }
 };
@@ -307,15 +335,14 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
                                   pb::RangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    SlowLog log("/etcdserverpb.KV/Range", s_->options);
-    auto run = [this, reactor, req, resp, log](const RpcError& e) {
-      if (!e.ok()) return s_->finish(reactor, log, to_grpc(e));
+    auto run = [this, reactor, req, resp](const RpcError& e) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
       kv::RangeResponse r;
       kv::ApiError err = s_->node->store().range(to_kv(*req), &r);
-      if (!err.ok()) return s_->finish(reactor, log, to_grpc(from_api_error(err)));
+      if (!err.ok()) return reactor->Finish(to_grpc(from_api_error(err)));
       to_pb(r, resp);
       s_->header(resp->mutable_header(), r.revision);
-      s_->finish(reactor, log, grpc::Status::OK);
+      reactor->Finish(grpc::Status::OK);
     };
     if (req->serializable()) {
       run(RpcError{});
@@ -330,7 +357,7 @@ class KvService final : public pb::KV::CallbackService {
     if (s_->node->has_alarm(AlarmType::kNoSpace)) return s_->refuse(ctx, no_space());
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, "/etcdserverpb.KV/Put", std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* p_ptr = std::get_if<kv::PutResponse>(&r.op);
       if (p_ptr == nullptr) return mismatch();
       const auto& p = *p_ptr;
@@ -345,15 +372,14 @@ class KvService final : public pb::KV::CallbackService {
                                         pb::DeleteRangeResponse* resp) override {
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, "/etcdserverpb.KV/DeleteRange", std::move(cmd),
-                       [this, resp](kv::Response& r) {
-                         const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
-                         if (d_ptr == nullptr) return mismatch();
-                         const auto& d = *d_ptr;
-                         to_pb(d, resp);
-                         s_->header(resp->mutable_header(), d.revision);
-                         return grpc::Status::OK;
-                       });
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
+      if (d_ptr == nullptr) return mismatch();
+      const auto& d = *d_ptr;
+      to_pb(d, resp);
+      s_->header(resp->mutable_header(), d.revision);
+      return grpc::Status::OK;
+    });
   }
 
   grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
@@ -363,7 +389,7 @@ class KvService final : public pb::KV::CallbackService {
     }
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, "/etcdserverpb.KV/Txn", std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* t_ptr = std::get_if<kv::TxnResponse>(&r.op);
       if (t_ptr == nullptr) return mismatch();
       const auto& t = *t_ptr;
@@ -378,14 +404,13 @@ class KvService final : public pb::KV::CallbackService {
                                     pb::CompactionResponse* resp) override {
     kv::Command cmd;
     cmd.op = kv::CompactionRequest{req->revision()};
-    return s_->propose(ctx, "/etcdserverpb.KV/Compact", std::move(cmd),
-                       [this, resp](kv::Response& r) {
-                         const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
-                         if (c_ptr == nullptr) return mismatch();
-                         const auto& c = *c_ptr;
-                         s_->header(resp->mutable_header(), c.revision);
-                         return grpc::Status::OK;
-                       });
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
+      if (c_ptr == nullptr) return mismatch();
+      const auto& c = *c_ptr;
+      s_->header(resp->mutable_header(), c.revision);
+      return grpc::Status::OK;
+    });
   }
 
  private:
@@ -427,16 +452,15 @@ class LeaseService final : public pb::Lease::CallbackService {
     }
     kv::Command cmd;
     cmd.op = kv::LeaseGrantRequest{id, req->ttl()};
-    return s_->propose(ctx, "/etcdserverpb.Lease/LeaseGrant", std::move(cmd),
-                       [this, resp](kv::Response& r) {
-                         const auto* g_ptr = std::get_if<kv::LeaseGrantResponse>(&r.op);
-                         if (g_ptr == nullptr) return mismatch();
-                         const auto& g = *g_ptr;
-                         resp->set_id(g.id);
-                         resp->set_ttl(g.ttl);
-                         s_->header(resp->mutable_header(), g.revision);
-                         return grpc::Status::OK;
-                       });
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* g_ptr = std::get_if<kv::LeaseGrantResponse>(&r.op);
+      if (g_ptr == nullptr) return mismatch();
+      const auto& g = *g_ptr;
+      resp->set_id(g.id);
+      resp->set_ttl(g.ttl);
+      s_->header(resp->mutable_header(), g.revision);
+      return grpc::Status::OK;
+    });
   }
 
   grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* ctx,
@@ -444,14 +468,13 @@ class LeaseService final : public pb::Lease::CallbackService {
                                         pb::LeaseRevokeResponse* resp) override {
     kv::Command cmd;
     cmd.op = kv::LeaseRevokeRequest{req->id()};
-    return s_->propose(ctx, "/etcdserverpb.Lease/LeaseRevoke", std::move(cmd),
-                       [this, resp](kv::Response& r) {
-                         const auto* v_ptr = std::get_if<kv::LeaseRevokeResponse>(&r.op);
-                         if (v_ptr == nullptr) return mismatch();
-                         const auto& v = *v_ptr;
-                         s_->header(resp->mutable_header(), v.revision);
-                         return grpc::Status::OK;
-                       });
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* v_ptr = std::get_if<kv::LeaseRevokeResponse>(&r.op);
+      if (v_ptr == nullptr) return mismatch();
+      const auto& v = *v_ptr;
+      s_->header(resp->mutable_header(), v.revision);
+      return grpc::Status::OK;
+    });
   }
 
   grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext* ctx,
@@ -470,7 +493,6 @@ class LeaseService final : public pb::Lease::CallbackService {
           });
       return reactor;
     }
-    SlowLog log("/etcdserverpb.Lease/LeaseTimeToLive", s_->options);
     resp->set_id(req->id());
     bool found = false;
     for (const kv::LeaseInfo& l : s_->node->store().leases()) {
@@ -487,7 +509,7 @@ class LeaseService final : public pb::Lease::CallbackService {
     // etcd answers an unknown lease with TTL -1 rather than an error.
     if (!found) resp->set_ttl(-1);
     s_->header(resp->mutable_header());
-    s_->finish(reactor, log, grpc::Status::OK);
+    reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
@@ -1266,6 +1288,9 @@ storage::Status ApiServer::start() {
       std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));
   builder.SetMaxReceiveMessageSize(max_recv);
   builder.SetMaxSendMessageSize(INT32_MAX);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(std::make_unique<RpcObserverFactory>(&impl_->options));
+  builder.experimental().SetInterceptorCreators(std::move(observers));
   builder.RegisterService(&impl_->services->kv);
   builder.RegisterService(&impl_->services->watch);
   builder.RegisterService(&impl_->services->lease);

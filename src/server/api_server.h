@@ -36,10 +36,11 @@ struct ApiServerOptions {
   std::string version = "3.5.0";
   // Watchers created with progress_notify get an empty response this often.
   int64_t progress_notify_ms = 600'000;
-  // Metrics hooks (may be empty), with the full method name ("/etcdserverpb.KV/Range") and, at
-  // the end, the gRPC status code.
-  std::function<void(std::string_view method)> on_started;
-  std::function<void(std::string_view method, int code)> on_handled;
+  // Metrics hooks (may be empty) for every RPC, with the full method name
+  // ("/etcdserverpb.KV/Range"), go-grpc-prometheus's grpc_type ("unary", "server_stream",
+  // "bidi_stream"...) and, at the end, the gRPC status code. Called on gRPC's threads.
+  std::function<void(std::string_view method, std::string_view type)> on_started;
+  std::function<void(std::string_view method, std::string_view type, int code)> on_handled;
 };
 
 class ApiServer {

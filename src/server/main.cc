@@ -179,6 +179,9 @@ int run(ServerConfig cfg) {
   to.self = cfg.member_id;
   to.on_cluster_id = [&node](uint64_t id) { node->adopt_cluster_id(id); };
   to.is_removed = [&node](raft::NodeId id) { return node->member_removed(id); };
+  to.on_round_trip = [&metrics](raft::NodeId peer, double seconds) {
+    if (metrics) metrics->observe_peer_round_trip(peer, seconds);
+  };
   to.find_member = [&node](const std::vector<std::string>& urls) {
     return node->find_member(urls);
   };
@@ -196,13 +199,12 @@ int run(ServerConfig cfg) {
   }
   PeerSink sink(&peers);
   for (const Member& m : cfg.initial_cluster) {
-    if (m.id == cfg.member_id) continue;
+    if (m.name == cfg.name) continue;
     std::vector<std::string> urls;
     for (const Url& u : m.peer_urls)
       urls.push_back(u.to_string());
     sink.set_peer(m.id, urls);
   }
-  peers.start();
 
   ServerMetricsSource source;
   source.node = [&node] { return node->status(); };
@@ -212,7 +214,8 @@ int run(ServerConfig cfg) {
     for (const MemberInfo& m : node->members()) {
       if (m.id == node->id()) continue;
       if (auto ps = peers.peer_status(m.id)) {
-        out.push_back({m.id, ps->connected, ps->round_trip_seconds, std::nullopt, std::nullopt});
+        out.push_back(
+            {m.id, ps->connected, ps->round_trip_seconds, ps->sent_bytes, ps->received_bytes});
       }
     }
     return out;
@@ -221,17 +224,19 @@ int run(ServerConfig cfg) {
     return node->store().size_bytes();
   };
   metrics = std::make_unique<ServerMetrics>(&registry, cfg.member_id, "3.5.0", source);
+  // After the metrics exist: the transport's thread reports round trips to them.
+  peers.start();
 
   ApiServerOptions ao;
   for (const Url& u : cfg.listen_client_urls)
     ao.listen_addresses.push_back(host_port(u));
-  ao.on_started = [&metrics](std::string_view method) {
+  ao.on_started = [&metrics](std::string_view method, std::string_view type) {
     auto [service, name] = split_method(method);
-    metrics->grpc_started(kGrpcUnary, service, name);
+    metrics->grpc_started(type, service, name);
   };
-  ao.on_handled = [&metrics](std::string_view method, int code) {
+  ao.on_handled = [&metrics](std::string_view method, std::string_view type, int code) {
     auto [service, name] = split_method(method);
-    metrics->grpc_handled(kGrpcUnary, service, name, code);
+    metrics->grpc_handled(type, service, name, code);
   };
   ao.max_request_bytes = cfg.max_request_bytes;
   ao.max_txn_ops = cfg.max_txn_ops;

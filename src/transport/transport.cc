@@ -312,6 +312,7 @@ struct PeerTransport::Impl {
     {
       std::lock_guard lock(mu);
       p->queued_bytes -= c->message_bytes_in_flight;
+      p->status.sent_bytes += written;
     }
     c->writing = false;
     c->message_bytes_in_flight = 0;
@@ -329,6 +330,10 @@ struct PeerTransport::Impl {
         return;
       }
       add(counters.bytes_received, n);
+      {
+        std::lock_guard lock(mu);
+        p->status.received_bytes += n;
+      }
       c->decoder.feed(std::string_view(c->read_buffer.data(), n));
       Frame frame;
       for (;;) {
@@ -370,6 +375,7 @@ struct PeerTransport::Impl {
           p->status.connected = true;
           p->status.round_trip_seconds = rtt;
         }
+        if (options.on_round_trip) options.on_round_trip(p->id, rtt);
         schedule_ping(p, c);
         flush(p);
         return true;
@@ -392,8 +398,12 @@ struct PeerTransport::Impl {
         }
         uint64_t now = now_ns();
         if (token <= now) {
-          std::lock_guard lock(mu);
-          p->status.round_trip_seconds = static_cast<double>(now - token) / 1e9;
+          double rtt = static_cast<double>(now - token) / 1e9;
+          {
+            std::lock_guard lock(mu);
+            p->status.round_trip_seconds = rtt;
+          }
+          if (options.on_round_trip) options.on_round_trip(p->id, rtt);
         }
         return true;
       }
@@ -531,8 +541,15 @@ struct PeerTransport::Impl {
                                   add(counters.frames_received);
                                   if (!on_in_frame(c, frame)) return;
                                 }
+                                if (c->handshaken) count_received(c->peer, n);
                                 read_in(c);
                               });
+  }
+
+  void count_received(raft::NodeId id, size_t n) {
+    std::lock_guard lock(mu);
+    auto it = peers.find(id);
+    if (it != peers.end()) it->second->status.received_bytes += n;
   }
 
   // A joining member's question; the answer (or the reason there is none) ends the connection.

@@ -53,6 +53,9 @@ struct TransportOptions {
   // A joining member's peer URLs -> the id of the member that has them, or kNoNode (see
   // ask_member_id). Runs on the I/O thread; empty: every join request is refused.
   std::function<raft::NodeId(const std::vector<std::string>& peer_urls)> find_member;
+  // Each round-trip sample to a peer (the handshake's, then every probe's), on the I/O thread;
+  // may be empty.
+  std::function<void(raft::NodeId peer, double seconds)> on_round_trip;
   raft::NodeId self = raft::kNoNode;
   // Messages queued for one peer and not yet written, plus those in the write under way. Beyond
   // it messages are dropped (Raft retransmits) and counted.
@@ -104,6 +107,10 @@ struct PeerStatus {
   // Why the last connection attempt failed or the last connection closed; empty if none did.
   std::string last_error;
   uint64_t queued_bytes = 0;
+  // Bytes written to the peer and read from it, frame headers included, over every
+  // connection since the peer was set.
+  uint64_t sent_bytes = 0;
+  uint64_t received_bytes = 0;
 };
 
 struct JoinAck;

@@ -265,6 +265,14 @@ TEST(TransportTest, TwoNodesExchangeBatchesWithEveryField) {
   EXPECT_TRUE(status->connected);
   EXPECT_GT(status->round_trip_seconds, 0.0);
   EXPECT_TRUE(status->last_error.empty());
+  // Per-peer byte counts: with one peer they are most of the totals, and what a wrote to b
+  // is what b read from a.
+  EXPECT_GT(status->sent_bytes, kCount * 10);
+  EXPECT_LE(status->sent_bytes, a->stats().bytes_sent);
+  EXPECT_GT(status->received_bytes, kCount * 10);
+  EXPECT_LE(status->received_bytes, a->stats().bytes_received);
+  uint64_t a_sent = status->sent_bytes;
+  EXPECT_TRUE(eventually([&] { return b->peer_status(1)->received_bytes >= a_sent; }));
 }
 
 TEST(TransportTest, ThreeNodesKeepOrderPerPair) {
@@ -405,7 +413,14 @@ TEST(TransportTest, APeerNamedByHostIsResolved) {
 TEST(TransportTest, ProbesMeasureTheRoundTrip) {
   TransportOptions options;
   options.ping_interval_ms = 10;
-  Node a(1, 0, options), b(2, 0, options);
+  std::atomic<int> samples{0};
+  std::atomic<NodeId> sampled{0};
+  TransportOptions a_options = options;
+  a_options.on_round_trip = [&](NodeId peer, double seconds) {
+    if (seconds > 0 && seconds < 5) ++samples;
+    sampled = peer;
+  };
+  Node a(1, 0, a_options), b(2, 0, options);
   a->set_peer(2, "127.0.0.1", b.port);
   ASSERT_TRUE(eventually([&] { return a.connected_to(2); }));
   uint64_t received = a->stats().frames_received;  // the acknowledgement
@@ -413,6 +428,8 @@ TEST(TransportTest, ProbesMeasureTheRoundTrip) {
   ASSERT_TRUE(eventually([&] { return a->stats().frames_received >= received + 5; }));
   EXPECT_GT(a->peer_status(2)->round_trip_seconds, 0.0);
   EXPECT_LT(a->peer_status(2)->round_trip_seconds, 5.0);
+  EXPECT_GE(samples.load(), 5) << "the handshake's sample and every probe's reach the callback";
+  EXPECT_EQ(sampled.load(), 2u);
   EXPECT_EQ(a->stats().bad_frames + b->stats().bad_frames, 0u);
   EXPECT_TRUE(a.connected_to(2));
 }

@@ -416,6 +416,44 @@ class HttpTest(ClusterTest):
                             for k in samples), [k for k in samples if "grpc" in k][:5])
         self.assertEqual(self.c.members[0].http_get("/nothing")[0], 404)
 
+    def test_every_rpc_kind_and_peer_traffic_is_measured(self):
+        m = self.c.members[0]
+        self.c.ctl("put", "metrics/w", "v", endpoints=m.endpoint)
+        rev = self.c.ctl_json("get", "metrics/w", endpoints=m.endpoint)["header"]["revision"]
+        # A watch stream (bidi) that ends, a cluster call and a maintenance call (unary).
+        import os
+        import subprocess
+        watch = subprocess.Popen(["etcdctl", "--endpoints", m.endpoint, "watch", "metrics/w",
+                                  "--rev", str(rev)], stdout=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, ETCDCTL_API="3"))
+        first = watch.stdout.readline()
+        watch.kill()
+        watch.wait()
+        watch.stdout.close()
+        self.assertEqual(first.strip(), "PUT")
+        self.c.ctl("member", "list", endpoints=m.endpoint)
+        self.c.ctl("endpoint", "status", endpoints=m.endpoint)
+        time.sleep(1.5)  # a few peer round-trip probes
+        samples = {}
+        for line in m.http_get("/metrics")[1].splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+
+        def has(prefix, *parts):
+            return any(k.startswith(prefix) and all(x in k for x in parts) and samples[k] > 0
+                       for k in samples)
+        self.assertTrue(has("grpc_server_started_total{", 'grpc_method="Watch"',
+                            'grpc_type="bidi_stream"'))
+        self.assertTrue(has("grpc_server_handled_total{", 'grpc_method="MemberList"',
+                            'grpc_code="OK"', 'grpc_type="unary"'))
+        self.assertTrue(has("grpc_server_handled_total{", 'grpc_method="Status"',
+                            'grpc_service="etcdserverpb.Maintenance"'))
+        self.assertTrue(has("etcd_network_peer_round_trip_time_seconds_count{"),
+                        [k for k in samples if "round_trip" in k])
+        self.assertTrue(has("etcd_network_peer_sent_bytes_total{"))
+        self.assertTrue(has("etcd_network_peer_received_bytes_total{"))
+
 
 class PeerPortTest(ClusterTest):
     def metric(self, member, name):
