@@ -1082,6 +1082,18 @@ std::vector<LeaseInfo> MvccStore::leases() const {
   return out;
 }
 
+Status MvccStore::restart_log() {
+  std::unique_lock lock(mu_);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  Status st =
+      from_rocksdb(db_->Put(wo, kMetaApplied, slice(u64_value(0) + u64_value(0))), "restart log");
+  if (!st.is_ok()) return st;
+  applied_index_ = 0;
+  applied_term_ = 0;
+  return from_rocksdb(db_->Flush({}), "flush");
+}
+
 Status MvccStore::flush() {
   return from_rocksdb(db_->Flush({}), "flush");
 }

@@ -112,6 +112,10 @@ class MvccStore {
   // HashKV). Fails with etcd's errors for a compacted or future revision.
   ApiError hash_kv(int64_t revision, uint32_t* hash, int64_t* hashed_revision) const;
   storage::Status flush();
+  // Forgets the log position (applied index and term back to 0) and keeps everything else:
+  // keys, revisions, leases. A store restored from a backup then starts a new cluster's log,
+  // whose first entries it applies on top of what it holds. Durable when it returns.
+  storage::Status restart_log();
 
   struct Lease {
     int64_t ttl = 0;

@@ -110,7 +110,9 @@ Status Node::stored_member_id(const std::string& data_dir, uint64_t* id) {
 
 bool Node::has_data(const std::string& data_dir) {
   auto fs = storage::make_posix_file_system();
-  return fs->exists(storage::join_path(storage::join_path(data_dir, "member"), "wal"));
+  const std::string member_dir = storage::join_path(data_dir, "member");
+  return fs->exists(storage::join_path(member_dir, "wal")) ||
+         fs->exists(storage::join_path(member_dir, "kv"));
 }
 
 raft::NodeId Node::find_member(const std::vector<std::string>& peer_urls) const {
@@ -140,6 +142,20 @@ Status Node::recover() {
   if (!fs_->exists(member_dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(member_dir));
   CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir));
 
+  CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),
+                                            storage::WalOptions{}, &wal_));
+  const bool first_start = wal_->group(kGroup) == nullptr;
+  CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
+  if (first_start && !options_.new_cluster && store_->revision() > 1) {
+    // A store restored from a backup (chorus-snapshot restore) seeds a new cluster only: here
+    // the existing cluster's log would be applied on top of data it never wrote. Refused
+    // before anything is written, so the directory can still start a new cluster.
+    return Status::invalid_argument(
+        member_dir +
+        "/kv holds data but no log, as a restored backup does: start this member with "
+        "--initial-cluster-state new, as part of a new cluster");
+  }
+
   // The cluster id is fixed when a member first starts (or first hears from its cluster) and
   // kept in the data directory; later flags cannot change it. The member id likewise.
   uint64_t id = 0;
@@ -165,12 +181,10 @@ Status Node::recover() {
     return st;
   }
 
-  CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),
-                                            storage::WalOptions{}, &wal_));
-  if (wal_->group(kGroup) == nullptr) {
-    // First start. The log is created with an empty configuration; a new cluster then writes
-    // the additions of its initial members as committed entries of term 1, identical on every
-    // member, so that a member added later learns the whole membership by replaying the log.
+  if (first_start) {
+    // The log is created with an empty configuration; a new cluster then writes the additions
+    // of its initial members as committed entries of term 1, identical on every member, so
+    // that a member added later learns the whole membership by replaying the log.
     CHORUS_RETURN_IF_ERROR(wal_->bootstrap(kGroup, raft::ConfState{}));
     if (options_.new_cluster) {
       storage::WalBatch batch;
@@ -180,7 +194,6 @@ Status Node::recover() {
       CHORUS_RETURN_IF_ERROR(wal_->commit(batch));
     }
   }
-  CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
 
   const raft::LogStorage* log = wal_->group(kGroup);
   raft::Snapshot snap;

@@ -114,7 +114,7 @@ class Node {
   // store is an error naming what is damaged; the node does not start.
   static storage::Status open(const NodeOptions& options, std::unique_ptr<Node>* out);
   // The member id recorded in a data directory (not_found if none is), and whether the
-  // directory holds a member's log at all.
+  // directory holds a member's log or store at all.
   static storage::Status stored_member_id(const std::string& data_dir, uint64_t* id);
   static bool has_data(const std::string& data_dir);
   ~Node();

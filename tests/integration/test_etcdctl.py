@@ -5,6 +5,7 @@ processes on loopback must answer as etcd would.
 """
 
 import argparse
+import os
 import json
 import sys
 import threading
@@ -15,6 +16,7 @@ from cluster import Cluster
 
 CHORUSD = None
 LINCHECK = None
+SNAPSHOT_TOOL = None
 
 
 def b64(s):
@@ -861,14 +863,100 @@ class FaultTest(unittest.TestCase):
         self.assertLess(time.time() - t0, 10)
 
 
+class RestoreTest(unittest.TestCase):
+    """A backup taken with etcdctl snapshot save seeds a new cluster (chorus-snapshot restore)."""
+
+    def setUp(self):
+        if not SNAPSHOT_TOOL:
+            self.skipTest("needs --snapshot-tool")
+        self.clusters = []
+
+    def tearDown(self):
+        for c in self.clusters:
+            c.close()
+
+    def tool(self, *args, check=True):
+        import subprocess
+        p = subprocess.run([SNAPSHOT_TOOL] + list(args), capture_output=True, text=True,
+                           timeout=120)
+        if check:
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return p
+
+    def test_a_backup_restored_into_a_new_cluster_keeps_keys_revisions_and_leases(self):
+        old = Cluster(CHORUSD)
+        self.clusters.append(old)
+        old.start()
+        lease = old.ctl("lease", "grant", "900").stdout.split()[1]
+        old.ctl("put", "rs/leased", "v", "--lease", lease)
+        for i in range(60):
+            old.ctl("put", "rs/%02d" % (i % 40), "v%d" % i)
+        old.ctl("del", "rs/39")
+        before = old.ctl_json("get", "rs/", "--prefix")
+        path = os.path.join(old.root, "backup.db")
+        old.ctl("snapshot", "save", path, endpoints=old.members[0].endpoint)
+        status = json.loads(self.tool("status", path, "--json").stdout)
+        self.assertEqual(status["revision"], before["header"]["revision"])
+        self.assertEqual(status["totalKey"], 40)  # rs/00..38 and rs/leased
+        self.assertEqual(status["leases"], 1)
+        old.close(keep=True)  # the backup stays until tearDown
+
+        new = Cluster(CHORUSD, token="restored-%d" % os.getpid())
+        self.clusters.append(new)
+        for m in new.members:
+            out = self.tool("restore", path, "--data-dir", m.data_dir).stdout
+            self.assertIn("--initial-cluster-state new", out)
+        # A restored directory refuses to join an existing cluster: it would mix two histories.
+        stray = new.members[0]
+        stray.start(state="existing")
+        self.assertNotEqual(stray.proc.wait(timeout=30), 0)
+        self.assertIn("restored backup", stray.log())
+        new.start()
+        # The refused start wrote nothing: that member is a full member of the new cluster.
+        deadline = time.time() + 20
+        while True:
+            p = new.ctl("put", "rs/via-m1", "x", endpoints=stray.endpoint, check=False)
+            if p.returncode == 0:
+                break
+            self.assertLess(time.time(), deadline, p.stderr + new.logs())
+            time.sleep(0.3)
+        new.ctl("del", "rs/via-m1")
+        after = new.ctl_json("get", "rs/", "--prefix")
+        self.assertEqual([(kv["key"], kv["value"], kv["mod_revision"], kv["version"])
+                          for kv in before["kvs"]],
+                         [(kv["key"], kv["value"], kv["mod_revision"], kv["version"])
+                          for kv in after["kvs"]])
+        self.assertGreaterEqual(after["header"]["revision"], before["header"]["revision"])
+        ttl = new.ctl_json("lease", "timetolive", lease)
+        self.assertEqual(ttl["granted-ttl"], 900)
+        names = sorted(m.get("name", "") for m in new.ctl_json("member", "list")["members"])
+        self.assertEqual(names, ["m1", "m2", "m3"])
+        new.ctl("put", "rs/new", "x")
+        r = new.ctl_json("get", "rs/new")
+        self.assertEqual(r["kvs"][0]["mod_revision"], after["header"]["revision"] + 1)
+        s = new.ctl_json("get", "rs/00", "--consistency=s", endpoints=stray.endpoint)
+        self.assertEqual(s["kvs"][0]["value"], before["kvs"][0]["value"])
+        # A damaged file is refused before anything is written.
+        with open(path, "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 1]))
+        p = self.tool("restore", path, "--data-dir", os.path.join(new.root, "x"), check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("damaged", p.stderr)
+
+
 def main():
-    global CHORUSD, LINCHECK
+    global CHORUSD, LINCHECK, SNAPSHOT_TOOL
     ap = argparse.ArgumentParser()
     ap.add_argument("--chorusd", required=True)
     ap.add_argument("--lincheck", help="chorus-lincheck, to check recorded histories")
+    ap.add_argument("--snapshot-tool", help="chorus-snapshot, to restore backups")
     args, rest = ap.parse_known_args()
     CHORUSD = args.chorusd
     LINCHECK = args.lincheck
+    SNAPSHOT_TOOL = args.snapshot_tool
     unittest.main(argv=[sys.argv[0]] + rest)
 
 
