@@ -792,7 +792,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
     }
     // A fresh id, as etcd's (the URLs, the token and the time): a member removed and added
     // back at the same address is a new member, and ids are never reused. The new member asks
-    // its peers for it when it starts (transport::ask_member_id).
+    // its peers for it when it starts (transport::ask_to_join).
     raft::NodeId id = raft::kNoNode;
     for (uint64_t salt = wall_clock_ns(); id == raft::kNoNode; ++salt) {
       id = compute_added_member_id(urls, s_->node->cluster_token(), salt);
@@ -1220,6 +1220,31 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
 
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  // The sender checkpoints its store before its first message, which may take a while: a
+  // watcher cancels the stream as soon as the member stops, rather than after the next read.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool watch_done = false;
+  std::thread watcher([&] {
+    std::unique_lock<std::mutex> lk(watch_mu);
+    while (!watch_done && !stop)
+      watch_cv.wait_for(lk, std::chrono::milliseconds(50));
+    if (!watch_done) ctx.TryCancel();
+  });
+  struct StopWatcher {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& done;
+    std::thread& t;
+    ~StopWatcher() {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        done = true;
+      }
+      cv.notify_all();
+      t.join();
+    }
+  } stop_watcher{watch_mu, watch_cv, watch_done, watcher};
   auto reader = stub->Snapshot(&ctx, pb::SnapshotRequest{});
   pb::SnapshotResponse resp;
   std::string buffer;

@@ -62,32 +62,46 @@ class PeerSink final : public MessageSink {
 };
 
 // A member starting with an empty data directory to join an existing cluster asks the members
-// named in --initial-cluster which id MemberAdd gave its peer URLs (etcd asks its peers for the
-// member list the same way). Retried for a while: the member may have been added a moment ago,
-// through a member that has applied the change before the one asked.
-bool join_existing_cluster(ServerConfig* cfg) {
+// named in --initial-cluster which id MemberAdd gave its peer URLs, and who the members are
+// (etcd asks its peers for the member list the same way). Every reachable member is asked and
+// the answer of the one that has applied the most wins: a member that has not applied a recent
+// removal and re-addition would name the removed id. Retried for a while: the member may have
+// been added a moment ago, through a member that applied the change before the ones asked.
+bool join_existing_cluster(ServerConfig* cfg, transport::JoinAck* chosen) {
   std::vector<std::string> mine;
   for (const Url& u : cfg->initial_advertise_peer_urls)
     mine.push_back(u.to_string());
   std::string last_error = "no other member in --initial-cluster to ask";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (true) {
+    bool answered = false;
+    std::string asked;
     for (const Member& m : cfg->initial_cluster) {
       if (m.name == cfg->name) continue;
       for (const Url& u : m.peer_urls) {
         transport::JoinAck ack;
-        storage::Status st = transport::ask_member_id(u.host, u.port, mine, 2000, &ack);
-        if (st.is_ok()) {
-          cfg->member_id = ack.member_id;
-          cfg->cluster_id = ack.cluster_id;
-          log(LogLevel::kInfo, "joining an existing cluster",
-              {{"member-id", hex(ack.member_id)},
-               {"cluster-id", hex(ack.cluster_id)},
-               {"asked", u.to_string()}});
-          return true;
+        storage::Status st = transport::ask_to_join(u.host, u.port, mine, 2000, &ack);
+        if (!st.is_ok()) {
+          last_error = u.to_string() + ": " + st.message();
+          continue;
         }
-        last_error = u.to_string() + ": " + st.message();
+        if (!answered || ack.applied_index > chosen->applied_index) {
+          *chosen = std::move(ack);
+          asked = u.to_string();
+        }
+        answered = true;
+        break;  // one answer per member
       }
+    }
+    if (answered) {
+      cfg->member_id = chosen->member_id;
+      cfg->cluster_id = chosen->cluster_id;
+      log(LogLevel::kInfo, "joining an existing cluster",
+          {{"member-id", hex(chosen->member_id)},
+           {"cluster-id", hex(chosen->cluster_id)},
+           {"members", std::to_string(chosen->members.size())},
+           {"asked", asked}});
+      return true;
     }
     if (std::chrono::steady_clock::now() > deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -113,6 +127,7 @@ int run(ServerConfig cfg) {
   uint64_t stored_id = 0;
   storage::Status ids = Node::stored_member_id(cfg.data_dir, &stored_id);
   bool joined = false;
+  transport::JoinAck join_answer;
   if (ids.is_ok()) {
     cfg.member_id = stored_id;
   } else if (ids.code() != storage::Status::Code::kNotFound) {
@@ -120,7 +135,7 @@ int run(ServerConfig cfg) {
         {{"data-dir", cfg.data_dir}, {"error", ids.to_string()}});
     return 1;
   } else if (!cfg.initial_cluster_new && !Node::has_data(cfg.data_dir)) {
-    if (!join_existing_cluster(&cfg)) return 1;
+    if (!join_existing_cluster(&cfg, &join_answer)) return 1;
     joined = true;
   }
 
@@ -182,8 +197,13 @@ int run(ServerConfig cfg) {
   to.on_round_trip = [&metrics](raft::NodeId peer, double seconds) {
     if (metrics) metrics->observe_peer_round_trip(peer, seconds);
   };
-  to.find_member = [&node](const std::vector<std::string>& urls) {
-    return node->find_member(urls);
+  to.answer_join = [&node](const std::vector<std::string>& urls, transport::JoinAck* out) {
+    out->member_id = node->find_member(urls);
+    if (out->member_id == raft::kNoNode) return false;
+    out->applied_index = node->status().applied;
+    for (const MemberInfo& m : node->members())
+      out->members.push_back({m.id, m.peer_urls});
+    return true;
   };
   to.on_removed = [&node] { node->removed_by_peer(); };
   transport::PeerTransport peers(
@@ -197,13 +217,22 @@ int run(ServerConfig cfg) {
         {{"url", peer_listen.to_string()}, {"error", st.to_string()}});
     return 1;
   }
+  // The peers to dial at once. A new cluster's are in --initial-cluster, with the ids every
+  // member derives alike; a joining member has them from the member that answered it. A
+  // member restarting learns them from its snapshot and log as it starts (Node::start).
   PeerSink sink(&peers);
-  for (const Member& m : cfg.initial_cluster) {
-    if (m.name == cfg.name) continue;
-    std::vector<std::string> urls;
-    for (const Url& u : m.peer_urls)
-      urls.push_back(u.to_string());
-    sink.set_peer(m.id, urls);
+  if (joined) {
+    for (const transport::JoinAck::Member& m : join_answer.members) {
+      if (m.id != cfg.member_id) sink.set_peer(m.id, m.peer_urls);
+    }
+  } else if (cfg.initial_cluster_new) {
+    for (const Member& m : cfg.initial_cluster) {
+      if (m.name == cfg.name) continue;
+      std::vector<std::string> urls;
+      for (const Url& u : m.peer_urls)
+        urls.push_back(u.to_string());
+      sink.set_peer(m.id, urls);
+    }
   }
 
   ServerMetricsSource source;

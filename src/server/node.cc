@@ -142,14 +142,13 @@ Status Node::recover() {
   if (!fs_->exists(member_dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(member_dir));
   CHORUS_RETURN_IF_ERROR(fs_->sync_dir(dir));
 
-  CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), storage::join_path(member_dir, "wal"),
-                                            storage::WalOptions{}, &wal_));
-  const bool first_start = wal_->group(kGroup) == nullptr;
-  CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
-  if (first_start && !options_.new_cluster && store_->revision() > 1) {
-    // A store restored from a backup (chorus-snapshot restore) seeds a new cluster only: here
-    // the existing cluster's log would be applied on top of data it never wrote. Refused
-    // before anything is written, so the directory can still start a new cluster.
+  // A store without a log is a backup restored by chorus-snapshot (a member's own first start
+  // writes the log before the store). It seeds a new cluster only: joining an existing one
+  // would apply that cluster's log on top of data it never wrote. Refused before anything is
+  // written, so the directory can still start a new cluster.
+  const std::string wal_dir = storage::join_path(member_dir, "wal");
+  if (!options_.new_cluster && !fs_->exists(wal_dir) &&
+      fs_->exists(storage::join_path(member_dir, "kv"))) {
     return Status::invalid_argument(
         member_dir +
         "/kv holds data but no log, as a restored backup does: start this member with "
@@ -181,6 +180,11 @@ Status Node::recover() {
     return st;
   }
 
+  // The ids are recorded before the log and the store exist: a directory holding either has
+  // its ids (main() relies on it to tell a member that joined from one that never started).
+  CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), wal_dir, storage::WalOptions{}, &wal_));
+  const bool first_start = wal_->group(kGroup) == nullptr;
+  CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
   if (first_start) {
     // The log is created with an empty configuration; a new cluster then writes the additions
     // of its initial members as committed entries of term 1, identical on every member, so
@@ -983,8 +987,10 @@ bool Node::hold_snapshot_message(raft::Message& m) {
   // decides whether the snapshot is taken at all.
   if (store_->applied_index() >= index || (staged_ && staged_index_ >= index)) return false;
   if (!options_.fetch_snapshot) return false;  // install_snapshot() reports it
-  // The newest wins: a later snapshot (from a new leader, say) replaces an older one held.
-  if (!held_snapshot_ || held_snapshot_->snapshot->metadata.index <= index) {
+  // The newest wins: a later term (a new leader, whose snapshot may be older), or a later
+  // snapshot of the same term, replaces the one held.
+  if (!held_snapshot_ || m.term > held_snapshot_->term ||
+      (m.term == held_snapshot_->term && held_snapshot_->snapshot->metadata.index <= index)) {
     held_snapshot_ = std::move(m);
   }
   return true;
@@ -992,7 +998,10 @@ bool Node::hold_snapshot_message(raft::Message& m) {
 
 void Node::drive_snapshot_fetch(Clock::time_point now) {
   raft::Index index = held_snapshot_->snapshot->metadata.index;
-  if (staged_ && staged_index_ >= index) {
+  // Caught up through the log meanwhile, or sent by a leader since replaced: nothing to fetch,
+  // and the core answers or ignores the message as it would have at once.
+  bool stale = store_->applied_index() >= index || held_snapshot_->term < raft_->term();
+  if (stale || (staged_ && staged_index_ >= index)) {
     raft::Message m = std::move(*held_snapshot_);
     held_snapshot_.reset();
     (void)raft_->step(std::move(m));

@@ -85,9 +85,16 @@ Status read_snapshot_file(storage::FileSystem* fs, const std::string& path,
 
 namespace {
 
+// Restores into `data_dir`, which exists and is empty.
 Status restore_into(storage::FileSystem* fs, const std::string& path, const std::string& data_dir,
-                    SnapshotFileInfo* info) {
-  if (fs->exists(data_dir)) {
+                    SnapshotFileInfo* info);
+
+// Checks the target, restores, and on failure removes what it created, so the same command
+// can simply be run again.
+Status restore_or_clean(storage::FileSystem* fs, const std::string& path,
+                        const std::string& data_dir, SnapshotFileInfo* info) {
+  const bool existed = fs->exists(data_dir);
+  if (existed) {
     std::vector<std::string> names;
     CHORUS_RETURN_IF_ERROR(fs->list_dir(data_dir, &names));
     if (!names.empty()) {
@@ -96,6 +103,15 @@ Status restore_into(storage::FileSystem* fs, const std::string& path, const std:
   } else {
     CHORUS_RETURN_IF_ERROR(fs->create_dir(data_dir));
   }
+  Status st = restore_into(fs, path, data_dir, info);
+  if (!st.is_ok()) {
+    (void)fs->remove_dir(existed ? storage::join_path(data_dir, "member") : data_dir);
+  }
+  return st;
+}
+
+Status restore_into(storage::FileSystem* fs, const std::string& path, const std::string& data_dir,
+                    SnapshotFileInfo* info) {
   const std::string member_dir = storage::join_path(data_dir, "member");
   CHORUS_RETURN_IF_ERROR(fs->create_dir(member_dir));
   storage::SnapshotReceiver receiver(fs, member_dir, "kv");
@@ -132,7 +148,7 @@ Status restore_into(storage::FileSystem* fs, const std::string& path, const std:
 Status restore_snapshot_file(const std::string& path, const std::string& data_dir,
                              SnapshotFileInfo* info) {
   auto fs = storage::make_posix_file_system();
-  return restore_into(fs.get(), path, data_dir, info);
+  return restore_or_clean(fs.get(), path, data_dir, info);
 }
 
 Status inspect_snapshot_file(const std::string& path, const std::string& scratch_parent,
@@ -141,7 +157,7 @@ Status inspect_snapshot_file(const std::string& path, const std::string& scratch
   const std::string scratch =
       storage::join_path(scratch_parent, "chorus-snapshot-inspect-" + std::to_string(::getpid()));
   (void)fs->remove_dir(scratch);
-  Status st = restore_into(fs.get(), path, scratch, info);
+  Status st = restore_or_clean(fs.get(), path, scratch, info);
   (void)fs->remove_dir(scratch);
   return st;
 }

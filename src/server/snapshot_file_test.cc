@@ -124,6 +124,7 @@ TEST_F(SnapshotFileTest, DamagedTruncatedOrForeignFilesAreRefused) {
     storage::Status st = restore_snapshot_file(file_, dir_.path() + "/" + name, &info);
     EXPECT_FALSE(st.is_ok()) << name;
     EXPECT_NE(st.to_string().find(why), std::string::npos) << name << ": " << st.to_string();
+    EXPECT_FALSE(fs_->exists(dir_.path() + "/" + name)) << "left behind; a rerun would fail";
   };
   std::string flipped = bytes_;
   flipped[bytes_.size() / 2] ^= 1;

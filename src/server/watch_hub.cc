@@ -199,26 +199,30 @@ WatchHub::Step WatchHub::sync_step() {
   Watcher* w = find_unsynced_locked(ref, &state);
   if (w == nullptr || w->next_rev != from) return Step::kWorked;  // changed meanwhile
   if (!err.ok()) {
-    // Compacted while it caught up: cancelled with the compacted revision, as etcd does.
+    // Compacted while it caught up: cancelled with the compacted revision, as etcd does. The
+    // cancellation goes first: a progress response it releases must not come before it.
     std::vector<WatchUpdate> updates;
     updates.push_back(cancellation_locked(ref.id, store_->compact_revision(), err.message));
-    mark_synced_locked(ref.sink, state, nullptr);
-    state->watchers.erase(ref.id);
     ref.sink->deliver(std::move(updates));
+    state->watchers.erase(ref.id);
+    mark_synced_locked(ref.sink, state, nullptr);
     return Step::kWorked;
   }
-  int64_t limit = published_revision_;
-  // A full chunk ends at a whole revision; a short one reached the end of the store.
-  int64_t covered =
+  const int64_t limit = published_revision_;
+  // A full chunk ends at a whole revision; a short one reached the end of the store, which was
+  // at least at store_revision (it may have read further, as applies went on meanwhile).
+  const int64_t covered =
       history.size() >= kMaxEventsPerUpdate ? history.back().kv.mod_revision : store_revision;
-  // What lies beyond the published revision reaches the watcher through publish() once it
-  // is synced.
-  while (!history.empty() && history.back().kv.mod_revision > limit)
+  // Delivered now: up to what the read is known to cover, and no further than what was
+  // published (the rest reaches the watcher through publish() once it is synced). Whatever
+  // is cut here is read again by the next step, so nothing goes out twice.
+  const int64_t upto = std::min(covered, limit);
+  while (!history.empty() && history.back().kv.mod_revision > upto)
     history.pop_back();
   std::vector<WatchUpdate> updates;
   append_events(ref.id, w->spec, history, limit, &updates);
   if (!updates.empty()) ref.sink->deliver(std::move(updates));
-  int64_t next = std::min(covered, limit) + 1;
+  const int64_t next = upto + 1;
   if (next > limit) {
     mark_synced_locked(ref.sink, state, w);
   } else {

@@ -226,41 +226,68 @@ bool decode_reject(std::string_view payload, std::string* reason) {
   return r.u32(&n) && n <= kMaxRejectReasonBytes && r.bytes(n, reason) && r.done();
 }
 
+namespace {
+
+void put_urls(std::string* out, const std::vector<std::string>& urls) {
+  put_u32(out, static_cast<uint32_t>(urls.size()));
+  for (const std::string& u : urls)
+    put_bytes(out, u);
+}
+
+bool read_urls(Reader* r, std::vector<std::string>* urls) {
+  uint32_t count = 0;
+  if (!r->u32(&count) || count > kMaxJoinUrls) return false;
+  urls->clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t n = 0;
+    std::string url;
+    if (!r->u32(&n) || n > kMaxJoinUrlBytes || !r->bytes(n, &url)) return false;
+    urls->push_back(std::move(url));
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string encode_join(const JoinRequest& j) {
   std::string out;
   put_u64(&out, j.magic);
   put_u32(&out, j.version);
-  put_u32(&out, static_cast<uint32_t>(j.peer_urls.size()));
-  for (const std::string& u : j.peer_urls)
-    put_bytes(&out, u);
+  put_urls(&out, j.peer_urls);
   return out;
 }
 
 bool decode_join(std::string_view payload, JoinRequest* out) {
   Reader r(payload);
-  uint32_t count = 0;
-  if (!r.u64(&out->magic) || !r.u32(&out->version) || !r.u32(&count) || count > kMaxJoinUrls)
-    return false;
-  out->peer_urls.clear();
-  for (uint32_t i = 0; i < count; ++i) {
-    uint32_t n = 0;
-    std::string url;
-    if (!r.u32(&n) || n > kMaxJoinUrlBytes || !r.bytes(n, &url)) return false;
-    out->peer_urls.push_back(std::move(url));
-  }
-  return r.done();
+  return r.u64(&out->magic) && r.u32(&out->version) && read_urls(&r, &out->peer_urls) && r.done();
 }
 
 std::string encode_join_ack(const JoinAck& a) {
   std::string out;
   put_u64(&out, a.cluster_id);
   put_u64(&out, a.member_id);
+  put_u64(&out, a.applied_index);
+  put_u32(&out, static_cast<uint32_t>(a.members.size()));
+  for (const JoinAck::Member& m : a.members) {
+    put_u64(&out, m.id);
+    put_urls(&out, m.peer_urls);
+  }
   return out;
 }
 
 bool decode_join_ack(std::string_view payload, JoinAck* out) {
   Reader r(payload);
-  return r.u64(&out->cluster_id) && r.u64(&out->member_id) && r.done();
+  uint32_t count = 0;
+  if (!r.u64(&out->cluster_id) || !r.u64(&out->member_id) || !r.u64(&out->applied_index) ||
+      !r.u32(&count) || count > kMaxJoinMembers)
+    return false;
+  out->members.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    JoinAck::Member m;
+    if (!r.u64(&m.id) || !read_urls(&r, &m.peer_urls)) return false;
+    out->members.push_back(std::move(m));
+  }
+  return r.done();
 }
 
 std::string encode_ping(uint64_t token) {

@@ -21,7 +21,8 @@
 //   kMessages           u32 count, then each raft::Message (see encode_message)
 //   kPing, kPong        u64 opaque token; a pong echoes the ping's token
 //   kJoin               u64 magic, u32 version, u32 count, then count u32-length-prefixed peer URLs
-//   kJoinAck            u64 cluster id, u64 member id
+//   kJoinAck            u64 cluster id, u64 member id, u64 the answering node's applied index,
+//                       u32 count, then per member: u64 id, u32 count, u32-length-prefixed URLs
 //
 // Decoders refuse rather than guess: unknown frame or enum values, non-canonical booleans,
 // trailing bytes, counts the remaining bytes cannot hold (checked before anything is allocated
@@ -46,8 +47,8 @@ enum class FrameType : uint8_t {
   kPing = 5,      // dialer -> acceptor: round-trip probe
   kPong = 6,      // acceptor -> dialer: the probe's echo
   // A member starting with an empty data directory to join an existing cluster asks a peer
-  // which member id the cluster gave its peer URLs (MemberAdd chose it); the answer is
-  // kJoinAck, or kReject, and the connection closes.
+  // which member id the cluster gave its peer URLs (MemberAdd chose it) and who the members
+  // are; the answer is kJoinAck, or kReject, and the connection closes.
   kJoin = 7,
   kJoinAck = 8,
 };
@@ -148,8 +149,20 @@ std::string encode_join(const JoinRequest& j);
 struct JoinAck {
   uint64_t cluster_id = 0;
   raft::NodeId member_id = raft::kNoNode;
+  // How far the answering node has applied its log: of several answers, the one applied
+  // furthest knows the latest membership.
+  uint64_t applied_index = 0;
+  struct Member {
+    raft::NodeId id = raft::kNoNode;
+    std::vector<std::string> peer_urls;
+    bool operator==(const Member&) const = default;
+  };
+  std::vector<Member> members;  // every member, so the joiner can reach them at once
   bool operator==(const JoinAck&) const = default;
 };
+// Bounds on an answer: a cluster far larger than any Raft group runs with still fits.
+inline constexpr uint32_t kMaxJoinMembers = 1024;
+inline constexpr uint32_t kMaxJoinAckBytes = 1u << 20;
 std::string encode_join_ack(const JoinAck& a);
 [[nodiscard]] bool decode_join_ack(std::string_view payload, JoinAck* out);
 

@@ -394,11 +394,20 @@ TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
   EXPECT_FALSE(decode_join(encode_join(too_many), &jout));
   JoinRequest too_long{.peer_urls = {std::string(kMaxJoinUrlBytes + 1, 'u')}};
   EXPECT_FALSE(decode_join(encode_join(too_long), &jout));
-  JoinAck ack{.cluster_id = 7, .member_id = 9};
+  JoinAck ack{.cluster_id = 7,
+              .member_id = 9,
+              .applied_index = 120,
+              .members = {{9, {"http://a:1"}}, {3, {"http://b:1", "http://b:2"}}}};
   JoinAck ack_out;
   ASSERT_TRUE(decode_join_ack(encode_join_ack(ack), &ack_out));
   EXPECT_EQ(ack_out, ack);
-  EXPECT_FALSE(decode_join_ack(encode_join_ack(ack).substr(1), &ack_out));
+  std::string ack_bytes = encode_join_ack(ack);
+  for (size_t n = 0; n < ack_bytes.size(); ++n)
+    EXPECT_FALSE(decode_join_ack(ack_bytes.substr(0, n), &ack_out)) << "truncated to " << n;
+  EXPECT_FALSE(decode_join_ack(ack_bytes + "x", &ack_out));
+  JoinAck crowd;
+  crowd.members.assign(kMaxJoinMembers + 1, {1, {}});
+  EXPECT_FALSE(decode_join_ack(encode_join_ack(crowd), &ack_out));
 
   uint64_t token = 0;
   ASSERT_TRUE(decode_ping(encode_ping(99), &token));

@@ -560,7 +560,8 @@ struct PeerTransport::Impl {
       return false;
     }
     std::string why;
-    raft::NodeId id = raft::kNoNode;
+    JoinAck ack;
+    bool found = false;
     if (j.magic != kHelloMagic) {
       why = "not a Chorus peer (bad magic)";
     } else if (j.version != kProtocolVersion) {
@@ -568,18 +569,19 @@ struct PeerTransport::Impl {
             std::to_string(kProtocolVersion);
     } else if (cluster_id.load() == 0) {
       why = "this node has not joined its cluster yet";
-    } else if (options.find_member) {
-      id = options.find_member(j.peer_urls);
+    } else if (options.answer_join) {
+      found = options.answer_join(j.peer_urls, &ack) && ack.member_id != raft::kNoNode;
     }
     c->rejected = true;  // closes once the answer is written
     c->deadline.cancel();
-    if (why.empty() && id == raft::kNoNode) {
+    if (why.empty() && !found) {
       why = "no member of this cluster has these peer URLs; add it first (member add)";
     }
     if (!why.empty()) {
       write_in(c, FrameType::kReject, encode_reject(why));
     } else {
-      write_in(c, FrameType::kJoinAck, encode_join_ack({cluster_id.load(), id}));
+      ack.cluster_id = cluster_id.load();
+      write_in(c, FrameType::kJoinAck, encode_join_ack(ack));
     }
     return false;
   }
@@ -967,15 +969,15 @@ std::optional<PeerStatus> PeerTransport::peer_status(raft::NodeId id) const {
   return status;
 }
 
-storage::Status ask_member_id(const std::string& host, uint16_t port,
-                              const std::vector<std::string>& peer_urls, int timeout_ms,
-                              JoinAck* out) {
+storage::Status ask_to_join(const std::string& host, uint16_t port,
+                            const std::vector<std::string>& peer_urls, int timeout_ms,
+                            JoinAck* out) {
   asio::io_context io;
   tcp::socket socket(io);
   tcp::resolver resolver(io);
   std::string request;
   append_frame(&request, FrameType::kJoin, encode_join(JoinRequest{.peer_urls = peer_urls}));
-  FrameDecoder decoder(kMaxControlFrameBytes);
+  FrameDecoder decoder(kMaxJoinAckBytes);
   std::array<char, 4096> buffer{};
   storage::Status result =
       storage::Status::io_error("no answer from " + host + ":" + std::to_string(port) + " in time");

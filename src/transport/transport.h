@@ -39,6 +39,8 @@
 
 namespace chorus::transport {
 
+struct JoinAck;
+
 struct TransportOptions {
   // 0 when not known yet: a member joining an existing cluster learns it from the first peer
   // whose handshake it accepts (the leader dials a member it has just added), keeps it from
@@ -50,9 +52,11 @@ struct TransportOptions {
   // Either may be empty. is_removed runs on the I/O thread.
   std::function<bool(raft::NodeId id)> is_removed;
   std::function<void()> on_removed;
-  // A joining member's peer URLs -> the id of the member that has them, or kNoNode (see
-  // ask_member_id). Runs on the I/O thread; empty: every join request is refused.
-  std::function<raft::NodeId(const std::vector<std::string>& peer_urls)> find_member;
+  // A joining member's peer URLs -> the answer (see ask_to_join): the id of the member that
+  // has exactly these URLs, the node's applied index and every member; false if no member has
+  // them. The transport fills in the cluster id. Runs on the I/O thread; empty: every join
+  // request is refused.
+  std::function<bool(const std::vector<std::string>& peer_urls, JoinAck* out)> answer_join;
   // Each round-trip sample to a peer (the handshake's, then every probe's), on the I/O thread;
   // may be empty.
   std::function<void(raft::NodeId peer, double seconds)> on_round_trip;
@@ -113,15 +117,14 @@ struct PeerStatus {
   uint64_t received_bytes = 0;
 };
 
-struct JoinAck;
-
 // Asks the node listening on host:port which member id its cluster gave `peer_urls` (chosen by
-// MemberAdd), and the cluster's id: what a member joining an existing cluster with an empty
-// data directory needs before it can start. Blocking, at most timeout_ms. not_found carries
-// the peer's reason (no such member yet, say); io_error a connection that failed.
-storage::Status ask_member_id(const std::string& host, uint16_t port,
-                              const std::vector<std::string>& peer_urls, int timeout_ms,
-                              JoinAck* out);
+// MemberAdd), the cluster's id and the members: what a member joining an existing cluster with
+// an empty data directory needs before it can start. Blocking, at most timeout_ms (plus name
+// resolution, which Asio cannot interrupt). not_found carries the peer's reason (no such
+// member yet, say); io_error a connection that failed.
+storage::Status ask_to_join(const std::string& host, uint16_t port,
+                            const std::vector<std::string>& peer_urls, int timeout_ms,
+                            JoinAck* out);
 
 class PeerTransport {
  public:

@@ -506,27 +506,34 @@ TEST(TransportTest, AJoiningNodeLearnsTheClusterIdFromThePeerThatDialsIt) {
 
 TEST(TransportTest, AJoiningMemberAsksForTheIdItsPeerUrlsWereGiven) {
   TransportOptions o;
-  o.find_member = [](const std::vector<std::string>& urls) -> NodeId {
-    return urls == std::vector<std::string>{"http://127.0.0.1:9"} ? 0x42 : raft::kNoNode;
+  o.answer_join = [](const std::vector<std::string>& urls, JoinAck* out) {
+    if (urls != std::vector<std::string>{"http://127.0.0.1:9"}) return false;
+    out->member_id = 0x42;
+    out->applied_index = 17;
+    out->members = {{1, {"http://127.0.0.1:1"}}, {0x42, {"http://127.0.0.1:9"}}};
+    return true;
   };
   Node a(1, 0, o);
   JoinAck ack;
-  storage::Status st = ask_member_id("127.0.0.1", a.port, {"http://127.0.0.1:9"}, 5000, &ack);
+  storage::Status st = ask_to_join("127.0.0.1", a.port, {"http://127.0.0.1:9"}, 5000, &ack);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(ack.member_id, 0x42u);
-  EXPECT_EQ(ack.cluster_id, kCluster);
+  EXPECT_EQ(ack.cluster_id, kCluster) << "filled in by the transport";
+  EXPECT_EQ(ack.applied_index, 17u);
+  ASSERT_EQ(ack.members.size(), 2u);
+  EXPECT_EQ(ack.members[0].peer_urls, std::vector<std::string>{"http://127.0.0.1:1"});
   // URLs no member has: refused with a reason the operator can act on.
-  st = ask_member_id("127.0.0.1", a.port, {"http://127.0.0.1:10"}, 5000, &ack);
+  st = ask_to_join("127.0.0.1", a.port, {"http://127.0.0.1:10"}, 5000, &ack);
   EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
   EXPECT_NE(st.message().find("member add"), std::string::npos) << st.to_string();
   // A node that does not know its cluster cannot answer.
   Node joiner(2, 0, o, /*joining=*/true);
-  st = ask_member_id("127.0.0.1", joiner.port, {"http://127.0.0.1:9"}, 5000, &ack);
+  st = ask_to_join("127.0.0.1", joiner.port, {"http://127.0.0.1:9"}, 5000, &ack);
   EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
   // Nobody listening: an I/O error, quickly.
   uint16_t closed_port = a.port;
   a.transport.reset();
-  st = ask_member_id("127.0.0.1", closed_port, {"http://127.0.0.1:9"}, 5000, &ack);
+  st = ask_to_join("127.0.0.1", closed_port, {"http://127.0.0.1:9"}, 5000, &ack);
   EXPECT_EQ(st.code(), storage::Status::Code::kIoError) << st.to_string();
   // The questions neither broke nor counted as handshakes.
   EXPECT_EQ(joiner->stats().handshakes_rejected, 0u);

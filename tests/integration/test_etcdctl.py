@@ -832,6 +832,23 @@ class FaultTest(unittest.TestCase):
         self.assertIn(int(mid2, 16), [m["ID"] for m in listed])
         self.c.ctl("put", "mem/final", "v")
         self.wait_count(m4, "mem/", 33)
+        # With the re-added member leading, whose id no one can derive from the flags, a new
+        # member still joins: the answer to its join request names every member.
+        deadline = time.time() + 30
+        while True:
+            p = self.c.ctl("move-leader", mid2, check=False,
+                           endpoints=self.c.endpoints([self.c.wait_leader()]))
+            if p.returncode == 0 and self.c.wait_leader() is m4:
+                break
+            self.assertLess(time.time(), deadline, p.stderr + self.c.logs())
+            time.sleep(0.5)
+        m5, mid5 = self.add_member("m5", learner=True)
+        m5.start(state="existing")
+        self.wait_count(m5, "mem/", 33)
+        others = [m for m in self.c.members if m is not m5]
+        self.c.ctl("member", "remove", mid5, endpoints=self.c.endpoints(others))
+        m5.proc.wait(timeout=20)
+        self.c.members.remove(m5)
         # Restarted, it keeps the id it was given.
         self.assertEqual(m4.stop(), 0)
         m4.start(state="existing")
