@@ -1041,17 +1041,21 @@ ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) 
   return do_range(reader, revision_, compact_revision_, request, response);
 }
 
-ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* out) const {
+ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* out,
+                           size_t max_bytes) const {
   std::shared_lock lock(mu_);
   if (from < compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
   StoreReader reader(db_, nullptr);
   auto it = reader.iterate();
   int64_t last_rev = -1;
+  size_t bytes = 0;
   for (it->Seek(slice(event_key(std::max<int64_t>(from, 0), 0))); it->Valid(); it->Next()) {
     if (it->key()[0] != kEvent || it->key().size() != 17) break;
     auto rev = static_cast<int64_t>(base::load_u64_be(it->key().data() + 1));
     auto sub = static_cast<int64_t>(base::load_u64_be(it->key().data() + 9));
-    if (max_events != 0 && out->size() >= max_events && rev != last_rev) break;
+    bool full =
+        (max_events != 0 && out->size() >= max_events) || (max_bytes != 0 && bytes >= max_bytes);
+    if (full && rev != last_rev) break;
     last_rev = rev;
     if (it->value().empty()) continue;
     Event ev;
@@ -1069,6 +1073,7 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
     }
     // A txn writes each key at most once, so the version before `rev` is the previous one.
     ev.prev_kv = reader.at(key, rev - 1);
+    bytes += event_bytes(ev);
     out->push_back(std::move(ev));
   }
   return {};

@@ -440,6 +440,12 @@ TEST_F(MvccTest, TheEventFeedResumesFromAnyRevisionWithPrevKv) {
   ev.clear();
   ASSERT_TRUE(store_->events(2, 1, &ev).ok());
   EXPECT_EQ(ev.size(), 1u) << "stops after whole revisions";
+  ev.clear();
+  ASSERT_TRUE(store_->events(2, 0, &ev, 1).ok());
+  EXPECT_EQ(ev.size(), 1u) << "a byte budget stops it too, after whole revisions";
+  ev.clear();
+  ASSERT_TRUE(store_->events(2, 0, &ev, event_bytes(Event{}) * 100).ok());
+  EXPECT_EQ(ev.size(), 4u);
 }
 
 TEST_F(MvccTest, RevokingALeaseDeletesItsKeysInOneRevisionOnEveryReplica) {

@@ -214,6 +214,14 @@ struct Event {
   bool operator==(const Event&) const = default;
 };
 
+// Roughly what an event costs in memory and on the wire: its keys and values plus a fixed
+// overhead. Queues of events are bounded by it.
+inline size_t event_bytes(const Event& e) {
+  size_t n = 64 + e.kv.key.size() + e.kv.value.size();
+  if (e.prev_kv) n += e.prev_kv->key.size() + e.prev_kv->value.size();
+  return n;
+}
+
 // Limits on what a decoded command may contain, so a damaged or hostile entry cannot ask for
 // unbounded work.
 inline constexpr int kMaxTxnDepth = 16;

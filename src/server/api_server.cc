@@ -582,10 +582,10 @@ class LeaseService final : public pb::Lease::CallbackService {
 class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>,
                           public WatchSink {
  public:
-  // Responses waiting beyond this many events mean the client does not keep up; the stream is
-  // ended so it reconnects and resumes from its last revision, instead of the server holding
-  // an unbounded backlog.
-  static constexpr size_t kMaxQueuedEvents = 256 * 1024;
+  // Responses waiting beyond this many bytes of events (kv::event_bytes) mean the client does
+  // not keep up; the stream is ended so it reconnects and resumes from its last revision,
+  // instead of the server holding an unbounded backlog.
+  static constexpr size_t kMaxQueuedBytes = 64 << 20;
 
   explicit WatchStream(ApiServer::Impl* s) : s_(s) { StartRead(&req_); }
 
@@ -618,10 +618,11 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     std::lock_guard<std::mutex> lk(mu_);
     if (ending_) return;
     for (auto& u : updates) {
-      queued_events_ += u.events.size();
+      for (const kv::Event& e : u.events)
+        queued_bytes_ += kv::event_bytes(e);
       queue_.push_back(std::move(u));
     }
-    if (queued_events_ > kMaxQueuedEvents) {
+    if (queued_bytes_ > kMaxQueuedBytes) {
       queue_.clear();
       // UNAVAILABLE: etcd's clients reconnect and resume their watchers on it.
       end_locked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -633,7 +634,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
 
   size_t backlog() const override {
     std::lock_guard<std::mutex> lk(mu_);
-    return queued_events_;
+    return queued_bytes_;
   }
 
   void reset() override {
@@ -695,7 +696,8 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     if (writing_ || queue_.empty()) return;
     WatchUpdate u = std::move(queue_.front());
     queue_.pop_front();
-    queued_events_ -= u.events.size();
+    for (const kv::Event& e : u.events)
+      queued_bytes_ -= kv::event_bytes(e);
     resp_.Clear();
     s_->header(resp_.mutable_header(), u.revision);
     resp_.set_watch_id(u.watch_id);
@@ -730,7 +732,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
   pb::WatchResponse resp_;
   mutable std::mutex mu_;
   std::deque<WatchUpdate> queue_;
-  size_t queued_events_ = 0;
+  size_t queued_bytes_ = 0;  // kv::event_bytes of the events queued
   bool writing_ = false;
   bool ending_ = false;
   bool finish_pending_ = false;

@@ -192,7 +192,7 @@ WatchHub::Step WatchHub::sync_step() {
   // published when `from` was taken.
   int64_t store_revision = store_->revision();
   std::vector<kv::Event> history;
-  kv::ApiError err = store_->events(from, kMaxEventsPerUpdate, &history);
+  kv::ApiError err = store_->events(from, kMaxEventsPerUpdate, &history, kMaxBytesPerStep);
 
   std::lock_guard<std::mutex> lk(mu_);
   SinkState* state = nullptr;
@@ -211,8 +211,11 @@ WatchHub::Step WatchHub::sync_step() {
   const int64_t limit = published_revision_;
   // A full chunk ends at a whole revision; a short one reached the end of the store, which was
   // at least at store_revision (it may have read further, as applies went on meanwhile).
-  const int64_t covered =
-      history.size() >= kMaxEventsPerUpdate ? history.back().kv.mod_revision : store_revision;
+  size_t read_bytes = 0;
+  for (const kv::Event& e : history)
+    read_bytes += kv::event_bytes(e);
+  const bool full = history.size() >= kMaxEventsPerUpdate || read_bytes >= kMaxBytesPerStep;
+  const int64_t covered = full ? history.back().kv.mod_revision : store_revision;
   // Delivered now: up to what the read is known to cover, and no further than what was
   // published (the rest reaches the watcher through publish() once it is synced). Whatever
   // is cut here is read again by the next step, so nothing goes out twice.

@@ -62,17 +62,20 @@ class WatchSink {
   // The store was replaced (a snapshot from the leader): the stream must end so its client
   // reconnects and resumes its watchers from the new store. Called with the hub's lock held.
   virtual void reset() = 0;
-  // Events queued and not yet written to the client. Called with the hub's lock held.
+  // Bytes of events (kv::event_bytes) queued and not yet written to the client. Called with
+  // the hub's lock held.
   virtual size_t backlog() const = 0;
 };
 
 class WatchHub {
  public:
   // Events of one response are capped, at a revision boundary, so a large catch-up is split;
-  // this is also how much history one catch-up step reads.
+  // this, or kMaxBytesPerStep of keys and values, is also how much history one catch-up step
+  // reads.
   static constexpr size_t kMaxEventsPerUpdate = 1000;
-  // A stream with more events than this queued gets no more history until it drains.
-  static constexpr size_t kMaxBacklogForHistory = 4 * kMaxEventsPerUpdate;
+  static constexpr size_t kMaxBytesPerStep = 4 << 20;
+  // A stream with more than this queued (kv::event_bytes) gets no more history until it drains.
+  static constexpr size_t kMaxBacklogForHistory = 16 << 20;
 
   explicit WatchHub(const kv::MvccStore* store);
   ~WatchHub();

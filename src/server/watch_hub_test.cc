@@ -19,9 +19,9 @@ class Collect final : public WatchSink {
       got.push_back(std::move(u));
   }
   void reset() override { ++resets; }
-  size_t backlog() const override { return backlog_events; }
+  size_t backlog() const override { return backlog_bytes; }
   int resets = 0;
-  size_t backlog_events = 0;
+  size_t backlog_bytes = 0;
   std::vector<WatchUpdate> got;
   std::vector<kv::Event> events() const {
     std::vector<kv::Event> out;
@@ -356,16 +356,31 @@ TEST_F(WatchHubTest, AppliesRacingTheCatchUpNeitherLoseNorRepeatEvents) {
   }
 }
 
+TEST_F(WatchHubTest, ACatchUpStepReadsABoundedNumberOfBytes) {
+  const std::string big(256 << 10, 'b');  // 40 x 256 KiB: 10 MiB of history
+  for (int i = 0; i < 40; ++i)
+    put("big/" + std::to_string(i), big);
+  Collect c;
+  std::string error;
+  ASSERT_TRUE(hub_->add(&c, spec("big/", "big0", 1), &error));
+  ASSERT_EQ(hub_->sync_step(), WatchHub::Step::kWorked);
+  size_t first = c.events().size();
+  EXPECT_GE(first * big.size(), WatchHub::kMaxBytesPerStep);
+  EXPECT_LT(first, 40u) << "one step stops at its byte budget, not its event count";
+  ASSERT_TRUE(sync());
+  EXPECT_EQ(c.events().size(), 40u);
+}
+
 TEST_F(WatchHubTest, AStreamWithAFullQueueGetsNoHistoryUntilItDrains) {
   put("q", "1");
   put("q", "2");
   Collect c;
-  c.backlog_events = WatchHub::kMaxBacklogForHistory + 1;
+  c.backlog_bytes = WatchHub::kMaxBacklogForHistory + 1;
   std::string error;
   ASSERT_TRUE(hub_->add(&c, spec("q", "", 1), &error));
   EXPECT_EQ(hub_->sync_step(), WatchHub::Step::kBlocked);
   EXPECT_TRUE(c.events().empty());
-  c.backlog_events = 0;
+  c.backlog_bytes = 0;
   ASSERT_TRUE(sync());
   EXPECT_EQ(c.events().size(), 2u);
   EXPECT_EQ(hub_->sync_step(), WatchHub::Step::kIdle);
