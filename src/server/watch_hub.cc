@@ -157,13 +157,17 @@ void WatchHub::mark_synced_locked(WatchSink* sink, SinkState* state, Watcher* w)
   --state->unsynced;
   if (state->unsynced == 0 && state->progress_pending) {
     state->progress_pending = false;
-    WatchUpdate u;
-    u.watch_id = -1;
-    u.revision = published_revision_;
-    std::vector<WatchUpdate> updates;
-    updates.push_back(std::move(u));
-    sink->deliver(std::move(updates));
+    send_progress_locked(sink);
   }
+}
+
+void WatchHub::send_progress_locked(WatchSink* sink) const {
+  WatchUpdate u;
+  u.watch_id = -1;
+  u.revision = published_revision_;
+  std::vector<WatchUpdate> updates;
+  updates.push_back(std::move(u));
+  sink->deliver(std::move(updates));
 }
 
 WatchHub::Step WatchHub::sync_step() {
@@ -272,12 +276,7 @@ void WatchHub::request_progress(WatchSink* sink) {
     s->second.progress_pending = true;
     return;
   }
-  WatchUpdate u;
-  u.watch_id = -1;
-  u.revision = published_revision_;
-  std::vector<WatchUpdate> updates;
-  updates.push_back(std::move(u));
-  sink->deliver(std::move(updates));
+  send_progress_locked(sink);
 }
 
 void WatchHub::notify_progress() {

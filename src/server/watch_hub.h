@@ -137,6 +137,8 @@ class WatchHub {
   // The watcher `ref` names, if it still exists and is unsynced.
   Watcher* find_unsynced_locked(const UnsyncedRef& ref, SinkState** state);
   void mark_synced_locked(WatchSink* sink, SinkState* state, Watcher* w);
+  // A progress response for the whole stream: watch id -1, the published revision.
+  void send_progress_locked(WatchSink* sink) const;
   WatchUpdate cancellation_locked(int64_t id, int64_t compact_revision, std::string reason) const;
   void run(std::chrono::milliseconds progress_interval);
 

@@ -361,6 +361,18 @@ TEST(FrameDecoderTest, ErrorsAreSticky) {
   EXPECT_EQ(d.buffered_bytes(), 0u);
 }
 
+// `value` survives encoding, and every cut of its bytes, or a byte more, is refused.
+template <typename T, typename Encode, typename Decode>
+void expect_round_trip_refusing_cuts(const T& value, Encode encode, Decode decode) {
+  std::string bytes = encode(value);
+  T out;
+  ASSERT_TRUE(decode(bytes, &out));
+  EXPECT_EQ(out, value);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode(bytes.substr(0, n), &out)) << "truncated to " << n;
+  EXPECT_FALSE(decode(bytes + "x", &out));
+}
+
 TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
   Hello h{.cluster_id = 1, .from = 2, .to = 3};
   Hello out;
@@ -381,30 +393,22 @@ TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
   EXPECT_FALSE(decode_reject(long_reason, &reason));
   EXPECT_FALSE(decode_reject(encode_reject("x") + "y", &reason));
 
-  JoinRequest j{.peer_urls = {"http://10.0.0.4:2380", "http://[::1]:2380"}};
   JoinRequest jout;
-  ASSERT_TRUE(decode_join(encode_join(j), &jout));
-  EXPECT_EQ(jout, j);
-  std::string jbytes = encode_join(j);
-  for (size_t n = 0; n < jbytes.size(); ++n)
-    EXPECT_FALSE(decode_join(jbytes.substr(0, n), &jout)) << "truncated to " << n;
-  EXPECT_FALSE(decode_join(jbytes + "x", &jout));
+  expect_round_trip_refusing_cuts(
+      JoinRequest{.peer_urls = {"http://10.0.0.4:2380", "http://[::1]:2380"}}, encode_join,
+      decode_join);
   JoinRequest too_many;
   too_many.peer_urls.assign(kMaxJoinUrls + 1, "http://a:1");
   EXPECT_FALSE(decode_join(encode_join(too_many), &jout));
   JoinRequest too_long{.peer_urls = {std::string(kMaxJoinUrlBytes + 1, 'u')}};
   EXPECT_FALSE(decode_join(encode_join(too_long), &jout));
-  JoinAck ack{.cluster_id = 7,
+  expect_round_trip_refusing_cuts(
+      JoinAck{.cluster_id = 7,
               .member_id = 9,
               .applied_index = 120,
-              .members = {{9, {"http://a:1"}}, {3, {"http://b:1", "http://b:2"}}}};
+              .members = {{9, {"http://a:1"}}, {3, {"http://b:1", "http://b:2"}}}},
+      encode_join_ack, decode_join_ack);
   JoinAck ack_out;
-  ASSERT_TRUE(decode_join_ack(encode_join_ack(ack), &ack_out));
-  EXPECT_EQ(ack_out, ack);
-  std::string ack_bytes = encode_join_ack(ack);
-  for (size_t n = 0; n < ack_bytes.size(); ++n)
-    EXPECT_FALSE(decode_join_ack(ack_bytes.substr(0, n), &ack_out)) << "truncated to " << n;
-  EXPECT_FALSE(decode_join_ack(ack_bytes + "x", &ack_out));
   JoinAck crowd;
   crowd.members.assign(kMaxJoinMembers + 1, {1, {}});
   EXPECT_FALSE(decode_join_ack(encode_join_ack(crowd), &ack_out));
