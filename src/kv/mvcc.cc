@@ -559,15 +559,33 @@ class MvccStore::Txn {
     result_->events.push_back({Event::Type::kPut, kv, prev});
   }
 
+  // The same records write_version() writes for each victim, but grouped by kind: the victims
+  // come in key order, so each group reaches the memtable's skiplist in order, where
+  // interleaving the three kinds made every insert search from the top (a bulk delete ran
+  // several times slower).
   void delete_keys(const std::vector<KeyValue>& victims) {
+    for (const KeyValue& prev : victims)
+      del(current_key(prev.key));
+    const int64_t first_sub = sub_;
+    for (size_t i = 0; i < victims.size(); ++i) {
+      KeyValue tomb;
+      tomb.key = victims[i].key;
+      tomb.mod_revision = rev_;
+      put(history_key(tomb.key, rev_, first_sub + static_cast<int64_t>(i)),
+          history_value(tomb, true));
+    }
+    for (size_t i = 0; i < victims.size(); ++i) {
+      std::string ev(1, '\1');
+      ev += victims[i].key;
+      put(event_key(rev_, first_sub + static_cast<int64_t>(i)), ev);
+    }
+    sub_ += static_cast<int64_t>(victims.size());
     for (const KeyValue& prev : victims) {
       KeyValue tomb;
       tomb.key = prev.key;
       tomb.mod_revision = rev_;
-      del(current_key(prev.key));
-      write_version(tomb, true);
       detach(prev.lease, prev.key);
-      result_->events.push_back({Event::Type::kDelete, tomb, prev});
+      result_->events.push_back({Event::Type::kDelete, std::move(tomb), prev});
     }
   }
 
