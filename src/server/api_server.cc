@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "base/coding.h"
+#include "base/thread_name.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "server/config.h"
 #include "server/convert.h"
@@ -215,7 +216,11 @@ class LeaseForwarder {
  public:
   using Done = std::function<void(bool ok, int64_t ttl)>;
 
-  explicit LeaseForwarder(Node* node) : node_(node), thread_([this] { run(); }) {}
+  explicit LeaseForwarder(Node* node)
+      : node_(node), thread_([this] {
+          base::set_thread_name("chorus-leases");
+          run();
+        }) {}
   ~LeaseForwarder() {
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -22,6 +22,8 @@
 #include <asio.hpp>
 #pragma GCC diagnostic pop
 
+#include "base/thread_name.h"
+
 namespace chorus::server {
 namespace {
 
@@ -479,7 +481,10 @@ void HttpServer::start() {
     for (const auto& l : d.listeners)
       d.accept(l.get());
   });
-  d.thread = std::thread([&d] { d.io.run(); });
+  d.thread = std::thread([&d] {
+    base::set_thread_name("chorus-http");
+    d.io.run();
+  });
 }
 
 void HttpServer::stop() {

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "base/thread_name.h"
 #include "kv/codec.h"
 #include "kv/snapshots.h"
 #include "server/log.h"
@@ -259,8 +260,14 @@ void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_f
     }
   }
   next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
-  apply_thread_ = std::thread([this] { apply_loop(); });
-  raft_thread_ = std::thread([this] { raft_loop(); });
+  apply_thread_ = std::thread([this] {
+    base::set_thread_name("chorus-apply");
+    apply_loop();
+  });
+  raft_thread_ = std::thread([this] {
+    base::set_thread_name("chorus-raft");
+    raft_loop();
+  });
 }
 
 void Node::stop(int transfer_wait_ms) {
@@ -1034,6 +1041,7 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
   auto receiver = std::make_unique<storage::SnapshotReceiver>(
       fs_.get(), storage::join_path(options_.data_dir, "member"), "kv");
   fetch_thread_ = std::thread([this, urls, index, r = receiver.release()] {
+    base::set_thread_name("chorus-fetch");
     FetchResult f;
     f.index = index;
     f.receiver.reset(r);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/thread_name.h"
+
 namespace chorus::server {
 
 WatchHub::WatchHub(const kv::MvccStore* store)
@@ -12,7 +14,10 @@ WatchHub::~WatchHub() {
 }
 
 void WatchHub::start(std::chrono::milliseconds progress_interval) {
-  thread_ = std::thread([this, progress_interval] { run(progress_interval); });
+  thread_ = std::thread([this, progress_interval] {
+    base::set_thread_name("chorus-watch");
+    run(progress_interval);
+  });
 }
 
 void WatchHub::stop() {

@@ -22,6 +22,7 @@
 #pragma GCC diagnostic pop
 
 #include "base/coding.h"
+#include "base/thread_name.h"
 #include "transport/codec.h"
 
 namespace chorus::transport {
@@ -815,7 +816,10 @@ void PeerTransport::start() {
   }
   d.work.emplace(asio::make_work_guard(d.io));
   if (d.acceptor.is_open()) asio::post(d.io, [&d] { d.accept(); });
-  d.thread = std::thread([&d] { d.io.run(); });
+  d.thread = std::thread([&d] {
+    base::set_thread_name("chorus-peers");
+    d.io.run();
+  });
 }
 
 void PeerTransport::stop() {
