@@ -522,11 +522,18 @@ class MvccStore::Txn {
     return in_txn ? lease_error() : ApiError{};
   }
 
-  void write_version(const KeyValue& kv, bool tombstone) {
-    put(history_key(kv.key, rev_, sub_), history_value(kv, tombstone));
+  // The two records of every change at (rev_, sub): a version of the key, and an event.
+  void put_version(const KeyValue& kv, bool tombstone, int64_t sub) {
+    put(history_key(kv.key, rev_, sub), history_value(kv, tombstone));
+  }
+  void put_event(const std::string& key, bool tombstone, int64_t sub) {
     std::string ev(1, tombstone ? '\1' : '\0');
-    ev += kv.key;
-    put(event_key(rev_, sub_), ev);
+    ev += key;
+    put(event_key(rev_, sub), ev);
+  }
+  void write_version(const KeyValue& kv, bool tombstone) {
+    put_version(kv, tombstone, sub_);
+    put_event(kv.key, tombstone, sub_);
     ++sub_;
   }
 
@@ -564,28 +571,21 @@ class MvccStore::Txn {
   // interleaving the three kinds made every insert search from the top (a bulk delete ran
   // several times slower).
   void delete_keys(const std::vector<KeyValue>& victims) {
-    for (const KeyValue& prev : victims)
-      del(current_key(prev.key));
+    std::vector<KeyValue> tombs(victims.size());
+    for (size_t i = 0; i < victims.size(); ++i) {
+      tombs[i].key = victims[i].key;
+      tombs[i].mod_revision = rev_;
+      del(current_key(tombs[i].key));
+    }
     const int64_t first_sub = sub_;
+    for (size_t i = 0; i < tombs.size(); ++i)
+      put_version(tombs[i], true, first_sub + static_cast<int64_t>(i));
+    for (size_t i = 0; i < tombs.size(); ++i)
+      put_event(tombs[i].key, true, first_sub + static_cast<int64_t>(i));
+    sub_ += static_cast<int64_t>(tombs.size());
     for (size_t i = 0; i < victims.size(); ++i) {
-      KeyValue tomb;
-      tomb.key = victims[i].key;
-      tomb.mod_revision = rev_;
-      put(history_key(tomb.key, rev_, first_sub + static_cast<int64_t>(i)),
-          history_value(tomb, true));
-    }
-    for (size_t i = 0; i < victims.size(); ++i) {
-      std::string ev(1, '\1');
-      ev += victims[i].key;
-      put(event_key(rev_, first_sub + static_cast<int64_t>(i)), ev);
-    }
-    sub_ += static_cast<int64_t>(victims.size());
-    for (const KeyValue& prev : victims) {
-      KeyValue tomb;
-      tomb.key = prev.key;
-      tomb.mod_revision = rev_;
-      detach(prev.lease, prev.key);
-      result_->events.push_back({Event::Type::kDelete, std::move(tomb), prev});
+      detach(victims[i].lease, victims[i].key);
+      result_->events.push_back({Event::Type::kDelete, std::move(tombs[i]), victims[i]});
     }
   }
 
@@ -1060,8 +1060,9 @@ ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) 
 }
 
 ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* out,
-                           size_t max_bytes) const {
+                           size_t max_bytes, bool* stopped_early) const {
   std::shared_lock lock(mu_);
+  if (stopped_early != nullptr) *stopped_early = false;
   if (from < compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
   StoreReader reader(db_, nullptr);
   auto it = reader.iterate();
@@ -1073,7 +1074,10 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
     auto sub = static_cast<int64_t>(base::load_u64_be(it->key().data() + 9));
     bool full =
         (max_events != 0 && out->size() >= max_events) || (max_bytes != 0 && bytes >= max_bytes);
-    if (full && rev != last_rev) break;
+    if (full && rev != last_rev) {
+      if (stopped_early != nullptr) *stopped_early = true;
+      break;
+    }
     last_rev = rev;
     if (it->value().empty()) continue;
     Event ev;

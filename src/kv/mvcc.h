@@ -90,10 +90,11 @@ class MvccStore {
   // A read at the current state (the caller makes it linearizable by waiting for a read index).
   ApiError range(const RangeRequest& request, RangeResponse* response) const;
   // Changes with revision >= `from`, in order, whole revisions only, stopping after at least
-  // `max_events` or `max_bytes` of keys and values (0: no limit). Fails with etcd's error if
-  // `from` was compacted.
-  ApiError events(int64_t from, size_t max_events, std::vector<Event>* out,
-                  size_t max_bytes = 0) const;
+  // `max_events` or `max_bytes` of keys and values (0: no limit); *stopped_early (if given)
+  // tells whether it stopped on a limit before the end. Fails with etcd's error if `from` was
+  // compacted.
+  ApiError events(int64_t from, size_t max_events, std::vector<Event>* out, size_t max_bytes = 0,
+                  bool* stopped_early = nullptr) const;
 
   std::vector<LeaseInfo> leases() const;
   bool lease_exists(int64_t id) const;

@@ -438,14 +438,17 @@ TEST_F(MvccTest, TheEventFeedResumesFromAnyRevisionWithPrevKv) {
   ASSERT_TRUE(store_->events(4, 0, &ev).ok());
   EXPECT_EQ(ev.size(), 2u);
   ev.clear();
-  ASSERT_TRUE(store_->events(2, 1, &ev).ok());
+  bool stopped_early = false;
+  ASSERT_TRUE(store_->events(2, 1, &ev, 0, &stopped_early).ok());
   EXPECT_EQ(ev.size(), 1u) << "stops after whole revisions";
+  EXPECT_TRUE(stopped_early);
   ev.clear();
   ASSERT_TRUE(store_->events(2, 0, &ev, 1).ok());
   EXPECT_EQ(ev.size(), 1u) << "a byte budget stops it too, after whole revisions";
   ev.clear();
-  ASSERT_TRUE(store_->events(2, 0, &ev, event_bytes(Event{}) * 100).ok());
+  ASSERT_TRUE(store_->events(2, 0, &ev, event_bytes(Event{}) * 100, &stopped_early).ok());
   EXPECT_EQ(ev.size(), 4u);
+  EXPECT_FALSE(stopped_early) << "it reached the end";
 }
 
 TEST_F(MvccTest, RevokingALeaseDeletesItsKeysInOneRevisionOnEveryReplica) {

@@ -21,6 +21,7 @@
 #include "server/convert.h"
 #include "server/log.h"
 #include "server/node.h"
+#include "server/snapshot_file.h"
 #include "server/watch_hub.h"
 #include "storage/file.h"
 #include "storage/snapshot_stream.h"
@@ -623,8 +624,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     std::lock_guard<std::mutex> lk(mu_);
     if (ending_) return;
     for (auto& u : updates) {
-      for (const kv::Event& e : u.events)
-        queued_bytes_ += kv::event_bytes(e);
+      queued_bytes_ += u.bytes;
       queue_.push_back(std::move(u));
     }
     if (queued_bytes_ > kMaxQueuedBytes) {
@@ -701,8 +701,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     if (writing_ || queue_.empty()) return;
     WatchUpdate u = std::move(queue_.front());
     queue_.pop_front();
-    for (const kv::Event& e : u.events)
-      queued_bytes_ -= kv::event_bytes(e);
+    queued_bytes_ -= u.bytes;
     resp_.Clear();
     s_->header(resp_.mutable_header(), u.revision);
     resp_.set_watch_id(u.watch_id);
@@ -1129,8 +1128,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
         // file to a multiple of 512 bytes, and the SHA-256 of everything before follows.
         resp_.Clear();
         std::string* blob = resp_.mutable_blob();
-        base::put_u32(blob, 0);
-        blob->append((512 - (written_ + blob->size()) % 512) % 512, '\0');
+        append_backup_end(blob, written_);
         hash(*blob);
         unsigned char digest[32];
         unsigned int len = 0;
@@ -1149,13 +1147,10 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
         return;
       }
       sent_ += chunk.data.size();
-      std::string encoded = storage::encode_snapshot_chunk(chunk);
       resp_.Clear();
-      std::string* blob = resp_.mutable_blob();
-      base::put_u32(blob, static_cast<uint32_t>(encoded.size()));
-      blob->append(encoded);
+      append_backup_chunk(resp_.mutable_blob(), storage::encode_snapshot_chunk(chunk));
       resp_.set_remaining_bytes(sender_->done() || sent_ >= total_ ? 0 : total_ - sent_);
-      hash(*blob);
+      hash(resp_.blob());
       s_->header(resp_.mutable_header());
       StartWrite(&resp_);
     }
@@ -1269,6 +1264,12 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
       if (n == 0) {
         ended = true;
         break;
+      }
+      if (n > kMaxBackupChunkBytes) {
+        ctx.TryCancel();
+        (void)reader->Finish();
+        return storage::Status::corruption("a chunk of " + std::to_string(n) + " bytes from " +
+                                           target + " is beyond any real chunk");
       }
       if (buffer.size() - at - 4 < n) break;
       storage::Status st = receiver->add(std::string_view(buffer).substr(at + 4, n));

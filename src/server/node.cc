@@ -47,16 +47,6 @@ Status read_id_file(storage::FileSystem* fs, const std::string& dir, const char*
   return Status::ok();
 }
 
-void log_line(const char* level, const std::string& text) {
-  LogLevel l = LogLevel::kInfo;
-  if (std::string_view(level) == "fatal") {
-    l = LogLevel::kFatal;
-  } else if (!parse_log_level(level, &l)) {
-    l = LogLevel::kInfo;
-  }
-  log(l, text);
-}
-
 std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members) {
   std::vector<raft::Entry> entries;
   // Members in id order, so every member writes the same entries.
@@ -81,7 +71,7 @@ void Node::adopt_cluster_id(uint64_t id) {
   Status st = fs_->write_file_atomic(storage::join_path(options_.data_dir, "member"),
                                      kClusterIdFile, hex_id(id) + "\n");
   if (!st.is_ok()) fail_fatal("cannot record the cluster id: " + st.to_string());
-  log_line("info", "joined cluster " + hex_id(id));
+  log(LogLevel::kInfo, "joined cluster " + hex_id(id));
 }
 
 Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {
@@ -575,9 +565,9 @@ void Node::drain_inbox() {
       staged_ = std::move(f.receiver);
       staged_index_ = f.index;
     } else {
-      log_line("warn", "fetching the leader's store for the snapshot at index " +
-                           std::to_string(f.index) + " failed: " + f.status.to_string() +
-                           "; retrying in 1 s");
+      log(LogLevel::kWarn, "fetching the leader's store for the snapshot at index " +
+                               std::to_string(f.index) + " failed: " + f.status.to_string() +
+                               "; retrying in 1 s");
       next_fetch_ = Clock::now() + std::chrono::seconds(1);
     }
   }
@@ -597,7 +587,6 @@ void Node::drain_inbox() {
     // A malformed or stray message is the peer's problem; the core refuses it safely.
     (void)raft_->step(std::move(m));
   }
-  if (held_snapshot_) drive_snapshot_fetch(Clock::now());
   for (raft::NodeId id : unreachable) {
     raft_->report_unreachable(id);
     // A snapshot message lost with its connection would otherwise leave the follower waiting
@@ -1024,8 +1013,8 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
   }
   if (urls.empty()) {
     // Nothing to fetch from: the core refuses or installs it, and install_snapshot() reports.
-    log_line("warn", "the snapshot at index " + std::to_string(index) +
-                         " names no client URL for its sender");
+    log(LogLevel::kWarn,
+        "the snapshot at index " + std::to_string(index) + " names no client URL for its sender");
     raft::Message m = std::move(*held_snapshot_);
     held_snapshot_.reset();
     (void)raft_->step(std::move(m));
@@ -1035,8 +1024,8 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
     (void)staged_->abort();  // too old for this snapshot
     staged_.reset();
   }
-  log_line("info",
-           "fetching the leader's store for the snapshot at index " + std::to_string(index));
+  log(LogLevel::kInfo,
+      "fetching the leader's store for the snapshot at index " + std::to_string(index));
   fetching_ = true;
   auto receiver = std::make_unique<storage::SnapshotReceiver>(
       fs_.get(), storage::join_path(options_.data_dir, "member"), "kv");
@@ -1093,8 +1082,8 @@ bool Node::install_snapshot(const raft::Snapshot& snap) {
                  ", behind the snapshot at " + std::to_string(index));
       return false;
     }
-    log_line("info", "installed a snapshot at index " + std::to_string(index) +
-                         " (store at index " + std::to_string(store_->applied_index()) + ")");
+    log(LogLevel::kInfo, "installed a snapshot at index " + std::to_string(index) +
+                             " (store at index " + std::to_string(store_->applied_index()) + ")");
     if (store_replaced_fn_) store_replaced_fn_(store_->revision());
   }
   restore_server_state(*state);
@@ -1189,7 +1178,7 @@ void Node::apply_alarm(const AlarmChange& change) {
 
 void Node::fail_fatal(const std::string& why) {
   if (failed_.exchange(true)) return;
-  log_line("fatal", why);
+  log(LogLevel::kFatal, why);
   std::function<void(const std::string&)> fn;
   {
     std::lock_guard<std::mutex> lk(fatal_mu_);
@@ -1257,7 +1246,7 @@ void Node::apply_loop() {
             }
           } else {
             // Not a proposal of this server: applied as a no-op so every replica agrees.
-            log_line("warn", "entry " + std::to_string(e.index) + " has an unknown format");
+            log(LogLevel::kWarn, "entry " + std::to_string(e.index) + " has an unknown format");
           }
         }
         batch.push_back(a);

@@ -18,14 +18,23 @@ using storage::Status;
 
 constexpr size_t kDigestBytes = 32;
 constexpr size_t kReadBytes = 1 << 20;
-// A chunk is at most a megabyte of data plus its header; anything far beyond is damage.
-constexpr uint32_t kMaxChunkBytes = 64u << 20;
 
 Status damaged(const std::string& path, const std::string& what) {
   return Status::corruption(path + ": not a Chorus snapshot file, or damaged: " + what);
 }
 
 }  // namespace
+
+void append_backup_chunk(std::string* out, std::string_view encoded_chunk) {
+  base::put_u32(out, static_cast<uint32_t>(encoded_chunk.size()));
+  out->append(encoded_chunk);
+}
+
+void append_backup_end(std::string* out, uint64_t written) {
+  base::put_u32(out, 0);
+  written += 4;
+  out->append((512 - written % 512) % 512, '\0');
+}
 
 Status read_snapshot_file(storage::FileSystem* fs, const std::string& path,
                           storage::SnapshotReceiver* receiver) {
@@ -66,7 +75,8 @@ Status read_snapshot_file(storage::FileSystem* fs, const std::string& path,
     uint32_t n = base::load_u32(header.data());
     at += 4;
     if (n == 0) break;
-    if (n > kMaxChunkBytes || n > body - at) return damaged(path, "a chunk length is out of range");
+    if (n > kMaxBackupChunkBytes || n > body - at)
+      return damaged(path, "a chunk length is out of range");
     std::string chunk;
     CHORUS_RETURN_IF_ERROR(file->read_at(at, n, &chunk));
     if (chunk.size() != n) return damaged(path, "it ends inside a chunk");

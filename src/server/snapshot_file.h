@@ -21,6 +21,15 @@
 
 namespace chorus::server {
 
+// A chunk is at most a megabyte of data plus its header; a length far beyond is damage.
+inline constexpr uint32_t kMaxBackupChunkBytes = 64u << 20;
+
+// The writer's side of the format, for the Snapshot stream: one framed chunk, and the end
+// marker with the padding that follows `written` bytes of framed chunks (the SHA-256 of
+// everything written comes after it).
+void append_backup_chunk(std::string* out, std::string_view encoded_chunk);
+void append_backup_end(std::string* out, uint64_t written);
+
 // Checks the file's SHA-256 trailer and framing, then hands each chunk to `receiver`, which
 // must be complete at the end. A damaged or truncated file is refused with what is wrong.
 storage::Status read_snapshot_file(storage::FileSystem* fs, const std::string& path,

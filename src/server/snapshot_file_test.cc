@@ -21,20 +21,17 @@ std::string sha256(const std::string& bytes) {
   return std::string(reinterpret_cast<const char*>(digest), len);
 }
 
-// The bytes the Maintenance.Snapshot stream sends for the store checkpointed in `dir`,
-// following the format in snapshot_file.h.
+// The bytes the Maintenance.Snapshot stream sends for the store checkpointed in `dir`, framed
+// by the same functions it uses.
 std::string backup_bytes(storage::FileSystem* fs, const std::string& dir) {
   storage::SnapshotSender sender(fs, dir, 1, 4096);  // small chunks: many of them
   std::string out;
   while (!sender.done()) {
     storage::SnapshotChunk chunk;
     EXPECT_TRUE(sender.next(&chunk).is_ok());
-    std::string encoded = storage::encode_snapshot_chunk(chunk);
-    base::put_u32(&out, static_cast<uint32_t>(encoded.size()));
-    out += encoded;
+    append_backup_chunk(&out, storage::encode_snapshot_chunk(chunk));
   }
-  base::put_u32(&out, 0);
-  out.append((512 - out.size() % 512) % 512, '\0');
+  append_backup_end(&out, out.size());
   return out + sha256(out);
 }
 

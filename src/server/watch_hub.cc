@@ -78,6 +78,7 @@ void WatchHub::append_events(int64_t id, const WatchSpec& spec,
     }
     current->events.push_back(e);
     if (!spec.prev_kv) current->events.back().prev_kv.reset();
+    current->bytes += kv::event_bytes(current->events.back());
   }
 }
 
@@ -201,7 +202,9 @@ WatchHub::Step WatchHub::sync_step() {
   // published when `from` was taken.
   int64_t store_revision = store_->revision();
   std::vector<kv::Event> history;
-  kv::ApiError err = store_->events(from, kMaxEventsPerUpdate, &history, kMaxBytesPerStep);
+  bool stopped_early = false;
+  kv::ApiError err =
+      store_->events(from, kMaxEventsPerUpdate, &history, kMaxBytesPerStep, &stopped_early);
 
   std::lock_guard<std::mutex> lk(mu_);
   SinkState* state = nullptr;
@@ -218,13 +221,10 @@ WatchHub::Step WatchHub::sync_step() {
     return Step::kWorked;
   }
   const int64_t limit = published_revision_;
-  // A full chunk ends at a whole revision; a short one reached the end of the store, which was
-  // at least at store_revision (it may have read further, as applies went on meanwhile).
-  size_t read_bytes = 0;
-  for (const kv::Event& e : history)
-    read_bytes += kv::event_bytes(e);
-  const bool full = history.size() >= kMaxEventsPerUpdate || read_bytes >= kMaxBytesPerStep;
-  const int64_t covered = full ? history.back().kv.mod_revision : store_revision;
+  // A read stopped by its limits ends at a whole revision; any other reached the end of the
+  // store, which was at least at store_revision (it may have read further, as applies went
+  // on meanwhile).
+  const int64_t covered = stopped_early ? history.back().kv.mod_revision : store_revision;
   // Delivered now: up to what the read is known to cover, and no further than what was
   // published (the rest reaches the watcher through publish() once it is synced). Whatever
   // is cut here is read again by the next step, so nothing goes out twice.

@@ -48,6 +48,7 @@ struct WatchUpdate {
   int64_t watch_id = 0;
   int64_t revision = 0;  // the header's revision
   std::vector<kv::Event> events;
+  size_t bytes = 0;  // kv::event_bytes of the events, counted once as they are added
   bool created = false;
   bool canceled = false;
   int64_t compact_revision = 0;

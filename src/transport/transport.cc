@@ -560,17 +560,12 @@ struct PeerTransport::Impl {
       bad_in_frame(c);
       return false;
     }
-    std::string why;
+    std::string why = check_peer(j.magic, j.version);
     JoinAck ack;
     bool found = false;
-    if (j.magic != kHelloMagic) {
-      why = "not a Chorus peer (bad magic)";
-    } else if (j.version != kProtocolVersion) {
-      why = "protocol version " + std::to_string(j.version) + ", this node speaks " +
-            std::to_string(kProtocolVersion);
-    } else if (cluster_id.load() == 0) {
+    if (why.empty() && cluster_id.load() == 0) {
       why = "this node has not joined its cluster yet";
-    } else if (options.answer_join) {
+    } else if (why.empty() && options.answer_join) {
       found = options.answer_join(j.peer_urls, &ack) && ack.member_id != raft::kNoNode;
     }
     c->rejected = true;  // closes once the answer is written
@@ -587,12 +582,18 @@ struct PeerTransport::Impl {
     return false;
   }
 
+  // Why a Chorus peer of this protocol version is not what sent `magic` and `version`, or empty.
+  static std::string check_peer(uint64_t magic, uint32_t version) {
+    if (magic != kHelloMagic) return "not a Chorus peer (bad magic)";
+    if (version != kProtocolVersion)
+      return "protocol version " + std::to_string(version) + ", this node speaks " +
+             std::to_string(kProtocolVersion);
+    return "";
+  }
+
   // Why a hello is refused, or empty when it is accepted.
   std::string check_hello(const Hello& h) const {
-    if (h.magic != kHelloMagic) return "not a Chorus peer (bad magic)";
-    if (h.version != kProtocolVersion)
-      return "protocol version " + std::to_string(h.version) + ", this node speaks " +
-             std::to_string(kProtocolVersion);
+    if (std::string why = check_peer(h.magic, h.version); !why.empty()) return why;
     uint64_t mine = cluster_id.load();
     if (mine != 0 && h.cluster_id != mine)
       return "cluster id " + std::to_string(h.cluster_id) + ", this node is in cluster " +
