@@ -107,7 +107,11 @@ Error Raft::append_proposals(std::vector<Entry>& entries) {
 
 bool Raft::maybe_commit() {
   Index mci = tracker_.committed();
-  if (config_.unsafe.commit_previous_term_entries) {
+  bool unsafe_commit = false;
+#ifdef CHORUS_RAFT_MUTATIONS
+  unsafe_commit = config_.unsafe.commit_previous_term_entries;
+#endif
+  if (unsafe_commit) {
     if (mci > log_.committed() && mci <= log_.last_index()) {
       log_.commit_to(mci);
     } else {

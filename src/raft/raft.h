@@ -25,11 +25,18 @@ enum class ReadOnlyOption : uint8_t {
   kLeaseBased,
 };
 
-// Deliberate protocol bugs, only for proving that the simulator's checkers catch them.
+// Deliberate protocol bugs, only for proving that the simulator's checkers catch them. They exist
+// only in the core built as chorus_raft_mutants (CHORUS_RAFT_MUTATIONS), which the simulator and
+// the core's tests link; chorusd links chorus_raft, which has no such switch at all.
+#ifdef CHORUS_RAFT_MUTATIONS
+inline constexpr bool kMutationsCompiledIn = true;
 struct UnsafeMutations {
   // Commit entries of earlier terms by counting replicas (the error of Figure 8).
   bool commit_previous_term_entries = false;
 };
+#else
+inline constexpr bool kMutationsCompiledIn = false;
+#endif
 
 struct Config {
   NodeId id = kNoNode;
@@ -62,7 +69,9 @@ struct Config {
   // Seeds the randomized election timeout; the core has no other source of randomness.
   uint64_t seed = 1;
 
+#ifdef CHORUS_RAFT_MUTATIONS
   UnsafeMutations unsafe;
+#endif
 };
 
 // Everything the driver must act on, in this order: persist snapshot, entries and hard state
@@ -107,6 +116,13 @@ class Raft {
   // Aborts on an invalid configuration or inconsistent storage: both are programming errors.
   explicit Raft(const Config& config);
 
+  // One unit of logical time. The driver must deliver ticks at the real rate (a tick lasts as
+  // long on every member, up to lease_drift_ticks over an election timeout), and every tick
+  // that has come due must be delivered before anything that arrived meanwhile is stepped:
+  // after a stall (an fsync that took seconds, a paused process) the driver catches up on the
+  // missed ticks first. Leader leases (ReadOnlyOption::kLeaseBased) and followers' refusal to
+  // vote while they hear from a leader are both counted in ticks, so a core whose clock lags
+  // real time would answer a read under a lease that has already run out.
   void tick();
   [[nodiscard]] Error step(const Message& m);
   [[nodiscard]] Error step(Message&& m);

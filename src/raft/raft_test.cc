@@ -605,6 +605,45 @@ TEST(Raft_7, FailedSnapshotIsRetried) {
   EXPECT_EQ(s.metadata.index, applied);
 }
 
+// §7: a snapshot whose configuration does not include the recipient is refused (as in etcd):
+// installing it would leave the node outside its own configuration.
+TEST(Raft_7, SnapshotWithoutRecipientInConfigIsRefused) {
+  TestCluster c(3);
+  c.elect(1);
+  Raft& r = c.raft(3);
+  Index committed = r.log().committed();
+  Index last = r.log().last_index();
+  Message m = make(MessageType::kSnap, 1, 3, c.raft(1).term());
+  Snapshot s;
+  s.metadata.index = last + 100;
+  s.metadata.term = c.raft(1).term();
+  s.metadata.conf_state.voters = {1, 2};  // node 3 is missing
+  s.data = "state";
+  m.snapshot = std::make_shared<Snapshot>(s);
+  ASSERT_EQ(r.step(m), Error::kOk);
+  ASSERT_TRUE(r.has_ready());
+  Ready& rd = r.ready();
+  EXPECT_FALSE(rd.snapshot) << "the snapshot was handed out for installation";
+  EXPECT_EQ(r.log().last_index(), last);
+  EXPECT_EQ(r.log().committed(), committed);
+  EXPECT_EQ(r.status().config.voters, (std::vector<NodeId>{1, 2, 3}));
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].type, MessageType::kAppResp);
+  EXPECT_EQ(rd.messages[0].index, committed) << "the answer tells the leader where it stands";
+  r.advance();
+
+  // The same snapshot naming node 3 as a learner is installed.
+  s.metadata.conf_state.learners = {3};
+  m.snapshot = std::make_shared<Snapshot>(s);
+  ASSERT_EQ(r.step(m), Error::kOk);
+  ASSERT_TRUE(r.has_ready());
+  Ready& installed = r.ready();
+  ASSERT_TRUE(installed.snapshot);
+  EXPECT_EQ(installed.snapshot->metadata.index, last + 100);
+  EXPECT_EQ(r.log().last_index(), last + 100);
+  r.advance();
+}
+
 // §6: learners receive the log but neither vote nor count toward a commit quorum.
 TEST(Raft_6, LearnerDoesNotCountTowardQuorum) {
   TestCluster c(4, nullptr, {1, 2, 3}, {4});

@@ -18,6 +18,9 @@ using storage::Status;
 
 namespace {
 
+// The driver that ships never carries the simulator's deliberate protocol bugs (raft.h).
+static_assert(!raft::kMutationsCompiledIn, "chorus_node must link chorus_raft, not the mutants");
+
 constexpr raft::GroupId kGroup = 1;
 // Lease revokes proposed by the leader are proposed again if not applied in this time.
 constexpr auto kRevokeRetry = std::chrono::seconds(3);
@@ -118,6 +121,14 @@ raft::NodeId Node::find_member(const std::vector<std::string>& peer_urls) const 
   return raft::kNoNode;
 }
 
+storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd) {
+  storage::WalBatch batch;
+  if (rd.snapshot) batch.apply_snapshot(group, *rd.snapshot);
+  if (!rd.entries.empty()) batch.append(group, rd.entries);
+  if (rd.hard_state) batch.set_hard_state(group, *rd.hard_state);
+  return batch;
+}
+
 Status Node::open(const NodeOptions& options, std::unique_ptr<Node>* out) {
   std::unique_ptr<Node> node(new Node(options));
   CHORUS_RETURN_IF_ERROR(node->recover());
@@ -126,7 +137,7 @@ Status Node::open(const NodeOptions& options, std::unique_ptr<Node>* out) {
 }
 
 Status Node::recover() {
-  fs_ = storage::make_posix_file_system();
+  fs_ = options_.file_system ? options_.file_system() : storage::make_posix_file_system();
   const std::string& dir = options_.data_dir;
   if (!fs_->exists(dir)) CHORUS_RETURN_IF_ERROR(fs_->create_dir(dir));
   const std::string member_dir = storage::join_path(dir, "member");
@@ -174,6 +185,8 @@ Status Node::recover() {
   // The ids are recorded before the log and the store exist: a directory holding either has
   // its ids (main() relies on it to tell a member that joined from one that never started).
   CHORUS_RETURN_IF_ERROR(storage::Wal::open(fs_.get(), wal_dir, storage::WalOptions{}, &wal_));
+  for (const std::string& w : wal_->recovery_warnings())
+    log(LogLevel::kWarn, "write-ahead log recovery: " + w);
   const bool first_start = wal_->group(kGroup) == nullptr;
   CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
   if (first_start) {
@@ -508,13 +521,17 @@ void Node::raft_loop() {
       });
       if (stopping_) return;
     }
-    drain_inbox();
+    // Time first: the ticks missed while this thread was away (an fdatasync stall, the process
+    // paused) are delivered before anything queued meanwhile is stepped, so that a read is
+    // judged against a lease that has aged by the real time elapsed (raft.h, tick()).
     auto now = Clock::now();
-    if (now >= next_tick_) {
-      while (now >= next_tick_) {
-        raft_->tick();
-        next_tick_ += std::chrono::milliseconds(options_.tick_ms);
-      }
+    const bool tick_due = now >= next_tick_;
+    while (now >= next_tick_) {
+      raft_->tick();
+      next_tick_ += std::chrono::milliseconds(options_.tick_ms);
+    }
+    drain_inbox();
+    if (tick_due) {
       expire_requests(now);
       if (is_leader()) propose_lease_revokes();
       if (now >= next_quota_check_) {
@@ -786,10 +803,7 @@ void Node::handle_ready() {
     // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
     // (kv/snapshots.h).
     if (rd.snapshot && !install_snapshot(*rd.snapshot)) return;
-    storage::WalBatch batch;
-    if (rd.snapshot) batch.apply_snapshot(kGroup, *rd.snapshot);
-    if (rd.hard_state) batch.set_hard_state(kGroup, *rd.hard_state);
-    if (!rd.entries.empty()) batch.append(kGroup, rd.entries);
+    storage::WalBatch batch = ready_batch(kGroup, rd);
     auto sync_start = Clock::now();
     Status st = wal_->commit(batch);
     if (options_.observe_wal_sync) {

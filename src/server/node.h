@@ -87,10 +87,18 @@ struct NodeOptions {
   std::function<storage::Status(const std::vector<std::string>& client_urls, raft::Index min_index,
                                 storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop)>
       fetch_snapshot;
+  // The file system the log and the node's own files go through; empty: the local disk. Tests
+  // wrap the local disk to stall or fail its syncs.
+  std::function<std::unique_ptr<storage::FileSystem>()> file_system;
   // Timings for metrics (may be empty): each log write with its fdatasync, each applied batch.
   std::function<void(double seconds)> observe_wal_sync;
   std::function<void(double seconds)> observe_apply;
 };
+
+// The log records that persist a Ready, in the order recovery relies on: the snapshot, then the
+// entries, then the hard state. Recovery keeps the whole records before a torn write, so a
+// commit index can never survive without the entries it commits.
+storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd);
 
 // What the node reports about itself, read without locks.
 struct NodeStatus {

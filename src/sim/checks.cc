@@ -102,8 +102,8 @@ void Simulation::on_reply(const Reply& r) {
 void Simulation::observe_commit(SimNode& n) {
   raft::Index c = n.raft->log().committed();
   if (c < n.last_commit) {
-    fail("commit index of n" + std::to_string(n.id) + " went back from " +
-         std::to_string(n.last_commit) + " to " + std::to_string(c));
+    fail(Check::kCommitMonotonic, "commit index of n" + std::to_string(n.id) + " went back from " +
+                                      std::to_string(n.last_commit) + " to " + std::to_string(c));
     return;
   }
   if (c > n.last_commit) check_commit_locked(n);
@@ -119,8 +119,9 @@ void Simulation::check_invariants() {
     if (n.raft->role() == raft::Role::kLeader) {
       auto [it, inserted] = leader_of_term_.emplace(n.raft->term(), n.id);
       if (!inserted && it->second != n.id) {
-        fail("election safety: n" + std::to_string(it->second) + " and n" + std::to_string(n.id) +
-             " are both leaders of term " + std::to_string(n.raft->term()));
+        fail(Check::kElectionSafety, "election safety: n" + std::to_string(it->second) + " and n" +
+                                         std::to_string(n.id) + " are both leaders of term " +
+                                         std::to_string(n.raft->term()));
         return;
       }
     }
@@ -138,9 +139,10 @@ void Simulation::check_invariants() {
       raft::Error err = l->raft->log().term(must_have, &t);
       if (err == raft::Error::kUnavailable ||
           (err == raft::Error::kOk && t != registry_[must_have]->term)) {
-        fail("leader completeness: n" + std::to_string(l->id) + ", leader of term " +
-             std::to_string(l->raft->term()) + ", lacks committed entry " +
-             std::to_string(must_have));
+        fail(Check::kLeaderCompleteness, "leader completeness: n" + std::to_string(l->id) +
+                                             ", leader of term " + std::to_string(l->raft->term()) +
+                                             ", lacks committed entry " +
+                                             std::to_string(must_have));
         return;
       }
     }
@@ -169,9 +171,10 @@ void Simulation::check_invariants() {
           continue;
         }
         if (!(ea[0] == eb[0])) {
-          fail("log matching: n" + std::to_string(up[a]->id) + " and n" +
-               std::to_string(up[b]->id) + " agree on term " + std::to_string(ta) + " at index " +
-               std::to_string(hi) + " but differ at index " + std::to_string(j));
+          fail(Check::kLogMatching, "log matching: n" + std::to_string(up[a]->id) + " and n" +
+                                        std::to_string(up[b]->id) + " agree on term " +
+                                        std::to_string(ta) + " at index " + std::to_string(hi) +
+                                        " but differ at index " + std::to_string(j));
           return;
         }
       }
@@ -226,9 +229,10 @@ void Simulation::check_electable_hold_committed() {
     }
     if (err == raft::Error::kCompacted) continue;
     if (err != raft::Error::kOk || t != want) {
-      fail("leader completeness at risk: n" + std::to_string(n.id) +
-           " could win an election but lacks committed entry " + std::to_string(a) + " (term " +
-           std::to_string(want) + ")");
+      fail(Check::kCompletenessAtRisk, "leader completeness at risk: n" + std::to_string(n.id) +
+                                           " could win an election but lacks committed entry " +
+                                           std::to_string(a) + " (term " + std::to_string(want) +
+                                           ")");
       return;
     }
   }
@@ -266,30 +270,57 @@ void Simulation::check_commit_locked(SimNode& leader) {
     if (has_c && last >= term) ++holding;
   }
   if (holding < cfg.voters.incoming.size() / 2 + 1) {
-    fail("commit not locked: n" + std::to_string(l->id) + ", leader of term " +
-         std::to_string(term) + ", committed index " + std::to_string(c) + " (term " +
-         std::to_string(want) + ") but only " + std::to_string(holding) +
-         " voters hold it in logs ending in its term");
+    fail(Check::kCommitLocked, "commit not locked: n" + std::to_string(l->id) +
+                                   ", leader of term " + std::to_string(term) +
+                                   ", committed index " + std::to_string(c) + " (term " +
+                                   std::to_string(want) + ") but only " + std::to_string(holding) +
+                                   " voters hold it in logs ending in its term");
   }
 }
 
-bool Simulation::liveness_reached() {
+bool Simulation::liveness_reached(std::string* waiting) {
   SimNode* l = highest_leader();
-  if (l == nullptr) return false;
+  if (l == nullptr) {
+    *waiting = "no leader";
+    return false;
+  }
   for (const SimClient& c : clients_) {
-    if (!c.liveness_done) return false;
+    if (!c.liveness_done) {
+      *waiting = "client " + std::to_string(c.id) + " has no write acknowledged since the heal";
+      return false;
+    }
   }
   raft::ConfState cs = l->raft->status().config;
-  if (!cs.voters_outgoing.empty()) return false;
+  if (!cs.voters_outgoing.empty()) {
+    *waiting = "leader n" + std::to_string(l->id) + " is still in a joint configuration";
+    return false;
+  }
   raft::Index commit = l->raft->log().committed();
   for (const auto& [index, chain] : acked_) {
-    if (index > commit) return false;
+    if (index > commit) {
+      *waiting = "acknowledged index " + std::to_string(index) + " is past leader n" +
+                 std::to_string(l->id) + "'s commit " + std::to_string(commit);
+      return false;
+    }
   }
   std::vector<raft::NodeId> members = cs.voters;
   members.insert(members.end(), cs.learners.begin(), cs.learners.end());
   for (raft::NodeId id : members) {
     const SimNode& n = nodes_.at(id);
-    if (!n.up || n.sm.applied() != commit) return false;
+    if (!n.up || n.sm.applied() != commit) {
+      *waiting = "n" + std::to_string(id) + (n.up ? " applied " : " is down, applied ") +
+                 std::to_string(n.sm.applied()) + " of leader n" + std::to_string(l->id) +
+                 "'s commit " + std::to_string(commit);
+      raft::Status st = l->raft->status();
+      auto pr = st.progress.find(id);
+      if (pr != st.progress.end()) {
+        *waiting += "; the leader sees it " + std::string(raft::to_string(pr->second.state)) +
+                    ", match " + std::to_string(pr->second.match) + ", next " +
+                    std::to_string(pr->second.next) + ", log from " +
+                    std::to_string(l->raft->log().first_index());
+      }
+      return false;
+    }
   }
   return true;
 }
@@ -297,7 +328,7 @@ bool Simulation::liveness_reached() {
 void Simulation::final_checks() {
   SimNode* l = highest_leader();
   if (l == nullptr) {
-    fail("no leader at the end");
+    fail(Check::kLiveness, "no leader at the end");
     return;
   }
   // Replicas that caught up are identical.
@@ -307,15 +338,15 @@ void Simulation::final_checks() {
   for (raft::NodeId id : members) {
     const SimNode& n = nodes_.at(id);
     if (n.sm.chain() != l->sm.chain() || n.sm.data() != l->sm.data()) {
-      fail("replicas differ at the end: n" + std::to_string(id) + " vs leader n" +
-           std::to_string(l->id));
+      fail(Check::kReplicasDiffer, "replicas differ at the end: n" + std::to_string(id) +
+                                       " vs leader n" + std::to_string(l->id));
       return;
     }
   }
   // No acknowledged write lost.
   for (const auto& [index, chain] : acked_) {
     if (index >= registry_.size() || !registry_[index] || registry_[index]->chain != chain) {
-      fail("acknowledged write at index " + std::to_string(index) + " was lost");
+      fail(Check::kLostWrite, "acknowledged write at index " + std::to_string(index) + " was lost");
       return;
     }
   }
@@ -328,7 +359,13 @@ void Simulation::final_checks() {
   check::CheckReport report = check::check_linearizable<check::KvModel>(ops, copt);
   result_.linearizability = check::to_string(report.result);
   if (report.result == check::CheckResult::kIllegal) {
-    fail("linearizability: " + report.explanation);
+    fail(Check::kLinearizability, "linearizability: " + report.explanation);
+  } else if (report.result != check::CheckResult::kOk) {
+    // A history the checker could not decide proves nothing: the seed fails, and the workload
+    // must be bounded so that it can decide.
+    fail(Check::kLinearizabilityUnknown, "linearizability: no verdict within " +
+                                             std::to_string(copt.max_steps) + " search steps (" +
+                                             std::to_string(ops.size()) + " operations)");
   }
 }
 

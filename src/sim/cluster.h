@@ -36,6 +36,28 @@ enum class Mutation : uint8_t {
 const char* to_string(Mutation m);
 std::optional<Mutation> parse_mutation(const std::string& s);
 
+// Which check found a violation, so a test of a broken variant can tell that the checker meant
+// to catch it is the one that did.
+enum class Check : uint8_t {
+  kNone,
+  kCommitMonotonic,         // a node's commit index went back
+  kElectionSafety,          // two leaders in one term
+  kLeaderCompleteness,      // a leader lacks a committed entry
+  kLogMatching,             // two logs differ below a common (index, term)
+  kCompletenessAtRisk,      // an electable voter lacks a committed entry
+  kCommitLocked,            // a commit not held by a majority ending in the leader's term
+  kStateMachineSafety,      // two nodes applied different entries at one index
+  kApplyOrder,              // a node applied out of order
+  kLostWrite,               // an acknowledged write is not in the final log
+  kReplicasDiffer,          // caught-up replicas differ at the end
+  kLinearizability,         // the history is not linearizable
+  kLinearizabilityUnknown,  // the checker ran out of budget: no verdict is a failure
+  kLiveness,                // no leader, or no recovery, after faults healed
+  kStorage,                 // the log or a snapshot was damaged or hid a failure
+  kMessageStorm,            // the event budget ran out
+};
+const char* to_string(Check c);
+
 struct SimOptions {
   uint64_t seed = 1;
   int nodes = 5;
@@ -49,7 +71,8 @@ struct SimOptions {
 
 struct SimResult {
   bool ok = true;
-  std::string failure;  // the first violation, if any
+  std::string failure;         // the first violation, if any
+  Check check = Check::kNone;  // the check that found it
   uint64_t trace_hash = 0;
   uint64_t events = 0;
   uint64_t ops_ok = 0;

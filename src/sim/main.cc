@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
                     r.linearizability.empty() ? "not-checked" : r.linearizability.c_str());
       }
       if (!r.ok) {
-        std::printf("  violation: %s\n", r.failure.c_str());
+        std::printf("  violation (%s): %s\n", chorus::sim::to_string(r.check), r.failure.c_str());
         std::printf("  replay: %s\n", replay_command(o).c_str());
         if (!o.timeline) {
           std::printf("  last events:\n");

@@ -13,7 +13,7 @@ void Simulation::start_node(SimNode& n) {
   (void)recovered->snapshot(&snap);
   n.sm = KvStateMachine{};
   if (!snap.empty() && !n.sm.restore(snap.data))
-    fail("node " + std::to_string(n.id) + ": corrupt snapshot");
+    fail(Check::kStorage, "node " + std::to_string(n.id) + ": corrupt snapshot");
   n.conf = recovered->conf_state();
   raft::Config c;
   c.id = n.id;
@@ -96,7 +96,7 @@ void Simulation::finish_ready(SimNode& n) {
   if (!n.messages_sent) send_messages(n, rd.messages);
   if (rd.snapshot) {
     if (!n.sm.restore(rd.snapshot->data)) {
-      fail("node " + std::to_string(n.id) + ": received a corrupt snapshot");
+      fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
       return;
     }
     n.conf = rd.snapshot->metadata.conf_state;
@@ -121,8 +121,9 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
   for (const raft::Entry& e : entries) {
     if (failed_) return;
     if (e.index != n.sm.applied() + 1) {
-      fail("n" + std::to_string(n.id) + " applies index " + std::to_string(e.index) + " after " +
-           std::to_string(n.sm.applied()));
+      fail(Check::kApplyOrder, "n" + std::to_string(n.id) + " applies index " +
+                                   std::to_string(e.index) + " after " +
+                                   std::to_string(n.sm.applied()));
       return;
     }
     std::optional<Command> cmd;
@@ -144,15 +145,17 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       raft::Index& max_index = max_index_by_term_bound_[bound];
       max_index = std::max(max_index, e.index);
     } else if (slot->chain != n.sm.chain()) {
-      fail("state machine safety: n" + std::to_string(n.id) +
-           " applied a different entry at index " + std::to_string(e.index) + " (term " +
-           std::to_string(e.term) + " vs " + std::to_string(slot->term) + ")");
+      fail(Check::kStateMachineSafety,
+           "state machine safety: n" + std::to_string(n.id) +
+               " applied a different entry at index " + std::to_string(e.index) + " (term " +
+               std::to_string(e.term) + " vs " + std::to_string(slot->term) + ")");
       return;
     }
     if (e.type == raft::EntryType::kConfChange) {
       auto cc = raft::ConfChange::decode(e.data);
       if (!cc) {
-        fail("undecodable configuration change at index " + std::to_string(e.index));
+        fail(Check::kStorage,
+             "undecodable configuration change at index " + std::to_string(e.index));
         return;
       }
       n.conf = n.raft->apply_conf_change(*cc);
@@ -280,12 +283,13 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
                              const char* what) {
   bool reached = injected && n.storage->clear_injected_failure();
   if (st.is_ok()) {
-    if (reached) fail("n" + std::to_string(n.id) + ": " + what + " hid a failed sync");
+    if (reached)
+      fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + what + " hid a failed sync");
     return true;
   }
   if (!reached) {
-    fail("n" + std::to_string(n.id) + ": " + what +
-         " failed without an injected fault: " + st.to_string());
+    fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + what +
+                              " failed without an injected fault: " + st.to_string());
     return false;
   }
   note("n" + std::to_string(n.id) + " stops: " + what + " failed (" + st.to_string() + ")");
@@ -301,7 +305,7 @@ void Simulation::go_down(SimNode& n, bool power_cut) {
   n.raft.reset();
   std::string err = n.storage->crash(power_cut, disk_rng_.next());
   if (!err.empty()) {
-    fail("wal recovery: n" + std::to_string(n.id) + " " + err);
+    fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
   } else {
     hash(n.storage->durable().last_index());
   }

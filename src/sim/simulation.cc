@@ -51,6 +51,44 @@ const char* to_string(Mutation m) {
   return "?";
 }
 
+const char* to_string(Check c) {
+  switch (c) {
+    case Check::kNone:
+      return "none";
+    case Check::kCommitMonotonic:
+      return "commit-monotonic";
+    case Check::kElectionSafety:
+      return "election-safety";
+    case Check::kLeaderCompleteness:
+      return "leader-completeness";
+    case Check::kLogMatching:
+      return "log-matching";
+    case Check::kCompletenessAtRisk:
+      return "completeness-at-risk";
+    case Check::kCommitLocked:
+      return "commit-locked";
+    case Check::kStateMachineSafety:
+      return "state-machine-safety";
+    case Check::kApplyOrder:
+      return "apply-order";
+    case Check::kLostWrite:
+      return "lost-write";
+    case Check::kReplicasDiffer:
+      return "replicas-differ";
+    case Check::kLinearizability:
+      return "linearizability";
+    case Check::kLinearizabilityUnknown:
+      return "linearizability-unknown";
+    case Check::kLiveness:
+      return "liveness";
+    case Check::kStorage:
+      return "storage";
+    case Check::kMessageStorm:
+      return "message-storm";
+  }
+  return "?";
+}
+
 std::optional<Mutation> parse_mutation(const std::string& s) {
   for (Mutation m : {Mutation::kNone, Mutation::kCommitPreviousTerm, Mutation::kVoteNotPersisted,
                      Mutation::kAckBeforeDurable, Mutation::kReadWithoutReadIndex}) {
@@ -178,7 +216,8 @@ void Simulation::run_until(uint64_t t) {
     events_.pop_back();
     now_ = e.time;
     if (++result_.events > max_events_) {
-      fail("message storm: more than " + std::to_string(max_events_) + " events");
+      fail(Check::kMessageStorm,
+           "message storm: more than " + std::to_string(max_events_) + " events");
       return;
     }
     hash(e.time);
@@ -328,20 +367,22 @@ SimResult Simulation::run() {
     faults_active_ = false;
     heal_all();
     bool live = false;
+    std::string waiting;
     for (int step = 0; step < opt_.liveness_steps && !failed_; ++step) {
       clients_step(true);
       tick_all();
       run_until(now_ + kTickUs);
       if (failed_) break;
       check_invariants();
-      if (liveness_reached()) {
+      if (liveness_reached(&waiting)) {
         live = true;
         break;
       }
     }
     if (!failed_ && !live) {
-      fail("liveness: cluster did not recover within " + std::to_string(opt_.liveness_steps) +
-           " ticks after faults healed");
+      fail(Check::kLiveness, "liveness: cluster did not recover within " +
+                                 std::to_string(opt_.liveness_steps) +
+                                 " ticks after faults healed: " + waiting);
     }
   }
   if (!failed_) final_checks();
@@ -368,10 +409,11 @@ void Simulation::note(const std::string& line) {
   if (tail_.size() > kTraceTailLines) tail_.pop_front();
 }
 
-void Simulation::fail(const std::string& what) {
+void Simulation::fail(Check check, const std::string& what) {
   if (failed_) return;
   failed_ = true;
   result_.failure = what;
+  result_.check = check;
   note("VIOLATION: " + what);
 }
 

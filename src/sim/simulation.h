@@ -169,9 +169,10 @@ class Simulation {
   void observe_commit(SimNode& n);
   void check_electable_hold_committed();
   void check_commit_locked(SimNode& l);
-  bool liveness_reached();
+  // True once the cluster recovered; otherwise `waiting` says what it still waits for.
+  bool liveness_reached(std::string* waiting);
   void final_checks();
-  void fail(const std::string& what);
+  void fail(Check check, const std::string& what);
   void note(const std::string& line);
   std::string stamp() const;
   void hash(uint64_t v) { trace_hash_ = hash_mix(trace_hash_, v); }

@@ -336,6 +336,7 @@ class Wal::Recovery {
                                 std::to_string(g->unresolved_gap) +
                                 " and no snapshot marker covers them"};
     }
+    clamp_commits();
     if (report_ != nullptr) fill_groups();
     return Status::ok();
   }
@@ -347,6 +348,22 @@ class Wal::Recovery {
   uint64_t size() const { return size_; }
 
  private:
+  // A torn batch that held a hard state before its entries (as older drivers wrote it) leaves a
+  // commit index past the log's end, and the core refuses to start on that. Nothing past the
+  // end was ever synced, so this member never acknowledged it: the commit index goes back to
+  // the end of the log, and the leader tells the member the real one again.
+  void clamp_commits() {
+    for (auto& [id, g] : wal_->groups_) {
+      if (g->hard_state.commit <= g->last_index()) continue;
+      wal_->recovery_warnings_.push_back(
+          "group " + std::to_string(id) + ": the hard state commits through index " +
+          std::to_string(g->hard_state.commit) + " but the log ends at " +
+          std::to_string(g->last_index()) + " (a torn write); commit index lowered to " +
+          std::to_string(g->last_index()));
+      g->hard_state.commit = g->last_index();
+    }
+  }
+
   Status scan(const Segment& seg, bool last) {
     std::string data;
     CHORUS_RETURN_IF_ERROR(wal_->fs_->read_file(seg.path, &data));

@@ -134,6 +134,12 @@ class Wal {
   const raft::LogStorage* group(raft::GroupId group) const;
   std::vector<raft::GroupId> groups() const;
 
+  // What open() repaired while recovering, one sentence each, for the caller to log: a hard
+  // state whose commit index pointed past the recovered log (a torn batch) is clamped to the
+  // log's end. Entries past the end were never synced here, so were never acknowledged by this
+  // member; the commit index itself is not durable state in Raft and is learned again.
+  const std::vector<std::string>& recovery_warnings() const { return recovery_warnings_; }
+
   // Set once a write or sync failed (kIoError) or the disk filled (kNoSpace).
   Status health() const;
   size_t segment_count() const;
@@ -171,6 +177,7 @@ class Wal {
   uint64_t allocated_ = 0;
   uint64_t head_end_ = 0;  // where the current segment's header and group metadata end
   bool recovering_ = true;
+  std::vector<std::string> recovery_warnings_;
   Status health_;
   mutable std::map<raft::GroupId, std::unique_ptr<raft::LogStorage>> views_;
 };

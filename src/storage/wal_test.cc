@@ -188,6 +188,46 @@ TEST_F(WalTest, ATornTailAtEveryByteRecoversThePrefix) {
   EXPECT_GT(checked, 200);
 }
 
+// Defence in depth for logs written with the hard state before the entries it commits: a tear
+// between them leaves a commit index past the log, which recovery lowers to the log's end with
+// a warning instead of leaving a member that can never start.
+TEST_F(WalTest, ACommitPastTheTornLogIsClampedWithAWarning) {
+  std::string image;
+  uint64_t before = 0;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    commit_entries(wal.get(), 1, 1, 5, 1);
+    before = fs_.contents(last_segment_path(*wal))->find_last_not_of('\0') + 1;
+    WalBatch b;
+    b.set_hard_state(1, {2, 1, 20});
+    b.append(1, make_entries(6, 20, 2));
+    ASSERT_TRUE(wal->commit(b).is_ok());
+    image = *fs_.contents(last_segment_path(*wal));
+  }
+  const uint64_t end = image.find_last_not_of('\0') + 1;
+  std::string path = join_path("wal", segment_name(1));
+  int clamped = 0;
+  for (uint64_t cut = before; cut <= end; ++cut) {
+    *fs_.contents(path) = image.substr(0, cut) + std::string(image.size() - cut, '\0');
+    auto wal = open_ok();
+    ASSERT_NE(wal, nullptr) << "cut " << cut;
+    const raft::LogStorage* s = wal->group(1);
+    raft::HardState hs = s->hard_state();
+    ASSERT_LE(hs.commit, s->last_index()) << "cut " << cut;
+    if (hs.term == 2 && s->last_index() < 20) {
+      ASSERT_EQ(wal->recovery_warnings().size(), 1u) << "cut " << cut;
+      EXPECT_NE(wal->recovery_warnings()[0].find("commits through index 20"), std::string::npos)
+          << wal->recovery_warnings()[0];
+      EXPECT_EQ(hs.commit, s->last_index());
+      ++clamped;
+    } else {
+      EXPECT_TRUE(wal->recovery_warnings().empty()) << "cut " << cut;
+    }
+  }
+  EXPECT_GT(clamped, 100);
+}
+
 TEST_F(WalTest, AFlippedBitBeforeTheTailStopsRecoveryNamingFileAndOffset) {
   {
     auto wal = open_ok();

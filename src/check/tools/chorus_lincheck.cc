@@ -8,6 +8,9 @@
 //   CLIENT CALL_NS - put KEY VALUE                   a write whose outcome is unknown
 //   CLIENT CALL_NS RETURN_NS get KEY found VALUE     a read that saw VALUE
 //   CLIENT CALL_NS RETURN_NS get KEY missing         a read that found no key
+//   CLIENT CALL_NS RETURN_NS cas KEY OLD NEW ok      a swap of OLD for NEW that happened
+//   CLIENT CALL_NS RETURN_NS cas KEY OLD NEW fail    a swap refused (the key did not hold OLD)
+//   CLIENT CALL_NS - cas KEY OLD NEW                 a swap whose outcome is unknown
 // Exit status: 0 linearizable, 1 not linearizable (the explanation is printed), 2 bad input or
 // the search budget ran out.
 #include <cstdio>
@@ -77,6 +80,24 @@ bool parse_line(const std::string& line, Op* op, std::string* error) {
     }
     *error = "get needs found VALUE or missing";
     return false;
+  }
+  if (kind == "cas") {
+    std::string expected, value, result;
+    if (!(in >> expected >> value)) {
+      *error = "cas needs OLD and NEW";
+      return false;
+    }
+    op->input = KvInput::cas(key, expected, value);
+    if (op->return_time == chorus::check::kNever) {
+      op->output = KvOutput::cas_failed();
+      return true;
+    }
+    if (!(in >> result) || (result != "ok" && result != "fail")) {
+      *error = "an answered cas ends with ok or fail";
+      return false;
+    }
+    op->output = result == "ok" ? KvOutput::cas_ok() : KvOutput::cas_failed();
+    return true;
   }
   *error = "unknown operation " + kind;
   return false;
