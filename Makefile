@@ -10,7 +10,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal fuzz fuzz-run fuzz-seeds format-check
+.PHONY: bench-wal fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -40,11 +40,28 @@ sim-demo: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-42} --nodes 5 --steps 3000 --faults all --timeline
 
 # Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly.
-test: build-asan
+# The release binaries are built too, so a release-only break fails here.
+test: build-asan build
 	$(MAKE) --no-print-directory format-check
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
 	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+
+# Real chorusd processes in network namespaces under partitions, kills, pauses and packet loss,
+# every history checked (tests/chaos). Needs root. `make chaos` is CI's set of runs, including a
+# deliberately broken member the harness must catch; `make chaos-soak` runs longer and more.
+CHAOS_SECONDS ?= 60
+CHAOS_SOAK_SECONDS ?= 600
+CHAOS_SOAK_RUNS ?= 2
+CHAOS_OUT ?= build/chaos
+CHAOS := /usr/bin/python3 tests/chaos/chaos.py --chorusd $(REL)/src/server/chorusd \
+  --lincheck $(REL)/src/check/chorus-lincheck --out $(CHAOS_OUT)
+
+chaos: build
+	$(CHAOS) --plan ci --seconds $(CHAOS_SECONDS)
+
+chaos-soak: build
+	$(CHAOS) --plan soak --seconds $(CHAOS_SOAK_SECONDS) --runs $(CHAOS_SOAK_RUNS)
 
 sim: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)

@@ -1,7 +1,5 @@
 // The follower: AppendEntries (§5.3), heartbeats, InstallSnapshot (§7) and forwarding of
 // requests to the leader.
-#include <algorithm>
-
 #include "raft/raft.h"
 
 namespace chorus::raft {
@@ -106,14 +104,9 @@ bool Raft::restore(const Snapshot& s) {
     return false;
   }
   // A snapshot whose configuration leaves this node out would leave it without a progress
-  // entry of its own, which much of the core relies on; such a snapshot is a sender's error
-  // (as in etcd, it is refused).
-  const ConfState& cs = s.metadata.conf_state;
-  bool member = false;
-  for (const auto* set : {&cs.voters, &cs.learners, &cs.voters_outgoing}) {
-    if (std::find(set->begin(), set->end(), id_) != set->end()) member = true;
-  }
-  if (!member) return false;
+  // entry of its own, which much of the core relies on; such a snapshot is refused (as in
+  // etcd). A leader never sends one (see maybe_send_append).
+  if (!s.metadata.conf_state.includes(id_)) return false;
   if (log_.match_term(s.metadata.index, s.metadata.term)) {
     // We already hold the snapshot's last entry: just move the commit index forward.
     log_.commit_to(s.metadata.index);

@@ -215,6 +215,13 @@ bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
   if (!pr.recent_active) return false;
   Snapshot snap;
   if (log_.snapshot(&snap) != Error::kOk || snap.empty()) return false;
+  if (!snap.metadata.conf_state.includes(to)) {
+    // The latest snapshot predates this member's addition, and the member would refuse it
+    // (restore). The driver is asked for a newer one, which holds the applied configuration
+    // and so the member; until then the member stays in probe and this is tried again.
+    snapshot_requested_ = true;
+    return false;
+  }
   pr.become_snapshot(snap.metadata.index);
   m.type = MessageType::kSnap;
   m.snapshot = std::make_shared<const Snapshot>(std::move(snap));

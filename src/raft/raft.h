@@ -137,6 +137,14 @@ class Raft {
   // Reports whether a snapshot sent to `to` was delivered.
   void report_snapshot(NodeId to, bool failed);
   void report_unreachable(NodeId to);
+  // True (once) when the leader must send a snapshot to a member that the log's latest
+  // snapshot does not include (it was added since): the driver should take a new snapshot of
+  // its applied state soon. Reset by the call.
+  [[nodiscard]] bool take_snapshot_request() {
+    bool r = snapshot_requested_;
+    snapshot_requested_ = false;
+    return r;
+  }
   // Hands a message back once the driver is done with it (sent, or stepped into a peer in the
   // same process) so that its entry buffer is reused for the next append: the steady path then
   // allocates nothing per message.
@@ -285,6 +293,7 @@ class Raft {
   // Set once this leader asked another node to take over: that node's election ignores
   // follower leases, so this leader's lease can no longer be trusted in this term.
   bool lease_disabled_ = false;
+  bool snapshot_requested_ = false;
 };
 
 }  // namespace chorus::raft

@@ -477,6 +477,46 @@ TEST(Raft_6, LearnerCatchesUpAndIsPromoted) {
   EXPECT_TRUE(c.raft(4).promotable());
 }
 
+// §7 with §6: a learner added after the latest snapshot, behind the compacted log, would
+// refuse that snapshot (it leaves the learner out). The leader sends nothing and asks the driver
+// for a newer snapshot instead; once taken, the learner installs it and catches up.
+TEST(Raft_7, MemberAddedAfterTheLatestSnapshotGetsANewerOne) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
+  c.stabilize();
+  Index applied = c.raft(1).log().applied();
+  ASSERT_EQ(c.storage(1).create_snapshot(applied, c.node(1).conf, "old"), Error::kOk);
+  ASSERT_EQ(c.storage(1).compact(applied), Error::kOk);
+  c.add_node(4, ConfState{});
+  ConfChange add;
+  add.changes = {{ConfChangeType::kAddLearner, 4}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(add), Error::kOk);
+  int snaps = 0;
+  c.set_drop([&](const Message& m) {
+    if (m.type == MessageType::kSnap) ++snaps;
+    return false;
+  });
+  c.stabilize();
+  c.tick_all(3);
+  EXPECT_EQ(snaps, 0) << "a snapshot without the learner was sent";
+  EXPECT_TRUE(c.raft(1).take_snapshot_request());
+  EXPECT_FALSE(c.raft(1).take_snapshot_request()) << "the request is reset once taken";
+  EXPECT_EQ(c.raft(4).log().last_index(), 0u);
+
+  // The driver takes a snapshot of its applied state, which includes the learner.
+  Index now = c.raft(1).log().applied();
+  ASSERT_EQ(c.storage(1).create_snapshot(now, c.node(1).conf, "new"), Error::kOk);
+  c.tick_all(3);
+  EXPECT_EQ(snaps, 1);
+  EXPECT_EQ(c.raft(4).log().committed(), c.raft(1).log().committed());
+  Snapshot got;
+  ASSERT_EQ(c.storage(4).snapshot(&got), Error::kOk);
+  EXPECT_EQ(got.data, "new");
+  EXPECT_EQ(got.metadata.conf_state.learners, std::vector<NodeId>{4});
+}
+
 // §6: only one change at a time; a second waits until the first is applied.
 TEST(Raft_6, SecondConfChangeRejectedWhilePending) {
   TestCluster c(3);

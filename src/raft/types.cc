@@ -1,5 +1,6 @@
 #include "raft/types.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/coding.h"
@@ -14,6 +15,13 @@ using base::Reader;
 constexpr uint8_t kConfChangeVersion = 1;
 
 }  // namespace
+
+bool ConfState::includes(NodeId id) const {
+  for (const auto* set : {&voters, &learners, &voters_outgoing}) {
+    if (std::find(set->begin(), set->end(), id) != set->end()) return true;
+  }
+  return false;
+}
 
 std::string ConfChange::encode() const {
   std::string out;

@@ -55,6 +55,8 @@ struct ConfState {
   std::vector<NodeId> learners_next;
   bool auto_leave = false;
   bool operator==(const ConfState&) const = default;
+  // Whether `id` is a voter, a learner or an outgoing voter of this configuration.
+  bool includes(NodeId id) const;
 };
 
 enum class ConfChangeType : uint8_t { kAddNode = 0, kRemoveNode = 1, kAddLearner = 2 };

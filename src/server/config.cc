@@ -91,6 +91,9 @@ constexpr std::array kSettings = {
     Setting{"Chorus", "watch-progress-notify-ms", "<ms>", "600000",
             "How often watchers that asked for progress notifications get one (etcd's "
             "--experimental-watch-progress-notify-interval, 10 minutes)."},
+    Setting{"Chorus", "unsafe-test-fault", "<mode>", "none",
+            "UNSAFE, for testing the fault harness only: stale-reads serves linearizable reads "
+            "from local state without ReadIndex. Never set it on a real cluster."},
     Setting{"Chorus", "config-file", "<path>", "",
             "YAML file whose keys are these flag names, as in 'data-dir: /var/lib/chorus'."},
 };
@@ -601,6 +604,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                     {"debug", "info", "warn", "error"}, &c->log_level, error) ||
       !parse_choice(lookup(values, "initial-cluster-state", "new"), {"new", "existing"}, &state,
                     error) ||
+      !parse_choice(lookup(values, "unsafe-test-fault", "none"), {"none", "stale-reads"},
+                    &c->unsafe_test_fault, error) ||
       !parse_bool(lookup(values, "lease-reads", "false"), &c->lease_reads, error)) {
     return false;
   }

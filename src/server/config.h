@@ -77,6 +77,10 @@ struct ServerConfig {
   int64_t slow_request_ms = 100;  // requests slower than this are logged; 0 logs none
   int64_t watch_progress_notify_ms = 600'000;
   std::string config_file;  // empty when none was given
+  // A deliberately unsafe mode that exists only so the fault harness (make chaos) can show it
+  // catches a broken member: "stale-reads" answers linearizable reads from local state without
+  // confirming leadership. "none" (the default) in every real deployment.
+  std::string unsafe_test_fault = "none";
 };
 
 enum class ParseOutcome { kRun, kHelp, kVersion, kError };

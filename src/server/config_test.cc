@@ -170,6 +170,13 @@ TEST(Config, FlagsTakeGoFlagForms) {
   }
 }
 
+TEST(Config, UnsafeTestFaultIsOffUnlessNamed) {
+  EXPECT_EQ(parse({}).config.unsafe_test_fault, "none");
+  EXPECT_EQ(parse({"--unsafe-test-fault=stale-reads"}).config.unsafe_test_fault, "stale-reads");
+  expect_error(parse({"--unsafe-test-fault=everything"}),
+               {"flag --unsafe-test-fault", "'everything'"});
+}
+
 TEST(Config, BooleanFlagForms) {
   EXPECT_TRUE(parse({"--lease-reads"}).config.lease_reads);
   EXPECT_TRUE(parse({"--lease-reads=true"}).config.lease_reads);
@@ -560,7 +567,8 @@ TEST(Config, NeverThrowsOnMalformedInput) {
                                         "x=,"};
   for (std::string_view flag :
        {"name", "data-dir", "listen-client-urls", "initial-cluster", "initial-cluster-state",
-        "heartbeat-interval", "quota-backend-bytes", "lease-reads", "config-file", "log-level"}) {
+        "heartbeat-interval", "quota-backend-bytes", "lease-reads", "config-file", "log-level",
+        "unsafe-test-fault"}) {
     for (const std::string& value : values) {
       std::string arg = "--" + std::string(flag) + "=" + value;
       EXPECT_NO_THROW(parse({arg}));

@@ -152,6 +152,12 @@ int run(ServerConfig cfg) {
   o.tick_ms = cfg.heartbeat_interval_ms;
   o.election_ticks = std::max(2, cfg.election_timeout_ms / cfg.heartbeat_interval_ms);
   o.lease_reads = cfg.lease_reads;
+  o.unsafe_stale_reads = cfg.unsafe_test_fault == "stale-reads";
+  if (o.unsafe_stale_reads) {
+    log(LogLevel::kWarn,
+        "UNSAFE: --unsafe-test-fault stale-reads serves linearizable reads from "
+        "local state; this member is broken on purpose, for testing only");
+  }
   o.mvcc.max_txn_ops = cfg.max_txn_ops;
   o.snapshots.snapshot_entries = cfg.snapshot_count;
   // etcd keeps 5,000 entries behind a snapshot for slow followers; never more than a snapshot's

@@ -453,6 +453,10 @@ void Node::read_barrier(ReadDone done) {
     done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
     return;
   }
+  if (options_.unsafe_stale_reads) {
+    done(RpcError{});
+    return;
+  }
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     if (stopping_) {
@@ -547,6 +551,13 @@ void Node::raft_loop() {
     while (!failed_ && raft_->has_ready())
       handle_ready();
     if (failed_) return;
+    if (raft_->take_snapshot_request()) {
+      {
+        std::lock_guard<std::mutex> lk(apply_mu_);
+        snapshot_requested_ = true;
+      }
+      apply_cv_.notify_one();
+    }
     if (!transfers_.empty()) check_transfers();
   }
 }
@@ -969,7 +980,8 @@ void Node::maybe_snapshot() {
   // Until replay after a restart has passed the store's index, applied_conf_ is older than
   // the store: no snapshot before that.
   if (seen_index_ < applied) return;
-  if (!kv::snapshot_due(applied, last_snapshot_index_, options_.snapshots)) return;
+  const bool requested = snapshot_requested_.exchange(false) && applied > last_snapshot_index_;
+  if (!requested && !kv::snapshot_due(applied, last_snapshot_index_, options_.snapshots)) return;
   // RocksDB's WAL is off: the store's memtables reach disk here, so the log before this point
   // is no longer needed to rebuild the store.
   Status st = store_->flush();
@@ -1225,7 +1237,9 @@ void Node::apply_loop() {
     EventsFn events_fn;
     {
       std::unique_lock<std::mutex> lk(apply_mu_);
-      apply_cv_.wait(lk, [this] { return apply_stop_ || !apply_queue_.empty(); });
+      apply_cv_.wait(lk, [this] {
+        return apply_stop_ || !apply_queue_.empty() || snapshot_requested_.load();
+      });
       if (apply_stop_) return;
       items.swap(apply_queue_);
       events_fn = events_fn_;

@@ -73,6 +73,9 @@ struct NodeOptions {
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
   bool lease_reads = false;
+  // --unsafe-test-fault stale-reads: read_barrier answers at once, from whatever this member
+  // has applied. Only for proving that the fault harness catches stale reads.
+  bool unsafe_stale_reads = false;
   kv::MvccOptions mvcc;
   kv::SnapshotPolicy snapshots;
   uint64_t max_request_bytes = 1572864;
@@ -326,6 +329,9 @@ class Node {
   // last snapshot stands.
   raft::ConfState applied_conf_;
   raft::Index last_snapshot_index_ = 0;
+  // The core asked for a snapshot newer than the log's (a member added since the last one
+  // needs one): the apply thread takes it at its next turn, due or not.
+  std::atomic<bool> snapshot_requested_{false};
   raft::Index seen_index_ = 0;                // the last entry handed to the apply thread
   raft::Index installed_index_ = 0;           // the last snapshot installed from the leader
   std::vector<raft::Snapshot> in_snapshots_;  // taken, for the raft thread to record (inbox)

@@ -114,7 +114,7 @@ void Simulation::finish_ready(SimNode& n) {
   n.raft->advance();
   observe_commit(n);
   serve_reads(n);
-  maybe_compact(n);
+  maybe_compact(n, n.raft->take_snapshot_request());
 }
 
 void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& entries) {
@@ -204,12 +204,17 @@ void Simulation::serve_reads(SimNode& n) {
   }
 }
 
-void Simulation::maybe_compact(SimNode& n) {
+void Simulation::maybe_compact(SimNode& n, bool requested) {
   raft::Index first = n.storage->view()->first_index();
   raft::Index applied = n.sm.applied();
-  if (applied < first || applied - first + 1 < snapshot_threshold_) return;
-  raft::Index keep = snapshot_threshold_ / 4;
-  raft::Index compact_to = applied > keep ? applied - keep : 0;
+  raft::Index compact_to = 0;
+  if (applied >= first && applied - first + 1 >= snapshot_threshold_) {
+    raft::Index keep = snapshot_threshold_ / 4;
+    compact_to = applied > keep ? applied - keep : 0;
+  } else if (!requested) {
+    return;
+  }
+  // A snapshot the leader asked for (a member added since the last one) compacts nothing more.
   bool injected = maybe_inject_disk_failure(n);
   storage::Status st =
       n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);

@@ -39,6 +39,18 @@ TEST(Simulator, CorrectClusterPassesUnderAllFaults) {
   }
 }
 
+// Seeds where a member added back after its leader's last snapshot was offered only that
+// snapshot, whose configuration leaves it out, and refused it forever: the leader now asks the
+// driver for a newer snapshot instead, and the member catches up.
+TEST(Simulator, MemberAddedAfterTheLatestSnapshotCatchesUp) {
+  for (uint64_t seed : {13, 18, 35}) {
+    SimOptions o;
+    o.seed = seed;
+    SimResult r = run_simulation(o);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  }
+}
+
 struct MutationCase {
   Mutation mutation;
   int nodes;

@@ -122,7 +122,9 @@ class Simulation {
   void finish_ready(SimNode& n);
   void apply_committed(SimNode& n, const std::vector<raft::Entry>& entries);
   void serve_reads(SimNode& n);
-  void maybe_compact(SimNode& n);
+  // Snapshots and compacts the log once it is long enough; with `requested` (the core asked for
+  // a newer snapshot) takes a snapshot of the applied state now.
+  void maybe_compact(SimNode& n, bool requested);
   void on_request(SimNode& n, const ClientOp& op);
   void reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output);
   void crash(SimNode& n);

@@ -151,8 +151,10 @@ pid_t spawn_child(const std::string& self, const std::string& dir, Term term, in
   return pid;
 }
 
-// Reads the child's output until `deadline`, or until EOF if `deadline` is null.
-void read_output(int fd, std::string* out, const std::chrono::steady_clock::time_point* deadline) {
+// Reads the child's output until `deadline`, or until EOF if `deadline` is null; with
+// `until_newline`, also stops once a whole line has arrived.
+void read_output(int fd, std::string* out, const std::chrono::steady_clock::time_point* deadline,
+                 bool until_newline = false) {
   char buf[65536];
   while (true) {
     int timeout_ms = -1;
@@ -170,6 +172,7 @@ void read_output(int fd, std::string* out, const std::chrono::steady_clock::time
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;  // EOF: the child is gone and everything it wrote is read
     out->append(buf, static_cast<size_t>(n));
+    if (until_newline && out->find('\n') != std::string::npos) return;
   }
 }
 
@@ -262,12 +265,18 @@ int run_parent(const std::string& self, int iterations, uint64_t seed, std::stri
   auto start = std::chrono::steady_clock::now();
   for (int it = 0; it < iterations; ++it) {
     Term term = static_cast<Term>(it) + 1;
-    // Mostly kill a running child; sometimes before it even opened the log.
-    int delay_us =
-        rng() % 10 == 0 ? static_cast<int>(rng() % 3000) : 5000 + static_cast<int>(rng() % 75000);
+    // Mostly kill a child that is writing (the delay counts from its first acknowledgement, so
+    // a slow start on a loaded machine still leaves something to check); sometimes one that
+    // may not even have opened the log.
+    const bool early = rng() % 10 == 0;
+    int delay_us = early ? static_cast<int>(rng() % 3000) : static_cast<int>(rng() % 75000);
     int fd = -1;
     pid_t pid = spawn_child(self, dir, term, &fd);
     std::string output;
+    if (!early) {
+      auto started = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      read_output(fd, &output, &started, /*until_newline=*/true);
+    }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(delay_us);
     read_output(fd, &output, &deadline);
     ::kill(pid, SIGKILL);

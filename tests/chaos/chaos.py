@@ -1,0 +1,600 @@
+#!/usr/bin/python3
+"""make chaos: clusters of real chorusd processes, each member in its own network namespace, under
+a fault schedule drawn from a seed, with every client operation recorded and checked.
+
+One run: start the cluster, let clients of the etcd v3 API work while the nemesis injects faults
+(partitions, one-way drops, packet loss, SIGKILL and restart, SIGSTOP and SIGCONT, leader moves),
+heal everything, then check
+  - linearizability of the register history (chorus-lincheck; a history it cannot decide fails),
+  - that every acknowledged write under set/ reads back,
+  - that every member's HashKV agrees at the same revision,
+  - that the cluster recovered (a leader, and a write acknowledged) within a bound after the heal.
+Each run writes a report (fault timeline, history summary, verdicts, an HTML picture of operations
+and faults over time) under --out. A failing run keeps its history and member logs and prints the
+command that repeats its schedule. The last line is "N passed, N failed".
+
+    chaos.py --chorusd build/rel/src/server/chorusd --lincheck build/rel/src/check/chorus-lincheck
+             [--plan ci|soak|broken] [--seconds S] [--runs N] [--seed X] [--out DIR]
+             [--only NAME] [--members 3|5 --mix MIX] [--unsafe MODE --expect-fail]
+
+Needs root for the namespaces (as CI and the project's machines have)."""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import net as netmod  # noqa: E402
+import report  # noqa: E402
+import workload  # noqa: E402
+
+import etcd3  # noqa: E402
+
+CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
+HEARTBEAT_MS, ELECTION_MS = 100, 1000
+# After the last fault heals: a leader and an acknowledged write within this bound.
+RECOVERY_BOUND_S = 20.0
+
+# Fault mixes: the kinds the nemesis draws from.
+MIXES = {
+    "partitions": ["isolate", "isolate-leader", "split", "one-way", "loss"],
+    "ring": ["ring", "split", "isolate-leader", "loss"],
+    "kills": ["kill", "kill-leader", "kill-majority"],
+    "pauses": ["pause", "pause-leader"],
+    "moves": ["move-leader", "isolate", "kill"],
+    "all": ["isolate", "isolate-leader", "split", "one-way", "loss", "kill", "kill-leader",
+            "kill-majority", "pause", "pause-leader", "move-leader"],
+}
+
+# The harness must be able to fail: each of these runs a deliberately unsafe chorusd and passes
+# only if the named check catches it. (name, members, mix, lease reads, unsafe mode, check)
+BROKEN = [
+    ("stale-reads-3", 3, "partitions", False, "stale-reads", "linearizability"),
+]
+
+# (name, members, mix, lease reads)
+PLANS = {
+    "ci": BROKEN + [
+        ("partitions-3", 3, "partitions", False),
+        ("kills-3", 3, "kills", False),
+        ("pauses-lease-3", 3, "pauses", True),
+        ("ring-5", 5, "ring", False),
+        ("all-5", 5, "all", False),
+        ("all-lease-3", 3, "all", True),
+    ],
+    "soak": [
+        ("partitions-3", 3, "partitions", False),
+        ("kills-3", 3, "kills", False),
+        ("pauses-lease-3", 3, "pauses", True),
+        ("ring-5", 5, "ring", False),
+        ("all-5", 5, "all", False),
+        ("all-lease-3", 3, "all", True),
+        ("all-lease-5", 5, "all", True),
+        ("moves-3", 3, "moves", False),
+    ],
+    "broken": BROKEN,
+}
+
+
+class Member:
+    def __init__(self, run, i):
+        self.run = run
+        self.i = i
+        self.name = "m%d" % i
+        self.ip = run.net.ip(i)
+        self.data_dir = os.path.join(run.dir, self.name)
+        self.log_path = os.path.join(run.dir, self.name + ".log")
+        self.proc = None
+        self.paused = False
+
+    @property
+    def peer_url(self):
+        return "http://%s:%d" % (self.ip, PEER_PORT)
+
+    def start(self):
+        url = "http://%s:%d" % (self.ip, CLIENT_PORT)
+        args = self.run.net.exec_prefix(self.i) + [
+            self.run.chorusd,
+            "--name", self.name,
+            "--data-dir", self.data_dir,
+            "--listen-client-urls", url,
+            "--advertise-client-urls", url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--listen-metrics-urls", "http://%s:%d" % (self.ip, METRICS_PORT),
+            "--initial-cluster", self.run.initial_cluster(),
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", "chaos-%d" % self.run.seed,
+            "--heartbeat-interval", str(HEARTBEAT_MS),
+            "--election-timeout", str(ELECTION_MS),
+            "--snapshot-count", "2000",
+        ]
+        if self.run.lease_reads:
+            args.append("--lease-reads")
+        if self.run.unsafe:
+            args += ["--unsafe-test-fault", self.run.unsafe]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.paused = False
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.running():
+            if self.paused:
+                self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.paused = False
+
+    def pause(self):
+        if self.running() and not self.paused:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self):
+        if self.running() and self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self):
+        if self.running():
+            self.resume()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def client(self, timeout=2):
+        return etcd3.client(host=self.ip, port=CLIENT_PORT, timeout=timeout)
+
+
+class Run:
+    def __init__(self, args, name, members, mix, lease_reads, seed, unsafe=None, expect=None):
+        self.args = args
+        self.name = name
+        self.n = members
+        self.mix = mix
+        self.lease_reads = lease_reads
+        self.seed = seed
+        self.unsafe = unsafe
+        self.expect = expect  # the check that must fail (a broken variant), or None
+        self.chorusd = os.path.abspath(args.chorusd)
+        self.rng = random.Random(seed)
+        self.dir = os.path.join(os.path.abspath(args.out), "%s-seed%d" % (name, seed))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        tag = "%d%d" % (os.getpid() % 1000, seed % 100)
+        self.net = netmod.Net(tag, members, "10.%d.%d" % (200 + os.getpid() % 50, seed % 250))
+        self.members = [Member(self, i) for i in range(1, members + 1)]
+        self.t0 = time.monotonic()
+        self.faults = []  # (start_s, end_s, description)
+        self.events = []  # (t_s, text): the timeline
+        self.history = workload.History()
+        self.checks = {}  # name -> (ok, detail)
+
+    def t(self):
+        return time.monotonic() - self.t0
+
+    def note(self, text):
+        self.events.append((self.t(), text))
+        if self.args.verbose:
+            print("  [%7.2f s] %s" % (self.t(), text), flush=True)
+
+    def initial_cluster(self):
+        return ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
+
+    def repeat_command(self):
+        cmd = [sys.argv[0], "--chorusd", self.args.chorusd, "--lincheck", self.args.lincheck,
+               "--members", str(self.n), "--mix", self.mix, "--seed", str(self.seed),
+               "--seconds", str(self.args.seconds), "--out", self.args.out, "--verbose"]
+        if self.lease_reads:
+            cmd.append("--lease-reads")
+        if self.unsafe:
+            cmd += ["--unsafe", self.unsafe]
+        return " ".join(cmd)
+
+    # --- the cluster ---------------------------------------------------------------------
+    def leader(self):
+        """The member every reachable member names as leader, or None."""
+        for m in self.members:
+            if not m.running() or m.paused:
+                continue
+            try:
+                c = m.client(timeout=1)
+                st = c.status()
+                c.close()
+                name = st.leader.name if st.leader is not None else None
+                for x in self.members:
+                    if x.name == name:
+                        return x
+            except Exception:  # noqa: BLE001 - try the next member
+                continue
+        return None
+
+    def wait_ready(self, bound):
+        """Until a write is acknowledged through some member; seconds taken, or None."""
+        start = time.monotonic()
+        while time.monotonic() - start < bound:
+            for m in self.members:
+                if not m.running() or m.paused:
+                    continue
+                try:
+                    c = m.client(timeout=1)
+                    c.put("chaos/ready", "%.3f" % self.t())
+                    c.close()
+                    return time.monotonic() - start
+                except Exception:  # noqa: BLE001 - not yet
+                    pass
+            time.sleep(0.1)
+        return None
+
+    # --- the nemesis -----------------------------------------------------------------------
+    def pick(self, k):
+        return self.rng.sample(self.members, k)
+
+    def start_fault(self, kind):
+        """Applies one fault; returns (description, undo or None)."""
+        net = self.net
+        if kind in ("isolate", "isolate-leader"):
+            m = self.leader() if kind == "isolate-leader" else None
+            m = m or self.pick(1)[0]
+            net.partition([[m.i], [x.i for x in self.members if x is not m]])
+            return "isolate %s%s" % (m.name, " (leader)" if kind == "isolate-leader" else ""), net.heal
+        if kind == "split":
+            order = [m.i for m in self.members]
+            self.rng.shuffle(order)
+            minority = order[: (self.n - 1) // 2]
+            majority = order[(self.n - 1) // 2:]
+            net.partition([minority, majority])
+            return "split %s | %s" % (minority, majority), net.heal
+        if kind == "ring":
+            order = [m.i for m in self.members]
+            self.rng.shuffle(order)
+            # Each member hears only its two neighbours: every majority overlaps, none is whole.
+            for a in range(self.n):
+                for b in range(a + 1, self.n):
+                    if (b - a) % self.n not in (1, self.n - 1):
+                        net.cut(order[a], order[b])
+            return "majorities ring %s" % order, net.heal
+        if kind == "one-way":
+            a, b = self.pick(2)
+            net.drop(a.i, b.i)
+            return "%s hears nothing from %s" % (a.name, b.name), net.heal
+        if kind == "loss":
+            m = self.pick(1)[0]
+            p = self.rng.choice([0.1, 0.2, 0.3])
+            for x in self.members:
+                if x is not m:
+                    net.drop(m.i, x.i, p)
+                    net.drop(x.i, m.i, p)
+            return "%d%% loss on %s's links" % (int(p * 100), m.name), net.heal
+        if kind in ("kill", "kill-leader", "kill-majority"):
+            if kind == "kill-majority":
+                victims = self.pick(self.n // 2 + 1)
+            else:
+                m = self.leader() if kind == "kill-leader" else None
+                victims = [m or self.pick(1)[0]]
+            for m in victims:
+                m.kill()
+
+            def restart():
+                for m in victims:
+                    if not m.running():
+                        m.start()
+            return "SIGKILL %s" % ",".join(m.name for m in victims), restart
+        if kind in ("pause", "pause-leader"):
+            m = self.leader() if kind == "pause-leader" else None
+            m = m or self.pick(1)[0]
+            m.pause()
+            return "SIGSTOP %s%s" % (m.name, " (leader)" if kind == "pause-leader" else ""), m.resume
+        if kind == "move-leader":
+            lead = self.leader()
+            if lead is None:
+                return "move-leader: no leader", None
+            target = self.rng.choice([m for m in self.members if m is not lead])
+            try:
+                c = lead.client(timeout=3)
+                mid = None
+                for mem in c.members:
+                    if mem.name == target.name:
+                        mid = mem.id
+                if mid is not None:
+                    c.move_leader(mid)
+                c.close()
+                return "move leader %s -> %s" % (lead.name, target.name), None
+            except Exception as e:  # noqa: BLE001 - a move may fail under faults; noted
+                return "move leader %s -> %s failed: %s" % (lead.name, target.name,
+                                                            type(e).__name__), None
+        raise ValueError("unknown fault " + kind)
+
+    def heal_all(self):
+        self.net.heal()
+        for m in self.members:
+            m.resume()
+            if not m.running():
+                m.start()
+
+    def nemesis(self, until):
+        kinds = MIXES[self.mix]
+        while self.t() < until:
+            time.sleep(self.rng.uniform(1.0, 3.0))
+            if self.t() >= until:
+                break
+            kind = self.rng.choice(kinds)
+            start = self.t()
+            desc, undo = self.start_fault(kind)
+            self.note("fault: " + desc)
+            if undo is None:
+                self.faults.append((start, start + 0.2, desc))
+                continue
+            hold = self.rng.uniform(2.0, 6.0)
+            end_at = min(until, self.t() + hold)
+            while self.t() < end_at:
+                time.sleep(0.05)
+            undo()
+            self.faults.append((start, self.t(), desc))
+            self.note("healed: " + desc)
+
+    # --- one run ---------------------------------------------------------------------------
+    def execute(self):
+        seconds = self.args.seconds
+        self.net.setup()
+        try:
+            for m in self.members:
+                m.start()
+            took = self.wait_ready(30)
+            if took is None:
+                self.checks["startup"] = (False, "no write acknowledged within 30 s of start")
+                return self.finish()
+            self.note("cluster ready after %.1f s" % took)
+            self.t0 = time.monotonic()
+            self.events = [(0.0, "workload starts")]
+            stop_at = time.monotonic() + seconds
+            endpoints = [(m.ip, CLIENT_PORT) for m in self.members]
+            clients = [
+                workload.Client(cid, endpoints, self.history, self.seed * 1000 + cid,
+                                keys=self.args.keys, timeout=1.0, stop_at=stop_at,
+                                pace_ms=self.args.pace_ms)
+                for cid in range(1, self.args.clients + 1)
+            ]
+            for c in clients:
+                c.start()
+            # Faults stop a few seconds before the clients do, so the history ends healed.
+            self.nemesis(until=max(1.0, seconds - 5.0))
+            self.heal_all()
+            self.note("every fault healed")
+            healed_at = self.t()
+            for c in clients:
+                c.join(timeout=seconds + 30)
+            self.note("workload ends")
+            took = self.wait_ready(RECOVERY_BOUND_S)
+            self.checks["recovery"] = (
+                took is not None,
+                "write acknowledged %.1f s after the workload ended (heal at %.1f s)"
+                % (took, healed_at) if took is not None
+                else "no write acknowledged within %.0f s after the heal" % RECOVERY_BOUND_S)
+            if took is not None:
+                self.final_reads()
+                self.check_set()
+                self.check_hashkv()
+            self.check_linearizable()
+        finally:
+            for m in self.members:
+                m.stop()
+            self.net.teardown()
+        return self.finish()
+
+    def final_reads(self):
+        """A linearizable read of every register through every member, into the history."""
+        for m in self.members:
+            try:
+                c = m.client(timeout=5)
+            except Exception:  # noqa: BLE001
+                continue
+            for k in range(self.args.keys):
+                key = workload.REGISTER_PREFIX + "k%d" % k
+                call = workload.now_ns()
+                try:
+                    value, _ = c.get(key)
+                except Exception:  # noqa: BLE001 - a failed read proves nothing either way
+                    continue
+                ret = workload.now_ns()
+                if value is None:
+                    self.history.add(0, call, ret, "get", key, [], "missing")
+                else:
+                    self.history.add(0, call, ret, "get", key, ["found"], value.decode())
+            c.close()
+
+    def check_set(self):
+        lead = self.leader() or self.members[0]
+        try:
+            c = lead.client(timeout=10)
+            present = {meta.key.decode() for _, meta in c.get_prefix(workload.SET_PREFIX)}
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            self.checks["acknowledged-writes"] = (False, "cannot read set/: %s" % e)
+            return
+        acked = self.history.acked_set_keys
+        lost = [k for k in acked if k not in present]
+        extra = present - set(acked) - set(self.history.unknown_set_keys)
+        ok = not lost and not extra
+        detail = "%d acknowledged, %d unknown, %d present" % (
+            len(acked), len(self.history.unknown_set_keys), len(present))
+        if lost:
+            detail += "; LOST: %s" % ", ".join(lost[:10])
+        if extra:
+            detail += "; never written: %s" % ", ".join(sorted(extra)[:10])
+        self.checks["acknowledged-writes"] = (ok, detail)
+
+    def check_hashkv(self):
+        """Every member's HashKV at the same revision, once they have all applied it."""
+        deadline = time.monotonic() + 20
+        last = ""
+        while time.monotonic() < deadline:
+            results = []
+            for m in self.members:
+                r = subprocess.run(
+                    ["etcdctl", "--endpoints", "%s:%d" % (m.ip, CLIENT_PORT),
+                     "--command-timeout=3s", "endpoint", "hashkv", "-w", "json"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                if r.returncode != 0:
+                    results = None
+                    last = r.stderr.strip()
+                    break
+                h = json.loads(r.stdout)[0]["HashKV"]
+                results.append((h["header"]["revision"], h["hash"], h.get("compact_revision", 0)))
+            if results is not None:
+                revs = {x[0] for x in results}
+                hashes = {x[1] for x in results}
+                if len(revs) == 1 and len(hashes) == 1:
+                    self.checks["hashkv"] = (True, "equal on %d members at revision %d"
+                                             % (len(results), revs.pop()))
+                    return
+                last = "; ".join("%s rev %d hash %d" % (m.name, x[0], x[1])
+                                 for m, x in zip(self.members, results))
+                if len(revs) == 1:
+                    break  # same revision, different contents: a real divergence
+            time.sleep(0.5)
+        self.checks["hashkv"] = (False, "members disagree: " + last)
+
+    def check_linearizable(self):
+        path = os.path.join(self.dir, "history.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(self.history.lines) + "\n")
+        r = subprocess.run([self.args.lincheck, path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=600)
+        out = (r.stdout + r.stderr).strip()
+        if r.returncode == 0:
+            self.checks["linearizability"] = (True, out)
+        elif r.returncode == 1:
+            self.checks["linearizability"] = (False, "NOT linearizable: " + out[:2000])
+        else:
+            self.checks["linearizability"] = (False, "no verdict: " + out[:2000])
+
+    def finish(self):
+        passed_checks = all(ok for ok, _ in self.checks.values()) and bool(self.checks)
+        if self.expect:
+            # A broken variant: the run passes only if the check meant for it failed.
+            caught = self.expect in self.checks and not self.checks[self.expect][0]
+            ok = caught
+            verdict = ("caught by %s" % self.expect) if caught else \
+                ("NOT caught by %s" % self.expect)
+        else:
+            ok = passed_checks
+            verdict = "ok" if ok else "FAILED"
+        summary = {
+            "name": self.name, "seed": self.seed, "members": self.n, "mix": self.mix,
+            "lease_reads": self.lease_reads, "unsafe": self.unsafe, "seconds": self.args.seconds,
+            "verdict": verdict, "ok": ok,
+            "operations": dict(self.history.counts),
+            "set_keys": {"acknowledged": len(self.history.acked_set_keys),
+                         "unknown": len(self.history.unknown_set_keys)},
+            "faults": [{"start": a, "end": b, "what": d} for a, b, d in self.faults],
+            "checks": {k: {"ok": v[0], "detail": v[1]} for k, v in self.checks.items()},
+            "repeat": self.repeat_command(),
+        }
+        with open(os.path.join(self.dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        with open(os.path.join(self.dir, "timeline.txt"), "w") as f:
+            for t, text in self.events:
+                f.write("[%8.3f s] %s\n" % (t, text))
+        report.write_html(os.path.join(self.dir, "report.html"), summary, self.history.ops,
+                          self.t0_ns(), self.events)
+        if ok and not self.args.keep:
+            for m in self.members:
+                shutil.rmtree(m.data_dir, ignore_errors=True)
+        return summary
+
+    def t0_ns(self):
+        # History times are monotonic_ns; the report draws them relative to the workload start.
+        return int(self.t0 * 1e9)
+
+
+def print_summary(s, run_dir):
+    c = s["operations"]
+    print("%-18s seed %-6d %s  ops ok %d unknown %d failed %d, faults %d" % (
+        s["name"], s["seed"], s["verdict"], c["ok"], c["unknown"], c["failed"], len(s["faults"])))
+    for name, v in s["checks"].items():
+        print("    %-20s %s  %s" % (name, "ok" if v["ok"] else "FAIL", v["detail"][:300]))
+    if not s["ok"]:
+        print("    kept: %s" % run_dir)
+        print("    repeat: %s" % s["repeat"])
+    sys.stdout.flush()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--chorusd", required=True)
+    p.add_argument("--lincheck", required=True)
+    p.add_argument("--plan", choices=sorted(PLANS), default=None)
+    p.add_argument("--only", default=None, help="run only the plan entry with this name")
+    p.add_argument("--members", type=int, choices=[3, 5], default=None)
+    p.add_argument("--mix", choices=sorted(MIXES), default="all")
+    p.add_argument("--lease-reads", action="store_true")
+    p.add_argument("--unsafe", default=None, help="a deliberately unsafe chorusd mode")
+    p.add_argument("--expect-fail", default=None, help="with --unsafe: the check that must fail")
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--runs", type=int, default=1, help="runs of each plan entry (seeds apart)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--keys", type=int, default=6)
+    p.add_argument("--pace-ms", type=float, default=20)
+    p.add_argument("--out", default="build/chaos")
+    p.add_argument("--keep", action="store_true", help="keep data directories of passing runs")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args()
+
+    if os.geteuid() != 0:
+        print("chaos: needs root for network namespaces (CAP_NET_ADMIN)", file=sys.stderr)
+        return 2
+    why = netmod.available()
+    if why:
+        print("chaos: network namespaces or iptables do not work here: %s" % why, file=sys.stderr)
+        return 2
+    base_seed = args.seed if args.seed is not None else int(time.time()) % 100000
+    if args.members:
+        entries = [("custom-%d" % args.members, args.members, args.mix, args.lease_reads,
+                    args.unsafe, args.expect_fail)]
+    else:
+        plan = PLANS[args.plan or "ci"]
+        entries = [e if len(e) == 6 else e + (None, None) for e in plan]
+        if args.only:
+            entries = [e for e in entries if e[0] == args.only]
+    os.makedirs(args.out, exist_ok=True)
+    print("chaos: %d run(s) of %.0f s, base seed %d, reports in %s" % (
+        len(entries) * args.runs, args.seconds, base_seed, os.path.abspath(args.out)))
+    passed = failed = 0
+    totals = {"ok": 0, "unknown": 0, "failed": 0, "faults": 0}
+    for r in range(args.runs):
+        for k, (name, members, mix, lease, unsafe, expect) in enumerate(entries):
+            seed = base_seed + r * 100 + k
+            run = Run(args, name, members, mix, lease, seed, unsafe, expect)
+            s = run.execute()
+            print_summary(s, run.dir)
+            for key in ("ok", "unknown", "failed"):
+                totals[key] += s["operations"][key]
+            totals["faults"] += len(s["faults"])
+            if s["ok"]:
+                passed += 1
+            else:
+                failed += 1
+    print("operations: %d acknowledged, %d unknown, %d failed reads; faults injected: %d" % (
+        totals["ok"], totals["unknown"], totals["failed"], totals["faults"]))
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
