@@ -51,6 +51,8 @@ test: build-asan build
 # every history checked (tests/chaos). Needs root. `make chaos` is CI's set of runs, including a
 # deliberately broken member the harness must catch; `make chaos-soak` runs longer and more.
 CHAOS_SECONDS ?= 60
+# CI's schedules are fixed (timing still varies run to run); the soak draws new ones each time.
+CHAOS_SEED ?= 1000
 CHAOS_SOAK_SECONDS ?= 600
 CHAOS_SOAK_RUNS ?= 2
 CHAOS_OUT ?= build/chaos
@@ -58,7 +60,7 @@ CHAOS := /usr/bin/python3 tests/chaos/chaos.py --chorusd $(REL)/src/server/choru
   --lincheck $(REL)/src/check/chorus-lincheck --out $(CHAOS_OUT)
 
 chaos: build
-	$(CHAOS) --plan ci --seconds $(CHAOS_SECONDS)
+	$(CHAOS) --plan ci --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
 
 chaos-soak: build
 	$(CHAOS) --plan soak --seconds $(CHAOS_SOAK_SECONDS) --runs $(CHAOS_SOAK_RUNS)

@@ -11,7 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev
   libasio-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   etcd-client curl python3
-  iproute2 iptables python3-grpcio python3-protobuf python3-etcd3
+  iproute2 iptables faketime python3-grpcio python3-protobuf python3-etcd3
 )
 
 missing=()

@@ -49,8 +49,9 @@ void Simulation::issue(SimClient& c, bool write_only) {
   c.busy = true;
   c.deadline = now_ + kClientTimeoutUs;
   raft::NodeId target = c.leader_guess;
+  // Now and then any member: reads there go through ReadIndex, writes are forwarded.
   if (target == raft::kNoNode ||
-      (input.kind == check::KvInput::Kind::kRead && client_rng_.chance(0.3))) {
+      client_rng_.chance(input.kind == check::KvInput::Kind::kRead ? 0.3 : 0.15)) {
     target = 1 + client_rng_.below(static_cast<uint64_t>(opt_.nodes));
   }
   Event e;
@@ -88,12 +89,14 @@ void Simulation::on_reply(const Reply& r) {
       break;
     case check::KvInput::Kind::kWrite:
       c.last_seen[in.key] = in.value;
-      c.leader_guess = r.from;
+      // The node that answered names the leader it follows (it may have forwarded the write).
+      c.leader_guess = r.hint != raft::kNoNode ? r.hint : r.from;
       if (!faults_active_) c.liveness_done = true;
       break;
     case check::KvInput::Kind::kCas:
       if (r.output.ok) c.last_seen[in.key] = in.value;
-      c.leader_guess = r.from;
+      // The node that answered names the leader it follows (it may have forwarded the write).
+      c.leader_guess = r.hint != raft::kNoNode ? r.hint : r.from;
       break;
   }
 }

@@ -33,6 +33,12 @@ enum class Mutation : uint8_t {
   kAckBeforeDurable,     // driver sends messages before its writes are synced
   kReadWithoutReadIndex  // leader serves reads from local state without confirming leadership
 };
+
+// Clock drift (rate difference against real time) every member may have while leases stay
+// safe: the leader's lease is (election - lease_drift) = 8 of its ticks, and a follower refuses
+// votes for at least 9 of its own after a heartbeat, so any two rates must stay within 8/9;
+// 1 - 0.05 over 1 + 0.05 is 0.905.
+inline constexpr double kLeaseSafeDrift = 0.05;
 const char* to_string(Mutation m);
 std::optional<Mutation> parse_mutation(const std::string& s);
 

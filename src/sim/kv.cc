@@ -80,6 +80,12 @@ bool KvStateMachine::apply(const raft::Entry& e, std::optional<Command>* cmd) {
   *cmd = Command::decode(e.data);
   if (!*cmd) return false;
   const Command& c = **cmd;
+  uint64_t& last = last_op_[c.client];
+  if (c.op <= last) {
+    cmd->reset();
+    return false;
+  }
+  last = c.op;
   if (c.kind == Command::Kind::kWrite) {
     data_[c.key] = c.value;
     return true;
@@ -105,6 +111,11 @@ std::string KvStateMachine::snapshot() const {
     put_field(&out, k);
     put_field(&out, v);
   }
+  put_field(&out, std::to_string(last_op_.size()));
+  for (const auto& [client, op] : last_op_) {
+    put_field(&out, std::to_string(client));
+    put_field(&out, std::to_string(op));
+  }
   return out;
 }
 
@@ -123,8 +134,18 @@ bool KvStateMachine::restore(std::string_view in) {
     if (!next_field(&in, &k) || !next_field(&in, &v)) return false;
     data.emplace(std::string(k), std::string(v));
   }
+  std::map<uint64_t, uint64_t> sessions;
+  if (!next_field(&in, &f) || !parse_u64(f, &n)) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t client = 0;
+    uint64_t op = 0;
+    if (!next_field(&in, &f) || !parse_u64(f, &client)) return false;
+    if (!next_field(&in, &f) || !parse_u64(f, &op)) return false;
+    sessions[client] = op;
+  }
   if (!in.empty()) return false;
   data_ = std::move(data);
+  last_op_ = std::move(sessions);
   applied_ = applied;
   chain_ = chain;
   return true;

@@ -29,7 +29,10 @@ struct Command {
 class KvStateMachine {
  public:
   // Applies a committed entry; returns whether a command in it took effect (cas may fail).
-  // Entries that are not commands (no-ops, configuration changes) only advance the chain.
+  // Entries that are not commands (no-ops, configuration changes) only advance the chain. A
+  // command a client already had applied (a forwarded proposal the network duplicated) has no
+  // effect and comes back as no command: each client's operation numbers only grow, so the
+  // state machine keeps the last one per client (a session, as chorusd's sessions do).
   bool apply(const raft::Entry& e, std::optional<Command>* cmd);
   std::optional<std::string> get(const std::string& key) const;
 
@@ -44,6 +47,7 @@ class KvStateMachine {
 
  private:
   std::map<std::string, std::string> data_;
+  std::map<uint64_t, uint64_t> last_op_;  // client -> its last applied operation
   raft::Index applied_ = 0;
   uint64_t chain_ = 0;
 };

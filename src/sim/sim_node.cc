@@ -77,6 +77,13 @@ void Simulation::drive(SimNode& n) {
     }
     n.sync_in_flight = true;
     uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
+    if (faults_active_ && p_stall_ > 0 && fault_rng_.chance(p_stall_)) {
+      // The disk stalls for seconds: the node keeps receiving messages and ticks meanwhile, as
+      // chorusd's driver catches up on ticks before anything queued during the stall.
+      fsync_us = fault_rng_.range(1'000'000, 4'000'000);
+      note("n" + std::to_string(n.id) + " stalls in fsync for " + std::to_string(fsync_us / 1000) +
+           " ms");
+    }
     schedule_node_event(now_ + fsync_us, EventKind::kSyncDone, n);
     if (!faults_active_) return;
     // Fault points: a power cut while the disk is syncing, or right after a vote went out.
@@ -238,10 +245,9 @@ void Simulation::on_request(SimNode& n, const ClientOp& op) {
     drive(n);
     return;
   }
-  if (n.raft->role() != raft::Role::kLeader) {
-    reply(n, op, true, {});
-    return;
-  }
+  // Any member takes a write: a follower's core forwards the proposal to the leader (as
+  // chorusd's does), and the follower answers once it applies the entry. A forwarded proposal
+  // that is lost is never answered: the client times out with an unknown outcome.
   Command cmd;
   cmd.kind = op.input.kind == Kind::kWrite ? Command::Kind::kWrite : Command::Kind::kCas;
   cmd.client = op.client;

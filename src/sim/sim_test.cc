@@ -100,8 +100,10 @@ INSTANTIATE_TEST_SUITE_P(
                                    5,
                                    400,
                                    {Check::kCompletenessAtRisk, Check::kCommitLocked}},
+                      // Three nodes: a client picking a member at random reaches a deposed
+                      // leader more often, which is what this defect needs to show.
                       MutationCase{
-                          Mutation::kReadWithoutReadIndex, 5, 400, {Check::kLinearizability}}),
+                          Mutation::kReadWithoutReadIndex, 3, 400, {Check::kLinearizability}}),
     [](const ::testing::TestParamInfo<MutationCase>& param_info) {
       std::string name = to_string(param_info.param.mutation);
       for (char& ch : name) {

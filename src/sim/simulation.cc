@@ -143,6 +143,11 @@ Simulation::Simulation(const SimOptions& options)
   wal_options_.segment_bytes = 16ULL << (10 + disk_rng_.below(3));
   wal_options_.cache_bytes_per_group = 2ULL << (10 + disk_rng_.below(5));
   if (crashes && disk_rng_.chance(0.5)) p_disk_failure_ = disk_rng_.unit() * 0.002;
+  if (crashes && disk_rng_.chance(0.5)) p_stall_ = disk_rng_.unit() * 0.002;
+  // Clock drift: each node's ticks run up to max_drift_ fast or slow against real time. With
+  // lease reads it stays inside the lease's allowance (kLeaseSafeDrift).
+  Rng clocks = rng_.fork(7);
+  if (all) max_drift_ = clocks.unit() * (lease_reads_ ? kLeaseSafeDrift : 0.3);
 
   raft::ConfState initial;
   for (int i = 1; i <= opt_.nodes; ++i)
@@ -150,6 +155,7 @@ Simulation::Simulation(const SimOptions& options)
   for (int i = 1; i <= opt_.nodes; ++i) {
     SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
     n.id = static_cast<raft::NodeId>(i);
+    n.clock_rate = 1.0 + (clocks.unit() * 2 - 1) * max_drift_;
     n.storage = std::make_unique<SimStorage>(initial, wal_options_);
     start_node(n);
   }
@@ -346,11 +352,18 @@ void Simulation::tick_all() {
   for (raft::NodeId id : order) {
     SimNode& n = nodes_.at(id);
     if (!n.up) continue;
+    n.tick_credit += n.clock_rate;
+    uint64_t ticks = 0;
+    while (n.tick_credit >= 1.0) {
+      n.tick_credit -= 1.0;
+      ++ticks;
+    }
     if (n.paused) {
-      ++n.tick_debt;
+      n.tick_debt += ticks;
       continue;
     }
-    n.raft->tick();
+    for (uint64_t k = 0; k < ticks; ++k)
+      n.raft->tick();
     drive(n);
   }
 }

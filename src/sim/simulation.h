@@ -76,6 +76,10 @@ struct SimNode {
   bool paused = false;
   uint64_t incarnation = 0;
   uint64_t tick_debt = 0;
+  // This node's clock runs at this rate against simulated real time (drift); ticks come as the
+  // credit reaches whole ticks.
+  double clock_rate = 1.0;
+  double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
   std::unique_ptr<raft::Raft> raft;
   KvStateMachine sm;
@@ -213,6 +217,8 @@ class Simulation {
   double p_transfer_ = 0;
   double p_crash_in_sync_ = 0;
   double p_crash_after_vote_ = 0;
+  double p_stall_ = 0;  // per sync: an fsync stall of seconds
+  double max_drift_ = 0;
   double p_disk_failure_ = 0;  // per Wal write, sync or compaction of a node
   storage::WalOptions wal_options_;
   double p_client_ = 0.5;

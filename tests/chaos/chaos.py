@@ -49,9 +49,33 @@ MIXES = {
     "kills": ["kill", "kill-leader", "kill-majority"],
     "pauses": ["pause", "pause-leader"],
     "moves": ["move-leader", "isolate", "kill"],
+    "clocks": ["clock", "clock-leader", "isolate-leader", "pause-leader"],
+    "disks": ["disk-full", "disk-full", "kill", "isolate"],
+    "membership": ["replace", "replace", "isolate", "kill", "move-leader"],
     "all": ["isolate", "isolate-leader", "split", "one-way", "loss", "kill", "kill-leader",
-            "kill-majority", "pause", "pause-leader", "move-leader"],
+            "kill-majority", "pause", "pause-leader", "move-leader", "clock", "clock-leader"],
 }
+
+def kinds_of(mix):
+    """The fault kinds of a mix; "a+b" joins mixes."""
+    kinds = []
+    for part in mix.split("+"):
+        if part not in MIXES:
+            raise ValueError("unknown fault mix %s (known: %s)" % (part, ", ".join(sorted(MIXES))))
+        kinds += MIXES[part]
+    return kinds
+
+
+# Each member's own filesystem in runs with full-disk faults (tmpfs, so filling it is cheap).
+DISK_BYTES = 256 << 20
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# Clock rates for a member restarted under libfaketime (its monotonic clock runs this much faster
+# or slower than real time). With lease reads the rates stay inside the lease's drift allowance:
+# the lease is (election - drift) = 8 of the leader's ticks against the followers' 10, so any two
+# members' rates must be within a factor of 0.8, and [0.92, 1.08] keeps every pair within it.
+CLOCK_RATES_LEASE = [0.92, 0.95, 1.05, 1.08]
+CLOCK_RATES = [0.5, 0.8, 1.25, 2.0]
 
 # The harness must be able to fail: each of these runs a deliberately unsafe chorusd and passes
 # only if the named check catches it. (name, members, mix, lease reads, unsafe mode, check)
@@ -68,8 +92,11 @@ PLANS = {
         ("ring-5", 5, "ring", False),
         ("all-5", 5, "all", False),
         ("all-lease-3", 3, "all", True),
+        ("disks-membership-3", 3, "disks+membership", False),
     ],
     "soak": [
+        ("clocks-lease-3", 3, "clocks", True),
+        ("clocks-5", 5, "clocks", False),
         ("partitions-3", 3, "partitions", False),
         ("kills-3", 3, "kills", False),
         ("pauses-lease-3", 3, "pauses", True),
@@ -78,6 +105,9 @@ PLANS = {
         ("all-lease-3", 3, "all", True),
         ("all-lease-5", 5, "all", True),
         ("moves-3", 3, "moves", False),
+        ("disks-3", 3, "disks", False),
+        ("membership-3", 3, "membership", False),
+        ("membership-5", 5, "membership", False),
     ],
     "broken": BROKEN,
 }
@@ -89,18 +119,53 @@ class Member:
         self.i = i
         self.name = "m%d" % i
         self.ip = run.net.ip(i)
-        self.data_dir = os.path.join(run.dir, self.name)
+        self.disk = os.path.join(run.dir, self.name + "-disk")  # its own filesystem, if any
+        self.data_dir = os.path.join(self.disk if run.uses_disks else run.dir, self.name)
         self.log_path = os.path.join(run.dir, self.name + ".log")
         self.proc = None
         self.paused = False
+        self.killed = False  # down because the harness killed it
+        self.may_exit = False  # a full disk may stop it: that is a clean fail-stop, not a crash
+
+    def exited_by_itself(self):
+        """Notes (once) and returns True if the process ended without the harness killing it."""
+        if self.proc is not None and not self.killed and self.proc.poll() is not None:
+            what = "%s exited with status %s at %.1f s: %s" % (
+                self.name, self.proc.returncode, self.run.t(), self.last_log_line())
+            # A member stops, with a clear error, when its disk fills (a fail-stop, not a crash),
+            # also when the error surfaces only after the space came back (RocksDB keeps a
+            # background write error until the store is reopened).
+            if self.may_exit or (self.run.uses_disks and "No space left" in self.log_tail(5)):
+                self.run.note("stopped on a full disk (expected): " + what)
+            else:
+                self.run.crashes.append(what)
+            self.killed = True
+            return True
+        return False
+
+    def log_tail(self, n):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode(errors="replace").strip().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def last_log_line(self):
+        return self.log_tail(1)[:300]
 
     @property
     def peer_url(self):
         return "http://%s:%d" % (self.ip, PEER_PORT)
 
-    def start(self):
+    def start(self, clock=None, state="new"):
+        """`clock`: (offset seconds, rate) for libfaketime, or None for the real clock.
+        `state`: new to bootstrap, existing to join (after being added back)."""
         url = "http://%s:%d" % (self.ip, CLIENT_PORT)
-        args = self.run.net.exec_prefix(self.i) + [
+        env = []
+        if clock is not None:
+            env = ["env", "LD_PRELOAD=" + LIBFAKETIME, "FAKETIME=%+ds x%g" % clock,
+                   "FAKETIME_NO_CACHE=1"]
+        args = self.run.net.exec_prefix(self.i) + env + [
             self.run.chorusd,
             "--name", self.name,
             "--data-dir", self.data_dir,
@@ -110,7 +175,7 @@ class Member:
             "--initial-advertise-peer-urls", self.peer_url,
             "--listen-metrics-urls", "http://%s:%d" % (self.ip, METRICS_PORT),
             "--initial-cluster", self.run.initial_cluster(),
-            "--initial-cluster-state", "new",
+            "--initial-cluster-state", state,
             "--initial-cluster-token", "chaos-%d" % self.run.seed,
             "--heartbeat-interval", str(HEARTBEAT_MS),
             "--election-timeout", str(ELECTION_MS),
@@ -124,17 +189,20 @@ class Member:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.paused = False
+        self.killed = False
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self):
+        self.exited_by_itself()
         if self.running():
             if self.paused:
                 self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self.paused = False
+        self.killed = True
 
     def pause(self):
         if self.running() and not self.paused:
@@ -147,6 +215,7 @@ class Member:
         self.paused = False
 
     def stop(self):
+        self.exited_by_itself()
         if self.running():
             self.resume()
             self.proc.send_signal(signal.SIGTERM)
@@ -177,12 +246,16 @@ class Run:
         os.makedirs(self.dir)
         tag = "%d%d" % (os.getpid() % 1000, seed % 100)
         self.net = netmod.Net(tag, members, "10.%d.%d" % (200 + os.getpid() % 50, seed % 250))
+        self.kinds = kinds_of(mix)
+        self.uses_disks = "disk-full" in self.kinds
         self.members = [Member(self, i) for i in range(1, members + 1)]
         self.t0 = time.monotonic()
         self.faults = []  # (start_s, end_s, description)
         self.events = []  # (t_s, text): the timeline
         self.history = workload.History()
+        self.bank = workload.Bank()
         self.checks = {}  # name -> (ok, detail)
+        self.crashes = []  # members that exited without being killed
 
     def t(self):
         return time.monotonic() - self.t0
@@ -294,6 +367,35 @@ class Run:
                     if not m.running():
                         m.start()
             return "SIGKILL %s" % ",".join(m.name for m in victims), restart
+        if kind in ("clock", "clock-leader"):
+            m = self.leader() if kind == "clock-leader" else None
+            m = m or self.pick(1)[0]
+            rate = self.rng.choice(CLOCK_RATES_LEASE if self.lease_reads else CLOCK_RATES)
+            offset = self.rng.choice([-30, -5, 5, 30])
+            m.kill()
+            m.start(clock=(offset, rate))
+
+            def real_clock():
+                m.kill()
+                m.start()
+            return "%s restarted with its clock %+ds, rate x%g" % (m.name, offset, rate), real_clock
+        if kind == "disk-full":
+            m = self.pick(1)[0]
+            st = os.statvfs(m.disk)
+            filler = os.path.join(m.disk, "filler")
+            m.may_exit = True
+            with open(filler, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, max(st.f_bavail * st.f_frsize - 4096, 4096))
+
+            def free():
+                os.remove(filler)
+                m.exited_by_itself()
+                m.may_exit = False
+                if not m.running():
+                    m.start()
+            return "disk full on %s" % m.name, free
+        if kind == "replace":
+            return self.replace_member(), None
         if kind in ("pause", "pause-leader"):
             m = self.leader() if kind == "pause-leader" else None
             m = m or self.pick(1)[0]
@@ -319,16 +421,47 @@ class Run:
                                                             type(e).__name__), None
         raise ValueError("unknown fault " + kind)
 
+    def replace_member(self):
+        """Removes a follower from the cluster, wipes its data, adds it back (a new member id
+        at the same address) and starts it empty, to join and catch up."""
+        lead = self.leader()
+        if lead is None:
+            return "replace: no leader"
+        m = self.rng.choice([x for x in self.members if x is not lead])
+        try:
+            c = lead.client(timeout=5)
+            ids = [mem.id for mem in c.members if mem.name == m.name]
+            if not ids:
+                c.close()
+                return "replace %s: not in the member list" % m.name
+            m.may_exit = True  # a removed member stops by itself
+            c.remove_member(ids[0])
+            m.kill()
+            m.may_exit = False
+            shutil.rmtree(m.data_dir, ignore_errors=True)
+            c.add_member([m.peer_url])
+            c.close()
+        except Exception as e:  # noqa: BLE001 - under faults a change may be refused; noted
+            m.may_exit = False
+            if not m.running():
+                m.start(state="existing")
+            return "replace %s failed: %s %s" % (m.name, type(e).__name__, str(e)[:120])
+        m.start(state="existing")
+        return "replaced %s: removed, data wiped, added back, started empty" % m.name
+
     def heal_all(self):
         self.net.heal()
         for m in self.members:
+            m.exited_by_itself()
             m.resume()
             if not m.running():
                 m.start()
 
     def nemesis(self, until):
-        kinds = MIXES[self.mix]
+        kinds = self.kinds
         while self.t() < until:
+            for m in self.members:
+                m.exited_by_itself()
             time.sleep(self.rng.uniform(1.0, 3.0))
             if self.t() >= until:
                 break
@@ -352,6 +485,10 @@ class Run:
         seconds = self.args.seconds
         self.net.setup()
         try:
+            if self.uses_disks:
+                for m in self.members:
+                    os.makedirs(m.disk, exist_ok=True)
+                    netmod.sh("mount", "-t", "tmpfs", "-o", "size=%d" % DISK_BYTES, "tmpfs", m.disk)
             for m in self.members:
                 m.start()
             took = self.wait_ready(30)
@@ -359,6 +496,14 @@ class Run:
                 self.checks["startup"] = (False, "no write acknowledged within 30 s of start")
                 return self.finish()
             self.note("cluster ready after %.1f s" % took)
+            for m in self.members:
+                try:
+                    c = m.client(timeout=5)
+                    self.bank.setup(c)
+                    c.close()
+                    break
+                except Exception:  # noqa: BLE001 - try another member
+                    continue
             self.t0 = time.monotonic()
             self.events = [(0.0, "workload starts")]
             stop_at = time.monotonic() + seconds
@@ -368,6 +513,11 @@ class Run:
                                 keys=self.args.keys, timeout=1.0, stop_at=stop_at,
                                 pace_ms=self.args.pace_ms)
                 for cid in range(1, self.args.clients + 1)
+            ]
+            clients += [
+                workload.BankClient(100 + b, endpoints, self.bank, self.seed * 1000 + 100 + b,
+                                    timeout=1.0, stop_at=stop_at, pace_ms=self.args.pace_ms)
+                for b in range(1, self.args.bank_clients + 1)
             ]
             for c in clients:
                 c.start()
@@ -379,6 +529,7 @@ class Run:
             for c in clients:
                 c.join(timeout=seconds + 30)
             self.note("workload ends")
+            self.check_members_up()
             took = self.wait_ready(RECOVERY_BOUND_S)
             self.checks["recovery"] = (
                 took is not None,
@@ -388,13 +539,34 @@ class Run:
             if took is not None:
                 self.final_reads()
                 self.check_set()
+                self.check_bank()
                 self.check_hashkv()
             self.check_linearizable()
         finally:
             for m in self.members:
                 m.stop()
             self.net.teardown()
+            if self.uses_disks:
+                failed = not all(ok for ok, _ in self.checks.values())
+                for m in self.members:
+                    if failed or self.args.keep:
+                        try:
+                            shutil.copytree(m.data_dir, os.path.join(self.dir, m.name + "-data"),
+                                            dirs_exist_ok=True)
+                        except OSError:
+                            pass  # a member wiped by a replace has nothing to keep
+                    netmod.sh("umount", m.disk, check=False)
         return self.finish()
+
+    def check_members_up(self):
+        """No member exited without the harness killing it (a crash, a failed start), and every
+        member is running after the heal."""
+        for m in self.members:
+            m.exited_by_itself()
+        problems = list(self.crashes)
+        problems += ["%s is not running" % m.name for m in self.members if not m.running()]
+        self.checks["members-up"] = (not problems, "; ".join(problems[:5]) or
+                                     "no member exited by itself; all %d running" % self.n)
 
     def final_reads(self):
         """A linearizable read of every register through every member, into the history."""
@@ -403,8 +575,7 @@ class Run:
                 c = m.client(timeout=5)
             except Exception:  # noqa: BLE001
                 continue
-            for k in range(self.args.keys):
-                key = workload.REGISTER_PREFIX + "k%d" % k
+            for key in sorted(self.history.register_keys):
                 call = workload.now_ns()
                 try:
                     value, _ = c.get(key)
@@ -437,6 +608,23 @@ class Run:
         if extra:
             detail += "; never written: %s" % ", ".join(sorted(extra)[:10])
         self.checks["acknowledged-writes"] = (ok, detail)
+
+    def check_bank(self):
+        """Every read of all accounts during the run, and one through every member now, saw the
+        whole total."""
+        for m in self.members:
+            try:
+                c = m.client(timeout=5)
+                self.bank.check_read(0, list(c.get_prefix(workload.BANK_PREFIX)))
+                c.close()
+            except Exception:  # noqa: BLE001 - a failed read proves nothing
+                pass
+        b = self.bank
+        detail = "%d reads, transfers %d ok, %d refused, %d unknown" % (
+            b.reads, b.transfers["ok"], b.transfers["refused"], b.transfers["unknown"])
+        if b.bad_reads:
+            detail += "; BAD: " + "; ".join("client %d saw %s" % x for x in b.bad_reads[:5])
+        self.checks["bank"] = (not b.bad_reads and b.reads > 0, detail)
 
     def check_hashkv(self):
         """Every member's HashKV at the same revision, once they have all applied it."""
@@ -541,7 +729,8 @@ def main():
     p.add_argument("--plan", choices=sorted(PLANS), default=None)
     p.add_argument("--only", default=None, help="run only the plan entry with this name")
     p.add_argument("--members", type=int, choices=[3, 5], default=None)
-    p.add_argument("--mix", choices=sorted(MIXES), default="all")
+    p.add_argument("--mix", default="all", help="a fault mix, or several joined by +: " +
+                   ", ".join(sorted(MIXES)))
     p.add_argument("--lease-reads", action="store_true")
     p.add_argument("--unsafe", default=None, help="a deliberately unsafe chorusd mode")
     p.add_argument("--expect-fail", default=None, help="with --unsafe: the check that must fail")
@@ -549,6 +738,7 @@ def main():
     p.add_argument("--runs", type=int, default=1, help="runs of each plan entry (seeds apart)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--bank-clients", type=int, default=2)
     p.add_argument("--keys", type=int, default=6)
     p.add_argument("--pace-ms", type=float, default=20)
     p.add_argument("--out", default="build/chaos")
