@@ -525,16 +525,9 @@ void Node::raft_loop() {
       });
       if (stopping_) return;
     }
-    // Time first: the ticks missed while this thread was away (an fdatasync stall, the process
-    // paused) are delivered before anything queued meanwhile is stepped, so that a read is
-    // judged against a lease that has aged by the real time elapsed (raft.h, tick()).
-    auto now = Clock::now();
-    const bool tick_due = now >= next_tick_;
-    while (now >= next_tick_) {
-      raft_->tick();
-      next_tick_ += std::chrono::milliseconds(options_.tick_ms);
-    }
-    drain_inbox();
+    Clock::time_point now;
+    bool tick_due = false;
+    drain_inbox(&now, &tick_due);
     if (tick_due) {
       expire_requests(now);
       if (is_leader()) propose_lease_revokes();
@@ -562,7 +555,7 @@ void Node::raft_loop() {
   }
 }
 
-void Node::drain_inbox() {
+void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   std::vector<raft::Message> messages;
   std::vector<PendingProposal> proposals;
   std::vector<ReadDone> reads;
@@ -585,6 +578,16 @@ void Node::drain_inbox() {
     conf_requests.swap(in_conf_changes_);
     snapshots.swap(in_snapshots_);
     fetched.swap(in_fetched_);
+  }
+  // Time first, once the inbox is taken: every tick due by now (after an fdatasync stall or a
+  // paused process, all the ticks missed) is delivered before anything taken is stepped, so a
+  // read is judged against a lease aged by all the real time that passed before it arrived
+  // (raft.h, tick()).
+  *now = Clock::now();
+  *tick_due = *now >= next_tick_;
+  while (*now >= next_tick_) {
+    raft_->tick();
+    next_tick_ += std::chrono::milliseconds(options_.tick_ms);
   }
   for (FetchResult& f : fetched) {
     fetching_ = false;
@@ -979,8 +982,10 @@ void Node::maybe_snapshot() {
   raft::Index applied = store_->applied_index();
   // Until replay after a restart has passed the store's index, applied_conf_ is older than
   // the store: no snapshot before that.
-  if (seen_index_ < applied) return;
+  // A request is taken (and cleared) at once, so the apply thread's wait does not spin on it; one
+  // that cannot be served now is asked for again by the leader at its next heartbeat response.
   const bool requested = snapshot_requested_.exchange(false) && applied > last_snapshot_index_;
+  if (seen_index_ < applied) return;
   if (!requested && !kv::snapshot_due(applied, last_snapshot_index_, options_.snapshots)) return;
   // RocksDB's WAL is off: the store's memtables reach disk here, so the log before this point
   // is no longer needed to rebuild the store.

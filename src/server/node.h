@@ -218,7 +218,9 @@ class Node {
   void raft_loop();
   void apply_loop();
   void handle_ready();
-  void drain_inbox();
+  // Takes everything queued, delivers the ticks due by now (`now`, `tick_due`), then steps what
+  // it took.
+  void drain_inbox(std::chrono::steady_clock::time_point* now, bool* tick_due);
   void expire_requests(std::chrono::steady_clock::time_point now);
   void propose_lease_revokes();
   raft::ConfState apply_conf_change_entry(const raft::Entry& e);

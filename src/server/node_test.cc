@@ -260,7 +260,9 @@ TEST(NodeDriver, LeaseReadQueuedDuringAnFsyncStallIsNotServedFromAnExpiredLease)
   ASSERT_TRUE(put(c.node(old_leader), "k", "v1").ok());
   {
     // The lease path works at all: a read on the leader sees the write.
-    ReadResult r = read_async(c.node(old_leader), "k").get();
+    std::future<ReadResult> first = read_async(c.node(old_leader), "k");
+    ASSERT_EQ(first.wait_for(30s), std::future_status::ready) << "no answer";
+    ReadResult r = first.get();
     ASSERT_TRUE(r.error.ok()) << r.error.message;
     ASSERT_EQ(r.value, "v1");
   }
@@ -268,7 +270,7 @@ TEST(NodeDriver, LeaseReadQueuedDuringAnFsyncStallIsNotServedFromAnExpiredLease)
   // The leader's next fdatasync stalls, and it is cut off from the others.
   NodeCluster::hold(c.gate(old_leader));
   c.router().isolate(old_leader);
-  std::thread stalled_write([&] { (void)put(c.node(old_leader), "k", "lost"); });
+  std::jthread stalled_write([&] { (void)put(c.node(old_leader), "k", "lost"); });
   ASSERT_TRUE(NodeCluster::wait_stalled(c.gate(old_leader), 10s)) << "the sync did not stall";
 
   // The others elect a new leader and take a write.
@@ -289,7 +291,6 @@ TEST(NodeDriver, LeaseReadQueuedDuringAnFsyncStallIsNotServedFromAnExpiredLease)
   EXPECT_TRUE(!r.error.ok() || r.value == "v2")
       << "the old leader served \"" << r.value << "\" after a newer write was acknowledged";
   c.router().heal();
-  stalled_write.join();
 }
 
 std::vector<raft::Entry> entries(raft::Index from, raft::Index to, raft::Term term) {

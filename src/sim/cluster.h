@@ -87,6 +87,7 @@ struct SimResult {
   uint64_t elections = 0;
   uint64_t max_term = 0;
   uint64_t committed = 0;
+  uint64_t snapshots_requested = 0;     // snapshots taken because a leader asked for one
   std::string linearizability;          // checker verdict
   std::vector<std::string> trace_tail;  // last events, for a failing run
 };

@@ -78,8 +78,10 @@ void Simulation::drive(SimNode& n) {
     n.sync_in_flight = true;
     uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
     if (faults_active_ && p_stall_ > 0 && fault_rng_.chance(p_stall_)) {
-      // The disk stalls for seconds: the node keeps receiving messages and ticks meanwhile, as
-      // chorusd's driver catches up on ticks before anything queued during the stall.
+      // The disk stalls for seconds. The node keeps stepping messages and ticks meanwhile, so
+      // whatever it decides is judged by its current clock (what chorusd's driver achieves by
+      // catching up on ticks before stepping what queued during a stall; that ordering itself
+      // is tested in node_test).
       fsync_us = fault_rng_.range(1'000'000, 4'000'000);
       note("n" + std::to_string(n.id) + " stalls in fsync for " + std::to_string(fsync_us / 1000) +
            " ms");
@@ -220,6 +222,8 @@ void Simulation::maybe_compact(SimNode& n, bool requested) {
     compact_to = applied > keep ? applied - keep : 0;
   } else if (!requested) {
     return;
+  } else {
+    ++result_.snapshots_requested;
   }
   // A snapshot the leader asked for (a member added since the last one) compacts nothing more.
   bool injected = maybe_inject_disk_failure(n);

@@ -36,6 +36,9 @@ import report  # noqa: E402
 import workload  # noqa: E402
 
 import etcd3  # noqa: E402
+import etcd3.etcdrpc  # noqa: E402
+import etcd3.exceptions  # noqa: E402
+import grpc  # noqa: E402
 
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 HEARTBEAT_MS, ELECTION_MS = 100, 1000
@@ -72,8 +75,10 @@ DISK_BYTES = 256 << 20
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # Clock rates for a member restarted under libfaketime (its monotonic clock runs this much faster
 # or slower than real time). With lease reads the rates stay inside the lease's drift allowance:
-# the lease is (election - drift) = 8 of the leader's ticks against the followers' 10, so any two
-# members' rates must be within a factor of 0.8, and [0.92, 1.08] keeps every pair within it.
+# the lease is (election - drift) = 8 of the leader's ticks, and a follower refuses votes for at
+# least 9 of its own after a heartbeat, so the leader's rate must be at least 8/9 of any
+# follower's. Only one member is skewed at a time, so rates in [0.92, 1.08] against the others'
+# 1.0 keep within it (0.92 > 0.889).
 CLOCK_RATES_LEASE = [0.92, 0.95, 1.05, 1.08]
 CLOCK_RATES = [0.5, 0.8, 1.25, 2.0]
 
@@ -125,6 +130,7 @@ class Member:
         self.proc = None
         self.paused = False
         self.killed = False  # down because the harness killed it
+        self.state = "new"  # how it starts: "existing" once it was replaced (joins, never bootstraps)
         self.may_exit = False  # a full disk may stop it: that is a clean fail-stop, not a crash
 
     def exited_by_itself(self):
@@ -157,12 +163,11 @@ class Member:
     def peer_url(self):
         return "http://%s:%d" % (self.ip, PEER_PORT)
 
-    def start(self, clock=None, state="new"):
-        """`clock`: (offset seconds, rate) for libfaketime, or None for the real clock.
-        `state`: new to bootstrap, existing to join (after being added back)."""
+    def start(self, clock=None):
+        """`clock`: (offset seconds, rate) for libfaketime, or None for the real clock."""
         url = "http://%s:%d" % (self.ip, CLIENT_PORT)
         env = []
-        if clock is not None:
+        if clock is not None and os.path.exists(LIBFAKETIME):
             env = ["env", "LD_PRELOAD=" + LIBFAKETIME, "FAKETIME=%+ds x%g" % clock,
                    "FAKETIME_NO_CACHE=1"]
         args = self.run.net.exec_prefix(self.i) + env + [
@@ -175,7 +180,7 @@ class Member:
             "--initial-advertise-peer-urls", self.peer_url,
             "--listen-metrics-urls", "http://%s:%d" % (self.ip, METRICS_PORT),
             "--initial-cluster", self.run.initial_cluster(),
-            "--initial-cluster-state", state,
+            "--initial-cluster-state", self.state,
             "--initial-cluster-token", "chaos-%d" % self.run.seed,
             "--heartbeat-interval", str(HEARTBEAT_MS),
             "--election-timeout", str(ELECTION_MS),
@@ -256,6 +261,7 @@ class Run:
         self.bank = workload.Bank()
         self.checks = {}  # name -> (ok, detail)
         self.crashes = []  # members that exited without being killed
+        self.lincheck_status = None
 
     def t(self):
         return time.monotonic() - self.t0
@@ -276,6 +282,10 @@ class Run:
             cmd.append("--lease-reads")
         if self.unsafe:
             cmd += ["--unsafe", self.unsafe]
+        if self.expect:
+            cmd += ["--expect-fail", self.expect]
+        cmd += ["--clients", str(self.args.clients), "--keys", str(self.args.keys),
+                "--pace-ms", str(self.args.pace_ms), "--bank-clients", str(self.args.bank_clients)]
         return " ".join(cmd)
 
     # --- the cluster ---------------------------------------------------------------------
@@ -413,40 +423,95 @@ class Run:
                     if mem.name == target.name:
                         mid = mem.id
                 if mid is not None:
-                    c.move_leader(mid)
+                    c.maintenancestub.MoveLeader(etcd3.etcdrpc.MoveLeaderRequest(targetID=mid),
+                                                 3)
                 c.close()
                 return "move leader %s -> %s" % (lead.name, target.name), None
-            except Exception as e:  # noqa: BLE001 - a move may fail under faults; noted
+            except etcd3.exceptions.Etcd3Exception as e:  # a move may fail under faults: noted
                 return "move leader %s -> %s failed: %s" % (lead.name, target.name,
                                                             type(e).__name__), None
+            except grpc.RpcError as e:
+                return "move leader %s -> %s failed: %s" % (lead.name, target.name,
+                                                            e.code()), None
         raise ValueError("unknown fault " + kind)
+
+    def member_list(self):
+        """{name or peer URL: id} as the leader (or else some reachable member) reports it."""
+        lead = self.leader()
+        for x in ([lead] if lead else []) + self.members:
+            if not x.running() or x.paused:
+                continue
+            try:
+                c = x.client(timeout=3)
+                out = {}
+                for mem in c.members:
+                    out[mem.name or (mem.peer_urls[0] if mem.peer_urls else "")] = mem.id
+                    for url in mem.peer_urls:
+                        out[url] = mem.id
+                c.close()
+                return out
+            except Exception:  # noqa: BLE001 - ask another member
+                continue
+        return None
+
+    def until(self, what, deadline):
+        while time.monotonic() < deadline:
+            if what():
+                return True
+            time.sleep(0.2)
+        return False
 
     def replace_member(self):
         """Removes a follower from the cluster, wipes its data, adds it back (a new member id
-        at the same address) and starts it empty, to join and catch up."""
+        at the same address) and starts it empty, to join and catch up. Each step is retried
+        until the member list shows it done; a step that never gets done fails the run."""
         lead = self.leader()
         if lead is None:
             return "replace: no leader"
         m = self.rng.choice([x for x in self.members if x is not lead])
-        try:
-            c = lead.client(timeout=5)
-            ids = [mem.id for mem in c.members if mem.name == m.name]
-            if not ids:
+        deadline = time.monotonic() + 20
+        m.may_exit = True  # a removed member stops by itself
+
+        def removed():
+            ids = self.member_list()
+            if ids is None:
+                return False
+            if m.peer_url not in ids:
+                return True
+            try:
+                c = (self.leader() or lead).client(timeout=3)
+                c.remove_member(ids[m.peer_url])
                 c.close()
-                return "replace %s: not in the member list" % m.name
-            m.may_exit = True  # a removed member stops by itself
-            c.remove_member(ids[0])
-            m.kill()
+            except Exception:  # noqa: BLE001 - retried until the list shows it
+                pass
+            return False
+
+        def added():
+            ids = self.member_list()
+            if ids is None:
+                return False
+            if m.peer_url in ids:
+                return True
+            try:
+                c = (self.leader() or lead).client(timeout=3)
+                c.add_member([m.peer_url])
+                c.close()
+            except Exception:  # noqa: BLE001 - retried until the list shows it
+                pass
+            return False
+
+        if not self.until(removed, deadline):
             m.may_exit = False
-            shutil.rmtree(m.data_dir, ignore_errors=True)
-            c.add_member([m.peer_url])
-            c.close()
-        except Exception as e:  # noqa: BLE001 - under faults a change may be refused; noted
-            m.may_exit = False
-            if not m.running():
-                m.start(state="existing")
-            return "replace %s failed: %s %s" % (m.name, type(e).__name__, str(e)[:120])
-        m.start(state="existing")
+            self.checks["nemesis"] = (False, "could not remove %s within 20 s" % m.name)
+            return "replace %s: removal never took effect" % m.name
+        m.kill()
+        m.may_exit = False
+        shutil.rmtree(m.data_dir, ignore_errors=True)
+        m.state = "existing"
+        if not self.until(added, deadline + 20):
+            self.checks["nemesis"] = (False, "could not add %s back within 20 s" % m.name)
+            return "replace %s: adding it back never took effect" % m.name
+        m.start()
         return "replaced %s: removed, data wiped, added back, started empty" % m.name
 
     def heal_all(self):
@@ -483,8 +548,8 @@ class Run:
     # --- one run ---------------------------------------------------------------------------
     def execute(self):
         seconds = self.args.seconds
-        self.net.setup()
         try:
+            self.net.setup()
             if self.uses_disks:
                 for m in self.members:
                     os.makedirs(m.disk, exist_ok=True)
@@ -524,24 +589,26 @@ class Run:
             # Faults stop a few seconds before the clients do, so the history ends healed.
             self.nemesis(until=max(1.0, seconds - 5.0))
             self.heal_all()
-            self.note("every fault healed")
             healed_at = self.t()
-            for c in clients:
-                c.join(timeout=seconds + 30)
-            self.note("workload ends")
-            self.check_members_up()
+            self.note("every fault healed")
+            # Recovery is timed from the heal, while the clients still run.
             took = self.wait_ready(RECOVERY_BOUND_S)
             self.checks["recovery"] = (
                 took is not None,
-                "write acknowledged %.1f s after the workload ended (heal at %.1f s)"
+                "a write acknowledged %.1f s after the last fault healed (at %.1f s)"
                 % (took, healed_at) if took is not None
                 else "no write acknowledged within %.0f s after the heal" % RECOVERY_BOUND_S)
+            for c in clients:
+                c.join(timeout=seconds + 30)
+            self.note("workload ends")
+            self.check_workload(clients)
             if took is not None:
                 self.final_reads()
                 self.check_set()
                 self.check_bank()
                 self.check_hashkv()
             self.check_linearizable()
+            self.check_members_up()
         finally:
             for m in self.members:
                 m.stop()
@@ -557,6 +624,20 @@ class Run:
                             pass  # a member wiped by a replace has nothing to keep
                     netmod.sh("umount", m.disk, check=False)
         return self.finish()
+
+    def check_workload(self, clients):
+        """The clients did work: a run in which every operation failed proves nothing."""
+        problems = ["%s died: %s" % (c.name, c.error) for c in clients if c.error]
+        problems += ["%s still running after the workload" % c.name for c in clients
+                     if c.is_alive()]
+        acked = self.history.counts["ok"]
+        if acked < 100:
+            problems.append("only %d operations acknowledged" % acked)
+        if self.args.bank_clients and self.bank.reads == 0:
+            problems.append("no bank read succeeded")
+        self.checks["workload"] = (not problems, "; ".join(problems) or
+                                   "%d operations acknowledged, %d bank reads" % (
+                                       acked, self.bank.reads))
 
     def check_members_up(self):
         """No member exited without the harness killing it (a crash, a failed start), and every
@@ -664,6 +745,7 @@ class Run:
         r = subprocess.run([self.args.lincheck, path], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=600)
         out = (r.stdout + r.stderr).strip()
+        self.lincheck_status = r.returncode
         if r.returncode == 0:
             self.checks["linearizability"] = (True, out)
         elif r.returncode == 1:
@@ -672,10 +754,16 @@ class Run:
             self.checks["linearizability"] = (False, "no verdict: " + out[:2000])
 
     def finish(self):
+        if "members-up" in self.checks and self.crashes and self.checks["members-up"][0]:
+            self.checks["members-up"] = (False, "; ".join(self.crashes[:5]))
         passed_checks = all(ok for ok, _ in self.checks.values()) and bool(self.checks)
         if self.expect:
             # A broken variant: the run passes only if the check meant for it failed.
+            # Caught only by a definite verdict: a history the checker could not decide (or
+            # could not read) proves nothing about the broken member.
             caught = self.expect in self.checks and not self.checks[self.expect][0]
+            if self.expect == "linearizability":
+                caught = caught and self.lincheck_status == 1
             ok = caught
             verdict = ("caught by %s" % self.expect) if caught else \
                 ("NOT caught by %s" % self.expect)
@@ -746,6 +834,8 @@ def main():
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
 
+    # A CI timeout's SIGTERM unwinds through the runs' cleanup (processes, namespaces, mounts).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         print("chaos: needs root for network namespaces (CAP_NET_ADMIN)", file=sys.stderr)
         return 2

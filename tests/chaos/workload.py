@@ -69,6 +69,7 @@ class Client(threading.Thread):
         self.stop_at = stop_at  # monotonic seconds
         self.pace_ms = pace_ms
         self.seq = 0
+        self.error = None  # an unexpected exception that ended this client: fails the run
         self.which = self.rng.randrange(len(endpoints))
         self.conn = None
         self.last_seen = {}
@@ -96,9 +97,12 @@ class Client(threading.Thread):
         return "c%d-%d" % (self.cid, self.seq)
 
     def run(self):
-        while time.monotonic() < self.stop_at:
-            self.one_op()
-            time.sleep(self.rng.uniform(0, self.pace_ms) / 1000.0)
+        try:
+            while time.monotonic() < self.stop_at:
+                self.one_op()
+                time.sleep(self.rng.uniform(0, self.pace_ms) / 1000.0)
+        except Exception as e:  # noqa: BLE001 - recorded, and the run fails on it
+            self.error = "%s: %s" % (type(e).__name__, e)
         self.rotate()
 
     def one_op(self):
@@ -202,11 +206,21 @@ class Bank:
             client.put(self.key(i), str(self.balance))
 
     def check_read(self, cid, kvs):
+        """Records one read of every account; False if it was not a consistent whole."""
         with self.lock:
             self.reads += 1
-            total = sum(int(v) for v, _ in kvs)
-            if len(kvs) != self.accounts or total != self.total:
-                self.bad_reads.append((cid, "%d accounts summing to %d" % (len(kvs), total)))
+            try:
+                balances = [int(v) for v, _ in kvs]
+            except ValueError:
+                self.bad_reads.append((cid, "a balance that is not a number: %r" %
+                                       [v for v, _ in kvs]))
+                return False
+            total = sum(balances)
+            if len(kvs) != self.accounts or total != self.total or min(balances, default=0) < 0:
+                self.bad_reads.append((cid, "%d accounts summing to %d (%s)" % (
+                    len(kvs), total, balances)))
+                return False
+            return True
 
 
 class BankClient(Client):
@@ -221,8 +235,7 @@ class BankClient(Client):
         except Exception:  # noqa: BLE001 - a failed read proves nothing
             self.rotate()
             return
-        self.bank.check_read(self.cid, kvs)
-        if self.rng.random() < 0.3 or len(kvs) < 2:
+        if not self.bank.check_read(self.cid, kvs) or self.rng.random() < 0.3:
             return
         state = {m.key.decode(): (int(v), m.mod_revision) for v, m in kvs}
         names = sorted(state)
