@@ -980,11 +980,11 @@ void Node::restore_server_state(const ServerState& st) {
 // Apply thread, holding apply_exec_mu_.
 void Node::maybe_snapshot() {
   raft::Index applied = store_->applied_index();
-  // Until replay after a restart has passed the store's index, applied_conf_ is older than
-  // the store: no snapshot before that.
   // A request is taken (and cleared) at once, so the apply thread's wait does not spin on it; one
   // that cannot be served now is asked for again by the leader at its next heartbeat response.
   const bool requested = snapshot_requested_.exchange(false) && applied > last_snapshot_index_;
+  // Until replay after a restart has passed the store's index, applied_conf_ is older than
+  // the store: no snapshot before that.
   if (seen_index_ < applied) return;
   if (!requested && !kv::snapshot_due(applied, last_snapshot_index_, options_.snapshots)) return;
   // RocksDB's WAL is off: the store's memtables reach disk here, so the log before this point

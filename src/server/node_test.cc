@@ -20,6 +20,7 @@
 
 #include "storage/fault_fs.h"
 #include "storage/file.h"
+#include "storage/forwarding_fs.h"
 #include "storage/testing.h"
 
 namespace chorus::server {
@@ -28,7 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 
 // The local disk, except that while held, every file sync blocks until released.
-class StallableFileSystem final : public storage::FileSystem {
+class StallableFileSystem final : public storage::ForwardingFileSystem {
  public:
   struct Gate {
     std::mutex mu;
@@ -38,60 +39,18 @@ class StallableFileSystem final : public storage::FileSystem {
   };
 
   explicit StallableFileSystem(std::shared_ptr<Gate> gate)
-      : base_(storage::make_posix_file_system()), gate_(std::move(gate)) {}
-
-  storage::Status create_dir(const std::string& dir) override { return base_->create_dir(dir); }
-  storage::Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
-    return base_->list_dir(dir, names);
-  }
-  storage::Status open_writable(const std::string& path,
-                                std::unique_ptr<storage::WritableFile>* out) override {
-    std::unique_ptr<storage::WritableFile> f;
-    storage::Status st = base_->open_writable(path, &f);
-    if (st.is_ok()) *out = std::make_unique<File>(std::move(f), gate_);
-    return st;
-  }
-  storage::Status open_readable(const std::string& path,
-                                std::unique_ptr<storage::ReadableFile>* out) override {
-    return base_->open_readable(path, out);
-  }
-  storage::Status rename(const std::string& from, const std::string& to) override {
-    return base_->rename(from, to);
-  }
-  storage::Status remove(const std::string& path) override { return base_->remove(path); }
-  storage::Status remove_dir(const std::string& dir) override { return base_->remove_dir(dir); }
-  storage::Status sync_dir(const std::string& dir) override { return base_->sync_dir(dir); }
-  bool exists(const std::string& path) override { return base_->exists(path); }
-  bool is_dir(const std::string& path) override { return base_->is_dir(path); }
+      : ForwardingFileSystem(storage::make_posix_file_system()), gate_(std::move(gate)) {}
 
  private:
-  class File final : public storage::WritableFile {
-   public:
-    File(std::unique_ptr<storage::WritableFile> base, std::shared_ptr<Gate> gate)
-        : base_(std::move(base)), gate_(std::move(gate)) {}
-    storage::Status write_at(uint64_t offset, std::string_view data) override {
-      return base_->write_at(offset, data);
-    }
-    storage::Status sync() override {
-      {
-        std::unique_lock<std::mutex> lk(gate_->mu);
-        ++gate_->stalled;
-        gate_->cv.notify_all();
-        gate_->cv.wait(lk, [this] { return !gate_->held; });
-        --gate_->stalled;
-      }
-      return base_->sync();
-    }
-    storage::Status preallocate(uint64_t size) override { return base_->preallocate(size); }
-    storage::Status truncate(uint64_t size) override { return base_->truncate(size); }
-    storage::Status close() override { return base_->close(); }
+  storage::Status on_file_sync() override {
+    std::unique_lock<std::mutex> lk(gate_->mu);
+    ++gate_->stalled;
+    gate_->cv.notify_all();
+    gate_->cv.wait(lk, [this] { return !gate_->held; });
+    --gate_->stalled;
+    return storage::Status::ok();
+  }
 
-   private:
-    std::unique_ptr<storage::WritableFile> base_;
-    std::shared_ptr<Gate> gate_;
-  };
-
-  std::unique_ptr<storage::FileSystem> base_;
   std::shared_ptr<Gate> gate_;
 };
 

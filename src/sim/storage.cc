@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "storage/forwarding_fs.h"
+
 namespace chorus::sim {
 namespace {
 
@@ -62,9 +64,9 @@ std::string difference(const raft::MemoryLogStorage& want, const raft::LogStorag
 // FaultFileSystem fails only the very next syncs; a sync failure deeper inside one Wal operation
 // (a new segment's directory sync during rotation, the directory sync after deleting segments)
 // needs the count of syncs to let pass first.
-class SimStorage::FailingFileSystem final : public storage::FileSystem {
+class SimStorage::FailingFileSystem final : public storage::ForwardingFileSystem {
  public:
-  explicit FailingFileSystem(storage::FaultFileSystem* fs) : fs_(fs) {}
+  explicit FailingFileSystem(storage::FaultFileSystem* fs) : ForwardingFileSystem(fs) {}
 
   void fail_after(uint64_t skip) {
     armed_ = true;
@@ -76,53 +78,13 @@ class SimStorage::FailingFileSystem final : public storage::FileSystem {
     return reached_;
   }
 
-  storage::Status create_dir(const std::string& dir) override { return fs_->create_dir(dir); }
-  storage::Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
-    return fs_->list_dir(dir, names);
-  }
-  storage::Status open_writable(const std::string& path,
-                                std::unique_ptr<storage::WritableFile>* out) override {
-    std::unique_ptr<storage::WritableFile> f;
-    CHORUS_RETURN_IF_ERROR(fs_->open_writable(path, &f));
-    *out = std::make_unique<File>(this, std::move(f));
-    return storage::Status::ok();
-  }
-  storage::Status open_readable(const std::string& path,
-                                std::unique_ptr<storage::ReadableFile>* out) override {
-    return fs_->open_readable(path, out);
-  }
-  storage::Status rename(const std::string& from, const std::string& to) override {
-    return fs_->rename(from, to);
-  }
-  storage::Status remove(const std::string& path) override { return fs_->remove(path); }
-  storage::Status remove_dir(const std::string& dir) override { return fs_->remove_dir(dir); }
   storage::Status sync_dir(const std::string& dir) override {
     CHORUS_RETURN_IF_ERROR(check_sync());
-    return fs_->sync_dir(dir);
+    return ForwardingFileSystem::sync_dir(dir);
   }
-  bool exists(const std::string& path) override { return fs_->exists(path); }
-  bool is_dir(const std::string& path) override { return fs_->is_dir(path); }
 
  private:
-  class File final : public storage::WritableFile {
-   public:
-    File(FailingFileSystem* fs, std::unique_ptr<storage::WritableFile> f)
-        : fs_(fs), f_(std::move(f)) {}
-    storage::Status write_at(uint64_t offset, std::string_view data) override {
-      return f_->write_at(offset, data);
-    }
-    storage::Status sync() override {
-      CHORUS_RETURN_IF_ERROR(fs_->check_sync());
-      return f_->sync();
-    }
-    storage::Status preallocate(uint64_t size) override { return f_->preallocate(size); }
-    storage::Status truncate(uint64_t size) override { return f_->truncate(size); }
-    storage::Status close() override { return f_->close(); }
-
-   private:
-    FailingFileSystem* fs_;
-    std::unique_ptr<storage::WritableFile> f_;
-  };
+  storage::Status on_file_sync() override { return check_sync(); }
 
   storage::Status check_sync() {
     if (!armed_) return storage::Status::ok();
@@ -135,7 +97,6 @@ class SimStorage::FailingFileSystem final : public storage::FileSystem {
     return storage::Status::io_error("fsync: input/output error (injected)");
   }
 
-  storage::FaultFileSystem* fs_;
   bool armed_ = false;
   bool reached_ = false;
   uint64_t skip_ = 0;

@@ -8,6 +8,7 @@
 
 #include "storage/crc32c.h"
 #include "storage/fault_fs.h"
+#include "storage/forwarding_fs.h"
 #include "storage/testing.h"
 
 namespace chorus::storage {
@@ -244,33 +245,29 @@ TEST_F(SnapshotStreamTest, ACrashBeforeFinishKeepsTheOldSnapshot) {
 
 // Forwards to another FileSystem but refuses every directory change after the first `steps`:
 // the process stops there, as if the power went out at that point.
-class StopAfterFs final : public FileSystem {
+class StopAfterFs final : public ForwardingFileSystem {
  public:
-  StopAfterFs(FileSystem* fs, int steps) : fs_(fs), steps_(steps) {}
-  Status create_dir(const std::string& d) override { return step() ? fs_->create_dir(d) : stop(); }
-  Status list_dir(const std::string& d, std::vector<std::string>* n) override {
-    return fs_->list_dir(d, n);
-  }
-  Status open_writable(const std::string& p, std::unique_ptr<WritableFile>* out) override {
-    return fs_->open_writable(p, out);
-  }
-  Status open_readable(const std::string& p, std::unique_ptr<ReadableFile>* out) override {
-    return fs_->open_readable(p, out);
+  StopAfterFs(FileSystem* fs, int steps) : ForwardingFileSystem(fs), steps_(steps) {}
+  Status create_dir(const std::string& d) override {
+    return step() ? ForwardingFileSystem::create_dir(d) : stop();
   }
   Status rename(const std::string& f, const std::string& t) override {
-    return step() ? fs_->rename(f, t) : stop();
+    return step() ? ForwardingFileSystem::rename(f, t) : stop();
   }
-  Status remove(const std::string& p) override { return step() ? fs_->remove(p) : stop(); }
-  Status remove_dir(const std::string& d) override { return step() ? fs_->remove_dir(d) : stop(); }
-  Status sync_dir(const std::string& d) override { return step() ? fs_->sync_dir(d) : stop(); }
-  bool exists(const std::string& p) override { return fs_->exists(p); }
-  bool is_dir(const std::string& p) override { return fs_->is_dir(p); }
+  Status remove(const std::string& p) override {
+    return step() ? ForwardingFileSystem::remove(p) : stop();
+  }
+  Status remove_dir(const std::string& d) override {
+    return step() ? ForwardingFileSystem::remove_dir(d) : stop();
+  }
+  Status sync_dir(const std::string& d) override {
+    return step() ? ForwardingFileSystem::sync_dir(d) : stop();
+  }
   void set_steps(int steps) { steps_ = steps; }
 
  private:
   bool step() { return --steps_ >= 0; }
   static Status stop() { return Status::io_error("stopped"); }
-  FileSystem* fs_;
   int steps_;
 };
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "storage/fault_fs.h"
+#include "storage/forwarding_fs.h"
 #include "storage/group_commit.h"
 #include "storage/testing.h"
 
@@ -392,35 +393,15 @@ TEST_F(WalTest, AFailedSyncStopsEveryLaterWrite) {
 }
 
 // FaultFileSystem with directory syncs that fail on demand while file syncs go on.
-class DirSyncFailingFileSystem final : public FileSystem {
+class DirSyncFailingFileSystem final : public ForwardingFileSystem {
  public:
-  explicit DirSyncFailingFileSystem(FaultFileSystem* fs) : fs_(fs) {}
+  explicit DirSyncFailingFileSystem(FaultFileSystem* fs) : ForwardingFileSystem(fs) {}
   bool fail_dir_syncs = false;
 
-  Status create_dir(const std::string& dir) override { return fs_->create_dir(dir); }
-  Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
-    return fs_->list_dir(dir, names);
-  }
-  Status open_writable(const std::string& path, std::unique_ptr<WritableFile>* out) override {
-    return fs_->open_writable(path, out);
-  }
-  Status open_readable(const std::string& path, std::unique_ptr<ReadableFile>* out) override {
-    return fs_->open_readable(path, out);
-  }
-  Status rename(const std::string& from, const std::string& to) override {
-    return fs_->rename(from, to);
-  }
-  Status remove(const std::string& path) override { return fs_->remove(path); }
-  Status remove_dir(const std::string& dir) override { return fs_->remove_dir(dir); }
   Status sync_dir(const std::string& dir) override {
     if (fail_dir_syncs) return Status::io_error("fsync " + dir + ": input/output error");
-    return fs_->sync_dir(dir);
+    return ForwardingFileSystem::sync_dir(dir);
   }
-  bool exists(const std::string& path) override { return fs_->exists(path); }
-  bool is_dir(const std::string& path) override { return fs_->is_dir(path); }
-
- private:
-  FaultFileSystem* fs_;
 };
 
 // A rotation whose directory sync fails leaves a new segment that the restarted process lists

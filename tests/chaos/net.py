@@ -4,6 +4,7 @@ bridge in the harness's namespace, and faults made with iptables inside each mem
 Needs root (CAP_NET_ADMIN), iproute2 and iptables. Nothing here touches the machine's own
 interfaces: every name carries the run's tag, and teardown removes all of it."""
 
+import os
 import subprocess
 
 
@@ -16,7 +17,7 @@ def sh(*args, check=True):
 
 def available():
     """None if namespaces, veth and iptables work here, else why not."""
-    tag = "chk%d" % (subprocess.os.getpid() % 100000)
+    tag = "chk%d" % (os.getpid() % 100000)
     try:
         sh("ip", "netns", "add", tag)
         try:
