@@ -88,6 +88,9 @@ struct SimResult {
   uint64_t max_term = 0;
   uint64_t committed = 0;
   uint64_t snapshots_requested = 0;     // snapshots taken because a leader asked for one
+  uint64_t snapshots_installed = 0;     // snapshots a follower received whole and installed
+  uint64_t snapshot_transfers_cut = 0;  // snapshot transfers cut off midway
+  uint64_t disk_full_stops = 0;         // nodes stopped by ENOSPC
   std::string linearizability;          // checker verdict
   std::vector<std::string> trace_tail;  // last events, for a failing run
 };

@@ -53,6 +53,7 @@ void Simulation::inject_faults() {
       schedule_node_event(now_ + pause_us, EventKind::kResume, n);
     }
   }
+  if (p_disk_full_ > 0 && fault_rng_.chance(p_disk_full_)) fill_disk();
   if (p_member_ > 0 && fault_rng_.chance(p_member_)) membership_change();
   if (p_transfer_ > 0 && fault_rng_.chance(p_transfer_)) leader_transfer();
 }
@@ -109,11 +110,40 @@ void Simulation::make_partition() {
   }
 }
 
+void Simulation::fill_disk() {
+  std::vector<raft::NodeId> candidates;
+  for (auto& [id, n] : nodes_) {
+    if (!n.disk_full) candidates.push_back(id);
+  }
+  if (candidates.empty()) return;
+  SimNode& n = nodes_.at(candidates[fault_rng_.below(candidates.size())]);
+  uint64_t slack = fault_rng_.below(4 << 10);
+  uint64_t for_us = fault_rng_.range(200'000, 3'000'000);
+  n.disk_full = true;
+  n.storage->fill_disk(slack);
+  note("n" + std::to_string(n.id) + "'s disk fills up (" + std::to_string(slack) +
+       " bytes left) for " + std::to_string(for_us / 1000) + " ms");
+  Event e;
+  e.time = now_ + for_us;
+  e.kind = EventKind::kDiskFreed;
+  e.node = n.id;
+  schedule(std::move(e));
+}
+
+void Simulation::free_disk(SimNode& n) {
+  n.disk_full = false;
+  n.storage->free_disk();
+  note("n" + std::to_string(n.id) + "'s disk has space again");
+}
+
 void Simulation::heal_all() {
   blocked_.clear();
   loss_ = 0;
   dup_ = 0;
   spike_ = 0;
+  for (auto& [id, n] : nodes_) {
+    if (n.disk_full) free_disk(n);
+  }
   for (auto& [id, n] : nodes_) {
     if (!n.up) restart(n);
   }

@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next{0};
   std::atomic<uint64_t> passed{0};
   std::atomic<uint64_t> failed{0};
+  chorus::sim::SimResult totals;  // summed over seeds, under `out`
   std::mutex out;
   auto worker = [&]() {
     for (;;) {
@@ -129,6 +130,10 @@ int main(int argc, char** argv) {
       o.seed = base.seed + k;
       chorus::sim::SimResult r = chorus::sim::run_simulation(o);
       std::lock_guard<std::mutex> lock(out);
+      totals.snapshots_installed += r.snapshots_installed;
+      totals.snapshot_transfers_cut += r.snapshot_transfers_cut;
+      totals.snapshots_requested += r.snapshots_requested;
+      totals.disk_full_stops += r.disk_full_stops;
       if (r.ok) {
         ++passed;
       } else {
@@ -161,6 +166,11 @@ int main(int argc, char** argv) {
   worker();
   for (auto& t : threads)
     t.join();
+  std::printf("snapshots installed %" PRIu64 ", transfers cut midway %" PRIu64
+              ", requested by a leader %" PRIu64 "\n",
+              totals.snapshots_installed, totals.snapshot_transfers_cut,
+              totals.snapshots_requested);
+  std::printf("nodes stopped by a full disk %" PRIu64 "\n", totals.disk_full_stops);
   std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed.load(), failed.load());
   return failed.load() == 0 ? 0 : 1;
 }

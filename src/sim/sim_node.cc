@@ -109,6 +109,7 @@ void Simulation::finish_ready(SimNode& n) {
       return;
     }
     n.conf = rd.snapshot->metadata.conf_state;
+    ++result_.snapshots_installed;
     note("n" + std::to_string(n.id) + " installs snapshot at index " +
          std::to_string(rd.snapshot->metadata.index));
   }
@@ -302,6 +303,14 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
       fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + what + " hid a failed sync");
     return true;
   }
+  if (!reached && n.disk_full && st.code() == storage::Status::Code::kNoSpace) {
+    // As chorusd does: a write that does not fit stops the node (its Wal may hold a partial
+    // batch), and it starts again through recovery. The page cache keeps what was written.
+    ++result_.disk_full_stops;
+    note("n" + std::to_string(n.id) + " stops: " + what + " failed (" + st.to_string() + ")");
+    go_down(n, false);
+    return false;
+  }
   if (!reached) {
     fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + what +
                               " failed without an injected fault: " + st.to_string());
@@ -321,7 +330,7 @@ void Simulation::go_down(SimNode& n, bool power_cut) {
   std::string err = n.storage->crash(power_cut, disk_rng_.next());
   if (!err.empty()) {
     fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
-  } else {
+  } else if (!n.storage->needs_reopen()) {
     hash(n.storage->durable().last_index());
   }
   n.proposals.clear();
@@ -337,6 +346,19 @@ void Simulation::go_down(SimNode& n, bool power_cut) {
 
 void Simulation::restart(SimNode& n) {
   if (n.up || failed_) return;
+  if (n.storage->needs_reopen()) {
+    // Recovery itself ran out of space: the node stays down until the disk has room.
+    std::string err = n.storage->reopen();
+    if (!err.empty()) {
+      fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
+      return;
+    }
+    if (n.storage->needs_reopen()) {
+      note("n" + std::to_string(n.id) + " cannot recover yet: its disk is full");
+      schedule_node_event(now_ + fault_rng_.range(50'000, 500'000), EventKind::kRestart, n);
+      return;
+    }
+  }
   n.up = true;
   start_node(n);
   note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.raft->term()) +

@@ -54,6 +54,38 @@ TEST(Simulator, MemberAddedAfterTheLatestSnapshotCatchesUp) {
   EXPECT_EQ(requested, 3) << "too few seeds reached a snapshot request to test it";
 }
 
+// Large snapshots stream for up to seconds; partitions, crashes and resets cut some midway. The
+// leader hears of each failure and tries again, and every seed still passes every check.
+TEST(Simulator, SnapshotStreamsCutMidwayAreRetried) {
+  uint64_t cut = 0;
+  uint64_t installed_after_cut = 0;
+  for (uint64_t seed = 1; seed <= 80; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.nodes = 3;
+    SimResult r = run_simulation(o);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+    cut += r.snapshot_transfers_cut;
+    if (r.snapshot_transfers_cut > 0) installed_after_cut += r.snapshots_installed;
+  }
+  EXPECT_GT(cut, 0u) << "no seed cut a snapshot stream: the fault is not exercised";
+  EXPECT_GT(installed_after_cut, 0u) << "no seed with a cut stream installed a snapshot at all";
+}
+
+// A node whose disk fills stops on ENOSPC (its Wal may hold a partial batch) and starts again
+// through recovery once there is space; nothing acknowledged is lost.
+TEST(Simulator, NodesStoppedByAFullDiskComeBack) {
+  uint64_t stops = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    SimResult r = run_simulation(o);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+    stops += r.disk_full_stops;
+  }
+  EXPECT_GT(stops, 0u) << "no node ran out of space: the fault is not exercised";
+}
+
 struct MutationCase {
   Mutation mutation;
   int nodes;

@@ -148,6 +148,14 @@ Simulation::Simulation(const SimOptions& options)
   // lease reads it stays inside the lease's allowance (kLeaseSafeDrift).
   Rng clocks = rng_.fork(7);
   if (all) max_drift_ = clocks.unit() * (lease_reads_ ? kLeaseSafeDrift : 0.3);
+  // Large snapshots: in half the seeds with network faults a snapshot streams for up to seconds,
+  // long enough for partitions, crashes and resets to cut it off midway.
+  Rng snaps = rng_.fork(8);
+  if (network && snaps.chance(0.5)) snap_transfer_us_max_ = snaps.range(50'000, 3'000'000);
+  // Full disks: a node's writes fail with ENOSPC for a while; it stops, and starts again once
+  // there is space.
+  Rng disks = rng_.fork(9);
+  if (crashes && disks.chance(0.5)) p_disk_full_ = disks.unit() * 0.01;
 
   raft::ConfState initial;
   for (int i = 1; i <= opt_.nodes; ++i)
@@ -239,6 +247,10 @@ void Simulation::handle(Event& e) {
     on_reply(e.reply);
     return;
   }
+  if (e.kind == EventKind::kSnapChunk) {
+    snapshot_chunk(e.transfer);
+    return;
+  }
   auto it = nodes_.find(e.node);
   if (it == nodes_.end()) return;
   SimNode& n = it->second;
@@ -248,6 +260,9 @@ void Simulation::handle(Event& e) {
       return;
     case EventKind::kResume:
       if (n.up && n.paused && e.incarnation == n.incarnation) resume(n);
+      return;
+    case EventKind::kDiskFreed:
+      if (n.disk_full) free_disk(n);
       return;
     case EventKind::kCrash:
       // A crash scheduled while faults were active (during an fsync, after a vote) can come due
@@ -335,11 +350,81 @@ void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
       if (m.type == raft::MessageType::kSnap) n.raft->report_snapshot(m.to, true);
       continue;
     }
+    if (m.type == raft::MessageType::kSnap && snap_transfer_us_max_ > 0) {
+      start_snapshot_transfer(n, std::move(m));
+      continue;
+    }
     if (dup_ > 0 && net_rng_.chance(dup_)) {
       schedule_delivery(m);
     }
     schedule_delivery(std::move(m));
   }
+}
+
+namespace {
+constexpr uint64_t kSnapChunkUs = 20'000;
+}  // namespace
+
+void Simulation::start_snapshot_transfer(const SimNode& from, raft::Message m) {
+  auto to = nodes_.find(m.to);
+  SnapTransfer t;
+  t.from_incarnation = from.incarnation;
+  t.to_incarnation = to->second.incarnation;
+  uint64_t us = net_rng_.below(snap_transfer_us_max_ + 1);
+  t.chunks = std::max<uint64_t>(1, us / kSnapChunkUs);
+  t.chunk_us = kSnapChunkUs;
+  t.msg = std::move(m);
+  uint64_t id = next_transfer_++;
+  note("n" + std::to_string(t.msg.from) + " streams a snapshot at index " +
+       std::to_string(t.msg.snapshot ? t.msg.snapshot->metadata.index : 0) + " to n" +
+       std::to_string(t.msg.to) + " in " + std::to_string(t.chunks) + " chunks");
+  transfers_.emplace(id, std::move(t));
+  Event e;
+  e.time = now_ + kSnapChunkUs;
+  e.kind = EventKind::kSnapChunk;
+  e.transfer = id;
+  schedule(std::move(e));
+}
+
+void Simulation::snapshot_chunk(uint64_t id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  SnapTransfer& t = it->second;
+  raft::NodeId from = t.msg.from;
+  raft::NodeId to = t.msg.to;
+  const SimNode& sender = nodes_.at(from);
+  const SimNode& receiver = nodes_.at(to);
+  // A stream needs both directions (TCP acknowledgements), both ends alive in the incarnation
+  // that began it, and no reset: a lossy link now and then breaks the connection.
+  std::string cut;
+  if (blocked(from, to) || blocked(to, from)) cut = "the link is cut";
+  if (!sender.up || sender.incarnation != t.from_incarnation) cut = "the sender went down";
+  if (!receiver.up || receiver.incarnation != t.to_incarnation) cut = "the receiver went down";
+  if (cut.empty() && loss_ > 0 && net_rng_.chance(loss_ / 10)) cut = "the connection reset";
+  if (!cut.empty()) {
+    ++result_.snapshot_transfers_cut;
+    note("snapshot stream n" + std::to_string(from) + " -> n" + std::to_string(to) + " cut after " +
+         std::to_string(t.sent) + " of " + std::to_string(t.chunks) + " chunks: " + cut);
+    // The sender's transport reports the failure (if the sender still runs); the receiver
+    // drops the partial stream and installs nothing.
+    if (sender.up && sender.incarnation == t.from_incarnation)
+      schedule_snap_status(now_, from, to, true);
+    transfers_.erase(it);
+    return;
+  }
+  // A paused receiver stalls the stream (its socket buffer fills) without breaking it.
+  if (!receiver.paused) ++t.sent;
+  if (t.sent < t.chunks) {
+    Event e;
+    e.time = now_ + t.chunk_us;
+    e.kind = EventKind::kSnapChunk;
+    e.transfer = id;
+    schedule(std::move(e));
+    return;
+  }
+  raft::Message m = std::move(t.msg);
+  transfers_.erase(it);
+  schedule_delivery(std::move(m));
 }
 
 void Simulation::tick_all() {

@@ -48,7 +48,9 @@ enum class EventKind : uint8_t {
   kRestart,
   kResume,
   kCrash,
-  kSnapStatus
+  kSnapStatus,
+  kSnapChunk,  // the next chunk of a snapshot in transfer
+  kDiskFreed   // a full disk gets space again
 };
 
 struct Event {
@@ -62,6 +64,18 @@ struct Event {
   Reply reply;
   raft::NodeId peer = raft::kNoNode;  // kSnapStatus: the follower
   bool failed = false;                // kSnapStatus
+  uint64_t transfer = 0;              // kSnapChunk
+};
+
+// A snapshot streamed in chunks (as chorusd's transport sends one): it reaches the follower
+// only if the link, the sender and the receiver all last until the final chunk.
+struct SnapTransfer {
+  raft::Message msg;
+  uint64_t from_incarnation = 0;
+  uint64_t to_incarnation = 0;
+  uint64_t chunks = 0;
+  uint64_t sent = 0;
+  uint64_t chunk_us = 0;
 };
 
 struct PendingRead {
@@ -79,6 +93,7 @@ struct SimNode {
   // This node's clock runs at this rate against simulated real time (drift); ticks come as the
   // credit reaches whole ticks.
   double clock_rate = 1.0;
+  bool disk_full = false;
   double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
   std::unique_ptr<raft::Raft> raft;
@@ -154,6 +169,10 @@ class Simulation {
   void run_until(uint64_t t);
   void handle(Event& e);
   void send_messages(SimNode& n, std::vector<raft::Message>& msgs);
+  // Starts streaming a snapshot; a large one takes seconds, and a partition, a crash of either
+  // end or a reset connection on the way makes the leader hear that it failed.
+  void start_snapshot_transfer(const SimNode& from, raft::Message m);
+  void snapshot_chunk(uint64_t transfer);
   bool blocked(raft::NodeId from, raft::NodeId to) const;
   uint64_t link_latency(raft::NodeId from, raft::NodeId to);
   uint64_t client_latency();
@@ -162,6 +181,8 @@ class Simulation {
   // Faults (faults.cc).
   void inject_faults();
   void make_partition();
+  void fill_disk();
+  void free_disk(SimNode& n);
   void heal_all();
   void membership_change();
   void leader_transfer();
@@ -220,12 +241,17 @@ class Simulation {
   double p_stall_ = 0;  // per sync: an fsync stall of seconds
   double max_drift_ = 0;
   double p_disk_failure_ = 0;  // per Wal write, sync or compaction of a node
+  double p_disk_full_ = 0;     // per step: a node's disk fills up
   storage::WalOptions wal_options_;
   double p_client_ = 0.5;
   uint64_t snapshot_threshold_ = 100;
   bool lease_reads_ = false;
   size_t max_inflight_ = 16;
   uint64_t max_msg_bytes_ = 4096;
+  // Snapshot transfers: the time to stream one (0: as one message), in chunks of kSnapChunkUs.
+  uint64_t snap_transfer_us_max_ = 0;
+  uint64_t next_transfer_ = 1;
+  std::map<uint64_t, SnapTransfer> transfers_;
   std::set<std::pair<raft::NodeId, raft::NodeId>> blocked_;
   std::map<std::pair<raft::NodeId, raft::NodeId>, uint64_t> link_base_;
 

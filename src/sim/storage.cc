@@ -122,10 +122,21 @@ std::string SimStorage::open_wal() {
   storage::Status st = storage::Wal::open(failing_.get(), kWalDir, options_, &wal_);
   if (!st.is_ok()) {
     wal_.reset();
+    if (disk_full_ && st.code() == storage::Status::Code::kNoSpace) return "";
     return "recovery failed: " + st.to_string();
   }
   view_ = wal_->group(kGroup);
   return "";
+}
+
+void SimStorage::fill_disk(uint64_t slack) {
+  disk_full_ = true;
+  fs_.set_space_limit(fs_.bytes_used() + slack);
+}
+
+void SimStorage::free_disk() {
+  disk_full_ = false;
+  fs_.set_space_limit(UINT64_MAX);
 }
 
 void SimStorage::fail_sync_after(uint64_t skip) {
@@ -207,8 +218,16 @@ std::string SimStorage::crash(bool power_cut, uint64_t seed) {
   wal_.reset();
   view_ = nullptr;
   if (power_cut) fs_.crash(seed, /*tear=*/true);
+  return recover();
+}
+
+std::string SimStorage::reopen() {
+  return wal_ != nullptr ? "" : recover();
+}
+
+std::string SimStorage::recover() {
   std::string err = open_wal();
-  if (!err.empty()) return err;
+  if (!err.empty() || wal_ == nullptr) return err;
   // Candidates in write order: the synced state, then one more record at a time.
   raft::MemoryLogStorage candidate = synced_;
   std::string first_difference = difference(candidate, *view_);

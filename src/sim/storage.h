@@ -61,6 +61,18 @@ class SimStorage {
   bool clear_injected_failure();
   size_t segment_count() const { return wal_->segment_count(); }
 
+  // The disk fills up: writes that need more than `slack` bytes beyond what the files hold now
+  // fail with ENOSPC until free_disk().
+  void fill_disk(uint64_t slack);
+  void free_disk();
+  bool disk_full() const { return disk_full_; }
+  // True after a crash whose recovery could not run because the disk was full: the node cannot
+  // start until reopen() succeeds.
+  bool needs_reopen() const { return wal_ == nullptr; }
+  // Retries recovery after crash() found the disk full. Returns what recovery got wrong, or an
+  // empty string (needs_reopen() tells whether the disk let it run).
+  [[nodiscard]] std::string reopen();
+
   // The node's process ends and the node recovers its Wal as a restart does (Wal::open). With
   // `power_cut` the disk first loses what was not synced, a torn prefix of it kept (chosen from
   // `seed`); without, the files keep everything written, as after a process exit whose page
@@ -79,11 +91,15 @@ class SimStorage {
   static void apply(raft::MemoryLogStorage* s, const Record& r);
   void sync_model();
   std::string check_recovered() const;
+  // Opens the Wal; on ENOSPC with the disk full leaves wal_ empty and returns "".
   std::string open_wal();
+  // Opens the Wal and checks what it recovered against the model.
+  std::string recover();
 
   class FailingFileSystem;
 
   storage::FaultFileSystem fs_;
+  bool disk_full_ = false;
   std::unique_ptr<FailingFileSystem> failing_;  // fs_ with injected sync failures
   storage::WalOptions options_;
   std::unique_ptr<storage::Wal> wal_;
