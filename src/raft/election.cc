@@ -78,7 +78,9 @@ void Raft::become_leader() {
   // An inherited, unapplied change may remove us: then we must not append after it.
   if (log_.last_index() > log_.applied()) {
     std::vector<Entry> unapplied;
-    if (log_.slice(log_.applied() + 1, log_.last_index() + 1, kNoLimit, &unapplied) == Error::kOk) {
+    Error err = log_.slice(log_.applied() + 1, log_.last_index() + 1, kNoLimit, &unapplied);
+    if (check_storage(err)) return;
+    if (err == Error::kOk) {
       for (const Entry& e : unapplied) {
         if (e.type == EntryType::kConfChange) note_conf_change(e);
       }
@@ -138,7 +140,9 @@ void Raft::hup(bool transfer) {
   // campaigning on the old configuration could elect a leader a new majority never agreed to.
   if (log_.committed() > log_.applied()) {
     std::vector<Entry> pending;
-    if (log_.slice(log_.applied() + 1, log_.committed() + 1, kNoLimit, &pending) == Error::kOk) {
+    Error err = log_.slice(log_.applied() + 1, log_.committed() + 1, kNoLimit, &pending);
+    if (check_storage(err)) return;
+    if (err == Error::kOk) {
       for (const Entry& e : pending) {
         if (e.type != EntryType::kConfChange) continue;
         // A leader asked us to take over (often because it removed itself): do it as soon as

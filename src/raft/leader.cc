@@ -191,6 +191,11 @@ bool Raft::maybe_send_append(NodeId to, bool send_if_empty) {
   if (term_err == Error::kOk) {
     ents_err = log_.entries_from(pr.next, config_.max_bytes_per_message, &m.entries);
   }
+  if (check_storage(ents_err)) {
+    // Not a compacted log: entries it holds read back damaged. A snapshot would hide that.
+    recycle(std::move(m));
+    return false;
+  }
   if (term_err == Error::kOk && ents_err == Error::kOk) {
     if (m.entries.empty() && !send_if_empty) {
       recycle(std::move(m));

@@ -220,11 +220,10 @@ bool RaftLog::has_next_committed_entries() const {
   return committed_ + 1 > lo && !unstable_.snapshot;
 }
 
-void RaftLog::next_committed_entries(std::vector<Entry>* out) const {
-  if (!has_next_committed_entries()) return;
+Error RaftLog::next_committed_entries(std::vector<Entry>* out) const {
+  if (!has_next_committed_entries()) return Error::kOk;
   Index lo = std::max(applied_ + 1, first_index());
-  Error err = slice(lo, committed_ + 1, max_committed_bytes_per_ready_, out);
-  if (err != Error::kOk) fatal("committed entries unavailable", lo, committed_);
+  return slice(lo, committed_ + 1, max_committed_bytes_per_ready_, out);
 }
 
 Error RaftLog::snapshot(Snapshot* out) const {

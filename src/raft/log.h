@@ -58,7 +58,8 @@ class RaftLog {
   void commit_to(Index to);
   void applied_to(Index i);
   bool has_next_committed_entries() const;
-  void next_committed_entries(std::vector<Entry>* out) const;
+  // kStorageFailed (or another storage error) if the storage cannot read them back.
+  [[nodiscard]] Error next_committed_entries(std::vector<Entry>* out) const;
 
   const Unstable& unstable() const { return unstable_; }
   bool has_unstable_entries() const { return !unstable_.entries.empty(); }

@@ -90,6 +90,7 @@ bool Raft::promotable() const {
 }
 
 void Raft::tick() {
+  if (storage_failed_) return;
   ++ticks_;
   if (role_ == Role::kLeader) {
     tick_heartbeat();
@@ -104,6 +105,7 @@ Error Raft::step(const Message& m) {
 }
 
 Error Raft::step(Message&& m) {
+  if (storage_failed_) return Error::kStorageFailed;
   if (is_local(m.type)) return Error::kStepLocalMessage;
   if (m.group != group_) return Error::kWrongGroup;
   if (m.to != id_) return Error::kStepUnknownPeer;
@@ -129,6 +131,7 @@ bool Raft::well_formed_append(const Message& m) {
 }
 
 Error Raft::step_internal(Message& m) {
+  if (storage_failed_) return Error::kStorageFailed;
   if (m.term == 0) {
     // Local message, or a forwarded proposal / read / transfer request.
   } else if (m.term > term_) {
@@ -191,6 +194,7 @@ Error Raft::step_internal(Message& m) {
 }
 
 Error Raft::propose(std::string data) {
+  if (storage_failed_) return Error::kStorageFailed;
   if (data.size() > config_.max_entry_bytes) return Error::kEntryTooLarge;
   if (role_ == Role::kLeader) {
     if (lead_transferee_ != kNoNode) return Error::kTransferInProgress;
@@ -345,6 +349,7 @@ void Raft::reduce_uncommitted(const std::vector<Entry>& committed) {
 }
 
 bool Raft::has_ready() const {
+  if (storage_failed_) return false;
   if (soft_state() != prev_soft_state_) return true;
   HardState hs = hard_state();
   if (!hs.empty() && hs != prev_hard_state_) return true;
@@ -369,7 +374,11 @@ Ready& Raft::ready() {
   if (hs != prev_hard_state_) ready_.hard_state = hs;
   if (log_.unstable().snapshot) ready_.snapshot = *log_.unstable().snapshot;
   ready_.entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
-  log_.next_committed_entries(&ready_.committed_entries);
+  if (Error err = log_.next_committed_entries(&ready_.committed_entries); err != Error::kOk) {
+    // Committed entries the log holds but cannot read: nothing may be applied or sent.
+    check_storage(Error::kStorageFailed);
+    ready_.committed_entries.clear();
+  }
   ready_.messages.swap(msgs_);
   ready_.read_states.swap(read_states_);
   ready_outstanding_ = true;

@@ -168,6 +168,11 @@ class Raft {
   const ProgressTracker& tracker() const { return tracker_; }
   bool promotable() const;
   bool lease_valid() const;
+  // True once the log storage failed to read back an entry it holds (Error::kStorageFailed
+  // from LogStorage::entries): the core has stopped, sends nothing more, and answers every
+  // call with kStorageFailed. The member's log is damaged; the driver must stop it (it cannot
+  // vote or acknowledge safely without its log) and the operator repairs or replaces it.
+  bool storage_failed() const { return storage_failed_; }
 
  private:
   Error step_internal(Message& m);
@@ -294,6 +299,14 @@ class Raft {
   // follower leases, so this leader's lease can no longer be trusted in this term.
   bool lease_disabled_ = false;
   bool snapshot_requested_ = false;
+  bool storage_failed_ = false;
+  // Records a storage read failure; true if `err` is one (the caller then stops what it does).
+  bool check_storage(Error err) {
+    if (err != Error::kStorageFailed) return false;
+    storage_failed_ = true;
+    msgs_.clear();
+    return true;
+  }
 };
 
 }  // namespace chorus::raft

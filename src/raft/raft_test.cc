@@ -685,6 +685,98 @@ TEST(Raft_7, SnapshotWithoutRecipientInConfigIsRefused) {
 }
 
 // §6: learners receive the log but neither vote nor count toward a commit quorum.
+// A log whose records can read back damaged (a checksum that fails after recovery), as
+// storage::Wal's LogStorage answers then.
+class DamagedLog final : public LogStorage {
+ public:
+  explicit DamagedLog(const LogStorage* base) : base_(base) {}
+  void damage(Index index) { bad_ = index; }
+
+  HardState hard_state() const override { return base_->hard_state(); }
+  ConfState conf_state() const override { return base_->conf_state(); }
+  Error entries(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>* out) const override {
+    if (bad_ != 0 && lo <= bad_ && bad_ < hi) return Error::kStorageFailed;
+    return base_->entries(lo, hi, max_bytes, out);
+  }
+  Error term(Index index, Term* out) const override { return base_->term(index, out); }
+  Index first_index() const override { return base_->first_index(); }
+  Index last_index() const override { return base_->last_index(); }
+  Error snapshot(Snapshot* out) const override { return base_->snapshot(out); }
+
+ private:
+  const LogStorage* base_;
+  Index bad_ = 0;
+};
+
+// Committed entries that read back damaged when the core would hand them to the application:
+// it stops (no abort, nothing applied, nothing sent) and answers every call with
+// kStorageFailed, so the driver can stop the member with a clear error.
+TEST(Raft_Storage, CommittedEntriesReadBackDamagedStopTheCore) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
+  c.stabilize();
+  Index committed = c.raft(2).log().committed();
+  ASSERT_GE(committed, 6u);
+  // Node 2 restarts from its log and must apply everything again; entry 4 is damaged.
+  DamagedLog log(&c.storage(2));
+  log.damage(4);
+  Config cfg;
+  cfg.id = 2;
+  cfg.storage = &log;
+  Raft r(cfg);
+  ASSERT_TRUE(r.has_ready());
+  Ready& rd = r.ready();
+  EXPECT_TRUE(r.storage_failed());
+  EXPECT_TRUE(rd.committed_entries.empty());
+  EXPECT_TRUE(rd.messages.empty());
+  r.advance();
+  EXPECT_FALSE(r.has_ready());
+  for (int i = 0; i < 30; ++i)
+    r.tick();
+  EXPECT_FALSE(r.has_ready()) << "a stopped core must not campaign";
+  EXPECT_EQ(r.propose("y"), Error::kStorageFailed);
+  EXPECT_EQ(r.read_index(1), Error::kStorageFailed);
+  EXPECT_EQ(r.campaign(), Error::kStorageFailed);
+  Message hb;
+  hb.type = MessageType::kHeartbeat;
+  hb.from = 1;
+  hb.to = 2;
+  hb.term = c.raft(1).term();
+  EXPECT_EQ(r.step(hb), Error::kStorageFailed);
+}
+
+// A leader that cannot read back the entries a lagging follower needs stops instead of
+// treating them as compacted: a snapshot would paper over a log that changed under it.
+TEST(Raft_Storage, LeaderStopsOnDamagedEntriesInsteadOfSendingASnapshot) {
+  auto log = std::make_shared<std::unique_ptr<DamagedLog>>();
+  TestCluster c(3, [log](Config& cfg) {
+    if (cfg.id != 1) return;
+    *log = std::make_unique<DamagedLog>(cfg.storage);
+    cfg.storage = log->get();
+  });
+  c.elect(1);
+  c.isolate(3);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.raft(1).propose("x" + std::to_string(i)), Error::kOk);
+  c.stabilize();
+  Index lagging = c.raft(3).log().last_index();
+  ASSERT_LT(lagging + 5, c.raft(1).log().last_index());
+  (*log)->damage(lagging + 2);
+  int snapshots = 0;
+  c.set_drop([&](const Message& m) {
+    if (m.type == MessageType::kSnap) ++snapshots;
+    return false;
+  });
+  c.heal();
+  c.tick_all(5);
+  EXPECT_TRUE(c.raft(1).storage_failed());
+  EXPECT_EQ(snapshots, 0);
+  EXPECT_LT(c.raft(3).log().last_index(), lagging + 2);
+  EXPECT_EQ(c.raft(1).propose("after"), Error::kStorageFailed);
+}
+
 TEST(Raft_6, LearnerDoesNotCountTowardQuorum) {
   TestCluster c(4, nullptr, {1, 2, 3}, {4});
   c.elect(1);

@@ -161,6 +161,8 @@ const char* to_string(Error error) {
       return "raft: message for another group";
     case Error::kInvalidMessage:
       return "raft: malformed message";
+    case Error::kStorageFailed:
+      return "raft: the log storage cannot read back its entries";
   }
   return "raft: unknown error";
 }

@@ -184,6 +184,9 @@ enum class Error : uint8_t {
   kStepUnknownPeer,   // a response from a node not in the configuration
   kWrongGroup,
   kInvalidMessage,  // a message from the network that breaks the protocol's shape
+  // The log storage could not read back an entry it holds (a damaged record): the core stops
+  // and answers every call with this error; the driver must stop the member.
+  kStorageFailed,
 };
 
 const char* to_string(Error error);

@@ -543,6 +543,7 @@ void Node::raft_loop() {
     if (held_snapshot_) drive_snapshot_fetch(now);
     while (!failed_ && raft_->has_ready())
       handle_ready();
+    if (!failed_ && raft_->storage_failed()) fail_on_damaged_log();
     if (failed_) return;
     if (raft_->take_snapshot_request()) {
       {
@@ -794,6 +795,10 @@ void Node::check_transfers() {
 
 void Node::handle_ready() {
   raft::Ready& rd = raft_->ready();
+  if (raft_->storage_failed()) {
+    fail_on_damaged_log();
+    return;
+  }
   if (rd.soft_state) {
     raft::NodeId lead = rd.soft_state->lead;
     bool was_leader = is_leader();
@@ -1205,6 +1210,12 @@ void Node::apply_alarm(const AlarmChange& change) {
   auto it = std::find_if(alarms_.begin(), alarms_.end(), same);
   if (change.activate && it == alarms_.end()) alarms_.push_back(Alarm{change.member, change.type});
   if (!change.activate && it != alarms_.end()) alarms_.erase(it);
+}
+
+void Node::fail_on_damaged_log() {
+  fail_fatal("the write-ahead log cannot read back entries it holds (" + wal_->read_failure() +
+             "); this member stops rather than vote or acknowledge without its log. See "
+             "docs/OPERATIONS.md, \"A damaged write-ahead log\"");
 }
 
 void Node::fail_fatal(const std::string& why) {

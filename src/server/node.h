@@ -225,6 +225,8 @@ class Node {
   void propose_lease_revokes();
   raft::ConfState apply_conf_change_entry(const raft::Entry& e);
   void fail_fatal(const std::string& why);
+  // The Raft core found log entries that read back damaged (raft::Error::kStorageFailed).
+  void fail_on_damaged_log();
   void finish_proposal(uint64_t request_id, const RpcError& error, kv::Response&& response);
   void publish_attributes();
   void propose_envelope(ProposalKind kind, const std::string& payload, ProposeDone done);

@@ -204,6 +204,7 @@ void Simulation::check_electable_hold_committed() {
   std::vector<LogEnd> ends;
   for (raft::NodeId id : cfg.voters.incoming) {
     const SimNode& n = nodes_.at(id);
+    if (n.lost) continue;  // never votes or runs again
     if (n.up) {
       ends.push_back({id, n.raft->log().last_term(), n.raft->log().last_index()});
     } else {
@@ -213,7 +214,7 @@ void Simulation::check_electable_hold_committed() {
       ends.push_back({id, t, d.last_index()});
     }
   }
-  size_t majority = ends.size() / 2 + 1;
+  size_t majority = cfg.voters.incoming.size() / 2 + 1;
   raft::Index a = registry_max_;
   raft::Term want = registry_[a]->term;
   for (const LogEnd& n : ends) {
@@ -258,6 +259,11 @@ void Simulation::check_commit_locked(SimNode& leader) {
   size_t holding = 0;
   for (raft::NodeId id : cfg.voters.incoming) {
     const SimNode& n = nodes_.at(id);
+    if (n.lost) {
+      // A lost member never votes again: no election can use it against the commit.
+      ++holding;
+      continue;
+    }
     raft::Term t = 0;
     raft::Term last = 0;
     raft::Error err;
@@ -285,6 +291,11 @@ bool Simulation::liveness_reached(std::string* waiting) {
   SimNode* l = highest_leader();
   if (l == nullptr) {
     *waiting = "no leader";
+    return false;
+  }
+  if (replacing_ || !to_replace_.empty()) {
+    raft::NodeId old = replacing_ ? replacing_->old_id : to_replace_.front();
+    *waiting = "the replacement of lost n" + std::to_string(old);
     return false;
   }
   for (const SimClient& c : clients_) {

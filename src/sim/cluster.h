@@ -28,10 +28,13 @@ std::optional<Faults> parse_faults(const std::string& s);
 // Deliberately broken variants: the checkers must catch each of them.
 enum class Mutation : uint8_t {
   kNone,
-  kCommitPreviousTerm,   // core counts replicas for entries of earlier terms (Figure 8)
-  kVoteNotPersisted,     // driver does not persist the vote before answering
-  kAckBeforeDurable,     // driver sends messages before its writes are synced
-  kReadWithoutReadIndex  // leader serves reads from local state without confirming leadership
+  kCommitPreviousTerm,    // core counts replicas for entries of earlier terms (Figure 8)
+  kVoteNotPersisted,      // driver does not persist the vote before answering
+  kAckBeforeDurable,      // driver sends messages before its writes are synced
+  kReadWithoutReadIndex,  // leader serves reads from local state without confirming leadership
+  // A member whose log was damaged comes back on an empty disk under its old identity instead
+  // of being removed and replaced by a new member: its votes and acknowledgements are forgotten.
+  kRejoinEmptyUnderOldId
 };
 
 // Clock drift (rate difference against real time) every member may have while leases stay
@@ -91,6 +94,10 @@ struct SimResult {
   uint64_t snapshots_installed = 0;     // snapshots a follower received whole and installed
   uint64_t snapshot_transfers_cut = 0;  // snapshot transfers cut off midway
   uint64_t disk_full_stops = 0;         // nodes stopped by ENOSPC
+  uint64_t logs_damaged = 0;            // bytes of a node's log damaged on its disk
+  uint64_t damage_found_running = 0;    // damage a running node's core found reading its log
+  uint64_t damage_found_at_start = 0;   // damage recovery found, refusing to start
+  uint64_t members_replaced = 0;        // lost members replaced by new ones on empty disks
   std::string linearizability;          // checker verdict
   std::vector<std::string> trace_tail;  // last events, for a failing run
 };

@@ -54,6 +54,7 @@ void Simulation::inject_faults() {
     }
   }
   if (p_disk_full_ > 0 && fault_rng_.chance(p_disk_full_)) fill_disk();
+  if (p_damage_ > 0 && fault_rng_.chance(p_damage_)) damage_disk();
   if (p_member_ > 0 && fault_rng_.chance(p_member_)) membership_change();
   if (p_transfer_ > 0 && fault_rng_.chance(p_transfer_)) leader_transfer();
 }
@@ -130,6 +131,126 @@ void Simulation::fill_disk() {
   schedule(std::move(e));
 }
 
+void Simulation::damage_disk() {
+  // One damaged member at a time, so that a cluster of three keeps a quorum while it is
+  // replaced.
+  if (damage_pending()) return;
+  SimNode* l = highest_leader();
+  if (l == nullptr) return;
+  raft::ConfState cs = l->raft->status().config;
+  // Not while a configuration change is in flight: it could leave fewer voters.
+  if (cs.voters.size() < 3 || !cs.voters_outgoing.empty() ||
+      l->raft->log().last_index() != l->raft->log().applied())
+    return;
+  std::vector<raft::NodeId> candidates;
+  for (auto& [id, n] : nodes_) {
+    if (!n.lost) candidates.push_back(id);
+  }
+  SimNode& n = nodes_.at(candidates[fault_rng_.below(candidates.size())]);
+  if (!n.storage->damage(fault_rng_.next())) return;
+  ++result_.logs_damaged;
+  note("a byte of n" + std::to_string(n.id) + "'s log changes on its disk");
+  if (!n.up) {
+    // The node's restart has not read its log yet (the simulation recovers it when it goes
+    // down): recover again from the damaged disk, as the restart will.
+    std::string err = n.storage->crash(false, disk_rng_.next());
+    if (!err.empty()) fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
+  }
+}
+
+bool Simulation::damage_pending() const {
+  if (replacing_ || !to_replace_.empty()) return true;
+  for (const auto& [id, n] : nodes_) {
+    if (!n.lost && n.storage->damaged()) return true;
+  }
+  return false;
+}
+
+void Simulation::mark_lost(SimNode& n) {
+  ++result_.damage_found_at_start;
+  if (opt_.mutation == Mutation::kRejoinEmptyUnderOldId) {
+    note("n" + std::to_string(n.id) + " refuses to start: " + n.storage->lost_reason() +
+         "; it is wiped and started again under its old id");
+    n.storage = std::make_unique<SimStorage>(initial_conf_, wal_options_);
+    n.up = true;
+    start_node(n);
+    drive(n);
+    return;
+  }
+  n.lost = true;
+  note("n" + std::to_string(n.id) + " refuses to start: " + n.storage->lost_reason() +
+       "; the operator replaces it");
+  to_replace_.push_back(n.id);
+}
+
+SimNode& Simulation::add_node(raft::NodeId id) {
+  SimNode& n = nodes_[id];
+  n.id = id;
+  n.clock_rate = 1.0 + (fault_rng_.unit() * 2 - 1) * max_drift_;
+  // An empty data directory: the group as every member first had it, before any entry (as a
+  // member chorusd adds replays the bootstrap entries).
+  n.storage = std::make_unique<SimStorage>(initial_conf_, wal_options_);
+  for (auto& [other, o] : nodes_) {
+    link_base_[{id, other}] = base_latency_us_ / 2 + fault_rng_.below(base_latency_us_);
+    link_base_[{other, id}] = base_latency_us_ / 2 + fault_rng_.below(base_latency_us_);
+  }
+  start_node(n);
+  return n;
+}
+
+void Simulation::replace_lost() {
+  if (!replacing_) {
+    if (to_replace_.empty()) return;
+    replacing_ = Replacement{};
+    replacing_->old_id = to_replace_.front();
+    to_replace_.pop_front();
+  }
+  Replacement& r = *replacing_;
+  if (now_ < r.next_try) return;
+  SimNode* l = highest_leader();
+  if (l == nullptr) return;
+  raft::ConfState cs = l->raft->status().config;
+  if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
+  auto in = [](const std::vector<raft::NodeId>& v, raft::NodeId id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  r.next_try = now_ + 200'000;
+  auto propose = [&](raft::ConfChangeType type, raft::NodeId id, const char* what) {
+    raft::ConfChange cc;
+    cc.changes = {{type, id}};
+    raft::Error err = l->raft->propose_conf_change(cc);
+    note("operator: n" + std::to_string(l->id) + " proposes " + what + " n" + std::to_string(id) +
+         ": " + raft::to_string(err));
+    drive(*l);
+  };
+  if (r.new_id == raft::kNoNode) {
+    bool voter = in(cs.voters, r.old_id);
+    if (!r.was_voter) r.was_voter = voter;
+    if (voter || in(cs.learners, r.old_id)) {
+      propose(raft::ConfChangeType::kRemoveNode, r.old_id, "to remove lost");
+      return;
+    }
+    r.new_id = next_node_id_++;
+    add_node(r.new_id);
+    note("operator: n" + std::to_string(r.new_id) + " starts on an empty disk to replace n" +
+         std::to_string(r.old_id));
+  }
+  if (!in(cs.voters, r.new_id) && !in(cs.learners, r.new_id)) {
+    propose(raft::ConfChangeType::kAddLearner, r.new_id, "to add learner");
+    return;
+  }
+  if (*r.was_voter && !in(cs.voters, r.new_id)) {
+    // As etcd's member promote: only a learner that caught up with the leader.
+    const SimNode& n = nodes_.at(r.new_id);
+    if (n.up && n.sm.applied() + 10 >= l->raft->log().committed())
+      propose(raft::ConfChangeType::kAddNode, r.new_id, "to promote");
+    return;
+  }
+  ++result_.members_replaced;
+  note("operator: n" + std::to_string(r.new_id) + " replaced n" + std::to_string(r.old_id));
+  replacing_.reset();
+}
+
 void Simulation::free_disk(SimNode& n) {
   n.disk_full = false;
   n.storage->free_disk();
@@ -162,9 +283,10 @@ void Simulation::membership_change() {
   for (auto& [id, n] : nodes_) {
     bool member = std::count(cs.voters.begin(), cs.voters.end(), id) ||
                   std::count(cs.learners.begin(), cs.learners.end(), id);
-    if (!member) others.push_back(id);
+    if (!member && !n.lost) others.push_back(id);
   }
-  size_t min_voters = opt_.nodes >= 5 ? 3 : 1;
+  // While a damaged member may be lost, keep three voters, so that losing it leaves a quorum.
+  size_t min_voters = opt_.nodes >= 5 || damage_pending() ? 3 : 1;
   raft::ConfChange cc;
   std::string what;
   switch (fault_rng_.below(5)) {

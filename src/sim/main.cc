@@ -134,6 +134,10 @@ int main(int argc, char** argv) {
       totals.snapshot_transfers_cut += r.snapshot_transfers_cut;
       totals.snapshots_requested += r.snapshots_requested;
       totals.disk_full_stops += r.disk_full_stops;
+      totals.logs_damaged += r.logs_damaged;
+      totals.damage_found_running += r.damage_found_running;
+      totals.damage_found_at_start += r.damage_found_at_start;
+      totals.members_replaced += r.members_replaced;
       if (r.ok) {
         ++passed;
       } else {
@@ -171,6 +175,10 @@ int main(int argc, char** argv) {
               totals.snapshots_installed, totals.snapshot_transfers_cut,
               totals.snapshots_requested);
   std::printf("nodes stopped by a full disk %" PRIu64 "\n", totals.disk_full_stops);
+  std::printf("logs damaged %" PRIu64 ", found by a running node %" PRIu64
+              ", found at start %" PRIu64 ", lost members replaced %" PRIu64 "\n",
+              totals.logs_damaged, totals.damage_found_running, totals.damage_found_at_start,
+              totals.members_replaced);
   std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed.load(), failed.load());
   return failed.load() == 0 ? 0 : 1;
 }

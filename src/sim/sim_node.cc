@@ -38,8 +38,16 @@ void Simulation::start_node(SimNode& n) {
 }
 
 void Simulation::drive(SimNode& n) {
+  if (!failed_ && n.up && n.raft->storage_failed()) {
+    stop_on_damaged_log(n);
+    return;
+  }
   while (!failed_ && n.up && !n.paused && !n.sync_in_flight && n.raft->has_ready()) {
     raft::Ready& rd = n.raft->ready();
+    if (n.raft->storage_failed()) {
+      stop_on_damaged_log(n);
+      return;
+    }
     if (rd.soft_state) {
       const raft::SoftState& ss = *rd.soft_state;
       if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
@@ -283,6 +291,18 @@ void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
   schedule(std::move(e));
 }
 
+void Simulation::stop_on_damaged_log(SimNode& n) {
+  std::string why = n.storage->read_failure();
+  if (!n.storage->damaged()) {
+    fail(Check::kStorage, "n" + std::to_string(n.id) +
+                              "'s log reads back damaged though nothing damaged it: " + why);
+    return;
+  }
+  ++result_.damage_found_running;
+  note("n" + std::to_string(n.id) + " stops: its log reads back damaged (" + why + ")");
+  go_down(n, false);
+}
+
 void Simulation::crash(SimNode& n) {
   note("n" + std::to_string(n.id) + " crashes" +
        (n.storage->has_unsynced() ? " losing unsynced writes" : ""));
@@ -345,12 +365,17 @@ void Simulation::go_down(SimNode& n, bool power_cut) {
 }
 
 void Simulation::restart(SimNode& n) {
-  if (n.up || failed_) return;
+  if (n.up || n.lost || failed_) return;
   if (n.storage->needs_reopen()) {
-    // Recovery itself ran out of space: the node stays down until the disk has room.
+    // Recovery itself ran out of space (the node stays down until the disk has room), or
+    // refused a damaged log (the node is gone).
     std::string err = n.storage->reopen();
     if (!err.empty()) {
       fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
+      return;
+    }
+    if (n.storage->lost()) {
+      mark_lost(n);
       return;
     }
     if (n.storage->needs_reopen()) {

@@ -47,6 +47,8 @@ const char* to_string(Mutation m) {
       return "ack-before-durable";
     case Mutation::kReadWithoutReadIndex:
       return "read-without-readindex";
+    case Mutation::kRejoinEmptyUnderOldId:
+      return "rejoin-empty-under-old-id";
   }
   return "?";
 }
@@ -91,7 +93,8 @@ const char* to_string(Check c) {
 
 std::optional<Mutation> parse_mutation(const std::string& s) {
   for (Mutation m : {Mutation::kNone, Mutation::kCommitPreviousTerm, Mutation::kVoteNotPersisted,
-                     Mutation::kAckBeforeDurable, Mutation::kReadWithoutReadIndex}) {
+                     Mutation::kAckBeforeDurable, Mutation::kReadWithoutReadIndex,
+                     Mutation::kRejoinEmptyUnderOldId}) {
     if (s == to_string(m)) return m;
   }
   return std::nullopt;
@@ -156,10 +159,17 @@ Simulation::Simulation(const SimOptions& options)
   // there is space.
   Rng disks = rng_.fork(9);
   if (crashes && disks.chance(0.5)) p_disk_full_ = disks.unit() * 0.01;
+  // Damaged disks: a byte of a log changes; the node finds it reading back an entry, or at its
+  // next start, and stops for good; the operator replaces it by a new member.
+  Rng damage = rng_.fork(10);
+  if (all && damage.chance(0.4)) p_damage_ = damage.unit() * 0.005;
+  if (opt_.mutation == Mutation::kRejoinEmptyUnderOldId) p_damage_ = 0.01;
 
   raft::ConfState initial;
   for (int i = 1; i <= opt_.nodes; ++i)
     initial.voters.push_back(static_cast<raft::NodeId>(i));
+  initial_conf_ = initial;
+  next_node_id_ = static_cast<raft::NodeId>(opt_.nodes + 1);
   for (int i = 1; i <= opt_.nodes; ++i) {
     SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
     n.id = static_cast<raft::NodeId>(i);
@@ -456,6 +466,7 @@ void Simulation::tick_all() {
 SimResult Simulation::run() {
   for (int step = 0; step < opt_.steps && !failed_; ++step) {
     inject_faults();
+    replace_lost();
     clients_step(false);
     tick_all();
     run_until(now_ + kTickUs);
@@ -467,6 +478,7 @@ SimResult Simulation::run() {
     bool live = false;
     std::string waiting;
     for (int step = 0; step < opt_.liveness_steps && !failed_; ++step) {
+      replace_lost();
       clients_step(true);
       tick_all();
       run_until(now_ + kTickUs);

@@ -94,6 +94,8 @@ struct SimNode {
   // credit reaches whole ticks.
   double clock_rate = 1.0;
   bool disk_full = false;
+  // Its log was found damaged and recovery refused it: down for good, to be replaced.
+  bool lost = false;
   double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
   std::unique_ptr<raft::Raft> raft;
@@ -183,6 +185,18 @@ class Simulation {
   void make_partition();
   void fill_disk();
   void free_disk(SimNode& n);
+  // The medium damages a byte of one node's older log segments.
+  void damage_disk();
+  // A damaged log not yet found, or a lost member not yet replaced.
+  bool damage_pending() const;
+  // The node's core found entries that read back damaged: it stops, as chorusd does.
+  void stop_on_damaged_log(SimNode& n);
+  // Recovery refused a damaged log: the node is gone, and the operator replaces it.
+  void mark_lost(SimNode& n);
+  // The operator's procedure for a lost member, one step at a time: remove it, then add a new
+  // member (a new id, an empty disk) as a learner, then promote it once it caught up.
+  void replace_lost();
+  SimNode& add_node(raft::NodeId id);
   void heal_all();
   void membership_change();
   void leader_transfer();
@@ -242,6 +256,17 @@ class Simulation {
   double max_drift_ = 0;
   double p_disk_failure_ = 0;  // per Wal write, sync or compaction of a node
   double p_disk_full_ = 0;     // per step: a node's disk fills up
+  double p_damage_ = 0;        // per step: a byte of a node's log is damaged
+  raft::ConfState initial_conf_;
+  raft::NodeId next_node_id_ = 0;
+  struct Replacement {
+    raft::NodeId old_id = raft::kNoNode;
+    raft::NodeId new_id = raft::kNoNode;
+    std::optional<bool> was_voter;
+    uint64_t next_try = 0;
+  };
+  std::optional<Replacement> replacing_;
+  std::deque<raft::NodeId> to_replace_;
   storage::WalOptions wal_options_;
   double p_client_ = 0.5;
   uint64_t snapshot_threshold_ = 100;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "sim/rng.h"
 #include "storage/forwarding_fs.h"
 
 namespace chorus::sim {
@@ -123,6 +124,10 @@ std::string SimStorage::open_wal() {
   if (!st.is_ok()) {
     wal_.reset();
     if (disk_full_ && st.code() == storage::Status::Code::kNoSpace) return "";
+    if (damaged_ && st.code() == storage::Status::Code::kCorruption) {
+      lost_reason_ = st.to_string();
+      return "";
+    }
     return "recovery failed: " + st.to_string();
   }
   view_ = wal_->group(kGroup);
@@ -132,6 +137,23 @@ std::string SimStorage::open_wal() {
 void SimStorage::fill_disk(uint64_t slack) {
   disk_full_ = true;
   fs_.set_space_limit(fs_.bytes_used() + slack);
+}
+
+bool SimStorage::damage(uint64_t seed) {
+  if (wal_ == nullptr) return false;
+  std::vector<std::string> segments = wal_->segment_names();
+  if (segments.size() < 2) return false;
+  Rng rng(seed);
+  // The newest segment but one: it holds entries a follower that lags may need, read back from
+  // the file once the cache dropped them.
+  std::string path = storage::join_path(kWalDir, segments[segments.size() - 2]);
+  std::string* bytes = fs_.contents(path);
+  if (bytes == nullptr || bytes->empty()) return false;
+  uint64_t offset = rng.below(bytes->size());
+  uint8_t mask = static_cast<uint8_t>(1u << rng.below(8));
+  if (!fs_.damage(path, offset, mask)) return false;
+  damaged_ = true;
+  return true;
 }
 
 void SimStorage::free_disk() {

@@ -38,8 +38,11 @@ class SimStorage {
   // The log as the core reads it: everything written, synced or not. A new object after every
   // recovery, so a core must be rebuilt after crash().
   const raft::LogStorage* view() const { return view_; }
-  // While the node is down: the state it will restart from, as Wal recovery returned it.
-  const raft::LogStorage& durable() const { return *view_; }
+  // While the node is down: the state it will restart from, as Wal recovery returned it (the
+  // model's synced state while recovery waits for space or refused a damaged log).
+  const raft::LogStorage& durable() const {
+    return view_ != nullptr ? *view_ : static_cast<const raft::LogStorage&>(synced_);
+  }
 
   // One Ready's writes as one Wal batch, in the order the core requires: snapshot, entries,
   // hard state. Visible at once, durable after sync().
@@ -69,6 +72,15 @@ class SimStorage {
   // True after a crash whose recovery could not run because the disk was full: the node cannot
   // start until reopen() succeeds.
   bool needs_reopen() const { return wal_ == nullptr; }
+  // The medium damages one byte of an older Wal segment (never the newest, whose tail recovery
+  // may legitimately cut), persistently. False if the log has a single segment.
+  bool damage(uint64_t seed);
+  bool damaged() const { return damaged_; }
+  // Recovery refused the damaged log: this disk can never start the node again.
+  bool lost() const { return !lost_reason_.empty(); }
+  const std::string& lost_reason() const { return lost_reason_; }
+  // Why the running Wal answered kStorageFailed (Wal::read_failure), or "".
+  std::string read_failure() const { return wal_ != nullptr ? wal_->read_failure() : ""; }
   // Retries recovery after crash() found the disk full. Returns what recovery got wrong, or an
   // empty string (needs_reopen() tells whether the disk let it run).
   [[nodiscard]] std::string reopen();
@@ -100,6 +112,8 @@ class SimStorage {
 
   storage::FaultFileSystem fs_;
   bool disk_full_ = false;
+  bool damaged_ = false;
+  std::string lost_reason_;
   std::unique_ptr<FailingFileSystem> failing_;  // fs_ with injected sync failures
   storage::WalOptions options_;
   std::unique_ptr<storage::Wal> wal_;

@@ -351,6 +351,15 @@ void FaultFileSystem::crash(uint64_t seed, bool tear) {
   }
 }
 
+bool FaultFileSystem::damage(const std::string& path, uint64_t offset, uint8_t mask) {
+  const Node* node = find(path);
+  if (node == nullptr || !node->file || offset >= node->file->data.size()) return false;
+  node->file->data[offset] = static_cast<char>(node->file->data[offset] ^ mask);
+  if (offset < node->file->durable.size())
+    node->file->durable[offset] = static_cast<char>(node->file->durable[offset] ^ mask);
+  return true;
+}
+
 std::string* FaultFileSystem::contents(const std::string& path) {
   const Node* node = find(path);
   return node == nullptr || !node->file ? nullptr : &node->file->data;

@@ -50,6 +50,9 @@ class FaultFileSystem final : public FileSystem {
 
   // For tests that damage files: the live contents of a file, or nullptr.
   std::string* contents(const std::string& path);
+  // The medium damages byte `offset` of a file (XOR `mask`), in what is written and in what
+  // survives a power cut alike. False if the file or the byte does not exist.
+  bool damage(const std::string& path, uint64_t offset, uint8_t mask);
   uint64_t syncs() const { return syncs_; }
 
   struct Inode;

@@ -152,7 +152,10 @@ class WalGroupStorage final : public raft::LogStorage {
         continue;
       }
       Entry e;
-      if (!wal_->read_entry_locked(g, i, &e).is_ok()) return raft::Error::kUnavailable;
+      if (Status st = wal_->read_entry_locked(g, i, &e); !st.is_ok()) {
+        if (wal_->read_failure_.empty()) wal_->read_failure_ = st.to_string();
+        return raft::Error::kStorageFailed;
+      }
       bytes += e.size_bytes();
       if (i > lo && bytes > max_bytes) break;
       out->push_back(std::move(e));

@@ -139,6 +139,12 @@ class Wal {
   // log's end. Entries past the end were never synced here, so were never acknowledged by this
   // member; the commit index itself is not durable state in Raft and is learned again.
   const std::vector<std::string>& recovery_warnings() const { return recovery_warnings_; }
+  // The first entry a group's LogStorage could not read back (a damaged record found after
+  // recovery; the LogStorage then answered raft::Error::kStorageFailed), or "".
+  std::string read_failure() const {
+    std::lock_guard lock(mu_);
+    return read_failure_;
+  }
 
   // Set once a write or sync failed (kIoError) or the disk filled (kNoSpace).
   Status health() const;
@@ -178,6 +184,7 @@ class Wal {
   uint64_t head_end_ = 0;  // where the current segment's header and group metadata end
   bool recovering_ = true;
   std::vector<std::string> recovery_warnings_;
+  mutable std::string read_failure_;  // guarded by mu_
   Status health_;
   mutable std::map<raft::GroupId, std::unique_ptr<raft::LogStorage>> views_;
 };

@@ -378,6 +378,30 @@ TEST_F(WalTest, EntriesBeyondTheCacheAreReadFromTheFiles) {
   EXPECT_EQ(some.front().index, 5u);
 }
 
+// A record that changes on disk after recovery read it (a failing disk) is found when the entry
+// is read back from the file: the group's LogStorage answers kStorageFailed, which stops the
+// Raft core, never kUnavailable, which a leader would take for a compacted log.
+TEST_F(WalTest, ARecordDamagedAfterRecoveryReadsBackAsAStorageFailure) {
+  options_.cache_bytes_per_group = 500;
+  options_.segment_bytes = 8192;
+  {
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    for (Index i = 1; i <= 200; i += 20)
+      commit_entries(wal.get(), 1, i, i + 19, 1);
+  }
+  auto wal = open_ok();
+  EXPECT_EQ(wal->read_failure(), "");
+  std::string* first = fs_.contents(join_path("wal", wal->segment_names().front()));
+  ASSERT_NE(first, nullptr);
+  ASSERT_GT(first->size(), 400u);
+  (*first)[300] = static_cast<char>((*first)[300] ^ 0x10);
+  std::vector<Entry> out;
+  EXPECT_EQ(wal->group(1)->entries(1, 200, UINT64_MAX, &out), raft::Error::kStorageFailed);
+  EXPECT_NE(wal->read_failure().find("reads back damaged"), std::string::npos)
+      << wal->read_failure();
+}
+
 TEST_F(WalTest, AFailedSyncStopsEveryLaterWrite) {
   auto wal = open_ok();
   ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
