@@ -33,6 +33,7 @@ void Raft::reset(Term term) {
   reads_before_commit_.clear();
   acked_round_.clear();
   round_sent_tick_.clear();
+  peer_clocks_.clear();
   lease_expiry_tick_ = 0;
   lease_disabled_ = false;
   needs_bcast_append_ = false;

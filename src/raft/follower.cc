@@ -79,6 +79,11 @@ void Raft::handle_heartbeat(const Message& m) {
   resp.to = m.from;
   resp.type = MessageType::kHeartbeatResp;
   resp.context = m.context;
+  if (m.index != 0) {
+    resp.index = m.index;
+    resp.commit = ticks_ + 1;
+    resp.reject_hint = clock_nonce_;
+  }
   send(std::move(resp));
 }
 

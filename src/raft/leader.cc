@@ -279,6 +279,8 @@ void Raft::handle_append_response(const Message& m, Progress& pr) {
 }
 
 void Raft::handle_heartbeat_response(const Message& m, Progress& pr) {
+  if (m.index != 0 && m.commit != 0 && m.reject_hint != 0)
+    note_peer_clock(m.from, m.index - 1, m.commit - 1, m.reject_hint);
   pr.recent_active = true;
   pr.msg_app_flow_paused = false;
   if (pr.state == ProgressState::kReplicate && pr.inflights.full()) pr.inflights.free_first_one();
@@ -311,7 +313,56 @@ void Raft::send_heartbeat(NodeId to, uint64_t round) {
   // Never tell a follower to commit past what it is known to hold.
   m.commit = std::min(pr.match, log_.committed());
   m.context = round;
+  m.index = ticks_ + 1;
   send(std::move(m));
+}
+
+double Raft::max_peer_clock_rate() const {
+  return static_cast<double>(config_.election_ticks - 1) /
+         static_cast<double>(config_.election_ticks - config_.lease_drift_ticks);
+}
+
+bool Raft::clock_proven(NodeId id) const {
+  auto it = peer_clocks_.find(id);
+  return it != peer_clocks_.end() && it->second.rate_bound > 0 &&
+         it->second.rate_bound <= max_peer_clock_rate();
+}
+
+void Raft::note_peer_clock(NodeId from, uint64_t sent, uint64_t peer_ticks, uint64_t nonce) {
+  // An echo of a heartbeat we have not sent yet is forged or from another term's clock.
+  if (sent > ticks_) return;
+  ClockSample s{sent, ticks_, peer_ticks};
+  PeerClock& pc = peer_clocks_[from];
+  // A new incarnation (its count restarted), or a count that went back: start over.
+  if (pc.nonce != nonce || peer_ticks < pc.last.peer) {
+    pc = PeerClock{};
+    pc.nonce = nonce;
+  }
+  // Samples every kClockRefSpacing ticks over the last kClockHistoryTicks: windows long enough
+  // for a tight bound, and a change of rate shows within a few hundred ticks.
+  constexpr uint64_t kClockRefSpacing = 25;
+  constexpr uint64_t kClockHistoryTicks = 400;
+  while (!pc.refs.empty() && s.sent > pc.refs.front().received + kClockHistoryTicks)
+    pc.refs.pop_front();
+  for (const ClockSample& r : pc.refs) {
+    if (s.sent <= r.received + 1) continue;
+    double bound =
+        static_cast<double>(s.peer - r.peer + 1) / static_cast<double>(s.sent - r.received - 1);
+    if (s.bound == 0 || bound < s.bound) {
+      s.bound = bound;
+      s.window = s.sent - r.received;
+    }
+  }
+  pc.last = s;
+  pc.rate_bound = s.bound;
+  pc.window = s.window;
+  for (const ClockSample& r : pc.refs) {
+    if (r.bound != 0 && (pc.rate_bound == 0 || r.bound < pc.rate_bound)) {
+      pc.rate_bound = r.bound;
+      pc.window = r.window;
+    }
+  }
+  if (pc.refs.empty() || s.sent >= pc.refs.back().received + kClockRefSpacing) pc.refs.push_back(s);
 }
 
 void Raft::advance_read_rounds() {
@@ -321,17 +372,28 @@ void Raft::advance_read_rounds() {
     return it == acked_round_.end() ? 0 : it->second;
   });
   if (quorum_round == kNoLimit || quorum_round == 0) return;
+  // The lease counts only followers whose clock is proven slow enough (note_peer_clock).
+  Index lease_round = tracker_.config.voters.committed([this](NodeId id) -> Index {
+    if (id == id_) return read_round_;
+    if (!clock_proven(id)) return 0;
+    auto it = acked_round_.find(id);
+    return it == acked_round_.end() ? 0 : it->second;
+  });
+  if (lease_round != kNoLimit && lease_round != 0 && !lease_disabled_ &&
+      lead_transferee_ == kNoNode) {
+    for (const auto& [round, sent] : round_sent_tick_) {
+      if (round != lease_round) continue;
+      // Every follower that acknowledged this round reset its election timer after we sent it,
+      // so none of them votes before sent + election timeout by its clock, which runs at most
+      // max_peer_clock_rate() times ours: the lease ends (election - drift) ticks after sent.
+      uint64_t expiry =
+          sent + static_cast<uint64_t>(config_.election_ticks - config_.lease_drift_ticks);
+      lease_expiry_tick_ = std::max(lease_expiry_tick_, expiry);
+      break;
+    }
+  }
   while (!round_sent_tick_.empty() && round_sent_tick_.front().first < quorum_round) {
     round_sent_tick_.pop_front();
-  }
-  if (!round_sent_tick_.empty() && round_sent_tick_.front().first == quorum_round &&
-      !lease_disabled_ && lead_transferee_ == kNoNode) {
-    // Every follower that acknowledged this round reset its election timer after we sent it,
-    // so none of them votes before sent + election timeout; subtract the drift margin.
-    uint64_t sent = round_sent_tick_.front().second;
-    uint64_t expiry =
-        sent + static_cast<uint64_t>(config_.election_ticks - config_.lease_drift_ticks);
-    lease_expiry_tick_ = std::max(lease_expiry_tick_, expiry);
   }
   while (!pending_reads_.empty() && pending_reads_.front().round <= quorum_round) {
     const PendingRead& r = pending_reads_.front();

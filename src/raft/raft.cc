@@ -64,6 +64,11 @@ Raft::Raft(const Config& config)
     restarted_ = true;
   }
   if (config.applied > 0) log_.applied_to(std::max(config.applied, log_.applied()));
+  // splitmix64 of the seed, apart from the election randomness; never 0 (0 means "no clock").
+  uint64_t z = config.seed + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  clock_nonce_ = (z ^ (z >> 31)) | 1;
   become_follower(term_, kNoNode);
   prev_hard_state_ = hard_state();
   prev_soft_state_ = soft_state();
@@ -443,7 +448,14 @@ Status Raft::status() const {
                                     pr.is_learner,
                                     pr.recent_active,
                                     pr.inflights.count(),
-                                    pr.inflights.bytes()};
+                                    pr.inflights.bytes(),
+                                    0,
+                                    0};
+      auto clock = peer_clocks_.find(id);
+      if (clock != peer_clocks_.end() && clock->second.rate_bound > 0) {
+        s.progress[id].clock_rate_bound = clock->second.rate_bound;
+        s.progress[id].clock_window_ticks = clock->second.window;
+      }
     }
   }
   return s;

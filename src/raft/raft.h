@@ -98,6 +98,12 @@ struct ProgressInfo {
   bool recent_active = false;
   size_t inflight_messages = 0;
   uint64_t inflight_bytes = 0;
+  // An upper bound on this follower's tick rate against the leader's, proven from heartbeat
+  // round trips (0: not yet measured). Leases count the follower only while it is at most
+  // max_peer_clock_rate().
+  double clock_rate_bound = 0;
+  // The leader's ticks the bound spans: the longer, the tighter.
+  uint64_t clock_window_ticks = 0;
 };
 
 struct Status {
@@ -168,6 +174,10 @@ class Raft {
   const ProgressTracker& tracker() const { return tracker_; }
   bool promotable() const;
   bool lease_valid() const;
+  // The fastest a follower's clock may run against the leader's while the lease stays safe:
+  // a follower that heard a heartbeat refuses votes for (election_ticks - 1) of its ticks, the
+  // lease lasts (election_ticks - lease_drift_ticks) of the leader's.
+  double max_peer_clock_rate() const;
   // True once the log storage failed to read back an entry it holds (Error::kStorageFailed
   // from LogStorage::entries): the core has stopped, sends nothing more, and answers every
   // call with kStorageFailed. The member's log is damaged; the driver must stop it (it cannot
@@ -250,6 +260,34 @@ class Raft {
   uint64_t rng_state_;
   // Ticks since start: the clock of the leader lease.
   uint64_t ticks_ = 0;
+  // Tells this incarnation's tick count apart from an earlier one's (a restart starts at 0).
+  uint64_t clock_nonce_ = 0;
+  // Clock drift, measured by the leader: heartbeat round trips bound each follower's tick rate
+  // against ours. With an earlier sample (sent at our tick s0, answered at r0, the follower at
+  // tick f0) and a later one (s1, r1, f1), the follower counted at most f1 - f0 + 1 ticks while
+  // we counted at least s1 - r0 - 1, whatever the network delays: the bound is their ratio. A
+  // few samples spread over the last few hundred ticks are kept, and the tightest bound
+  // between any two of them counts (a slow round trip loosens only the bounds it takes part
+  // in), so a change of rate shows once the history has moved past it. A lease counts a
+  // follower only while its bound is within max_peer_clock_rate(), so a clock drifting beyond
+  // the lease's allowance makes the lease refused, not trusted.
+  struct ClockSample {
+    uint64_t sent = 0;
+    uint64_t received = 0;
+    uint64_t peer = 0;
+    double bound = 0;  // the tightest bound ending at this sample (0: none)
+    uint64_t window = 0;
+  };
+  struct PeerClock {
+    uint64_t nonce = 0;
+    std::deque<ClockSample> refs;  // earlier samples, oldest first
+    ClockSample last;
+    double rate_bound = 0;  // 0: not proven yet
+    uint64_t window = 0;    // our ticks the bound spans
+  };
+  std::map<NodeId, PeerClock> peer_clocks_;
+  void note_peer_clock(NodeId from, uint64_t sent, uint64_t peer_ticks, uint64_t nonce);
+  bool clock_proven(NodeId id) const;
   // True when state was recovered from storage: this node may have acknowledged a leader
   // before it stopped.
   bool restarted_ = false;

@@ -426,10 +426,16 @@ TEST(Raft_8, ReadWaitsForNoOpOfCurrentTerm) {
 
 // Lease reads: within the lease the leader answers without a heartbeat round; after asking
 // another node to take over it no longer trusts its lease.
+// Enough heartbeat round trips for a leader to bound its followers' clock rates (zero-delay
+// network: (n + 1) / (n - 1) <= 9/8 from n = 17 ticks).
+constexpr int kClockProofTicks = 20;
+
 TEST(Raft_Lease, LeaseReadAnswersWithoutRoundTrip) {
   TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
   c.elect(1);
-  c.tick_all(1);  // a heartbeat round acknowledged by a quorum starts the lease
+  // A heartbeat round acknowledged by a quorum of followers whose clocks are proven starts
+  // the lease.
+  c.tick_all(kClockProofTicks);
   ASSERT_TRUE(c.raft(1).lease_valid());
   c.isolate(1);
   ASSERT_EQ(c.raft(1).read_index(1), Error::kOk);
@@ -445,12 +451,67 @@ TEST(Raft_Lease, LeaseReadAnswersWithoutRoundTrip) {
 TEST(Raft_Lease, TransferDisablesLease) {
   TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
   c.elect(1);
-  c.tick_all(1);
+  c.tick_all(kClockProofTicks);
   ASSERT_TRUE(c.raft(1).lease_valid());
   c.isolate(2);
   ASSERT_EQ(c.raft(1).transfer_leader(3), Error::kOk);
   c.process(1);
   EXPECT_FALSE(c.raft(1).lease_valid());
+}
+
+// A new leader does not trust its lease before heartbeat round trips bound its followers'
+// clock rates: reads take a heartbeat round meanwhile. Then the lease holds, and the bound
+// shows in the status.
+TEST(Raft_Lease, LeaseWaitsUntilFollowerClocksAreMeasured) {
+  TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
+  c.elect(1);
+  c.tick_all(2);
+  EXPECT_FALSE(c.raft(1).lease_valid());
+  c.tick_all(kClockProofTicks);
+  EXPECT_TRUE(c.raft(1).lease_valid());
+  for (NodeId id : {2, 3}) {
+    double bound = c.raft(1).status().progress.at(id).clock_rate_bound;
+    EXPECT_GT(bound, 1.0);
+    EXPECT_LE(bound, c.raft(1).max_peer_clock_rate());
+  }
+}
+
+// Clocks drifting beyond the lease's allowance: followers whose ticks run 1.5 times as fast as
+// the leader's would vote for a new leader before its lease ran out. The leader measures that
+// and refuses the lease (reads take a heartbeat round) rather than trusting it. With one fast
+// follower, the other follower and the leader still make a proven quorum.
+TEST(Raft_Lease, FollowerClocksRunningTooFastMakeTheLeaseRefused) {
+  for (int fast : {1, 2}) {
+    TestCluster c(3, [](Config& cfg) { cfg.read_only = ReadOnlyOption::kLeaseBased; });
+    c.elect(1);
+    std::vector<NodeId> fast_nodes = fast == 1 ? std::vector<NodeId>{2} : std::vector<NodeId>{2, 3};
+    for (int t = 0; t < 300; ++t) {
+      c.tick_all(1);
+      if (t % 2 == 0) {
+        for (NodeId id : fast_nodes)
+          c.tick(id);
+        c.stabilize();
+      }
+    }
+    ASSERT_EQ(c.leader(), 1u);
+    double bound = c.raft(1).status().progress.at(2).clock_rate_bound;
+    EXPECT_GT(bound, c.raft(1).max_peer_clock_rate()) << "fast followers: " << fast;
+    EXPECT_LT(bound, 1.6);
+    if (fast == 1) {
+      EXPECT_TRUE(c.raft(1).lease_valid()) << "nodes 1 and 3 are a proven quorum";
+      continue;
+    }
+    EXPECT_FALSE(c.raft(1).lease_valid());
+    int heartbeats = 0;
+    c.set_drop([&](const Message& m) {
+      if (m.type == MessageType::kHeartbeat) ++heartbeats;
+      return false;
+    });
+    ASSERT_EQ(c.raft(1).read_index(9), Error::kOk);
+    c.stabilize();
+    EXPECT_EQ(c.node(1).reads.size(), 1u);
+    EXPECT_EQ(heartbeats, 2) << "the read must confirm leadership with a heartbeat round";
+  }
 }
 
 // §6: a learner receives the log but does not vote; promoted, it counts toward quorums.

@@ -1,5 +1,6 @@
 // Clients with a recorded history, and the safety and liveness checks.
 #include <algorithm>
+#include <iterator>
 
 #include "check/linearizability.h"
 #include "sim/simulation.h"
@@ -52,7 +53,10 @@ void Simulation::issue(SimClient& c, bool write_only) {
   // Now and then any member: reads there go through ReadIndex, writes are forwarded.
   if (target == raft::kNoNode ||
       client_rng_.chance(input.kind == check::KvInput::Kind::kRead ? 0.3 : 0.15)) {
-    target = 1 + client_rng_.below(static_cast<uint64_t>(opt_.nodes));
+    // Any node, replacements of lost members included.
+    auto it = nodes_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(client_rng_.below(nodes_.size())));
+    target = it->first;
   }
   Event e;
   e.time = now_ + client_latency();

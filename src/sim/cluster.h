@@ -40,7 +40,7 @@ enum class Mutation : uint8_t {
 // Clock drift (rate difference against real time) every member may have while leases stay
 // safe: the leader's lease is (election - lease_drift) = 8 of its ticks, and a follower refuses
 // votes for at least 9 of its own after a heartbeat, so any two rates must stay within 8/9;
-// 1 - 0.05 over 1 + 0.05 is 0.905.
+// 1 - 0.05 over 1 + 0.05 is 0.905. Beyond it the leader must find out and refuse its lease.
 inline constexpr double kLeaseSafeDrift = 0.05;
 const char* to_string(Mutation m);
 std::optional<Mutation> parse_mutation(const std::string& s);
@@ -98,6 +98,10 @@ struct SimResult {
   uint64_t damage_found_running = 0;    // damage a running node's core found reading its log
   uint64_t damage_found_at_start = 0;   // damage recovery found, refusing to start
   uint64_t members_replaced = 0;        // lost members replaced by new ones on empty disks
+  double max_drift = 0;                 // the seed's clock drift bound
+  bool lease_reads = false;
+  // A leader found a follower's clock running too fast for its lease (and refused the lease).
+  bool lease_refused_for_drift = false;
   std::string linearizability;          // checker verdict
   std::vector<std::string> trace_tail;  // last events, for a failing run
 };

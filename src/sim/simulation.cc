@@ -150,7 +150,14 @@ Simulation::Simulation(const SimOptions& options)
   // Clock drift: each node's ticks run up to max_drift_ fast or slow against real time. With
   // lease reads it stays inside the lease's allowance (kLeaseSafeDrift).
   Rng clocks = rng_.fork(7);
-  if (all) max_drift_ = clocks.unit() * (lease_reads_ ? kLeaseSafeDrift : 0.3);
+  // With lease reads, half the seeds stay inside the lease's allowance (the lease is granted)
+  // and half go beyond it (the leader must measure the drift and refuse the lease).
+  if (all) {
+    bool beyond = !lease_reads_ || clocks.chance(0.5);
+    max_drift_ = clocks.unit() * (beyond ? 0.3 : kLeaseSafeDrift);
+  }
+  result_.max_drift = max_drift_;
+  result_.lease_reads = lease_reads_;
   // Large snapshots: in half the seeds with network faults a snapshot streams for up to seconds,
   // long enough for partitions, crashes and resets to cut it off midway.
   Rng snaps = rng_.fork(8);
@@ -471,6 +478,21 @@ SimResult Simulation::run() {
     tick_all();
     run_until(now_ + kTickUs);
     if (!failed_) check_invariants();
+    if (lease_reads_ && step % 50 == 0 && !result_.lease_refused_for_drift) {
+      // Does a leader see a follower's clock too fast for its lease?
+      if (SimNode* l = highest_leader()) {
+        for (const auto& [id, p] : l->raft->status().progress) {
+          // Over a long window the bound is tight: beyond the allowance, the clock is too fast
+          // (over a short one it may only be not proven yet).
+          if (p.clock_window_ticks >= 100 && p.clock_rate_bound > l->raft->max_peer_clock_rate()) {
+            result_.lease_refused_for_drift = true;
+            note("n" + std::to_string(l->id) + " bounds n" + std::to_string(id) +
+                 "'s clock rate at " + std::to_string(p.clock_rate_bound) +
+                 " of its own: too fast for its lease");
+          }
+        }
+      }
+    }
   }
   if (!failed_) {
     faults_active_ = false;
