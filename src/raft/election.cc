@@ -33,7 +33,9 @@ void Raft::reset(Term term) {
   reads_before_commit_.clear();
   acked_round_.clear();
   round_sent_tick_.clear();
-  peer_clocks_.clear();
+  for (auto it = peer_clocks_.begin(); it != peer_clocks_.end();) {
+    it = tracker_.progress.count(it->first) != 0 ? std::next(it) : peer_clocks_.erase(it);
+  }
   lease_expiry_tick_ = 0;
   lease_disabled_ = false;
   needs_bcast_append_ = false;

@@ -333,36 +333,41 @@ void Raft::note_peer_clock(NodeId from, uint64_t sent, uint64_t peer_ticks, uint
   if (sent > ticks_) return;
   ClockSample s{sent, ticks_, peer_ticks};
   PeerClock& pc = peer_clocks_[from];
-  // A new incarnation (its count restarted), or a count that went back: start over.
-  if (pc.nonce != nonce || peer_ticks < pc.last.peer) {
+  if (pc.nonce != nonce) {
+    // A new incarnation: its count restarted, and nothing before says anything about it.
     pc = PeerClock{};
     pc.nonce = nonce;
-  }
-  // Samples every kClockRefSpacing ticks over the last kClockHistoryTicks: windows long enough
-  // for a tight bound, and a change of rate shows within a few hundred ticks.
-  constexpr uint64_t kClockRefSpacing = 25;
-  constexpr uint64_t kClockHistoryTicks = 400;
-  while (!pc.refs.empty() && s.sent > pc.refs.front().received + kClockHistoryTicks)
-    pc.refs.pop_front();
-  for (const ClockSample& r : pc.refs) {
-    if (s.sent <= r.received + 1) continue;
-    double bound =
-        static_cast<double>(s.peer - r.peer + 1) / static_cast<double>(s.sent - r.received - 1);
-    if (s.bound == 0 || bound < s.bound) {
-      s.bound = bound;
-      s.window = s.sent - r.received;
-    }
+  } else if (peer_ticks < pc.last.peer) {
+    return;  // an answer that arrived late or twice
   }
   pc.last = s;
-  pc.rate_bound = s.bound;
-  pc.window = s.window;
-  for (const ClockSample& r : pc.refs) {
-    if (r.bound != 0 && (pc.rate_bound == 0 || r.bound < pc.rate_bound)) {
-      pc.rate_bound = r.bound;
-      pc.window = r.window;
+  // Samples every history/16 ticks over the last `history` ticks (at least 400, and 40 election
+  // timeouts): windows long enough for a tight bound, and a change of rate shows once the
+  // history has moved past it.
+  const uint64_t history =
+      std::max<uint64_t>(400, 40 * static_cast<uint64_t>(config_.election_ticks));
+  while (!pc.refs.empty() && s.sent > pc.refs.front().received + history)
+    pc.refs.pop_front();
+  auto bound = [](const ClockSample& a, const ClockSample& b) {
+    return static_cast<double>(b.peer - a.peer + 1) / static_cast<double>(b.sent - a.received - 1);
+  };
+  // The tightest bound between any two samples held (a slow round trip loosens only the bounds
+  // it takes part in), the newest included.
+  pc.rate_bound = 0;
+  pc.window = 0;
+  for (size_t j = 0; j <= pc.refs.size(); ++j) {
+    const ClockSample& b = j < pc.refs.size() ? pc.refs[j] : s;
+    for (size_t i = 0; i < j; ++i) {
+      const ClockSample& a = pc.refs[i];
+      if (b.sent <= a.received + 1) continue;
+      double r = bound(a, b);
+      if (pc.rate_bound == 0 || r < pc.rate_bound) {
+        pc.rate_bound = r;
+        pc.window = b.sent - a.received;
+      }
     }
   }
-  if (pc.refs.empty() || s.sent >= pc.refs.back().received + kClockRefSpacing) pc.refs.push_back(s);
+  if (pc.refs.empty() || s.sent >= pc.refs.back().received + history / 16) pc.refs.push_back(s);
 }
 
 void Raft::advance_read_rounds() {
@@ -379,8 +384,8 @@ void Raft::advance_read_rounds() {
     auto it = acked_round_.find(id);
     return it == acked_round_.end() ? 0 : it->second;
   });
-  if (lease_round != kNoLimit && lease_round != 0 && !lease_disabled_ &&
-      lead_transferee_ == kNoNode) {
+  bool lease_quorum = lease_round != kNoLimit && lease_round != 0;
+  if (lease_quorum && !lease_disabled_ && lead_transferee_ == kNoNode) {
     for (const auto& [round, sent] : round_sent_tick_) {
       if (round != lease_round) continue;
       // Every follower that acknowledged this round reset its election timer after we sent it,
@@ -392,7 +397,9 @@ void Raft::advance_read_rounds() {
       break;
     }
   }
-  while (!round_sent_tick_.empty() && round_sent_tick_.front().first < quorum_round) {
+  // Rounds below both quorums are done with (the lease's may lag the reads').
+  Index done = lease_quorum ? std::min(quorum_round, lease_round) : quorum_round;
+  while (!round_sent_tick_.empty() && round_sent_tick_.front().first < done) {
     round_sent_tick_.pop_front();
   }
   while (!pending_reads_.empty() && pending_reads_.front().round <= quorum_round) {

@@ -41,10 +41,11 @@ Raft::Raft(const Config& config)
   if (config.lease_drift_ticks < 0 || config.lease_drift_ticks >= config.election_ticks) {
     fatal("config: lease_drift_ticks must be in [0, election_ticks)");
   }
-  if (config.read_only == ReadOnlyOption::kLeaseBased && config.lease_drift_ticks < 1) {
+  if (config.read_only == ReadOnlyOption::kLeaseBased && config.lease_drift_ticks < 2) {
     // A tick marks a moment somewhere within one tick interval: a follower may vote up to one
-    // tick early by the leader's clock, before any clock-rate drift.
-    fatal("config: lease-based reads need lease_drift_ticks >= 1");
+    // tick early by the leader's clock, before any clock-rate drift; with one tick of margin
+    // no follower's clock could ever be proven slow enough (max_peer_clock_rate() would be 1).
+    fatal("config: lease-based reads need lease_drift_ticks >= 2");
   }
   if (config.read_only == ReadOnlyOption::kLeaseBased && !config.check_quorum) {
     fatal("config: lease-based reads require check_quorum");
@@ -384,6 +385,7 @@ Ready& Raft::ready() {
     check_storage(Error::kStorageFailed);
     ready_.committed_entries.clear();
   }
+  if (storage_failed_) msgs_.clear();
   ready_.messages.swap(msgs_);
   ready_.read_states.swap(read_states_);
   ready_outstanding_ = true;

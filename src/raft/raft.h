@@ -270,13 +270,12 @@ class Raft {
   // between any two of them counts (a slow round trip loosens only the bounds it takes part
   // in), so a change of rate shows once the history has moved past it. A lease counts a
   // follower only while its bound is within max_peer_clock_rate(), so a clock drifting beyond
-  // the lease's allowance makes the lease refused, not trusted.
+  // the lease's allowance makes the lease refused, not trusted. Kept across terms (the counts
+  // do not depend on the term) for the members of the configuration.
   struct ClockSample {
     uint64_t sent = 0;
     uint64_t received = 0;
     uint64_t peer = 0;
-    double bound = 0;  // the tightest bound ending at this sample (0: none)
-    uint64_t window = 0;
   };
   struct PeerClock {
     uint64_t nonce = 0;

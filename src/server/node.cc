@@ -1213,9 +1213,12 @@ void Node::apply_alarm(const AlarmChange& change) {
 }
 
 void Node::fail_on_damaged_log() {
-  fail_fatal("the write-ahead log cannot read back entries it holds (" + wal_->read_failure() +
-             "); this member stops rather than vote or acknowledge without its log. See "
-             "docs/OPERATIONS.md, \"A damaged write-ahead log\"");
+  std::string why = wal_->read_failure();
+  std::string next = why.rfind("Corruption", 0) == 0
+                         ? "See docs/OPERATIONS.md, \"A damaged write-ahead log\""
+                         : "Check the disk and the data directory, then restart the member";
+  fail_fatal("the write-ahead log cannot read back entries it holds (" + why +
+             "); this member stops rather than vote or acknowledge without its log. " + next);
 }
 
 void Node::fail_fatal(const std::string& why) {

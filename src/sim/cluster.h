@@ -64,6 +64,7 @@ enum class Check : uint8_t {
   kLiveness,                // no leader, or no recovery, after faults healed
   kStorage,                 // the log or a snapshot was damaged or hid a failure
   kMessageStorm,            // the event budget ran out
+  kClockBound,              // a leader bounded a follower's clock rate below its true rate
 };
 const char* to_string(Check c);
 

@@ -285,6 +285,12 @@ void Simulation::membership_change() {
                   std::count(cs.learners.begin(), cs.learners.end(), id);
     if (!member && !n.lost) others.push_back(id);
   }
+  // Learners that can be promoted: not lost ones (a lost member is only ever removed).
+  std::vector<raft::NodeId> learners;
+  for (raft::NodeId id : cs.learners) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || !it->second.lost) learners.push_back(id);
+  }
   // While a damaged member may be lost, keep three voters, so that losing it leaves a quorum.
   size_t min_voters = opt_.nodes >= 5 || damage_pending() ? 3 : 1;
   raft::ConfChange cc;
@@ -296,9 +302,8 @@ void Simulation::membership_change() {
       what = "add learner n" + std::to_string(cc.changes[0].node);
       break;
     case 1:
-      if (cs.learners.empty()) return;
-      cc.changes = {
-          {raft::ConfChangeType::kAddNode, cs.learners[fault_rng_.below(cs.learners.size())]}};
+      if (learners.empty()) return;
+      cc.changes = {{raft::ConfChangeType::kAddNode, learners[fault_rng_.below(learners.size())]}};
       what = "promote n" + std::to_string(cc.changes[0].node);
       break;
     case 2:
@@ -315,9 +320,9 @@ void Simulation::membership_change() {
       break;
     default: {
       // Joint consensus: swap a voter (maybe the leader) for a learner in one change.
-      if (cs.learners.empty()) return;
+      if (learners.empty()) return;
       raft::NodeId out = cs.voters[fault_rng_.below(cs.voters.size())];
-      raft::NodeId in = cs.learners[fault_rng_.below(cs.learners.size())];
+      raft::NodeId in = learners[fault_rng_.below(learners.size())];
       cc.changes = {{raft::ConfChangeType::kRemoveNode, out}, {raft::ConfChangeType::kAddNode, in}};
       what = "joint: replace n" + std::to_string(out) + " by n" + std::to_string(in);
       break;

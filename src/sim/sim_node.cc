@@ -293,14 +293,16 @@ void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
 
 void Simulation::stop_on_damaged_log(SimNode& n) {
   std::string why = n.storage->read_failure();
-  if (!n.storage->damaged()) {
-    fail(Check::kStorage, "n" + std::to_string(n.id) +
-                              "'s log reads back damaged though nothing damaged it: " + why);
+  if (!n.storage->damaged() || why.find(n.storage->damaged_segment()) == std::string::npos) {
+    fail(Check::kStorage,
+         "n" + std::to_string(n.id) + "'s log reads back damaged where nothing damaged it: " + why);
     return;
   }
   ++result_.damage_found_running;
   note("n" + std::to_string(n.id) + " stops: its log reads back damaged (" + why + ")");
   go_down(n, false);
+  // After the heal too: its restart finds the damage and the member is replaced.
+  if (!faults_active_) schedule_node_event(now_ + 10'000, EventKind::kRestart, n);
 }
 
 void Simulation::crash(SimNode& n) {

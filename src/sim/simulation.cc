@@ -87,6 +87,8 @@ const char* to_string(Check c) {
       return "storage";
     case Check::kMessageStorm:
       return "message-storm";
+    case Check::kClockBound:
+      return "clock-bound";
   }
   return "?";
 }
@@ -478,21 +480,7 @@ SimResult Simulation::run() {
     tick_all();
     run_until(now_ + kTickUs);
     if (!failed_) check_invariants();
-    if (lease_reads_ && step % 50 == 0 && !result_.lease_refused_for_drift) {
-      // Does a leader see a follower's clock too fast for its lease?
-      if (SimNode* l = highest_leader()) {
-        for (const auto& [id, p] : l->raft->status().progress) {
-          // Over a long window the bound is tight: beyond the allowance, the clock is too fast
-          // (over a short one it may only be not proven yet).
-          if (p.clock_window_ticks >= 100 && p.clock_rate_bound > l->raft->max_peer_clock_rate()) {
-            result_.lease_refused_for_drift = true;
-            note("n" + std::to_string(l->id) + " bounds n" + std::to_string(id) +
-                 "'s clock rate at " + std::to_string(p.clock_rate_bound) +
-                 " of its own: too fast for its lease");
-          }
-        }
-      }
-    }
+    if (!failed_ && step % 10 == 0) check_clock_bounds();
   }
   if (!failed_) {
     faults_active_ = false;
@@ -526,6 +514,31 @@ SimResult Simulation::run() {
   result_.ok = !failed_;
   if (failed_) result_.trace_tail.assign(tail_.begin(), tail_.end());
   return result_;
+}
+
+void Simulation::check_clock_bounds() {
+  for (auto& [lid, l] : nodes_) {
+    if (!l.up || l.raft->role() != raft::Role::kLeader) continue;
+    for (const auto& [id, p] : l.raft->status().progress) {
+      if (p.clock_rate_bound == 0) continue;
+      // The simulation knows the true rates: the leader's bound must hold.
+      double truth = nodes_.at(id).clock_rate / l.clock_rate;
+      if (truth > p.clock_rate_bound * (1 + 1e-9)) {
+        fail(Check::kClockBound, "n" + std::to_string(lid) + " bounds n" + std::to_string(id) +
+                                     "'s clock rate at " + std::to_string(p.clock_rate_bound) +
+                                     " of its own; it is " + std::to_string(truth));
+        return;
+      }
+      // Over a long window the bound is tight: beyond the allowance the clock is too fast
+      // (over a short one it may only be not proven yet).
+      if (lease_reads_ && !result_.lease_refused_for_drift && p.clock_window_ticks >= 100 &&
+          p.clock_rate_bound > l.raft->max_peer_clock_rate()) {
+        result_.lease_refused_for_drift = true;
+        note("n" + std::to_string(lid) + " bounds n" + std::to_string(id) + "'s clock rate at " +
+             std::to_string(p.clock_rate_bound) + " of its own: too fast for its lease");
+      }
+    }
+  }
 }
 
 std::string Simulation::stamp() const {

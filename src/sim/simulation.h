@@ -179,6 +179,8 @@ class Simulation {
   uint64_t link_latency(raft::NodeId from, raft::NodeId to);
   uint64_t client_latency();
   void tick_all();
+  // Every leader's bound on each follower's clock rate holds against the true rates.
+  void check_clock_bounds();
 
   // Faults (faults.cc).
   void inject_faults();

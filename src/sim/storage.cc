@@ -124,7 +124,8 @@ std::string SimStorage::open_wal() {
   if (!st.is_ok()) {
     wal_.reset();
     if (disk_full_ && st.code() == storage::Status::Code::kNoSpace) return "";
-    if (damaged_ && st.code() == storage::Status::Code::kCorruption) {
+    if (damaged() && st.code() == storage::Status::Code::kCorruption &&
+        st.to_string().find(damaged_segment_) != std::string::npos) {
       lost_reason_ = st.to_string();
       return "";
     }
@@ -146,14 +147,19 @@ bool SimStorage::damage(uint64_t seed) {
   Rng rng(seed);
   // The newest segment but one: it holds entries a follower that lags may need, read back from
   // the file once the cache dropped them.
-  std::string path = storage::join_path(kWalDir, segments[segments.size() - 2]);
+  const std::string& name = segments[segments.size() - 2];
+  std::string path = storage::join_path(kWalDir, name);
   std::string* bytes = fs_.contents(path);
   if (bytes == nullptr || bytes->empty()) return false;
   uint64_t offset = rng.below(bytes->size());
   uint8_t mask = static_cast<uint8_t>(1u << rng.below(8));
   if (!fs_.damage(path, offset, mask)) return false;
-  damaged_ = true;
+  damaged_segment_ = name;
   return true;
+}
+
+bool SimStorage::damaged() {
+  return !damaged_segment_.empty() && fs_.exists(storage::join_path(kWalDir, damaged_segment_));
 }
 
 void SimStorage::free_disk() {

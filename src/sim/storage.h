@@ -75,7 +75,10 @@ class SimStorage {
   // The medium damages one byte of an older Wal segment (never the newest, whose tail recovery
   // may legitimately cut), persistently. False if the log has a single segment.
   bool damage(uint64_t seed);
-  bool damaged() const { return damaged_; }
+  // True while the damaged segment is still on the disk (compaction may delete it unread).
+  bool damaged();
+  // The damaged segment's file name, which a read failure or a refused recovery must name.
+  const std::string& damaged_segment() const { return damaged_segment_; }
   // Recovery refused the damaged log: this disk can never start the node again.
   bool lost() const { return !lost_reason_.empty(); }
   const std::string& lost_reason() const { return lost_reason_; }
@@ -112,7 +115,7 @@ class SimStorage {
 
   storage::FaultFileSystem fs_;
   bool disk_full_ = false;
-  bool damaged_ = false;
+  std::string damaged_segment_;  // its name; empty: nothing damaged
   std::string lost_reason_;
   std::unique_ptr<FailingFileSystem> failing_;  // fs_ with injected sync failures
   storage::WalOptions options_;
