@@ -39,13 +39,15 @@ run: build
 sim-demo: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-42} --nodes 5 --steps 3000 --faults all --timeline
 
-# Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly.
+# Every test, under AddressSanitizer and UndefinedBehaviorSanitizer, then each fuzz target briefly,
+# then the chaos harness's checkers on good and broken histories (no cluster, under a second).
 # The release binaries are built too, so a release-only break fails here.
 test: build-asan build
 	$(MAKE) --no-print-directory format-check
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
 	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+	/usr/bin/python3 -m unittest discover -s tests/chaos -p 'test_*.py'
 
 # Real chorusd processes in network namespaces under partitions, kills, pauses and packet loss,
 # every history checked (tests/chaos). Needs root. `make chaos` is CI's set of runs, including a

@@ -85,7 +85,11 @@ constexpr std::array kSettings = {
     Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
     Setting{"Chorus", "lease-reads", "", "false",
             "Serve linearizable reads under the leader's lease instead of confirming leadership "
-            "with a ReadIndex round trip (faster, but relies on bounded clock drift)."},
+            "with a ReadIndex round trip (faster). The leader trusts its lease only once "
+            "heartbeat round trips prove a quorum of followers' clocks run slow enough for it "
+            "(at most 9/8 as fast as its own with the default timeouts; about 20 heartbeats "
+            "after an election); until then, and whenever clocks drift further, reads take the "
+            "round trip."},
     Setting{"Chorus", "slow-request-ms", "<ms>", "100",
             "Log requests slower than this, in milliseconds; 0 logs none."},
     Setting{"Chorus", "watch-progress-notify-ms", "<ms>", "600000",

@@ -3,10 +3,12 @@
 a fault schedule drawn from a seed, with every client operation recorded and checked.
 
 One run: start the cluster, let clients of the etcd v3 API work while the nemesis injects faults
-(partitions, one-way drops, packet loss, SIGKILL and restart, SIGSTOP and SIGCONT, leader moves),
+(partitions, one-way drops, packet loss, SIGKILL and restart, SIGSTOP and SIGCONT, leader moves,
+and through a relay in each member's namespace: delay, jitter, duplicated Raft messages),
 heal everything, then check
   - linearizability of the register history (chorus-lincheck; a history it cannot decide fails),
   - that every acknowledged write under set/ reads back,
+  - the bank's totals, and the watch, lock and list-append workloads' histories (checks.py),
   - that every member's HashKV agrees at the same revision,
   - that the cluster recovered (a leader, and a write acknowledged) within a bound after the heal.
 Each run writes a report (fault timeline, history summary, verdicts, an HTML picture of operations
@@ -55,9 +57,25 @@ MIXES = {
     "clocks": ["clock", "clock-leader", "isolate-leader", "pause-leader"],
     "disks": ["disk-full", "disk-full", "kill", "isolate"],
     "membership": ["replace", "replace", "isolate", "kill", "move-leader"],
+    "links": ["delay", "jitter", "duplicate", "slow-leader"],
     "all": ["isolate", "isolate-leader", "split", "one-way", "loss", "kill", "kill-leader",
-            "kill-majority", "pause", "pause-leader", "move-leader", "clock", "clock-leader"],
+            "kill-majority", "pause", "pause-leader", "move-leader", "clock", "clock-leader",
+            "delay", "jitter", "duplicate", "slow-leader"],
 }
+
+# Faults made by the relays (tests/chaos/relay.py): a run whose mix has any of these puts a relay
+# in every member's peer path from the start, so a fault only changes the relay's settings and
+# never has to break a connection to begin.
+LINK_KINDS = {"delay", "jitter", "duplicate", "slow-leader"}
+# Per-frame delays, each way. A delay below the election timeout leaves heartbeats arriving at
+# their usual rate, only late, so it should cost latency and never a leader; the largest values
+# push a write's round trip past the clients' 1 s timeout. Handshakes (two crossings) must finish
+# within chorusd's 2 s, which every value here allows.
+DELAYS_MS = [20, 100, 250, 600]
+SLOW_LEADER_MS = [50, 150, 400]
+JITTER_MS = [(0, 50), (10, 200), (50, 500)]
+# Shares of Raft message batches sent twice.
+DUPLICATE_SHARES = [0.1, 0.3, 0.6]
 
 def kinds_of(mix):
     """The fault kinds of a mix; "a+b" joins mixes."""
@@ -90,7 +108,7 @@ BROKEN = [
 
 # (name, members, mix, lease reads): CI's runs, one per kind of fault and both cluster sizes.
 CI_RUNS = [
-    ("partitions-3", 3, "partitions", False),
+    ("partitions-links-3", 3, "partitions+links", False),
     ("kills-3", 3, "kills", False),
     ("pauses-lease-3", 3, "pauses", True),
     ("ring-5", 5, "ring", False),
@@ -110,6 +128,8 @@ PLANS = {
         ("disks-3", 3, "disks", False),
         ("membership-3", 3, "membership", False),
         ("membership-5", 5, "membership", False),
+        ("links-lease-3", 3, "links", True),
+        ("links-5", 5, "links", False),
     ],
     "broken": BROKEN,
 }
@@ -247,7 +267,9 @@ class Run:
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         tag = "%d%d" % (os.getpid() % 1000, seed % 100)
-        self.net = netmod.Net(tag, members, "10.%d.%d" % (200 + os.getpid() % 50, seed % 250))
+        self.net = netmod.Net(tag, members, "10.%d.%d" % (200 + os.getpid() % 50, seed % 250),
+                              relay_port=PEER_PORT if LINK_KINDS & set(kinds_of(mix)) else None,
+                              log_dir=self.dir, seed=seed)
         self.kinds = kinds_of(mix)
         self.uses_disks = "disk-full" in self.kinds
         self.members = [Member(self, i) for i in range(1, members + 1)]
@@ -256,6 +278,12 @@ class Run:
         self.events = []  # (t_s, text): the timeline
         self.history = workload.History()
         self.bank = workload.Bank()
+        # Leases expire by the leader's clock: with clock faults, up to the fastest rate sooner.
+        clock_rate = max(CLOCK_RATES_LEASE if lease_reads else CLOCK_RATES) \
+            if any(k.startswith("clock") for k in self.kinds) else 1.0
+        self.workloads = [workload.WatchWorkload(seed),
+                          workload.LockWorkload(seed, clock_rate=clock_rate),
+                          workload.AppendWorkload(seed)]
         self.checks = {}  # name -> (ok, detail)
         self.crashes = []  # members that exited without being killed
         self.lincheck_status = None
@@ -360,6 +388,29 @@ class Run:
                     net.drop(m.i, x.i, p)
                     net.drop(x.i, m.i, p)
             return "%d%% loss on %s's links" % (int(p * 100), m.name), net.heal
+        if kind in ("delay", "slow-leader"):
+            # Every frame between the member and each other member waits, both ways.
+            lead = self.leader() if kind == "slow-leader" else None
+            m = lead or self.pick(1)[0]
+            d = self.rng.choice(SLOW_LEADER_MS if kind == "slow-leader" else DELAYS_MS)
+            for x in self.members:
+                if x is not m:
+                    net.link(m.i, x.i, delay_ms=(d, d))
+            return "delay %d ms each way on %s's links%s" % (
+                d, m.name, " (leader)" if lead else ""), net.clear_links
+        if kind == "jitter":
+            lo, hi = self.rng.choice(JITTER_MS)
+            for a in range(1, self.n + 1):
+                for b in range(a + 1, self.n + 1):
+                    net.link(a, b, delay_ms=(lo, hi))
+            return "jitter: each frame on every link delayed %d-%d ms" % (lo, hi), net.clear_links
+        if kind == "duplicate":
+            p = self.rng.choice(DUPLICATE_SHARES)
+            for a in range(1, self.n + 1):
+                for b in range(a + 1, self.n + 1):
+                    net.link(a, b, duplicate=p)
+            return "duplicate: %d%% of Raft message batches on every link sent twice" % (
+                int(p * 100)), net.clear_links
         if kind in ("kill", "kill-leader", "kill-majority"):
             if kind == "kill-majority":
                 victims = self.pick(self.n // 2 + 1)
@@ -518,6 +569,25 @@ class Run:
             m.resume()
             if not m.running():
                 m.start()
+        if self.net.relays:
+            self.check_relays()
+
+    def check_relays(self):
+        """Every relay ran to the end and took every command: a relay that died would have cut
+        its member off, a fault no schedule asked for. Its counters go to the timeline."""
+        errors = self.net.relay_errors()
+        stats = self.net.relay_stats()
+        total = {}
+        for counters in stats.values():
+            for key, value in counters.items():
+                total[key] = total.get(key, 0) + value
+        detail = ("%d connections, %d frames, %d delayed, %d duplicated "
+                  "(%d batches with a forwarded proposal left single)" % (
+                      total.get("connections", 0), total.get("frames", 0),
+                      total.get("delayed_frames", 0), total.get("duplicated_frames", 0),
+                      total.get("proposals_not_duplicated", 0)))
+        self.note("relays: " + detail)
+        self.checks["relays"] = (not errors, "; ".join(errors[:5]) or detail)
 
     def nemesis(self, until):
         kinds = self.kinds
@@ -562,6 +632,8 @@ class Run:
                 try:
                     c = m.client(timeout=5)
                     self.bank.setup(c)
+                    for w in self.workloads:
+                        w.setup(c)
                     c.close()
                     break
                 except Exception:  # noqa: BLE001 - try another member
@@ -581,6 +653,8 @@ class Run:
                                     timeout=1.0, stop_at=stop_at, pace_ms=self.args.pace_ms)
                 for b in range(1, self.args.bank_clients + 1)
             ]
+            for w in self.workloads:
+                clients += w.clients(endpoints, stop_at)
             for c in clients:
                 c.start()
             # Faults stop a few seconds before the clients do, so the history ends healed.
@@ -603,6 +677,9 @@ class Run:
                 self.final_reads()
                 self.check_set()
                 self.check_bank()
+                for w in self.workloads:
+                    w.finish(endpoints)
+                    self.checks.update(w.checks())
                 self.check_hashkv()
             self.check_linearizable()
             self.check_members_up()
@@ -774,6 +851,7 @@ class Run:
             "operations": dict(self.history.counts),
             "set_keys": {"acknowledged": len(self.history.acked_set_keys),
                          "unknown": len(self.history.unknown_set_keys)},
+            "workloads": {w.name: w.counts() for w in self.workloads},
             "faults": [{"start": a, "end": b, "what": d} for a, b, d in self.faults],
             "checks": {k: {"ok": v[0], "detail": v[1]} for k, v in self.checks.items()},
             "repeat": self.repeat_command(),

@@ -52,6 +52,14 @@ def svg(summary, ops, t0_ns):
     return "\n".join(out)
 
 
+def workloads(summary):
+    """The watch, lock and list-append workloads' counts, one line each."""
+    items = "".join("<li>%s: %s</li>" % (html.escape(name), html.escape(", ".join(
+        "%s %s" % (k, v) for k, v in counts.items())))
+        for name, counts in summary.get("workloads", {}).items())
+    return "<ul>%s</ul>" % items if items else ""
+
+
 def write_html(path, summary, ops, t0_ns, events):
     rows = "".join(
         "<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (
@@ -64,6 +72,7 @@ def write_html(path, summary, ops, t0_ns, events):
 <h2>%(name)s, seed %(seed)d: %(verdict)s</h2>
 <p>%(members)d members, faults: %(mix)s, lease reads: %(lease)s%(unsafe)s, %(seconds).0f s.
 Operations: %(ok)d acknowledged, %(unknown)d unknown outcome, %(failed)d failed reads.</p>
+%(workloads)s
 <table border="1" cellpadding="3" style="border-collapse:collapse">
 <tr><th>check</th><th>result</th><th>detail</th></tr>%(rows)s</table>
 <h3>Operations and faults</h3>%(svg)s
@@ -74,7 +83,8 @@ Operations: %(ok)d acknowledged, %(unknown)d unknown outcome, %(failed)d failed 
         "mix": summary["mix"], "lease": "on" if summary["lease_reads"] else "off",
         "unsafe": (", UNSAFE " + html.escape(summary["unsafe"])) if summary["unsafe"] else "",
         "seconds": summary["seconds"], "ok": c["ok"], "unknown": c["unknown"],
-        "failed": c["failed"], "rows": rows, "svg": svg(summary, ops, t0_ns),
-        "timeline": timeline, "repeat": html.escape(summary["repeat"])}
+        "failed": c["failed"], "workloads": workloads(summary), "rows": rows,
+        "svg": svg(summary, ops, t0_ns), "timeline": timeline,
+        "repeat": html.escape(summary["repeat"])}
     with open(path, "w") as f:
         f.write(page)
