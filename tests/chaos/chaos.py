@@ -517,6 +517,11 @@ class Run:
         if lead is None:
             return "replace: no leader"
         m = self.rng.choice([x for x in self.members if x is not lead])
+        # As an operator would: never while another member is down (stopped on a full disk,
+        # killed): the configuration left after the removal could have no quorum to add it back.
+        down = [x.name for x in self.members if x is not m and not x.running()]
+        if down:
+            return "replace %s: skipped, %s down" % (m.name, ",".join(down))
         deadline = time.monotonic() + 20
         m.may_exit = True  # a removed member stops by itself
 
