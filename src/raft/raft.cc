@@ -382,7 +382,7 @@ Ready& Raft::ready() {
   ready_.entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
   if (Error err = log_.next_committed_entries(&ready_.committed_entries); err != Error::kOk) {
     // Committed entries the log holds but cannot read: nothing may be applied or sent.
-    check_storage(Error::kStorageFailed);
+    storage_failed_ = true;
     ready_.committed_entries.clear();
   }
   if (storage_failed_) msgs_.clear();

@@ -341,7 +341,6 @@ class Raft {
   bool check_storage(Error err) {
     if (err != Error::kStorageFailed) return false;
     storage_failed_ = true;
-    msgs_.clear();
     return true;
   }
 };

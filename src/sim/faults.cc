@@ -114,13 +114,12 @@ void Simulation::make_partition() {
 void Simulation::fill_disk() {
   std::vector<raft::NodeId> candidates;
   for (auto& [id, n] : nodes_) {
-    if (!n.disk_full) candidates.push_back(id);
+    if (!n.storage->disk_full()) candidates.push_back(id);
   }
   if (candidates.empty()) return;
   SimNode& n = nodes_.at(candidates[fault_rng_.below(candidates.size())]);
   uint64_t slack = fault_rng_.below(4 << 10);
   uint64_t for_us = fault_rng_.range(200'000, 3'000'000);
-  n.disk_full = true;
   n.storage->fill_disk(slack);
   note("n" + std::to_string(n.id) + "'s disk fills up (" + std::to_string(slack) +
        " bytes left) for " + std::to_string(for_us / 1000) + " ms");
@@ -252,7 +251,6 @@ void Simulation::replace_lost() {
 }
 
 void Simulation::free_disk(SimNode& n) {
-  n.disk_full = false;
   n.storage->free_disk();
   note("n" + std::to_string(n.id) + "'s disk has space again");
 }
@@ -263,7 +261,7 @@ void Simulation::heal_all() {
   dup_ = 0;
   spike_ = 0;
   for (auto& [id, n] : nodes_) {
-    if (n.disk_full) free_disk(n);
+    if (n.storage->disk_full()) free_disk(n);
   }
   for (auto& [id, n] : nodes_) {
     if (!n.up) restart(n);

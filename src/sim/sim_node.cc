@@ -325,7 +325,7 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
       fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + what + " hid a failed sync");
     return true;
   }
-  if (!reached && n.disk_full && st.code() == storage::Status::Code::kNoSpace) {
+  if (!reached && n.storage->disk_full() && st.code() == storage::Status::Code::kNoSpace) {
     // As chorusd does: a write that does not fit stops the node (its Wal may hold a partial
     // batch), and it starts again through recovery. The page cache keeps what was written.
     ++result_.disk_full_stops;

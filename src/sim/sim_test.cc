@@ -39,18 +39,29 @@ TEST(Simulator, CorrectClusterPassesUnderAllFaults) {
   }
 }
 
+// Runs seeds 1..count on `nodes` nodes, expects every one to pass, and hands each result to
+// `observe`; stops early once `observe` returns false.
+template <typename Observe>
+void run_seeds(int nodes, uint64_t count, Observe observe) {
+  for (uint64_t seed = 1; seed <= count; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.nodes = nodes;
+    SimResult r = run_simulation(o);
+    EXPECT_TRUE(r.ok) << "nodes " << nodes << " seed " << seed << ": " << r.failure;
+    if (!observe(r)) return;
+  }
+}
+
 // Seeds where a member added back after its leader's last snapshot was offered only that
 // snapshot, whose configuration leaves it out, and refused it forever: the leader now asks the
 // driver for a newer snapshot instead, and the member catches up.
 TEST(Simulator, MemberAddedAfterTheLatestSnapshotCatchesUp) {
   int requested = 0;
-  for (uint64_t seed = 1; seed <= 60 && requested < 3; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  run_seeds(5, 60, [&](const SimResult& r) {
     if (r.snapshots_requested > 0) ++requested;
-  }
+    return requested < 3;
+  });
   EXPECT_EQ(requested, 3) << "too few seeds reached a snapshot request to test it";
 }
 
@@ -59,15 +70,11 @@ TEST(Simulator, MemberAddedAfterTheLatestSnapshotCatchesUp) {
 TEST(Simulator, SnapshotStreamsCutMidwayAreRetried) {
   uint64_t cut = 0;
   uint64_t installed_after_cut = 0;
-  for (uint64_t seed = 1; seed <= 80; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    o.nodes = 3;
-    SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  run_seeds(3, 80, [&](const SimResult& r) {
     cut += r.snapshot_transfers_cut;
     if (r.snapshot_transfers_cut > 0) installed_after_cut += r.snapshots_installed;
-  }
+    return true;
+  });
   EXPECT_GT(cut, 0u) << "no seed cut a snapshot stream: the fault is not exercised";
   EXPECT_GT(installed_after_cut, 0u) << "no seed with a cut stream installed a snapshot at all";
 }
@@ -76,13 +83,10 @@ TEST(Simulator, SnapshotStreamsCutMidwayAreRetried) {
 // through recovery once there is space; nothing acknowledged is lost.
 TEST(Simulator, NodesStoppedByAFullDiskComeBack) {
   uint64_t stops = 0;
-  for (uint64_t seed = 1; seed <= 60; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  run_seeds(5, 60, [&](const SimResult& r) {
     stops += r.disk_full_stops;
-  }
+    return true;
+  });
   EXPECT_GT(stops, 0u) << "no node ran out of space: the fault is not exercised";
 }
 
@@ -91,16 +95,12 @@ TEST(Simulator, NodesStoppedByAFullDiskComeBack) {
 // member on an empty disk, which catches up and is promoted. Every check holds throughout.
 TEST(Simulator, AMemberWithADamagedLogIsReplacedByANewOne) {
   SimResult total;
-  for (uint64_t seed = 1; seed <= 200; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  run_seeds(5, 200, [&](const SimResult& r) {
     total.logs_damaged += r.logs_damaged;
-    total.damage_found_running += r.damage_found_running;
     total.damage_found_at_start += r.damage_found_at_start;
     total.members_replaced += r.members_replaced;
-  }
+    return true;
+  });
   EXPECT_GT(total.logs_damaged, 0u);
   EXPECT_GT(total.damage_found_at_start, 0u) << "no damaged log was found: not exercised";
   // Every member that refused to start was replaced before the run ended.
@@ -114,15 +114,11 @@ TEST(Simulator, AMemberWithADamagedLogIsReplacedByANewOne) {
 TEST(Simulator, ClocksBeyondTheLeaseAllowanceMakeTheLeaseRefused) {
   int beyond = 0;
   int refused = 0;
-  for (uint64_t seed = 1; seed <= 150; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    o.nodes = 3;
-    SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+  run_seeds(3, 150, [&](const SimResult& r) {
     if (r.lease_reads && r.max_drift > kLeaseSafeDrift) ++beyond;
     if (r.lease_refused_for_drift && r.max_drift > kLeaseSafeDrift) ++refused;
-  }
+    return true;
+  });
   EXPECT_GT(beyond, 10);
   EXPECT_GT(refused, 3) << "of " << beyond << " seeds with clocks beyond the allowance";
 }

@@ -281,7 +281,7 @@ void Simulation::handle(Event& e) {
       if (n.up && n.paused && e.incarnation == n.incarnation) resume(n);
       return;
     case EventKind::kDiskFreed:
-      if (n.disk_full) free_disk(n);
+      if (n.storage->disk_full()) free_disk(n);
       return;
     case EventKind::kCrash:
       // A crash scheduled while faults were active (during an fsync, after a vote) can come due

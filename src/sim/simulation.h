@@ -93,7 +93,6 @@ struct SimNode {
   // This node's clock runs at this rate against simulated real time (drift); ticks come as the
   // credit reaches whole ticks.
   double clock_rate = 1.0;
-  bool disk_full = false;
   // Its log was found damaged and recovery refused it: down for good, to be replaced.
   bool lost = false;
   double tick_credit = 0;

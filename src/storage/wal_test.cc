@@ -56,6 +56,17 @@ class WalTest : public ::testing::Test {
     Status st = wal->commit(b);
     ASSERT_TRUE(st.is_ok()) << st.to_string();
   }
+  // Entries 1..200 of group 1 over several small segments, with a cache too small to hold
+  // them: a Wal opened afterwards reads most of them back from the files.
+  void write_entries_beyond_the_cache() {
+    options_.cache_bytes_per_group = 500;
+    options_.segment_bytes = 8192;
+    auto wal = open_ok();
+    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
+    for (Index i = 1; i <= 200; i += 20)
+      commit_entries(wal.get(), 1, i, i + 19, 1);
+    EXPECT_EQ(read_log(*wal, 1), make_entries(1, 200, 1));
+  }
   std::string last_segment_path(const Wal& wal) {
     return join_path("wal", wal.segment_names().back());
   }
@@ -360,15 +371,7 @@ TEST_F(WalTest, ALogWhoseFirstSegmentStartsAfterACompactionRecovers) {
 }
 
 TEST_F(WalTest, EntriesBeyondTheCacheAreReadFromTheFiles) {
-  options_.cache_bytes_per_group = 500;
-  options_.segment_bytes = 8192;
-  {
-    auto wal = open_ok();
-    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
-    for (Index i = 1; i <= 200; i += 20)
-      commit_entries(wal.get(), 1, i, i + 19, 1);
-    EXPECT_EQ(read_log(*wal, 1), make_entries(1, 200, 1));
-  }
+  write_entries_beyond_the_cache();
   auto wal = open_ok();
   EXPECT_EQ(read_log(*wal, 1), make_entries(1, 200, 1));
   std::vector<Entry> some;
@@ -382,14 +385,7 @@ TEST_F(WalTest, EntriesBeyondTheCacheAreReadFromTheFiles) {
 // is read back from the file: the group's LogStorage answers kStorageFailed, which stops the
 // Raft core, never kUnavailable, which a leader would take for a compacted log.
 TEST_F(WalTest, ARecordDamagedAfterRecoveryReadsBackAsAStorageFailure) {
-  options_.cache_bytes_per_group = 500;
-  options_.segment_bytes = 8192;
-  {
-    auto wal = open_ok();
-    ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
-    for (Index i = 1; i <= 200; i += 20)
-      commit_entries(wal.get(), 1, i, i + 19, 1);
-  }
+  write_entries_beyond_the_cache();
   auto wal = open_ok();
   EXPECT_EQ(wal->read_failure(), "");
   std::string* first = fs_.contents(join_path("wal", wal->segment_names().front()));
