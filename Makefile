@@ -10,7 +10,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -73,6 +73,17 @@ sim: build
 bench: build
 	$(REL)/bench/chorus-bench-raft
 	$(REL)/bench/chorus-bench-kv --dir build/bench-kv
+
+# Chorus beside etcd 3.4 (Debian's etcd-server, installed here) on this machine, in one run: every
+# scenario of bench/etcd_load.cc against a fresh 3-member cluster of each; the table and chart go
+# into docs/BENCHMARKS.md. BENCH_ETCD_SECONDS per scenario, after 2 s of warm-up.
+BENCH_ETCD_SECONDS ?= 8
+bench-etcd: build
+	@bash scripts/install-deps.sh --bench
+	/usr/bin/python3 bench/bench_etcd.py --load $(REL)/bench/chorus-etcd-load \
+	  --chorusd $(REL)/src/server/chorusd --bench-raft $(REL)/bench/chorus-bench-raft \
+	  --seconds $(BENCH_ETCD_SECONDS) --docs docs/BENCHMARKS.md --svg docs/bench-etcd.svg \
+	  --json build/bench-etcd/results.json
 
 # Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
 BENCH_WAL_SECONDS ?= 3

@@ -14,6 +14,12 @@ packages=(
   iproute2 iptables faketime python3-grpcio python3-protobuf python3-etcd3
 )
 
+# `--bench` adds what `make bench-etcd` compares against: etcd 3.4 (Debian's etcd-server).
+bench_packages=(etcd-server)
+if [ "${1:-}" = "--bench" ]; then
+  packages=("${bench_packages[@]}")
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -32,5 +38,12 @@ fi
 
 echo "chorus: installing missing packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [ "${1:-}" = "--bench" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  # etcd-server's package starts a system etcd on port 2379 where it can. The benchmark starts
+  # its own on free ports, and a system one would hold `make run`'s port: no services started.
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+  trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
