@@ -23,6 +23,8 @@ void Ready::clear() {
   committed_entries.clear();
   messages.clear();
   read_states.clear();
+  hard_state_must_sync = false;
+  messages_first = false;
 }
 
 Raft::Raft(const Config& config)
@@ -377,8 +379,14 @@ Ready& Raft::ready() {
   SoftState ss = soft_state();
   if (ss != prev_soft_state_) ready_.soft_state = ss;
   HardState hs = hard_state();
-  if (hs != prev_hard_state_) ready_.hard_state = hs;
+  if (hs != prev_hard_state_) {
+    ready_.hard_state = hs;
+    ready_.hard_state_must_sync =
+        hs.term != prev_hard_state_.term || hs.vote != prev_hard_state_.vote;
+  }
   if (log_.unstable().snapshot) ready_.snapshot = *log_.unstable().snapshot;
+  ready_.messages_first =
+      role_ == Role::kLeader && !ready_.hard_state_must_sync && !ready_.snapshot;
   ready_.entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
   if (Error err = log_.next_committed_entries(&ready_.committed_entries); err != Error::kOk) {
     // Committed entries the log holds but cannot read: nothing may be applied or sent.

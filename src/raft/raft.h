@@ -74,9 +74,10 @@ struct Config {
 #endif
 };
 
-// Everything the driver must act on, in this order: persist snapshot, entries and hard state
-// (fsync), send messages, apply committed entries, hand read states to waiting readers once
-// applied >= their index; then advance().
+// Everything the driver must act on, in this order: write snapshot, entries and hard state
+// (must_write()), and make them durable when must_sync() (fdatasync); send messages; apply
+// committed entries; hand read states to waiting readers once applied >= their index; then
+// advance(). When messages_first, the messages may be sent before the write instead.
 struct Ready {
   std::optional<SoftState> soft_state;
   std::optional<HardState> hard_state;
@@ -85,8 +86,19 @@ struct Ready {
   std::vector<Entry> committed_entries;
   std::vector<Message> messages;
   std::vector<ReadState> read_states;
+  // The term or the vote changed: the hard state must be durable before any message leaves.
+  // A change of the commit index alone need not be: it is learned again from the leader, and
+  // every entry it covers was made durable by an earlier (or this) Ready.
+  bool hard_state_must_sync = false;
+  // The node leads, and neither its term nor its vote changed, nor did a snapshot arrive: its
+  // messages (appends, heartbeats, read confirmations) may leave before this Ready is durable,
+  // so its own fdatasync overlaps the followers'. Safe because the leader counts itself toward
+  // a commit only for entries it has made durable (advance()), as §10.2.1 of the dissertation
+  // allows. Never set on a follower or candidate: their responses and votes promise durability.
+  bool messages_first = false;
 
-  bool must_sync() const { return hard_state.has_value() || !entries.empty() || snapshot; }
+  bool must_sync() const { return hard_state_must_sync || !entries.empty() || snapshot; }
+  bool must_write() const { return must_sync() || hard_state.has_value(); }
   void clear();
 };
 

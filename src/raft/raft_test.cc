@@ -117,6 +117,104 @@ TEST(Raft_5_3, LeaderReplicatesAndAllApply) {
   }
 }
 
+// One Ready cycle of a node by hand (persist, take the messages, advance), keeping what the
+// Ready told the driver about durability and sending order.
+struct Cycle {
+  bool has_entries = false;
+  bool must_write = false;
+  bool must_sync = false;
+  bool hard_state_must_sync = false;
+  bool messages_first = false;
+  std::vector<Message> sent;
+};
+
+Cycle cycle(TestCluster& c, NodeId id) {
+  Raft& r = c.raft(id);
+  Ready& rd = r.ready();
+  Cycle out;
+  out.has_entries = !rd.entries.empty();
+  out.must_write = rd.must_write();
+  out.must_sync = rd.must_sync();
+  out.hard_state_must_sync = rd.hard_state_must_sync;
+  out.messages_first = rd.messages_first;
+  c.storage(id).append(rd.entries);
+  if (rd.hard_state) c.storage(id).set_hard_state(*rd.hard_state);
+  out.sent = std::move(rd.messages);
+  r.advance();
+  return out;
+}
+
+// The driver's contract (raft.h, Ready): entries, a new term and a vote must be durable before
+// the messages that depend on them leave; a moved commit index alone is only written; and only
+// a leader's messages may leave before its own fdatasync.
+TEST(Raft_Ready, OnlyEntriesTermAndVoteNeedASyncAndOnlyTheLeaderSendsFirst) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  Cycle lead = cycle(c, 1);
+  EXPECT_TRUE(lead.has_entries);
+  EXPECT_TRUE(lead.must_sync);
+  EXPECT_FALSE(lead.hard_state_must_sync);
+  EXPECT_TRUE(lead.messages_first);
+  ASSERT_FALSE(lead.sent.empty());
+  std::vector<Message> acks;
+  for (Message& m : lead.sent)
+    c.deliver(std::move(m));
+  for (NodeId f : {NodeId{2}, NodeId{3}}) {
+    Cycle fol = cycle(c, f);
+    EXPECT_TRUE(fol.has_entries) << f;
+    EXPECT_TRUE(fol.must_sync) << f;
+    EXPECT_FALSE(fol.messages_first) << f;  // its acknowledgement promises durability
+    for (Message& m : fol.sent)
+      acks.push_back(std::move(m));
+  }
+  for (Message& m : acks)
+    c.deliver(std::move(m));
+  Cycle commit = cycle(c, 1);
+  EXPECT_FALSE(commit.has_entries);
+  EXPECT_TRUE(commit.must_write);  // the commit index moved
+  EXPECT_FALSE(commit.must_sync);
+  EXPECT_TRUE(commit.messages_first);
+  EXPECT_EQ(c.storage(1).hard_state().commit, c.raft(1).log().last_index());
+
+  // A candidate's new term and its own vote must be durable before its vote requests leave.
+  ASSERT_EQ(c.raft(2).campaign(), Error::kOk);
+  Cycle cand = cycle(c, 2);
+  EXPECT_TRUE(cand.hard_state_must_sync);
+  EXPECT_TRUE(cand.must_sync);
+  EXPECT_FALSE(cand.messages_first);
+  EXPECT_FALSE(cand.sent.empty());
+}
+
+// §10.2.1 of the dissertation: the leader may send its entries before they are durable on its
+// own disk, because it counts itself toward a commit only once they are (advance()). With one
+// follower's acknowledgement in hand, 3 members commit only after the leader's own write.
+TEST(Raft_Ready, LeaderCountsItselfTowardACommitOnlyAfterItsOwnWrite) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  Index before = c.raft(1).log().committed();
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  Raft& leader = c.raft(1);
+  Ready& rd = leader.ready();
+  ASSERT_TRUE(rd.messages_first);
+  ASSERT_FALSE(rd.entries.empty());
+  Index last = rd.entries.back().index;
+  // Sent first; only member 2 answers, while the leader's own write is still in flight.
+  for (Message& m : rd.messages) {
+    if (m.to == 2) c.deliver(std::move(m));
+  }
+  rd.messages.clear();
+  Cycle fol = cycle(c, 2);
+  for (Message& m : fol.sent)
+    c.deliver(std::move(m));
+  EXPECT_EQ(leader.log().committed(), before);
+  // The leader's write completes: now it and member 2 are a quorum.
+  c.storage(1).append(rd.entries);
+  if (rd.hard_state) c.storage(1).set_hard_state(*rd.hard_state);
+  leader.advance();
+  EXPECT_EQ(leader.log().committed(), last);
+}
+
 // §5.3: a follower whose log conflicts with the leader's is brought in line, and the leader
 // backtracks a whole term per round trip using the rejection hint.
 TEST(Raft_5_3, ConflictingFollowerLogIsOverwrittenWithFastBacktracking) {

@@ -148,7 +148,8 @@ void Simulation::damage_disk() {
   SimNode& n = nodes_.at(candidates[fault_rng_.below(candidates.size())]);
   if (!n.storage->damage(fault_rng_.next())) return;
   ++result_.logs_damaged;
-  note("a byte of n" + std::to_string(n.id) + "'s log changes on its disk");
+  note("a byte of n" + std::to_string(n.id) + "'s log changes on its disk (in " +
+       n.storage->damaged_segment() + ")");
   if (!n.up) {
     // The node's restart has not read its log yet (the simulation recovers it when it goes
     // down): recover again from the damaged disk, as the restart will.

@@ -68,16 +68,18 @@ void Simulation::drive(SimNode& n) {
       vote_changed = hs.vote != before.vote || hs.term != before.term;
       if (opt_.mutation == Mutation::kVoteNotPersisted) hs.vote = raft::kNoNode;
     }
-    if (rd.must_sync()) {
+    // As chorusd's driver: a leader's messages leave before its write (raft.h, messages_first);
+    // the broken variant sends everyone's first, acknowledgements and votes included.
+    n.messages_sent = false;
+    if (rd.messages_first || opt_.mutation == Mutation::kAckBeforeDurable) {
+      send_messages(n, rd.messages);
+      n.messages_sent = true;
+    }
+    if (rd.must_write()) {
       bool injected = maybe_inject_disk_failure(n);
       storage::Status st = n.storage->write(rd.snapshot ? &*rd.snapshot : nullptr, rd.entries,
                                             rd.hard_state ? &hs : nullptr);
       if (!disk_result(n, st, injected, "write")) return;
-    }
-    n.messages_sent = false;
-    if (opt_.mutation == Mutation::kAckBeforeDurable) {
-      send_messages(n, rd.messages);
-      n.messages_sent = true;
     }
     if (!rd.must_sync()) {
       finish_ready(n);

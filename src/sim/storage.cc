@@ -125,7 +125,7 @@ std::string SimStorage::open_wal() {
     wal_.reset();
     if (disk_full_ && st.code() == storage::Status::Code::kNoSpace) return "";
     if (damaged() && st.code() == storage::Status::Code::kCorruption &&
-        st.to_string().find(damaged_segment_) != std::string::npos) {
+        explained_by_damage(st.to_string())) {
       lost_reason_ = st.to_string();
       return "";
     }
@@ -133,6 +133,20 @@ std::string SimStorage::open_wal() {
   }
   view_ = wal_->group(kGroup);
   return "";
+}
+
+// A refusal the injected damage explains: it names the damaged segment, or it is a gap in an
+// earlier segment's entries that only a snapshot marker in the damaged one could have covered
+// (segments before the gap were deleted by compaction; recovery reports the gap as the first
+// damage, since cutting the log later would leave it).
+bool SimStorage::explained_by_damage(const std::string& error) const {
+  if (error.find(damaged_segment_) != std::string::npos) return true;
+  if (error.find("is missing entries up to") == std::string::npos) return false;
+  size_t at = error.find(std::string(kWalDir) + "/");
+  if (at == std::string::npos) return false;
+  at += std::string(kWalDir).size() + 1;
+  std::string named = error.substr(at, damaged_segment_.size());
+  return named.size() == damaged_segment_.size() && named < damaged_segment_;
 }
 
 void SimStorage::fill_disk(uint64_t slack) {

@@ -108,6 +108,7 @@ class SimStorage {
   std::string check_recovered() const;
   // Opens the Wal; on ENOSPC with the disk full leaves wal_ empty and returns "".
   std::string open_wal();
+  bool explained_by_damage(const std::string& error) const;
   // Opens the Wal and checks what it recovered against the model.
   std::string recover();
 
