@@ -64,8 +64,10 @@ CHAOS := /usr/bin/python3 tests/chaos/chaos.py --chorusd $(REL)/src/server/choru
 chaos: build
 	$(CHAOS) --plan ci --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
 
+# CHAOS_SOAK_ONLY=name,name runs only those entries of the plan (tests/chaos/chaos.py, PLANS).
 chaos-soak: build
-	$(CHAOS) --plan soak --seconds $(CHAOS_SOAK_SECONDS) --runs $(CHAOS_SOAK_RUNS)
+	$(CHAOS) --plan soak --seconds $(CHAOS_SOAK_SECONDS) --runs $(CHAOS_SOAK_RUNS) \
+	  $(if $(CHAOS_SOAK_ONLY),--only $(CHAOS_SOAK_ONLY))
 
 sim: build
 	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)

@@ -19,10 +19,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+from cluster import free_ports  # noqa: E402  (the integration tests' helper)
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -61,18 +64,6 @@ GOALS = [
     ("watch-1000", "p99_us", "<=", 0.5, "watch fan-out: event latency p99"),
     ("@memory", "peak_rss_mib", "<=", 0.5, "peak resident memory of the 3 members"),
 ]
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Cluster:

@@ -895,7 +895,8 @@ def main():
     p.add_argument("--chorusd", required=True)
     p.add_argument("--lincheck", required=True)
     p.add_argument("--plan", choices=sorted(PLANS), default=None)
-    p.add_argument("--only", default=None, help="run only the plan entry with this name")
+    p.add_argument("--only", default=None,
+                   help="run only the plan entries with these names (comma separated)")
     p.add_argument("--members", type=int, choices=[3, 5], default=None)
     p.add_argument("--mix", default="all", help="a fault mix, or several joined by +: " +
                    ", ".join(sorted(MIXES)))
@@ -931,7 +932,12 @@ def main():
         plan = PLANS[args.plan or "ci"]
         entries = [e if len(e) == 6 else e + (None, None) for e in plan]
         if args.only:
-            entries = [e for e in entries if e[0] == args.only]
+            names = args.only.split(",")
+            unknown = [n for n in names if n not in [e[0] for e in entries]]
+            if unknown:
+                print("chaos: no plan entry named %s" % ", ".join(unknown), file=sys.stderr)
+                return 2
+            entries = [e for e in entries if e[0] in names]
     os.makedirs(args.out, exist_ok=True)
     print("chaos: %d run(s) of %.0f s, base seed %d, reports in %s" % (
         len(entries) * args.runs, args.seconds, base_seed, os.path.abspath(args.out)))
