@@ -385,14 +385,28 @@ Ready& Raft::ready() {
         hs.term != prev_hard_state_.term || hs.vote != prev_hard_state_.vote;
   }
   if (log_.unstable().snapshot) ready_.snapshot = *log_.unstable().snapshot;
-  ready_.messages_first =
-      role_ == Role::kLeader && !ready_.hard_state_must_sync && !ready_.snapshot;
   ready_.entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
   if (Error err = log_.next_committed_entries(&ready_.committed_entries); err != Error::kOk) {
     // Committed entries the log holds but cannot read: nothing may be applied or sent.
     storage_failed_ = true;
     ready_.committed_entries.clear();
   }
+  // A commit index that lets a configuration change apply is made durable first (with this
+  // Ready's hard state, or an earlier one written unsynced), so a member never restarts with a
+  // configuration older than one it acted on (it may have removed itself).
+  if (!ready_.hard_state_must_sync) {
+    for (const Entry& e : ready_.committed_entries) {
+      if (e.type == EntryType::kConfChange) {
+        ready_.hard_state_must_sync = true;
+        break;
+      }
+    }
+  }
+  // Not in a joint configuration: a member only in the outgoing half may already have applied
+  // the change that leaves it (it no longer campaigns) while this leader still needs its vote;
+  // had it stored an entry this leader lost in a crash, it would refuse that vote for good.
+  ready_.messages_first = role_ == Role::kLeader && !tracker_.config.voters.joint() &&
+                          !ready_.hard_state_must_sync && !ready_.snapshot;
   if (storage_failed_) msgs_.clear();
   ready_.messages.swap(msgs_);
   ready_.read_states.swap(read_states_);

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "raft/test_cluster.h"
 
 namespace chorus::raft {
@@ -184,6 +186,60 @@ TEST(Raft_Ready, OnlyEntriesTermAndVoteNeedASyncAndOnlyTheLeaderSendsFirst) {
   EXPECT_TRUE(cand.must_sync);
   EXPECT_FALSE(cand.messages_first);
   EXPECT_FALSE(cand.sent.empty());
+}
+
+// A commit index that lets a configuration change apply is made durable before the change is
+// applied, even on the leader: a member must never restart with a configuration older than one
+// it acted on.
+TEST(Raft_Ready, ACommitThatAppliesAConfigurationChangeIsSynced) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  ConfChange add;
+  add.changes = {{ConfChangeType::kAddLearner, 4}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(add), Error::kOk);
+  Cycle lead = cycle(c, 1);
+  std::vector<Message> acks;
+  for (Message& m : lead.sent)
+    c.deliver(std::move(m));
+  for (NodeId f : {NodeId{2}, NodeId{3}}) {
+    for (Message& m : cycle(c, f).sent)
+      acks.push_back(std::move(m));
+  }
+  for (Message& m : acks)
+    c.deliver(std::move(m));
+  Ready& rd = c.raft(1).ready();
+  ASSERT_TRUE(std::any_of(rd.committed_entries.begin(), rd.committed_entries.end(),
+                          [](const Entry& e) { return e.type == EntryType::kConfChange; }));
+  EXPECT_TRUE(rd.entries.empty());
+  EXPECT_TRUE(rd.hard_state_must_sync);
+  EXPECT_TRUE(rd.must_sync());
+  EXPECT_FALSE(rd.messages_first);
+  c.raft(1).advance();
+}
+
+// In a joint configuration the leader writes before it sends: a member only in the outgoing
+// half may already have left (and no longer campaign) while the leader still needs its vote,
+// which it would refuse for good if it held an entry the leader lost in a crash.
+TEST(Raft_Ready, ALeaderInAJointConfigurationWritesBeforeItSends) {
+  TestCluster c(3, no_pre_vote);
+  c.elect(1);
+  c.add_node(4, ConfState{});
+  ConfChange joint;
+  joint.transition = ConfChangeTransition::kJointExplicit;
+  joint.changes = {{ConfChangeType::kAddNode, 4}, {ConfChangeType::kRemoveNode, 3}};
+  ASSERT_EQ(c.raft(1).propose_conf_change(joint), Error::kOk);
+  c.stabilize();
+  ASSERT_FALSE(c.raft(1).status().config.voters_outgoing.empty());
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  Cycle in_joint = cycle(c, 1);
+  EXPECT_TRUE(in_joint.has_entries);
+  EXPECT_FALSE(in_joint.messages_first);
+  // Once the joint configuration is left, the leader sends first again.
+  ASSERT_EQ(c.raft(1).propose_conf_change(ConfChange{}), Error::kOk);
+  c.stabilize();
+  ASSERT_TRUE(c.raft(1).status().config.voters_outgoing.empty());
+  ASSERT_EQ(c.raft(1).propose("y"), Error::kOk);
+  EXPECT_TRUE(cycle(c, 1).messages_first);
 }
 
 // §10.2.1 of the dissertation: the leader may send its entries before they are durable on its

@@ -294,7 +294,21 @@ void Simulation::check_commit_locked(SimNode& leader) {
 bool Simulation::liveness_reached(std::string* waiting) {
   SimNode* l = highest_leader();
   if (l == nullptr) {
-    *waiting = "no leader";
+    // What each member believes, to tell a split vote from a member that cannot be elected.
+    *waiting = "no leader:";
+    for (const auto& [id, n] : nodes_) {
+      *waiting += " n" + std::to_string(id);
+      if (!n.up || n.lost) {
+        *waiting += n.lost ? " lost;" : " down;";
+        continue;
+      }
+      raft::Status st = n.raft->status();
+      *waiting += std::string(" ") + raft::to_string(n.raft->role()) + " term " +
+                  std::to_string(n.raft->term()) + " last " +
+                  std::to_string(n.raft->log().last_index()) + " commit " +
+                  std::to_string(n.raft->log().committed()) + " voters " +
+                  std::to_string(st.config.voters.size()) + ";";
+    }
     return false;
   }
   if (replacing_ || !to_replace_.empty()) {

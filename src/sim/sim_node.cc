@@ -76,7 +76,8 @@ void Simulation::drive(SimNode& n) {
       n.messages_sent = true;
     }
     if (rd.must_write()) {
-      bool injected = maybe_inject_disk_failure(n);
+      // Failed syncs are injected into the writes that sync (a commit-only write does not).
+      bool injected = rd.must_sync() && maybe_inject_disk_failure(n);
       storage::Status st = n.storage->write(rd.snapshot ? &*rd.snapshot : nullptr, rd.entries,
                                             rd.hard_state ? &hs : nullptr);
       if (!disk_result(n, st, injected, "write")) return;
