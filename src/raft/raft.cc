@@ -402,11 +402,14 @@ Ready& Raft::ready() {
       }
     }
   }
-  // Not in a joint configuration: a member only in the outgoing half may already have applied
-  // the change that leaves it (it no longer campaigns) while this leader still needs its vote;
-  // had it stored an entry this leader lost in a crash, it would refuse that vote for good.
+  // Only with every configuration change in the log applied, and outside a joint
+  // configuration. Otherwise a follower may have applied a change that removes it (it no longer
+  // campaigns) while this leader, not having applied it, still needs its vote: had that
+  // follower stored an entry this leader lost in a crash, it would refuse the vote for good.
+  // (A new leader counts as having an unapplied change until it applied its whole log.)
   ready_.messages_first = role_ == Role::kLeader && !tracker_.config.voters.joint() &&
-                          !ready_.hard_state_must_sync && !ready_.snapshot;
+                          pending_conf_index_ <= log_.applied() && !ready_.hard_state_must_sync &&
+                          !ready_.snapshot;
   if (storage_failed_) msgs_.clear();
   ready_.messages.swap(msgs_);
   ready_.read_states.swap(read_states_);

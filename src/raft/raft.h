@@ -91,14 +91,15 @@ struct Ready {
   // change of the commit index need not be: it is learned again from the leader, and every
   // entry it covers was made durable by an earlier (or this) Ready.
   bool hard_state_must_sync = false;
-  // The node leads outside a joint configuration, and neither its term nor its vote changed,
-  // nor did a snapshot arrive: its messages (appends, heartbeats, read confirmations) may
-  // leave before this Ready is durable, so its own fdatasync overlaps the followers'. Safe
-  // because the leader counts itself toward a commit only for entries it has made durable
-  // (advance()), as §10.2.1 of the dissertation allows. Never set on a follower or candidate:
-  // their responses and votes promise durability. Not in a joint configuration either: a
-  // follower holding an entry the leader lost in a crash could then be a member that already
-  // left the configuration, whose vote the restarted leader still needs and never gets.
+  // The node leads, has applied every configuration change in its log, is not in a joint
+  // configuration, and neither its term nor its vote changed, nor did a snapshot arrive: its
+  // messages (appends, heartbeats, read confirmations) may leave before this Ready is durable,
+  // so its own fdatasync overlaps the followers'. Safe because the leader counts itself toward
+  // a commit only for entries it has made durable (advance()), as §10.2.1 of the dissertation
+  // allows. Never set on a follower or candidate: their responses and votes promise
+  // durability. Not while a configuration change is unapplied (or joint) either: a follower
+  // holding an entry the leader lost in a crash could then be a member that already applied
+  // its own removal, whose vote the restarted leader still needs and never gets.
   bool messages_first = false;
 
   bool must_sync() const { return hard_state_must_sync || !entries.empty() || snapshot; }
