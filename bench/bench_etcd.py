@@ -50,7 +50,8 @@ SCENARIOS = [
      ["--scenario", "watch", "--watchers", "1000", "--rate", "100"]),
 ]
 # --quick: the same scenarios, small enough for a smoke test under a sanitizer.
-QUICK = {"--clients": "4", "--keys": "200", "--watchers": "20", "--rate": "20"}
+QUICK = {"--clients": "4", "--keys": "200", "--watchers": "20", "--rate": "20",
+         "--value-size": "8192"}
 
 # The goals of the benchmark: (scenario, metric, how the ratio Chorus / etcd must compare, bound)
 GOALS = [
@@ -405,7 +406,8 @@ def main():
              " of warm-up, 256-byte values unless stated; %s and Chorus, 3 members each on loopback,"
              " data on the same disk; load from `chorus-etcd-load` on the same machine.%s" % (
                  now, args.seconds, args.warmup, version.replace("etcd Version: ", "etcd "),
-                 " QUICK RUN (--quick): 4 clients and 20 watchers, not the loads named below."
+                 " QUICK RUN (--quick): 4 clients, 8 KiB for the large values and 20 watchers, not the"
+                 " loads named below."
                  if args.quick else ""),
              "",
              "Reference lines: the disk's raw rate is %.0f 4 KiB fdatasyncs/s%s." % (

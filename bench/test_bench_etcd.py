@@ -47,8 +47,8 @@ class EveryScenarioAgainstChorus(unittest.TestCase):
         out = os.path.join(cls.tmp, "results.json")
         cls.proc = subprocess.run(
             [sys.executable, os.path.join(HERE, "bench_etcd.py"), "--load", LOAD,
-             "--chorusd", CHORUSD, "--systems", "chorus", "--quick", "--seconds", "0.5",
-             "--warmup", "0.2", "--dir", os.path.join(cls.tmp, "data"), "--docs", cls.docs,
+             "--chorusd", CHORUSD, "--systems", "chorus", "--quick", "--seconds", "2",
+             "--warmup", "0.5", "--dir", os.path.join(cls.tmp, "data"), "--docs", cls.docs,
              "--json", out],
             capture_output=True, text=True, timeout=500)
         cls.results = {}

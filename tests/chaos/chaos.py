@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import checks  # noqa: E402
 import net as netmod  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
@@ -153,12 +154,13 @@ class Member:
     def exited_by_itself(self):
         """Notes (once) and returns True if the process ended without the harness killing it."""
         if self.proc is not None and not self.killed and self.proc.poll() is not None:
+            reason = checks.stop_reason(self.log_tail(2000))
             what = "%s exited with status %s at %.1f s: %s" % (
-                self.name, self.proc.returncode, self.run.t(), self.last_log_line())
+                self.name, self.proc.returncode, self.run.t(), reason[:300] or self.last_log_line())
             # A member stops, with a clear error, when its disk fills (a fail-stop, not a crash),
             # also when the error surfaces only after the space came back (RocksDB keeps a
             # background write error until the store is reopened).
-            if self.may_exit or (self.run.uses_disks and "No space left" in self.log_tail(5)):
+            if self.may_exit or (self.run.uses_disks and "No space left" in reason):
                 self.run.note("stopped on a full disk (expected): " + what)
             else:
                 self.run.crashes.append(what)

@@ -51,6 +51,24 @@ Read = collections.namedtuple("Read", "key call ret values final")
 MAX_PROBLEMS = 5
 
 
+def stop_reason(log_text):
+    """Why a member stopped: the first of the last run of fatal lines in its log (chorusd logs
+    the cause, then "stopping after the error above"; requests failing as it stops may log
+    after both), or "" if it logged none."""
+    lines = log_text.strip().splitlines()
+    last = None
+    for i in range(len(lines) - 1, -1, -1):
+        if '"level":"fatal"' in lines[i]:
+            last = i
+            break
+    if last is None:
+        return ""
+    first = last
+    while first > 0 and '"level":"fatal"' in lines[first - 1]:
+        first -= 1
+    return lines[first]
+
+
 def _verdict(problems, summary):
     if problems:
         more = len(problems) - MAX_PROBLEMS

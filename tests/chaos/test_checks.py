@@ -11,7 +11,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from checks import (COUNTER_INITIAL, Append, Hold, Increment, Read, Stream, Write,  # noqa: E402
-                    check_list_append, check_lock, check_watch)
+                    check_list_append, check_lock, check_watch, stop_reason)
 
 
 class CheckerTest(unittest.TestCase):
@@ -238,6 +238,30 @@ class ListAppendTest(CheckerTest):
 
     def test_no_final_read_fails(self):
         self.fails(self.check(READS, final=None), "no final read")
+
+
+class StopReasonTest(unittest.TestCase):
+    """A member that stops names its cause in a fatal line; requests failing as it stops may log
+    after it (a soak run once took such a warning for the reason, and a full disk for a crash)."""
+
+    def test_the_cause_is_found_behind_later_warnings(self):
+        log = "\n".join(
+            ['{"level":"info","msg":"serving"}',
+             '{"level":"fatal","msg":"state machine flush: NoSpace: No space left on device"}',
+             '{"level":"fatal","msg":"stopping after the error above"}'] +
+            ['{"level":"warn","msg":"request took too long"}'] * 40)
+        self.assertIn("No space left", stop_reason(log))
+
+    def test_the_last_stop_counts(self):
+        log = "\n".join(['{"level":"fatal","msg":"No space left on device"}',
+                         '{"level":"fatal","msg":"stopping after the error above"}',
+                         '{"level":"info","msg":"serving"}',
+                         '{"level":"fatal","msg":"write-ahead log: damaged"}',
+                         '{"level":"fatal","msg":"stopping after the error above"}'])
+        self.assertIn("damaged", stop_reason(log))
+
+    def test_no_fatal_line_gives_no_reason(self):
+        self.assertEqual(stop_reason('{"level":"info","msg":"serving"}\n'), "")
 
 
 if __name__ == "__main__":
