@@ -53,10 +53,23 @@ void Simulation::issue(SimClient& c, bool write_only) {
   // Now and then any member: reads there go through ReadIndex, writes are forwarded.
   if (target == raft::kNoNode ||
       client_rng_.chance(input.kind == check::KvInput::Kind::kRead ? 0.3 : 0.15)) {
-    // Any node, replacements of lost members included.
-    auto it = nodes_.begin();
-    std::advance(it, static_cast<std::ptrdiff_t>(client_rng_.below(nodes_.size())));
-    target = it->first;
+    // Any node, replacements of lost members included. After the heal, only the members of
+    // the configuration (as clients are pointed at the cluster's members): a member that was
+    // removed keeps running here, and a client that kept picking it could wait out the whole
+    // recovery bound by chance.
+    std::vector<raft::NodeId> pool;
+    if (write_only) {
+      if (SimNode* l = highest_leader()) {
+        raft::ConfState cs = l->raft->status().config;
+        pool = cs.voters;
+        pool.insert(pool.end(), cs.learners.begin(), cs.learners.end());
+      }
+    }
+    if (pool.empty()) {
+      for (const auto& [id, n] : nodes_)
+        pool.push_back(id);
+    }
+    target = pool[client_rng_.below(pool.size())];
   }
   Event e;
   e.time = now_ + client_latency();
@@ -291,24 +304,29 @@ void Simulation::check_commit_locked(SimNode& leader) {
   }
 }
 
+std::string Simulation::members_state() const {
+  std::string out;
+  for (const auto& [id, n] : nodes_) {
+    out += " n" + std::to_string(id);
+    if (!n.up || n.lost) {
+      out += n.lost ? " lost;" : " down;";
+      continue;
+    }
+    raft::Status st = n.raft->status();
+    out += std::string(" ") + raft::to_string(n.raft->role()) + " term " +
+           std::to_string(n.raft->term()) + " lead n" + std::to_string(n.raft->lead()) + " last " +
+           std::to_string(n.raft->log().last_index()) + " commit " +
+           std::to_string(n.raft->log().committed()) + " voters " +
+           std::to_string(st.config.voters.size()) + ";";
+  }
+  return out;
+}
+
 bool Simulation::liveness_reached(std::string* waiting) {
   SimNode* l = highest_leader();
   if (l == nullptr) {
     // What each member believes, to tell a split vote from a member that cannot be elected.
-    *waiting = "no leader:";
-    for (const auto& [id, n] : nodes_) {
-      *waiting += " n" + std::to_string(id);
-      if (!n.up || n.lost) {
-        *waiting += n.lost ? " lost;" : " down;";
-        continue;
-      }
-      raft::Status st = n.raft->status();
-      *waiting += std::string(" ") + raft::to_string(n.raft->role()) + " term " +
-                  std::to_string(n.raft->term()) + " last " +
-                  std::to_string(n.raft->log().last_index()) + " commit " +
-                  std::to_string(n.raft->log().committed()) + " voters " +
-                  std::to_string(st.config.voters.size()) + ";";
-    }
+    *waiting = "no leader:" + members_state();
     return false;
   }
   if (replacing_ || !to_replace_.empty()) {
@@ -318,7 +336,10 @@ bool Simulation::liveness_reached(std::string* waiting) {
   }
   for (const SimClient& c : clients_) {
     if (!c.liveness_done) {
-      *waiting = "client " + std::to_string(c.id) + " has no write acknowledged since the heal";
+      *waiting = "client " + std::to_string(c.id) +
+                 " has no write acknowledged since the heal (it sends to n" +
+                 std::to_string(c.leader_guess) + "; leader n" + std::to_string(l->id) + ";" +
+                 members_state() + ")";
       return false;
     }
   }
@@ -357,6 +378,19 @@ bool Simulation::liveness_reached(std::string* waiting) {
   return true;
 }
 
+check::CheckReport Simulation::check_history(size_t* operations) {
+  std::vector<check::KvOperation> ops;
+  for (const HistoryEntry& h : history_) {
+    if (!h.dropped) ops.push_back(h.op);
+  }
+  *operations = ops.size();
+  check::CheckOptions copt;
+  copt.max_steps = opt_.checker_max_steps;
+  check::CheckReport report = check::check_linearizable<check::KvModel>(ops, copt);
+  result_.linearizability = check::to_string(report.result);
+  return report;
+}
+
 void Simulation::final_checks() {
   SimNode* l = highest_leader();
   if (l == nullptr) {
@@ -382,22 +416,16 @@ void Simulation::final_checks() {
       return;
     }
   }
-  std::vector<check::KvOperation> ops;
-  for (const HistoryEntry& h : history_) {
-    if (!h.dropped) ops.push_back(h.op);
-  }
-  check::CheckOptions copt;
-  copt.max_steps = opt_.checker_max_steps;
-  check::CheckReport report = check::check_linearizable<check::KvModel>(ops, copt);
-  result_.linearizability = check::to_string(report.result);
+  size_t checked = 0;
+  check::CheckReport report = check_history(&checked);
   if (report.result == check::CheckResult::kIllegal) {
     fail(Check::kLinearizability, "linearizability: " + report.explanation);
   } else if (report.result != check::CheckResult::kOk) {
     // A history the checker could not decide proves nothing: the seed fails, and the workload
     // must be bounded so that it can decide.
-    fail(Check::kLinearizabilityUnknown, "linearizability: no verdict within " +
-                                             std::to_string(copt.max_steps) + " search steps (" +
-                                             std::to_string(ops.size()) + " operations)");
+    fail(Check::kLinearizabilityUnknown,
+         "linearizability: no verdict within " + std::to_string(opt_.checker_max_steps) +
+             " search steps (" + std::to_string(checked) + " operations)");
   }
 }
 

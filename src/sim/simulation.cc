@@ -500,6 +500,14 @@ SimResult Simulation::run() {
       }
     }
     if (!failed_ && !live) {
+      // A cluster that does not recover may be stalled by a safety violation (a client reading
+      // a stale value forever never wins its compare-and-set): the history's verdict first.
+      size_t checked = 0;
+      check::CheckReport report = check_history(&checked);
+      if (report.result == check::CheckResult::kIllegal) {
+        fail(Check::kLinearizability,
+             "linearizability (and no recovery after the heal): " + report.explanation);
+      }
       fail(Check::kLiveness, "liveness: cluster did not recover within " +
                                  std::to_string(opt_.liveness_steps) +
                                  " ticks after faults healed: " + waiting);

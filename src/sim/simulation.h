@@ -214,6 +214,10 @@ class Simulation {
   // True once the cluster recovered; otherwise `waiting` says what it still waits for.
   bool liveness_reached(std::string* waiting);
   void final_checks();
+  // Each member's role, term, leader, log and configuration size, for failure messages.
+  std::string members_state() const;
+  // Checks the client history for linearizability (recording the verdict in the result).
+  check::CheckReport check_history(size_t* operations);
   void fail(Check check, const std::string& what);
   void note(const std::string& line);
   std::string stamp() const;
