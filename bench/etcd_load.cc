@@ -362,30 +362,22 @@ class UnaryLoad {
     preload_next_ = 0;
     preload_end_ = n;
     preloading_ = true;
-    run_until_idle();
+    run_phase([] {});
     preloading_ = false;
   }
 
   void run(Window* w, double warmup, double seconds, const std::vector<int>& pids,
            ProcSample* before, ProcSample* after) {
     window_ = w;
-    for (auto& c : clients_)
-      issue_next(c.get());
-    std::vector<std::thread> threads;
-    for (auto& cq : cqs_)
-      threads.emplace_back([this, q = cq.get()] { poll(q); });
-    std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
-    *before = sample_procs(pids);
-    w->begin_ns = now_ns();
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    w->end_ns = now_ns();
-    *after = sample_procs(pids);
-    w->stop = true;
-    wait_idle();
-    for (auto& cq : cqs_)
-      cq->Shutdown();
-    for (auto& t : threads)
-      t.join();
+    run_phase([&] {
+      std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+      *before = sample_procs(pids);
+      w->begin_ns = now_ns();
+      std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+      w->end_ns = now_ns();
+      *after = sample_procs(pids);
+      w->stop = true;
+    });
   }
 
   Counters merged() const {
@@ -403,12 +395,17 @@ class UnaryLoad {
   }
 
  private:
-  void run_until_idle() {
+  // Starts every client, runs `during` while they work (each stops on its own when the phase
+  // has nothing left for it), waits for the last answers, and leaves fresh queues for the next
+  // phase.
+  template <typename During>
+  void run_phase(During during) {
     for (auto& c : clients_)
       issue_next(c.get());
     std::vector<std::thread> threads;
     for (auto& cq : cqs_)
       threads.emplace_back([this, q = cq.get()] { poll(q); });
+    during();
     wait_idle();
     for (auto& cq : cqs_)
       cq->Shutdown();
