@@ -1,12 +1,17 @@
 // MVCC apply and read throughput of the RocksDB state machine: puts applied in batches of
 // 1, 64 and 1024 committed entries (one RocksDB write per batch, as the node applies them),
-// single-key reads and 100-key range reads at the current revision.
+// puts of random keys as `make bench-etcd` sends them, single-key reads and 100-key range reads
+// at the current revision. Each line gives operations per second of wall time and per second
+// of the process's CPU time (this thread and RocksDB's), which a busy machine disturbs less.
 //
 //   chorus-bench-kv [--dir D] [--entries N]
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -23,6 +28,24 @@ using chorus::kv::MvccStore;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
+
+// The process's CPU time, user and system, in seconds.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+// Times a stretch of work: operations per wall second and per CPU second.
+struct Meter {
+  Clock::time_point wall = Clock::now();
+  double cpu = cpu_seconds();
+  void report(const char* what, double ops) const {
+    std::printf("%-44s %12.0f %12.0f\n", what, ops / seconds_since(wall),
+                ops / (cpu_seconds() - cpu));
+  }
+};
 
 std::string key_of(uint64_t i) {
   char buf[32];
@@ -42,18 +65,21 @@ std::unique_ptr<MvccStore> open_fresh(const std::string& dir) {
   return s;
 }
 
-// Applies `n` puts of 100-byte values over `keys` distinct keys, `batch` entries per apply.
-double apply_puts(MvccStore* s, uint64_t n, uint64_t batch, uint64_t keys) {
+// Applies `n` puts of `value_size`-byte values over `keys` distinct keys, `batch` entries per
+// apply: in turn, or at random (seeded, so every run writes the same sequence).
+void apply_puts(MvccStore* s, uint64_t n, uint64_t batch, uint64_t keys, size_t value_size = 100,
+                bool random = false) {
   std::vector<std::string> encoded;
   std::vector<AppliedEntry> entries;
-  const std::string value(100, 'v');
-  auto start = Clock::now();
+  const std::string value(value_size, 'v');
+  std::mt19937_64 rng(7);
   for (uint64_t done = 0; done < n;) {
     encoded.clear();
     entries.clear();
     for (uint64_t i = 0; i < batch && done < n; ++i, ++done) {
       Command c;
-      c.op = chorus::kv::PutRequest{key_of(done % keys), value, 0, false, false, false};
+      uint64_t k = random ? rng() % keys : done % keys;
+      c.op = chorus::kv::PutRequest{key_of(k), value, 0, false, false, false};
       encoded.push_back(chorus::kv::encode_command(c));
     }
     for (const std::string& e : encoded)
@@ -65,7 +91,6 @@ double apply_puts(MvccStore* s, uint64_t n, uint64_t batch, uint64_t keys) {
       std::exit(1);
     }
   }
-  return static_cast<double>(n) / seconds_since(start);
 }
 
 }  // namespace
@@ -85,17 +110,28 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("%-40s %14s\n", "operation", "per second");
+  std::printf("%-44s %12s %12s\n", "operation", "per second", "per CPU s");
   for (uint64_t batch : {1, 64, 1024}) {
     auto s = open_fresh(dir);
-    double rate = apply_puts(s.get(), batch == 1 ? n / 4 : n, batch, 10'000);
-    std::printf("put, %4llu entries per apply, 10k keys %14.0f\n",
-                static_cast<unsigned long long>(batch), rate);
+    uint64_t puts = batch == 1 ? n / 4 : n;
+    Meter m;
+    apply_puts(s.get(), puts, batch, 10'000);
+    std::string what = "put, " + std::to_string(batch) + " entries per apply, 10k keys";
+    m.report(what.c_str(), static_cast<double>(puts));
+  }
+  {
+    // As `make bench-etcd`'s put scenario: 256-byte values over 100,000 keys written once
+    // each first, then random keys, 64 entries per apply.
+    auto s = open_fresh(dir);
+    apply_puts(s.get(), 100'000, 1024, 100'000, 256);
+    Meter m;
+    apply_puts(s.get(), n, 64, 100'000, 256, /*random=*/true);
+    m.report("put 256 B, random of 100k keys, 64 per apply", static_cast<double>(n));
   }
   auto s = open_fresh(dir);
   apply_puts(s.get(), 100'000, 1024, 100'000);
   const uint64_t reads = 200'000;
-  auto start = Clock::now();
+  Meter m;
   for (uint64_t i = 0; i < reads; ++i) {
     chorus::kv::RangeRequest q;
     q.key = key_of((i * 7919) % 100'000);
@@ -105,9 +141,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("%-40s %14.0f\n", "get one key, 100k keys", reads / seconds_since(start));
+  m.report("get one key, 100k keys", static_cast<double>(reads));
   const uint64_t ranges = 20'000;
-  start = Clock::now();
+  m = Meter();
   for (uint64_t i = 0; i < ranges; ++i) {
     chorus::kv::RangeRequest q;
     q.key = key_of((i * 7919) % 99'000);
@@ -118,7 +154,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("%-40s %14.0f\n", "range of 100 keys, 100k keys", ranges / seconds_since(start));
+  m.report("range of 100 keys, 100k keys", static_cast<double>(ranges));
   // One DeleteRange over every key (what `etcdctl check perf` does at its end).
   Command wipe;
   chorus::kv::DeleteRangeRequest d;
@@ -127,14 +163,13 @@ int main(int argc, char** argv) {
   wipe.op = d;
   std::string encoded = chorus::kv::encode_command(wipe);
   MvccStore::ApplyResult result;
-  start = Clock::now();
+  m = Meter();
   auto st = s->apply({{s->applied_index() + 1, 1, encoded}}, &result);
-  double took = seconds_since(start);
   if (!st.is_ok() || result.events.size() != 100'000) {
     std::fprintf(stderr, "delete range failed\n");
     return 1;
   }
-  std::printf("%-40s %14.0f\n", "keys deleted by one request, 100k keys", 100'000 / took);
+  m.report("keys deleted by one request, 100k keys", 100'000);
   s.reset();
   std::filesystem::remove_all(dir);
   return 0;

@@ -21,78 +21,39 @@ namespace {
 
 // ---- key encoding ----
 
-constexpr char kCurrent = 'k';
-constexpr char kHistory = 'h';
-constexpr char kEvent = 'e';
+constexpr char kRevision = 'r';
 constexpr char kLease = 'l';
 constexpr char kAttach = 'a';
 constexpr char kSession = 's';
 constexpr char kMeta = 'm';
+// The records of the first layout (the current version by key, every version by key, and an
+// event feed by revision), which this store no longer reads.
+constexpr char kOldCurrent = 'k';
+constexpr char kOldHistory = 'h';
+constexpr char kOldEvent = 'e';
+constexpr uint64_t kFormat = 2;
 
 const std::string kMetaApplied = std::string(1, kMeta) + "applied";
 const std::string kMetaRevision = std::string(1, kMeta) + "revision";
 const std::string kMetaCompact = std::string(1, kMeta) + "compact";
 const std::string kMetaLogTime = std::string(1, kMeta) + "logtime";
+const std::string kMetaFormat = std::string(1, kMeta) + "format";
 
-std::string current_key(std::string_view key) {
-  std::string k(1, kCurrent);
-  k.append(key);
-  return k;
-}
-
-// Escapes a user key so that escaped keys sort like the keys and no key's encoding is a
-// prefix of another's: 0x00 becomes 0x00 0xff, and 0x00 0x01 ends the key.
-void append_escaped(std::string* out, std::string_view key) {
-  for (char c : key) {
-    out->push_back(c);
-    if (c == '\0') out->push_back('\xff');
-  }
-}
-std::string history_prefix(std::string_view key) {
-  std::string k(1, kHistory);
-  append_escaped(&k, key);
-  k.push_back('\0');
-  k.push_back('\x01');
-  return k;
-}
-std::string history_key(std::string_view key, int64_t rev, int64_t sub) {
-  std::string k = history_prefix(key);
+std::string revision_key(int64_t rev, int64_t sub) {
+  std::string k;
+  k.reserve(17);
+  k.push_back(kRevision);
   base::put_u64_be(&k, static_cast<uint64_t>(rev));
   base::put_u64_be(&k, static_cast<uint64_t>(sub));
   return k;
 }
-// Splits a history key into user key and revision; false if it is not one.
-bool parse_history_key(std::string_view k, std::string* key, int64_t* rev, int64_t* sub) {
-  if (k.size() < 1 + 2 + 16 || k[0] != kHistory) return false;
-  key->clear();
-  size_t i = 1;
-  size_t end = k.size() - 16;
-  while (i < end) {
-    if (k[i] != '\0') {
-      key->push_back(k[i++]);
-      continue;
-    }
-    if (i + 1 >= end) return false;
-    if (k[i + 1] == '\xff') {
-      key->push_back('\0');
-      i += 2;
-    } else if (k[i + 1] == '\x01' && i + 2 == end) {
-      *rev = static_cast<int64_t>(base::load_u64_be(k.data() + end));
-      *sub = static_cast<int64_t>(base::load_u64_be(k.data() + end + 8));
-      return true;
-    } else {
-      return false;
-    }
-  }
-  return false;
+bool parse_revision_key(std::string_view k, int64_t* rev, int64_t* sub) {
+  if (k.size() != 17 || k[0] != kRevision) return false;
+  *rev = static_cast<int64_t>(base::load_u64_be(k.data() + 1));
+  *sub = static_cast<int64_t>(base::load_u64_be(k.data() + 9));
+  return true;
 }
 
-std::string event_key(int64_t rev, int64_t sub) {
-  std::string k(1, kEvent);
-  base::put_u64_be(&k, static_cast<uint64_t>(rev));
-  base::put_u64_be(&k, static_cast<uint64_t>(sub));
-  return k;
-}
 std::string lease_key(int64_t id) {
   std::string k(1, kLease);
   base::put_u64_be(&k, static_cast<uint64_t>(id));
@@ -110,13 +71,14 @@ std::string session_key(uint64_t client) {
   return k;
 }
 
-// A history value: one flag byte (1 = tombstone) and the KeyValue.
-std::string history_value(const KeyValue& kv, bool tombstone) {
+// A revision record's value: one flag byte (1 = tombstone) and the KeyValue (for a tombstone,
+// the key and the deleting revision as mod_revision).
+std::string revision_value(const KeyValue& kv, bool tombstone) {
   std::string v(1, tombstone ? '\1' : '\0');
   v += encode_key_value(kv);
   return v;
 }
-bool parse_history_value(std::string_view v, KeyValue* kv, bool* tombstone) {
+bool parse_revision_value(std::string_view v, KeyValue* kv, bool* tombstone) {
   if (v.empty() || (v[0] != 0 && v[0] != 1)) return false;
   *tombstone = v[0] == 1;
   return decode_key_value(v.substr(1), kv);
@@ -173,10 +135,14 @@ KeyRange make_range(const std::string& key, const std::string& range_end) {
 
 }  // namespace
 
-// Read access to the store, either as committed or with an apply batch's writes on top.
+// Read access to the store, either as committed or with an apply batch's writes on top: the
+// key index says which version of a key is live at a revision, the revision records hold them.
 class StoreReader {
  public:
-  StoreReader(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch) : db_(db), batch_(batch) {}
+  using Ref = MvccStore::VersionRef;
+  StoreReader(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch,
+              const MvccStore::KeyIndex* index)
+      : db_(db), batch_(batch), index_(index) {}
 
   bool get(const std::string& key, std::string* value) const {
     rocksdb::Status s =
@@ -189,81 +155,107 @@ class StoreReader {
     if (!batch_) return base;
     return std::unique_ptr<rocksdb::Iterator>(batch_->NewIteratorWithBase(base.release()));
   }
-  std::optional<KeyValue> current(std::string_view key) const {
-    std::string v;
-    if (!get(current_key(key), &v)) return std::nullopt;
-    KeyValue kv;
-    if (!decode_key_value(v, &kv)) fail(rocksdb::Status::Corruption("bad current value"));
-    return kv;
+
+  // The version of a key live at `rev` (rev < 0: now) among its versions, or null.
+  static const Ref* live(const std::vector<Ref>& versions, int64_t rev) {
+    if (versions.empty()) return nullptr;
+    if (rev < 0) return versions.back().tombstone ? nullptr : &versions.back();
+    auto it = std::upper_bound(versions.begin(), versions.end(), rev,
+                               [](int64_t r, const Ref& v) { return r < v.rev; });
+    if (it == versions.begin()) return nullptr;
+    --it;
+    return it->tombstone ? nullptr : &*it;
   }
-  // The version of `key` live at `rev`, if any.
-  std::optional<KeyValue> at(std::string_view key, int64_t rev) const {
-    auto it = iterate();
-    std::string prefix = history_prefix(key);
-    it->SeekForPrev(slice(history_key(key, rev, INT64_MAX)));
-    if (!it->Valid() || !it->key().starts_with(slice(prefix))) return std::nullopt;
+  // The version a reference of the index names; its record must exist.
+  KeyValue load(const Ref& ref) const {
+    std::string v;
+    if (!get(revision_key(ref.rev, ref.sub), &v))
+      fail(rocksdb::Status::Corruption("a version in the key index has no record"));
     KeyValue kv;
     bool tombstone = false;
-    if (!parse_history_value(view(it->value()), &kv, &tombstone))
-      fail(rocksdb::Status::Corruption("bad history value"));
-    if (tombstone) return std::nullopt;
+    if (!parse_revision_value(v, &kv, &tombstone))
+      fail(rocksdb::Status::Corruption("bad revision record"));
     return kv;
   }
+  std::optional<KeyValue> current(std::string_view key) const { return at(key, -1); }
+  // The version of `key` live at `rev` (rev < 0: now), if any.
+  std::optional<KeyValue> at(std::string_view key, int64_t rev) const {
+    auto it = index_->find(key);
+    if (it == index_->end()) return std::nullopt;
+    const Ref* ref = live(it->second, rev);
+    if (ref == nullptr) return std::nullopt;
+    return load(*ref);
+  }
 
-  // Calls `fn` with every key in `range` live at `rev`, in key order, as current (`rev` < 0)
-  // or from history.
+  // The versions `refs` name, in the same order, read together: one iterator visits them in
+  // revision order, stepping to a nearby record and seeking to a far one, so versions written
+  // together (a bulk load, a txn) are read as one sequential scan.
+  std::vector<KeyValue> load_all(const std::vector<Ref>& refs) const {
+    std::vector<KeyValue> out(refs.size());
+    if (refs.empty()) return out;
+    if (refs.size() == 1) {
+      out[0] = load(refs[0]);
+      return out;
+    }
+    std::vector<uint32_t> order(refs.size());
+    for (uint32_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+      return std::tie(refs[x].rev, refs[x].sub) < std::tie(refs[y].rev, refs[y].sub);
+    });
+    constexpr int kMaxSteps = 8;
+    auto it = iterate();
+    bool positioned = false;
+    for (uint32_t i : order) {
+      const std::string target = revision_key(refs[i].rev, refs[i].sub);
+      const rocksdb::Slice want = slice(target);
+      int steps = 0;
+      while (positioned && it->Valid() && it->key().compare(want) < 0 && steps < kMaxSteps) {
+        it->Next();
+        ++steps;
+      }
+      if (!positioned || !it->Valid() || it->key().compare(want) != 0) {
+        it->Seek(want);
+        positioned = true;
+      }
+      if (!it->Valid() || it->key().compare(want) != 0) {
+        if (!it->status().ok()) fail(it->status());
+        fail(rocksdb::Status::Corruption("a version in the key index has no record"));
+      }
+      bool tombstone = false;
+      if (!parse_revision_value(view(it->value()), &out[i], &tombstone))
+        fail(rocksdb::Status::Corruption("bad revision record"));
+    }
+    return out;
+  }
+
+  // Calls `fn` with every key in `range` live at `rev` (rev < 0: now), in key order.
   template <typename Fn>
   void scan(const KeyRange& range, int64_t rev, Fn&& fn) const {
     if (range.single) {
-      auto kv = rev < 0 ? current(range.begin) : at(range.begin, rev);
+      auto kv = at(range.begin, rev);
       if (kv) fn(std::move(*kv));
       return;
     }
-    auto it = iterate();
-    if (rev < 0) {
-      std::string upper = range.unbounded ? std::string(1, static_cast<char>(kCurrent + 1))
-                                          : current_key(range.end);
-      for (it->Seek(slice(current_key(range.begin))); it->Valid(); it->Next()) {
-        if (view(it->key()) >= upper) break;
-        KeyValue kv;
-        if (!decode_key_value(view(it->value()), &kv))
-          fail(rocksdb::Status::Corruption("bad current value"));
-        fn(std::move(kv));
-      }
+    std::vector<Ref> refs;
+    scan_refs(range, rev, [&](const std::string&, const Ref& ref) { refs.push_back(ref); });
+    for (KeyValue& kv : load_all(refs))
+      fn(std::move(kv));
+  }
+  // Calls `fn` with the key and reference of every key in `range` live at `rev`, without
+  // reading the versions themselves.
+  template <typename Fn>
+  void scan_refs(const KeyRange& range, int64_t rev, Fn&& fn) const {
+    if (range.single) {
+      auto it = index_->find(range.begin);
+      if (it == index_->end()) return;
+      if (const Ref* ref = live(it->second, rev)) fn(it->first, *ref);
       return;
     }
-    std::string start(1, kHistory);
-    append_escaped(&start, range.begin);
-    std::string upper(1, kHistory);
-    if (range.unbounded) {
-      upper[0] = static_cast<char>(kHistory + 1);
-    } else {
-      append_escaped(&upper, range.end);
+    for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
+      if (!range.unbounded && it->first >= range.end) break;
+      if (const Ref* ref = live(it->second, rev)) fn(it->first, *ref);
     }
-    std::string key, pending_key;
-    std::optional<KeyValue> pending;
-    for (it->Seek(slice(start)); it->Valid(); it->Next()) {
-      if (view(it->key()) >= upper) break;
-      int64_t r = 0, sub = 0;
-      if (!parse_history_key(view(it->key()), &key, &r, &sub))
-        fail(rocksdb::Status::Corruption("bad history key"));
-      if (key != pending_key) {
-        if (pending) fn(std::move(*pending));
-        pending.reset();
-        pending_key = key;
-      }
-      if (r > rev) continue;
-      KeyValue kv;
-      bool tombstone = false;
-      if (!parse_history_value(view(it->value()), &kv, &tombstone))
-        fail(rocksdb::Status::Corruption("bad history value"));
-      if (tombstone) {
-        pending.reset();
-      } else {
-        pending = std::move(kv);
-      }
-    }
-    if (pending) fn(std::move(*pending));
   }
 
  private:
@@ -276,6 +268,7 @@ class StoreReader {
 
   rocksdb::DB* db_;
   rocksdb::WriteBatchWithIndex* batch_;
+  const MvccStore::KeyIndex* index_;
 };
 
 namespace {
@@ -346,12 +339,17 @@ ApiError do_range(const StoreReader& reader, int64_t current, int64_t compacted,
   // Without sorting or filtering only limit+1 values are kept; the count covers every key.
   bool keep_all = filtered || order != SortOrder::kNone || q.limit <= 0;
   int64_t count = 0;
-  reader.scan(range, rev == current ? -1 : rev, [&](KeyValue kv) {
-    ++count;
-    if (q.count_only) return;
-    if (!keep_all && static_cast<int64_t>(resp->kvs.size()) > q.limit) return;
-    resp->kvs.push_back(std::move(kv));
-  });
+  // Versions are read only for the keys kept: a count, or the keys past a limit, come from
+  // the index alone.
+  std::vector<StoreReader::Ref> kept;
+  reader.scan_refs(range, rev == current ? -1 : rev,
+                   [&](const std::string&, const StoreReader::Ref& ref) {
+                     ++count;
+                     if (q.count_only) return;
+                     if (!keep_all && static_cast<int64_t>(kept.size()) > q.limit) return;
+                     kept.push_back(ref);
+                   });
+  resp->kvs = reader.load_all(kept);
   resp->count = count;
   if (q.count_only) return {};
   if (filtered) {
@@ -399,7 +397,7 @@ class MvccStore::Txn {
   Txn(MvccStore* s, ApplyResult* result)
       : s_(s),
         batch_(rocksdb::BytewiseComparator(), 0, true),
-        reader_(s->db_, &batch_),
+        reader_(s->db_, &batch_, &s->index_),
         result_(result) {}
 
   Response apply(const Command& c) {
@@ -522,18 +520,11 @@ class MvccStore::Txn {
     return in_txn ? lease_error() : ApiError{};
   }
 
-  // The two records of every change at (rev_, sub): a version of the key, and an event.
-  void put_version(const KeyValue& kv, bool tombstone, int64_t sub) {
-    put(history_key(kv.key, rev_, sub), history_value(kv, tombstone));
-  }
-  void put_event(const std::string& key, bool tombstone, int64_t sub) {
-    std::string ev(1, tombstone ? '\1' : '\0');
-    ev += key;
-    put(event_key(rev_, sub), ev);
-  }
+  // Every change is one record at (rev_, sub_), the key's new version (or its tombstone), and
+  // one more reference in the key index.
   void write_version(const KeyValue& kv, bool tombstone) {
-    put_version(kv, tombstone, sub_);
-    put_event(kv.key, tombstone, sub_);
+    put(revision_key(rev_, sub_), revision_value(kv, tombstone));
+    s_->index_[kv.key].push_back({rev_, static_cast<uint32_t>(sub_), tombstone});
     ++sub_;
   }
 
@@ -558,7 +549,6 @@ class MvccStore::Txn {
     kv.version = prev ? prev->version + 1 : 1;
     kv.value = q.ignore_value ? prev->value : q.value;
     kv.lease = q.ignore_lease ? prev->lease : q.lease;
-    put(current_key(kv.key), encode_key_value(kv));
     write_version(kv, false);
     if (prev && prev->lease != kv.lease) detach(prev->lease, kv.key);
     if (!prev || prev->lease != kv.lease) attach(kv.lease, kv.key);
@@ -566,26 +556,14 @@ class MvccStore::Txn {
     result_->events.push_back({Event::Type::kPut, kv, prev});
   }
 
-  // The same records write_version() writes for each victim, but grouped by kind: the victims
-  // come in key order, so each group reaches the memtable's skiplist in order, where
-  // interleaving the three kinds made every insert search from the top (a bulk delete ran
-  // several times slower).
   void delete_keys(const std::vector<KeyValue>& victims) {
-    std::vector<KeyValue> tombs(victims.size());
-    for (size_t i = 0; i < victims.size(); ++i) {
-      tombs[i].key = victims[i].key;
-      tombs[i].mod_revision = rev_;
-      del(current_key(tombs[i].key));
-    }
-    const int64_t first_sub = sub_;
-    for (size_t i = 0; i < tombs.size(); ++i)
-      put_version(tombs[i], true, first_sub + static_cast<int64_t>(i));
-    for (size_t i = 0; i < tombs.size(); ++i)
-      put_event(tombs[i].key, true, first_sub + static_cast<int64_t>(i));
-    sub_ += static_cast<int64_t>(tombs.size());
-    for (size_t i = 0; i < victims.size(); ++i) {
-      detach(victims[i].lease, victims[i].key);
-      result_->events.push_back({Event::Type::kDelete, std::move(tombs[i]), victims[i]});
+    for (const KeyValue& victim : victims) {
+      KeyValue tomb;
+      tomb.key = victim.key;
+      tomb.mod_revision = rev_;
+      write_version(tomb, true);
+      detach(victim.lease, victim.key);
+      result_->events.push_back({Event::Type::kDelete, std::move(tomb), victim});
     }
   }
 
@@ -786,42 +764,24 @@ class MvccStore::Txn {
   ApiError do_compact(int64_t rev) {
     if (rev <= s_->compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
     if (rev > s_->revision_) return error(Code::kOutOfRange, errors::kFutureRev);
-    // Keep, for each key, the newest version at or below `rev` unless it is a tombstone, and
-    // every later version; drop the rest, and the events below `rev`.
-    // Deletions wait until the scans end: the batch must not change under its own iterator.
-    std::vector<std::string> doomed;
-    auto it = reader_.iterate();
-    std::string key, prev_key;
-    std::vector<std::string> versions;  // history keys of the current key at or below rev
-    bool last_is_tombstone = false;
-    auto finish_key = [&] {
-      if (versions.empty()) return;
-      size_t keep = last_is_tombstone ? versions.size() : versions.size() - 1;
-      for (size_t i = 0; i < keep; ++i)
-        doomed.push_back(std::move(versions[i]));
-      versions.clear();
-    };
-    for (it->Seek(std::string(1, kHistory)); it->Valid(); it->Next()) {
-      if (it->key()[0] != kHistory) break;
-      int64_t r = 0, sub = 0;
-      if (!parse_history_key(view(it->key()), &key, &r, &sub)) continue;
-      if (key != prev_key) {
-        finish_key();
-        prev_key = key;
+    // Keep, for each key, the newest version at or below `rev` unless it is a tombstone from
+    // before `rev` (a tombstone at `rev` stays: the event feed starts there), and every later
+    // version; drop the rest, records and references.
+    for (auto it = s_->index_.begin(); it != s_->index_.end();) {
+      std::vector<VersionRef>& versions = it->second;
+      auto later = std::upper_bound(versions.begin(), versions.end(), rev,
+                                    [](int64_t r, const VersionRef& v) { return r < v.rev; });
+      if (later == versions.begin()) {
+        ++it;
+        continue;
       }
-      if (r > rev) continue;
-      versions.push_back(it->key().ToString());
-      last_is_tombstone = !it->value().empty() && it->value()[0] == 1;
+      auto keep = later - 1;
+      if (keep->tombstone && keep->rev < rev) ++keep;
+      for (auto v = versions.begin(); v != keep; ++v)
+        del(revision_key(v->rev, v->sub));
+      versions.erase(versions.begin(), keep);
+      it = versions.empty() ? s_->index_.erase(it) : std::next(it);
     }
-    finish_key();
-    std::string upper = event_key(rev, 0);
-    for (it->Seek(std::string(1, kEvent)); it->Valid(); it->Next()) {
-      if (it->key()[0] != kEvent || view(it->key()) >= upper) break;
-      doomed.push_back(it->key().ToString());
-    }
-    it.reset();
-    for (const std::string& k : doomed)
-      del(k);
     s_->compact_revision_ = rev;
     return {};
   }
@@ -936,6 +896,7 @@ Status MvccStore::install(storage::SnapshotReceiver* receiver, const std::string
   leases_.clear();
   sessions_.clear();
   session_expiry_.clear();
+  index_.clear();
   return load();
 }
 
@@ -982,7 +943,46 @@ Status MvccStore::load() {
     sessions_[client] = s;
     session_expiry_.insert({s.last_active_ms, client});
   }
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
+  CHORUS_RETURN_IF_ERROR(check_format(it.get()));
+  // The key index, rebuilt from the revision records (they are in revision order, so each
+  // key's references come out oldest first).
+  KeyValue kv;
+  for (it->Seek(std::string(1, kRevision)); it->Valid() && it->key()[0] == kRevision; it->Next()) {
+    int64_t r = 0, sub = 0;
+    bool tombstone = false;
+    if (!parse_revision_key(view(it->key()), &r, &sub) ||
+        !parse_revision_value(view(it->value()), &kv, &tombstone) || r <= 0 || sub < 0 ||
+        sub > UINT32_MAX)
+      return Status::corruption("kv: malformed revision record");
+    index_[kv.key].push_back({r, static_cast<uint32_t>(sub), tombstone});
+  }
   return from_rocksdb(it->status(), "scan");
+}
+
+// A store carries its layout's number; one without it is either new (and gets it) or from the
+// first layout, which this store cannot read: it says so rather than serve an empty store.
+Status MvccStore::check_format(rocksdb::Iterator* it) {
+  std::string v;
+  rocksdb::Status st = db_->Get({}, kMetaFormat, &v);
+  if (st.ok()) {
+    if (v.size() != 8 || base::load_u64(v.data()) != kFormat)
+      return Status::invalid_argument("kv: the store's layout is not one this version reads");
+    return Status::ok();
+  }
+  if (!st.IsNotFound()) return from_rocksdb(st, "read");
+  for (char kind : {kOldCurrent, kOldHistory, kOldEvent}) {
+    it->Seek(std::string(1, kind));
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
+    if (it->Valid() && it->key()[0] == kind)
+      return Status::invalid_argument(
+          "kv: the store was written in an older layout (a record per key and per version) that "
+          "this version does not read; start this member with an empty data directory and it "
+          "catches up from the others by snapshot");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return from_rocksdb(db_->Put(wo, kMetaFormat, slice(u64_value(kFormat))), "write");
 }
 
 Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* result) {
@@ -1055,7 +1055,7 @@ size_t MvccStore::session_count() const {
 ApiError MvccStore::range(const RangeRequest& request, RangeResponse* response) const {
   if (request.key.empty()) return error(Code::kInvalidArgument, errors::kEmptyKey);
   std::shared_lock lock(mu_);
-  StoreReader reader(db_, nullptr);
+  StoreReader reader(db_, nullptr, &index_);
   return do_range(reader, revision_, compact_revision_, request, response);
 }
 
@@ -1064,14 +1064,15 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
   std::shared_lock lock(mu_);
   if (stopped_early != nullptr) *stopped_early = false;
   if (from < compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
-  StoreReader reader(db_, nullptr);
+  StoreReader reader(db_, nullptr, &index_);
   auto it = reader.iterate();
   int64_t last_rev = -1;
   size_t bytes = 0;
-  for (it->Seek(slice(event_key(std::max<int64_t>(from, 0), 0))); it->Valid(); it->Next()) {
-    if (it->key()[0] != kEvent || it->key().size() != 17) break;
-    auto rev = static_cast<int64_t>(base::load_u64_be(it->key().data() + 1));
-    auto sub = static_cast<int64_t>(base::load_u64_be(it->key().data() + 9));
+  for (it->Seek(slice(revision_key(std::max<int64_t>(from, 0), 0))); it->Valid(); it->Next()) {
+    if (it->key()[0] != kRevision) break;
+    int64_t rev = 0, sub = 0;
+    if (!parse_revision_key(view(it->key()), &rev, &sub))
+      return error(Code::kInternal, "chorus: damaged revision record");
     bool full =
         (max_events != 0 && out->size() >= max_events) || (max_bytes != 0 && bytes >= max_bytes);
     if (full && rev != last_rev) {
@@ -1079,22 +1080,13 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
       break;
     }
     last_rev = rev;
-    if (it->value().empty()) continue;
     Event ev;
-    ev.type = it->value()[0] == 1 ? Event::Type::kDelete : Event::Type::kPut;
-    std::string key(it->value().data() + 1, it->value().size() - 1);
-    if (ev.type == Event::Type::kPut) {
-      std::string v;
-      bool tombstone = false;
-      if (!reader.get(history_key(key, rev, sub), &v) ||
-          !parse_history_value(v, &ev.kv, &tombstone))
-        return error(Code::kInternal, "chorus: event without its version");
-    } else {
-      ev.kv.key = key;
-      ev.kv.mod_revision = rev;
-    }
+    bool tombstone = false;
+    if (!parse_revision_value(view(it->value()), &ev.kv, &tombstone))
+      return error(Code::kInternal, "chorus: damaged revision record");
+    ev.type = tombstone ? Event::Type::kDelete : Event::Type::kPut;
     // A txn writes each key at most once, so the version before `rev` is the previous one.
-    ev.prev_kv = reader.at(key, rev - 1);
+    ev.prev_kv = reader.at(ev.kv.key, rev - 1);
     bytes += event_bytes(ev);
     out->push_back(std::move(ev));
   }

@@ -2,13 +2,17 @@
 // leases and a watch event feed, driven by committed Raft entries.
 //
 // Layout (one column family, one prefix byte per kind of record):
-//   k<key>                         the current version of each live key
-//   h<escaped key>\0\1<rev><sub>   every version not yet compacted (tombstones for deletes)
-//   e<rev><sub>                    the event feed: type and key of each change, in order
+//   r<rev><sub>                    every version not yet compacted, keyed by the revision that
+//                                  wrote it (tombstones for deletes); in order, it is also the
+//                                  event feed
 //   l<lease>  a<lease><key>        leases and the keys attached to them
 //   s<client>                      client sessions: last sequence and cached response
-//   m<name>                        applied index and term, revision, compaction, log time
-// Revisions are big-endian so RocksDB's byte order is revision order.
+//   m<name>                        applied index and term, revision, compaction, log time, and
+//                                  the layout's number
+// Revisions are big-endian so RocksDB's byte order is revision order: a change appends one
+// record at the end of the key space. Which version of a key is live at a revision comes from
+// an index in memory (every key's revisions, as etcd's treeIndex), rebuilt from the records
+// when the store opens, so a write reads nothing to find its key's current version.
 //
 // Threads: apply() from one thread; reads from any.
 //
@@ -34,6 +38,7 @@
 
 namespace rocksdb {
 class DB;
+class Iterator;
 }
 namespace chorus::storage {
 class SnapshotReceiver;
@@ -129,11 +134,23 @@ class MvccStore {
     int64_t last_active_ms = 0;
   };
 
+  // A reference from the key index to one version: its revision record, and whether it is a
+  // tombstone (which ends the key's life).
+  struct VersionRef {
+    int64_t rev = 0;
+    uint32_t sub = 0;
+    bool tombstone = false;
+  };
+  // Every key with a version not yet compacted, with the references of those versions, oldest
+  // first. apply() changes it; reads look keys up in it under the same lock as the store.
+  using KeyIndex = std::map<std::string, std::vector<VersionRef>, std::less<>>;
+
  private:
   class Txn;
   friend class Txn;
   MvccStore(rocksdb::DB* db, const MvccOptions& options);
   storage::Status load();
+  storage::Status check_format(rocksdb::Iterator* it);
 
   rocksdb::DB* db_;
   MvccOptions options_;
@@ -148,6 +165,7 @@ class MvccStore {
   std::map<int64_t, Lease> leases_;
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<int64_t, uint64_t>> session_expiry_;  // (last_active_ms, client)
+  KeyIndex index_;
 };
 
 }  // namespace chorus::kv

@@ -1,5 +1,7 @@
 #include "kv/mvcc.h"
 
+#include <rocksdb/db.h>
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -554,6 +556,31 @@ TEST_F(MvccTest, StateSurvivesARestartAndReplayedEntriesAreSkipped) {
   EXPECT_EQ(store_->revision(), 3);
   // A gap in the applied entries is refused.
   EXPECT_FALSE(store_->apply({{applied + 2, 1, data}}, &result).is_ok());
+}
+
+// A data directory from the first layout (a record per key and per version) is refused with
+// a clear error at open, never served as an empty store.
+TEST_F(MvccTest, AStoreInTheFirstLayoutIsRefusedAtOpen) {
+  const std::string dir = root_ + "/old";
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
+    ASSERT_TRUE(db->Put({}, "kkey", "value").ok());
+    delete db;
+  }
+  std::unique_ptr<MvccStore> s;
+  storage::Status st = MvccStore::open(dir, options_, &s);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("older layout"), std::string::npos) << st.message();
+  // A new store gets the layout's number and opens again.
+  store_.reset();
+  store_ = open(root_ + "/a");
+  put("a", "1");
+  store_.reset();
+  store_ = open(root_ + "/a");
+  EXPECT_EQ(get("a").kvs.at(0).value, "1");
 }
 
 TEST_F(MvccTest, AMalformedCommandGetsAnErrorAndIsStillApplied) {
