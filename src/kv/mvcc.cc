@@ -140,6 +140,7 @@ KeyRange make_range(const std::string& key, const std::string& range_end) {
 class StoreReader {
  public:
   using Ref = MvccStore::VersionRef;
+  using KeyEntry = MvccStore::KeyEntry;
   StoreReader(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch,
               const MvccStore::KeyIndex* index)
       : db_(db), batch_(batch), index_(index) {}
@@ -182,7 +183,7 @@ class StoreReader {
   std::optional<KeyValue> at(std::string_view key, int64_t rev) const {
     auto it = index_->find(key);
     if (it == index_->end()) return std::nullopt;
-    const Ref* ref = live(it->second, rev);
+    const Ref* ref = live(it->second.versions, rev);
     if (ref == nullptr) return std::nullopt;
     return load(*ref);
   }
@@ -242,6 +243,19 @@ class StoreReader {
     for (KeyValue& kv : load_all(refs))
       fn(std::move(kv));
   }
+  // Calls `fn` with the key and index entry of every key in `range` live now.
+  template <typename Fn>
+  void scan_entries(const KeyRange& range, Fn&& fn) const {
+    if (range.single) {
+      auto it = index_->find(range.begin);
+      if (it != index_->end() && it->second.live()) fn(it->first, it->second);
+      return;
+    }
+    for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
+      if (!range.unbounded && it->first >= range.end) break;
+      if (it->second.live()) fn(it->first, it->second);
+    }
+  }
   // Calls `fn` with the key and reference of every key in `range` live at `rev`, without
   // reading the versions themselves.
   template <typename Fn>
@@ -249,12 +263,12 @@ class StoreReader {
     if (range.single) {
       auto it = index_->find(range.begin);
       if (it == index_->end()) return;
-      if (const Ref* ref = live(it->second, rev)) fn(it->first, *ref);
+      if (const Ref* ref = live(it->second.versions, rev)) fn(it->first, *ref);
       return;
     }
     for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
       if (!range.unbounded && it->first >= range.end) break;
-      if (const Ref* ref = live(it->second, rev)) fn(it->first, *ref);
+      if (const Ref* ref = live(it->second.versions, rev)) fn(it->first, *ref);
     }
   }
 
@@ -524,7 +538,7 @@ class MvccStore::Txn {
   // one more reference in the key index.
   void write_version(const KeyValue& kv, bool tombstone) {
     put(revision_key(rev_, sub_), revision_value(kv, tombstone));
-    s_->index_[kv.key].push_back({rev_, static_cast<uint32_t>(sub_), tombstone});
+    s_->index_[kv.key].add({rev_, static_cast<uint32_t>(sub_), tombstone}, kv);
     ++sub_;
   }
 
@@ -540,20 +554,30 @@ class MvccStore::Txn {
     put(attach_key(lease, key), "");
   }
 
+  // The key's live version comes from the index: its value is read only when the request
+  // needs it (prev_kv, ignore_value). A watcher that wants it reads it later (prev_unread).
   void do_put(const PutRequest& q, PutResponse* resp) {
-    std::optional<KeyValue> prev = reader_.current(q.key);
+    auto entry = s_->index_.find(q.key);
+    const KeyEntry* live =
+        entry != s_->index_.end() && entry->second.live() ? &entry->second : nullptr;
+    std::optional<KeyValue> prev;
+    if (live != nullptr && (q.prev_kv || q.ignore_value))
+      prev = reader_.load(live->versions.back());
+    const int64_t prev_lease = live != nullptr ? live->lease : 0;
     KeyValue kv;
     kv.key = q.key;
-    kv.create_revision = prev ? prev->create_revision : rev_;
+    kv.create_revision = live != nullptr ? live->create_revision : rev_;
     kv.mod_revision = rev_;
-    kv.version = prev ? prev->version + 1 : 1;
+    kv.version = live != nullptr ? live->version + 1 : 1;
     kv.value = q.ignore_value ? prev->value : q.value;
-    kv.lease = q.ignore_lease ? prev->lease : q.lease;
+    kv.lease = q.ignore_lease ? prev_lease : q.lease;
     write_version(kv, false);
-    if (prev && prev->lease != kv.lease) detach(prev->lease, kv.key);
-    if (!prev || prev->lease != kv.lease) attach(kv.lease, kv.key);
+    if (live != nullptr && prev_lease != kv.lease) detach(prev_lease, kv.key);
+    if (live == nullptr || prev_lease != kv.lease) attach(kv.lease, kv.key);
     if (q.prev_kv) resp->prev_kv = prev;
-    result_->events.push_back({Event::Type::kPut, kv, prev});
+    Event ev{Event::Type::kPut, std::move(kv), std::move(prev)};
+    ev.prev_unread = live != nullptr && !ev.prev_kv;
+    result_->events.push_back(std::move(ev));
   }
 
   void delete_keys(const std::vector<KeyValue>& victims) {
@@ -581,10 +605,25 @@ class MvccStore::Txn {
   bool evaluate(const Compare& c) const {
     bool any = false;
     bool all = true;
-    reader_.scan(make_range(c.key, c.range_end), -1, [&](const KeyValue& kv) {
-      any = true;
-      all = all && compare_kv(c, kv);
-    });
+    if (c.target == Compare::Target::kValue) {
+      reader_.scan(make_range(c.key, c.range_end), -1, [&](const KeyValue& kv) {
+        any = true;
+        all = all && compare_kv(c, kv);
+      });
+    } else {
+      // Versions, revisions and leases are in the index: nothing is read from disk.
+      reader_.scan_entries(make_range(c.key, c.range_end), [&](const std::string& key,
+                                                                const KeyEntry& e) {
+        KeyValue kv;
+        kv.key = key;
+        kv.create_revision = e.create_revision;
+        kv.mod_revision = e.versions.back().rev;
+        kv.version = e.version;
+        kv.lease = e.lease;
+        any = true;
+        all = all && compare_kv(c, kv);
+      });
+    }
     if (!any) return c.target != Compare::Target::kValue && compare_kv(c, KeyValue{});
     return all;
   }
@@ -768,7 +807,7 @@ class MvccStore::Txn {
     // before `rev` (a tombstone at `rev` stays: the event feed starts there), and every later
     // version; drop the rest, records and references.
     for (auto it = s_->index_.begin(); it != s_->index_.end();) {
-      std::vector<VersionRef>& versions = it->second;
+      std::vector<VersionRef>& versions = it->second.versions;
       auto later = std::upper_bound(versions.begin(), versions.end(), rev,
                                     [](int64_t r, const VersionRef& v) { return r < v.rev; });
       if (later == versions.begin()) {
@@ -955,7 +994,7 @@ Status MvccStore::load() {
         !parse_revision_value(view(it->value()), &kv, &tombstone) || r <= 0 || sub < 0 ||
         sub > UINT32_MAX)
       return Status::corruption("kv: malformed revision record");
-    index_[kv.key].push_back({r, static_cast<uint32_t>(sub), tombstone});
+    index_[kv.key].add({r, static_cast<uint32_t>(sub), tombstone}, kv);
   }
   return from_rocksdb(it->status(), "scan");
 }
@@ -1091,6 +1130,13 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
     out->push_back(std::move(ev));
   }
   return {};
+}
+
+std::optional<KeyValue> MvccStore::version_before(std::string_view key, int64_t rev) const {
+  std::shared_lock lock(mu_);
+  if (rev - 1 < compact_revision_) return std::nullopt;
+  StoreReader reader(db_, nullptr, &index_);
+  return reader.at(key, rev - 1);
 }
 
 std::vector<LeaseInfo> MvccStore::leases() const {

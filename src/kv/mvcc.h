@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -100,6 +101,9 @@ class MvccStore {
   // compacted.
   ApiError events(int64_t from, size_t max_events, std::vector<Event>* out, size_t max_bytes = 0,
                   bool* stopped_early = nullptr) const;
+  // The version of `key` live just before revision `rev` (an event's prev_kv), if any and not
+  // compacted.
+  std::optional<KeyValue> version_before(std::string_view key, int64_t rev) const;
 
   std::vector<LeaseInfo> leases() const;
   bool lease_exists(int64_t id) const;
@@ -141,9 +145,24 @@ class MvccStore {
     uint32_t sub = 0;
     bool tombstone = false;
   };
-  // Every key with a version not yet compacted, with the references of those versions, oldest
-  // first. apply() changes it; reads look keys up in it under the same lock as the store.
-  using KeyIndex = std::map<std::string, std::vector<VersionRef>, std::less<>>;
+  // A key's entry: the references of its versions not yet compacted, oldest first, and what
+  // a put needs of its live version (so a put reads nothing from disk).
+  struct KeyEntry {
+    std::vector<VersionRef> versions;
+    int64_t create_revision = 0;  // of the live version; 0 after a delete
+    int64_t version = 0;
+    int64_t lease = 0;
+    bool live() const { return !versions.empty() && !versions.back().tombstone; }
+    void add(const VersionRef& ref, const KeyValue& kv) {
+      versions.push_back(ref);
+      create_revision = ref.tombstone ? 0 : kv.create_revision;
+      version = ref.tombstone ? 0 : kv.version;
+      lease = ref.tombstone ? 0 : kv.lease;
+    }
+  };
+  // Every key with a version not yet compacted. apply() changes it; reads look keys up in it
+  // under the same lock as the store.
+  using KeyIndex = std::map<std::string, KeyEntry, std::less<>>;
 
  private:
   class Txn;

@@ -558,6 +558,36 @@ TEST_F(MvccTest, StateSurvivesARestartAndReplayedEntriesAreSkipped) {
   EXPECT_FALSE(store_->apply({{applied + 2, 1, data}}, &result).is_ok());
 }
 
+// A put reads its key's previous version only when the request asks for it (prev_kv); its
+// event then says the previous version was left unread, and version_before() reads it.
+TEST_F(MvccTest, APutReadsThePreviousVersionOnlyWhenAskedFor) {
+  put("k", "1", 0);
+  Command c;
+  c.op = PutRequest{"k", "2"};
+  std::string data = encode_command(c);
+  MvccStore::ApplyResult r;
+  ASSERT_TRUE(store_->apply({{store_->applied_index() + 1, 1, data}}, &r).is_ok());
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_TRUE(r.events[0].prev_unread);
+  EXPECT_FALSE(r.events[0].prev_kv.has_value());
+  EXPECT_EQ(r.events[0].kv.version, 2) << "the version comes from the index";
+  EXPECT_EQ(r.events[0].kv.create_revision, 2);
+  auto before = store_->version_before("k", r.events[0].kv.mod_revision);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->value, "1");
+  c.op = PutRequest{"k", "3", 0, /*prev_kv=*/true};
+  data = encode_command(c);
+  ASSERT_TRUE(store_->apply({{store_->applied_index() + 1, 1, data}}, &r).is_ok());
+  EXPECT_FALSE(r.events[0].prev_unread);
+  ASSERT_TRUE(r.events[0].prev_kv.has_value());
+  EXPECT_EQ(r.events[0].prev_kv->value, "2");
+  // A new key has no previous version to read.
+  c.op = PutRequest{"n", "1"};
+  data = encode_command(c);
+  ASSERT_TRUE(store_->apply({{store_->applied_index() + 1, 1, data}}, &r).is_ok());
+  EXPECT_FALSE(r.events[0].prev_unread);
+}
+
 // A data directory from the first layout (a record per key and per version) is refused with
 // a clear error at open, never served as an empty store.
 TEST_F(MvccTest, AStoreInTheFirstLayoutIsRefusedAtOpen) {

@@ -211,6 +211,9 @@ struct Event {
   Type type = Type::kPut;
   KeyValue kv;  // for a delete: the key and the deleting revision as mod_revision
   std::optional<KeyValue> prev_kv;
+  // A put over a live version whose value apply() did not read (no request asked for it):
+  // prev_kv is empty, and MvccStore::version_before() reads it for a watcher that wants it.
+  bool prev_unread = false;
   bool operator==(const Event&) const = default;
 };
 

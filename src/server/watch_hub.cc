@@ -93,10 +93,26 @@ WatchUpdate WatchHub::cancellation_locked(int64_t id, int64_t compact_revision,
   return u;
 }
 
-void WatchHub::publish(const std::vector<kv::Event>& events, int64_t revision) {
+void WatchHub::publish(const std::vector<kv::Event>& in, int64_t revision) {
   std::lock_guard<std::mutex> lk(mu_);
   published_revision_ = revision;
-  if (events.empty()) return;
+  if (in.empty()) return;
+  // The store reads a put's previous version only when a request asks for it; for a synced
+  // watcher that wants prev_kv it is read here, once per event, from the store as the batch
+  // left it (the apply thread calls publish() before it applies anything more).
+  const std::vector<kv::Event>* feed = &in;
+  std::vector<kv::Event> filled;
+  if (std::any_of(in.begin(), in.end(), [](const kv::Event& e) { return e.prev_unread; }) &&
+      synced_prev_kv_watcher_locked()) {
+    filled = in;
+    for (kv::Event& e : filled) {
+      if (!e.prev_unread) continue;
+      e.prev_kv = store_->version_before(e.kv.key, e.kv.mod_revision);
+      e.prev_unread = false;
+    }
+    feed = &filled;
+  }
+  const std::vector<kv::Event>& events = *feed;
   for (auto& [sink, state] : sinks_) {
     std::vector<WatchUpdate> updates;
     for (const auto& [id, w] : state.watchers) {
@@ -105,6 +121,13 @@ void WatchHub::publish(const std::vector<kv::Event>& events, int64_t revision) {
     }
     if (!updates.empty()) sink->deliver(std::move(updates));
   }
+}
+
+bool WatchHub::synced_prev_kv_watcher_locked() const {
+  for (const auto& [sink, state] : sinks_)
+    for (const auto& [id, w] : state.watchers)
+      if (w.spec.prev_kv && w.next_rev == 0) return true;
+  return false;
 }
 
 bool WatchHub::add(WatchSink* sink, WatchSpec spec, std::string* error) {

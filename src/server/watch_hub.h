@@ -141,6 +141,8 @@ class WatchHub {
   // A progress response for the whole stream: watch id -1, the published revision.
   void send_progress_locked(WatchSink* sink) const;
   WatchUpdate cancellation_locked(int64_t id, int64_t compact_revision, std::string reason) const;
+  // Whether a synced watcher wants prev_kv (then publish() reads the ones apply() left unread).
+  bool synced_prev_kv_watcher_locked() const;
   void run(std::chrono::milliseconds progress_interval);
 
   const kv::MvccStore* store_;

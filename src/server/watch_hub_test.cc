@@ -97,6 +97,39 @@ TEST_F(WatchHubTest, CreatedResponseThenLiveEventsForTheKeyOnly) {
   EXPECT_FALSE(ev[1].prev_kv.has_value()) << "prev_kv only when asked for";
 }
 
+// The store does not read a put's previous version unless the request asks for it; a synced
+// watcher that wants prev_kv still gets it, read by publish(), even for two puts of one key in
+// one applied batch (the second's previous version is the first's, not what was on disk).
+TEST_F(WatchHubTest, ALiveWatcherWithPrevKvGetsPreviousVersionsTheStoreLeftUnread) {
+  put("k", "1");
+  Collect with, without;
+  std::string error;
+  WatchSpec s = spec("k");
+  s.prev_kv = true;
+  ASSERT_TRUE(hub_->add(&with, s, &error));
+  ASSERT_TRUE(hub_->add(&without, spec("k"), &error));
+  kv::Command a, b;
+  a.op = kv::PutRequest{"k", "2"};
+  b.op = kv::PutRequest{"k", "3"};
+  std::string da = kv::encode_command(a), db = kv::encode_command(b);
+  kv::MvccStore::ApplyResult r;
+  raft::Index at = store_->applied_index();
+  ASSERT_TRUE(store_->apply({{at + 1, 1, da}, {at + 2, 1, db}}, &r).is_ok());
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_TRUE(r.events[0].prev_unread);
+  EXPECT_FALSE(r.events[0].prev_kv.has_value()) << "apply() read nothing nobody asked for";
+  hub_->publish(r.events, store_->revision());
+  auto ev = with.events();
+  ASSERT_EQ(ev.size(), 2u);
+  ASSERT_TRUE(ev[0].prev_kv.has_value());
+  EXPECT_EQ(ev[0].prev_kv->value, "1");
+  ASSERT_TRUE(ev[1].prev_kv.has_value());
+  EXPECT_EQ(ev[1].prev_kv->value, "2");
+  EXPECT_EQ(ev[1].prev_kv->version, 2);
+  for (const kv::Event& e : without.events())
+    EXPECT_FALSE(e.prev_kv.has_value());
+}
+
 TEST_F(WatchHubTest, PrefixAndFromKeyRanges) {
   Collect prefix, from;
   std::string error;
