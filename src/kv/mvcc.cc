@@ -537,8 +537,11 @@ class MvccStore::Txn {
   // Every change is one record at (rev_, sub_), the key's new version (or its tombstone), and
   // one more reference in the key index.
   void write_version(const KeyValue& kv, bool tombstone) {
+    write_version(&s_->index_[kv.key], kv, tombstone);
+  }
+  void write_version(KeyEntry* entry, const KeyValue& kv, bool tombstone) {
     put(revision_key(rev_, sub_), revision_value(kv, tombstone));
-    s_->index_[kv.key].add({rev_, static_cast<uint32_t>(sub_), tombstone}, kv);
+    entry->add({rev_, static_cast<uint32_t>(sub_), tombstone}, kv);
     ++sub_;
   }
 
@@ -557,9 +560,9 @@ class MvccStore::Txn {
   // The key's live version comes from the index: its value is read only when the request
   // needs it (prev_kv, ignore_value). A watcher that wants it reads it later (prev_unread).
   void do_put(const PutRequest& q, PutResponse* resp) {
-    auto entry = s_->index_.find(q.key);
-    const KeyEntry* live =
-        entry != s_->index_.end() && entry->second.live() ? &entry->second : nullptr;
+    // One lookup: the entry is found or made here and written through below.
+    KeyEntry* entry = &s_->index_.try_emplace(q.key).first->second;
+    const KeyEntry* live = entry->live() ? entry : nullptr;
     std::optional<KeyValue> prev;
     if (live != nullptr && (q.prev_kv || q.ignore_value))
       prev = reader_.load(live->versions.back());
@@ -571,7 +574,7 @@ class MvccStore::Txn {
     kv.version = live != nullptr ? live->version + 1 : 1;
     kv.value = q.ignore_value ? prev->value : q.value;
     kv.lease = q.ignore_lease ? prev_lease : q.lease;
-    write_version(kv, false);
+    write_version(entry, kv, false);
     if (live != nullptr && prev_lease != kv.lease) detach(prev_lease, kv.key);
     if (live == nullptr || prev_lease != kv.lease) attach(kv.lease, kv.key);
     if (q.prev_kv) resp->prev_kv = prev;
