@@ -987,6 +987,7 @@ Status MvccStore::load() {
   }
   CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
   CHORUS_RETURN_IF_ERROR(check_format(it.get()));
+  it.reset(db_->NewIterator({}));  // after an upgrade, the records it wrote
   // The key index, rebuilt from the revision records (they are in revision order, so each
   // key's references come out oldest first).
   KeyValue kv;
@@ -1016,15 +1017,53 @@ Status MvccStore::check_format(rocksdb::Iterator* it) {
   for (char kind : {kOldCurrent, kOldHistory, kOldEvent}) {
     it->Seek(std::string(1, kind));
     CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
-    if (it->Valid() && it->key()[0] == kind)
-      return Status::invalid_argument(
-          "kv: the store was written in an older layout (a record per key and per version) that "
-          "this version does not read; start this member with an empty data directory and it "
-          "catches up from the others by snapshot");
+    if (it->Valid() && it->key()[0] == kind) return upgrade_first_layout();
   }
   rocksdb::WriteOptions wo;
   wo.sync = true;
   return from_rocksdb(db_->Put(wo, kMetaFormat, slice(u64_value(kFormat))), "write");
+}
+
+// Rewrites a store of the first layout in place. Its version records, h<escaped key>\0\1
+// <rev><sub>, hold exactly what a revision record holds (flag and KeyValue), so each becomes
+// r<rev><sub>; the current-version and event records, which the key index and the revision
+// records replace, go. Chunk by chunk, each one durable batch that adds the new records and
+// drops the old ones, so a crash part-way resumes where it stopped on the next open.
+Status MvccStore::upgrade_first_layout() {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  constexpr size_t kChunk = 4096;
+  for (;;) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+    rocksdb::WriteBatch batch;
+    size_t n = 0;
+    for (it->Seek(std::string(1, kOldHistory));
+         it->Valid() && it->key()[0] == kOldHistory && n < kChunk; it->Next(), ++n) {
+      std::string_view k = view(it->key());
+      KeyValue kv;
+      bool tombstone = false;
+      if (k.size() < 1 + 2 + 16 || k[k.size() - 18] != '\0' || k[k.size() - 17] != '\1' ||
+          !parse_revision_value(view(it->value()), &kv, &tombstone))
+        return Status::corruption("kv: malformed version record in a store of the first layout");
+      auto rev = static_cast<int64_t>(base::load_u64_be(k.data() + k.size() - 16));
+      auto sub = static_cast<int64_t>(base::load_u64_be(k.data() + k.size() - 8));
+      (void)batch.Put(revision_key(rev, sub), it->value());
+      (void)batch.Delete(it->key());
+    }
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
+    if (n == 0) break;
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "upgrade"));
+  }
+  rocksdb::WriteBatch rest;
+  for (char kind : {kOldCurrent, kOldEvent}) {
+    (void)rest.DeleteRange(std::string(1, kind),
+                           std::string(1, static_cast<char>(kind + 1)));
+  }
+  (void)rest.Put(kMetaFormat, slice(u64_value(kFormat)));
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &rest), "upgrade"));
+  std::fprintf(stderr, "kv: upgraded the store to layout %llu (one record per revision)\n",
+               static_cast<unsigned long long>(kFormat));
+  return Status::ok();
 }
 
 Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* result) {

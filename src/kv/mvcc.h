@@ -170,6 +170,7 @@ class MvccStore {
   MvccStore(rocksdb::DB* db, const MvccOptions& options);
   storage::Status load();
   storage::Status check_format(rocksdb::Iterator* it);
+  storage::Status upgrade_first_layout();
 
   rocksdb::DB* db_;
   MvccOptions options_;

@@ -588,29 +588,78 @@ TEST_F(MvccTest, APutReadsThePreviousVersionOnlyWhenAskedFor) {
   EXPECT_FALSE(r.events[0].prev_unread);
 }
 
-// A data directory from the first layout (a record per key and per version) is refused with
-// a clear error at open, never served as an empty store.
-TEST_F(MvccTest, AStoreInTheFirstLayoutIsRefusedAtOpen) {
+// A data directory from the first layout (a current record per key, a version record per key
+// and revision, an event record per revision) is upgraded in place when it opens: every
+// version, read now or at its revision, and the event feed come out as they were written.
+TEST_F(MvccTest, AStoreInTheFirstLayoutIsUpgradedAtOpen) {
   const std::string dir = root_ + "/old";
   {
     rocksdb::Options o;
     o.create_if_missing = true;
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
-    ASSERT_TRUE(db->Put({}, "kkey", "value").ok());
+    auto be = [](std::string* out, uint64_t v) {
+      for (int i = 7; i >= 0; --i)
+        out->push_back(static_cast<char>(v >> (8 * i)));
+    };
+    auto le = [](uint64_t v) {
+      std::string out;
+      for (int i = 0; i < 8; ++i)
+        out.push_back(static_cast<char>(v >> (8 * i)));
+      return out;
+    };
+    // a=1 at 2, a=2 at 3, b=x at 4, b deleted at 5.
+    auto version = [&](const KeyValue& kv, bool tombstone, int64_t rev) {
+      std::string k = "h" + kv.key + std::string("\0\1", 2);
+      be(&k, static_cast<uint64_t>(rev));
+      be(&k, 0);
+      std::string v(1, tombstone ? '\1' : '\0');
+      v += encode_key_value(kv);
+      ASSERT_TRUE(db->Put({}, k, v).ok());
+      std::string e = "e";
+      be(&e, static_cast<uint64_t>(rev));
+      be(&e, 0);
+      ASSERT_TRUE(db->Put({}, e, std::string(1, tombstone ? '\1' : '\0') + kv.key).ok());
+    };
+    KeyValue a1{"a", 2, 2, 1, "1", 0}, a2{"a", 2, 3, 2, "2", 0}, b{"b", 4, 4, 1, "x", 0};
+    KeyValue b_tomb;
+    b_tomb.key = "b";
+    b_tomb.mod_revision = 5;
+    version(a1, false, 2);
+    version(a2, false, 3);
+    version(b, false, 4);
+    version(b_tomb, true, 5);
+    ASSERT_TRUE(db->Put({}, "ka", encode_key_value(a2)).ok());
+    ASSERT_TRUE(db->Put({}, "mapplied", le(5) + le(1)).ok());
+    ASSERT_TRUE(db->Put({}, "mrevision", le(5)).ok());
     delete db;
   }
-  std::unique_ptr<MvccStore> s;
-  storage::Status st = MvccStore::open(dir, options_, &s);
-  ASSERT_FALSE(st.is_ok());
-  EXPECT_NE(st.message().find("older layout"), std::string::npos) << st.message();
-  // A new store gets the layout's number and opens again.
   store_.reset();
-  store_ = open(root_ + "/a");
-  put("a", "1");
+  store_ = open(dir);
+  EXPECT_EQ(store_->revision(), 5);
+  EXPECT_EQ(store_->applied_index(), 5u);
+  auto now = get("a");
+  ASSERT_EQ(now.kvs.size(), 1u);
+  EXPECT_EQ(now.kvs[0].value, "2");
+  EXPECT_EQ(now.kvs[0].version, 2);
+  EXPECT_EQ(get("a", 2).kvs.at(0).value, "1");
+  EXPECT_TRUE(get("b").kvs.empty());
+  EXPECT_EQ(get("b", 4).kvs.at(0).value, "x");
+  std::vector<Event> ev;
+  ASSERT_TRUE(store_->events(2, 0, &ev).ok());
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_EQ(ev[1].kv.value, "2");
+  ASSERT_TRUE(ev[1].prev_kv.has_value());
+  EXPECT_EQ(ev[1].prev_kv->value, "1");
+  EXPECT_EQ(ev[3].type, Event::Type::kDelete);
+  EXPECT_EQ(ev[3].kv.key, "b");
+  // The next write continues from there, and the upgraded store opens again as it is.
+  put("a", "3");
+  EXPECT_EQ(get("a").kvs.at(0).version, 3);
   store_.reset();
-  store_ = open(root_ + "/a");
-  EXPECT_EQ(get("a").kvs.at(0).value, "1");
+  store_ = open(dir);
+  EXPECT_EQ(get("a").kvs.at(0).value, "3");
+  EXPECT_EQ(get("a", 3).kvs.at(0).value, "2");
 }
 
 TEST_F(MvccTest, AMalformedCommandGetsAnErrorAndIsStillApplied) {
