@@ -529,8 +529,11 @@ class MvccStore::Txn {
       ApiError e = lease_error();
       if (!e.ok()) return e;
     }
-    if ((q.ignore_value || q.ignore_lease) && !reader_.current(q.key))
-      return error(Code::kInvalidArgument, errors::kKeyNotFound);
+    if (q.ignore_value || q.ignore_lease) {
+      auto entry = s_->index_.find(q.key);
+      if (entry == s_->index_.end() || !entry->second.live())
+        return error(Code::kInvalidArgument, errors::kKeyNotFound);
+    }
     return in_txn ? lease_error() : ApiError{};
   }
 
@@ -806,6 +809,12 @@ class MvccStore::Txn {
   ApiError do_compact(int64_t rev) {
     if (rev <= s_->compact_revision_) return error(Code::kOutOfRange, errors::kCompacted);
     if (rev > s_->revision_) return error(Code::kOutOfRange, errors::kFutureRev);
+    // The previous versions that this batch's events left unread may be about to go.
+    for (Event& e : result_->events) {
+      if (!e.prev_unread) continue;
+      e.prev_kv = reader_.at(e.kv.key, e.kv.mod_revision - 1);
+      e.prev_unread = false;
+    }
     // Keep, for each key, the newest version at or below `rev` unless it is a tombstone from
     // before `rev` (a tombstone at `rev` stays: the event feed starts there), and every later
     // version; drop the rest, records and references.
@@ -819,6 +828,11 @@ class MvccStore::Txn {
       }
       auto keep = later - 1;
       if (keep->tombstone && keep->rev < rev) ++keep;
+      // Nothing at `rev` itself goes: a txn may write a key twice at one revision (a put and a
+      // delete in sibling nested txns), and the feed from `rev` must keep both.
+      auto at_rev = std::lower_bound(versions.begin(), versions.end(), rev,
+                                     [](const VersionRef& v, int64_t r) { return v.rev < r; });
+      keep = std::min(keep, at_rev);
       for (auto v = versions.begin(); v != keep; ++v)
         del(revision_key(v->rev, v->sub));
       versions.erase(versions.begin(), keep);
@@ -1033,12 +1047,15 @@ Status MvccStore::upgrade_first_layout() {
   rocksdb::WriteOptions wo;
   wo.sync = true;
   constexpr size_t kChunk = 4096;
+  // Each chunk starts after the last key of the one before: seeking from the start each time
+  // would step over every deletion the earlier chunks left.
+  std::string from(1, kOldHistory);
   for (;;) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
     rocksdb::WriteBatch batch;
     size_t n = 0;
-    for (it->Seek(std::string(1, kOldHistory));
-         it->Valid() && it->key()[0] == kOldHistory && n < kChunk; it->Next(), ++n) {
+    for (it->Seek(from); it->Valid() && it->key()[0] == kOldHistory && n < kChunk;
+         it->Next(), ++n) {
       std::string_view k = view(it->key());
       KeyValue kv;
       bool tombstone = false;
@@ -1049,12 +1066,44 @@ Status MvccStore::upgrade_first_layout() {
       auto sub = static_cast<int64_t>(base::load_u64_be(k.data() + k.size() - 8));
       (void)batch.Put(revision_key(rev, sub), it->value());
       (void)batch.Delete(it->key());
+      from = it->key().ToString();
+      from.push_back('\0');  // the smallest key after it
     }
     CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
     if (n == 0) break;
     CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "upgrade"));
   }
   rocksdb::WriteBatch rest;
+  // The first layout's compaction dropped a tombstone at exactly the compacted revision but
+  // kept its event, so a watch from there still saw the delete: such a delete becomes its
+  // tombstone record here.
+  {
+    std::string v;
+    uint64_t compact = 0;
+    rocksdb::Status st = db_->Get({}, kMetaCompact, &v);
+    if (st.ok() && v.size() >= 8) compact = base::load_u64(v.data());
+    if (!st.ok() && !st.IsNotFound()) return from_rocksdb(st, "read");
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+    std::string start(1, kOldEvent);
+    base::put_u64_be(&start, compact);
+    for (it->Seek(start); it->Valid() && it->key()[0] == kOldEvent; it->Next()) {
+      std::string_view k = view(it->key());
+      std::string_view ev = view(it->value());
+      if (k.size() != 17 || ev.empty()) return Status::corruption("kv: malformed event record");
+      if (ev[0] != 1) continue;
+      auto rev = static_cast<int64_t>(base::load_u64_be(k.data() + 1));
+      auto sub = static_cast<int64_t>(base::load_u64_be(k.data() + 9));
+      std::string existing;
+      st = db_->Get({}, revision_key(rev, sub), &existing);
+      if (st.ok()) continue;
+      if (!st.IsNotFound()) return from_rocksdb(st, "read");
+      KeyValue tomb;
+      tomb.key = std::string(ev.substr(1));
+      tomb.mod_revision = rev;
+      (void)rest.Put(revision_key(rev, sub), revision_value(tomb, true));
+    }
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
+  }
   for (char kind : {kOldCurrent, kOldEvent}) {
     (void)rest.DeleteRange(std::string(1, kind),
                            std::string(1, static_cast<char>(kind + 1)));
@@ -1102,7 +1151,23 @@ Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* r
     result->responses.push_back(txn.apply(*c));
   }
   if (last == applied_index_) return Status::ok();
-  CHORUS_RETURN_IF_ERROR(txn.commit(last, last_term));
+  Status written = txn.commit(last, last_term);
+  if (!written.is_ok()) {
+    // The batch changed the key index, leases, sessions and revision in memory, and none of it
+    // reached the disk: go back to what is there, so the reads served until the node stops
+    // see the last batch written, never versions that have no record.
+    leases_.clear();
+    sessions_.clear();
+    session_expiry_.clear();
+    index_.clear();
+    Status reloaded = load();
+    if (!reloaded.is_ok()) {
+      std::fprintf(stderr, "kv: the store cannot be read back after a failed write: %s\n",
+                   reloaded.to_string().c_str());
+      std::abort();
+    }
+    return written;
+  }
   applied_index_ = last;
   applied_term_ = last_term;
   return Status::ok();

@@ -81,7 +81,9 @@ class MvccStore {
   struct ApplyResult {
     // One per entry applied, in order; entries at or below applied_index() get none.
     std::vector<Response> responses;
-    std::vector<Event> events;  // every change, in revision order, with prev_kv
+    // Every change, in revision order, with prev_kv when a request asked for it (otherwise a
+    // put over a live version says so with prev_unread).
+    std::vector<Event> events;
   };
   // Applies committed entries in log order, atomically with the new applied index. Entries at
   // or below applied_index() are skipped (a replay after a restart). A failure here is a

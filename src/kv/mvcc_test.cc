@@ -588,6 +588,55 @@ TEST_F(MvccTest, APutReadsThePreviousVersionOnlyWhenAskedFor) {
   EXPECT_FALSE(r.events[0].prev_unread);
 }
 
+// The first layout's compaction dropped a tombstone at the compacted revision itself but kept
+// its event; the upgrade turns that event into the tombstone, so a watch from the compacted
+// revision still sees the delete.
+TEST_F(MvccTest, AnUpgradeKeepsADeleteAtTheCompactedRevision) {
+  const std::string dir = root_ + "/old-compacted";
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
+    auto be = [](std::string* out, uint64_t v) {
+      for (int i = 7; i >= 0; --i)
+        out->push_back(static_cast<char>(v >> (8 * i)));
+    };
+    auto le = [](uint64_t v) {
+      std::string out;
+      for (int i = 0; i < 8; ++i)
+        out.push_back(static_cast<char>(v >> (8 * i)));
+      return out;
+    };
+    // a=1 at 2, b=x at 3, b deleted at 4, compacted at 4: what is left is a's version, its
+    // current record and the delete's event.
+    KeyValue a{"a", 2, 2, 1, "1", 0};
+    std::string hk = "ha" + std::string("\0\1", 2);
+    be(&hk, 2);
+    be(&hk, 0);
+    ASSERT_TRUE(db->Put({}, hk, std::string(1, '\0') + encode_key_value(a)).ok());
+    ASSERT_TRUE(db->Put({}, "ka", encode_key_value(a)).ok());
+    std::string ek = "e";
+    be(&ek, 4);
+    be(&ek, 0);
+    ASSERT_TRUE(db->Put({}, ek, std::string("\1b", 2)).ok());
+    ASSERT_TRUE(db->Put({}, "mapplied", le(4) + le(1)).ok());
+    ASSERT_TRUE(db->Put({}, "mrevision", le(4)).ok());
+    ASSERT_TRUE(db->Put({}, "mcompact", le(4)).ok());
+    delete db;
+  }
+  store_.reset();
+  store_ = open(dir);
+  EXPECT_EQ(store_->compact_revision(), 4);
+  EXPECT_EQ(get("a").kvs.at(0).value, "1");
+  std::vector<Event> ev;
+  ASSERT_TRUE(store_->events(4, 0, &ev).ok());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, Event::Type::kDelete);
+  EXPECT_EQ(ev[0].kv.key, "b");
+  EXPECT_EQ(ev[0].kv.mod_revision, 4);
+}
+
 // A data directory from the first layout (a current record per key, a version record per key
 // and revision, an event record per revision) is upgraded in place when it opens: every
 // version, read now or at its revision, and the event feed come out as they were written.
@@ -660,6 +709,47 @@ TEST_F(MvccTest, AStoreInTheFirstLayoutIsUpgradedAtOpen) {
   store_ = open(dir);
   EXPECT_EQ(get("a").kvs.at(0).value, "3");
   EXPECT_EQ(get("a", 3).kvs.at(0).value, "2");
+}
+
+// A txn may write one key twice at one revision (a put and a delete in sibling nested txns, as
+// etcd allows); compacting at that revision keeps both, so the feed from there has both.
+TEST_F(MvccTest, CompactionAtARevisionKeepsEveryVersionWrittenAtIt) {
+  put("k", "1");  // 2
+  auto put_txn = std::make_shared<TxnRequest>();
+  put_txn->success.push_back({PutRequest{"k", "2"}});
+  auto del_txn = std::make_shared<TxnRequest>();
+  del_txn->success.push_back({DeleteRangeRequest{"k", "", false}});
+  TxnRequest t;
+  t.success.push_back({put_txn});
+  t.success.push_back({del_txn});
+  Response r = run(t);
+  ASSERT_TRUE(r.error.ok()) << r.error.message;
+  ASSERT_EQ(store_->revision(), 3);
+  ASSERT_TRUE(run(CompactionRequest{3}).error.ok());
+  std::vector<Event> ev;
+  ASSERT_TRUE(store_->events(3, 0, &ev).ok());
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].type, Event::Type::kPut);
+  EXPECT_EQ(ev[0].kv.value, "2");
+  EXPECT_EQ(ev[1].type, Event::Type::kDelete);
+  EXPECT_TRUE(get("k", 3).kvs.empty());
+}
+
+// A put's previous version that apply() left unread is read before a compaction in the same
+// batch drops it.
+TEST_F(MvccTest, APreviousVersionLeftUnreadSurvivesACompactionInTheSameBatch) {
+  put("k", "1");  // 2
+  Command p, c;
+  p.op = PutRequest{"k", "2"};  // 3
+  c.op = CompactionRequest{3};
+  std::string dp = encode_command(p), dc = encode_command(c);
+  MvccStore::ApplyResult r;
+  raft::Index at = store_->applied_index();
+  ASSERT_TRUE(store_->apply({{at + 1, 1, dp}, {at + 2, 1, dc}}, &r).is_ok());
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_FALSE(r.events[0].prev_unread);
+  ASSERT_TRUE(r.events[0].prev_kv.has_value());
+  EXPECT_EQ(r.events[0].prev_kv->value, "1");
 }
 
 TEST_F(MvccTest, AMalformedCommandGetsAnErrorAndIsStillApplied) {
