@@ -618,17 +618,17 @@ class MvccStore::Txn {
       });
     } else {
       // Versions, revisions and leases are in the index: nothing is read from disk.
-      reader_.scan_entries(make_range(c.key, c.range_end), [&](const std::string& key,
-                                                                const KeyEntry& e) {
-        KeyValue kv;
-        kv.key = key;
-        kv.create_revision = e.create_revision;
-        kv.mod_revision = e.versions.back().rev;
-        kv.version = e.version;
-        kv.lease = e.lease;
-        any = true;
-        all = all && compare_kv(c, kv);
-      });
+      reader_.scan_entries(make_range(c.key, c.range_end),
+                           [&](const std::string& key, const KeyEntry& e) {
+                             KeyValue kv;
+                             kv.key = key;
+                             kv.create_revision = e.create_revision;
+                             kv.mod_revision = e.versions.back().rev;
+                             kv.version = e.version;
+                             kv.lease = e.lease;
+                             any = true;
+                             all = all && compare_kv(c, kv);
+                           });
     }
     if (!any) return c.target != Compare::Target::kValue && compare_kv(c, KeyValue{});
     return all;
@@ -1105,8 +1105,7 @@ Status MvccStore::upgrade_first_layout() {
     CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan"));
   }
   for (char kind : {kOldCurrent, kOldEvent}) {
-    (void)rest.DeleteRange(std::string(1, kind),
-                           std::string(1, static_cast<char>(kind + 1)));
+    (void)rest.DeleteRange(std::string(1, kind), std::string(1, static_cast<char>(kind + 1)));
   }
   (void)rest.Put(kMetaFormat, slice(u64_value(kFormat)));
   CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &rest), "upgrade"));

@@ -40,7 +40,7 @@
 namespace rocksdb {
 class DB;
 class Iterator;
-}
+}  // namespace rocksdb
 namespace chorus::storage {
 class SnapshotReceiver;
 }
