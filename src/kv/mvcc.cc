@@ -47,8 +47,9 @@ std::string revision_key(int64_t rev, int64_t sub) {
   base::put_u64_be(&k, static_cast<uint64_t>(sub));
   return k;
 }
-bool parse_revision_key(std::string_view k, int64_t* rev, int64_t* sub) {
-  if (k.size() != 17 || k[0] != kRevision) return false;
+// Splits a <kind><rev><sub> key (a revision record, or an event of the first layout).
+bool parse_revision_key(std::string_view k, int64_t* rev, int64_t* sub, char kind = kRevision) {
+  if (k.size() != 17 || k[0] != kind) return false;
   *rev = static_cast<int64_t>(base::load_u64_be(k.data() + 1));
   *sub = static_cast<int64_t>(base::load_u64_be(k.data() + 9));
   return true;
@@ -230,46 +231,35 @@ class StoreReader {
     return out;
   }
 
+  // Calls `fn` with the key and index entry of every key in `range` the index holds (live
+  // or not), in key order.
+  template <typename Fn>
+  void for_each_entry(const KeyRange& range, Fn&& fn) const {
+    if (range.single) {
+      auto it = index_->find(range.begin);
+      if (it != index_->end()) fn(it->first, it->second);
+      return;
+    }
+    for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
+      if (!range.unbounded && it->first >= range.end) break;
+      fn(it->first, it->second);
+    }
+  }
+  // Calls `fn` with the key and reference of every key in `range` live at `rev` (rev < 0:
+  // now), without reading the versions themselves.
+  template <typename Fn>
+  void scan_refs(const KeyRange& range, int64_t rev, Fn&& fn) const {
+    for_each_entry(range, [&](const std::string& key, const KeyEntry& e) {
+      if (const Ref* ref = live(e.versions, rev)) fn(key, *ref);
+    });
+  }
   // Calls `fn` with every key in `range` live at `rev` (rev < 0: now), in key order.
   template <typename Fn>
   void scan(const KeyRange& range, int64_t rev, Fn&& fn) const {
-    if (range.single) {
-      auto kv = at(range.begin, rev);
-      if (kv) fn(std::move(*kv));
-      return;
-    }
     std::vector<Ref> refs;
     scan_refs(range, rev, [&](const std::string&, const Ref& ref) { refs.push_back(ref); });
     for (KeyValue& kv : load_all(refs))
       fn(std::move(kv));
-  }
-  // Calls `fn` with the key and index entry of every key in `range` live now.
-  template <typename Fn>
-  void scan_entries(const KeyRange& range, Fn&& fn) const {
-    if (range.single) {
-      auto it = index_->find(range.begin);
-      if (it != index_->end() && it->second.live()) fn(it->first, it->second);
-      return;
-    }
-    for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
-      if (!range.unbounded && it->first >= range.end) break;
-      if (it->second.live()) fn(it->first, it->second);
-    }
-  }
-  // Calls `fn` with the key and reference of every key in `range` live at `rev`, without
-  // reading the versions themselves.
-  template <typename Fn>
-  void scan_refs(const KeyRange& range, int64_t rev, Fn&& fn) const {
-    if (range.single) {
-      auto it = index_->find(range.begin);
-      if (it == index_->end()) return;
-      if (const Ref* ref = live(it->second.versions, rev)) fn(it->first, *ref);
-      return;
-    }
-    for (auto it = index_->lower_bound(range.begin); it != index_->end(); ++it) {
-      if (!range.unbounded && it->first >= range.end) break;
-      if (const Ref* ref = live(it->second.versions, rev)) fn(it->first, *ref);
-    }
   }
 
  private:
@@ -563,26 +553,28 @@ class MvccStore::Txn {
   // The key's live version comes from the index: its value is read only when the request
   // needs it (prev_kv, ignore_value). A watcher that wants it reads it later (prev_unread).
   void do_put(const PutRequest& q, PutResponse* resp) {
-    // One lookup: the entry is found or made here and written through below.
-    KeyEntry* entry = &s_->index_.try_emplace(q.key).first->second;
-    const KeyEntry* live = entry->live() ? entry : nullptr;
+    // One lookup: the entry is found or made here and written through below. A key that is
+    // not live has version, create revision and lease 0 in it.
+    KeyEntry& entry = s_->index_.try_emplace(q.key).first->second;
+    const bool existed = entry.live();
     std::optional<KeyValue> prev;
-    if (live != nullptr && (q.prev_kv || q.ignore_value))
-      prev = reader_.load(live->versions.back());
-    const int64_t prev_lease = live != nullptr ? live->lease : 0;
+    if (existed && (q.prev_kv || q.ignore_value)) prev = reader_.load(entry.versions.back());
+    const int64_t prev_lease = entry.lease;
     KeyValue kv;
     kv.key = q.key;
-    kv.create_revision = live != nullptr ? live->create_revision : rev_;
+    kv.create_revision = existed ? entry.create_revision : rev_;
     kv.mod_revision = rev_;
-    kv.version = live != nullptr ? live->version + 1 : 1;
+    kv.version = entry.version + 1;
     kv.value = q.ignore_value ? prev->value : q.value;
     kv.lease = q.ignore_lease ? prev_lease : q.lease;
-    write_version(entry, kv, false);
-    if (live != nullptr && prev_lease != kv.lease) detach(prev_lease, kv.key);
-    if (live == nullptr || prev_lease != kv.lease) attach(kv.lease, kv.key);
+    write_version(&entry, kv, false);
+    if (prev_lease != kv.lease) {
+      detach(prev_lease, kv.key);
+      attach(kv.lease, kv.key);
+    }
     if (q.prev_kv) resp->prev_kv = prev;
     Event ev{Event::Type::kPut, std::move(kv), std::move(prev)};
-    ev.prev_unread = live != nullptr && !ev.prev_kv;
+    ev.prev_unread = existed && !ev.prev_kv;
     result_->events.push_back(std::move(ev));
   }
 
@@ -618,17 +610,18 @@ class MvccStore::Txn {
       });
     } else {
       // Versions, revisions and leases are in the index: nothing is read from disk.
-      reader_.scan_entries(make_range(c.key, c.range_end),
-                           [&](const std::string& key, const KeyEntry& e) {
-                             KeyValue kv;
-                             kv.key = key;
-                             kv.create_revision = e.create_revision;
-                             kv.mod_revision = e.versions.back().rev;
-                             kv.version = e.version;
-                             kv.lease = e.lease;
-                             any = true;
-                             all = all && compare_kv(c, kv);
-                           });
+      reader_.for_each_entry(make_range(c.key, c.range_end),
+                             [&](const std::string& key, const KeyEntry& e) {
+                               if (!e.live()) return;
+                               KeyValue kv;
+                               kv.key = key;
+                               kv.create_revision = e.create_revision;
+                               kv.mod_revision = e.versions.back().rev;
+                               kv.version = e.version;
+                               kv.lease = e.lease;
+                               any = true;
+                               all = all && compare_kv(c, kv);
+                             });
     }
     if (!any) return c.target != Compare::Target::kValue && compare_kv(c, KeyValue{});
     return all;
@@ -949,14 +942,15 @@ Status MvccStore::install(storage::SnapshotReceiver* receiver, const std::string
   o.create_if_missing = false;
   o.avoid_flush_during_shutdown = false;
   CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db_), "open"));
+  return load();
+}
+
+// Reads the store's state from RocksDB into memory, replacing whatever was there.
+Status MvccStore::load() {
   leases_.clear();
   sessions_.clear();
   session_expiry_.clear();
   index_.clear();
-  return load();
-}
-
-Status MvccStore::load() {
   std::string v;
   auto read_u64 = [&](const std::string& key, size_t at, uint64_t* out) -> Status {
     rocksdb::Status st = db_->Get({}, key, &v);
@@ -1087,12 +1081,11 @@ Status MvccStore::upgrade_first_layout() {
     std::string start(1, kOldEvent);
     base::put_u64_be(&start, compact);
     for (it->Seek(start); it->Valid() && it->key()[0] == kOldEvent; it->Next()) {
-      std::string_view k = view(it->key());
       std::string_view ev = view(it->value());
-      if (k.size() != 17 || ev.empty()) return Status::corruption("kv: malformed event record");
+      int64_t rev = 0, sub = 0;
+      if (!parse_revision_key(view(it->key()), &rev, &sub, kOldEvent) || ev.empty())
+        return Status::corruption("kv: malformed event record");
       if (ev[0] != 1) continue;
-      auto rev = static_cast<int64_t>(base::load_u64_be(k.data() + 1));
-      auto sub = static_cast<int64_t>(base::load_u64_be(k.data() + 9));
       std::string existing;
       st = db_->Get({}, revision_key(rev, sub), &existing);
       if (st.ok()) continue;
@@ -1155,10 +1148,6 @@ Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* r
     // The batch changed the key index, leases, sessions and revision in memory, and none of it
     // reached the disk: go back to what is there, so the reads served until the node stops
     // see the last batch written, never versions that have no record.
-    leases_.clear();
-    sessions_.clear();
-    session_expiry_.clear();
-    index_.clear();
     Status reloaded = load();
     if (!reloaded.is_ok()) {
       std::fprintf(stderr, "kv: the store cannot be read back after a failed write: %s\n",
@@ -1230,7 +1219,7 @@ ApiError MvccStore::events(int64_t from, size_t max_events, std::vector<Event>* 
     if (!parse_revision_value(view(it->value()), &ev.kv, &tombstone))
       return error(Code::kInternal, "chorus: damaged revision record");
     ev.type = tombstone ? Event::Type::kDelete : Event::Type::kPut;
-    // A txn writes each key at most once, so the version before `rev` is the previous one.
+    // As etcd's prev_kv: the key's version live before the event's revision.
     ev.prev_kv = reader.at(ev.kv.key, rev - 1);
     bytes += event_bytes(ev);
     out->push_back(std::move(ev));

@@ -7,7 +7,9 @@
 
 #include <filesystem>
 #include <ostream>
+#include <tuple>
 
+#include "base/coding.h"
 #include "kv/codec.h"
 
 namespace chorus::kv {
@@ -19,6 +21,44 @@ void PrintTo(const ApiError& e, std::ostream* os) {
 namespace {
 
 const std::string kAll(1, '\0');
+
+// Writes a store of the first layout by hand (a current record per key, a version record per key
+// and revision, an event record per revision, little-endian meta values), for the upgrade.
+class FirstLayoutStore {
+ public:
+  explicit FirstLayoutStore(const std::string& dir) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    EXPECT_TRUE(rocksdb::DB::Open(o, dir, &db_).ok());
+  }
+  ~FirstLayoutStore() { delete db_; }
+  // h<key>\0\1<rev><sub>: the flag and the KeyValue.
+  void version(const KeyValue& kv, bool tombstone, int64_t rev) {
+    std::string k = "h" + kv.key + std::string("\0\1", 2);
+    base::put_u64_be(&k, static_cast<uint64_t>(rev));
+    base::put_u64_be(&k, 0);
+    put(k, std::string(1, tombstone ? '\1' : '\0') + encode_key_value(kv));
+  }
+  // e<rev><sub>: the flag and the key.
+  void event(const std::string& key, bool tombstone, int64_t rev) {
+    std::string k = "e";
+    base::put_u64_be(&k, static_cast<uint64_t>(rev));
+    base::put_u64_be(&k, 0);
+    put(k, std::string(1, tombstone ? '\1' : '\0') + key);
+  }
+  void current(const KeyValue& kv) { put("k" + kv.key, encode_key_value(kv)); }
+  // m<name>: the numbers, each a little-endian u64.
+  void meta(const std::string& name, std::initializer_list<uint64_t> numbers) {
+    std::string v;
+    for (uint64_t n : numbers)
+      base::put_u64(&v, n);
+    put("m" + name, v);
+  }
+
+ private:
+  void put(const std::string& k, const std::string& v) { EXPECT_TRUE(db_->Put({}, k, v).ok()); }
+  rocksdb::DB* db_ = nullptr;
+};
 
 class MvccTest : public ::testing::Test {
  protected:
@@ -479,6 +519,34 @@ TEST_F(MvccTest, RevokingALeaseDeletesItsKeysInOneRevisionOnEveryReplica) {
   EXPECT_EQ(run(LeaseRevokeRequest{7}).error.message, errors::kLeaseNotFound);
 }
 
+// A key moves between leases with its puts: a put under another lease (or none) detaches it
+// from the old one, and a key put again after its delete attaches afresh; revoking a lease then
+// deletes only the keys still attached to it.
+TEST_F(MvccTest, APutMovesItsKeyBetweenLeases) {
+  ASSERT_TRUE(run(LeaseGrantRequest{1, 30}).error.ok());
+  ASSERT_TRUE(run(LeaseGrantRequest{2, 30}).error.ok());
+  put("k", "a", 1);
+  put("k", "b", 2);
+  put("n", "a", 1);
+  put("n", "b");
+  put("m", "a", 1);
+  del("m");
+  put("m", "b", 2);
+  auto keys_of = [&](int64_t id) {
+    for (const LeaseInfo& l : store_->leases())
+      if (l.id == id) return l.keys;
+    return std::vector<std::string>{};
+  };
+  EXPECT_TRUE(keys_of(1).empty());
+  EXPECT_EQ(keys_of(2), (std::vector<std::string>{"k", "m"}));
+  ASSERT_TRUE(run(LeaseRevokeRequest{1}).error.ok());
+  EXPECT_EQ(get("n").kvs.at(0).value, "b") << "no longer attached to the revoked lease";
+  ASSERT_TRUE(run(LeaseRevokeRequest{2}).error.ok());
+  EXPECT_TRUE(get("k").kvs.empty());
+  EXPECT_TRUE(get("m").kvs.empty());
+  EXPECT_EQ(get("n").kvs.size(), 1u);
+}
+
 TEST_F(MvccTest, LeaseGrantErrors) {
   ASSERT_TRUE(run(LeaseGrantRequest{1, 10}).error.ok());
   Response dup = run(LeaseGrantRequest{1, 10});
@@ -594,36 +662,16 @@ TEST_F(MvccTest, APutReadsThePreviousVersionOnlyWhenAskedFor) {
 TEST_F(MvccTest, AnUpgradeKeepsADeleteAtTheCompactedRevision) {
   const std::string dir = root_ + "/old-compacted";
   {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
-    auto be = [](std::string* out, uint64_t v) {
-      for (int i = 7; i >= 0; --i)
-        out->push_back(static_cast<char>(v >> (8 * i)));
-    };
-    auto le = [](uint64_t v) {
-      std::string out;
-      for (int i = 0; i < 8; ++i)
-        out.push_back(static_cast<char>(v >> (8 * i)));
-      return out;
-    };
     // a=1 at 2, b=x at 3, b deleted at 4, compacted at 4: what is left is a's version, its
     // current record and the delete's event.
+    FirstLayoutStore old(dir);
     KeyValue a{"a", 2, 2, 1, "1", 0};
-    std::string hk = "ha" + std::string("\0\1", 2);
-    be(&hk, 2);
-    be(&hk, 0);
-    ASSERT_TRUE(db->Put({}, hk, std::string(1, '\0') + encode_key_value(a)).ok());
-    ASSERT_TRUE(db->Put({}, "ka", encode_key_value(a)).ok());
-    std::string ek = "e";
-    be(&ek, 4);
-    be(&ek, 0);
-    ASSERT_TRUE(db->Put({}, ek, std::string("\1b", 2)).ok());
-    ASSERT_TRUE(db->Put({}, "mapplied", le(4) + le(1)).ok());
-    ASSERT_TRUE(db->Put({}, "mrevision", le(4)).ok());
-    ASSERT_TRUE(db->Put({}, "mcompact", le(4)).ok());
-    delete db;
+    old.version(a, false, 2);
+    old.current(a);
+    old.event("b", true, 4);
+    old.meta("applied", {4, 1});
+    old.meta("revision", {4});
+    old.meta("compact", {4});
   }
   store_.reset();
   store_ = open(dir);
@@ -643,45 +691,20 @@ TEST_F(MvccTest, AnUpgradeKeepsADeleteAtTheCompactedRevision) {
 TEST_F(MvccTest, AStoreInTheFirstLayoutIsUpgradedAtOpen) {
   const std::string dir = root_ + "/old";
   {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
-    auto be = [](std::string* out, uint64_t v) {
-      for (int i = 7; i >= 0; --i)
-        out->push_back(static_cast<char>(v >> (8 * i)));
-    };
-    auto le = [](uint64_t v) {
-      std::string out;
-      for (int i = 0; i < 8; ++i)
-        out.push_back(static_cast<char>(v >> (8 * i)));
-      return out;
-    };
     // a=1 at 2, a=2 at 3, b=x at 4, b deleted at 5.
-    auto version = [&](const KeyValue& kv, bool tombstone, int64_t rev) {
-      std::string k = "h" + kv.key + std::string("\0\1", 2);
-      be(&k, static_cast<uint64_t>(rev));
-      be(&k, 0);
-      std::string v(1, tombstone ? '\1' : '\0');
-      v += encode_key_value(kv);
-      ASSERT_TRUE(db->Put({}, k, v).ok());
-      std::string e = "e";
-      be(&e, static_cast<uint64_t>(rev));
-      be(&e, 0);
-      ASSERT_TRUE(db->Put({}, e, std::string(1, tombstone ? '\1' : '\0') + kv.key).ok());
-    };
+    FirstLayoutStore old(dir);
     KeyValue a1{"a", 2, 2, 1, "1", 0}, a2{"a", 2, 3, 2, "2", 0}, b{"b", 4, 4, 1, "x", 0};
     KeyValue b_tomb;
     b_tomb.key = "b";
     b_tomb.mod_revision = 5;
-    version(a1, false, 2);
-    version(a2, false, 3);
-    version(b, false, 4);
-    version(b_tomb, true, 5);
-    ASSERT_TRUE(db->Put({}, "ka", encode_key_value(a2)).ok());
-    ASSERT_TRUE(db->Put({}, "mapplied", le(5) + le(1)).ok());
-    ASSERT_TRUE(db->Put({}, "mrevision", le(5)).ok());
-    delete db;
+    for (const auto& [kv, tombstone, rev] :
+         {std::tuple{a1, false, 2}, {a2, false, 3}, {b, false, 4}, {b_tomb, true, 5}}) {
+      old.version(kv, tombstone, rev);
+      old.event(kv.key, tombstone, rev);
+    }
+    old.current(a2);
+    old.meta("applied", {5, 1});
+    old.meta("revision", {5});
   }
   store_.reset();
   store_ = open(dir);
