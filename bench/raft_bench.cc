@@ -76,11 +76,8 @@ class BenchGroup {
       }
       if (queue_.empty()) break;
       batch_.swap(queue_);
-      for (Message& m : batch_) {
+      for (Message& m : batch_)
         (void)nodes_[m.to - 1]->step(std::move(m));
-        // Delivered: the sender gets the buffer back, as a transport does after encoding.
-        nodes_[m.from - 1]->recycle(std::move(m));
-      }
       batch_.clear();
     }
     // Keep memory bounded: compact what every node applied, as a driver with snapshots would.

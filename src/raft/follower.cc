@@ -2,6 +2,8 @@
 // requests to the leader.
 #include "raft/raft.h"
 
+#include "raft/confchange.h"
+
 namespace chorus::raft {
 
 Error Raft::step_follower(Message& m) {

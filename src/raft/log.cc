@@ -169,6 +169,10 @@ Error RaftLog::slice(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>*
   if (hi > last_index() + 1) fatal("slice out of bound", hi, last_index());
   if (lo == hi) return Error::kOk;
   size_t start = out->size();
+  // One allocation for the common message instead of one per doubling; bounded, because a
+  // byte limit may cut a long range short.
+  constexpr Index kMaxReserve = 4096;
+  out->reserve(start + static_cast<size_t>(std::min(hi - lo, kMaxReserve)));
   if (lo < unstable_.offset) {
     Index stable_hi = std::min(hi, unstable_.offset);
     Error err = storage_->entries(lo, stable_hi, max_bytes, out);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "raft/confchange.h"
+
 namespace chorus::raft {
 namespace {
 

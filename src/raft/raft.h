@@ -168,10 +168,6 @@ class Raft {
     snapshot_requested_ = false;
     return r;
   }
-  // Hands a message back once the driver is done with it (sent, or stepped into a peer in the
-  // same process) so that its entry buffer is reused for the next append: the steady path then
-  // allocates nothing per message.
-  void recycle(Message&& m);
   // Applies a committed configuration change; returns the new configuration.
   ConfState apply_conf_change(const ConfChange& cc);
 
@@ -188,7 +184,8 @@ class Raft {
   NodeId lead() const { return lead_; }
   Role role() const { return role_; }
   const RaftLog& log() const { return log_; }
-  const ProgressTracker& tracker() const { return tracker_; }
+  // The voters of the configuration in force (both sides while joint).
+  const JointConfig& voters() const { return tracker_.config.voters; }
   bool promotable() const;
   bool lease_valid() const;
   // The fastest a follower's clock may run against the leader's while the lease stays safe:
@@ -340,7 +337,9 @@ class Raft {
   Ready ready_;
   bool ready_outstanding_ = false;
   std::vector<Entry> scratch_entries_;
-  // Entry buffers of recycled messages, bounded so that a burst does not pin memory.
+  // Entry buffers of appends built and not sent, reused by the next one; bounded so that a
+  // burst does not pin memory.
+  void recycle(Message&& m);
   std::vector<std::vector<Entry>> entry_buffers_;
   static constexpr size_t kMaxPooledBuffers = 64;
   static constexpr size_t kMaxPooledBufferEntries = 4096;

@@ -211,15 +211,15 @@ void Simulation::check_electable_hold_committed() {
   if (registry_max_ == 0) return;
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  const raft::TrackerConfig& cfg = l->raft->tracker().config;
-  if (cfg.voters.joint()) return;
+  const raft::JointConfig& voters = l->raft->voters();
+  if (voters.joint()) return;
   struct LogEnd {
     raft::NodeId id;
     raft::Term term;
     raft::Index index;
   };
   std::vector<LogEnd> ends;
-  for (raft::NodeId id : cfg.voters.incoming) {
+  for (raft::NodeId id : voters.incoming) {
     const SimNode& n = nodes_.at(id);
     if (n.lost) continue;  // never votes or runs again
     if (n.up) {
@@ -231,7 +231,7 @@ void Simulation::check_electable_hold_committed() {
       ends.push_back({id, t, d.last_index()});
     }
   }
-  size_t majority = cfg.voters.incoming.size() / 2 + 1;
+  size_t majority = voters.incoming.size() / 2 + 1;
   raft::Index a = registry_max_;
   raft::Term want = registry_[a]->term;
   for (const LogEnd& n : ends) {
@@ -269,12 +269,12 @@ void Simulation::check_commit_locked(SimNode& leader) {
   const raft::RaftLog& log = l->raft->log();
   raft::Index c = log.committed();
   if (c <= l->commit_floor) return;
-  const raft::TrackerConfig& cfg = l->raft->tracker().config;
-  if (cfg.voters.joint()) return;
+  const raft::JointConfig& voters = l->raft->voters();
+  if (voters.joint()) return;
   raft::Term term = l->raft->term();
   raft::Term want = log.term_or_zero(c);
   size_t holding = 0;
-  for (raft::NodeId id : cfg.voters.incoming) {
+  for (raft::NodeId id : voters.incoming) {
     const SimNode& n = nodes_.at(id);
     if (n.lost) {
       // A lost member never votes again: no election can use it against the commit.
@@ -295,7 +295,7 @@ void Simulation::check_commit_locked(SimNode& leader) {
     bool has_c = err == raft::Error::kCompacted || (err == raft::Error::kOk && t == want);
     if (has_c && last >= term) ++holding;
   }
-  if (holding < cfg.voters.incoming.size() / 2 + 1) {
+  if (holding < voters.incoming.size() / 2 + 1) {
     fail(Check::kCommitLocked, "commit not locked: n" + std::to_string(l->id) +
                                    ", leader of term " + std::to_string(term) +
                                    ", committed index " + std::to_string(c) + " (term " +

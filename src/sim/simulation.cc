@@ -312,10 +312,6 @@ void Simulation::handle(Event& e) {
       raft::NodeId from = e.msg.from;
       raft::Error err = n.raft->step(std::move(e.msg));
       (void)err;  // stale or foreign messages are expected under faults
-      // Return the buffer to the sender, as the benchmark does, so the pooled path is exercised.
-      auto sender = nodes_.find(from);
-      if (sender != nodes_.end() && sender->second.up)
-        sender->second.raft->recycle(std::move(e.msg));
       if (snap) {
         schedule_snap_status(now_ + client_latency(), from, n.id, false);
       }
