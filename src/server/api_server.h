@@ -1,5 +1,5 @@
 // The etcd v3 gRPC API (KV, Lease, Cluster, Maintenance, and the standard health service) served
-// by one node. gRPC's headers stay inside api_server.cc.
+// by one node. gRPC's headers stay inside the chorus_api sources (api_internal.h).
 #pragma once
 
 #include <atomic>

@@ -1,0 +1,149 @@
+// The etcd v3 gRPC API inside: what the services share (the server's state, forwarding to the
+// leader, proposing and answering) and one factory per service. Only the chorus_api sources
+// include this; gRPC and the generated code stay out of every other header.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "server/api_server.h"
+#include "server/convert.h"
+#include "server/node.h"
+#include "server/watch_hub.h"
+
+namespace chorus::server {
+
+using Clock = std::chrono::steady_clock;
+
+// The state machine answered a request with a response of another kind: a bug, reported to
+// the client rather than crashing the member.
+grpc::Status mismatch();
+grpc::Status to_grpc(const RpcError& e);
+// gRPC's target for a client URL: "http://host:port" -> "host:port".
+std::string grpc_target(const std::string& url);
+// The target of the leader's first client URL, or empty when no other member leads.
+std::string leader_client_target(const Node& node);
+
+// Keep-alives reaching a follower go to the leader, whose clock alone decides expiry (as etcd
+// forwards them). One thread keeps one stream to the current leader's client URL and passes
+// requests over it one at a time; answers come back in order (api_lease.cc).
+class LeaseForwarder {
+ public:
+  using Done = std::function<void(bool ok, int64_t ttl)>;
+
+  explicit LeaseForwarder(Node* node);
+  ~LeaseForwarder();
+  LeaseForwarder(const LeaseForwarder&) = delete;
+  LeaseForwarder& operator=(const LeaseForwarder&) = delete;
+
+  void renew(int64_t id, Done done);
+
+ private:
+  static constexpr size_t kMaxQueued = 10000;
+  // Streams are replaced after this long, so a leader that vanished without closing its
+  // connection costs at most one deadline.
+  static constexpr auto kStreamLifetime = std::chrono::seconds(5);
+
+  void run();
+  bool forward(int64_t id, int64_t* ttl);
+  bool open();
+  void close();
+
+  Node* node_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<int64_t, Done>> queue_;
+  bool stop_ = false;
+  std::unique_ptr<pb::Lease::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>>
+      stream_;
+  raft::NodeId leader_ = 0;
+  Clock::time_point opened_;
+  std::thread thread_;
+};
+
+struct ApiServer::Impl {
+  Node* node;
+  std::unique_ptr<WatchHub> hub;
+  std::unique_ptr<LeaseForwarder> forwarder;
+  std::vector<std::unique_ptr<grpc::Service>> services;
+  ApiServerOptions options;
+  std::unique_ptr<grpc::Server> server;
+  std::vector<int> ports;
+
+  void header(pb::ResponseHeader* h, int64_t revision = 0) const {
+    h->set_cluster_id(node->cluster_id());
+    h->set_member_id(node->id());
+    h->set_revision(revision != 0 ? revision : node->store().revision());
+    h->set_raft_term(node->status().term);
+  }
+
+  std::string leader_target() const { return leader_client_target(*node); }
+
+  // Passes a unary call on to the leader (etcd forwards what only the leader can answer) and
+  // finishes `reactor` with its answer. `call` starts the client call on a stub.
+  template <typename Request, typename Response, typename Start>
+  void forward_to_leader(grpc::ServerUnaryReactor* reactor, const Request& req, Response* resp,
+                         Start start) {
+    std::string target = leader_target();
+    if (target.empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kNoLeader));
+      return;
+    }
+    struct Call {
+      std::shared_ptr<grpc::Channel> channel;
+      grpc::ClientContext ctx;
+      Request req;
+      Response resp;
+    };
+    auto* call = new Call;
+    call->channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    call->req = req;
+    start(call->channel, &call->ctx, &call->req, &call->resp,
+          [call, reactor, resp](grpc::Status st) {
+            if (st.ok()) *resp = std::move(call->resp);
+            reactor->Finish(st);
+            delete call;
+          });
+  }
+
+  grpc::ServerUnaryReactor* refuse(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(st);
+    return reactor;
+  }
+
+  // Proposes `cmd`; `fill` turns the state machine's response into the reply.
+  template <typename Fill>
+  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, kv::Command cmd, Fill fill) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    node->propose(std::move(cmd), [reactor, fill](const RpcError& e, kv::Response&& r) mutable {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      if (!r.error.ok()) return reactor->Finish(to_grpc(from_api_error(r.error)));
+      reactor->Finish(fill(r));
+    });
+    return reactor;
+  }
+};
+
+// One per service, each in its own file.
+std::unique_ptr<grpc::Service> make_kv_service(ApiServer::Impl* s);           // api_kv.cc
+std::unique_ptr<grpc::Service> make_lease_service(ApiServer::Impl* s);        // api_lease.cc
+std::unique_ptr<grpc::Service> make_watch_service(ApiServer::Impl* s);        // api_watch.cc
+std::unique_ptr<grpc::Service> make_cluster_service(ApiServer::Impl* s);      // api_cluster.cc
+std::unique_ptr<grpc::Service> make_maintenance_service(ApiServer::Impl* s);  // api_maintenance.cc
+
+}  // namespace chorus::server

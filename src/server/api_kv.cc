@@ -1,0 +1,116 @@
+// KV: Range, Put, DeleteRange, Txn and Compact.
+#include "server/api_internal.h"
+
+namespace chorus::server {
+namespace {
+
+class KvService final : public pb::KV::CallbackService {
+ public:
+  explicit KvService(ApiServer::Impl* s) : s_(s) {}
+
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
+                                  pb::RangeResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    auto run = [this, reactor, req, resp](const RpcError& e) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      kv::RangeResponse r;
+      kv::ApiError err = s_->node->store().range(to_kv(*req), &r);
+      if (!err.ok()) return reactor->Finish(to_grpc(from_api_error(err)));
+      to_pb(r, resp);
+      s_->header(resp->mutable_header(), r.revision);
+      reactor->Finish(grpc::Status::OK);
+    };
+    if (req->serializable()) {
+      run(RpcError{});
+    } else {
+      s_->node->read_barrier(std::move(run));
+    }
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
+                                pb::PutResponse* resp) override {
+    if (s_->node->has_alarm(AlarmType::kNoSpace)) return s_->refuse(ctx, no_space());
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* p_ptr = std::get_if<kv::PutResponse>(&r.op);
+      if (p_ptr == nullptr) return mismatch();
+      const auto& p = *p_ptr;
+      to_pb(p, resp);
+      s_->header(resp->mutable_header(), p.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx,
+                                        const pb::DeleteRangeRequest* req,
+                                        pb::DeleteRangeResponse* resp) override {
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
+      if (d_ptr == nullptr) return mismatch();
+      const auto& d = *d_ptr;
+      to_pb(d, resp);
+      s_->header(resp->mutable_header(), d.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
+                                pb::TxnResponse* resp) override {
+    if (has_put(*req) && s_->node->has_alarm(AlarmType::kNoSpace)) {
+      return s_->refuse(ctx, no_space());
+    }
+    kv::Command cmd;
+    cmd.op = to_kv(*req);
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* t_ptr = std::get_if<kv::TxnResponse>(&r.op);
+      if (t_ptr == nullptr) return mismatch();
+      const auto& t = *t_ptr;
+      to_pb(t, resp);
+      s_->header(resp->mutable_header(), t.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
+                                    const pb::CompactionRequest* req,
+                                    pb::CompactionResponse* resp) override {
+    kv::Command cmd;
+    cmd.op = kv::CompactionRequest{req->revision()};
+    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+      const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
+      if (c_ptr == nullptr) return mismatch();
+      const auto& c = *c_ptr;
+      s_->header(resp->mutable_header(), c.revision);
+      return grpc::Status::OK;
+    });
+  }
+
+ private:
+  static grpc::Status no_space() {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, rpc_errors::kNoSpace);
+  }
+  // etcd refuses a txn that may write while the space alarm is raised.
+  static bool has_put(const pb::TxnRequest& t) {
+    for (const auto* ops : {&t.success(), &t.failure()}) {
+      for (const pb::RequestOp& op : *ops) {
+        if (op.has_request_put()) return true;
+        if (op.has_request_txn() && has_put(op.request_txn())) return true;
+      }
+    }
+    return false;
+  }
+
+  ApiServer::Impl* s_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> make_kv_service(ApiServer::Impl* s) {
+  return std::make_unique<KvService>(s);
+}
+
+}  // namespace chorus::server
