@@ -33,7 +33,7 @@ build-asan: deps $(ASAN)/build.ninja
 # The main job: a local 3-member cluster of chorusd on loopback (clients on 2379, 22379, 32379),
 # data in .run/. Ctrl-C stops it.
 run: build
-	bash scripts/run-cluster.sh $(REL)/src/server/chorusd
+	TLS=$(TLS) bash scripts/run-cluster.sh $(REL)/src/server/chorusd
 
 # A simulated 5-node cluster going through a fault schedule, printing its timeline.
 sim-demo: build

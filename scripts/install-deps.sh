@@ -10,7 +10,7 @@ packages=(
   clang clang-format libclang-rt-14-dev
   libgrpc++-dev libabsl-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev
   libasio-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  etcd-client curl python3
+  etcd-client curl python3 openssl
   iproute2 iptables faketime python3-grpcio python3-protobuf python3-etcd3
 )
 

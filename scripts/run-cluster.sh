@@ -2,14 +2,43 @@
 # Starts a local 3-member Chorus cluster on loopback, as etcd's Procfile does: clients on
 # 2379, 22379 and 32379, peers on 2380, 22380 and 32380, /health and /metrics on 2381, 22381
 # and 32381, data under .run/. Ctrl-C stops every
-# member cleanly (SIGTERM: the leader hands over first).
+# member cleanly (SIGTERM: the leader hands over first). With TLS=1 the client URLs are https
+# with client certificates required, from a CA and certificates made on the spot under
+# .run-tls/tls/ (the data then lives under .run-tls/).
 #
-#   scripts/run-cluster.sh [path/to/chorusd]
+#   [TLS=1] scripts/run-cluster.sh [path/to/chorusd]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chorusd=${1:-build/rel/src/server/chorusd}
-data=${RUN_DIR:-.run}
+tls=${TLS:-}
+[ "$tls" = 0 ] && tls=""
+if [ -n "$tls" ]; then data=${RUN_DIR:-.run-tls}; else data=${RUN_DIR:-.run}; fi
 mkdir -p "$data"
+scheme=http
+tls_flags=()
+ctl_flags=()
+if [ -n "$tls" ]; then
+  scheme=https
+  pki="$(cd "$data" && pwd)/tls"
+  if [ ! -f "$pki/client.crt" ]; then
+    mkdir -p "$pki"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    (
+      cd "$pki"
+      openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.crt -days 365 -subj /CN=chorus-local-ca
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >member.ext
+      printf 'extendedKeyUsage=clientAuth\n' >client.ext
+      for name in member client; do
+        openssl req -new "${ec[@]}" -keyout "$name.key" -out "$name.csr" -subj "/CN=$name"
+        openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+          -out "$name.crt" -days 365 -extfile "$name.ext"
+      done
+    ) >"$data/tls.log" 2>&1 || { echo "chorus: making certificates failed, see $data/tls.log" >&2; exit 1; }
+  fi
+  tls_flags=(--cert-file "$pki/member.crt" --key-file "$pki/member.key"
+    --trusted-ca-file "$pki/ca.crt" --client-cert-auth)
+  ctl_flags=(--cacert "$pki/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key")
+fi
 
 names=(infra1 infra2 infra3)
 client_ports=(2379 22379 32379)
@@ -41,8 +70,8 @@ trap stop INT TERM EXIT
 
 for i in 0 1 2; do
   "$chorusd" --name "${names[$i]}" --data-dir "$data/${names[$i]}" \
-    --listen-client-urls "http://127.0.0.1:${client_ports[$i]}" \
-    --advertise-client-urls "http://127.0.0.1:${client_ports[$i]}" \
+    --listen-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" \
+    --advertise-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" "${tls_flags[@]}" \
     --listen-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
     --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
     --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
@@ -51,9 +80,15 @@ for i in 0 1 2; do
   pids+=($!)
 done
 
-endpoints="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
+if [ -n "$tls" ]; then
+  endpoints="https://127.0.0.1:2379,https://127.0.0.1:22379,https://127.0.0.1:32379"
+else
+  endpoints="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
+fi
 for _ in $(seq 1 100); do
-  if ETCDCTL_API=3 etcdctl --endpoints="$endpoints" endpoint health >/dev/null 2>&1; then break; fi
+  if ETCDCTL_API=3 etcdctl --endpoints="$endpoints" "${ctl_flags[@]}" endpoint health >/dev/null 2>&1; then
+    break
+  fi
   sleep 0.1
 done
 
@@ -67,6 +102,13 @@ Chorus: a 3-member cluster is running on loopback (logs in $data/*.log).
 Talk to it with etcdctl (Debian's etcd-client):
 
   export ETCDCTL_API=3 ETCDCTL_ENDPOINTS=$endpoints
+MSG
+if [ -n "$tls" ]; then
+  cat <<MSG
+  export ETCDCTL_CACERT=$pki/ca.crt ETCDCTL_CERT=$pki/client.crt ETCDCTL_KEY=$pki/client.key
+MSG
+fi
+cat <<MSG
   etcdctl put greeting hello
   etcdctl get greeting -w json
   etcdctl get --prefix ''
@@ -75,7 +117,7 @@ Talk to it with etcdctl (Debian's etcd-client):
 
 Ctrl-C stops the cluster.
 MSG
-ETCDCTL_API=3 etcdctl --endpoints="$endpoints" endpoint status -w table 2>&1 || true
+ETCDCTL_API=3 etcdctl --endpoints="$endpoints" "${ctl_flags[@]}" endpoint status -w table 2>&1 || true
 
 # Waits for Ctrl-C, or for a member to exit on its own.
 wait -n "${pids[@]}" || true

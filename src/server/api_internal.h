@@ -32,8 +32,10 @@ grpc::Status mismatch();
 grpc::Status to_grpc(const RpcError& e);
 // gRPC's target for a client URL: "http://host:port" -> "host:port".
 std::string grpc_target(const std::string& url);
-// The target of the leader's first client URL, or empty when no other member leads.
-std::string leader_client_target(const Node& node);
+// The leader's first client URL, or empty when no other member leads.
+std::string leader_client_url(const Node& node);
+// A channel to another member's client URL: TLS for https, plain text for http.
+std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls);
 
 // Keep-alives reaching a follower go to the leader, whose clock alone decides expiry (as etcd
 // forwards them). One thread keeps one stream to the current leader's client URL and passes
@@ -42,7 +44,7 @@ class LeaseForwarder {
  public:
   using Done = std::function<void(bool ok, int64_t ttl)>;
 
-  explicit LeaseForwarder(Node* node);
+  LeaseForwarder(Node* node, const ClientTls* tls);
   ~LeaseForwarder();
   LeaseForwarder(const LeaseForwarder&) = delete;
   LeaseForwarder& operator=(const LeaseForwarder&) = delete;
@@ -61,6 +63,7 @@ class LeaseForwarder {
   void close();
 
   Node* node_;
+  const ClientTls* tls_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<int64_t, Done>> queue_;
@@ -90,15 +93,15 @@ struct ApiServer::Impl {
     h->set_raft_term(node->status().term);
   }
 
-  std::string leader_target() const { return leader_client_target(*node); }
+  std::string leader_url() const { return leader_client_url(*node); }
 
   // Passes a unary call on to the leader (etcd forwards what only the leader can answer) and
   // finishes `reactor` with its answer. `call` starts the client call on a stub.
   template <typename Request, typename Response, typename Start>
   void forward_to_leader(grpc::ServerUnaryReactor* reactor, const Request& req, Response* resp,
                          Start start) {
-    std::string target = leader_target();
-    if (target.empty()) {
+    std::string url = leader_url();
+    if (url.empty()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kNoLeader));
       return;
     }
@@ -109,7 +112,7 @@ struct ApiServer::Impl {
       Response resp;
     };
     auto* call = new Call;
-    call->channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    call->channel = member_channel(url, options.tls);
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     call->req = req;
     start(call->channel, &call->ctx, &call->req, &call->resp,

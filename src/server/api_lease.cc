@@ -59,7 +59,7 @@ class LeaseService final : public pb::Lease::CallbackService {
                                             pb::LeaseTimeToLiveResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!s_->node->is_leader() && s_->node->store().lease_exists(req->id()) &&
-        !s_->leader_target().empty()) {
+        !s_->leader_url().empty()) {
       // The time left is the leader's to tell: only its clock runs the lease.
       s_->forward_to_leader(
           reactor, *req, resp,
@@ -157,8 +157,8 @@ class LeaseService final : public pb::Lease::CallbackService {
 
 }  // namespace
 
-LeaseForwarder::LeaseForwarder(Node* node)
-    : node_(node), thread_([this] {
+LeaseForwarder::LeaseForwarder(Node* node, const ClientTls* tls)
+    : node_(node), tls_(tls), thread_([this] {
         base::set_thread_name("chorus-leases");
         run();
       }) {}
@@ -231,9 +231,9 @@ bool LeaseForwarder::open() {
   }
   if (stream_ && leader == leader_ && Clock::now() - opened_ < kStreamLifetime) return true;
   close();
-  std::string target = leader_client_target(*node_);
-  if (target.empty()) return false;
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  std::string url = leader_client_url(*node_);
+  if (url.empty()) return false;
+  auto channel = member_channel(url, *tls_);
   stub_ = pb::Lease::NewStub(channel);
   ctx_ = std::make_unique<grpc::ClientContext>();
   ctx_->set_deadline(std::chrono::system_clock::now() + kStreamLifetime + std::chrono::seconds(2));

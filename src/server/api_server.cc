@@ -39,13 +39,17 @@ std::string grpc_target(const std::string& url) {
   return pos == std::string::npos ? url : url.substr(pos + 3);
 }
 
-std::string leader_client_target(const Node& node) {
+std::string leader_client_url(const Node& node) {
   raft::NodeId leader = node.status().leader;
   if (leader == 0 || leader == node.id()) return "";
   for (const MemberInfo& m : node.members()) {
-    if (m.id == leader && !m.client_urls.empty()) return grpc_target(m.client_urls.front());
+    if (m.id == leader && !m.client_urls.empty()) return m.client_urls.front();
   }
   return "";
+}
+
+std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls) {
+  return grpc::CreateChannel(grpc_target(url), member_channel_credentials(url, tls));
 }
 
 namespace {
@@ -122,7 +126,8 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
 }  // namespace
 
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop) {
+                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop,
+                               const ClientTls& tls) {
   if (client_urls.empty()) return storage::Status::invalid_argument("no client URL to fetch from");
   std::string target = grpc_target(client_urls.front());
   grpc::ChannelArguments args;
@@ -131,7 +136,8 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto channel =
+      grpc::CreateCustomChannel(target, member_channel_credentials(client_urls.front(), tls), args);
   auto stub = pb::Maintenance::NewStub(channel);
   const storage::Status stopped = storage::Status::io_error("the member is stopping");
 
@@ -246,13 +252,21 @@ storage::Status ApiServer::start() {
   impl_->services.push_back(make_lease_service(impl_.get()));
   impl_->services.push_back(make_cluster_service(impl_.get()));
   impl_->services.push_back(make_maintenance_service(impl_.get()));
-  impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node);
+  impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node, &impl_->options.tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   impl_->ports.assign(impl_->options.listen_addresses.size(), 0);
+  std::shared_ptr<grpc::ServerCredentials> tls;
   for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
-    builder.AddListeningPort(impl_->options.listen_addresses[i], grpc::InsecureServerCredentials(),
-                             &impl_->ports[i]);
+    bool https = i < impl_->options.listen_tls.size() && impl_->options.listen_tls[i];
+    if (https && !tls) {
+      if (!impl_->options.tls.has_identity()) {
+        return storage::Status::invalid_argument("an https listener needs a certificate and key");
+      }
+      tls = server_credentials(impl_->options.tls);
+    }
+    builder.AddListeningPort(impl_->options.listen_addresses[i],
+                             https ? tls : grpc::InsecureServerCredentials(), &impl_->ports[i]);
   }
   int max_recv = static_cast<int>(
       std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));

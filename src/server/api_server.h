@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/tls.h"
 #include "storage/status.h"
 
 namespace chorus::storage {
@@ -23,12 +24,18 @@ class Node;
 // Fetches a member's state machine through its Maintenance.Snapshot stream into `receiver`,
 // after waiting (a few seconds at most) for that member to have applied `min_index`. Used by a
 // follower installing a snapshot (NodeOptions::fetch_snapshot); gives up soon after `stop`.
+// An https URL is reached over TLS with `tls`.
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop);
+                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop,
+                               const ClientTls& tls);
 
 struct ApiServerOptions {
-  // host:port pairs to listen on.
+  // host:port pairs to listen on, and whether each is https (served with `tls`).
   std::vector<std::string> listen_addresses;
+  std::vector<bool> listen_tls;
+  // The member's certificate, key and trusted CA: for its https listeners, and for its calls to
+  // other members' https client URLs (forwarding to the leader, fetching a snapshot).
+  ClientTls tls;
   uint64_t max_request_bytes = 1572864;
   int64_t max_txn_ops = 128;
   // Requests slower than this are logged.

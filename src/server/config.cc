@@ -82,6 +82,15 @@ constexpr std::array kSettings = {
     Setting{"Clustering", "initial-cluster-token", "<string>", "etcd-cluster",
             "Clusters bootstrapped with different tokens get different ids, even with the same "
             "URLs."},
+    Setting{"Security", "cert-file", "<path>", "",
+            "Certificate (PEM) served on https client URLs; read again when it changes."},
+    Setting{"Security", "key-file", "<path>", "", "Private key (PEM) of --cert-file."},
+    Setting{"Security", "trusted-ca-file", "<path>", "",
+            "CA certificates (PEM) that client certificates must be signed by; also what this "
+            "member trusts when it calls other members' https client URLs."},
+    Setting{"Security", "client-cert-auth", "", "false",
+            "Refuse clients without a certificate signed by --trusted-ca-file, during the TLS "
+            "handshake."},
     Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
     Setting{"Chorus", "lease-reads", "", "false",
             "Serve linearizable reads under the leader's lease instead of confirming leadership "
@@ -542,6 +551,56 @@ bool check_cluster(const RawValues& values, ServerConfig* c, std::string* error)
   return true;
 }
 
+constexpr const char* kNoPeerTls =
+    "peer TLS (--peer-cert-file) is not supported yet: use http for peer URLs";
+
+bool has_https(const std::vector<Url>& urls) {
+  return std::any_of(urls.begin(), urls.end(), [](const Url& u) { return u.scheme == "https"; });
+}
+
+// Peers talk over plain TCP for now: an https peer URL would be a promise of encryption that
+// nothing keeps.
+bool refuse_https_peers(const RawValue& v, const std::vector<Url>& urls, std::string* error) {
+  if (!has_https(urls)) return true;
+  return fail(error, v, std::string("lists an https URL, but ") + kNoPeerTls);
+}
+
+// The client TLS settings hang together: https client URLs need a certificate and its key,
+// client certificate checks need the CA that signs them.
+bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
+  if (!refuse_https_peers(lookup(values, "listen-peer-urls", kDefaultListenPeerUrls),
+                          c->listen_peer_urls, error) ||
+      !refuse_https_peers(lookup(values, "initial-advertise-peer-urls", ""),
+                          c->initial_advertise_peer_urls, error)) {
+    return false;
+  }
+  c->cert_file = lookup(values, "cert-file", "").text;
+  c->key_file = lookup(values, "key-file", "").text;
+  c->trusted_ca_file = lookup(values, "trusted-ca-file", "").text;
+  if (!parse_bool(lookup(values, "client-cert-auth", "false"), &c->client_cert_auth, error)) {
+    return false;
+  }
+  if (c->cert_file.empty() != c->key_file.empty()) {
+    const char* set = c->cert_file.empty() ? "key-file" : "cert-file";
+    const char* unset = c->cert_file.empty() ? "--cert-file" : "--key-file";
+    return fail(error, lookup(values, set, ""), std::string("needs ") + unset + " too");
+  }
+  if (has_https(c->listen_client_urls) && c->cert_file.empty()) {
+    return fail(error, lookup(values, "listen-client-urls", kDefaultListenClientUrls),
+                "lists an https URL: set --cert-file and --key-file");
+  }
+  if (c->client_cert_auth && c->trusted_ca_file.empty()) {
+    return fail(error, lookup(values, "client-cert-auth", ""),
+                "needs --trusted-ca-file, the CA that client certificates must be signed by");
+  }
+  if (c->client_cert_auth && !has_https(c->listen_client_urls)) {
+    return fail(error, lookup(values, "client-cert-auth", ""),
+                "needs an https URL in " + mention(values, "listen-client-urls") +
+                    ": certificates are checked in the TLS handshake");
+  }
+  return true;
+}
+
 bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   const ServerConfig defaults;
   if (!parse_text(lookup(values, "name", defaults.name), &c->name, error)) return false;
@@ -571,6 +630,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                       &c->listen_metrics_urls, error)) {
     return false;
   }
+
+  if (!check_tls(values, c, error)) return false;
 
   const uint64_t kMaxInt = INT_MAX;
   const uint64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
@@ -617,9 +678,13 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   // The token may be empty, as in etcd; it only salts the ids.
   c->initial_cluster_token =
       lookup(values, "initial-cluster-token", defaults.initial_cluster_token).text;
-  if (!parse_cluster(lookup(values, "initial-cluster", kDefaultInitialCluster), &c->initial_cluster,
-                     error)) {
-    return false;
+  const RawValue cluster = lookup(values, "initial-cluster", kDefaultInitialCluster);
+  if (!parse_cluster(cluster, &c->initial_cluster, error)) return false;
+  for (const Member& m : c->initial_cluster) {
+    if (has_https(m.peer_urls)) {
+      return fail(error, cluster,
+                  "member " + in_quotes(m.name) + " has an https peer URL, but " + kNoPeerTls);
+    }
   }
   return check_cluster(values, c, error);
 }
@@ -766,11 +831,12 @@ bool parse_url(std::string_view text, Url* out, std::string* error) {
     return bad("is not a URL: it needs a scheme, as in http://10.0.0.1:2379");
   }
   const std::string scheme = lower(text.substr(0, sep));
-  if (scheme == "https") return bad("uses https, but TLS is not supported yet: use http");
   if (scheme == "unix" || scheme == "unixs") {
     return bad("is a unix socket; only http://host:port is supported");
   }
-  if (scheme != "http") return bad("has scheme " + in_quotes(scheme) + "; only http is supported");
+  if (scheme != "http" && scheme != "https") {
+    return bad("has scheme " + in_quotes(scheme) + "; only http and https are supported");
+  }
   std::string_view rest = text.substr(sep + 3);
   size_t end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, end);

@@ -17,8 +17,8 @@
 
 namespace chorus::server {
 
-// An http URL with an explicit port: "http://10.0.0.1:2380", "http://[::1]:2379". Scheme and
-// host are lower-cased; an IPv6 host is kept without its brackets.
+// An http or https URL with an explicit port: "http://10.0.0.1:2380", "http://[::1]:2379". Scheme
+// and host are lower-cased; an IPv6 host is kept without its brackets.
 struct Url {
   std::string scheme;
   std::string host;
@@ -28,10 +28,10 @@ struct Url {
   bool operator==(const Url&) const = default;
 };
 
-// Parses "http://host:port" (a trailing "/" is allowed; paths, queries and user info are not).
-// https is refused because TLS is not supported yet; unix sockets are refused too. Port 0 parses
-// (a listener may ask for any free port); the configuration refuses it where it is advertised.
-// Returns false and sets *error on bad input.
+// Parses "http://host:port" or "https://host:port" (a trailing "/" is allowed; paths, queries
+// and user info are not); unix sockets are refused. Port 0 parses (a listener may ask for any
+// free port); the configuration refuses it where it is advertised. Returns false and sets
+// *error on bad input.
 bool parse_url(std::string_view text, Url* out, std::string* error);
 
 // "http://a:1,http://b:2"
@@ -62,6 +62,14 @@ struct ServerConfig {
   // assigned the member its id when it was added, and its members may have changed since.
   uint64_t cluster_id = 0;
   uint64_t member_id = 0;
+
+  // Client TLS, etcd's flags: https client URLs are served with this certificate and key;
+  // with client_cert_auth a client must present a certificate the trusted CA signed. The files
+  // are read again when they change (rotation without a restart).
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+  bool client_cert_auth = false;
 
   int heartbeat_interval_ms = 100;
   int election_timeout_ms = 1000;

@@ -419,11 +419,47 @@ TEST(ConfigErrors, Choices) {
                {"CHORUS_INITIAL_CLUSTER_STATE", "'old'", "new, existing"});
 }
 
+TEST(Config, ClientTls) {
+  Parsed p =
+      parse({"--listen-client-urls", "https://127.0.0.1:2379,http://127.0.0.1:22379", "--cert-file",
+             "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  EXPECT_EQ(p.config.listen_client_urls[0].scheme, "https");
+  EXPECT_EQ(p.config.listen_client_urls[1].scheme, "http");
+  EXPECT_EQ(p.config.advertise_client_urls[0].to_string(), "https://127.0.0.1:2379");
+  EXPECT_EQ(p.config.cert_file, "s.crt");
+  EXPECT_EQ(p.config.key_file, "s.key");
+  EXPECT_EQ(p.config.trusted_ca_file, "ca.crt");
+  EXPECT_TRUE(p.config.client_cert_auth);
+
+  Parsed env = parse({}, {{"CHORUS_LISTEN_CLIENT_URLS", "https://127.0.0.1:2379"},
+                          {"CHORUS_CERT_FILE", "a.crt"},
+                          {"CHORUS_KEY_FILE", "a.key"}});
+  ASSERT_EQ(env.outcome, ParseOutcome::kRun) << env.message;
+  EXPECT_EQ(env.config.cert_file, "a.crt");
+  EXPECT_FALSE(env.config.client_cert_auth);
+}
+
+TEST(ConfigErrors, ClientTls) {
+  const char* https = "https://127.0.0.1:2379";
+  expect_error(parse({"--listen-client-urls", https, "--cert-file", "s.crt"}),
+               {"flag --cert-file", "needs --key-file"});
+  expect_error(parse({"--listen-client-urls", https, "--key-file", "s.key"}),
+               {"flag --key-file", "needs --cert-file"});
+  expect_error(parse({"--listen-client-urls", https, "--cert-file", "s.crt", "--key-file", "s.key",
+                      "--client-cert-auth"}),
+               {"flag --client-cert-auth", "--trusted-ca-file"});
+  expect_error(parse({"--trusted-ca-file", "ca.crt", "--client-cert-auth"}),
+               {"flag --client-cert-auth", "https URL", "--listen-client-urls (default)"});
+  expect_error(parse({"--listen-peer-urls", "https://127.0.0.1:2380"}),
+               {"flag --listen-peer-urls", "peer TLS"});
+}
+
 TEST(ConfigErrors, Urls) {
   expect_error(parse({"--listen-client-urls", "localhost:2379"}),
                {"flag --listen-client-urls", "needs a scheme"});
   expect_error(parse({"--listen-client-urls", "https://127.0.0.1:2379"}),
-               {"flag --listen-client-urls", "TLS is not supported yet"});
+               {"flag --listen-client-urls", "https", "--cert-file and --key-file"});
   expect_error(parse({}, {{"CHORUS_LISTEN_PEER_URLS", "http://127.0.0.1"}}),
                {"CHORUS_LISTEN_PEER_URLS", "has no port"});
   expect_error(parse({"--advertise-client-urls", "http://a:2379/v3"}),
@@ -473,7 +509,7 @@ TEST(ConfigErrors, InitialClusterEntries) {
   expect_error(parse({"--initial-cluster", "default=http://localhost:2380,"}),
                {"flag --initial-cluster", "empty entry"});
   expect_error(parse({"--initial-cluster", "default=https://localhost:2380"}),
-               {"flag --initial-cluster", "member 'default'", "TLS"});
+               {"flag --initial-cluster", "member 'default'", "peer TLS"});
   expect_error(
       parse({"--initial-cluster", "default=http://localhost:2380,b=http://localhost:2380"}),
       {"flag --initial-cluster", "to both 'default' and 'b'"});
@@ -529,7 +565,7 @@ TEST_F(ConfigFile, Errors) {
   file_error("config-file: other.yaml\n", {"key 'config-file'"});
   file_error("max-txn-ops: lots\n", {"key 'max-txn-ops'", "'lots' is not a whole number"});
   file_error("heartbeat-interval: -1\n", {"key 'heartbeat-interval'", "negative"});
-  file_error("listen-peer-urls: https://127.0.0.1:2380\n", {"key 'listen-peer-urls'", "TLS"});
+  file_error("listen-peer-urls: https://127.0.0.1:2380\n", {"key 'listen-peer-urls'", "peer TLS"});
   file_error("name:\n", {"key 'name'", "must not be empty"});
 }
 

@@ -1,6 +1,7 @@
 // chorusd: one member of a Chorus cluster. Takes etcd's flags (src/server/config.h), serves the
 // etcd v3 gRPC API on its client URLs and talks Raft to its peers on its peer URL.
 #include <pthread.h>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include "server/metrics.h"
 #include "server/node.h"
 #include "server/server_metrics.h"
+#include "server/tls.h"
 #include "transport/codec.h"
 #include "transport/transport.h"
 
@@ -118,6 +120,26 @@ int run(ServerConfig cfg) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Certificates are checked before anything starts: a member that cannot serve its https URLs
+  // says why at once instead of failing every handshake.
+  ClientTls tls{cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth};
+  if (tls.has_identity() || !tls.trusted_ca_file.empty()) {
+    std::string expiry;
+    storage::Status st = check_tls_files(tls, &expiry);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot use the TLS files", {{"error", st.to_string()}});
+      return 1;
+    }
+    if (!expiry.empty()) log(LogLevel::kError, expiry);
+  }
+  bool https_clients = std::any_of(cfg.listen_client_urls.begin(), cfg.listen_client_urls.end(),
+                                   [](const Url& u) { return u.scheme == "https"; });
+  if (tls.has_identity() && !https_clients) {
+    log(LogLevel::kWarn,
+        "--cert-file and --key-file are set, but no --listen-client-urls is https: clients are "
+        "served in plain text");
+  }
+
   // The member's id: the one its data directory records; else, for a new cluster, the one
   // derived from --initial-cluster; else the one the cluster gave it when it was added.
   uint64_t stored_id = 0;
@@ -165,7 +187,10 @@ int run(ServerConfig cfg) {
   // etcd keeps 5,000 entries behind a snapshot for slow followers; never more than a snapshot's
   // worth, so a small --snapshot-count still bounds the log.
   o.snapshots.catch_up_entries = std::min<uint64_t>(5000, cfg.snapshot_count);
-  o.fetch_snapshot = fetch_snapshot;
+  o.fetch_snapshot = [tls](const std::vector<std::string>& urls, raft::Index min_index,
+                           storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop) {
+    return fetch_snapshot(urls, min_index, receiver, stop, tls);
+  };
   o.max_request_bytes = cfg.max_request_bytes;
   o.quota_backend_bytes = cfg.quota_backend_bytes;
   // etcd's request timeout: 5 s plus two election timeouts.
@@ -259,8 +284,11 @@ int run(ServerConfig cfg) {
   peers.start();
 
   ApiServerOptions ao;
-  for (const Url& u : cfg.listen_client_urls)
+  for (const Url& u : cfg.listen_client_urls) {
     ao.listen_addresses.push_back(host_port(u));
+    ao.listen_tls.push_back(u.scheme == "https");
+  }
+  ao.tls = tls;
   ao.on_started = [&metrics](std::string_view method, std::string_view type) {
     auto [service, name] = split_method(method);
     metrics->grpc_started(type, service, name);

@@ -247,6 +247,9 @@ class Node {
   void drive_snapshot_fetch(std::chrono::steady_clock::time_point now);
   void stop_snapshot_fetch();
 
+  // The one Raft group this node drives; the write-ahead log is shared by groups.
+  static constexpr raft::GroupId kGroup = 1;
+
   NodeOptions options_;
   std::unique_ptr<storage::FileSystem> fs_;
   std::unique_ptr<storage::Wal> wal_;

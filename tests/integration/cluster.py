@@ -38,7 +38,13 @@ class Member:
 
     @property
     def endpoint(self):
+        if self.cluster.client_scheme == "https":
+            return "https://127.0.0.1:%d" % self.client_port
         return "127.0.0.1:%d" % self.client_port
+
+    @property
+    def client_url(self):
+        return "%s://127.0.0.1:%d" % (self.cluster.client_scheme, self.client_port)
 
     @property
     def peer_url(self):
@@ -49,8 +55,8 @@ class Member:
             self.cluster.chorusd,
             "--name", self.name,
             "--data-dir", self.data_dir,
-            "--listen-client-urls", "http://" + self.endpoint,
-            "--advertise-client-urls", "http://" + self.endpoint,
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
             "--listen-metrics-urls", "http://127.0.0.1:%d" % self.metrics_port,
@@ -59,7 +65,7 @@ class Member:
             "--initial-cluster-token", self.cluster.token,
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
-        ] + list(extra)
+        ] + list(self.cluster.extra_args(self)) + list(extra)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -103,8 +109,14 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, chorusd, size=3, token=None):
+    def __init__(self, chorusd, size=3, token=None, client_scheme="http", member_args=None,
+                 ctl_args=()):
+        """member_args(member) gives flags for one member (certificates); ctl_args go to every
+        etcdctl call (--cacert ...)."""
         self.chorusd = chorusd
+        self.client_scheme = client_scheme
+        self.member_args = member_args
+        self.ctl_args = list(ctl_args)
         self.root = tempfile.mkdtemp(prefix="chorus-it-")
         self.token = token or "it-%d" % os.getpid()
         ports = free_ports(3 * size)
@@ -112,6 +124,9 @@ class Cluster:
             Member(self, "m%d" % (i + 1), ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
             for i in range(size)
         ]
+
+    def extra_args(self, member):
+        return self.member_args(member) if self.member_args else []
 
     def initial_cluster(self):
         return ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
@@ -123,6 +138,15 @@ class Cluster:
         for m in self.members:
             m.start()
         self.wait_leader()
+
+    def start_or_keep(self):
+        """start(); if it fails, the members stop and their data and logs stay for a look."""
+        try:
+            self.start()
+        except Exception:
+            self.close(keep=True)
+            raise
+        return self
 
     def close(self, keep=False):
         for m in self.members:
@@ -137,10 +161,12 @@ class Cluster:
         return "\n".join("--- %s ---\n%s" % (m.name, m.log()[-4000:]) for m in self.members)
 
     # etcdctl ------------------------------------------------------------------------------
-    def ctl(self, *args, endpoints=None, stdin=None, timeout=30, check=True):
+    def ctl(self, *args, endpoints=None, stdin=None, timeout=30, check=True, ctl_args=None):
         env = dict(os.environ, ETCDCTL_API="3")
         cmd = [ETCDCTL, "--endpoints", endpoints or self.endpoints(self.live()),
-               "--command-timeout", "10s", "--dial-timeout", "3s"] + list(args)
+               "--command-timeout", "10s", "--dial-timeout", "3s"]
+        cmd += self.ctl_args if ctl_args is None else list(ctl_args)
+        cmd += list(args)
         p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env,
                            timeout=timeout)
         if check and p.returncode != 0:

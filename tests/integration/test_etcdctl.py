@@ -34,12 +34,7 @@ class ClusterTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.c = Cluster(CHORUSD)
-        try:
-            cls.c.start()
-        except Exception:
-            cls.c.close(keep=True)
-            raise
+        cls.c = Cluster(CHORUSD).start_or_keep()
 
     @classmethod
     def tearDownClass(cls):

@@ -1,0 +1,538 @@
+// The raft thread: the inbox, ticks, each Ready persisted and sent, committed entries and read
+// points handed to the apply thread; leadership transfers and membership changes.
+#include "server/node.h"
+
+#include <algorithm>
+#include <set>
+
+#include "kv/codec.h"
+#include "kv/snapshots.h"
+#include "server/log.h"
+
+namespace chorus::server {
+
+using Clock = std::chrono::steady_clock;
+using storage::Status;
+
+namespace {
+
+// Lease revokes proposed by the leader are proposed again if not applied in this time.
+constexpr auto kRevokeRetry = std::chrono::seconds(3);
+constexpr size_t kMaxRevokesPerTick = 64;
+
+}  // namespace
+
+void Node::raft_loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lk(inbox_mu_);
+      inbox_cv_.wait_until(lk, next_tick_, [this] {
+        return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
+               !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
+               !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
+               !in_fetched_.empty();
+      });
+      if (stopping_) return;
+    }
+    Clock::time_point now;
+    bool tick_due = false;
+    drain_inbox(&now, &tick_due);
+    if (tick_due) {
+      expire_requests(now);
+      if (is_leader()) propose_lease_revokes();
+      if (now >= next_quota_check_) {
+        next_quota_check_ = now + std::chrono::seconds(1);
+        check_quota();
+      }
+      if (!published_ && leader_ != 0 && now >= next_publish_) {
+        next_publish_ = now + std::chrono::seconds(1);
+        publish_attributes();
+      }
+    }
+    if (held_snapshot_) drive_snapshot_fetch(now);
+    while (!failed_ && raft_->has_ready())
+      handle_ready();
+    if (!failed_ && raft_->storage_failed()) fail_on_damaged_log();
+    if (failed_) return;
+    if (raft_->take_snapshot_request()) {
+      {
+        std::lock_guard<std::mutex> lk(apply_mu_);
+        snapshot_requested_ = true;
+      }
+      apply_cv_.notify_one();
+    }
+    if (!transfers_.empty()) check_transfers();
+  }
+}
+
+void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
+  std::vector<raft::Message> messages;
+  std::vector<PendingProposal> proposals;
+  std::vector<ReadDone> reads;
+  std::vector<raft::NodeId> unreachable;
+  std::vector<ConfRequest> conf_requests;
+  std::vector<raft::Snapshot> snapshots;
+  std::vector<FetchResult> fetched;
+  bool transfer = false;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    messages.swap(in_messages_);
+    proposals.swap(in_proposals_);
+    reads.swap(in_reads_);
+    unreachable.swap(in_unreachable_);
+    transfer = transfer_requested_;
+    transfer_requested_ = false;
+    for (auto& t : in_transfers_)
+      transfers_.push_back(std::move(t));
+    in_transfers_.clear();
+    conf_requests.swap(in_conf_changes_);
+    snapshots.swap(in_snapshots_);
+    fetched.swap(in_fetched_);
+  }
+  // Time first, once the inbox is taken: every tick due by now (after an fdatasync stall or a
+  // paused process, all the ticks missed) is delivered before anything taken is stepped, so a
+  // read is judged against a lease aged by all the real time that passed before it arrived
+  // (raft.h, tick()).
+  *now = Clock::now();
+  *tick_due = *now >= next_tick_;
+  while (*now >= next_tick_) {
+    raft_->tick();
+    next_tick_ += std::chrono::milliseconds(options_.tick_ms);
+  }
+  for (FetchResult& f : fetched) {
+    fetching_ = false;
+    if (fetch_thread_.joinable()) fetch_thread_.join();  // it has handed over its result
+    if (f.status.is_ok()) {
+      staged_ = std::move(f.receiver);
+      staged_index_ = f.index;
+    } else {
+      log(LogLevel::kWarn, "fetching the leader's store for the snapshot at index " +
+                               std::to_string(f.index) + " failed: " + f.status.to_string() +
+                               "; retrying in 1 s");
+      next_fetch_ = Clock::now() + std::chrono::seconds(1);
+    }
+  }
+  for (const raft::Snapshot& snap : snapshots) {
+    // The store is flushed through the snapshot's index, so the log may let go of what is
+    // before it, keeping catch_up_entries for followers slightly behind.
+    Status st =
+        wal_->compact(kGroup, snap, kv::compact_index(snap.metadata.index, options_.snapshots));
+    if (!st.is_ok()) {
+      fail_fatal("write-ahead log compaction: " + st.to_string());
+      return;
+    }
+  }
+  if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
+  for (auto& m : messages) {
+    if (hold_snapshot_message(m)) continue;
+    // A malformed or stray message is the peer's problem; the core refuses it safely.
+    (void)raft_->step(std::move(m));
+  }
+  for (raft::NodeId id : unreachable) {
+    raft_->report_unreachable(id);
+    // A snapshot message lost with its connection would otherwise leave the follower waiting
+    // for it forever: the leader sends nothing else to a follower in snapshot state.
+    raft_->report_snapshot(id, true);
+  }
+  for (auto& p : proposals) {
+    raft::Error err = raft_->propose(std::move(p.data));
+    if (err == raft::Error::kOk) continue;
+    RpcError e = err == raft::Error::kNoLeader
+                     ? rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader)
+                 : err == raft::Error::kEntryTooLarge
+                     ? rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge)
+                 : err == raft::Error::kUncommittedLimit
+                     ? rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests)
+                     : rpc_error(RpcCode::kUnavailable, rpc_errors::kLeaderChanged);
+    finish_proposal(p.request_id, e, kv::Response{});
+  }
+  if (!reads.empty()) {
+    // Every read that arrived since the last turn shares one ReadIndex round.
+    uint64_t ctx = next_read_context_++;
+    raft::Error err = raft_->read_index(ctx);
+    if (err != raft::Error::kOk) {
+      for (auto& r : reads)
+        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader));
+    } else {
+      read_rounds_[ctx] = ReadRound{
+          std::move(reads), Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)};
+    }
+  }
+  if (transfer && raft_->role() == raft::Role::kLeader) {
+    raft::Status st = raft_->status();
+    raft::NodeId best = raft::kNoNode;
+    raft::Index best_match = 0;
+    for (const auto& [id, pr] : st.progress) {
+      if (id == options_.id || pr.is_learner) continue;
+      if (best == raft::kNoNode || pr.match > best_match) {
+        best = id;
+        best_match = pr.match;
+      }
+    }
+    if (best != raft::kNoNode) (void)raft_->transfer_leader(best);
+  }
+}
+
+void Node::expire_requests(Clock::time_point now) {
+  for (auto it = read_rounds_.begin(); it != read_rounds_.end();) {
+    if (it->second.deadline <= now) {
+      for (auto& r : it->second.readers)
+        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
+      it = read_rounds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = conf_waiters_.begin(); it != conf_waiters_.end();) {
+    if (it->deadline <= now) {
+      Done done = std::move(it->done);
+      it = conf_waiters_.erase(it);
+      done(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
+    } else {
+      ++it;
+    }
+  }
+  std::vector<ProposeDone> expired;
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second.done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  proposals_failed_ += expired.size();
+  for (auto& d : expired)
+    d(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout), kv::Response{});
+}
+
+void Node::propose_lease_revokes() {
+  std::vector<int64_t> expired;
+  int64_t now = now_ms();
+  {
+    std::lock_guard<std::mutex> lk(lessor_mu_);
+    expired = lessor_.expired(now, kMaxRevokesPerTick);
+  }
+  auto t = Clock::now();
+  for (int64_t id : expired) {
+    auto it = revokes_in_flight_.find(id);
+    if (it != revokes_in_flight_.end() && t < it->second + kRevokeRetry) continue;
+    revokes_in_flight_[id] = t;
+    kv::Command c;
+    c.log_time_ms = now;
+    c.op = kv::LeaseRevokeRequest{id};
+    std::string data =
+        encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c));
+    (void)raft_->propose(std::move(data));
+  }
+}
+
+void Node::publish_attributes() {
+  MemberAttributes a{options_.id, options_.name, options_.client_urls};
+  std::string data = encode_proposal(ProposalHeader{ProposalKind::kMemberAttributes, 0, 0},
+                                     encode_member_attributes(a));
+  // Retried every tick until it is applied (apply_loop sets published_ through the member
+  // table), so a proposal lost in an election is proposed again.
+  (void)raft_->propose(std::move(data));
+  std::lock_guard<std::mutex> lk(members_mu_);
+  auto it = members_.find(options_.id);
+  if (it != members_.end() && it->second.name == options_.name &&
+      it->second.client_urls == options_.client_urls) {
+    published_ = true;
+  }
+}
+
+void Node::check_quota() {
+  if (options_.quota_backend_bytes <= 0 || leader_ == 0) return;
+  if (store_->size_bytes() <= static_cast<uint64_t>(options_.quota_backend_bytes)) return;
+  {
+    std::lock_guard<std::mutex> lk(alarms_mu_);
+    for (const Alarm& a : alarms_) {
+      if (a.member == options_.id && a.type == AlarmType::kNoSpace) return;
+    }
+  }
+  // Raised through the log so every member refuses writes alike; cleared by an operator
+  // (etcdctl alarm disarm) once space has been reclaimed.
+  AlarmChange change{true, options_.id, AlarmType::kNoSpace};
+  std::string data =
+      encode_proposal(ProposalHeader{ProposalKind::kAlarm, 0, 0}, encode_alarm_change(change));
+  (void)raft_->propose(std::move(data));
+}
+
+void Node::check_transfers() {
+  auto now = Clock::now();
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    Transfer& t = *it;
+    RpcError result;
+    bool finished = false;
+    if (!t.started) {
+      t.started = true;
+      if (raft_->role() != raft::Role::kLeader) {
+        result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader);
+        finished = true;
+      } else if (t.target == options_.id) {
+        finished = true;  // already there
+      } else {
+        raft::Status st = raft_->status();
+        auto pr = st.progress.find(t.target);
+        if (pr == st.progress.end() || pr->second.is_learner) {
+          result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
+          finished = true;
+        } else if (raft_->transfer_leader(t.target) != raft::Error::kOk) {
+          result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
+          finished = true;
+        }
+      }
+    } else if (leader_.load() == t.target) {
+      finished = true;
+    } else if (now >= t.deadline) {
+      result = rpc_error(RpcCode::kDeadlineExceeded, rpc_errors::kTransferTimeout);
+      finished = true;
+    }
+    if (finished) {
+      Done done = std::move(t.done);
+      it = transfers_.erase(it);
+      done(result);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Node::handle_ready() {
+  raft::Ready& rd = raft_->ready();
+  if (raft_->storage_failed()) {
+    fail_on_damaged_log();
+    return;
+  }
+  if (rd.soft_state) {
+    raft::NodeId lead = rd.soft_state->lead;
+    bool was_leader = is_leader();
+    if (lead != leader_.load()) {
+      if (lead != raft::kNoNode) ++leader_changes_;
+      leader_ = lead;
+    }
+    bool now_leader = rd.soft_state->role == raft::Role::kLeader;
+    if (now_leader != was_leader) {
+      std::lock_guard<std::mutex> lk(lessor_mu_);
+      if (now_leader) {
+        lessor_.promote(now_ms());
+      } else {
+        lessor_.demote();
+      }
+      revokes_in_flight_.clear();
+    }
+  }
+  // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
+  if (rd.messages_first && !rd.messages.empty()) {
+    sink_->send(std::move(rd.messages));
+    rd.messages.clear();
+  }
+  if (rd.must_write()) {
+    // A snapshot from the leader: the store is replaced first, then the log records the
+    // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
+    // (kv/snapshots.h).
+    if (rd.snapshot && !install_snapshot(*rd.snapshot)) return;
+    storage::WalBatch batch = ready_batch(kGroup, rd);
+    Status st;
+    if (rd.must_sync()) {
+      auto sync_start = Clock::now();
+      st = wal_->commit(batch);
+      if (options_.observe_wal_sync) {
+        options_.observe_wal_sync(std::chrono::duration<double>(Clock::now() - sync_start).count());
+      }
+    } else {
+      // Only the commit index moved: written, and made durable by the next fdatasync. A store
+      // that applied past the commit index the log recovers after a power cut is tolerated:
+      // replay skips what the store holds.
+      st = wal_->write(batch);
+    }
+    if (!st.is_ok()) {
+      fail_fatal("write-ahead log: " + st.to_string());
+      return;
+    }
+  }
+  if (rd.hard_state) {
+    term_ = rd.hard_state->term;
+    commit_ = rd.hard_state->commit;
+  }
+  if (!rd.messages.empty()) sink_->send(std::move(rd.messages));
+
+  ApplyItem item;
+  for (const raft::Entry& e : rd.committed_entries) {
+    if (e.type == raft::EntryType::kConfChange) item.confs.push_back(apply_conf_change_entry(e));
+  }
+  std::vector<raft::ReadState> read_states = std::move(rd.read_states);
+  raft_->advance();
+
+  item.entries.swap(raft_->ready_for_driver().committed_entries);
+  bool has_entries = !item.entries.empty();
+  if (has_entries) proposals_committed_ += item.entries.size();
+  std::vector<ApplyItem> reads;
+  for (const raft::ReadState& rs : read_states) {
+    auto it = read_rounds_.find(rs.context);
+    if (it == read_rounds_.end()) continue;
+    ApplyItem r;
+    r.read_index = rs.index;
+    r.readers = std::move(it->second.readers);
+    read_rounds_.erase(it);
+    reads.push_back(std::move(r));
+  }
+  if (has_entries || !reads.empty()) {
+    {
+      std::lock_guard<std::mutex> lk(apply_mu_);
+      if (has_entries) apply_queue_.push_back(std::move(item));
+      for (auto& r : reads)
+        apply_queue_.push_back(std::move(r));
+    }
+    apply_cv_.notify_one();
+  }
+}
+
+raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
+  std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
+  if (!cc) {
+    fail_fatal("undecodable configuration change at index " + std::to_string(e.index));
+    return raft_->status().config;
+  }
+  // The member table follows the configuration the core reports: a change the core ignored
+  // (invalid, the same on every replica) changes nothing here either.
+  raft::ConfState conf = raft_->apply_conf_change(*cc);
+  std::set<raft::NodeId> ids;
+  for (const auto* list :
+       {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next})
+    ids.insert(list->begin(), list->end());
+  std::optional<MemberContext> ctx;
+  if (!cc->context.empty()) ctx = decode_member_context(cc->context);
+  bool self_removed = false;
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    for (auto it = members_.begin(); it != members_.end();) {
+      if (ids.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
+      removed_.insert(it->first);
+      if (it->first == options_.id) {
+        self_removed = true;
+      } else {
+        sink_->remove_peer(it->first);
+      }
+      it = members_.erase(it);
+    }
+    for (const raft::ConfChangeSingle& ch : cc->changes) {
+      if (ch.type == raft::ConfChangeType::kRemoveNode || ids.count(ch.node) == 0) continue;
+      MemberInfo& m = members_[ch.node];
+      m.id = ch.node;
+      if (ctx) {
+        if (!ctx->name.empty()) m.name = ctx->name;
+        if (!ctx->peer_urls.empty()) m.peer_urls = ctx->peer_urls;
+      }
+      if (ch.node != options_.id && !m.peer_urls.empty()) sink_->set_peer(ch.node, m.peer_urls);
+    }
+    for (auto& [id, m] : members_) {
+      m.is_learner =
+          std::find(conf.learners.begin(), conf.learners.end(), id) != conf.learners.end();
+    }
+    auto self = members_.find(options_.id);
+    is_learner_ = self != members_.end() && self->second.is_learner;
+  }
+  for (auto it = conf_waiters_.begin(); it != conf_waiters_.end(); ++it) {
+    if (it->cc.changes == cc->changes) {
+      Done done = std::move(it->done);
+      conf_waiters_.erase(it);
+      done(RpcError{});
+      break;
+    }
+  }
+  if (self_removed) {
+    // As etcd: a removed member stops for good rather than disturb the cluster it left.
+    fail_fatal("this member was removed from the cluster");
+  }
+  return conf;
+}
+
+// The lessor's leases from the store (at start, or after the store was replaced); a leader
+
+void Node::change_membership(const raft::ConfChange& cc, bool check_learner_ready, Done done) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!stopping_) {
+      in_conf_changes_.push_back(
+          ConfRequest{cc, check_learner_ready, std::move(done),
+                      Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+bool Node::member_removed(raft::NodeId id) const {
+  std::lock_guard<std::mutex> lk(members_mu_);
+  return removed_.count(id) != 0;
+}
+
+void Node::start_conf_changes(std::vector<ConfRequest>&& requests) {
+  for (ConfRequest& r : requests) {
+    if (r.check_learner_ready) {
+      // etcd promotes a learner only once it holds 90% of the leader's log, so the promotion
+      // cannot leave the cluster waiting on a voter far behind. Only the leader can tell.
+      if (raft_->role() != raft::Role::kLeader) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader));
+        continue;
+      }
+      raft::Status st = raft_->status();
+      raft::NodeId id = r.cc.changes.empty() ? 0 : r.cc.changes.front().node;
+      auto pr = st.progress.find(id);
+      if (pr == st.progress.end() || !pr->second.is_learner) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kMemberNotLearner));
+        continue;
+      }
+      if (static_cast<double>(pr->second.match) < 0.9 * static_cast<double>(st.last_index)) {
+        r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kLearnerNotReady));
+        continue;
+      }
+    }
+    raft::Error err = raft_->propose_conf_change(r.cc);
+    if (err == raft::Error::kOk) {
+      conf_waiters_.push_back(std::move(r));
+    } else if (err == raft::Error::kNoLeader) {
+      r.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader));
+    } else if (err == raft::Error::kConfChangePending) {
+      r.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kConfChangePending));
+    } else {
+      r.done(rpc_error(RpcCode::kFailedPrecondition,
+                       std::string("etcdserver: ") + raft::to_string(err)));
+    }
+  }
+}
+
+void Node::apply_peer_urls(const MemberPeerUrls& u) {
+  std::lock_guard<std::mutex> lk(members_mu_);
+  auto it = members_.find(u.id);
+  if (it == members_.end() || u.peer_urls.empty()) return;
+  it->second.peer_urls = u.peer_urls;
+  if (u.id != options_.id) sink_->set_peer(u.id, u.peer_urls);
+}
+
+void Node::update_peer_urls(const MemberPeerUrls& u, Done done) {
+  propose_envelope(ProposalKind::kMemberPeerUrls, encode_member_peer_urls(u),
+                   [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); });
+}
+
+void Node::apply_alarm(const AlarmChange& change) {
+  std::lock_guard<std::mutex> lk(alarms_mu_);
+  auto same = [&](const Alarm& a) { return a.member == change.member && a.type == change.type; };
+  auto it = std::find_if(alarms_.begin(), alarms_.end(), same);
+  if (change.activate && it == alarms_.end()) alarms_.push_back(Alarm{change.member, change.type});
+  if (!change.activate && it != alarms_.end()) alarms_.erase(it);
+}
+
+}  // namespace chorus::server

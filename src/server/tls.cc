@@ -1,0 +1,133 @@
+#include "server/tls.h"
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace chorus::server {
+namespace {
+
+using storage::Status;
+
+std::string openssl_error() {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "not PEM";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+Status read_text(const std::string& path, const char* flag, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::io_error(std::string(flag) + " '" + path + "': cannot be read");
+  std::ostringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  if (out->empty()) return Status::corruption(std::string(flag) + " '" + path + "': is empty");
+  return Status::ok();
+}
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct KeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+std::unique_ptr<BIO, BioFree> bio_of(const std::string& text) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
+
+std::string read_file_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warning) {
+  expiry_warning->clear();
+  if (tls.has_identity()) {
+    std::string cert_pem, key_pem;
+    CHORUS_RETURN_IF_ERROR(read_text(tls.cert_file, "--cert-file", &cert_pem));
+    CHORUS_RETURN_IF_ERROR(read_text(tls.key_file, "--key-file", &key_pem));
+    std::unique_ptr<X509, X509Free> cert(
+        PEM_read_bio_X509(bio_of(cert_pem).get(), nullptr, nullptr, nullptr));
+    if (!cert) {
+      return Status::corruption("--cert-file '" + tls.cert_file + "': not a PEM certificate (" +
+                                openssl_error() + ")");
+    }
+    std::unique_ptr<EVP_PKEY, KeyFree> key(
+        PEM_read_bio_PrivateKey(bio_of(key_pem).get(), nullptr, nullptr, nullptr));
+    if (!key) {
+      return Status::corruption("--key-file '" + tls.key_file +
+                                "': not an unencrypted PEM private key (" + openssl_error() + ")");
+    }
+    if (X509_check_private_key(cert.get(), key.get()) != 1) {
+      ERR_clear_error();
+      return Status::invalid_argument("--key-file '" + tls.key_file +
+                                      "' is not the key of --cert-file '" + tls.cert_file + "'");
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) {
+      *expiry_warning = "--cert-file '" + tls.cert_file +
+                        "' has expired: TLS handshakes fail until it is replaced";
+    } else if (X509_cmp_current_time(X509_get0_notBefore(cert.get())) >= 0) {
+      *expiry_warning =
+          "--cert-file '" + tls.cert_file + "' is not valid yet: TLS handshakes fail until it is";
+    }
+  }
+  if (!tls.trusted_ca_file.empty()) {
+    std::string ca_pem;
+    CHORUS_RETURN_IF_ERROR(read_text(tls.trusted_ca_file, "--trusted-ca-file", &ca_pem));
+    std::unique_ptr<X509, X509Free> ca(
+        PEM_read_bio_X509(bio_of(ca_pem).get(), nullptr, nullptr, nullptr));
+    if (!ca) {
+      return Status::corruption("--trusted-ca-file '" + tls.trusted_ca_file +
+                                "': holds no PEM certificate (" + openssl_error() + ")");
+    }
+  }
+  return Status::ok();
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls) {
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file, tls.cert_file, tls.trusted_ca_file, kTlsRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!tls.trusted_ca_file.empty()) options.watch_root_certs();
+  options.set_cert_request_type(tls.client_cert_auth
+                                    ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                    : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(const std::string& url,
+                                                                     const ClientTls& tls) {
+  if (url.rfind("https://", 0) != 0) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions options;
+  // Read at each new channel, so a rotated certificate is used from the next call on.
+  if (!tls.trusted_ca_file.empty())
+    options.pem_root_certs = read_file_or_empty(tls.trusted_ca_file);
+  if (tls.has_identity()) {
+    options.pem_private_key = read_file_or_empty(tls.key_file);
+    options.pem_cert_chain = read_file_or_empty(tls.cert_file);
+  }
+  return grpc::SslCredentials(options);
+}
+
+}  // namespace chorus::server

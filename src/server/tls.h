@@ -1,0 +1,42 @@
+// Client TLS: the files etcd's --cert-file, --key-file, --trusted-ca-file name, checked before
+// the member serves, and gRPC credentials over them that read the files again when they change
+// (rotation without a restart). OpenSSL through gRPC's own TLS; nothing hand-rolled here.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "storage/status.h"
+
+namespace grpc {
+class ServerCredentials;
+class ChannelCredentials;
+}  // namespace grpc
+
+namespace chorus::server {
+
+struct ClientTls {
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+  bool client_cert_auth = false;
+  bool has_identity() const { return !cert_file.empty(); }
+};
+
+// How often the certificate files are read again.
+inline constexpr unsigned kTlsRefreshSeconds = 1;
+
+// Reads the files and checks them: each parses as PEM, the key belongs to the certificate, the
+// CA file holds at least one certificate. An error names the file and what is wrong with it.
+// `*expiry_warning` is set (and the check passes) when the certificate is expired or not yet
+// valid: handshakes will fail until it is replaced, which the member picks up on its own.
+storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warning);
+
+// For https listeners; requires a certificate and key.
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls);
+// For calls to another member's client URL: TLS for https (trusting --trusted-ca-file, else
+// the system's CAs, and presenting this member's certificate), plain text for http.
+std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(const std::string& url,
+                                                                     const ClientTls& tls);
+
+}  // namespace chorus::server

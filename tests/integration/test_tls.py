@@ -1,0 +1,216 @@
+"""Client TLS with the real etcdctl: a 3-member cluster serving https client URLs with
+--client-cert-auth, certificates generated here with the openssl command.
+
+    python3 tests/integration/test_tls.py --chorusd build/rel/src/server/chorusd [-v]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from cluster import Cluster, free_ports
+
+CHORUSD = None
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+
+
+def openssl(*args, cwd):
+    p = subprocess.run([OPENSSL] + list(args), cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise AssertionError("openssl %s failed: %s" % (" ".join(args), p.stderr))
+
+
+class Pki:
+    """Two CAs and the certificates the tests present, all EC P-256 (quick to make)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.ca("ca")
+        self.ca("other-ca")
+        self.cert("server", "ca", "chorus-member", server=True)
+        self.cert("client", "ca", "root")
+        self.cert("stranger", "other-ca", "root")
+        self.cert("server-other", "other-ca", "chorus-member", server=True)
+
+    def path(self, name):
+        return os.path.join(self.root, name)
+
+    def ca(self, name):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", name + ".key", "-out", name + ".crt", "-days", "2",
+                "-subj", "/CN=" + name, cwd=self.root)
+
+    def cert(self, name, ca, cn, server=False):
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn,
+                cwd=self.root)
+        ext = name + ".ext"
+        with open(self.path(ext), "w") as f:
+            if server:
+                f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                        "extendedKeyUsage=serverAuth,clientAuth\n")
+            else:
+                f.write("extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+                "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", ext,
+                cwd=self.root)
+
+    def ctl_args(self, client="client", ca="ca"):
+        return ["--cacert", self.path(ca + ".crt"), "--cert", self.path(client + ".crt"),
+                "--key", self.path(client + ".key")]
+
+
+class TlsClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="chorus-tls-")
+        cls.pki = Pki(cls.dir)
+
+        def member_args(m):
+            # Each member its own copy of the certificate, so one can be rotated alone.
+            for ext in ("crt", "key"):
+                dst = cls.pki.path("%s.%s" % (m.name, ext))
+                if not os.path.exists(dst):
+                    shutil.copy(cls.pki.path("server." + ext), dst)
+            return ["--cert-file", cls.pki.path(m.name + ".crt"),
+                    "--key-file", cls.pki.path(m.name + ".key"),
+                    "--trusted-ca-file", cls.pki.path("ca.crt"), "--client-cert-auth",
+                    "--snapshot-count", "50"]
+
+        cls.c = Cluster(CHORUSD, client_scheme="https", member_args=member_args,
+                        ctl_args=cls.pki.ctl_args()).start_or_keep()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def refused(self, p):
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+
+    def test_a_client_with_a_certificate_reads_and_writes_on_every_member(self):
+        for i, m in enumerate(self.c.members):
+            self.c.ctl("put", "tls/%d" % i, "v%d" % i, endpoints=m.endpoint)
+        for m in self.c.members:
+            out = self.c.ctl("get", "tls/", "--prefix", "--keys-only", endpoints=m.endpoint)
+            self.assertEqual(out.stdout.split(), ["tls/0", "tls/1", "tls/2"])
+
+    def test_a_follower_forwards_keep_alives_to_the_leader_over_tls(self):
+        leader = self.c.wait_leader()
+        follower = next(m for m in self.c.members if m is not leader)
+        out = self.c.ctl("lease", "grant", "30", endpoints=follower.endpoint).stdout
+        lease = out.split()[1]
+        out = self.c.ctl("lease", "keep-alive", "--once", lease, endpoints=follower.endpoint)
+        self.assertIn("keepalived with TTL", out.stdout)
+
+    def test_a_client_without_a_certificate_is_refused(self):
+        p = self.c.ctl("put", "tls/x", "1", check=False, timeout=30,
+                       ctl_args=["--cacert", self.pki.path("ca.crt")])
+        self.refused(p)
+
+    def test_a_certificate_from_another_ca_is_refused(self):
+        p = self.c.ctl("put", "tls/x", "1", check=False, timeout=30,
+                       ctl_args=self.pki.ctl_args(client="stranger"))
+        self.refused(p)
+
+    def test_plain_text_to_a_tls_port_is_refused(self):
+        m = self.c.members[0]
+        p = self.c.ctl("put", "tls/x", "1", check=False, timeout=30, ctl_args=[],
+                       endpoints="http://127.0.0.1:%d" % m.client_port)
+        self.refused(p)
+        # And the member still serves TLS clients afterwards.
+        self.c.ctl("put", "tls/after-plain", "1", endpoints=m.endpoint)
+
+    def test_z_a_rotated_certificate_is_served_without_a_restart(self):
+        m = self.c.members[2]
+        for ext in ("key", "crt"):
+            tmp = self.pki.path("%s.%s.new" % (m.name, ext))
+            shutil.copy(self.pki.path("server-other." + ext), tmp)
+            os.replace(tmp, self.pki.path("%s.%s" % (m.name, ext)))
+        deadline = time.time() + 20
+        new_ca = self.pki.ctl_args(ca="other-ca")
+        while True:
+            p = self.c.ctl("get", "tls/", "--prefix", check=False, endpoints=m.endpoint,
+                           ctl_args=new_ca, timeout=30)
+            if p.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertEqual(p.returncode, 0, p.stderr + self.c.logs())
+        # The old chain no longer verifies against this member.
+        self.refused(self.c.ctl("get", "tls/", check=False, endpoints=m.endpoint, timeout=30))
+
+    def test_y_a_member_behind_fetches_the_snapshot_over_tls(self):
+        m = self.c.members[1]
+        leader = self.c.wait_leader()
+        if m is leader:
+            m = self.c.members[0]
+        others = [x for x in self.c.members if x is not m]
+        self.assertEqual(m.stop(), 0)
+        for i in range(300):
+            self.c.ctl("put", "snap/%03d" % i, "v", endpoints=self.c.endpoints(others))
+        m.start()
+        deadline = time.time() + 60
+        count = None
+        while time.time() < deadline:
+            p = self.c.ctl("get", "snap/", "--prefix", "--limit", "1", "--consistency=s", "-w",
+                           "json", check=False, endpoints=m.endpoint)
+            if p.returncode == 0:
+                count = json.loads(p.stdout).get("count")
+                if count == 300:
+                    break
+            time.sleep(0.5)
+        self.assertEqual(count, 300, m.log()[-3000:])
+        self.assertIn("installed a snapshot", m.log())
+
+
+class TlsStartupTest(unittest.TestCase):
+    """A member refuses to start on TLS files it cannot use, and says which and why."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="chorus-tls-start-")
+        cls.pki = Pki(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def start(self, *flags):
+        client, peer = free_ports(2)
+        args = [CHORUSD, "--name", "solo", "--data-dir", os.path.join(self.dir, "solo"),
+                "--listen-client-urls", "https://127.0.0.1:%d" % client,
+                "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
+                "--initial-cluster", "solo=http://127.0.0.1:%d" % peer] + list(flags)
+        return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+    def test_a_missing_certificate(self):
+        p = self.start("--cert-file", self.pki.path("nope.crt"), "--key-file",
+                       self.pki.path("server.key"))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("cannot use the TLS files", p.stdout + p.stderr)
+        self.assertIn("nope.crt", p.stdout + p.stderr)
+
+    def test_a_key_of_another_certificate(self):
+        p = self.start("--cert-file", self.pki.path("server.crt"), "--key-file",
+                       self.pki.path("client.key"))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("is not the key of", p.stdout + p.stderr)
+
+    def test_https_without_a_certificate(self):
+        p = self.start()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("--cert-file and --key-file", p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chorusd", required=True)
+    args, rest = parser.parse_known_args()
+    CHORUSD = os.path.abspath(args.chorusd)
+    unittest.main(argv=[sys.argv[0]] + rest)
