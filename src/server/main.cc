@@ -312,11 +312,26 @@ int run(ServerConfig cfg) {
     peers.stop();
     return 1;
   }
+  // Certificates replaced while the member runs are checked as gRPC reads them: a file that
+  // turns bad is logged, and reported by /health, until it is fixed.
+  std::unique_ptr<TlsFileWatch> tls_watch;
+  if (https_clients) {
+    tls_watch = std::make_unique<TlsFileWatch>(tls, [](const std::string& problem) {
+      if (problem.empty()) {
+        log(LogLevel::kInfo, "the TLS files are usable again");
+      } else {
+        log(LogLevel::kError, "TLS files", {{"error", problem}});
+      }
+    });
+  }
   // /health, /metrics and /version on --listen-metrics-urls (gRPC owns the client ports).
   HttpHandlers handlers;
-  handlers.health = [&node, &metrics](bool) {
+  handlers.health = [&node, &metrics, &tls_watch](bool) {
     HealthResult r{true, ""};
-    if (node->status().leader == raft::kNoNode) {
+    std::string tls_problem = tls_watch ? tls_watch->problem() : "";
+    if (!tls_problem.empty()) {
+      r = HealthResult{false, "TLS: " + tls_problem};
+    } else if (node->status().leader == raft::kNoNode) {
       r = HealthResult{false, "RAFT NO LEADER"};
     } else if (!node->alarms().empty()) {
       r = HealthResult{false, node->alarms().front().type == AlarmType::kNoSpace ? "ALARM NOSPACE"

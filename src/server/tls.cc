@@ -10,8 +10,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
+
+#include "base/thread_name.h"
 
 namespace chorus::server {
 namespace {
@@ -102,6 +105,49 @@ storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warnin
     }
   }
   return Status::ok();
+}
+
+TlsFileWatch::TlsFileWatch(ClientTls tls, std::function<void(const std::string&)> on_change)
+    : tls_(std::move(tls)), on_change_(std::move(on_change)) {
+  // What the files hold now was judged (and logged) at start; only changes are news.
+  std::string expiry;
+  Status st = check_tls_files(tls_, &expiry);
+  problem_ = st.is_ok() ? expiry : st.to_string();
+  thread_ = std::thread([this] {
+    base::set_thread_name("chorus-tls");
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!cv_.wait_for(lk, std::chrono::seconds(kTlsRefreshSeconds), [this] { return stop_; })) {
+      lk.unlock();
+      check();
+      lk.lock();
+    }
+  });
+}
+
+TlsFileWatch::~TlsFileWatch() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+std::string TlsFileWatch::problem() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return problem_;
+}
+
+void TlsFileWatch::check() {
+  std::string expiry;
+  Status st = check_tls_files(tls_, &expiry);
+  std::string now = st.is_ok() ? expiry : st.to_string();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (now == problem_) return;
+    problem_ = now;
+  }
+  if (on_change_) on_change_(now);
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls) {

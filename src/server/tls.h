@@ -3,8 +3,12 @@
 // (rotation without a restart). OpenSSL through gRPC's own TLS; nothing hand-rolled here.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "storage/status.h"
 
@@ -31,6 +35,30 @@ inline constexpr unsigned kTlsRefreshSeconds = 1;
 // `*expiry_warning` is set (and the check passes) when the certificate is expired or not yet
 // valid: handshakes will fail until it is replaced, which the member picks up on its own.
 storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warning);
+
+// Checks the files every kTlsRefreshSeconds on its own thread (chorus-tls), as the server's
+// credentials read them: `on_change` hears of each new problem (and of its end, with an empty
+// text), and problem() says what is wrong now (for /health); empty while the files are fine.
+class TlsFileWatch {
+ public:
+  TlsFileWatch(ClientTls tls, std::function<void(const std::string& problem)> on_change);
+  ~TlsFileWatch();
+  TlsFileWatch(const TlsFileWatch&) = delete;
+  TlsFileWatch& operator=(const TlsFileWatch&) = delete;
+
+  std::string problem() const;
+
+ private:
+  void check();
+
+  const ClientTls tls_;
+  std::function<void(const std::string&)> on_change_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::string problem_;
+  std::thread thread_;
+};
 
 // For https listeners; requires a certificate and key.
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls);

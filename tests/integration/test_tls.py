@@ -127,6 +127,34 @@ class TlsClusterTest(unittest.TestCase):
         # And the member still serves TLS clients afterwards.
         self.c.ctl("put", "tls/after-plain", "1", endpoints=m.endpoint)
 
+    def test_x_a_damaged_certificate_shows_in_health_and_the_log(self):
+        m = self.c.members[0]
+        good = open(self.pki.path(m.name + ".crt")).read()
+        tmp = self.pki.path(m.name + ".crt.new")
+        try:
+            with open(tmp, "w") as f:
+                f.write("not a certificate\n")
+            os.replace(tmp, self.pki.path(m.name + ".crt"))
+            deadline = time.time() + 15
+            while True:
+                status, body = m.http_get("/health")
+                if status != 200 or time.time() > deadline:
+                    break
+                time.sleep(0.3)
+            self.assertNotEqual(status, 200, body)
+            self.assertIn("TLS", body)
+            self.assertIn(m.name + ".crt", body)
+        finally:
+            with open(tmp, "w") as f:
+                f.write(good)
+            os.replace(tmp, self.pki.path(m.name + ".crt"))
+        deadline = time.time() + 15
+        while time.time() < deadline and m.http_get("/health")[0] != 200:
+            time.sleep(0.3)
+        self.assertEqual(m.http_get("/health")[0], 200)
+        self.assertIn("TLS files", m.log())
+        self.assertIn("usable again", m.log())
+
     def test_z_a_rotated_certificate_is_served_without_a_restart(self):
         m = self.c.members[2]
         for ext in ("key", "crt"):
