@@ -88,6 +88,9 @@ constexpr std::array kSettings = {
     Setting{"Security", "trusted-ca-file", "<path>", "",
             "CA certificates (PEM) that client certificates must be signed by; also what this "
             "member trusts when it calls other members' https client URLs."},
+    Setting{"Security", "auto-tls", "", "false",
+            "Serve https client URLs with a self-signed certificate made in the data directory "
+            "when no --cert-file is given (clients cannot verify it: for testing)."},
     Setting{"Security", "client-cert-auth", "", "false",
             "Refuse clients without a certificate signed by --trusted-ca-file, during the TLS "
             "handshake."},
@@ -577,7 +580,8 @@ bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
   c->cert_file = lookup(values, "cert-file", "").text;
   c->key_file = lookup(values, "key-file", "").text;
   c->trusted_ca_file = lookup(values, "trusted-ca-file", "").text;
-  if (!parse_bool(lookup(values, "client-cert-auth", "false"), &c->client_cert_auth, error)) {
+  if (!parse_bool(lookup(values, "client-cert-auth", "false"), &c->client_cert_auth, error) ||
+      !parse_bool(lookup(values, "auto-tls", "false"), &c->auto_tls, error)) {
     return false;
   }
   if (c->cert_file.empty() != c->key_file.empty()) {
@@ -585,9 +589,9 @@ bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
     const char* unset = c->cert_file.empty() ? "--cert-file" : "--key-file";
     return fail(error, lookup(values, set, ""), std::string("needs ") + unset + " too");
   }
-  if (has_https(c->listen_client_urls) && c->cert_file.empty()) {
+  if (has_https(c->listen_client_urls) && c->cert_file.empty() && !c->auto_tls) {
     return fail(error, lookup(values, "listen-client-urls", kDefaultListenClientUrls),
-                "lists an https URL: set --cert-file and --key-file");
+                "lists an https URL: set --cert-file and --key-file (or --auto-tls)");
   }
   if (c->client_cert_auth && c->trusted_ca_file.empty()) {
     return fail(error, lookup(values, "client-cert-auth", ""),

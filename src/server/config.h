@@ -70,6 +70,9 @@ struct ServerConfig {
   std::string key_file;
   std::string trusted_ca_file;
   bool client_cert_auth = false;
+  // --auto-tls: without --cert-file, https client URLs are served with a self-signed
+  // certificate the member makes in its data directory (clients cannot verify it).
+  bool auto_tls = false;
 
   int heartbeat_interval_ms = 100;
   int election_timeout_ms = 1000;

@@ -432,6 +432,11 @@ TEST(Config, ClientTls) {
   EXPECT_EQ(p.config.trusted_ca_file, "ca.crt");
   EXPECT_TRUE(p.config.client_cert_auth);
 
+  Parsed auto_tls = parse({"--listen-client-urls", "https://127.0.0.1:2379", "--auto-tls"});
+  ASSERT_EQ(auto_tls.outcome, ParseOutcome::kRun) << auto_tls.message;
+  EXPECT_TRUE(auto_tls.config.auto_tls);
+  EXPECT_TRUE(auto_tls.config.cert_file.empty());
+
   Parsed env = parse({}, {{"CHORUS_LISTEN_CLIENT_URLS", "https://127.0.0.1:2379"},
                           {"CHORUS_CERT_FILE", "a.crt"},
                           {"CHORUS_KEY_FILE", "a.key"}});

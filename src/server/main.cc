@@ -123,6 +123,23 @@ int run(ServerConfig cfg) {
   // Certificates are checked before anything starts: a member that cannot serve its https URLs
   // says why at once instead of failing every handshake.
   ClientTls tls{cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth};
+  bool https_clients = std::any_of(cfg.listen_client_urls.begin(), cfg.listen_client_urls.end(),
+                                   [](const Url& u) { return u.scheme == "https"; });
+  if (cfg.auto_tls && https_clients && !tls.has_identity()) {
+    std::vector<std::string> hosts{"127.0.0.1", "localhost"};
+    for (const auto* urls : {&cfg.listen_client_urls, &cfg.advertise_client_urls}) {
+      for (const Url& u : *urls) {
+        if (std::find(hosts.begin(), hosts.end(), u.host) == hosts.end()) hosts.push_back(u.host);
+      }
+    }
+    storage::Status st = make_self_signed(cfg.data_dir + "/fixtures/client", hosts, &tls);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot make the --auto-tls certificate", {{"error", st.to_string()}});
+      return 1;
+    }
+    log(LogLevel::kWarn, "serving https client URLs with a self-signed certificate (--auto-tls)",
+        {{"cert-file", tls.cert_file}});
+  }
   if (tls.has_identity() || !tls.trusted_ca_file.empty()) {
     std::string expiry;
     storage::Status st = check_tls_files(tls, &expiry);
@@ -132,8 +149,6 @@ int run(ServerConfig cfg) {
     }
     if (!expiry.empty()) log(LogLevel::kError, expiry);
   }
-  bool https_clients = std::any_of(cfg.listen_client_urls.begin(), cfg.listen_client_urls.end(),
-                                   [](const Url& u) { return u.scheme == "https"; });
   if (tls.has_identity() && !https_clients) {
     log(LogLevel::kWarn,
         "--cert-file and --key-file are set, but no --listen-client-urls is https: clients are "

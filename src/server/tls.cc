@@ -5,12 +5,18 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -148,6 +154,75 @@ void TlsFileWatch::check() {
     problem_ = now;
   }
   if (on_change_) on_change_(now);
+}
+
+storage::Status make_self_signed(const std::string& dir, const std::vector<std::string>& hosts,
+                                 ClientTls* tls) {
+  const std::string cert_path = dir + "/cert.pem";
+  const std::string key_path = dir + "/key.pem";
+  tls->cert_file = cert_path;
+  tls->key_file = key_path;
+  std::error_code ec;
+  if (std::filesystem::exists(cert_path, ec) && std::filesystem::exists(key_path, ec)) {
+    return Status::ok();  // made at an earlier start
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::io_error("--auto-tls: cannot create " + dir + ": " + ec.message());
+  auto failed = [](const std::string& what) {
+    return Status::io_error("--auto-tls: " + what + " (" + openssl_error() + ")");
+  };
+  std::unique_ptr<EVP_PKEY, KeyFree> key(EVP_EC_gen("P-256"));
+  if (!key) return failed("making a key");
+  std::unique_ptr<X509, X509Free> cert(X509_new());
+  if (!cert) return failed("making a certificate");
+  X509_set_version(cert.get(), 2);
+  // A random serial: a certificate made again after the files were removed differs.
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> serial(BN_new(), &BN_free);
+  if (!serial || BN_rand(serial.get(), 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
+      BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) == nullptr) {
+    return failed("choosing a serial number");
+  }
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 365L * 24 * 3600);
+  X509_set_pubkey(cert.get(), key.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("chorus auto-tls"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  std::string san;
+  for (const std::string& h : hosts) {
+    bool ip =
+        h.find_first_not_of("0123456789.") == std::string::npos || h.find(':') != std::string::npos;
+    san += (san.empty() ? "" : ",") + std::string(ip ? "IP:" : "DNS:") + h;
+  }
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  for (const auto& [nid, value] : {std::pair<int, std::string>{NID_subject_alt_name, san},
+                                   {NID_ext_key_usage, "serverAuth,clientAuth"}}) {
+    if (value.empty()) continue;
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+    if (ext == nullptr) return failed("adding " + value);
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return failed("signing");
+
+  auto write_pem = [&](const std::string& path, mode_t mode, auto write) -> Status {
+    const std::string tmp = path + ".tmp";
+    std::unique_ptr<BIO, BioFree> out(BIO_new_file(tmp.c_str(), "w"));
+    if (!out) return failed("cannot write " + tmp);
+    ::chmod(tmp.c_str(), mode);
+    if (write(out.get()) != 1) return failed("writing " + tmp);
+    out.reset();
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) return Status::io_error("--auto-tls: renaming " + tmp + ": " + ec.message());
+    return Status::ok();
+  };
+  CHORUS_RETURN_IF_ERROR(write_pem(key_path, 0600, [&](BIO* b) {
+    return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  }));
+  return write_pem(cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls) {

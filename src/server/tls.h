@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "storage/status.h"
 
@@ -59,6 +60,12 @@ class TlsFileWatch {
   std::string problem_;
   std::thread thread_;
 };
+
+// --auto-tls: a self-signed certificate (EC P-256, valid a year) for `hosts` (IP addresses or
+// names) in `dir`, made once and kept: fills tls->cert_file and key_file. The key file is
+// readable by its owner only.
+storage::Status make_self_signed(const std::string& dir, const std::vector<std::string>& hosts,
+                                 ClientTls* tls);
 
 // For https listeners; requires a certificate and key.
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls);

@@ -217,6 +217,47 @@ class TlsStartupTest(unittest.TestCase):
                 "--initial-cluster", "solo=http://127.0.0.1:%d" % peer] + list(flags)
         return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
+    def test_auto_tls_serves_a_self_signed_certificate_and_keeps_it(self):
+        from cluster import ETCDCTL
+        client, peer = free_ports(2)
+        data = os.path.join(self.dir, "auto")
+        args = [CHORUSD, "--name", "auto", "--data-dir", data,
+                "--listen-client-urls", "https://127.0.0.1:%d" % client,
+                "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
+                "--initial-cluster", "auto=http://127.0.0.1:%d" % peer, "--auto-tls"]
+        env = dict(os.environ, ETCDCTL_API="3")
+        ctl = [ETCDCTL, "--endpoints", "https://127.0.0.1:%d" % client, "--dial-timeout", "3s",
+               "--command-timeout", "5s"]
+        cert = os.path.join(data, "fixtures", "client", "cert.pem")
+        first = None
+        for start in range(2):
+            log = open(os.path.join(self.dir, "auto.log"), "ab")
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            try:
+                deadline = time.time() + 20
+                while True:
+                    p = subprocess.run(ctl + ["--insecure-skip-tls-verify", "--insecure-transport=false",
+                                              "put", "k", str(start)],
+                                       capture_output=True, text=True, env=env, timeout=30)
+                    if p.returncode == 0 or time.time() > deadline:
+                        break
+                    time.sleep(0.3)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                # Self-signed: a client that verifies refuses it.
+                p = subprocess.run(ctl + ["--cacert", self.pki.path("ca.crt"), "get", "k"],
+                                   capture_output=True, text=True, env=env, timeout=30)
+                self.assertNotEqual(p.returncode, 0)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+            self.assertEqual(os.stat(cert.replace("cert.pem", "key.pem")).st_mode & 0o777, 0o600)
+            with open(cert) as f:
+                text = f.read()
+            if first is None:
+                first = text
+            self.assertEqual(text, first)  # made once, kept across restarts
+
     def test_a_missing_certificate(self):
         p = self.start("--cert-file", self.pki.path("nope.crt"), "--key-file",
                        self.pki.path("server.key"))
