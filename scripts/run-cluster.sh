@@ -71,7 +71,7 @@ trap stop INT TERM EXIT
 for i in 0 1 2; do
   "$chorusd" --name "${names[$i]}" --data-dir "$data/${names[$i]}" \
     --listen-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" \
-    --advertise-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" "${tls_flags[@]}" \
+    --advertise-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" ${tls_flags[@]+"${tls_flags[@]}"} \
     --listen-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
     --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
     --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
@@ -86,7 +86,7 @@ else
   endpoints="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
 fi
 for _ in $(seq 1 100); do
-  if ETCDCTL_API=3 etcdctl --endpoints="$endpoints" "${ctl_flags[@]}" endpoint health >/dev/null 2>&1; then
+  if ETCDCTL_API=3 etcdctl --endpoints="$endpoints" ${ctl_flags[@]+"${ctl_flags[@]}"} endpoint health >/dev/null 2>&1; then
     break
   fi
   sleep 0.1
@@ -117,7 +117,7 @@ cat <<MSG
 
 Ctrl-C stops the cluster.
 MSG
-ETCDCTL_API=3 etcdctl --endpoints="$endpoints" "${ctl_flags[@]}" endpoint status -w table 2>&1 || true
+ETCDCTL_API=3 etcdctl --endpoints="$endpoints" ${ctl_flags[@]+"${ctl_flags[@]}"} endpoint status -w table 2>&1 || true
 
 # Waits for Ctrl-C, or for a member to exit on its own.
 wait -n "${pids[@]}" || true

@@ -33,7 +33,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
     for (const std::string& text : req->peerurls()) {
       Url u;
       std::string error;
-      if (!parse_url(text, &u, &error)) {
+      if (!parse_peer_url(text, &u, &error)) {
         return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                             "etcdserver: invalid peer URL " + text + ": " + error));
       }
@@ -132,7 +132,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
     for (const std::string& text : req->peerurls()) {
       Url url;
       std::string error;
-      if (!parse_url(text, &url, &error)) {
+      if (!parse_peer_url(text, &url, &error)) {
         return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                             "etcdserver: invalid peer URL " + text + ": " + error));
       }

@@ -34,8 +34,10 @@ grpc::Status to_grpc(const RpcError& e);
 std::string grpc_target(const std::string& url);
 // The leader's first client URL, or empty when no other member leads.
 std::string leader_client_url(const Node& node);
-// A channel to another member's client URL: TLS for https, plain text for http.
-std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls);
+// A channel to another member's client URL: TLS for https, plain text for http; null, with
+// *error, when the TLS files cannot be read.
+std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls,
+                                              std::string* error);
 
 // Keep-alives reaching a follower go to the leader, whose clock alone decides expiry (as etcd
 // forwards them). One thread keeps one stream to the current leader's client URL and passes
@@ -111,8 +113,15 @@ struct ApiServer::Impl {
       Request req;
       Response resp;
     };
+    std::string error;
+    std::shared_ptr<grpc::Channel> channel = member_channel(url, options.tls, &error);
+    if (!channel) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "chorus: cannot reach the leader: " + error));
+      return;
+    }
     auto* call = new Call;
-    call->channel = member_channel(url, options.tls);
+    call->channel = std::move(channel);
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     call->req = req;
     start(call->channel, &call->ctx, &call->req, &call->resp,

@@ -233,7 +233,9 @@ bool LeaseForwarder::open() {
   close();
   std::string url = leader_client_url(*node_);
   if (url.empty()) return false;
-  auto channel = member_channel(url, *tls_);
+  std::string error;
+  auto channel = member_channel(url, *tls_, &error);
+  if (!channel) return false;
   stub_ = pb::Lease::NewStub(channel);
   ctx_ = std::make_unique<grpc::ClientContext>();
   ctx_->set_deadline(std::chrono::system_clock::now() + kStreamLifetime + std::chrono::seconds(2));

@@ -48,8 +48,11 @@ std::string leader_client_url(const Node& node) {
   return "";
 }
 
-std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls) {
-  return grpc::CreateChannel(grpc_target(url), member_channel_credentials(url, tls));
+std::shared_ptr<grpc::Channel> member_channel(const std::string& url, const ClientTls& tls,
+                                              std::string* error) {
+  auto credentials = member_channel_credentials(url, tls, error);
+  if (!credentials) return nullptr;
+  return grpc::CreateChannel(grpc_target(url), credentials);
 }
 
 namespace {
@@ -136,8 +139,10 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  auto channel =
-      grpc::CreateCustomChannel(target, member_channel_credentials(client_urls.front(), tls), args);
+  std::string tls_error;
+  auto credentials = member_channel_credentials(client_urls.front(), tls, &tls_error);
+  if (!credentials) return storage::Status::io_error("fetching a snapshot: " + tls_error);
+  auto channel = grpc::CreateCustomChannel(target, credentials, args);
   auto stub = pb::Maintenance::NewStub(channel);
   const storage::Status stopped = storage::Status::io_error("the member is stopping");
 
@@ -255,10 +260,15 @@ storage::Status ApiServer::start() {
   impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node, &impl_->options.tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  if (impl_->options.listen_tls.size() != impl_->options.listen_addresses.size()) {
+    return storage::Status::invalid_argument(
+        "listen_tls must say, for every listen address, "
+        "whether it is https");
+  }
   impl_->ports.assign(impl_->options.listen_addresses.size(), 0);
   std::shared_ptr<grpc::ServerCredentials> tls;
   for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
-    bool https = i < impl_->options.listen_tls.size() && impl_->options.listen_tls[i];
+    bool https = impl_->options.listen_tls[i];
     if (https && !tls) {
       if (!impl_->options.tls.has_identity()) {
         return storage::Status::invalid_argument("an https listener needs a certificate and key");

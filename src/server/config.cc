@@ -28,6 +28,8 @@ namespace chorus::server {
 namespace {
 
 constexpr std::string_view kEnvPrefix = "CHORUS_";
+constexpr const char* kNoPeerTls =
+    "peer TLS (--peer-cert-file) is not supported yet: use http for peer URLs";
 // A config file is a few dozen lines; anything this large is the wrong file.
 constexpr size_t kMaxConfigFileBytes = size_t{1} << 20;
 // etcd refuses longer election timeouts: a leader failure would go unnoticed for minutes.
@@ -86,8 +88,9 @@ constexpr std::array kSettings = {
             "Certificate (PEM) served on https client URLs; read again when it changes."},
     Setting{"Security", "key-file", "<path>", "", "Private key (PEM) of --cert-file."},
     Setting{"Security", "trusted-ca-file", "<path>", "",
-            "CA certificates (PEM) that client certificates must be signed by; also what this "
-            "member trusts when it calls other members' https client URLs."},
+            "CA certificates (PEM): clients of https URLs must present a certificate it signed "
+            "(as with --client-cert-auth, as in etcd); also what this member trusts when it "
+            "calls other members' https client URLs."},
     Setting{"Security", "auto-tls", "", "false",
             "Serve https client URLs with a self-signed certificate made in the data directory "
             "when no --cert-file is given (clients cannot verify it: for testing)."},
@@ -554,9 +557,6 @@ bool check_cluster(const RawValues& values, ServerConfig* c, std::string* error)
   return true;
 }
 
-constexpr const char* kNoPeerTls =
-    "peer TLS (--peer-cert-file) is not supported yet: use http for peer URLs";
-
 bool has_https(const std::vector<Url>& urls) {
   return std::any_of(urls.begin(), urls.end(), [](const Url& u) { return u.scheme == "https"; });
 }
@@ -596,6 +596,15 @@ bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
   if (c->client_cert_auth && c->trusted_ca_file.empty()) {
     return fail(error, lookup(values, "client-cert-auth", ""),
                 "needs --trusted-ca-file, the CA that client certificates must be signed by");
+  }
+  if (has_https(c->listen_metrics_urls)) {
+    return fail(error, lookup(values, "listen-metrics-urls", ""),
+                "lists an https URL, but the metrics listeners serve plain HTTP only");
+  }
+  if (c->auto_tls && c->client_cert_auth) {
+    return fail(error, lookup(values, "auto-tls", ""),
+                "cannot go with --client-cert-auth: a self-signed certificate proves nothing "
+                "to a CA");
   }
   if (c->client_cert_auth && !has_https(c->listen_client_urls)) {
     return fail(error, lookup(values, "client-cert-auth", ""),
@@ -684,6 +693,12 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
       lookup(values, "initial-cluster-token", defaults.initial_cluster_token).text;
   const RawValue cluster = lookup(values, "initial-cluster", kDefaultInitialCluster);
   if (!parse_cluster(cluster, &c->initial_cluster, error)) return false;
+  if (c->auto_tls && c->cert_file.empty() && c->initial_cluster.size() > 1) {
+    return fail(error, lookup(values, "auto-tls", ""),
+                "serves a self-signed certificate the other members cannot verify when they "
+                "call this one (forwarding to the leader, fetching a snapshot): give a cluster of "
+                "more than one member --cert-file and --trusted-ca-file from one CA");
+  }
   for (const Member& m : c->initial_cluster) {
     if (has_https(m.peer_urls)) {
       return fail(error, cluster,
@@ -816,6 +831,13 @@ class IdHash {
 std::string Url::to_string() const {
   std::string h = host.find(':') == std::string::npos ? host : "[" + host + "]";
   return scheme + "://" + h + ":" + std::to_string(port);
+}
+
+bool parse_peer_url(std::string_view text, Url* out, std::string* error) {
+  if (!parse_url(text, out, error)) return false;
+  if (out->scheme == "http") return true;
+  *error = in_quotes(text) + " is https, but " + kNoPeerTls;
+  return false;
 }
 
 std::string join_urls(const std::vector<Url>& urls) {

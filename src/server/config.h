@@ -34,6 +34,10 @@ struct Url {
 // *error on bad input.
 bool parse_url(std::string_view text, Url* out, std::string* error);
 
+// A peer URL: parse_url, and http only, since peers talk over plain TCP for now (an https peer
+// URL would promise an encryption nothing keeps).
+bool parse_peer_url(std::string_view text, Url* out, std::string* error);
+
 // "http://a:1,http://b:2"
 std::string join_urls(const std::vector<Url>& urls);
 

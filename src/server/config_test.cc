@@ -458,6 +458,19 @@ TEST(ConfigErrors, ClientTls) {
                {"flag --client-cert-auth", "https URL", "--listen-client-urls (default)"});
   expect_error(parse({"--listen-peer-urls", "https://127.0.0.1:2380"}),
                {"flag --listen-peer-urls", "peer TLS"});
+  expect_error(parse({"--listen-metrics-urls", "https://127.0.0.1:2381"}),
+               {"flag --listen-metrics-urls", "plain HTTP"});
+  expect_error(parse({"--listen-client-urls", https, "--auto-tls", "--trusted-ca-file", "ca.crt",
+                      "--client-cert-auth"}),
+               {"flag --auto-tls", "--client-cert-auth"});
+  expect_error(parse({"--listen-client-urls", https, "--auto-tls", "--initial-cluster",
+                      "default=http://localhost:2380,b=http://localhost:3380"}),
+               {"flag --auto-tls", "more than one member"});
+  Url u;
+  std::string why;
+  EXPECT_TRUE(parse_peer_url("http://127.0.0.1:2380", &u, &why));
+  EXPECT_FALSE(parse_peer_url("https://127.0.0.1:2380", &u, &why));
+  EXPECT_NE(why.find("peer TLS"), std::string::npos) << why;
 }
 
 TEST(ConfigErrors, Urls) {

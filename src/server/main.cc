@@ -45,7 +45,7 @@ class PeerSink final : public MessageSink {
     for (const std::string& text : peer_urls) {
       Url u;
       std::string error;
-      if (parse_url(text, &u, &error)) {
+      if (parse_peer_url(text, &u, &error)) {
         t_->set_peer(id, u.host, u.port);
         return;
       }

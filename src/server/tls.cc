@@ -12,8 +12,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <fcntl.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include <sstream>
 
 #include "base/thread_name.h"
+#include "storage/file.h"
 
 namespace chorus::server {
 namespace {
@@ -60,16 +63,10 @@ std::unique_ptr<BIO, BioFree> bio_of(const std::string& text) {
   return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
 }
 
-std::string read_file_or_empty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warning) {
+  ERR_clear_error();  // so an error reported below is this check's
   expiry_warning->clear();
   if (tls.has_identity()) {
     std::string cert_pem, key_pem;
@@ -150,10 +147,12 @@ void TlsFileWatch::check() {
   std::string now = st.is_ok() ? expiry : st.to_string();
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (now == problem_) return;
-    problem_ = now;
+    if (now == problem_) return;  // only this thread writes problem_
   }
+  // Told before it shows in problem(): whoever sees the new state finds it logged already.
   if (on_change_) on_change_(now);
+  std::lock_guard<std::mutex> lk(mu_);
+  problem_ = now;
 }
 
 storage::Status make_self_signed(const std::string& dir, const std::vector<std::string>& hosts,
@@ -163,10 +162,18 @@ storage::Status make_self_signed(const std::string& dir, const std::vector<std::
   tls->cert_file = cert_path;
   tls->key_file = key_path;
   std::error_code ec;
-  if (std::filesystem::exists(cert_path, ec) && std::filesystem::exists(key_path, ec)) {
-    return Status::ok();  // made at an earlier start
+  std::string expiry;
+  if (std::filesystem::exists(cert_path, ec) && check_tls_files(*tls, &expiry).is_ok() &&
+      expiry.empty()) {
+    return Status::ok();  // made at an earlier start, and still good
   }
+  ERR_clear_error();
+  // The directory holds a private key: its owner's alone, as etcd's.
   std::filesystem::create_directories(dir, ec);
+  if (!ec) {
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
   if (ec) return Status::io_error("--auto-tls: cannot create " + dir + ": " + ec.message());
   auto failed = [](const std::string& what) {
     return Status::io_error("--auto-tls: " + what + " (" + openssl_error() + ")");
@@ -208,16 +215,29 @@ storage::Status make_self_signed(const std::string& dir, const std::vector<std::
   }
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return failed("signing");
 
+  // Each file is written whole under a temporary name with its final mode from the start,
+  // synced, then renamed over the old one: a crash leaves the old file or the new, never half.
   auto write_pem = [&](const std::string& path, mode_t mode, auto write) -> Status {
+    std::unique_ptr<BIO, BioFree> mem(BIO_new(BIO_s_mem()));
+    if (!mem || write(mem.get()) != 1) return failed("encoding " + path);
+    char* data = nullptr;
+    long size = BIO_get_mem_data(mem.get(), &data);
+    auto fs = storage::make_posix_file_system();
     const std::string tmp = path + ".tmp";
-    std::unique_ptr<BIO, BioFree> out(BIO_new_file(tmp.c_str(), "w"));
-    if (!out) return failed("cannot write " + tmp);
-    ::chmod(tmp.c_str(), mode);
-    if (write(out.get()) != 1) return failed("writing " + tmp);
-    out.reset();
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return Status::io_error("--auto-tls: cannot create " + tmp);
+    bool ok = ::fchmod(fd, mode) == 0;
+    for (long done = 0; ok && done < size;) {
+      ssize_t n = ::write(fd, data + done, static_cast<size_t>(size - done));
+      ok = n > 0;
+      done += ok ? n : 0;
+    }
+    ok = ok && ::fsync(fd) == 0;
+    ok = ::close(fd) == 0 && ok;
+    if (!ok) return Status::io_error("--auto-tls: cannot write " + tmp);
     std::filesystem::rename(tmp, path, ec);
     if (ec) return Status::io_error("--auto-tls: renaming " + tmp + ": " + ec.message());
-    return Status::ok();
+    return fs->sync_dir(dir);
   };
   CHORUS_RETURN_IF_ERROR(write_pem(key_path, 0600, [&](BIO* b) {
     return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
@@ -231,22 +251,32 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
   if (!tls.trusted_ca_file.empty()) options.watch_root_certs();
-  options.set_cert_request_type(tls.client_cert_auth
+  // As etcd: a trusted CA alone already means clients must present a certificate it signed.
+  bool verify_clients = tls.client_cert_auth || !tls.trusted_ca_file.empty();
+  options.set_cert_request_type(verify_clients
                                     ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                     : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   return grpc::experimental::TlsServerCredentials(options);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(const std::string& url,
-                                                                     const ClientTls& tls) {
+                                                                     const ClientTls& tls,
+                                                                     std::string* error) {
   if (url.rfind("https://", 0) != 0) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions options;
-  // Read at each new channel, so a rotated certificate is used from the next call on.
-  if (!tls.trusted_ca_file.empty())
-    options.pem_root_certs = read_file_or_empty(tls.trusted_ca_file);
-  if (tls.has_identity()) {
-    options.pem_private_key = read_file_or_empty(tls.key_file);
-    options.pem_cert_chain = read_file_or_empty(tls.cert_file);
+  // Read at each new channel, so a rotated certificate is used from the next call on. An empty
+  // root set would mean the system's CAs to gRPC: a CA file that cannot be read fails the call.
+  Status st = Status::ok();
+  if (!tls.trusted_ca_file.empty()) {
+    st = read_text(tls.trusted_ca_file, "--trusted-ca-file", &options.pem_root_certs);
+  }
+  if (st.is_ok() && tls.has_identity()) {
+    st = read_text(tls.key_file, "--key-file", &options.pem_private_key);
+    if (st.is_ok()) st = read_text(tls.cert_file, "--cert-file", &options.pem_cert_chain);
+  }
+  if (!st.is_ok()) {
+    *error = st.to_string();
+    return nullptr;
   }
   return grpc::SslCredentials(options);
 }

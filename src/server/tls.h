@@ -70,8 +70,10 @@ storage::Status make_self_signed(const std::string& dir, const std::vector<std::
 // For https listeners; requires a certificate and key.
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls);
 // For calls to another member's client URL: TLS for https (trusting --trusted-ca-file, else
-// the system's CAs, and presenting this member's certificate), plain text for http.
+// the system's CAs, and presenting this member's certificate), plain text for http. Null, with
+// *error, when a file that is set cannot be read: never a wider trust or plain text instead.
 std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(const std::string& url,
-                                                                     const ClientTls& tls);
+                                                                     const ClientTls& tls,
+                                                                     std::string* error);
 
 }  // namespace chorus::server

@@ -94,6 +94,13 @@ class TlsClusterTest(unittest.TestCase):
     def refused(self, p):
         self.assertNotEqual(p.returncode, 0, p.stdout)
 
+    def refused_while_allowed_works(self, endpoint=None, **bad):
+        """The same call with the good client certificate works; with `bad` it fails."""
+        m = endpoint or self.c.members[0].endpoint
+        self.c.ctl("get", "tls/", "--prefix", endpoints=m)
+        self.refused(self.c.ctl("get", "tls/", "--prefix", check=False, timeout=30, endpoints=m,
+                                **bad))
+
     def test_a_client_with_a_certificate_reads_and_writes_on_every_member(self):
         for i, m in enumerate(self.c.members):
             self.c.ctl("put", "tls/%d" % i, "v%d" % i, endpoints=m.endpoint)
@@ -108,16 +115,14 @@ class TlsClusterTest(unittest.TestCase):
         lease = out.split()[1]
         out = self.c.ctl("lease", "keep-alive", "--once", lease, endpoints=follower.endpoint)
         self.assertIn("keepalived with TTL", out.stdout)
+        # Forwarded, not answered locally: leadership did not move meanwhile.
+        self.assertIs(self.c.wait_leader(), leader)
 
     def test_a_client_without_a_certificate_is_refused(self):
-        p = self.c.ctl("put", "tls/x", "1", check=False, timeout=30,
-                       ctl_args=["--cacert", self.pki.path("ca.crt")])
-        self.refused(p)
+        self.refused_while_allowed_works(ctl_args=["--cacert", self.pki.path("ca.crt")])
 
     def test_a_certificate_from_another_ca_is_refused(self):
-        p = self.c.ctl("put", "tls/x", "1", check=False, timeout=30,
-                       ctl_args=self.pki.ctl_args(client="stranger"))
-        self.refused(p)
+        self.refused_while_allowed_works(ctl_args=self.pki.ctl_args(client="stranger"))
 
     def test_plain_text_to_a_tls_port_is_refused(self):
         m = self.c.members[0]
@@ -126,6 +131,11 @@ class TlsClusterTest(unittest.TestCase):
         self.refused(p)
         # And the member still serves TLS clients afterwards.
         self.c.ctl("put", "tls/after-plain", "1", endpoints=m.endpoint)
+
+    def test_an_https_peer_url_is_refused_by_member_add(self):
+        p = self.c.ctl("member", "add", "m9", "--peer-urls", "https://127.0.0.1:1", check=False)
+        self.refused(p)
+        self.assertIn("peer TLS", p.stderr)
 
     def test_x_a_damaged_certificate_shows_in_health_and_the_log(self):
         m = self.c.members[0]
@@ -152,6 +162,7 @@ class TlsClusterTest(unittest.TestCase):
         while time.time() < deadline and m.http_get("/health")[0] != 200:
             time.sleep(0.3)
         self.assertEqual(m.http_get("/health")[0], 200)
+        # Logged before /health could tell.
         self.assertIn("TLS files", m.log())
         self.assertIn("usable again", m.log())
 
@@ -170,8 +181,9 @@ class TlsClusterTest(unittest.TestCase):
                 break
             time.sleep(0.5)
         self.assertEqual(p.returncode, 0, p.stderr + self.c.logs())
-        # The old chain no longer verifies against this member.
+        # The old chain no longer verifies against this member; the others still serve it.
         self.refused(self.c.ctl("get", "tls/", check=False, endpoints=m.endpoint, timeout=30))
+        self.c.ctl("get", "tls/", endpoints=self.c.members[0].endpoint)
 
     def test_y_a_member_behind_fetches_the_snapshot_over_tls(self):
         m = self.c.members[1]
@@ -209,54 +221,78 @@ class TlsStartupTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
-    def start(self, *flags):
-        client, peer = free_ports(2)
-        args = [CHORUSD, "--name", "solo", "--data-dir", os.path.join(self.dir, "solo"),
+    def args(self, name, client, *flags):
+        peer = free_ports(1)[0]
+        return [CHORUSD, "--name", name, "--data-dir", os.path.join(self.dir, name),
                 "--listen-client-urls", "https://127.0.0.1:%d" % client,
                 "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
-                "--initial-cluster", "solo=http://127.0.0.1:%d" % peer] + list(flags)
-        return subprocess.run(args, capture_output=True, text=True, timeout=30)
+                "--initial-cluster", "%s=http://127.0.0.1:%d" % (name, peer)] + list(flags)
+
+    def start(self, *flags):
+        return subprocess.run(self.args("solo", free_ports(1)[0], *flags), capture_output=True,
+                              text=True, timeout=30)
+
+    def serving(self, name, client, flags, check):
+        """Runs a member with `flags` until `check(ctl)` has run; ctl(*args) runs etcdctl
+        against it and returns the completed process."""
+        from cluster import ETCDCTL
+        env = dict(os.environ, ETCDCTL_API="3")
+        base = [ETCDCTL, "--endpoints", "https://127.0.0.1:%d" % client, "--dial-timeout", "3s",
+                "--command-timeout", "5s"]
+
+        def ctl(*args):
+            return subprocess.run(base + list(args), capture_output=True, text=True, env=env,
+                                  timeout=30)
+
+        log = open(os.path.join(self.dir, name + ".log"), "ab")
+        proc = subprocess.Popen(self.args(name, client, *flags), stdout=log,
+                                stderr=subprocess.STDOUT)
+        log.close()
+        try:
+            check(ctl)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+    def until_ok(self, ctl, *args):
+        deadline = time.time() + 20
+        while True:
+            p = ctl(*args)
+            if p.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_auto_tls_serves_a_self_signed_certificate_and_keeps_it(self):
-        from cluster import ETCDCTL
-        client, peer = free_ports(2)
-        data = os.path.join(self.dir, "auto")
-        args = [CHORUSD, "--name", "auto", "--data-dir", data,
-                "--listen-client-urls", "https://127.0.0.1:%d" % client,
-                "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
-                "--initial-cluster", "auto=http://127.0.0.1:%d" % peer, "--auto-tls"]
-        env = dict(os.environ, ETCDCTL_API="3")
-        ctl = [ETCDCTL, "--endpoints", "https://127.0.0.1:%d" % client, "--dial-timeout", "3s",
-               "--command-timeout", "5s"]
-        cert = os.path.join(data, "fixtures", "client", "cert.pem")
-        first = None
-        for start in range(2):
-            log = open(os.path.join(self.dir, "auto.log"), "ab")
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            try:
-                deadline = time.time() + 20
-                while True:
-                    p = subprocess.run(ctl + ["--insecure-skip-tls-verify", "--insecure-transport=false",
-                                              "put", "k", str(start)],
-                                       capture_output=True, text=True, env=env, timeout=30)
-                    if p.returncode == 0 or time.time() > deadline:
-                        break
-                    time.sleep(0.3)
-                self.assertEqual(p.returncode, 0, p.stderr)
-                # Self-signed: a client that verifies refuses it.
-                p = subprocess.run(ctl + ["--cacert", self.pki.path("ca.crt"), "get", "k"],
-                                   capture_output=True, text=True, env=env, timeout=30)
-                self.assertNotEqual(p.returncode, 0)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+        client = free_ports(1)[0]
+        cert = os.path.join(self.dir, "auto", "fixtures", "client", "cert.pem")
+        texts = []
+
+        def check(ctl):
+            self.until_ok(ctl, "--insecure-skip-tls-verify", "--insecure-transport=false", "put",
+                          "k", "v")
+            # Self-signed: a client that verifies refuses it.
+            self.assertNotEqual(ctl("--cacert", self.pki.path("ca.crt"), "get", "k").returncode, 0)
+
+        for _ in range(2):
+            self.serving("auto", client, ["--auto-tls"], check)
             self.assertEqual(os.stat(cert.replace("cert.pem", "key.pem")).st_mode & 0o777, 0o600)
+            self.assertEqual(os.stat(os.path.dirname(cert)).st_mode & 0o777, 0o700)
             with open(cert) as f:
-                text = f.read()
-            if first is None:
-                first = text
-            self.assertEqual(text, first)  # made once, kept across restarts
+                texts.append(f.read())
+        self.assertEqual(texts[0], texts[1])  # made once, kept across restarts
+
+    def test_a_trusted_ca_alone_requires_client_certificates(self):
+        # As etcd: --trusted-ca-file without --client-cert-auth still verifies clients.
+        def check(ctl):
+            self.until_ok(ctl, *(self.pki.ctl_args() + ["put", "k", "v"]))
+            p = ctl("--cacert", self.pki.path("ca.crt"), "get", "k")
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+
+        self.serving("ca-only", free_ports(1)[0],
+                     ["--cert-file", self.pki.path("server.crt"), "--key-file",
+                      self.pki.path("server.key"), "--trusted-ca-file", self.pki.path("ca.crt")],
+                     check)
 
     def test_a_missing_certificate(self):
         p = self.start("--cert-file", self.pki.path("nope.crt"), "--key-file",
