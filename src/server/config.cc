@@ -451,8 +451,9 @@ bool check_url_use(const Url& u, UrlUse use, std::string* why) {
   return true;
 }
 
-bool parse_url_list(const RawValue& v, UrlUse use, bool may_be_empty, std::vector<Url>* out,
-                    std::string* error) {
+// `no_https`: why this list may not hold https URLs, or null if it may.
+bool parse_url_list(const RawValue& v, UrlUse use, bool may_be_empty, const char* no_https,
+                    std::vector<Url>* out, std::string* error) {
   out->clear();
   std::vector<std::string_view> items = split_list(v.text);
   if (items.empty() && !may_be_empty) {
@@ -463,6 +464,9 @@ bool parse_url_list(const RawValue& v, UrlUse use, bool may_be_empty, std::vecto
     Url u;
     std::string why;
     if (!parse_url(item, &u, &why) || !check_url_use(u, use, &why)) return fail(error, v, why);
+    if (no_https != nullptr && u.scheme == "https") {
+      return fail(error, v, in_quotes(u.to_string()) + " is https, but " + no_https);
+    }
     if (std::find(out->begin(), out->end(), u) != out->end()) {
       return fail(error, v, "lists " + in_quotes(u.to_string()) + " twice");
     }
@@ -487,7 +491,7 @@ bool parse_cluster(const RawValue& v, std::vector<Member>* out, std::string* err
     if (name.empty()) return fail(error, v, "entry " + in_quotes(item) + " has no name");
     Url u;
     std::string why;
-    if (!parse_url(trim(item.substr(eq + 1)), &u, &why) ||
+    if (!parse_peer_url(trim(item.substr(eq + 1)), &u, &why) ||
         !check_url_use(u, UrlUse::kAdvertise, &why)) {
       return fail(error, v, "member " + in_quotes(name) + ": " + why);
     }
@@ -557,26 +561,9 @@ bool check_cluster(const RawValues& values, ServerConfig* c, std::string* error)
   return true;
 }
 
-bool has_https(const std::vector<Url>& urls) {
-  return std::any_of(urls.begin(), urls.end(), [](const Url& u) { return u.scheme == "https"; });
-}
-
-// Peers talk over plain TCP for now: an https peer URL would be a promise of encryption that
-// nothing keeps.
-bool refuse_https_peers(const RawValue& v, const std::vector<Url>& urls, std::string* error) {
-  if (!has_https(urls)) return true;
-  return fail(error, v, std::string("lists an https URL, but ") + kNoPeerTls);
-}
-
 // The client TLS settings hang together: https client URLs need a certificate and its key,
 // client certificate checks need the CA that signs them.
 bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
-  if (!refuse_https_peers(lookup(values, "listen-peer-urls", kDefaultListenPeerUrls),
-                          c->listen_peer_urls, error) ||
-      !refuse_https_peers(lookup(values, "initial-advertise-peer-urls", ""),
-                          c->initial_advertise_peer_urls, error)) {
-    return false;
-  }
   c->cert_file = lookup(values, "cert-file", "").text;
   c->key_file = lookup(values, "key-file", "").text;
   c->trusted_ca_file = lookup(values, "trusted-ca-file", "").text;
@@ -596,10 +583,6 @@ bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
   if (c->client_cert_auth && c->trusted_ca_file.empty()) {
     return fail(error, lookup(values, "client-cert-auth", ""),
                 "needs --trusted-ca-file, the CA that client certificates must be signed by");
-  }
-  if (has_https(c->listen_metrics_urls)) {
-    return fail(error, lookup(values, "listen-metrics-urls", ""),
-                "lists an https URL, but the metrics listeners serve plain HTTP only");
   }
   if (c->auto_tls && c->client_cert_auth) {
     return fail(error, lookup(values, "auto-tls", ""),
@@ -624,23 +607,24 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   // Announced URLs default to the listened ones, named as such should they be unannounceable
   // (0.0.0.0).
   auto urls = [&](std::string_view listen_flag, std::string_view listen_default,
-                  std::string_view advertise_flag, std::vector<Url>* listen,
+                  std::string_view advertise_flag, const char* no_https, std::vector<Url>* listen,
                   std::vector<Url>* advertise) {
     RawValue l = lookup(values, listen_flag, listen_default);
-    if (!parse_url_list(l, UrlUse::kListen, false, listen, error)) return false;
+    if (!parse_url_list(l, UrlUse::kListen, false, no_https, listen, error)) return false;
     RawValue a = lookup(values, advertise_flag, "");
     if (find(values, advertise_flag) == nullptr) {
       a = RawValue{l.text, "--" + std::string(advertise_flag) + " (unset, so the --" +
                                std::string(listen_flag) + " from " + l.where + ")"};
     }
-    return parse_url_list(a, UrlUse::kAdvertise, false, advertise, error);
+    return parse_url_list(a, UrlUse::kAdvertise, false, no_https, advertise, error);
   };
-  if (!urls("listen-client-urls", kDefaultListenClientUrls, "advertise-client-urls",
+  if (!urls("listen-client-urls", kDefaultListenClientUrls, "advertise-client-urls", nullptr,
             &c->listen_client_urls, &c->advertise_client_urls) ||
-      !urls("listen-peer-urls", kDefaultListenPeerUrls, "initial-advertise-peer-urls",
+      !urls("listen-peer-urls", kDefaultListenPeerUrls, "initial-advertise-peer-urls", kNoPeerTls,
             &c->listen_peer_urls, &c->initial_advertise_peer_urls) ||
       !parse_url_list(lookup(values, "listen-metrics-urls", ""), UrlUse::kListen, true,
-                      &c->listen_metrics_urls, error)) {
+                      "the metrics listeners serve plain HTTP only", &c->listen_metrics_urls,
+                      error)) {
     return false;
   }
 
@@ -691,19 +675,15 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   // The token may be empty, as in etcd; it only salts the ids.
   c->initial_cluster_token =
       lookup(values, "initial-cluster-token", defaults.initial_cluster_token).text;
-  const RawValue cluster = lookup(values, "initial-cluster", kDefaultInitialCluster);
-  if (!parse_cluster(cluster, &c->initial_cluster, error)) return false;
+  if (!parse_cluster(lookup(values, "initial-cluster", kDefaultInitialCluster), &c->initial_cluster,
+                     error)) {
+    return false;
+  }
   if (c->auto_tls && c->cert_file.empty() && c->initial_cluster.size() > 1) {
     return fail(error, lookup(values, "auto-tls", ""),
                 "serves a self-signed certificate the other members cannot verify when they "
                 "call this one (forwarding to the leader, fetching a snapshot): give a cluster of "
                 "more than one member --cert-file and --trusted-ca-file from one CA");
-  }
-  for (const Member& m : c->initial_cluster) {
-    if (has_https(m.peer_urls)) {
-      return fail(error, cluster,
-                  "member " + in_quotes(m.name) + " has an https peer URL, but " + kNoPeerTls);
-    }
   }
   return check_cluster(values, c, error);
 }
@@ -836,8 +816,12 @@ std::string Url::to_string() const {
 bool parse_peer_url(std::string_view text, Url* out, std::string* error) {
   if (!parse_url(text, out, error)) return false;
   if (out->scheme == "http") return true;
-  *error = in_quotes(text) + " is https, but " + kNoPeerTls;
+  *error = in_quotes(out->to_string()) + " is https, but " + kNoPeerTls;
   return false;
+}
+
+bool has_https(const std::vector<Url>& urls) {
+  return std::any_of(urls.begin(), urls.end(), [](const Url& u) { return u.scheme == "https"; });
 }
 
 std::string join_urls(const std::vector<Url>& urls) {

@@ -38,6 +38,8 @@ bool parse_url(std::string_view text, Url* out, std::string* error);
 // URL would promise an encryption nothing keeps).
 bool parse_peer_url(std::string_view text, Url* out, std::string* error);
 
+bool has_https(const std::vector<Url>& urls);
+
 // "http://a:1,http://b:2"
 std::string join_urls(const std::vector<Url>& urls);
 

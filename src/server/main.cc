@@ -123,8 +123,7 @@ int run(ServerConfig cfg) {
   // Certificates are checked before anything starts: a member that cannot serve its https URLs
   // says why at once instead of failing every handshake.
   ClientTls tls{cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth};
-  bool https_clients = std::any_of(cfg.listen_client_urls.begin(), cfg.listen_client_urls.end(),
-                                   [](const Url& u) { return u.scheme == "https"; });
+  bool https_clients = has_https(cfg.listen_client_urls);
   if (cfg.auto_tls && https_clients && !tls.has_identity()) {
     std::vector<std::string> hosts{"127.0.0.1", "localhost"};
     for (const auto* urls : {&cfg.listen_client_urls, &cfg.advertise_client_urls}) {

@@ -12,15 +12,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fcntl.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "base/thread_name.h"
 #include "storage/file.h"
@@ -39,14 +35,26 @@ std::string openssl_error() {
   return buf;
 }
 
+storage::FileSystem& disk() {
+  static const std::unique_ptr<storage::FileSystem> fs = storage::make_posix_file_system();
+  return *fs;
+}
+
 Status read_text(const std::string& path, const char* flag, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::io_error(std::string(flag) + " '" + path + "': cannot be read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  *out = text.str();
+  Status st = disk().read_file(path, out);
+  if (!st.is_ok()) {
+    return Status::io_error(std::string(flag) + " '" + path +
+                            "': cannot be read: " + st.to_string());
+  }
   if (out->empty()) return Status::corruption(std::string(flag) + " '" + path + "': is empty");
   return Status::ok();
+}
+
+// What is wrong with the files now, empty if nothing: an error, else an expiry warning.
+std::string tls_problem(const ClientTls& tls) {
+  std::string expiry;
+  Status st = check_tls_files(tls, &expiry);
+  return st.is_ok() ? expiry : st.to_string();
 }
 
 struct BioFree {
@@ -113,9 +121,7 @@ storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warnin
 TlsFileWatch::TlsFileWatch(ClientTls tls, std::function<void(const std::string&)> on_change)
     : tls_(std::move(tls)), on_change_(std::move(on_change)) {
   // What the files hold now was judged (and logged) at start; only changes are news.
-  std::string expiry;
-  Status st = check_tls_files(tls_, &expiry);
-  problem_ = st.is_ok() ? expiry : st.to_string();
+  problem_ = tls_problem(tls_);
   thread_ = std::thread([this] {
     base::set_thread_name("chorus-tls");
     std::unique_lock<std::mutex> lk(mu_);
@@ -142,9 +148,7 @@ std::string TlsFileWatch::problem() const {
 }
 
 void TlsFileWatch::check() {
-  std::string expiry;
-  Status st = check_tls_files(tls_, &expiry);
-  std::string now = st.is_ok() ? expiry : st.to_string();
+  std::string now = tls_problem(tls_);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (now == problem_) return;  // only this thread writes problem_
@@ -215,34 +219,22 @@ storage::Status make_self_signed(const std::string& dir, const std::vector<std::
   }
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return failed("signing");
 
-  // Each file is written whole under a temporary name with its final mode from the start,
-  // synced, then renamed over the old one: a crash leaves the old file or the new, never half.
-  auto write_pem = [&](const std::string& path, mode_t mode, auto write) -> Status {
+  // Each file is written whole and durably (a crash leaves the old file or the new, never
+  // half), inside the directory only the owner may enter; the key then gets the owner's mode.
+  auto write_pem = [&](const char* file, auto write) -> Status {
     std::unique_ptr<BIO, BioFree> mem(BIO_new(BIO_s_mem()));
-    if (!mem || write(mem.get()) != 1) return failed("encoding " + path);
+    if (!mem || write(mem.get()) != 1) return failed(std::string("encoding ") + file);
     char* data = nullptr;
     long size = BIO_get_mem_data(mem.get(), &data);
-    auto fs = storage::make_posix_file_system();
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) return Status::io_error("--auto-tls: cannot create " + tmp);
-    bool ok = ::fchmod(fd, mode) == 0;
-    for (long done = 0; ok && done < size;) {
-      ssize_t n = ::write(fd, data + done, static_cast<size_t>(size - done));
-      ok = n > 0;
-      done += ok ? n : 0;
-    }
-    ok = ok && ::fsync(fd) == 0;
-    ok = ::close(fd) == 0 && ok;
-    if (!ok) return Status::io_error("--auto-tls: cannot write " + tmp);
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) return Status::io_error("--auto-tls: renaming " + tmp + ": " + ec.message());
-    return fs->sync_dir(dir);
+    return disk().write_file_atomic(dir, file, std::string_view(data, static_cast<size_t>(size)));
   };
-  CHORUS_RETURN_IF_ERROR(write_pem(key_path, 0600, [&](BIO* b) {
+  CHORUS_RETURN_IF_ERROR(write_pem("key.pem", [&](BIO* b) {
     return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   }));
-  return write_pem(cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+  if (::chmod(key_path.c_str(), 0600) != 0) {
+    return Status::io_error("--auto-tls: cannot make " + key_path + " its owner's alone");
+  }
+  return write_pem("cert.pem", [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls) {
