@@ -33,6 +33,10 @@ inline constexpr bool kMutationsCompiledIn = true;
 struct UnsafeMutations {
   // Commit entries of earlier terms by counting replicas (the error of Figure 8).
   bool commit_previous_term_entries = false;
+  // Driver bugs, in the engine's replica (engine/replica.h) that drives this core: the vote is
+  // not recorded in the log; every message leaves before the write it depends on is durable.
+  bool forget_vote = false;
+  bool ack_before_durable = false;
 };
 #else
 inline constexpr bool kMutationsCompiledIn = false;

@@ -80,7 +80,16 @@ Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::n
                      .count();
   uint64_t base = static_cast<uint64_t>(wall_ms) << 20;
   next_request_id_ = base;
-  next_read_context_ = base;
+  first_read_context_ = base;
+}
+
+uint64_t Node::clock_us(Clock::time_point t) const {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(t - start_time_).count());
+}
+
+Clock::time_point Node::at_clock_us(uint64_t us) const {
+  return start_time_ + std::chrono::microseconds(us);
 }
 
 Node::~Node() {
@@ -113,14 +122,6 @@ raft::NodeId Node::find_member(const std::vector<std::string>& peer_urls) const 
     if (have == want) return id;
   }
   return raft::kNoNode;
-}
-
-storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd) {
-  storage::WalBatch batch;
-  if (rd.snapshot) batch.apply_snapshot(group, *rd.snapshot);
-  if (!rd.entries.empty()) batch.append(group, rd.entries);
-  if (rd.hard_state) batch.set_hard_state(group, *rd.hard_state);
-  return batch;
 }
 
 Status Node::open(const NodeOptions& options, std::unique_ptr<Node>* out) {
@@ -230,10 +231,14 @@ Status Node::recover() {
   // the store skips the commands it already holds.
   c.applied = snap.metadata.index;
   c.seed = options_.id ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  raft_ = std::make_unique<raft::Raft>(c);
+  engine::ReplicaOptions ro;
+  ro.raft = c;
+  ro.tick_us = static_cast<uint64_t>(options_.tick_ms) * 1000;
+  ro.first_read_context = first_read_context_;
+  replica_ = std::make_unique<engine::Replica>(ro, clock_us(Clock::now()));
   applied_ = store_->applied_index();
-  commit_ = raft_->log().committed();
-  term_ = raft_->term();
+  commit_ = replica_->core().log().committed();
+  term_ = replica_->core().term();
 
   rebuild_lessor();
   return Status::ok();
@@ -256,7 +261,7 @@ void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_f
       if (id != options_.id && !m.peer_urls.empty()) sink_->set_peer(id, m.peer_urls);
     }
   }
-  next_tick_ = Clock::now() + std::chrono::milliseconds(options_.tick_ms);
+  replica_->restart_clock(clock_us(Clock::now()));
   apply_thread_ = std::thread([this] {
     base::set_thread_name("chorus-apply");
     apply_loop();
@@ -304,11 +309,9 @@ void Node::stop(int transfer_wait_ms) {
   }
   for (auto& [id, w] : waiters)
     w.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
-  for (auto& [ctx, round] : read_rounds_) {
-    for (auto& r : round.readers)
-      r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
-  }
-  read_rounds_.clear();
+  for (auto& [token, r] : readers_)
+    r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  readers_.clear();
   for (auto& c : conf_waiters_)
     c.done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   conf_waiters_.clear();

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/replica.h"
 #include "kv/lessor.h"
 #include "kv/mvcc.h"
 #include "kv/snapshots.h"
@@ -97,11 +98,6 @@ struct NodeOptions {
   std::function<void(double seconds)> observe_wal_sync;
   std::function<void(double seconds)> observe_apply;
 };
-
-// The log records that persist a Ready, in the order recovery relies on: the snapshot, then the
-// entries, then the hard state. Recovery keeps the whole records before a torn write, so a
-// commit index can never survive without the entries it commits.
-storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd);
 
 // What the node reports about itself, read without locks.
 struct NodeStatus {
@@ -218,12 +214,16 @@ class Node {
   void raft_loop();
   void apply_loop();
   void handle_ready();
+  // Fails the reader with this token (if still waiting) with etcd's `message`.
+  void fail_reader(uint64_t token, const char* message);
   // Takes everything queued, delivers the ticks due by now (`now`, `tick_due`), then steps what
   // it took.
   void drain_inbox(std::chrono::steady_clock::time_point* now, bool* tick_due);
   void expire_requests(std::chrono::steady_clock::time_point now);
   void propose_lease_revokes();
-  raft::ConfState apply_conf_change_entry(const raft::Entry& e);
+  // A committed membership change (already applied to the core by the replica): the member
+  // table and the transport's peers follow it.
+  void apply_member_change(const engine::AppliedConf& applied);
   void fail_fatal(const std::string& why);
   // The Raft core found log entries that read back damaged (raft::Error::kStorageFailed).
   void fail_on_damaged_log();
@@ -254,7 +254,8 @@ class Node {
   std::unique_ptr<storage::FileSystem> fs_;
   std::unique_ptr<storage::Wal> wal_;
   std::unique_ptr<kv::MvccStore> store_;
-  std::unique_ptr<raft::Raft> raft_;
+  // The group's replica: the core and the driver logic the simulator runs too. Raft thread only.
+  std::unique_ptr<engine::Replica> replica_;
   MessageSink* sink_ = nullptr;
   std::mutex fatal_mu_;
   std::function<void(const std::string&)> on_fatal_;
@@ -300,14 +301,13 @@ class Node {
   std::atomic<uint64_t> next_request_id_{1};
 
   // Raft thread only.
-  struct ReadRound {
-    std::vector<ReadDone> readers;
-    std::chrono::steady_clock::time_point deadline;
-  };
-  std::map<uint64_t, ReadRound> read_rounds_;  // by read_index context
-  uint64_t next_read_context_ = 1;
+  uint64_t clock_us(std::chrono::steady_clock::time_point t) const;
+  std::chrono::steady_clock::time_point at_clock_us(uint64_t us) const;
+  // Readers in the replica's ReadIndex rounds, by their token there.
+  std::unordered_map<uint64_t, ReadDone> readers_;
+  uint64_t next_reader_ = 1;
+  uint64_t first_read_context_ = 1;
   std::map<int64_t, std::chrono::steady_clock::time_point> revokes_in_flight_;
-  std::chrono::steady_clock::time_point next_tick_;
   bool published_ = false;
   std::chrono::steady_clock::time_point next_publish_;
   std::chrono::steady_clock::time_point next_quota_check_;

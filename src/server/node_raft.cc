@@ -26,7 +26,7 @@ void Node::raft_loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lk(inbox_mu_);
-      inbox_cv_.wait_until(lk, next_tick_, [this] {
+      inbox_cv_.wait_until(lk, at_clock_us(replica_->next_tick_us()), [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
@@ -50,11 +50,11 @@ void Node::raft_loop() {
       }
     }
     if (held_snapshot_) drive_snapshot_fetch(now);
-    while (!failed_ && raft_->has_ready())
+    while (!failed_ && replica_->has_round())
       handle_ready();
-    if (!failed_ && raft_->storage_failed()) fail_on_damaged_log();
+    if (!failed_ && replica_->core().storage_failed()) fail_on_damaged_log();
     if (failed_) return;
-    if (raft_->take_snapshot_request()) {
+    if (replica_->take_snapshot_request()) {
       {
         std::lock_guard<std::mutex> lk(apply_mu_);
         snapshot_requested_ = true;
@@ -94,11 +94,7 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   // read is judged against a lease aged by all the real time that passed before it arrived
   // (raft.h, tick()).
   *now = Clock::now();
-  *tick_due = *now >= next_tick_;
-  while (*now >= next_tick_) {
-    raft_->tick();
-    next_tick_ += std::chrono::milliseconds(options_.tick_ms);
-  }
+  *tick_due = replica_->on_clock(clock_us(*now)) > 0;
   for (FetchResult& f : fetched) {
     fetching_ = false;
     if (fetch_thread_.joinable()) fetch_thread_.join();  // it has handed over its result
@@ -126,16 +122,12 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   for (auto& m : messages) {
     if (hold_snapshot_message(m)) continue;
     // A malformed or stray message is the peer's problem; the core refuses it safely.
-    (void)raft_->step(std::move(m));
+    (void)replica_->step(std::move(m));
   }
-  for (raft::NodeId id : unreachable) {
-    raft_->report_unreachable(id);
-    // A snapshot message lost with its connection would otherwise leave the follower waiting
-    // for it forever: the leader sends nothing else to a follower in snapshot state.
-    raft_->report_snapshot(id, true);
-  }
+  for (raft::NodeId id : unreachable)
+    replica_->report_unreachable(id);
   for (auto& p : proposals) {
-    raft::Error err = raft_->propose(std::move(p.data));
+    raft::Error err = replica_->propose(std::move(p.data));
     if (err == raft::Error::kOk) continue;
     RpcError e = err == raft::Error::kNoLeader
                      ? rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader)
@@ -148,18 +140,17 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   }
   if (!reads.empty()) {
     // Every read that arrived since the last turn shares one ReadIndex round.
-    uint64_t ctx = next_read_context_++;
-    raft::Error err = raft_->read_index(ctx);
-    if (err != raft::Error::kOk) {
-      for (auto& r : reads)
-        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader));
-    } else {
-      read_rounds_[ctx] = ReadRound{
-          std::move(reads), Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)};
+    for (auto& r : reads) {
+      uint64_t token = next_reader_++;
+      readers_.emplace(token, std::move(r));
+      replica_->read(token);
     }
+    uint64_t deadline = clock_us(*now) + static_cast<uint64_t>(options_.request_timeout_ms) * 1000;
+    for (uint64_t token : replica_->start_reads(deadline))
+      fail_reader(token, rpc_errors::kNoLeader);
   }
-  if (transfer && raft_->role() == raft::Role::kLeader) {
-    raft::Status st = raft_->status();
+  if (transfer && replica_->core().role() == raft::Role::kLeader) {
+    raft::Status st = replica_->core().status();
     raft::NodeId best = raft::kNoNode;
     raft::Index best_match = 0;
     for (const auto& [id, pr] : st.progress) {
@@ -169,20 +160,13 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
         best_match = pr.match;
       }
     }
-    if (best != raft::kNoNode) (void)raft_->transfer_leader(best);
+    if (best != raft::kNoNode) (void)replica_->transfer_leader(best);
   }
 }
 
 void Node::expire_requests(Clock::time_point now) {
-  for (auto it = read_rounds_.begin(); it != read_rounds_.end();) {
-    if (it->second.deadline <= now) {
-      for (auto& r : it->second.readers)
-        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kTimeout));
-      it = read_rounds_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  for (uint64_t token : replica_->expire_reads(clock_us(now)))
+    fail_reader(token, rpc_errors::kTimeout);
   for (auto it = conf_waiters_.begin(); it != conf_waiters_.end();) {
     if (it->deadline <= now) {
       Done done = std::move(it->done);
@@ -226,7 +210,7 @@ void Node::propose_lease_revokes() {
     c.op = kv::LeaseRevokeRequest{id};
     std::string data =
         encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c));
-    (void)raft_->propose(std::move(data));
+    (void)replica_->propose(std::move(data));
   }
 }
 
@@ -236,7 +220,7 @@ void Node::publish_attributes() {
                                      encode_member_attributes(a));
   // Retried every tick until it is applied (apply_loop sets published_ through the member
   // table), so a proposal lost in an election is proposed again.
-  (void)raft_->propose(std::move(data));
+  (void)replica_->propose(std::move(data));
   std::lock_guard<std::mutex> lk(members_mu_);
   auto it = members_.find(options_.id);
   if (it != members_.end() && it->second.name == options_.name &&
@@ -259,7 +243,7 @@ void Node::check_quota() {
   AlarmChange change{true, options_.id, AlarmType::kNoSpace};
   std::string data =
       encode_proposal(ProposalHeader{ProposalKind::kAlarm, 0, 0}, encode_alarm_change(change));
-  (void)raft_->propose(std::move(data));
+  (void)replica_->propose(std::move(data));
 }
 
 void Node::check_transfers() {
@@ -270,18 +254,18 @@ void Node::check_transfers() {
     bool finished = false;
     if (!t.started) {
       t.started = true;
-      if (raft_->role() != raft::Role::kLeader) {
+      if (replica_->core().role() != raft::Role::kLeader) {
         result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader);
         finished = true;
       } else if (t.target == options_.id) {
         finished = true;  // already there
       } else {
-        raft::Status st = raft_->status();
+        raft::Status st = replica_->core().status();
         auto pr = st.progress.find(t.target);
         if (pr == st.progress.end() || pr->second.is_learner) {
           result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
           finished = true;
-        } else if (raft_->transfer_leader(t.target) != raft::Error::kOk) {
+        } else if (replica_->transfer_leader(t.target) != raft::Error::kOk) {
           result = rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kBadTransferee);
           finished = true;
         }
@@ -302,20 +286,28 @@ void Node::check_transfers() {
   }
 }
 
+void Node::fail_reader(uint64_t token, const char* message) {
+  auto it = readers_.find(token);
+  if (it == readers_.end()) return;
+  ReadDone done = std::move(it->second);
+  readers_.erase(it);
+  done(rpc_error(RpcCode::kUnavailable, message));
+}
+
 void Node::handle_ready() {
-  raft::Ready& rd = raft_->ready();
-  if (raft_->storage_failed()) {
+  engine::Round* rd = replica_->begin_round();
+  if (rd == nullptr) {
     fail_on_damaged_log();
     return;
   }
-  if (rd.soft_state) {
-    raft::NodeId lead = rd.soft_state->lead;
+  if (rd->soft_state) {
+    raft::NodeId lead = rd->soft_state->lead;
     bool was_leader = is_leader();
     if (lead != leader_.load()) {
       if (lead != raft::kNoNode) ++leader_changes_;
       leader_ = lead;
     }
-    bool now_leader = rd.soft_state->role == raft::Role::kLeader;
+    bool now_leader = rd->soft_state->role == raft::Role::kLeader;
     if (now_leader != was_leader) {
       std::lock_guard<std::mutex> lk(lessor_mu_);
       if (now_leader) {
@@ -327,18 +319,16 @@ void Node::handle_ready() {
     }
   }
   // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
-  if (rd.messages_first && !rd.messages.empty()) {
-    sink_->send(std::move(rd.messages));
-    rd.messages.clear();
-  }
-  if (rd.must_write()) {
+  if (!rd->early_messages.empty()) sink_->send(std::move(rd->early_messages));
+  if (rd->write) {
     // A snapshot from the leader: the store is replaced first, then the log records the
     // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
     // (kv/snapshots.h).
-    if (rd.snapshot && !install_snapshot(*rd.snapshot)) return;
-    storage::WalBatch batch = ready_batch(kGroup, rd);
+    if (rd->snapshot != nullptr && !install_snapshot(*rd->snapshot)) return;
+    storage::WalBatch batch;
+    replica_->append_to(&batch);
     Status st;
-    if (rd.must_sync()) {
+    if (rd->sync) {
       auto sync_start = Clock::now();
       st = wal_->commit(batch);
       if (options_.observe_wal_sync) {
@@ -355,31 +345,37 @@ void Node::handle_ready() {
       return;
     }
   }
-  if (rd.hard_state) {
-    term_ = rd.hard_state->term;
-    commit_ = rd.hard_state->commit;
+  if (rd->hard_state) {
+    term_ = rd->hard_state->term;
+    commit_ = rd->hard_state->commit;
   }
-  if (!rd.messages.empty()) sink_->send(std::move(rd.messages));
 
+  engine::RoundResult out;
+  replica_->finish_round(&out);
+  if (!out.messages.empty()) sink_->send(std::move(out.messages));
   ApplyItem item;
-  for (const raft::Entry& e : rd.committed_entries) {
-    if (e.type == raft::EntryType::kConfChange) item.confs.push_back(apply_conf_change_entry(e));
+  for (const engine::AppliedConf& c : out.confs) {
+    apply_member_change(c);
+    item.confs.push_back(c.conf);
   }
-  std::vector<raft::ReadState> read_states = std::move(rd.read_states);
-  raft_->advance();
-
-  item.entries.swap(raft_->ready_for_driver().committed_entries);
+  if (!out.error.empty()) {
+    fail_fatal(out.error);
+    return;
+  }
+  item.entries = std::move(out.committed);
   bool has_entries = !item.entries.empty();
   if (has_entries) proposals_committed_ += item.entries.size();
   std::vector<ApplyItem> reads;
-  for (const raft::ReadState& rs : read_states) {
-    auto it = read_rounds_.find(rs.context);
-    if (it == read_rounds_.end()) continue;
+  for (engine::ReadPoint& p : out.reads) {
     ApplyItem r;
-    r.read_index = rs.index;
-    r.readers = std::move(it->second.readers);
-    read_rounds_.erase(it);
-    reads.push_back(std::move(r));
+    r.read_index = p.index;
+    for (uint64_t token : p.readers) {
+      auto it = readers_.find(token);
+      if (it == readers_.end()) continue;
+      r.readers.push_back(std::move(it->second));
+      readers_.erase(it);
+    }
+    if (!r.readers.empty()) reads.push_back(std::move(r));
   }
   if (has_entries || !reads.empty()) {
     {
@@ -392,15 +388,11 @@ void Node::handle_ready() {
   }
 }
 
-raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
-  std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
-  if (!cc) {
-    fail_fatal("undecodable configuration change at index " + std::to_string(e.index));
-    return raft_->status().config;
-  }
+void Node::apply_member_change(const engine::AppliedConf& applied) {
+  const raft::ConfChange* cc = &applied.change;
+  const raft::ConfState& conf = applied.conf;
   // The member table follows the configuration the core reports: a change the core ignored
   // (invalid, the same on every replica) changes nothing here either.
-  raft::ConfState conf = raft_->apply_conf_change(*cc);
   std::set<raft::NodeId> ids;
   for (const auto* list :
        {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next})
@@ -452,10 +444,7 @@ raft::ConfState Node::apply_conf_change_entry(const raft::Entry& e) {
     // As etcd: a removed member stops for good rather than disturb the cluster it left.
     fail_fatal("this member was removed from the cluster");
   }
-  return conf;
 }
-
-// The lessor's leases from the store (at start, or after the store was replaced); a leader
 
 void Node::change_membership(const raft::ConfChange& cc, bool check_learner_ready, Done done) {
   {
@@ -484,11 +473,11 @@ void Node::start_conf_changes(std::vector<ConfRequest>&& requests) {
     if (r.check_learner_ready) {
       // etcd promotes a learner only once it holds 90% of the leader's log, so the promotion
       // cannot leave the cluster waiting on a voter far behind. Only the leader can tell.
-      if (raft_->role() != raft::Role::kLeader) {
+      if (replica_->core().role() != raft::Role::kLeader) {
         r.done(rpc_error(RpcCode::kFailedPrecondition, rpc_errors::kNotLeader));
         continue;
       }
-      raft::Status st = raft_->status();
+      raft::Status st = replica_->core().status();
       raft::NodeId id = r.cc.changes.empty() ? 0 : r.cc.changes.front().node;
       auto pr = st.progress.find(id);
       if (pr == st.progress.end() || !pr->second.is_learner) {
@@ -500,7 +489,7 @@ void Node::start_conf_changes(std::vector<ConfRequest>&& requests) {
         continue;
       }
     }
-    raft::Error err = raft_->propose_conf_change(r.cc);
+    raft::Error err = replica_->propose_conf_change(r.cc);
     if (err == raft::Error::kOk) {
       conf_waiters_.push_back(std::move(r));
     } else if (err == raft::Error::kNoLeader) {

@@ -113,11 +113,11 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
   raft::Index index = held_snapshot_->snapshot->metadata.index;
   // Caught up through the log meanwhile, or sent by a leader since replaced: nothing to fetch,
   // and the core answers or ignores the message as it would have at once.
-  bool stale = store_->applied_index() >= index || held_snapshot_->term < raft_->term();
+  bool stale = store_->applied_index() >= index || held_snapshot_->term < replica_->core().term();
   if (stale || (staged_ && staged_index_ >= index)) {
     raft::Message m = std::move(*held_snapshot_);
     held_snapshot_.reset();
-    (void)raft_->step(std::move(m));
+    (void)replica_->step(std::move(m));
     return;
   }
   if (fetching_ || now < next_fetch_) return;
@@ -134,7 +134,7 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
         "the snapshot at index " + std::to_string(index) + " names no client URL for its sender");
     raft::Message m = std::move(*held_snapshot_);
     held_snapshot_.reset();
-    (void)raft_->step(std::move(m));
+    (void)replica_->step(std::move(m));
     return;
   }
   if (staged_) {

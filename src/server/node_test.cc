@@ -288,7 +288,7 @@ TEST(NodeDriver, ATornReadyBatchNeverLeavesACommitPastTheLog) {
     raft::Ready rd;
     rd.entries = entries(6, 30, 2);
     rd.hard_state = raft::HardState{2, 2, 30};
-    ASSERT_TRUE(wal->commit(ready_batch(1, rd)).is_ok());
+    ASSERT_TRUE(wal->commit(engine::ready_batch(1, rd)).is_ok());
     after = *fs.contents(path);
   }
   const std::string path = storage::join_path("wal", storage::segment_name(1));

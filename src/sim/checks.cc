@@ -60,7 +60,7 @@ void Simulation::issue(SimClient& c, bool write_only) {
     std::vector<raft::NodeId> pool;
     if (write_only) {
       if (SimNode* l = highest_leader()) {
-        raft::ConfState cs = l->raft->status().config;
+        raft::ConfState cs = l->core().status().config;
         pool = cs.voters;
         pool.insert(pool.end(), cs.learners.begin(), cs.learners.end());
       }
@@ -120,7 +120,7 @@ void Simulation::on_reply(const Reply& r) {
 
 // The commit index never decreases within a node's life, and every commit is locked.
 void Simulation::observe_commit(SimNode& n) {
-  raft::Index c = n.raft->log().committed();
+  raft::Index c = n.core().log().committed();
   if (c < n.last_commit) {
     fail(Check::kCommitMonotonic, "commit index of n" + std::to_string(n.id) + " went back from " +
                                       std::to_string(n.last_commit) + " to " + std::to_string(c));
@@ -136,12 +136,12 @@ void Simulation::check_invariants() {
     if (!n.up) continue;
     up.push_back(&n);
     // Election safety: at most one leader per term.
-    if (n.raft->role() == raft::Role::kLeader) {
-      auto [it, inserted] = leader_of_term_.emplace(n.raft->term(), n.id);
+    if (n.core().role() == raft::Role::kLeader) {
+      auto [it, inserted] = leader_of_term_.emplace(n.core().term(), n.id);
       if (!inserted && it->second != n.id) {
         fail(Check::kElectionSafety, "election safety: n" + std::to_string(it->second) + " and n" +
                                          std::to_string(n.id) + " are both leaders of term " +
-                                         std::to_string(n.raft->term()));
+                                         std::to_string(n.core().term()));
         return;
       }
     }
@@ -152,17 +152,17 @@ void Simulation::check_invariants() {
   if (SimNode* l = highest_leader()) {
     raft::Index must_have = 0;
     for (const auto& [bound, index] : max_index_by_term_bound_) {
-      if (bound < l->raft->term()) must_have = std::max(must_have, index);
+      if (bound < l->core().term()) must_have = std::max(must_have, index);
     }
     if (must_have > 0) {
       raft::Term t = 0;
-      raft::Error err = l->raft->log().term(must_have, &t);
+      raft::Error err = l->core().log().term(must_have, &t);
       if (err == raft::Error::kUnavailable ||
           (err == raft::Error::kOk && t != registry_[must_have]->term)) {
-        fail(Check::kLeaderCompleteness, "leader completeness: n" + std::to_string(l->id) +
-                                             ", leader of term " + std::to_string(l->raft->term()) +
-                                             ", lacks committed entry " +
-                                             std::to_string(must_have));
+        fail(Check::kLeaderCompleteness,
+             "leader completeness: n" + std::to_string(l->id) + ", leader of term " +
+                 std::to_string(l->core().term()) + ", lacks committed entry " +
+                 std::to_string(must_have));
         return;
       }
     }
@@ -175,8 +175,8 @@ void Simulation::check_invariants() {
   // the end of the shorter log and at one random earlier index per pair and step.
   for (size_t a = 0; a < up.size(); ++a) {
     for (size_t b = a + 1; b < up.size(); ++b) {
-      const raft::RaftLog& la = up[a]->raft->log();
-      const raft::RaftLog& lb = up[b]->raft->log();
+      const raft::RaftLog& la = up[a]->core().log();
+      const raft::RaftLog& lb = up[b]->core().log();
       raft::Index hi = std::min(la.last_index(), lb.last_index());
       raft::Index lo = std::max(la.first_index(), lb.first_index());
       if (hi < lo) continue;
@@ -211,7 +211,7 @@ void Simulation::check_electable_hold_committed() {
   if (registry_max_ == 0) return;
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  const raft::JointConfig& voters = l->raft->voters();
+  const raft::JointConfig& voters = l->core().voters();
   if (voters.joint()) return;
   struct LogEnd {
     raft::NodeId id;
@@ -223,7 +223,7 @@ void Simulation::check_electable_hold_committed() {
     const SimNode& n = nodes_.at(id);
     if (n.lost) continue;  // never votes or runs again
     if (n.up) {
-      ends.push_back({id, n.raft->log().last_term(), n.raft->log().last_index()});
+      ends.push_back({id, n.core().log().last_term(), n.core().log().last_index()});
     } else {
       const raft::LogStorage& d = n.storage->durable();
       raft::Term t = 0;
@@ -244,7 +244,7 @@ void Simulation::check_electable_hold_committed() {
     raft::Term t = 0;
     raft::Error err;
     if (node.up) {
-      err = node.raft->log().term(a, &t);
+      err = node.core().log().term(a, &t);
     } else {
       err = node.storage->durable().term(a, &t);
     }
@@ -265,13 +265,13 @@ void Simulation::check_electable_hold_committed() {
 // made in its current configuration, at the moment it commits and after every step.
 void Simulation::check_commit_locked(SimNode& leader) {
   SimNode* l = &leader;
-  if (l->raft->role() != raft::Role::kLeader) return;
-  const raft::RaftLog& log = l->raft->log();
+  if (l->core().role() != raft::Role::kLeader) return;
+  const raft::RaftLog& log = l->core().log();
   raft::Index c = log.committed();
   if (c <= l->commit_floor) return;
-  const raft::JointConfig& voters = l->raft->voters();
+  const raft::JointConfig& voters = l->core().voters();
   if (voters.joint()) return;
-  raft::Term term = l->raft->term();
+  raft::Term term = l->core().term();
   raft::Term want = log.term_or_zero(c);
   size_t holding = 0;
   for (raft::NodeId id : voters.incoming) {
@@ -285,8 +285,8 @@ void Simulation::check_commit_locked(SimNode& leader) {
     raft::Term last = 0;
     raft::Error err;
     if (n.up) {
-      err = n.raft->log().term(c, &t);
-      last = n.raft->log().last_term();
+      err = n.core().log().term(c, &t);
+      last = n.core().log().last_term();
     } else {
       const raft::LogStorage& d = n.storage->durable();
       err = d.term(c, &t);
@@ -312,11 +312,11 @@ std::string Simulation::members_state() const {
       out += n.lost ? " lost;" : " down;";
       continue;
     }
-    raft::Status st = n.raft->status();
-    out += std::string(" ") + raft::to_string(n.raft->role()) + " term " +
-           std::to_string(n.raft->term()) + " lead n" + std::to_string(n.raft->lead()) + " last " +
-           std::to_string(n.raft->log().last_index()) + " commit " +
-           std::to_string(n.raft->log().committed()) + " voters " +
+    raft::Status st = n.core().status();
+    out += std::string(" ") + raft::to_string(n.core().role()) + " term " +
+           std::to_string(n.core().term()) + " lead n" + std::to_string(n.core().lead()) +
+           " last " + std::to_string(n.core().log().last_index()) + " commit " +
+           std::to_string(n.core().log().committed()) + " voters " +
            std::to_string(st.config.voters.size()) + ";";
   }
   return out;
@@ -343,12 +343,12 @@ bool Simulation::liveness_reached(std::string* waiting) {
       return false;
     }
   }
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   if (!cs.voters_outgoing.empty()) {
     *waiting = "leader n" + std::to_string(l->id) + " is still in a joint configuration";
     return false;
   }
-  raft::Index commit = l->raft->log().committed();
+  raft::Index commit = l->core().log().committed();
   for (const auto& [index, chain] : acked_) {
     if (index > commit) {
       *waiting = "acknowledged index " + std::to_string(index) + " is past leader n" +
@@ -364,13 +364,13 @@ bool Simulation::liveness_reached(std::string* waiting) {
       *waiting = "n" + std::to_string(id) + (n.up ? " applied " : " is down, applied ") +
                  std::to_string(n.sm.applied()) + " of leader n" + std::to_string(l->id) +
                  "'s commit " + std::to_string(commit);
-      raft::Status st = l->raft->status();
+      raft::Status st = l->core().status();
       auto pr = st.progress.find(id);
       if (pr != st.progress.end()) {
         *waiting += "; the leader sees it " + std::string(raft::to_string(pr->second.state)) +
                     ", match " + std::to_string(pr->second.match) + ", next " +
                     std::to_string(pr->second.next) + ", log from " +
-                    std::to_string(l->raft->log().first_index());
+                    std::to_string(l->core().log().first_index());
       }
       return false;
     }
@@ -398,7 +398,7 @@ void Simulation::final_checks() {
     return;
   }
   // Replicas that caught up are identical.
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   std::vector<raft::NodeId> members = cs.voters;
   members.insert(members.end(), cs.learners.begin(), cs.learners.end());
   for (raft::NodeId id : members) {

@@ -18,8 +18,8 @@ std::string ids(const std::vector<raft::NodeId>& v) {
 SimNode* Simulation::highest_leader() {
   SimNode* best = nullptr;
   for (auto& [id, n] : nodes_) {
-    if (!n.up || n.paused || n.raft->role() != raft::Role::kLeader) continue;
-    if (best == nullptr || n.raft->term() > best->raft->term()) best = &n;
+    if (!n.up || n.paused || n.core().role() != raft::Role::kLeader) continue;
+    if (best == nullptr || n.core().term() > best->core().term()) best = &n;
   }
   return best;
 }
@@ -49,7 +49,7 @@ void Simulation::inject_faults() {
       n.paused = true;
       uint64_t pause_us = fault_rng_.range(50'000, 1'500'000);
       note("n" + std::to_string(n.id) + " pauses for " + std::to_string(pause_us / 1000) + " ms" +
-           (n.raft->role() == raft::Role::kLeader ? " (leader)" : ""));
+           (n.core().role() == raft::Role::kLeader ? " (leader)" : ""));
       schedule_node_event(now_ + pause_us, EventKind::kResume, n);
     }
   }
@@ -136,10 +136,10 @@ void Simulation::damage_disk() {
   if (damage_pending()) return;
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   // Not while a configuration change is in flight: it could leave fewer voters.
   if (cs.voters.size() < 3 || !cs.voters_outgoing.empty() ||
-      l->raft->log().last_index() != l->raft->log().applied())
+      l->core().log().last_index() != l->core().log().applied())
     return;
   std::vector<raft::NodeId> candidates;
   for (auto& [id, n] : nodes_) {
@@ -209,7 +209,7 @@ void Simulation::replace_lost() {
   if (now_ < r.next_try) return;
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
   auto in = [](const std::vector<raft::NodeId>& v, raft::NodeId id) {
     return std::find(v.begin(), v.end(), id) != v.end();
@@ -218,7 +218,7 @@ void Simulation::replace_lost() {
   auto propose = [&](raft::ConfChangeType type, raft::NodeId id, const char* what) {
     raft::ConfChange cc;
     cc.changes = {{type, id}};
-    raft::Error err = l->raft->propose_conf_change(cc);
+    raft::Error err = l->replica->propose_conf_change(cc);
     note("operator: n" + std::to_string(l->id) + " proposes " + what + " n" + std::to_string(id) +
          ": " + raft::to_string(err));
     drive(*l);
@@ -242,7 +242,7 @@ void Simulation::replace_lost() {
   if (*r.was_voter && !in(cs.voters, r.new_id)) {
     // As etcd's member promote: only a learner that caught up with the leader.
     const SimNode& n = nodes_.at(r.new_id);
-    if (n.up && n.sm.applied() + 10 >= l->raft->log().committed())
+    if (n.up && n.sm.applied() + 10 >= l->core().log().committed())
       propose(raft::ConfChangeType::kAddNode, r.new_id, "to promote");
     return;
   }
@@ -276,7 +276,7 @@ void Simulation::heal_all() {
 void Simulation::membership_change() {
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
   std::vector<raft::NodeId> others;
   for (auto& [id, n] : nodes_) {
@@ -327,7 +327,7 @@ void Simulation::membership_change() {
       break;
     }
   }
-  raft::Error err = l->raft->propose_conf_change(cc);
+  raft::Error err = l->replica->propose_conf_change(cc);
   note("n" + std::to_string(l->id) + " proposes " + what + ": " + raft::to_string(err));
   drive(*l);
 }
@@ -335,14 +335,14 @@ void Simulation::membership_change() {
 void Simulation::leader_transfer() {
   SimNode* l = highest_leader();
   if (l == nullptr) return;
-  raft::ConfState cs = l->raft->status().config;
+  raft::ConfState cs = l->core().status().config;
   std::vector<raft::NodeId> targets;
   for (raft::NodeId id : cs.voters) {
     if (id != l->id) targets.push_back(id);
   }
   if (targets.empty()) return;
   raft::NodeId to = targets[fault_rng_.below(targets.size())];
-  raft::Error err = l->raft->transfer_leader(to);
+  raft::Error err = l->replica->transfer_leader(to);
   note("n" + std::to_string(l->id) + " transfers leadership to n" + std::to_string(to) + ": " +
        raft::to_string(err));
   drive(*l);

@@ -1,5 +1,7 @@
-// The simulated node driver: the same contract a real driver follows (persist, sync, send,
-// apply, advance), with fsync taking simulated time and crashes losing what was not synced.
+// The simulated member: chorusd's replica driver (engine::Replica) around the core, on the real
+// write-ahead log over a simulated disk, with fsync taking simulated time and crashes losing what
+// was not synced. What is simulated here is only what a host supplies: the disk, the network,
+// the clock and the state machine.
 #include <algorithm>
 
 #include "sim/simulation.h"
@@ -30,69 +32,73 @@ void Simulation::start_node(SimNode& n) {
   c.applied = snap.metadata.index;
   c.seed = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation);
   c.unsafe.commit_previous_term_entries = opt_.mutation == Mutation::kCommitPreviousTerm;
-  n.raft = std::make_unique<raft::Raft>(c);
-  n.last_commit = n.raft->log().committed();
+  c.unsafe.forget_vote = opt_.mutation == Mutation::kVoteNotPersisted;
+  c.unsafe.ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
+  engine::ReplicaOptions ro;
+  ro.raft = c;
+  ro.tick_us = kTickUs;
+  ro.first_read_context = hash_mix(c.seed, 0x5eed) | 1;
+  n.replica = std::make_unique<engine::Replica>(ro, n.clock_us);
+  n.last_commit = n.core().log().committed();
   n.last_role = raft::Role::kFollower;
-  n.last_term = n.raft->term();
-  n.sync_in_flight = false;
+  n.last_term = n.core().term();
 }
 
 void Simulation::drive(SimNode& n) {
-  if (!failed_ && n.up && n.raft->storage_failed()) {
+  if (!failed_ && n.up && n.core().storage_failed()) {
     stop_on_damaged_log(n);
     return;
   }
-  while (!failed_ && n.up && !n.paused && !n.sync_in_flight && n.raft->has_ready()) {
-    raft::Ready& rd = n.raft->ready();
-    if (n.raft->storage_failed()) {
+  while (!failed_ && n.up && !n.paused && n.replica->has_round()) {
+    engine::Round* rd = n.replica->begin_round();
+    if (rd == nullptr) {
       stop_on_damaged_log(n);
       return;
     }
-    if (rd.soft_state) {
-      const raft::SoftState& ss = *rd.soft_state;
+    if (rd->soft_state) {
+      const raft::SoftState& ss = *rd->soft_state;
       if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
         ++result_.elections;
-        n.commit_floor = n.raft->log().committed();
+        n.commit_floor = n.core().log().committed();
         note("n" + std::to_string(n.id) + " becomes leader in term " +
-             std::to_string(n.raft->term()));
+             std::to_string(n.core().term()));
       } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
-        note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.raft->term()));
+        note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.core().term()));
       }
       n.last_role = ss.role;
     }
     bool vote_changed = false;
-    raft::HardState hs;
-    if (rd.hard_state) {
-      hs = *rd.hard_state;
+    if (rd->hard_state) {
       raft::HardState before = n.storage->view()->hard_state();
-      vote_changed = hs.vote != before.vote || hs.term != before.term;
-      if (opt_.mutation == Mutation::kVoteNotPersisted) hs.vote = raft::kNoNode;
+      vote_changed = rd->hard_state->vote != before.vote || rd->hard_state->term != before.term;
     }
-    // As chorusd's driver: a leader's messages leave before its write (raft.h, messages_first);
-    // the broken variant sends everyone's first, acknowledgements and votes included.
-    n.messages_sent = false;
-    if (rd.messages_first || opt_.mutation == Mutation::kAckBeforeDurable) {
-      send_messages(n, rd.messages);
-      n.messages_sent = true;
+    send_messages(n, rd->early_messages);
+    if (rd->snapshot != nullptr) {
+      // As chorusd: the state machine is replaced before the log records the snapshot.
+      if (!n.sm.restore(rd->snapshot->data)) {
+        fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
+        return;
+      }
+      n.conf = rd->snapshot->metadata.conf_state;
+      ++result_.snapshots_installed;
+      note("n" + std::to_string(n.id) + " installs snapshot at index " +
+           std::to_string(rd->snapshot->metadata.index));
     }
-    if (rd.must_write()) {
+    if (rd->write) {
       // Failed syncs are injected into the writes that sync (a commit-only write does not).
-      bool injected = rd.must_sync() && maybe_inject_disk_failure(n);
-      storage::Status st = n.storage->write(rd.snapshot ? &*rd.snapshot : nullptr, rd.entries,
-                                            rd.hard_state ? &hs : nullptr);
+      bool injected = rd->sync && maybe_inject_disk_failure(n);
+      storage::Status st =
+          n.storage->write(rd->snapshot, *rd->entries, rd->hard_state ? &*rd->hard_state : nullptr);
       if (!disk_result(n, st, injected, "write")) return;
     }
-    if (!rd.must_sync()) {
+    if (!rd->sync) {
       finish_ready(n);
       continue;
     }
-    n.sync_in_flight = true;
     uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
     if (faults_active_ && p_stall_ > 0 && fault_rng_.chance(p_stall_)) {
-      // The disk stalls for seconds. The node keeps stepping messages and ticks meanwhile, so
-      // whatever it decides is judged by its current clock (what chorusd's driver achieves by
-      // catching up on ticks before stepping what queued during a stall; that ordering itself
-      // is tested in node_test).
+      // The disk stalls for seconds. The node keeps stepping messages meanwhile, and its
+      // replica catches up on the ticks it missed before it steps anything (Replica::on_clock).
       fsync_us = fault_rng_.range(1'000'000, 4'000'000);
       note("n" + std::to_string(n.id) + " stalls in fsync for " + std::to_string(fsync_us / 1000) +
            " ms");
@@ -110,36 +116,31 @@ void Simulation::drive(SimNode& n) {
 }
 
 void Simulation::finish_ready(SimNode& n) {
-  n.sync_in_flight = false;
-  // The Ready stays valid until advance(): the core does not touch it in between.
-  raft::Ready& rd = n.raft->ready_for_driver();
-  if (!n.messages_sent) send_messages(n, rd.messages);
-  if (rd.snapshot) {
-    if (!n.sm.restore(rd.snapshot->data)) {
-      fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
-      return;
-    }
-    n.conf = rd.snapshot->metadata.conf_state;
-    ++result_.snapshots_installed;
-    note("n" + std::to_string(n.id) + " installs snapshot at index " +
-         std::to_string(rd.snapshot->metadata.index));
+  engine::RoundResult out;
+  n.replica->finish_round(&out);
+  if (!out.error.empty()) {
+    fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + out.error);
+    return;
   }
-  apply_committed(n, rd.committed_entries);
-  for (const raft::ReadState& rs : rd.read_states) {
-    auto it = n.reads.find(rs.context);
-    if (it != n.reads.end()) {
-      it->second.index = rs.index;
-      it->second.ready = true;
+  send_messages(n, out.messages);
+  apply_committed(n, out);
+  for (const engine::ReadPoint& p : out.reads) {
+    for (uint64_t reader : p.readers) {
+      auto it = n.reads.find(reader);
+      if (it != n.reads.end()) {
+        it->second.index = p.index;
+        it->second.ready = true;
+      }
     }
   }
-  n.raft->advance();
   observe_commit(n);
   serve_reads(n);
-  maybe_compact(n, n.raft->take_snapshot_request());
+  maybe_compact(n, n.replica->take_snapshot_request());
 }
 
-void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& entries) {
-  for (const raft::Entry& e : entries) {
+void Simulation::apply_committed(SimNode& n, const engine::RoundResult& round) {
+  size_t next_conf = 0;
+  for (const raft::Entry& e : round.committed) {
     if (failed_) return;
     if (e.index != n.sm.applied() + 1) {
       fail(Check::kApplyOrder, "n" + std::to_string(n.id) + " applies index " +
@@ -157,7 +158,7 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       registry_max_ = std::max(registry_max_, e.index);
       raft::Term bound = 0;
       for (const auto& [id, other] : nodes_) {
-        if (other.up) bound = std::max(bound, other.raft->term());
+        if (other.up) bound = std::max(bound, other.core().term());
       }
       if (e.index % 100 == 0) {
         note("committed through index " + std::to_string(e.index) + " (term " +
@@ -173,15 +174,15 @@ void Simulation::apply_committed(SimNode& n, const std::vector<raft::Entry>& ent
       return;
     }
     if (e.type == raft::EntryType::kConfChange) {
-      auto cc = raft::ConfChange::decode(e.data);
-      if (!cc) {
-        fail(Check::kStorage,
-             "undecodable configuration change at index " + std::to_string(e.index));
+      // The replica applied it to the core already; the state machine takes its result.
+      if (next_conf >= round.confs.size() || round.confs[next_conf].index != e.index) {
+        fail(Check::kStorage, "n" + std::to_string(n.id) + ": no configuration for the change at " +
+                                  std::to_string(e.index));
         return;
       }
-      n.conf = n.raft->apply_conf_change(*cc);
-      n.commit_floor = n.raft->log().committed();
-      if (n.id == 1 || n.raft->role() == raft::Role::kLeader) {
+      n.conf = round.confs[next_conf++].conf;
+      n.commit_floor = n.core().log().committed();
+      if (n.id == 1 || n.core().role() == raft::Role::kLeader) {
         std::string v;
         for (auto id : n.conf.voters)
           v += std::to_string(id) + " ";
@@ -225,6 +226,15 @@ void Simulation::serve_reads(SimNode& n) {
   }
 }
 
+void Simulation::expire_reads(SimNode& n) {
+  for (uint64_t reader : n.replica->expire_reads(n.clock_us)) {
+    auto it = n.reads.find(reader);
+    if (it == n.reads.end()) continue;
+    reply(n, it->second.op, true, {});
+    n.reads.erase(it);
+  }
+}
+
 void Simulation::maybe_compact(SimNode& n, bool requested) {
   raft::Index first = n.storage->view()->first_index();
   raft::Index applied = n.sm.applied();
@@ -247,17 +257,19 @@ void Simulation::maybe_compact(SimNode& n, bool requested) {
 void Simulation::on_request(SimNode& n, const ClientOp& op) {
   using Kind = check::KvInput::Kind;
   if (op.input.kind == Kind::kRead) {
-    if (opt_.mutation == Mutation::kReadWithoutReadIndex && n.raft->role() == raft::Role::kLeader) {
+    if (opt_.mutation == Mutation::kReadWithoutReadIndex &&
+        n.core().role() == raft::Role::kLeader) {
       auto v = n.sm.get(op.input.key);
       reply(n, op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
       return;
     }
-    uint64_t ctx = n.next_ctx++;
-    if (n.raft->read_index(ctx) != raft::Error::kOk) {
+    uint64_t reader = n.next_reader++;
+    n.replica->read(reader);
+    if (!n.replica->start_reads(n.clock_us + kClientTimeoutUs).empty()) {
       reply(n, op, true, {});
       return;
     }
-    n.reads[ctx] = PendingRead{op, 0, false};
+    n.reads[reader] = PendingRead{op, 0, false};
     drive(n);
     return;
   }
@@ -271,7 +283,7 @@ void Simulation::on_request(SimNode& n, const ClientOp& op) {
   cmd.key = op.input.key;
   cmd.value = op.input.value;
   cmd.expected = op.input.expected;
-  if (n.raft->propose(cmd.encode()) != raft::Error::kOk) {
+  if (n.replica->propose(cmd.encode()) != raft::Error::kOk) {
     reply(n, op, true, {});
     return;
   }
@@ -289,7 +301,7 @@ void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
   e.reply.op = op.op;
   e.reply.definite_failure = definite_failure;
   e.reply.output = std::move(output);
-  e.reply.hint = n.raft->lead();
+  e.reply.hint = n.core().lead();
   e.reply.from = n.id;
   schedule(std::move(e));
 }
@@ -351,7 +363,7 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
 void Simulation::go_down(SimNode& n, bool power_cut) {
   n.up = false;
   n.paused = false;
-  n.raft.reset();
+  n.replica.reset();
   std::string err = n.storage->crash(power_cut, disk_rng_.next());
   if (!err.empty()) {
     fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
@@ -361,8 +373,6 @@ void Simulation::go_down(SimNode& n, bool power_cut) {
   n.proposals.clear();
   n.reads.clear();
   n.deferred.clear();
-  n.sync_in_flight = false;
-  n.tick_debt = 0;
   ++n.incarnation;
   if (faults_active_) {
     schedule_node_event(now_ + fault_rng_.range(10'000, 500'000), EventKind::kRestart, n);
@@ -391,21 +401,20 @@ void Simulation::restart(SimNode& n) {
   }
   n.up = true;
   start_node(n);
-  note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.raft->term()) +
-       ", log " + std::to_string(n.raft->log().first_index()) + ".." +
-       std::to_string(n.raft->log().last_index()) + ", commit " +
-       std::to_string(n.raft->log().committed()));
+  note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.core().term()) +
+       ", log " + std::to_string(n.core().log().first_index()) + ".." +
+       std::to_string(n.core().log().last_index()) + ", commit " +
+       std::to_string(n.core().log().committed()));
   drive(n);
 }
 
 void Simulation::resume(SimNode& n) {
   n.paused = false;
-  note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(n.tick_debt) +
-       " ticks");
   // A real driver reads a monotonic clock: the missed time arrives at once, before any message
   // or request waiting in the socket buffers is looked at.
-  for (; n.tick_debt > 0; --n.tick_debt)
-    n.raft->tick();
+  uint64_t missed = n.replica->on_clock(n.clock_us);
+  note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(missed) + " ticks");
+  expire_reads(n);
   std::vector<Event> waiting;
   waiting.swap(n.deferred);
   for (Event& e : waiting) {

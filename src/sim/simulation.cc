@@ -310,7 +310,7 @@ void Simulation::handle(Event& e) {
       hash(e.msg.entries.size());
       bool snap = e.msg.type == raft::MessageType::kSnap;
       raft::NodeId from = e.msg.from;
-      raft::Error err = n.raft->step(std::move(e.msg));
+      raft::Error err = n.replica->step(std::move(e.msg));
       (void)err;  // stale or foreign messages are expected under faults
       if (snap) {
         schedule_snap_status(now_ + client_latency(), from, n.id, false);
@@ -319,7 +319,7 @@ void Simulation::handle(Event& e) {
       break;
     }
     case EventKind::kSyncDone:
-      if (e.incarnation != n.incarnation || !n.sync_in_flight) return;
+      if (e.incarnation != n.incarnation || !n.replica->in_round()) return;
       if (bool injected = maybe_inject_disk_failure(n);
           !disk_result(n, n.storage->sync(), injected, "fsync")) {
         return;
@@ -333,7 +333,7 @@ void Simulation::handle(Event& e) {
       on_request(n, e.request);
       break;
     case EventKind::kSnapStatus:
-      n.raft->report_snapshot(e.peer, e.failed);
+      n.replica->report_snapshot(e.peer, e.failed);
       drive(n);
       break;
     default:
@@ -362,7 +362,7 @@ void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
     bool dropped =
         blocked(m.from, m.to) || (loss_ > 0 && net_rng_.chance(loss_)) || nodes_.count(m.to) == 0;
     if (dropped) {
-      if (m.type == raft::MessageType::kSnap) n.raft->report_snapshot(m.to, true);
+      if (m.type == raft::MessageType::kSnap) n.replica->report_snapshot(m.to, true);
       continue;
     }
     if (m.type == raft::MessageType::kSnap && snap_transfer_us_max_ > 0) {
@@ -453,17 +453,13 @@ void Simulation::tick_all() {
     SimNode& n = nodes_.at(id);
     if (!n.up) continue;
     n.tick_credit += n.clock_rate;
-    uint64_t ticks = 0;
     while (n.tick_credit >= 1.0) {
       n.tick_credit -= 1.0;
-      ++ticks;
+      n.clock_us += kTickUs;
     }
-    if (n.paused) {
-      n.tick_debt += ticks;
-      continue;
-    }
-    for (uint64_t k = 0; k < ticks; ++k)
-      n.raft->tick();
+    if (n.paused) continue;
+    n.replica->on_clock(n.clock_us);
+    expire_reads(n);
     drive(n);
   }
 }
@@ -511,7 +507,7 @@ SimResult Simulation::run() {
   }
   if (!failed_) final_checks();
   for (const auto& [id, n] : nodes_) {
-    if (n.up) result_.max_term = std::max(result_.max_term, n.raft->term());
+    if (n.up) result_.max_term = std::max(result_.max_term, n.core().term());
   }
   result_.committed = registry_max_;
   result_.trace_hash = trace_hash_;
@@ -522,8 +518,8 @@ SimResult Simulation::run() {
 
 void Simulation::check_clock_bounds() {
   for (auto& [lid, l] : nodes_) {
-    if (!l.up || l.raft->role() != raft::Role::kLeader) continue;
-    for (const auto& [id, p] : l.raft->status().progress) {
+    if (!l.up || l.core().role() != raft::Role::kLeader) continue;
+    for (const auto& [id, p] : l.core().status().progress) {
       if (p.clock_rate_bound == 0) continue;
       // The simulation knows the true rates: the leader's bound must hold.
       double truth = nodes_.at(id).clock_rate / l.clock_rate;
@@ -536,7 +532,7 @@ void Simulation::check_clock_bounds() {
       // Over a long window the bound is tight: beyond the allowance the clock is too fast
       // (over a short one it may only be not proven yet).
       if (lease_reads_ && !result_.lease_refused_for_drift && p.clock_window_ticks >= 100 &&
-          p.clock_rate_bound > l.raft->max_peer_clock_rate()) {
+          p.clock_rate_bound > l.core().max_peer_clock_rate()) {
         result_.lease_refused_for_drift = true;
         note("n" + std::to_string(lid) + " bounds n" + std::to_string(id) + "'s clock rate at " +
              std::to_string(p.clock_rate_bound) + " of its own: too fast for its lease");

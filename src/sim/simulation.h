@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check/kv_model.h"
+#include "engine/replica.h"
 #include "raft/raft.h"
 #include "sim/cluster.h"
 #include "sim/kv.h"
@@ -89,22 +90,23 @@ struct SimNode {
   bool up = true;
   bool paused = false;
   uint64_t incarnation = 0;
-  uint64_t tick_debt = 0;
-  // This node's clock runs at this rate against simulated real time (drift); ticks come as the
-  // credit reaches whole ticks.
+  // This node's clock runs at this rate against simulated real time (drift): its local clock
+  // advances by whole ticks as the credit reaches them, and keeps running while the node is
+  // paused, so the replica catches up on every missed tick when it resumes.
   double clock_rate = 1.0;
+  uint64_t clock_us = 0;
   // Its log was found damaged and recovery refused it: down for good, to be replaced.
   bool lost = false;
   double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
-  std::unique_ptr<raft::Raft> raft;
+  // The driver chorusd runs, around the core; `core()` for checks.
+  std::unique_ptr<engine::Replica> replica;
+  const raft::Raft& core() const { return replica->core(); }
   KvStateMachine sm;
   raft::ConfState conf;
-  bool sync_in_flight = false;
-  bool messages_sent = false;
   std::map<std::pair<uint64_t, uint64_t>, ClientOp> proposals;
-  std::map<uint64_t, PendingRead> reads;
-  uint64_t next_ctx = 1;
+  std::map<uint64_t, PendingRead> reads;  // by reader token
+  uint64_t next_reader = 1;
   std::vector<Event> deferred;
   raft::Index last_commit = 0;
   // Commit index when this node last became leader or switched configuration: commits beyond
@@ -140,8 +142,10 @@ class Simulation {
   void start_node(SimNode& n);
   void drive(SimNode& n);
   void finish_ready(SimNode& n);
-  void apply_committed(SimNode& n, const std::vector<raft::Entry>& entries);
+  void apply_committed(SimNode& n, const engine::RoundResult& round);
   void serve_reads(SimNode& n);
+  // Reads whose ReadIndex round outlived the client's timeout fail (as chorusd's do).
+  void expire_reads(SimNode& n);
   // Snapshots and compacts the log once it is long enough; with `requested` (the core asked for
   // a newer snapshot) takes a snapshot of the applied state now.
   void maybe_compact(SimNode& n, bool requested);

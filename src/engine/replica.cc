@@ -1,0 +1,136 @@
+#include "engine/replica.h"
+
+#include <utility>
+
+namespace chorus::engine {
+
+storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd) {
+  storage::WalBatch batch;
+  if (rd.snapshot) batch.apply_snapshot(group, *rd.snapshot);
+  if (!rd.entries.empty()) batch.append(group, rd.entries);
+  if (rd.hard_state) batch.set_hard_state(group, *rd.hard_state);
+  return batch;
+}
+
+Replica::Replica(const ReplicaOptions& options, uint64_t now_us)
+    : options_(options),
+      core_(std::make_unique<raft::Raft>(options.raft)),
+      next_tick_us_(now_us + options.tick_us),
+      next_read_context_(options.first_read_context) {}
+
+uint64_t Replica::on_clock(uint64_t now_us) {
+  uint64_t ticks = 0;
+  while (now_us >= next_tick_us_) {
+    core_->tick();
+    next_tick_us_ += options_.tick_us;
+    ++ticks;
+  }
+  return ticks;
+}
+
+void Replica::restart_clock(uint64_t now_us) {
+  next_tick_us_ = now_us + options_.tick_us;
+}
+
+void Replica::report_unreachable(raft::NodeId to) {
+  core_->report_unreachable(to);
+  core_->report_snapshot(to, true);
+}
+
+std::vector<uint64_t> Replica::start_reads(uint64_t deadline_us) {
+  std::vector<uint64_t> refused;
+  if (queued_reads_.empty()) return refused;
+  uint64_t ctx = next_read_context_++;
+  if (core_->read_index(ctx) != raft::Error::kOk) {
+    refused.swap(queued_reads_);
+    return refused;
+  }
+  ReadRound& r = read_rounds_[ctx];
+  r.readers.swap(queued_reads_);
+  r.deadline_us = deadline_us;
+  return refused;
+}
+
+std::vector<uint64_t> Replica::expire_reads(uint64_t now_us) {
+  std::vector<uint64_t> expired;
+  for (auto it = read_rounds_.begin(); it != read_rounds_.end();) {
+    if (it->second.deadline_us <= now_us) {
+      expired.insert(expired.end(), it->second.readers.begin(), it->second.readers.end());
+      it = read_rounds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return expired;
+}
+
+size_t Replica::reads_waiting() const {
+  size_t n = queued_reads_.size();
+  for (const auto& [ctx, r] : read_rounds_)
+    n += r.readers.size();
+  return n;
+}
+
+Round* Replica::begin_round() {
+  raft::Ready& rd = core_->ready();
+  if (core_->storage_failed()) return nullptr;
+  in_round_ = true;
+  round_ = Round{};
+  round_.soft_state = rd.soft_state;
+  round_.snapshot = rd.snapshot ? &*rd.snapshot : nullptr;
+  round_.entries = &rd.entries;
+  round_.hard_state = rd.hard_state;
+#ifdef CHORUS_RAFT_MUTATIONS
+  // The driver records term and commit but loses the vote.
+  if (options_.raft.unsafe.forget_vote && round_.hard_state)
+    round_.hard_state->vote = raft::kNoNode;
+#endif
+  round_.write = rd.must_write();
+  round_.sync = rd.must_sync();
+  bool early = rd.messages_first;
+#ifdef CHORUS_RAFT_MUTATIONS
+  // Everyone's messages leave before the write: acknowledgements and votes promise what the
+  // disk does not hold yet.
+  early = early || options_.raft.unsafe.ack_before_durable;
+#endif
+  if (early) round_.early_messages.swap(rd.messages);
+  return &round_;
+}
+
+void Replica::append_to(storage::WalBatch* batch) const {
+  const raft::GroupId group = options_.raft.group;
+  if (round_.snapshot != nullptr) batch->apply_snapshot(group, *round_.snapshot);
+  if (!round_.entries->empty()) batch->append(group, *round_.entries);
+  if (round_.hard_state) batch->set_hard_state(group, *round_.hard_state);
+}
+
+void Replica::finish_round(RoundResult* out) {
+  raft::Ready& rd = core_->ready_for_driver();
+  out->messages = std::move(rd.messages);
+  rd.messages.clear();
+  // Configuration changes take effect in the core as they are handed on, before it advances:
+  // the next Ready already reflects them.
+  for (const raft::Entry& e : rd.committed_entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
+    if (!cc) {
+      out->error = "undecodable configuration change at index " + std::to_string(e.index);
+      break;
+    }
+    raft::ConfState conf = core_->apply_conf_change(*cc);
+    out->confs.push_back(AppliedConf{e.index, std::move(*cc), std::move(conf)});
+  }
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = read_rounds_.find(rs.context);
+    if (it == read_rounds_.end()) continue;  // expired, or of an earlier life
+    out->reads.push_back(ReadPoint{rs.index, std::move(it->second.readers)});
+    read_rounds_.erase(it);
+  }
+  core_->advance();
+  // The Ready stays untouched until the next ready(): its committed entries move out whole.
+  out->committed.swap(core_->ready_for_driver().committed_entries);
+  in_round_ = false;
+  round_ = Round{};
+}
+
+}  // namespace chorus::engine
