@@ -33,7 +33,7 @@ std::string trimmed(FaultFileSystem* fs, const std::string& path) {
 
 void wal_seeds(const std::filesystem::path& dir) {
   FaultFileSystem fs;
-  WalOptions options{.segment_bytes = 64 << 10, .cache_bytes_per_group = 4 << 10};
+  WalOptions options{.segment_bytes = 64 << 10, .cache_bytes = 4 << 10};
   std::unique_ptr<Wal> wal;
   if (!Wal::open(&fs, "wal", options, &wal).is_ok()) std::abort();
   std::string path = join_path("wal", segment_name(1));

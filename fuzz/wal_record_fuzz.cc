@@ -14,7 +14,7 @@
 namespace chorus::storage {
 namespace {
 
-const WalOptions kOptions{.segment_bytes = 64 << 10, .cache_bytes_per_group = 4 << 10};
+const WalOptions kOptions{.segment_bytes = 64 << 10, .cache_bytes = 4 << 10};
 constexpr int kMaxCuts = 16;
 
 void check(bool ok, const char* what) {

@@ -271,7 +271,7 @@ std::vector<raft::Entry> entries(raft::Index from, raft::Index to, raft::Term te
 // state first.
 TEST(NodeDriver, ATornReadyBatchNeverLeavesACommitPastTheLog) {
   storage::FaultFileSystem fs;
-  const storage::WalOptions options{.segment_bytes = 1 << 16, .cache_bytes_per_group = 1 << 20};
+  const storage::WalOptions options{.segment_bytes = 1 << 16, .cache_bytes = 1 << 20};
   const raft::ConfState conf{{1, 2, 3}, {}, {}, {}, false};
   std::string before;
   std::string after;

@@ -146,7 +146,7 @@ Simulation::Simulation(const SimOptions& options)
   // and a small entry cache, so lagging followers are served from the segment files.
   disk_rng_ = rng_.fork(6);
   wal_options_.segment_bytes = 16ULL << (10 + disk_rng_.below(3));
-  wal_options_.cache_bytes_per_group = 2ULL << (10 + disk_rng_.below(5));
+  wal_options_.cache_bytes = 2ULL << (10 + disk_rng_.below(5));
   if (crashes && disk_rng_.chance(0.5)) p_disk_failure_ = disk_rng_.unit() * 0.002;
   if (crashes && disk_rng_.chance(0.5)) p_stall_ = disk_rng_.unit() * 0.002;
   // Clock drift: each node's ticks run up to max_drift_ fast or slow against real time. With

@@ -51,7 +51,7 @@ const raft::ConfState kConf{{1, 2, 3}, {}, {}, {}, false};
 
 WalOptions options() {
   // Small segments, so the runs rotate and compaction deletes files.
-  return WalOptions{.segment_bytes = 128 << 10, .cache_bytes_per_group = 64 << 10};
+  return WalOptions{.segment_bytes = 128 << 10, .cache_bytes = 64 << 10};
 }
 
 // The content of an entry follows from its group, index and term, so the parent can check

@@ -86,7 +86,13 @@ struct Wal::GroupLog {
   std::deque<EntryLocation> locations;  // entries (compact_index, last]
   std::deque<Entry> cache;              // a suffix of them
   uint64_t cache_bytes = 0;
-  uint64_t cache_limit = 0;
+  // When the group last cached an entry (Wal::cache_clock_): the log's cache budget is taken
+  // back from the groups that wrote least recently first.
+  uint64_t cache_used = 0;
+  // The segment of the group's latest record. Each segment holds, before a group's first record
+  // in it, the group's snapshot marker and hard state (Wal::state_prefix_locked), so this
+  // segment and every later one the group wrote to carry its whole state.
+  uint64_t last_segment = 0;
 
   Index last_index() const { return compact_index + locations.size(); }
   Index cache_start() const { return last_index() + 1 - cache.size(); }
@@ -115,10 +121,10 @@ struct Wal::GroupLog {
     locations.push_back(loc);
     cache_bytes += e.size_bytes();
     cache.push_back(std::move(e));
-    while (cache_bytes > cache_limit && cache.size() > 1) {
-      cache_bytes -= cache.front().size_bytes();
-      cache.pop_front();
-    }
+  }
+  void evict_front() {
+    cache_bytes -= cache.front().size_bytes();
+    cache.pop_front();
   }
 };
 
@@ -222,10 +228,7 @@ Wal::~Wal() {
 
 Wal::GroupLog& Wal::group_locked(GroupId group) {
   auto& g = groups_[group];
-  if (!g) {
-    g = std::make_unique<GroupLog>();
-    g->cache_limit = options_.cache_bytes_per_group;
-  }
+  if (!g) g = std::make_unique<GroupLog>();
   return *g;
 }
 
@@ -239,7 +242,9 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
     case RecordType::kHardState: {
       raft::HardState hs;
       if (!decode_hard_state(rec.payload, &hs)) return bad("malformed hard state");
-      group_locked(rec.group).hard_state = hs;
+      GroupLog& g = group_locked(rec.group);
+      g.hard_state = hs;
+      g.last_segment = segment;
       return Status::ok();
     }
     case RecordType::kSnapshot: {
@@ -248,6 +253,8 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       if (!decode_snapshot_record(rec.payload, &m, &compact_term))
         return bad("malformed snapshot marker");
       GroupLog& g = group_locked(rec.group);
+      g.last_segment = segment;
+      const uint64_t cached = g.cache_bytes;
       if (m.replace) {
         g.truncate_after(g.compact_index);
         g.compact_index = m.compact_to;
@@ -256,7 +263,7 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       } else if (m.compact_to > g.last_index()) {
         // compact() never writes this, but recovery sees it when the segments holding the
         // entries up to `compact_to` were deleted: the marker then starts the group's log (every
-        // segment header repeats the group's marker).
+        // segment repeats the group's marker before the group's first record in it).
         if (!recovering_) return bad("snapshot marker compacts past the log");
         g.truncate_after(g.compact_index);
         g.compact_index = m.compact_to;
@@ -269,6 +276,7 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       }
       if (m.replace || m.snapshot.metadata.index >= g.snapshot.metadata.index)
         g.snapshot = std::move(m.snapshot);
+      cache_changed_locked(rec.group, g, cached, false);
       return Status::ok();
     }
     case RecordType::kEntry: {
@@ -276,7 +284,9 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       if (!decode_entry(rec.payload, &e)) return bad("malformed entry");
       if (!groups_.contains(rec.group)) return bad("entry for a group that was never created");
       GroupLog& g = *groups_[rec.group];
+      g.last_segment = segment;
       if (e.index <= g.compact_index) return Status::ok();
+      const uint64_t cached = g.cache_bytes;
       if (e.index > g.last_index() + 1) {
         // Recovery reads the first remaining segment after older ones were deleted: its
         // entries start past the compaction recorded in its header, and a later snapshot
@@ -297,10 +307,39 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       max = std::max(max, e.index);
       Term term = e.term;
       g.push(std::move(e), {segment, offset, static_cast<uint32_t>(rec.size), term});
+      cache_changed_locked(rec.group, g, cached, true);
       return Status::ok();
     }
   }
   return bad("unknown record type");
+}
+
+void Wal::cache_changed_locked(GroupId id, GroupLog& g, uint64_t before, bool pushed) {
+  cache_total_ = cache_total_ - before + g.cache_bytes;
+  if (pushed) {
+    if (g.cache_used != cache_clock_ || g.cache_used == 0) {  // not the latest to push already
+      if (g.cache_used != 0) cache_lru_.erase({g.cache_used, id});
+      g.cache_used = ++cache_clock_;
+      cache_lru_.insert({g.cache_used, id});
+    }
+  } else if (g.cache.empty() && g.cache_used != 0) {
+    cache_lru_.erase({g.cache_used, id});
+    g.cache_used = 0;
+  }
+  // Over budget: the oldest entries of the group that cached least recently go first (an idle
+  // group's before an active one's), read back from the files if ever needed.
+  while (cache_total_ > options_.cache_bytes && !cache_lru_.empty()) {
+    auto [used, victim_id] = *cache_lru_.begin();
+    GroupLog& v = *groups_.at(victim_id);
+    if (!v.cache.empty()) {
+      cache_total_ -= v.cache.front().size_bytes();
+      v.evict_front();
+    }
+    if (v.cache.empty()) {
+      cache_lru_.erase(cache_lru_.begin());
+      v.cache_used = 0;
+    }
+  }
 }
 
 // Recovery: replays every segment in order into the Wal's state and stops at the first record
@@ -547,7 +586,7 @@ Status Wal::verify(FileSystem* fs, const std::string& dir, WalReport* out) {
   }
   // A Wal that never opens a file for writing: recovery only builds its in-memory state. No
   // entry cache: the scan needs entry locations, not their data.
-  Wal wal(fs, dir, WalOptions{.cache_bytes_per_group = 0});
+  Wal wal(fs, dir, WalOptions{.cache_bytes = 0});
   std::lock_guard lock(wal.mu_);
   Recovery recovery(&wal, out);
   CHORUS_RETURN_IF_ERROR(recovery.run(sequences));
@@ -635,16 +674,10 @@ Status Wal::create_segment_locked(uint64_t sequence) {
   CHORUS_RETURN_IF_ERROR(fs_->open_writable(tmp, &f));
   CHORUS_RETURN_IF_ERROR(f->truncate(0));
   CHORUS_RETURN_IF_ERROR(f->preallocate(options_.segment_bytes));
-  // The new segment starts with every group's hard state and snapshot marker, so older
-  // segments can be deleted without losing them.
+  // Only the segment's own header: the groups' state follows each group's first record here
+  // (state_prefix_locked), so the header does not grow with the number of groups.
   std::string head;
   append_record(&head, RecordType::kSegmentHeader, 0, encode_segment_header(sequence));
-  for (const auto& [id, g] : groups_) {
-    append_record(&head, RecordType::kSnapshot, id,
-                  snapshot_record(g->snapshot, g->compact_index, g->compact_term, false));
-    if (!g->hard_state.empty())
-      append_record(&head, RecordType::kHardState, id, encode_hard_state(g->hard_state));
-  }
   CHORUS_RETURN_IF_ERROR(f->write_at(0, head));
   CHORUS_RETURN_IF_ERROR(f->sync());
   CHORUS_RETURN_IF_ERROR(fs_->rename(tmp, path));
@@ -655,6 +688,7 @@ Status Wal::create_segment_locked(uint64_t sequence) {
   segments_.push_back(std::move(seg));
   if (writer_) (void)writer_->close();
   writer_ = std::move(f);
+  rotated_ = true;
   write_offset_ = head.size();
   head_end_ = head.size();
   allocated_ = std::max<uint64_t>(options_.segment_bytes, head.size());
@@ -688,10 +722,16 @@ Status Wal::rotate_locked() {
   return Status::ok();
 }
 
-Status Wal::write_locked(std::string_view encoded) {
+Status Wal::write_locked(std::string_view encoded, bool state_first) {
   if (!health_.is_ok()) return health_;
   if (write_offset_ + encoded.size() > options_.segment_bytes && write_offset_ > head_end_) {
     CHORUS_RETURN_IF_ERROR(rotate_locked());
+  }
+  // Groups writing their first record to this segment: their state goes first.
+  std::string prefixed = state_first ? state_prefix_locked(encoded) : std::string();
+  if (!prefixed.empty()) {
+    prefixed += encoded;
+    encoded = prefixed;
   }
   if (write_offset_ + encoded.size() > allocated_) {
     // A batch larger than a segment: grow this one rather than split the batch.
@@ -723,10 +763,40 @@ Status Wal::write_locked(std::string_view encoded) {
   return Status::ok();
 }
 
+std::string Wal::state_prefix_locked(std::string_view encoded) const {
+  const uint64_t current = segments_.back()->sequence;
+  std::string prefix;
+  std::vector<GroupId> added;
+  size_t pos = 0;
+  while (pos + kRecordHeaderBytes <= encoded.size()) {
+    // The batch was built in memory by WalBatch: its framing is trusted here and checked
+    // record by record once written (write_locked).
+    uint32_t length = base::load_u32(encoded.data() + pos + 4);
+    GroupId group = base::load_u64(encoded.data() + pos + 16);
+    pos += record_size(length);
+    auto it = groups_.find(group);
+    if (it == groups_.end() || it->second->last_segment == current) continue;
+    if (std::find(added.begin(), added.end(), group) != added.end()) continue;
+    added.push_back(group);
+    append_state_locked(group, *it->second, &prefix);
+  }
+  return prefix;
+}
+
+void Wal::append_state_locked(GroupId id, const GroupLog& g, std::string* out) const {
+  append_record(out, RecordType::kSnapshot, id,
+                snapshot_record(g.snapshot, g.compact_index, g.compact_term, false));
+  if (!g.hard_state.empty())
+    append_record(out, RecordType::kHardState, id, encode_hard_state(g.hard_state));
+}
+
 Status Wal::write(const WalBatch& batch) {
   std::lock_guard lock(mu_);
   if (batch.empty()) return health_;
-  return write_locked(batch.encoded());
+  CHORUS_RETURN_IF_ERROR(write_locked(batch.encoded()));
+  if (!rotated_) return Status::ok();
+  // A new segment: older ones that only the state of idle groups still holds can go.
+  return release_segments_locked();
 }
 
 Status Wal::sync() {
@@ -780,8 +850,12 @@ Status Wal::compact(GroupId group, const raft::Snapshot& snapshot, Index compact
 }
 
 Status Wal::release_segments_locked() {
+  rotated_ = false;
   bool removed = false;
-  while (segments_.size() > 1) {
+  // Only segments older than the current one at the start: moving state forward may fill the
+  // current segment and open another, and what it moved there stays.
+  const uint64_t current = segments_.back()->sequence;
+  while (segments_.size() > 1 && segments_.front()->sequence < current) {
     const Segment& seg = *segments_.front();
     bool needed = false;
     for (const auto& [id, max] : seg.max_index) {
@@ -789,6 +863,18 @@ Status Wal::release_segments_locked() {
       if (it != groups_.end() && max > it->second->compact_index) needed = true;
     }
     if (needed) break;
+    // Groups whose latest record is here (idle since): their state is written again at the
+    // end of the log, and made durable, before the segment goes.
+    std::string moved;
+    for (const auto& [id, g] : groups_) {
+      if (g->last_segment <= seg.sequence) append_state_locked(id, *g, &moved);
+    }
+    if (!moved.empty()) {
+      // State records alone: no state to put before them.
+      CHORUS_RETURN_IF_ERROR(write_locked(moved, false));
+      Status st = writer_->sync();
+      if (!st.is_ok()) return fail_locked(st);
+    }
     Status st = fs_->remove(seg.path);
     if (!st.is_ok()) return fail_locked(st);
     segments_.pop_front();
@@ -832,6 +918,17 @@ std::vector<GroupId> Wal::groups() const {
   for (const auto& [id, g] : groups_)
     ids.push_back(id);
   return ids;
+}
+
+uint64_t Wal::cache_bytes() const {
+  std::lock_guard lock(mu_);
+  return cache_total_;
+}
+
+size_t Wal::cached_entries(GroupId group) const {
+  std::lock_guard lock(mu_);
+  auto it = groups_.find(group);
+  return it == groups_.end() ? 0 : it->second->cache.size();
 }
 
 size_t Wal::segment_count() const {

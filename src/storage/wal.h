@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,9 @@ namespace chorus::storage {
 
 struct WalOptions {
   uint64_t segment_bytes = 64ull << 20;
-  // Entries of each group kept in memory; older ones are read from the files when needed.
-  uint64_t cache_bytes_per_group = 16ull << 20;
+  // Entries kept in memory, all groups together; older ones are read from the files when
+  // needed. Over the budget, the groups that cached least recently give theirs up first.
+  uint64_t cache_bytes = 16ull << 20;
 };
 
 // Records to write together. Encoded as they are added, so writing is one copy to the file.
@@ -148,6 +150,9 @@ class Wal {
 
   // Set once a write or sync failed (kIoError) or the disk filled (kNoSpace).
   Status health() const;
+  // The entry cache: bytes held for all groups, and entries held for one.
+  uint64_t cache_bytes() const;
+  size_t cached_entries(raft::GroupId group) const;
   size_t segment_count() const;
   std::vector<std::string> segment_names() const;
   const std::string& dir() const { return dir_; }
@@ -163,10 +168,20 @@ class Wal {
                               std::vector<uint64_t>* sequences,
                               std::vector<std::string>* leftovers);
   Status apply_record(const RecordView& rec, uint64_t segment, uint64_t offset);
-  Status write_locked(std::string_view encoded);
+  // With `state_first`, the state of groups new to the current segment goes before their
+  // records (state_prefix_locked).
+  Status write_locked(std::string_view encoded, bool state_first = true);
   Status rotate_locked();
   Status create_segment_locked(uint64_t sequence);
   Status release_segments_locked();
+  // Accounts a change of `g`'s cache (it held `before` bytes; `pushed`: an entry was added)
+  // and evicts down to the budget.
+  void cache_changed_locked(raft::GroupId id, GroupLog& g, uint64_t before, bool pushed);
+  // The state records (snapshot marker, hard state) of every group with a record in `encoded`
+  // that has none in the current segment yet: written before them, so that any segment a group
+  // writes to starts its part with the group's whole state.
+  std::string state_prefix_locked(std::string_view encoded) const;
+  void append_state_locked(raft::GroupId id, const GroupLog& g, std::string* out) const;
   Status fail_locked(Status st);
   GroupLog& group_locked(raft::GroupId group);
   Status read_entry_locked(const GroupLog& g, raft::Index index, raft::Entry* out) const;
@@ -181,7 +196,11 @@ class Wal {
   std::unique_ptr<WritableFile> writer_;
   uint64_t write_offset_ = 0;
   uint64_t allocated_ = 0;
-  uint64_t head_end_ = 0;  // where the current segment's header and group metadata end
+  uint64_t head_end_ = 0;  // where the current segment's header ends
+  bool rotated_ = false;   // a segment was created since the last release_segments_locked
+  uint64_t cache_total_ = 0;
+  uint64_t cache_clock_ = 0;
+  std::set<std::pair<uint64_t, raft::GroupId>> cache_lru_;  // (cache_used, group), cached groups
   bool recovering_ = true;
   std::vector<std::string> recovery_warnings_;
   mutable std::string read_failure_;  // guarded by mu_

@@ -59,7 +59,7 @@ class WalTest : public ::testing::Test {
   // Entries 1..200 of group 1 over several small segments, with a cache too small to hold
   // them: a Wal opened afterwards reads most of them back from the files.
   void write_entries_beyond_the_cache() {
-    options_.cache_bytes_per_group = 500;
+    options_.cache_bytes = 500;
     options_.segment_bytes = 8192;
     auto wal = open_ok();
     ASSERT_TRUE(wal->bootstrap(1, kConf).is_ok());
@@ -72,7 +72,7 @@ class WalTest : public ::testing::Test {
   }
 
   FaultFileSystem fs_;
-  WalOptions options_{.segment_bytes = 1 << 20, .cache_bytes_per_group = 1 << 20};
+  WalOptions options_{.segment_bytes = 1 << 20, .cache_bytes = 1 << 20};
 };
 
 TEST_F(WalTest, RecoversEntriesHardStateAndConfiguration) {
@@ -490,6 +490,147 @@ TEST_F(WalTest, RunningOutOfSpaceMakesTheLogReadOnlyAndLosesNothingSynced) {
 // Random workloads cut by torn crashes, with overwrites of unsynced suffixes. After each crash
 // the recovered logs must equal the synced state plus some prefix of the unsynced records: a
 // synced record is never lost, and nothing appears that was not written.
+// Thousands of groups on one log: a new segment holds its own header and the records of the
+// groups that write to it, each group's state before its first record there, never a copy of
+// every group's state.
+TEST_F(WalTest, SegmentsDoNotGrowWithTheNumberOfGroups) {
+  options_.segment_bytes = 16384;
+  auto wal = open_ok();
+  for (GroupId g = 1; g <= 2000; ++g)
+    ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+  for (Index i = 1; i <= 400; i += 10)
+    commit_entries(wal.get(), 7, i, i + 9, 1);
+  ASSERT_GE(wal->segment_count(), 4u);
+  wal.reset();
+  WalReport report;
+  ASSERT_TRUE(Wal::verify(&fs_, "wal", &report).is_ok());
+  ASSERT_TRUE(report.clean()) << report.to_string();
+  // The bootstrap markers of 2,000 groups fill the first segments; afterwards a segment holds
+  // group 7's state and entries alone: 1 header + 2 state records + batches of 11 records.
+  const WalReport::Segment& last = report.segments.back();
+  EXPECT_LT(last.records, 200u) << report.to_string();
+  auto reopened = open_ok();
+  EXPECT_EQ(reopened->groups().size(), 2000u);
+  EXPECT_EQ(read_log(*reopened, 7), make_entries(1, 400, 1));
+}
+
+// Idle groups keep their state in old segments; once the active groups have compacted past
+// those, the idle groups' state is written again at the end of the log and the segments go,
+// across restarts and power cuts at any point.
+TEST_F(WalTest, IdleGroupsStateMovesForwardAndOldSegmentsAreReleased) {
+  options_.segment_bytes = 4096;
+  auto check_idle = [](const Wal& wal) {
+    for (GroupId g = 1; g <= 50; ++g) {
+      const raft::LogStorage* log = wal.group(g);
+      ASSERT_NE(log, nullptr) << g;
+      EXPECT_EQ(log->hard_state(), (raft::HardState{1, g % 3 + 1, 1})) << g;
+      EXPECT_EQ(log->first_index(), 2u) << g;
+      EXPECT_EQ(log->last_index(), 1u) << g;
+      raft::Snapshot got;
+      ASSERT_EQ(log->snapshot(&got), raft::Error::kOk);
+      EXPECT_EQ(got.data, "idle" + std::to_string(g));
+      EXPECT_EQ(log->conf_state(), kConf);
+    }
+  };
+  // Writes entries [from, to] of the two active groups in batches of 10, compacting both every
+  // 100 entries to 10 entries behind.
+  auto run_active = [](Wal* wal, Index from, Index to) {
+    for (Index i = from; i <= to; i += 10) {
+      WalBatch b;
+      b.append(100, make_entries(i, i + 9, 1));
+      b.append(101, make_entries(i, i + 9, 1));
+      b.set_hard_state(100, {1, 1, i + 9});
+      ASSERT_TRUE(wal->commit(b).is_ok());
+      if ((i + 9) % 100 == 0) {
+        raft::Snapshot s;
+        s.metadata = {i + 9, 1, kConf};
+        ASSERT_TRUE(wal->compact(100, s, i - 1).is_ok());
+        ASSERT_TRUE(wal->compact(101, s, i - 1).is_ok());
+      }
+    }
+  };
+  {
+    auto wal = open_ok();
+    for (GroupId g = 1; g <= 50; ++g) {
+      ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+      WalBatch b;
+      b.append(g, make_entries(1, 1, 1));
+      b.set_hard_state(g, {1, g % 3 + 1, 1});
+      ASSERT_TRUE(wal->commit(b).is_ok());
+      raft::Snapshot s;
+      s.metadata = {1, 1, kConf};
+      s.data = "idle" + std::to_string(g);
+      ASSERT_TRUE(wal->compact(g, s, 1).is_ok());
+    }
+    ASSERT_TRUE(wal->bootstrap(100, kConf).is_ok());
+    ASSERT_TRUE(wal->bootstrap(101, kConf).is_ok());
+    run_active(wal.get(), 1, 3000);
+    EXPECT_LE(wal->segment_count(), 6u) << "the idle groups' state pinned the old segments";
+    EXPECT_GT(wal->segment_names().front(), segment_name(20));
+  }
+  Index next = 3001;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    auto wal = open_ok();
+    ASSERT_NE(wal, nullptr) << "seed " << seed;
+    check_idle(*wal);
+    // Every synced batch of the active groups survived; an unsynced tail may or may not have.
+    ASSERT_GE(wal->group(100)->last_index(), next - 1);
+    EXPECT_EQ(read_log(*wal, 101).back().index, next - 1);
+    run_active(wal.get(), next, next + 599);
+    next += 600;
+    WalBatch tail;
+    tail.append(100, make_entries(next, next + 4, 1));
+    ASSERT_TRUE(wal->write(tail).is_ok());
+    wal.reset();
+    fs_.crash(seed, true);
+  }
+}
+
+// One cache budget for every group: an active group takes memory back from idle ones first,
+// and what left the cache is read back from the files.
+TEST_F(WalTest, TheEntryCacheIsOneBudgetTakenFromTheLeastRecentlyWrittenGroupsFirst) {
+  auto entries = [](Index from, Index to) { return make_entries(from, to, 1, 200); };
+  auto bytes = [](const std::vector<Entry>& es) {
+    uint64_t n = 0;
+    for (const Entry& e : es)
+      n += e.size_bytes();
+    return n;
+  };
+  // Room for 40 entries: groups 1 and 2 cache 15 each, then group 3 writes 30, and 20 must go.
+  options_.cache_bytes = bytes(entries(1, 40));
+  options_.segment_bytes = 1 << 16;
+  auto wal = open_ok();
+  for (GroupId g = 1; g <= 3; ++g)
+    ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+  for (GroupId g = 1; g <= 2; ++g) {
+    WalBatch b;
+    b.append(g, entries(1, 15));
+    ASSERT_TRUE(wal->commit(b).is_ok());
+  }
+  EXPECT_EQ(wal->cache_bytes(), 2 * bytes(entries(1, 15)));
+  WalBatch b;
+  b.append(3, entries(1, 30));
+  ASSERT_TRUE(wal->commit(b).is_ok());
+  EXPECT_LE(wal->cache_bytes(), options_.cache_bytes);
+  // Group 1 wrote least recently and gave up everything before group 2 gave up anything; group
+  // 3, the latest, kept all it wrote.
+  EXPECT_EQ(wal->cached_entries(1), 0u);
+  EXPECT_EQ(wal->cached_entries(3), 30u);
+  size_t kept = wal->cached_entries(2);
+  EXPECT_GE(kept, 9u);
+  EXPECT_LE(kept, 11u);
+  EXPECT_EQ(wal->cache_bytes(), bytes(entries(16 - kept, 15)) + bytes(entries(1, 30)));
+  // Every entry still reads back, from the files where the cache let go.
+  for (GroupId g = 1; g <= 3; ++g)
+    EXPECT_EQ(read_log(*wal, g), entries(1, g == 3 ? 30 : 15)) << g;
+  // Compaction gives the budget back.
+  raft::Snapshot s;
+  s.metadata = {30, 1, kConf};
+  ASSERT_TRUE(wal->compact(3, s, 30).is_ok());
+  EXPECT_EQ(wal->cached_entries(3), 0u);
+  EXPECT_EQ(wal->cache_bytes(), bytes(entries(16 - kept, 15)));
+}
+
 TEST_F(WalTest, TornCrashesRecoverSyncedStatePlusAPrefixOfTheRest) {
   using Logs = std::map<GroupId, std::vector<Entry>>;
   auto apply = [](Logs* logs, GroupId g, const Entry& e) {
@@ -500,7 +641,7 @@ TEST_F(WalTest, TornCrashesRecoverSyncedStatePlusAPrefixOfTheRest) {
   int tails_kept = 0;
   for (uint64_t seed = 1; seed <= 150; ++seed) {
     FaultFileSystem fs;
-    WalOptions options{.segment_bytes = 2048, .cache_bytes_per_group = 256};
+    WalOptions options{.segment_bytes = 2048, .cache_bytes = 256};
     std::mt19937_64 rng(seed);
     Logs synced;
     std::vector<std::pair<GroupId, Entry>> unsynced;

@@ -63,7 +63,7 @@ class WalToolTest : public ::testing::Test {
   }
 
   FaultFileSystem fs_;
-  WalOptions options_{.segment_bytes = 1 << 20, .cache_bytes_per_group = 1 << 20};
+  WalOptions options_{.segment_bytes = 1 << 20, .cache_bytes = 1 << 20};
 };
 
 TEST_F(WalToolTest, VerifyCountsRecordsPerGroupOfACleanLog) {
