@@ -235,7 +235,7 @@ Status Node::recover() {
   ro.raft = c;
   ro.tick_us = static_cast<uint64_t>(options_.tick_ms) * 1000;
   ro.first_read_context = first_read_context_;
-  replica_ = std::make_unique<engine::Replica>(ro, clock_us(Clock::now()));
+  replica_ = &engine_.add(ro, clock_us(Clock::now()));
   applied_ = store_->applied_index();
   commit_ = replica_->core().log().committed();
   term_ = replica_->core().term();

@@ -28,7 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/replica.h"
+#include "engine/engine.h"
 #include "kv/lessor.h"
 #include "kv/mvcc.h"
 #include "kv/snapshots.h"
@@ -214,6 +214,12 @@ class Node {
   void raft_loop();
   void apply_loop();
   void handle_ready();
+  // One group's part of a round before the write: leadership changes, the messages that may
+  // leave first, a snapshot from the leader installed. False if the node failed.
+  bool start_group_round(engine::Round& rd);
+  // One group's part after the write: messages, membership changes, committed entries and read
+  // points handed to the apply thread.
+  void finish_group_round(engine::RoundResult& out);
   // Fails the reader with this token (if still waiting) with etcd's `message`.
   void fail_reader(uint64_t token, const char* message);
   // Takes everything queued, delivers the ticks due by now (`now`, `tick_due`), then steps what
@@ -254,8 +260,10 @@ class Node {
   std::unique_ptr<storage::FileSystem> fs_;
   std::unique_ptr<storage::Wal> wal_;
   std::unique_ptr<kv::MvccStore> store_;
-  // The group's replica: the core and the driver logic the simulator runs too. Raft thread only.
-  std::unique_ptr<engine::Replica> replica_;
+  // The engine over the log, and the group's replica in it: the core and the driver logic the
+  // simulator runs too. Raft thread only.
+  engine::Engine engine_;
+  engine::Replica* replica_ = nullptr;
   MessageSink* sink_ = nullptr;
   std::mutex fatal_mu_;
   std::function<void(const std::string&)> on_fatal_;

@@ -26,7 +26,7 @@ void Node::raft_loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lk(inbox_mu_);
-      inbox_cv_.wait_until(lk, at_clock_us(replica_->next_tick_us()), [this] {
+      inbox_cv_.wait_until(lk, at_clock_us(engine_.next_tick_us()), [this] {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
@@ -50,7 +50,7 @@ void Node::raft_loop() {
       }
     }
     if (held_snapshot_) drive_snapshot_fetch(now);
-    while (!failed_ && replica_->has_round())
+    while (!failed_ && engine_.has_round())
       handle_ready();
     if (!failed_ && replica_->core().storage_failed()) fail_on_damaged_log();
     if (failed_) return;
@@ -94,7 +94,7 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   // read is judged against a lease aged by all the real time that passed before it arrived
   // (raft.h, tick()).
   *now = Clock::now();
-  *tick_due = replica_->on_clock(clock_us(*now)) > 0;
+  *tick_due = engine_.on_clock(clock_us(*now)) > 0;
   for (FetchResult& f : fetched) {
     fetching_ = false;
     if (fetch_thread_.joinable()) fetch_thread_.join();  // it has handed over its result
@@ -295,11 +295,53 @@ void Node::fail_reader(uint64_t token, const char* message) {
 }
 
 void Node::handle_ready() {
-  engine::Round* rd = replica_->begin_round();
-  if (rd == nullptr) {
+  std::vector<raft::GroupId> damaged;
+  const std::vector<engine::GroupRound>& rounds = engine_.begin_round(&damaged);
+  if (!damaged.empty()) {
     fail_on_damaged_log();
     return;
   }
+  for (const engine::GroupRound& g : rounds) {
+    if (!start_group_round(*g.round)) return;
+  }
+  if (engine_.must_write()) {
+    // Every group's records in one batch: one write, and one fdatasync for all.
+    storage::WalBatch batch;
+    engine_.append_to(&batch);
+    Status st;
+    if (engine_.must_sync()) {
+      auto sync_start = Clock::now();
+      st = wal_->commit(batch);
+      if (options_.observe_wal_sync) {
+        options_.observe_wal_sync(std::chrono::duration<double>(Clock::now() - sync_start).count());
+      }
+    } else {
+      // Only commit indexes moved: written, and made durable by the next fdatasync. A store
+      // that applied past the commit index the log recovers after a power cut is tolerated:
+      // replay skips what the store holds.
+      st = wal_->write(batch);
+    }
+    if (!st.is_ok()) {
+      fail_fatal("write-ahead log: " + st.to_string());
+      return;
+    }
+  }
+  for (const engine::GroupRound& g : rounds) {
+    if (g.round->hard_state) {
+      term_ = g.round->hard_state->term;
+      commit_ = g.round->hard_state->commit;
+    }
+  }
+  std::vector<std::pair<raft::GroupId, engine::RoundResult>> results;
+  engine_.finish_round(&results);
+  for (auto& [group, out] : results) {
+    finish_group_round(out);
+    if (failed_) return;
+  }
+}
+
+bool Node::start_group_round(engine::Round& round) {
+  engine::Round* rd = &round;
   if (rd->soft_state) {
     raft::NodeId lead = rd->soft_state->lead;
     bool was_leader = is_leader();
@@ -320,38 +362,13 @@ void Node::handle_ready() {
   }
   // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
   if (!rd->early_messages.empty()) sink_->send(std::move(rd->early_messages));
-  if (rd->write) {
-    // A snapshot from the leader: the store is replaced first, then the log records the
-    // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
-    // (kv/snapshots.h).
-    if (rd->snapshot != nullptr && !install_snapshot(*rd->snapshot)) return;
-    storage::WalBatch batch;
-    replica_->append_to(&batch);
-    Status st;
-    if (rd->sync) {
-      auto sync_start = Clock::now();
-      st = wal_->commit(batch);
-      if (options_.observe_wal_sync) {
-        options_.observe_wal_sync(std::chrono::duration<double>(Clock::now() - sync_start).count());
-      }
-    } else {
-      // Only the commit index moved: written, and made durable by the next fdatasync. A store
-      // that applied past the commit index the log recovers after a power cut is tolerated:
-      // replay skips what the store holds.
-      st = wal_->write(batch);
-    }
-    if (!st.is_ok()) {
-      fail_fatal("write-ahead log: " + st.to_string());
-      return;
-    }
-  }
-  if (rd->hard_state) {
-    term_ = rd->hard_state->term;
-    commit_ = rd->hard_state->commit;
-  }
+  // A snapshot from the leader: the store is replaced first, then the log records the
+  // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
+  // (kv/snapshots.h).
+  return rd->snapshot == nullptr || install_snapshot(*rd->snapshot);
+}
 
-  engine::RoundResult out;
-  replica_->finish_round(&out);
+void Node::finish_group_round(engine::RoundResult& out) {
   if (!out.messages.empty()) sink_->send(std::move(out.messages));
   ApplyItem item;
   for (const engine::AppliedConf& c : out.confs) {

@@ -38,7 +38,8 @@ void Simulation::start_node(SimNode& n) {
   ro.raft = c;
   ro.tick_us = kTickUs;
   ro.first_read_context = hash_mix(c.seed, 0x5eed) | 1;
-  n.replica = std::make_unique<engine::Replica>(ro, n.clock_us);
+  n.engine = std::make_unique<engine::Engine>();
+  n.replica = &n.engine->add(ro, n.clock_us);
   n.last_commit = n.core().log().committed();
   n.last_role = raft::Role::kFollower;
   n.last_term = n.core().term();
@@ -49,49 +50,30 @@ void Simulation::drive(SimNode& n) {
     stop_on_damaged_log(n);
     return;
   }
-  while (!failed_ && n.up && !n.paused && n.replica->has_round()) {
-    engine::Round* rd = n.replica->begin_round();
-    if (rd == nullptr) {
+  while (!failed_ && n.up && !n.paused && n.engine->has_round()) {
+    std::vector<raft::GroupId> damaged;
+    const std::vector<engine::GroupRound>& rounds = n.engine->begin_round(&damaged);
+    if (!damaged.empty()) {
       stop_on_damaged_log(n);
       return;
     }
-    if (rd->soft_state) {
-      const raft::SoftState& ss = *rd->soft_state;
-      if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
-        ++result_.elections;
-        n.commit_floor = n.core().log().committed();
-        note("n" + std::to_string(n.id) + " becomes leader in term " +
-             std::to_string(n.core().term()));
-      } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
-        note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.core().term()));
-      }
-      n.last_role = ss.role;
-    }
+    // The simulated member hosts one group; the engine's round is the same for any number.
     bool vote_changed = false;
-    if (rd->hard_state) {
-      raft::HardState before = n.storage->view()->hard_state();
-      vote_changed = rd->hard_state->vote != before.vote || rd->hard_state->term != before.term;
+    for (const engine::GroupRound& g : rounds) {
+      if (!start_group_round(n, *g.round, &vote_changed)) return;
     }
-    send_messages(n, rd->early_messages);
-    if (rd->snapshot != nullptr) {
-      // As chorusd: the state machine is replaced before the log records the snapshot.
-      if (!n.sm.restore(rd->snapshot->data)) {
-        fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
-        return;
-      }
-      n.conf = rd->snapshot->metadata.conf_state;
-      ++result_.snapshots_installed;
-      note("n" + std::to_string(n.id) + " installs snapshot at index " +
-           std::to_string(rd->snapshot->metadata.index));
-    }
-    if (rd->write) {
+    if (n.engine->must_write()) {
       // Failed syncs are injected into the writes that sync (a commit-only write does not).
-      bool injected = rd->sync && maybe_inject_disk_failure(n);
-      storage::Status st =
-          n.storage->write(rd->snapshot, *rd->entries, rd->hard_state ? &*rd->hard_state : nullptr);
+      bool injected = n.engine->must_sync() && maybe_inject_disk_failure(n);
+      storage::Status st;
+      for (const engine::GroupRound& g : rounds) {
+        const engine::Round& rd = *g.round;
+        if (!rd.write || !st.is_ok()) continue;
+        st = n.storage->write(rd.snapshot, *rd.entries, rd.hard_state ? &*rd.hard_state : nullptr);
+      }
       if (!disk_result(n, st, injected, "write")) return;
     }
-    if (!rd->sync) {
+    if (!n.engine->must_sync()) {
       finish_ready(n);
       continue;
     }
@@ -115,21 +97,57 @@ void Simulation::drive(SimNode& n) {
   }
 }
 
-void Simulation::finish_ready(SimNode& n) {
-  engine::RoundResult out;
-  n.replica->finish_round(&out);
-  if (!out.error.empty()) {
-    fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + out.error);
-    return;
+bool Simulation::start_group_round(SimNode& n, engine::Round& round, bool* vote_changed) {
+  engine::Round* rd = &round;
+  if (rd->soft_state) {
+    const raft::SoftState& ss = *rd->soft_state;
+    if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
+      ++result_.elections;
+      n.commit_floor = n.core().log().committed();
+      note("n" + std::to_string(n.id) + " becomes leader in term " +
+           std::to_string(n.core().term()));
+    } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
+      note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.core().term()));
+    }
+    n.last_role = ss.role;
   }
-  send_messages(n, out.messages);
-  apply_committed(n, out);
-  for (const engine::ReadPoint& p : out.reads) {
-    for (uint64_t reader : p.readers) {
-      auto it = n.reads.find(reader);
-      if (it != n.reads.end()) {
-        it->second.index = p.index;
-        it->second.ready = true;
+  if (rd->hard_state) {
+    raft::HardState before = n.storage->view()->hard_state();
+    *vote_changed =
+        *vote_changed || rd->hard_state->vote != before.vote || rd->hard_state->term != before.term;
+  }
+  send_messages(n, rd->early_messages);
+  if (rd->snapshot != nullptr) {
+    // As chorusd: the state machine is replaced before the log records the snapshot.
+    if (!n.sm.restore(rd->snapshot->data)) {
+      fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
+      return false;
+    }
+    n.conf = rd->snapshot->metadata.conf_state;
+    ++result_.snapshots_installed;
+    note("n" + std::to_string(n.id) + " installs snapshot at index " +
+         std::to_string(rd->snapshot->metadata.index));
+  }
+  return true;
+}
+
+void Simulation::finish_ready(SimNode& n) {
+  std::vector<std::pair<raft::GroupId, engine::RoundResult>> results;
+  n.engine->finish_round(&results);
+  for (auto& [group, out] : results) {
+    if (!out.error.empty()) {
+      fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + out.error);
+      return;
+    }
+    send_messages(n, out.messages);
+    apply_committed(n, out);
+    for (const engine::ReadPoint& p : out.reads) {
+      for (uint64_t reader : p.readers) {
+        auto it = n.reads.find(reader);
+        if (it != n.reads.end()) {
+          it->second.index = p.index;
+          it->second.ready = true;
+        }
       }
     }
   }
@@ -363,7 +381,8 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
 void Simulation::go_down(SimNode& n, bool power_cut) {
   n.up = false;
   n.paused = false;
-  n.replica.reset();
+  n.replica = nullptr;
+  n.engine.reset();
   std::string err = n.storage->crash(power_cut, disk_rng_.next());
   if (!err.empty()) {
     fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
@@ -412,7 +431,7 @@ void Simulation::resume(SimNode& n) {
   n.paused = false;
   // A real driver reads a monotonic clock: the missed time arrives at once, before any message
   // or request waiting in the socket buffers is looked at.
-  uint64_t missed = n.replica->on_clock(n.clock_us);
+  uint64_t missed = n.engine->on_clock(n.clock_us);
   note("n" + std::to_string(n.id) + " resumes after missing " + std::to_string(missed) + " ticks");
   expire_reads(n);
   std::vector<Event> waiting;

@@ -319,7 +319,7 @@ void Simulation::handle(Event& e) {
       break;
     }
     case EventKind::kSyncDone:
-      if (e.incarnation != n.incarnation || !n.replica->in_round()) return;
+      if (e.incarnation != n.incarnation || !n.engine->in_round()) return;
       if (bool injected = maybe_inject_disk_failure(n);
           !disk_result(n, n.storage->sync(), injected, "fsync")) {
         return;
@@ -458,7 +458,7 @@ void Simulation::tick_all() {
       n.clock_us += kTickUs;
     }
     if (n.paused) continue;
-    n.replica->on_clock(n.clock_us);
+    n.engine->on_clock(n.clock_us);
     expire_reads(n);
     drive(n);
   }

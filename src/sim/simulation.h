@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "check/kv_model.h"
-#include "engine/replica.h"
+#include "engine/engine.h"
 #include "raft/raft.h"
 #include "sim/cluster.h"
 #include "sim/kv.h"
@@ -100,7 +100,8 @@ struct SimNode {
   double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
   // The driver chorusd runs, around the core; `core()` for checks.
-  std::unique_ptr<engine::Replica> replica;
+  std::unique_ptr<engine::Engine> engine;
+  engine::Replica* replica = nullptr;  // the engine's one replica
   const raft::Raft& core() const { return replica->core(); }
   KvStateMachine sm;
   raft::ConfState conf;
@@ -141,6 +142,9 @@ class Simulation {
   // Nodes (sim_node.cc).
   void start_node(SimNode& n);
   void drive(SimNode& n);
+  // One group's part of the member's round, before the write: leadership notes, the messages
+  // that may leave first, a snapshot from the leader installed. False if the run failed.
+  bool start_group_round(SimNode& n, engine::Round& round, bool* vote_changed);
   void finish_ready(SimNode& n);
   void apply_committed(SimNode& n, const engine::RoundResult& round);
   void serve_reads(SimNode& n);

@@ -1,0 +1,228 @@
+// Many groups on three members, each member an Engine over one write-ahead log: a round of
+// every group with work costs one write and one fdatasync.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+
+#include "storage/fault_fs.h"
+#include "storage/forwarding_fs.h"
+
+namespace chorus::engine {
+namespace {
+
+constexpr uint64_t kTick = 1000;
+constexpr raft::GroupId kGroups = 100;
+
+class CountingFileSystem final : public storage::ForwardingFileSystem {
+ public:
+  explicit CountingFileSystem(storage::FileSystem* base) : ForwardingFileSystem(base) {}
+  uint64_t syncs = 0;
+
+ protected:
+  storage::Status on_file_sync() override {
+    ++syncs;
+    return storage::Status::ok();
+  }
+};
+
+struct Member {
+  storage::FaultFileSystem disk;
+  CountingFileSystem fs{&disk};
+  std::unique_ptr<storage::Wal> wal;
+  Engine engine;
+  std::map<raft::GroupId, std::vector<std::string>> applied;
+  uint64_t rounds = 0;
+  uint64_t synced_rounds = 0;
+};
+
+class Cluster {
+ public:
+  Cluster() {
+    raft::ConfState cs{{1, 2, 3}, {}, {}, {}, false};
+    for (raft::NodeId id = 1; id <= 3; ++id) {
+      auto m = std::make_unique<Member>();
+      storage::WalOptions wo;
+      wo.segment_bytes = 1 << 20;
+      EXPECT_TRUE(storage::Wal::open(&m->fs, "wal", wo, &m->wal).is_ok());
+      for (raft::GroupId g = 1; g <= kGroups; ++g) {
+        EXPECT_TRUE(m->wal->bootstrap(g, cs).is_ok());
+        ReplicaOptions o;
+        o.raft.id = id;
+        o.raft.group = g;
+        o.raft.storage = m->wal->group(g);
+        o.raft.election_ticks = 10;
+        o.raft.heartbeat_ticks = 1;
+        // Seeded by member and group, so the groups do not time out in lockstep.
+        o.raft.seed = id * 1'000'003 + g * 7919;
+        o.tick_us = kTick;
+        m->engine.add(o, 0);
+      }
+      members_[id] = std::move(m);
+    }
+  }
+
+  Member& at(raft::NodeId id) { return *members_.at(id); }
+
+  // One engine round of member `m`; returns how many groups took part.
+  size_t round(Member& m) {
+    std::vector<raft::GroupId> damaged;
+    const std::vector<GroupRound>& rounds = m.engine.begin_round(&damaged);
+    EXPECT_TRUE(damaged.empty());
+    ++m.rounds;
+    const size_t groups = rounds.size();
+    for (const GroupRound& g : rounds) {
+      for (auto& msg : g.round->early_messages)
+        queue_.push_back(std::move(msg));
+    }
+    if (m.engine.must_write()) {
+      storage::WalBatch batch;
+      m.engine.append_to(&batch);
+      EXPECT_TRUE(m.wal->write(batch).is_ok());
+      if (m.engine.must_sync()) {
+        EXPECT_TRUE(m.wal->sync().is_ok());
+        ++m.synced_rounds;
+      }
+    }
+    std::vector<std::pair<raft::GroupId, RoundResult>> out;
+    m.engine.finish_round(&out);
+    for (auto& [group, result] : out) {
+      EXPECT_EQ(result.error, "");
+      for (auto& msg : result.messages)
+        queue_.push_back(std::move(msg));
+      for (const raft::Entry& e : result.committed) {
+        if (e.type == raft::EntryType::kNormal && !e.data.empty())
+          m.applied[group].push_back(e.data);
+      }
+    }
+    return groups;
+  }
+
+  // Delivers every message in flight.
+  void deliver() {
+    std::deque<raft::Message> in_flight;
+    in_flight.swap(queue_);
+    for (auto& msg : in_flight) {
+      Replica* r = members_.at(msg.to)->engine.find(msg.group);
+      ASSERT_NE(r, nullptr);
+      (void)r->step(std::move(msg));
+    }
+  }
+
+  // Every member runs one round with whatever its groups have, then every message in flight
+  // is delivered; until nothing is left.
+  void settle() {
+    for (int guard = 0; guard < 1000; ++guard) {
+      bool busy = false;
+      for (auto& [id, m] : members_) {
+        if (m->engine.has_round()) {
+          busy = true;
+          round(*m);
+        }
+      }
+      busy = busy || !queue_.empty();
+      deliver();
+      if (!busy) return;
+    }
+    FAIL() << "never settled";
+  }
+
+  void advance(uint64_t ticks) {
+    for (uint64_t t = 0; t < ticks; ++t) {
+      now_ += kTick;
+      for (auto& [id, m] : members_)
+        m->engine.on_clock(now_);
+      settle();
+    }
+  }
+
+  // The leader of every group, once each has one.
+  std::map<raft::GroupId, raft::NodeId> leaders() {
+    std::map<raft::GroupId, raft::NodeId> out;
+    for (auto& [id, m] : members_) {
+      for (const auto& [g, r] : m->engine.replicas()) {
+        if (r->core().role() == raft::Role::kLeader) out[g] = id;
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::map<raft::NodeId, std::unique_ptr<Member>> members_;
+  std::deque<raft::Message> queue_;
+  uint64_t now_ = 0;
+};
+
+TEST(EngineTest, OneSyncPerRoundServesEveryGroupWithWork) {
+  Cluster c;
+  std::map<raft::GroupId, raft::NodeId> leaders;
+  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
+    c.advance(1);
+    leaders = c.leaders();
+  }
+  ASSERT_EQ(leaders.size(), kGroups);
+  // Leadership is spread: per-group seeds keep the groups from electing the same member.
+  std::map<raft::NodeId, int> led;
+  for (const auto& [g, id] : leaders)
+    ++led[id];
+  EXPECT_EQ(led.size(), 3u);
+
+  // One proposal to every group at its leader, then one round per member: each leader writes
+  // the entries of every group it leads with one fdatasync.
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    Member& m = c.at(id);
+    uint64_t syncs_before = m.fs.syncs;
+    for (const auto& [g, leader] : leaders) {
+      if (leader != id) continue;
+      ASSERT_EQ(m.engine.find(g)->propose("v" + std::to_string(g)), raft::Error::kOk);
+    }
+    ASSERT_TRUE(m.engine.has_round());
+    EXPECT_GE(c.round(m), static_cast<size_t>(led[id]));
+    EXPECT_EQ(m.fs.syncs - syncs_before, 1u) << led[id] << " groups' entries, one fdatasync";
+  }
+  // The appends reach the followers: each member appends for every group it follows, again
+  // with one fdatasync.
+  c.deliver();
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    Member& m = c.at(id);
+    uint64_t syncs_before = m.fs.syncs;
+    EXPECT_EQ(c.round(m), static_cast<size_t>(kGroups - led[id]));
+    EXPECT_EQ(m.fs.syncs - syncs_before, 1u) << kGroups - led[id] << " groups, one fdatasync";
+  }
+  c.settle();
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    for (raft::GroupId g = 1; g <= kGroups; ++g) {
+      ASSERT_EQ(c.at(id).applied[g], (std::vector<std::string>{"v" + std::to_string(g)}))
+          << "member " << id << " group " << g;
+    }
+    EXPECT_EQ(c.at(id).wal->group(1)->hard_state().commit,
+              c.at(id).engine.find(1)->core().log().committed());
+  }
+}
+
+TEST(EngineTest, TheEarliestTickAmongTheReplicasIsTheEngines) {
+  raft::MemoryLogStorage a(raft::ConfState{{1}, {}, {}, {}, false});
+  raft::MemoryLogStorage b(raft::ConfState{{1}, {}, {}, {}, false});
+  Engine e;
+  ReplicaOptions o;
+  o.raft.id = 1;
+  o.raft.group = 1;
+  o.raft.storage = &a;
+  o.tick_us = 100;
+  e.add(o, 0);
+  o.raft.group = 2;
+  o.raft.storage = &b;
+  o.tick_us = 70;
+  e.add(o, 0);
+  EXPECT_EQ(e.next_tick_us(), 70u);
+  EXPECT_EQ(e.on_clock(150), 3u);  // 100 for group 1; 70 and 140 for group 2
+  EXPECT_EQ(e.next_tick_us(), 200u);
+  EXPECT_EQ(e.find(3), nullptr);
+  EXPECT_FALSE(e.in_round());
+}
+
+}  // namespace
+}  // namespace chorus::engine
