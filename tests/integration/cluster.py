@@ -107,6 +107,17 @@ class Member:
         except OSError:
             return ""
 
+    def wait_log(self, text, timeout=10):
+        """The member's log once it holds `text` (or after `timeout` seconds, without it). A
+        line logged just after a change clients can already see (the store replaced by a
+        snapshot, then the line saying so) may trail the client that saw it."""
+        deadline = time.time() + timeout
+        log = self.log()
+        while text not in log and time.time() < deadline:
+            time.sleep(0.1)
+            log = self.log()
+        return log
+
 
 class Cluster:
     def __init__(self, chorusd, size=3, token=None, client_scheme="http", member_args=None,

@@ -606,7 +606,7 @@ class SnapshotTest(unittest.TestCase):
             time.sleep(0.3)
         # Fetched off the raft thread, then installed.
         self.assertIn("fetching the leader's store", lagging.log())
-        self.assertIn("installed a snapshot", lagging.log())
+        self.assertIn("installed a snapshot", lagging.wait_log("installed a snapshot"))
         # Same data, the member table and leases intact on the member that installed it.
         r = self.c.ctl_json("get", "snapkeep/399", endpoints=lagging.endpoint)
         self.assertEqual(unb64(r["kvs"][0]["value"]), "v399")

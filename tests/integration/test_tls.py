@@ -206,7 +206,7 @@ class TlsClusterTest(unittest.TestCase):
                     break
             time.sleep(0.5)
         self.assertEqual(count, 300, m.log()[-3000:])
-        self.assertIn("installed a snapshot", m.log())
+        self.assertIn("installed a snapshot", m.wait_log("installed a snapshot"))
 
 
 class TlsStartupTest(unittest.TestCase):
