@@ -132,6 +132,16 @@ class Group {
     return raft::kNoNode;
   }
 
+  // Elects a leader and commits `data` through it everywhere; returns the leader.
+  raft::NodeId elect_and_commit(const std::string& data) {
+    raft::NodeId leader = elect();
+    EXPECT_NE(leader, raft::kNoNode);
+    if (leader == raft::kNoNode) return leader;
+    EXPECT_EQ(replica(leader).propose(data), raft::Error::kOk);
+    settle();
+    return leader;
+  }
+
   uint64_t now() const { return now_; }
   std::deque<raft::Message>& queue() { return queue_; }
 
@@ -144,10 +154,8 @@ class Group {
 
 TEST(ReplicaTest, ProposalCommitsEverywhereThroughTheLog) {
   Group g(3);
-  raft::NodeId leader = g.elect();
+  raft::NodeId leader = g.elect_and_commit("x=1");
   ASSERT_NE(leader, raft::kNoNode);
-  ASSERT_EQ(g.replica(leader).propose("x=1"), raft::Error::kOk);
-  g.settle();
   for (raft::NodeId id : {1, 2, 3}) {
     Member& m = g.at(id);
     ASSERT_FALSE(m.applied.empty()) << id;
@@ -170,10 +178,8 @@ TEST(ReplicaTest, ProposalCommitsEverywhereThroughTheLog) {
 
 TEST(ReplicaTest, ReadersShareOneRoundAndSettleAtTheCommitIndex) {
   Group g(3);
-  raft::NodeId leader = g.elect();
+  raft::NodeId leader = g.elect_and_commit("a");
   ASSERT_NE(leader, raft::kNoNode);
-  ASSERT_EQ(g.replica(leader).propose("a"), raft::Error::kOk);
-  g.settle();
   Replica& r = g.replica(leader);
   r.read(11);
   r.read(12);

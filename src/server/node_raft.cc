@@ -341,15 +341,14 @@ void Node::handle_ready() {
 }
 
 bool Node::start_group_round(engine::Round& round) {
-  engine::Round* rd = &round;
-  if (rd->soft_state) {
-    raft::NodeId lead = rd->soft_state->lead;
+  if (round.soft_state) {
+    raft::NodeId lead = round.soft_state->lead;
     bool was_leader = is_leader();
     if (lead != leader_.load()) {
       if (lead != raft::kNoNode) ++leader_changes_;
       leader_ = lead;
     }
-    bool now_leader = rd->soft_state->role == raft::Role::kLeader;
+    bool now_leader = round.soft_state->role == raft::Role::kLeader;
     if (now_leader != was_leader) {
       std::lock_guard<std::mutex> lk(lessor_mu_);
       if (now_leader) {
@@ -361,11 +360,11 @@ bool Node::start_group_round(engine::Round& round) {
     }
   }
   // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
-  if (!rd->early_messages.empty()) sink_->send(std::move(rd->early_messages));
+  if (!round.early_messages.empty()) sink_->send(std::move(round.early_messages));
   // A snapshot from the leader: the store is replaced first, then the log records the
   // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
   // (kv/snapshots.h).
-  return rd->snapshot == nullptr || install_snapshot(*rd->snapshot);
+  return round.snapshot == nullptr || install_snapshot(*round.snapshot);
 }
 
 void Node::finish_group_round(engine::RoundResult& out) {

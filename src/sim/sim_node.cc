@@ -98,9 +98,8 @@ void Simulation::drive(SimNode& n) {
 }
 
 bool Simulation::start_group_round(SimNode& n, engine::Round& round, bool* vote_changed) {
-  engine::Round* rd = &round;
-  if (rd->soft_state) {
-    const raft::SoftState& ss = *rd->soft_state;
+  if (round.soft_state) {
+    const raft::SoftState& ss = *round.soft_state;
     if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
       ++result_.elections;
       n.commit_floor = n.core().log().committed();
@@ -111,22 +110,22 @@ bool Simulation::start_group_round(SimNode& n, engine::Round& round, bool* vote_
     }
     n.last_role = ss.role;
   }
-  if (rd->hard_state) {
+  if (round.hard_state) {
     raft::HardState before = n.storage->view()->hard_state();
-    *vote_changed =
-        *vote_changed || rd->hard_state->vote != before.vote || rd->hard_state->term != before.term;
+    *vote_changed = *vote_changed || round.hard_state->vote != before.vote ||
+                    round.hard_state->term != before.term;
   }
-  send_messages(n, rd->early_messages);
-  if (rd->snapshot != nullptr) {
+  send_messages(n, round.early_messages);
+  if (round.snapshot != nullptr) {
     // As chorusd: the state machine is replaced before the log records the snapshot.
-    if (!n.sm.restore(rd->snapshot->data)) {
+    if (!n.sm.restore(round.snapshot->data)) {
       fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
       return false;
     }
-    n.conf = rd->snapshot->metadata.conf_state;
+    n.conf = round.snapshot->metadata.conf_state;
     ++result_.snapshots_installed;
     note("n" + std::to_string(n.id) + " installs snapshot at index " +
-         std::to_string(rd->snapshot->metadata.index));
+         std::to_string(round.snapshot->metadata.index));
   }
   return true;
 }

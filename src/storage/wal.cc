@@ -767,6 +767,7 @@ std::string Wal::state_prefix_locked(std::string_view encoded) const {
   const uint64_t current = segments_.back()->sequence;
   std::string prefix;
   std::vector<GroupId> added;
+  GroupId previous = 0;
   size_t pos = 0;
   while (pos + kRecordHeaderBytes <= encoded.size()) {
     // The batch was built in memory by WalBatch: its framing is trusted here and checked
@@ -774,6 +775,9 @@ std::string Wal::state_prefix_locked(std::string_view encoded) const {
     uint32_t length = base::load_u32(encoded.data() + pos + 4);
     GroupId group = base::load_u64(encoded.data() + pos + 16);
     pos += record_size(length);
+    // A group's records come in runs (its entries, then its hard state): one look per run.
+    if (group == previous) continue;
+    previous = group;
     auto it = groups_.find(group);
     if (it == groups_.end() || it->second->last_segment == current) continue;
     if (std::find(added.begin(), added.end(), group) != added.end()) continue;
