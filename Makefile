@@ -5,6 +5,8 @@ REL := build/rel
 ASAN := build/asan
 SIM_SEEDS ?= 1000
 SIM_STEPS ?= 2000
+# Seeds of four groups sharing each member's log, in `make test`.
+SIM_GROUP_SEEDS ?= 300
 SOAK_SEEDS ?= 100000
 # Each fuzz target runs this long in `make test`; `make fuzz-run` defaults to longer.
 FUZZ_TEST_SECONDS ?= 20
@@ -46,6 +48,7 @@ test: build-asan build
 	$(MAKE) --no-print-directory format-check
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS)
 	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
+	$(ASAN)/src/sim/chorus-sim --seed 1 --count $(SIM_GROUP_SEEDS) --groups 4 --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	/usr/bin/python3 -m unittest discover -s tests/chaos -p 'test_*.py'
 
@@ -70,7 +73,7 @@ chaos-soak: build
 	  $(if $(CHAOS_SOAK_ONLY),--only $(CHAOS_SOAK_ONLY))
 
 sim: build
-	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
+	$(REL)/src/sim/chorus-sim --seed $${SEED:-1000000} --count $(SOAK_SEEDS) --groups $${GROUPS:-1} --steps $(SIM_STEPS) --faults all --jobs $(JOBS)
 
 bench: build
 	$(REL)/bench/chorus-bench-raft

@@ -31,8 +31,9 @@ uint64_t Engine::next_tick_us() const {
 }
 
 bool Engine::has_round() const {
-  return std::any_of(replicas_.begin(), replicas_.end(),
-                     [](const auto& kv) { return kv.second->has_round(); });
+  // One round at a time: a replica that gets work while a round is open waits for the next one.
+  return open_.empty() && std::any_of(replicas_.begin(), replicas_.end(),
+                                      [](const auto& kv) { return kv.second->has_round(); });
 }
 
 const std::vector<GroupRound>& Engine::begin_round(std::vector<raft::GroupId>* damaged) {

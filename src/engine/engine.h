@@ -41,7 +41,7 @@ class Engine {
   // The earliest tick due among the replicas (UINT64_MAX without replicas).
   uint64_t next_tick_us() const;
 
-  // Some replica has a Ready and no round open.
+  // No round is open and some replica has a Ready.
   bool has_round() const;
   bool in_round() const { return !open_.empty(); }
   // Opens a round on every replica with a Ready, in group order. Replicas that found their log

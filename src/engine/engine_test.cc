@@ -224,5 +224,46 @@ TEST(EngineTest, TheEarliestTickAmongTheReplicasIsTheEngines) {
   EXPECT_FALSE(e.in_round());
 }
 
+// A replica that gets work while the engine's round is open waits for the next round: opening
+// another would drop the open one, whose replicas would then never finish it.
+TEST(EngineTest, WorkArrivingDuringARoundWaitsForTheNextOne) {
+  raft::MemoryLogStorage a(raft::ConfState{{1}, {}, {}, {}, false});
+  raft::MemoryLogStorage b(raft::ConfState{{1}, {}, {}, {}, false});
+  Engine e;
+  ReplicaOptions o;
+  o.raft.id = 1;
+  o.raft.group = 1;
+  o.raft.storage = &a;
+  o.raft.election_ticks = 10;
+  o.tick_us = 100;
+  e.add(o, 0);
+  o.raft.group = 2;
+  o.raft.storage = &b;
+  e.add(o, 0);
+  // Group 1's election timeout passes (a single voter elects itself): its round opens.
+  e.find(1)->on_clock(3000);
+  ASSERT_TRUE(e.has_round());
+  std::vector<raft::GroupId> damaged;
+  ASSERT_EQ(e.begin_round(&damaged).size(), 1u);
+  // Group 2's passes while group 1's round is open.
+  e.find(2)->on_clock(3000);
+  ASSERT_TRUE(e.find(2)->has_round());
+  EXPECT_TRUE(e.in_round());
+  EXPECT_FALSE(e.has_round());
+  std::vector<std::pair<raft::GroupId, RoundResult>> out;
+  e.finish_round(&out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, 1u);
+  EXPECT_FALSE(e.find(1)->in_round());
+  // Now group 2's turn, and group 1 is free for its next round too.
+  ASSERT_TRUE(e.has_round());
+  const std::vector<GroupRound>& next = e.begin_round(&damaged);
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(next.front().replica->group(), 2u);
+  out.clear();
+  e.finish_round(&out);
+  EXPECT_TRUE(damaged.empty());
+}
+
 }  // namespace
 }  // namespace chorus::engine

@@ -14,7 +14,7 @@ void Simulation::clients_step(bool liveness_phase) {
       HistoryEntry& h = history_[c.history_index];
       if (h.op.input.kind == check::KvInput::Kind::kRead) h.dropped = true;
       c.busy = false;
-      c.leader_guess = raft::kNoNode;
+      c.leader_guess.erase(group_of(h.op.input.key));
       ++result_.ops_unknown;
     }
     if (c.busy) continue;
@@ -28,7 +28,8 @@ void Simulation::clients_step(bool liveness_phase) {
 
 void Simulation::issue(SimClient& c, bool write_only) {
   ++c.op;
-  std::string key = "k" + std::to_string(client_rng_.below(3));
+  std::string key = "k" + std::to_string(client_rng_.below(keys_));
+  raft::GroupId group = group_of(key);
   std::string value = "c" + std::to_string(c.id) + "-" + std::to_string(c.op);
   check::KvInput input;
   uint64_t r = write_only ? 5 : client_rng_.below(10);
@@ -49,7 +50,8 @@ void Simulation::issue(SimClient& c, bool write_only) {
   c.history_index = history_.size() - 1;
   c.busy = true;
   c.deadline = now_ + kClientTimeoutUs;
-  raft::NodeId target = c.leader_guess;
+  auto guess = c.leader_guess.find(group);
+  raft::NodeId target = guess != c.leader_guess.end() ? guess->second : raft::kNoNode;
   // Now and then any member: reads there go through ReadIndex, writes are forwarded.
   if (target == raft::kNoNode ||
       client_rng_.chance(input.kind == check::KvInput::Kind::kRead ? 0.3 : 0.15)) {
@@ -59,8 +61,8 @@ void Simulation::issue(SimClient& c, bool write_only) {
     // recovery bound by chance.
     std::vector<raft::NodeId> pool;
     if (write_only) {
-      if (SimNode* l = highest_leader()) {
-        raft::ConfState cs = l->core().status().config;
+      if (SimNode* l = highest_leader(group)) {
+        raft::ConfState cs = l->core(group).status().config;
         pool = cs.voters;
         pool.insert(pool.end(), cs.learners.begin(), cs.learners.end());
       }
@@ -93,7 +95,7 @@ void Simulation::on_reply(const Reply& r) {
     // Not leader, no leader, or the proposal was refused: it certainly did not happen.
     h.dropped = true;
     ++result_.ops_failed;
-    c.leader_guess = r.hint;
+    c.leader_guess[group_of(h.op.input.key)] = r.hint;
     return;
   }
   ++result_.ops_ok;
@@ -107,76 +109,86 @@ void Simulation::on_reply(const Reply& r) {
     case check::KvInput::Kind::kWrite:
       c.last_seen[in.key] = in.value;
       // The node that answered names the leader it follows (it may have forwarded the write).
-      c.leader_guess = r.hint != raft::kNoNode ? r.hint : r.from;
+      c.leader_guess[group_of(in.key)] = r.hint != raft::kNoNode ? r.hint : r.from;
       if (!faults_active_) c.liveness_done = true;
       break;
     case check::KvInput::Kind::kCas:
       if (r.output.ok) c.last_seen[in.key] = in.value;
       // The node that answered names the leader it follows (it may have forwarded the write).
-      c.leader_guess = r.hint != raft::kNoNode ? r.hint : r.from;
+      c.leader_guess[group_of(in.key)] = r.hint != raft::kNoNode ? r.hint : r.from;
       break;
   }
 }
 
-// The commit index never decreases within a node's life, and every commit is locked.
-void Simulation::observe_commit(SimNode& n) {
-  raft::Index c = n.core().log().committed();
-  if (c < n.last_commit) {
-    fail(Check::kCommitMonotonic, "commit index of n" + std::to_string(n.id) + " went back from " +
-                                      std::to_string(n.last_commit) + " to " + std::to_string(c));
+// The commit index never decreases within a replica's life, and every commit is locked.
+void Simulation::observe_commit(SimNode& n, SimReplica& r) {
+  raft::Index c = r.core().log().committed();
+  if (c < r.last_commit) {
+    fail(Check::kCommitMonotonic, "commit index of " + who(n.id, r.group) + " went back from " +
+                                      std::to_string(r.last_commit) + " to " + std::to_string(c));
     return;
   }
-  if (c > n.last_commit) check_commit_locked(n);
-  n.last_commit = c;
+  if (c > r.last_commit) check_commit_locked(n, r.group);
+  r.last_commit = c;
 }
 
 void Simulation::check_invariants() {
+  for (const auto& [group, initial] : initial_confs_) {
+    check_group(group);
+    if (failed_) return;
+  }
+}
+
+void Simulation::check_group(raft::GroupId group) {
+  GroupChecks& gc = checks_[group];
   std::vector<SimNode*> up;
   for (auto& [id, n] : nodes_) {
     if (!n.up) continue;
     up.push_back(&n);
-    // Election safety: at most one leader per term.
-    if (n.core().role() == raft::Role::kLeader) {
-      auto [it, inserted] = leader_of_term_.emplace(n.core().term(), n.id);
+    SimReplica& r = n.group(group);
+    // Election safety: no two replicas of a group believe they lead the same term.
+    if (r.core().role() == raft::Role::kLeader) {
+      auto [it, inserted] = gc.leader_of_term.emplace(r.core().term(), n.id);
       if (!inserted && it->second != n.id) {
-        fail(Check::kElectionSafety, "election safety: n" + std::to_string(it->second) + " and n" +
-                                         std::to_string(n.id) + " are both leaders of term " +
-                                         std::to_string(n.core().term()));
+        fail(Check::kElectionSafety, "election safety: " + who(it->second, group) + " and " +
+                                         who(n.id, group) + " are both leaders of term " +
+                                         std::to_string(r.core().term()));
         return;
       }
     }
-    observe_commit(n);
+    observe_commit(n, r);
     if (failed_) return;
   }
   // Leader completeness: the newest leader holds every entry committed before its term began.
-  if (SimNode* l = highest_leader()) {
+  if (SimNode* l = highest_leader(group)) {
+    const raft::Raft& core = l->core(group);
     raft::Index must_have = 0;
-    for (const auto& [bound, index] : max_index_by_term_bound_) {
-      if (bound < l->core().term()) must_have = std::max(must_have, index);
+    for (const auto& [bound, index] : gc.max_index_by_term_bound) {
+      if (bound < core.term()) must_have = std::max(must_have, index);
     }
     if (must_have > 0) {
       raft::Term t = 0;
-      raft::Error err = l->core().log().term(must_have, &t);
+      raft::Error err = core.log().term(must_have, &t);
       if (err == raft::Error::kUnavailable ||
-          (err == raft::Error::kOk && t != registry_[must_have]->term)) {
-        fail(Check::kLeaderCompleteness,
-             "leader completeness: n" + std::to_string(l->id) + ", leader of term " +
-                 std::to_string(l->core().term()) + ", lacks committed entry " +
-                 std::to_string(must_have));
+          (err == raft::Error::kOk && t != gc.registry[must_have]->term)) {
+        fail(Check::kLeaderCompleteness, "leader completeness: " + who(l->id, group) +
+                                             ", leader of term " + std::to_string(core.term()) +
+                                             ", lacks committed entry " +
+                                             std::to_string(must_have));
         return;
       }
     }
   }
-  check_electable_hold_committed();
+  check_electable_hold_committed(group);
   if (failed_) return;
-  if (SimNode* l = highest_leader()) check_commit_locked(*l);
+  if (SimNode* l = highest_leader(group)) check_commit_locked(*l, group);
   if (failed_) return;
   // Log matching: two logs with the same term at an index are identical up to it. Checked at
   // the end of the shorter log and at one random earlier index per pair and step.
   for (size_t a = 0; a < up.size(); ++a) {
     for (size_t b = a + 1; b < up.size(); ++b) {
-      const raft::RaftLog& la = up[a]->core().log();
-      const raft::RaftLog& lb = up[b]->core().log();
+      const raft::RaftLog& la = up[a]->core(group).log();
+      const raft::RaftLog& lb = up[b]->core(group).log();
       raft::Index hi = std::min(la.last_index(), lb.last_index());
       raft::Index lo = std::max(la.first_index(), lb.first_index());
       if (hi < lo) continue;
@@ -191,8 +203,8 @@ void Simulation::check_invariants() {
           continue;
         }
         if (!(ea[0] == eb[0])) {
-          fail(Check::kLogMatching, "log matching: n" + std::to_string(up[a]->id) + " and n" +
-                                        std::to_string(up[b]->id) + " agree on term " +
+          fail(Check::kLogMatching, "log matching: " + who(up[a]->id, group) + " and " +
+                                        who(up[b]->id, group) + " agree on term " +
                                         std::to_string(ta) + " at index " + std::to_string(hi) +
                                         " but differ at index " + std::to_string(j));
           return;
@@ -207,11 +219,12 @@ void Simulation::check_invariants() {
 // Raft this always holds (the proof of Leader Completeness, §5.4.3); it fails the moment a leader
 // commits an entry that a later leader could overwrite (Figure 8), before the overwrite happens.
 // Checked with the newest leader's configuration, outside joint consensus.
-void Simulation::check_electable_hold_committed() {
-  if (registry_max_ == 0) return;
-  SimNode* l = highest_leader();
+void Simulation::check_electable_hold_committed(raft::GroupId group) {
+  const GroupChecks& gc = checks_[group];
+  if (gc.registry_max == 0) return;
+  SimNode* l = highest_leader(group);
   if (l == nullptr) return;
-  const raft::JointConfig& voters = l->core().voters();
+  const raft::JointConfig& voters = l->core(group).voters();
   if (voters.joint()) return;
   struct LogEnd {
     raft::NodeId id;
@@ -223,17 +236,18 @@ void Simulation::check_electable_hold_committed() {
     const SimNode& n = nodes_.at(id);
     if (n.lost) continue;  // never votes or runs again
     if (n.up) {
-      ends.push_back({id, n.core().log().last_term(), n.core().log().last_index()});
+      const raft::RaftLog& log = n.core(group).log();
+      ends.push_back({id, log.last_term(), log.last_index()});
     } else {
-      const raft::LogStorage& d = n.storage->durable();
+      const raft::LogStorage& d = n.storage->durable(group);
       raft::Term t = 0;
       (void)d.term(d.last_index(), &t);
       ends.push_back({id, t, d.last_index()});
     }
   }
   size_t majority = voters.incoming.size() / 2 + 1;
-  raft::Index a = registry_max_;
-  raft::Term want = registry_[a]->term;
+  raft::Index a = gc.registry_max;
+  raft::Term want = gc.registry[a]->term;
   for (const LogEnd& n : ends) {
     size_t below = 0;
     for (const LogEnd& m : ends) {
@@ -244,13 +258,13 @@ void Simulation::check_electable_hold_committed() {
     raft::Term t = 0;
     raft::Error err;
     if (node.up) {
-      err = node.core().log().term(a, &t);
+      err = node.core(group).log().term(a, &t);
     } else {
-      err = node.storage->durable().term(a, &t);
+      err = node.storage->durable(group).term(a, &t);
     }
     if (err == raft::Error::kCompacted) continue;
     if (err != raft::Error::kOk || t != want) {
-      fail(Check::kCompletenessAtRisk, "leader completeness at risk: n" + std::to_string(n.id) +
+      fail(Check::kCompletenessAtRisk, "leader completeness at risk: " + who(n.id, group) +
                                            " could win an election but lacks committed entry " +
                                            std::to_string(a) + " (term " + std::to_string(want) +
                                            ")");
@@ -263,15 +277,21 @@ void Simulation::check_electable_hold_committed() {
 // term T (§5.4.2: only current-term entries are committed by counting replicas). Those logs end
 // in term T or later, so no node lacking c can collect their votes. Checked for commits a leader
 // made in its current configuration, at the moment it commits and after every step.
-void Simulation::check_commit_locked(SimNode& leader) {
-  SimNode* l = &leader;
-  if (l->core().role() != raft::Role::kLeader) return;
-  const raft::RaftLog& log = l->core().log();
+void Simulation::check_commit_locked(SimNode& leader, raft::GroupId group) {
+  SimReplica& lr = leader.group(group);
+  if (lr.core().role() != raft::Role::kLeader) return;
+  const raft::RaftLog& log = lr.core().log();
   raft::Index c = log.committed();
-  if (c <= l->commit_floor) return;
-  const raft::JointConfig& voters = l->core().voters();
+  if (lr.floor_term != lr.core().term()) {
+    // Leadership not seen before: what it commits from now on is its own.
+    lr.floor_term = lr.core().term();
+    lr.commit_floor = c;
+    return;
+  }
+  if (c <= lr.commit_floor) return;
+  const raft::JointConfig& voters = lr.core().voters();
   if (voters.joint()) return;
-  raft::Term term = l->core().term();
+  raft::Term term = lr.core().term();
   raft::Term want = log.term_or_zero(c);
   size_t holding = 0;
   for (raft::NodeId id : voters.incoming) {
@@ -285,10 +305,10 @@ void Simulation::check_commit_locked(SimNode& leader) {
     raft::Term last = 0;
     raft::Error err;
     if (n.up) {
-      err = n.core().log().term(c, &t);
-      last = n.core().log().last_term();
+      err = n.core(group).log().term(c, &t);
+      last = n.core(group).log().last_term();
     } else {
-      const raft::LogStorage& d = n.storage->durable();
+      const raft::LogStorage& d = n.storage->durable(group);
       err = d.term(c, &t);
       (void)d.term(d.last_index(), &last);
     }
@@ -296,38 +316,41 @@ void Simulation::check_commit_locked(SimNode& leader) {
     if (has_c && last >= term) ++holding;
   }
   if (holding < voters.incoming.size() / 2 + 1) {
-    fail(Check::kCommitLocked, "commit not locked: n" + std::to_string(l->id) +
-                                   ", leader of term " + std::to_string(term) +
-                                   ", committed index " + std::to_string(c) + " (term " +
-                                   std::to_string(want) + ") but only " + std::to_string(holding) +
+    fail(Check::kCommitLocked, "commit not locked: " + who(leader.id, group) + ", leader of term " +
+                                   std::to_string(term) + ", committed index " + std::to_string(c) +
+                                   " (term " + std::to_string(want) + ") but only " +
+                                   std::to_string(holding) +
                                    " voters hold it in logs ending in its term");
   }
 }
 
-std::string Simulation::members_state() const {
+std::string Simulation::members_state(raft::GroupId group) const {
   std::string out;
   for (const auto& [id, n] : nodes_) {
-    out += " n" + std::to_string(id);
+    out += " " + who(id, group);
     if (!n.up || n.lost) {
       out += n.lost ? " lost;" : " down;";
       continue;
     }
-    raft::Status st = n.core().status();
-    out += std::string(" ") + raft::to_string(n.core().role()) + " term " +
-           std::to_string(n.core().term()) + " lead n" + std::to_string(n.core().lead()) +
-           " last " + std::to_string(n.core().log().last_index()) + " commit " +
-           std::to_string(n.core().log().committed()) + " voters " +
+    const raft::Raft& core = n.core(group);
+    raft::Status st = core.status();
+    out += std::string(" ") + raft::to_string(core.role()) + " term " +
+           std::to_string(core.term()) + " lead n" + std::to_string(core.lead()) + " last " +
+           std::to_string(core.log().last_index()) + " commit " +
+           std::to_string(core.log().committed()) + " voters " +
            std::to_string(st.config.voters.size()) + ";";
   }
   return out;
 }
 
 bool Simulation::liveness_reached(std::string* waiting) {
-  SimNode* l = highest_leader();
-  if (l == nullptr) {
-    // What each member believes, to tell a split vote from a member that cannot be elected.
-    *waiting = "no leader:" + members_state();
-    return false;
+  for (const auto& [group, initial] : initial_confs_) {
+    if (highest_leader(group) == nullptr) {
+      // What each member believes, to tell a split vote from a member that cannot be elected.
+      *waiting = (opt_.groups > 1 ? "group " + std::to_string(group) + ": " : "") +
+                 "no leader:" + members_state(group);
+      return false;
+    }
   }
   if (replacing_ || !to_replace_.empty()) {
     raft::NodeId old = replacing_ ? replacing_->old_id : to_replace_.front();
@@ -336,23 +359,34 @@ bool Simulation::liveness_reached(std::string* waiting) {
   }
   for (const SimClient& c : clients_) {
     if (!c.liveness_done) {
+      std::string guesses;
+      for (const auto& [group, id] : c.leader_guess)
+        guesses += " " + who(id, group);
       *waiting = "client " + std::to_string(c.id) +
-                 " has no write acknowledged since the heal (it sends to n" +
-                 std::to_string(c.leader_guess) + "; leader n" + std::to_string(l->id) + ";" +
-                 members_state() + ")";
+                 " has no write acknowledged since the heal (it sends to" + guesses + ";" +
+                 members_state(1) + ")";
       return false;
     }
   }
-  raft::ConfState cs = l->core().status().config;
+  for (const auto& [group, initial] : initial_confs_) {
+    if (!group_live(group, waiting)) return false;
+  }
+  return true;
+}
+
+bool Simulation::group_live(raft::GroupId group, std::string* waiting) {
+  SimNode* l = highest_leader(group);
+  const raft::Raft& core = l->core(group);
+  raft::ConfState cs = core.status().config;
   if (!cs.voters_outgoing.empty()) {
-    *waiting = "leader n" + std::to_string(l->id) + " is still in a joint configuration";
+    *waiting = "leader " + who(l->id, group) + " is still in a joint configuration";
     return false;
   }
-  raft::Index commit = l->core().log().committed();
-  for (const auto& [index, chain] : acked_) {
+  raft::Index commit = core.log().committed();
+  for (const auto& [index, chain] : checks_[group].acked) {
     if (index > commit) {
-      *waiting = "acknowledged index " + std::to_string(index) + " is past leader n" +
-                 std::to_string(l->id) + "'s commit " + std::to_string(commit);
+      *waiting = "acknowledged index " + std::to_string(index) + " is past leader " +
+                 who(l->id, group) + "'s commit " + std::to_string(commit);
       return false;
     }
   }
@@ -360,17 +394,18 @@ bool Simulation::liveness_reached(std::string* waiting) {
   members.insert(members.end(), cs.learners.begin(), cs.learners.end());
   for (raft::NodeId id : members) {
     const SimNode& n = nodes_.at(id);
-    if (!n.up || n.sm.applied() != commit) {
-      *waiting = "n" + std::to_string(id) + (n.up ? " applied " : " is down, applied ") +
-                 std::to_string(n.sm.applied()) + " of leader n" + std::to_string(l->id) +
-                 "'s commit " + std::to_string(commit);
-      raft::Status st = l->core().status();
+    raft::Index applied = n.up ? n.group(group).sm.applied() : 0;
+    if (!n.up || applied != commit) {
+      *waiting = who(id, group) + (n.up ? " applied " : " is down, applied ") +
+                 std::to_string(applied) + " of leader " + who(l->id, group) + "'s commit " +
+                 std::to_string(commit);
+      raft::Status st = core.status();
       auto pr = st.progress.find(id);
       if (pr != st.progress.end()) {
         *waiting += "; the leader sees it " + std::string(raft::to_string(pr->second.state)) +
                     ", match " + std::to_string(pr->second.match) + ", next " +
                     std::to_string(pr->second.next) + ", log from " +
-                    std::to_string(l->core().log().first_index());
+                    std::to_string(core.log().first_index());
       }
       return false;
     }
@@ -392,29 +427,9 @@ check::CheckReport Simulation::check_history(size_t* operations) {
 }
 
 void Simulation::final_checks() {
-  SimNode* l = highest_leader();
-  if (l == nullptr) {
-    fail(Check::kLiveness, "no leader at the end");
-    return;
-  }
-  // Replicas that caught up are identical.
-  raft::ConfState cs = l->core().status().config;
-  std::vector<raft::NodeId> members = cs.voters;
-  members.insert(members.end(), cs.learners.begin(), cs.learners.end());
-  for (raft::NodeId id : members) {
-    const SimNode& n = nodes_.at(id);
-    if (n.sm.chain() != l->sm.chain() || n.sm.data() != l->sm.data()) {
-      fail(Check::kReplicasDiffer, "replicas differ at the end: n" + std::to_string(id) +
-                                       " vs leader n" + std::to_string(l->id));
-      return;
-    }
-  }
-  // No acknowledged write lost.
-  for (const auto& [index, chain] : acked_) {
-    if (index >= registry_.size() || !registry_[index] || registry_[index]->chain != chain) {
-      fail(Check::kLostWrite, "acknowledged write at index " + std::to_string(index) + " was lost");
-      return;
-    }
+  for (const auto& [group, initial] : initial_confs_) {
+    final_group_checks(group);
+    if (failed_) return;
   }
   size_t checked = 0;
   check::CheckReport report = check_history(&checked);
@@ -426,6 +441,43 @@ void Simulation::final_checks() {
     fail(Check::kLinearizabilityUnknown,
          "linearizability: no verdict within " + std::to_string(opt_.checker_max_steps) +
              " search steps (" + std::to_string(checked) + " operations)");
+  }
+}
+
+void Simulation::final_group_checks(raft::GroupId group) {
+  SimNode* l = highest_leader(group);
+  if (l == nullptr) {
+    fail(Check::kLiveness,
+         "no leader at the end" + (opt_.groups > 1 ? " of group " + std::to_string(group) : ""));
+    return;
+  }
+  // Replicas that caught up are identical.
+  const SimReplica& lr = l->group(group);
+  raft::ConfState cs = lr.core().status().config;
+  std::vector<raft::NodeId> members = cs.voters;
+  members.insert(members.end(), cs.learners.begin(), cs.learners.end());
+  for (raft::NodeId id : members) {
+    const SimNode& n = nodes_.at(id);
+    if (!n.up) {
+      fail(Check::kLiveness, who(id, group) + " is down at the end");
+      return;
+    }
+    const SimReplica& r = n.group(group);
+    if (r.sm.chain() != lr.sm.chain() || r.sm.data() != lr.sm.data()) {
+      fail(Check::kReplicasDiffer,
+           "replicas differ at the end: " + who(id, group) + " vs leader " + who(l->id, group));
+      return;
+    }
+  }
+  // No acknowledged write lost.
+  const GroupChecks& gc = checks_[group];
+  for (const auto& [index, chain] : gc.acked) {
+    if (index >= gc.registry.size() || !gc.registry[index] || gc.registry[index]->chain != chain) {
+      fail(Check::kLostWrite, "acknowledged write at index " + std::to_string(index) +
+                                  (opt_.groups > 1 ? " of group " + std::to_string(group) : "") +
+                                  " was lost");
+      return;
+    }
   }
 }
 

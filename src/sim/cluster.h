@@ -71,6 +71,10 @@ const char* to_string(Check c);
 struct SimOptions {
   uint64_t seed = 1;
   int nodes = 5;
+  // Raft groups over the members, each a replica on every member's engine, all on each
+  // member's one log. With more than one, a 5- or 7-member cluster starts each group on three
+  // members (a different three for each), and faults aimed at one group pick one at random.
+  int groups = 1;
   int steps = 2000;
   Faults faults = Faults::kAll;
   Mutation mutation = Mutation::kNone;
@@ -99,7 +103,12 @@ struct SimResult {
   uint64_t damage_found_running = 0;    // damage a running node's core found reading its log
   uint64_t damage_found_at_start = 0;   // damage recovery found, refusing to start
   uint64_t members_replaced = 0;        // lost members replaced by new ones on empty disks
-  double max_drift = 0;                 // the seed's clock drift bound
+  uint64_t conf_changes = 0;            // configuration changes committed, in all groups
+  // Committed changes that left a group with a voter it did not start with: a replica moved
+  // to (or added on) another member.
+  uint64_t replicas_moved = 0;
+  std::vector<uint64_t> committed_by_group;  // the highest index committed in each group
+  double max_drift = 0;                      // the seed's clock drift bound
   bool lease_reads = false;
   // A leader found a follower's clock running too fast for its lease (and refused the lease).
   bool lease_refused_for_drift = false;

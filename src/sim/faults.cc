@@ -15,11 +15,11 @@ std::string ids(const std::vector<raft::NodeId>& v) {
 
 }  // namespace
 
-SimNode* Simulation::highest_leader() {
+SimNode* Simulation::highest_leader(raft::GroupId group) {
   SimNode* best = nullptr;
   for (auto& [id, n] : nodes_) {
-    if (!n.up || n.paused || n.core().role() != raft::Role::kLeader) continue;
-    if (best == nullptr || n.core().term() > best->core().term()) best = &n;
+    if (!n.up || n.paused || n.core(group).role() != raft::Role::kLeader) continue;
+    if (best == nullptr || n.core(group).term() > best->core(group).term()) best = &n;
   }
   return best;
 }
@@ -48,8 +48,11 @@ void Simulation::inject_faults() {
       SimNode& n = nodes_.at(running[fault_rng_.below(running.size())]);
       n.paused = true;
       uint64_t pause_us = fault_rng_.range(50'000, 1'500'000);
+      bool leads = false;
+      for (const auto& [group, r] : n.groups)
+        leads = leads || r.core().role() == raft::Role::kLeader;
       note("n" + std::to_string(n.id) + " pauses for " + std::to_string(pause_us / 1000) + " ms" +
-           (n.core().role() == raft::Role::kLeader ? " (leader)" : ""));
+           (leads ? " (leader)" : ""));
       schedule_node_event(now_ + pause_us, EventKind::kResume, n);
     }
   }
@@ -134,13 +137,17 @@ void Simulation::damage_disk() {
   // One damaged member at a time, so that a cluster of three keeps a quorum while it is
   // replaced.
   if (damage_pending()) return;
-  SimNode* l = highest_leader();
-  if (l == nullptr) return;
-  raft::ConfState cs = l->core().status().config;
-  // Not while a configuration change is in flight: it could leave fewer voters.
-  if (cs.voters.size() < 3 || !cs.voters_outgoing.empty() ||
-      l->core().log().last_index() != l->core().log().applied())
-    return;
+  // In every group: not while a configuration change is in flight, as it could leave fewer
+  // voters.
+  for (const auto& [group, initial] : initial_confs_) {
+    SimNode* l = highest_leader(group);
+    if (l == nullptr) return;
+    const raft::Raft& core = l->core(group);
+    raft::ConfState cs = core.status().config;
+    if (cs.voters.size() < 3 || !cs.voters_outgoing.empty() ||
+        core.log().last_index() != core.log().applied())
+      return;
+  }
   std::vector<raft::NodeId> candidates;
   for (auto& [id, n] : nodes_) {
     if (!n.lost) candidates.push_back(id);
@@ -171,7 +178,7 @@ void Simulation::mark_lost(SimNode& n) {
   if (opt_.mutation == Mutation::kRejoinEmptyUnderOldId) {
     note("n" + std::to_string(n.id) + " refuses to start: " + n.storage->lost_reason() +
          "; it is wiped and started again under its old id");
-    n.storage = std::make_unique<SimStorage>(initial_conf_, wal_options_);
+    n.storage = std::make_unique<SimStorage>(initial_confs_, wal_options_);
     n.up = true;
     start_node(n);
     drive(n);
@@ -189,7 +196,7 @@ SimNode& Simulation::add_node(raft::NodeId id) {
   n.clock_rate = 1.0 + (fault_rng_.unit() * 2 - 1) * max_drift_;
   // An empty data directory: the group as every member first had it, before any entry (as a
   // member chorusd adds replays the bootstrap entries).
-  n.storage = std::make_unique<SimStorage>(initial_conf_, wal_options_);
+  n.storage = std::make_unique<SimStorage>(initial_confs_, wal_options_);
   for (auto& [other, o] : nodes_) {
     link_base_[{id, other}] = base_latency_us_ / 2 + fault_rng_.below(base_latency_us_);
     link_base_[{other, id}] = base_latency_us_ / 2 + fault_rng_.below(base_latency_us_);
@@ -207,45 +214,70 @@ void Simulation::replace_lost() {
   }
   Replacement& r = *replacing_;
   if (now_ < r.next_try) return;
-  SimNode* l = highest_leader();
-  if (l == nullptr) return;
-  raft::ConfState cs = l->core().status().config;
-  if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
   auto in = [](const std::vector<raft::NodeId>& v, raft::NodeId id) {
     return std::find(v.begin(), v.end(), id) != v.end();
   };
-  r.next_try = now_ + 200'000;
-  auto propose = [&](raft::ConfChangeType type, raft::NodeId id, const char* what) {
-    raft::ConfChange cc;
-    cc.changes = {{type, id}};
-    raft::Error err = l->replica->propose_conf_change(cc);
-    note("operator: n" + std::to_string(l->id) + " proposes " + what + " n" + std::to_string(id) +
-         ": " + raft::to_string(err));
-    drive(*l);
-  };
-  if (r.new_id == raft::kNoNode) {
-    bool voter = in(cs.voters, r.old_id);
-    if (!r.was_voter) r.was_voter = voter;
-    if (voter || in(cs.learners, r.old_id)) {
-      propose(raft::ConfChangeType::kRemoveNode, r.old_id, "to remove lost");
-      return;
+  // One step in each group, through its leader; a group without one, or in a joint
+  // configuration, waits.
+  bool done = true;
+  bool removed_everywhere = true;
+  for (const auto& [group, initial] : initial_confs_) {
+    SimNode* l = highest_leader(group);
+    if (l == nullptr) {
+      done = false;
+      removed_everywhere = false;
+      continue;
     }
+    const raft::Raft& core = l->core(group);
+    raft::ConfState cs = core.status().config;
+    if (!cs.voters_outgoing.empty()) {  // joint: wait for auto-leave
+      done = false;
+      removed_everywhere = false;
+      continue;
+    }
+    r.next_try = now_ + 200'000;
+    auto propose = [&](raft::ConfChangeType type, raft::NodeId id, const char* what) {
+      raft::ConfChange cc;
+      cc.changes = {{type, id}};
+      raft::Error err = l->group(group).replica->propose_conf_change(cc);
+      note("operator: " + who(l->id, group) + " proposes " + what + " n" + std::to_string(id) +
+           ": " + raft::to_string(err));
+      drive(*l);
+    };
+    if (r.new_id == raft::kNoNode) {
+      bool voter = in(cs.voters, r.old_id);
+      if (voter || in(cs.learners, r.old_id)) {
+        r.was_voter.emplace(group, voter);
+        propose(raft::ConfChangeType::kRemoveNode, r.old_id, "to remove lost");
+        done = false;
+        removed_everywhere = false;
+      }
+      continue;
+    }
+    auto member = r.was_voter.find(group);
+    if (member == r.was_voter.end()) continue;  // the lost member was not in this group
+    if (!in(cs.voters, r.new_id) && !in(cs.learners, r.new_id)) {
+      propose(raft::ConfChangeType::kAddLearner, r.new_id, "to add learner");
+      done = false;
+      continue;
+    }
+    if (member->second && !in(cs.voters, r.new_id)) {
+      // As etcd's member promote: only a learner that caught up with the leader.
+      done = false;
+      const SimNode& n = nodes_.at(r.new_id);
+      if (n.up && n.group(group).sm.applied() + 10 >= core.log().committed())
+        propose(raft::ConfChangeType::kAddNode, r.new_id, "to promote");
+    }
+  }
+  if (r.new_id == raft::kNoNode) {
+    if (!removed_everywhere) return;
     r.new_id = next_node_id_++;
     add_node(r.new_id);
     note("operator: n" + std::to_string(r.new_id) + " starts on an empty disk to replace n" +
          std::to_string(r.old_id));
-  }
-  if (!in(cs.voters, r.new_id) && !in(cs.learners, r.new_id)) {
-    propose(raft::ConfChangeType::kAddLearner, r.new_id, "to add learner");
     return;
   }
-  if (*r.was_voter && !in(cs.voters, r.new_id)) {
-    // As etcd's member promote: only a learner that caught up with the leader.
-    const SimNode& n = nodes_.at(r.new_id);
-    if (n.up && n.sm.applied() + 10 >= l->core().log().committed())
-      propose(raft::ConfChangeType::kAddNode, r.new_id, "to promote");
-    return;
-  }
+  if (!done) return;
   ++result_.members_replaced;
   note("operator: n" + std::to_string(r.new_id) + " replaced n" + std::to_string(r.old_id));
   replacing_.reset();
@@ -274,9 +306,10 @@ void Simulation::heal_all() {
 }
 
 void Simulation::membership_change() {
-  SimNode* l = highest_leader();
+  raft::GroupId group = pick_group(fault_rng_);
+  SimNode* l = highest_leader(group);
   if (l == nullptr) return;
-  raft::ConfState cs = l->core().status().config;
+  raft::ConfState cs = l->core(group).status().config;
   if (!cs.voters_outgoing.empty()) return;  // joint: wait for auto-leave
   std::vector<raft::NodeId> others;
   for (auto& [id, n] : nodes_) {
@@ -327,23 +360,24 @@ void Simulation::membership_change() {
       break;
     }
   }
-  raft::Error err = l->replica->propose_conf_change(cc);
-  note("n" + std::to_string(l->id) + " proposes " + what + ": " + raft::to_string(err));
+  raft::Error err = l->group(group).replica->propose_conf_change(cc);
+  note(who(l->id, group) + " proposes " + what + ": " + raft::to_string(err));
   drive(*l);
 }
 
 void Simulation::leader_transfer() {
-  SimNode* l = highest_leader();
+  raft::GroupId group = pick_group(fault_rng_);
+  SimNode* l = highest_leader(group);
   if (l == nullptr) return;
-  raft::ConfState cs = l->core().status().config;
+  raft::ConfState cs = l->core(group).status().config;
   std::vector<raft::NodeId> targets;
   for (raft::NodeId id : cs.voters) {
     if (id != l->id) targets.push_back(id);
   }
   if (targets.empty()) return;
   raft::NodeId to = targets[fault_rng_.below(targets.size())];
-  raft::Error err = l->replica->transfer_leader(to);
-  note("n" + std::to_string(l->id) + " transfers leadership to n" + std::to_string(to) + ": " +
+  raft::Error err = l->group(group).replica->transfer_leader(to);
+  note(who(l->id, group) + " transfers leadership to n" + std::to_string(to) + ": " +
        raft::to_string(err));
   drive(*l);
 }

@@ -1,7 +1,7 @@
 // chorus-sim: runs the deterministic cluster simulator over a range of seeds.
 //
-//   chorus-sim --seed S --count N [--nodes K] [--steps M] [--faults none|network|crash|all]
-//              [--mutation NAME] [--jobs J] [--timeline]
+//   chorus-sim --seed S --count N [--nodes K] [--groups G] [--steps M]
+//              [--faults none|network|crash|all] [--mutation NAME] [--jobs J] [--timeline]
 //
 // Prints `seed S trace <hex> ...` per seed when running one seed (or with --verbose), the replay
 // command and the event tail for every failing seed, and ends with `N passed, N failed`.
@@ -26,10 +26,11 @@ using chorus::sim::SimOptions;
 void usage() {
   std::fprintf(
       stderr,
-      "usage: chorus-sim [--seed S] [--count N] [--nodes 3|5|7] [--steps M]\n"
+      "usage: chorus-sim [--seed S] [--count N] [--nodes 3|5|7] [--groups 1..64] [--steps M]\n"
       "                  [--faults none|network|crash|all] [--jobs J] [--timeline] [--verbose]\n"
       "                  [--mutation none|commit-previous-term|vote-not-persisted|\n"
-      "                              ack-before-durable|read-without-readindex]\n");
+      "                              ack-before-durable|read-without-readindex|\n"
+      "                              rejoin-empty-under-old-id]\n");
 }
 
 bool parse_u64(const char* s, uint64_t* out) {
@@ -45,6 +46,7 @@ std::string replay_command(const SimOptions& o) {
   std::string cmd = "chorus-sim --seed " + std::to_string(o.seed) + " --nodes " +
                     std::to_string(o.nodes) + " --steps " + std::to_string(o.steps) + " --faults " +
                     chorus::sim::to_string(o.faults);
+  if (o.groups != 1) cmd += " --groups " + std::to_string(o.groups);
   if (o.mutation != Mutation::kNone)
     cmd += std::string(" --mutation ") + chorus::sim::to_string(o.mutation);
   return cmd + " --timeline";
@@ -78,6 +80,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       base.nodes = static_cast<int>(v);
+    } else if (a == "--groups") {
+      value(&v);
+      if (v == 0 || v > 64) {
+        std::fprintf(stderr, "chorus-sim: --groups must be in 1..64\n");
+        return 2;
+      }
+      base.groups = static_cast<int>(v);
     } else if (a == "--steps") {
       value(&v);
       if (v == 0 || v > 10'000'000) {
@@ -138,6 +147,8 @@ int main(int argc, char** argv) {
       totals.damage_found_running += r.damage_found_running;
       totals.damage_found_at_start += r.damage_found_at_start;
       totals.members_replaced += r.members_replaced;
+      totals.conf_changes += r.conf_changes;
+      totals.replicas_moved += r.replicas_moved;
       if (r.ok) {
         ++passed;
       } else {
@@ -179,6 +190,9 @@ int main(int argc, char** argv) {
               ", found at start %" PRIu64 ", lost members replaced %" PRIu64 "\n",
               totals.logs_damaged, totals.damage_found_running, totals.damage_found_at_start,
               totals.members_replaced);
+  std::printf("configuration changes committed %" PRIu64
+              ", of which left a group with a new voter %" PRIu64 "\n",
+              totals.conf_changes, totals.replicas_moved);
   std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed.load(), failed.load());
   return failed.load() == 0 ? 0 : 1;
 }

@@ -1,7 +1,7 @@
-// The simulated member: chorusd's replica driver (engine::Replica) around the core, on the real
-// write-ahead log over a simulated disk, with fsync taking simulated time and crashes losing what
-// was not synced. What is simulated here is only what a host supplies: the disk, the network,
-// the clock and the state machine.
+// The simulated member: chorusd's engine and its replica driver (engine::Replica) around the
+// cores of every group it hosts, on the real write-ahead log over a simulated disk, with fsync
+// taking simulated time and crashes losing what was not synced. What is simulated here is only what
+// a host supplies: the disk, the network, the clock and the state machine.
 #include <algorithm>
 
 #include "sim/simulation.h"
@@ -9,46 +9,55 @@
 namespace chorus::sim {
 
 void Simulation::start_node(SimNode& n) {
-  // Exactly what a restarting node has: the Wal's recovered log and nothing else.
-  const raft::LogStorage* recovered = n.storage->view();
-  raft::Snapshot snap;
-  (void)recovered->snapshot(&snap);
-  n.sm = KvStateMachine{};
-  if (!snap.empty() && !n.sm.restore(snap.data))
-    fail(Check::kStorage, "node " + std::to_string(n.id) + ": corrupt snapshot");
-  n.conf = recovered->conf_state();
-  raft::Config c;
-  c.id = n.id;
-  c.storage = recovered;
-  c.election_ticks = kElectionTicks;
-  c.heartbeat_ticks = kHeartbeatTicks;
-  c.lease_drift_ticks = 2;
-  c.pre_vote = true;
-  c.check_quorum = true;
-  c.read_only = lease_reads_ ? raft::ReadOnlyOption::kLeaseBased : raft::ReadOnlyOption::kSafe;
-  c.max_inflight_messages = max_inflight_;
-  c.max_bytes_per_message = max_msg_bytes_;
-  c.max_uncommitted_bytes = 1 << 20;
-  c.applied = snap.metadata.index;
-  c.seed = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation);
-  c.unsafe.commit_previous_term_entries = opt_.mutation == Mutation::kCommitPreviousTerm;
-  c.unsafe.forget_vote = opt_.mutation == Mutation::kVoteNotPersisted;
-  c.unsafe.ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
-  engine::ReplicaOptions ro;
-  ro.raft = c;
-  ro.tick_us = kTickUs;
-  ro.first_read_context = hash_mix(c.seed, 0x5eed) | 1;
+  // Exactly what a restarting node has: the Wal's recovered logs and nothing else.
   n.engine = std::make_unique<engine::Engine>();
-  n.replica = &n.engine->add(ro, n.clock_us);
-  n.last_commit = n.core().log().committed();
-  n.last_role = raft::Role::kFollower;
-  n.last_term = n.core().term();
+  n.groups.clear();
+  for (const auto& [group, initial] : initial_confs_) {
+    SimReplica& r = n.groups[group];
+    r.group = group;
+    const raft::LogStorage* recovered = n.storage->view(group);
+    raft::Snapshot snap;
+    (void)recovered->snapshot(&snap);
+    if (!snap.empty() && !r.sm.restore(snap.data))
+      fail(Check::kStorage, who(n.id, group) + ": corrupt snapshot");
+    r.conf = recovered->conf_state();
+    raft::Config c;
+    c.id = n.id;
+    c.group = group;
+    c.storage = recovered;
+    c.election_ticks = kElectionTicks;
+    c.heartbeat_ticks = kHeartbeatTicks;
+    c.lease_drift_ticks = 2;
+    c.pre_vote = true;
+    c.check_quorum = true;
+    c.read_only = lease_reads_ ? raft::ReadOnlyOption::kLeaseBased : raft::ReadOnlyOption::kSafe;
+    c.max_inflight_messages = max_inflight_;
+    c.max_bytes_per_message = max_msg_bytes_;
+    c.max_uncommitted_bytes = 1 << 20;
+    c.applied = snap.metadata.index;
+    c.seed = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation);
+    if (group != 1) c.seed = hash_mix(c.seed, group);
+    c.unsafe.commit_previous_term_entries = opt_.mutation == Mutation::kCommitPreviousTerm;
+    c.unsafe.forget_vote = opt_.mutation == Mutation::kVoteNotPersisted;
+    c.unsafe.ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
+    engine::ReplicaOptions ro;
+    ro.raft = c;
+    ro.tick_us = kTickUs;
+    ro.first_read_context = hash_mix(c.seed, 0x5eed) | 1;
+    r.replica = &n.engine->add(ro, n.clock_us);
+    r.last_commit = r.core().log().committed();
+    r.last_role = raft::Role::kFollower;
+  }
 }
 
 void Simulation::drive(SimNode& n) {
-  if (!failed_ && n.up && n.core().storage_failed()) {
-    stop_on_damaged_log(n);
-    return;
+  if (!failed_ && n.up) {
+    for (const auto& [group, r] : n.groups) {
+      if (r.core().storage_failed()) {
+        stop_on_damaged_log(n);
+        return;
+      }
+    }
   }
   while (!failed_ && n.up && !n.paused && n.engine->has_round()) {
     std::vector<raft::GroupId> damaged;
@@ -57,21 +66,24 @@ void Simulation::drive(SimNode& n) {
       stop_on_damaged_log(n);
       return;
     }
-    // The simulated member hosts one group; the engine's round is the same for any number.
+    // One round of every group with work: one batch, one write, one fdatasync.
     bool vote_changed = false;
     for (const engine::GroupRound& g : rounds) {
-      if (!start_group_round(n, *g.round, &vote_changed)) return;
+      if (!start_group_round(n, n.group(g.replica->group()), *g.round, &vote_changed)) return;
     }
     if (n.engine->must_write()) {
       // Failed syncs are injected into the writes that sync (a commit-only write does not).
       bool injected = n.engine->must_sync() && maybe_inject_disk_failure(n);
-      storage::Status st;
+      storage::WalBatch batch;
+      n.engine->append_to(&batch);
+      std::vector<SimStorage::GroupWrite> writes;
       for (const engine::GroupRound& g : rounds) {
         const engine::Round& rd = *g.round;
-        if (!rd.write || !st.is_ok()) continue;
-        st = n.storage->write(rd.snapshot, *rd.entries, rd.hard_state ? &*rd.hard_state : nullptr);
+        if (!rd.write) continue;
+        writes.push_back({g.replica->group(), rd.snapshot, rd.entries,
+                          rd.hard_state ? &*rd.hard_state : nullptr});
       }
-      if (!disk_result(n, st, injected, "write")) return;
+      if (!disk_result(n, n.storage->write(batch, writes), injected, "write")) return;
     }
     if (!n.engine->must_sync()) {
       finish_ready(n);
@@ -80,7 +92,8 @@ void Simulation::drive(SimNode& n) {
     uint64_t fsync_us = 50 + fault_rng_.below(fsync_us_max_);
     if (faults_active_ && p_stall_ > 0 && fault_rng_.chance(p_stall_)) {
       // The disk stalls for seconds. The node keeps stepping messages meanwhile, and its
-      // replica catches up on the ticks it missed before it steps anything (Replica::on_clock).
+      // replicas catch up on the ticks they missed before they step anything
+      // (Replica::on_clock).
       fsync_us = fault_rng_.range(1'000'000, 4'000'000);
       note("n" + std::to_string(n.id) + " stalls in fsync for " + std::to_string(fsync_us / 1000) +
            " ms");
@@ -97,34 +110,37 @@ void Simulation::drive(SimNode& n) {
   }
 }
 
-bool Simulation::start_group_round(SimNode& n, engine::Round& round, bool* vote_changed) {
+bool Simulation::start_group_round(SimNode& n, SimReplica& r, engine::Round& round,
+                                   bool* vote_changed) {
   if (round.soft_state) {
     const raft::SoftState& ss = *round.soft_state;
-    if (ss.role == raft::Role::kLeader && n.last_role != raft::Role::kLeader) {
+    if (ss.role == raft::Role::kLeader && r.last_role != raft::Role::kLeader) {
       ++result_.elections;
-      n.commit_floor = n.core().log().committed();
-      note("n" + std::to_string(n.id) + " becomes leader in term " +
-           std::to_string(n.core().term()));
-    } else if (ss.role != raft::Role::kLeader && n.last_role == raft::Role::kLeader) {
-      note("n" + std::to_string(n.id) + " steps down in term " + std::to_string(n.core().term()));
+      if (r.floor_term != r.core().term()) {
+        r.floor_term = r.core().term();
+        r.commit_floor = r.core().log().committed();
+      }
+      note(who(n.id, r.group) + " becomes leader in term " + std::to_string(r.core().term()));
+    } else if (ss.role != raft::Role::kLeader && r.last_role == raft::Role::kLeader) {
+      note(who(n.id, r.group) + " steps down in term " + std::to_string(r.core().term()));
     }
-    n.last_role = ss.role;
+    r.last_role = ss.role;
   }
   if (round.hard_state) {
-    raft::HardState before = n.storage->view()->hard_state();
+    raft::HardState before = n.storage->view(r.group)->hard_state();
     *vote_changed = *vote_changed || round.hard_state->vote != before.vote ||
                     round.hard_state->term != before.term;
   }
   send_messages(n, round.early_messages);
   if (round.snapshot != nullptr) {
     // As chorusd: the state machine is replaced before the log records the snapshot.
-    if (!n.sm.restore(round.snapshot->data)) {
-      fail(Check::kStorage, "node " + std::to_string(n.id) + ": received a corrupt snapshot");
+    if (!r.sm.restore(round.snapshot->data)) {
+      fail(Check::kStorage, who(n.id, r.group) + ": received a corrupt snapshot");
       return false;
     }
-    n.conf = round.snapshot->metadata.conf_state;
+    r.conf = round.snapshot->metadata.conf_state;
     ++result_.snapshots_installed;
-    note("n" + std::to_string(n.id) + " installs snapshot at index " +
+    note(who(n.id, r.group) + " installs snapshot at index " +
          std::to_string(round.snapshot->metadata.index));
   }
   return true;
@@ -134,109 +150,124 @@ void Simulation::finish_ready(SimNode& n) {
   std::vector<std::pair<raft::GroupId, engine::RoundResult>> results;
   n.engine->finish_round(&results);
   for (auto& [group, out] : results) {
+    SimReplica& r = n.group(group);
     if (!out.error.empty()) {
-      fail(Check::kStorage, "n" + std::to_string(n.id) + ": " + out.error);
+      fail(Check::kStorage, who(n.id, group) + ": " + out.error);
       return;
     }
     send_messages(n, out.messages);
-    apply_committed(n, out);
+    apply_committed(n, r, out);
     for (const engine::ReadPoint& p : out.reads) {
       for (uint64_t reader : p.readers) {
-        auto it = n.reads.find(reader);
-        if (it != n.reads.end()) {
+        auto it = r.reads.find(reader);
+        if (it != r.reads.end()) {
           it->second.index = p.index;
           it->second.ready = true;
         }
       }
     }
   }
-  observe_commit(n);
-  serve_reads(n);
-  maybe_compact(n, n.replica->take_snapshot_request());
+  for (auto& [group, r] : n.groups) {
+    observe_commit(n, r);
+    serve_reads(n, r);
+    maybe_compact(n, r, r.replica->take_snapshot_request());
+    if (failed_ || !n.up) return;
+  }
 }
 
-void Simulation::apply_committed(SimNode& n, const engine::RoundResult& round) {
+void Simulation::apply_committed(SimNode& n, SimReplica& r, const engine::RoundResult& round) {
+  GroupChecks& gc = checks_[r.group];
   size_t next_conf = 0;
   for (const raft::Entry& e : round.committed) {
     if (failed_) return;
-    if (e.index != n.sm.applied() + 1) {
-      fail(Check::kApplyOrder, "n" + std::to_string(n.id) + " applies index " +
-                                   std::to_string(e.index) + " after " +
-                                   std::to_string(n.sm.applied()));
+    if (e.index != r.sm.applied() + 1) {
+      fail(Check::kApplyOrder, who(n.id, r.group) + " applies index " + std::to_string(e.index) +
+                                   " after " + std::to_string(r.sm.applied()));
       return;
     }
     std::optional<Command> cmd;
-    bool effect = n.sm.apply(e, &cmd);
-    // State machine safety: every node applies the same entry at the same index.
-    if (registry_.size() <= e.index) registry_.resize(e.index + 1024);
-    auto& slot = registry_[e.index];
-    if (!slot) {
-      slot = Applied{e.term, n.sm.chain()};
-      registry_max_ = std::max(registry_max_, e.index);
+    bool effect = r.sm.apply(e, &cmd);
+    // State machine safety: every replica applies the same entry at the same index.
+    if (gc.registry.size() <= e.index) gc.registry.resize(e.index + 1024);
+    auto& slot = gc.registry[e.index];
+    const bool first = !slot;
+    if (first) {
+      slot = GroupChecks::Applied{e.term, r.sm.chain()};
+      gc.registry_max = std::max(gc.registry_max, e.index);
       raft::Term bound = 0;
       for (const auto& [id, other] : nodes_) {
-        if (other.up) bound = std::max(bound, other.core().term());
+        if (other.up) bound = std::max(bound, other.core(r.group).term());
       }
       if (e.index % 100 == 0) {
-        note("committed through index " + std::to_string(e.index) + " (term " +
-             std::to_string(e.term) + ")");
+        note(std::string("committed ") +
+             (opt_.groups > 1 ? "in g" + std::to_string(r.group) + " " : "") + "through index " +
+             std::to_string(e.index) + " (term " + std::to_string(e.term) + ")");
       }
-      raft::Index& max_index = max_index_by_term_bound_[bound];
+      raft::Index& max_index = gc.max_index_by_term_bound[bound];
       max_index = std::max(max_index, e.index);
-    } else if (slot->chain != n.sm.chain()) {
+    } else if (slot->chain != r.sm.chain()) {
       fail(Check::kStateMachineSafety,
-           "state machine safety: n" + std::to_string(n.id) +
-               " applied a different entry at index " + std::to_string(e.index) + " (term " +
-               std::to_string(e.term) + " vs " + std::to_string(slot->term) + ")");
+           "state machine safety: " + who(n.id, r.group) + " applied a different entry at index " +
+               std::to_string(e.index) + " (term " + std::to_string(e.term) + " vs " +
+               std::to_string(slot->term) + ")");
       return;
     }
     if (e.type == raft::EntryType::kConfChange) {
       // The replica applied it to the core already; the state machine takes its result.
       if (next_conf >= round.confs.size() || round.confs[next_conf].index != e.index) {
-        fail(Check::kStorage, "n" + std::to_string(n.id) + ": no configuration for the change at " +
+        fail(Check::kStorage, who(n.id, r.group) + ": no configuration for the change at " +
                                   std::to_string(e.index));
         return;
       }
-      n.conf = round.confs[next_conf++].conf;
-      n.commit_floor = n.core().log().committed();
-      if (n.id == 1 || n.core().role() == raft::Role::kLeader) {
+      r.conf = round.confs[next_conf++].conf;
+      r.commit_floor = r.core().log().committed();
+      if (first) {
+        ++result_.conf_changes;
+        const std::vector<raft::NodeId>& start = initial_confs_.at(r.group).voters;
+        if (std::any_of(r.conf.voters.begin(), r.conf.voters.end(), [&](raft::NodeId id) {
+              return std::find(start.begin(), start.end(), id) == start.end();
+            })) {
+          ++result_.replicas_moved;
+        }
+      }
+      if (n.id == 1 || r.core().role() == raft::Role::kLeader) {
         std::string v;
-        for (auto id : n.conf.voters)
+        for (auto id : r.conf.voters)
           v += std::to_string(id) + " ";
         std::string o;
-        for (auto id : n.conf.voters_outgoing)
+        for (auto id : r.conf.voters_outgoing)
           o += std::to_string(id) + " ";
         std::string l;
-        for (auto id : n.conf.learners)
+        for (auto id : r.conf.learners)
           l += std::to_string(id) + " ";
-        note("n" + std::to_string(n.id) + " applies config at " + std::to_string(e.index) +
-             ": voters {" + v + "}" + (o.empty() ? "" : " outgoing {" + o + "}") + " learners {" +
-             l + "}");
+        note(who(n.id, r.group) + " applies config at " + std::to_string(e.index) + ": voters {" +
+             v + "}" + (o.empty() ? "" : " outgoing {" + o + "}") + " learners {" + l + "}");
       }
     }
     if (cmd) {
-      auto it = n.proposals.find({cmd->client, cmd->op});
-      if (it != n.proposals.end()) {
+      auto it = r.proposals.find({cmd->client, cmd->op});
+      if (it != r.proposals.end()) {
         check::KvOutput out;
         if (cmd->kind == Command::Kind::kWrite) {
           out = check::KvOutput::write_ok();
         } else {
           out = effect ? check::KvOutput::cas_ok() : check::KvOutput::cas_failed();
         }
-        if (effect) acked_.emplace_back(e.index, n.sm.chain());
-        reply(n, it->second, false, out);
-        n.proposals.erase(it);
+        if (effect) gc.acked.emplace_back(e.index, r.sm.chain());
+        reply(n, r.group, it->second, false, out);
+        r.proposals.erase(it);
       }
     }
   }
 }
 
-void Simulation::serve_reads(SimNode& n) {
-  for (auto it = n.reads.begin(); it != n.reads.end();) {
-    if (it->second.ready && n.sm.applied() >= it->second.index) {
-      auto v = n.sm.get(it->second.op.input.key);
-      reply(n, it->second.op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
-      it = n.reads.erase(it);
+void Simulation::serve_reads(SimNode& n, SimReplica& r) {
+  for (auto it = r.reads.begin(); it != r.reads.end();) {
+    if (it->second.ready && r.sm.applied() >= it->second.index) {
+      auto v = r.sm.get(it->second.op.input.key);
+      reply(n, r.group, it->second.op, false,
+            v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
+      it = r.reads.erase(it);
     } else {
       ++it;
     }
@@ -244,17 +275,19 @@ void Simulation::serve_reads(SimNode& n) {
 }
 
 void Simulation::expire_reads(SimNode& n) {
-  for (uint64_t reader : n.replica->expire_reads(n.clock_us)) {
-    auto it = n.reads.find(reader);
-    if (it == n.reads.end()) continue;
-    reply(n, it->second.op, true, {});
-    n.reads.erase(it);
+  for (auto& [group, r] : n.groups) {
+    for (uint64_t reader : r.replica->expire_reads(n.clock_us)) {
+      auto it = r.reads.find(reader);
+      if (it == r.reads.end()) continue;
+      reply(n, group, it->second.op, true, {});
+      r.reads.erase(it);
+    }
   }
 }
 
-void Simulation::maybe_compact(SimNode& n, bool requested) {
-  raft::Index first = n.storage->view()->first_index();
-  raft::Index applied = n.sm.applied();
+void Simulation::maybe_compact(SimNode& n, SimReplica& r, bool requested) {
+  raft::Index first = n.storage->view(r.group)->first_index();
+  raft::Index applied = r.sm.applied();
   raft::Index compact_to = 0;
   if (applied >= first && applied - first + 1 >= snapshot_threshold_) {
     raft::Index keep = snapshot_threshold_ / 4;
@@ -267,26 +300,28 @@ void Simulation::maybe_compact(SimNode& n, bool requested) {
   // A snapshot the leader asked for (a member added since the last one) compacts nothing more.
   bool injected = maybe_inject_disk_failure(n);
   storage::Status st =
-      n.storage->snapshot_and_compact(applied, n.conf, n.sm.snapshot(), compact_to);
+      n.storage->snapshot_and_compact(r.group, applied, r.conf, r.sm.snapshot(), compact_to);
   (void)disk_result(n, st, injected, "compaction");
 }
 
 void Simulation::on_request(SimNode& n, const ClientOp& op) {
   using Kind = check::KvInput::Kind;
+  raft::GroupId group = group_of(op.input.key);
+  SimReplica& r = n.group(group);
   if (op.input.kind == Kind::kRead) {
     if (opt_.mutation == Mutation::kReadWithoutReadIndex &&
-        n.core().role() == raft::Role::kLeader) {
-      auto v = n.sm.get(op.input.key);
-      reply(n, op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
+        r.core().role() == raft::Role::kLeader) {
+      auto v = r.sm.get(op.input.key);
+      reply(n, group, op, false, v ? check::KvOutput::found(*v) : check::KvOutput::not_found());
       return;
     }
     uint64_t reader = n.next_reader++;
-    n.replica->read(reader);
-    if (!n.replica->start_reads(n.clock_us + kClientTimeoutUs).empty()) {
-      reply(n, op, true, {});
+    r.replica->read(reader);
+    if (!r.replica->start_reads(n.clock_us + kClientTimeoutUs).empty()) {
+      reply(n, group, op, true, {});
       return;
     }
-    n.reads[reader] = PendingRead{op, 0, false};
+    r.reads[reader] = PendingRead{op, 0, false};
     drive(n);
     return;
   }
@@ -300,15 +335,15 @@ void Simulation::on_request(SimNode& n, const ClientOp& op) {
   cmd.key = op.input.key;
   cmd.value = op.input.value;
   cmd.expected = op.input.expected;
-  if (n.replica->propose(cmd.encode()) != raft::Error::kOk) {
-    reply(n, op, true, {});
+  if (r.replica->propose(cmd.encode()) != raft::Error::kOk) {
+    reply(n, group, op, true, {});
     return;
   }
-  n.proposals[{op.client, op.op}] = op;
+  r.proposals[{op.client, op.op}] = op;
   drive(n);
 }
 
-void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
+void Simulation::reply(SimNode& n, raft::GroupId group, const ClientOp& op, bool definite_failure,
                        check::KvOutput output) {
   Event e;
   e.time = now_ + client_latency();
@@ -318,7 +353,7 @@ void Simulation::reply(SimNode& n, const ClientOp& op, bool definite_failure,
   e.reply.op = op.op;
   e.reply.definite_failure = definite_failure;
   e.reply.output = std::move(output);
-  e.reply.hint = n.core().lead();
+  e.reply.hint = n.core(group).lead();
   e.reply.from = n.id;
   schedule(std::move(e));
 }
@@ -380,16 +415,15 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
 void Simulation::go_down(SimNode& n, bool power_cut) {
   n.up = false;
   n.paused = false;
-  n.replica = nullptr;
+  n.groups.clear();
   n.engine.reset();
   std::string err = n.storage->crash(power_cut, disk_rng_.next());
   if (!err.empty()) {
     fail(Check::kStorage, "wal recovery: n" + std::to_string(n.id) + " " + err);
   } else if (!n.storage->needs_reopen()) {
-    hash(n.storage->durable().last_index());
+    for (const auto& [group, initial] : initial_confs_)
+      hash(n.storage->durable(group).last_index());
   }
-  n.proposals.clear();
-  n.reads.clear();
   n.deferred.clear();
   ++n.incarnation;
   if (faults_active_) {
@@ -419,10 +453,12 @@ void Simulation::restart(SimNode& n) {
   }
   n.up = true;
   start_node(n);
-  note("n" + std::to_string(n.id) + " restarts at term " + std::to_string(n.core().term()) +
-       ", log " + std::to_string(n.core().log().first_index()) + ".." +
-       std::to_string(n.core().log().last_index()) + ", commit " +
-       std::to_string(n.core().log().committed()));
+  for (const auto& [group, r] : n.groups) {
+    note(who(n.id, group) + " restarts at term " + std::to_string(r.core().term()) + ", log " +
+         std::to_string(r.core().log().first_index()) + ".." +
+         std::to_string(r.core().log().last_index()) + ", commit " +
+         std::to_string(r.core().log().committed()));
+  }
   drive(n);
 }
 

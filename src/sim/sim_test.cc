@@ -123,6 +123,45 @@ TEST(Simulator, ClocksBeyondTheLeaseAllowanceMakeTheLeaseRefused) {
   EXPECT_GT(refused, 3) << "of " << beyond << " seeds with clocks beyond the allowance";
 }
 
+// Several groups over five members, three replicas each: every group elects, commits and
+// answers, each group changes its membership on its own (replicas move between members), and
+// every check holds per group, on one shared log per member.
+TEST(Simulator, ManyGroupsOnSharedLogsPassUnderAllFaults) {
+  SimResult total;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.nodes = 5;
+    o.groups = 4;
+    SimResult r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+    EXPECT_EQ(r.linearizability, "ok");
+    ASSERT_EQ(r.committed_by_group.size(), 4u);
+    for (size_t g = 0; g < 4; ++g)
+      EXPECT_GT(r.committed_by_group[g], 0u) << "seed " << seed << " group " << g + 1;
+    total.conf_changes += r.conf_changes;
+    total.replicas_moved += r.replicas_moved;
+    total.snapshots_installed += r.snapshots_installed;
+  }
+  EXPECT_GT(total.conf_changes, 10u);
+  EXPECT_GT(total.replicas_moved, 0u) << "no group ever gained a voter it did not start with";
+  EXPECT_GT(total.snapshots_installed, 0u);
+}
+
+// The same seed and options give the same run with several groups too.
+TEST(Simulator, ManyGroupsReplayExactly) {
+  SimOptions o;
+  o.seed = 11;
+  o.nodes = 3;
+  o.groups = 8;
+  o.steps = 800;
+  SimResult a = run_simulation(o);
+  SimResult b = run_simulation(o);
+  EXPECT_TRUE(a.ok) << a.failure;
+  EXPECT_EQ(a.trace_hash, b.trace_hash);
+  EXPECT_EQ(a.committed_by_group, b.committed_by_group);
+}
+
 struct MutationCase {
   Mutation mutation;
   int nodes;
@@ -131,11 +170,13 @@ struct MutationCase {
   // timeout, a storage error) would mean the variant broke something else, not that the
   // checker meant for it works.
   std::vector<Check> meant;
+  int groups = 1;
 };
 
 // Names the case in test output instead of dumping its bytes.
 void PrintTo(const MutationCase& c, std::ostream* os) {
   *os << to_string(c.mutation);
+  if (c.groups > 1) *os << " with " << c.groups << " groups";
 }
 
 class MutationIsCaught : public ::testing::TestWithParam<MutationCase> {};
@@ -149,6 +190,7 @@ TEST_P(MutationIsCaught, WithinSeedBudget) {
     o.seed = seed;
     o.nodes = c.nodes;
     o.mutation = c.mutation;
+    o.groups = c.groups;
     SimResult r = run_simulation(o);
     if (!r.ok) {
       caught_at = seed;
@@ -166,27 +208,38 @@ TEST_P(MutationIsCaught, WithinSeedBudget) {
 
 INSTANTIATE_TEST_SUITE_P(
     Mutations, MutationIsCaught,
-    ::testing::Values(MutationCase{Mutation::kCommitPreviousTerm, 5, 400, {Check::kCommitLocked}},
-                      MutationCase{Mutation::kVoteNotPersisted, 5, 800, {Check::kElectionSafety}},
-                      MutationCase{Mutation::kAckBeforeDurable,
-                                   5,
-                                   400,
-                                   {Check::kCompletenessAtRisk, Check::kCommitLocked}},
-                      // Three nodes: a client picking a member at random reaches a deposed
-                      // leader more often, which is what this defect needs to show.
-                      MutationCase{
-                          Mutation::kReadWithoutReadIndex, 3, 800, {Check::kLinearizability}},
-                      // Why a damaged member must come back under a new id: with its old one,
-                      // its forgotten acknowledgements let a node without committed entries
-                      // be elected.
-                      MutationCase{Mutation::kRejoinEmptyUnderOldId,
-                                   3,
-                                   400,
-                                   {Check::kCompletenessAtRisk, Check::kLeaderCompleteness,
-                                    Check::kStateMachineSafety, Check::kCommitLocked,
-                                    Check::kElectionSafety, Check::kLostWrite}}),
+    ::testing::Values(
+        MutationCase{Mutation::kCommitPreviousTerm, 5, 400, {Check::kCommitLocked}},
+        MutationCase{Mutation::kVoteNotPersisted, 5, 800, {Check::kElectionSafety}},
+        MutationCase{Mutation::kAckBeforeDurable,
+                     5,
+                     400,
+                     {Check::kCompletenessAtRisk, Check::kCommitLocked}},
+        // Three nodes: a client picking a member at random reaches a deposed
+        // leader more often, which is what this defect needs to show.
+        MutationCase{Mutation::kReadWithoutReadIndex, 3, 800, {Check::kLinearizability}},
+        // Why a damaged member must come back under a new id: with its old one,
+        // its forgotten acknowledgements let a node without committed entries
+        // be elected.
+        MutationCase{
+            Mutation::kRejoinEmptyUnderOldId,
+            3,
+            400,
+            {Check::kCompletenessAtRisk, Check::kLeaderCompleteness, Check::kStateMachineSafety,
+             Check::kCommitLocked, Check::kElectionSafety, Check::kLostWrite}},
+        // With several groups on each member's log, each group's checks still
+        // catch a defect of the core or of the driver.
+        MutationCase{Mutation::kCommitPreviousTerm, 5, 400, {Check::kCommitLocked}, 4},
+        MutationCase{Mutation::kVoteNotPersisted, 5, 800, {Check::kElectionSafety}, 4},
+        MutationCase{Mutation::kAckBeforeDurable,
+                     5,
+                     400,
+                     {Check::kCompletenessAtRisk, Check::kCommitLocked},
+                     4}),
     [](const ::testing::TestParamInfo<MutationCase>& param_info) {
       std::string name = to_string(param_info.param.mutation);
+      if (param_info.param.groups > 1)
+        name += "_" + std::to_string(param_info.param.groups) + "_groups";
       for (char& ch : name) {
         if (ch == '-') ch = '_';
       }

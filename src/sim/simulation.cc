@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 
 namespace chorus::sim {
 namespace {
@@ -135,7 +136,7 @@ Simulation::Simulation(const SimOptions& options)
   p_client_ = 0.2 + params.unit() * 0.6;
   // A healthy run handles tens of events per node and tick; far more means messages feed on
   // each other (for example a follower that lost acknowledged entries, probed forever).
-  max_events_ = 100ULL * static_cast<uint64_t>(opt_.nodes) *
+  max_events_ = 100ULL * static_cast<uint64_t>(opt_.nodes) * static_cast<uint64_t>(opt_.groups) *
                 static_cast<uint64_t>(opt_.steps + opt_.liveness_steps);
   snapshot_threshold_ = params.range(20, 300);
   lease_reads_ = params.chance(0.5);
@@ -174,16 +175,23 @@ Simulation::Simulation(const SimOptions& options)
   if (all && damage.chance(0.4)) p_damage_ = damage.unit() * 0.005;
   if (opt_.mutation == Mutation::kRejoinEmptyUnderOldId) p_damage_ = 0.01;
 
-  raft::ConfState initial;
-  for (int i = 1; i <= opt_.nodes; ++i)
-    initial.voters.push_back(static_cast<raft::NodeId>(i));
-  initial_conf_ = initial;
+  // One group spans every member; several groups on five or seven members span three each,
+  // starting one member further along for each group.
+  for (int g = 1; g <= opt_.groups; ++g) {
+    raft::ConfState initial;
+    int span = opt_.groups > 1 && opt_.nodes >= 5 ? 3 : opt_.nodes;
+    for (int i = 0; i < span; ++i)
+      initial.voters.push_back(static_cast<raft::NodeId>(1 + (g - 1 + i) % opt_.nodes));
+    std::sort(initial.voters.begin(), initial.voters.end());
+    initial_confs_[static_cast<raft::GroupId>(g)] = initial;
+  }
+  if (opt_.groups > 1) keys_ = std::min<uint64_t>(64, 2 * static_cast<uint64_t>(opt_.groups));
   next_node_id_ = static_cast<raft::NodeId>(opt_.nodes + 1);
   for (int i = 1; i <= opt_.nodes; ++i) {
     SimNode& n = nodes_[static_cast<raft::NodeId>(i)];
     n.id = static_cast<raft::NodeId>(i);
     n.clock_rate = 1.0 + (clocks.unit() * 2 - 1) * max_drift_;
-    n.storage = std::make_unique<SimStorage>(initial, wal_options_);
+    n.storage = std::make_unique<SimStorage>(initial_confs_, wal_options_);
     start_node(n);
   }
   for (int a = 1; a <= opt_.nodes; ++a) {
@@ -191,14 +199,15 @@ Simulation::Simulation(const SimOptions& options)
       link_base_[{a, b}] = base_latency_us_ / 2 + params.below(base_latency_us_);
     }
   }
-  int clients = static_cast<int>(params.range(2, 5));
+  int clients = static_cast<int>(params.range(2, 5)) + (opt_.groups - 1);
   for (int i = 1; i <= clients; ++i) {
     SimClient c;
     c.id = static_cast<uint64_t>(i);
     clients_.push_back(c);
   }
-  note("cluster of " + std::to_string(opt_.nodes) + " nodes, " + std::to_string(clients) +
-       " clients, faults " + to_string(opt_.faults) + ", loss " +
+  note("cluster of " + std::to_string(opt_.nodes) + " nodes, " +
+       (opt_.groups > 1 ? std::to_string(opt_.groups) + " groups, " : "") +
+       std::to_string(clients) + " clients, faults " + to_string(opt_.faults) + ", loss " +
        std::to_string(static_cast<int>(loss_ * 100)) + "%, reads " +
        (lease_reads_ ? "lease" : "read-index") + ", snapshot every " +
        std::to_string(snapshot_threshold_) + " entries" +
@@ -221,11 +230,12 @@ void Simulation::schedule_node_event(uint64_t time, EventKind kind, const SimNod
   schedule(std::move(e));
 }
 
-void Simulation::schedule_snap_status(uint64_t time, raft::NodeId leader, raft::NodeId follower,
-                                      bool failed) {
+void Simulation::schedule_snap_status(uint64_t time, raft::GroupId group, raft::NodeId leader,
+                                      raft::NodeId follower, bool failed) {
   Event e;
   e.time = time;
   e.kind = EventKind::kSnapStatus;
+  e.group = group;
   e.node = leader;
   e.peer = follower;
   e.failed = failed;
@@ -293,7 +303,7 @@ void Simulation::handle(Event& e) {
   }
   if (!n.up) {
     if (e.kind == EventKind::kDeliver && e.msg.type == raft::MessageType::kSnap) {
-      schedule_snap_status(now_, e.msg.from, e.msg.to, true);
+      schedule_snap_status(now_, e.msg.group, e.msg.from, e.msg.to, true);
     }
     return;
   }
@@ -310,10 +320,13 @@ void Simulation::handle(Event& e) {
       hash(e.msg.entries.size());
       bool snap = e.msg.type == raft::MessageType::kSnap;
       raft::NodeId from = e.msg.from;
-      raft::Error err = n.replica->step(std::move(e.msg));
+      raft::GroupId group = e.msg.group;
+      engine::Replica* replica = n.engine->find(group);
+      if (replica == nullptr) break;  // a group this member does not host
+      raft::Error err = replica->step(std::move(e.msg));
       (void)err;  // stale or foreign messages are expected under faults
       if (snap) {
-        schedule_snap_status(now_ + client_latency(), from, n.id, false);
+        schedule_snap_status(now_ + client_latency(), group, from, n.id, false);
       }
       drive(n);
       break;
@@ -333,8 +346,10 @@ void Simulation::handle(Event& e) {
       on_request(n, e.request);
       break;
     case EventKind::kSnapStatus:
-      n.replica->report_snapshot(e.peer, e.failed);
-      drive(n);
+      if (engine::Replica* replica = n.engine->find(e.group)) {
+        replica->report_snapshot(e.peer, e.failed);
+        drive(n);
+      }
       break;
     default:
       break;
@@ -362,7 +377,7 @@ void Simulation::send_messages(SimNode& n, std::vector<raft::Message>& msgs) {
     bool dropped =
         blocked(m.from, m.to) || (loss_ > 0 && net_rng_.chance(loss_)) || nodes_.count(m.to) == 0;
     if (dropped) {
-      if (m.type == raft::MessageType::kSnap) n.replica->report_snapshot(m.to, true);
+      if (m.type == raft::MessageType::kSnap) n.engine->find(m.group)->report_snapshot(m.to, true);
       continue;
     }
     if (m.type == raft::MessageType::kSnap && snap_transfer_us_max_ > 0) {
@@ -423,7 +438,7 @@ void Simulation::snapshot_chunk(uint64_t id) {
     // The sender's transport reports the failure (if the sender still runs); the receiver
     // drops the partial stream and installs nothing.
     if (sender.up && sender.incarnation == t.from_incarnation)
-      schedule_snap_status(now_, from, to, true);
+      schedule_snap_status(now_, t.msg.group, from, to, true);
     transfers_.erase(it);
     return;
   }
@@ -507,9 +522,14 @@ SimResult Simulation::run() {
   }
   if (!failed_) final_checks();
   for (const auto& [id, n] : nodes_) {
-    if (n.up) result_.max_term = std::max(result_.max_term, n.core().term());
+    for (const auto& [group, r] : n.groups) {
+      if (n.up) result_.max_term = std::max(result_.max_term, r.core().term());
+    }
   }
-  result_.committed = registry_max_;
+  for (const auto& [group, initial] : initial_confs_) {
+    result_.committed_by_group.push_back(checks_[group].registry_max);
+    result_.committed += checks_[group].registry_max;
+  }
   result_.trace_hash = trace_hash_;
   result_.ok = !failed_;
   if (failed_) result_.trace_tail.assign(tail_.begin(), tail_.end());
@@ -518,27 +538,47 @@ SimResult Simulation::run() {
 
 void Simulation::check_clock_bounds() {
   for (auto& [lid, l] : nodes_) {
-    if (!l.up || l.core().role() != raft::Role::kLeader) continue;
-    for (const auto& [id, p] : l.core().status().progress) {
-      if (p.clock_rate_bound == 0) continue;
-      // The simulation knows the true rates: the leader's bound must hold.
-      double truth = nodes_.at(id).clock_rate / l.clock_rate;
-      if (truth > p.clock_rate_bound * (1 + 1e-9)) {
-        fail(Check::kClockBound, "n" + std::to_string(lid) + " bounds n" + std::to_string(id) +
-                                     "'s clock rate at " + std::to_string(p.clock_rate_bound) +
-                                     " of its own; it is " + std::to_string(truth));
-        return;
-      }
-      // Over a long window the bound is tight: beyond the allowance the clock is too fast
-      // (over a short one it may only be not proven yet).
-      if (lease_reads_ && !result_.lease_refused_for_drift && p.clock_window_ticks >= 100 &&
-          p.clock_rate_bound > l.core().max_peer_clock_rate()) {
-        result_.lease_refused_for_drift = true;
-        note("n" + std::to_string(lid) + " bounds n" + std::to_string(id) + "'s clock rate at " +
-             std::to_string(p.clock_rate_bound) + " of its own: too fast for its lease");
+    if (!l.up) continue;
+    for (const auto& [group, r] : l.groups) {
+      if (r.core().role() != raft::Role::kLeader) continue;
+      for (const auto& [id, p] : r.core().status().progress) {
+        if (p.clock_rate_bound == 0) continue;
+        // The simulation knows the true rates: the leader's bound must hold.
+        double truth = nodes_.at(id).clock_rate / l.clock_rate;
+        if (truth > p.clock_rate_bound * (1 + 1e-9)) {
+          fail(Check::kClockBound, "n" + std::to_string(lid) + " bounds n" + std::to_string(id) +
+                                       "'s clock rate at " + std::to_string(p.clock_rate_bound) +
+                                       " of its own; it is " + std::to_string(truth));
+          return;
+        }
+        // Over a long window the bound is tight: beyond the allowance the clock is too fast
+        // (over a short one it may only be not proven yet).
+        if (lease_reads_ && !result_.lease_refused_for_drift && p.clock_window_ticks >= 100 &&
+            p.clock_rate_bound > r.core().max_peer_clock_rate()) {
+          result_.lease_refused_for_drift = true;
+          note("n" + std::to_string(lid) + " bounds n" + std::to_string(id) + "'s clock rate at " +
+               std::to_string(p.clock_rate_bound) + " of its own: too fast for its lease");
+        }
       }
     }
   }
+}
+
+raft::GroupId Simulation::group_of(const std::string& key) const {
+  // Keys are "k<i>": key i lives in group 1 + i mod G.
+  uint64_t i = std::strtoull(key.c_str() + 1, nullptr, 10);
+  return static_cast<raft::GroupId>(1 + i % static_cast<uint64_t>(opt_.groups));
+}
+
+raft::GroupId Simulation::pick_group(Rng& rng) {
+  if (opt_.groups == 1) return 1;
+  return static_cast<raft::GroupId>(1 + rng.below(static_cast<uint64_t>(opt_.groups)));
+}
+
+std::string Simulation::who(raft::NodeId id, raft::GroupId group) const {
+  std::string s = "n" + std::to_string(id);
+  if (opt_.groups > 1) s += "/g" + std::to_string(group);
+  return s;
 }
 
 std::string Simulation::stamp() const {

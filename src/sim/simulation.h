@@ -63,6 +63,7 @@ struct Event {
   raft::Message msg;
   ClientOp request;
   Reply reply;
+  raft::GroupId group = 0;            // kSnapStatus
   raft::NodeId peer = raft::kNoNode;  // kSnapStatus: the follower
   bool failed = false;                // kSnapStatus
   uint64_t transfer = 0;              // kSnapChunk
@@ -85,6 +86,27 @@ struct PendingRead {
   bool ready = false;
 };
 
+// A member's replica of one group: the engine's replica, and what the host keeps beside it.
+struct SimReplica {
+  raft::GroupId group = 0;
+  engine::Replica* replica = nullptr;  // owned by the member's engine
+  const raft::Raft& core() const { return replica->core(); }
+  KvStateMachine sm;
+  raft::ConfState conf;
+  std::map<std::pair<uint64_t, uint64_t>, ClientOp> proposals;
+  std::map<uint64_t, PendingRead> reads;  // by reader token
+  raft::Index last_commit = 0;
+  // Commit index when this replica last became leader or switched configuration: commits
+  // beyond it were decided by this leader in its current configuration. Taken when the checks
+  // or the driver first see it lead `floor_term` (a core may become leader while its member's
+  // round is still open: it can commit nothing before its next round sends its appends).
+  raft::Index commit_floor = 0;
+  raft::Term floor_term = 0;
+  raft::Role last_role = raft::Role::kFollower;
+};
+
+// A simulated member (a chorusd process): its disk, its clock and its engine, which hosts a
+// replica of every group.
 struct SimNode {
   raft::NodeId id = raft::kNoNode;
   bool up = true;
@@ -99,22 +121,14 @@ struct SimNode {
   bool lost = false;
   double tick_credit = 0;
   std::unique_ptr<SimStorage> storage;
-  // The driver chorusd runs, around the core; `core()` for checks.
+  // The driver chorusd runs, around the cores.
   std::unique_ptr<engine::Engine> engine;
-  engine::Replica* replica = nullptr;  // the engine's one replica
-  const raft::Raft& core() const { return replica->core(); }
-  KvStateMachine sm;
-  raft::ConfState conf;
-  std::map<std::pair<uint64_t, uint64_t>, ClientOp> proposals;
-  std::map<uint64_t, PendingRead> reads;  // by reader token
+  std::map<raft::GroupId, SimReplica> groups;
+  SimReplica& group(raft::GroupId g) { return groups.at(g); }
+  const SimReplica& group(raft::GroupId g) const { return groups.at(g); }
+  const raft::Raft& core(raft::GroupId g) const { return groups.at(g).core(); }
   uint64_t next_reader = 1;
   std::vector<Event> deferred;
-  raft::Index last_commit = 0;
-  // Commit index when this node last became leader or switched configuration: commits beyond
-  // it were decided by this leader in its current configuration.
-  raft::Index commit_floor = 0;
-  raft::Role last_role = raft::Role::kFollower;
-  raft::Term last_term = 0;
 };
 
 struct SimClient {
@@ -122,10 +136,25 @@ struct SimClient {
   bool busy = false;
   uint64_t op = 0;
   uint64_t deadline = 0;
-  raft::NodeId leader_guess = raft::kNoNode;
+  std::map<raft::GroupId, raft::NodeId> leader_guess;
   size_t history_index = 0;
   bool liveness_done = false;
   std::map<std::string, std::string> last_seen;
+};
+
+// What the checks remember of one group.
+struct GroupChecks {
+  std::map<raft::Term, raft::NodeId> leader_of_term;
+  struct Applied {
+    raft::Term term = 0;
+    uint64_t chain = 0;
+  };
+  std::vector<std::optional<Applied>> registry;  // by index
+  raft::Index registry_max = 0;
+  // For each upper bound on the term in which entries were committed (the highest term any
+  // replica of the group had when the entry was first applied), the highest such index.
+  std::map<raft::Term, raft::Index> max_index_by_term_bound;
+  std::vector<std::pair<raft::Index, uint64_t>> acked;  // (index, chain) acknowledged writes
 };
 
 struct HistoryEntry {
@@ -144,17 +173,18 @@ class Simulation {
   void drive(SimNode& n);
   // One group's part of the member's round, before the write: leadership notes, the messages
   // that may leave first, a snapshot from the leader installed. False if the run failed.
-  bool start_group_round(SimNode& n, engine::Round& round, bool* vote_changed);
+  bool start_group_round(SimNode& n, SimReplica& r, engine::Round& round, bool* vote_changed);
   void finish_ready(SimNode& n);
-  void apply_committed(SimNode& n, const engine::RoundResult& round);
-  void serve_reads(SimNode& n);
+  void apply_committed(SimNode& n, SimReplica& r, const engine::RoundResult& round);
+  void serve_reads(SimNode& n, SimReplica& r);
   // Reads whose ReadIndex round outlived the client's timeout fail (as chorusd's do).
   void expire_reads(SimNode& n);
-  // Snapshots and compacts the log once it is long enough; with `requested` (the core asked for
-  // a newer snapshot) takes a snapshot of the applied state now.
-  void maybe_compact(SimNode& n, bool requested);
+  // Snapshots and compacts a group's log once it is long enough; with `requested` (the core
+  // asked for a newer snapshot) takes a snapshot of the applied state now.
+  void maybe_compact(SimNode& n, SimReplica& r, bool requested);
   void on_request(SimNode& n, const ClientOp& op);
-  void reply(SimNode& n, const ClientOp& op, bool definite_failure, check::KvOutput output);
+  void reply(SimNode& n, raft::GroupId group, const ClientOp& op, bool definite_failure,
+             check::KvOutput output);
   void crash(SimNode& n);
   // The node goes down and its storage recovers as the restart will (see SimStorage::crash);
   // a recovery that loses synced state fails the run.
@@ -173,7 +203,8 @@ class Simulation {
   void schedule(Event e);
   // An event for a node's current incarnation: dropped if the node crashed meanwhile.
   void schedule_node_event(uint64_t time, EventKind kind, const SimNode& n);
-  void schedule_snap_status(uint64_t time, raft::NodeId leader, raft::NodeId follower, bool failed);
+  void schedule_snap_status(uint64_t time, raft::GroupId group, raft::NodeId leader,
+                            raft::NodeId follower, bool failed);
   void schedule_delivery(raft::Message m);
   void run_until(uint64_t t);
   void handle(Event& e);
@@ -209,21 +240,32 @@ class Simulation {
   void heal_all();
   void membership_change();
   void leader_transfer();
-  SimNode* highest_leader();
+  // The leader of `group` with the highest term among running members, or nullptr.
+  SimNode* highest_leader(raft::GroupId group);
+  // The group a fault aimed at one group picks (always group 1 when there is one).
+  raft::GroupId pick_group(Rng& rng);
+  // The group that holds a client's key.
+  raft::GroupId group_of(const std::string& key) const;
+  // "n3" with one group, "n3/g2" with several: a replica's name in the timeline.
+  std::string who(raft::NodeId id, raft::GroupId group) const;
 
   // Clients and checks (checks.cc).
   void clients_step(bool liveness_phase);
   void issue(SimClient& c, bool write_only);
   void on_reply(const Reply& r);
   void check_invariants();
-  void observe_commit(SimNode& n);
-  void check_electable_hold_committed();
-  void check_commit_locked(SimNode& l);
+  void check_group(raft::GroupId group);
+  void observe_commit(SimNode& n, SimReplica& r);
+  void check_electable_hold_committed(raft::GroupId group);
+  void check_commit_locked(SimNode& l, raft::GroupId group);
+  bool group_live(raft::GroupId group, std::string* waiting);
   // True once the cluster recovered; otherwise `waiting` says what it still waits for.
   bool liveness_reached(std::string* waiting);
   void final_checks();
-  // Each member's role, term, leader, log and configuration size, for failure messages.
-  std::string members_state() const;
+  void final_group_checks(raft::GroupId group);
+  // Each member's role, term, leader, log and configuration size in `group`, for failure
+  // messages.
+  std::string members_state(raft::GroupId group) const;
   // Checks the client history for linearizability (recording the verdict in the result).
   check::CheckReport check_history(size_t* operations);
   void fail(Check check, const std::string& what);
@@ -270,12 +312,15 @@ class Simulation {
   double p_disk_failure_ = 0;  // per Wal write, sync or compaction of a node
   double p_disk_full_ = 0;     // per step: a node's disk fills up
   double p_damage_ = 0;        // per step: a byte of a node's log is damaged
-  raft::ConfState initial_conf_;
+  // Each group's configuration when the cluster starts, which every member's log bootstraps.
+  std::map<raft::GroupId, raft::ConfState> initial_confs_;
   raft::NodeId next_node_id_ = 0;
+  // The operator's replacement of a lost member: removed from every group it was in, then its
+  // successor added to each of them as a learner, and promoted where the lost one voted.
   struct Replacement {
     raft::NodeId old_id = raft::kNoNode;
     raft::NodeId new_id = raft::kNoNode;
-    std::optional<bool> was_voter;
+    std::map<raft::GroupId, bool> was_voter;  // the groups it was a member of
     uint64_t next_try = 0;
   };
   std::optional<Replacement> replacing_;
@@ -293,18 +338,9 @@ class Simulation {
   std::set<std::pair<raft::NodeId, raft::NodeId>> blocked_;
   std::map<std::pair<raft::NodeId, raft::NodeId>, uint64_t> link_base_;
 
-  // Checks.
-  std::map<raft::Term, raft::NodeId> leader_of_term_;
-  struct Applied {
-    raft::Term term = 0;
-    uint64_t chain = 0;
-  };
-  std::vector<std::optional<Applied>> registry_;  // by index
-  raft::Index registry_max_ = 0;
-  // For each upper bound on the term in which entries were committed (the highest term any
-  // node had when the entry was first applied), the highest such index.
-  std::map<raft::Term, raft::Index> max_index_by_term_bound_;
-  std::vector<std::pair<raft::Index, uint64_t>> acked_;  // (index, chain) acknowledged writes
+  // Checks, per group.
+  std::map<raft::GroupId, GroupChecks> checks_;
+  uint64_t keys_ = 3;  // clients use keys k0 .. k{keys_-1}, spread over the groups
 };
 
 }  // namespace chorus::sim

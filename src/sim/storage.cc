@@ -103,23 +103,35 @@ class SimStorage::FailingFileSystem final : public storage::ForwardingFileSystem
   uint64_t skip_ = 0;
 };
 
-SimStorage::SimStorage(const raft::ConfState& initial, const storage::WalOptions& options)
-    : failing_(std::make_unique<FailingFileSystem>(&fs_)), options_(options), synced_(initial) {
+SimStorage::SimStorage(const std::map<raft::GroupId, raft::ConfState>& groups,
+                       const storage::WalOptions& options)
+    : failing_(std::make_unique<FailingFileSystem>(&fs_)), options_(options) {
   std::string err = open_wal();
   storage::Status st = storage::Status::ok();
-  if (err.empty()) st = wal_->bootstrap(kGroup, initial);
+  for (const auto& [group, conf] : groups) {
+    if (!err.empty() || !st.is_ok()) break;
+    st = wal_->bootstrap(group, conf);
+    synced_.emplace(group, raft::MemoryLogStorage(conf));
+  }
   if (!err.empty() || !st.is_ok()) {
     std::fprintf(stderr, "sim: cannot create a node's log: %s%s\n", err.c_str(),
                  st.to_string().c_str());
     std::abort();
   }
-  view_ = wal_->group(kGroup);
 }
 
 SimStorage::~SimStorage() = default;
 
+const raft::LogStorage* SimStorage::view(raft::GroupId group) const {
+  return wal_ != nullptr ? wal_->group(group) : nullptr;
+}
+
+const raft::LogStorage& SimStorage::durable(raft::GroupId group) const {
+  if (const raft::LogStorage* v = view(group)) return *v;
+  return synced_.at(group);
+}
+
 std::string SimStorage::open_wal() {
-  view_ = nullptr;
   storage::Status st = storage::Wal::open(failing_.get(), kWalDir, options_, &wal_);
   if (!st.is_ok()) {
     wal_.reset();
@@ -131,7 +143,6 @@ std::string SimStorage::open_wal() {
     }
     return "recovery failed: " + st.to_string();
   }
-  view_ = wal_->group(kGroup);
   return "";
 }
 
@@ -209,26 +220,17 @@ void SimStorage::apply(raft::MemoryLogStorage* s, const Record& r) {
 }
 
 void SimStorage::sync_model() {
-  for (const Record& r : pending_)
-    apply(&synced_, r);
+  for (const Pending& p : pending_)
+    apply(&synced_.at(p.group), p.record);
   pending_.clear();
 }
 
-storage::Status SimStorage::write(const raft::Snapshot* snapshot,
-                                  const std::vector<raft::Entry>& entries,
-                                  const raft::HardState* hard_state) {
-  storage::WalBatch batch;
-  if (snapshot != nullptr) {
-    batch.apply_snapshot(kGroup, *snapshot);
-    pending_.emplace_back(*snapshot);
-  }
-  if (!entries.empty()) {
-    batch.append(kGroup, entries);
-    pending_.emplace_back(entries);
-  }
-  if (hard_state != nullptr) {
-    batch.set_hard_state(kGroup, *hard_state);
-    pending_.emplace_back(*hard_state);
+storage::Status SimStorage::write(const storage::WalBatch& batch,
+                                  const std::vector<GroupWrite>& writes) {
+  for (const GroupWrite& w : writes) {
+    if (w.snapshot != nullptr) pending_.push_back({w.group, *w.snapshot});
+    if (w.entries != nullptr && !w.entries->empty()) pending_.push_back({w.group, *w.entries});
+    if (w.hard_state != nullptr) pending_.push_back({w.group, *w.hard_state});
   }
   return wal_->write(batch);
 }
@@ -239,26 +241,27 @@ storage::Status SimStorage::sync() {
   return storage::Status::ok();
 }
 
-storage::Status SimStorage::snapshot_and_compact(raft::Index index, const raft::ConfState& cs,
-                                                 std::string data, raft::Index compact_to) {
+storage::Status SimStorage::snapshot_and_compact(raft::GroupId group, raft::Index index,
+                                                 const raft::ConfState& cs, std::string data,
+                                                 raft::Index compact_to) {
+  const raft::LogStorage* log = view(group);
   raft::Snapshot snap;
-  if (view_->snapshot(&snap) != raft::Error::kOk || index <= snap.metadata.index)
+  if (log->snapshot(&snap) != raft::Error::kOk || index <= snap.metadata.index)
     return storage::Status::ok();
   snap.metadata.index = index;
   snap.metadata.conf_state = cs;
   snap.data = std::move(data);
-  if (view_->term(index, &snap.metadata.term) != raft::Error::kOk) return storage::Status::ok();
+  if (log->term(index, &snap.metadata.term) != raft::Error::kOk) return storage::Status::ok();
   // The Wal never compacts behind its log's start; neither does the model.
-  compact_to = std::max(compact_to, view_->first_index() - 1);
-  pending_.emplace_back(Compaction{snap, compact_to});
-  CHORUS_RETURN_IF_ERROR(wal_->compact(kGroup, snap, compact_to));
+  compact_to = std::max(compact_to, log->first_index() - 1);
+  pending_.push_back({group, Compaction{snap, compact_to}});
+  CHORUS_RETURN_IF_ERROR(wal_->compact(group, snap, compact_to));
   sync_model();
   return storage::Status::ok();
 }
 
 std::string SimStorage::crash(bool power_cut, uint64_t seed) {
   wal_.reset();
-  view_ = nullptr;
   if (power_cut) fs_.crash(seed, /*tear=*/true);
   return recover();
 }
@@ -270,30 +273,50 @@ std::string SimStorage::reopen() {
 std::string SimStorage::recover() {
   std::string err = open_wal();
   if (!err.empty() || wal_ == nullptr) return err;
-  // Candidates in write order: the synced state, then one more record at a time.
-  raft::MemoryLogStorage candidate = synced_;
-  std::string first_difference = difference(candidate, *view_);
-  bool matched = first_difference.empty();
-  for (size_t i = 0; i < pending_.size() && !matched; ++i) {
-    if (auto* entries = std::get_if<std::vector<raft::Entry>>(&pending_[i])) {
-      for (const raft::Entry& e : *entries) {
-        apply(&candidate, Record(std::vector<raft::Entry>{e}));
-        if (difference(candidate, *view_).empty()) {
-          matched = true;
-          break;
-        }
-      }
+  // The unsynced records one by one in write order (an entry is a record of its own), and
+  // for each group, the prefixes of that sequence its recovered state matches. Recovery is
+  // right when some prefix is matched by every group.
+  std::vector<Pending> flat;
+  for (const Pending& p : pending_) {
+    if (auto* entries = std::get_if<std::vector<raft::Entry>>(&p.record)) {
+      for (const raft::Entry& e : *entries)
+        flat.push_back({p.group, std::vector<raft::Entry>{e}});
     } else {
-      apply(&candidate, pending_[i]);
-      matched = difference(candidate, *view_).empty();
+      flat.push_back(p);
     }
   }
-  if (!matched) {
-    return "recovered " + first_difference + " synced, and no prefix of the " +
-           str(pending_.size()) + " unsynced writes explains it";
+  std::vector<char> explained(flat.size() + 1, 1);
+  std::string first_difference;
+  for (const auto& [group, synced] : synced_) {
+    const raft::LogStorage* got = wal_->group(group);
+    if (got == nullptr) return "recovered no log of group " + str(group);
+    raft::MemoryLogStorage candidate = synced;
+    std::string diff = difference(candidate, *got);
+    if (!diff.empty() && first_difference.empty())
+      first_difference = "group " + str(group) + ": " + diff;
+    bool matches = diff.empty();
+    for (size_t k = 0; k <= flat.size(); ++k) {
+      if (k > 0 && flat[k - 1].group == group) {
+        apply(&candidate, flat[k - 1].record);
+        matches = difference(candidate, *got).empty();
+      }
+      if (!matches) explained[k] = 0;
+    }
+  }
+  size_t prefix = flat.size() + 1;
+  for (size_t k = flat.size() + 1; k-- > 0;) {
+    if (explained[k]) {
+      prefix = k;
+      break;
+    }
+  }
+  if (prefix > flat.size()) {
+    return "recovered " + first_difference + " synced, and no prefix of the " + str(flat.size()) +
+           " unsynced records explains every group";
   }
   // What survived is durable now: the crash kept it, and Wal::open synced the rest.
-  synced_ = std::move(candidate);
+  for (size_t k = 0; k < prefix; ++k)
+    apply(&synced_.at(flat[k].group), flat[k].record);
   pending_.clear();
   return "";
 }

@@ -3,15 +3,20 @@
 // once; a power cut loses what was not synced, except that a torn prefix of the unsynced writes
 // may survive, and the node comes back with whatever Wal recovery makes of its files.
 //
-// Beside the Wal runs a model of what recovery may return: the synced state (updated on every
-// sync) and the records written since. After a crash the recovered state must equal the synced
-// state plus a prefix of those records, the last whole record at most: a recovery that loses a
-// synced record, or brings back one never written, is caught where it happens. (A surviving
-// unsynced suffix may replace synced entries; Raft allows it, as those writes were the node's
-// own and nothing acknowledged them.)
+// A member hosts several groups on its one log, as chorusd's engine does; a round's records of
+// every group go down in one batch.
+//
+// Beside the Wal runs a model of what recovery may return: each group's synced state (updated on
+// every sync) and the records written since, in write order across groups. After a crash the
+// recovered state of every group must equal its synced state plus the same prefix of those
+// records, the last whole record at most: a recovery that loses a synced record, brings back one
+// never written, or keeps a later record of one group while losing an earlier one of another, is
+// caught where it happens. (A surviving unsynced suffix may replace synced entries; Raft allows
+// it, as those writes were the node's own and nothing acknowledged them.)
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <variant>
@@ -25,36 +30,40 @@ namespace chorus::sim {
 
 class SimStorage {
  public:
-  // The simulator runs one Raft group per node.
-  static constexpr raft::GroupId kGroup = 1;
-
-  // A new node: an empty disk, a fresh Wal and the group bootstrapped with `initial`. Aborts if
-  // that fails, as nothing has been injected yet.
-  SimStorage(const raft::ConfState& initial, const storage::WalOptions& options);
+  // A new member: an empty disk, a fresh Wal and every group bootstrapped with its initial
+  // configuration. Aborts if that fails, as nothing has been injected yet.
+  SimStorage(const std::map<raft::GroupId, raft::ConfState>& groups,
+             const storage::WalOptions& options);
   ~SimStorage();
   SimStorage(const SimStorage&) = delete;
   SimStorage& operator=(const SimStorage&) = delete;
 
-  // The log as the core reads it: everything written, synced or not. A new object after every
-  // recovery, so a core must be rebuilt after crash().
-  const raft::LogStorage* view() const { return view_; }
-  // While the node is down: the state it will restart from, as Wal recovery returned it (the
-  // model's synced state while recovery waits for space or refused a damaged log).
-  const raft::LogStorage& durable() const {
-    return view_ != nullptr ? *view_ : static_cast<const raft::LogStorage&>(synced_);
-  }
+  // A group's log as its core reads it: everything written, synced or not. A new object after
+  // every recovery, so a core must be rebuilt after crash().
+  const raft::LogStorage* view(raft::GroupId group) const;
+  // While the node is down: the state a group will restart from, as Wal recovery returned it
+  // (the model's synced state while recovery waits for space or refused a damaged log).
+  const raft::LogStorage& durable(raft::GroupId group) const;
 
-  // One Ready's writes as one Wal batch, in the order the core requires: snapshot, entries,
-  // hard state. Visible at once, durable after sync().
-  [[nodiscard]] storage::Status write(const raft::Snapshot* snapshot,
-                                      const std::vector<raft::Entry>& entries,
-                                      const raft::HardState* hard_state);
+  // What one group's part of a batch holds, for the model.
+  struct GroupWrite {
+    raft::GroupId group = 0;
+    const raft::Snapshot* snapshot = nullptr;
+    const std::vector<raft::Entry>* entries = nullptr;
+    const raft::HardState* hard_state = nullptr;
+  };
+  // One round's batch of every group with work, as the engine built it (each group's records
+  // in the order the core requires: snapshot, entries, hard state), written as one Wal write;
+  // `writes` lists what it holds, in the same order. Visible at once, durable after sync().
+  [[nodiscard]] storage::Status write(const storage::WalBatch& batch,
+                                      const std::vector<GroupWrite>& writes);
   [[nodiscard]] storage::Status sync();
-  // Records the application's snapshot at `index` and drops the entries up to `compact_to`
-  // (Wal::compact, which also makes every earlier write durable). Does nothing when the log
-  // holds no entry `index` or a snapshot at or past it exists.
-  [[nodiscard]] storage::Status snapshot_and_compact(raft::Index index, const raft::ConfState& cs,
-                                                     std::string data, raft::Index compact_to);
+  // Records the application's snapshot of `group` at `index` and drops its entries up to
+  // `compact_to` (Wal::compact, which also makes every earlier write durable). Does nothing
+  // when the log holds no entry `index` or a snapshot at or past it exists.
+  [[nodiscard]] storage::Status snapshot_and_compact(raft::GroupId group, raft::Index index,
+                                                     const raft::ConfState& cs, std::string data,
+                                                     raft::Index compact_to);
 
   bool has_unsynced() const { return !pending_.empty(); }
   // After `skip` more syncs succeed, the disk's next sync (of a file or a directory: a rotation
@@ -99,13 +108,17 @@ class SimStorage {
     raft::Snapshot snapshot;
     raft::Index compact_to;
   };
-  // What the Wal records, in write order: a vector of entries stands for one record per entry.
+  // What the Wal records, in write order across groups: a vector of entries stands for one
+  // record per entry.
   using Record =
       std::variant<raft::HardState, std::vector<raft::Entry>, raft::Snapshot, Compaction>;
+  struct Pending {
+    raft::GroupId group = 0;
+    Record record;
+  };
 
   static void apply(raft::MemoryLogStorage* s, const Record& r);
   void sync_model();
-  std::string check_recovered() const;
   // Opens the Wal; on ENOSPC with the disk full leaves wal_ empty and returns "".
   std::string open_wal();
   bool explained_by_damage(const std::string& error) const;
@@ -121,10 +134,9 @@ class SimStorage {
   std::unique_ptr<FailingFileSystem> failing_;  // fs_ with injected sync failures
   storage::WalOptions options_;
   std::unique_ptr<storage::Wal> wal_;
-  const raft::LogStorage* view_ = nullptr;
-  // The model: the synced state, and the records written after it.
-  raft::MemoryLogStorage synced_;
-  std::vector<Record> pending_;
+  // The model: each group's synced state, and the records written after it.
+  std::map<raft::GroupId, raft::MemoryLogStorage> synced_;
+  std::vector<Pending> pending_;
 };
 
 }  // namespace chorus::sim
