@@ -16,6 +16,85 @@ Replica* Engine::find(raft::GroupId group) const {
   return it == replicas_.end() ? nullptr : it->second.get();
 }
 
+raft::Error Engine::step(raft::Message&& m, uint64_t now_us) {
+  if (m.group == kLivenessGroup) {
+    if (m.type != raft::MessageType::kHeartbeat || m.from == raft::kNoNode ||
+        m.from == options_.id || m.context == 0)
+      return raft::Error::kInvalidMessage;
+    heard_from(m.from, m.context, now_us);
+    return raft::Error::kOk;
+  }
+  heard_from(m.from, 0, now_us);
+  Replica* r = find(m.group);
+  if (r == nullptr) return raft::Error::kWrongGroup;
+  return r->step(std::move(m));
+}
+
+void Engine::set_peers(const std::vector<raft::NodeId>& peers, uint64_t now_us) {
+  std::map<raft::NodeId, Peer> next;
+  for (raft::NodeId id : peers) {
+    if (id == options_.id) continue;
+    auto it = peers_.find(id);
+    if (it != peers_.end()) {
+      next.emplace(id, it->second);
+    } else {
+      next.emplace(id, Peer{now_us, 0, false});
+    }
+  }
+  peers_ = std::move(next);
+}
+
+void Engine::heard_from(raft::NodeId id, uint64_t incarnation, uint64_t now_us) {
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return;
+  Peer& p = it->second;
+  p.last_heard_us = std::max(p.last_heard_us, now_us);
+  bool back = p.down;
+  p.down = false;
+  bool restarted = incarnation != 0 && p.incarnation != 0 && p.incarnation != incarnation;
+  if (incarnation != 0) p.incarnation = incarnation;
+  if (back || restarted) wake_for(id);
+}
+
+void Engine::wake_for(raft::NodeId peer) {
+  // A member that restarted leads nothing any more, though it never went silent for long; one
+  // that restarted or came back may have missed the request to quiesce, or (a restarted
+  // learner, which never campaigns) wait for a leader that says nothing: the leaders here
+  // wake, and quiesce again after one heartbeat if all is well.
+  for (auto& [group, r] : replicas_) {
+    if (!r->quiesced()) continue;
+    if (r->core().lead() == peer || r->core().role() == raft::Role::kLeader) r->wake();
+  }
+}
+
+std::vector<raft::Message> Engine::liveness(uint64_t now_us) {
+  std::vector<raft::Message> out;
+  if (options_.heartbeat_us == 0) return out;
+  for (auto& [id, p] : peers_) {
+    if (!p.down && now_us > p.last_heard_us + options_.dead_after_us) {
+      p.down = true;
+      wake_for(id);
+    }
+  }
+  if (now_us < next_heartbeat_us_) return out;
+  next_heartbeat_us_ = now_us + options_.heartbeat_us;
+  for (const auto& [id, p] : peers_) {
+    raft::Message m;
+    m.group = kLivenessGroup;
+    m.type = raft::MessageType::kHeartbeat;
+    m.from = options_.id;
+    m.to = id;
+    m.context = options_.incarnation;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+size_t Engine::peers_down() const {
+  return static_cast<size_t>(
+      std::count_if(peers_.begin(), peers_.end(), [](const auto& kv) { return kv.second.down; }));
+}
+
 uint64_t Engine::on_clock(uint64_t now_us) {
   uint64_t ticks = 0;
   for (auto& [id, r] : replicas_)

@@ -18,6 +18,22 @@
 
 namespace chorus::engine {
 
+// Member liveness: quiesced replicas run no timers, so a follower would never notice that its
+// leader's member died. The engine exchanges one small heartbeat per member pair per interval
+// (whatever the number of groups) and wakes the quiesced replicas led by a member it has not
+// heard from for `dead_after_us`, or that restarted (its heartbeats carry a new incarnation).
+// The woken followers then elect as usual. When a member comes back or restarts, the quiesced
+// leaders here wake too, and send it a heartbeat. Off when heartbeat_us is 0.
+struct EngineOptions {
+  raft::NodeId id = raft::kNoNode;
+  uint64_t incarnation = 0;  // differs between two lives of this member
+  uint64_t heartbeat_us = 0;
+  uint64_t dead_after_us = 0;
+};
+
+// Member heartbeats travel as messages of this group, which no Raft group uses.
+inline constexpr raft::GroupId kLivenessGroup = 0;
+
 // One replica's part of an engine round.
 struct GroupRound {
   Replica* replica = nullptr;
@@ -27,6 +43,7 @@ struct GroupRound {
 class Engine {
  public:
   Engine() = default;
+  explicit Engine(const EngineOptions& options) : options_(options) {}
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -35,6 +52,18 @@ class Engine {
   // The replica of `group`, or nullptr.
   Replica* find(raft::GroupId group) const;
   const std::map<raft::GroupId, std::unique_ptr<Replica>>& replicas() const { return replicas_; }
+
+  // A message from the network: member heartbeats go to liveness, the rest to the replica of
+  // its group (Error::kWrongGroup if none here). Either way the sender is heard from.
+  [[nodiscard]] raft::Error step(raft::Message&& m, uint64_t now_us);
+  // The members this one exchanges heartbeats with (those hosting replicas of its groups).
+  // A new peer counts as heard from at `now_us`.
+  void set_peers(const std::vector<raft::NodeId>& peers, uint64_t now_us);
+  // The member heartbeats due by `now_us`, to send; wakes the quiesced replicas led by a
+  // member silent for dead_after_us.
+  std::vector<raft::Message> liveness(uint64_t now_us);
+  // Members currently believed down.
+  size_t peers_down() const;
 
   // Delivers every tick due by `now_us` to every replica; returns the ticks delivered in all.
   uint64_t on_clock(uint64_t now_us);
@@ -56,8 +85,19 @@ class Engine {
   void finish_round(std::vector<std::pair<raft::GroupId, RoundResult>>* out);
 
  private:
+  struct Peer {
+    uint64_t last_heard_us = 0;
+    uint64_t incarnation = 0;  // 0: not heard yet
+    bool down = false;
+  };
+  void heard_from(raft::NodeId peer, uint64_t incarnation, uint64_t now_us);
+  void wake_for(raft::NodeId peer);
+
+  EngineOptions options_;
   std::map<raft::GroupId, std::unique_ptr<Replica>> replicas_;
   std::vector<GroupRound> open_;
+  std::map<raft::NodeId, Peer> peers_;
+  uint64_t next_heartbeat_us_ = 0;
 };
 
 }  // namespace chorus::engine

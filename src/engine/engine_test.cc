@@ -265,5 +265,55 @@ TEST(EngineTest, WorkArrivingDuringARoundWaitsForTheNextOne) {
   EXPECT_TRUE(damaged.empty());
 }
 
+// Member liveness: one heartbeat per peer per interval whatever the number of groups, a peer
+// silent for dead_after_us counts as down until heard from again, and a malformed member
+// heartbeat is refused.
+TEST(EngineTest, MembersExchangeOneHeartbeatPerPairAndNoticeSilence) {
+  EngineOptions eo;
+  eo.id = 1;
+  eo.incarnation = 77;
+  eo.heartbeat_us = 200;
+  eo.dead_after_us = 1000;
+  Engine e(eo);
+  std::vector<raft::MemoryLogStorage> logs(
+      50, raft::MemoryLogStorage(raft::ConfState{{1, 2, 3}, {}, {}, {}, false}));
+  for (raft::GroupId g = 1; g <= 50; ++g) {
+    ReplicaOptions o;
+    o.raft.id = 1;
+    o.raft.group = g;
+    o.raft.storage = &logs[g - 1];
+    o.raft.quiesce = true;
+    e.add(o, 0);
+  }
+  e.set_peers({1, 2, 3}, 0);
+  std::vector<raft::Message> beats = e.liveness(0);
+  ASSERT_EQ(beats.size(), 2u) << "one per peer, not one per group";
+  for (const raft::Message& m : beats) {
+    EXPECT_EQ(m.group, kLivenessGroup);
+    EXPECT_EQ(m.from, 1u);
+    EXPECT_EQ(m.context, 77u);
+  }
+  EXPECT_TRUE(e.liveness(100).empty()) << "not again before the interval";
+  EXPECT_EQ(e.liveness(200).size(), 2u);
+  raft::Message hb = beats[0];
+  hb.from = 2;
+  hb.to = 1;
+  hb.context = 5;
+  ASSERT_EQ(e.step(raft::Message(hb), 900), raft::Error::kOk);
+  (void)e.liveness(1100);
+  EXPECT_EQ(e.peers_down(), 1u) << "3 was silent for longer than dead_after_us";
+  raft::Message from3 = hb;
+  from3.from = 3;
+  ASSERT_EQ(e.step(std::move(from3), 1150), raft::Error::kOk);
+  EXPECT_EQ(e.peers_down(), 0u);
+  raft::Message bad = hb;
+  bad.context = 0;  // no incarnation
+  EXPECT_EQ(e.step(std::move(bad), 1200), raft::Error::kInvalidMessage);
+  raft::Message other = hb;
+  other.group = 51;
+  other.type = raft::MessageType::kApp;
+  EXPECT_EQ(e.step(std::move(other), 1200), raft::Error::kWrongGroup);
+}
+
 }  // namespace
 }  // namespace chorus::engine

@@ -104,6 +104,10 @@ class Replica {
   // would send that follower nothing else, ever.
   void report_unreachable(raft::NodeId to);
   [[nodiscard]] bool take_snapshot_request() { return core_->take_snapshot_request(); }
+  // Quiescence (raft.h, Config::quiesce). The engine wakes a quiesced replica whose leader's
+  // member went silent or restarted.
+  bool quiesced() const { return core_->quiesced(); }
+  void wake() { core_->wake(); }
 
   // Queues a reader (a host's token) for the next ReadIndex round.
   void read(uint64_t reader) { queued_reads_.push_back(reader); }

@@ -12,6 +12,7 @@ void Raft::reset(Term term) {
     vote_ = kNoNode;
   }
   lead_ = kNoNode;
+  quiesced_ = false;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   reset_randomized_election_timeout();
@@ -132,7 +133,11 @@ void Raft::tick_heartbeat() {
   if (role_ != Role::kLeader) return;
   if (heartbeat_elapsed_ >= config_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
-    bcast_heartbeat();
+    if (can_quiesce()) {
+      quiesce();
+    } else {
+      bcast_heartbeat();
+    }
   }
 }
 

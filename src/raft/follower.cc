@@ -77,6 +77,13 @@ void Raft::handle_append(const Message& m) {
 void Raft::handle_heartbeat(const Message& m) {
   // The leader caps the commit at our match index; a value beyond our log cannot be right.
   if (m.commit <= log_.last_index()) log_.commit_to(m.commit);
+  // Asked to quiesce: only with exactly the leader's log, all of it committed (the leader asks
+  // only when it knows every follower holds its last entry). Otherwise the answer wakes it.
+  if (m.reject && config_.quiesce && log_.last_index() == m.commit &&
+      log_.committed() == m.commit) {
+    quiesced_ = true;
+    return;
+  }
   Message resp;
   resp.to = m.from;
   resp.type = MessageType::kHeartbeatResp;

@@ -455,6 +455,56 @@ bool Raft::check_quorum_active() {
   return active;
 }
 
+bool Raft::can_quiesce() const {
+  if (!config_.quiesce || role_ != Role::kLeader || quiesced_) return false;
+  const Index last = log_.last_index();
+  if (log_.committed() != last || log_.applied() != last || !committed_entry_in_current_term())
+    return false;
+  if (!pending_reads_.empty() || !reads_before_commit_.empty() || needs_read_round_ ||
+      needs_bcast_append_ || lead_transferee_ != kNoNode || pending_conf_index_ > last ||
+      tracker_.config.voters.joint())
+    return false;
+  for (const auto& [id, pr] : tracker_.progress) {
+    if (id == id_) continue;
+    if (pr.match != last || pr.state != ProgressState::kReplicate || pr.inflights.count() != 0)
+      return false;
+  }
+  return true;
+}
+
+void Raft::quiesce() {
+  const Index commit = log_.committed();
+  for (const auto& [id, pr] : tracker_.progress) {
+    if (id == id_) continue;
+    Message m;
+    m.to = id;
+    m.type = MessageType::kHeartbeat;
+    m.commit = commit;
+    m.reject = true;  // quiesce
+    send(std::move(m));
+  }
+  quiesced_ = true;
+  // Silence renews no lease: after waking, reads go through a heartbeat round until one
+  // renews it. (The clock keeps counting while quiesced, so the lease would run out anyway.)
+#ifdef CHORUS_RAFT_MUTATIONS
+  if (config_.unsafe.quiesced_clock_stops) return;
+#endif
+  lease_expiry_tick_ = 0;
+}
+
+void Raft::wake() {
+  if (!quiesced_) return;
+  quiesced_ = false;
+  if (role_ == Role::kLeader) {
+    // A fresh quorum check period: followers answered before this leader quiesced and will
+    // answer its next heartbeat; none had cause to while it was silent.
+    election_elapsed_ = 0;
+    heartbeat_elapsed_ = config_.heartbeat_ticks;
+    for (auto& [id, pr] : tracker_.progress)
+      pr.recent_active = true;
+  }
+}
+
 void Raft::send_timeout_now(NodeId to) {
   lease_disabled_ = true;
   Message m;

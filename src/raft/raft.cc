@@ -101,7 +101,11 @@ bool Raft::promotable() const {
 
 void Raft::tick() {
   if (storage_failed_) return;
+#ifdef CHORUS_RAFT_MUTATIONS
+  if (quiesced_ && config_.unsafe.quiesced_clock_stops) return;
+#endif
   ++ticks_;
+  if (quiesced_) return;  // the clock counts; no timer runs
   if (role_ == Role::kLeader) {
     tick_heartbeat();
   } else {
@@ -142,6 +146,8 @@ bool Raft::well_formed_append(const Message& m) {
 
 Error Raft::step_internal(Message& m) {
   if (storage_failed_) return Error::kStorageFailed;
+  // Anything wakes a quiesced replica, except the leader's request to quiesce itself.
+  if (quiesced_ && !(m.type == MessageType::kHeartbeat && m.reject && m.term == term_)) wake();
   if (m.term == 0) {
     // Local message, or a forwarded proposal / read / transfer request.
   } else if (m.term > term_) {
@@ -207,6 +213,7 @@ Error Raft::propose(std::string data) {
   if (storage_failed_) return Error::kStorageFailed;
   if (data.size() > config_.max_entry_bytes) return Error::kEntryTooLarge;
   if (role_ == Role::kLeader) {
+    if (quiesced_) wake();
     if (lead_transferee_ != kNoNode) return Error::kTransferInProgress;
     if (tracker_.progress.count(id_) == 0 || leaving_config()) return Error::kNotLeader;
     scratch_entries_.clear();

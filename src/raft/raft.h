@@ -37,6 +37,9 @@ struct UnsafeMutations {
   // not recorded in the log; every message leaves before the write it depends on is durable.
   bool forget_vote = false;
   bool ack_before_durable = false;
+  // A quiesced replica's clock stops with its timers, and a quiescing leader keeps its lease:
+  // silence would extend the lease.
+  bool quiesced_clock_stops = false;
 };
 #else
 inline constexpr bool kMutationsCompiledIn = false;
@@ -65,6 +68,15 @@ struct Config {
   ReadOnlyOption read_only = ReadOnlyOption::kSafe;
   // Followers drop proposals instead of forwarding them to the leader.
   bool disable_proposal_forwarding = false;
+  // Idle groups quiesce: a leader whose followers all hold its whole log, committed and
+  // applied, with nothing pending (no proposal, read, transfer or configuration change), sends
+  // them one last heartbeat that asks them to quiesce, and then neither side's timers run: no
+  // heartbeats, no elections, the clock alone counts. Anything that arrives wakes a replica
+  // (a message, a proposal, a read), and so does the host, through wake(), when the member
+  // that hosts the leader stops answering or restarts (engine/engine.h, member liveness).
+  // A quiescing leader drops its lease: silence renews nothing, and after waking it reads
+  // through a heartbeat round until a new round renews the lease.
+  bool quiesce = false;
 
   // Index the application has already applied (e.g. from its snapshot) when restarting. It must
   // not pass the index of the snapshot whose configuration the storage reports: configuration
@@ -161,6 +173,11 @@ class Raft {
   [[nodiscard]] Error read_index(uint64_t context);
   [[nodiscard]] Error transfer_leader(NodeId transferee);
   [[nodiscard]] Error campaign();
+  // Quiescence (Config::quiesce): whether this replica is quiesced, and the host's way to
+  // wake it when the leader's member went silent or restarted. A follower woken so counts a
+  // whole election timeout before it campaigns, and refuses votes meanwhile, as ever.
+  bool quiesced() const { return quiesced_; }
+  void wake();
   // Reports whether a snapshot sent to `to` was delivered.
   void report_snapshot(NodeId to, bool failed);
   void report_unreachable(NodeId to);
@@ -243,6 +260,8 @@ class Raft {
   void respond_read(NodeId to, Index index, uint64_t context);
   void advance_read_rounds();
   bool check_quorum_active();
+  bool can_quiesce() const;
+  void quiesce();
 
   // Follower (follower.cc).
   Error step_follower(Message& m);
@@ -356,6 +375,7 @@ class Raft {
   // follower leases, so this leader's lease can no longer be trusted in this term.
   bool lease_disabled_ = false;
   bool snapshot_requested_ = false;
+  bool quiesced_ = false;
   bool storage_failed_ = false;
   // Records a storage read failure; true if `err` is one (the caller then stops what it does).
   bool check_storage(Error err) {

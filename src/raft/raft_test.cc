@@ -1097,5 +1097,102 @@ TEST(Raft_Step, RejectsLocalMessagesAndOtherGroups) {
   EXPECT_EQ(c.raft(1).step(other), Error::kWrongGroup);
 }
 
+void quiescing(Config& c) {
+  c.quiesce = true;
+  c.read_only = ReadOnlyOption::kLeaseBased;
+}
+
+// An idle group quiesces: once every follower holds the leader's whole log, committed and
+// applied, the leader asks them to quiesce and then nobody sends anything, tick after tick.
+TEST(Raft_Quiesce, AnIdleGroupFallsSilent) {
+  TestCluster c(3, quiescing);
+  c.elect(1);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  c.tick_all(4);
+  for (NodeId id = 1; id <= 3; ++id)
+    EXPECT_TRUE(c.raft(id).quiesced()) << id;
+  for (int i = 0; i < 100; ++i) {
+    for (NodeId id = 1; id <= 3; ++id)
+      c.tick(id);
+    c.process_all();
+    ASSERT_TRUE(c.queue().empty()) << "a quiesced group sent a message at tick " << i;
+  }
+  EXPECT_EQ(c.raft(1).role(), Role::kLeader);
+  EXPECT_FALSE(c.raft(1).lease_valid()) << "silence renewed no lease";
+  // A proposal wakes the group, and it commits as before.
+  ASSERT_EQ(c.raft(1).propose("y"), Error::kOk);
+  EXPECT_FALSE(c.raft(1).quiesced());
+  c.stabilize();
+  for (NodeId id = 1; id <= 3; ++id) {
+    EXPECT_FALSE(c.raft(id).quiesced()) << id;
+    EXPECT_EQ(c.data(id), (std::vector<std::string>{"x", "y"})) << id;
+  }
+}
+
+// A group with work pending does not quiesce: a follower that lacks entries, a read waiting.
+TEST(Raft_Quiesce, NotWhileAFollowerLagsOrAReadWaits) {
+  TestCluster c(3, quiescing);
+  c.elect(1);
+  c.isolate(3);
+  ASSERT_EQ(c.raft(1).propose("x"), Error::kOk);
+  c.stabilize();
+  c.tick_all(6);
+  EXPECT_FALSE(c.raft(1).quiesced()) << "follower 3 lacks the entry";
+  c.heal();
+  c.tick_all(6);
+  EXPECT_TRUE(c.raft(1).quiesced());
+  // A read wakes the leader; it answers through a heartbeat round (the lease is gone).
+  ASSERT_EQ(c.raft(1).read_index(7), Error::kOk);
+  EXPECT_FALSE(c.raft(1).quiesced());
+  c.stabilize();
+  ASSERT_EQ(c.node(1).reads.size(), 1u);
+  EXPECT_EQ(c.node(1).reads[0].context, 7u);
+}
+
+// A quiesced follower's timers stop: it never campaigns on its own, however long it waits.
+// Woken (its host found the leader's member gone), it counts a whole election timeout, then
+// campaigns, and the group elects without the old leader.
+TEST(Raft_Quiesce, AWokenFollowerElectsAfterTheLeaderIsGone) {
+  TestCluster c(3, quiescing);
+  c.elect(1);
+  c.tick_all(4);
+  ASSERT_TRUE(c.raft(2).quiesced());
+  c.isolate(1);
+  for (int i = 0; i < 200; ++i) {
+    c.tick(2);
+    c.tick(3);
+    c.stabilize();
+  }
+  EXPECT_EQ(c.raft(2).role(), Role::kFollower) << "a quiesced follower campaigned";
+  c.raft(2).wake();
+  c.raft(3).wake();
+  for (int i = 0; i < 40 && c.leader() == 1; ++i) {
+    c.tick(2);
+    c.tick(3);
+    c.stabilize();
+  }
+  NodeId l = c.leader();
+  EXPECT_TRUE(l == 2 || l == 3) << l;
+  EXPECT_GT(c.raft(l).term(), c.raft(1).term());
+}
+
+// A follower that cannot take the request to quiesce (it holds entries beyond the leader's
+// commit) answers it, and the answer wakes the leader.
+TEST(Raft_Quiesce, AFollowerWithADifferentLogAnswersAndWakesTheLeader) {
+  TestCluster c(3, quiescing);
+  c.elect(1);
+  c.tick_all(4);
+  ASSERT_TRUE(c.raft(1).quiesced());
+  Message q = make(MessageType::kHeartbeat, 1, 2, c.raft(1).term());
+  q.reject = true;
+  q.commit = c.raft(1).log().committed() - 1;  // not the follower's last index
+  c.raft(2).wake();
+  ASSERT_EQ(c.raft(2).step(q), Error::kOk);
+  EXPECT_FALSE(c.raft(2).quiesced());
+  c.stabilize();
+  EXPECT_FALSE(c.raft(1).quiesced()) << "the answer did not wake the leader";
+}
+
 }  // namespace
 }  // namespace chorus::raft

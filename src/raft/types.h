@@ -143,6 +143,7 @@ struct Message {
   bool reject = false;
   // On a rejected append: the follower's guess at where the logs may match (fast backtracking).
   Index reject_hint = 0;
+  // A heartbeat with `reject` set asks the follower to quiesce (Config::quiesce).
   // Heartbeats carry the leader's tick count + 1 in `index`; their responses echo it in `index`
   // and add the responder's tick count + 1 in `commit` and its incarnation nonce in
   // `reject_hint` (0: no clock), from which the leader bounds the responder's clock rate.

@@ -8,6 +8,11 @@
 namespace chorus::sim {
 
 void Simulation::clients_step(bool liveness_phase) {
+  // With quiescence, clients fall quiet now and then for long enough that groups quiesce.
+  if (quiesce_ && !liveness_phase && now_ >= quiet_until_ && client_rng_.chance(0.01)) {
+    quiet_until_ = now_ + client_rng_.range(500'000, 3'000'000);
+    note("clients fall quiet for " + std::to_string((quiet_until_ - now_) / 1000) + " ms");
+  }
   for (SimClient& c : clients_) {
     if (c.busy && now_ >= c.deadline) {
       // No answer: the outcome is unknown. A write may still take effect at any later time.
@@ -18,6 +23,7 @@ void Simulation::clients_step(bool liveness_phase) {
       ++result_.ops_unknown;
     }
     if (c.busy) continue;
+    if (!liveness_phase && now_ < quiet_until_) continue;
     if (liveness_phase) {
       if (!c.liveness_done) issue(c, true);
     } else if (client_rng_.chance(p_client_)) {
@@ -146,6 +152,9 @@ void Simulation::check_group(raft::GroupId group) {
     if (!n.up) continue;
     up.push_back(&n);
     SimReplica& r = n.group(group);
+    bool quiesced_leader = r.core().role() == raft::Role::kLeader && r.core().quiesced();
+    if (quiesced_leader && !r.was_quiesced) ++result_.quiescences;
+    r.was_quiesced = quiesced_leader;
     // Election safety: no two replicas of a group believe they lead the same term.
     if (r.core().role() == raft::Role::kLeader) {
       auto [it, inserted] = gc.leader_of_term.emplace(r.core().term(), n.id);
@@ -338,7 +347,7 @@ std::string Simulation::members_state(raft::GroupId group) const {
            std::to_string(core.term()) + " lead n" + std::to_string(core.lead()) + " last " +
            std::to_string(core.log().last_index()) + " commit " +
            std::to_string(core.log().committed()) + " voters " +
-           std::to_string(st.config.voters.size()) + ";";
+           std::to_string(st.config.voters.size()) + (core.quiesced() ? " quiesced" : "") + ";";
   }
   return out;
 }
@@ -407,6 +416,7 @@ bool Simulation::group_live(raft::GroupId group, std::string* waiting) {
                     std::to_string(pr->second.next) + ", log from " +
                     std::to_string(core.log().first_index());
       }
+      *waiting += ";" + members_state(group);
       return false;
     }
   }

@@ -34,7 +34,10 @@ enum class Mutation : uint8_t {
   kReadWithoutReadIndex,  // leader serves reads from local state without confirming leadership
   // A member whose log was damaged comes back on an empty disk under its old identity instead
   // of being removed and replaced by a new member: its votes and acknowledgements are forgotten.
-  kRejoinEmptyUnderOldId
+  kRejoinEmptyUnderOldId,
+  // A quiesced replica's clock stops with its timers and a quiescing leader keeps its lease,
+  // so silence extends the lease (the simulation turns quiescence on for it).
+  kQuiescedClockStops
 };
 
 // Clock drift (rate difference against real time) every member may have while leases stay
@@ -110,6 +113,10 @@ struct SimResult {
   std::vector<uint64_t> committed_by_group;  // the highest index committed in each group
   double max_drift = 0;                      // the seed's clock drift bound
   bool lease_reads = false;
+  bool quiesce = false;      // idle groups quiesce in this seed
+  uint64_t quiescences = 0;  // times a group's leader quiesced
+  // Groups whose quiesced leader's member went down and that elected a new leader after.
+  uint64_t reelected_after_quiesced_leader_down = 0;
   // A leader found a follower's clock running too fast for its lease (and refused the lease).
   bool lease_refused_for_drift = false;
   std::string linearizability;          // checker verdict

@@ -202,7 +202,18 @@ SimNode& Simulation::add_node(raft::NodeId id) {
     link_base_[{other, id}] = base_latency_us_ / 2 + fault_rng_.below(base_latency_us_);
   }
   start_node(n);
+  for (auto& [other, o] : nodes_) {
+    if (o.engine != nullptr) o.engine->set_peers(member_ids(), o.clock_us);
+  }
   return n;
+}
+
+std::vector<raft::NodeId> Simulation::member_ids() const {
+  std::vector<raft::NodeId> ids;
+  for (const auto& [id, n] : nodes_) {
+    if (!n.lost) ids.push_back(id);
+  }
+  return ids;
 }
 
 void Simulation::replace_lost() {

@@ -30,7 +30,7 @@ void usage() {
       "                  [--faults none|network|crash|all] [--jobs J] [--timeline] [--verbose]\n"
       "                  [--mutation none|commit-previous-term|vote-not-persisted|\n"
       "                              ack-before-durable|read-without-readindex|\n"
-      "                              rejoin-empty-under-old-id]\n");
+      "                              rejoin-empty-under-old-id|quiesced-clock-stops]\n");
 }
 
 bool parse_u64(const char* s, uint64_t* out) {
@@ -147,6 +147,8 @@ int main(int argc, char** argv) {
       totals.damage_found_running += r.damage_found_running;
       totals.damage_found_at_start += r.damage_found_at_start;
       totals.members_replaced += r.members_replaced;
+      totals.quiescences += r.quiescences;
+      totals.reelected_after_quiesced_leader_down += r.reelected_after_quiesced_leader_down;
       totals.conf_changes += r.conf_changes;
       totals.replicas_moved += r.replicas_moved;
       if (r.ok) {
@@ -190,6 +192,10 @@ int main(int argc, char** argv) {
               ", found at start %" PRIu64 ", lost members replaced %" PRIu64 "\n",
               totals.logs_damaged, totals.damage_found_running, totals.damage_found_at_start,
               totals.members_replaced);
+  std::printf("leaders quiesced %" PRIu64
+              ", groups that elected again after a quiesced leader's member went down %" PRIu64
+              "\n",
+              totals.quiescences, totals.reelected_after_quiesced_leader_down);
   std::printf("configuration changes committed %" PRIu64
               ", of which left a group with a new voter %" PRIu64 "\n",
               totals.conf_changes, totals.replicas_moved);

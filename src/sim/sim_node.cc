@@ -10,7 +10,15 @@ namespace chorus::sim {
 
 void Simulation::start_node(SimNode& n) {
   // Exactly what a restarting node has: the Wal's recovered logs and nothing else.
-  n.engine = std::make_unique<engine::Engine>();
+  engine::EngineOptions eo;
+  eo.id = n.id;
+  eo.incarnation = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation) | 1;
+  if (quiesce_) {
+    eo.heartbeat_us = kHeartbeatTicks * kTickUs;
+    eo.dead_after_us = kElectionTicks * kTickUs;
+  }
+  n.engine = std::make_unique<engine::Engine>(eo);
+  n.engine->set_peers(member_ids(), n.clock_us);
   n.groups.clear();
   for (const auto& [group, initial] : initial_confs_) {
     SimReplica& r = n.groups[group];
@@ -34,12 +42,14 @@ void Simulation::start_node(SimNode& n) {
     c.max_inflight_messages = max_inflight_;
     c.max_bytes_per_message = max_msg_bytes_;
     c.max_uncommitted_bytes = 1 << 20;
+    c.quiesce = quiesce_;
     c.applied = snap.metadata.index;
     c.seed = hash_mix(hash_mix(opt_.seed, n.id), n.incarnation);
     if (group != 1) c.seed = hash_mix(c.seed, group);
     c.unsafe.commit_previous_term_entries = opt_.mutation == Mutation::kCommitPreviousTerm;
     c.unsafe.forget_vote = opt_.mutation == Mutation::kVoteNotPersisted;
     c.unsafe.ack_before_durable = opt_.mutation == Mutation::kAckBeforeDurable;
+    c.unsafe.quiesced_clock_stops = opt_.mutation == Mutation::kQuiescedClockStops;
     engine::ReplicaOptions ro;
     ro.raft = c;
     ro.tick_us = kTickUs;
@@ -116,6 +126,10 @@ bool Simulation::start_group_round(SimNode& n, SimReplica& r, engine::Round& rou
     const raft::SoftState& ss = *round.soft_state;
     if (ss.role == raft::Role::kLeader && r.last_role != raft::Role::kLeader) {
       ++result_.elections;
+      if (quiesced_leader_down_.erase(r.group) != 0) {
+        ++result_.reelected_after_quiesced_leader_down;
+        note(who(n.id, r.group) + " is elected after the quiesced leader's member went down");
+      }
       if (r.floor_term != r.core().term()) {
         r.floor_term = r.core().term();
         r.commit_floor = r.core().log().committed();
@@ -413,6 +427,12 @@ bool Simulation::disk_result(SimNode& n, const storage::Status& st, bool injecte
 }
 
 void Simulation::go_down(SimNode& n, bool power_cut) {
+  for (const auto& [group, r] : n.groups) {
+    if (r.core().role() == raft::Role::kLeader && r.core().quiesced()) {
+      quiesced_leader_down_.insert(group);
+      note(who(n.id, group) + ", a quiesced leader, goes down");
+    }
+  }
   n.up = false;
   n.paused = false;
   n.groups.clear();

@@ -50,6 +50,8 @@ const char* to_string(Mutation m) {
       return "read-without-readindex";
     case Mutation::kRejoinEmptyUnderOldId:
       return "rejoin-empty-under-old-id";
+    case Mutation::kQuiescedClockStops:
+      return "quiesced-clock-stops";
   }
   return "?";
 }
@@ -97,7 +99,7 @@ const char* to_string(Check c) {
 std::optional<Mutation> parse_mutation(const std::string& s) {
   for (Mutation m : {Mutation::kNone, Mutation::kCommitPreviousTerm, Mutation::kVoteNotPersisted,
                      Mutation::kAckBeforeDurable, Mutation::kReadWithoutReadIndex,
-                     Mutation::kRejoinEmptyUnderOldId}) {
+                     Mutation::kRejoinEmptyUnderOldId, Mutation::kQuiescedClockStops}) {
     if (s == to_string(m)) return m;
   }
   return std::nullopt;
@@ -174,6 +176,11 @@ Simulation::Simulation(const SimOptions& options)
   Rng damage = rng_.fork(10);
   if (all && damage.chance(0.4)) p_damage_ = damage.unit() * 0.005;
   if (opt_.mutation == Mutation::kRejoinEmptyUnderOldId) p_damage_ = 0.01;
+  // Quiescence: in half the seeds idle groups quiesce, and clients fall quiet now and then so
+  // that they do.
+  Rng quiet = rng_.fork(11);
+  quiesce_ = quiet.chance(0.5) || opt_.mutation == Mutation::kQuiescedClockStops;
+  result_.quiesce = quiesce_;
 
   // One group spans every member; several groups on five or seven members span three each,
   // starting one member further along for each group.
@@ -321,9 +328,8 @@ void Simulation::handle(Event& e) {
       bool snap = e.msg.type == raft::MessageType::kSnap;
       raft::NodeId from = e.msg.from;
       raft::GroupId group = e.msg.group;
-      engine::Replica* replica = n.engine->find(group);
-      if (replica == nullptr) break;  // a group this member does not host
-      raft::Error err = replica->step(std::move(e.msg));
+      // Member heartbeats and every group's messages go through the engine.
+      raft::Error err = n.engine->step(std::move(e.msg), n.clock_us);
       (void)err;  // stale or foreign messages are expected under faults
       if (snap) {
         schedule_snap_status(now_ + client_latency(), group, from, n.id, false);
@@ -474,6 +480,8 @@ void Simulation::tick_all() {
     }
     if (n.paused) continue;
     n.engine->on_clock(n.clock_us);
+    std::vector<raft::Message> beats = n.engine->liveness(n.clock_us);
+    send_messages(n, beats);
     expire_reads(n);
     drive(n);
   }

@@ -103,6 +103,7 @@ struct SimReplica {
   raft::Index commit_floor = 0;
   raft::Term floor_term = 0;
   raft::Role last_role = raft::Role::kFollower;
+  bool was_quiesced = false;  // as a leader, at the last check
 };
 
 // A simulated member (a chorusd process): its disk, its clock and its engine, which hosts a
@@ -329,6 +330,12 @@ class Simulation {
   double p_client_ = 0.5;
   uint64_t snapshot_threshold_ = 100;
   bool lease_reads_ = false;
+  bool quiesce_ = false;
+  uint64_t quiet_until_ = 0;  // clients issue nothing until then
+  // Groups whose quiesced leader's member went down, until the group elects again.
+  std::set<raft::GroupId> quiesced_leader_down_;
+  // The members every member's engine exchanges heartbeats with.
+  std::vector<raft::NodeId> member_ids() const;
   size_t max_inflight_ = 16;
   uint64_t max_msg_bytes_ = 4096;
   // Snapshot transfers: the time to stream one (0: as one message), in chunks of kSnapChunkUs.
