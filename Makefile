@@ -12,7 +12,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal bench-etcd fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd bench-engine-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -78,6 +78,11 @@ sim: build
 bench: build
 	$(REL)/bench/chorus-bench-raft
 	$(REL)/bench/chorus-bench-kv --dir build/bench-kv
+
+# What an idle group costs the engine alone: 10,000 groups of 3 replicas over 3 members in one
+# process, quiesced, then a minute of simulated time (bench/engine_groups.cc).
+bench-engine-groups: build
+	$(REL)/bench/chorus-bench-engine-groups --groups $${GROUPS:-10000} --seconds 60
 
 # Chorus beside etcd 3.4 (Debian's etcd-server, installed here) on this machine, in one run: every
 # scenario of bench/etcd_load.cc against a fresh 3-member cluster of each; the table and chart go

@@ -6,9 +6,17 @@
 namespace chorus::engine {
 
 Replica& Engine::add(const ReplicaOptions& options, uint64_t now_us) {
+  now_us_ = std::max(now_us_, now_us);
   auto& r = replicas_[options.raft.group];
   r = std::make_unique<Replica>(options, now_us);
+  r->set_host(this);
+  touched(*r);  // a restarted replica may have entries to apply at once
   return *r;
+}
+
+void Engine::touched(Replica& replica) {
+  dirty_[replica.group()] = &replica;
+  if (!replica.quiesced()) awake_[replica.group()] = &replica;
 }
 
 Replica* Engine::find(raft::GroupId group) const {
@@ -17,6 +25,7 @@ Replica* Engine::find(raft::GroupId group) const {
 }
 
 raft::Error Engine::step(raft::Message&& m, uint64_t now_us) {
+  now_us_ = std::max(now_us_, now_us);
   if (m.group == kLivenessGroup) {
     if (m.type != raft::MessageType::kHeartbeat || m.from == raft::kNoNode ||
         m.from == options_.id || m.context == 0)
@@ -96,35 +105,49 @@ size_t Engine::peers_down() const {
 }
 
 uint64_t Engine::on_clock(uint64_t now_us) {
+  now_us_ = std::max(now_us_, now_us);
   uint64_t ticks = 0;
-  for (auto& [id, r] : replicas_)
-    ticks += r->on_clock(now_us);
+  for (auto it = awake_.begin(); it != awake_.end();) {
+    Replica* r = it->second;
+    ticks += r->on_clock(now_us);  // touches it (Replica::touched) when a tick came due
+    // A quiesced replica leaves the ticking set until something wakes it (Replica::touched).
+    it = r->quiesced() ? awake_.erase(it) : std::next(it);
+  }
   return ticks;
 }
 
 uint64_t Engine::next_tick_us() const {
   uint64_t next = std::numeric_limits<uint64_t>::max();
-  for (const auto& [id, r] : replicas_)
+  for (const auto& [id, r] : awake_)
     next = std::min(next, r->next_tick_us());
   return next;
 }
 
 bool Engine::has_round() const {
   // One round at a time: a replica that gets work while a round is open waits for the next one.
-  return open_.empty() && std::any_of(replicas_.begin(), replicas_.end(),
-                                      [](const auto& kv) { return kv.second->has_round(); });
+  if (!open_.empty()) return false;
+  for (auto it = dirty_.begin(); it != dirty_.end();) {
+    if (it->second->has_round()) return true;
+    it = dirty_.erase(it);  // nothing to do until touched again
+  }
+  return false;
 }
 
 const std::vector<GroupRound>& Engine::begin_round(std::vector<raft::GroupId>* damaged) {
   open_.clear();
-  for (auto& [id, r] : replicas_) {
-    if (!r->has_round()) continue;
-    Round* round = r->begin_round();
-    if (round == nullptr) {
-      damaged->push_back(id);
+  for (auto it = dirty_.begin(); it != dirty_.end();) {
+    Replica* r = it->second;
+    if (!r->has_round()) {
+      it = dirty_.erase(it);
       continue;
     }
-    open_.push_back(GroupRound{r.get(), round});
+    ++it;
+    Round* round = r->begin_round();
+    if (round == nullptr) {
+      damaged->push_back(r->group());
+      continue;
+    }
+    open_.push_back(GroupRound{r, round});
   }
   return open_;
 }
@@ -149,6 +172,9 @@ void Engine::finish_round(std::vector<std::pair<raft::GroupId, RoundResult>>* ou
     RoundResult result;
     g.replica->finish_round(&result);
     out->emplace_back(g.replica->group(), std::move(result));
+    // Its next Ready (more entries to apply, a configuration change's consequences) comes in
+    // a later round; it stays among those looked at.
+    touched(*g.replica);
   }
   open_.clear();
 }

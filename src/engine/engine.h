@@ -40,7 +40,7 @@ struct GroupRound {
   Round* round = nullptr;
 };
 
-class Engine {
+class Engine final : private ReplicaHost {
  public:
   Engine() = default;
   explicit Engine(const EngineOptions& options) : options_(options) {}
@@ -64,13 +64,18 @@ class Engine {
   std::vector<raft::Message> liveness(uint64_t now_us);
   // Members currently believed down.
   size_t peers_down() const;
+  // Replicas whose timers run (not quiesced), and replicas the engine looks at for work.
+  size_t awake() const { return awake_.size(); }
+  size_t dirty() const { return dirty_.size(); }
 
-  // Delivers every tick due by `now_us` to every replica; returns the ticks delivered in all.
+  // Delivers every tick due by `now_us` to every awake replica (a quiesced one skips them, and
+  // catches up on its clock when something wakes it); returns the ticks delivered in all.
   uint64_t on_clock(uint64_t now_us);
-  // The earliest tick due among the replicas (UINT64_MAX without replicas).
+  // The earliest tick due among the awake replicas (UINT64_MAX without any).
   uint64_t next_tick_us() const;
 
-  // No round is open and some replica has a Ready.
+  // No round is open and some replica has a Ready. Only replicas touched since their last
+  // round are looked at, so an engine of many idle groups costs nothing here.
   bool has_round() const;
   bool in_round() const { return !open_.empty(); }
   // Opens a round on every replica with a Ready, in group order. Replicas that found their log
@@ -90,6 +95,8 @@ class Engine {
     uint64_t incarnation = 0;  // 0: not heard yet
     bool down = false;
   };
+  void touched(Replica& replica) override;
+  uint64_t now_us() const override { return now_us_; }
   void heard_from(raft::NodeId peer, uint64_t incarnation, uint64_t now_us);
   void wake_for(raft::NodeId peer);
 
@@ -98,6 +105,11 @@ class Engine {
   std::vector<GroupRound> open_;
   std::map<raft::NodeId, Peer> peers_;
   uint64_t next_heartbeat_us_ = 0;
+  uint64_t now_us_ = 0;  // the latest time the host gave
+  // Replicas whose timers run, and replicas touched since their last round (which may have a
+  // Ready), in group order.
+  std::map<raft::GroupId, Replica*> awake_;
+  mutable std::map<raft::GroupId, Replica*> dirty_;
 };
 
 }  // namespace chorus::engine

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -41,7 +42,7 @@ struct Member {
 
 class Cluster {
  public:
-  Cluster() {
+  explicit Cluster(bool quiesce = false) {
     raft::ConfState cs{{1, 2, 3}, {}, {}, {}, false};
     for (raft::NodeId id = 1; id <= 3; ++id) {
       auto m = std::make_unique<Member>();
@@ -58,6 +59,7 @@ class Cluster {
         o.raft.heartbeat_ticks = 1;
         // Seeded by member and group, so the groups do not time out in lockstep.
         o.raft.seed = id * 1'000'003 + g * 7919;
+        o.raft.quiesce = quiesce;
         o.tick_us = kTick;
         m->engine.add(o, 0);
       }
@@ -66,6 +68,7 @@ class Cluster {
   }
 
   Member& at(raft::NodeId id) { return *members_.at(id); }
+  uint64_t now() const { return now_; }
 
   // One engine round of member `m`; returns how many groups took part.
   size_t round(Member& m) {
@@ -130,13 +133,16 @@ class Cluster {
     FAIL() << "never settled";
   }
 
-  void advance(uint64_t ticks) {
+  // Returns the ticks the engines delivered to their replicas.
+  uint64_t advance(uint64_t ticks) {
+    uint64_t delivered = 0;
     for (uint64_t t = 0; t < ticks; ++t) {
       now_ += kTick;
       for (auto& [id, m] : members_)
-        m->engine.on_clock(now_);
+        delivered += m->engine.on_clock(now_);
       settle();
     }
+    return delivered;
   }
 
   // The leader of every group, once each has one.
@@ -222,6 +228,44 @@ TEST(EngineTest, TheEarliestTickAmongTheReplicasIsTheEngines) {
   EXPECT_EQ(e.next_tick_us(), 200u);
   EXPECT_EQ(e.find(3), nullptr);
   EXPECT_FALSE(e.in_round());
+}
+
+// Idle groups quiesce, and then an engine neither ticks them nor looks at them for work: a
+// tick costs nothing per idle group. A proposal to one group wakes just that group, on every
+// member, and commits; the others stay quiet.
+TEST(EngineTest, QuiescedReplicasAreNeitherTickedNorLookedAt) {
+  Cluster c(/*quiesce=*/true);
+  std::map<raft::GroupId, raft::NodeId> leaders;
+  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
+    c.advance(1);
+    leaders = c.leaders();
+  }
+  ASSERT_EQ(leaders.size(), kGroups);
+  c.advance(5);
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    Engine& e = c.at(id).engine;
+    EXPECT_EQ(e.awake(), 0u) << "member " << id;
+    EXPECT_FALSE(e.has_round());
+    EXPECT_EQ(e.dirty(), 0u) << "member " << id;
+    EXPECT_EQ(e.next_tick_us(), std::numeric_limits<uint64_t>::max());
+  }
+  uint64_t before = c.now();
+  EXPECT_EQ(c.advance(50), 0u) << "a quiesced replica ticked";
+  // Group 7 gets a write: it wakes (its clock caught up on the ticks it skipped), commits, and
+  // quiesces again; nobody else woke.
+  raft::NodeId l = leaders.at(7);
+  ASSERT_EQ(c.at(l).engine.find(7)->propose("w"), raft::Error::kOk);
+  EXPECT_EQ(c.at(l).engine.awake(), 1u);
+  EXPECT_GE(c.at(l).engine.find(7)->next_tick_us(), before + 50 * kTick);
+  c.settle();
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    EXPECT_EQ(c.at(id).applied[7], (std::vector<std::string>{"w"})) << id;
+    EXPECT_LE(c.at(id).engine.awake(), 1u) << id;
+  }
+  c.advance(5);
+  for (raft::NodeId id = 1; id <= 3; ++id)
+    EXPECT_EQ(c.at(id).engine.awake(), 0u) << id;
+  EXPECT_EQ(c.leaders(), leaders) << "quiescence moved no leadership";
 }
 
 // A replica that gets work while the engine's round is open waits for the next round: opening

@@ -25,6 +25,7 @@ uint64_t Replica::on_clock(uint64_t now_us) {
     next_tick_us_ += options_.tick_us;
     ++ticks;
   }
+  if (ticks != 0) touched();
   return ticks;
 }
 
@@ -32,16 +33,65 @@ void Replica::restart_clock(uint64_t now_us) {
   next_tick_us_ = now_us + options_.tick_us;
 }
 
+void Replica::catch_up() {
+  if (host_ != nullptr && core_->quiesced()) (void)on_clock(host_->now_us());
+}
+
+raft::Error Replica::step(raft::Message&& m) {
+  catch_up();
+  raft::Error err = core_->step(std::move(m));
+  touched();
+  return err;
+}
+
+raft::Error Replica::propose(std::string data) {
+  catch_up();
+  raft::Error err = core_->propose(std::move(data));
+  touched();
+  return err;
+}
+
+raft::Error Replica::propose_conf_change(const raft::ConfChange& cc) {
+  catch_up();
+  raft::Error err = core_->propose_conf_change(cc);
+  touched();
+  return err;
+}
+
+raft::Error Replica::transfer_leader(raft::NodeId to) {
+  catch_up();
+  raft::Error err = core_->transfer_leader(to);
+  touched();
+  return err;
+}
+
+void Replica::report_snapshot(raft::NodeId to, bool failed) {
+  catch_up();
+  core_->report_snapshot(to, failed);
+  touched();
+}
+
 void Replica::report_unreachable(raft::NodeId to) {
+  catch_up();
   core_->report_unreachable(to);
   core_->report_snapshot(to, true);
+  touched();
+}
+
+void Replica::wake() {
+  catch_up();
+  core_->wake();
+  touched();
 }
 
 std::vector<uint64_t> Replica::start_reads(uint64_t deadline_us) {
   std::vector<uint64_t> refused;
   if (queued_reads_.empty()) return refused;
   uint64_t ctx = next_read_context_++;
-  if (core_->read_index(ctx) != raft::Error::kOk) {
+  catch_up();
+  raft::Error err = core_->read_index(ctx);
+  touched();
+  if (err != raft::Error::kOk) {
     refused.swap(queued_reads_);
     return refused;
   }

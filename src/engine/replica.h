@@ -73,6 +73,18 @@ struct RoundResult {
   std::string error;
 };
 
+class Replica;
+
+// The engine hosting a replica (engine.h) hears of every call that may give it a Ready or wake
+// it, so that it looks only at replicas with work and ticks only awake ones; and it lends its
+// clock to a quiesced replica catching up on the ticks it skipped before anything wakes it.
+class ReplicaHost {
+ public:
+  virtual ~ReplicaHost() = default;
+  virtual void touched(Replica& replica) = 0;
+  virtual uint64_t now_us() const = 0;
+};
+
 class Replica {
  public:
   // The core is built from options.raft over its storage; the clock starts at `now_us`.
@@ -93,13 +105,14 @@ class Replica {
   void restart_clock(uint64_t now_us);
   uint64_t next_tick_us() const { return next_tick_us_; }
 
-  [[nodiscard]] raft::Error step(raft::Message&& m) { return core_->step(std::move(m)); }
-  [[nodiscard]] raft::Error propose(std::string data) { return core_->propose(std::move(data)); }
-  [[nodiscard]] raft::Error propose_conf_change(const raft::ConfChange& cc) {
-    return core_->propose_conf_change(cc);
-  }
-  [[nodiscard]] raft::Error transfer_leader(raft::NodeId to) { return core_->transfer_leader(to); }
-  void report_snapshot(raft::NodeId to, bool failed) { core_->report_snapshot(to, failed); }
+  // Set by the engine that hosts the replica; none for a replica driven alone.
+  void set_host(ReplicaHost* host) { host_ = host; }
+
+  [[nodiscard]] raft::Error step(raft::Message&& m);
+  [[nodiscard]] raft::Error propose(std::string data);
+  [[nodiscard]] raft::Error propose_conf_change(const raft::ConfChange& cc);
+  [[nodiscard]] raft::Error transfer_leader(raft::NodeId to);
+  void report_snapshot(raft::NodeId to, bool failed);
   // The connection to `to` failed: a snapshot in flight to it is lost with it, or the leader
   // would send that follower nothing else, ever.
   void report_unreachable(raft::NodeId to);
@@ -107,7 +120,7 @@ class Replica {
   // Quiescence (raft.h, Config::quiesce). The engine wakes a quiesced replica whose leader's
   // member went silent or restarted.
   bool quiesced() const { return core_->quiesced(); }
-  void wake() { core_->wake(); }
+  void wake();
 
   // Queues a reader (a host's token) for the next ReadIndex round.
   void read(uint64_t reader) { queued_reads_.push_back(reader); }
@@ -133,12 +146,21 @@ class Replica {
   void finish_round(RoundResult* out);
 
  private:
+  // Before a call that may wake the core: a quiesced core catches up on the ticks it skipped
+  // (its clock counts, its timers do not), so that it wakes at the right time.
+  void catch_up();
+  // After a call that may have given the core a Ready or woken it.
+  void touched() {
+    if (host_ != nullptr) host_->touched(*this);
+  }
+
   struct ReadRound {
     std::vector<uint64_t> readers;
     uint64_t deadline_us = 0;
   };
 
   ReplicaOptions options_;
+  ReplicaHost* host_ = nullptr;
   std::unique_ptr<raft::Raft> core_;
   uint64_t next_tick_us_ = 0;
   bool in_round_ = false;

@@ -5,12 +5,12 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/ring.h"
 #include "raft/log.h"
 #include "raft/progress.h"
 #include "raft/types.h"
@@ -316,7 +316,7 @@ class Raft {
   };
   struct PeerClock {
     uint64_t nonce = 0;
-    std::deque<ClockSample> refs;  // earlier samples, oldest first
+    base::Ring<ClockSample> refs;  // earlier samples, oldest first
     ClockSample last;
     double rate_bound = 0;  // 0: not proven yet
     uint64_t window = 0;    // our ticks the bound spans
@@ -345,12 +345,12 @@ class Raft {
     NodeId from = kNoNode;
     uint64_t context = 0;
   };
-  std::deque<PendingRead> pending_reads_;
+  base::Ring<PendingRead> pending_reads_;
   // Reads that arrived before the leader committed an entry of its term (§6.4): they wait.
   std::vector<std::pair<NodeId, uint64_t>> reads_before_commit_;
   uint64_t read_round_ = 0;
   std::map<NodeId, uint64_t> acked_round_;
-  std::deque<std::pair<uint64_t, uint64_t>> round_sent_tick_;  // (round, tick)
+  base::Ring<std::pair<uint64_t, uint64_t>> round_sent_tick_;  // (round, tick)
   uint64_t lease_expiry_tick_ = 0;
 
   std::vector<Message> msgs_;

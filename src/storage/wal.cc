@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "base/coding.h"
+#include "base/ring.h"
 
 namespace chorus::storage {
 
@@ -83,8 +84,8 @@ struct Wal::GroupLog {
   Index unresolved_gap = 0;
   uint64_t gap_segment = 0;
   uint64_t gap_offset = 0;
-  std::deque<EntryLocation> locations;  // entries (compact_index, last]
-  std::deque<Entry> cache;              // a suffix of them
+  base::Ring<EntryLocation> locations;  // entries (compact_index, last]
+  base::Ring<Entry> cache;              // a suffix of them
   uint64_t cache_bytes = 0;
   // When the group last cached an entry (Wal::cache_clock_): the log's cache budget is taken
   // back from the groups that wrote least recently first.
