@@ -8,7 +8,11 @@ namespace chorus::engine {
 Replica& Engine::add(const ReplicaOptions& options, uint64_t now_us) {
   now_us_ = std::max(now_us_, now_us);
   auto& r = replicas_[options.raft.group];
-  r = std::make_unique<Replica>(options, now_us);
+  ReplicaOptions o = options;
+  // A quiesced follower learns of its leader's death only through member liveness: without
+  // it, groups do not quiesce.
+  if (options_.heartbeat_us == 0) o.raft.quiesce = false;
+  r = std::make_unique<Replica>(o, now_us);
   r->set_host(this);
   touched(*r);  // a restarted replica may have entries to apply at once
   return *r;
@@ -41,6 +45,10 @@ raft::Error Engine::step(raft::Message&& m, uint64_t now_us) {
 
 void Engine::set_peers(const std::vector<raft::NodeId>& peers, uint64_t now_us) {
   std::map<raft::NodeId, Peer> next;
+  std::vector<raft::NodeId> gone;
+  for (const auto& [id, p] : peers_) {
+    if (std::find(peers.begin(), peers.end(), id) == peers.end()) gone.push_back(id);
+  }
   for (raft::NodeId id : peers) {
     if (id == options_.id) continue;
     auto it = peers_.find(id);
@@ -51,6 +59,9 @@ void Engine::set_peers(const std::vector<raft::NodeId>& peers, uint64_t now_us) 
     }
   }
   peers_ = std::move(next);
+  // A member no longer among the peers is heard from no more: what it led must not wait.
+  for (raft::NodeId id : gone)
+    wake_for(id);
 }
 
 void Engine::heard_from(raft::NodeId id, uint64_t incarnation, uint64_t now_us) {
@@ -72,7 +83,9 @@ void Engine::wake_for(raft::NodeId peer) {
   // wake, and quiesce again after one heartbeat if all is well.
   for (auto& [group, r] : replicas_) {
     if (!r->quiesced()) continue;
-    if (r->core().lead() == peer || r->core().role() == raft::Role::kLeader) r->wake();
+    const raft::Raft& core = r->core();
+    if (core.lead() == peer || (core.role() == raft::Role::kLeader && core.is_member(peer)))
+      r->wake();
   }
 }
 
@@ -118,6 +131,8 @@ uint64_t Engine::on_clock(uint64_t now_us) {
 
 uint64_t Engine::next_tick_us() const {
   uint64_t next = std::numeric_limits<uint64_t>::max();
+  // Member heartbeats are due whether or not any replica is awake.
+  if (options_.heartbeat_us != 0 && !peers_.empty()) next = next_heartbeat_us_;
   for (const auto& [id, r] : awake_)
     next = std::min(next, r->next_tick_us());
   return next;

@@ -48,6 +48,7 @@ class Engine final : private ReplicaHost {
   Engine& operator=(const Engine&) = delete;
 
   // Hosts a replica of options.raft.group (whose log must exist in the host's write-ahead log).
+  // Without member liveness (heartbeat_us 0) the replica does not quiesce.
   Replica& add(const ReplicaOptions& options, uint64_t now_us);
   // The replica of `group`, or nullptr.
   Replica* find(raft::GroupId group) const;
@@ -71,7 +72,8 @@ class Engine final : private ReplicaHost {
   // Delivers every tick due by `now_us` to every awake replica (a quiesced one skips them, and
   // catches up on its clock when something wakes it); returns the ticks delivered in all.
   uint64_t on_clock(uint64_t now_us);
-  // The earliest tick due among the awake replicas (UINT64_MAX without any).
+  // The earliest tick due among the awake replicas, or the next member heartbeat (UINT64_MAX
+  // without either).
   uint64_t next_tick_us() const;
 
   // No round is open and some replica has a Ready. Only replicas touched since their last

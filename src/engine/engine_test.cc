@@ -31,6 +31,7 @@ class CountingFileSystem final : public storage::ForwardingFileSystem {
 };
 
 struct Member {
+  explicit Member(const EngineOptions& options) : engine(options) {}
   storage::FaultFileSystem disk;
   CountingFileSystem fs{&disk};
   std::unique_ptr<storage::Wal> wal;
@@ -42,10 +43,19 @@ struct Member {
 
 class Cluster {
  public:
-  explicit Cluster(bool quiesce = false) {
+  explicit Cluster(bool quiesce = false, bool liveness = true) {
     raft::ConfState cs{{1, 2, 3}, {}, {}, {}, false};
     for (raft::NodeId id = 1; id <= 3; ++id) {
-      auto m = std::make_unique<Member>();
+      // With quiescence, member liveness is on (an engine without it keeps its groups
+      // awake); the test delivers group messages only, and no member is ever judged down.
+      EngineOptions eo;
+      eo.id = id;
+      eo.incarnation = id;
+      if (quiesce && liveness) {
+        eo.heartbeat_us = kTick;
+        eo.dead_after_us = std::numeric_limits<uint64_t>::max() / 2;
+      }
+      auto m = std::make_unique<Member>(eo);
       storage::WalOptions wo;
       wo.segment_bytes = 1 << 20;
       EXPECT_TRUE(storage::Wal::open(&m->fs, "wal", wo, &m->wal).is_ok());
@@ -266,6 +276,24 @@ TEST(EngineTest, QuiescedReplicasAreNeitherTickedNorLookedAt) {
   for (raft::NodeId id = 1; id <= 3; ++id)
     EXPECT_EQ(c.at(id).engine.awake(), 0u) << id;
   EXPECT_EQ(c.leaders(), leaders) << "quiescence moved no leadership";
+}
+
+// Without member liveness nothing would wake a quiesced follower whose leader died: an engine
+// without it keeps its groups awake.
+TEST(EngineTest, WithoutMemberLivenessGroupsDoNotQuiesce) {
+  Cluster c(/*quiesce=*/true, /*liveness=*/false);
+  std::map<raft::GroupId, raft::NodeId> leaders;
+  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
+    c.advance(1);
+    leaders = c.leaders();
+  }
+  ASSERT_EQ(leaders.size(), kGroups);
+  c.advance(20);
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    EXPECT_EQ(c.at(id).engine.awake(), static_cast<size_t>(kGroups)) << id;
+    for (const auto& [g, r] : c.at(id).engine.replicas())
+      ASSERT_FALSE(r->quiesced()) << "member " << id << " group " << g;
+  }
 }
 
 // A replica that gets work while the engine's round is open waits for the next round: opening

@@ -13,6 +13,7 @@ void Raft::reset(Term term) {
   }
   lead_ = kNoNode;
   quiesced_ = false;
+  quiesce_round_ = read_round_ + 1;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   reset_randomized_election_timeout();

@@ -84,6 +84,7 @@ void Raft::handle_heartbeat(const Message& m) {
     quiesced_ = true;
     return;
   }
+  quiesced_ = false;  // a request it cannot take (a late one, a different log) wakes it
   Message resp;
   resp.to = m.from;
   resp.type = MessageType::kHeartbeatResp;

@@ -461,13 +461,17 @@ bool Raft::can_quiesce() const {
   if (log_.committed() != last || log_.applied() != last || !committed_entry_in_current_term())
     return false;
   if (!pending_reads_.empty() || !reads_before_commit_.empty() || needs_read_round_ ||
-      needs_bcast_append_ || lead_transferee_ != kNoNode || pending_conf_index_ > last ||
-      tracker_.config.voters.joint())
+      needs_bcast_append_ || lead_transferee_ != kNoNode || tracker_.config.voters.joint())
     return false;
   for (const auto& [id, pr] : tracker_.progress) {
     if (id == id_) continue;
     if (pr.match != last || pr.state != ProgressState::kReplicate || pr.inflights.count() != 0)
       return false;
+    // Every voter answered a round sent since this leader was elected or woke: they are there.
+    if (!pr.is_learner) {
+      auto acked = acked_round_.find(id);
+      if (acked == acked_round_.end() || acked->second < quiesce_round_) return false;
+    }
   }
   return true;
 }
@@ -497,9 +501,12 @@ void Raft::wake() {
   quiesced_ = false;
   if (role_ == Role::kLeader) {
     // A fresh quorum check period: followers answered before this leader quiesced and will
-    // answer its next heartbeat; none had cause to while it was silent.
+    // answer its next heartbeat; none had cause to while it was silent. It quiesces again only
+    // once a new round proves its voters are still there: a leader cut off meanwhile keeps
+    // heartbeating, and steps down at the quorum check.
     election_elapsed_ = 0;
     heartbeat_elapsed_ = config_.heartbeat_ticks;
+    quiesce_round_ = read_round_ + 1;
     for (auto& [id, pr] : tracker_.progress)
       pr.recent_active = true;
   }

@@ -54,6 +54,10 @@ Raft::Raft(const Config& config)
   if (config.read_only == ReadOnlyOption::kLeaseBased && !config.check_quorum) {
     fatal("config: lease-based reads require check_quorum");
   }
+  if (config.quiesce && !config.check_quorum) {
+    // Without it a follower woken by a stray message would unseat a healthy quiesced leader.
+    fatal("config: quiescence requires check_quorum");
+  }
   if (config.max_inflight_messages == 0) fatal("config: max_inflight_messages must be > 0");
 
   ConfChanger changer(tracker_, log_.last_index());
@@ -111,6 +115,19 @@ void Raft::tick() {
   } else {
     tick_election();
   }
+}
+
+void Raft::tick(uint64_t n) {
+  while (n > 0 && !quiesced_) {
+    tick();
+    --n;
+  }
+  // Quiesced, the rest only counts on the clock: one step however long it slept.
+  if (n == 0 || storage_failed_) return;
+#ifdef CHORUS_RAFT_MUTATIONS
+  if (config_.unsafe.quiesced_clock_stops) return;
+#endif
+  ticks_ += n;
 }
 
 Error Raft::step(const Message& m) {

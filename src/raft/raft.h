@@ -163,6 +163,8 @@ class Raft {
   // vote while they hear from a leader are both counted in ticks, so a core whose clock lags
   // real time would answer a read under a lease that has already run out.
   void tick();
+  // `n` ticks; while quiesced only the clock counts, in one step however many there are.
+  void tick(uint64_t n);
   [[nodiscard]] Error step(const Message& m);
   [[nodiscard]] Error step(Message&& m);
   [[nodiscard]] Error propose(std::string data);
@@ -178,6 +180,8 @@ class Raft {
   // whole election timeout before it campaigns, and refuses votes meanwhile, as ever.
   bool quiesced() const { return quiesced_; }
   void wake();
+  // Whether `id` is in the configuration (a voter or a learner).
+  bool is_member(NodeId id) const { return tracker_.progress.count(id) != 0; }
   // Reports whether a snapshot sent to `to` was delivered.
   void report_snapshot(NodeId to, bool failed);
   void report_unreachable(NodeId to);
@@ -376,6 +380,10 @@ class Raft {
   bool lease_disabled_ = false;
   bool snapshot_requested_ = false;
   bool quiesced_ = false;
+  // A leader quiesces only once every voter answered a heartbeat round numbered at least this:
+  // after it became leader or woke, a round must prove the quorum is still there (a leader cut
+  // off from its followers must find out, and step down, rather than quiesce again).
+  uint64_t quiesce_round_ = 1;
   bool storage_failed_ = false;
   // Records a storage read failure; true if `err` is one (the caller then stops what it does).
   bool check_storage(Error err) {

@@ -1130,6 +1130,24 @@ TEST(Raft_Quiesce, AnIdleGroupFallsSilent) {
   }
 }
 
+// A leader cut off from its followers while quiesced, woken by its host (the members went
+// silent), does not quiesce again without a round its voters answer: it heartbeats, finds no
+// quorum, and steps down.
+TEST(Raft_Quiesce, ALeaderCutOffDoesNotQuiesceAgainAndStepsDown) {
+  TestCluster c(3, quiescing);
+  c.elect(1);
+  c.tick_all(4);
+  ASSERT_TRUE(c.raft(1).quiesced());
+  c.isolate(1);
+  c.raft(1).wake();
+  for (int i = 0; i < 30 && c.raft(1).role() == Role::kLeader; ++i) {
+    c.tick(1);
+    c.process(1);
+    EXPECT_FALSE(c.raft(1).quiesced()) << "quiesced again without its quorum at tick " << i;
+  }
+  EXPECT_EQ(c.raft(1).role(), Role::kFollower);
+}
+
 // A group with work pending does not quiesce: a follower that lacks entries, a read waiting.
 TEST(Raft_Quiesce, NotWhileAFollowerLagsOrAReadWaits) {
   TestCluster c(3, quiescing);
@@ -1187,7 +1205,7 @@ TEST(Raft_Quiesce, AFollowerWithADifferentLogAnswersAndWakesTheLeader) {
   Message q = make(MessageType::kHeartbeat, 1, 2, c.raft(1).term());
   q.reject = true;
   q.commit = c.raft(1).log().committed() - 1;  // not the follower's last index
-  c.raft(2).wake();
+  ASSERT_TRUE(c.raft(2).quiesced());
   ASSERT_EQ(c.raft(2).step(q), Error::kOk);
   EXPECT_FALSE(c.raft(2).quiesced());
   c.stabilize();
