@@ -155,6 +155,16 @@ class Cluster {
     return delivered;
   }
 
+  // Advances until every group has a leader (200 ticks at most); returns the leaders.
+  std::map<raft::GroupId, raft::NodeId> elect_all() {
+    std::map<raft::GroupId, raft::NodeId> out;
+    for (int i = 0; i < 200 && out.size() < kGroups; ++i) {
+      advance(1);
+      out = leaders();
+    }
+    return out;
+  }
+
   // The leader of every group, once each has one.
   std::map<raft::GroupId, raft::NodeId> leaders() {
     std::map<raft::GroupId, raft::NodeId> out;
@@ -174,11 +184,7 @@ class Cluster {
 
 TEST(EngineTest, OneSyncPerRoundServesEveryGroupWithWork) {
   Cluster c;
-  std::map<raft::GroupId, raft::NodeId> leaders;
-  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
-    c.advance(1);
-    leaders = c.leaders();
-  }
+  std::map<raft::GroupId, raft::NodeId> leaders = c.elect_all();
   ASSERT_EQ(leaders.size(), kGroups);
   // Leadership is spread: per-group seeds keep the groups from electing the same member.
   std::map<raft::NodeId, int> led;
@@ -245,11 +251,7 @@ TEST(EngineTest, TheEarliestTickAmongTheReplicasIsTheEngines) {
 // member, and commits; the others stay quiet.
 TEST(EngineTest, QuiescedReplicasAreNeitherTickedNorLookedAt) {
   Cluster c(/*quiesce=*/true);
-  std::map<raft::GroupId, raft::NodeId> leaders;
-  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
-    c.advance(1);
-    leaders = c.leaders();
-  }
+  std::map<raft::GroupId, raft::NodeId> leaders = c.elect_all();
   ASSERT_EQ(leaders.size(), kGroups);
   c.advance(5);
   for (raft::NodeId id = 1; id <= 3; ++id) {
@@ -282,11 +284,7 @@ TEST(EngineTest, QuiescedReplicasAreNeitherTickedNorLookedAt) {
 // without it keeps its groups awake.
 TEST(EngineTest, WithoutMemberLivenessGroupsDoNotQuiesce) {
   Cluster c(/*quiesce=*/true, /*liveness=*/false);
-  std::map<raft::GroupId, raft::NodeId> leaders;
-  for (int i = 0; i < 200 && leaders.size() < kGroups; ++i) {
-    c.advance(1);
-    leaders = c.leaders();
-  }
+  std::map<raft::GroupId, raft::NodeId> leaders = c.elect_all();
   ASSERT_EQ(leaders.size(), kGroups);
   c.advance(20);
   for (raft::NodeId id = 1; id <= 3; ++id) {

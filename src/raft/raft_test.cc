@@ -1102,6 +1102,14 @@ void quiescing(Config& c) {
   c.read_only = ReadOnlyOption::kLeaseBased;
 }
 
+// A three-member group led by 1 that has gone idle and quiesced.
+void elect_and_quiesce(TestCluster& c) {
+  c.elect(1);
+  c.tick_all(4);
+  for (NodeId id = 1; id <= 3; ++id)
+    ASSERT_TRUE(c.raft(id).quiesced()) << id;
+}
+
 // An idle group quiesces: once every follower holds the leader's whole log, committed and
 // applied, the leader asks them to quiesce and then nobody sends anything, tick after tick.
 TEST(Raft_Quiesce, AnIdleGroupFallsSilent) {
@@ -1135,9 +1143,8 @@ TEST(Raft_Quiesce, AnIdleGroupFallsSilent) {
 // quorum, and steps down.
 TEST(Raft_Quiesce, ALeaderCutOffDoesNotQuiesceAgainAndStepsDown) {
   TestCluster c(3, quiescing);
-  c.elect(1);
-  c.tick_all(4);
-  ASSERT_TRUE(c.raft(1).quiesced());
+  elect_and_quiesce(c);
+  if (::testing::Test::HasFatalFailure()) return;
   c.isolate(1);
   c.raft(1).wake();
   for (int i = 0; i < 30 && c.raft(1).role() == Role::kLeader; ++i) {
@@ -1173,9 +1180,8 @@ TEST(Raft_Quiesce, NotWhileAFollowerLagsOrAReadWaits) {
 // campaigns, and the group elects without the old leader.
 TEST(Raft_Quiesce, AWokenFollowerElectsAfterTheLeaderIsGone) {
   TestCluster c(3, quiescing);
-  c.elect(1);
-  c.tick_all(4);
-  ASSERT_TRUE(c.raft(2).quiesced());
+  elect_and_quiesce(c);
+  if (::testing::Test::HasFatalFailure()) return;
   c.isolate(1);
   for (int i = 0; i < 200; ++i) {
     c.tick(2);
@@ -1199,9 +1205,8 @@ TEST(Raft_Quiesce, AWokenFollowerElectsAfterTheLeaderIsGone) {
 // commit) answers it, and the answer wakes the leader.
 TEST(Raft_Quiesce, AFollowerWithADifferentLogAnswersAndWakesTheLeader) {
   TestCluster c(3, quiescing);
-  c.elect(1);
-  c.tick_all(4);
-  ASSERT_TRUE(c.raft(1).quiesced());
+  elect_and_quiesce(c);
+  if (::testing::Test::HasFatalFailure()) return;
   Message q = make(MessageType::kHeartbeat, 1, 2, c.raft(1).term());
   q.reject = true;
   q.commit = c.raft(1).log().committed() - 1;  // not the follower's last index

@@ -39,16 +39,18 @@ TEST(Simulator, CorrectClusterPassesUnderAllFaults) {
   }
 }
 
-// Runs seeds 1..count on `nodes` nodes, expects every one to pass, and hands each result to
-// `observe`; stops early once `observe` returns false.
+// Runs seeds 1..count on `nodes` nodes with `groups` groups, expects every one to pass, and
+// hands each result to `observe`; stops early once `observe` returns false.
 template <typename Observe>
-void run_seeds(int nodes, uint64_t count, Observe observe) {
+void run_seeds(int nodes, uint64_t count, Observe observe, int groups = 1) {
   for (uint64_t seed = 1; seed <= count; ++seed) {
     SimOptions o;
     o.seed = seed;
     o.nodes = nodes;
+    o.groups = groups;
     SimResult r = run_simulation(o);
-    EXPECT_TRUE(r.ok) << "nodes " << nodes << " seed " << seed << ": " << r.failure;
+    ASSERT_TRUE(r.ok) << "nodes " << nodes << " groups " << groups << " seed " << seed << ": "
+                      << r.failure;
     if (!observe(r)) return;
   }
 }
@@ -128,21 +130,19 @@ TEST(Simulator, ClocksBeyondTheLeaseAllowanceMakeTheLeaseRefused) {
 // every check holds per group, on one shared log per member.
 TEST(Simulator, ManyGroupsOnSharedLogsPassUnderAllFaults) {
   SimResult total;
-  for (uint64_t seed = 1; seed <= 40; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    o.nodes = 5;
-    o.groups = 4;
-    SimResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
-    EXPECT_EQ(r.linearizability, "ok");
-    ASSERT_EQ(r.committed_by_group.size(), 4u);
-    for (size_t g = 0; g < 4; ++g)
-      EXPECT_GT(r.committed_by_group[g], 0u) << "seed " << seed << " group " << g + 1;
-    total.conf_changes += r.conf_changes;
-    total.replicas_moved += r.replicas_moved;
-    total.snapshots_installed += r.snapshots_installed;
-  }
+  run_seeds(
+      5, 40,
+      [&](const SimResult& r) {
+        EXPECT_EQ(r.linearizability, "ok");
+        EXPECT_EQ(r.committed_by_group.size(), 4u);
+        for (size_t g = 0; g < r.committed_by_group.size(); ++g)
+          EXPECT_GT(r.committed_by_group[g], 0u) << "group " << g + 1;
+        total.conf_changes += r.conf_changes;
+        total.replicas_moved += r.replicas_moved;
+        total.snapshots_installed += r.snapshots_installed;
+        return true;
+      },
+      4);
   EXPECT_GT(total.conf_changes, 10u);
   EXPECT_GT(total.replicas_moved, 0u) << "no group ever gained a voter it did not start with";
   EXPECT_GT(total.snapshots_installed, 0u);
@@ -168,17 +168,15 @@ TEST(Simulator, ManyGroupsReplayExactly) {
 TEST(Simulator, QuiescedGroupsWakeAndElectWhenTheirLeadersMemberDies) {
   SimResult total;
   int quiescing = 0;
-  for (uint64_t seed = 1; seed <= 60; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    o.nodes = 5;
-    o.groups = 4;
-    SimResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
-    if (r.quiesce) ++quiescing;
-    total.quiescences += r.quiescences;
-    total.reelected_after_quiesced_leader_down += r.reelected_after_quiesced_leader_down;
-  }
+  run_seeds(
+      5, 60,
+      [&](const SimResult& r) {
+        if (r.quiesce) ++quiescing;
+        total.quiescences += r.quiescences;
+        total.reelected_after_quiesced_leader_down += r.reelected_after_quiesced_leader_down;
+        return true;
+      },
+      4);
   EXPECT_GT(quiescing, 10);
   EXPECT_GT(total.quiescences, 100u);
   EXPECT_GT(total.reelected_after_quiesced_leader_down, 5u);
