@@ -12,7 +12,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal bench-etcd bench-engine-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -83,6 +83,13 @@ bench: build
 # process, quiesced, then a minute of simulated time (bench/engine_groups.cc).
 bench-engine-groups: build
 	$(REL)/bench/chorus-bench-engine-groups --groups $${GROUPS:-10000} --seconds 60
+
+# Data groups in real chorusd processes (bench/bench_groups.py): 10,000 idle groups over 3 members
+# (CPU and memory once quiesced, and how leadership spread), then writes over 1, 8 and 64 groups.
+# The figures go into docs/BENCHMARKS.md.
+bench-groups: build
+	/usr/bin/python3 bench/bench_groups.py --chorusd $(REL)/src/server/chorusd \
+	  --load $(REL)/bench/chorus-etcd-load --groups $${GROUPS:-10000} --docs docs/BENCHMARKS.md
 
 # Chorus beside etcd 3.4 (Debian's etcd-server, installed here) on this machine, in one run: every
 # scenario of bench/etcd_load.cc against a fresh 3-member cluster of each; the table and chart go

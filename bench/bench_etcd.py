@@ -70,8 +70,9 @@ GOALS = [
 class Cluster:
     """Three members of etcd or Chorus on loopback, with the same timing settings."""
 
-    def __init__(self, kind, binary, root):
+    def __init__(self, kind, binary, root, extra_args=()):
         self.kind = kind
+        self.extra_args = list(extra_args)
         self.binary = binary
         self.root = os.path.join(root, kind)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -102,10 +103,11 @@ class Cluster:
                 args += ["--logger", "zap", "--log-level", "warn"]
             else:
                 args += ["--log-level", "warn"]
+            args += self.extra_args
             log = open(os.path.join(self.root, m["name"] + ".log"), "ab")
             self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while time.time() < deadline:
             p = subprocess.run([ETCDCTL, "--endpoints", self.endpoints(), "endpoint", "health"],
                                capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"))
@@ -115,7 +117,7 @@ class Cluster:
                 if proc.poll() is not None:
                     raise RuntimeError("%s exited while starting; logs in %s" % (self.kind, self.root))
             time.sleep(0.3)
-        raise RuntimeError("%s cluster not healthy within 60 s; logs in %s" % (self.kind, self.root))
+        raise RuntimeError("%s cluster not healthy within 120 s; logs in %s" % (self.kind, self.root))
 
     def endpoints_leader_first(self):
         """The endpoints with the leader's first, so a scenario's connections are spread the same
@@ -323,14 +325,15 @@ def svg_chart(results, labels, path):
 BEGIN, END = "<!-- bench-etcd: begin -->", "<!-- bench-etcd: end -->"
 
 
-def write_docs(path, section):
+def write_docs(path, section, begin=BEGIN, end=END):
+    """Replaces the text between the markers `begin` and `end` in `path` (or appends it)."""
     text = "# Benchmarks\n"
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-    block = BEGIN + "\n" + section.rstrip() + "\n" + END
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    block = begin + "\n" + section.rstrip() + "\n" + end
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     with open(path, "w") as f:

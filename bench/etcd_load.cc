@@ -17,6 +17,8 @@
 //   mix         90 % linearizable gets, 10 % puts, over the same keys.
 //   watch       --watchers watch streams on one prefix; a writer puts --rate values a second,
 //               each carrying its send time; latency is from the put's send to each delivery.
+//   group-put   Chorus's data groups (chorus/groups.proto): a put of a random key of --keys in
+//               a random one of --groups groups (2 .. groups+1). Chorus only.
 //
 // Prints one JSON object on stdout: throughput, latency percentiles in microseconds, errors, and
 // with --server-pids the CPU time those processes used during the measured window and their
@@ -43,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "chorus/groups.grpc.pb.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 
 namespace chorus::bench {
@@ -50,15 +53,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace pb = etcdserverpb;
+namespace gpb = chorus::groups::v1;
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "chorus-etcd-load: %s\n"
                "usage: chorus-etcd-load --endpoints H:P[,H:P...] --scenario "
-               "put|get|get-serial|txn|mix|watch\n"
+               "put|get|get-serial|txn|mix|watch|group-put\n"
                "  [--clients N] [--conns N] [--threads N] [--seconds S] [--warmup S]\n"
                "  [--value-size B] [--keys N] [--watchers N] [--rate PUTS_PER_S]\n"
-               "  [--server-pids P,P,...] [--timeout-ms MS]\n",
+               "  [--server-pids P,P,...] [--timeout-ms MS] [--groups N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -86,6 +90,7 @@ struct Options {
   int watchers = 1000;
   double rate = 100;
   int timeout_ms = 10000;
+  int groups = 1;
   std::vector<int> server_pids;
 };
 
@@ -143,13 +148,14 @@ Options parse(int argc, char** argv) {
   take_int("keys", &o.keys, 1);
   take_int("watchers", &o.watchers, 1);
   take_int("timeout-ms", &o.timeout_ms, 1);
+  take_int("groups", &o.groups, 1);
   take_double("seconds", &o.seconds, 0.1);
   take_double("warmup", &o.warmup, 0);
   take_double("rate", &o.rate, 0.1);
   if (!v.empty()) usage("unknown option --" + v.begin()->first);
   if (o.endpoints.empty()) usage("--endpoints is required");
-  static const std::vector<std::string> kScenarios = {"put", "get", "get-serial",
-                                                      "txn", "mix", "watch"};
+  static const std::vector<std::string> kScenarios = {"put", "get",   "get-serial", "txn",
+                                                      "mix", "watch", "group-put"};
   if (std::find(kScenarios.begin(), kScenarios.end(), o.scenario) == kScenarios.end()) {
     usage("unknown --scenario '" + o.scenario + "'");
   }
@@ -221,6 +227,7 @@ struct Conn {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Watch::Stub> watch;
+  std::unique_ptr<gpb::Groups::Stub> groups;
 };
 
 std::vector<Conn> connect(const Options& o) {
@@ -235,6 +242,7 @@ std::vector<Conn> connect(const Options& o) {
     }
     c.kv = pb::KV::NewStub(c.channel);
     c.watch = pb::Watch::NewStub(c.channel);
+    c.groups = gpb::Groups::NewStub(c.channel);
     conns.push_back(std::move(c));
   }
   return conns;
@@ -314,6 +322,7 @@ struct Client {
   UnaryLoad* load = nullptr;
   int id = 0;
   pb::KV::Stub* kv = nullptr;
+  gpb::Groups::Stub* groups = nullptr;
   grpc::CompletionQueue* cq = nullptr;
   Counters* counters = nullptr;
   std::mt19937_64 rng;
@@ -331,6 +340,9 @@ struct Client {
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::PutResponse>> put_rpc;
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::RangeResponse>> range_rpc;
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::TxnResponse>> txn_rpc;
+  gpb::PutRequest group_put_req;
+  gpb::PutResponse group_put_resp;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<gpb::PutResponse>> group_put_rpc;
   grpc::Alarm retry;         // after a failed request, the next waits a little
   bool waiting = false;      // the completion due is the retry alarm's
   uint64_t preload_key = 0;  // the key being preloaded, and how often its put failed in a row
@@ -351,6 +363,7 @@ class UnaryLoad {
       c.load = this;
       c.id = i;
       c.kv = conns_[static_cast<size_t>(i % o.conns)].kv.get();
+      c.groups = conns_[static_cast<size_t>(i % o.conns)].groups.get();
       c.cq = cqs_[static_cast<size_t>(i % o.threads)].get();
       c.counters = &counters_[static_cast<size_t>(i % o.threads)];
       c.rng.seed(0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(i + 1));
@@ -443,6 +456,8 @@ class UnaryLoad {
     uint64_t key = c->rng() % static_cast<uint64_t>(o_.keys);
     if (s == "put") {
       send_put(c, key_name("bench/", key));
+    } else if (s == "group-put") {
+      send_group_put(c, 2 + c->rng() % static_cast<uint64_t>(o_.groups), key_name("bench/", key));
     } else if (s == "get" || s == "get-serial") {
       send_get(c, key_name("bench/", key), s == "get-serial");
     } else if (s == "mix") {
@@ -470,6 +485,15 @@ class UnaryLoad {
     c->put_req.set_value(value_);
     c->put_rpc = c->kv->AsyncPut(c->ctx.get(), c->put_req, c->cq);
     c->put_rpc->Finish(&c->put_resp, &c->status, c);
+  }
+
+  void send_group_put(Client* c, uint64_t group, std::string key) {
+    start(c, OpKind::kPut);
+    c->group_put_req.set_group(group);
+    c->group_put_req.set_key(std::move(key));
+    c->group_put_req.set_value(value_);
+    c->group_put_rpc = c->groups->AsyncPut(c->ctx.get(), c->group_put_req, c->cq);
+    c->group_put_rpc->Finish(&c->group_put_resp, &c->status, c);
   }
 
   void send_get(Client* c, std::string key, bool serializable) {

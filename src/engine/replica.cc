@@ -63,6 +63,13 @@ raft::Error Replica::transfer_leader(raft::NodeId to) {
   return err;
 }
 
+raft::Error Replica::campaign() {
+  catch_up();
+  raft::Error err = core_->campaign();
+  touched();
+  return err;
+}
+
 void Replica::report_snapshot(raft::NodeId to, bool failed) {
   catch_up();
   core_->report_snapshot(to, failed);

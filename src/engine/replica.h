@@ -112,6 +112,8 @@ class Replica {
   [[nodiscard]] raft::Error propose(std::string data);
   [[nodiscard]] raft::Error propose_conf_change(const raft::ConfChange& cc);
   [[nodiscard]] raft::Error transfer_leader(raft::NodeId to);
+  // Starts an election now (a host placing a new group's first leader).
+  [[nodiscard]] raft::Error campaign();
   void report_snapshot(raft::NodeId to, bool failed);
   // The connection to `to` failed: a snapshot in flight to it is lost with it, or the leader
   // would send that follower nothing else, ever.

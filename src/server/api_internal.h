@@ -157,5 +157,6 @@ std::unique_ptr<grpc::Service> make_lease_service(ApiServer::Impl* s);        //
 std::unique_ptr<grpc::Service> make_watch_service(ApiServer::Impl* s);        // api_watch.cc
 std::unique_ptr<grpc::Service> make_cluster_service(ApiServer::Impl* s);      // api_cluster.cc
 std::unique_ptr<grpc::Service> make_maintenance_service(ApiServer::Impl* s);  // api_maintenance.cc
+std::unique_ptr<grpc::Service> make_groups_service(ApiServer::Impl* s);       // api_groups.cc
 
 }  // namespace chorus::server

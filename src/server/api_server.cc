@@ -257,6 +257,7 @@ storage::Status ApiServer::start() {
   impl_->services.push_back(make_lease_service(impl_.get()));
   impl_->services.push_back(make_cluster_service(impl_.get()));
   impl_->services.push_back(make_maintenance_service(impl_.get()));
+  impl_->services.push_back(make_groups_service(impl_.get()));
   impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node, &impl_->options.tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

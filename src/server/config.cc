@@ -36,6 +36,8 @@ constexpr size_t kMaxConfigFileBytes = size_t{1} << 20;
 constexpr uint64_t kMaxElectionTimeoutMs = 50'000;
 // Requests travel in one gRPC message, whose size is a signed 32-bit int.
 constexpr uint64_t kMaxRequestBytesLimit = uint64_t{1} << 30;
+// Data group ids are 2..N+1; each member hosts a replica of most of them.
+constexpr uint64_t kMaxInitialGroups = 1'000'000;
 
 constexpr std::string_view kDefaultListenClientUrls = "http://localhost:2379";
 constexpr std::string_view kDefaultListenPeerUrls = "http://localhost:2380";
@@ -105,6 +107,13 @@ constexpr std::array kSettings = {
             "(at most 9/8 as fast as its own with the default timeouts; about 20 heartbeats "
             "after an election); until then, and whenever clocks drift further, reads take the "
             "round trip."},
+    Setting{"Chorus", "initial-groups", "<count>", "0",
+            "Data groups a new cluster starts with beside the etcd keyspace (ids 2 and up), "
+            "each replicated on three of the initial members; they share each member's log "
+            "and fsyncs. Read only when the cluster is first created."},
+    Setting{"Chorus", "quiesce-groups", "", "true",
+            "Idle data groups stop ticking and heartbeating until a write, a read or a "
+            "member's failure wakes them."},
     Setting{"Chorus", "slow-request-ms", "<ms>", "100",
             "Log requests slower than this, in milliseconds; 0 logs none."},
     Setting{"Chorus", "watch-progress-notify-ms", "<ms>", "600000",
@@ -645,6 +654,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                      kMaxRequestBytesLimit, &c->max_request_bytes, error) ||
       !parse_setting(values, "max-txn-ops", defaults.max_txn_ops, 1, kMaxInt, &c->max_txn_ops,
                      error) ||
+      !parse_setting(values, "initial-groups", defaults.initial_groups, 0, kMaxInitialGroups,
+                     &c->initial_groups, error) ||
       !parse_setting(values, "slow-request-ms", defaults.slow_request_ms, 0, kMaxInt64,
                      &c->slow_request_ms, error) ||
       !parse_setting(values, "watch-progress-notify-ms", defaults.watch_progress_notify_ms, 100,
@@ -668,7 +679,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                     error) ||
       !parse_choice(lookup(values, "unsafe-test-fault", "none"), {"none", "stale-reads"},
                     &c->unsafe_test_fault, error) ||
-      !parse_bool(lookup(values, "lease-reads", "false"), &c->lease_reads, error)) {
+      !parse_bool(lookup(values, "lease-reads", "false"), &c->lease_reads, error) ||
+      !parse_bool(lookup(values, "quiesce-groups", "true"), &c->quiesce_groups, error)) {
     return false;
   }
   c->initial_cluster_new = state == "new";

@@ -91,6 +91,8 @@ struct ServerConfig {
   // Chorus only. Linearizable reads confirm leadership with a ReadIndex round trip when false;
   // when true, the leader serves them under its lease (clock-dependent, one round trip less).
   bool lease_reads = false;
+  int64_t initial_groups = 0;  // data groups of a new cluster
+  bool quiesce_groups = true;
   int64_t slow_request_ms = 100;  // requests slower than this are logged; 0 logs none
   int64_t watch_progress_notify_ms = 600'000;
   std::string config_file;  // empty when none was given

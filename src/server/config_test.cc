@@ -110,6 +110,8 @@ TEST(Config, DefaultsAreEtcds) {
   EXPECT_EQ(c.max_txn_ops, 128);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_FALSE(c.lease_reads);
+  EXPECT_EQ(c.initial_groups, 0);
+  EXPECT_TRUE(c.quiesce_groups);
   EXPECT_EQ(c.slow_request_ms, 100);
   EXPECT_EQ(c.config_file, "");
   EXPECT_NE(c.member_id, 0u);
@@ -124,17 +126,27 @@ TEST(Config, DataDirDefaultsToTheName) {
 }
 
 TEST(Config, EveryFlagParses) {
-  Parsed p =
-      parse({"--name=infra2", "--data-dir=/var/lib/chorus",
-             "--listen-client-urls=http://10.0.0.2:2379,http://127.0.0.1:2379",
-             "--advertise-client-urls=http://node2.example:2379",
-             "--listen-peer-urls=http://10.0.0.2:2380",
-             "--initial-advertise-peer-urls=http://10.0.0.2:2380",
-             "--listen-metrics-urls=http://0.0.0.0:9090", "--initial-cluster=" + kCluster3,
-             "--initial-cluster-state=existing", "--initial-cluster-token=prod",
-             "--heartbeat-interval=50", "--election-timeout=500", "--snapshot-count=10000",
-             "--quota-backend-bytes=8589934592", "--max-request-bytes=10485760",
-             "--max-txn-ops=1024", "--log-level=debug", "--lease-reads", "--slow-request-ms=0"});
+  Parsed p = parse({"--name=infra2",
+                    "--data-dir=/var/lib/chorus",
+                    "--listen-client-urls=http://10.0.0.2:2379,http://127.0.0.1:2379",
+                    "--advertise-client-urls=http://node2.example:2379",
+                    "--listen-peer-urls=http://10.0.0.2:2380",
+                    "--initial-advertise-peer-urls=http://10.0.0.2:2380",
+                    "--listen-metrics-urls=http://0.0.0.0:9090",
+                    "--initial-cluster=" + kCluster3,
+                    "--initial-cluster-state=existing",
+                    "--initial-cluster-token=prod",
+                    "--heartbeat-interval=50",
+                    "--election-timeout=500",
+                    "--snapshot-count=10000",
+                    "--quota-backend-bytes=8589934592",
+                    "--max-request-bytes=10485760",
+                    "--max-txn-ops=1024",
+                    "--log-level=debug",
+                    "--lease-reads",
+                    "--slow-request-ms=0",
+                    "--initial-groups=10000",
+                    "--quiesce-groups=false"});
   ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
   const ServerConfig& c = p.config;
   EXPECT_EQ(c.name, "infra2");
@@ -156,6 +168,8 @@ TEST(Config, EveryFlagParses) {
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_TRUE(c.lease_reads);
   EXPECT_EQ(c.slow_request_ms, 0);
+  EXPECT_EQ(c.initial_groups, 10000);
+  EXPECT_FALSE(c.quiesce_groups);
   EXPECT_EQ(c.member_id, c.initial_cluster[1].id);
 }
 
@@ -410,6 +424,8 @@ TEST(ConfigErrors, NumbersFromEverySource) {
                {"flag --max-request-bytes", "out of range"});
   expect_error(parse({"--max-txn-ops", "1.5"}), {"flag --max-txn-ops", "not a whole number"});
   expect_error(parse({"--slow-request-ms", " 5"}), {"flag --slow-request-ms"});
+  expect_error(parse({"--initial-groups", "-1"}), {"flag --initial-groups", "negative"});
+  expect_error(parse({"--initial-groups", "2000000"}), {"flag --initial-groups", "out of range"});
 }
 
 TEST(ConfigErrors, Choices) {

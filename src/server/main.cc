@@ -190,6 +190,8 @@ int run(ServerConfig cfg) {
   o.tick_ms = cfg.heartbeat_interval_ms;
   o.election_ticks = std::max(2, cfg.election_timeout_ms / cfg.heartbeat_interval_ms);
   o.lease_reads = cfg.lease_reads;
+  o.initial_groups = static_cast<uint32_t>(cfg.initial_groups);
+  o.quiesce_groups = cfg.quiesce_groups;
   o.unsafe_stale_reads = cfg.unsafe_test_fault == "stale-reads";
   if (o.unsafe_stale_reads) {
     log(LogLevel::kWarn,
@@ -279,6 +281,7 @@ int run(ServerConfig cfg) {
   ServerMetricsSource source;
   source.node = [&node] { return node->status(); };
   source.transport = [&peers] { return peers.stats(); };
+  source.groups = [&node] { return node->groups_status(); };
   source.peers = [&node, &peers] {
     std::vector<PeerMetricsSample> out;
     for (const MemberInfo& m : node->members()) {

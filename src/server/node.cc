@@ -44,6 +44,24 @@ Status read_id_file(storage::FileSystem* fs, const std::string& dir, const char*
   return Status::ok();
 }
 
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// Member liveness runs at the heartbeat interval; a member silent for an election timeout is
+// down, and the quiesced data groups it led wake and elect. The incarnation tells this life of
+// the member from the previous ones.
+engine::EngineOptions engine_options(const NodeOptions& o) {
+  engine::EngineOptions e;
+  e.id = o.id;
+  e.incarnation = wall_ms();
+  e.heartbeat_us = static_cast<uint64_t>(o.tick_ms) * 1000;
+  e.dead_after_us = e.heartbeat_us * static_cast<uint64_t>(o.election_ticks);
+  return e;
+}
+
 std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members) {
   std::vector<raft::Entry> entries;
   // Members in id order, so every member writes the same entries.
@@ -71,14 +89,12 @@ void Node::adopt_cluster_id(uint64_t id) {
   log(LogLevel::kInfo, "joined cluster " + hex_id(id));
 }
 
-Node::Node(const NodeOptions& options) : options_(options), start_time_(Clock::now()) {
+Node::Node(const NodeOptions& options)
+    : options_(options), engine_(engine_options(options)), start_time_(Clock::now()) {
   // Request ids and read contexts must not repeat across restarts: entries this member proposed
   // before a restart are applied again (or arrive late) carrying their old ids. The wall clock
   // in the high bits makes each boot's ids start past the previous boot's.
-  auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-  uint64_t base = static_cast<uint64_t>(wall_ms) << 20;
+  uint64_t base = wall_ms() << 20;
   next_request_id_ = base;
   first_read_context_ = base;
 }
@@ -241,7 +257,7 @@ Status Node::recover() {
   term_ = replica_->core().term();
 
   rebuild_lessor();
-  return Status::ok();
+  return open_groups(first_start);
 }
 
 void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_fatal) {
@@ -261,7 +277,21 @@ void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_f
       if (id != options_.id && !m.peer_urls.empty()) sink_->set_peer(id, m.peer_urls);
     }
   }
-  replica_->restart_clock(clock_us(Clock::now()));
+  uint64_t now = clock_us(Clock::now());
+  for (const auto& [group, replica] : engine_.replicas())
+    replica->restart_clock(now);
+  refresh_engine_peers(now);
+  // A new cluster's data groups elect their first leaders at once, spread over the members.
+  for (raft::GroupId g : campaign_at_start_) {
+    if (engine::Replica* r = engine_.find(g)) (void)r->campaign();
+  }
+  campaign_at_start_.clear();
+  if (group_store_ != nullptr) {
+    groups_apply_thread_ = std::thread([this] {
+      base::set_thread_name("chorus-gapply");
+      groups_apply_loop();
+    });
+  }
   apply_thread_ = std::thread([this] {
     base::set_thread_name("chorus-apply");
     apply_loop();
@@ -299,6 +329,12 @@ void Node::stop(int transfer_wait_ms) {
   }
   apply_cv_.notify_one();
   if (apply_thread_.joinable()) apply_thread_.join();
+  {
+    std::lock_guard<std::mutex> lk(group_apply_mu_);
+    group_apply_stop_ = true;
+  }
+  group_apply_cv_.notify_one();
+  if (groups_apply_thread_.joinable()) groups_apply_thread_.join();
   started_ = false;
 
   // Whoever still waits gets an answer.
@@ -335,6 +371,22 @@ void Node::stop(int transfer_wait_ms) {
   for (auto& r : in_reads_)
     r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   in_reads_.clear();
+  for (auto& [group, r] : in_group_reads_)
+    r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  in_group_reads_.clear();
+  for (auto& f : in_group_infos_)
+    f({});
+  in_group_infos_.clear();
+  for (auto& item : group_apply_queue_) {
+    for (auto& r : item.readers)
+      r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  }
+  group_apply_queue_.clear();
+  for (auto& [group, waiting] : group_waiting_reads_) {
+    for (auto& [index, r] : waiting)
+      r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+  }
+  group_waiting_reads_.clear();
 }
 
 void Node::receive(std::vector<raft::Message>&& messages) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "kv/group_store.h"
 #include "kv/lessor.h"
 #include "kv/mvcc.h"
 #include "kv/snapshots.h"
@@ -71,6 +72,14 @@ struct NodeOptions {
   // --initial-cluster-token: member ids of added members derive from it and their peer URLs.
   std::string cluster_token;
 
+  // Data groups a new cluster starts with (--initial-groups): ids 2..N+1, each placed on up to
+  // three initial members by initial_placement(). Their replicas share the log, the rounds and
+  // the fdatasyncs of the etcd group; their state machines share one RocksDB (member/groups).
+  uint32_t initial_groups = 0;
+  // Idle data groups quiesce: no ticks and no heartbeats until something arrives (member
+  // liveness, one heartbeat per member pair per tick, notices a dead leader's member).
+  bool quiesce_groups = true;
+
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
   bool lease_reads = false;
@@ -97,6 +106,31 @@ struct NodeOptions {
   // Timings for metrics (may be empty): each log write with its fdatasync, each applied batch.
   std::function<void(double seconds)> observe_wal_sync;
   std::function<void(double seconds)> observe_apply;
+};
+
+// Where a new cluster places data group `group` (2, 3, ...) among its initial members: on
+// min(3, n) of them, starting one member further for each group. The first of them campaigns
+// when the cluster first starts, so leadership starts spread evenly over the members.
+std::vector<raft::NodeId> initial_placement(raft::GroupId group, std::vector<raft::NodeId> members);
+
+// The data groups of a member, read without locks.
+struct GroupsStatus {
+  uint64_t hosted = 0;   // replicas here
+  uint64_t leading = 0;  // of which leaders
+  uint64_t awake = 0;    // replicas whose timers run (the others are quiesced)
+  uint64_t peers_down = 0;
+  uint64_t writes_applied = 0;
+};
+
+// One data group as this member sees it.
+struct GroupInfo {
+  raft::GroupId id = 0;
+  raft::NodeId leader = 0;
+  raft::Term term = 0;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  bool quiesced = false;
+  std::vector<raft::NodeId> voters;
 };
 
 // What the node reports about itself, read without locks.
@@ -203,6 +237,21 @@ class Node {
   // leader, bad transferee, took too long).
   void transfer_leadership(raft::NodeId target, Done done);
 
+  // Data groups (docs/ARCHITECTURE.md, "Data groups"). Whether a replica of `group` is here.
+  bool hosts_group(raft::GroupId group) const;
+  // Proposes `op` to the group; `done` runs once it is applied here, or with an error.
+  using GroupDone = std::function<void(const RpcError& error)>;
+  void group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done);
+  // As read_barrier, for a data group: `done` runs once this member's replica of the group has
+  // applied a point that reflects every write acknowledged before the call.
+  void group_read_barrier(raft::GroupId group, GroupDone done);
+  // Reads the group's state machine here (after group_read_barrier: linearizably).
+  storage::Status group_get(raft::GroupId group, std::string_view key, std::string* value) const;
+  GroupsStatus groups_status() const;
+  // Every data group hosted here, from the raft thread; `done` runs there (or at once, with
+  // nothing, if the node has stopped).
+  void group_infos(std::function<void(std::vector<GroupInfo>&&)> done);
+
   // A consistent copy of the state machine in `dir` (for the Snapshot RPC), and a rewrite of its
   // files to reclaim space (Defragment).
   storage::Status checkpoint(const std::string& dir) { return store_->checkpoint(dir); }
@@ -211,6 +260,15 @@ class Node {
  private:
   explicit Node(const NodeOptions& options);
   storage::Status recover();
+  // Opens the data groups' store and hosts a replica of every data group in the log; a new
+  // cluster's first start creates this member's share of options_.initial_groups first.
+  storage::Status open_groups(bool first_start);
+  void groups_apply_loop();
+  // The raft thread's parts of a data group's round (the etcd group has its own).
+  bool start_data_round(const engine::Replica& replica, engine::Round& round);
+  void finish_data_round(raft::GroupId group, engine::RoundResult& out);
+  void drain_group_inbox(uint64_t now_us);
+  void refresh_engine_peers(uint64_t now_us);
   void raft_loop();
   void apply_loop();
   void handle_ready();
@@ -274,12 +332,15 @@ class Node {
   struct PendingProposal {
     uint64_t request_id = 0;
     std::string data;
+    raft::GroupId group = kGroup;
   };
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;
   std::vector<raft::Message> in_messages_;
   std::vector<PendingProposal> in_proposals_;
   std::vector<ReadDone> in_reads_;
+  std::vector<std::pair<raft::GroupId, ReadDone>> in_group_reads_;
+  std::vector<std::function<void(std::vector<GroupInfo>&&)>> in_group_infos_;
   std::vector<raft::NodeId> in_unreachable_;
   bool stopping_ = false;
   bool transfer_requested_ = false;
@@ -390,6 +451,34 @@ class Node {
   std::atomic<uint64_t> proposals_applied_{0};
   std::atomic<uint64_t> proposals_failed_{0};
   std::atomic<bool> failed_{false};
+
+  // Data groups. The hosted set is fixed once the node has opened.
+  std::vector<raft::GroupId> data_groups_;  // sorted
+  std::unique_ptr<kv::GroupStore> group_store_;
+  std::vector<raft::GroupId> campaign_at_start_;  // groups this member leads first
+  std::set<raft::GroupId> group_reads_;           // raft thread: groups with reads in rounds
+  std::set<raft::GroupId> groups_led_;            // raft thread: groups led here
+  std::atomic<uint64_t> members_version_{0};      // bumped when the member table changes
+  uint64_t engine_peers_version_ = UINT64_MAX;    // raft thread
+  std::atomic<uint64_t> groups_leading_{0};
+  std::atomic<uint64_t> groups_awake_{0};
+  std::atomic<uint64_t> groups_peers_down_{0};
+  std::atomic<uint64_t> group_writes_applied_{0};
+  // The groups' apply thread: committed entries of every data group, applied as one RocksDB
+  // write per turn; proposals made here answered; reads run once their group reached them.
+  struct GroupApplyItem {
+    raft::GroupId group = 0;
+    std::vector<raft::Entry> entries;
+    raft::Index read_index = 0;
+    std::vector<ReadDone> readers;
+  };
+  std::mutex group_apply_mu_;
+  std::condition_variable group_apply_cv_;
+  std::vector<GroupApplyItem> group_apply_queue_;
+  bool group_apply_stop_ = false;
+  // Groups apply thread only: reads waiting for their group to apply their index.
+  std::map<raft::GroupId, std::multimap<raft::Index, ReadDone>> group_waiting_reads_;
+  std::thread groups_apply_thread_;
 
   std::thread raft_thread_;
   std::thread apply_thread_;

@@ -30,13 +30,20 @@ void Node::raft_loop() {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
-               !in_fetched_.empty();
+               !in_fetched_.empty() || !in_group_reads_.empty() || !in_group_infos_.empty();
       });
       if (stopping_) return;
     }
     Clock::time_point now;
     bool tick_due = false;
     drain_inbox(&now, &tick_due);
+    if (failed_) return;
+    uint64_t now_us = clock_us(now);
+    refresh_engine_peers(now_us);
+    drain_group_inbox(now_us);
+    // One liveness heartbeat per member pair per interval, whatever the number of groups.
+    std::vector<raft::Message> beats = engine_.liveness(now_us);
+    if (!beats.empty()) sink_->send(std::move(beats));
     if (tick_due) {
       expire_requests(now);
       if (is_leader()) propose_lease_revokes();
@@ -62,6 +69,10 @@ void Node::raft_loop() {
       apply_cv_.notify_one();
     }
     if (!transfers_.empty()) check_transfers();
+    if (!data_groups_.empty()) {
+      groups_awake_ = engine_.awake() - (replica_->quiesced() ? 0 : 1);
+      groups_peers_down_ = engine_.peers_down();
+    }
   }
 }
 
@@ -119,15 +130,31 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
     }
   }
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
+  const uint64_t now_us = clock_us(*now);
   for (auto& m : messages) {
-    if (hold_snapshot_message(m)) continue;
-    // A malformed or stray message is the peer's problem; the core refuses it safely.
-    (void)replica_->step(std::move(m));
+    if (m.group == kGroup && hold_snapshot_message(m)) continue;
+    // A malformed or stray message, or one for a group not here, is the peer's problem; the
+    // core refuses it safely. Any message counts as hearing from its sender (member liveness).
+    (void)engine_.step(std::move(m), now_us);
   }
-  for (raft::NodeId id : unreachable)
+  for (raft::NodeId id : unreachable) {
     replica_->report_unreachable(id);
+    for (raft::GroupId g : data_groups_) {
+      engine::Replica* r = engine_.find(g);
+      if (r->core().role() == raft::Role::kLeader && r->core().is_member(id))
+        r->report_unreachable(id);
+    }
+  }
   for (auto& p : proposals) {
-    raft::Error err = replica_->propose(std::move(p.data));
+    engine::Replica* target = p.group == kGroup ? replica_ : engine_.find(p.group);
+    if (target == nullptr) {
+      finish_proposal(
+          p.request_id,
+          rpc_error(RpcCode::kNotFound, "chorus: no replica of group " + std::to_string(p.group)),
+          kv::Response{});
+      continue;
+    }
+    raft::Error err = target->propose(std::move(p.data));
     if (err == raft::Error::kOk) continue;
     RpcError e = err == raft::Error::kNoLeader
                      ? rpc_error(RpcCode::kUnavailable, rpc_errors::kNoLeader)
@@ -167,6 +194,12 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
 void Node::expire_requests(Clock::time_point now) {
   for (uint64_t token : replica_->expire_reads(clock_us(now)))
     fail_reader(token, rpc_errors::kTimeout);
+  for (auto it = group_reads_.begin(); it != group_reads_.end();) {
+    engine::Replica* r = engine_.find(*it);
+    for (uint64_t token : r->expire_reads(clock_us(now)))
+      fail_reader(token, rpc_errors::kTimeout);
+    it = r->reads_waiting() == 0 ? group_reads_.erase(it) : std::next(it);
+  }
   for (auto it = conf_waiters_.begin(); it != conf_waiters_.end();) {
     if (it->deadline <= now) {
       Done done = std::move(it->done);
@@ -302,6 +335,10 @@ void Node::handle_ready() {
     return;
   }
   for (const engine::GroupRound& g : rounds) {
+    if (g.replica->group() != kGroup) {
+      if (!start_data_round(*g.replica, *g.round)) return;
+      continue;
+    }
     if (!start_group_round(*g.round)) return;
   }
   if (engine_.must_write()) {
@@ -327,7 +364,7 @@ void Node::handle_ready() {
     }
   }
   for (const engine::GroupRound& g : rounds) {
-    if (g.round->hard_state) {
+    if (g.replica->group() == kGroup && g.round->hard_state) {
       term_ = g.round->hard_state->term;
       commit_ = g.round->hard_state->commit;
     }
@@ -335,7 +372,11 @@ void Node::handle_ready() {
   std::vector<std::pair<raft::GroupId, engine::RoundResult>> results;
   engine_.finish_round(&results);
   for (auto& [group, out] : results) {
-    finish_group_round(out);
+    if (group == kGroup) {
+      finish_group_round(out);
+    } else {
+      finish_data_round(group, out);
+    }
     if (failed_) return;
   }
 }
@@ -447,6 +488,7 @@ void Node::apply_member_change(const engine::AppliedConf& applied) {
     }
     auto self = members_.find(options_.id);
     is_learner_ = self != members_.end() && self->second.is_learner;
+    ++members_version_;
   }
   for (auto it = conf_waiters_.begin(); it != conf_waiters_.end(); ++it) {
     if (it->cc.changes == cc->changes) {

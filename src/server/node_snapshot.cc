@@ -51,6 +51,7 @@ void Node::restore_server_state(const ServerState& st) {
     removed_ = std::set<raft::NodeId>(st.removed.begin(), st.removed.end());
     auto self = members_.find(options_.id);
     is_learner_ = self != members_.end() && self->second.is_learner;
+    ++members_version_;
     if (sink_ != nullptr) {
       for (const auto& [id, m] : members_) {
         if (id != options_.id && !m.peer_urls.empty()) sink_->set_peer(id, m.peer_urls);

@@ -62,6 +62,10 @@ class Router final : public MessageSink {
     std::lock_guard<std::mutex> lk(mu_);
     nodes_[node->id()] = node;
   }
+  void remove(raft::NodeId id) {
+    std::lock_guard<std::mutex> lk(mu_);
+    nodes_.erase(id);
+  }
   void isolate(raft::NodeId id) {
     std::lock_guard<std::mutex> lk(mu_);
     isolated_.insert(id);
@@ -92,7 +96,7 @@ class Router final : public MessageSink {
 
 class NodeCluster {
  public:
-  NodeCluster(int n, bool lease_reads) : dir_("node-cluster") {
+  NodeCluster(int n, bool lease_reads, uint32_t groups = 0) : dir_("node-cluster") {
     std::vector<InitialMember> members;
     for (int i = 1; i <= n; ++i) {
       members.push_back(InitialMember{static_cast<raft::NodeId>(i),
@@ -115,6 +119,8 @@ class NodeCluster {
       o.lease_reads = lease_reads;
       o.request_timeout_ms = 10000;
       o.file_system = [gate] { return std::make_unique<StallableFileSystem>(gate); };
+      o.initial_groups = groups;
+      options_.push_back(o);
       std::unique_ptr<Node> node;
       storage::Status st = Node::open(o, &node);
       EXPECT_TRUE(st.is_ok()) << st.to_string();
@@ -123,6 +129,18 @@ class NodeCluster {
     }
     for (auto& node : nodes_)
       node->start(&router_, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  }
+
+  // Stops the member and starts it again on its data directory.
+  void restart(raft::NodeId id) {
+    std::unique_ptr<Node>& slot = nodes_.at(id - 1);
+    router_.remove(id);
+    slot->stop(0);
+    slot.reset();
+    storage::Status st = Node::open(options_.at(id - 1), &slot);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    router_.add(slot.get());
+    slot->start(&router_, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
   }
 
   ~NodeCluster() {
@@ -172,6 +190,7 @@ class NodeCluster {
   Router router_;
   std::vector<std::shared_ptr<StallableFileSystem::Gate>> gates_;
   std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<NodeOptions> options_;
 };
 
 RpcError put(Node& n, const std::string& key, const std::string& value) {
@@ -389,6 +408,173 @@ TEST(NodeDriver, AStoreAppliedPastTheCommitIndexTheLogRecoversAppliesNothingTwic
       EXPECT_EQ(r.value, "v" + std::to_string(i));
     }
   });
+}
+
+}  // namespace
+}  // namespace chorus::server
+
+namespace chorus::server {
+namespace {
+
+RpcError group_put(Node& n, raft::GroupId g, const std::string& key, const std::string& value) {
+  auto done = std::make_shared<std::promise<RpcError>>();
+  auto f = done->get_future();
+  n.group_propose(g, kv::GroupOp{kv::GroupOp::Kind::kPut, key, value},
+                  [done](const RpcError& e) { done->set_value(e); });
+  if (f.wait_for(30s) != std::future_status::ready) return RpcError{RpcCode::kUnknown, "no answer"};
+  return f.get();
+}
+
+// As a client does: a write refused for want of a known leader (a member just restarted, before
+// its groups heard from their leaders) is tried again.
+RpcError group_put_retrying(Node& n, raft::GroupId g, const std::string& key,
+                            const std::string& value) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (true) {
+    RpcError e = group_put(n, g, key, value);
+    if (e.code != RpcCode::kUnavailable || std::chrono::steady_clock::now() > deadline) return e;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+// A linearizable read of one key of a data group, as the Groups service makes it.
+ReadResult group_read(Node& n, raft::GroupId g, const std::string& key) {
+  auto done = std::make_shared<std::promise<ReadResult>>();
+  auto f = done->get_future();
+  n.group_read_barrier(g, [done, &n, g, key](const RpcError& e) {
+    ReadResult r{e, {}};
+    if (e.ok()) {
+      storage::Status st = n.group_get(g, key, &r.value);
+      if (st.code() == storage::Status::Code::kNotFound)
+        r.value = "<none>";
+      else if (!st.is_ok())
+        r.error = RpcError{RpcCode::kUnknown, st.to_string()};
+    }
+    done->set_value(std::move(r));
+  });
+  if (f.wait_for(30s) != std::future_status::ready)
+    return {RpcError{RpcCode::kUnknown, "no answer"}, {}};
+  return f.get();
+}
+
+// Waits until `pred` holds, polling; false on timeout.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+TEST(InitialPlacement, ThreeReplicasRotatedOverTheMembers) {
+  EXPECT_EQ(initial_placement(2, {3, 1, 2}), (std::vector<raft::NodeId>{1, 2, 3}));
+  EXPECT_EQ(initial_placement(3, {1, 2, 3}), (std::vector<raft::NodeId>{2, 3, 1}));
+  EXPECT_EQ(initial_placement(4, {1, 2, 3, 4, 5}), (std::vector<raft::NodeId>{3, 4, 5}));
+  EXPECT_EQ(initial_placement(6, {1, 2, 3, 4, 5}), (std::vector<raft::NodeId>{5, 1, 2}));
+  EXPECT_EQ(initial_placement(2, {7}), (std::vector<raft::NodeId>{7}));
+  EXPECT_TRUE(initial_placement(1, {1, 2, 3}).empty());  // the etcd group is not a data group
+  EXPECT_TRUE(initial_placement(2, {}).empty());
+  // Over 300 groups of 5 members, every member holds 180 replicas and starts 60 leaders.
+  std::map<raft::NodeId, int> replicas, firsts;
+  for (raft::GroupId g = 2; g < 302; ++g) {
+    std::vector<raft::NodeId> p = initial_placement(g, {1, 2, 3, 4, 5});
+    ASSERT_EQ(p.size(), 3u);
+    ++firsts[p.front()];
+    for (raft::NodeId id : p)
+      ++replicas[id];
+  }
+  for (raft::NodeId id = 1; id <= 5; ++id) {
+    EXPECT_EQ(replicas[id], 180) << id;
+    EXPECT_EQ(firsts[id], 60) << id;
+  }
+}
+
+// Data groups share the members' logs with the etcd group: each elects its placed leader,
+// keeps its own keys, answers writes and linearizable reads made on any member (followers
+// forward), and keeps them through a restart.
+TEST(DataGroups, ElectSpreadLeadersKeepSeparateKeysAndSurviveARestart) {
+  constexpr uint32_t kGroups = 30;
+  NodeCluster c(3, /*lease_reads=*/false, kGroups);
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  ASSERT_TRUE(eventually(
+      [&] {
+        uint64_t leading = 0;
+        for (raft::NodeId id : {1, 2, 3})
+          leading += c.node(id).groups_status().leading;
+        return leading == kGroups;
+      },
+      30s))
+      << "not every data group elected a leader";
+  for (raft::NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.node(id).groups_status().hosted, kGroups);
+    // Each member started the elections of a third of the groups; a collision may move one.
+    EXPECT_GE(c.node(id).groups_status().leading, kGroups / 3 - 2) << "member " << id;
+  }
+  for (raft::GroupId g = 2; g < 2 + kGroups; ++g) {
+    Node& writer = c.node(1 + g % 3);
+    RpcError e = group_put(writer, g, "k", "v" + std::to_string(g));
+    ASSERT_TRUE(e.ok()) << "group " << g << ": " << e.message;
+  }
+  for (raft::GroupId g = 2; g < 2 + kGroups; ++g) {
+    ReadResult r = group_read(c.node(1 + (g + 1) % 3), g, "k");
+    ASSERT_TRUE(r.error.ok()) << r.error.message;
+    EXPECT_EQ(r.value, "v" + std::to_string(g));
+  }
+  ReadResult none = group_read(c.node(2), 5, "absent");
+  ASSERT_TRUE(none.error.ok()) << none.error.message;
+  EXPECT_EQ(none.value, "<none>");
+  // A group nobody hosts is refused, not queued.
+  RpcError missing = group_put(c.node(1), 2 + kGroups, "k", "v");
+  EXPECT_EQ(missing.code, RpcCode::kNotFound) << missing.message;
+
+  c.restart(3);
+  ASSERT_TRUE(eventually([&] { return c.node(3).groups_status().hosted == kGroups; }, 10s));
+  for (raft::GroupId g = 2; g < 2 + kGroups; ++g) {
+    RpcError e = group_put_retrying(c.node(3), g, "after", "restart");
+    ASSERT_TRUE(e.ok()) << "group " << g << ": " << e.message;
+    ReadResult r = group_read(c.node(3), g, "k");
+    ASSERT_TRUE(r.error.ok()) << r.error.message;
+    EXPECT_EQ(r.value, "v" + std::to_string(g));
+  }
+}
+
+// Idle data groups quiesce: no replica's timers run. When a member goes silent, member liveness
+// wakes the quiesced groups it led on the others, which elect new leaders and take writes.
+TEST(DataGroups, IdleGroupsQuiesceAndTheirLeadersReplacedWhenAMemberGoesSilent) {
+  constexpr uint32_t kGroups = 12;
+  NodeCluster c(3, /*lease_reads=*/false, kGroups);
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  for (raft::GroupId g = 2; g < 2 + kGroups; ++g)
+    ASSERT_TRUE(group_put(c.node(1), g, "k", "before").ok()) << "group " << g;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (raft::NodeId id : {1, 2, 3}) {
+          if (c.node(id).groups_status().awake != 0) return false;
+        }
+        return true;
+      },
+      30s))
+      << "the idle groups did not quiesce";
+  uint64_t led_by_1 = c.node(1).groups_status().leading;
+  ASSERT_GT(led_by_1, 0u);
+
+  c.router().isolate(1);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return c.node(2).groups_status().leading + c.node(3).groups_status().leading == kGroups;
+      },
+      30s))
+      << "the groups member 1 led were not taken over";
+  EXPECT_EQ(c.node(2).groups_status().peers_down, 1u);
+  for (raft::GroupId g = 2; g < 2 + kGroups; ++g) {
+    ASSERT_TRUE(group_put(c.node(2), g, "k", "after").ok()) << "group " << g;
+    ReadResult r = group_read(c.node(3), g, "k");
+    ASSERT_TRUE(r.error.ok()) << r.error.message;
+    EXPECT_EQ(r.value, "after");
+  }
+  c.router().heal();
 }
 
 }  // namespace

@@ -55,6 +55,20 @@ void register_node(MetricsRegistry* r, raft::NodeId self, const std::function<No
               [node] { return as_double(node().applied); });
 }
 
+void register_groups(MetricsRegistry* r, const std::function<GroupsStatus()>& groups) {
+  r->gauge_fn("chorus_groups_hosted", "Data group replicas on this member.",
+              [groups] { return as_double(groups().hosted); });
+  r->gauge_fn("chorus_groups_leading", "Data group replicas on this member that lead.",
+              [groups] { return as_double(groups().leading); });
+  r->gauge_fn("chorus_groups_awake", "Data group replicas on this member not quiesced.",
+              [groups] { return as_double(groups().awake); });
+  r->gauge_fn("chorus_groups_peers_down",
+              "Members whose liveness heartbeats this member no longer hears.",
+              [groups] { return as_double(groups().peers_down); });
+  r->counter_fn("chorus_groups_writes_applied_total", "Data group writes applied here.",
+                [groups] { return as_double(groups().writes_applied); });
+}
+
 void register_transport(MetricsRegistry* r,
                         const std::function<transport::TransportStats()>& stats) {
   using transport::TransportStats;
@@ -151,6 +165,7 @@ ServerMetrics::ServerMetrics(MetricsRegistry* registry, raft::NodeId self,
   if (!source.node) metrics_die("ServerMetricsSource::node is required");
   register_node(registry, self, source.node);
   if (source.transport) register_transport(registry, source.transport);
+  if (source.groups) register_groups(registry, source.groups);
   if (source.peers) register_peers(registry, self, source.peers);
   if (source.db_total_size_bytes) {
     registry->samples_fn("etcd_mvcc_db_total_size_in_bytes", "Size of the store on disk in bytes.",

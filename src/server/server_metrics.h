@@ -22,6 +22,14 @@
 // From ServerMetricsSource::db_total_size_bytes, if given:
 //   etcd_mvcc_db_total_size_in_bytes (gauge)      the store's size on disk
 //
+// From ServerMetricsSource::groups (GroupsStatus), if given: aggregates over the data groups,
+// whatever their number (no label per group):
+//   chorus_groups_hosted (gauge)                  data group replicas on this member
+//   chorus_groups_leading (gauge)                 of which leaders
+//   chorus_groups_awake (gauge)                   of which not quiesced
+//   chorus_groups_peers_down (gauge)              members whose liveness heartbeats stopped
+//   chorus_groups_writes_applied_total (counter)  data group writes applied here
+//
 // From ServerMetricsSource::transport (TransportStats), if given, all counters:
 //   chorus_transport_sent_bytes_total, chorus_transport_received_bytes_total
 //   chorus_transport_messages_sent_total, chorus_transport_messages_received_total
@@ -72,6 +80,7 @@ struct TransportStats;
 namespace chorus::server {
 
 struct NodeStatus;
+struct GroupsStatus;
 
 // What the transport knows about one peer at scrape time.
 struct PeerMetricsSample {
@@ -91,6 +100,7 @@ struct ServerMetricsSource {
   std::function<transport::TransportStats()> transport;          // optional
   std::function<std::vector<PeerMetricsSample>()> peers;         // optional
   std::function<std::optional<uint64_t>()> db_total_size_bytes;  // optional
+  std::function<GroupsStatus()> groups;                          // optional
 };
 
 // go-grpc-prometheus's grpc_type values.

@@ -821,13 +821,23 @@ Status Wal::sync() {
 }
 
 Status Wal::bootstrap(GroupId group, const raft::ConfState& initial) {
+  return bootstrap({{group, initial}});
+}
+
+Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& groups) {
   std::lock_guard lock(mu_);
-  if (groups_.contains(group))
-    return Status::invalid_argument("group " + std::to_string(group) + " already exists");
-  raft::Snapshot s;
-  s.metadata.conf_state = initial;
+  std::set<GroupId> seen;
+  for (const auto& [group, initial] : groups) {
+    if (groups_.contains(group) || !seen.insert(group).second)
+      return Status::invalid_argument("group " + std::to_string(group) + " already exists");
+  }
+  if (groups.empty()) return Status::ok();
   std::string rec;
-  append_record(&rec, RecordType::kSnapshot, group, snapshot_record(s, 0, 0, true));
+  for (const auto& [group, initial] : groups) {
+    raft::Snapshot s;
+    s.metadata.conf_state = initial;
+    append_record(&rec, RecordType::kSnapshot, group, snapshot_record(s, 0, 0, true));
+  }
   CHORUS_RETURN_IF_ERROR(write_locked(rec));
   Status st = writer_->sync();
   if (!st.is_ok()) return fail_locked(st);

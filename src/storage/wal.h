@@ -119,6 +119,9 @@ class Wal {
 
   // Creates a group with its initial configuration (durably). Fails if it already exists.
   Status bootstrap(raft::GroupId group, const raft::ConfState& initial);
+  // Creates many groups at once: one write and one fdatasync for all. Fails, creating none, if
+  // any of them exists already or appears twice.
+  Status bootstrap(const std::vector<std::pair<raft::GroupId, raft::ConfState>>& groups);
   // Writes a batch; its effects are visible to readers at once, durable after sync().
   Status write(const WalBatch& batch);
   Status sync();

@@ -117,6 +117,30 @@ TEST_F(WalTest, ManyGroupsInterleavedRecoverSeparately) {
   }
 }
 
+TEST_F(WalTest, ManyGroupsBootstrapInOneWriteAndRecoverTheirConfigurations) {
+  {
+    auto wal = open_ok();
+    std::vector<std::pair<GroupId, raft::ConfState>> groups;
+    for (GroupId g = 2; g <= 1001; ++g)
+      groups.emplace_back(g, raft::ConfState{{1, 2, g % 7 + 3}, {}, {}, {}, false});
+    ASSERT_TRUE(wal->bootstrap(groups).is_ok());
+    // A group that exists, or appears twice, fails the whole call: nothing is created.
+    EXPECT_FALSE(wal->bootstrap({{2000, kConf}, {2, kConf}}).is_ok());
+    EXPECT_FALSE(wal->bootstrap({{3000, kConf}, {3000, kConf}}).is_ok());
+    EXPECT_EQ(wal->group(2000), nullptr);
+    EXPECT_EQ(wal->group(3000), nullptr);
+    EXPECT_TRUE(wal->bootstrap({}).is_ok());
+  }
+  auto wal = open_ok();
+  ASSERT_EQ(wal->groups().size(), 1000u);
+  for (GroupId g = 2; g <= 1001; ++g) {
+    raft::Snapshot snap;
+    ASSERT_EQ(wal->group(g)->snapshot(&snap), raft::Error::kOk);
+    EXPECT_EQ(snap.metadata.conf_state.voters, (std::vector<raft::NodeId>{1, 2, g % 7 + 3}));
+    EXPECT_EQ(wal->group(g)->last_index(), 0u);
+  }
+}
+
 TEST_F(WalTest, AConflictingAppendReplacesTheSuffix) {
   {
     auto wal = open_ok();

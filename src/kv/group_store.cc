@@ -1,0 +1,188 @@
+#include "kv/group_store.h"
+
+#include <mutex>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "base/coding.h"
+
+namespace chorus::kv {
+
+using storage::Status;
+
+namespace {
+
+constexpr uint8_t kOpVersion = 1;
+
+Status from_rocksdb(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::ok();
+  std::string m = std::string("group store ") + what + ": " + s.ToString();
+  if (s.IsNoSpace()) return Status::no_space(m);
+  if (s.IsCorruption()) return Status::corruption(m);
+  return Status::io_error(m);
+}
+
+std::string group_prefix(raft::GroupId group) {
+  std::string k;
+  k.reserve(10);
+  k.push_back('g');
+  base::put_u64_be(&k, group);
+  return k;
+}
+
+std::string value_key(raft::GroupId group, std::string_view key) {
+  std::string k = group_prefix(group);
+  k.push_back('k');
+  k.append(key);
+  return k;
+}
+
+std::string applied_key(raft::GroupId group) {
+  std::string k = group_prefix(group);
+  k.push_back('a');
+  return k;
+}
+
+}  // namespace
+
+std::string encode_group_op(const GroupOp& op) {
+  std::string out;
+  out.reserve(10 + op.key.size() + op.value.size());
+  base::put_u8(&out, kOpVersion);
+  base::put_u8(&out, static_cast<uint8_t>(op.kind));
+  base::put_bytes(&out, op.key);
+  if (op.kind == GroupOp::Kind::kPut) base::put_bytes(&out, op.value);
+  return out;
+}
+
+std::optional<GroupOp> decode_group_op(std::string_view bytes) {
+  base::Reader r(bytes);
+  uint8_t version = 0;
+  uint8_t kind = 0;
+  GroupOp op;
+  if (!r.u8(&version) || version != kOpVersion || !r.u8(&kind) || !r.bytes(&op.key))
+    return std::nullopt;
+  if (kind == static_cast<uint8_t>(GroupOp::Kind::kPut)) {
+    op.kind = GroupOp::Kind::kPut;
+    if (!r.bytes(&op.value)) return std::nullopt;
+  } else if (kind == static_cast<uint8_t>(GroupOp::Kind::kDelete)) {
+    op.kind = GroupOp::Kind::kDelete;
+  } else {
+    return std::nullopt;
+  }
+  if (!r.done()) return std::nullopt;
+  return op;
+}
+
+Status GroupStore::open(const std::string& dir, std::unique_ptr<GroupStore>* out) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.avoid_flush_during_shutdown = false;
+  rocksdb::DB* db = nullptr;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db), "open"));
+  std::unique_ptr<GroupStore> s(new GroupStore(db));
+  CHORUS_RETURN_IF_ERROR(s->load());
+  *out = std::move(s);
+  return Status::ok();
+}
+
+GroupStore::~GroupStore() {
+  // With RocksDB's WAL off, closing flushes the memtables; a crash is covered by replay.
+  delete db_;
+}
+
+Status GroupStore::load() {
+  // Every group's applied record, found by seeking from one group's prefix to the next.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+  std::unique_lock lock(mu_);
+  applied_.clear();
+  for (it->Seek("g"); it->Valid();) {
+    rocksdb::Slice k = it->key();
+    if (k.size() < 9 || k[0] != 'g') break;
+    raft::GroupId group = base::load_u64_be(k.data() + 1);
+    std::string want = applied_key(group);
+    it->Seek(want);
+    if (it->Valid() && it->key() == rocksdb::Slice(want)) {
+      rocksdb::Slice v = it->value();
+      if (v.size() != 16) return Status::corruption("group store: malformed applied index");
+      applied_[group] = base::load_u64(v.data());
+    }
+    if (group == UINT64_MAX) break;
+    it->Seek(group_prefix(group + 1));
+  }
+  return from_rocksdb(it->status(), "load");
+}
+
+Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
+  rocksdb::WriteBatch batch;
+  std::unordered_map<raft::GroupId, std::pair<raft::Index, raft::Term>> last;
+  {
+    std::shared_lock lock(mu_);
+    for (const GroupEntry& e : entries) {
+      auto seen = last.find(e.group);
+      raft::Index done = 0;
+      if (seen != last.end()) {
+        done = seen->second.first;
+      } else {
+        auto a = applied_.find(e.group);
+        if (a != applied_.end()) done = a->second;
+      }
+      if (e.index <= done) continue;
+      last[e.group] = {e.index, e.term};
+      if (e.op.empty()) continue;
+      std::optional<GroupOp> op = decode_group_op(e.op);
+      if (!op) continue;
+      if (op->kind == GroupOp::Kind::kPut) {
+        batch.Put(value_key(e.group, op->key), op->value);
+      } else {
+        batch.Delete(value_key(e.group, op->key));
+      }
+    }
+  }
+  if (last.empty()) return Status::ok();
+  for (const auto& [group, at] : last) {
+    std::string v;
+    base::put_u64(&v, at.first);
+    base::put_u64(&v, at.second);
+    batch.Put(applied_key(group), v);
+  }
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "write"));
+  std::unique_lock lock(mu_);
+  for (const auto& [group, at] : last)
+    applied_[group] = at.first;
+  return Status::ok();
+}
+
+raft::Index GroupStore::applied_index(raft::GroupId group) const {
+  std::shared_lock lock(mu_);
+  auto it = applied_.find(group);
+  return it == applied_.end() ? 0 : it->second;
+}
+
+Status GroupStore::get(raft::GroupId group, std::string_view key, std::string* value) const {
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, value_key(group, key), value);
+  if (s.IsNotFound()) return Status::not_found(std::string(key));
+  return from_rocksdb(s, "read");
+}
+
+Status GroupStore::drop(raft::GroupId group) {
+  std::string begin = group_prefix(group);
+  std::string end = group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  CHORUS_RETURN_IF_ERROR(
+      from_rocksdb(db_->DeleteRange(wo, db_->DefaultColumnFamily(), begin, end), "drop"));
+  std::unique_lock lock(mu_);
+  applied_.erase(group);
+  return Status::ok();
+}
+
+size_t GroupStore::groups() const {
+  std::shared_lock lock(mu_);
+  return applied_.size();
+}
+
+}  // namespace chorus::kv

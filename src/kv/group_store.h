@@ -1,0 +1,81 @@
+// The state machines of a member's data groups: one plain key-value map per Raft group, each
+// under its own key prefix in one RocksDB shared by every group of the process.
+//
+// Layout (big-endian group ids, so each group's records are one contiguous range):
+//   g<group>k<key>  a key's value
+//   g<group>a       the group's applied index and term
+// apply() writes the committed entries of any number of groups as one WriteBatch that also
+// records each group's applied index, so every group's state on disk is exactly a prefix of its
+// log. RocksDB's own WAL is off: the Raft log is the source of truth, and after a crash each
+// group replays the entries after its applied index (those are skipped if already held).
+//
+// Threads: apply() and drop() from one thread; reads from any.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/status.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace chorus::kv {
+
+// What a data group's log entry asks of its state machine.
+struct GroupOp {
+  enum class Kind : uint8_t { kPut = 1, kDelete = 2 };
+  Kind kind = Kind::kPut;
+  std::string key;
+  std::string value;
+  bool operator==(const GroupOp&) const = default;
+};
+std::string encode_group_op(const GroupOp& op);
+// nullopt for bytes that are not an encoded GroupOp (a damaged or foreign entry).
+std::optional<GroupOp> decode_group_op(std::string_view bytes);
+
+struct GroupEntry {
+  raft::GroupId group = 0;
+  raft::Index index = 0;
+  raft::Term term = 0;
+  std::string_view op;  // an encoded GroupOp; empty for entries with nothing to apply
+};
+
+class GroupStore {
+ public:
+  static storage::Status open(const std::string& dir, std::unique_ptr<GroupStore>* out);
+  ~GroupStore();
+  GroupStore(const GroupStore&) = delete;
+  GroupStore& operator=(const GroupStore&) = delete;
+
+  // Applies entries of any groups, in order within each group, as one write. An entry at or
+  // below its group's applied index is skipped (replay after a restart). An entry whose op does
+  // not decode changes nothing but still counts as applied (every replica skips it alike).
+  storage::Status apply(const std::vector<GroupEntry>& entries);
+  // 0 for a group that has applied nothing.
+  raft::Index applied_index(raft::GroupId group) const;
+  // The value of `key` in `group`: not_found if it has none.
+  storage::Status get(raft::GroupId group, std::string_view key, std::string* value) const;
+  // Removes every record of the group.
+  storage::Status drop(raft::GroupId group);
+  // Groups with an applied index.
+  size_t groups() const;
+
+ private:
+  explicit GroupStore(rocksdb::DB* db) : db_(db) {}
+  storage::Status load();
+
+  rocksdb::DB* db_;
+  mutable std::shared_mutex mu_;  // guards applied_
+  std::unordered_map<raft::GroupId, raft::Index> applied_;
+};
+
+}  // namespace chorus::kv

@@ -1,0 +1,366 @@
+// Data groups: Raft groups beside the etcd group, hosted on the same engine (one log, one round
+// and one fdatasync for all), each with a plain key-value state machine under its own prefix of
+// one shared RocksDB, applied on the groups' own apply thread.
+#include <algorithm>
+
+#include "base/thread_name.h"
+#include "server/log.h"
+#include "server/node.h"
+
+namespace chorus::server {
+
+using Clock = std::chrono::steady_clock;
+using storage::Status;
+
+namespace {
+
+constexpr size_t kReplicasPerGroup = 3;
+
+std::string not_hosted(raft::GroupId group) {
+  return "chorus: no replica of group " + std::to_string(group) + " on this member";
+}
+
+}  // namespace
+
+std::vector<raft::NodeId> initial_placement(raft::GroupId group,
+                                            std::vector<raft::NodeId> members) {
+  std::sort(members.begin(), members.end());
+  members.erase(std::unique(members.begin(), members.end()), members.end());
+  std::vector<raft::NodeId> out;
+  if (members.empty() || group < 2) return out;
+  size_t n = members.size();
+  size_t first = static_cast<size_t>((group - 2) % n);
+  for (size_t j = 0; j < std::min(n, kReplicasPerGroup); ++j)
+    out.push_back(members[(first + j) % n]);
+  return out;
+}
+
+Status Node::open_groups(bool first_start) {
+  const std::string member_dir = storage::join_path(options_.data_dir, "member");
+  if (first_start && options_.new_cluster && options_.initial_groups > 0) {
+    std::vector<raft::NodeId> ids;
+    for (const InitialMember& m : options_.initial_members)
+      ids.push_back(m.id);
+    std::vector<std::pair<raft::GroupId, raft::ConfState>> mine;
+    for (raft::GroupId g = 2; g < 2 + raft::GroupId{options_.initial_groups}; ++g) {
+      std::vector<raft::NodeId> voters = initial_placement(g, ids);
+      if (std::find(voters.begin(), voters.end(), options_.id) == voters.end()) continue;
+      if (voters.front() == options_.id) campaign_at_start_.push_back(g);
+      raft::ConfState cs;
+      cs.voters = voters;
+      std::sort(cs.voters.begin(), cs.voters.end());
+      mine.emplace_back(g, std::move(cs));
+    }
+    // Every group's creation in one write and one fdatasync.
+    CHORUS_RETURN_IF_ERROR(wal_->bootstrap(mine));
+  }
+  for (raft::GroupId g : wal_->groups()) {
+    if (g != kGroup) data_groups_.push_back(g);
+  }
+  if (data_groups_.empty()) return Status::ok();
+  CHORUS_RETURN_IF_ERROR(
+      kv::GroupStore::open(storage::join_path(member_dir, "groups"), &group_store_));
+  uint64_t now = clock_us(Clock::now());
+  for (raft::GroupId g : data_groups_) {
+    raft::Config c;
+    c.id = options_.id;
+    c.group = g;
+    c.storage = wal_->group(g);
+    c.election_ticks = options_.election_ticks;
+    c.heartbeat_ticks = 1;
+    c.pre_vote = true;
+    c.check_quorum = true;
+    c.quiesce = options_.quiesce_groups;
+    c.max_entry_bytes = std::max<uint64_t>(options_.max_request_bytes + 4096, 1 << 20);
+    // The log is never compacted yet, so every committed entry replays after a restart; the
+    // store skips those it holds. Randomness differs per group, so that groups started together
+    // do not time out together.
+    c.seed = (options_.id * 0x9e3779b97f4a7c15ull) ^ (g * 0xbf58476d1ce4e5b9ull) ^
+             static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+    engine::ReplicaOptions ro;
+    ro.raft = c;
+    ro.tick_us = static_cast<uint64_t>(options_.tick_ms) * 1000;
+    ro.first_read_context = first_read_context_;
+    engine_.add(ro, now);
+  }
+  log(LogLevel::kInfo, "hosting " + std::to_string(data_groups_.size()) + " data groups");
+  return Status::ok();
+}
+
+bool Node::hosts_group(raft::GroupId group) const {
+  return std::binary_search(data_groups_.begin(), data_groups_.end(), group);
+}
+
+void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done) {
+  if (!hosts_group(group)) {
+    done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+    return;
+  }
+  std::string encoded = kv::encode_group_op(op);
+  if (encoded.size() > options_.max_request_bytes) {
+    done(rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge));
+    return;
+  }
+  uint64_t request_id = next_request_id_.fetch_add(1);
+  std::string data =
+      encode_proposal(ProposalHeader{ProposalKind::kCommand, options_.id, request_id}, encoded);
+  ProposeDone wrapped = [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); };
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!failed_ && !stopping_) {
+      {
+        std::lock_guard<std::mutex> wl(waiters_mu_);
+        waiters_.emplace(
+            request_id,
+            Waiter{std::move(wrapped),
+                   Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
+      }
+      in_proposals_.push_back(PendingProposal{request_id, std::move(data), group});
+      wrapped = nullptr;
+    }
+  }
+  if (wrapped) {
+    wrapped(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), kv::Response{});
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::group_read_barrier(raft::GroupId group, GroupDone done) {
+  if (!hosts_group(group)) {
+    done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!failed_ && !stopping_) {
+      in_group_reads_.emplace_back(group, std::move(done));
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+Status Node::group_get(raft::GroupId group, std::string_view key, std::string* value) const {
+  if (!hosts_group(group) || group_store_ == nullptr) return Status::not_found(not_hosted(group));
+  return group_store_->get(group, key, value);
+}
+
+GroupsStatus Node::groups_status() const {
+  GroupsStatus s;
+  s.hosted = data_groups_.size();
+  s.leading = groups_leading_;
+  s.awake = groups_awake_;
+  s.peers_down = groups_peers_down_;
+  s.writes_applied = group_writes_applied_;
+  return s;
+}
+
+void Node::group_infos(std::function<void(std::vector<GroupInfo>&&)> done) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    if (!failed_ && !stopping_) {
+      in_group_infos_.push_back(std::move(done));
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done({});
+    return;
+  }
+  inbox_cv_.notify_one();
+}
+
+// Raft thread: the members this one exchanges liveness heartbeats with follow the member table.
+void Node::refresh_engine_peers(uint64_t now_us) {
+  uint64_t version = members_version_.load();
+  if (version == engine_peers_version_) return;
+  engine_peers_version_ = version;
+  std::vector<raft::NodeId> peers;
+  {
+    std::lock_guard<std::mutex> lk(members_mu_);
+    for (const auto& [id, m] : members_) {
+      if (id != options_.id) peers.push_back(id);
+    }
+  }
+  engine_.set_peers(peers, now_us);
+}
+
+// Raft thread: reads and status requests for the data groups, taken from the inbox.
+void Node::drain_group_inbox(uint64_t now_us) {
+  std::vector<std::pair<raft::GroupId, ReadDone>> reads;
+  std::vector<std::function<void(std::vector<GroupInfo> &&)>> infos;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    reads.swap(in_group_reads_);
+    infos.swap(in_group_infos_);
+  }
+  std::set<raft::GroupId> started;
+  for (auto& [group, done] : reads) {
+    engine::Replica* r = engine_.find(group);
+    if (r == nullptr) {
+      done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+      continue;
+    }
+    uint64_t token = next_reader_++;
+    readers_.emplace(token, std::move(done));
+    r->read(token);
+    started.insert(group);
+  }
+  uint64_t deadline = now_us + static_cast<uint64_t>(options_.request_timeout_ms) * 1000;
+  for (raft::GroupId g : started) {
+    engine::Replica* r = engine_.find(g);
+    // Every read of the group that arrived since the last turn shares one ReadIndex round.
+    for (uint64_t token : r->start_reads(deadline))
+      fail_reader(token, rpc_errors::kNoLeader);
+    if (r->reads_waiting() > 0) group_reads_.insert(g);
+  }
+  if (infos.empty()) return;
+  std::vector<GroupInfo> out;
+  out.reserve(data_groups_.size());
+  for (raft::GroupId g : data_groups_) {
+    const engine::Replica* r = engine_.find(g);
+    if (r == nullptr) continue;
+    GroupInfo info;
+    info.id = g;
+    info.leader = r->core().lead();
+    info.term = r->core().term();
+    info.commit = r->core().log().committed();
+    info.applied = group_store_->applied_index(g);
+    info.quiesced = r->quiesced();
+    info.voters = r->core().status().config.voters;
+    out.push_back(std::move(info));
+  }
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (i + 1 == infos.size()) {
+      infos[i](std::move(out));
+    } else {
+      std::vector<GroupInfo> copy = out;
+      infos[i](std::move(copy));
+    }
+  }
+}
+
+bool Node::start_data_round(const engine::Replica& replica, engine::Round& round) {
+  if (round.soft_state) {
+    if (round.soft_state->role == raft::Role::kLeader) {
+      groups_led_.insert(replica.group());
+    } else {
+      groups_led_.erase(replica.group());
+    }
+    groups_leading_ = groups_led_.size();
+  }
+  // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
+  if (!round.early_messages.empty()) sink_->send(std::move(round.early_messages));
+  if (round.snapshot != nullptr) {
+    // Data groups never compact their logs yet, so no leader of this version sends one.
+    fail_fatal("group " + std::to_string(replica.group()) +
+               ": a snapshot arrived, and data groups cannot install snapshots yet");
+    return false;
+  }
+  return true;
+}
+
+void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
+  if (!out.messages.empty()) sink_->send(std::move(out.messages));
+  if (!out.error.empty()) {
+    fail_fatal("group " + std::to_string(group) + ": " + out.error);
+    return;
+  }
+  GroupApplyItem item;
+  item.group = group;
+  item.entries = std::move(out.committed);
+  std::vector<GroupApplyItem> reads;
+  for (engine::ReadPoint& p : out.reads) {
+    GroupApplyItem r;
+    r.group = group;
+    r.read_index = p.index;
+    for (uint64_t token : p.readers) {
+      auto it = readers_.find(token);
+      if (it == readers_.end()) continue;
+      r.readers.push_back(std::move(it->second));
+      readers_.erase(it);
+    }
+    if (!r.readers.empty()) reads.push_back(std::move(r));
+  }
+  if (item.entries.empty() && reads.empty()) return;
+  {
+    std::lock_guard<std::mutex> lk(group_apply_mu_);
+    if (!item.entries.empty()) group_apply_queue_.push_back(std::move(item));
+    for (auto& r : reads)
+      group_apply_queue_.push_back(std::move(r));
+  }
+  group_apply_cv_.notify_one();
+}
+
+void Node::groups_apply_loop() {
+  std::vector<kv::GroupEntry> batch;
+  std::vector<uint64_t> answered;
+  while (true) {
+    std::vector<GroupApplyItem> items;
+    {
+      std::unique_lock<std::mutex> lk(group_apply_mu_);
+      group_apply_cv_.wait(lk, [this] { return group_apply_stop_ || !group_apply_queue_.empty(); });
+      if (group_apply_stop_) return;
+      items.swap(group_apply_queue_);
+    }
+    // Every committed entry of every data group waiting now: one RocksDB write.
+    batch.clear();
+    answered.clear();
+    std::set<raft::GroupId> touched;
+    uint64_t writes = 0;
+    for (GroupApplyItem& item : items) {
+      touched.insert(item.group);
+      for (const raft::Entry& e : item.entries) {
+        kv::GroupEntry ge{item.group, e.index, e.term, {}};
+        if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
+          std::string_view payload;
+          std::optional<ProposalHeader> h = decode_proposal(e.data, &payload);
+          if (h && h->kind == ProposalKind::kCommand) {
+            ge.op = payload;
+            ++writes;
+            if (h->proposer == options_.id && h->request_id != 0) answered.push_back(h->request_id);
+          } else {
+            log(LogLevel::kWarn, "group " + std::to_string(item.group) + " entry " +
+                                     std::to_string(e.index) + " has an unknown format");
+          }
+        }
+        batch.push_back(ge);
+      }
+      for (ReadDone& r : item.readers)
+        group_waiting_reads_[item.group].emplace(item.read_index, std::move(r));
+    }
+    if (!batch.empty()) {
+      auto start = Clock::now();
+      Status st = group_store_->apply(batch);
+      if (options_.observe_apply) {
+        options_.observe_apply(std::chrono::duration<double>(Clock::now() - start).count());
+      }
+      if (!st.is_ok()) {
+        fail_fatal("data groups' state machine: " + st.to_string());
+        return;
+      }
+      group_writes_applied_ += writes;
+    }
+    for (uint64_t id : answered)
+      finish_proposal(id, RpcError{}, kv::Response{});
+    for (raft::GroupId g : touched) {
+      auto it = group_waiting_reads_.find(g);
+      if (it == group_waiting_reads_.end()) continue;
+      raft::Index applied = group_store_->applied_index(g);
+      auto& waiting = it->second;
+      while (!waiting.empty() && waiting.begin()->first <= applied) {
+        ReadDone done = std::move(waiting.begin()->second);
+        waiting.erase(waiting.begin());
+        done(RpcError{});
+      }
+      if (waiting.empty()) group_waiting_reads_.erase(it);
+    }
+  }
+}
+
+}  // namespace chorus::server
