@@ -279,7 +279,10 @@ void Raft::handle_append_response(const Message& m, Progress& pr) {
 }
 
 void Raft::handle_heartbeat_response(const Message& m, Progress& pr) {
-  if (m.index != 0 && m.commit != 0 && m.reject_hint != 0)
+  // Clock samples serve the lease alone: without lease reads none is kept (a leader of each of
+  // thousands of groups would otherwise hold a history per follower for nothing).
+  if (config_.read_only == ReadOnlyOption::kLeaseBased && m.index != 0 && m.commit != 0 &&
+      m.reject_hint != 0)
     note_peer_clock(m.from, m.index - 1, m.commit - 1, m.reject_hint);
   pr.recent_active = true;
   pr.msg_app_flow_paused = false;

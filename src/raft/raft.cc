@@ -163,8 +163,20 @@ bool Raft::well_formed_append(const Message& m) {
 
 Error Raft::step_internal(Message& m) {
   if (storage_failed_) return Error::kStorageFailed;
-  // Anything wakes a quiesced replica, except the leader's request to quiesce itself.
-  if (quiesced_ && !(m.type == MessageType::kHeartbeat && m.reject && m.term == term_)) wake();
+  // Anything wakes a quiesced replica, except the leader's request to quiesce itself, and at a
+  // quiesced leader, a late answer to a heartbeat round sent before it quiesced. Rounds overlap
+  // when answers take longer than a heartbeat interval (a loaded member hosting thousands of
+  // groups): woken by each late answer, a leader would quiesce again at the next, and never
+  // stay quiet. Such an answer carries nothing it needs (every follower held its whole log);
+  // a follower that cannot take the request answers the request itself (context 0), which
+  // wakes the leader.
+  if (quiesced_) {
+    const bool quiesce_request = m.type == MessageType::kHeartbeat && m.reject && m.term == term_;
+    const bool late_answer = role_ == Role::kLeader && m.type == MessageType::kHeartbeatResp &&
+                             m.term == term_ && m.context != 0 && m.context <= read_round_;
+    if (late_answer) return Error::kOk;
+    if (!quiesce_request) wake();
+  }
   if (m.term == 0) {
     // Local message, or a forwarded proposal / read / transfer request.
   } else if (m.term > term_) {

@@ -1217,5 +1217,28 @@ TEST(Raft_Quiesce, AFollowerWithADifferentLogAnswersAndWakesTheLeader) {
   EXPECT_FALSE(c.raft(1).quiesced()) << "the answer did not wake the leader";
 }
 
+// Answers to heartbeat rounds sent before the leader quiesced may arrive after it did (rounds
+// overlap when answers take longer than a heartbeat interval, as on a member hosting thousands
+// of groups). They leave it quiesced: woken by each, it would quiesce again at the next and
+// never stay quiet. An answer to the request to quiesce itself (a follower that could not)
+// still wakes it.
+TEST(Raft_Quiesce, LateAnswersToEarlierRoundsDoNotWakeTheLeader) {
+  TestCluster c(3, quiescing);
+  elect_and_quiesce(c);
+  if (::testing::Test::HasFatalFailure()) return;
+  for (NodeId from : {NodeId{2}, NodeId{3}}) {
+    Message late = make(MessageType::kHeartbeatResp, from, 1, c.raft(1).term());
+    late.context = 1;  // the leader's first round
+    ASSERT_EQ(c.raft(1).step(late), Error::kOk);
+    EXPECT_TRUE(c.raft(1).quiesced()) << "a late answer from " << from << " woke the leader";
+  }
+  c.tick_all(20);
+  c.process_all();
+  EXPECT_TRUE(c.queue().empty());
+  Message answer = make(MessageType::kHeartbeatResp, 2, 1, c.raft(1).term());
+  ASSERT_EQ(c.raft(1).step(answer), Error::kOk);
+  EXPECT_FALSE(c.raft(1).quiesced()) << "the answer to the quiesce request did not wake it";
+}
+
 }  // namespace
 }  // namespace chorus::raft
