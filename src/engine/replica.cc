@@ -1,14 +1,52 @@
 #include "engine/replica.h"
 
+#include <algorithm>
+#include <span>
 #include <utility>
 
 namespace chorus::engine {
 
+std::vector<ReadyRecord> ready_records(const raft::Snapshot* snapshot,
+                                       const std::vector<raft::Entry>& entries,
+                                       const std::optional<raft::HardState>& hard_state) {
+  std::vector<ReadyRecord> out;
+  if (snapshot != nullptr) out.push_back(ReadyRecord{snapshot, {}, std::nullopt});
+  std::span<const raft::Entry> rest(entries);
+  if (hard_state) {
+    for (size_t k = 0; k < rest.size(); ++k) {
+      const raft::Entry& e = rest[k];
+      if (e.type != raft::EntryType::kConfChange || e.index < 2) continue;
+      if (k > 0) out.push_back(ReadyRecord{nullptr, rest.first(k), std::nullopt});
+      out.push_back(ReadyRecord{nullptr,
+                                {},
+                                raft::HardState{hard_state->term, hard_state->vote,
+                                                std::min(hard_state->commit, e.index - 1)}});
+      rest = rest.subspan(k);
+      k = 0;  // the change itself goes with what follows it
+    }
+  }
+  if (!rest.empty()) out.push_back(ReadyRecord{nullptr, rest, std::nullopt});
+  if (hard_state) out.push_back(ReadyRecord{nullptr, {}, *hard_state});
+  return out;
+}
+
+void append_ready(storage::WalBatch* batch, raft::GroupId group, const raft::Snapshot* snapshot,
+                  const std::vector<raft::Entry>& entries,
+                  const std::optional<raft::HardState>& hard_state) {
+  for (const ReadyRecord& r : ready_records(snapshot, entries, hard_state)) {
+    if (r.snapshot != nullptr) {
+      batch->apply_snapshot(group, *r.snapshot);
+    } else if (r.hard_state) {
+      batch->set_hard_state(group, *r.hard_state);
+    } else {
+      batch->append(group, r.entries);
+    }
+  }
+}
+
 storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd) {
   storage::WalBatch batch;
-  if (rd.snapshot) batch.apply_snapshot(group, *rd.snapshot);
-  if (!rd.entries.empty()) batch.append(group, rd.entries);
-  if (rd.hard_state) batch.set_hard_state(group, *rd.hard_state);
+  append_ready(&batch, group, rd.snapshot ? &*rd.snapshot : nullptr, rd.entries, rd.hard_state);
   return batch;
 }
 
@@ -153,10 +191,7 @@ Round* Replica::begin_round() {
 }
 
 void Replica::append_to(storage::WalBatch* batch) const {
-  const raft::GroupId group = options_.raft.group;
-  if (round_.snapshot != nullptr) batch->apply_snapshot(group, *round_.snapshot);
-  if (!round_.entries->empty()) batch->append(group, *round_.entries);
-  if (round_.hard_state) batch->set_hard_state(group, *round_.hard_state);
+  append_ready(batch, options_.raft.group, round_.snapshot, *round_.entries, round_.hard_state);
 }
 
 void Replica::finish_round(RoundResult* out) {

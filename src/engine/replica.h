@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -172,8 +173,29 @@ class Replica {
   uint64_t next_read_context_ = 1;
 };
 
-// The records that persist a Ready (snapshot, entries, hard state), for hosts and tools that
-// hold a core directly.
+// The records that persist a Ready, in the order recovery relies on: the snapshot, then the
+// entries, then the hard state, so a commit index never survives without its entries. Before
+// each configuration change among the entries goes a hard state committing as much of what
+// precedes it as the Ready's does: a crash that keeps a change then keeps the commit of the
+// change before it (the leader appends a change only once the one before is applied, so the
+// commit it sends covers it). Without that, a member restarting from a torn write could hold
+// a change whose predecessor it does not know to be committed, campaign in the configuration
+// before both, and win it while a newer one is in force (the simulator found this: five
+// members, a joint change whose two entries reached a follower in one write).
+void append_ready(storage::WalBatch* batch, raft::GroupId group, const raft::Snapshot* snapshot,
+                  const std::vector<raft::Entry>& entries,
+                  const std::optional<raft::HardState>& hard_state);
+// One record of those, in write order: a snapshot, a run of entries, or a hard state. The
+// simulator's model of the disk reads them so it knows every record written.
+struct ReadyRecord {
+  const raft::Snapshot* snapshot = nullptr;
+  std::span<const raft::Entry> entries;
+  std::optional<raft::HardState> hard_state;
+};
+std::vector<ReadyRecord> ready_records(const raft::Snapshot* snapshot,
+                                       const std::vector<raft::Entry>& entries,
+                                       const std::optional<raft::HardState>& hard_state);
+// The same as a batch of its own, for hosts and tools that hold a core directly.
 storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd);
 
 }  // namespace chorus::engine

@@ -313,5 +313,58 @@ TEST(ReplicaTest, DriverMutationsAreTheReplicasOwn) {
   }
 }
 
+// A write holding two configuration changes is torn at every byte: whatever recovery keeps, a
+// log that holds the second change holds a commit covering the first (append_ready writes a
+// hard state before each change). A member restarting with both changes and the commit of
+// neither would campaign in the configuration before them.
+TEST(ReplicaRecords, ATornWriteThatKeepsAChangeKeepsTheCommitOfTheOneBefore) {
+  storage::FaultFileSystem fs;
+  storage::WalOptions wo;
+  wo.segment_bytes = 1 << 20;
+  const raft::ConfState conf{{1, 2, 3}, {}, {}, {}, false};
+  std::string image;
+  std::string path;
+  {
+    std::unique_ptr<storage::Wal> wal;
+    ASSERT_TRUE(storage::Wal::open(&fs, "wal", wo, &wal).is_ok());
+    ASSERT_TRUE(wal->bootstrap(kGroup, conf).is_ok());
+    storage::WalBatch first;
+    std::vector<raft::Entry> normal;
+    for (raft::Index i = 1; i <= 4; ++i)
+      normal.push_back(raft::Entry{1, i, raft::EntryType::kNormal, "x"});
+    append_ready(&first, kGroup, nullptr, normal, raft::HardState{1, 1, 4});
+    ASSERT_TRUE(wal->commit(first).is_ok());
+    raft::ConfChange enter;
+    enter.changes = {{raft::ConfChangeType::kAddNode, 4}, {raft::ConfChangeType::kRemoveNode, 3}};
+    raft::ConfChange leave;  // an empty change leaves a joint configuration
+    std::vector<raft::Entry> changes = {
+        raft::Entry{1, 5, raft::EntryType::kConfChange, enter.encode()},
+        raft::Entry{1, 6, raft::EntryType::kConfChange, leave.encode()},
+        raft::Entry{1, 7, raft::EntryType::kNormal, "y"}};
+    storage::WalBatch second;
+    append_ready(&second, kGroup, nullptr, changes, raft::HardState{1, 1, 7});
+    ASSERT_TRUE(wal->commit(second).is_ok());
+    path = "wal/" + wal->segment_names().back();
+    image = *fs.contents(path);
+  }
+  const size_t end = image.find_last_not_of('\0') + 1;
+  int kept_change = 0;
+  for (size_t cut = 0; cut <= end; ++cut) {
+    *fs.contents(path) = image.substr(0, cut) + std::string(image.size() - cut, '\0');
+    std::unique_ptr<storage::Wal> wal;
+    storage::Status st = storage::Wal::open(&fs, "wal", wo, &wal);
+    if (!st.is_ok() || wal->group(kGroup) == nullptr) continue;  // cut inside the bootstrap
+    const raft::LogStorage* log = wal->group(kGroup);
+    raft::Index commit = log->hard_state().commit;
+    EXPECT_LE(commit, log->last_index()) << "cut " << cut;
+    if (log->last_index() >= 6) {
+      ++kept_change;
+      EXPECT_GE(commit, 5u) << "cut " << cut << ": the second change survived, the commit of "
+                            << "the first did not";
+    }
+  }
+  EXPECT_GT(kept_change, 10);
+}
+
 }  // namespace
 }  // namespace chorus::engine

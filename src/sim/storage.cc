@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/replica.h"
 #include "sim/rng.h"
 #include "storage/forwarding_fs.h"
 
@@ -227,10 +228,21 @@ void SimStorage::sync_model() {
 
 storage::Status SimStorage::write(const storage::WalBatch& batch,
                                   const std::vector<GroupWrite>& writes) {
+  static const std::vector<raft::Entry> kNone;
   for (const GroupWrite& w : writes) {
-    if (w.snapshot != nullptr) pending_.push_back({w.group, *w.snapshot});
-    if (w.entries != nullptr && !w.entries->empty()) pending_.push_back({w.group, *w.entries});
-    if (w.hard_state != nullptr) pending_.push_back({w.group, *w.hard_state});
+    // The records exactly as the engine wrote them (engine::append_ready).
+    std::optional<raft::HardState> hs;
+    if (w.hard_state != nullptr) hs = *w.hard_state;
+    for (const engine::ReadyRecord& r :
+         engine::ready_records(w.snapshot, w.entries != nullptr ? *w.entries : kNone, hs)) {
+      if (r.snapshot != nullptr) {
+        pending_.push_back({w.group, *r.snapshot});
+      } else if (r.hard_state) {
+        pending_.push_back({w.group, *r.hard_state});
+      } else {
+        pending_.push_back({w.group, std::vector<raft::Entry>(r.entries.begin(), r.entries.end())});
+      }
+    }
   }
   return wal_->write(batch);
 }

@@ -204,7 +204,7 @@ void WalBatch::set_hard_state(GroupId group, const raft::HardState& hs) {
   append_record(&encoded_, RecordType::kHardState, group, encode_hard_state(hs));
 }
 
-void WalBatch::append(GroupId group, const std::vector<Entry>& entries) {
+void WalBatch::append(GroupId group, std::span<const Entry> entries) {
   std::string payload;
   for (const Entry& e : entries) {
     payload.clear();

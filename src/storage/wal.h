@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,10 @@ struct WalOptions {
 class WalBatch {
  public:
   void set_hard_state(raft::GroupId group, const raft::HardState& hs);
-  void append(raft::GroupId group, const std::vector<raft::Entry>& entries);
+  void append(raft::GroupId group, std::span<const raft::Entry> entries);
+  void append(raft::GroupId group, const std::vector<raft::Entry>& entries) {
+    append(group, std::span<const raft::Entry>(entries));
+  }
   // A snapshot received from the leader: replaces the group's whole log.
   void apply_snapshot(raft::GroupId group, const raft::Snapshot& snapshot);
   // Adds every record of `other` after this batch's.
