@@ -72,7 +72,8 @@ class GroupsService final : public gpb::Groups::CallbackService {
                                  gpb::ListResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     resp->set_member(s_->node->id());
-    s_->node->group_infos([reactor, resp](std::vector<GroupInfo>&& infos) {
+    s_->node->group_infos([reactor, resp](const RpcError& e, std::vector<GroupInfo>&& infos) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
       for (const GroupInfo& g : infos) {
         gpb::GroupStatus* out = resp->add_groups();
         out->set_id(g.id);

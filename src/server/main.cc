@@ -20,6 +20,16 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 
+#ifdef CHORUS_JEMALLOC
+// jemalloc's options, read when it starts: a background thread hands pages freed for a few
+// seconds back to the system, so memory taken by a burst (elections of thousands of groups, a
+// write spike) does not stay with the process once it is idle.
+extern "C" {
+// NOLINTNEXTLINE: the name and type jemalloc looks for.
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000";
+}
+#endif
+
 namespace chorus::server {
 namespace {
 

@@ -201,6 +201,7 @@ Status Node::recover() {
   const bool first_start = wal_->group(kGroup) == nullptr;
   CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
   if (first_start) {
+    CHORUS_RETURN_IF_ERROR(create_initial_groups());
     // The log is created with an empty configuration; a new cluster then writes the additions
     // of its initial members as committed entries of term 1, identical on every member, so
     // that a member added later learns the whole membership by replaying the log.
@@ -257,7 +258,7 @@ Status Node::recover() {
   term_ = replica_->core().term();
 
   rebuild_lessor();
-  return open_groups(first_start);
+  return open_groups();
 }
 
 void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_fatal) {
@@ -375,7 +376,7 @@ void Node::stop(int transfer_wait_ms) {
     r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   in_group_reads_.clear();
   for (auto& f : in_group_infos_)
-    f({});
+    f(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
   in_group_infos_.clear();
   for (auto& item : group_apply_queue_) {
     for (auto& r : item.readers)

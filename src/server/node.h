@@ -250,7 +250,8 @@ class Node {
   GroupsStatus groups_status() const;
   // Every data group hosted here, from the raft thread; `done` runs there (or at once, with
   // nothing, if the node has stopped).
-  void group_infos(std::function<void(std::vector<GroupInfo>&&)> done);
+  using GroupInfosDone = std::function<void(const RpcError& error, std::vector<GroupInfo>&& infos)>;
+  void group_infos(GroupInfosDone done);
 
   // A consistent copy of the state machine in `dir` (for the Snapshot RPC), and a rewrite of its
   // files to reclaim space (Defragment).
@@ -260,9 +261,11 @@ class Node {
  private:
   explicit Node(const NodeOptions& options);
   storage::Status recover();
-  // Opens the data groups' store and hosts a replica of every data group in the log; a new
-  // cluster's first start creates this member's share of options_.initial_groups first.
-  storage::Status open_groups(bool first_start);
+  // A new cluster's first start: creates this member's share of options_.initial_groups
+  // (before the etcd group, so a start cut short creates what is missing the next time).
+  storage::Status create_initial_groups();
+  // Opens the data groups' store and hosts a replica of every data group in the log.
+  storage::Status open_groups();
   void groups_apply_loop();
   // The raft thread's parts of a data group's round (the etcd group has its own).
   bool start_data_round(const engine::Replica& replica, engine::Round& round);
@@ -340,7 +343,7 @@ class Node {
   std::vector<PendingProposal> in_proposals_;
   std::vector<ReadDone> in_reads_;
   std::vector<std::pair<raft::GroupId, ReadDone>> in_group_reads_;
-  std::vector<std::function<void(std::vector<GroupInfo>&&)>> in_group_infos_;
+  std::vector<GroupInfosDone> in_group_infos_;
   std::vector<raft::NodeId> in_unreachable_;
   bool stopping_ = false;
   bool transfer_requested_ = false;
@@ -464,6 +467,7 @@ class Node {
   std::atomic<uint64_t> groups_awake_{0};
   std::atomic<uint64_t> groups_peers_down_{0};
   std::atomic<uint64_t> group_writes_applied_{0};
+  std::atomic<uint64_t> group_apply_backlog_{0};  // committed entries queued for the apply thread
   // The groups' apply thread: committed entries of every data group, applied as one RocksDB
   // write per turn; proposals made here answered; reads run once their group reached them.
   struct GroupApplyItem {

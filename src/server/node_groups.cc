@@ -15,6 +15,9 @@ using storage::Status;
 namespace {
 
 constexpr size_t kReplicasPerGroup = 3;
+// Committed entries of data groups waiting for the groups' apply thread beyond which writes are
+// refused (etcd allows 5,000 between commit and apply for its one group).
+constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
 
 std::string not_hosted(raft::GroupId group) {
   return "chorus: no replica of group " + std::to_string(group) + " on this member";
@@ -35,25 +38,29 @@ std::vector<raft::NodeId> initial_placement(raft::GroupId group,
   return out;
 }
 
-Status Node::open_groups(bool first_start) {
-  const std::string member_dir = storage::join_path(options_.data_dir, "member");
-  if (first_start && options_.new_cluster && options_.initial_groups > 0) {
-    std::vector<raft::NodeId> ids;
-    for (const InitialMember& m : options_.initial_members)
-      ids.push_back(m.id);
-    std::vector<std::pair<raft::GroupId, raft::ConfState>> mine;
-    for (raft::GroupId g = 2; g < 2 + raft::GroupId{options_.initial_groups}; ++g) {
-      std::vector<raft::NodeId> voters = initial_placement(g, ids);
-      if (std::find(voters.begin(), voters.end(), options_.id) == voters.end()) continue;
-      if (voters.front() == options_.id) campaign_at_start_.push_back(g);
-      raft::ConfState cs;
-      cs.voters = voters;
-      std::sort(cs.voters.begin(), cs.voters.end());
-      mine.emplace_back(g, std::move(cs));
-    }
-    // Every group's creation in one write and one fdatasync.
-    CHORUS_RETURN_IF_ERROR(wal_->bootstrap(mine));
+Status Node::create_initial_groups() {
+  if (!options_.new_cluster || options_.initial_groups == 0) return Status::ok();
+  std::vector<raft::NodeId> ids;
+  for (const InitialMember& m : options_.initial_members)
+    ids.push_back(m.id);
+  std::vector<std::pair<raft::GroupId, raft::ConfState>> mine;
+  for (raft::GroupId g = 2; g < 2 + raft::GroupId{options_.initial_groups}; ++g) {
+    std::vector<raft::NodeId> voters = initial_placement(g, ids);
+    if (std::find(voters.begin(), voters.end(), options_.id) == voters.end()) continue;
+    if (voters.front() == options_.id) campaign_at_start_.push_back(g);
+    // Created already by a first start that stopped before the etcd group's creation.
+    if (wal_->group(g) != nullptr) continue;
+    raft::ConfState cs;
+    cs.voters = voters;
+    std::sort(cs.voters.begin(), cs.voters.end());
+    mine.emplace_back(g, std::move(cs));
   }
+  // Every group's creation in one write and one fdatasync.
+  return wal_->bootstrap(mine);
+}
+
+Status Node::open_groups() {
+  const std::string member_dir = storage::join_path(options_.data_dir, "member");
   for (raft::GroupId g : wal_->groups()) {
     if (g != kGroup) data_groups_.push_back(g);
   }
@@ -62,6 +69,15 @@ Status Node::open_groups(bool first_start) {
       kv::GroupStore::open(storage::join_path(member_dir, "groups"), &group_store_));
   uint64_t now = clock_us(Clock::now());
   for (raft::GroupId g : data_groups_) {
+    // The store records an index applied only once its entry was durable in the log: a store
+    // ahead of the log means the log lost entries (a damaged tail cut away), and replaying what
+    // the log now holds at those indexes would be skipped as already applied.
+    if (group_store_->applied_index(g) > wal_->group(g)->last_index()) {
+      return Status::corruption(
+          "group " + std::to_string(g) + ": the store in " + member_dir + "/groups applied index " +
+          std::to_string(group_store_->applied_index(g)) + ", past the log's last entry " +
+          std::to_string(wal_->group(g)->last_index()) + " (the log lost entries)");
+    }
     raft::Config c;
     c.id = options_.id;
     c.group = g;
@@ -94,6 +110,12 @@ bool Node::hosts_group(raft::GroupId group) const {
 void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done) {
   if (!hosts_group(group)) {
     done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+    return;
+  }
+  // Backpressure, as for the etcd group: while the groups' apply thread is this far behind,
+  // new writes are refused at once instead of queueing into timeouts.
+  if (group_apply_backlog_.load() > kMaxGroupApplyBacklog) {
+    done(rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests));
     return;
   }
   std::string encoded = kv::encode_group_op(op);
@@ -160,7 +182,7 @@ GroupsStatus Node::groups_status() const {
   return s;
 }
 
-void Node::group_infos(std::function<void(std::vector<GroupInfo>&&)> done) {
+void Node::group_infos(GroupInfosDone done) {
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     if (!failed_ && !stopping_) {
@@ -169,7 +191,7 @@ void Node::group_infos(std::function<void(std::vector<GroupInfo>&&)> done) {
     }
   }
   if (done) {
-    done({});
+    done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
     return;
   }
   inbox_cv_.notify_one();
@@ -193,7 +215,7 @@ void Node::refresh_engine_peers(uint64_t now_us) {
 // Raft thread: reads and status requests for the data groups, taken from the inbox.
 void Node::drain_group_inbox(uint64_t now_us) {
   std::vector<std::pair<raft::GroupId, ReadDone>> reads;
-  std::vector<std::function<void(std::vector<GroupInfo> &&)>> infos;
+  std::vector<GroupInfosDone> infos;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     reads.swap(in_group_reads_);
@@ -237,10 +259,10 @@ void Node::drain_group_inbox(uint64_t now_us) {
   }
   for (size_t i = 0; i < infos.size(); ++i) {
     if (i + 1 == infos.size()) {
-      infos[i](std::move(out));
+      infos[i](RpcError{}, std::move(out));
     } else {
       std::vector<GroupInfo> copy = out;
-      infos[i](std::move(copy));
+      infos[i](RpcError{}, std::move(copy));
     }
   }
 }
@@ -288,6 +310,7 @@ void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
     if (!r.readers.empty()) reads.push_back(std::move(r));
   }
   if (item.entries.empty() && reads.empty()) return;
+  group_apply_backlog_ += item.entries.size();
   {
     std::lock_guard<std::mutex> lk(group_apply_mu_);
     if (!item.entries.empty()) group_apply_queue_.push_back(std::move(item));
@@ -346,6 +369,7 @@ void Node::groups_apply_loop() {
       }
       group_writes_applied_ += writes;
     }
+    group_apply_backlog_ -= batch.size();
     for (uint64_t id : answered)
       finish_proposal(id, RpcError{}, kv::Response{});
     for (raft::GroupId g : touched) {

@@ -139,10 +139,11 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   }
   for (raft::NodeId id : unreachable) {
     replica_->report_unreachable(id);
-    for (raft::GroupId g : data_groups_) {
+    // Only the data groups led here and awake: a quiesced leader sends nothing, so nothing of
+    // its was lost (and the report would wake it).
+    for (raft::GroupId g : groups_led_) {
       engine::Replica* r = engine_.find(g);
-      if (r->core().role() == raft::Role::kLeader && r->core().is_member(id))
-        r->report_unreachable(id);
+      if (!r->quiesced() && r->core().is_member(id)) r->report_unreachable(id);
     }
   }
   for (auto& p : proposals) {

@@ -579,3 +579,79 @@ TEST(DataGroups, IdleGroupsQuiesceAndTheirLeadersReplacedWhenAMemberGoesSilent) 
 
 }  // namespace
 }  // namespace chorus::server
+
+namespace chorus::server {
+namespace {
+
+NodeOptions single_member(const std::string& dir, uint32_t groups) {
+  NodeOptions o;
+  o.id = 1;
+  o.cluster_id = 0xc1;
+  o.name = "m1";
+  o.data_dir = dir;
+  o.initial_members = {InitialMember{1, "m1", {"http://member-1"}}};
+  o.cluster_token = "node-test";
+  o.tick_ms = 50;
+  o.election_ticks = 10;
+  o.request_timeout_ms = 10000;
+  o.initial_groups = groups;
+  return o;
+}
+
+// A first start that stopped after creating some of the member's data groups, before the etcd
+// group: the next start creates what is missing, and every group works.
+TEST(DataGroups, AFirstStartCutShortCreatesWhatIsMissingTheNextTime) {
+  storage::testing::TempDir dir("groups-first-start");
+  const std::string data = storage::join_path(dir.path(), "m1");
+  {
+    auto fs = storage::make_posix_file_system();
+    ASSERT_TRUE(fs->create_dir(data).is_ok());
+    ASSERT_TRUE(fs->create_dir(storage::join_path(data, "member")).is_ok());
+    std::unique_ptr<storage::Wal> wal;
+    ASSERT_TRUE(
+        storage::Wal::open(fs.get(), storage::join_path(data, "member/wal"), {}, &wal).is_ok());
+    raft::ConfState one;
+    one.voters = {1};
+    ASSERT_TRUE(wal->bootstrap({{2, one}, {3, one}}).is_ok());
+  }
+  std::unique_ptr<Node> node;
+  storage::Status st = Node::open(single_member(data, 4), &node);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(node->groups_status().hosted, 4u);
+  Router router;
+  router.add(node.get());
+  node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  for (raft::GroupId g = 2; g <= 5; ++g) {
+    RpcError e = group_put_retrying(*node, g, "k", "v");
+    EXPECT_TRUE(e.ok()) << "group " << g << ": " << e.message;
+  }
+  node->stop(0);
+}
+
+// The groups' store applied past what the log holds (the log lost its tail): the member refuses
+// to start, naming the group, instead of skipping the log's new entries as already applied.
+TEST(DataGroups, AStoreAheadOfTheLogIsRefusedAtStart) {
+  storage::testing::TempDir dir("groups-ahead");
+  const std::string data = storage::join_path(dir.path(), "m1");
+  {
+    std::unique_ptr<Node> node;
+    ASSERT_TRUE(Node::open(single_member(data, 2), &node).is_ok());
+    Router router;
+    router.add(node.get());
+    node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+    ASSERT_TRUE(group_put_retrying(*node, 2, "k", "v").ok());
+    node->stop(0);
+  }
+  {
+    std::unique_ptr<kv::GroupStore> store;
+    ASSERT_TRUE(kv::GroupStore::open(storage::join_path(data, "member/groups"), &store).is_ok());
+    ASSERT_TRUE(store->apply({{3, 1000, 1, ""}}).is_ok());
+  }
+  std::unique_ptr<Node> node;
+  storage::Status st = Node::open(single_member(data, 2), &node);
+  EXPECT_EQ(st.code(), storage::Status::Code::kCorruption) << st.to_string();
+  EXPECT_NE(st.message().find("group 3"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace chorus::server
