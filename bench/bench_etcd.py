@@ -403,7 +403,9 @@ def main():
 
     labels = [(n, l) for n, l, _ in chosen]
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    version = subprocess.run([args.etcd, "--version"], capture_output=True, text=True).stdout
+    version = ""
+    if "etcd" in systems and os.path.exists(args.etcd):
+        version = subprocess.run([args.etcd, "--version"], capture_output=True, text=True).stdout
     version = version.splitlines()[0] if version else "etcd"
     lines = ["Command: `make bench-etcd` (`bench/bench_etcd.py`), %s, %g s per scenario after %g s"
              " of warm-up, 256-byte values unless stated; %s and Chorus, 3 members each on loopback,"

@@ -51,22 +51,27 @@ storage::WalBatch ready_batch(raft::GroupId group, const raft::Ready& rd) {
 }
 
 Replica::Replica(const ReplicaOptions& options, uint64_t now_us)
-    : options_(options),
+    : group_(options.raft.group),
+      tick_us_(options.tick_us),
+#ifdef CHORUS_RAFT_MUTATIONS
+      unsafe_(options.raft.unsafe),
+#endif
       core_(std::make_unique<raft::Raft>(options.raft)),
       next_tick_us_(now_us + options.tick_us),
-      next_read_context_(options.first_read_context) {}
+      next_read_context_(options.first_read_context) {
+}
 
 uint64_t Replica::on_clock(uint64_t now_us) {
   if (now_us < next_tick_us_) return 0;
-  uint64_t ticks = (now_us - next_tick_us_) / options_.tick_us + 1;
-  next_tick_us_ += ticks * options_.tick_us;
+  uint64_t ticks = (now_us - next_tick_us_) / tick_us_ + 1;
+  next_tick_us_ += ticks * tick_us_;
   core_->tick(ticks);  // one step for a quiesced core, however long it slept
   touched();
   return ticks;
 }
 
 void Replica::restart_clock(uint64_t now_us) {
-  next_tick_us_ = now_us + options_.tick_us;
+  next_tick_us_ = now_us + tick_us_;
 }
 
 void Replica::catch_up() {
@@ -175,8 +180,7 @@ Round* Replica::begin_round() {
   round_.hard_state = rd.hard_state;
 #ifdef CHORUS_RAFT_MUTATIONS
   // The driver records term and commit but loses the vote.
-  if (options_.raft.unsafe.forget_vote && round_.hard_state)
-    round_.hard_state->vote = raft::kNoNode;
+  if (unsafe_.forget_vote && round_.hard_state) round_.hard_state->vote = raft::kNoNode;
 #endif
   round_.write = rd.must_write();
   round_.sync = rd.must_sync();
@@ -184,14 +188,14 @@ Round* Replica::begin_round() {
 #ifdef CHORUS_RAFT_MUTATIONS
   // Everyone's messages leave before the write: acknowledgements and votes promise what the
   // disk does not hold yet.
-  early = early || options_.raft.unsafe.ack_before_durable;
+  early = early || unsafe_.ack_before_durable;
 #endif
   if (early) round_.early_messages.swap(rd.messages);
   return &round_;
 }
 
 void Replica::append_to(storage::WalBatch* batch) const {
-  append_ready(batch, options_.raft.group, round_.snapshot, *round_.entries, round_.hard_state);
+  append_ready(batch, group_, round_.snapshot, *round_.entries, round_.hard_state);
 }
 
 void Replica::finish_round(RoundResult* out) {
@@ -221,6 +225,7 @@ void Replica::finish_round(RoundResult* out) {
   out->committed.swap(core_->ready_for_driver().committed_entries);
   in_round_ = false;
   round_ = Round{};
+  core_->trim_if_quiesced();
 }
 
 }  // namespace chorus::engine

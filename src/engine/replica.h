@@ -95,7 +95,7 @@ class Replica {
 
   // The core, for status and checks. Changes go through the calls below.
   const raft::Raft& core() const { return *core_; }
-  raft::GroupId group() const { return options_.raft.group; }
+  raft::GroupId group() const { return group_; }
 
   // Time. Delivers every tick due by `now_us`: after a stall (a long fdatasync, a paused
   // process) all the missed ticks at once, so whatever the host steps next is judged by the
@@ -162,7 +162,13 @@ class Replica {
     uint64_t deadline_us = 0;
   };
 
-  ReplicaOptions options_;
+  // Of the options, only what the driver reads again (the core keeps its own copy of the rest):
+  // an idle replica's every byte counts, times thousands of groups.
+  raft::GroupId group_;
+  uint64_t tick_us_;
+#ifdef CHORUS_RAFT_MUTATIONS
+  raft::UnsafeMutations unsafe_;
+#endif
   ReplicaHost* host_ = nullptr;
   std::unique_ptr<raft::Raft> core_;
   uint64_t next_tick_us_ = 0;

@@ -82,6 +82,7 @@ void Raft::handle_heartbeat(const Message& m) {
   if (m.reject && config_.quiesce && log_.last_index() == m.commit &&
       log_.committed() == m.commit) {
     quiesced_ = true;
+    release_idle_memory();
     return;
   }
   quiesced_ = false;  // a request it cannot take (a late one, a different log) wakes it

@@ -413,29 +413,30 @@ Ready& Raft::ready() {
   }
   needs_bcast_append_ = false;
   needs_read_round_ = false;
-  ready_.clear();
+  if (!ready_) ready_ = std::make_unique<Ready>();
+  ready_->clear();
   SoftState ss = soft_state();
-  if (ss != prev_soft_state_) ready_.soft_state = ss;
+  if (ss != prev_soft_state_) ready_->soft_state = ss;
   HardState hs = hard_state();
   if (hs != prev_hard_state_) {
-    ready_.hard_state = hs;
-    ready_.hard_state_must_sync =
+    ready_->hard_state = hs;
+    ready_->hard_state_must_sync =
         hs.term != prev_hard_state_.term || hs.vote != prev_hard_state_.vote;
   }
-  if (log_.unstable().snapshot) ready_.snapshot = *log_.unstable().snapshot;
-  ready_.entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
-  if (Error err = log_.next_committed_entries(&ready_.committed_entries); err != Error::kOk) {
+  if (log_.unstable().snapshot) ready_->snapshot = *log_.unstable().snapshot;
+  ready_->entries.assign(log_.unstable().entries.begin(), log_.unstable().entries.end());
+  if (Error err = log_.next_committed_entries(&ready_->committed_entries); err != Error::kOk) {
     // Committed entries the log holds but cannot read: nothing may be applied or sent.
     storage_failed_ = true;
-    ready_.committed_entries.clear();
+    ready_->committed_entries.clear();
   }
   // A commit index that lets a configuration change apply is made durable first (with this
   // Ready's hard state, or an earlier one written unsynced), so a member never restarts with a
   // configuration older than one it acted on (it may have removed itself).
-  if (!ready_.hard_state_must_sync) {
-    for (const Entry& e : ready_.committed_entries) {
+  if (!ready_->hard_state_must_sync) {
+    for (const Entry& e : ready_->committed_entries) {
       if (e.type == EntryType::kConfChange) {
-        ready_.hard_state_must_sync = true;
+        ready_->hard_state_must_sync = true;
         break;
       }
     }
@@ -445,28 +446,28 @@ Ready& Raft::ready() {
   // campaigns) while this leader, not having applied it, still needs its vote: had that
   // follower stored an entry this leader lost in a crash, it would refuse the vote for good.
   // (A new leader counts as having an unapplied change until it applied its whole log.)
-  ready_.messages_first = role_ == Role::kLeader && !tracker_.config.voters.joint() &&
-                          pending_conf_index_ <= log_.applied() && !ready_.hard_state_must_sync &&
-                          !ready_.snapshot;
+  ready_->messages_first = role_ == Role::kLeader && !tracker_.config.voters.joint() &&
+                           pending_conf_index_ <= log_.applied() && !ready_->hard_state_must_sync &&
+                           !ready_->snapshot;
   if (storage_failed_) msgs_.clear();
-  ready_.messages.swap(msgs_);
-  ready_.read_states.swap(read_states_);
+  ready_->messages.swap(msgs_);
+  ready_->read_states.swap(read_states_);
   ready_outstanding_ = true;
-  return ready_;
+  return *ready_;
 }
 
 void Raft::advance() {
   if (!ready_outstanding_) fatal("advance() without an outstanding ready()");
   ready_outstanding_ = false;
-  if (ready_.soft_state) prev_soft_state_ = *ready_.soft_state;
-  if (ready_.hard_state) prev_hard_state_ = *ready_.hard_state;
-  if (ready_.snapshot) {
-    Index si = ready_.snapshot->metadata.index;
+  if (ready_->soft_state) prev_soft_state_ = *ready_->soft_state;
+  if (ready_->hard_state) prev_hard_state_ = *ready_->hard_state;
+  if (ready_->snapshot) {
+    Index si = ready_->snapshot->metadata.index;
     log_.stable_snap_to(si);
     if (si > log_.applied() && si <= log_.committed()) log_.applied_to(si);
   }
-  if (!ready_.entries.empty()) {
-    const Entry& last = ready_.entries.back();
+  if (!ready_->entries.empty()) {
+    const Entry& last = ready_->entries.back();
     log_.stable_to(last.index, last.term);
     if (role_ == Role::kLeader) {
       // The leader counts itself toward a quorum only for entries it has made durable.
@@ -476,10 +477,10 @@ void Raft::advance() {
       }
     }
   }
-  if (!ready_.committed_entries.empty()) {
-    Index last = ready_.committed_entries.back().index;
+  if (!ready_->committed_entries.empty()) {
+    Index last = ready_->committed_entries.back().index;
     if (last > log_.applied()) log_.applied_to(last);
-    reduce_uncommitted(ready_.committed_entries);
+    reduce_uncommitted(ready_->committed_entries);
     if (campaign_after_apply_ && role_ != Role::kLeader) {
       campaign_after_apply_ = false;
       hup(true);
@@ -492,8 +493,23 @@ void Raft::advance() {
       if (append_proposals(scratch_entries_) == Error::kOk) note_conf_change(scratch_entries_[0]);
     }
   }
-  ready_.messages.clear();
-  ready_.read_states.clear();
+  ready_->messages.clear();
+  ready_->read_states.clear();
+}
+
+void Raft::trim_if_quiesced() {
+  if (quiesced_) release_idle_memory();
+}
+
+void Raft::release_idle_memory() {
+  if (ready_outstanding_) return;
+  // A quiesced replica may sleep for hours among thousands: the Ready and the buffers kept for
+  // the next round go, and the next round allocates them again.
+  ready_.reset();
+  if (msgs_.empty()) std::vector<Message>().swap(msgs_);
+  if (read_states_.empty()) std::vector<ReadState>().swap(read_states_);
+  std::vector<Entry>().swap(scratch_entries_);
+  std::vector<std::vector<Entry>>().swap(entry_buffers_);
 }
 
 Status Raft::status() const {

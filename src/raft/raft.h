@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -201,7 +202,11 @@ class Raft {
   Ready& ready();
   void advance();
   // The outstanding Ready, for drivers that finish it asynchronously (after an fsync).
-  Ready& ready_for_driver() { return ready_; }
+  Ready& ready_for_driver() { return *ready_; }
+  // While quiesced, lets go of the Ready and the buffers kept for the next round (a quiesced
+  // replica may sleep for hours among thousands); the next ready() allocates them again. For
+  // the driver, once it is done with the last Ready.
+  void trim_if_quiesced();
 
   Status status() const;
   NodeId id() const { return id_; }
@@ -361,7 +366,8 @@ class Raft {
   std::vector<ReadState> read_states_;
   HardState prev_hard_state_;
   SoftState prev_soft_state_;
-  Ready ready_;
+  std::unique_ptr<Ready> ready_;  // allocated by ready(), released while quiesced
+  void release_idle_memory();
   bool ready_outstanding_ = false;
   std::vector<Entry> scratch_entries_;
   // Entry buffers of appends built and not sent, reused by the next one; bounded so that a
