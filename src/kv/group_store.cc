@@ -168,6 +168,10 @@ Status GroupStore::get(raft::GroupId group, std::string_view key, std::string* v
   return from_rocksdb(s, "read");
 }
 
+Status GroupStore::flush() {
+  return from_rocksdb(db_->Flush(rocksdb::FlushOptions{}), "flush");
+}
+
 Status GroupStore::drop(raft::GroupId group) {
   std::string begin = group_prefix(group);
   std::string end = group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);

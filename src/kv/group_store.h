@@ -64,6 +64,9 @@ class GroupStore {
   raft::Index applied_index(raft::GroupId group) const;
   // The value of `key` in `group`: not_found if it has none.
   storage::Status get(raft::GroupId group, std::string_view key, std::string* value) const;
+  // Makes everything applied so far durable (RocksDB's WAL is off): before the log may let go
+  // of the entries behind it.
+  storage::Status flush();
   // Removes every record of the group.
   storage::Status drop(raft::GroupId group);
   // Groups with an applied index.

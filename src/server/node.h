@@ -79,6 +79,11 @@ struct NodeOptions {
   // Idle data groups quiesce: no ticks and no heartbeats until something arrives (member
   // liveness, one heartbeat per member pair per tick, notices a dead leader's member).
   bool quiesce_groups = true;
+  // How often the raft thread compacts the logs of quiesced data groups (every replica of such a
+  // group holds its whole log, so none can need a snapshot for what goes), and how many log
+  // segments there must be before it does (one: nothing to release).
+  int group_compact_interval_ms = 5000;
+  size_t group_compact_min_segments = 2;
 
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
@@ -120,6 +125,7 @@ struct GroupsStatus {
   uint64_t awake = 0;    // replicas whose timers run (the others are quiesced)
   uint64_t peers_down = 0;
   uint64_t writes_applied = 0;
+  uint64_t logs_compacted = 0;  // compactions of a data group's log, in all
 };
 
 // One data group as this member sees it.
@@ -272,6 +278,10 @@ class Node {
   void finish_data_round(raft::GroupId group, engine::RoundResult& out);
   void drain_group_inbox(uint64_t now_us);
   void refresh_engine_peers(uint64_t now_us);
+  // Raft thread: asks the groups apply thread to flush what the quiesced data groups applied,
+  // then compacts their logs (compact_groups) once it answers.
+  void maybe_compact_groups(std::chrono::steady_clock::time_point now);
+  void compact_groups(std::vector<storage::WalCompaction>&& list);
   void raft_loop();
   void apply_loop();
   void handle_ready();
@@ -475,7 +485,15 @@ class Node {
     std::vector<raft::Entry> entries;
     raft::Index read_index = 0;
     std::vector<ReadDone> readers;
+    // A compaction request: flush, then hand back those whose group applied their index.
+    std::vector<storage::WalCompaction> compactions;
   };
+  // Raft thread: a compaction is between the two threads; when the next may start.
+  bool group_compaction_in_flight_ = false;
+  std::chrono::steady_clock::time_point next_group_compaction_;
+  std::atomic<uint64_t> groups_compacted_{0};  // group logs compacted, in all
+  // Inbox: the apply thread's answer (possibly empty).
+  std::optional<std::vector<storage::WalCompaction>> in_group_compactions_;
   std::mutex group_apply_mu_;
   std::condition_variable group_apply_cv_;
   std::vector<GroupApplyItem> group_apply_queue_;

@@ -179,6 +179,7 @@ GroupsStatus Node::groups_status() const {
   s.awake = groups_awake_;
   s.peers_down = groups_peers_down_;
   s.writes_applied = group_writes_applied_;
+  s.logs_compacted = groups_compacted_;
   return s;
 }
 
@@ -287,6 +288,61 @@ bool Node::start_data_round(const engine::Replica& replica, engine::Round& round
   return true;
 }
 
+void Node::maybe_compact_groups(Clock::time_point now) {
+  std::optional<std::vector<storage::WalCompaction>> answer;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    answer.swap(in_group_compactions_);
+  }
+  if (answer) {
+    group_compaction_in_flight_ = false;
+    compact_groups(std::move(*answer));
+    if (failed_) return;
+  }
+  if (group_compaction_in_flight_ || now < next_group_compaction_) return;
+  next_group_compaction_ = now + std::chrono::milliseconds(options_.group_compact_interval_ms);
+  if (wal_->segment_count() < options_.group_compact_min_segments) return;
+  // Only quiesced groups: a leader quiesces once every replica holds its whole log, committed,
+  // and a follower once it holds exactly that log, so no replica of the group can ever need a
+  // snapshot for the entries that go (data groups cannot send one yet).
+  std::vector<storage::WalCompaction> list;
+  for (raft::GroupId g : data_groups_) {
+    const engine::Replica* r = engine_.find(g);
+    if (!r->quiesced()) continue;
+    const raft::RaftLog& log = r->core().log();
+    const raft::Index commit = log.committed();
+    if (commit < wal_->group(g)->first_index()) continue;  // nothing to let go
+    storage::WalCompaction c;
+    c.group = g;
+    c.snapshot.metadata.index = commit;
+    if (log.term(commit, &c.snapshot.metadata.term) != raft::Error::kOk) continue;
+    c.snapshot.metadata.conf_state = r->core().status().config;
+    c.compact_to = commit;
+    list.push_back(std::move(c));
+  }
+  if (list.empty()) return;
+  GroupApplyItem item;
+  item.compactions = std::move(list);
+  group_compaction_in_flight_ = true;
+  {
+    std::lock_guard<std::mutex> lk(group_apply_mu_);
+    group_apply_queue_.push_back(std::move(item));
+  }
+  group_apply_cv_.notify_one();
+}
+
+void Node::compact_groups(std::vector<storage::WalCompaction>&& list) {
+  if (list.empty()) return;
+  // The snapshot records carry the group's configuration and nothing else: the state is the
+  // groups' store, flushed through these indexes by the apply thread.
+  Status st = wal_->compact(list);
+  if (!st.is_ok()) {
+    fail_fatal("write-ahead log compaction of data groups: " + st.to_string());
+    return;
+  }
+  groups_compacted_ += list.size();
+}
+
 void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
   if (!out.messages.empty()) sink_->send(std::move(out.messages));
   if (!out.error.empty()) {
@@ -372,6 +428,28 @@ void Node::groups_apply_loop() {
     group_apply_backlog_ -= batch.size();
     for (uint64_t id : answered)
       finish_proposal(id, RpcError{}, kv::Response{});
+    // Compaction requests, after every entry queued before them is applied: flushed, then
+    // handed back for the groups that reached the index (all of them, unless one was lost).
+    for (GroupApplyItem& item : items) {
+      if (item.compactions.empty()) continue;
+      std::vector<storage::WalCompaction> ready;
+      for (storage::WalCompaction& c : item.compactions) {
+        if (group_store_->applied_index(c.group) >= c.snapshot.metadata.index)
+          ready.push_back(std::move(c));
+      }
+      if (!ready.empty()) {
+        Status st = group_store_->flush();
+        if (!st.is_ok()) {
+          fail_fatal("data groups' state machine: " + st.to_string());
+          return;
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lk(inbox_mu_);
+        in_group_compactions_ = std::move(ready);
+      }
+      inbox_cv_.notify_one();
+    }
     for (raft::GroupId g : touched) {
       auto it = group_waiting_reads_.find(g);
       if (it == group_waiting_reads_.end()) continue;

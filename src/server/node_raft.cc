@@ -30,7 +30,8 @@ void Node::raft_loop() {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
-               !in_fetched_.empty() || !in_group_reads_.empty() || !in_group_infos_.empty();
+               !in_fetched_.empty() || !in_group_reads_.empty() || !in_group_infos_.empty() ||
+               in_group_compactions_.has_value();
       });
       if (stopping_) return;
     }
@@ -44,6 +45,8 @@ void Node::raft_loop() {
     // One liveness heartbeat per member pair per interval, whatever the number of groups.
     std::vector<raft::Message> beats = engine_.liveness(now_us);
     if (!beats.empty()) sink_->send(std::move(beats));
+    if (!data_groups_.empty()) maybe_compact_groups(now);
+    if (failed_) return;
     if (tick_due) {
       expire_requests(now);
       if (is_leader()) propose_lease_revokes();

@@ -67,6 +67,9 @@ void register_groups(MetricsRegistry* r, const std::function<GroupsStatus()>& gr
               [groups] { return as_double(groups().peers_down); });
   r->counter_fn("chorus_groups_writes_applied_total", "Data group writes applied here.",
                 [groups] { return as_double(groups().writes_applied); });
+  r->counter_fn("chorus_groups_logs_compacted_total",
+                "Compactions of quiesced data groups' logs on this member.",
+                [groups] { return as_double(groups().logs_compacted); });
 }
 
 void register_transport(MetricsRegistry* r,

@@ -29,6 +29,7 @@
 //   chorus_groups_awake (gauge)                   of which not quiesced
 //   chorus_groups_peers_down (gauge)              members whose liveness heartbeats stopped
 //   chorus_groups_writes_applied_total (counter)  data group writes applied here
+//   chorus_groups_logs_compacted_total (counter)  compactions of quiesced groups' logs
 //
 // From ServerMetricsSource::transport (TransportStats), if given, all counters:
 //   chorus_transport_sent_bytes_total, chorus_transport_received_bytes_total

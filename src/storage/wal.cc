@@ -845,19 +845,30 @@ Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& gr
 }
 
 Status Wal::compact(GroupId group, const raft::Snapshot& snapshot, Index compact_to) {
+  return compact({WalCompaction{group, snapshot, compact_to}});
+}
+
+Status Wal::compact(const std::vector<WalCompaction>& list) {
   std::lock_guard lock(mu_);
-  auto it = groups_.find(group);
-  if (it == groups_.end()) return Status::invalid_argument("no group " + std::to_string(group));
-  GroupLog& g = *it->second;
-  if (compact_to > snapshot.metadata.index || snapshot.metadata.index > g.last_index())
-    return Status::invalid_argument("compaction beyond the snapshot or the log");
-  if (compact_to < g.compact_index) compact_to = g.compact_index;
-  Term compact_term = compact_to == g.compact_index
-                          ? g.compact_term
-                          : g.locations[compact_to - g.compact_index - 1].term;
   std::string rec;
-  append_record(&rec, RecordType::kSnapshot, group,
-                snapshot_record(snapshot, compact_to, compact_term, false));
+  std::set<GroupId> seen;
+  for (const WalCompaction& c : list) {
+    auto it = groups_.find(c.group);
+    if (it == groups_.end()) return Status::invalid_argument("no group " + std::to_string(c.group));
+    if (!seen.insert(c.group).second)
+      return Status::invalid_argument("group " + std::to_string(c.group) + " listed twice");
+    const GroupLog& g = *it->second;
+    Index compact_to = c.compact_to;
+    if (compact_to > c.snapshot.metadata.index || c.snapshot.metadata.index > g.last_index())
+      return Status::invalid_argument("compaction beyond the snapshot or the log");
+    if (compact_to < g.compact_index) compact_to = g.compact_index;
+    Term compact_term = compact_to == g.compact_index
+                            ? g.compact_term
+                            : g.locations[compact_to - g.compact_index - 1].term;
+    append_record(&rec, RecordType::kSnapshot, c.group,
+                  snapshot_record(c.snapshot, compact_to, compact_term, false));
+  }
+  if (rec.empty()) return Status::ok();
   CHORUS_RETURN_IF_ERROR(write_locked(rec));
   Status st = writer_->sync();
   if (!st.is_ok()) return fail_locked(st);

@@ -39,6 +39,13 @@ struct WalOptions {
 };
 
 // Records to write together. Encoded as they are added, so writing is one copy to the file.
+// One group's compaction (Wal::compact).
+struct WalCompaction {
+  raft::GroupId group = 0;
+  raft::Snapshot snapshot;
+  raft::Index compact_to = 0;
+};
+
 class WalBatch {
  public:
   void set_hard_state(raft::GroupId group, const raft::HardState& hs);
@@ -137,6 +144,9 @@ class Wal {
   // entries up to `compact_to` (<= that index), durably. Segments no group needs any more are
   // deleted.
   Status compact(raft::GroupId group, const raft::Snapshot& snapshot, raft::Index compact_to);
+  // Many groups' compactions in one write and one fdatasync. Fails, compacting none, if any is
+  // invalid (an unknown group, one listed twice, a snapshot past the log).
+  Status compact(const std::vector<WalCompaction>& list);
 
   // The Raft core's view of a group's log, or nullptr if the group does not exist. Valid for
   // the life of the Wal.

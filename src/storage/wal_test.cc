@@ -141,6 +141,37 @@ TEST_F(WalTest, ManyGroupsBootstrapInOneWriteAndRecoverTheirConfigurations) {
   }
 }
 
+TEST_F(WalTest, ManyGroupsCompactInOneWriteOrNoneDoes) {
+  {
+    auto wal = open_ok();
+    for (GroupId g = 1; g <= 4; ++g) {
+      ASSERT_TRUE(wal->bootstrap(g, kConf).is_ok());
+      commit_entries(wal.get(), g, 1, 10, 1);
+    }
+    auto compaction = [](GroupId g, Index index) {
+      WalCompaction c;
+      c.group = g;
+      c.snapshot.metadata = {index, 1, kConf};
+      c.compact_to = index;
+      return c;
+    };
+    // One bad compaction (past the log, an unknown group, a group twice) fails them all.
+    EXPECT_FALSE(wal->compact({compaction(1, 5), compaction(2, 11)}).is_ok());
+    EXPECT_FALSE(wal->compact({compaction(1, 5), compaction(9, 5)}).is_ok());
+    EXPECT_FALSE(wal->compact({compaction(1, 5), compaction(1, 6)}).is_ok());
+    EXPECT_EQ(wal->group(1)->first_index(), 1u);
+    ASSERT_TRUE(wal->compact({compaction(1, 5), compaction(2, 10), compaction(3, 7)}).is_ok());
+    EXPECT_TRUE(wal->compact({}).is_ok());
+  }
+  auto wal = open_ok();
+  EXPECT_EQ(wal->group(1)->first_index(), 6u);
+  EXPECT_EQ(wal->group(2)->first_index(), 11u);
+  EXPECT_EQ(wal->group(3)->first_index(), 8u);
+  EXPECT_EQ(wal->group(4)->first_index(), 1u);
+  EXPECT_EQ(read_log(*wal, 1), make_entries(6, 10, 1));
+  EXPECT_EQ(read_log(*wal, 4), make_entries(1, 10, 1));
+}
+
 TEST_F(WalTest, AConflictingAppendReplacesTheSuffix) {
   {
     auto wal = open_ok();
