@@ -6,6 +6,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "base/coding.h"
+#include "kv/rocksdb_status.h"
 
 namespace chorus::kv {
 
@@ -14,14 +15,6 @@ using storage::Status;
 namespace {
 
 constexpr uint8_t kOpVersion = 1;
-
-Status from_rocksdb(const rocksdb::Status& s, const char* what) {
-  if (s.ok()) return Status::ok();
-  std::string m = std::string("group store ") + what + ": " + s.ToString();
-  if (s.IsNoSpace()) return Status::no_space(m);
-  if (s.IsCorruption()) return Status::corruption(m);
-  return Status::io_error(m);
-}
 
 std::string group_prefix(raft::GroupId group) {
   std::string k;
@@ -80,7 +73,7 @@ Status GroupStore::open(const std::string& dir, std::unique_ptr<GroupStore>* out
   o.create_if_missing = true;
   o.avoid_flush_during_shutdown = false;
   rocksdb::DB* db = nullptr;
-  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db), "open"));
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(o, dir, &db), "group store open"));
   std::unique_ptr<GroupStore> s(new GroupStore(db));
   CHORUS_RETURN_IF_ERROR(s->load());
   *out = std::move(s);
@@ -111,7 +104,7 @@ Status GroupStore::load() {
     if (group == UINT64_MAX) break;
     it->Seek(group_prefix(group + 1));
   }
-  return from_rocksdb(it->status(), "load");
+  return from_rocksdb(it->status(), "group store load");
 }
 
 Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
@@ -149,7 +142,7 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
   }
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
-  CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "write"));
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "group store write"));
   std::unique_lock lock(mu_);
   for (const auto& [group, at] : last)
     applied_[group] = at.first;
@@ -165,23 +158,11 @@ raft::Index GroupStore::applied_index(raft::GroupId group) const {
 Status GroupStore::get(raft::GroupId group, std::string_view key, std::string* value) const {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, value_key(group, key), value);
   if (s.IsNotFound()) return Status::not_found(std::string(key));
-  return from_rocksdb(s, "read");
+  return from_rocksdb(s, "group store read");
 }
 
 Status GroupStore::flush() {
-  return from_rocksdb(db_->Flush(rocksdb::FlushOptions{}), "flush");
-}
-
-Status GroupStore::drop(raft::GroupId group) {
-  std::string begin = group_prefix(group);
-  std::string end = group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  CHORUS_RETURN_IF_ERROR(
-      from_rocksdb(db_->DeleteRange(wo, db_->DefaultColumnFamily(), begin, end), "drop"));
-  std::unique_lock lock(mu_);
-  applied_.erase(group);
-  return Status::ok();
+  return from_rocksdb(db_->Flush(rocksdb::FlushOptions{}), "group store flush");
 }
 
 size_t GroupStore::groups() const {

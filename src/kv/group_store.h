@@ -9,7 +9,7 @@
 // log. RocksDB's own WAL is off: the Raft log is the source of truth, and after a crash each
 // group replays the entries after its applied index (those are skipped if already held).
 //
-// Threads: apply() and drop() from one thread; reads from any.
+// Threads: apply() and flush() from one thread; reads from any.
 #pragma once
 
 #include <cstdint>
@@ -67,8 +67,6 @@ class GroupStore {
   // Makes everything applied so far durable (RocksDB's WAL is off): before the log may let go
   // of the entries behind it.
   storage::Status flush();
-  // Removes every record of the group.
-  storage::Status drop(raft::GroupId group);
   // Groups with an applied index.
   size_t groups() const;
 

@@ -100,23 +100,5 @@ TEST(GroupStoreTest, AnUndecodableEntryIsSkippedButCountsAsApplied) {
   EXPECT_EQ(value(*s, 2, "garbage"), "<none>");
 }
 
-TEST(GroupStoreTest, DropRemovesOneGroupOnly) {
-  TempDir dir("chorus-groups");
-  {
-    auto s = open(dir.path());
-    std::string v = put("k", "v");
-    ASSERT_TRUE(s->apply({{2, 1, 1, v}, {3, 1, 1, v}, {UINT64_MAX, 1, 1, v}}).is_ok());
-    ASSERT_TRUE(s->drop(2).is_ok());
-    ASSERT_TRUE(s->drop(UINT64_MAX).is_ok());
-    EXPECT_EQ(value(*s, 2, "k"), "<none>");
-    EXPECT_EQ(s->applied_index(2), 0u);
-  }
-  auto s = open(dir.path());
-  EXPECT_EQ(s->groups(), 1u);
-  EXPECT_EQ(value(*s, 3, "k"), "v");
-  EXPECT_EQ(s->applied_index(3), 1u);
-  EXPECT_EQ(value(*s, UINT64_MAX, "k"), "<none>");
-}
-
 }  // namespace
 }  // namespace chorus::kv

@@ -10,6 +10,7 @@
 
 #include "base/coding.h"
 #include "kv/codec.h"
+#include "kv/rocksdb_status.h"
 #include "storage/crc32c.h"
 #include "storage/snapshot_stream.h"
 
@@ -96,14 +97,6 @@ rocksdb::Slice slice(std::string_view s) {
 }
 std::string_view view(const rocksdb::Slice& s) {
   return {s.data(), s.size()};
-}
-
-Status from_rocksdb(const rocksdb::Status& s, const char* what) {
-  if (s.ok()) return Status::ok();
-  std::string m = std::string("rocksdb ") + what + ": " + s.ToString();
-  if (s.IsNoSpace()) return Status::no_space(m);
-  if (s.IsCorruption()) return Status::corruption(m);
-  return Status::io_error(m);
 }
 
 ApiError error(Code code, const char* message) {

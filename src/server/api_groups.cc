@@ -19,21 +19,11 @@ class GroupsService final : public gpb::Groups::CallbackService {
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const gpb::PutRequest* req,
                                 gpb::PutResponse*) override {
-    if (req->group() < 2) return s_->refuse(ctx, bad_group(req->group()));
-    if (req->key().empty()) {
-      return s_->refuse(
-          ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chorus: key is not provided"));
-    }
     return write(ctx, req->group(), kv::GroupOp{kv::GroupOp::Kind::kPut, req->key(), req->value()});
   }
 
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const gpb::DeleteRequest* req,
                                    gpb::DeleteResponse*) override {
-    if (req->group() < 2) return s_->refuse(ctx, bad_group(req->group()));
-    if (req->key().empty()) {
-      return s_->refuse(
-          ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chorus: key is not provided"));
-    }
     return write(ctx, req->group(), kv::GroupOp{kv::GroupOp::Kind::kDelete, req->key(), ""});
   }
 
@@ -58,8 +48,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
       reactor->Finish(grpc::Status::OK);
     };
     if (!node->hosts_group(group)) {
-      run(rpc_error(RpcCode::kNotFound,
-                    "chorus: no replica of group " + std::to_string(group) + " on this member"));
+      run(rpc_error(RpcCode::kNotFound, Node::not_hosted(group)));
     } else if (req->serializable()) {
       run(RpcError{});
     } else {
@@ -93,6 +82,11 @@ class GroupsService final : public gpb::Groups::CallbackService {
  private:
   grpc::ServerUnaryReactor* write(grpc::CallbackServerContext* ctx, uint64_t group,
                                   const kv::GroupOp& op) {
+    if (group < 2) return s_->refuse(ctx, bad_group(group));
+    if (op.key.empty()) {
+      return s_->refuse(
+          ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chorus: key is not provided"));
+    }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->group_propose(group, op,
                             [reactor](const RpcError& e) { reactor->Finish(to_grpc(e)); });

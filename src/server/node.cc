@@ -369,12 +369,9 @@ void Node::stop(int transfer_wait_ms) {
       r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   }
   apply_queue_.clear();
-  for (auto& r : in_reads_)
+  for (auto& [group, r] : in_reads_)
     r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
   in_reads_.clear();
-  for (auto& [group, r] : in_group_reads_)
-    r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
-  in_group_reads_.clear();
   for (auto& f : in_group_infos_)
     f(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
   in_group_infos_.clear();
@@ -513,7 +510,7 @@ void Node::read_barrier(ReadDone done) {
       done(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
       return;
     }
-    in_reads_.push_back(std::move(done));
+    in_reads_.emplace_back(kGroup, std::move(done));
   }
   inbox_cv_.notify_one();
 }

@@ -245,6 +245,8 @@ class Node {
 
   // Data groups (docs/ARCHITECTURE.md, "Data groups"). Whether a replica of `group` is here.
   bool hosts_group(raft::GroupId group) const;
+  // The error text for a group with no replica here (NOT_FOUND).
+  static std::string not_hosted(raft::GroupId group);
   // Proposes `op` to the group; `done` runs once it is applied here, or with an error.
   using GroupDone = std::function<void(const RpcError& error)>;
   void group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done);
@@ -276,10 +278,15 @@ class Node {
   // The raft thread's parts of a data group's round (the etcd group has its own).
   bool start_data_round(const engine::Replica& replica, engine::Round& round);
   void finish_data_round(raft::GroupId group, engine::RoundResult& out);
-  void drain_group_inbox(uint64_t now_us);
+  // Raft thread: every read taken from the inbox, of any group, joins its group's next ReadIndex
+  // round (one round per group per turn).
+  void start_reads(uint64_t now_us, std::vector<std::pair<raft::GroupId, ReadDone>>&& reads);
+  // The readers waiting on these tokens, taken out of readers_ (an expired one is gone).
+  std::vector<ReadDone> take_readers(const std::vector<uint64_t>& tokens);
+  void answer_group_infos(std::vector<GroupInfosDone>&& infos);
   void refresh_engine_peers(uint64_t now_us);
-  // Raft thread: asks the groups apply thread to flush what the quiesced data groups applied,
-  // then compacts their logs (compact_groups) once it answers.
+  // Raft thread: asks the groups apply thread to flush what the quiesced data groups applied;
+  // its answer, taken from the inbox, goes to compact_groups.
   void maybe_compact_groups(std::chrono::steady_clock::time_point now);
   void compact_groups(std::vector<storage::WalCompaction>&& list);
   void raft_loop();
@@ -351,8 +358,7 @@ class Node {
   std::condition_variable inbox_cv_;
   std::vector<raft::Message> in_messages_;
   std::vector<PendingProposal> in_proposals_;
-  std::vector<ReadDone> in_reads_;
-  std::vector<std::pair<raft::GroupId, ReadDone>> in_group_reads_;
+  std::vector<std::pair<raft::GroupId, ReadDone>> in_reads_;  // the etcd group's and the others'
   std::vector<GroupInfosDone> in_group_infos_;
   std::vector<raft::NodeId> in_unreachable_;
   bool stopping_ = false;
@@ -469,7 +475,7 @@ class Node {
   std::vector<raft::GroupId> data_groups_;  // sorted
   std::unique_ptr<kv::GroupStore> group_store_;
   std::vector<raft::GroupId> campaign_at_start_;  // groups this member leads first
-  std::set<raft::GroupId> group_reads_;           // raft thread: groups with reads in rounds
+  std::set<raft::GroupId> groups_reading_;        // raft thread: groups with reads in rounds
   std::set<raft::GroupId> groups_led_;            // raft thread: groups led here
   std::atomic<uint64_t> members_version_{0};      // bumped when the member table changes
   uint64_t engine_peers_version_ = UINT64_MAX;    // raft thread

@@ -19,11 +19,11 @@ constexpr size_t kReplicasPerGroup = 3;
 // refused (etcd allows 5,000 between commit and apply for its one group).
 constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
 
-std::string not_hosted(raft::GroupId group) {
+}  // namespace
+
+std::string Node::not_hosted(raft::GroupId group) {
   return "chorus: no replica of group " + std::to_string(group) + " on this member";
 }
-
-}  // namespace
 
 std::vector<raft::NodeId> initial_placement(raft::GroupId group,
                                             std::vector<raft::NodeId> members) {
@@ -156,7 +156,7 @@ void Node::group_read_barrier(raft::GroupId group, GroupDone done) {
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     if (!failed_ && !stopping_) {
-      in_group_reads_.emplace_back(group, std::move(done));
+      in_reads_.emplace_back(group, std::move(done));
       done = nullptr;
     }
   }
@@ -213,36 +213,8 @@ void Node::refresh_engine_peers(uint64_t now_us) {
   engine_.set_peers(peers, now_us);
 }
 
-// Raft thread: reads and status requests for the data groups, taken from the inbox.
-void Node::drain_group_inbox(uint64_t now_us) {
-  std::vector<std::pair<raft::GroupId, ReadDone>> reads;
-  std::vector<GroupInfosDone> infos;
-  {
-    std::lock_guard<std::mutex> lk(inbox_mu_);
-    reads.swap(in_group_reads_);
-    infos.swap(in_group_infos_);
-  }
-  std::set<raft::GroupId> started;
-  for (auto& [group, done] : reads) {
-    engine::Replica* r = engine_.find(group);
-    if (r == nullptr) {
-      done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
-      continue;
-    }
-    uint64_t token = next_reader_++;
-    readers_.emplace(token, std::move(done));
-    r->read(token);
-    started.insert(group);
-  }
-  uint64_t deadline = now_us + static_cast<uint64_t>(options_.request_timeout_ms) * 1000;
-  for (raft::GroupId g : started) {
-    engine::Replica* r = engine_.find(g);
-    // Every read of the group that arrived since the last turn shares one ReadIndex round.
-    for (uint64_t token : r->start_reads(deadline))
-      fail_reader(token, rpc_errors::kNoLeader);
-    if (r->reads_waiting() > 0) group_reads_.insert(g);
-  }
-  if (infos.empty()) return;
+// Raft thread: status requests for the data groups, taken from the inbox.
+void Node::answer_group_infos(std::vector<GroupInfosDone>&& infos) {
   std::vector<GroupInfo> out;
   out.reserve(data_groups_.size());
   for (raft::GroupId g : data_groups_) {
@@ -289,16 +261,6 @@ bool Node::start_data_round(const engine::Replica& replica, engine::Round& round
 }
 
 void Node::maybe_compact_groups(Clock::time_point now) {
-  std::optional<std::vector<storage::WalCompaction>> answer;
-  {
-    std::lock_guard<std::mutex> lk(inbox_mu_);
-    answer.swap(in_group_compactions_);
-  }
-  if (answer) {
-    group_compaction_in_flight_ = false;
-    compact_groups(std::move(*answer));
-    if (failed_) return;
-  }
   if (group_compaction_in_flight_ || now < next_group_compaction_) return;
   next_group_compaction_ = now + std::chrono::milliseconds(options_.group_compact_interval_ms);
   if (wal_->segment_count() < options_.group_compact_min_segments) return;
@@ -357,12 +319,7 @@ void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
     GroupApplyItem r;
     r.group = group;
     r.read_index = p.index;
-    for (uint64_t token : p.readers) {
-      auto it = readers_.find(token);
-      if (it == readers_.end()) continue;
-      r.readers.push_back(std::move(it->second));
-      readers_.erase(it);
-    }
+    r.readers = take_readers(p.readers);
     if (!r.readers.empty()) reads.push_back(std::move(r));
   }
   if (item.entries.empty() && reads.empty()) return;

@@ -30,7 +30,7 @@ void Node::raft_loop() {
         return stopping_ || transfer_requested_ || !in_transfers_.empty() ||
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
-               !in_fetched_.empty() || !in_group_reads_.empty() || !in_group_infos_.empty() ||
+               !in_fetched_.empty() || !in_group_infos_.empty() ||
                in_group_compactions_.has_value();
       });
       if (stopping_) return;
@@ -41,7 +41,6 @@ void Node::raft_loop() {
     if (failed_) return;
     uint64_t now_us = clock_us(now);
     refresh_engine_peers(now_us);
-    drain_group_inbox(now_us);
     // One liveness heartbeat per member pair per interval, whatever the number of groups.
     std::vector<raft::Message> beats = engine_.liveness(now_us);
     if (!beats.empty()) sink_->send(std::move(beats));
@@ -82,7 +81,9 @@ void Node::raft_loop() {
 void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   std::vector<raft::Message> messages;
   std::vector<PendingProposal> proposals;
-  std::vector<ReadDone> reads;
+  std::vector<std::pair<raft::GroupId, ReadDone>> reads;
+  std::vector<GroupInfosDone> group_infos;
+  std::optional<std::vector<storage::WalCompaction>> group_compactions;
   std::vector<raft::NodeId> unreachable;
   std::vector<ConfRequest> conf_requests;
   std::vector<raft::Snapshot> snapshots;
@@ -93,6 +94,8 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
     messages.swap(in_messages_);
     proposals.swap(in_proposals_);
     reads.swap(in_reads_);
+    group_infos.swap(in_group_infos_);
+    group_compactions.swap(in_group_compactions_);
     unreachable.swap(in_unreachable_);
     transfer = transfer_requested_;
     transfer_requested_ = false;
@@ -129,8 +132,16 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
         wal_->compact(kGroup, snap, kv::compact_index(snap.metadata.index, options_.snapshots));
     if (!st.is_ok()) {
       fail_fatal("write-ahead log compaction: " + st.to_string());
+      for (auto& [group, r] : reads)
+        r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
+      for (auto& f : group_infos)
+        f(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
       return;
     }
+  }
+  if (group_compactions) {
+    group_compaction_in_flight_ = false;
+    compact_groups(std::move(*group_compactions));
   }
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   const uint64_t now_us = clock_us(*now);
@@ -152,10 +163,8 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   for (auto& p : proposals) {
     engine::Replica* target = p.group == kGroup ? replica_ : engine_.find(p.group);
     if (target == nullptr) {
-      finish_proposal(
-          p.request_id,
-          rpc_error(RpcCode::kNotFound, "chorus: no replica of group " + std::to_string(p.group)),
-          kv::Response{});
+      finish_proposal(p.request_id, rpc_error(RpcCode::kNotFound, not_hosted(p.group)),
+                      kv::Response{});
       continue;
     }
     raft::Error err = target->propose(std::move(p.data));
@@ -169,17 +178,8 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
                      : rpc_error(RpcCode::kUnavailable, rpc_errors::kLeaderChanged);
     finish_proposal(p.request_id, e, kv::Response{});
   }
-  if (!reads.empty()) {
-    // Every read that arrived since the last turn shares one ReadIndex round.
-    for (auto& r : reads) {
-      uint64_t token = next_reader_++;
-      readers_.emplace(token, std::move(r));
-      replica_->read(token);
-    }
-    uint64_t deadline = clock_us(*now) + static_cast<uint64_t>(options_.request_timeout_ms) * 1000;
-    for (uint64_t token : replica_->start_reads(deadline))
-      fail_reader(token, rpc_errors::kNoLeader);
-  }
+  if (!reads.empty()) start_reads(now_us, std::move(reads));
+  if (!group_infos.empty()) answer_group_infos(std::move(group_infos));
   if (transfer && replica_->core().role() == raft::Role::kLeader) {
     raft::Status st = replica_->core().status();
     raft::NodeId best = raft::kNoNode;
@@ -196,13 +196,11 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
 }
 
 void Node::expire_requests(Clock::time_point now) {
-  for (uint64_t token : replica_->expire_reads(clock_us(now)))
-    fail_reader(token, rpc_errors::kTimeout);
-  for (auto it = group_reads_.begin(); it != group_reads_.end();) {
+  for (auto it = groups_reading_.begin(); it != groups_reading_.end();) {
     engine::Replica* r = engine_.find(*it);
     for (uint64_t token : r->expire_reads(clock_us(now)))
       fail_reader(token, rpc_errors::kTimeout);
-    it = r->reads_waiting() == 0 ? group_reads_.erase(it) : std::next(it);
+    it = r->reads_waiting() == 0 ? groups_reading_.erase(it) : std::next(it);
   }
   for (auto it = conf_waiters_.begin(); it != conf_waiters_.end();) {
     if (it->deadline <= now) {
@@ -323,6 +321,40 @@ void Node::check_transfers() {
   }
 }
 
+void Node::start_reads(uint64_t now_us, std::vector<std::pair<raft::GroupId, ReadDone>>&& reads) {
+  std::set<raft::GroupId> started;
+  for (auto& [group, done] : reads) {
+    engine::Replica* r = group == kGroup ? replica_ : engine_.find(group);
+    if (r == nullptr) {
+      done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+      continue;
+    }
+    uint64_t token = next_reader_++;
+    readers_.emplace(token, std::move(done));
+    r->read(token);
+    started.insert(group);
+  }
+  const uint64_t deadline = now_us + static_cast<uint64_t>(options_.request_timeout_ms) * 1000;
+  for (raft::GroupId g : started) {
+    engine::Replica* r = g == kGroup ? replica_ : engine_.find(g);
+    // Every read of the group that arrived since the last turn shares one ReadIndex round.
+    for (uint64_t token : r->start_reads(deadline))
+      fail_reader(token, rpc_errors::kNoLeader);
+    if (r->reads_waiting() > 0) groups_reading_.insert(g);
+  }
+}
+
+std::vector<Node::ReadDone> Node::take_readers(const std::vector<uint64_t>& tokens) {
+  std::vector<ReadDone> out;
+  for (uint64_t token : tokens) {
+    auto it = readers_.find(token);
+    if (it == readers_.end()) continue;
+    out.push_back(std::move(it->second));
+    readers_.erase(it);
+  }
+  return out;
+}
+
 void Node::fail_reader(uint64_t token, const char* message) {
   auto it = readers_.find(token);
   if (it == readers_.end()) return;
@@ -430,12 +462,7 @@ void Node::finish_group_round(engine::RoundResult& out) {
   for (engine::ReadPoint& p : out.reads) {
     ApplyItem r;
     r.read_index = p.index;
-    for (uint64_t token : p.readers) {
-      auto it = readers_.find(token);
-      if (it == readers_.end()) continue;
-      r.readers.push_back(std::move(it->second));
-      readers_.erase(it);
-    }
+    r.readers = take_readers(p.readers);
     if (!r.readers.empty()) reads.push_back(std::move(r));
   }
   if (has_entries || !reads.empty()) {

@@ -580,12 +580,6 @@ TEST(DataGroups, IdleGroupsQuiesceAndTheirLeadersReplacedWhenAMemberGoesSilent) 
   c.router().heal();
 }
 
-}  // namespace
-}  // namespace chorus::server
-
-namespace chorus::server {
-namespace {
-
 NodeOptions single_member(const std::string& dir, uint32_t groups) {
   NodeOptions o;
   o.id = 1;
@@ -600,6 +594,22 @@ NodeOptions single_member(const std::string& dir, uint32_t groups) {
   o.initial_groups = groups;
   return o;
 }
+
+// A member of its own, opened and started on a router of its own; stopped when it goes.
+struct SoloNode {
+  Router router;
+  std::unique_ptr<Node> node;
+  explicit SoloNode(const NodeOptions& o) {
+    storage::Status st = Node::open(o, &node);
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+    if (node == nullptr) return;
+    router.add(node.get());
+    node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  }
+  ~SoloNode() {
+    if (node != nullptr) node->stop(0);
+  }
+};
 
 // A first start that stopped after creating some of the member's data groups, before the etcd
 // group: the next start creates what is missing, and every group works.
@@ -617,18 +627,13 @@ TEST(DataGroups, AFirstStartCutShortCreatesWhatIsMissingTheNextTime) {
     one.voters = {1};
     ASSERT_TRUE(wal->bootstrap({{2, one}, {3, one}}).is_ok());
   }
-  std::unique_ptr<Node> node;
-  storage::Status st = Node::open(single_member(data, 4), &node);
-  ASSERT_TRUE(st.is_ok()) << st.to_string();
-  EXPECT_EQ(node->groups_status().hosted, 4u);
-  Router router;
-  router.add(node.get());
-  node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  SoloNode m(single_member(data, 4));
+  ASSERT_NE(m.node, nullptr);
+  EXPECT_EQ(m.node->groups_status().hosted, 4u);
   for (raft::GroupId g = 2; g <= 5; ++g) {
-    RpcError e = group_put_retrying(*node, g, "k", "v");
+    RpcError e = group_put_retrying(*m.node, g, "k", "v");
     EXPECT_TRUE(e.ok()) << "group " << g << ": " << e.message;
   }
-  node->stop(0);
 }
 
 // The groups' store applied past what the log holds (the log lost its tail): the member refuses
@@ -637,13 +642,9 @@ TEST(DataGroups, AStoreAheadOfTheLogIsRefusedAtStart) {
   storage::testing::TempDir dir("groups-ahead");
   const std::string data = storage::join_path(dir.path(), "m1");
   {
-    std::unique_ptr<Node> node;
-    ASSERT_TRUE(Node::open(single_member(data, 2), &node).is_ok());
-    Router router;
-    router.add(node.get());
-    node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
-    ASSERT_TRUE(group_put_retrying(*node, 2, "k", "v").ok());
-    node->stop(0);
+    SoloNode m(single_member(data, 2));
+    ASSERT_NE(m.node, nullptr);
+    ASSERT_TRUE(group_put_retrying(*m.node, 2, "k", "v").ok());
   }
   {
     std::unique_ptr<kv::GroupStore> store;
@@ -656,58 +657,37 @@ TEST(DataGroups, AStoreAheadOfTheLogIsRefusedAtStart) {
   EXPECT_NE(st.message().find("group 3"), std::string::npos) << st.message();
 }
 
-}  // namespace
-}  // namespace chorus::server
-
-namespace chorus::server {
-namespace {
-
 // Quiesced data groups' logs are compacted (their state flushed first), so the log can let go
 // of its segments; a restarted member keeps every value, and the groups take writes again.
 TEST(DataGroups, QuiescedGroupsLogsAreCompactedAndSurviveARestart) {
   storage::testing::TempDir dir("groups-compact");
-  const std::string data = storage::join_path(dir.path(), "m1");
-  NodeOptions o = single_member(data, 6);
+  NodeOptions o = single_member(storage::join_path(dir.path(), "m1"), 6);
   o.group_compact_interval_ms = 50;
   o.group_compact_min_segments = 1;
   {
-    std::unique_ptr<Node> node;
-    ASSERT_TRUE(Node::open(o, &node).is_ok());
-    Router router;
-    router.add(node.get());
-    node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+    SoloNode m(o);
+    ASSERT_NE(m.node, nullptr);
     for (raft::GroupId g = 2; g <= 7; ++g) {
       for (int i = 0; i < 5; ++i) {
-        RpcError e = group_put_retrying(*node, g, "k" + std::to_string(i), "v" + std::to_string(g));
+        RpcError e =
+            group_put_retrying(*m.node, g, "k" + std::to_string(i), "v" + std::to_string(g));
         ASSERT_TRUE(e.ok()) << e.message;
       }
     }
-    ASSERT_TRUE(eventually([&] { return node->groups_status().logs_compacted >= 6; }, 20s))
-        << "compacted " << node->groups_status().logs_compacted;
-    node->stop(0);
+    ASSERT_TRUE(eventually([&] { return m.node->groups_status().logs_compacted >= 6; }, 20s))
+        << "compacted " << m.node->groups_status().logs_compacted;
   }
-  std::unique_ptr<Node> node;
-  storage::Status st = Node::open(o, &node);
-  ASSERT_TRUE(st.is_ok()) << st.to_string();
-  Router router;
-  router.add(node.get());
-  node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  SoloNode m(o);
+  ASSERT_NE(m.node, nullptr);
   for (raft::GroupId g = 2; g <= 7; ++g) {
-    ASSERT_TRUE(group_put_retrying(*node, g, "after", "restart").ok()) << g;
+    ASSERT_TRUE(group_put_retrying(*m.node, g, "after", "restart").ok()) << g;
     for (int i = 0; i < 5; ++i) {
-      ReadResult r = group_read(*node, g, "k" + std::to_string(i));
+      ReadResult r = group_read(*m.node, g, "k" + std::to_string(i));
       ASSERT_TRUE(r.error.ok()) << r.error.message;
       EXPECT_EQ(r.value, "v" + std::to_string(g));
     }
   }
-  node->stop(0);
 }
-
-}  // namespace
-}  // namespace chorus::server
-
-namespace chorus::server {
-namespace {
 
 // Three members compact their quiesced groups' logs; a member restarted afterwards catches up
 // without any snapshot (none can be needed: every replica held the whole log that went), and
