@@ -115,6 +115,20 @@ cat <<MSG
   etcdctl endpoint status -w table
   etcdctl member list -w table
 
+MSG
+if [ -z "$tls" ]; then
+  groups_tool="$(dirname "$chorusd")/chorus-groups"
+  cat <<MSG
+Data groups (Raft groups of their own beside the etcd keyspace) with chorus-groups:
+
+  $groups_tool create
+  $groups_tool put 2 greeting hello
+  $groups_tool --endpoint 127.0.0.1:22379 get 2 greeting
+  $groups_tool directory
+
+MSG
+fi
+cat <<MSG
 Ctrl-C stops the cluster.
 MSG
 ETCDCTL_API=3 etcdctl --endpoints="$endpoints" ${ctl_flags[@]+"${ctl_flags[@]}"} endpoint status -w table 2>&1 || true

@@ -18,6 +18,16 @@ Replica& Engine::add(const ReplicaOptions& options, uint64_t now_us) {
   return *r;
 }
 
+bool Engine::remove(raft::GroupId group) {
+  if (in_round()) return false;
+  auto it = replicas_.find(group);
+  if (it == replicas_.end()) return false;
+  awake_.erase(group);
+  dirty_.erase(group);
+  replicas_.erase(it);
+  return true;
+}
+
 void Engine::touched(Replica& replica) {
   dirty_[replica.group()] = &replica;
   if (!replica.quiesced()) awake_[replica.group()] = &replica;

@@ -50,6 +50,9 @@ class Engine final : private ReplicaHost {
   // Hosts a replica of options.raft.group (whose log must exist in the host's write-ahead log).
   // Without member liveness (heartbeat_us 0) the replica does not quiesce.
   Replica& add(const ReplicaOptions& options, uint64_t now_us);
+  // Stops hosting the replica of `group` (removed from this member); false if none is here or a
+  // round is open (its records may be in the batch). Messages for it then get kWrongGroup.
+  bool remove(raft::GroupId group);
   // The replica of `group`, or nullptr.
   Replica* find(raft::GroupId group) const;
   const std::map<raft::GroupId, std::unique_ptr<Replica>>& replicas() const { return replicas_; }

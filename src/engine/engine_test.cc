@@ -225,6 +225,42 @@ TEST(EngineTest, OneSyncPerRoundServesEveryGroupWithWork) {
   }
 }
 
+// A group removed from every member is gone from each engine and log; the others keep working.
+TEST(EngineTest, ARemovedGroupIsGoneAndTheOthersCarryOn) {
+  Cluster c;
+  std::map<raft::GroupId, raft::NodeId> leaders = c.elect_all();
+  ASSERT_EQ(leaders.size(), kGroups);
+  c.settle();
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    Member& m = c.at(id);
+    ASSERT_TRUE(m.engine.remove(5));
+    EXPECT_FALSE(m.engine.remove(5));
+    ASSERT_TRUE(m.wal->remove(5).is_ok());
+    EXPECT_EQ(m.engine.find(5), nullptr);
+    EXPECT_EQ(m.engine.replicas().size(), kGroups - 1);
+    raft::Message stray;
+    stray.group = 5;
+    stray.from = id == 1 ? 2 : 1;
+    stray.to = id;
+    stray.type = raft::MessageType::kHeartbeat;
+    EXPECT_EQ(m.engine.step(std::move(stray), c.now()), raft::Error::kWrongGroup);
+  }
+  Member& leader = c.at(leaders[6]);
+  ASSERT_EQ(leader.engine.find(6)->propose("after"), raft::Error::kOk);
+  // No removal while a round is open: its records may be in the batch.
+  std::vector<raft::GroupId> damaged;
+  ASSERT_FALSE(leader.engine.begin_round(&damaged).empty());
+  EXPECT_FALSE(leader.engine.remove(6));
+  storage::WalBatch batch;
+  leader.engine.append_to(&batch);
+  ASSERT_TRUE(leader.wal->commit(batch).is_ok());
+  std::vector<std::pair<raft::GroupId, RoundResult>> out;
+  leader.engine.finish_round(&out);  // its messages are lost: the leader sends them again
+  c.advance(20);
+  for (raft::NodeId id = 1; id <= 3; ++id)
+    EXPECT_EQ(c.at(id).applied[6], (std::vector<std::string>{"after"})) << "member " << id;
+}
+
 TEST(EngineTest, TheEarliestTickAmongTheReplicasIsTheEngines) {
   raft::MemoryLogStorage a(raft::ConfState{{1}, {}, {}, {}, false});
   raft::MemoryLogStorage b(raft::ConfState{{1}, {}, {}, {}, false});

@@ -165,6 +165,29 @@ Status GroupStore::flush() {
   return from_rocksdb(db_->Flush(rocksdb::FlushOptions{}), "group store flush");
 }
 
+Status GroupStore::drop(raft::GroupId group) {
+  const std::string from = group_prefix(group);
+  // The end of the range: the next group's prefix, or past every group for the last id.
+  const std::string to = group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+    it->Seek(from);
+    CHORUS_RETURN_IF_ERROR(from_rocksdb(it->status(), "group store drop"));
+    if (!it->Valid() || it->key().compare(to) >= 0) {
+      std::unique_lock lock(mu_);
+      applied_.erase(group);
+      return Status::ok();
+    }
+  }
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  CHORUS_RETURN_IF_ERROR(
+      from_rocksdb(db_->DeleteRange(wo, db_->DefaultColumnFamily(), from, to), "group store drop"));
+  std::unique_lock lock(mu_);
+  applied_.erase(group);
+  return Status::ok();
+}
+
 size_t GroupStore::groups() const {
   std::shared_lock lock(mu_);
   return applied_.size();

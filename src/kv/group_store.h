@@ -69,6 +69,10 @@ class GroupStore {
   storage::Status flush();
   // Groups with an applied index.
   size_t groups() const;
+  // Deletes everything of `group` (a group removed from this member): one range deletion, made
+  // only if the group holds anything. Not durable by itself: the owner repeats it after a
+  // restart for every group it knows as removed (a no-op once done).
+  storage::Status drop(raft::GroupId group);
 
  private:
   explicit GroupStore(rocksdb::DB* db) : db_(db) {}

@@ -92,6 +92,32 @@ TEST(GroupStoreTest, ReplayedEntriesAreSkippedAndStateSurvivesReopen) {
   EXPECT_EQ(value(*s, 7, "k"), "3");
 }
 
+TEST(GroupStoreTest, ADroppedGroupLosesEverythingAndItsNeighboursNothing) {
+  TempDir dir("chorus-groups");
+  {
+    auto s = open(dir.path());
+    std::string v = put("k", "v");
+    ASSERT_TRUE(s->apply({{2, 1, 1, v}, {3, 1, 1, v}, {4, 1, 1, v}}).is_ok());
+    ASSERT_TRUE(s->apply({{UINT64_MAX, 1, 1, v}}).is_ok());
+    ASSERT_TRUE(s->drop(3).is_ok());
+    ASSERT_TRUE(s->drop(3).is_ok()) << "dropping again changes nothing";
+    ASSERT_TRUE(s->drop(99).is_ok()) << "a group that holds nothing";
+    EXPECT_EQ(value(*s, 3, "k"), "<none>");
+    EXPECT_EQ(s->applied_index(3), 0u);
+    EXPECT_EQ(value(*s, 2, "k"), "v");
+    EXPECT_EQ(value(*s, 4, "k"), "v");
+    ASSERT_TRUE(s->drop(UINT64_MAX).is_ok());
+    EXPECT_EQ(value(*s, UINT64_MAX, "k"), "<none>");
+    EXPECT_EQ(s->groups(), 2u);
+    ASSERT_TRUE(s->flush().is_ok());
+  }
+  auto s = open(dir.path());
+  EXPECT_EQ(s->groups(), 2u);
+  EXPECT_EQ(s->applied_index(3), 0u);
+  EXPECT_EQ(s->applied_index(4), 1u);
+  EXPECT_EQ(value(*s, 3, "k"), "<none>");
+}
+
 TEST(GroupStoreTest, AnUndecodableEntryIsSkippedButCountsAsApplied) {
   TempDir dir("chorus-groups");
   auto s = open(dir.path());

@@ -79,7 +79,48 @@ class GroupsService final : public gpb::Groups::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx,
+                                        const gpb::CreateGroupRequest* req,
+                                        gpb::CreateGroupResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    std::vector<raft::NodeId> replicas(req->replicas().begin(), req->replicas().end());
+    s_->node->create_group(req->group(), std::move(replicas),
+                           [reactor, resp](const RpcError& e, const GroupDescriptor& g) {
+                             if (e.ok()) fill(g, resp->mutable_group());
+                             reactor->Finish(to_grpc(e));
+                           });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* DeleteGroup(grpc::CallbackServerContext* ctx,
+                                        const gpb::DeleteGroupRequest* req,
+                                        gpb::DeleteGroupResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->delete_group(req->group(),
+                           [reactor, resp](const RpcError& e, const GroupDescriptor& g) {
+                             if (e.ok()) fill(g, resp->mutable_group());
+                             reactor->Finish(to_grpc(e));
+                           });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Directory(grpc::CallbackServerContext* ctx,
+                                      const gpb::DirectoryRequest*,
+                                      gpb::DirectoryResponse* resp) override {
+    for (const GroupDescriptor& g : s_->node->group_directory())
+      fill(g, resp->add_groups());
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
  private:
+  static void fill(const GroupDescriptor& g, gpb::GroupDescriptor* out) {
+    out->set_id(g.id);
+    for (uint64_t r : g.replicas)
+      out->add_replicas(r);
+  }
+
   grpc::ServerUnaryReactor* write(grpc::CallbackServerContext* ctx, uint64_t group,
                                   const kv::GroupOp& op) {
     if (group < 2) return s_->refuse(ctx, bad_group(group));

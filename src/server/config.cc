@@ -110,7 +110,8 @@ constexpr std::array kSettings = {
     Setting{"Chorus", "initial-groups", "<count>", "0",
             "Data groups a new cluster starts with beside the etcd keyspace (ids 2 and up), "
             "each replicated on three of the initial members; they share each member's log "
-            "and fsyncs. Read only when the cluster is first created."},
+            "and fsyncs. Read only when the cluster is first created, and the same on every "
+            "initial member (it is part of the cluster id)."},
     Setting{"Chorus", "quiesce-groups", "", "true",
             "Idle data groups stop ticking and heartbeating until a write, a read or a "
             "member's failure wakes them."},
@@ -545,6 +546,13 @@ bool check_cluster(const RawValues& values, ServerConfig* c, std::string* error)
     ids.push_back(m.id);
   }
   c->cluster_id = compute_cluster_id(ids, c->initial_cluster_token);
+  // A new cluster's first log entries describe its initial data groups: members started with
+  // different counts would write different entries at the same index, so they form different
+  // clusters (the handshake refuses a peer of another cluster id).
+  if (c->initial_groups > 0) {
+    c->cluster_id = compute_cluster_id({c->cluster_id, static_cast<uint64_t>(c->initial_groups)},
+                                       c->initial_cluster_token + "/initial-groups");
+  }
 
   auto self = std::find_if(c->initial_cluster.begin(), c->initial_cluster.end(),
                            [&](const Member& m) { return m.name == c->name; });

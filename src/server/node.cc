@@ -25,12 +25,6 @@ constexpr raft::Index kMaxApplyLag = 5000;
 constexpr const char* kClusterIdFile = "cluster_id";
 constexpr const char* kMemberIdFile = "member_id";
 
-std::string hex_id(uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 // A 64-bit id in hex, alone in `name` under `dir`; not_found if the file is absent.
 Status read_id_file(storage::FileSystem* fs, const std::string& dir, const char* name,
                     uint64_t* id) {
@@ -62,7 +56,8 @@ engine::EngineOptions engine_options(const NodeOptions& o) {
   return e;
 }
 
-std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members) {
+std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& members,
+                                           uint32_t initial_groups) {
   std::vector<raft::Entry> entries;
   // Members in id order, so every member writes the same entries.
   std::vector<InitialMember> sorted = members;
@@ -75,10 +70,26 @@ std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& mem
     cc.context = encode_member_context(MemberContext{m.name, m.peer_urls});
     entries.push_back(raft::Entry{1, ++index, raft::EntryType::kConfChange, cc.encode()});
   }
+  if (initial_groups > 0) {
+    // The initial data groups enter the directory (each member created its own replicas
+    // already, create_initial_groups).
+    GroupChange c{GroupChange::Op::kCreateInitial, 0, {}, initial_groups};
+    for (const InitialMember& m : sorted)
+      c.replicas.push_back(m.id);
+    entries.push_back(raft::Entry{
+        1, ++index, raft::EntryType::kNormal,
+        encode_proposal(ProposalHeader{ProposalKind::kGroupChange, 0, 0}, encode_group_change(c))});
+  }
   return entries;
 }
 
 }  // namespace
+
+std::string hex_id(uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 void Node::adopt_cluster_id(uint64_t id) {
   uint64_t expected = 0;
@@ -208,7 +219,8 @@ Status Node::recover() {
     CHORUS_RETURN_IF_ERROR(wal_->bootstrap(kGroup, raft::ConfState{}));
     if (options_.new_cluster) {
       storage::WalBatch batch;
-      std::vector<raft::Entry> entries = bootstrap_entries(options_.initial_members);
+      std::vector<raft::Entry> entries =
+          bootstrap_entries(options_.initial_members, options_.initial_groups);
       batch.append(kGroup, entries);
       batch.set_hard_state(kGroup, raft::HardState{1, raft::kNoNode, entries.size()});
       CHORUS_RETURN_IF_ERROR(wal_->commit(batch));
@@ -281,18 +293,22 @@ void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_f
   uint64_t now = clock_us(Clock::now());
   for (const auto& [group, replica] : engine_.replicas())
     replica->restart_clock(now);
+  {
+    // The directory as recovered may place replicas here that a crash kept from being created,
+    // or hold groups deleted whose data a crash kept.
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    in_directory_changed_ = true;
+  }
   refresh_engine_peers(now);
   // A new cluster's data groups elect their first leaders at once, spread over the members.
   for (raft::GroupId g : campaign_at_start_) {
     if (engine::Replica* r = engine_.find(g)) (void)r->campaign();
   }
   campaign_at_start_.clear();
-  if (group_store_ != nullptr) {
-    groups_apply_thread_ = std::thread([this] {
-      base::set_thread_name("chorus-gapply");
-      groups_apply_loop();
-    });
-  }
+  groups_apply_thread_ = std::thread([this] {
+    base::set_thread_name("chorus-gapply");
+    groups_apply_loop();
+  });
   apply_thread_ = std::thread([this] {
     base::set_thread_name("chorus-apply");
     apply_loop();
@@ -375,6 +391,10 @@ void Node::stop(int transfer_wait_ms) {
   for (auto& f : in_group_infos_)
     f(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
   in_group_infos_.clear();
+  // Group changes applied here and not yet answered: applied they are.
+  for (auto& answer : in_group_change_dones_)
+    answer();
+  in_group_change_dones_.clear();
   for (auto& item : group_apply_queue_) {
     for (auto& r : item.readers)
       r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));

@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -117,6 +118,9 @@ struct NodeOptions {
 // min(3, n) of them, starting one member further for each group. The first of them campaigns
 // when the cluster first starts, so leadership starts spread evenly over the members.
 std::vector<raft::NodeId> initial_placement(raft::GroupId group, std::vector<raft::NodeId> members);
+
+// A member id as the node writes it in files and messages (16 hex digits).
+std::string hex_id(uint64_t id);
 
 // The data groups of a member, read without locks.
 struct GroupsStatus {
@@ -256,6 +260,18 @@ class Node {
   // Reads the group's state machine here (after group_read_barrier: linearizably).
   storage::Status group_get(raft::GroupId group, std::string_view key, std::string* value) const;
   GroupsStatus groups_status() const;
+  // The group lifecycle (docs/ARCHITECTURE.md, "Group lifecycle"). The directory of data
+  // groups as applied here: every group of the cluster and its replicas.
+  std::vector<GroupDescriptor> group_directory() const;
+  // Creates a data group through the etcd group's log: id `id` (0: the next free one) on
+  // `replicas` (empty: the min(3, members) members holding the fewest replicas, the one first
+  // in the fewest groups first, as the first replica campaigns). `done` runs once the change is
+  // applied here and this member's replica, if it holds one, is up; or with an error.
+  using GroupChangeDone = std::function<void(const RpcError& error, const GroupDescriptor& group)>;
+  void create_group(raft::GroupId id, std::vector<raft::NodeId> replicas, GroupChangeDone done);
+  // Deletes a data group: every member removes its replica and the replica's data; the id is
+  // never given again. `done` as for create_group.
+  void delete_group(raft::GroupId id, GroupChangeDone done);
   // Every data group hosted here, from the raft thread; `done` runs there (or at once, with
   // nothing, if the node has stopped).
   using GroupInfosDone = std::function<void(const RpcError& error, std::vector<GroupInfo>&& infos)>;
@@ -284,6 +300,14 @@ class Node {
   // The readers waiting on these tokens, taken out of readers_ (an expired one is gone).
   std::vector<ReadDone> take_readers(const std::vector<uint64_t>& tokens);
   void answer_group_infos(std::vector<GroupInfosDone>&& infos);
+  // Apply thread: one change of the directory (every member alike); the error for its proposer.
+  RpcError apply_group_change(const GroupChange& change, GroupDescriptor* result);
+  void propose_group_change(const GroupChange& change, GroupChangeDone done);
+  // Raft thread: creates the replicas the directory places here and this member lacks, and
+  // removes those of deleted groups (their data goes on the groups' apply thread).
+  void reconcile_groups(uint64_t now_us);
+  // Raft thread: a replica of `group`, whose log exists, joins the engine.
+  void host_group(raft::GroupId group, uint64_t now_us);
   void refresh_engine_peers(uint64_t now_us);
   // Raft thread: asks the groups apply thread to flush what the quiesced data groups applied;
   // its answer, taken from the inbox, goes to compact_groups.
@@ -471,8 +495,22 @@ class Node {
   std::atomic<uint64_t> proposals_failed_{0};
   std::atomic<bool> failed_{false};
 
-  // Data groups. The hosted set is fixed once the node has opened.
+  // Data groups. The raft thread changes the hosted set (under hosted_mu_, which other threads
+  // read it under).
+  mutable std::shared_mutex hosted_mu_;
   std::vector<raft::GroupId> data_groups_;  // sorted
+  // The directory (the apply thread changes it, in log order; any thread reads it).
+  mutable std::mutex directory_mu_;
+  std::map<raft::GroupId, GroupDescriptor> directory_;
+  std::set<raft::GroupId> deleted_groups_;
+  raft::GroupId next_group_ = 2;
+  // Group changes proposed here, answered once applied and reconciled (under waiters_mu_; the
+  // Waiter in waiters_ of the same request id answers errors and timeouts).
+  std::unordered_map<uint64_t, GroupChangeDone> group_change_waiters_;
+  // Inbox: the directory changed; the answers to give once the raft thread has reconciled.
+  bool in_directory_changed_ = false;
+  std::vector<std::function<void()>> in_group_change_dones_;
+  std::set<raft::GroupId> groups_dropped_;  // raft thread: deleted groups whose data went
   std::unique_ptr<kv::GroupStore> group_store_;
   std::vector<raft::GroupId> campaign_at_start_;  // groups this member leads first
   std::set<raft::GroupId> groups_reading_;        // raft thread: groups with reads in rounds
@@ -493,6 +531,8 @@ class Node {
     std::vector<ReadDone> readers;
     // A compaction request: flush, then hand back those whose group applied their index.
     std::vector<storage::WalCompaction> compactions;
+    // The group was removed here: its waiting reads fail, its data goes.
+    bool drop = false;
   };
   // Raft thread: a compaction is between the two threads; when the next may start.
   bool group_compaction_in_flight_ = false;

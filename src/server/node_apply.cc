@@ -34,6 +34,13 @@ void Node::apply_loop() {
     headers.clear();
     std::vector<MemberAttributes> attributes;
     std::vector<uint64_t> other_done;  // envelopes other than commands made here
+    struct GroupChangeApplied {
+      uint64_t request_id = 0;
+      RpcError error;
+      GroupDescriptor group;
+    };
+    std::vector<GroupChangeApplied> group_changes;  // made here
+    bool directory_changed = false;
     for (ApplyItem& item : items) {
       for (const raft::Entry& e : item.entries) {
         kv::AppliedEntry a{e.index, e.term, {}};
@@ -56,6 +63,15 @@ void Node::apply_loop() {
             if (decoded->proposer == options_.id && decoded->request_id != 0) {
               other_done.push_back(decoded->request_id);
             }
+          } else if (decoded && decoded->kind == ProposalKind::kGroupChange) {
+            GroupDescriptor result;
+            std::optional<GroupChange> change = decode_group_change(payload);
+            RpcError e =
+                change ? apply_group_change(*change, &result)
+                       : rpc_error(RpcCode::kInvalidArgument, "chorus: malformed group change");
+            directory_changed = true;
+            if (decoded->proposer == options_.id && decoded->request_id != 0)
+              group_changes.push_back({decoded->request_id, std::move(e), std::move(result)});
           } else {
             // Not a proposal of this server: applied as a no-op so every replica agrees.
             log(LogLevel::kWarn, "entry " + std::to_string(e.index) + " has an unknown format");
@@ -127,6 +143,30 @@ void Node::apply_loop() {
     }
     for (uint64_t id : other_done)
       finish_proposal(id, RpcError{}, kv::Response{});
+    if (directory_changed) {
+      // The raft thread matches this member's replicas to the directory, then answers the
+      // changes made here: a client that created a group may use it here at once.
+      std::vector<std::function<void()>> answers;
+      for (GroupChangeApplied& a : group_changes) {
+        GroupChangeDone done;
+        {
+          std::lock_guard<std::mutex> lk(waiters_mu_);
+          auto it = group_change_waiters_.find(a.request_id);
+          if (it == group_change_waiters_.end()) continue;  // timed out
+          done = std::move(it->second);
+          group_change_waiters_.erase(it);
+          waiters_.erase(a.request_id);
+        }
+        answers.push_back([done = std::move(done), a = std::move(a)] { done(a.error, a.group); });
+      }
+      {
+        std::lock_guard<std::mutex> lk(inbox_mu_);
+        in_directory_changed_ = true;
+        for (auto& f : answers)
+          in_group_change_dones_.push_back(std::move(f));
+      }
+      inbox_cv_.notify_one();
+    }
     if (!attributes.empty()) {
       std::lock_guard<std::mutex> lk(members_mu_);
       for (const MemberAttributes& a : attributes) {

@@ -2,6 +2,7 @@
 // and one fdatasync for all), each with a plain key-value state machine under its own prefix of
 // one shared RocksDB, applied on the groups' own apply thread.
 #include <algorithm>
+#include <tuple>
 
 #include "base/thread_name.h"
 #include "server/log.h"
@@ -61,12 +62,12 @@ Status Node::create_initial_groups() {
 
 Status Node::open_groups() {
   const std::string member_dir = storage::join_path(options_.data_dir, "member");
+  // Always open: a group created on the running cluster may place a replica here at any time.
+  CHORUS_RETURN_IF_ERROR(
+      kv::GroupStore::open(storage::join_path(member_dir, "groups"), &group_store_));
   for (raft::GroupId g : wal_->groups()) {
     if (g != kGroup) data_groups_.push_back(g);
   }
-  if (data_groups_.empty()) return Status::ok();
-  CHORUS_RETURN_IF_ERROR(
-      kv::GroupStore::open(storage::join_path(member_dir, "groups"), &group_store_));
   uint64_t now = clock_us(Clock::now());
   for (raft::GroupId g : data_groups_) {
     // The store records an index applied only once its entry was durable in the log: a store
@@ -78,33 +79,269 @@ Status Node::open_groups() {
           std::to_string(group_store_->applied_index(g)) + ", past the log's last entry " +
           std::to_string(wal_->group(g)->last_index()) + " (the log lost entries)");
     }
-    raft::Config c;
-    c.id = options_.id;
-    c.group = g;
-    c.storage = wal_->group(g);
-    c.election_ticks = options_.election_ticks;
-    c.heartbeat_ticks = 1;
-    c.pre_vote = true;
-    c.check_quorum = true;
-    c.quiesce = options_.quiesce_groups;
-    c.max_entry_bytes = std::max<uint64_t>(options_.max_request_bytes + 4096, 1 << 20);
-    // The log is never compacted yet, so every committed entry replays after a restart; the
-    // store skips those it holds. Randomness differs per group, so that groups started together
-    // do not time out together.
-    c.seed = (options_.id * 0x9e3779b97f4a7c15ull) ^ (g * 0xbf58476d1ce4e5b9ull) ^
-             static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-    engine::ReplicaOptions ro;
-    ro.raft = c;
-    ro.tick_us = static_cast<uint64_t>(options_.tick_ms) * 1000;
-    ro.first_read_context = first_read_context_;
-    engine_.add(ro, now);
+    host_group(g, now);
   }
-  log(LogLevel::kInfo, "hosting " + std::to_string(data_groups_.size()) + " data groups");
+  if (!data_groups_.empty())
+    log(LogLevel::kInfo, "hosting " + std::to_string(data_groups_.size()) + " data groups");
   return Status::ok();
 }
 
+void Node::host_group(raft::GroupId g, uint64_t now_us) {
+  raft::Config c;
+  c.id = options_.id;
+  c.group = g;
+  c.storage = wal_->group(g);
+  c.election_ticks = options_.election_ticks;
+  c.heartbeat_ticks = 1;
+  c.pre_vote = true;
+  c.check_quorum = true;
+  c.quiesce = options_.quiesce_groups;
+  c.max_entry_bytes = std::max<uint64_t>(options_.max_request_bytes + 4096, 1 << 20);
+  // Every committed entry the log still holds replays after a restart; the store skips those
+  // it holds. Randomness differs per group, so that groups started together do not time out
+  // together.
+  c.seed = (options_.id * 0x9e3779b97f4a7c15ull) ^ (g * 0xbf58476d1ce4e5b9ull) ^
+           static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  engine::ReplicaOptions ro;
+  ro.raft = c;
+  ro.tick_us = static_cast<uint64_t>(options_.tick_ms) * 1000;
+  ro.first_read_context = first_read_context_;
+  engine_.add(ro, now_us);
+}
+
 bool Node::hosts_group(raft::GroupId group) const {
+  std::shared_lock lk(hosted_mu_);
   return std::binary_search(data_groups_.begin(), data_groups_.end(), group);
+}
+
+std::vector<GroupDescriptor> Node::group_directory() const {
+  std::lock_guard<std::mutex> lk(directory_mu_);
+  std::vector<GroupDescriptor> out;
+  out.reserve(directory_.size());
+  for (const auto& [id, d] : directory_)
+    out.push_back(d);
+  return out;
+}
+
+void Node::create_group(raft::GroupId id, std::vector<raft::NodeId> replicas,
+                        GroupChangeDone done) {
+  auto refuse = [&done](std::string why) {
+    done(rpc_error(RpcCode::kInvalidArgument, std::move(why)), GroupDescriptor{});
+  };
+  if (id == kGroup) {  // 0 asks for the next free id
+    return refuse("chorus: group " + std::to_string(id) +
+                  " is not a data group (data groups are numbered from 2)");
+  }
+  std::vector<MemberInfo> all = members();
+  std::vector<raft::NodeId> voters;
+  for (const MemberInfo& m : all) {
+    if (!m.is_learner) voters.push_back(m.id);
+  }
+  if (replicas.empty()) {
+    // Placement: the members holding the fewest replicas; among them first, the one that is
+    // the first replica (the one campaigning at creation) of the fewest groups.
+    std::map<raft::NodeId, std::pair<size_t, size_t>> load;  // replicas, first replicas
+    for (raft::NodeId v : voters)
+      load[v] = {0, 0};
+    {
+      std::lock_guard<std::mutex> lk(directory_mu_);
+      for (const auto& [g, d] : directory_) {
+        for (size_t i = 0; i < d.replicas.size(); ++i) {
+          auto it = load.find(d.replicas[i]);
+          if (it == load.end()) continue;
+          ++it->second.first;
+          if (i == 0) ++it->second.second;
+        }
+      }
+    }
+    std::vector<raft::NodeId> order = voters;
+    std::sort(order.begin(), order.end(), [&load](raft::NodeId a, raft::NodeId b) {
+      return std::tie(load[a].first, load[a].second, a) <
+             std::tie(load[b].first, load[b].second, b);
+    });
+    order.resize(std::min(order.size(), kReplicasPerGroup));
+    std::stable_sort(order.begin(), order.end(), [&load](raft::NodeId a, raft::NodeId b) {
+      return load[a].second < load[b].second;
+    });
+    replicas = order;
+  }
+  if (replicas.empty()) return refuse("chorus: the cluster has no voting member yet");
+  std::set<raft::NodeId> seen;
+  for (raft::NodeId r : replicas) {
+    if (!seen.insert(r).second)
+      return refuse("chorus: member " + hex_id(r) + " is listed twice among the replicas");
+    if (std::find(voters.begin(), voters.end(), r) == voters.end())
+      return refuse("chorus: member " + hex_id(r) + " is not a voting member of the cluster");
+  }
+  propose_group_change(GroupChange{GroupChange::Op::kCreate, id, std::move(replicas), 0},
+                       std::move(done));
+}
+
+void Node::delete_group(raft::GroupId id, GroupChangeDone done) {
+  {
+    std::lock_guard<std::mutex> lk(directory_mu_);
+    if (!directory_.contains(id)) {
+      done(rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(id)),
+           GroupDescriptor{});
+      return;
+    }
+  }
+  propose_group_change(GroupChange{GroupChange::Op::kDelete, id, {}, 0}, std::move(done));
+}
+
+void Node::propose_group_change(const GroupChange& change, GroupChangeDone done) {
+  uint64_t request_id = next_request_id_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lk(waiters_mu_);
+    group_change_waiters_.emplace(request_id, std::move(done));
+  }
+  // Errors, timeouts and a stop come through the ordinary waiter; an applied change takes the
+  // answer out of group_change_waiters_ first (apply_loop).
+  submit(request_id,
+         encode_proposal(ProposalHeader{ProposalKind::kGroupChange, options_.id, request_id},
+                         encode_group_change(change)),
+         [this, request_id](const RpcError& e, kv::Response&&) {
+           GroupChangeDone d;
+           {
+             std::lock_guard<std::mutex> lk(waiters_mu_);
+             auto it = group_change_waiters_.find(request_id);
+             if (it == group_change_waiters_.end()) return;
+             d = std::move(it->second);
+             group_change_waiters_.erase(it);
+           }
+           d(e, GroupDescriptor{});
+         });
+}
+
+RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result) {
+  std::lock_guard<std::mutex> lk(directory_mu_);
+  switch (c.op) {
+    case GroupChange::Op::kCreateInitial:
+      for (raft::GroupId g = 2; g < 2 + raft::GroupId{c.count}; ++g) {
+        if (directory_.contains(g) || deleted_groups_.contains(g)) continue;
+        directory_[g] = GroupDescriptor{g, initial_placement(g, c.replicas)};
+      }
+      next_group_ = std::max<raft::GroupId>(next_group_, 2 + raft::GroupId{c.count});
+      return RpcError{};
+    case GroupChange::Op::kCreate: {
+      // Judged from the directory alone, which every member holds alike at this entry.
+      const raft::GroupId id = c.group == 0 ? next_group_ : c.group;
+      if (id < 2) {
+        return rpc_error(RpcCode::kInvalidArgument,
+                         "chorus: group " + std::to_string(id) + " is not a data group");
+      }
+      if (directory_.contains(id))
+        return rpc_error(RpcCode::kAlreadyExists,
+                         "chorus: group " + std::to_string(id) + " exists");
+      if (deleted_groups_.contains(id)) {
+        return rpc_error(RpcCode::kAlreadyExists, "chorus: group " + std::to_string(id) +
+                                                      " was deleted; ids are not reused");
+      }
+      std::set<raft::NodeId> unique(c.replicas.begin(), c.replicas.end());
+      if (c.replicas.empty() || unique.size() != c.replicas.size() || unique.contains(0)) {
+        return rpc_error(RpcCode::kInvalidArgument, "chorus: a group needs distinct replicas");
+      }
+      directory_[id] = GroupDescriptor{id, c.replicas};
+      next_group_ = std::max(next_group_, id + 1);
+      *result = directory_[id];
+      return RpcError{};
+    }
+    case GroupChange::Op::kDelete: {
+      auto it = directory_.find(c.group);
+      if (it == directory_.end())
+        return rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(c.group));
+      *result = it->second;
+      directory_.erase(it);
+      deleted_groups_.insert(c.group);
+      return RpcError{};
+    }
+  }
+  return rpc_error(RpcCode::kInvalidArgument, "chorus: unknown group change");
+}
+
+void Node::reconcile_groups(uint64_t now_us) {
+  std::vector<GroupDescriptor> mine;
+  std::vector<raft::GroupId> deleted;
+  {
+    std::lock_guard<std::mutex> lk(directory_mu_);
+    for (const auto& [id, d] : directory_) {
+      if (std::find(d.replicas.begin(), d.replicas.end(), options_.id) != d.replicas.end() &&
+          engine_.find(id) == nullptr)
+        mine.push_back(d);
+    }
+    for (raft::GroupId g : deleted_groups_) {
+      if (!groups_dropped_.contains(g)) deleted.push_back(g);
+    }
+  }
+  // New replicas: created with the group's first configuration, in one write and one
+  // fdatasync. One created late (this member was down) is caught up by the group's leader: no
+  // leader lets go of entries a replica lacks (a group quiesces, and only then compacts, once
+  // every replica holds its whole log).
+  std::vector<std::pair<raft::GroupId, raft::ConfState>> created;
+  for (const GroupDescriptor& d : mine) {
+    raft::ConfState cs;
+    cs.voters = d.replicas;
+    std::sort(cs.voters.begin(), cs.voters.end());
+    created.emplace_back(d.id, std::move(cs));
+  }
+  Status st = wal_->bootstrap(created);
+  if (!st.is_ok()) {
+    fail_fatal("creating data groups in the write-ahead log: " + st.to_string());
+    return;
+  }
+  for (const GroupDescriptor& d : mine) {
+    host_group(d.id, now_us);
+    if (d.replicas.front() == options_.id) (void)engine_.find(d.id)->campaign();
+  }
+  // Deleted groups: the replica and its log go now; its data on the groups' apply thread,
+  // after every entry queued before. After a restart, every deleted group's data is dropped
+  // once more (a no-op unless a crash came first).
+  std::vector<raft::GroupId> removed;
+  std::vector<GroupApplyItem> drops;
+  for (raft::GroupId g : deleted) {
+    if (engine::Replica* r = engine_.find(g)) {
+      // Reads waiting in the replica's ReadIndex rounds are answered, not forgotten.
+      for (uint64_t token : r->expire_reads(UINT64_MAX))
+        fail_reader(token, rpc_errors::kStopped);
+      (void)engine_.remove(g);  // the raft thread reconciles between rounds
+      st = wal_->remove(g);
+      if (!st.is_ok()) {
+        fail_fatal("removing group " + std::to_string(g) +
+                   " from the write-ahead log: " + st.to_string());
+        return;
+      }
+      groups_led_.erase(g);
+      groups_reading_.erase(g);
+      removed.push_back(g);
+    }
+    groups_dropped_.insert(g);
+    GroupApplyItem item;
+    item.group = g;
+    item.drop = true;
+    drops.push_back(std::move(item));
+  }
+  if (!mine.empty() || !removed.empty()) {
+    std::unique_lock lk(hosted_mu_);
+    for (const GroupDescriptor& d : mine)
+      data_groups_.push_back(d.id);
+    std::erase_if(data_groups_, [&removed](raft::GroupId g) {
+      return std::find(removed.begin(), removed.end(), g) != removed.end();
+    });
+    std::sort(data_groups_.begin(), data_groups_.end());
+  }
+  groups_leading_ = groups_led_.size();
+  if (!mine.empty() || !removed.empty()) {
+    log(LogLevel::kInfo, "data groups: " + std::to_string(mine.size()) + " created here, " +
+                             std::to_string(removed.size()) + " removed; hosting " +
+                             std::to_string(data_groups_.size()));
+  }
+  if (drops.empty()) return;
+  {
+    std::lock_guard<std::mutex> lk(group_apply_mu_);
+    for (GroupApplyItem& item : drops)
+      group_apply_queue_.push_back(std::move(item));
+  }
+  group_apply_cv_.notify_one();
 }
 
 void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done) {
@@ -168,13 +405,16 @@ void Node::group_read_barrier(raft::GroupId group, GroupDone done) {
 }
 
 Status Node::group_get(raft::GroupId group, std::string_view key, std::string* value) const {
-  if (!hosts_group(group) || group_store_ == nullptr) return Status::not_found(not_hosted(group));
+  if (!hosts_group(group)) return Status::not_found(not_hosted(group));
   return group_store_->get(group, key, value);
 }
 
 GroupsStatus Node::groups_status() const {
   GroupsStatus s;
-  s.hosted = data_groups_.size();
+  {
+    std::shared_lock lk(hosted_mu_);
+    s.hosted = data_groups_.size();
+  }
   s.leading = groups_leading_;
   s.awake = groups_awake_;
   s.peers_down = groups_peers_down_;
@@ -406,6 +646,21 @@ void Node::groups_apply_loop() {
         in_group_compactions_ = std::move(ready);
       }
       inbox_cv_.notify_one();
+    }
+    // Removed groups: after every entry queued before the removal.
+    for (GroupApplyItem& item : items) {
+      if (!item.drop) continue;
+      auto it = group_waiting_reads_.find(item.group);
+      if (it != group_waiting_reads_.end()) {
+        for (auto& [index, done] : it->second)
+          done(rpc_error(RpcCode::kNotFound, not_hosted(item.group)));
+        group_waiting_reads_.erase(it);
+      }
+      Status st = group_store_->drop(item.group);
+      if (!st.is_ok()) {
+        fail_fatal("data groups' state machine: " + st.to_string());
+        return;
+      }
     }
     for (raft::GroupId g : touched) {
       auto it = group_waiting_reads_.find(g);

@@ -31,7 +31,8 @@ void Node::raft_loop() {
                !in_conf_changes_.empty() || !in_snapshots_.empty() || !in_messages_.empty() ||
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
                !in_fetched_.empty() || !in_group_infos_.empty() ||
-               in_group_compactions_.has_value();
+               in_group_compactions_.has_value() || in_directory_changed_ ||
+               !in_group_change_dones_.empty();
       });
       if (stopping_) return;
     }
@@ -44,7 +45,7 @@ void Node::raft_loop() {
     // One liveness heartbeat per member pair per interval, whatever the number of groups.
     std::vector<raft::Message> beats = engine_.liveness(now_us);
     if (!beats.empty()) sink_->send(std::move(beats));
-    if (!data_groups_.empty()) maybe_compact_groups(now);
+    maybe_compact_groups(now);
     if (failed_) return;
     if (tick_due) {
       expire_requests(now);
@@ -71,10 +72,8 @@ void Node::raft_loop() {
       apply_cv_.notify_one();
     }
     if (!transfers_.empty()) check_transfers();
-    if (!data_groups_.empty()) {
-      groups_awake_ = engine_.awake() - (replica_->quiesced() ? 0 : 1);
-      groups_peers_down_ = engine_.peers_down();
-    }
+    groups_awake_ = engine_.awake() - (replica_->quiesced() ? 0 : 1);
+    groups_peers_down_ = engine_.peers_down();
   }
 }
 
@@ -89,8 +88,13 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   std::vector<raft::Snapshot> snapshots;
   std::vector<FetchResult> fetched;
   bool transfer = false;
+  bool directory_changed = false;
+  std::vector<std::function<void()>> group_change_dones;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
+    directory_changed = in_directory_changed_;
+    in_directory_changed_ = false;
+    group_change_dones.swap(in_group_change_dones_);
     messages.swap(in_messages_);
     proposals.swap(in_proposals_);
     reads.swap(in_reads_);
@@ -136,6 +140,8 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
         r(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped));
       for (auto& f : group_infos)
         f(rpc_error(RpcCode::kUnavailable, rpc_errors::kStopped), {});
+      for (auto& answer : group_change_dones)
+        answer();
       return;
     }
   }
@@ -145,6 +151,7 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   }
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   const uint64_t now_us = clock_us(*now);
+
   for (auto& m : messages) {
     if (m.group == kGroup && hold_snapshot_message(m)) continue;
     // A malformed or stray message, or one for a group not here, is the peer's problem; the
@@ -193,6 +200,10 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
     }
     if (best != raft::kNoNode) (void)replica_->transfer_leader(best);
   }
+  // Last, so that everything taken above is answered whatever happens here.
+  if (directory_changed) reconcile_groups(now_us);
+  for (auto& answer : group_change_dones)
+    answer();
 }
 
 void Node::expire_requests(Clock::time_point now) {

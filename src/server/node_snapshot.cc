@@ -36,9 +36,16 @@ ServerState Node::server_state() {
       st.members.push_back(m);
     st.removed.assign(removed_.begin(), removed_.end());
   }
-  std::lock_guard<std::mutex> lk(alarms_mu_);
-  for (const Alarm& a : alarms_)
-    st.alarms.push_back(AlarmChange{true, a.member, a.type});
+  {
+    std::lock_guard<std::mutex> lk(alarms_mu_);
+    for (const Alarm& a : alarms_)
+      st.alarms.push_back(AlarmChange{true, a.member, a.type});
+  }
+  std::lock_guard<std::mutex> lk(directory_mu_);
+  for (const auto& [id, d] : directory_)
+    st.groups.push_back(d);
+  st.deleted_groups.assign(deleted_groups_.begin(), deleted_groups_.end());
+  st.next_group = next_group_;
   return st;
 }
 
@@ -58,10 +65,23 @@ void Node::restore_server_state(const ServerState& st) {
       }
     }
   }
-  std::lock_guard<std::mutex> lk(alarms_mu_);
-  alarms_.clear();
-  for (const AlarmChange& a : st.alarms)
-    alarms_.push_back(Alarm{a.member, a.type});
+  {
+    std::lock_guard<std::mutex> lk(alarms_mu_);
+    alarms_.clear();
+    for (const AlarmChange& a : st.alarms)
+      alarms_.push_back(Alarm{a.member, a.type});
+  }
+  {
+    std::lock_guard<std::mutex> lk(directory_mu_);
+    directory_.clear();
+    for (const GroupDescriptor& d : st.groups)
+      directory_[d.id] = d;
+    deleted_groups_ = std::set<raft::GroupId>(st.deleted_groups.begin(), st.deleted_groups.end());
+    next_group_ = std::max<raft::GroupId>(st.next_group, 2);
+  }
+  // The raft thread matches this member's replicas to the directory at its next turn.
+  std::lock_guard<std::mutex> lk(inbox_mu_);
+  in_directory_changed_ = true;
 }
 
 // Apply thread, holding apply_exec_mu_.

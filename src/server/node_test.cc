@@ -580,6 +580,131 @@ TEST(DataGroups, IdleGroupsQuiesceAndTheirLeadersReplacedWhenAMemberGoesSilent) 
   c.router().heal();
 }
 
+struct GroupChangeResult {
+  RpcError error;
+  GroupDescriptor group;
+};
+
+GroupChangeResult create_group(Node& n, raft::GroupId id, std::vector<raft::NodeId> replicas) {
+  auto done = std::make_shared<std::promise<GroupChangeResult>>();
+  auto f = done->get_future();
+  n.create_group(id, std::move(replicas), [done](const RpcError& e, const GroupDescriptor& g) {
+    done->set_value(GroupChangeResult{e, g});
+  });
+  if (f.wait_for(20s) != std::future_status::ready)
+    return {RpcError{RpcCode::kUnknown, "no answer"}, {}};
+  return f.get();
+}
+
+GroupChangeResult delete_group(Node& n, raft::GroupId id) {
+  auto done = std::make_shared<std::promise<GroupChangeResult>>();
+  auto f = done->get_future();
+  n.delete_group(id, [done](const RpcError& e, const GroupDescriptor& g) {
+    done->set_value(GroupChangeResult{e, g});
+  });
+  if (f.wait_for(20s) != std::future_status::ready)
+    return {RpcError{RpcCode::kUnknown, "no answer"}, {}};
+  return f.get();
+}
+
+// The lifecycle of data groups on a running cluster: the directory in the etcd group lists the
+// initial groups, groups are created (placed by the cluster or on chosen members) and deleted
+// from any member, each member creating or removing its own replicas to match, and a restart
+// keeps the directory and the replicas as they were.
+TEST(DataGroups, CreatedAndDeletedOnARunningClusterThroughTheDirectory) {
+  NodeCluster c(3, /*lease_reads=*/false, /*groups=*/2);
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  const std::vector<GroupDescriptor> initial = {
+      GroupDescriptor{2, initial_placement(2, {1, 2, 3})},
+      GroupDescriptor{3, initial_placement(3, {1, 2, 3})}};
+  for (raft::NodeId id : {1, 2, 3})
+    ASSERT_TRUE(eventually([&] { return c.node(id).group_directory() == initial; }, 10s)) << id;
+
+  // Placed by the cluster, asked of a member that need not lead the etcd group: answered once
+  // the asking member's replica is up, so a write there works at once.
+  GroupChangeResult made = create_group(c.node(2), 0, {});
+  ASSERT_TRUE(made.error.ok()) << made.error.message;
+  EXPECT_EQ(made.group.id, 4u) << "the next id after the initial groups";
+  ASSERT_EQ(made.group.replicas.size(), 3u);
+  EXPECT_TRUE(c.node(2).hosts_group(4));
+  ASSERT_TRUE(group_put_retrying(c.node(2), 4, "k", "v4").ok());
+  for (raft::NodeId id : {1, 2, 3}) {
+    ASSERT_TRUE(eventually([&] { return c.node(id).hosts_group(4); }, 10s)) << id;
+    ReadResult r = group_read(c.node(id), 4, "k");
+    ASSERT_TRUE(r.error.ok()) << r.error.message;
+    EXPECT_EQ(r.value, "v4");
+  }
+
+  // On a chosen member only, with a chosen id; the next free id then follows it.
+  made = create_group(c.node(1), 10, {3});
+  ASSERT_TRUE(made.error.ok()) << made.error.message;
+  EXPECT_EQ(made.group, (GroupDescriptor{10, {3}}));
+  ASSERT_TRUE(eventually([&] { return c.node(3).hosts_group(10); }, 10s));
+  EXPECT_FALSE(c.node(1).hosts_group(10));
+  EXPECT_EQ(group_put(c.node(1), 10, "k", "v").code, RpcCode::kNotFound);
+  ASSERT_TRUE(group_put_retrying(c.node(3), 10, "k", "v10").ok());
+  made = create_group(c.node(3), 0, {});
+  ASSERT_TRUE(made.error.ok()) << made.error.message;
+  EXPECT_EQ(made.group.id, 11u);
+
+  // Refused: an id in use, a data group's reserved ids, members twice or not in the cluster.
+  EXPECT_EQ(create_group(c.node(1), 10, {}).error.code, RpcCode::kAlreadyExists);
+  EXPECT_EQ(create_group(c.node(1), 1, {}).error.code, RpcCode::kInvalidArgument);
+  EXPECT_EQ(create_group(c.node(1), 0, {1, 1}).error.code, RpcCode::kInvalidArgument);
+  EXPECT_EQ(create_group(c.node(1), 0, {1, 77}).error.code, RpcCode::kInvalidArgument);
+
+  // Deleted from a member that holds no replica of it: every replica and its data go.
+  GroupChangeResult gone = delete_group(c.node(1), 10);
+  ASSERT_TRUE(gone.error.ok()) << gone.error.message;
+  EXPECT_EQ(gone.group, (GroupDescriptor{10, {3}}));
+  ASSERT_TRUE(eventually([&] { return !c.node(3).hosts_group(10); }, 10s));
+  EXPECT_EQ(group_put(c.node(3), 10, "k", "v").code, RpcCode::kNotFound);
+  EXPECT_EQ(delete_group(c.node(2), 10).error.code, RpcCode::kNotFound);
+  GroupChangeResult again = create_group(c.node(2), 10, {3});
+  EXPECT_EQ(again.error.code, RpcCode::kAlreadyExists) << "ids of deleted groups are not reused";
+  ASSERT_TRUE(delete_group(c.node(3), 4).error.ok());
+  for (raft::NodeId id : {1, 2, 3})
+    ASSERT_TRUE(eventually([&] { return !c.node(id).hosts_group(4); }, 10s)) << id;
+
+  const std::vector<GroupDescriptor> expected = c.node(1).group_directory();
+  ASSERT_EQ(expected.size(), 3u);  // 2, 3 and 11
+  for (raft::NodeId id : {1, 2, 3}) {
+    c.restart(id);
+    ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+    ASSERT_TRUE(eventually([&] { return c.node(id).group_directory() == expected; }, 10s)) << id;
+    EXPECT_FALSE(c.node(id).hosts_group(4));
+    EXPECT_FALSE(c.node(id).hosts_group(10));
+    EXPECT_TRUE(c.node(id).hosts_group(11));
+  }
+  ASSERT_TRUE(group_put_retrying(c.node(1), 11, "k", "v11").ok());
+  ReadResult r = group_read(c.node(2), 11, "k");
+  ASSERT_TRUE(r.error.ok()) << r.error.message;
+  EXPECT_EQ(r.value, "v11");
+}
+
+// A member cut off while a group is created learns of it from the etcd group's log when it comes
+// back, creates its replica late, and the group's leader catches it up.
+TEST(DataGroups, AMemberAwayWhenAGroupIsCreatedCreatesItsReplicaOnReturn) {
+  NodeCluster c(3, /*lease_reads=*/false);
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  c.router().isolate(3);
+  raft::NodeId lead = c.wait_leader({1, 2}, 20s);
+  ASSERT_NE(lead, 0u);
+  GroupChangeResult made = create_group(c.node(lead), 0, {3, 1, 2});
+  ASSERT_TRUE(made.error.ok()) << made.error.message;
+  const raft::GroupId g = made.group.id;
+  ASSERT_TRUE(group_put_retrying(c.node(1), g, "k", "while away").ok());
+  EXPECT_FALSE(c.node(3).hosts_group(g));
+  c.router().heal();
+  ASSERT_TRUE(eventually([&] { return c.node(3).hosts_group(g); }, 20s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        ReadResult r = group_read(c.node(3), g, "k");
+        return r.error.ok() && r.value == "while away";
+      },
+      20s));
+}
+
 NodeOptions single_member(const std::string& dir, uint32_t groups) {
   NodeOptions o;
   o.id = 1;

@@ -47,7 +47,8 @@ std::optional<ProposalHeader> decode_proposal(std::string_view data, std::string
   if (kind != static_cast<uint8_t>(ProposalKind::kCommand) &&
       kind != static_cast<uint8_t>(ProposalKind::kMemberAttributes) &&
       kind != static_cast<uint8_t>(ProposalKind::kAlarm) &&
-      kind != static_cast<uint8_t>(ProposalKind::kMemberPeerUrls)) {
+      kind != static_cast<uint8_t>(ProposalKind::kMemberPeerUrls) &&
+      kind != static_cast<uint8_t>(ProposalKind::kGroupChange)) {
     return std::nullopt;
   }
   h.kind = static_cast<ProposalKind>(kind);
@@ -126,7 +127,46 @@ namespace {
 constexpr uint32_t kServerStateMagic = 0x53534843;  // "CHSS"
 constexpr uint32_t kMaxMembers = 1024;
 constexpr uint32_t kMaxRemoved = 1u << 16;
+// The data groups' part of a server state, after the rest (older states end before it).
+constexpr uint8_t kGroupsSection = 1;
+constexpr uint32_t kMaxReplicas = 64;
+
+void put_ids(std::string* out, const std::vector<uint64_t>& ids) {
+  base::put_u32(out, static_cast<uint32_t>(ids.size()));
+  for (uint64_t id : ids)
+    base::put_u64(out, id);
+}
+
+bool get_ids(base::Reader* r, uint32_t max, std::vector<uint64_t>* out) {
+  uint32_t n = 0;
+  if (!r->u32(&n) || n > max || n > r->remaining() / 8) return false;
+  out->resize(n);
+  for (uint64_t& id : *out)
+    if (!r->u64(&id)) return false;
+  return true;
+}
 }  // namespace
+
+std::string encode_group_change(const GroupChange& c) {
+  std::string out;
+  base::put_u8(&out, static_cast<uint8_t>(c.op));
+  base::put_u64(&out, c.group);
+  put_ids(&out, c.replicas);
+  base::put_u32(&out, c.count);
+  return out;
+}
+
+std::optional<GroupChange> decode_group_change(std::string_view bytes) {
+  base::Reader r(bytes);
+  GroupChange c;
+  uint8_t op = 0;
+  if (!r.u8(&op) || op < 1 || op > 3 || !r.u64(&c.group) ||
+      !get_ids(&r, kMaxReplicas, &c.replicas) || !r.u32(&c.count) || !r.done()) {
+    return std::nullopt;
+  }
+  c.op = static_cast<GroupChange::Op>(op);
+  return c;
+}
 
 std::string encode_server_state(const ServerState& s) {
   std::string out;
@@ -147,6 +187,15 @@ std::string encode_server_state(const ServerState& s) {
   base::put_u32(&out, static_cast<uint32_t>(s.alarms.size()));
   for (const AlarmChange& a : s.alarms)
     base::put_bytes(&out, encode_alarm_change(a));
+  if (s.groups.empty() && s.deleted_groups.empty() && s.next_group == 0) return out;
+  base::put_u8(&out, kGroupsSection);
+  base::put_u64(&out, s.next_group);
+  base::put_u64(&out, s.groups.size());
+  for (const GroupDescriptor& g : s.groups) {
+    base::put_u64(&out, g.id);
+    put_ids(&out, g.replicas);
+  }
+  put_ids(&out, s.deleted_groups);
   return out;
 }
 
@@ -180,7 +229,19 @@ std::optional<ServerState> decode_server_state(std::string_view bytes) {
     if (!change) return std::nullopt;
     s.alarms.push_back(*change);
   }
-  if (!r.done()) return std::nullopt;
+  if (r.done()) return s;
+  uint8_t section = 0;
+  uint64_t groups = 0;
+  // Each descriptor takes at least 12 bytes: a damaged count cannot ask for more than is there.
+  if (!r.u8(&section) || section != kGroupsSection || !r.u64(&s.next_group) || !r.u64(&groups) ||
+      groups > r.remaining() / 12) {
+    return std::nullopt;
+  }
+  s.groups.resize(groups);
+  for (GroupDescriptor& g : s.groups) {
+    if (!r.u64(&g.id) || !get_ids(&r, kMaxReplicas, &g.replicas)) return std::nullopt;
+  }
+  if (!get_ids(&r, UINT32_MAX, &s.deleted_groups) || !r.done()) return std::nullopt;
   return s;
 }
 

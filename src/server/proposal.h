@@ -17,6 +17,7 @@ enum class ProposalKind : uint8_t {
   kMemberAttributes = 2,  // a member publishing its name and client URLs (MemberAttributes)
   kAlarm = 3,             // raising or clearing an alarm (AlarmChange)
   kMemberPeerUrls = 4,    // MemberUpdate: a member's new peer URLs (MemberPeerUrls)
+  kGroupChange = 5,       // the directory of data groups: one created or deleted (GroupChange)
 };
 
 struct ProposalHeader {
@@ -63,6 +64,30 @@ struct MemberContext {
 std::string encode_member_context(const MemberContext& c);
 std::optional<MemberContext> decode_member_context(std::string_view bytes);
 
+// The directory of data groups lives in the etcd group (group 1), which every member hosts: which
+// members hold a replica of each data group. Its changes go through that group's log, so every
+// member applies the same ones in the same order, and each member then creates or removes its own
+// replicas to match (docs/ARCHITECTURE.md, "Group lifecycle").
+struct GroupDescriptor {
+  uint64_t id = 0;
+  std::vector<uint64_t> replicas;  // members, the first of them campaigning at creation
+  bool operator==(const GroupDescriptor&) const = default;
+};
+struct GroupChange {
+  enum class Op : uint8_t {
+    kCreate = 1,         // `group` (0: the next free id) on `replicas`
+    kDelete = 2,         // `group`; its id is never used again
+    kCreateInitial = 3,  // a new cluster's groups 2..count+1 on `replicas` (initial_placement)
+  };
+  Op op = Op::kCreate;
+  uint64_t group = 0;
+  std::vector<uint64_t> replicas;
+  uint32_t count = 0;
+  bool operator==(const GroupChange&) const = default;
+};
+std::string encode_group_change(const GroupChange& c);
+std::optional<GroupChange> decode_group_change(std::string_view bytes);
+
 // Header then payload, in one buffer ready for the log.
 std::string encode_proposal(const ProposalHeader& header, std::string_view command);
 // Splits an entry's data; nullopt if it is not a proposal of this format. `command` points into
@@ -87,6 +112,10 @@ struct ServerState {
   std::vector<MemberInfo> members;
   std::vector<uint64_t> removed;
   std::vector<AlarmChange> alarms;  // activate = true
+  // The directory of data groups, the ids deleted (never reused) and the next id to give.
+  std::vector<GroupDescriptor> groups;
+  std::vector<uint64_t> deleted_groups;
+  uint64_t next_group = 0;
   bool operator==(const ServerState&) const = default;
 };
 std::string encode_server_state(const ServerState& s);

@@ -544,6 +544,52 @@ TEST(ProposalTest, ServerStateRoundTripsAndRefusesEveryTruncation) {
   EXPECT_FALSE(decode_server_state(enc + "x").has_value());
 }
 
+// The data groups' directory follows the rest of a server state; a state without it (written
+// before it existed) ends where the directory would start, and decodes as having no groups.
+TEST(ProposalTest, ServerStateWithGroupsRoundTripsAndEndsOnlyWhereOlderStatesDid) {
+  ServerState st;
+  st.index = 7;
+  st.members.push_back(MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {}, false});
+  const std::string without = encode_server_state(st);
+  st.groups = {GroupDescriptor{2, {1, 2, 3}}, GroupDescriptor{9, {3}}};
+  st.deleted_groups = {4, 5};
+  st.next_group = 10;
+  std::string enc = encode_server_state(st);
+  EXPECT_EQ(decode_server_state(enc), st);
+  for (size_t i = 0; i < enc.size(); ++i) {
+    if (i == without.size()) {
+      ServerState older = st;
+      older.groups.clear();
+      older.deleted_groups.clear();
+      older.next_group = 0;
+      EXPECT_EQ(decode_server_state(enc.substr(0, i)), older);
+      continue;
+    }
+    EXPECT_FALSE(decode_server_state(enc.substr(0, i)).has_value()) << i;
+  }
+  EXPECT_FALSE(decode_server_state(enc + "x").has_value());
+}
+
+TEST(ProposalTest, GroupChangesRoundTripAndRefuseDamage) {
+  GroupChange c{GroupChange::Op::kCreate, 0, {3, 1, 2}, 0};
+  std::string enc = encode_group_change(c);
+  EXPECT_EQ(decode_group_change(enc), c);
+  GroupChange init{GroupChange::Op::kCreateInitial, 0, {1, 2, 3}, 10000};
+  EXPECT_EQ(decode_group_change(encode_group_change(init)), init);
+  for (size_t i = 0; i < enc.size(); ++i)
+    EXPECT_FALSE(decode_group_change(enc.substr(0, i)).has_value()) << i;
+  EXPECT_FALSE(decode_group_change(enc + "x").has_value());
+  std::string bad_op = enc;
+  bad_op[0] = 9;
+  EXPECT_FALSE(decode_group_change(bad_op).has_value());
+  std::string_view payload;
+  std::string entry = encode_proposal(ProposalHeader{ProposalKind::kGroupChange, 1, 2}, enc);
+  auto h = decode_proposal(entry, &payload);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->kind, ProposalKind::kGroupChange);
+  EXPECT_EQ(payload, enc);
+}
+
 TEST(LogTest, LinesAreJsonWithEscapedFieldsAndLevelsFilter) {
   EXPECT_EQ(format_log_line(LogLevel::kWarn, "slow \"x\"", {{"k", "a\nb"}}),
             "\"level\":\"warn\",\"msg\":\"slow \\\"x\\\"\",\"k\":\"a\\nb\"");

@@ -311,6 +311,17 @@ Status Wal::apply_record(const RecordView& rec, uint64_t segment, uint64_t offse
       cache_changed_locked(rec.group, g, cached, true);
       return Status::ok();
     }
+    case RecordType::kGroupRemoved: {
+      // Recovery may meet the removal of a group whose earlier segments are gone already.
+      auto it = groups_.find(rec.group);
+      if (it == groups_.end()) return Status::ok();
+      GroupLog& g = *it->second;
+      if (g.cache_used != 0) cache_lru_.erase({g.cache_used, rec.group});
+      cache_total_ -= g.cache_bytes;
+      views_.erase(rec.group);
+      groups_.erase(it);
+      return Status::ok();
+    }
   }
   return bad("unknown record type");
 }
@@ -467,6 +478,7 @@ class Wal::Recovery {
     if (rec.type == RecordType::kEntry) ++g.entries;
     if (rec.type == RecordType::kHardState) ++g.hard_states;
     if (rec.type == RecordType::kSnapshot) ++g.snapshots;
+    g.removed = rec.type == RecordType::kGroupRemoved;
   }
   void fill_groups() {
     for (const auto& [id, g] : wal_->groups_) {
@@ -643,6 +655,11 @@ std::string WalReport::to_string() const {
     s += "  " + name + "  interrupted segment creation, deleted at open\n";
   for (const auto& [id, g] : groups) {
     if (id == 0) continue;
+    if (g.removed) {
+      std::snprintf(line, sizeof(line), "  group %" PRIu64 ": removed\n", id);
+      s += line;
+      continue;
+    }
     std::snprintf(line, sizeof(line),
                   "  group %" PRIu64 ": %" PRIu64 " entry, %" PRIu64 " hard state, %" PRIu64
                   " snapshot records; log [%" PRIu64 ", %" PRIu64 "], snapshot at %" PRIu64
@@ -842,6 +859,19 @@ Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& gr
   Status st = writer_->sync();
   if (!st.is_ok()) return fail_locked(st);
   return Status::ok();
+}
+
+Status Wal::remove(GroupId group) {
+  std::lock_guard lock(mu_);
+  if (!groups_.contains(group))
+    return Status::invalid_argument("no group " + std::to_string(group));
+  std::string rec;
+  append_record(&rec, RecordType::kGroupRemoved, group, {});
+  // No state before the removal: the group is forgotten whatever it held.
+  CHORUS_RETURN_IF_ERROR(write_locked(rec, false));
+  Status st = writer_->sync();
+  if (!st.is_ok()) return fail_locked(st);
+  return release_segments_locked();
 }
 
 Status Wal::compact(GroupId group, const raft::Snapshot& snapshot, Index compact_to) {

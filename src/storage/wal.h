@@ -88,6 +88,7 @@ struct WalReport {
     uint64_t entries = 0;      // entry records (including ones later replaced or compacted)
     uint64_t hard_states = 0;  // hard state records
     uint64_t snapshots = 0;    // snapshot markers (bootstrap, compactions, installed snapshots)
+    bool removed = false;      // the group's removal is its latest record
     // The state recovery reaches: what the group keeps if the log is cut at the damage.
     raft::Index first_index = 0;
     raft::Index last_index = 0;
@@ -133,6 +134,10 @@ class Wal {
   // Creates many groups at once: one write and one fdatasync for all. Fails, creating none, if
   // any of them exists already or appears twice.
   Status bootstrap(const std::vector<std::pair<raft::GroupId, raft::ConfState>>& groups);
+  // Forgets a group (removed from this member): a removal record, durable before this returns;
+  // the group's log, state and cache are gone, and segments only it needed are released. The
+  // caller must hold no view of the group (group()) any more. Ids are not reused after this.
+  Status remove(raft::GroupId group);
   // Writes a batch; its effects are visible to readers at once, durable after sync().
   Status write(const WalBatch& batch);
   Status sync();

@@ -22,7 +22,7 @@ constexpr size_t kGroupOffset = 16;
 constexpr uint32_t kMaxConfNodes = 1u << 16;
 
 bool valid_type(uint8_t t) {
-  return t >= 1 && t <= 4;
+  return t >= 1 && t <= 5;
 }
 
 void encode_ids(const std::vector<raft::NodeId>& ids, std::string* out) {

@@ -25,6 +25,7 @@ enum class RecordType : uint8_t {
   kEntry = 2,          // one log entry; an index at or below the group's last truncates after it
   kHardState = 3,      // term, vote, commit
   kSnapshot = 4,       // snapshot marker: entries it covers may be dropped
+  kGroupRemoved = 5,   // the group is gone: its log and state are forgotten (empty payload)
 };
 
 inline constexpr size_t kRecordHeaderBytes = 24;

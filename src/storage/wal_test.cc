@@ -396,6 +396,58 @@ TEST_F(WalTest, SegmentsAreDeletedOnlyOnceEveryGroupHasCompactedPastThem) {
   EXPECT_EQ(g1->term(269, &t), raft::Error::kCompacted);
 }
 
+// A removed group is forgotten at once and after a restart, its segments go once no other group
+// needs them.
+TEST_F(WalTest, ARemovedGroupIsForgottenAndReleasesItsSegments) {
+  options_.segment_bytes = 4096;
+  auto wal = open_ok();
+  ASSERT_TRUE(wal->bootstrap({{1, kConf}, {2, kConf}}).is_ok());
+  for (Index i = 1; i <= 300; i += 10)
+    commit_entries(wal.get(), 2, i, i + 9, 1);
+  commit_entries(wal.get(), 1, 1, 5, 1);
+  size_t before = wal->segment_count();
+  ASSERT_GE(before, 5u);
+  EXPECT_GT(wal->cache_bytes(), 0u);
+  EXPECT_FALSE(wal->remove(7).is_ok()) << "no such group";
+  ASSERT_TRUE(wal->remove(2).is_ok());
+  EXPECT_EQ(wal->group(2), nullptr);
+  EXPECT_EQ(wal->groups(), (std::vector<GroupId>{1}));
+  EXPECT_LT(wal->segment_count(), before) << "only group 2 needed the old segments";
+  EXPECT_LT(wal->cache_bytes(), 1000u) << "group 2's cached entries are gone";
+  EXPECT_FALSE(wal->remove(2).is_ok());
+  wal.reset();
+
+  auto reopened = open_ok();
+  EXPECT_EQ(reopened->group(2), nullptr);
+  EXPECT_EQ(reopened->groups(), (std::vector<GroupId>{1}));
+  EXPECT_EQ(read_log(*reopened, 1), make_entries(1, 5, 1));
+  // The id can be created afresh (the node never does: removed ids are not reused).
+  ASSERT_TRUE(reopened->bootstrap(2, kConf).is_ok());
+  EXPECT_EQ(reopened->group(2)->last_index(), 0u);
+  WalReport report;
+  ASSERT_TRUE(Wal::verify(&fs_, "wal", &report).is_ok());
+  EXPECT_FALSE(report.groups[2].removed) << "created again after its removal";
+}
+
+// Removal before a restart with every segment kept (another group still needs them): the
+// group's earlier records replay, then its removal.
+TEST_F(WalTest, ARemovalReplaysAfterTheRecordsItForgets) {
+  auto wal = open_ok();
+  ASSERT_TRUE(wal->bootstrap({{1, kConf}, {2, kConf}, {3, kConf}}).is_ok());
+  commit_entries(wal.get(), 2, 1, 10, 1);
+  commit_entries(wal.get(), 3, 1, 10, 1);
+  ASSERT_TRUE(wal->remove(2).is_ok());
+  commit_entries(wal.get(), 3, 11, 12, 1);
+  wal.reset();
+  auto reopened = open_ok();
+  EXPECT_EQ(reopened->groups(), (std::vector<GroupId>{1, 3}));
+  EXPECT_EQ(read_log(*reopened, 3), make_entries(1, 12, 1));
+  WalReport report;
+  ASSERT_TRUE(Wal::verify(&fs_, "wal", &report).is_ok());
+  EXPECT_TRUE(report.groups[2].removed);
+  EXPECT_NE(report.to_string().find("group 2: removed"), std::string::npos) << report.to_string();
+}
+
 // The first segment left after deletions may have been created after a compaction: its header's
 // snapshot marker then compacts past everything recovery has seen so far. Recovery used to
 // refuse such a log ("snapshot marker compacts past the log").
