@@ -66,12 +66,12 @@ void Node::apply_loop() {
           } else if (decoded && decoded->kind == ProposalKind::kGroupChange) {
             GroupDescriptor result;
             std::optional<GroupChange> change = decode_group_change(payload);
-            RpcError e =
+            RpcError err =
                 change ? apply_group_change(*change, &result)
                        : rpc_error(RpcCode::kInvalidArgument, "chorus: malformed group change");
             directory_changed = true;
             if (decoded->proposer == options_.id && decoded->request_id != 0)
-              group_changes.push_back({decoded->request_id, std::move(e), std::move(result)});
+              group_changes.push_back({decoded->request_id, std::move(err), std::move(result)});
           } else {
             // Not a proposal of this server: applied as a no-op so every replica agrees.
             log(LogLevel::kWarn, "entry " + std::to_string(e.index) + " has an unknown format");
