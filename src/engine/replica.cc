@@ -194,6 +194,13 @@ Round* Replica::begin_round() {
   return &round_;
 }
 
+std::string Replica::take_snapshot_data() {
+  raft::Ready& rd = core_->ready_for_driver();
+  std::string data;
+  if (in_round_ && rd.snapshot) data.swap(rd.snapshot->data);
+  return data;
+}
+
 void Replica::append_to(storage::WalBatch* batch) const {
   append_ready(batch, group_, round_.snapshot, *round_.entries, round_.hard_state);
 }

@@ -142,6 +142,9 @@ class Replica {
   // Opens a round; nullptr if the core found its log damaged (raft.h, storage_failed()): the
   // host must stop this replica.
   Round* begin_round();
+  // During a round whose Ready installs a snapshot: its data, moved out, so that the host
+  // installs it in its state machine and the log records the snapshot without it.
+  std::string take_snapshot_data();
   // The open round's records, in the order recovery relies on: the snapshot, then the
   // entries, then the hard state, so a commit index never survives without its entries.
   void append_to(storage::WalBatch* batch) const;

@@ -37,6 +37,19 @@ std::string applied_key(raft::GroupId group) {
   return k;
 }
 
+std::string installed_key(raft::GroupId group) {
+  std::string k = group_prefix(group);
+  k.push_back('s');
+  return k;
+}
+
+// The end of a group's range: the next group's prefix, or past every group for the last id.
+std::string group_end(raft::GroupId group) {
+  return group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
+}
+
+constexpr uint8_t kExportVersion = 1;
+
 }  // namespace
 
 std::string encode_group_op(const GroupOp& op) {
@@ -108,6 +121,7 @@ Status GroupStore::load() {
 }
 
 Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
+  std::lock_guard<std::mutex> w(write_mu_);
   rocksdb::WriteBatch batch;
   std::unordered_map<raft::GroupId, std::pair<raft::Index, raft::Term>> last;
   {
@@ -166,9 +180,9 @@ Status GroupStore::flush() {
 }
 
 Status GroupStore::drop(raft::GroupId group) {
+  std::lock_guard<std::mutex> w(write_mu_);
   const std::string from = group_prefix(group);
-  // The end of the range: the next group's prefix, or past every group for the last id.
-  const std::string to = group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
+  const std::string to = group_end(group);
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
     it->Seek(from);
@@ -186,6 +200,121 @@ Status GroupStore::drop(raft::GroupId group) {
   std::unique_lock lock(mu_);
   applied_.erase(group);
   return Status::ok();
+}
+
+Status GroupStore::export_group(raft::GroupId group, size_t max_bytes, std::string* out) const {
+  out->clear();
+  // One implicit RocksDB snapshot: the applied index and the keys are of the same moment.
+  rocksdb::ReadOptions ro;
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  ro.snapshot = snap;
+  std::string applied;
+  rocksdb::Status s = db_->Get(ro, applied_key(group), &applied);
+  if (!s.ok() && !s.IsNotFound()) {
+    db_->ReleaseSnapshot(snap);
+    return from_rocksdb(s, "group store export");
+  }
+  base::put_u8(out, kExportVersion);
+  if (applied.size() == 16) {
+    out->append(applied);
+  } else {
+    base::put_u64(out, 0);
+    base::put_u64(out, 0);
+  }
+  const std::string from = group_prefix(group) + "k";
+  const std::string to = group_prefix(group) + "l";
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  Status st = Status::ok();
+  for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
+    rocksdb::Slice k = it->key();
+    k.remove_prefix(from.size());
+    base::put_bytes(out, std::string_view(k.data(), k.size()));
+    base::put_bytes(out, std::string_view(it->value().data(), it->value().size()));
+    if (out->size() > max_bytes) {
+      st = Status::invalid_argument("group " + std::to_string(group) + " holds more than " +
+                                    std::to_string(max_bytes) + " bytes for one snapshot");
+      break;
+    }
+  }
+  if (st.is_ok()) st = from_rocksdb(it->status(), "group store export");
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  return st;
+}
+
+namespace {
+
+// Calls fn(key, value) for every pair of an export; false if it is not a whole export.
+template <typename Fn>
+bool read_export(std::string_view data, raft::Index* index, raft::Term* term, Fn fn) {
+  base::Reader r(data);
+  uint8_t version = 0;
+  if (!r.u8(&version) || version != kExportVersion || !r.u64(index) || !r.u64(term)) return false;
+  while (!r.done()) {
+    uint32_t kn = 0, vn = 0;
+    std::string_view k, v;
+    if (!r.u32(&kn) || !r.view(kn, &k) || !r.u32(&vn) || !r.view(vn, &v)) return false;
+    fn(k, v);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool GroupStore::valid_export(std::string_view data) {
+  raft::Index index = 0;
+  raft::Term term = 0;
+  return read_export(data, &index, &term, [](std::string_view, std::string_view) {});
+}
+
+raft::Index GroupStore::export_index(std::string_view data) {
+  base::Reader r(data);
+  uint8_t version = 0;
+  raft::Index index = 0;
+  if (!r.u8(&version) || version != kExportVersion || !r.u64(&index)) return 0;
+  return index;
+}
+
+Status GroupStore::install(raft::GroupId group, std::string_view data) {
+  std::lock_guard<std::mutex> w(write_mu_);
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(group_prefix(group), group_end(group));
+  const std::string prefix = group_prefix(group) + "k";
+  raft::Index index = 0;
+  raft::Term term = 0;
+  std::string key;
+  bool ok = read_export(data, &index, &term, [&](std::string_view k, std::string_view v) {
+    key.assign(prefix);
+    key.append(k);
+    batch.Put(key, rocksdb::Slice(v.data(), v.size()));
+  });
+  if (!ok)
+    return Status::invalid_argument("group " + std::to_string(group) + ": malformed snapshot");
+  std::string applied;
+  base::put_u64(&applied, index);
+  base::put_u64(&applied, term);
+  batch.Put(applied_key(group), applied);
+  std::string installed;
+  base::put_u64(&installed, index);
+  batch.Put(installed_key(group), installed);
+  // Durable before the log records the snapshot: RocksDB's WAL, synced, for this one write.
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  CHORUS_RETURN_IF_ERROR(from_rocksdb(db_->Write(wo, &batch), "group store install"));
+  std::unique_lock lock(mu_);
+  if (index > 0) {
+    applied_[group] = index;
+  } else {
+    applied_.erase(group);
+  }
+  return Status::ok();
+}
+
+raft::Index GroupStore::installed_index(raft::GroupId group) const {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, installed_key(group), &v);
+  if (!s.ok() || v.size() != 8) return 0;
+  return base::load_u64(v.data());
 }
 
 size_t GroupStore::groups() const {

@@ -4,16 +4,23 @@
 // Layout (big-endian group ids, so each group's records are one contiguous range):
 //   g<group>k<key>  a key's value
 //   g<group>a       the group's applied index and term
+//   g<group>s       the applied index the last snapshot installed brought (install())
 // apply() writes the committed entries of any number of groups as one WriteBatch that also
 // records each group's applied index, so every group's state on disk is exactly a prefix of its
 // log. RocksDB's own WAL is off: the Raft log is the source of truth, and after a crash each
 // group replays the entries after its applied index (those are skipped if already held).
 //
-// Threads: apply() and flush() from one thread; reads from any.
+// Snapshots: export_group() reads one group's whole state at one point (its applied index and
+// every key), which install() on another member puts in place of that group's state in one
+// synced write. The log of the receiving replica then starts at the Raft snapshot's index, which
+// may be below the applied index the data brought (the leader's store had applied further).
+//
+// Threads: apply(), drop() and install() are serialized among themselves; reads from any.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -74,11 +81,24 @@ class GroupStore {
   // restart for every group it knows as removed (a no-op once done).
   storage::Status drop(raft::GroupId group);
 
+  // The group's whole state, encoded for install(); invalid_argument past `max_bytes`.
+  storage::Status export_group(raft::GroupId group, size_t max_bytes, std::string* out) const;
+  // Whether `data` is an export install() takes (checked before a snapshot is accepted).
+  static bool valid_export(std::string_view data);
+  // The applied index an export was taken at (0 if it is not one).
+  static raft::Index export_index(std::string_view data);
+  // Replaces the group's state with an export, durably (RocksDB's WAL and fsync this once).
+  storage::Status install(raft::GroupId group, std::string_view data);
+  // The applied index of the last install() of the group (0: none): the one case where the
+  // store may be ahead of what the group's log holds.
+  raft::Index installed_index(raft::GroupId group) const;
+
  private:
   explicit GroupStore(rocksdb::DB* db) : db_(db) {}
   storage::Status load();
 
   rocksdb::DB* db_;
+  std::mutex write_mu_;           // one writer at a time: apply, drop, install
   mutable std::shared_mutex mu_;  // guards applied_
   std::unordered_map<raft::GroupId, raft::Index> applied_;
 };

@@ -118,6 +118,55 @@ TEST(GroupStoreTest, ADroppedGroupLosesEverythingAndItsNeighboursNothing) {
   EXPECT_EQ(value(*s, 3, "k"), "<none>");
 }
 
+// A snapshot of one group moves its whole state to another member's store, replacing what that
+// store held for the group and nothing else, durably; damaged exports are refused.
+TEST(GroupStoreTest, AnExportedGroupInstallsInPlaceOfTheOldStateAndNothingElse) {
+  TempDir dir("chorus-groups");
+  std::string data;
+  {
+    auto a = open(dir.path() + "/a");
+    std::string v1 = put("k1", "one");
+    std::string v2 = put("k2", std::string(1000, 'x'));
+    ASSERT_TRUE(a->apply({{5, 1, 1, v1}, {5, 2, 2, v2}, {6, 1, 1, v1}}).is_ok());
+    ASSERT_TRUE(a->export_group(5, 1 << 20, &data).is_ok());
+    std::string small;
+    EXPECT_FALSE(a->export_group(5, 500, &small).is_ok()) << "larger than allowed";
+  }
+  ASSERT_TRUE(GroupStore::valid_export(data));
+  EXPECT_EQ(GroupStore::export_index(data), 2u);
+  EXPECT_EQ(GroupStore::export_index("x"), 0u);
+  for (size_t i = 0; i < data.size(); i += 7)
+    EXPECT_FALSE(GroupStore::valid_export(data.substr(0, i))) << i;
+  {
+    auto b = open(dir.path() + "/b");
+    std::string old = put("stale", "gone after install");
+    std::string other = put("k1", "group 4 keeps it");
+    ASSERT_TRUE(b->apply({{5, 1, 1, old}, {4, 1, 1, other}}).is_ok());
+    EXPECT_FALSE(b->install(5, data.substr(0, data.size() - 1)).is_ok());
+    EXPECT_EQ(value(*b, 5, "stale"), "gone after install") << "a refused install changes nothing";
+    ASSERT_TRUE(b->install(5, data).is_ok());
+    EXPECT_EQ(value(*b, 5, "k1"), "one");
+    EXPECT_EQ(value(*b, 5, "k2"), std::string(1000, 'x'));
+    EXPECT_EQ(value(*b, 5, "stale"), "<none>");
+    EXPECT_EQ(value(*b, 4, "k1"), "group 4 keeps it");
+    EXPECT_EQ(b->applied_index(5), 2u);
+    EXPECT_EQ(b->installed_index(5), 2u);
+    EXPECT_EQ(b->installed_index(4), 0u);
+    // Entries the snapshot covers are skipped; later ones apply.
+    std::string older = put("k1", "older");
+    std::string later = put("k3", "three");
+    ASSERT_TRUE(b->apply({{5, 2, 2, older}, {5, 3, 2, later}}).is_ok());
+    EXPECT_EQ(value(*b, 5, "k1"), "one");
+    EXPECT_EQ(value(*b, 5, "k3"), "three");
+  }
+  // The install was durable without a flush: it survives reopening (the later apply, whose
+  // RocksDB WAL is off, is replayed from the Raft log in a real member).
+  auto b = open(dir.path() + "/b");
+  EXPECT_EQ(value(*b, 5, "k1"), "one");
+  EXPECT_GE(b->applied_index(5), 2u);
+  EXPECT_EQ(b->installed_index(5), 2u);
+}
+
 TEST(GroupStoreTest, AnUndecodableEntryIsSkippedButCountsAsApplied) {
   TempDir dir("chorus-groups");
   auto s = open(dir.path());

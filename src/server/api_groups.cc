@@ -84,11 +84,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
                                         gpb::CreateGroupResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     std::vector<raft::NodeId> replicas(req->replicas().begin(), req->replicas().end());
-    s_->node->create_group(req->group(), std::move(replicas),
-                           [reactor, resp](const RpcError& e, const GroupDescriptor& g) {
-                             if (e.ok()) fill(g, resp->mutable_group());
-                             reactor->Finish(to_grpc(e));
-                           });
+    s_->node->create_group(req->group(), std::move(replicas), answer(reactor, resp));
     return reactor;
   }
 
@@ -96,11 +92,23 @@ class GroupsService final : public gpb::Groups::CallbackService {
                                         const gpb::DeleteGroupRequest* req,
                                         gpb::DeleteGroupResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    s_->node->delete_group(req->group(),
-                           [reactor, resp](const RpcError& e, const GroupDescriptor& g) {
-                             if (e.ok()) fill(g, resp->mutable_group());
-                             reactor->Finish(to_grpc(e));
-                           });
+    s_->node->delete_group(req->group(), answer(reactor, resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* AddReplica(grpc::CallbackServerContext* ctx,
+                                       const gpb::ReplicaRequest* req,
+                                       gpb::ReplicaResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->add_group_replica(req->group(), req->member(), answer(reactor, resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* RemoveReplica(grpc::CallbackServerContext* ctx,
+                                          const gpb::ReplicaRequest* req,
+                                          gpb::ReplicaResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->remove_group_replica(req->group(), req->member(), answer(reactor, resp));
     return reactor;
   }
 
@@ -115,6 +123,15 @@ class GroupsService final : public gpb::Groups::CallbackService {
   }
 
  private:
+  // The answer to a directory change, with the group as it now stands.
+  template <typename Response>
+  static Node::GroupChangeDone answer(grpc::ServerUnaryReactor* reactor, Response* resp) {
+    return [reactor, resp](const RpcError& e, const GroupDescriptor& g) {
+      if (e.ok()) fill(g, resp->mutable_group());
+      reactor->Finish(to_grpc(e));
+    };
+  }
+
   static void fill(const GroupDescriptor& g, gpb::GroupDescriptor* out) {
     out->set_id(g.id);
     for (uint64_t r : g.replicas)

@@ -4,6 +4,8 @@
 //   chorus-groups [--endpoint HOST:PORT] directory
 //   chorus-groups [--endpoint HOST:PORT] create [--id N] [--replicas ID,ID,...]
 //   chorus-groups [--endpoint HOST:PORT] delete GROUP
+//   chorus-groups [--endpoint HOST:PORT] add-replica GROUP MEMBER
+//   chorus-groups [--endpoint HOST:PORT] remove-replica GROUP MEMBER
 //   chorus-groups [--endpoint HOST:PORT] list
 //   chorus-groups [--endpoint HOST:PORT] put GROUP KEY VALUE
 //   chorus-groups [--endpoint HOST:PORT] get GROUP KEY [--serializable]
@@ -30,6 +32,8 @@ int usage() {
                "  directory                              every group of the cluster\n"
                "  create [--id N] [--replicas ID,ID,..]  a new group (member ids in hex)\n"
                "  delete GROUP                           a group and its data, everywhere\n"
+               "  add-replica GROUP MEMBER               a replica on one more member\n"
+               "  remove-replica GROUP MEMBER            a replica off a member\n"
                "  list                                   the groups hosted by this member\n"
                "  put GROUP KEY VALUE\n"
                "  get GROUP KEY [--serializable]\n");
@@ -145,17 +149,33 @@ int main(int argc, char** argv) {
     grpc::Status st = stub->DeleteGroup(&ctx, req, &resp);
     if (!st.ok()) return fail(st);
     std::printf("%s\n", descriptor_json(resp.group()).c_str());
+  } else if ((command == "add-replica" || command == "remove-replica") && args.size() == 3 &&
+             parse_u64(args[1], 10, &group)) {
+    gpb::ReplicaRequest req;
+    uint64_t member = 0;
+    if (!parse_u64(args[2], 16, &member)) return usage();
+    req.set_group(group);
+    req.set_member(member);
+    gpb::ReplicaResponse resp;
+    grpc::Status st = command == "add-replica" ? stub->AddReplica(&ctx, req, &resp)
+                                               : stub->RemoveReplica(&ctx, req, &resp);
+    if (!st.ok()) return fail(st);
+    std::printf("%s\n", descriptor_json(resp.group()).c_str());
   } else if (command == "list" && args.size() == 1) {
     gpb::ListResponse resp;
     grpc::Status st = stub->List(&ctx, gpb::ListRequest{}, &resp);
     if (!st.ok()) return fail(st);
     for (const gpb::GroupStatus& g : resp.groups()) {
+      std::string voters;
+      for (int i = 0; i < g.voters_size(); ++i)
+        voters += (i > 0 ? ",\"" : "\"") + hex(g.voters(i)) + "\"";
       std::printf(
           "{\"group\":%llu,\"leader\":\"%s\",\"term\":%llu,\"commit\":%llu,"
-          "\"applied\":%llu,\"quiesced\":%s}\n",
+          "\"applied\":%llu,\"quiesced\":%s,\"voters\":[%s]}\n",
           static_cast<unsigned long long>(g.id()), hex(g.leader()).c_str(),
           static_cast<unsigned long long>(g.term()), static_cast<unsigned long long>(g.commit()),
-          static_cast<unsigned long long>(g.applied()), g.quiesced() ? "true" : "false");
+          static_cast<unsigned long long>(g.applied()), g.quiesced() ? "true" : "false",
+          voters.c_str());
     }
   } else if (command == "put" && args.size() == 4 && parse_u64(args[1], 10, &group)) {
     gpb::PutRequest req;

@@ -272,6 +272,13 @@ class Node {
   // Deletes a data group: every member removes its replica and the replica's data; the id is
   // never given again. `done` as for create_group.
   void delete_group(raft::GroupId id, GroupChangeDone done);
+  // Places a replica of the group on `member` (a voting member of the cluster), or takes it off.
+  // `done` runs once the directory says so; the group's leader then changes the group's
+  // configuration (a new replica joins as a learner, is caught up by a snapshot and promoted; a
+  // replica leaving is removed, its member then drops it). A member does not return to a group
+  // it left.
+  void add_group_replica(raft::GroupId id, raft::NodeId member, GroupChangeDone done);
+  void remove_group_replica(raft::GroupId id, raft::NodeId member, GroupChangeDone done);
   // Every data group hosted here, from the raft thread; `done` runs there (or at once, with
   // nothing, if the node has stopped).
   using GroupInfosDone = std::function<void(const RpcError& error, std::vector<GroupInfo>&& infos)>;
@@ -292,7 +299,14 @@ class Node {
   storage::Status open_groups();
   void groups_apply_loop();
   // The raft thread's parts of a data group's round (the etcd group has its own).
-  bool start_data_round(const engine::Replica& replica, engine::Round& round);
+  bool start_data_round(engine::Replica& replica, engine::Round& round);
+  // Raft thread: a data group's snapshots leave with the group's whole state (GroupStore
+  // export); one that cannot is dropped and reported failed, so the leader tries again later.
+  void fill_group_snapshots(engine::Replica& replica, std::vector<raft::Message>& messages);
+  // Raft thread: the groups' logs record a snapshot at each replica's applied index, with its
+  // configuration (the log keeps its entries): asked for by a leader whose latest snapshot
+  // predates a member it added.
+  void record_group_snapshots(const std::set<raft::GroupId>& groups);
   void finish_data_round(raft::GroupId group, engine::RoundResult& out);
   // Raft thread: every read taken from the inbox, of any group, joins its group's next ReadIndex
   // round (one round per group per turn).
@@ -308,6 +322,9 @@ class Node {
   void reconcile_groups(uint64_t now_us);
   // Raft thread: a replica of `group`, whose log exists, joins the engine.
   void host_group(raft::GroupId group, uint64_t now_us);
+  // Raft thread, each tick: the leaders here move their groups' configurations one change at a
+  // time towards the directory's replicas (add as learner, promote once caught up, remove).
+  void reshape_groups();
   void refresh_engine_peers(uint64_t now_us);
   // Raft thread: asks the groups apply thread to flush what the quiesced data groups applied;
   // its answer, taken from the inbox, goes to compact_groups.
@@ -511,6 +528,10 @@ class Node {
   bool in_directory_changed_ = false;
   std::vector<std::function<void()>> in_group_change_dones_;
   std::set<raft::GroupId> groups_dropped_;  // raft thread: deleted groups whose data went
+  // Raft thread: groups whose configuration may differ from the directory (reshape_groups), and
+  // a data group's membership changed since the last reconcile.
+  std::set<raft::GroupId> groups_reshaping_;
+  bool reconcile_due_ = false;
   std::unique_ptr<kv::GroupStore> group_store_;
   std::vector<raft::GroupId> campaign_at_start_;  // groups this member leads first
   std::set<raft::GroupId> groups_reading_;        // raft thread: groups with reads in rounds

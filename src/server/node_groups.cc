@@ -19,6 +19,11 @@ constexpr size_t kReplicasPerGroup = 3;
 // Committed entries of data groups waiting for the groups' apply thread beyond which writes are
 // refused (etcd allows 5,000 between commit and apply for its one group).
 constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
+// A data group's snapshot travels in one Raft message, within a transport frame (64 MiB):
+// a group holding more cannot be snapshotted yet (a stream of its own comes later).
+constexpr size_t kMaxGroupSnapshotBytes = 32u << 20;
+// A data group's log starts after a snapshot at this index and term (storage::Wal::bootstrap).
+constexpr raft::Index kDataGroupStart = 1;
 
 }  // namespace
 
@@ -57,7 +62,7 @@ Status Node::create_initial_groups() {
     mine.emplace_back(g, std::move(cs));
   }
   // Every group's creation in one write and one fdatasync.
-  return wal_->bootstrap(mine);
+  return wal_->bootstrap(mine, kDataGroupStart);
 }
 
 Status Node::open_groups() {
@@ -73,7 +78,9 @@ Status Node::open_groups() {
     // The store records an index applied only once its entry was durable in the log: a store
     // ahead of the log means the log lost entries (a damaged tail cut away), and replaying what
     // the log now holds at those indexes would be skipped as already applied.
-    if (group_store_->applied_index(g) > wal_->group(g)->last_index()) {
+    // The one exception: a snapshot installed brought a state ahead of the snapshot's index.
+    const raft::Index applied = group_store_->applied_index(g);
+    if (applied > wal_->group(g)->last_index() && applied != group_store_->installed_index(g)) {
       return Status::corruption(
           "group " + std::to_string(g) + ": the store in " + member_dir + "/groups applied index " +
           std::to_string(group_store_->applied_index(g)) + ", past the log's last entry " +
@@ -189,6 +196,25 @@ void Node::delete_group(raft::GroupId id, GroupChangeDone done) {
   propose_group_change(GroupChange{GroupChange::Op::kDelete, id, {}, 0}, std::move(done));
 }
 
+void Node::add_group_replica(raft::GroupId id, raft::NodeId member, GroupChangeDone done) {
+  bool voter = false;
+  for (const MemberInfo& m : members()) {
+    if (m.id == member && !m.is_learner) voter = true;
+  }
+  if (!voter) {
+    done(rpc_error(RpcCode::kInvalidArgument,
+                   "chorus: member " + hex_id(member) + " is not a voting member of the cluster"),
+         GroupDescriptor{});
+    return;
+  }
+  propose_group_change(GroupChange{GroupChange::Op::kAddReplica, id, {member}, 0}, std::move(done));
+}
+
+void Node::remove_group_replica(raft::GroupId id, raft::NodeId member, GroupChangeDone done) {
+  propose_group_change(GroupChange{GroupChange::Op::kRemoveReplica, id, {member}, 0},
+                       std::move(done));
+}
+
 void Node::propose_group_change(const GroupChange& change, GroupChangeDone done) {
   uint64_t request_id = next_request_id_.fetch_add(1);
   {
@@ -219,7 +245,8 @@ RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result)
     case GroupChange::Op::kCreateInitial:
       for (raft::GroupId g = 2; g < 2 + raft::GroupId{c.count}; ++g) {
         if (directory_.contains(g) || deleted_groups_.contains(g)) continue;
-        directory_[g] = GroupDescriptor{g, initial_placement(g, c.replicas)};
+        std::vector<raft::NodeId> placed = initial_placement(g, c.replicas);
+        directory_[g] = GroupDescriptor{g, placed, placed, {}};
       }
       next_group_ = std::max<raft::GroupId>(next_group_, 2 + raft::GroupId{c.count});
       return RpcError{};
@@ -241,9 +268,50 @@ RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result)
       if (c.replicas.empty() || unique.size() != c.replicas.size() || unique.contains(0)) {
         return rpc_error(RpcCode::kInvalidArgument, "chorus: a group needs distinct replicas");
       }
-      directory_[id] = GroupDescriptor{id, c.replicas};
+      directory_[id] = GroupDescriptor{id, c.replicas, c.replicas, {}};
       next_group_ = std::max(next_group_, id + 1);
       *result = directory_[id];
+      return RpcError{};
+    }
+    case GroupChange::Op::kAddReplica:
+    case GroupChange::Op::kRemoveReplica: {
+      auto it = directory_.find(c.group);
+      if (it == directory_.end())
+        return rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(c.group));
+      if (c.replicas.size() != 1 || c.replicas[0] == 0)
+        return rpc_error(RpcCode::kInvalidArgument, "chorus: name one member");
+      GroupDescriptor& d = it->second;
+      const raft::NodeId m = c.replicas[0];
+      const bool holds = std::find(d.replicas.begin(), d.replicas.end(), m) != d.replicas.end();
+      const bool left = std::find(d.removed.begin(), d.removed.end(), m) != d.removed.end();
+      if (c.op == GroupChange::Op::kAddReplica) {
+        if (holds) {
+          return rpc_error(RpcCode::kAlreadyExists, "chorus: member " + hex_id(m) +
+                                                        " holds a replica of group " +
+                                                        std::to_string(c.group) + " already");
+        }
+        if (left) {
+          return rpc_error(RpcCode::kFailedPrecondition,
+                           "chorus: member " + hex_id(m) + " left group " +
+                               std::to_string(c.group) +
+                               " before; a member does not return to a group it left");
+        }
+        d.replicas.push_back(m);
+      } else {
+        if (!holds) {
+          return rpc_error(RpcCode::kNotFound, "chorus: member " + hex_id(m) +
+                                                   " holds no replica of group " +
+                                                   std::to_string(c.group));
+        }
+        if (d.replicas.size() == 1) {
+          return rpc_error(RpcCode::kFailedPrecondition, "chorus: the last replica of group " +
+                                                             std::to_string(c.group) +
+                                                             " stays; delete the group instead");
+        }
+        std::erase(d.replicas, m);
+        d.removed.push_back(m);
+      }
+      *result = d;
       return RpcError{};
     }
     case GroupChange::Op::kDelete: {
@@ -260,65 +328,96 @@ RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result)
 }
 
 void Node::reconcile_groups(uint64_t now_us) {
-  std::vector<GroupDescriptor> mine;
-  std::vector<raft::GroupId> deleted;
+  std::vector<GroupDescriptor> mine;    // placed here, no replica yet
+  std::vector<raft::GroupId> deleted;   // deleted, data not dropped yet in this life
+  std::vector<raft::GroupId> departed;  // this member left the group, its replica is still here
   {
     std::lock_guard<std::mutex> lk(directory_mu_);
     for (const auto& [id, d] : directory_) {
-      if (std::find(d.replicas.begin(), d.replicas.end(), options_.id) != d.replicas.end() &&
-          engine_.find(id) == nullptr)
-        mine.push_back(d);
+      const bool placed =
+          std::find(d.replicas.begin(), d.replicas.end(), options_.id) != d.replicas.end();
+      const bool here = engine_.find(id) != nullptr;
+      if (placed && !here) mine.push_back(d);
+      if (!placed && here &&
+          std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end())
+        departed.push_back(id);
+      if (placed || std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end())
+        groups_reshaping_.insert(id);  // its leader, if here, matches its configuration
     }
     for (raft::GroupId g : deleted_groups_) {
       if (!groups_dropped_.contains(g)) deleted.push_back(g);
     }
   }
-  // New replicas: created with the group's first configuration, in one write and one
-  // fdatasync. One created late (this member was down) is caught up by the group's leader: no
-  // leader lets go of entries a replica lacks (a group quiesces, and only then compacts, once
-  // every replica holds its whole log).
-  std::vector<std::pair<raft::GroupId, raft::ConfState>> created;
+  // New replicas, in one write and one fdatasync. A founder is created with the group's first
+  // configuration, its log starting after index 1 (also when created late: the leader still
+  // holds every entry since, as a group quiesces, and only then compacts, once every replica
+  // holds its whole log). A replica added later starts empty, with no configuration: it cannot
+  // campaign, and its leader catches it up with a snapshot, the only way to index 1.
+  std::vector<std::pair<raft::GroupId, raft::ConfState>> founded;
+  std::vector<std::pair<raft::GroupId, raft::ConfState>> joining;
   for (const GroupDescriptor& d : mine) {
-    raft::ConfState cs;
-    cs.voters = d.replicas;
-    std::sort(cs.voters.begin(), cs.voters.end());
-    created.emplace_back(d.id, std::move(cs));
+    if (std::find(d.founders.begin(), d.founders.end(), options_.id) != d.founders.end()) {
+      raft::ConfState cs;
+      cs.voters = d.founders;
+      std::sort(cs.voters.begin(), cs.voters.end());
+      founded.emplace_back(d.id, std::move(cs));
+    } else {
+      joining.emplace_back(d.id, raft::ConfState{});
+    }
   }
-  Status st = wal_->bootstrap(created);
+  Status st = wal_->bootstrap(founded, kDataGroupStart);
+  if (st.is_ok()) st = wal_->bootstrap(joining);
   if (!st.is_ok()) {
     fail_fatal("creating data groups in the write-ahead log: " + st.to_string());
     return;
   }
   for (const GroupDescriptor& d : mine) {
     host_group(d.id, now_us);
-    if (d.replicas.front() == options_.id) (void)engine_.find(d.id)->campaign();
+    if (d.founders.front() == options_.id && d.replicas.front() == options_.id)
+      (void)engine_.find(d.id)->campaign();
   }
-  // Deleted groups: the replica and its log go now; its data on the groups' apply thread,
-  // after every entry queued before. After a restart, every deleted group's data is dropped
-  // once more (a no-op unless a crash came first).
+  // Replicas that go: those of deleted groups at once; those of groups this member left once
+  // the group's configuration no longer holds it (its leader removed it), so the group never
+  // counts on a vote that is gone. Their data goes on the groups' apply thread, after every
+  // entry queued before. After a restart, every deleted group's data is dropped once more (a
+  // no-op unless a crash came between the log's removal and the store's).
   std::vector<raft::GroupId> removed;
   std::vector<GroupApplyItem> drops;
-  for (raft::GroupId g : deleted) {
-    if (engine::Replica* r = engine_.find(g)) {
-      // Reads waiting in the replica's ReadIndex rounds are answered, not forgotten.
-      for (uint64_t token : r->expire_reads(UINT64_MAX))
-        fail_reader(token, rpc_errors::kStopped);
-      (void)engine_.remove(g);  // the raft thread reconciles between rounds
-      st = wal_->remove(g);
-      if (!st.is_ok()) {
-        fail_fatal("removing group " + std::to_string(g) +
-                   " from the write-ahead log: " + st.to_string());
-        return;
-      }
-      groups_led_.erase(g);
-      groups_reading_.erase(g);
-      removed.push_back(g);
+  auto remove_replica = [&](raft::GroupId g) {
+    engine::Replica* r = engine_.find(g);
+    // Reads waiting in the replica's ReadIndex rounds are answered, not forgotten.
+    for (uint64_t token : r->expire_reads(UINT64_MAX))
+      fail_reader(token, rpc_errors::kStopped);
+    (void)engine_.remove(g);  // the raft thread reconciles between rounds
+    Status rs = wal_->remove(g);
+    if (!rs.is_ok()) {
+      fail_fatal("removing group " + std::to_string(g) +
+                 " from the write-ahead log: " + rs.to_string());
+      return false;
     }
-    groups_dropped_.insert(g);
+    groups_led_.erase(g);
+    groups_reading_.erase(g);
+    removed.push_back(g);
     GroupApplyItem item;
     item.group = g;
     item.drop = true;
     drops.push_back(std::move(item));
+    return true;
+  };
+  for (raft::GroupId g : deleted) {
+    if (engine_.find(g) != nullptr && !remove_replica(g)) return;
+    if (std::find(removed.begin(), removed.end(), g) == removed.end()) {
+      GroupApplyItem item;
+      item.group = g;
+      item.drop = true;
+      drops.push_back(std::move(item));
+    }
+    groups_dropped_.insert(g);
+  }
+  for (raft::GroupId g : departed) {
+    const raft::Raft& core = engine_.find(g)->core();
+    if (core.is_member(options_.id)) continue;  // not yet: its removal is not applied here
+    if (!remove_replica(g)) return;
   }
   if (!mine.empty() || !removed.empty()) {
     std::unique_lock lk(hosted_mu_);
@@ -342,6 +441,83 @@ void Node::reconcile_groups(uint64_t now_us) {
       group_apply_queue_.push_back(std::move(item));
   }
   group_apply_cv_.notify_one();
+}
+
+void Node::reshape_groups() {
+  for (auto it = groups_reshaping_.begin(); it != groups_reshaping_.end();) {
+    const raft::GroupId g = *it;
+    engine::Replica* r = engine_.find(g);
+    std::optional<GroupDescriptor> d;
+    {
+      std::lock_guard<std::mutex> lk(directory_mu_);
+      auto found = directory_.find(g);
+      if (found != directory_.end()) d = found->second;
+    }
+    // Only the group's leader changes its configuration; a member that becomes leader later
+    // looks again (start_data_round).
+    if (r == nullptr || !d || r->core().role() != raft::Role::kLeader) {
+      it = groups_reshaping_.erase(it);
+      continue;
+    }
+    const raft::Status st = r->core().status();
+    const raft::ConfState& cfg = st.config;
+    auto in = [](const std::vector<raft::NodeId>& v, raft::NodeId id) {
+      return std::find(v.begin(), v.end(), id) != v.end();
+    };
+    std::optional<raft::ConfChangeSingle> step;
+    bool transfer = false;
+    bool waiting = false;  // a learner still catching up
+    raft::NodeId successor = raft::kNoNode;
+    if (cfg.voters_outgoing.empty()) {
+      // One change at a time: additions first (the group never has fewer replicas than it
+      // should), a learner promoted once it holds the leader's committed log, then removals.
+      for (raft::NodeId m : d->replicas) {
+        if (!in(cfg.voters, m) && !in(cfg.learners, m)) {
+          step = raft::ConfChangeSingle{raft::ConfChangeType::kAddLearner, m};
+          break;
+        }
+      }
+      for (raft::NodeId m : d->replicas) {
+        if (step || !in(cfg.learners, m)) continue;
+        auto pr = st.progress.find(m);
+        if (pr != st.progress.end() && pr->second.match >= st.hard_state.commit) {
+          step = raft::ConfChangeSingle{raft::ConfChangeType::kAddNode, m};
+        } else {
+          waiting = true;
+        }
+      }
+      for (raft::NodeId m : cfg.voters) {
+        if (step || transfer || in(d->replicas, m)) continue;
+        if (m == options_.id) {
+          // The leader does not remove itself: it hands leadership to a replica that stays,
+          // whose turn it then is.
+          for (raft::NodeId v : cfg.voters) {
+            if (v != m && in(d->replicas, v)) successor = v;
+          }
+          transfer = successor != raft::kNoNode;
+        } else {
+          step = raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, m};
+        }
+      }
+      for (raft::NodeId m : cfg.learners) {
+        if (step || transfer || in(d->replicas, m)) continue;
+        step = raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, m};
+      }
+    }
+    if (!step && !transfer && !waiting && cfg.voters_outgoing.empty()) {
+      it = groups_reshaping_.erase(it);  // matches the directory
+      continue;
+    }
+    if (transfer) {
+      (void)r->transfer_leader(successor);
+    } else if (step) {
+      raft::ConfChange cc;
+      cc.changes.push_back(*step);
+      // Refused while the previous change is not applied, or without a leader: next tick.
+      (void)r->propose_conf_change(cc);
+    }
+    ++it;
+  }
 }
 
 void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done) {
@@ -480,24 +656,96 @@ void Node::answer_group_infos(std::vector<GroupInfosDone>&& infos) {
   }
 }
 
-bool Node::start_data_round(const engine::Replica& replica, engine::Round& round) {
+bool Node::start_data_round(engine::Replica& replica, engine::Round& round) {
   if (round.soft_state) {
     if (round.soft_state->role == raft::Role::kLeader) {
       groups_led_.insert(replica.group());
+      groups_reshaping_.insert(replica.group());
     } else {
       groups_led_.erase(replica.group());
     }
     groups_leading_ = groups_led_.size();
   }
   // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
-  if (!round.early_messages.empty()) sink_->send(std::move(round.early_messages));
+  if (!round.early_messages.empty()) {
+    fill_group_snapshots(replica, round.early_messages);
+    sink_->send(std::move(round.early_messages));
+  }
   if (round.snapshot != nullptr) {
-    // Data groups never compact their logs yet, so no leader of this version sends one.
-    fail_fatal("group " + std::to_string(replica.group()) +
-               ": a snapshot arrived, and data groups cannot install snapshots yet");
-    return false;
+    // The group's state from the leader replaces this replica's, durably, before the log
+    // records the snapshot (without the data: the store holds it).
+    const raft::Index index = round.snapshot->metadata.index;
+    Status st = group_store_->install(replica.group(), replica.take_snapshot_data());
+    if (!st.is_ok()) {
+      fail_fatal("group " + std::to_string(replica.group()) +
+                 ": installing the snapshot at index " + std::to_string(index) + ": " +
+                 st.to_string());
+      return false;
+    }
+    // Reads waiting for the group's store to reach their index are looked at again.
+    {
+      GroupApplyItem item;
+      item.group = replica.group();
+      std::lock_guard<std::mutex> lk(group_apply_mu_);
+      group_apply_queue_.push_back(std::move(item));
+    }
+    group_apply_cv_.notify_one();
+    log(LogLevel::kInfo, "group " + std::to_string(replica.group()) +
+                             ": installed a snapshot at index " + std::to_string(index) +
+                             " (store at index " +
+                             std::to_string(group_store_->applied_index(replica.group())) + ")");
   }
   return true;
+}
+
+void Node::fill_group_snapshots(engine::Replica& replica, std::vector<raft::Message>& messages) {
+  for (auto it = messages.begin(); it != messages.end();) {
+    if (it->type != raft::MessageType::kSnap || it->snapshot == nullptr) {
+      ++it;
+      continue;
+    }
+    // The store has applied at least the snapshot's index (the log is compacted only behind
+    // a flushed store): its state now is a state at or after the snapshot.
+    std::string data;
+    Status st = group_store_->export_group(replica.group(), kMaxGroupSnapshotBytes, &data);
+    if (st.is_ok() && kv::GroupStore::export_index(data) < it->snapshot->metadata.index) {
+      // The store has not applied that far yet (the snapshot was just recorded): the state
+      // would lack entries the follower's log then starts after. The leader tries again.
+      st = Status::not_found("the store has not reached the snapshot's index yet");
+    }
+    if (!st.is_ok()) {
+      log(LogLevel::kWarn, "group " + std::to_string(replica.group()) +
+                               ": no snapshot for member " + hex_id(it->to) + ": " +
+                               st.to_string());
+      replica.report_snapshot(it->to, /*failed=*/true);
+      it = messages.erase(it);
+      continue;
+    }
+    auto snap = std::make_shared<raft::Snapshot>(*it->snapshot);
+    snap->data = std::move(data);
+    it->snapshot = std::move(snap);
+    ++it;
+  }
+}
+
+void Node::record_group_snapshots(const std::set<raft::GroupId>& groups) {
+  std::vector<storage::WalCompaction> list;
+  for (raft::GroupId g : groups) {
+    const engine::Replica* r = engine_.find(g);
+    if (r == nullptr) continue;
+    storage::WalCompaction c;
+    c.group = g;
+    c.snapshot.metadata.index = r->core().log().applied();
+    if (r->core().log().term(c.snapshot.metadata.index, &c.snapshot.metadata.term) !=
+        raft::Error::kOk)
+      continue;
+    c.snapshot.metadata.conf_state = r->core().status().config;
+    c.compact_to = 0;  // nothing compacted: a newer snapshot record only
+    list.push_back(std::move(c));
+  }
+  if (list.empty()) return;
+  Status st = wal_->compact(list);
+  if (!st.is_ok()) fail_fatal("write-ahead log snapshot of data groups: " + st.to_string());
 }
 
 void Node::maybe_compact_groups(Clock::time_point now) {
@@ -505,8 +753,8 @@ void Node::maybe_compact_groups(Clock::time_point now) {
   next_group_compaction_ = now + std::chrono::milliseconds(options_.group_compact_interval_ms);
   if (wal_->segment_count() < options_.group_compact_min_segments) return;
   // Only quiesced groups: a leader quiesces once every replica holds its whole log, committed,
-  // and a follower once it holds exactly that log, so no replica of the group can ever need a
-  // snapshot for the entries that go (data groups cannot send one yet).
+  // and a follower once it holds exactly that log, so no replica of the group needs a snapshot
+  // for the entries that go (a replica added later gets one: fill_group_snapshots).
   std::vector<storage::WalCompaction> list;
   for (raft::GroupId g : data_groups_) {
     const engine::Replica* r = engine_.find(g);
@@ -546,10 +794,19 @@ void Node::compact_groups(std::vector<storage::WalCompaction>&& list) {
 }
 
 void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
-  if (!out.messages.empty()) sink_->send(std::move(out.messages));
+  if (!out.messages.empty()) {
+    if (engine::Replica* r = engine_.find(group)) fill_group_snapshots(*r, out.messages);
+    sink_->send(std::move(out.messages));
+  }
   if (!out.error.empty()) {
     fail_fatal("group " + std::to_string(group) + ": " + out.error);
     return;
+  }
+  // A membership change of the group: a replica that left may go now, and the leader takes
+  // the next step towards the directory.
+  if (!out.confs.empty()) {
+    reconcile_due_ = true;
+    groups_reshaping_.insert(group);
   }
   GroupApplyItem item;
   item.group = group;

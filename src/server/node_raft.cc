@@ -62,6 +62,11 @@ void Node::raft_loop() {
     if (held_snapshot_) drive_snapshot_fetch(now);
     while (!failed_ && engine_.has_round())
       handle_ready();
+    if (!failed_ && reconcile_due_) {
+      reconcile_due_ = false;
+      reconcile_groups(clock_us(Clock::now()));
+    }
+    if (!failed_ && tick_due && !groups_reshaping_.empty()) reshape_groups();
     if (!failed_ && replica_->core().storage_failed()) fail_on_damaged_log();
     if (failed_) return;
     if (replica_->take_snapshot_request()) {
@@ -152,12 +157,29 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   if (!conf_requests.empty()) start_conf_changes(std::move(conf_requests));
   const uint64_t now_us = clock_us(*now);
 
+  std::set<raft::GroupId> snapshot_groups;
   for (auto& m : messages) {
     if (m.group == kGroup && hold_snapshot_message(m)) continue;
+    if (m.group != kGroup && m.type == raft::MessageType::kSnap &&
+        (m.snapshot == nullptr || !kv::GroupStore::valid_export(m.snapshot->data))) {
+      // A data group's snapshot carries the group's state; one that does not is refused here,
+      // before the core could accept it.
+      log(LogLevel::kWarn, "group " + std::to_string(m.group) + ": a malformed snapshot from " +
+                               hex_id(m.from) + " refused");
+      continue;
+    }
     // A malformed or stray message, or one for a group not here, is the peer's problem; the
     // core refuses it safely. Any message counts as hearing from its sender (member liveness).
+    const raft::GroupId group = m.group;
     (void)engine_.step(std::move(m), now_us);
+    // A data group's leader about to send a snapshot older than a member it added asks for a
+    // newer one (raft.h, take_snapshot_request).
+    if (group != kGroup) {
+      engine::Replica* r = engine_.find(group);
+      if (r != nullptr && r->take_snapshot_request()) snapshot_groups.insert(group);
+    }
   }
+  if (!snapshot_groups.empty()) record_group_snapshots(snapshot_groups);
   for (raft::NodeId id : unreachable) {
     replica_->report_unreachable(id);
     // Only the data groups led here and awake: a quiesced leader sends nothing, so nothing of

@@ -70,7 +70,13 @@ std::optional<MemberContext> decode_member_context(std::string_view bytes);
 // replicas to match (docs/ARCHITECTURE.md, "Group lifecycle").
 struct GroupDescriptor {
   uint64_t id = 0;
-  std::vector<uint64_t> replicas;  // members, the first of them campaigning at creation
+  std::vector<uint64_t> replicas;  // members that should hold one, in the order they were placed
+  // The replicas at creation (the first campaigned): created with the group's first
+  // configuration. A replica added later starts empty and is caught up by a snapshot.
+  std::vector<uint64_t> founders;
+  // Members once replicas and since removed: a member does not return to a group it left (its
+  // replica's votes are gone with it).
+  std::vector<uint64_t> removed;
   bool operator==(const GroupDescriptor&) const = default;
 };
 struct GroupChange {
@@ -78,6 +84,8 @@ struct GroupChange {
     kCreate = 1,         // `group` (0: the next free id) on `replicas`
     kDelete = 2,         // `group`; its id is never used again
     kCreateInitial = 3,  // a new cluster's groups 2..count+1 on `replicas` (initial_placement)
+    kAddReplica = 4,     // replicas[0] joins `group`
+    kRemoveReplica = 5,  // replicas[0] leaves `group`
   };
   Op op = Op::kCreate;
   uint64_t group = 0;

@@ -551,7 +551,7 @@ TEST(ProposalTest, ServerStateWithGroupsRoundTripsAndEndsOnlyWhereOlderStatesDid
   st.index = 7;
   st.members.push_back(MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {}, false});
   const std::string without = encode_server_state(st);
-  st.groups = {GroupDescriptor{2, {1, 2, 3}}, GroupDescriptor{9, {3}}};
+  st.groups = {GroupDescriptor{2, {1, 2, 4}, {1, 2, 3}, {3}}, GroupDescriptor{9, {3}, {3}, {}}};
   st.deleted_groups = {4, 5};
   st.next_group = 10;
   std::string enc = encode_server_state(st);
@@ -576,6 +576,8 @@ TEST(ProposalTest, GroupChangesRoundTripAndRefuseDamage) {
   EXPECT_EQ(decode_group_change(enc), c);
   GroupChange init{GroupChange::Op::kCreateInitial, 0, {1, 2, 3}, 10000};
   EXPECT_EQ(decode_group_change(encode_group_change(init)), init);
+  GroupChange add{GroupChange::Op::kAddReplica, 7, {4}, 0};
+  EXPECT_EQ(decode_group_change(encode_group_change(add)), add);
   for (size_t i = 0; i < enc.size(); ++i)
     EXPECT_FALSE(decode_group_change(enc.substr(0, i)).has_value()) << i;
   EXPECT_FALSE(decode_group_change(enc + "x").has_value());

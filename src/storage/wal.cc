@@ -841,7 +841,7 @@ Status Wal::bootstrap(GroupId group, const raft::ConfState& initial) {
   return bootstrap({{group, initial}});
 }
 
-Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& groups) {
+Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& groups, Index start) {
   std::lock_guard lock(mu_);
   std::set<GroupId> seen;
   for (const auto& [group, initial] : groups) {
@@ -853,7 +853,9 @@ Status Wal::bootstrap(const std::vector<std::pair<GroupId, raft::ConfState>>& gr
   for (const auto& [group, initial] : groups) {
     raft::Snapshot s;
     s.metadata.conf_state = initial;
-    append_record(&rec, RecordType::kSnapshot, group, snapshot_record(s, 0, 0, true));
+    s.metadata.index = start;
+    s.metadata.term = start;
+    append_record(&rec, RecordType::kSnapshot, group, snapshot_record(s, start, start, true));
   }
   CHORUS_RETURN_IF_ERROR(write_locked(rec));
   Status st = writer_->sync();

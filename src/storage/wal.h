@@ -133,7 +133,11 @@ class Wal {
   Status bootstrap(raft::GroupId group, const raft::ConfState& initial);
   // Creates many groups at once: one write and one fdatasync for all. Fails, creating none, if
   // any of them exists already or appears twice.
-  Status bootstrap(const std::vector<std::pair<raft::GroupId, raft::ConfState>>& groups);
+  // With `start` > 0 each log starts after a snapshot at index and term `start` (and no hard
+  // state yet: the replica has voted for nobody): a replica that joins such a group later, with
+  // an empty log, can only be caught up by a snapshot, which brings the configuration too.
+  Status bootstrap(const std::vector<std::pair<raft::GroupId, raft::ConfState>>& groups,
+                   raft::Index start = 0);
   // Forgets a group (removed from this member): a removal record, durable before this returns;
   // the group's log, state and cache are gone, and segments only it needed are released. The
   // caller must hold no view of the group (group()) any more. Ids are not reused after this.

@@ -1,7 +1,7 @@
 """Data groups' lifecycle on real chorusd processes, through the chorus-groups command: the
 directory lists the initial groups, groups are created (placed by the cluster or on a chosen
-member) and deleted from any member, and a member killed with SIGKILL comes back with the same
-directory and its replicas' data. Standard library only."""
+member) and deleted from any member, a member killed with SIGKILL comes back with the same
+directory and its replicas' data, and a group moves from one member to another. Standard library only."""
 
 import argparse
 import json
@@ -111,6 +111,30 @@ class GroupsTest(unittest.TestCase):
         self.assertEqual(got, {"found": True, "value": "only on m3"})
         listed = self.groups(m3, "list").stdout.splitlines()
         self.assertEqual(sorted(json.loads(x)["group"] for x in listed), [2, 3, 20])
+
+        # Group 20 moves from m3 to m1: m1 joins (caught up by a snapshot of the group, as a
+        # learner, then promoted), m3 leaves and drops its replica.
+        moved = json.loads(self.groups(m2, "add-replica", "20", ids["m1"]).stdout)
+        self.assertEqual(moved["replicas"], [ids["m3"], ids["m1"]])
+
+        def promoted():
+            for line in self.groups(m1, "list").stdout.splitlines():
+                g = json.loads(line)
+                if g["group"] == 20:
+                    self.assertEqual(sorted(g["voters"]), sorted([ids["m1"], ids["m3"]]))
+                    return
+            raise AssertionError("m1 hosts no replica of group 20 yet")
+        self.eventually(promoted)
+        got = self.eventually(lambda: json.loads(self.groups(m1, "get", "20", "k").stdout))
+        self.assertEqual(got, {"found": True, "value": "only on m3"})
+        self.groups(m2, "remove-replica", "20", ids["m3"])
+        self.eventually(lambda: self.assertFailsWith(m3, ["get", "20", "k"],
+                                                      "no replica of group 20"))
+        self.eventually(lambda: self.groups(m1, "put", "20", "k", "moved"))
+        got = json.loads(self.groups(m1, "get", "20", "k").stdout)
+        self.assertEqual(got, {"found": True, "value": "moved"})
+        self.assertIn("does not return", self.assertFailsWith(
+            m1, ["add-replica", "20", ids["m3"]], "left group 20").stderr)
 
     def assertFailsWith(self, member, args, text):
         p = self.groups(member, *args, check=False)
