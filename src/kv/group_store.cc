@@ -1,5 +1,6 @@
 #include "kv/group_store.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include <rocksdb/db.h>
@@ -315,6 +316,16 @@ raft::Index GroupStore::installed_index(raft::GroupId group) const {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, installed_key(group), &v);
   if (!s.ok() || v.size() != 8) return 0;
   return base::load_u64(v.data());
+}
+
+std::vector<raft::GroupId> GroupStore::group_ids() const {
+  std::shared_lock lock(mu_);
+  std::vector<raft::GroupId> out;
+  out.reserve(applied_.size());
+  for (const auto& [g, index] : applied_)
+    out.push_back(g);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 size_t GroupStore::groups() const {

@@ -74,8 +74,9 @@ class GroupStore {
   // Makes everything applied so far durable (RocksDB's WAL is off): before the log may let go
   // of the entries behind it.
   storage::Status flush();
-  // Groups with an applied index.
+  // Groups with an applied index: how many, and which.
   size_t groups() const;
+  std::vector<raft::GroupId> group_ids() const;
   // Deletes everything of `group` (a group removed from this member): one range deletion, made
   // only if the group holds anything. Not durable by itself: the owner repeats it after a
   // restart for every group it knows as removed (a no-op once done).

@@ -38,6 +38,8 @@ constexpr uint64_t kMaxElectionTimeoutMs = 50'000;
 constexpr uint64_t kMaxRequestBytesLimit = uint64_t{1} << 30;
 // Data group ids are 2..N+1; each member hosts a replica of most of them.
 constexpr uint64_t kMaxInitialGroups = 1'000'000;
+// Labelled series per data group stay few: a scrape of thousands of groups would be the cost.
+constexpr uint64_t kMaxGroupMetrics = 1000;
 
 constexpr std::string_view kDefaultListenClientUrls = "http://localhost:2379";
 constexpr std::string_view kDefaultListenPeerUrls = "http://localhost:2380";
@@ -112,6 +114,10 @@ constexpr std::array kSettings = {
             "each replicated on three of the initial members; they share each member's log "
             "and fsyncs. Read only when the cluster is first created, and the same on every "
             "initial member (it is part of the cluster id)."},
+    Setting{"Chorus", "group-metrics", "<count>", "0",
+            "Series labelled by data group (chorus_group_writes_applied_total, "
+            "chorus_group_applied_index) for the groups with the most writes applied on this "
+            "member, at most this many; 0: the chorus_groups_* aggregates only."},
     Setting{"Chorus", "quiesce-groups", "", "true",
             "Idle data groups stop ticking and heartbeating until a write, a read or a "
             "member's failure wakes them."},
@@ -664,6 +670,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                      error) ||
       !parse_setting(values, "initial-groups", defaults.initial_groups, 0, kMaxInitialGroups,
                      &c->initial_groups, error) ||
+      !parse_setting(values, "group-metrics", defaults.group_metrics, 0, kMaxGroupMetrics,
+                     &c->group_metrics, error) ||
       !parse_setting(values, "slow-request-ms", defaults.slow_request_ms, 0, kMaxInt64,
                      &c->slow_request_ms, error) ||
       !parse_setting(values, "watch-progress-notify-ms", defaults.watch_progress_notify_ms, 100,

@@ -92,6 +92,7 @@ struct ServerConfig {
   // when true, the leader serves them under its lease (clock-dependent, one round trip less).
   bool lease_reads = false;
   int64_t initial_groups = 0;  // data groups of a new cluster
+  int64_t group_metrics = 0;   // labelled series for at most this many data groups
   bool quiesce_groups = true;
   int64_t slow_request_ms = 100;  // requests slower than this are logged; 0 logs none
   int64_t watch_progress_notify_ms = 600'000;

@@ -111,6 +111,7 @@ TEST(Config, DefaultsAreEtcds) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_FALSE(c.lease_reads);
   EXPECT_EQ(c.initial_groups, 0);
+  EXPECT_EQ(c.group_metrics, 0);
   EXPECT_TRUE(c.quiesce_groups);
   EXPECT_EQ(c.slow_request_ms, 100);
   EXPECT_EQ(c.config_file, "");
@@ -146,6 +147,7 @@ TEST(Config, EveryFlagParses) {
                     "--lease-reads",
                     "--slow-request-ms=0",
                     "--initial-groups=10000",
+                    "--group-metrics=20",
                     "--quiesce-groups=false"});
   ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
   const ServerConfig& c = p.config;
@@ -169,6 +171,7 @@ TEST(Config, EveryFlagParses) {
   EXPECT_TRUE(c.lease_reads);
   EXPECT_EQ(c.slow_request_ms, 0);
   EXPECT_EQ(c.initial_groups, 10000);
+  EXPECT_EQ(c.group_metrics, 20);
   EXPECT_FALSE(c.quiesce_groups);
   EXPECT_EQ(c.member_id, c.initial_cluster[1].id);
 }
@@ -261,6 +264,24 @@ TEST(Config, EveryMemberDerivesTheSameIds) {
     for (int m = 0; m < 3; ++m)
       EXPECT_EQ(views[i].initial_cluster[m].id, views[0].initial_cluster[m].id);
   }
+}
+
+// A new cluster's first log entries describe its initial data groups, so members started with
+// different counts must not take each other for the same cluster; member ids stay as they were.
+TEST(Config, InitialGroupsArePartOfTheClusterId) {
+  std::vector<std::string> flags = member_flags(1);
+  Parsed plain = parse(flags);
+  flags.push_back("--initial-groups=10");
+  Parsed ten = parse(flags);
+  flags.back() = "--initial-groups=11";
+  Parsed eleven = parse(flags);
+  ASSERT_EQ(ten.outcome, ParseOutcome::kRun) << ten.message;
+  ASSERT_EQ(eleven.outcome, ParseOutcome::kRun) << eleven.message;
+  EXPECT_NE(ten.config.cluster_id, plain.config.cluster_id);
+  EXPECT_NE(ten.config.cluster_id, eleven.config.cluster_id);
+  EXPECT_EQ(ten.config.member_id, plain.config.member_id);
+  flags.back() = "--group-metrics=1001";
+  EXPECT_EQ(parse(flags).outcome, ParseOutcome::kError);
 }
 
 TEST(Config, ANameMayRepeatToListSeveralUrls) {

@@ -292,6 +292,11 @@ int run(ServerConfig cfg) {
   source.node = [&node] { return node->status(); };
   source.transport = [&peers] { return peers.stats(); };
   source.groups = [&node] { return node->groups_status(); };
+  if (cfg.group_metrics > 0) {
+    source.busiest_groups = [&node, n = static_cast<size_t>(cfg.group_metrics)] {
+      return node->busiest_groups(n);
+    };
+  }
   source.peers = [&node, &peers] {
     std::vector<PeerMetricsSample> out;
     for (const MemberInfo& m : node->members()) {

@@ -391,6 +391,25 @@ TEST(ServerMetricsTest, OptionalSourcesLeaveTheirMetricsOut) {
   EXPECT_EQ(text.find("chorus_transport_"), std::string::npos);
   EXPECT_EQ(text.find("etcd_network_active_peers"), std::string::npos);
   EXPECT_EQ(text.find("etcd_mvcc_db_total_size_in_bytes"), std::string::npos);
+  EXPECT_EQ(text.find("chorus_group_"), std::string::npos) << "no labelled group series";
+}
+
+// With --group-metrics, series labelled by group for the groups the source names, read at
+// each scrape.
+TEST(ServerMetricsTest, BusiestGroupsAreLabelledByGroup) {
+  MetricsRegistry r;
+  ServerMetricsSource source;
+  source.node = [] { return NodeStatus{}; };
+  std::vector<GroupLoad> loads = {GroupLoad{7, 120, 130}, GroupLoad{2, 5, 9}};
+  source.busiest_groups = [&loads] { return loads; };
+  ServerMetrics m(&r, 1, "3.5.0", source);
+  std::string text = r.render();
+  EXPECT_EQ(sample_value(text, "chorus_group_writes_applied_total{group=\"7\"}"), 120);
+  EXPECT_EQ(sample_value(text, "chorus_group_applied_index{group=\"2\"}"), 9);
+  EXPECT_NE(text.find("# TYPE chorus_group_writes_applied_total counter"), std::string::npos);
+  loads.pop_back();
+  text = r.render();
+  EXPECT_FALSE(sample_value(text, "chorus_group_applied_index{group=\"2\"}").has_value());
 }
 
 }  // namespace

@@ -239,6 +239,8 @@ Status Node::recover() {
   }
   applied_conf_ = snap.metadata.conf_state;
   last_snapshot_index_ = snap.metadata.index;
+  directory_replay_target_ = log->hard_state().commit;
+  directory_current_ = directory_replay_target_ <= snap.metadata.index;
   if (store_->applied_index() < snap.metadata.index) {
     return Status::corruption("the store in " + member_dir + "/kv is at index " +
                               std::to_string(store_->applied_index()) +

@@ -132,6 +132,13 @@ struct GroupsStatus {
   uint64_t logs_compacted = 0;  // compactions of a data group's log, in all
 };
 
+// A data group's share of this member's work (Node::busiest_groups).
+struct GroupLoad {
+  raft::GroupId id = 0;
+  uint64_t writes_applied = 0;  // since this member started
+  raft::Index applied = 0;
+};
+
 // One data group as this member sees it.
 struct GroupInfo {
   raft::GroupId id = 0;
@@ -260,6 +267,8 @@ class Node {
   // Reads the group's state machine here (after group_read_barrier: linearizably).
   storage::Status group_get(raft::GroupId group, std::string_view key, std::string* value) const;
   GroupsStatus groups_status() const;
+  // The `n` data groups hosted here with the most writes applied since start (ties by id).
+  std::vector<GroupLoad> busiest_groups(size_t n) const;
   // The group lifecycle (docs/ARCHITECTURE.md, "Group lifecycle"). The directory of data
   // groups as applied here: every group of the cluster and its replicas.
   std::vector<GroupDescriptor> group_directory() const;
@@ -315,7 +324,8 @@ class Node {
   std::vector<ReadDone> take_readers(const std::vector<uint64_t>& tokens);
   void answer_group_infos(std::vector<GroupInfosDone>&& infos);
   // Apply thread: one change of the directory (every member alike); the error for its proposer.
-  RpcError apply_group_change(const GroupChange& change, GroupDescriptor* result);
+  RpcError apply_group_change(const GroupChange& change, raft::Index index,
+                              GroupDescriptor* result);
   void propose_group_change(const GroupChange& change, GroupChangeDone done);
   // Raft thread: creates the replicas the directory places here and this member lacks, and
   // removes those of deleted groups (their data goes on the groups' apply thread).
@@ -521,6 +531,13 @@ class Node {
   std::map<raft::GroupId, GroupDescriptor> directory_;
   std::set<raft::GroupId> deleted_groups_;
   raft::GroupId next_group_ = 2;
+  raft::Index directory_index_ = 0;  // the etcd group's log index the directory reflects
+  // After a restart the directory is the snapshot's, then replayed entry by entry: replicas are
+  // created only once it has caught up with what the log had committed at open (an older
+  // directory may place here a replica this member has left, and dropped, since). Removals
+  // need no wait: a member never returns to a group, and a deleted group never comes back.
+  raft::Index directory_replay_target_ = 0;
+  std::atomic<bool> directory_current_{false};
   // Group changes proposed here, answered once applied and reconciled (under waiters_mu_; the
   // Waiter in waiters_ of the same request id answers errors and timeouts).
   std::unordered_map<uint64_t, GroupChangeDone> group_change_waiters_;
@@ -532,6 +549,9 @@ class Node {
   // a data group's membership changed since the last reconcile.
   std::set<raft::GroupId> groups_reshaping_;
   bool reconcile_due_ = false;
+  // Raft thread: when each (group, member) removal was last reported to the directory.
+  std::map<std::pair<raft::GroupId, raft::NodeId>, std::chrono::steady_clock::time_point>
+      gone_reported_;
   std::unique_ptr<kv::GroupStore> group_store_;
   std::vector<raft::GroupId> campaign_at_start_;  // groups this member leads first
   std::set<raft::GroupId> groups_reading_;        // raft thread: groups with reads in rounds
@@ -542,6 +562,9 @@ class Node {
   std::atomic<uint64_t> groups_awake_{0};
   std::atomic<uint64_t> groups_peers_down_{0};
   std::atomic<uint64_t> group_writes_applied_{0};
+  // Writes applied per data group (the groups apply thread counts, scrapes read).
+  mutable std::mutex group_writes_mu_;
+  std::unordered_map<raft::GroupId, uint64_t> group_writes_;
   std::atomic<uint64_t> group_apply_backlog_{0};  // committed entries queued for the apply thread
   // The groups' apply thread: committed entries of every data group, applied as one RocksDB
   // write per turn; proposals made here answered; reads run once their group reached them.

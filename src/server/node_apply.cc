@@ -67,7 +67,7 @@ void Node::apply_loop() {
             GroupDescriptor result;
             std::optional<GroupChange> change = decode_group_change(payload);
             RpcError err =
-                change ? apply_group_change(*change, &result)
+                change ? apply_group_change(*change, e.index, &result)
                        : rpc_error(RpcCode::kInvalidArgument, "chorus: malformed group change");
             directory_changed = true;
             if (decoded->proposer == options_.id && decoded->request_id != 0)
@@ -143,6 +143,10 @@ void Node::apply_loop() {
     }
     for (uint64_t id : other_done)
       finish_proposal(id, RpcError{}, kv::Response{});
+    if (!directory_current_ && seen_index_ >= directory_replay_target_) {
+      directory_current_ = true;  // replay reached the commit known at open
+      directory_changed = true;
+    }
     if (directory_changed) {
       // The raft thread matches this member's replicas to the directory, then answers the
       // changes made here: a client that created a group may use it here at once.

@@ -3,6 +3,7 @@
 // one shared RocksDB, applied on the groups' own apply thread.
 #include <algorithm>
 #include <tuple>
+#include <unordered_map>
 
 #include "base/thread_name.h"
 #include "server/log.h"
@@ -24,6 +25,8 @@ constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
 constexpr size_t kMaxGroupSnapshotBytes = 32u << 20;
 // A data group's log starts after a snapshot at this index and term (storage::Wal::bootstrap).
 constexpr raft::Index kDataGroupStart = 1;
+// Replicas one group may have (a server state holding more would not decode).
+constexpr size_t kMaxGroupReplicas = 64;
 
 }  // namespace
 
@@ -72,6 +75,13 @@ Status Node::open_groups() {
       kv::GroupStore::open(storage::join_path(member_dir, "groups"), &group_store_));
   for (raft::GroupId g : wal_->groups()) {
     if (g != kGroup) data_groups_.push_back(g);
+  }
+  // State of a group with no log here: its replica was removed (the log's removal is written
+  // first) and a crash came before its data went. A log is always created before any state.
+  for (raft::GroupId g : group_store_->group_ids()) {
+    if (wal_->group(g) != nullptr) continue;
+    CHORUS_RETURN_IF_ERROR(group_store_->drop(g));
+    log(LogLevel::kInfo, "group " + std::to_string(g) + ": dropped the state of a removed replica");
   }
   uint64_t now = clock_us(Clock::now());
   for (raft::GroupId g : data_groups_) {
@@ -239,14 +249,22 @@ void Node::propose_group_change(const GroupChange& change, GroupChangeDone done)
          });
 }
 
-RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result) {
+RpcError Node::apply_group_change(const GroupChange& c, raft::Index index,
+                                  GroupDescriptor* result) {
   std::lock_guard<std::mutex> lk(directory_mu_);
+  // An entry the directory already reflects: committed before a snapshot installed since, and
+  // still queued. Applying it again would, for one, give a second id to the same creation.
+  if (index <= directory_index_) {
+    return rpc_error(RpcCode::kUnavailable,
+                     "chorus: the change arrived with a snapshot of the directory; look it up");
+  }
+  directory_index_ = index;
   switch (c.op) {
     case GroupChange::Op::kCreateInitial:
       for (raft::GroupId g = 2; g < 2 + raft::GroupId{c.count}; ++g) {
         if (directory_.contains(g) || deleted_groups_.contains(g)) continue;
         std::vector<raft::NodeId> placed = initial_placement(g, c.replicas);
-        directory_[g] = GroupDescriptor{g, placed, placed, {}};
+        directory_[g] = GroupDescriptor{g, placed, placed, {}, {}};
       }
       next_group_ = std::max<raft::GroupId>(next_group_, 2 + raft::GroupId{c.count});
       return RpcError{};
@@ -265,12 +283,26 @@ RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result)
                                                       " was deleted; ids are not reused");
       }
       std::set<raft::NodeId> unique(c.replicas.begin(), c.replicas.end());
-      if (c.replicas.empty() || unique.size() != c.replicas.size() || unique.contains(0)) {
+      if (c.replicas.empty() || unique.size() != c.replicas.size() || unique.contains(0) ||
+          c.replicas.size() > kMaxGroupReplicas) {
         return rpc_error(RpcCode::kInvalidArgument, "chorus: a group needs distinct replicas");
       }
-      directory_[id] = GroupDescriptor{id, c.replicas, c.replicas, {}};
+      directory_[id] = GroupDescriptor{id, c.replicas, c.replicas, {}, {}};
       next_group_ = std::max(next_group_, id + 1);
       *result = directory_[id];
+      return RpcError{};
+    }
+    case GroupChange::Op::kReplicaGone: {
+      auto it = directory_.find(c.group);
+      if (it == directory_.end() || c.replicas.size() != 1 ||
+          std::find(it->second.removed.begin(), it->second.removed.end(), c.replicas[0]) ==
+              it->second.removed.end()) {
+        return rpc_error(RpcCode::kFailedPrecondition, "chorus: no such removed replica");
+      }
+      std::vector<uint64_t>& gone = it->second.gone;
+      if (std::find(gone.begin(), gone.end(), c.replicas[0]) == gone.end())
+        gone.push_back(c.replicas[0]);
+      *result = it->second;
       return RpcError{};
     }
     case GroupChange::Op::kAddReplica:
@@ -289,6 +321,11 @@ RpcError Node::apply_group_change(const GroupChange& c, GroupDescriptor* result)
           return rpc_error(RpcCode::kAlreadyExists, "chorus: member " + hex_id(m) +
                                                         " holds a replica of group " +
                                                         std::to_string(c.group) + " already");
+        }
+        if (d.replicas.size() >= kMaxGroupReplicas) {
+          return rpc_error(RpcCode::kFailedPrecondition,
+                           "chorus: group " + std::to_string(c.group) + " has " +
+                               std::to_string(kMaxGroupReplicas) + " replicas, the most it may");
         }
         if (left) {
           return rpc_error(RpcCode::kFailedPrecondition,
@@ -331,16 +368,20 @@ void Node::reconcile_groups(uint64_t now_us) {
   std::vector<GroupDescriptor> mine;    // placed here, no replica yet
   std::vector<raft::GroupId> deleted;   // deleted, data not dropped yet in this life
   std::vector<raft::GroupId> departed;  // this member left the group, its replica is still here
+  std::set<raft::GroupId> gone_here;    // of those, the ones the group's leader reported gone
   {
     std::lock_guard<std::mutex> lk(directory_mu_);
     for (const auto& [id, d] : directory_) {
       const bool placed =
           std::find(d.replicas.begin(), d.replicas.end(), options_.id) != d.replicas.end();
       const bool here = engine_.find(id) != nullptr;
-      if (placed && !here) mine.push_back(d);
+      if (placed && !here && directory_current_) mine.push_back(d);
       if (!placed && here &&
-          std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end())
+          std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end()) {
         departed.push_back(id);
+        if (std::find(d.gone.begin(), d.gone.end(), options_.id) != d.gone.end())
+          gone_here.insert(id);
+      }
       if (placed || std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end())
         groups_reshaping_.insert(id);  // its leader, if here, matches its configuration
     }
@@ -388,7 +429,12 @@ void Node::reconcile_groups(uint64_t now_us) {
     // Reads waiting in the replica's ReadIndex rounds are answered, not forgotten.
     for (uint64_t token : r->expire_reads(UINT64_MAX))
       fail_reader(token, rpc_errors::kStopped);
-    (void)engine_.remove(g);  // the raft thread reconciles between rounds
+    // The raft thread reconciles between rounds, where a replica can always go; were a round
+    // open, its log would have to stay for the round's records.
+    if (!engine_.remove(g)) {
+      fail_fatal("group " + std::to_string(g) + ": removal attempted during a round");
+      return false;
+    }
     Status rs = wal_->remove(g);
     if (!rs.is_ok()) {
       fail_fatal("removing group " + std::to_string(g) +
@@ -415,8 +461,10 @@ void Node::reconcile_groups(uint64_t now_us) {
     groups_dropped_.insert(g);
   }
   for (raft::GroupId g : departed) {
+    // Its removal applied here, or reported by the group's leader (this member may have been
+    // cut off when it happened, and a group does not talk to members it removed).
     const raft::Raft& core = engine_.find(g)->core();
-    if (core.is_member(options_.id)) continue;  // not yet: its removal is not applied here
+    if (core.is_member(options_.id) && !gone_here.contains(g)) continue;
     if (!remove_replica(g)) return;
   }
   if (!mine.empty() || !removed.empty()) {
@@ -487,7 +535,7 @@ void Node::reshape_groups() {
         }
       }
       for (raft::NodeId m : cfg.voters) {
-        if (step || transfer || in(d->replicas, m)) continue;
+        if (step || transfer || waiting || in(d->replicas, m)) continue;
         if (m == options_.id) {
           // The leader does not remove itself: it hands leadership to a replica that stays,
           // whose turn it then is.
@@ -500,11 +548,27 @@ void Node::reshape_groups() {
         }
       }
       for (raft::NodeId m : cfg.learners) {
-        if (step || transfer || in(d->replicas, m)) continue;
+        if (step || transfer || waiting || in(d->replicas, m)) continue;
         step = raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, m};
       }
     }
-    if (!step && !transfer && !waiting && cfg.voters_outgoing.empty()) {
+    // Members removed from the configuration: reported to the directory (once every 10 s
+    // until it has them), for those that never heard it from the group.
+    bool reporting = false;
+    if (!step && !transfer && cfg.voters_outgoing.empty()) {
+      for (raft::NodeId m : d->removed) {
+        if (in(d->gone, m) || in(cfg.voters, m) || in(cfg.learners, m)) continue;
+        reporting = true;
+        Clock::time_point& last = gone_reported_[{g, m}];
+        if (Clock::now() - last < std::chrono::seconds(10)) continue;
+        last = Clock::now();
+        propose_group_change(GroupChange{GroupChange::Op::kReplicaGone, g, {m}, 0},
+                             [](const RpcError&, const GroupDescriptor&) {});
+      }
+    }
+    if (!step && !transfer && !waiting && !reporting && cfg.voters_outgoing.empty()) {
+      for (raft::NodeId m : d->removed)
+        gone_reported_.erase({g, m});
       it = groups_reshaping_.erase(it);  // matches the directory
       continue;
     }
@@ -597,6 +661,28 @@ GroupsStatus Node::groups_status() const {
   s.writes_applied = group_writes_applied_;
   s.logs_compacted = groups_compacted_;
   return s;
+}
+
+std::vector<GroupLoad> Node::busiest_groups(size_t n) const {
+  std::vector<GroupLoad> out;
+  {
+    std::lock_guard<std::mutex> lk(group_writes_mu_);
+    out.reserve(group_writes_.size());
+    for (const auto& [g, writes] : group_writes_)
+      out.push_back(GroupLoad{g, writes, 0});
+  }
+  auto busier = [](const GroupLoad& a, const GroupLoad& b) {
+    return a.writes_applied != b.writes_applied ? a.writes_applied > b.writes_applied : a.id < b.id;
+  };
+  if (out.size() > n) {
+    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), busier);
+    out.resize(n);
+  } else {
+    std::sort(out.begin(), out.end(), busier);
+  }
+  for (GroupLoad& l : out)
+    l.applied = group_store_->applied_index(l.id);
+  return out;
 }
 
 void Node::group_infos(GroupInfosDone done) {
@@ -706,12 +792,17 @@ void Node::fill_group_snapshots(engine::Replica& replica, std::vector<raft::Mess
     }
     // The store has applied at least the snapshot's index (the log is compacted only behind
     // a flushed store): its state now is a state at or after the snapshot.
+    // The store must have applied the snapshot's index (it may lag a snapshot just recorded):
+    // a state before it would lack entries the follower's log then starts after. Checked
+    // before the export, and again on what was exported; the leader tries again later.
     std::string data;
-    Status st = group_store_->export_group(replica.group(), kMaxGroupSnapshotBytes, &data);
-    if (st.is_ok() && kv::GroupStore::export_index(data) < it->snapshot->metadata.index) {
-      // The store has not applied that far yet (the snapshot was just recorded): the state
-      // would lack entries the follower's log then starts after. The leader tries again.
+    Status st = Status::ok();
+    if (group_store_->applied_index(replica.group()) < it->snapshot->metadata.index) {
       st = Status::not_found("the store has not reached the snapshot's index yet");
+    } else {
+      st = group_store_->export_group(replica.group(), kMaxGroupSnapshotBytes, &data);
+      if (st.is_ok() && kv::GroupStore::export_index(data) < it->snapshot->metadata.index)
+        st = Status::not_found("the store has not reached the snapshot's index yet");
     }
     if (!st.is_ok()) {
       log(LogLevel::kWarn, "group " + std::to_string(replica.group()) +
@@ -782,6 +873,9 @@ void Node::maybe_compact_groups(Clock::time_point now) {
 }
 
 void Node::compact_groups(std::vector<storage::WalCompaction>&& list) {
+  // A group removed here while the compaction was on the apply thread has no log left.
+  std::erase_if(
+      list, [this](const storage::WalCompaction& c) { return wal_->group(c.group) == nullptr; });
   if (list.empty()) return;
   // The snapshot records carry the group's configuration and nothing else: the state is the
   // groups' store, flushed through these indexes by the apply thread.
@@ -846,6 +940,7 @@ void Node::groups_apply_loop() {
     answered.clear();
     std::set<raft::GroupId> touched;
     uint64_t writes = 0;
+    std::unordered_map<raft::GroupId, uint64_t> writes_by_group;
     for (GroupApplyItem& item : items) {
       touched.insert(item.group);
       for (const raft::Entry& e : item.entries) {
@@ -856,6 +951,7 @@ void Node::groups_apply_loop() {
           if (h && h->kind == ProposalKind::kCommand) {
             ge.op = payload;
             ++writes;
+            ++writes_by_group[item.group];
             if (h->proposer == options_.id && h->request_id != 0) answered.push_back(h->request_id);
           } else {
             log(LogLevel::kWarn, "group " + std::to_string(item.group) + " entry " +
@@ -878,6 +974,9 @@ void Node::groups_apply_loop() {
         return;
       }
       group_writes_applied_ += writes;
+      std::lock_guard<std::mutex> lk(group_writes_mu_);
+      for (const auto& [g, n] : writes_by_group)
+        group_writes_[g] += n;
     }
     group_apply_backlog_ -= batch.size();
     for (uint64_t id : answered)
@@ -912,6 +1011,10 @@ void Node::groups_apply_loop() {
         for (auto& [index, done] : it->second)
           done(rpc_error(RpcCode::kNotFound, not_hosted(item.group)));
         group_waiting_reads_.erase(it);
+      }
+      {
+        std::lock_guard<std::mutex> lk(group_writes_mu_);
+        group_writes_.erase(item.group);
       }
       Status st = group_store_->drop(item.group);
       if (!st.is_ok()) {

@@ -161,9 +161,11 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   for (auto& m : messages) {
     if (m.group == kGroup && hold_snapshot_message(m)) continue;
     if (m.group != kGroup && m.type == raft::MessageType::kSnap &&
-        (m.snapshot == nullptr || !kv::GroupStore::valid_export(m.snapshot->data))) {
-      // A data group's snapshot carries the group's state; one that does not is refused here,
-      // before the core could accept it.
+        (m.snapshot == nullptr || !kv::GroupStore::valid_export(m.snapshot->data) ||
+         kv::GroupStore::export_index(m.snapshot->data) < m.snapshot->metadata.index)) {
+      // A data group's snapshot carries the group's state, at or after the snapshot's index
+      // (the log then starts after that index); one that does not is refused here, before the
+      // core could accept it.
       log(LogLevel::kWarn, "group " + std::to_string(m.group) + ": a malformed snapshot from " +
                                hex_id(m.from) + " refused");
       continue;

@@ -78,6 +78,7 @@ void Node::restore_server_state(const ServerState& st) {
       directory_[d.id] = d;
     deleted_groups_ = std::set<raft::GroupId>(st.deleted_groups.begin(), st.deleted_groups.end());
     next_group_ = std::max<raft::GroupId>(st.next_group, 2);
+    directory_index_ = st.index;
   }
   // The raft thread matches this member's replicas to the directory at its next turn.
   std::lock_guard<std::mutex> lk(inbox_mu_);
@@ -231,6 +232,7 @@ bool Node::install_snapshot(const raft::Snapshot& snap) {
   // taken beyond what the log holds, so replay must pass the store's index first.
   seen_index_ = index;
   installed_index_ = index;
+  if (index >= directory_replay_target_) directory_current_ = true;
   applied_ = store_->applied_index();
   rebuild_lessor();
   return true;

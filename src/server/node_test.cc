@@ -525,6 +525,20 @@ TEST(DataGroups, ElectSpreadLeadersKeepSeparateKeysAndSurviveARestart) {
     ASSERT_TRUE(r.error.ok()) << r.error.message;
     EXPECT_EQ(r.value, "v" + std::to_string(g));
   }
+  // Group 7 is the busiest: first among the groups with the most writes applied, then the
+  // rest by id (each applied one write here, as on every member).
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(group_put(c.node(2), 7, "hot", std::to_string(i)).ok());
+  std::vector<GroupLoad> top;
+  ASSERT_TRUE(eventually(
+      [&] {
+        top = c.node(1).busiest_groups(3);
+        return top.size() == 3 && top[0].id == 7 && top[0].writes_applied == 4 && top[1].id == 2 &&
+               top[1].writes_applied == 1 && top[2].id == 3 &&
+               c.node(1).busiest_groups(100).size() == kGroups;
+      },
+      10s));
+  EXPECT_GE(top[0].applied, 5u);
   ReadResult none = group_read(c.node(2), 5, "absent");
   ASSERT_TRUE(none.error.ok()) << none.error.message;
   EXPECT_EQ(none.value, "<none>");
@@ -618,8 +632,8 @@ TEST(DataGroups, CreatedAndDeletedOnARunningClusterThroughTheDirectory) {
   ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
   const std::vector<raft::NodeId> p2 = initial_placement(2, {1, 2, 3});
   const std::vector<raft::NodeId> p3 = initial_placement(3, {1, 2, 3});
-  const std::vector<GroupDescriptor> initial = {GroupDescriptor{2, p2, p2, {}},
-                                                GroupDescriptor{3, p3, p3, {}}};
+  const std::vector<GroupDescriptor> initial = {GroupDescriptor{2, p2, p2, {}, {}},
+                                                GroupDescriptor{3, p3, p3, {}, {}}};
   for (raft::NodeId id : {1, 2, 3})
     ASSERT_TRUE(eventually([&] { return c.node(id).group_directory() == initial; }, 10s)) << id;
 
@@ -641,7 +655,7 @@ TEST(DataGroups, CreatedAndDeletedOnARunningClusterThroughTheDirectory) {
   // On a chosen member only, with a chosen id; the next free id then follows it.
   made = create_group(c.node(1), 10, {3});
   ASSERT_TRUE(made.error.ok()) << made.error.message;
-  EXPECT_EQ(made.group, (GroupDescriptor{10, {3}, {3}, {}}));
+  EXPECT_EQ(made.group, (GroupDescriptor{10, {3}, {3}, {}, {}}));
   ASSERT_TRUE(eventually([&] { return c.node(3).hosts_group(10); }, 10s));
   EXPECT_FALSE(c.node(1).hosts_group(10));
   EXPECT_EQ(group_put(c.node(1), 10, "k", "v").code, RpcCode::kNotFound);
@@ -659,7 +673,7 @@ TEST(DataGroups, CreatedAndDeletedOnARunningClusterThroughTheDirectory) {
   // Deleted from a member that holds no replica of it: every replica and its data go.
   GroupChangeResult gone = delete_group(c.node(1), 10);
   ASSERT_TRUE(gone.error.ok()) << gone.error.message;
-  EXPECT_EQ(gone.group, (GroupDescriptor{10, {3}, {3}, {}}));
+  EXPECT_EQ(gone.group, (GroupDescriptor{10, {3}, {3}, {}, {}}));
   ASSERT_TRUE(eventually([&] { return !c.node(3).hosts_group(10); }, 10s));
   EXPECT_EQ(group_put(c.node(3), 10, "k", "v").code, RpcCode::kNotFound);
   EXPECT_EQ(delete_group(c.node(2), 10).error.code, RpcCode::kNotFound);
@@ -674,10 +688,13 @@ TEST(DataGroups, CreatedAndDeletedOnARunningClusterThroughTheDirectory) {
   for (raft::NodeId id : {1, 2, 3}) {
     c.restart(id);
     ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
-    ASSERT_TRUE(eventually([&] { return c.node(id).group_directory() == expected; }, 10s)) << id;
-    EXPECT_FALSE(c.node(id).hosts_group(4));
-    EXPECT_FALSE(c.node(id).hosts_group(10));
-    EXPECT_TRUE(c.node(id).hosts_group(11));
+    ASSERT_TRUE(eventually(
+        [&] {
+          return c.node(id).group_directory() == expected && !c.node(id).hosts_group(4) &&
+                 !c.node(id).hosts_group(10) && c.node(id).hosts_group(11);
+        },
+        10s))
+        << id;
   }
   ASSERT_TRUE(group_put_retrying(c.node(1), 11, "k", "v11").ok());
   ReadResult r = group_read(c.node(2), 11, "k");
@@ -798,6 +815,37 @@ TEST(DataGroups, AReplicaIsAddedBySnapshotPromotedAndAnotherRemoved) {
       },
       20s));
   EXPECT_EQ(group_read(c.node(3), g, "k7").value, "v");
+}
+
+// A member cut off while it is removed from a group never hears of it from the group (a group
+// does not talk to members it removed): it learns it from the directory, where the group's
+// leader reports the removal done, and drops its replica.
+TEST(DataGroups, AMemberCutOffWhileRemovedDropsItsReplicaOnReturn) {
+  NodeCluster c(3, /*lease_reads=*/false);
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  GroupChangeResult made = create_group(c.node(1), 0, {1, 2, 3});
+  ASSERT_TRUE(made.error.ok()) << made.error.message;
+  const raft::GroupId g = made.group.id;
+  ASSERT_TRUE(group_put_retrying(c.node(1), g, "k", "v").ok());
+  ASSERT_TRUE(eventually([&] { return c.node(3).hosts_group(g); }, 10s));
+  c.router().isolate(3);
+  raft::NodeId lead = c.wait_leader({1, 2}, 20s);
+  ASSERT_NE(lead, 0u);
+  ASSERT_TRUE(change_replica(c.node(lead), /*add=*/false, g, 3).error.ok());
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const GroupDescriptor& d : c.node(1).group_directory()) {
+          if (d.id == g) return d.gone == std::vector<raft::NodeId>{3};
+        }
+        return false;
+      },
+      30s))
+      << "the group's leader did not report member 3 gone";
+  EXPECT_TRUE(c.node(3).hosts_group(g)) << "cut off, member 3 cannot know yet";
+  c.router().heal();
+  ASSERT_TRUE(eventually([&] { return !c.node(3).hosts_group(g); }, 30s));
+  ASSERT_TRUE(group_put_retrying(c.node(2), g, "k", "after").ok());
+  EXPECT_EQ(group_read(c.node(1), g, "k").value, "after");
 }
 
 NodeOptions single_member(const std::string& dir, uint32_t groups) {

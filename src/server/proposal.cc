@@ -160,7 +160,7 @@ std::optional<GroupChange> decode_group_change(std::string_view bytes) {
   base::Reader r(bytes);
   GroupChange c;
   uint8_t op = 0;
-  if (!r.u8(&op) || op < 1 || op > 5 || !r.u64(&c.group) ||
+  if (!r.u8(&op) || op < 1 || op > 6 || !r.u64(&c.group) ||
       !get_ids(&r, kMaxReplicas, &c.replicas) || !r.u32(&c.count) || !r.done()) {
     return std::nullopt;
   }
@@ -196,6 +196,7 @@ std::string encode_server_state(const ServerState& s) {
     put_ids(&out, g.replicas);
     put_ids(&out, g.founders);
     put_ids(&out, g.removed);
+    put_ids(&out, g.gone);
   }
   put_ids(&out, s.deleted_groups);
   return out;
@@ -234,15 +235,16 @@ std::optional<ServerState> decode_server_state(std::string_view bytes) {
   if (r.done()) return s;
   uint8_t section = 0;
   uint64_t groups = 0;
-  // Each descriptor takes at least 20 bytes: a damaged count cannot ask for more than is there.
+  // Each descriptor takes at least 24 bytes: a damaged count cannot ask for more than is there.
   if (!r.u8(&section) || section != kGroupsSection || !r.u64(&s.next_group) || !r.u64(&groups) ||
-      groups > r.remaining() / 20) {
+      groups > r.remaining() / 24) {
     return std::nullopt;
   }
   s.groups.resize(groups);
   for (GroupDescriptor& g : s.groups) {
     if (!r.u64(&g.id) || !get_ids(&r, kMaxReplicas, &g.replicas) ||
-        !get_ids(&r, kMaxReplicas, &g.founders) || !get_ids(&r, UINT32_MAX, &g.removed)) {
+        !get_ids(&r, kMaxReplicas, &g.founders) || !get_ids(&r, UINT32_MAX, &g.removed) ||
+        !get_ids(&r, UINT32_MAX, &g.gone)) {
       return std::nullopt;
     }
   }

@@ -77,6 +77,9 @@ struct GroupDescriptor {
   // Members once replicas and since removed: a member does not return to a group it left (its
   // replica's votes are gone with it).
   std::vector<uint64_t> removed;
+  // Of those, the ones the group's configuration no longer holds (its leader reported it): a
+  // member cut off while it was removed never hears it from the group, and learns it here.
+  std::vector<uint64_t> gone;
   bool operator==(const GroupDescriptor&) const = default;
 };
 struct GroupChange {
@@ -86,6 +89,7 @@ struct GroupChange {
     kCreateInitial = 3,  // a new cluster's groups 2..count+1 on `replicas` (initial_placement)
     kAddReplica = 4,     // replicas[0] joins `group`
     kRemoveReplica = 5,  // replicas[0] leaves `group`
+    kReplicaGone = 6,    // replicas[0], removed, is out of the group's configuration
   };
   Op op = Op::kCreate;
   uint64_t group = 0;

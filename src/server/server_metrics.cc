@@ -55,6 +55,27 @@ void register_node(MetricsRegistry* r, raft::NodeId self, const std::function<No
               [node] { return as_double(node().applied); });
 }
 
+// Labelled by group, for a bounded number of groups: those with the most writes applied.
+void register_busiest_groups(MetricsRegistry* r,
+                             const std::function<std::vector<GroupLoad>()>& busiest) {
+  r->samples_fn("chorus_group_writes_applied_total",
+                "Writes applied here, for the data groups with the most (--group-metrics).",
+                MetricType::kCounter, {"group"}, [busiest] {
+                  std::vector<Sample> out;
+                  for (const GroupLoad& g : busiest())
+                    out.push_back(Sample{{std::to_string(g.id)}, as_double(g.writes_applied)});
+                  return out;
+                });
+  r->samples_fn("chorus_group_applied_index",
+                "Applied index of the data groups with the most writes (--group-metrics).",
+                MetricType::kGauge, {"group"}, [busiest] {
+                  std::vector<Sample> out;
+                  for (const GroupLoad& g : busiest())
+                    out.push_back(Sample{{std::to_string(g.id)}, as_double(g.applied)});
+                  return out;
+                });
+}
+
 void register_groups(MetricsRegistry* r, const std::function<GroupsStatus()>& groups) {
   r->gauge_fn("chorus_groups_hosted", "Data group replicas on this member.",
               [groups] { return as_double(groups().hosted); });
@@ -169,6 +190,7 @@ ServerMetrics::ServerMetrics(MetricsRegistry* registry, raft::NodeId self,
   register_node(registry, self, source.node);
   if (source.transport) register_transport(registry, source.transport);
   if (source.groups) register_groups(registry, source.groups);
+  if (source.busiest_groups) register_busiest_groups(registry, source.busiest_groups);
   if (source.peers) register_peers(registry, self, source.peers);
   if (source.db_total_size_bytes) {
     registry->samples_fn("etcd_mvcc_db_total_size_in_bytes", "Size of the store on disk in bytes.",

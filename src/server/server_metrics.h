@@ -82,6 +82,7 @@ namespace chorus::server {
 
 struct NodeStatus;
 struct GroupsStatus;
+struct GroupLoad;
 
 // What the transport knows about one peer at scrape time.
 struct PeerMetricsSample {
@@ -102,6 +103,7 @@ struct ServerMetricsSource {
   std::function<std::vector<PeerMetricsSample>()> peers;         // optional
   std::function<std::optional<uint64_t>()> db_total_size_bytes;  // optional
   std::function<GroupsStatus()> groups;                          // optional
+  std::function<std::vector<GroupLoad>()> busiest_groups;        // optional (--group-metrics)
 };
 
 // go-grpc-prometheus's grpc_type values.

@@ -551,7 +551,8 @@ TEST(ProposalTest, ServerStateWithGroupsRoundTripsAndEndsOnlyWhereOlderStatesDid
   st.index = 7;
   st.members.push_back(MemberInfo{1, "m1", {"http://127.0.0.1:2380"}, {}, false});
   const std::string without = encode_server_state(st);
-  st.groups = {GroupDescriptor{2, {1, 2, 4}, {1, 2, 3}, {3}}, GroupDescriptor{9, {3}, {3}, {}}};
+  st.groups = {GroupDescriptor{2, {1, 2, 4}, {1, 2, 3}, {3}, {3}},
+               GroupDescriptor{9, {3}, {3}, {}, {}}};
   st.deleted_groups = {4, 5};
   st.next_group = 10;
   std::string enc = encode_server_state(st);
