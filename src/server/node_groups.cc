@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "base/thread_name.h"
+#include "engine/reshape.h"
 #include "server/log.h"
 #include "server/node.h"
 
@@ -508,75 +509,36 @@ void Node::reshape_groups() {
       continue;
     }
     const raft::Status st = r->core().status();
-    const raft::ConfState& cfg = st.config;
-    auto in = [](const std::vector<raft::NodeId>& v, raft::NodeId id) {
-      return std::find(v.begin(), v.end(), id) != v.end();
-    };
-    std::optional<raft::ConfChangeSingle> step;
-    bool transfer = false;
-    bool waiting = false;  // a learner still catching up
-    raft::NodeId successor = raft::kNoNode;
-    if (cfg.voters_outgoing.empty()) {
-      // One change at a time: additions first (the group never has fewer replicas than it
-      // should), a learner promoted once it holds the leader's committed log, then removals.
-      for (raft::NodeId m : d->replicas) {
-        if (!in(cfg.voters, m) && !in(cfg.learners, m)) {
-          step = raft::ConfChangeSingle{raft::ConfChangeType::kAddLearner, m};
-          break;
-        }
-      }
-      for (raft::NodeId m : d->replicas) {
-        if (step || !in(cfg.learners, m)) continue;
-        auto pr = st.progress.find(m);
-        if (pr != st.progress.end() && pr->second.match >= st.hard_state.commit) {
-          step = raft::ConfChangeSingle{raft::ConfChangeType::kAddNode, m};
-        } else {
-          waiting = true;
-        }
-      }
-      for (raft::NodeId m : cfg.voters) {
-        if (step || transfer || waiting || in(d->replicas, m)) continue;
-        if (m == options_.id) {
-          // The leader does not remove itself: it hands leadership to a replica that stays,
-          // whose turn it then is.
-          for (raft::NodeId v : cfg.voters) {
-            if (v != m && in(d->replicas, v)) successor = v;
-          }
-          transfer = successor != raft::kNoNode;
-        } else {
-          step = raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, m};
-        }
-      }
-      for (raft::NodeId m : cfg.learners) {
-        if (step || transfer || waiting || in(d->replicas, m)) continue;
-        step = raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, m};
-      }
-    }
-    // Members removed from the configuration: reported to the directory (once every 10 s
-    // until it has them), for those that never heard it from the group.
-    bool reporting = false;
-    if (!step && !transfer && cfg.voters_outgoing.empty()) {
-      for (raft::NodeId m : d->removed) {
-        if (in(d->gone, m) || in(cfg.voters, m) || in(cfg.learners, m)) continue;
-        reporting = true;
-        Clock::time_point& last = gone_reported_[{g, m}];
-        if (Clock::now() - last < std::chrono::seconds(10)) continue;
-        last = Clock::now();
-        propose_group_change(GroupChange{GroupChange::Op::kReplicaGone, g, {m}, 0},
-                             [](const RpcError&, const GroupDescriptor&) {});
-      }
-    }
-    if (!step && !transfer && !waiting && !reporting && cfg.voters_outgoing.empty()) {
+    engine::ReshapeInput in;
+    in.self = options_.id;
+    in.wanted = d->replicas;
+    in.removed = d->removed;
+    in.gone = d->gone;
+    in.config = st.config;
+    in.commit = st.hard_state.commit;
+    for (const auto& [id, pr] : st.progress)
+      in.match[id] = pr.match;
+    const engine::ReshapeStep step = engine::plan_reshape(in);
+    if (step.settled()) {
       for (raft::NodeId m : d->removed)
         gone_reported_.erase({g, m});
-      it = groups_reshaping_.erase(it);  // matches the directory
+      it = groups_reshaping_.erase(it);  // matches the directory, which knows it
       continue;
     }
-    if (transfer) {
-      (void)r->transfer_leader(successor);
-    } else if (step) {
+    // Removals out of the configuration go to the directory once every 10 s until it has them:
+    // for members that never heard it from the group.
+    for (raft::NodeId m : step.report_gone) {
+      Clock::time_point& last = gone_reported_[{g, m}];
+      if (Clock::now() - last < std::chrono::seconds(10)) continue;
+      last = Clock::now();
+      propose_group_change(GroupChange{GroupChange::Op::kReplicaGone, g, {m}, 0},
+                           [](const RpcError&, const GroupDescriptor&) {});
+    }
+    if (step.transfer_to != raft::kNoNode) {
+      (void)r->transfer_leader(step.transfer_to);
+    } else if (step.change) {
       raft::ConfChange cc;
-      cc.changes.push_back(*step);
+      cc.changes.push_back(*step.change);
       // Refused while the previous change is not applied, or without a leader: next tick.
       (void)r->propose_conf_change(cc);
     }
