@@ -309,9 +309,15 @@ class Node {
   void groups_apply_loop();
   // The raft thread's parts of a data group's round (the etcd group has its own).
   bool start_data_round(engine::Replica& replica, engine::Round& round);
-  // Raft thread: a data group's snapshots leave with the group's whole state (GroupStore
-  // export); one that cannot is dropped and reported failed, so the leader tries again later.
+  // Raft thread: a data group's snapshot messages are taken out of `messages` and leave later
+  // with the group's whole state, exported on the groups apply thread (GroupStore
+  // export_group: a scan of the group); one that cannot be filled is reported failed, so the
+  // leader tries again later.
   void fill_group_snapshots(engine::Replica& replica, std::vector<raft::Message>& messages);
+  // Groups apply thread: the export for one of those.
+  void export_group_snapshot(raft::Message&& m);
+  // Raft thread: what came back.
+  void send_filled_snapshots(std::vector<std::pair<raft::Message, storage::Status>>&& filled);
   // Raft thread: the groups' logs record a snapshot at each replica's applied index, with its
   // configuration (the log keeps its entries): asked for by a leader whose latest snapshot
   // predates a member it added.
@@ -577,6 +583,9 @@ class Node {
     std::vector<storage::WalCompaction> compactions;
     // The group was removed here: its waiting reads fail, its data goes.
     bool drop = false;
+    // A snapshot message of the group to fill with its state (fill_group_snapshots): exported
+    // here, off the raft thread, and handed back through in_filled_snapshots_.
+    std::optional<raft::Message> snapshot;
   };
   // Raft thread: a compaction is between the two threads; when the next may start.
   bool group_compaction_in_flight_ = false;
@@ -584,6 +593,8 @@ class Node {
   std::atomic<uint64_t> groups_compacted_{0};  // group logs compacted, in all
   // Inbox: the apply thread's answer (possibly empty).
   std::optional<std::vector<storage::WalCompaction>> in_group_compactions_;
+  // Inbox: snapshot messages filled with their group's state, or why they could not be.
+  std::vector<std::pair<raft::Message, storage::Status>> in_filled_snapshots_;
   std::mutex group_apply_mu_;
   std::condition_variable group_apply_cv_;
   std::vector<GroupApplyItem> group_apply_queue_;

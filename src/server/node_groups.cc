@@ -747,38 +747,65 @@ bool Node::start_data_round(engine::Replica& replica, engine::Round& round) {
 }
 
 void Node::fill_group_snapshots(engine::Replica& replica, std::vector<raft::Message>& messages) {
+  std::vector<GroupApplyItem> exports;
   for (auto it = messages.begin(); it != messages.end();) {
     if (it->type != raft::MessageType::kSnap || it->snapshot == nullptr) {
       ++it;
       continue;
     }
-    // The store has applied at least the snapshot's index (the log is compacted only behind
-    // a flushed store): its state now is a state at or after the snapshot.
-    // The store must have applied the snapshot's index (it may lag a snapshot just recorded):
-    // a state before it would lack entries the follower's log then starts after. Checked
-    // before the export, and again on what was exported; the leader tries again later.
-    std::string data;
-    Status st = Status::ok();
-    if (group_store_->applied_index(replica.group()) < it->snapshot->metadata.index) {
+    GroupApplyItem item;
+    item.group = replica.group();
+    item.snapshot = std::move(*it);
+    exports.push_back(std::move(item));
+    it = messages.erase(it);
+  }
+  if (exports.empty()) return;
+  {
+    std::lock_guard<std::mutex> lk(group_apply_mu_);
+    for (GroupApplyItem& item : exports)
+      group_apply_queue_.push_back(std::move(item));
+  }
+  group_apply_cv_.notify_one();
+}
+
+void Node::export_group_snapshot(raft::Message&& m) {
+  // The store must have applied the snapshot's index (it may lag a snapshot just recorded): a
+  // state before it would lack entries the follower's log then starts after. Checked before
+  // the export, which scans the group, and again on what was exported.
+  const raft::Index index = m.snapshot->metadata.index;
+  std::string data;
+  Status st = Status::ok();
+  if (group_store_->applied_index(m.group) < index) {
+    st = Status::not_found("the store has not reached the snapshot's index yet");
+  } else {
+    st = group_store_->export_group(m.group, kMaxGroupSnapshotBytes, &data);
+    if (st.is_ok() && kv::GroupStore::export_index(data) < index)
       st = Status::not_found("the store has not reached the snapshot's index yet");
-    } else {
-      st = group_store_->export_group(replica.group(), kMaxGroupSnapshotBytes, &data);
-      if (st.is_ok() && kv::GroupStore::export_index(data) < it->snapshot->metadata.index)
-        st = Status::not_found("the store has not reached the snapshot's index yet");
-    }
-    if (!st.is_ok()) {
-      log(LogLevel::kWarn, "group " + std::to_string(replica.group()) +
-                               ": no snapshot for member " + hex_id(it->to) + ": " +
-                               st.to_string());
-      replica.report_snapshot(it->to, /*failed=*/true);
-      it = messages.erase(it);
+  }
+  if (st.is_ok()) {
+    auto snap = std::make_shared<raft::Snapshot>(*m.snapshot);
+    snap->data = std::move(data);
+    m.snapshot = std::move(snap);
+  }
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    in_filled_snapshots_.emplace_back(std::move(m), std::move(st));
+  }
+  inbox_cv_.notify_one();
+}
+
+void Node::send_filled_snapshots(std::vector<std::pair<raft::Message, Status>>&& filled) {
+  std::vector<raft::Message> out;
+  for (auto& [m, st] : filled) {
+    if (st.is_ok()) {
+      out.push_back(std::move(m));
       continue;
     }
-    auto snap = std::make_shared<raft::Snapshot>(*it->snapshot);
-    snap->data = std::move(data);
-    it->snapshot = std::move(snap);
-    ++it;
+    log(LogLevel::kWarn, "group " + std::to_string(m.group) + ": no snapshot for member " +
+                             hex_id(m.to) + ": " + st.to_string());
+    if (engine::Replica* r = engine_.find(m.group)) r->report_snapshot(m.to, /*failed=*/true);
   }
+  if (!out.empty()) sink_->send(std::move(out));
 }
 
 void Node::record_group_snapshots(const std::set<raft::GroupId>& groups) {
@@ -964,6 +991,10 @@ void Node::groups_apply_loop() {
         in_group_compactions_ = std::move(ready);
       }
       inbox_cv_.notify_one();
+    }
+    // Snapshots to fill, once every entry queued before is applied.
+    for (GroupApplyItem& item : items) {
+      if (item.snapshot) export_group_snapshot(std::move(*item.snapshot));
     }
     // Removed groups: after every entry queued before the removal.
     for (GroupApplyItem& item : items) {

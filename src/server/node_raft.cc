@@ -32,7 +32,7 @@ void Node::raft_loop() {
                !in_proposals_.empty() || !in_reads_.empty() || !in_unreachable_.empty() ||
                !in_fetched_.empty() || !in_group_infos_.empty() ||
                in_group_compactions_.has_value() || in_directory_changed_ ||
-               !in_group_change_dones_.empty();
+               !in_filled_snapshots_.empty() || !in_group_change_dones_.empty();
       });
       if (stopping_) return;
     }
@@ -95,8 +95,10 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
   bool transfer = false;
   bool directory_changed = false;
   std::vector<std::function<void()>> group_change_dones;
+  std::vector<std::pair<raft::Message, storage::Status>> filled_snapshots;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
+    filled_snapshots.swap(in_filled_snapshots_);
     directory_changed = in_directory_changed_;
     in_directory_changed_ = false;
     group_change_dones.swap(in_group_change_dones_);
@@ -182,6 +184,7 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
     }
   }
   if (!snapshot_groups.empty()) record_group_snapshots(snapshot_groups);
+  if (!filled_snapshots.empty()) send_filled_snapshots(std::move(filled_snapshots));
   for (raft::NodeId id : unreachable) {
     replica_->report_unreachable(id);
     // Only the data groups led here and awake: a quiesced leader sends nothing, so nothing of
