@@ -110,6 +110,10 @@ struct SimResult {
   // Committed changes that left a group with a voter it did not start with: a replica moved
   // to (or added on) another member.
   uint64_t replicas_moved = 0;
+  // Replica moves the operator asked for and the groups' leaders completed by the engine's
+  // planner (engine::plan_reshape), and those given up (a member they needed was lost).
+  uint64_t planned_moves = 0;
+  uint64_t planned_moves_abandoned = 0;
   std::vector<uint64_t> committed_by_group;  // the highest index committed in each group
   double max_drift = 0;                      // the seed's clock drift bound
   bool lease_reads = false;

@@ -1,6 +1,7 @@
 // Fault injection: partitions, crashes, pauses, membership changes and leadership transfers.
 #include <algorithm>
 
+#include "engine/reshape.h"
 #include "sim/simulation.h"
 
 namespace chorus::sim {
@@ -59,6 +60,7 @@ void Simulation::inject_faults() {
   if (p_disk_full_ > 0 && fault_rng_.chance(p_disk_full_)) fill_disk();
   if (p_damage_ > 0 && fault_rng_.chance(p_damage_)) damage_disk();
   if (p_member_ > 0 && fault_rng_.chance(p_member_)) membership_change();
+  if (p_member_ > 0 && move_rng_.chance(p_member_ / 2)) start_move();
   if (p_transfer_ > 0 && fault_rng_.chance(p_transfer_)) leader_transfer();
 }
 
@@ -316,8 +318,93 @@ void Simulation::heal_all() {
   note("faults stop: network healed, every node up");
 }
 
+void Simulation::start_move() {
+  raft::GroupId group = pick_group(move_rng_);
+  if (moves_.contains(group) || replacing_ || !to_replace_.empty()) return;
+  SimNode* l = highest_leader(group);
+  if (l == nullptr) return;
+  raft::ConfState cs = l->core(group).status().config;
+  if (!cs.voters_outgoing.empty() || !cs.learners.empty() || cs.voters.empty()) return;
+  std::vector<raft::NodeId> others;
+  for (auto& [id, n] : nodes_) {
+    if (!n.lost && std::find(cs.voters.begin(), cs.voters.end(), id) == cs.voters.end())
+      others.push_back(id);
+  }
+  if (others.empty()) return;
+  Move m;
+  const raft::NodeId out = cs.voters[move_rng_.below(cs.voters.size())];
+  const raft::NodeId in = others[move_rng_.below(others.size())];
+  for (raft::NodeId v : cs.voters) {
+    if (v != out) m.wanted.push_back(v);
+  }
+  m.wanted.push_back(in);
+  m.removed = {out};
+  moves_[group] = m;
+  note("operator: move " + who(out, group) + " to n" + std::to_string(in));
+}
+
+void Simulation::drive_moves() {
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    const raft::GroupId group = it->first;
+    Move& m = it->second;
+    bool lost = false;
+    for (raft::NodeId id : m.wanted) {
+      auto n = nodes_.find(id);
+      lost = lost || n == nodes_.end() || n->second.lost;
+    }
+    if (lost) {
+      // The operator's replacement of the lost member takes over the group.
+      ++result_.planned_moves_abandoned;
+      note("operator: move in g" + std::to_string(group) + " given up (a member was lost)");
+      it = moves_.erase(it);
+      continue;
+    }
+    SimNode* l = highest_leader(group);
+    if (l == nullptr || now_ < m.next_try) {
+      ++it;
+      continue;
+    }
+    const raft::Status st = l->core(group).status();
+    engine::ReshapeInput in;
+    in.self = l->id;
+    in.wanted = m.wanted;
+    in.removed = m.removed;
+    in.gone = m.removed;  // nothing to report here: the directory is chorusd's
+    in.config = st.config;
+    in.commit = st.hard_state.commit;
+    for (const auto& [id, pr] : st.progress)
+      in.match[id] = pr.match;
+    const engine::ReshapeStep step = engine::plan_reshape(in);
+    if (step.settled()) {
+      ++result_.planned_moves;
+      note("operator: move in g" + std::to_string(group) + " done");
+      it = moves_.erase(it);
+      continue;
+    }
+    m.next_try = now_ + 200'000;
+    if (step.transfer_to != raft::kNoNode) {
+      raft::Error err = l->group(group).replica->transfer_leader(step.transfer_to);
+      note("planner: " + who(l->id, group) + " hands over to n" + std::to_string(step.transfer_to) +
+           ": " + raft::to_string(err));
+      drive(*l);
+    } else if (step.change) {
+      raft::ConfChange cc;
+      cc.changes = {*step.change};
+      raft::Error err = l->group(group).replica->propose_conf_change(cc);
+      note("planner: " + who(l->id, group) + " proposes " +
+           (step.change->type == raft::ConfChangeType::kAddLearner ? "learner n"
+            : step.change->type == raft::ConfChangeType::kAddNode  ? "promote n"
+                                                                   : "remove n") +
+           std::to_string(step.change->node) + ": " + raft::to_string(err));
+      drive(*l);
+    }
+    ++it;
+  }
+}
+
 void Simulation::membership_change() {
   raft::GroupId group = pick_group(fault_rng_);
+  if (moves_.contains(group)) return;  // the planner is moving a replica of it
   SimNode* l = highest_leader(group);
   if (l == nullptr) return;
   raft::ConfState cs = l->core(group).status().config;

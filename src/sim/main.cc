@@ -151,6 +151,8 @@ int main(int argc, char** argv) {
       totals.reelected_after_quiesced_leader_down += r.reelected_after_quiesced_leader_down;
       totals.conf_changes += r.conf_changes;
       totals.replicas_moved += r.replicas_moved;
+      totals.planned_moves += r.planned_moves;
+      totals.planned_moves_abandoned += r.planned_moves_abandoned;
       if (r.ok) {
         ++passed;
       } else {
@@ -199,6 +201,8 @@ int main(int argc, char** argv) {
   std::printf("configuration changes committed %" PRIu64
               ", of which left a group with a new voter %" PRIu64 "\n",
               totals.conf_changes, totals.replicas_moved);
+  std::printf("replica moves completed by the planner %" PRIu64 ", given up %" PRIu64 "\n",
+              totals.planned_moves, totals.planned_moves_abandoned);
   std::printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed.load(), failed.load());
   return failed.load() == 0 ? 0 : 1;
 }

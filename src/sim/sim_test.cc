@@ -140,9 +140,11 @@ TEST(Simulator, ManyGroupsOnSharedLogsPassUnderAllFaults) {
         total.conf_changes += r.conf_changes;
         total.replicas_moved += r.replicas_moved;
         total.snapshots_installed += r.snapshots_installed;
+        total.planned_moves += r.planned_moves;
         return true;
       },
       4);
+  EXPECT_GT(total.planned_moves, 0u) << "the planner never completed a replica move";
   EXPECT_GT(total.conf_changes, 10u);
   EXPECT_GT(total.replicas_moved, 0u) << "no group ever gained a voter it did not start with";
   EXPECT_GT(total.snapshots_installed, 0u);

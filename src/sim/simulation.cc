@@ -111,7 +111,8 @@ Simulation::Simulation(const SimOptions& options)
       net_rng_(rng_.fork(1)),
       fault_rng_(rng_.fork(2)),
       client_rng_(rng_.fork(3)),
-      check_rng_(rng_.fork(4)) {
+      check_rng_(rng_.fork(4)),
+      move_rng_(options.seed * 0xD1B54A32D192ED03ULL + 0x6d6f7665) {
   Rng params = rng_.fork(5);
   bool network = opt_.faults == Faults::kNetwork || opt_.faults == Faults::kAll;
   bool crashes = opt_.faults == Faults::kCrash || opt_.faults == Faults::kAll;
@@ -491,6 +492,7 @@ SimResult Simulation::run() {
   for (int step = 0; step < opt_.steps && !failed_; ++step) {
     inject_faults();
     replace_lost();
+    drive_moves();
     clients_step(false);
     tick_all();
     run_until(now_ + kTickUs);
@@ -504,6 +506,7 @@ SimResult Simulation::run() {
     std::string waiting;
     for (int step = 0; step < opt_.liveness_steps && !failed_; ++step) {
       replace_lost();
+      drive_moves();
       clients_step(true);
       tick_all();
       run_until(now_ + kTickUs);

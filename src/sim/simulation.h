@@ -240,6 +240,11 @@ class Simulation {
   SimNode& add_node(raft::NodeId id);
   void heal_all();
   void membership_change();
+  // The operator moves one replica of a group to another member, and the group's leader carries
+  // it out step by step as chorusd's data groups do (engine::plan_reshape: learner, promotion,
+  // removal; a leader that is to go hands over last).
+  void start_move();
+  void drive_moves();
   void leader_transfer();
   // The leader of `group` with the highest term among running members, or nullptr.
   SimNode* highest_leader(raft::GroupId group);
@@ -280,6 +285,9 @@ class Simulation {
   Rng fault_rng_;
   Rng client_rng_;
   Rng check_rng_;
+  // The operator's replica moves draw from a stream of their own, seeded apart, so that the
+  // faults of a seed stay what they were before moves existed.
+  Rng move_rng_;
   Rng disk_rng_{0};  // crash tears, injected sync failures, disk parameters
   uint64_t now_ = 0;
   uint64_t seq_ = 0;
@@ -325,6 +333,12 @@ class Simulation {
     uint64_t next_try = 0;
   };
   std::optional<Replacement> replacing_;
+  struct Move {
+    std::vector<raft::NodeId> wanted;
+    std::vector<raft::NodeId> removed;
+    uint64_t next_try = 0;
+  };
+  std::map<raft::GroupId, Move> moves_;
   std::deque<raft::NodeId> to_replace_;
   storage::WalOptions wal_options_;
   double p_client_ = 0.5;
