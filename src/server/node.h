@@ -85,6 +85,11 @@ struct NodeOptions {
   // segments there must be before it does (one: nothing to release).
   int group_compact_interval_ms = 5000;
   size_t group_compact_min_segments = 2;
+  // A data group that never rests is compacted too, once its log holds this many entries, down
+  // to `group_catch_up_entries` behind its applied index (a follower further behind gets a
+  // snapshot of the group).
+  uint64_t group_log_entries = 20'000;
+  uint64_t group_catch_up_entries = 2'000;
 
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
@@ -129,7 +134,9 @@ struct GroupsStatus {
   uint64_t awake = 0;    // replicas whose timers run (the others are quiesced)
   uint64_t peers_down = 0;
   uint64_t writes_applied = 0;
-  uint64_t logs_compacted = 0;  // compactions of a data group's log, in all
+  uint64_t logs_compacted = 0;       // compactions of a data group's log, in all
+  uint64_t snapshots_sent = 0;       // data groups' snapshots filled and sent from here
+  uint64_t snapshots_installed = 0;  // and installed here
 };
 
 // A data group's share of this member's work (Node::busiest_groups).
@@ -591,6 +598,8 @@ class Node {
   bool group_compaction_in_flight_ = false;
   std::chrono::steady_clock::time_point next_group_compaction_;
   std::atomic<uint64_t> groups_compacted_{0};  // group logs compacted, in all
+  std::atomic<uint64_t> group_snapshots_sent_{0};
+  std::atomic<uint64_t> group_snapshots_installed_{0};
   // Inbox: the apply thread's answer (possibly empty).
   std::optional<std::vector<storage::WalCompaction>> in_group_compactions_;
   // Inbox: snapshot messages filled with their group's state, or why they could not be.

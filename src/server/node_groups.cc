@@ -622,6 +622,8 @@ GroupsStatus Node::groups_status() const {
   s.peers_down = groups_peers_down_;
   s.writes_applied = group_writes_applied_;
   s.logs_compacted = groups_compacted_;
+  s.snapshots_sent = group_snapshots_sent_;
+  s.snapshots_installed = group_snapshots_installed_;
   return s;
 }
 
@@ -730,6 +732,7 @@ bool Node::start_data_round(engine::Replica& replica, engine::Round& round) {
                  st.to_string());
       return false;
     }
+    ++group_snapshots_installed_;
     // Reads waiting for the group's store to reach their index are looked at again.
     {
       GroupApplyItem item;
@@ -799,6 +802,7 @@ void Node::send_filled_snapshots(std::vector<std::pair<raft::Message, Status>>&&
   for (auto& [m, st] : filled) {
     if (st.is_ok()) {
       out.push_back(std::move(m));
+      ++group_snapshots_sent_;
       continue;
     }
     log(LogLevel::kWarn, "group " + std::to_string(m.group) + ": no snapshot for member " +
@@ -832,22 +836,32 @@ void Node::maybe_compact_groups(Clock::time_point now) {
   if (group_compaction_in_flight_ || now < next_group_compaction_) return;
   next_group_compaction_ = now + std::chrono::milliseconds(options_.group_compact_interval_ms);
   if (wal_->segment_count() < options_.group_compact_min_segments) return;
-  // Only quiesced groups: a leader quiesces once every replica holds its whole log, committed,
-  // and a follower once it holds exactly that log, so no replica of the group needs a snapshot
-  // for the entries that go (a replica added later gets one: fill_group_snapshots).
+  // Quiesced groups entirely: a leader quiesces once every replica holds its whole log,
+  // committed, and a follower once it holds exactly that log, so no replica of the group needs
+  // a snapshot for the entries that go. A group that never rests, once its log is long, down to
+  // a few entries behind its applied index: a replica further behind then gets a snapshot of
+  // the group (fill_group_snapshots), as does a replica added later.
   std::vector<storage::WalCompaction> list;
   for (raft::GroupId g : data_groups_) {
     const engine::Replica* r = engine_.find(g);
-    if (!r->quiesced()) continue;
     const raft::RaftLog& log = r->core().log();
-    const raft::Index commit = log.committed();
-    if (commit < wal_->group(g)->first_index()) continue;  // nothing to let go
+    const raft::Index first = wal_->group(g)->first_index();
+    raft::Index at = 0;
+    raft::Index compact_to = 0;
+    if (r->quiesced()) {
+      at = compact_to = log.committed();
+    } else if (log.applied() >= first && log.applied() - first + 1 >= options_.group_log_entries) {
+      // The configuration the core holds is the one as of its applied index.
+      at = log.applied();
+      compact_to = at - std::min(at, options_.group_catch_up_entries);
+    }
+    if (at < first || compact_to < first) continue;  // nothing to let go
     storage::WalCompaction c;
     c.group = g;
-    c.snapshot.metadata.index = commit;
-    if (log.term(commit, &c.snapshot.metadata.term) != raft::Error::kOk) continue;
+    c.snapshot.metadata.index = at;
+    if (log.term(at, &c.snapshot.metadata.term) != raft::Error::kOk) continue;
     c.snapshot.metadata.conf_state = r->core().status().config;
-    c.compact_to = commit;
+    c.compact_to = compact_to;
     list.push_back(std::move(c));
   }
   if (list.empty()) return;

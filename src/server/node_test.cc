@@ -713,6 +713,8 @@ TEST(DataGroups, AMemberAwayWhenAGroupIsCreatedCreatesItsReplicaOnReturn) {
   GroupChangeResult made = create_group(c.node(lead), 0, {3, 1, 2});
   ASSERT_TRUE(made.error.ok()) << made.error.message;
   const raft::GroupId g = made.group.id;
+  // Answered once the asking member's replica is up; member 1's may follow a moment later.
+  ASSERT_TRUE(eventually([&] { return c.node(1).hosts_group(g); }, 10s));
   ASSERT_TRUE(group_put_retrying(c.node(1), g, "k", "while away").ok());
   EXPECT_FALSE(c.node(3).hosts_group(g));
   c.router().heal();
@@ -766,6 +768,7 @@ TEST(DataGroups, AReplicaIsAddedBySnapshotPromotedAndAnotherRemoved) {
   const raft::GroupId g = made.group.id;
   for (int i = 0; i < 50; ++i)
     ASSERT_TRUE(group_put_retrying(c.node(1), g, "k" + std::to_string(i), "v").ok());
+  ASSERT_TRUE(eventually([&] { return c.node(2).hosts_group(g); }, 10s));
   ASSERT_TRUE(group_put_retrying(c.node(2), g, "k", "before the move").ok());
 
   GroupChangeResult added = change_replica(c.node(2), /*add=*/true, g, 3);
@@ -827,7 +830,8 @@ TEST(DataGroups, AMemberCutOffWhileRemovedDropsItsReplicaOnReturn) {
   ASSERT_TRUE(made.error.ok()) << made.error.message;
   const raft::GroupId g = made.group.id;
   ASSERT_TRUE(group_put_retrying(c.node(1), g, "k", "v").ok());
-  ASSERT_TRUE(eventually([&] { return c.node(3).hosts_group(g); }, 10s));
+  ASSERT_TRUE(
+      eventually([&] { return c.node(2).hosts_group(g) && c.node(3).hosts_group(g); }, 10s));
   c.router().isolate(3);
   raft::NodeId lead = c.wait_leader({1, 2}, 20s);
   ASSERT_NE(lead, 0u);
@@ -846,6 +850,55 @@ TEST(DataGroups, AMemberCutOffWhileRemovedDropsItsReplicaOnReturn) {
   ASSERT_TRUE(eventually([&] { return !c.node(3).hosts_group(g); }, 30s));
   ASSERT_TRUE(group_put_retrying(c.node(2), g, "k", "after").ok());
   EXPECT_EQ(group_read(c.node(1), g, "k").value, "after");
+}
+
+// A group written without pause has its log compacted too; a replica cut off meanwhile is
+// then behind the leader's first entry, and is caught up by a snapshot of the group, in place
+// of the state it had.
+TEST(DataGroups, ABusyGroupsLogIsCompactedAndALaggingReplicaGetsASnapshot) {
+  NodeCluster c(3, /*lease_reads=*/false, /*groups=*/1, [](NodeOptions& o) {
+    o.group_compact_interval_ms = 50;
+    o.group_compact_min_segments = 1;
+    o.group_log_entries = 40;
+    o.group_catch_up_entries = 5;
+  });
+  ASSERT_NE(c.wait_leader({1, 2, 3}, 20s), 0u);
+  const raft::GroupId g = 2;
+  ASSERT_TRUE(group_put_retrying(c.node(1), g, "before", "cut").ok());
+  ASSERT_TRUE(eventually([&] { return group_read(c.node(3), g, "before").value == "cut"; }, 10s));
+  c.router().isolate(3);
+  for (int i = 0; i < 200; ++i) {
+    RpcError e = group_put_retrying(c.node(1), g, "k" + std::to_string(i), std::to_string(i));
+    ASSERT_TRUE(e.ok()) << i << ": " << e.message;
+  }
+  ASSERT_TRUE(group_put_retrying(c.node(2), g, "before", "overwritten").ok());
+  ASSERT_TRUE(eventually(
+      [&] {
+        return c.node(1).groups_status().logs_compacted > 0 &&
+               c.node(2).groups_status().logs_compacted > 0;
+      },
+      10s))
+      << "the busy group's log was never compacted";
+  c.router().heal();
+  ASSERT_TRUE(eventually(
+      [&] {
+        ReadResult r = group_read(c.node(3), g, "k199");
+        return r.error.ok() && r.value == "199";
+      },
+      20s));
+  EXPECT_EQ(group_read(c.node(3), g, "k0").value, "0");
+  EXPECT_EQ(group_read(c.node(3), g, "before").value, "overwritten");
+  EXPECT_GE(c.node(3).groups_status().snapshots_installed, 1u);
+  EXPECT_GE(c.node(1).groups_status().snapshots_sent + c.node(2).groups_status().snapshots_sent,
+            1u);
+  // After a restart the replica starts from the snapshot it installed and its log since.
+  c.restart(3);
+  ASSERT_TRUE(eventually(
+      [&] {
+        ReadResult r = group_read(c.node(3), g, "k150");
+        return r.error.ok() && r.value == "150";
+      },
+      20s));
 }
 
 NodeOptions single_member(const std::string& dir, uint32_t groups) {

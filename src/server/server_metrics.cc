@@ -88,8 +88,14 @@ void register_groups(MetricsRegistry* r, const std::function<GroupsStatus()>& gr
               [groups] { return as_double(groups().peers_down); });
   r->counter_fn("chorus_groups_writes_applied_total", "Data group writes applied here.",
                 [groups] { return as_double(groups().writes_applied); });
+  r->counter_fn("chorus_groups_snapshots_sent_total",
+                "Data group snapshots (each the group's whole state) sent from this member.",
+                [groups] { return as_double(groups().snapshots_sent); });
+  r->counter_fn("chorus_groups_snapshots_installed_total",
+                "Data group snapshots installed on this member.",
+                [groups] { return as_double(groups().snapshots_installed); });
   r->counter_fn("chorus_groups_logs_compacted_total",
-                "Compactions of quiesced data groups' logs on this member.",
+                "Compactions of data groups' logs on this member.",
                 [groups] { return as_double(groups().logs_compacted); });
 }
 
