@@ -447,6 +447,7 @@ class Node {
   struct Waiter {
     ProposeDone done;
     std::chrono::steady_clock::time_point deadline;
+    raft::GroupId group = kGroup;  // a data group's write fails at once if its replica goes
   };
   mutable std::mutex waiters_mu_;
   std::unordered_map<uint64_t, Waiter> waiters_;

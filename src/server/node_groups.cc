@@ -445,6 +445,22 @@ void Node::reconcile_groups(uint64_t now_us) {
     groups_led_.erase(g);
     groups_reading_.erase(g);
     removed.push_back(g);
+    // Writes proposed here and not applied yet never will be, here: they fail now rather than
+    // at their timeout (one of them may still commit elsewhere, as after any failed answer).
+    std::vector<ProposeDone> orphans;
+    {
+      std::lock_guard<std::mutex> lk(waiters_mu_);
+      for (auto w = waiters_.begin(); w != waiters_.end();) {
+        if (w->second.group == g) {
+          orphans.push_back(std::move(w->second.done));
+          w = waiters_.erase(w);
+        } else {
+          ++w;
+        }
+      }
+    }
+    for (ProposeDone& done : orphans)
+      done(rpc_error(RpcCode::kNotFound, not_hosted(g)), kv::Response{});
     GroupApplyItem item;
     item.group = g;
     item.drop = true;
@@ -574,7 +590,7 @@ void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone d
         waiters_.emplace(
             request_id,
             Waiter{std::move(wrapped),
-                   Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms)});
+                   Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms), group});
       }
       in_proposals_.push_back(PendingProposal{request_id, std::move(data), group});
       wrapped = nullptr;
