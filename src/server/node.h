@@ -36,6 +36,7 @@
 #include "kv/snapshots.h"
 #include "raft/raft.h"
 #include "server/errors.h"
+#include "server/group_directory.h"
 #include "server/proposal.h"
 #include "storage/file.h"
 #include "storage/snapshot_stream.h"
@@ -118,11 +119,6 @@ struct NodeOptions {
   std::function<void(double seconds)> observe_wal_sync;
   std::function<void(double seconds)> observe_apply;
 };
-
-// Where a new cluster places data group `group` (2, 3, ...) among its initial members: on
-// min(3, n) of them, starting one member further for each group. The first of them campaigns
-// when the cluster first starts, so leadership starts spread evenly over the members.
-std::vector<raft::NodeId> initial_placement(raft::GroupId group, std::vector<raft::NodeId> members);
 
 // A member id as the node writes it in files and messages (16 hex digits).
 std::string hex_id(uint64_t id);
@@ -542,9 +538,7 @@ class Node {
   std::vector<raft::GroupId> data_groups_;  // sorted
   // The directory (the apply thread changes it, in log order; any thread reads it).
   mutable std::mutex directory_mu_;
-  std::map<raft::GroupId, GroupDescriptor> directory_;
-  std::set<raft::GroupId> deleted_groups_;
-  raft::GroupId next_group_ = 2;
+  GroupDirectory directory_;
   raft::Index directory_index_ = 0;  // the etcd group's log index the directory reflects
   // After a restart the directory is the snapshot's, then replayed entry by entry: replicas are
   // created only once it has caught up with what the log had committed at open (an older

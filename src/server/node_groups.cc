@@ -17,7 +17,6 @@ using storage::Status;
 
 namespace {
 
-constexpr size_t kReplicasPerGroup = 3;
 // Committed entries of data groups waiting for the groups' apply thread beyond which writes are
 // refused (etcd allows 5,000 between commit and apply for its one group).
 constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
@@ -26,26 +25,11 @@ constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
 constexpr size_t kMaxGroupSnapshotBytes = 32u << 20;
 // A data group's log starts after a snapshot at this index and term (storage::Wal::bootstrap).
 constexpr raft::Index kDataGroupStart = 1;
-// Replicas one group may have (a server state holding more would not decode).
-constexpr size_t kMaxGroupReplicas = 64;
 
 }  // namespace
 
 std::string Node::not_hosted(raft::GroupId group) {
   return "chorus: no replica of group " + std::to_string(group) + " on this member";
-}
-
-std::vector<raft::NodeId> initial_placement(raft::GroupId group,
-                                            std::vector<raft::NodeId> members) {
-  std::sort(members.begin(), members.end());
-  members.erase(std::unique(members.begin(), members.end()), members.end());
-  std::vector<raft::NodeId> out;
-  if (members.empty() || group < 2) return out;
-  size_t n = members.size();
-  size_t first = static_cast<size_t>((group - 2) % n);
-  for (size_t j = 0; j < std::min(n, kReplicasPerGroup); ++j)
-    out.push_back(members[(first + j) % n]);
-  return out;
 }
 
 Status Node::create_initial_groups() {
@@ -135,9 +119,7 @@ bool Node::hosts_group(raft::GroupId group) const {
 std::vector<GroupDescriptor> Node::group_directory() const {
   std::lock_guard<std::mutex> lk(directory_mu_);
   std::vector<GroupDescriptor> out;
-  out.reserve(directory_.size());
-  for (const auto& [id, d] : directory_)
-    out.push_back(d);
+  directory_.for_each([&out](const GroupDescriptor& d) { out.push_back(d); });
   return out;
 }
 
@@ -163,14 +145,14 @@ void Node::create_group(raft::GroupId id, std::vector<raft::NodeId> replicas,
       load[v] = {0, 0};
     {
       std::lock_guard<std::mutex> lk(directory_mu_);
-      for (const auto& [g, d] : directory_) {
+      directory_.for_each([&load](const GroupDescriptor& d) {
         for (size_t i = 0; i < d.replicas.size(); ++i) {
           auto it = load.find(d.replicas[i]);
           if (it == load.end()) continue;
           ++it->second.first;
           if (i == 0) ++it->second.second;
         }
-      }
+      });
     }
     std::vector<raft::NodeId> order = voters;
     std::sort(order.begin(), order.end(), [&load](raft::NodeId a, raft::NodeId b) {
@@ -198,7 +180,7 @@ void Node::create_group(raft::GroupId id, std::vector<raft::NodeId> replicas,
 void Node::delete_group(raft::GroupId id, GroupChangeDone done) {
   {
     std::lock_guard<std::mutex> lk(directory_mu_);
-    if (!directory_.contains(id)) {
+    if (!directory_.find(id)) {
       done(rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(id)),
            GroupDescriptor{});
       return;
@@ -260,109 +242,7 @@ RpcError Node::apply_group_change(const GroupChange& c, raft::Index index,
                      "chorus: the change arrived with a snapshot of the directory; look it up");
   }
   directory_index_ = index;
-  switch (c.op) {
-    case GroupChange::Op::kCreateInitial:
-      for (raft::GroupId g = 2; g < 2 + raft::GroupId{c.count}; ++g) {
-        if (directory_.contains(g) || deleted_groups_.contains(g)) continue;
-        std::vector<raft::NodeId> placed = initial_placement(g, c.replicas);
-        directory_[g] = GroupDescriptor{g, placed, placed, {}, {}};
-      }
-      next_group_ = std::max<raft::GroupId>(next_group_, 2 + raft::GroupId{c.count});
-      return RpcError{};
-    case GroupChange::Op::kCreate: {
-      // Judged from the directory alone, which every member holds alike at this entry.
-      const raft::GroupId id = c.group == 0 ? next_group_ : c.group;
-      if (id < 2) {
-        return rpc_error(RpcCode::kInvalidArgument,
-                         "chorus: group " + std::to_string(id) + " is not a data group");
-      }
-      if (directory_.contains(id))
-        return rpc_error(RpcCode::kAlreadyExists,
-                         "chorus: group " + std::to_string(id) + " exists");
-      if (deleted_groups_.contains(id)) {
-        return rpc_error(RpcCode::kAlreadyExists, "chorus: group " + std::to_string(id) +
-                                                      " was deleted; ids are not reused");
-      }
-      std::set<raft::NodeId> unique(c.replicas.begin(), c.replicas.end());
-      if (c.replicas.empty() || unique.size() != c.replicas.size() || unique.contains(0) ||
-          c.replicas.size() > kMaxGroupReplicas) {
-        return rpc_error(RpcCode::kInvalidArgument, "chorus: a group needs distinct replicas");
-      }
-      directory_[id] = GroupDescriptor{id, c.replicas, c.replicas, {}, {}};
-      next_group_ = std::max(next_group_, id + 1);
-      *result = directory_[id];
-      return RpcError{};
-    }
-    case GroupChange::Op::kReplicaGone: {
-      auto it = directory_.find(c.group);
-      if (it == directory_.end() || c.replicas.size() != 1 ||
-          std::find(it->second.removed.begin(), it->second.removed.end(), c.replicas[0]) ==
-              it->second.removed.end()) {
-        return rpc_error(RpcCode::kFailedPrecondition, "chorus: no such removed replica");
-      }
-      std::vector<uint64_t>& gone = it->second.gone;
-      if (std::find(gone.begin(), gone.end(), c.replicas[0]) == gone.end())
-        gone.push_back(c.replicas[0]);
-      *result = it->second;
-      return RpcError{};
-    }
-    case GroupChange::Op::kAddReplica:
-    case GroupChange::Op::kRemoveReplica: {
-      auto it = directory_.find(c.group);
-      if (it == directory_.end())
-        return rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(c.group));
-      if (c.replicas.size() != 1 || c.replicas[0] == 0)
-        return rpc_error(RpcCode::kInvalidArgument, "chorus: name one member");
-      GroupDescriptor& d = it->second;
-      const raft::NodeId m = c.replicas[0];
-      const bool holds = std::find(d.replicas.begin(), d.replicas.end(), m) != d.replicas.end();
-      const bool left = std::find(d.removed.begin(), d.removed.end(), m) != d.removed.end();
-      if (c.op == GroupChange::Op::kAddReplica) {
-        if (holds) {
-          return rpc_error(RpcCode::kAlreadyExists, "chorus: member " + hex_id(m) +
-                                                        " holds a replica of group " +
-                                                        std::to_string(c.group) + " already");
-        }
-        if (d.replicas.size() >= kMaxGroupReplicas) {
-          return rpc_error(RpcCode::kFailedPrecondition,
-                           "chorus: group " + std::to_string(c.group) + " has " +
-                               std::to_string(kMaxGroupReplicas) + " replicas, the most it may");
-        }
-        if (left) {
-          return rpc_error(RpcCode::kFailedPrecondition,
-                           "chorus: member " + hex_id(m) + " left group " +
-                               std::to_string(c.group) +
-                               " before; a member does not return to a group it left");
-        }
-        d.replicas.push_back(m);
-      } else {
-        if (!holds) {
-          return rpc_error(RpcCode::kNotFound, "chorus: member " + hex_id(m) +
-                                                   " holds no replica of group " +
-                                                   std::to_string(c.group));
-        }
-        if (d.replicas.size() == 1) {
-          return rpc_error(RpcCode::kFailedPrecondition, "chorus: the last replica of group " +
-                                                             std::to_string(c.group) +
-                                                             " stays; delete the group instead");
-        }
-        std::erase(d.replicas, m);
-        d.removed.push_back(m);
-      }
-      *result = d;
-      return RpcError{};
-    }
-    case GroupChange::Op::kDelete: {
-      auto it = directory_.find(c.group);
-      if (it == directory_.end())
-        return rpc_error(RpcCode::kNotFound, "chorus: no group " + std::to_string(c.group));
-      *result = it->second;
-      directory_.erase(it);
-      deleted_groups_.insert(c.group);
-      return RpcError{};
-    }
-  }
-  return rpc_error(RpcCode::kInvalidArgument, "chorus: unknown group change");
+  return directory_.apply(c, result);
 }
 
 void Node::reconcile_groups(uint64_t now_us) {
@@ -372,7 +252,8 @@ void Node::reconcile_groups(uint64_t now_us) {
   std::set<raft::GroupId> gone_here;    // of those, the ones the group's leader reported gone
   {
     std::lock_guard<std::mutex> lk(directory_mu_);
-    for (const auto& [id, d] : directory_) {
+    directory_.for_each([&](const GroupDescriptor& d) {
+      const raft::GroupId id = d.id;
       const bool placed =
           std::find(d.replicas.begin(), d.replicas.end(), options_.id) != d.replicas.end();
       const bool here = engine_.find(id) != nullptr;
@@ -385,8 +266,8 @@ void Node::reconcile_groups(uint64_t now_us) {
       }
       if (placed || std::find(d.removed.begin(), d.removed.end(), options_.id) != d.removed.end())
         groups_reshaping_.insert(id);  // its leader, if here, matches its configuration
-    }
-    for (raft::GroupId g : deleted_groups_) {
+    });
+    for (raft::GroupId g : directory_.deleted_ids()) {
       if (!groups_dropped_.contains(g)) deleted.push_back(g);
     }
   }
@@ -515,8 +396,7 @@ void Node::reshape_groups() {
     std::optional<GroupDescriptor> d;
     {
       std::lock_guard<std::mutex> lk(directory_mu_);
-      auto found = directory_.find(g);
-      if (found != directory_.end()) d = found->second;
+      d = directory_.find(g);
     }
     // Only the group's leader changes its configuration; a member that becomes leader later
     // looks again (start_data_round).

@@ -42,10 +42,7 @@ ServerState Node::server_state() {
       st.alarms.push_back(AlarmChange{true, a.member, a.type});
   }
   std::lock_guard<std::mutex> lk(directory_mu_);
-  for (const auto& [id, d] : directory_)
-    st.groups.push_back(d);
-  st.deleted_groups.assign(deleted_groups_.begin(), deleted_groups_.end());
-  st.next_group = next_group_;
+  directory_.save(&st);
   return st;
 }
 
@@ -73,11 +70,7 @@ void Node::restore_server_state(const ServerState& st) {
   }
   {
     std::lock_guard<std::mutex> lk(directory_mu_);
-    directory_.clear();
-    for (const GroupDescriptor& d : st.groups)
-      directory_[d.id] = d;
-    deleted_groups_ = std::set<raft::GroupId>(st.deleted_groups.begin(), st.deleted_groups.end());
-    next_group_ = std::max<raft::GroupId>(st.next_group, 2);
+    directory_.restore(st);
     directory_index_ = st.index;
   }
   // The raft thread matches this member's replicas to the directory at its next turn.

@@ -187,7 +187,8 @@ std::string encode_server_state(const ServerState& s) {
   base::put_u32(&out, static_cast<uint32_t>(s.alarms.size()));
   for (const AlarmChange& a : s.alarms)
     base::put_bytes(&out, encode_alarm_change(a));
-  if (s.groups.empty() && s.deleted_groups.empty() && s.next_group == 0) return out;
+  if (s.groups.empty() && s.deleted_groups.empty() && s.next_group == 0 && s.initial_groups == 0)
+    return out;
   base::put_u8(&out, kGroupsSection);
   base::put_u64(&out, s.next_group);
   base::put_u64(&out, s.groups.size());
@@ -199,6 +200,8 @@ std::string encode_server_state(const ServerState& s) {
     put_ids(&out, g.gone);
   }
   put_ids(&out, s.deleted_groups);
+  base::put_u32(&out, s.initial_groups);
+  put_ids(&out, s.initial_members);
   return out;
 }
 
@@ -248,7 +251,10 @@ std::optional<ServerState> decode_server_state(std::string_view bytes) {
       return std::nullopt;
     }
   }
-  if (!get_ids(&r, UINT32_MAX, &s.deleted_groups) || !r.done()) return std::nullopt;
+  if (!get_ids(&r, UINT32_MAX, &s.deleted_groups) || !r.u32(&s.initial_groups) ||
+      !get_ids(&r, kMaxMembers, &s.initial_members) || !r.done()) {
+    return std::nullopt;
+  }
   return s;
 }
 

@@ -125,9 +125,11 @@ struct ServerState {
   std::vector<uint64_t> removed;
   std::vector<AlarmChange> alarms;  // activate = true
   // The directory of data groups, the ids deleted (never reused) and the next id to give.
-  std::vector<GroupDescriptor> groups;
+  std::vector<GroupDescriptor> groups;  // those changed since the initial range, and all others
   std::vector<uint64_t> deleted_groups;
   uint64_t next_group = 0;
+  uint32_t initial_groups = 0;            // groups 2..initial_groups+1 as initially placed
+  std::vector<uint64_t> initial_members;  // over these members (initial_placement)
   bool operator==(const ServerState&) const = default;
 };
 std::string encode_server_state(const ServerState& s);

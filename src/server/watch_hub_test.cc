@@ -555,6 +555,8 @@ TEST(ProposalTest, ServerStateWithGroupsRoundTripsAndEndsOnlyWhereOlderStatesDid
                GroupDescriptor{9, {3}, {3}, {}, {}}};
   st.deleted_groups = {4, 5};
   st.next_group = 10;
+  st.initial_groups = 3;
+  st.initial_members = {1, 2, 3};
   std::string enc = encode_server_state(st);
   EXPECT_EQ(decode_server_state(enc), st);
   for (size_t i = 0; i < enc.size(); ++i) {
@@ -563,6 +565,8 @@ TEST(ProposalTest, ServerStateWithGroupsRoundTripsAndEndsOnlyWhereOlderStatesDid
       older.groups.clear();
       older.deleted_groups.clear();
       older.next_group = 0;
+      older.initial_groups = 0;
+      older.initial_members.clear();
       EXPECT_EQ(decode_server_state(enc.substr(0, i)), older);
       continue;
     }
