@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chorus::base {
 
@@ -24,6 +25,12 @@ inline void put_u64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i)
     b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
   out->append(b, 8);
+}
+// A list of 64-bit values (u32 count, then each), read back by Reader::u64s.
+inline void put_u64s(std::string* out, const std::vector<uint64_t>& v) {
+  put_u32(out, static_cast<uint32_t>(v.size()));
+  for (uint64_t x : v)
+    put_u64(out, x);
 }
 // A length-prefixed byte string (u32 length).
 inline void put_bytes(std::string* out, std::string_view v) {
@@ -101,6 +108,16 @@ class Reader {
   [[nodiscard]] bool bytes(std::string* out) {
     uint32_t n = 0;
     return u32(&n) && bytes(n, out);
+  }
+  // A list written by put_u64s, of at most `max` values (a damaged count cannot ask for more
+  // than `max`, nor for more than the bytes left).
+  [[nodiscard]] bool u64s(uint32_t max, std::vector<uint64_t>* out) {
+    uint32_t n = 0;
+    if (!u32(&n) || n > max || n > b_.size() / 8) return false;
+    out->resize(n);
+    for (uint64_t& x : *out)
+      if (!u64(&x)) return false;
+    return true;
   }
   [[nodiscard]] bool view(size_t n, std::string_view* out) {
     if (b_.size() < n) return false;

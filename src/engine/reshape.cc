@@ -12,6 +12,16 @@ bool has(const std::vector<raft::NodeId>& v, raft::NodeId id) {
 
 }  // namespace
 
+ReshapeInput reshape_input(const raft::Status& leader) {
+  ReshapeInput in;
+  in.self = leader.id;
+  in.config = leader.config;
+  in.commit = leader.hard_state.commit;
+  for (const auto& [id, pr] : leader.progress)
+    in.match[id] = pr.match;
+  return in;
+}
+
 ReshapeStep plan_reshape(const ReshapeInput& in) {
   ReshapeStep out;
   const raft::ConfState& cfg = in.config;

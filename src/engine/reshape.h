@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "raft/raft.h"
 #include "raft/types.h"
 
 namespace chorus::engine {
@@ -38,6 +39,10 @@ struct ReshapeStep {
     return !change && transfer_to == raft::kNoNode && report_gone.empty() && !waiting && !joint;
   }
 };
+
+// The input's leader side from the leader's status: its id, configuration, commit and the
+// progress of each member; the caller adds what the directory asks for.
+ReshapeInput reshape_input(const raft::Status& leader);
 
 ReshapeStep plan_reshape(const ReshapeInput& in);
 

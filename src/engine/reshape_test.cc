@@ -83,6 +83,22 @@ TEST(PlanReshape, OneStepAtATimeInAnOrderThatKeepsTheReplicasAskedFor) {
     EXPECT_EQ(describe(plan_reshape(c.in)), c.want) << c.name;
 }
 
+TEST(PlanReshape, TheLeadersSideComesFromItsStatus) {
+  raft::Status st;
+  st.id = 2;
+  st.hard_state.commit = 40;
+  st.config = conf({1, 2}, {3});
+  st.progress[1].match = 40;
+  st.progress[3].match = 12;
+  ReshapeInput in = reshape_input(st);
+  EXPECT_EQ(in.self, 2u);
+  EXPECT_EQ(in.commit, 40u);
+  EXPECT_EQ(in.config, st.config);
+  EXPECT_EQ(in.match, (std::map<raft::NodeId, raft::Index>{{1, 40}, {3, 12}}));
+  in.wanted = {1, 2, 3};
+  EXPECT_EQ(describe(plan_reshape(in)), "waiting");
+}
+
 // Following the plan, step by step, moves a group from {1, 2, 3} to {2, 4, 5} (the leader, 1,
 // among those leaving) without ever having fewer voters than it started with, until the
 // leader hands over.
@@ -113,7 +129,8 @@ TEST(PlanReshape, FollowingThePlanMovesAGroupWithoutLosingAVoter) {
     EXPECT_GE(c.voters.size(), 3u) << describe(s);
   }
   ReshapeStep last = plan_reshape(in);
-  EXPECT_EQ(last.transfer_to == 2 || last.transfer_to == 4 || last.transfer_to == 5, true);
+  EXPECT_TRUE(last.transfer_to == 2 || last.transfer_to == 4 || last.transfer_to == 5)
+      << last.transfer_to;
   std::vector<raft::NodeId> voters = in.config.voters;
   std::sort(voters.begin(), voters.end());
   EXPECT_EQ(voters, (std::vector<raft::NodeId>{1, 2, 4, 5}));

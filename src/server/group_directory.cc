@@ -11,12 +11,6 @@ bool has(const std::vector<uint64_t>& v, uint64_t id) {
   return std::find(v.begin(), v.end(), id) != v.end();
 }
 
-std::string member_hex(uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 std::string no_group(raft::GroupId id) {
   return "chorus: no group " + std::to_string(id);
 }
@@ -126,9 +120,9 @@ RpcError GroupDirectory::apply(const GroupChange& c, GroupDescriptor* result) {
       const std::string group = std::to_string(c.group);
       if (c.op == GroupChange::Op::kAddReplica) {
         if (has(d->replicas, m)) {
-          return rpc_error(RpcCode::kAlreadyExists, "chorus: member " + member_hex(m) +
-                                                        " holds a replica of group " + group +
-                                                        " already");
+          return rpc_error(
+              RpcCode::kAlreadyExists,
+              "chorus: member " + hex_id(m) + " holds a replica of group " + group + " already");
         }
         if (d->replicas.size() >= kMaxGroupReplicas) {
           return rpc_error(RpcCode::kFailedPrecondition, "chorus: group " + group + " has " +
@@ -137,7 +131,7 @@ RpcError GroupDirectory::apply(const GroupChange& c, GroupDescriptor* result) {
         }
         if (has(d->removed, m)) {
           return rpc_error(RpcCode::kFailedPrecondition,
-                           "chorus: member " + member_hex(m) + " left group " + group +
+                           "chorus: member " + hex_id(m) + " left group " + group +
                                " before; a member does not return to a group it left");
         }
         GroupDescriptor* g = materialize(c.group);
@@ -147,7 +141,7 @@ RpcError GroupDirectory::apply(const GroupChange& c, GroupDescriptor* result) {
       }
       if (!has(d->replicas, m)) {
         return rpc_error(RpcCode::kNotFound,
-                         "chorus: member " + member_hex(m) + " holds no replica of group " + group);
+                         "chorus: member " + hex_id(m) + " holds no replica of group " + group);
       }
       if (d->replicas.size() == 1) {
         return rpc_error(

@@ -85,12 +85,6 @@ std::vector<raft::Entry> bootstrap_entries(const std::vector<InitialMember>& mem
 
 }  // namespace
 
-std::string hex_id(uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 void Node::adopt_cluster_id(uint64_t id) {
   uint64_t expected = 0;
   if (id == 0 || !cluster_id_.compare_exchange_strong(expected, id)) return;

@@ -120,9 +120,6 @@ struct NodeOptions {
   std::function<void(double seconds)> observe_apply;
 };
 
-// A member id as the node writes it in files and messages (16 hex digits).
-std::string hex_id(uint64_t id);
-
 // The data groups of a member, read without locks.
 struct GroupsStatus {
   uint64_t hosted = 0;   // replicas here

@@ -2,6 +2,7 @@
 // and one fdatasync for all), each with a plain key-value state machine under its own prefix of
 // one shared RocksDB, applied on the groups' own apply thread.
 #include <algorithm>
+#include <optional>
 #include <tuple>
 #include <unordered_map>
 
@@ -25,6 +26,19 @@ constexpr uint64_t kMaxGroupApplyBacklog = 50'000;
 constexpr size_t kMaxGroupSnapshotBytes = 32u << 20;
 // A data group's log starts after a snapshot at this index and term (storage::Wal::bootstrap).
 constexpr raft::Index kDataGroupStart = 1;
+
+// A snapshot record of the replica's group at `at` (an index its core has applied, so its
+// configuration is the core's), compacting its log to `compact_to` (0: nothing).
+std::optional<storage::WalCompaction> snapshot_record(const engine::Replica& r, raft::Index at,
+                                                      raft::Index compact_to) {
+  storage::WalCompaction c;
+  c.group = r.group();
+  c.snapshot.metadata.index = at;
+  if (r.core().log().term(at, &c.snapshot.metadata.term) != raft::Error::kOk) return std::nullopt;
+  c.snapshot.metadata.conf_state = r.core().status().config;
+  c.compact_to = compact_to;
+  return c;
+}
 
 }  // namespace
 
@@ -304,8 +318,8 @@ void Node::reconcile_groups(uint64_t now_us) {
   // counts on a vote that is gone. Their data goes on the groups' apply thread, after every
   // entry queued before. After a restart, every deleted group's data is dropped once more (a
   // no-op unless a crash came between the log's removal and the store's).
-  std::vector<raft::GroupId> removed;
-  std::vector<GroupApplyItem> drops;
+  std::vector<raft::GroupId> removed;  // replicas removed here now
+  std::vector<raft::GroupId> to_drop;  // groups whose data goes
   auto remove_replica = [&](raft::GroupId g) {
     engine::Replica* r = engine_.find(g);
     // Reads waiting in the replica's ReadIndex rounds are answered, not forgotten.
@@ -342,20 +356,11 @@ void Node::reconcile_groups(uint64_t now_us) {
     }
     for (ProposeDone& done : orphans)
       done(rpc_error(RpcCode::kNotFound, not_hosted(g)), kv::Response{});
-    GroupApplyItem item;
-    item.group = g;
-    item.drop = true;
-    drops.push_back(std::move(item));
     return true;
   };
   for (raft::GroupId g : deleted) {
     if (engine_.find(g) != nullptr && !remove_replica(g)) return;
-    if (std::find(removed.begin(), removed.end(), g) == removed.end()) {
-      GroupApplyItem item;
-      item.group = g;
-      item.drop = true;
-      drops.push_back(std::move(item));
-    }
+    to_drop.push_back(g);
     groups_dropped_.insert(g);
   }
   for (raft::GroupId g : departed) {
@@ -364,6 +369,7 @@ void Node::reconcile_groups(uint64_t now_us) {
     const raft::Raft& core = engine_.find(g)->core();
     if (core.is_member(options_.id) && !gone_here.contains(g)) continue;
     if (!remove_replica(g)) return;
+    to_drop.push_back(g);
   }
   if (!mine.empty() || !removed.empty()) {
     std::unique_lock lk(hosted_mu_);
@@ -380,11 +386,15 @@ void Node::reconcile_groups(uint64_t now_us) {
                              std::to_string(removed.size()) + " removed; hosting " +
                              std::to_string(data_groups_.size()));
   }
-  if (drops.empty()) return;
+  if (to_drop.empty()) return;
   {
     std::lock_guard<std::mutex> lk(group_apply_mu_);
-    for (GroupApplyItem& item : drops)
+    for (raft::GroupId g : to_drop) {
+      GroupApplyItem item;
+      item.group = g;
+      item.drop = true;
       group_apply_queue_.push_back(std::move(item));
+    }
   }
   group_apply_cv_.notify_one();
 }
@@ -404,16 +414,10 @@ void Node::reshape_groups() {
       it = groups_reshaping_.erase(it);
       continue;
     }
-    const raft::Status st = r->core().status();
-    engine::ReshapeInput in;
-    in.self = options_.id;
+    engine::ReshapeInput in = engine::reshape_input(r->core().status());
     in.wanted = d->replicas;
     in.removed = d->removed;
     in.gone = d->gone;
-    in.config = st.config;
-    in.commit = st.hard_state.commit;
-    for (const auto& [id, pr] : st.progress)
-      in.match[id] = pr.match;
     const engine::ReshapeStep step = engine::plan_reshape(in);
     if (step.settled()) {
       for (raft::NodeId m : d->removed)
@@ -713,15 +717,8 @@ void Node::record_group_snapshots(const std::set<raft::GroupId>& groups) {
   for (raft::GroupId g : groups) {
     const engine::Replica* r = engine_.find(g);
     if (r == nullptr) continue;
-    storage::WalCompaction c;
-    c.group = g;
-    c.snapshot.metadata.index = r->core().log().applied();
-    if (r->core().log().term(c.snapshot.metadata.index, &c.snapshot.metadata.term) !=
-        raft::Error::kOk)
-      continue;
-    c.snapshot.metadata.conf_state = r->core().status().config;
-    c.compact_to = 0;  // nothing compacted: a newer snapshot record only
-    list.push_back(std::move(c));
+    // Nothing compacted: a newer snapshot record only.
+    if (auto c = snapshot_record(*r, r->core().log().applied(), 0)) list.push_back(std::move(*c));
   }
   if (list.empty()) return;
   Status st = wal_->compact(list);
@@ -752,13 +749,7 @@ void Node::maybe_compact_groups(Clock::time_point now) {
       compact_to = at - std::min(at, options_.group_catch_up_entries);
     }
     if (at < first || compact_to < first) continue;  // nothing to let go
-    storage::WalCompaction c;
-    c.group = g;
-    c.snapshot.metadata.index = at;
-    if (log.term(at, &c.snapshot.metadata.term) != raft::Error::kOk) continue;
-    c.snapshot.metadata.conf_state = r->core().status().config;
-    c.compact_to = compact_to;
-    list.push_back(std::move(c));
+    if (auto c = snapshot_record(*r, at, compact_to)) list.push_back(std::move(*c));
   }
   if (list.empty()) return;
   GroupApplyItem item;

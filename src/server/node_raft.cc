@@ -175,10 +175,12 @@ void Node::drain_inbox(Clock::time_point* now, bool* tick_due) {
     // A malformed or stray message, or one for a group not here, is the peer's problem; the
     // core refuses it safely. Any message counts as hearing from its sender (member liveness).
     const raft::GroupId group = m.group;
+    // A follower's answer is what makes a leader send it entries, or a snapshot: one older than
+    // a member it added makes the leader ask for a newer one (raft.h, take_snapshot_request).
+    const bool answer =
+        m.type == raft::MessageType::kAppResp || m.type == raft::MessageType::kHeartbeatResp;
     (void)engine_.step(std::move(m), now_us);
-    // A data group's leader about to send a snapshot older than a member it added asks for a
-    // newer one (raft.h, take_snapshot_request).
-    if (group != kGroup) {
+    if (answer && group != kGroup) {
       engine::Replica* r = engine_.find(group);
       if (r != nullptr && r->take_snapshot_request()) snapshot_groups.insert(group);
     }

@@ -1,5 +1,7 @@
 #include "server/proposal.h"
 
+#include <cstdio>
+
 #include "base/coding.h"
 
 namespace chorus::server {
@@ -131,27 +133,19 @@ constexpr uint32_t kMaxRemoved = 1u << 16;
 constexpr uint8_t kGroupsSection = 1;
 constexpr uint32_t kMaxReplicas = 64;
 
-void put_ids(std::string* out, const std::vector<uint64_t>& ids) {
-  base::put_u32(out, static_cast<uint32_t>(ids.size()));
-  for (uint64_t id : ids)
-    base::put_u64(out, id);
-}
-
-bool get_ids(base::Reader* r, uint32_t max, std::vector<uint64_t>* out) {
-  uint32_t n = 0;
-  if (!r->u32(&n) || n > max || n > r->remaining() / 8) return false;
-  out->resize(n);
-  for (uint64_t& id : *out)
-    if (!r->u64(&id)) return false;
-  return true;
-}
 }  // namespace
+
+std::string hex_id(uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 std::string encode_group_change(const GroupChange& c) {
   std::string out;
   base::put_u8(&out, static_cast<uint8_t>(c.op));
   base::put_u64(&out, c.group);
-  put_ids(&out, c.replicas);
+  base::put_u64s(&out, c.replicas);
   base::put_u32(&out, c.count);
   return out;
 }
@@ -160,8 +154,8 @@ std::optional<GroupChange> decode_group_change(std::string_view bytes) {
   base::Reader r(bytes);
   GroupChange c;
   uint8_t op = 0;
-  if (!r.u8(&op) || op < 1 || op > 6 || !r.u64(&c.group) ||
-      !get_ids(&r, kMaxReplicas, &c.replicas) || !r.u32(&c.count) || !r.done()) {
+  if (!r.u8(&op) || op < 1 || op > 6 || !r.u64(&c.group) || !r.u64s(kMaxReplicas, &c.replicas) ||
+      !r.u32(&c.count) || !r.done()) {
     return std::nullopt;
   }
   c.op = static_cast<GroupChange::Op>(op);
@@ -181,9 +175,7 @@ std::string encode_server_state(const ServerState& s) {
     put_strings(&out, m.client_urls);
     base::put_u8(&out, m.is_learner ? 1 : 0);
   }
-  base::put_u32(&out, static_cast<uint32_t>(s.removed.size()));
-  for (uint64_t id : s.removed)
-    base::put_u64(&out, id);
+  base::put_u64s(&out, s.removed);
   base::put_u32(&out, static_cast<uint32_t>(s.alarms.size()));
   for (const AlarmChange& a : s.alarms)
     base::put_bytes(&out, encode_alarm_change(a));
@@ -194,14 +186,14 @@ std::string encode_server_state(const ServerState& s) {
   base::put_u64(&out, s.groups.size());
   for (const GroupDescriptor& g : s.groups) {
     base::put_u64(&out, g.id);
-    put_ids(&out, g.replicas);
-    put_ids(&out, g.founders);
-    put_ids(&out, g.removed);
-    put_ids(&out, g.gone);
+    base::put_u64s(&out, g.replicas);
+    base::put_u64s(&out, g.founders);
+    base::put_u64s(&out, g.removed);
+    base::put_u64s(&out, g.gone);
   }
-  put_ids(&out, s.deleted_groups);
+  base::put_u64s(&out, s.deleted_groups);
   base::put_u32(&out, s.initial_groups);
-  put_ids(&out, s.initial_members);
+  base::put_u64s(&out, s.initial_members);
   return out;
 }
 
@@ -221,12 +213,7 @@ std::optional<ServerState> decode_server_state(std::string_view bytes) {
     }
     s.members.push_back(std::move(m));
   }
-  if (!r.u32(&n) || n > kMaxRemoved) return std::nullopt;
-  for (uint32_t i = 0; i < n; ++i) {
-    uint64_t id = 0;
-    if (!r.u64(&id)) return std::nullopt;
-    s.removed.push_back(id);
-  }
+  if (!r.u64s(kMaxRemoved, &s.removed)) return std::nullopt;
   if (!r.u32(&n) || n > kMaxMembers * 2) return std::nullopt;
   for (uint32_t i = 0; i < n; ++i) {
     std::string a;
@@ -245,14 +232,13 @@ std::optional<ServerState> decode_server_state(std::string_view bytes) {
   }
   s.groups.resize(groups);
   for (GroupDescriptor& g : s.groups) {
-    if (!r.u64(&g.id) || !get_ids(&r, kMaxReplicas, &g.replicas) ||
-        !get_ids(&r, kMaxReplicas, &g.founders) || !get_ids(&r, UINT32_MAX, &g.removed) ||
-        !get_ids(&r, UINT32_MAX, &g.gone)) {
+    if (!r.u64(&g.id) || !r.u64s(kMaxReplicas, &g.replicas) || !r.u64s(kMaxReplicas, &g.founders) ||
+        !r.u64s(UINT32_MAX, &g.removed) || !r.u64s(UINT32_MAX, &g.gone)) {
       return std::nullopt;
     }
   }
-  if (!get_ids(&r, UINT32_MAX, &s.deleted_groups) || !r.u32(&s.initial_groups) ||
-      !get_ids(&r, kMaxMembers, &s.initial_members) || !r.done()) {
+  if (!r.u64s(UINT32_MAX, &s.deleted_groups) || !r.u32(&s.initial_groups) ||
+      !r.u64s(kMaxMembers, &s.initial_members) || !r.done()) {
     return std::nullopt;
   }
   return s;

@@ -98,6 +98,8 @@ struct GroupChange {
   bool operator==(const GroupChange&) const = default;
 };
 std::string encode_group_change(const GroupChange& c);
+// A member id as the server writes it in files and messages (16 hex digits).
+std::string hex_id(uint64_t id);
 std::optional<GroupChange> decode_group_change(std::string_view bytes);
 
 // Header then payload, in one buffer ready for the log.

@@ -58,22 +58,21 @@ void register_node(MetricsRegistry* r, raft::NodeId self, const std::function<No
 // Labelled by group, for a bounded number of groups: those with the most writes applied.
 void register_busiest_groups(MetricsRegistry* r,
                              const std::function<std::vector<GroupLoad>()>& busiest) {
-  r->samples_fn("chorus_group_writes_applied_total",
-                "Writes applied here, for the data groups with the most (--group-metrics).",
-                MetricType::kCounter, {"group"}, [busiest] {
-                  std::vector<Sample> out;
-                  for (const GroupLoad& g : busiest())
-                    out.push_back(Sample{{std::to_string(g.id)}, as_double(g.writes_applied)});
-                  return out;
-                });
-  r->samples_fn("chorus_group_applied_index",
-                "Applied index of the data groups with the most writes (--group-metrics).",
-                MetricType::kGauge, {"group"}, [busiest] {
-                  std::vector<Sample> out;
-                  for (const GroupLoad& g : busiest())
-                    out.push_back(Sample{{std::to_string(g.id)}, as_double(g.applied)});
-                  return out;
-                });
+  auto series = [r, &busiest](const char* name, const char* help, MetricType type,
+                              uint64_t GroupLoad::*field) {
+    r->samples_fn(name, help, type, {"group"}, [busiest, field] {
+      std::vector<Sample> out;
+      for (const GroupLoad& g : busiest())
+        out.push_back(Sample{{std::to_string(g.id)}, as_double(g.*field)});
+      return out;
+    });
+  };
+  series("chorus_group_writes_applied_total",
+         "Writes applied here, for the data groups with the most (--group-metrics).",
+         MetricType::kCounter, &GroupLoad::writes_applied);
+  series("chorus_group_applied_index",
+         "Applied index of the data groups with the most writes (--group-metrics).",
+         MetricType::kGauge, &GroupLoad::applied);
 }
 
 void register_groups(MetricsRegistry* r, const std::function<GroupsStatus()>& groups) {

@@ -364,16 +364,10 @@ void Simulation::drive_moves() {
       ++it;
       continue;
     }
-    const raft::Status st = l->core(group).status();
-    engine::ReshapeInput in;
-    in.self = l->id;
+    engine::ReshapeInput in = engine::reshape_input(l->core(group).status());
     in.wanted = m.wanted;
     in.removed = m.removed;
     in.gone = m.removed;  // nothing to report here: the directory is chorusd's
-    in.config = st.config;
-    in.commit = st.hard_state.commit;
-    for (const auto& [id, pr] : st.progress)
-      in.match[id] = pr.match;
     const engine::ReshapeStep step = engine::plan_reshape(in);
     if (step.settled()) {
       ++result_.planned_moves;

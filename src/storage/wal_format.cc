@@ -25,24 +25,9 @@ bool valid_type(uint8_t t) {
   return t >= 1 && t <= 5;
 }
 
-void encode_ids(const std::vector<raft::NodeId>& ids, std::string* out) {
-  put_u32(out, static_cast<uint32_t>(ids.size()));
-  for (raft::NodeId id : ids)
-    put_u64(out, id);
-}
-
-bool decode_ids(Reader* r, std::vector<raft::NodeId>* ids) {
-  uint32_t n = 0;
-  if (!r->u32(&n) || n > kMaxConfNodes || n > r->remaining() / 8) return false;
-  ids->resize(n);
-  for (auto& id : *ids)
-    if (!r->u64(&id)) return false;
-  return true;
-}
-
 bool decode_conf_state(Reader* r, raft::ConfState* cs) {
-  return decode_ids(r, &cs->voters) && decode_ids(r, &cs->voters_outgoing) &&
-         decode_ids(r, &cs->learners) && decode_ids(r, &cs->learners_next) &&
+  return r->u64s(kMaxConfNodes, &cs->voters) && r->u64s(kMaxConfNodes, &cs->voters_outgoing) &&
+         r->u64s(kMaxConfNodes, &cs->learners) && r->u64s(kMaxConfNodes, &cs->learners_next) &&
          r->boolean(&cs->auto_leave);
 }
 
@@ -146,10 +131,10 @@ bool decode_hard_state(std::string_view payload, raft::HardState* out) {
 }
 
 void encode_conf_state(const raft::ConfState& cs, std::string* out) {
-  encode_ids(cs.voters, out);
-  encode_ids(cs.voters_outgoing, out);
-  encode_ids(cs.learners, out);
-  encode_ids(cs.learners_next, out);
+  base::put_u64s(out, cs.voters);
+  base::put_u64s(out, cs.voters_outgoing);
+  base::put_u64s(out, cs.learners);
+  base::put_u64s(out, cs.learners_next);
   put_u8(out, cs.auto_leave ? 1 : 0);
 }
 
