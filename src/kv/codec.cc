@@ -10,7 +10,9 @@ using base::put_u64;
 using base::put_u8;
 using base::Reader;
 
-constexpr uint8_t kCommandVersion = 1;
+// Version 2 added the auth revision; version 1 entries (without it) still decode.
+constexpr uint8_t kCommandVersion = 2;
+constexpr uint8_t kCommandVersionNoAuth = 1;
 // A txn may hold at most this many operations at each level, whatever the server's own limit.
 constexpr uint32_t kMaxOpsPerList = 1u << 16;
 // The smallest encoded KeyValue: two empty strings and four integers.
@@ -278,6 +280,27 @@ bool get_txn_resp(Reader* r, TxnResponse* t, int depth) {
   return true;
 }
 
+void put_auth(std::string* o, const AuthRequest& q) {
+  put_u8(o, static_cast<uint8_t>(q.kind));
+  put_bytes(o, q.name);
+  put_bytes(o, q.role);
+  put_bytes(o, q.password_hash);
+  put_bool(o, q.no_password);
+  put_u8(o, static_cast<uint8_t>(q.perm.type));
+  put_bytes(o, q.perm.key);
+  put_bytes(o, q.perm.range_end);
+  put_bytes(o, q.token);
+  put_u64(o, q.checked_revision);
+}
+
+bool get_auth(Reader* r, AuthRequest* q) {
+  return get_enum(r, AuthRequest::kLastKind, &q->kind) && r->bytes(&q->name) &&
+         r->bytes(&q->role) && r->bytes(&q->password_hash) && r->boolean(&q->no_password) &&
+         get_enum(r, static_cast<uint8_t>(PermType::kReadWrite), &q->perm.type) &&
+         r->bytes(&q->perm.key) && r->bytes(&q->perm.range_end) && r->bytes(&q->token) &&
+         r->u64(&q->checked_revision);
+}
+
 }  // namespace
 
 bool RequestOp::operator==(const RequestOp& o) const {
@@ -300,6 +323,7 @@ std::string encode_command(const Command& c) {
   put_u64(&o, c.client_id);
   put_u64(&o, c.sequence);
   put_i64(&o, c.log_time_ms);
+  put_u64(&o, c.auth_revision);
   put_u8(&o, static_cast<uint8_t>(c.op.index()));
   if (auto* q = std::get_if<PutRequest>(&c.op)) put_put(&o, *q);
   if (auto* q = std::get_if<DeleteRangeRequest>(&c.op)) put_delete(&o, *q);
@@ -310,6 +334,7 @@ std::string encode_command(const Command& c) {
     put_i64(&o, q->ttl);
   }
   if (auto* q = std::get_if<LeaseRevokeRequest>(&c.op)) put_i64(&o, q->id);
+  if (auto* q = std::get_if<AuthRequest>(&c.op)) put_auth(&o, *q);
   return o;
 }
 
@@ -318,8 +343,9 @@ std::optional<Command> decode_command(std::string_view bytes) {
   Command c;
   uint8_t version = 0;
   uint8_t kind = 0;
-  if (!r.u8(&version) || version != kCommandVersion || !r.u64(&c.client_id) ||
-      !r.u64(&c.sequence) || !r.i64(&c.log_time_ms) || !r.u8(&kind))
+  if (!r.u8(&version) || (version != kCommandVersion && version != kCommandVersionNoAuth) ||
+      !r.u64(&c.client_id) || !r.u64(&c.sequence) || !r.i64(&c.log_time_ms) ||
+      (version == kCommandVersion && !r.u64(&c.auth_revision)) || !r.u8(&kind))
     return std::nullopt;
   bool ok = false;
   switch (kind) {
@@ -342,6 +368,9 @@ std::optional<Command> decode_command(std::string_view bytes) {
     }
     case 5:
       ok = r.i64(&c.op.emplace<LeaseRevokeRequest>().id);
+      break;
+    case 6:
+      ok = get_auth(&r, &c.op.emplace<AuthRequest>());
       break;
     default:
       break;
@@ -368,6 +397,13 @@ std::string encode_response(const Response& p) {
     put_i64(&o, q->ttl);
   }
   if (auto* q = std::get_if<LeaseRevokeResponse>(&p.op)) put_i64(&o, q->revision);
+  if (auto* q = std::get_if<AuthResponse>(&p.op)) {
+    put_i64(&o, q->revision);
+    put_u64(&o, q->auth_revision);
+    put_u8(&o, static_cast<uint8_t>(q->tokens));
+    put_bytes(&o, q->user);
+    put_bytes(&o, q->token);
+  }
   return o;
 }
 
@@ -375,8 +411,8 @@ std::optional<Response> decode_response(std::string_view bytes) {
   Reader r(bytes);
   Response p;
   uint8_t kind = 0;
-  if (!get_enum(&r, static_cast<uint8_t>(Code::kInternal), &p.error.code) ||
-      !r.bytes(&p.error.message) || !r.u8(&kind))
+  if (!get_enum(&r, static_cast<uint8_t>(kLastCode), &p.error.code) || !r.bytes(&p.error.message) ||
+      !r.u8(&kind))
     return std::nullopt;
   bool ok = false;
   switch (kind) {
@@ -405,6 +441,13 @@ std::optional<Response> decode_response(std::string_view bytes) {
     case 6:
       ok = r.i64(&p.op.emplace<LeaseRevokeResponse>().revision);
       break;
+    case 7: {
+      auto& q = p.op.emplace<AuthResponse>();
+      ok = r.i64(&q.revision) && r.u64(&q.auth_revision) &&
+           get_enum(&r, static_cast<uint8_t>(TokenAction::kDropAll), &q.tokens) &&
+           r.bytes(&q.user) && r.bytes(&q.token);
+      break;
+    }
     default:
       break;
   }

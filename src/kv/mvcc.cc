@@ -39,6 +39,7 @@ const std::string kMetaRevision = std::string(1, kMeta) + "revision";
 const std::string kMetaCompact = std::string(1, kMeta) + "compact";
 const std::string kMetaLogTime = std::string(1, kMeta) + "logtime";
 const std::string kMetaFormat = std::string(1, kMeta) + "format";
+const std::string kMetaAuth = std::string(1, kMeta) + "auth";
 
 std::string revision_key(int64_t rev, int64_t sub) {
   std::string k;
@@ -414,11 +415,18 @@ class MvccStore::Txn {
         }
       }
     }
-    r = execute(c);
+    if (c.auth_revision != 0 && s_->auth_.enabled && c.auth_revision < s_->auth_.revision) {
+      r.error = error(Code::kInvalidArgument, errors::kAuthOldRevision);
+    } else {
+      r = execute(c);
+    }
     if (c.client_id != 0) remember(c, r);
     expire_sessions();
     return r;
   }
+
+  // Whether an applied entry changed the auth state (then published after the commit).
+  bool auth_changed() const { return auth_changed_; }
 
   Status commit(raft::Index index, raft::Term term) {
     std::string applied = u64_value(index) + u64_value(term);
@@ -426,6 +434,7 @@ class MvccStore::Txn {
     put(kMetaRevision, u64_value(static_cast<uint64_t>(s_->revision_)));
     put(kMetaCompact, u64_value(static_cast<uint64_t>(s_->compact_revision_)));
     put(kMetaLogTime, u64_value(static_cast<uint64_t>(s_->log_time_ms_)));
+    if (auth_changed_) put(kMetaAuth, encode_auth_state(s_->auth_));
     rocksdb::WriteOptions wo;
     wo.disableWAL = true;
     return from_rocksdb(s_->db_->Write(wo, batch_.GetWriteBatch()), "write");
@@ -469,6 +478,15 @@ class MvccStore::Txn {
           } else if constexpr (std::is_same_v<T, LeaseRevokeRequest>) {
             LeaseRevokeResponse p;
             r.error = do_revoke(op.id);
+            r.op = p;
+          } else if constexpr (std::is_same_v<T, AuthRequest>) {
+            AuthResponse p;
+            AuthState next = s_->auth_;
+            r.error = apply_auth(&next, op, &p);
+            if (r.error.ok() && !(next == s_->auth_)) {
+              s_->auth_ = std::move(next);
+              auth_changed_ = true;
+            }
             r.op = p;
           }
         },
@@ -902,6 +920,7 @@ class MvccStore::Txn {
   ApplyResult* result_;
   int64_t rev_ = 0;
   int64_t sub_ = 0;
+  bool auth_changed_ = false;
 };
 
 MvccStore::MvccStore(rocksdb::DB* db, const MvccOptions& options) : db_(db), options_(options) {}
@@ -962,6 +981,18 @@ Status MvccStore::load() {
   applied_index_ = index;
   applied_term_ = term;
   revision_ = static_cast<int64_t>(rev);
+  {
+    rocksdb::Status st = db_->Get({}, kMetaAuth, &v);
+    if (st.IsNotFound()) {
+      auth_ = AuthState{};
+    } else {
+      CHORUS_RETURN_IF_ERROR(from_rocksdb(st, "read"));
+      std::optional<AuthState> a = decode_auth_state(v);
+      if (!a) return Status::corruption("kv: malformed auth record");
+      auth_ = std::move(*a);
+    }
+    publish_auth();
+  }
   compact_revision_ = static_cast<int64_t>(compact);
   log_time_ms_ = static_cast<int64_t>(log_time);
 
@@ -1151,7 +1182,27 @@ Status MvccStore::apply(const std::vector<AppliedEntry>& entries, ApplyResult* r
   }
   applied_index_ = last;
   applied_term_ = last_term;
+  if (txn.auth_changed()) publish_auth();
   return Status::ok();
+}
+
+void MvccStore::publish_auth() {
+  auto copy = std::make_shared<const AuthState>(auth_);
+  {
+    std::lock_guard<std::mutex> lk(auth_mu_);
+    auth_published_ = std::move(copy);
+  }
+  auth_word_.store(auth_.revision << 1 | (auth_.enabled ? 1 : 0));
+}
+
+MvccStore::AuthSummary MvccStore::auth_summary() const {
+  uint64_t w = auth_word_.load();
+  return AuthSummary{(w & 1) != 0, w >> 1};
+}
+
+std::shared_ptr<const AuthState> MvccStore::auth_state() const {
+  std::lock_guard<std::mutex> lk(auth_mu_);
+  return auth_published_;
 }
 
 raft::Index MvccStore::applied_index() const {
@@ -1225,6 +1276,13 @@ std::optional<KeyValue> MvccStore::version_before(std::string_view key, int64_t 
   if (rev - 1 < compact_revision_) return std::nullopt;
   StoreReader reader(db_, nullptr, &index_);
   return reader.at(key, rev - 1);
+}
+
+std::vector<std::string> MvccStore::lease_keys(int64_t id) const {
+  std::shared_lock lock(mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return {};
+  return {it->second.keys.begin(), it->second.keys.end()};
 }
 
 std::vector<LeaseInfo> MvccStore::leases() const {

@@ -7,8 +7,8 @@
 //                                  event feed
 //   l<lease>  a<lease><key>        leases and the keys attached to them
 //   s<client>                      client sessions: last sequence and cached response
-//   m<name>                        applied index and term, revision, compaction, log time, and
-//                                  the layout's number
+//   m<name>                        applied index and term, revision, compaction, log time, the
+//                                  layout's number, and the auth state (users, roles; auth.h)
 // Revisions are big-endian so RocksDB's byte order is revision order: a change appends one
 // record at the end of the key space. Which version of a key is live at a revision comes from
 // an index in memory (every key's revisions, as etcd's treeIndex), rebuilt from the records
@@ -23,9 +23,11 @@
 // flushed, which checkpoint() guarantees.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <shared_mutex>
@@ -109,6 +111,16 @@ class MvccStore {
 
   std::vector<LeaseInfo> leases() const;
   bool lease_exists(int64_t id) const;
+  std::vector<std::string> lease_keys(int64_t id) const;  // empty for an unknown lease
+
+  // The auth state as last applied: whether auth is on and its revision, read in one step (for
+  // every request), and the whole state (users, roles) for checks when it is on.
+  struct AuthSummary {
+    bool enabled = false;
+    uint64_t revision = 1;
+  };
+  AuthSummary auth_summary() const;
+  std::shared_ptr<const AuthState> auth_state() const;
   size_t session_count() const;
 
   // Writes a consistent copy of the store (memtables flushed) into `dir`, which must not exist.
@@ -188,6 +200,12 @@ class MvccStore {
   std::map<uint64_t, Session> sessions_;
   std::set<std::pair<int64_t, uint64_t>> session_expiry_;  // (last_active_ms, client)
   KeyIndex index_;
+  // Changed by apply() under mu_; published for readers that do not take mu_.
+  AuthState auth_;
+  void publish_auth();
+  std::atomic<uint64_t> auth_word_{2};  // revision << 1 | enabled
+  mutable std::mutex auth_mu_;
+  std::shared_ptr<const AuthState> auth_published_ = std::make_shared<AuthState>();
 };
 
 }  // namespace chorus::kv

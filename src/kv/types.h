@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "kv/auth.h"
+
 namespace chorus::kv {
 
 struct KeyValue {
@@ -31,7 +33,10 @@ enum class Code : uint8_t {
   kOutOfRange,
   kResourceExhausted,
   kInternal,
+  kPermissionDenied,
+  kUnauthenticated,
 };
+inline constexpr Code kLastCode = Code::kUnauthenticated;
 
 struct ApiError {
   Code code = Code::kOk;
@@ -52,6 +57,25 @@ inline const char* const kFutureRev = "etcdserver: mvcc: required revision is a 
 inline const char* const kLeaseNotFound = "etcdserver: requested lease not found";
 inline const char* const kLeaseExist = "etcdserver: lease already exists";
 inline const char* const kLeaseTTLTooLarge = "etcdserver: too large lease TTL";
+// Auth (etcd's rpctypes).
+inline const char* const kRootUserNotExist = "etcdserver: root user does not exist";
+inline const char* const kRootRoleNotExist = "etcdserver: root user does not have root role";
+inline const char* const kUserAlreadyExist = "etcdserver: user name already exists";
+inline const char* const kUserEmpty = "etcdserver: user name is empty";
+inline const char* const kUserNotFound = "etcdserver: user name not found";
+inline const char* const kRoleAlreadyExist = "etcdserver: role name already exists";
+inline const char* const kRoleNotFound = "etcdserver: role name not found";
+inline const char* const kRoleEmpty = "etcdserver: role name is empty";
+inline const char* const kAuthFailed =
+    "etcdserver: authentication failed, invalid user ID or password";
+inline const char* const kPermissionDenied = "etcdserver: permission denied";
+inline const char* const kRoleNotGranted = "etcdserver: role is not granted to the user";
+inline const char* const kPermissionNotGranted =
+    "etcdserver: permission is not granted to the role";
+inline const char* const kAuthNotEnabled = "etcdserver: authentication is not enabled";
+inline const char* const kAuthOldRevision = "etcdserver: revision of auth store is old";
+inline const char* const kInvalidAuthToken = "etcdserver: invalid auth token";
+inline const char* const kInvalidAuthMgmt = "etcdserver: invalid auth management";
 inline const char* const kSessionExpired = "chorus: client session expired";
 inline const char* const kStaleSequence =
     "chorus: request sequence number is older than the session's";
@@ -188,12 +212,18 @@ struct LeaseRevokeResponse {
 // What one log entry asks of the state machine. `client_id` and `sequence` make retries
 // idempotent (Raft dissertation §6.3); `log_time_ms` is the proposer's clock, so sessions
 // expire by log time, the same way on every replica.
+//
+// `auth_revision` is the auth revision (auth.h) at which the member that took the request
+// checked its permissions, 0 for requests the members make themselves (lease expiry): while
+// auth is on, a request checked at an older revision is refused, since what it was allowed may
+// have changed.
 struct Command {
   uint64_t client_id = 0;  // 0: no session
   uint64_t sequence = 0;
   int64_t log_time_ms = 0;
+  uint64_t auth_revision = 0;
   std::variant<PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest, LeaseGrantRequest,
-               LeaseRevokeRequest>
+               LeaseRevokeRequest, AuthRequest>
       op;
   bool operator==(const Command&) const = default;
 };
@@ -201,7 +231,7 @@ struct Command {
 struct Response {
   ApiError error;
   std::variant<std::monostate, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse,
-               LeaseGrantResponse, LeaseRevokeResponse>
+               LeaseGrantResponse, LeaseRevokeResponse, AuthResponse>
       op;
   bool operator==(const Response&) const = default;
 };

@@ -28,6 +28,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
                                       const pb::MemberAddRequest* req,
                                       pb::MemberAddResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     std::vector<Url> urls;
     std::vector<std::string> texts;
     for (const std::string& text : req->peerurls()) {
@@ -85,6 +86,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
                                          const pb::MemberRemoveRequest* req,
                                          pb::MemberRemoveResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (!is_member(req->id())) return not_found(ctx);
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kRemoveNode, req->id()});
@@ -94,6 +96,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
                                           const pb::MemberPromoteRequest* req,
                                           pb::MemberPromoteResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     bool found = false, learner = false;
     for (const MemberInfo& m : s_->node->members()) {
       if (m.id == req->id()) {
@@ -109,7 +112,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
     if (!s_->node->is_leader()) {
       // Only the leader knows whether the learner has caught up.
       grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-      s_->forward_to_leader(reactor, *req, resp,
+      s_->forward_to_leader(ctx, reactor, *req, resp,
                             [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
                                const pb::MemberPromoteRequest* r, pb::MemberPromoteResponse* out,
                                std::function<void(grpc::Status)> done) {
@@ -126,6 +129,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
                                          const pb::MemberUpdateRequest* req,
                                          pb::MemberUpdateResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (!is_member(req->id())) return not_found(ctx);
     MemberPeerUrls u;
     u.id = req->id();
@@ -153,6 +157,13 @@ class ClusterService final : public pb::Cluster::CallbackService {
   }
 
  private:
+  // Membership changes take the root role while auth is on (etcd).
+  grpc::Status admin(grpc::CallbackServerContext* ctx) {
+    Caller who;
+    grpc::Status st = s_->caller(ctx, &who);
+    if (st.ok()) st = s_->admin(who);
+    return st;
+  }
   bool is_member(uint64_t id) const {
     for (const MemberInfo& m : s_->node->members()) {
       if (m.id == id) return true;

@@ -18,6 +18,7 @@
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "server/api_server.h"
+#include "server/auth_tokens.h"
 #include "server/convert.h"
 #include "server/node.h"
 #include "server/watch_hub.h"
@@ -25,6 +26,11 @@
 namespace chorus::server {
 
 using Clock = std::chrono::steady_clock;
+
+// The call metadata etcd's clients put their auth token in.
+inline constexpr const char* kTokenMetadata = "token";
+// A member fetching a snapshot shows the ticket the sender's snapshot message carried.
+inline constexpr const char* kFetchTicketMetadata = "chorus-fetch-ticket";
 
 // The state machine answered a request with a response of another kind: a bug, reported to
 // the client rather than crashing the member.
@@ -79,6 +85,33 @@ class LeaseForwarder {
   std::thread thread_;
 };
 
+// Who makes a call, as auth sees it (api_auth.cc). With auth off, nobody need be named.
+struct Caller {
+  bool enabled = false;
+  uint64_t revision = 1;  // the auth revision the call's checks ran at
+  std::string user;       // from the call's token, or its client certificate; may be empty
+  std::shared_ptr<const kv::AuthState> state;  // set when enabled
+};
+
+// One thread for the bcrypt work of logins and password changes (tens of milliseconds each),
+// so gRPC's threads never wait on it. Bounded: a full queue refuses the call.
+class AuthWorker {
+ public:
+  AuthWorker();
+  ~AuthWorker();
+  AuthWorker(const AuthWorker&) = delete;
+  AuthWorker& operator=(const AuthWorker&) = delete;
+  bool post(std::function<void()> job);
+
+ private:
+  static constexpr size_t kMaxQueued = 1024;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 struct ApiServer::Impl {
   Node* node;
   std::unique_ptr<WatchHub> hub;
@@ -87,6 +120,23 @@ struct ApiServer::Impl {
   ApiServerOptions options;
   std::unique_ptr<grpc::Server> server;
   std::vector<int> ports;
+  std::unique_ptr<TokenTable> tokens;
+  LoginThrottle throttle;
+  std::unique_ptr<AuthWorker> auth_worker;
+
+  // Auth (api_auth.cc). caller() names who makes the call: an unknown or expired token is
+  // etcd's "invalid auth token". The checks answer OK with auth off.
+  grpc::Status caller(const grpc::ServerContextBase* ctx, Caller* out);
+  grpc::Status permit(const Caller& c, const std::string& key, const std::string& range_end,
+                      kv::PermType type) const;
+  grpc::Status permit_put(const Caller& c, const pb::PutRequest& q) const;
+  grpc::Status permit_delete(const Caller& c, const pb::DeleteRangeRequest& q) const;
+  grpc::Status permit_txn(const Caller& c, const pb::TxnRequest& q) const;
+  // Writes to every key attached to `lease` (a revoke, or a put attaching more).
+  grpc::Status permit_lease(const Caller& c, int64_t lease) const;
+  grpc::Status admin(const Caller& c) const;
+  // Any named user (or auth off).
+  grpc::Status authenticated(const Caller& c) const;
 
   void header(pb::ResponseHeader* h, int64_t revision = 0) const {
     h->set_cluster_id(node->cluster_id());
@@ -99,9 +149,10 @@ struct ApiServer::Impl {
 
   // Passes a unary call on to the leader (etcd forwards what only the leader can answer) and
   // finishes `reactor` with its answer. `call` starts the client call on a stub.
+  // The caller's token goes along: the leader knows every token (logins are in the log).
   template <typename Request, typename Response, typename Start>
-  void forward_to_leader(grpc::ServerUnaryReactor* reactor, const Request& req, Response* resp,
-                         Start start) {
+  void forward_to_leader(const grpc::ServerContextBase* from, grpc::ServerUnaryReactor* reactor,
+                         const Request& req, Response* resp, Start start) {
     std::string url = leader_url();
     if (url.empty()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kNoLeader));
@@ -123,6 +174,10 @@ struct ApiServer::Impl {
     auto* call = new Call;
     call->channel = std::move(channel);
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto token = from->client_metadata().find(kTokenMetadata);
+    if (token != from->client_metadata().end())
+      call->ctx.AddMetadata(kTokenMetadata,
+                            std::string(token->second.data(), token->second.size()));
     call->req = req;
     start(call->channel, &call->ctx, &call->req, &call->resp,
           [call, reactor, resp](grpc::Status st) {
@@ -138,10 +193,13 @@ struct ApiServer::Impl {
     return reactor;
   }
 
-  // Proposes `cmd`; `fill` turns the state machine's response into the reply.
+  // Proposes `cmd`, checked for `who` (refused when applied if the auth state changed since);
+  // `fill` turns the state machine's response into the reply.
   template <typename Fill>
-  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, kv::Command cmd, Fill fill) {
+  grpc::ServerUnaryReactor* propose(grpc::CallbackServerContext* ctx, const Caller& who,
+                                    kv::Command cmd, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    cmd.auth_revision = who.revision;
     node->propose(std::move(cmd), [reactor, fill](const RpcError& e, kv::Response&& r) mutable {
       if (!e.ok()) return reactor->Finish(to_grpc(e));
       if (!r.error.ok()) return reactor->Finish(to_grpc(from_api_error(r.error)));
@@ -158,5 +216,6 @@ std::unique_ptr<grpc::Service> make_watch_service(ApiServer::Impl* s);        //
 std::unique_ptr<grpc::Service> make_cluster_service(ApiServer::Impl* s);      // api_cluster.cc
 std::unique_ptr<grpc::Service> make_maintenance_service(ApiServer::Impl* s);  // api_maintenance.cc
 std::unique_ptr<grpc::Service> make_groups_service(ApiServer::Impl* s);       // api_groups.cc
+std::unique_ptr<grpc::Service> make_auth_service(ApiServer::Impl* s);         // api_auth.cc
 
 }  // namespace chorus::server

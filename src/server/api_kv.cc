@@ -11,8 +11,15 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
                                   pb::RangeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    auto run = [this, reactor, req, resp](const RpcError& e) {
+    // Permissions are checked after the read barrier, against auth state at least as new as
+    // any change acknowledged before the read.
+    auto run = [this, ctx, reactor, req, resp](const RpcError& e) {
       if (!e.ok()) return reactor->Finish(to_grpc(e));
+      Caller who;
+      grpc::Status allowed = s_->caller(ctx, &who);
+      if (allowed.ok())
+        allowed = s_->permit(who, req->key(), req->range_end(), kv::PermType::kRead);
+      if (!allowed.ok()) return reactor->Finish(allowed);
       kv::RangeResponse r;
       kv::ApiError err = s_->node->store().range(to_kv(*req), &r);
       if (!err.ok()) return reactor->Finish(to_grpc(from_api_error(err)));
@@ -31,9 +38,13 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
                                 pb::PutResponse* resp) override {
     if (s_->node->has_alarm(AlarmType::kNoSpace)) return s_->refuse(ctx, no_space());
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->permit_put(who, *req);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* p_ptr = std::get_if<kv::PutResponse>(&r.op);
       if (p_ptr == nullptr) return mismatch();
       const auto& p = *p_ptr;
@@ -46,9 +57,13 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx,
                                         const pb::DeleteRangeRequest* req,
                                         pb::DeleteRangeResponse* resp) override {
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->permit_delete(who, *req);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* d_ptr = std::get_if<kv::DeleteRangeResponse>(&r.op);
       if (d_ptr == nullptr) return mismatch();
       const auto& d = *d_ptr;
@@ -63,9 +78,13 @@ class KvService final : public pb::KV::CallbackService {
     if (has_put(*req) && s_->node->has_alarm(AlarmType::kNoSpace)) {
       return s_->refuse(ctx, no_space());
     }
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->permit_txn(who, *req);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = to_kv(*req);
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* t_ptr = std::get_if<kv::TxnResponse>(&r.op);
       if (t_ptr == nullptr) return mismatch();
       const auto& t = *t_ptr;
@@ -78,9 +97,14 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
                                     const pb::CompactionRequest* req,
                                     pb::CompactionResponse* resp) override {
+    // etcd lets any caller compact; here it takes a named user while auth is on.
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->authenticated(who);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = kv::CompactionRequest{req->revision()};
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* c_ptr = std::get_if<kv::CompactionResponse>(&r.op);
       if (c_ptr == nullptr) return mismatch();
       const auto& c = *c_ptr;

@@ -27,9 +27,13 @@ class LeaseService final : public pb::Lease::CallbackService {
       return s_->refuse(ctx,
                         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, rpc_errors::kNoSpace));
     }
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->authenticated(who);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = kv::LeaseGrantRequest{id, req->ttl()};
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* g_ptr = std::get_if<kv::LeaseGrantResponse>(&r.op);
       if (g_ptr == nullptr) return mismatch();
       const auto& g = *g_ptr;
@@ -43,9 +47,15 @@ class LeaseService final : public pb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* ctx,
                                         const pb::LeaseRevokeRequest* req,
                                         pb::LeaseRevokeResponse* resp) override {
+    // Revoking deletes the lease's keys: the caller must be able to write each (etcd).
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->authenticated(who);
+    if (allowed.ok()) allowed = s_->permit_lease(who, req->id());
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     kv::Command cmd;
     cmd.op = kv::LeaseRevokeRequest{req->id()};
-    return s_->propose(ctx, std::move(cmd), [this, resp](kv::Response& r) {
+    return s_->propose(ctx, who, std::move(cmd), [this, resp](kv::Response& r) {
       const auto* v_ptr = std::get_if<kv::LeaseRevokeResponse>(&r.op);
       if (v_ptr == nullptr) return mismatch();
       const auto& v = *v_ptr;
@@ -57,12 +67,23 @@ class LeaseService final : public pb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext* ctx,
                                             const pb::LeaseTimeToLiveRequest* req,
                                             pb::LeaseTimeToLiveResponse* resp) override {
+    // The attached keys are shown only to a caller who may read each of them.
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->authenticated(who);
+    if (allowed.ok() && req->keys() && who.enabled) {
+      for (const std::string& key : s_->node->store().lease_keys(req->id())) {
+        allowed = s_->permit(who, key, "", kv::PermType::kRead);
+        if (!allowed.ok()) break;
+      }
+    }
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!s_->node->is_leader() && s_->node->store().lease_exists(req->id()) &&
         !s_->leader_url().empty()) {
       // The time left is the leader's to tell: only its clock runs the lease.
       s_->forward_to_leader(
-          reactor, *req, resp,
+          ctx, reactor, *req, resp,
           [](std::shared_ptr<grpc::Channel> channel, grpc::ClientContext* c,
              const pb::LeaseTimeToLiveRequest* r, pb::LeaseTimeToLiveResponse* out,
              std::function<void(grpc::Status)> done) {
@@ -93,6 +114,10 @@ class LeaseService final : public pb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext* ctx,
                                         const pb::LeaseLeasesRequest*,
                                         pb::LeaseLeasesResponse* resp) override {
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx, &who);
+    if (allowed.ok()) allowed = s_->authenticated(who);
+    if (!allowed.ok()) return s_->refuse(ctx, allowed);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     for (const kv::LeaseInfo& l : s_->node->store().leases())
       resp->add_leases()->set_id(l.id);

@@ -78,6 +78,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
   grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* ctx, const pb::HashRequest*,
                                  pb::HashResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     uint32_t hash = 0;
     int64_t rev = 0;
@@ -94,6 +95,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
   grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx, const pb::HashKVRequest* req,
                                    pb::HashKVResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     uint32_t hash = 0;
     int64_t rev = 0;
@@ -112,6 +114,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext* ctx,
                                        const pb::DefragmentRequest*,
                                        pb::DefragmentResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     storage::Status st = s_->node->defragment();
     if (!st.is_ok()) {
@@ -126,6 +129,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* ctx,
                                        const pb::MoveLeaderRequest* req,
                                        pb::MoveLeaderResponse* resp) override {
+    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->transfer_leadership(req->targetid(), [this, reactor, resp](const RpcError& e) {
       if (!e.ok()) {
@@ -138,12 +142,35 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
     return reactor;
   }
 
-  grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(grpc::CallbackServerContext*,
+  grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(grpc::CallbackServerContext* ctx,
                                                            const pb::SnapshotRequest*) override {
+    // The whole store, users' password hashes included: the root role only, or a member that
+    // shows the ticket this member's snapshot message gave it (over the peer connection).
+    grpc::Status st = admin(ctx);
+    if (!st.ok()) {
+      auto ticket = ctx->client_metadata().find(kFetchTicketMetadata);
+      if (ticket != ctx->client_metadata().end() &&
+          s_->node->fetch_ticket_valid(std::string(ticket->second.data(), ticket->second.size())))
+        st = grpc::Status::OK;
+    }
+    if (!st.ok()) return new Refused(st);
     return new SnapshotStream(s_);
   }
 
  private:
+  grpc::Status admin(grpc::CallbackServerContext* ctx) {
+    Caller who;
+    grpc::Status st = s_->caller(ctx, &who);
+    if (st.ok()) st = s_->admin(who);
+    return st;
+  }
+
+  class Refused final : public grpc::ServerWriteReactor<pb::SnapshotResponse> {
+   public:
+    explicit Refused(const grpc::Status& st) { Finish(st); }
+    void OnDone() override { delete this; }
+  };
+
   // Streams a checkpoint of the store as a sequence of checksummed chunks, each preceded by its
   // length (the format storage::SnapshotReceiver installs).
   class SnapshotStream final : public grpc::ServerWriteReactor<pb::SnapshotResponse> {

@@ -129,8 +129,8 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
 }  // namespace
 
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop,
-                               const ClientTls& tls) {
+                               const std::string& ticket, storage::SnapshotReceiver* receiver,
+                               const std::atomic<bool>& stop, const ClientTls& tls) {
   if (client_urls.empty()) return storage::Status::invalid_argument("no client URL to fetch from");
   std::string target = grpc_target(client_urls.front());
   grpc::ChannelArguments args;
@@ -166,6 +166,7 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
 
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  ctx.AddMetadata(kFetchTicketMetadata, ticket);
   // The sender checkpoints its store before its first message, which may take a while: a
   // watcher cancels the stream as soon as the member stops, rather than after the next read.
   std::mutex watch_mu;
@@ -245,6 +246,25 @@ ApiServer::ApiServer(Node* node, ApiServerOptions options) : impl_(std::make_uni
   node->set_events_listener([hub](const std::vector<kv::Event>& events, int64_t revision) {
     hub->publish(events, revision);
   });
+  impl_->tokens = std::make_unique<TokenTable>(
+      std::chrono::seconds(std::max<int64_t>(1, impl_->options.auth_token_ttl_s)));
+  impl_->auth_worker = std::make_unique<AuthWorker>();
+  TokenTable* tokens = impl_->tokens.get();
+  node->set_auth_listener([tokens](const kv::AuthResponse& change) {
+    switch (change.tokens) {
+      case kv::TokenAction::kAdd:
+        tokens->add(change.token, change.user, AuthClock::now());
+        break;
+      case kv::TokenAction::kDropUser:
+        tokens->drop_user(change.user);
+        break;
+      case kv::TokenAction::kDropAll:
+        tokens->clear();
+        break;
+      case kv::TokenAction::kNone:
+        break;
+    }
+  });
 }
 
 ApiServer::~ApiServer() {
@@ -258,6 +278,7 @@ storage::Status ApiServer::start() {
   impl_->services.push_back(make_cluster_service(impl_.get()));
   impl_->services.push_back(make_maintenance_service(impl_.get()));
   impl_->services.push_back(make_groups_service(impl_.get()));
+  impl_->services.push_back(make_auth_service(impl_.get()));
   impl_->forwarder = std::make_unique<LeaseForwarder>(impl_->node, &impl_->options.tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -309,6 +330,7 @@ void ApiServer::stop() {
     impl_->server->Wait();
     impl_->server.reset();
   }
+  impl_->auth_worker.reset();  // after the last handler that could queue work on it
   impl_->forwarder.reset();
 }
 

@@ -25,9 +25,10 @@ class Node;
 // after waiting (a few seconds at most) for that member to have applied `min_index`. Used by a
 // follower installing a snapshot (NodeOptions::fetch_snapshot); gives up soon after `stop`.
 // An https URL is reached over TLS with `tls`.
+// `ticket` (from the sender's snapshot message) lets the member through while auth is on.
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
-                               storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop,
-                               const ClientTls& tls);
+                               const std::string& ticket, storage::SnapshotReceiver* receiver,
+                               const std::atomic<bool>& stop, const ClientTls& tls);
 
 struct ApiServerOptions {
   // host:port pairs to listen on, and whether each is https (served with `tls`).
@@ -41,6 +42,11 @@ struct ApiServerOptions {
   // Requests slower than this are logged.
   int64_t slow_request_ms = 100;
   std::string version = "3.5.0";
+  // etcd's --bcrypt-cost and --auth-token-ttl (seconds).
+  int bcrypt_cost = 10;
+  int64_t auth_token_ttl_s = 300;
+  // Counted for each login: ok, refused (wrong user or password), or throttled.
+  std::function<void(std::string_view outcome)> on_login;
   // Watchers created with progress_notify get an empty response this often.
   int64_t progress_notify_ms = 600'000;
   // Metrics hooks (may be empty) for every RPC, with the full method name

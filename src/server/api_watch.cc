@@ -12,7 +12,9 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
   // instead of the server holding an unbounded backlog.
   static constexpr size_t kMaxQueuedBytes = 64 << 20;
 
-  explicit WatchStream(ApiServer::Impl* s) : s_(s) { StartRead(&req_); }
+  WatchStream(ApiServer::Impl* s, grpc::CallbackServerContext* ctx) : s_(s), ctx_(ctx) {
+    StartRead(&req_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -104,7 +106,16 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
     spec.auto_id = r.watch_id() == 0;
     spec.id = r.watch_id();
     std::string error;
-    if (!s_->hub->add(this, spec, &error)) {
+    // A watcher on keys the caller may not read is refused as etcd refuses it: created and
+    // canceled at once, with the gRPC error's text as the reason.
+    Caller who;
+    grpc::Status allowed = s_->caller(ctx_, &who);
+    if (allowed.ok()) allowed = s_->permit(who, spec.key, spec.range_end, kv::PermType::kRead);
+    if (!allowed.ok()) {
+      error =
+          "rpc error: code = PermissionDenied desc = " + std::string(kv::errors::kPermissionDenied);
+    }
+    if (!error.empty() || !s_->hub->add(this, spec, &error)) {
       WatchUpdate u;
       u.watch_id = r.watch_id();
       u.created = true;
@@ -151,6 +162,7 @@ class WatchStream final : public grpc::ServerBidiReactor<pb::WatchRequest, pb::W
   }
 
   ApiServer::Impl* s_;
+  grpc::CallbackServerContext* ctx_;
   pb::WatchRequest req_;
   pb::WatchResponse resp_;
   mutable std::mutex mu_;
@@ -166,8 +178,8 @@ class WatchService final : public pb::Watch::CallbackService {
  public:
   explicit WatchService(ApiServer::Impl* s) : s_(s) {}
   grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
-      grpc::CallbackServerContext*) override {
-    return new WatchStream(s_);
+      grpc::CallbackServerContext* ctx) override {
+    return new WatchStream(s_, ctx);
   }
 
  private:

@@ -101,6 +101,13 @@ constexpr std::array kSettings = {
     Setting{"Security", "client-cert-auth", "", "false",
             "Refuse clients without a certificate signed by --trusted-ca-file, during the TLS "
             "handshake."},
+    Setting{"Auth", "auth-token", "<type>", "simple",
+            "How logins are proven: simple (random tokens, held in each member's memory and "
+            "forgotten on restart, as in etcd)."},
+    Setting{"Auth", "bcrypt-cost", "<4..31>", "10",
+            "bcrypt cost of the password hashes new and changed passwords get."},
+    Setting{"Auth", "auth-token-ttl", "<seconds>", "300",
+            "A simple token unused for this long stops working."},
     Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
     Setting{"Chorus", "lease-reads", "", "false",
             "Serve linearizable reads under the leader's lease instead of confirming leadership "
@@ -675,8 +682,19 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
       !parse_setting(values, "slow-request-ms", defaults.slow_request_ms, 0, kMaxInt64,
                      &c->slow_request_ms, error) ||
       !parse_setting(values, "watch-progress-notify-ms", defaults.watch_progress_notify_ms, 100,
-                     kMaxInt64, &c->watch_progress_notify_ms, error)) {
+                     kMaxInt64, &c->watch_progress_notify_ms, error) ||
+      !parse_setting(values, "bcrypt-cost", defaults.bcrypt_cost, 4, 31, &c->bcrypt_cost, error) ||
+      !parse_setting(values, "auth-token-ttl", defaults.auth_token_ttl_s, 1, 31'536'000,
+                     &c->auth_token_ttl_s, error)) {
     return false;
+  }
+  {
+    RawValue v = lookup(values, "auth-token", defaults.auth_token);
+    if (v.text.starts_with("jwt")) {
+      return fail(error, v,
+                  "asks for JWT tokens, which this version does not make yet: use simple");
+    }
+    if (!parse_choice(v, {"simple"}, &c->auth_token, error)) return false;
   }
   if (c->quota_backend_bytes == 0) c->quota_backend_bytes = defaults.quota_backend_bytes;
   // etcd's rule: with fewer than five heartbeats per timeout, one lost heartbeat or a slow

@@ -79,6 +79,9 @@ struct ServerConfig {
   // --auto-tls: without --cert-file, https client URLs are served with a self-signed
   // certificate the member makes in its data directory (clients cannot verify it).
   bool auto_tls = false;
+  std::string auth_token = "simple";  // --auth-token: simple tokens (jwt not yet)
+  int64_t bcrypt_cost = 10;
+  int64_t auth_token_ttl_s = 300;
 
   int heartbeat_interval_ms = 100;
   int election_timeout_ms = 1000;

@@ -24,6 +24,8 @@ enum class RpcCode : int {
   kUnimplemented = 12,
   kInternal = 13,
   kUnavailable = 14,
+  kDataLoss = 15,
+  kUnauthenticated = 16,
 };
 
 struct RpcError {
@@ -78,6 +80,10 @@ inline RpcError from_api_error(const kv::ApiError& e) {
       return {RpcCode::kResourceExhausted, e.message};
     case kv::Code::kInternal:
       return {RpcCode::kInternal, e.message};
+    case kv::Code::kPermissionDenied:
+      return {RpcCode::kPermissionDenied, e.message};
+    case kv::Code::kUnauthenticated:
+      return {RpcCode::kUnauthenticated, e.message};
   }
   return {RpcCode::kInternal, e.message};
 }

@@ -214,8 +214,9 @@ int run(ServerConfig cfg) {
   // worth, so a small --snapshot-count still bounds the log.
   o.snapshots.catch_up_entries = std::min<uint64_t>(5000, cfg.snapshot_count);
   o.fetch_snapshot = [tls](const std::vector<std::string>& urls, raft::Index min_index,
-                           storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop) {
-    return fetch_snapshot(urls, min_index, receiver, stop, tls);
+                           const std::string& ticket, storage::SnapshotReceiver* receiver,
+                           const std::atomic<bool>& stop) {
+    return fetch_snapshot(urls, min_index, ticket, receiver, stop, tls);
   };
   o.max_request_bytes = cfg.max_request_bytes;
   o.quota_backend_bytes = cfg.quota_backend_bytes;
@@ -329,6 +330,9 @@ int run(ServerConfig cfg) {
     auto [service, name] = split_method(method);
     metrics->grpc_handled(type, service, name, code);
   };
+  ao.on_login = [&metrics](std::string_view outcome) { metrics->login(outcome); };
+  ao.bcrypt_cost = cfg.bcrypt_cost;
+  ao.auth_token_ttl_s = cfg.auth_token_ttl_s;
   ao.max_request_bytes = cfg.max_request_bytes;
   ao.max_txn_ops = cfg.max_txn_ops;
   ao.slow_request_ms = cfg.slow_request_ms;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 
 #include "base/thread_name.h"
 #include "kv/codec.h"
@@ -102,6 +103,13 @@ Node::Node(const NodeOptions& options)
   uint64_t base = wall_ms() << 20;
   next_request_id_ = base;
   first_read_context_ = base;
+  std::random_device rd;
+  while (fetch_ticket_ == 0)
+    fetch_ticket_ = (uint64_t{rd()} << 32) ^ rd();
+}
+
+bool Node::fetch_ticket_valid(const std::string& ticket) const {
+  return ticket == hex_id(fetch_ticket_);
 }
 
 uint64_t Node::clock_us(Clock::time_point t) const {
@@ -534,6 +542,11 @@ void Node::read_barrier(ReadDone done) {
 void Node::set_events_listener(EventsFn fn) {
   std::lock_guard<std::mutex> lk(apply_mu_);
   events_fn_ = std::move(fn);
+}
+
+void Node::set_auth_listener(AuthFn fn) {
+  std::lock_guard<std::mutex> lk(apply_mu_);
+  auth_fn_ = std::move(fn);
 }
 
 NodeStatus Node::status() const {

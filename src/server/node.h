@@ -109,8 +109,11 @@ struct NodeOptions {
   // member has applied at least `min_index` (a follower installing a snapshot). Blocking, on
   // the node's fetch thread; it gives up soon after `stop` turns true. Set by the API layer,
   // which owns the gRPC client. Empty: snapshots cannot be installed.
+  // `ticket` is the one the sender's snapshot message carried (fetch_ticket_valid() on the
+  // sender accepts it).
   std::function<storage::Status(const std::vector<std::string>& client_urls, raft::Index min_index,
-                                storage::SnapshotReceiver* receiver, const std::atomic<bool>& stop)>
+                                const std::string& ticket, storage::SnapshotReceiver* receiver,
+                                const std::atomic<bool>& stop)>
       fetch_snapshot;
   // The file system the log and the node's own files go through; empty: the local disk. Tests
   // wrap the local disk to stall or fail its syncs.
@@ -186,6 +189,11 @@ class Node {
   // then stops both threads. Requests still waiting fail with "server stopped".
   void stop(int transfer_wait_ms);
 
+  // Whether `ticket` is one this member's snapshot messages carry: a member fetching the store
+  // shows it (the Snapshot call needs the root role otherwise, while auth is on). The ticket is
+  // random per process and travels only over peer connections.
+  bool fetch_ticket_valid(const std::string& ticket) const;
+
   // From the transport.
   void receive(std::vector<raft::Message>&& messages);
   void report_unreachable(raft::NodeId id);
@@ -206,6 +214,10 @@ class Node {
   // Event sink for watches: called on the apply thread after each applied batch.
   using EventsFn = std::function<void(const std::vector<kv::Event>& events, int64_t revision)>;
   void set_events_listener(EventsFn fn);
+  // Called on the apply thread for each auth change applied that touches tokens (a login, a
+  // user deleted, auth turned on or off), on every member.
+  using AuthFn = std::function<void(const kv::AuthResponse& change)>;
+  void set_auth_listener(AuthFn fn);
   // Called (on the raft thread) after the store was replaced by a snapshot from the leader.
   void set_store_replaced_listener(std::function<void(int64_t revision)> fn) {
     store_replaced_fn_ = std::move(fn);
@@ -473,6 +485,11 @@ class Node {
   std::deque<ApplyItem> apply_queue_;
   bool apply_stop_ = false;
   EventsFn events_fn_;
+  AuthFn auth_fn_;
+  // Random, never 0; carried in the context of the etcd group's snapshot messages.
+  uint64_t fetch_ticket_ = 0;
+  // Sends to the peers, stamping snapshot messages with the fetch ticket.
+  void send(std::vector<raft::Message>&& messages);
   std::function<void(int64_t revision)> store_replaced_fn_;
   std::multimap<raft::Index, ReadDone> waiting_reads_;  // apply thread only
   // Held by the apply thread while it applies, and by the raft thread while it replaces the

@@ -19,6 +19,7 @@ void Node::apply_loop() {
   while (true) {
     std::deque<ApplyItem> items;
     EventsFn events_fn;
+    AuthFn auth_fn;
     {
       std::unique_lock<std::mutex> lk(apply_mu_);
       apply_cv_.wait(lk, [this] {
@@ -27,6 +28,7 @@ void Node::apply_loop() {
       if (apply_stop_) return;
       items.swap(apply_queue_);
       events_fn = events_fn_;
+      auth_fn = auth_fn_;
     }
     std::lock_guard<std::mutex> exec(apply_exec_mu_);
     // Every committed entry waiting is applied as one batch: one RocksDB write.
@@ -119,6 +121,10 @@ void Node::apply_loop() {
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i].data.empty()) continue;
         const kv::Response& resp = result.responses[i];
+        if (const auto* a = std::get_if<kv::AuthResponse>(&resp.op)) {
+          if (resp.error.ok() && a->tokens != kv::TokenAction::kNone && auth_fn) auth_fn(*a);
+          continue;
+        }
         // Lease bookkeeping for the leader's expiry clock, on every replica.
         if (const auto* g = std::get_if<kv::LeaseGrantResponse>(&resp.op)) {
           if (resp.error.ok()) {

@@ -44,7 +44,7 @@ void Node::raft_loop() {
     refresh_engine_peers(now_us);
     // One liveness heartbeat per member pair per interval, whatever the number of groups.
     std::vector<raft::Message> beats = engine_.liveness(now_us);
-    if (!beats.empty()) sink_->send(std::move(beats));
+    if (!beats.empty()) send(std::move(beats));
     maybe_compact_groups(now);
     if (failed_) return;
     if (tick_due) {
@@ -477,15 +477,22 @@ bool Node::start_group_round(engine::Round& round) {
     }
   }
   // A leader's appends leave before its own fdatasync, which then overlaps the followers'.
-  if (!round.early_messages.empty()) sink_->send(std::move(round.early_messages));
+  if (!round.early_messages.empty()) send(std::move(round.early_messages));
   // A snapshot from the leader: the store is replaced first, then the log records the
   // snapshot. A crash in between leaves a store ahead of the log, which replay tolerates
   // (kv/snapshots.h).
   return round.snapshot == nullptr || install_snapshot(*round.snapshot);
 }
 
+void Node::send(std::vector<raft::Message>&& messages) {
+  for (raft::Message& m : messages) {
+    if (m.type == raft::MessageType::kSnap && m.group == kGroup) m.context = fetch_ticket_;
+  }
+  sink_->send(std::move(messages));
+}
+
 void Node::finish_group_round(engine::RoundResult& out) {
-  if (!out.messages.empty()) sink_->send(std::move(out.messages));
+  if (!out.messages.empty()) send(std::move(out.messages));
   ApplyItem item;
   for (const engine::AppliedConf& c : out.confs) {
     apply_member_change(c);

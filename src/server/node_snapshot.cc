@@ -161,12 +161,13 @@ void Node::drive_snapshot_fetch(Clock::time_point now) {
   fetching_ = true;
   auto receiver = std::make_unique<storage::SnapshotReceiver>(
       fs_.get(), storage::join_path(options_.data_dir, "member"), "kv");
-  fetch_thread_ = std::thread([this, urls, index, r = receiver.release()] {
+  std::string ticket = hex_id(held_snapshot_->context);
+  fetch_thread_ = std::thread([this, urls, index, ticket, r = receiver.release()] {
     base::set_thread_name("chorus-fetch");
     FetchResult f;
     f.index = index;
     f.receiver.reset(r);
-    f.status = options_.fetch_snapshot(urls, index, f.receiver.get(), fetch_stop_);
+    f.status = options_.fetch_snapshot(urls, index, ticket, f.receiver.get(), fetch_stop_);
     if (f.status.is_ok() && !f.receiver->complete())
       f.status = Status::io_error("the snapshot stream ended early");
     if (!f.status.is_ok()) (void)f.receiver->abort();

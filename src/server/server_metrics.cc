@@ -228,6 +228,10 @@ ServerMetrics::ServerMetrics(MetricsRegistry* registry, raft::NodeId self,
   grpc_handled_ = registry->counter_family(
       "grpc_server_handled_total", "RPCs completed on the server, whatever their status.",
       {"grpc_code", "grpc_method", "grpc_service", "grpc_type"});
+  logins_ = registry->counter_family("chorus_auth_logins_total",
+                                     "Logins (Authenticate calls), by outcome: ok, refused or "
+                                     "throttled.",
+                                     {"outcome"});
 }
 
 void ServerMetrics::observe_peer_round_trip(raft::NodeId peer, double seconds) {
@@ -244,6 +248,10 @@ void ServerMetrics::grpc_handled(std::string_view type, std::string_view service
   grpc_handled_
       ->with({grpc_code_name(code), std::string(method), std::string(service), std::string(type)})
       ->inc();
+}
+
+void ServerMetrics::login(std::string_view outcome) {
+  logins_->with({std::string(outcome)})->inc();
 }
 
 void ServerMetrics::health_checked(bool healthy) {

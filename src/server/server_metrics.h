@@ -138,6 +138,9 @@ class ServerMetrics {
 
   // From the /health handler, once per answer.
   void health_checked(bool healthy);
+  // Once per Authenticate call: "ok", "refused" (unknown user or wrong password) or
+  // "throttled" (too many failures in a row for that name).
+  void login(std::string_view outcome);
 
   // For a caller that times something itself (the log's writer, say).
   Histogram* wal_fsync_duration_seconds() const { return wal_fsync_; }
@@ -151,6 +154,7 @@ class ServerMetrics {
   CounterFamily* grpc_handled_ = nullptr;
   Counter* health_success_ = nullptr;
   Counter* health_failures_ = nullptr;
+  CounterFamily* logins_ = nullptr;
 };
 
 }  // namespace chorus::server
