@@ -115,6 +115,17 @@ void kv_seeds(const std::filesystem::path& dir) {
   Response r;
   r.op = PutResponse{4, KeyValue{"k", 2, 3, 2, "v", 0}};
   write_seed(dir, "put-response", encode_response(r));
+  AuthRequest grant;
+  grant.kind = AuthRequest::Kind::kRoleGrantPermission;
+  grant.name = "app";
+  grant.perm = Permission{PermType::kReadWrite, "/app/", "/app0"};
+  Command auth;
+  auth.auth_revision = 9;
+  auth.op = grant;
+  write_seed(dir, "auth-grant", encode_command(auth));
+  Response login;
+  login.op = AuthResponse{3, 9, TokenAction::kAdd, "alice", "token.1"};
+  write_seed(dir, "auth-response", encode_response(login));
 }
 
 // A peer's stream: the first byte seeds the chunk sizes, the rest is frames.

@@ -7,16 +7,21 @@
 #
 # OUT_DIR receives etcd/etcdserver/etcdserverpb/rpc.proto, etcd/mvcc/mvccpb/kv.proto and
 # etcd/auth/authpb/auth.proto, laid out as rpc.proto's imports name them. Does nothing if they
-# are already there.
+# are already there (with the additions below, marked by OUT_DIR/ADDITIONS).
+#
+# Additions: etcd 3.5's Auth.AuthStatus call, which Debian's 3.4 definitions lack, with 3.5's
+# exact messages and field numbers, so 3.5 clients (etcdctl auth status) get their answer.
 set -euo pipefail
 
 out=${1:?usage: fetch-etcd-protos.sh OUT_DIR}
 files=(etcdserver/etcdserverpb/rpc.proto mvcc/mvccpb/kv.proto auth/authpb/auth.proto)
+additions=1
 
 have_all=1
 for f in "${files[@]}"; do
   [ -s "$out/etcd/$f" ] || have_all=0
 done
+[ "$(cat "$out/ADDITIONS" 2>/dev/null)" = "$additions" ] || have_all=0
 [ $have_all -eq 1 ] && exit 0
 
 work=$(mktemp -d)
@@ -46,5 +51,25 @@ for f in "${files[@]}"; do
   fi
   mv "$out/etcd/$f.tmp" "$out/etcd/$f"
 done
+rpc="$out/etcd/etcdserver/etcdserverpb/rpc.proto"
+if ! grep -q 'rpc AuthStatus' "$rpc"; then
+  sed -i -e '/^service Auth {/a\
+  // AuthStatus displays authentication status (etcd 3.5).\
+  rpc AuthStatus(AuthStatusRequest) returns (AuthStatusResponse) {\
+  }' "$rpc"
+  cat >>"$rpc" <<'PROTO'
+
+message AuthStatusRequest {
+}
+
+message AuthStatusResponse {
+  ResponseHeader header = 1;
+  bool enabled = 2;
+  // authRevision is the current revision of auth store
+  uint64 authRevision = 3;
+}
+PROTO
+fi
+echo "$additions" >"$out/ADDITIONS"
 dpkg-deb -f "$work"/golang-etcd-server-dev_*.deb Version >"$out/VERSION"
 echo "chorus: etcd API definitions $(cat "$out/VERSION") in $out"

@@ -2,9 +2,9 @@
 # Starts a local 3-member Chorus cluster on loopback, as etcd's Procfile does: clients on
 # 2379, 22379 and 32379, peers on 2380, 22380 and 32380, /health and /metrics on 2381, 22381
 # and 32381, data under .run/. Ctrl-C stops every
-# member cleanly (SIGTERM: the leader hands over first). With TLS=1 the client URLs are https
-# with client certificates required, from a CA and certificates made on the spot under
-# .run-tls/tls/ (the data then lives under .run-tls/).
+# member cleanly (SIGTERM: the leader hands over first). With TLS=1 the client and peer URLs
+# are https with certificates required on both, from a CA and certificates made on the spot
+# under .run-tls/tls/ (the data then lives under .run-tls/).
 #
 #   [TLS=1] scripts/run-cluster.sh [path/to/chorusd]
 set -euo pipefail
@@ -36,7 +36,9 @@ if [ -n "$tls" ]; then
     ) >"$data/tls.log" 2>&1 || { echo "chorus: making certificates failed, see $data/tls.log" >&2; exit 1; }
   fi
   tls_flags=(--cert-file "$pki/member.crt" --key-file "$pki/member.key"
-    --trusted-ca-file "$pki/ca.crt" --client-cert-auth)
+    --trusted-ca-file "$pki/ca.crt" --client-cert-auth
+    --peer-cert-file "$pki/member.crt" --peer-key-file "$pki/member.key"
+    --peer-trusted-ca-file "$pki/ca.crt" --peer-client-cert-auth)
   ctl_flags=(--cacert "$pki/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key")
 fi
 
@@ -46,7 +48,7 @@ peer_ports=(2380 22380 32380)
 metrics_ports=(2381 22381 32381)
 cluster=""
 for i in 0 1 2; do
-  cluster+="${cluster:+,}${names[$i]}=http://127.0.0.1:${peer_ports[$i]}"
+  cluster+="${cluster:+,}${names[$i]}=$scheme://127.0.0.1:${peer_ports[$i]}"
 done
 
 for p in "${client_ports[@]}" "${peer_ports[@]}" "${metrics_ports[@]}"; do
@@ -72,8 +74,8 @@ for i in 0 1 2; do
   "$chorusd" --name "${names[$i]}" --data-dir "$data/${names[$i]}" \
     --listen-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" \
     --advertise-client-urls "$scheme://127.0.0.1:${client_ports[$i]}" ${tls_flags[@]+"${tls_flags[@]}"} \
-    --listen-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
+    --listen-peer-urls "$scheme://127.0.0.1:${peer_ports[$i]}" \
+    --initial-advertise-peer-urls "$scheme://127.0.0.1:${peer_ports[$i]}" \
     --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
     --initial-cluster "$cluster" --initial-cluster-token chorus-local \
     --initial-cluster-state new >"$data/${names[$i]}.log" 2>&1 &

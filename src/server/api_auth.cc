@@ -7,6 +7,7 @@
 
 #include "base/thread_name.h"
 #include "server/api_internal.h"
+#include "server/jwt.h"
 #include "server/password.h"
 
 namespace chorus::server {
@@ -18,6 +19,12 @@ grpc::Status api_status(const kv::ApiError& e) {
 
 grpc::Status api_status(kv::Code code, const char* message) {
   return api_status(kv::ApiError{code, message});
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 kv::PermType to_perm_type(authpb::Permission::Type t) {
@@ -94,8 +101,15 @@ grpc::Status ApiServer::Impl::caller(const grpc::ServerContextBase* ctx, Caller*
   auto it = md.find(kTokenMetadata);
   if (it == md.end()) it = md.find("authorization");
   if (it != md.end()) {
-    std::optional<std::string> user =
-        tokens->user(std::string(it->second.data(), it->second.size()), AuthClock::now());
+    std::string token(it->second.data(), it->second.size());
+    if (options.jwt) {
+      // A signed token carries the auth revision of its login: after any change since, the
+      // checks answer "revision of auth store is old" and clients log in again.
+      if (!options.jwt->verify(token, unix_now(), &out->user, &out->revision))
+        return api_status(kv::Code::kUnauthenticated, kv::errors::kInvalidAuthToken);
+      return grpc::Status::OK;
+    }
+    std::optional<std::string> user = tokens->user(token, AuthClock::now());
     if (!user) return api_status(kv::Code::kUnauthenticated, kv::errors::kInvalidAuthToken);
     out->user = std::move(*user);
     return grpc::Status::OK;
@@ -198,6 +212,22 @@ class AuthService final : public pb::Auth::CallbackService {
     return change(ctx, op(kv::AuthRequest::Kind::kDisable), resp->mutable_header());
   }
 
+  // etcd 3.5's call: anyone may ask, answered at a linearizable point.
+  grpc::ServerUnaryReactor* AuthStatus(grpc::CallbackServerContext* ctx,
+                                       const pb::AuthStatusRequest*,
+                                       pb::AuthStatusResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    s_->node->read_barrier([this, reactor, resp](const RpcError& e) {
+      if (!e.ok()) return reactor->Finish(to_grpc(e));
+      kv::MvccStore::AuthSummary sum = s_->node->store().auth_summary();
+      resp->set_enabled(sum.enabled);
+      resp->set_authrevision(sum.revision);
+      s_->header(resp->mutable_header());
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* ctx,
                                          const pb::AuthenticateRequest* req,
                                          pb::AuthenticateResponse* resp) override {
@@ -211,20 +241,36 @@ class AuthService final : public pb::Auth::CallbackService {
       login(reactor, "throttled", api_status(kv::Code::kInvalidArgument, kv::errors::kAuthFailed));
       return reactor;
     }
+    if (s_->options.jwt) {
+      // Signed here, without the log: checked against this member's state once it has applied
+      // everything committed before the call, and stamped with that state's revision.
+      if (!s_->options.jwt->can_sign()) {
+        reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                     "chorus: this member has no priv-key to sign tokens with"));
+        return reactor;
+      }
+      s_->node->read_barrier(
+          [this, reactor, name, password = req->password(), resp](const RpcError& e) {
+            if (!e.ok()) return reactor->Finish(to_grpc(e));
+            bool queued = s_->auth_worker->post([this, reactor, name, password, resp] {
+              std::shared_ptr<const kv::AuthState> state = s_->node->store().auth_state();
+              if (!password_ok(reactor, *state, name, password)) return;  // answered
+              std::string token = s_->options.jwt->sign(name, state->revision, unix_now());
+              if (token.empty()) {
+                return reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL,
+                                                    "chorus: the token could not be signed"));
+              }
+              resp->set_token(token);
+              s_->header(resp->mutable_header());
+              login(reactor, "ok", grpc::Status::OK);
+            });
+            if (!queued) reactor->Finish(too_busy());
+          });
+      return reactor;
+    }
     bool queued = s_->auth_worker->post([this, reactor, name, password = req->password(), resp] {
       std::shared_ptr<const kv::AuthState> state = s_->node->store().auth_state();
-      auto user = state->users.find(name);
-      bool known = user != state->users.end() && !user->second.no_password;
-      // An unknown user is checked against a stand-in hash: the same time as a wrong password.
-      bool ok = check_password(password, known ? user->second.password_hash : "",
-                               s_->options.bcrypt_cost) &&
-                known;
-      if (!ok) {
-        s_->throttle.failed(name, AuthClock::now());
-        login(reactor, "refused", api_status(kv::Code::kInvalidArgument, kv::errors::kAuthFailed));
-        return;
-      }
-      s_->throttle.succeeded(name);
+      if (!password_ok(reactor, *state, name, password)) return;  // answered
       kv::AuthRequest q = op(kv::AuthRequest::Kind::kAuthenticate, name);
       q.token = make_simple_token();
       q.checked_revision = state->revision;
@@ -388,6 +434,24 @@ class AuthService final : public pb::Auth::CallbackService {
 
   static grpc::Status too_busy() {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, rpc_errors::kTooManyRequests);
+  }
+
+  // Checks a login's password (on the auth thread). A failure is answered and counted here.
+  bool password_ok(grpc::ServerUnaryReactor* reactor, const kv::AuthState& state,
+                   const std::string& name, const std::string& password) {
+    auto user = state.users.find(name);
+    bool known = user != state.users.end() && !user->second.no_password;
+    // An unknown user is checked against a stand-in hash: the same time as a wrong password.
+    bool ok = check_password(password, known ? user->second.password_hash : "",
+                             s_->options.bcrypt_cost) &&
+              known;
+    if (!ok) {
+      s_->throttle.failed(name, AuthClock::now());
+      login(reactor, "refused", api_status(kv::Code::kInvalidArgument, kv::errors::kAuthFailed));
+      return false;
+    }
+    s_->throttle.succeeded(name);
+    return true;
   }
 
   void login(grpc::ServerUnaryReactor* reactor, std::string_view outcome, const grpc::Status& st) {

@@ -34,7 +34,10 @@ class ClusterService final : public pb::Cluster::CallbackService {
     for (const std::string& text : req->peerurls()) {
       Url u;
       std::string error;
-      if (!parse_peer_url(text, &u, &error)) {
+      if (parse_peer_url(text, &u, &error) && u.scheme != s_->options.peer_scheme) {
+        error = "this cluster's peer URLs are " + s_->options.peer_scheme;
+      }
+      if (!error.empty()) {
         return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                             "etcdserver: invalid peer URL " + text + ": " + error));
       }
@@ -136,7 +139,10 @@ class ClusterService final : public pb::Cluster::CallbackService {
     for (const std::string& text : req->peerurls()) {
       Url url;
       std::string error;
-      if (!parse_peer_url(text, &url, &error)) {
+      if (parse_peer_url(text, &url, &error) && url.scheme != s_->options.peer_scheme) {
+        error = "this cluster's peer URLs are " + s_->options.peer_scheme;
+      }
+      if (!error.empty()) {
         return s_->refuse(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                             "etcdserver: invalid peer URL " + text + ": " + error));
       }

@@ -19,6 +19,7 @@ class SnapshotReceiver;
 
 namespace chorus::server {
 
+class JwtTokens;
 class Node;
 
 // Fetches a member's state machine through its Maintenance.Snapshot stream into `receiver`,
@@ -45,6 +46,11 @@ struct ApiServerOptions {
   // etcd's --bcrypt-cost and --auth-token-ttl (seconds).
   int bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;
+  // Every member's peer URLs have this scheme (https with peer TLS): MemberAdd and
+  // MemberUpdate refuse others.
+  std::string peer_scheme = "http";
+  // With --auth-token jwt,...: signed tokens instead of simple ones.
+  std::shared_ptr<const JwtTokens> jwt;
   // Counted for each login: ok, refused (wrong user or password), or throttled.
   std::function<void(std::string_view outcome)> on_login;
   // Watchers created with progress_notify get an empty response this often.

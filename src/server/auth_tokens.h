@@ -48,10 +48,12 @@ class TokenTable {
 // Failed logins, per user name (known or not, so the answer does not tell which): after
 // kFreeFailures failures in a row, each further attempt must wait twice as long as the one
 // before (from 100 ms up to 10 s) after the last failure, and is refused without a password
-// check until then. A success clears the count. Bounded: at most `max_names` names are tracked.
+// check until then. A success clears the count. etcd's clients try a login on each endpoint in
+// turn, so one wrong password may count a few times. Bounded: at most `max_names` names are
+// tracked.
 class LoginThrottle {
  public:
-  static constexpr int kFreeFailures = 3;
+  static constexpr int kFreeFailures = 5;
   explicit LoginThrottle(size_t max_names = 10'000) : max_names_(max_names) {}
 
   bool allowed(const std::string& user, AuthClock::time_point now);

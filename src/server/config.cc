@@ -28,8 +28,6 @@ namespace chorus::server {
 namespace {
 
 constexpr std::string_view kEnvPrefix = "CHORUS_";
-constexpr const char* kNoPeerTls =
-    "peer TLS (--peer-cert-file) is not supported yet: use http for peer URLs";
 // A config file is a few dozen lines; anything this large is the wrong file.
 constexpr size_t kMaxConfigFileBytes = size_t{1} << 20;
 // etcd refuses longer election timeouts: a leader failure would go unnoticed for minutes.
@@ -103,11 +101,28 @@ constexpr std::array kSettings = {
             "handshake."},
     Setting{"Auth", "auth-token", "<type>", "simple",
             "How logins are proven: simple (random tokens, held in each member's memory and "
-            "forgotten on restart, as in etcd)."},
+            "forgotten on restart, as in etcd), or "
+            "jwt,pub-key=<file>,priv-key=<file>,sign-method=<RS256|PS256|ES256|...>[,ttl=5m] "
+            "(signed tokens every member verifies with the public key; a member without "
+            "priv-key verifies but cannot hand them out)."},
     Setting{"Auth", "bcrypt-cost", "<4..31>", "10",
             "bcrypt cost of the password hashes new and changed passwords get."},
     Setting{"Auth", "auth-token-ttl", "<seconds>", "300",
             "A simple token unused for this long stops working."},
+    Setting{"Security", "peer-cert-file", "<path>", "",
+            "Certificate (PEM) this member presents to its peers on https peer URLs, as "
+            "acceptor and as dialer; read again for each new connection."},
+    Setting{"Security", "peer-key-file", "<path>", "", "Private key (PEM) of --peer-cert-file."},
+    Setting{"Security", "peer-trusted-ca-file", "<path>", "",
+            "CA certificates (PEM) peers' certificates must be signed by: a peer without one "
+            "is refused in the TLS handshake, and a dialed peer's certificate must name the "
+            "host it was dialed at."},
+    Setting{"Security", "peer-client-cert-auth", "", "false",
+            "Refuse peers without a certificate signed by --peer-trusted-ca-file (already so "
+            "whenever --peer-trusted-ca-file is set, as in etcd)."},
+    Setting{"Security", "peer-auto-tls", "", "false",
+            "Encrypt peer traffic with a self-signed certificate made in the data directory "
+            "when no --peer-cert-file is given (peers are not verified: for testing)."},
     Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
     Setting{"Chorus", "lease-reads", "", "false",
             "Serve linearizable reads under the leader's lease instead of confirming leadership "
@@ -627,6 +642,69 @@ bool check_tls(const RawValues& values, ServerConfig* c, std::string* error) {
   return true;
 }
 
+// Peer TLS hangs together: every peer URL (listened, announced, in --initial-cluster) has one
+// scheme, https needs a certificate and key (or --peer-auto-tls), and peer files are not given
+// for http peers, where they would protect nothing.
+bool check_peer_tls(const RawValues& values, ServerConfig* c, std::string* error) {
+  c->peer_cert_file = lookup(values, "peer-cert-file", "").text;
+  c->peer_key_file = lookup(values, "peer-key-file", "").text;
+  c->peer_trusted_ca_file = lookup(values, "peer-trusted-ca-file", "").text;
+  if (!parse_bool(lookup(values, "peer-client-cert-auth", "false"), &c->peer_client_cert_auth,
+                  error) ||
+      !parse_bool(lookup(values, "peer-auto-tls", "false"), &c->peer_auto_tls, error)) {
+    return false;
+  }
+  c->peer_tls = has_https(c->listen_peer_urls);
+  if (c->peer_cert_file.empty() != c->peer_key_file.empty()) {
+    const char* set = c->peer_cert_file.empty() ? "peer-key-file" : "peer-cert-file";
+    const char* unset = c->peer_cert_file.empty() ? "--peer-cert-file" : "--peer-key-file";
+    return fail(error, lookup(values, set, ""), std::string("needs ") + unset + " too");
+  }
+  bool has_files = !c->peer_cert_file.empty() || !c->peer_trusted_ca_file.empty() ||
+                   c->peer_client_cert_auth || c->peer_auto_tls;
+  if (!c->peer_tls && has_files) {
+    const char* flag = !c->peer_cert_file.empty()         ? "peer-cert-file"
+                       : !c->peer_trusted_ca_file.empty() ? "peer-trusted-ca-file"
+                       : c->peer_client_cert_auth         ? "peer-client-cert-auth"
+                                                          : "peer-auto-tls";
+    return fail(error, lookup(values, flag, ""),
+                "is set, but " + mention(values, "listen-peer-urls") +
+                    " is http: use https peer URLs, or drop the peer TLS flags");
+  }
+  if (c->peer_tls && c->peer_cert_file.empty() && !c->peer_auto_tls) {
+    return fail(error, lookup(values, "listen-peer-urls", kDefaultListenPeerUrls),
+                "is https: set --peer-cert-file and --peer-key-file (or --peer-auto-tls)");
+  }
+  auto mixed = [&](const std::vector<Url>& urls) {
+    for (const Url& u : urls)
+      if ((u.scheme == "https") != c->peer_tls) return true;
+    return false;
+  };
+  const char* scheme = c->peer_tls ? "https" : "http";
+  if (mixed(c->listen_peer_urls) || mixed(c->initial_advertise_peer_urls)) {
+    return fail(error, lookup(values, "initial-advertise-peer-urls", kDefaultListenPeerUrls),
+                "mixes http and https peer URLs: every peer URL is " + std::string(scheme) +
+                    ", like the first of " + mention(values, "listen-peer-urls"));
+  }
+  for (const Member& m : c->initial_cluster) {
+    if (mixed(m.peer_urls)) {
+      return fail(error, lookup(values, "initial-cluster", kDefaultInitialCluster),
+                  "gives member " + in_quotes(m.name) + " a peer URL that is not " + scheme +
+                      ", as this member's are: every member of a cluster speaks the same");
+    }
+  }
+  if (c->peer_client_cert_auth && c->peer_trusted_ca_file.empty()) {
+    return fail(error, lookup(values, "peer-client-cert-auth", ""),
+                "needs --peer-trusted-ca-file, the CA peer certificates must be signed by");
+  }
+  if (c->peer_auto_tls && !c->peer_trusted_ca_file.empty()) {
+    return fail(error, lookup(values, "peer-auto-tls", ""),
+                "cannot go with --peer-trusted-ca-file: a self-signed certificate proves nothing "
+                "to a CA");
+  }
+  return true;
+}
+
 bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   const ServerConfig defaults;
   if (!parse_text(lookup(values, "name", defaults.name), &c->name, error)) return false;
@@ -650,7 +728,7 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   };
   if (!urls("listen-client-urls", kDefaultListenClientUrls, "advertise-client-urls", nullptr,
             &c->listen_client_urls, &c->advertise_client_urls) ||
-      !urls("listen-peer-urls", kDefaultListenPeerUrls, "initial-advertise-peer-urls", kNoPeerTls,
+      !urls("listen-peer-urls", kDefaultListenPeerUrls, "initial-advertise-peer-urls", nullptr,
             &c->listen_peer_urls, &c->initial_advertise_peer_urls) ||
       !parse_url_list(lookup(values, "listen-metrics-urls", ""), UrlUse::kListen, true,
                       "the metrics listeners serve plain HTTP only", &c->listen_metrics_urls,
@@ -689,12 +767,13 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
     return false;
   }
   {
+    // The JWT options (keys, method, ttl) are checked when the member loads the keys.
     RawValue v = lookup(values, "auth-token", defaults.auth_token);
-    if (v.text.starts_with("jwt")) {
-      return fail(error, v,
-                  "asks for JWT tokens, which this version does not make yet: use simple");
+    if (v.text == "jwt" || v.text.starts_with("jwt,")) {
+      c->auth_token = v.text;
+    } else if (!parse_choice(v, {"simple", "jwt,..."}, &c->auth_token, error)) {
+      return false;
     }
-    if (!parse_choice(v, {"simple"}, &c->auth_token, error)) return false;
   }
   if (c->quota_backend_bytes == 0) c->quota_backend_bytes = defaults.quota_backend_bytes;
   // etcd's rule: with fewer than five heartbeats per timeout, one lost heartbeat or a slow
@@ -731,7 +810,7 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                 "call this one (forwarding to the leader, fetching a snapshot): give a cluster of "
                 "more than one member --cert-file and --trusted-ca-file from one CA");
   }
-  return check_cluster(values, c, error);
+  return check_peer_tls(values, c, error) && check_cluster(values, c, error);
 }
 
 // Appends `words` broken into lines of at most kWidth columns, each indented by `indent`.
@@ -860,10 +939,7 @@ std::string Url::to_string() const {
 }
 
 bool parse_peer_url(std::string_view text, Url* out, std::string* error) {
-  if (!parse_url(text, out, error)) return false;
-  if (out->scheme == "http") return true;
-  *error = in_quotes(out->to_string()) + " is https, but " + kNoPeerTls;
-  return false;
+  return parse_url(text, out, error);
 }
 
 bool has_https(const std::vector<Url>& urls) {

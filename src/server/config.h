@@ -34,8 +34,8 @@ struct Url {
 // *error on bad input.
 bool parse_url(std::string_view text, Url* out, std::string* error);
 
-// A peer URL: parse_url, and http only, since peers talk over plain TCP for now (an https peer
-// URL would promise an encryption nothing keeps).
+// A peer URL: parse_url (http, or https for peer TLS; a member's peer URLs all share the
+// cluster's scheme, which check_peer_tls and MemberAdd enforce).
 bool parse_peer_url(std::string_view text, Url* out, std::string* error);
 
 bool has_https(const std::vector<Url>& urls);
@@ -79,7 +79,14 @@ struct ServerConfig {
   // --auto-tls: without --cert-file, https client URLs are served with a self-signed
   // certificate the member makes in its data directory (clients cannot verify it).
   bool auto_tls = false;
-  std::string auth_token = "simple";  // --auth-token: simple tokens (jwt not yet)
+  // Peer TLS: on when the peer URLs are https.
+  bool peer_tls = false;
+  std::string peer_cert_file;
+  std::string peer_key_file;
+  std::string peer_trusted_ca_file;
+  bool peer_client_cert_auth = false;
+  bool peer_auto_tls = false;
+  std::string auth_token = "simple";  // --auth-token: simple, or jwt,<options>
   int64_t bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;
 

@@ -494,7 +494,7 @@ TEST(ConfigErrors, ClientTls) {
   expect_error(parse({"--trusted-ca-file", "ca.crt", "--client-cert-auth"}),
                {"flag --client-cert-auth", "https URL", "--listen-client-urls (default)"});
   expect_error(parse({"--listen-peer-urls", "https://127.0.0.1:2380"}),
-               {"flag --listen-peer-urls", "peer TLS"});
+               {"flag --listen-peer-urls", "--peer-cert-file and --peer-key-file"});
   expect_error(parse({"--listen-metrics-urls", "https://127.0.0.1:2381"}),
                {"flag --listen-metrics-urls", "plain HTTP"});
   expect_error(parse({"--listen-client-urls", https, "--auto-tls", "--trusted-ca-file", "ca.crt",
@@ -506,8 +506,40 @@ TEST(ConfigErrors, ClientTls) {
   Url u;
   std::string why;
   EXPECT_TRUE(parse_peer_url("http://127.0.0.1:2380", &u, &why));
-  EXPECT_FALSE(parse_peer_url("https://127.0.0.1:2380", &u, &why));
-  EXPECT_NE(why.find("peer TLS"), std::string::npos) << why;
+  EXPECT_TRUE(parse_peer_url("https://127.0.0.1:2380", &u, &why));
+  EXPECT_EQ(u.scheme, "https");
+}
+
+TEST(ConfigErrors, PeerTls) {
+  const char* https = "https://127.0.0.1:2380";
+  const char* cluster = "default=https://127.0.0.1:2380";
+  Parsed ok = parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-cert-file",
+                     "p.crt", "--peer-key-file", "p.key", "--peer-trusted-ca-file", "ca.crt",
+                     "--peer-client-cert-auth"});
+  ASSERT_EQ(ok.outcome, ParseOutcome::kRun) << ok.message;
+  EXPECT_TRUE(ok.config.peer_tls);
+  EXPECT_EQ(ok.config.peer_trusted_ca_file, "ca.crt");
+  Parsed auto_tls =
+      parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-auto-tls"});
+  ASSERT_EQ(auto_tls.outcome, ParseOutcome::kRun) << auto_tls.message;
+  expect_error(
+      parse({"--listen-peer-urls", https, "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+             "--initial-cluster", "default=http://127.0.0.1:2380", "--peer-auto-tls"}),
+      {"mixes http and https"});
+  expect_error(parse({"--listen-peer-urls", https, "--initial-cluster",
+                      "default=https://127.0.0.1:2380,b=http://127.0.0.1:3380", "--peer-auto-tls"}),
+               {"flag --initial-cluster", "member 'b'", "not https"});
+  expect_error(parse({"--peer-cert-file", "p.crt", "--peer-key-file", "p.key"}),
+               {"flag --peer-cert-file", "is http"});
+  expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-cert-file",
+                      "p.crt"}),
+               {"flag --peer-cert-file", "--peer-key-file"});
+  expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-auto-tls",
+                      "--peer-client-cert-auth"}),
+               {"flag --peer-client-cert-auth", "--peer-trusted-ca-file"});
+  expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-auto-tls",
+                      "--peer-trusted-ca-file", "ca.crt"}),
+               {"flag --peer-auto-tls", "proves nothing"});
 }
 
 TEST(ConfigErrors, Urls) {
@@ -564,7 +596,7 @@ TEST(ConfigErrors, InitialClusterEntries) {
   expect_error(parse({"--initial-cluster", "default=http://localhost:2380,"}),
                {"flag --initial-cluster", "empty entry"});
   expect_error(parse({"--initial-cluster", "default=https://localhost:2380"}),
-               {"flag --initial-cluster", "member 'default'", "peer TLS"});
+               {"flag --initial-cluster", "member 'default'", "not http"});
   expect_error(
       parse({"--initial-cluster", "default=http://localhost:2380,b=http://localhost:2380"}),
       {"flag --initial-cluster", "to both 'default' and 'b'"});
@@ -620,7 +652,8 @@ TEST_F(ConfigFile, Errors) {
   file_error("config-file: other.yaml\n", {"key 'config-file'"});
   file_error("max-txn-ops: lots\n", {"key 'max-txn-ops'", "'lots' is not a whole number"});
   file_error("heartbeat-interval: -1\n", {"key 'heartbeat-interval'", "negative"});
-  file_error("listen-peer-urls: https://127.0.0.1:2380\n", {"key 'listen-peer-urls'", "peer TLS"});
+  file_error("listen-peer-urls: https://127.0.0.1:2380\n",
+             {"key 'listen-peer-urls'", "--peer-cert-file"});
   file_error("name:\n", {"key 'name'", "must not be empty"});
 }
 

@@ -12,6 +12,7 @@
 #include "server/api_server.h"
 #include "server/config.h"
 #include "server/http_server.h"
+#include "server/jwt.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/node.h"
@@ -75,7 +76,8 @@ class PeerSink final : public MessageSink {
 // the answer of the one that has applied the most wins: a member that has not applied a recent
 // removal and re-addition would name the removed id. Retried for a while: the member may have
 // been added a moment ago, through a member that applied the change before the ones asked.
-bool join_existing_cluster(ServerConfig* cfg, transport::JoinAck* chosen) {
+bool join_existing_cluster(ServerConfig* cfg, const transport::PeerTls* peer_tls,
+                           transport::JoinAck* chosen) {
   std::vector<std::string> mine;
   for (const Url& u : cfg->initial_advertise_peer_urls)
     mine.push_back(u.to_string());
@@ -88,7 +90,7 @@ bool join_existing_cluster(ServerConfig* cfg, transport::JoinAck* chosen) {
       if (m.name == cfg->name) continue;
       for (const Url& u : m.peer_urls) {
         transport::JoinAck ack;
-        storage::Status st = transport::ask_to_join(u.host, u.port, mine, 2000, &ack);
+        storage::Status st = transport::ask_to_join(u.host, u.port, mine, 2000, &ack, peer_tls);
         if (!st.is_ok()) {
           last_error = u.to_string() + ": " + st.message();
           continue;
@@ -149,6 +151,21 @@ int run(ServerConfig cfg) {
     log(LogLevel::kWarn, "serving https client URLs with a self-signed certificate (--auto-tls)",
         {{"cert-file", tls.cert_file}});
   }
+  std::shared_ptr<const JwtTokens> jwt;
+  if (is_jwt_spec(cfg.auth_token)) {
+    std::unique_ptr<JwtTokens> j;
+    storage::Status st = JwtTokens::create(cfg.auth_token, &j);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot use --auth-token", {{"error", st.to_string()}});
+      return 1;
+    }
+    if (!j->can_sign()) {
+      log(LogLevel::kWarn,
+          "--auth-token jwt without priv-key: this member verifies tokens but "
+          "refuses logins");
+    }
+    jwt = std::move(j);
+  }
   if (tls.has_identity() || !tls.trusted_ca_file.empty()) {
     std::string expiry;
     storage::Status st = check_tls_files(tls, &expiry);
@@ -164,6 +181,41 @@ int run(ServerConfig cfg) {
         "served in plain text");
   }
 
+  // Peer TLS: the files checked now, so a bad one stops the member with its name rather than
+  // failing every connection later.
+  std::optional<transport::PeerTls> peer_tls;
+  if (cfg.peer_tls) {
+    ClientTls files;
+    files.cert_file = cfg.peer_cert_file;
+    files.key_file = cfg.peer_key_file;
+    files.trusted_ca_file = cfg.peer_trusted_ca_file;
+    if (files.cert_file.empty()) {  // --peer-auto-tls
+      std::vector<std::string> hosts = {"127.0.0.1", "::1", "localhost"};
+      for (const auto* urls : {&cfg.listen_peer_urls, &cfg.initial_advertise_peer_urls}) {
+        for (const Url& u : *urls) {
+          if (std::find(hosts.begin(), hosts.end(), u.host) == hosts.end()) hosts.push_back(u.host);
+        }
+      }
+      storage::Status st = make_self_signed(cfg.data_dir + "/fixtures/peer", hosts, &files);
+      if (!st.is_ok()) {
+        log(LogLevel::kFatal, "cannot make the --peer-auto-tls certificate",
+            {{"error", st.to_string()}});
+        return 1;
+      }
+      log(LogLevel::kWarn,
+          "encrypting peer traffic with a self-signed certificate, verifying "
+          "no peer (--peer-auto-tls)");
+    }
+    std::string expiry;
+    storage::Status st = check_tls_files(files, &expiry);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot use the peer TLS files", {{"error", st.to_string()}});
+      return 1;
+    }
+    if (!expiry.empty()) log(LogLevel::kError, "peer " + expiry);
+    peer_tls = transport::PeerTls{files.cert_file, files.key_file, files.trusted_ca_file};
+  }
+
   // The member's id: the one its data directory records; else, for a new cluster, the one
   // derived from --initial-cluster; else the one the cluster gave it when it was added.
   uint64_t stored_id = 0;
@@ -177,7 +229,7 @@ int run(ServerConfig cfg) {
         {{"data-dir", cfg.data_dir}, {"error", ids.to_string()}});
     return 1;
   } else if (!cfg.initial_cluster_new && !Node::has_data(cfg.data_dir)) {
-    if (!join_existing_cluster(&cfg, &join_answer)) return 1;
+    if (!join_existing_cluster(&cfg, peer_tls ? &*peer_tls : nullptr, &join_answer)) return 1;
     joined = true;
   }
 
@@ -260,6 +312,10 @@ int run(ServerConfig cfg) {
     return true;
   };
   to.on_removed = [&node] { node->removed_by_peer(); };
+  to.tls = peer_tls;
+  to.on_peer_error = [](raft::NodeId peer, const std::string& why) {
+    log(LogLevel::kWarn, "cannot reach a peer", {{"peer", member_id_hex(peer)}, {"error", why}});
+  };
   transport::PeerTransport peers(
       to, [&node](std::vector<raft::Message>&& m) { node->receive(std::move(m)); },
       [&node](raft::NodeId id) { node->report_unreachable(id); });
@@ -333,6 +389,8 @@ int run(ServerConfig cfg) {
   ao.on_login = [&metrics](std::string_view outcome) { metrics->login(outcome); };
   ao.bcrypt_cost = cfg.bcrypt_cost;
   ao.auth_token_ttl_s = cfg.auth_token_ttl_s;
+  ao.jwt = jwt;
+  ao.peer_scheme = cfg.peer_tls ? "https" : "http";
   ao.max_request_bytes = cfg.max_request_bytes;
   ao.max_txn_ops = cfg.max_txn_ops;
   ao.slow_request_ms = cfg.slow_request_ms;

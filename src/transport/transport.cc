@@ -19,6 +19,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 #pragma GCC diagnostic pop
 
 #include "base/coding.h"
@@ -60,6 +61,90 @@ void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
 }
 
+// Every connection is an SSL stream over its socket; without peer TLS only the socket beneath
+// is used (a context that never handshakes sits idle).
+using Stream = asio::ssl::stream<tcp::socket>;
+using Context = std::shared_ptr<asio::ssl::context>;
+
+Context plain_context() {
+  static Context ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls);
+  return ctx;
+}
+
+// A context from the files as they are now (read for each connection: rotation needs no
+// restart). Null, with *error naming the file, when one cannot be used.
+Context tls_context(const PeerTls& t, bool server, std::string* error) {
+  auto ctx = std::make_shared<asio::ssl::context>(server ? asio::ssl::context::tls_server
+                                                         : asio::ssl::context::tls_client);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1);
+  asio::error_code ec;
+  ctx->use_certificate_chain_file(t.cert_file, ec);
+  if (ec) {
+    *error = "peer certificate '" + t.cert_file + "': " + ec.message();
+    return nullptr;
+  }
+  ctx->use_private_key_file(t.key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    *error = "peer key '" + t.key_file + "': " + ec.message();
+    return nullptr;
+  }
+  if (t.trusted_ca_file.empty()) {
+    ctx->set_verify_mode(asio::ssl::verify_none);
+    return ctx;
+  }
+  ctx->load_verify_file(t.trusted_ca_file, ec);
+  if (ec) {
+    *error = "peer CA '" + t.trusted_ca_file + "': " + ec.message();
+    return nullptr;
+  }
+  ctx->set_verify_mode(asio::ssl::verify_peer |
+                       (server ? asio::ssl::verify_fail_if_no_peer_cert : 0));
+  return ctx;
+}
+
+// Readies a dialer's stream to check the acceptor's certificate against the dialed host.
+void expect_host(Stream& s, const PeerTls& t, const std::string& host) {
+  asio::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (ec) {  // SNI, for names only (SSL_set_tlsext_host_name, without its C cast)
+    SSL_ctrl(s.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(host.c_str()));
+  }
+  if (!t.trusted_ca_file.empty()) s.set_verify_callback(asio::ssl::host_name_verification(host));
+}
+
+// Reads and writes on the TLS stream, or on the socket beneath it without TLS.
+template <typename Buffers, typename Handler>
+void read_some(Stream& s, bool tls, const Buffers& b, Handler h) {
+  if (tls) {
+    s.async_read_some(b, std::move(h));
+  } else {
+    s.next_layer().async_read_some(b, std::move(h));
+  }
+}
+
+template <typename Buffers, typename Handler>
+void write_all(Stream& s, bool tls, const Buffers& b, Handler h) {
+  if (tls) {
+    asio::async_write(s, b, std::move(h));
+  } else {
+    asio::async_write(s.next_layer(), b, std::move(h));
+  }
+}
+
+// What a failed TLS handshake says, with OpenSSL's reason when there is one.
+std::string tls_error(const asio::error_code& ec) {
+  std::string why = ec.message();
+  if (ec.category() == asio::error::get_ssl_category()) {
+    char buf[256];
+    ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+    why = buf;
+  }
+  return why;
+}
+
 struct Counters {
   std::atomic<uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0},
       messages_sent{0}, messages_received{0}, messages_dropped{0}, bad_frames{0},
@@ -78,11 +163,20 @@ struct Batch {
 struct OutConn {
   enum class State : uint8_t { kConnecting, kHandshaking, kReady, kClosed };
 
-  explicit OutConn(asio::io_context& io)
-      : socket(io), resolver(io), deadline(io), decoder(kMaxControlFrameBytes) {}
+  OutConn(asio::io_context& io, Context context, bool use_tls)
+      : ctx(std::move(context)),
+        stream(io, *ctx),
+        tls(use_tls),
+        resolver(io),
+        deadline(io),
+        decoder(kMaxControlFrameBytes) {}
+
+  tcp::socket& socket() { return stream.next_layer(); }
 
   State state = State::kConnecting;
-  tcp::socket socket;
+  Context ctx;  // outlives the stream
+  Stream stream;
+  bool tls;
   tcp::resolver resolver;
   asio::steady_timer deadline;  // connect and handshake
   FrameDecoder decoder;
@@ -104,10 +198,18 @@ struct OutConn {
 
 // An accepted connection: messages in, answers out.
 struct InConn {
-  explicit InConn(tcp::socket s)
-      : socket(std::move(s)), deadline(socket.get_executor()), decoder(kMaxControlFrameBytes) {}
+  InConn(tcp::socket s, Context context, bool use_tls)
+      : ctx(std::move(context)),
+        stream(std::move(s), *ctx),
+        tls(use_tls),
+        deadline(stream.get_executor()),
+        decoder(kMaxControlFrameBytes) {}
 
-  tcp::socket socket;
+  tcp::socket& socket() { return stream.next_layer(); }
+
+  Context ctx;  // outlives the stream
+  Stream stream;
+  bool tls;
   asio::steady_timer deadline;  // handshake
   FrameDecoder decoder;
   std::array<char, kReadBufferBytes> read_buffer{};
@@ -198,8 +300,16 @@ struct PeerTransport::Impl {
 
   void dial(const std::shared_ptr<Peer>& p) {
     if (stopping || p->removed) return;
-    auto c = std::make_shared<OutConn>(io);
+    Context ctx = plain_context();
+    std::string tls_problem;
+    if (options.tls) ctx = tls_context(*options.tls, /*server=*/false, &tls_problem);
+    auto c = std::make_shared<OutConn>(io, ctx ? ctx : plain_context(), options.tls.has_value());
     p->conn = c;
+    if (!ctx) {
+      // Counted as a failed connection, and tried again: the files may be fixed meanwhile.
+      asio::post(io, [this, p, c, tls_problem] { conn_failed(p, c, "TLS: " + tls_problem); });
+      return;
+    }
     c->deadline.expires_after(milliseconds(options.handshake_timeout_ms));
     c->deadline.async_wait([this, p, c](const asio::error_code& ec) {
       // Checked again: the timer may have fired just as the acknowledgement arrived.
@@ -227,7 +337,7 @@ struct PeerTransport::Impl {
   void connect(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
                std::vector<tcp::endpoint> endpoints) {
     asio::async_connect(
-        c->socket, std::move(endpoints),
+        c->socket(), std::move(endpoints),
         [this, p, c](const asio::error_code& ec, const tcp::endpoint&) { on_connected(p, c, ec); });
   }
 
@@ -239,9 +349,26 @@ struct PeerTransport::Impl {
       return;
     }
     asio::error_code ignored;
-    c->socket.set_option(tcp::no_delay(true), ignored);
-    c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+    c->socket().set_option(tcp::no_delay(true), ignored);
+    c->socket().set_option(asio::socket_base::keep_alive(true), ignored);
     c->state = OutConn::State::kHandshaking;
+    if (!c->tls) {
+      send_hello(p, c);
+      return;
+    }
+    expect_host(c->stream, *options.tls, p->host);
+    c->stream.async_handshake(asio::ssl::stream_base::client,
+                              [this, p, c](const asio::error_code& error) {
+                                if (c->state == OutConn::State::kClosed) return;
+                                if (error) {
+                                  conn_failed(p, c, "TLS handshake: " + tls_error(error));
+                                  return;
+                                }
+                                send_hello(p, c);
+                              });
+  }
+
+  void send_hello(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c) {
     Hello hello{.cluster_id = cluster_id.load(), .from = options.self, .to = p->id};
     append_frame(&c->control, FrameType::kHello, encode_hello(hello));
     ++c->control_frames;
@@ -294,10 +421,10 @@ struct PeerTransport::Impl {
           asio::buffer(c->headers_in_flight.data() + i * kFrameHeaderBytes, kFrameHeaderBytes));
       c->buffers.push_back(asio::buffer(c->batches_in_flight[i].payload));
     }
-    asio::async_write(c->socket, c->buffers,
-                      [this, p, c](const asio::error_code& ec, size_t written) {
-                        on_written(p, c, ec, written);
-                      });
+    write_all(c->stream, c->tls, c->buffers,
+              [this, p, c](const asio::error_code& ec, size_t written) {
+                on_written(p, c, ec, written);
+              });
   }
 
   void on_written(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c,
@@ -323,32 +450,34 @@ struct PeerTransport::Impl {
   }
 
   void read_out(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c) {
-    c->socket.async_read_some(asio::buffer(c->read_buffer), [this, p, c](const asio::error_code& ec,
-                                                                         size_t n) {
-      if (c->state == OutConn::State::kClosed) return;
-      if (ec) {
-        conn_failed(p, c, ec == asio::error::eof ? "closed by the peer" : "read: " + ec.message());
-        return;
-      }
-      add(counters.bytes_received, n);
-      {
-        std::lock_guard lock(mu);
-        p->status.received_bytes += n;
-      }
-      c->decoder.feed(std::string_view(c->read_buffer.data(), n));
-      Frame frame;
-      for (;;) {
-        FrameDecoder::Result r = c->decoder.next(&frame);
-        if (r == FrameDecoder::Result::kNeedMore) break;
-        if (r == FrameDecoder::Result::kError) {
-          bad_out_frame(p, c, c->decoder.error());
-          return;
-        }
-        add(counters.frames_received);
-        if (!on_out_frame(p, c, frame)) return;
-      }
-      read_out(p, c);
-    });
+    read_some(c->stream, c->tls, asio::buffer(c->read_buffer),
+              [this, p, c](const asio::error_code& ec, size_t n) {
+                if (c->state == OutConn::State::kClosed) return;
+                if (ec) {
+                  conn_failed(
+                      p, c,
+                      ec == asio::error::eof ? "closed by the peer" : "read: " + ec.message());
+                  return;
+                }
+                add(counters.bytes_received, n);
+                {
+                  std::lock_guard lock(mu);
+                  p->status.received_bytes += n;
+                }
+                c->decoder.feed(std::string_view(c->read_buffer.data(), n));
+                Frame frame;
+                for (;;) {
+                  FrameDecoder::Result r = c->decoder.next(&frame);
+                  if (r == FrameDecoder::Result::kNeedMore) break;
+                  if (r == FrameDecoder::Result::kError) {
+                    bad_out_frame(p, c, c->decoder.error());
+                    return;
+                  }
+                  add(counters.frames_received);
+                  if (!on_out_frame(p, c, frame)) return;
+                }
+                read_out(p, c);
+              });
   }
 
   // Returns false when the frame closed the connection.
@@ -438,7 +567,7 @@ struct PeerTransport::Impl {
     if (c->state == OutConn::State::kClosed) return;
     c->state = OutConn::State::kClosed;
     asio::error_code ignored;
-    c->socket.close(ignored);
+    c->socket().close(ignored);
     c->deadline.cancel();
     c->resolver.cancel();
     p.ping_timer.cancel();
@@ -458,10 +587,13 @@ struct PeerTransport::Impl {
     if (c->state == OutConn::State::kClosed) return;
     if (c->state == OutConn::State::kReady) add(counters.disconnects);
     close_out(*p, c);
+    bool news = false;
     {
       std::lock_guard lock(mu);
+      news = p->status.last_error != why;
       p->status.last_error = why;
     }
+    if (news && options.on_peer_error) options.on_peer_error(p->id, why);
     if (on_unreachable) on_unreachable(p->id);
     schedule_redial(p);
   }
@@ -498,9 +630,19 @@ struct PeerTransport::Impl {
         asio::error_code ignored;
         socket.close(ignored);
       } else {
-        auto c = std::make_shared<InConn>(std::move(socket));
-        inbound.insert(c);
-        start_inbound(c);
+        Context ctx = plain_context();
+        std::string tls_problem;
+        if (options.tls) ctx = tls_context(*options.tls, /*server=*/true, &tls_problem);
+        if (!ctx) {
+          // Nothing can be verified: refused like any failed handshake.
+          add(counters.handshakes_rejected);
+          asio::error_code ignored;
+          socket.close(ignored);
+        } else {
+          auto c = std::make_shared<InConn>(std::move(socket), ctx, options.tls.has_value());
+          inbound.insert(c);
+          start_inbound(c);
+        }
       }
       accept();
     });
@@ -508,43 +650,59 @@ struct PeerTransport::Impl {
 
   void start_inbound(const std::shared_ptr<InConn>& c) {
     asio::error_code ignored;
-    c->socket.set_option(tcp::no_delay(true), ignored);
-    c->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+    c->socket().set_option(tcp::no_delay(true), ignored);
+    c->socket().set_option(asio::socket_base::keep_alive(true), ignored);
     c->deadline.expires_after(milliseconds(options.handshake_timeout_ms));
     c->deadline.async_wait([this, c](const asio::error_code& ec) {
       if (ec || c->closed || c->handshaken) return;
       if (!c->rejected) add(counters.handshakes_rejected);
       close_in(c);
     });
-    read_in(c);
-  }
-
-  void read_in(const std::shared_ptr<InConn>& c) {
-    c->socket.async_read_some(asio::buffer(c->read_buffer),
-                              [this, c](const asio::error_code& ec, size_t n) {
+    if (!c->tls) {
+      read_in(c);
+      return;
+    }
+    // Plain text, a certificate from another CA, or none when one is required: refused here,
+    // before a single frame is read.
+    c->stream.async_handshake(asio::ssl::stream_base::server,
+                              [this, c](const asio::error_code& error) {
                                 if (c->closed) return;
-                                if (ec) {
-                                  // The dialer went away in the middle of a frame.
-                                  if (c->decoder.buffered_bytes() > 0) add(counters.bad_frames);
+                                if (error) {
+                                  add(counters.handshakes_rejected);
+                                  c->rejected = true;
                                   close_in(c);
                                   return;
                                 }
-                                add(counters.bytes_received, n);
-                                c->decoder.feed(std::string_view(c->read_buffer.data(), n));
-                                Frame frame;
-                                for (;;) {
-                                  FrameDecoder::Result r = c->decoder.next(&frame);
-                                  if (r == FrameDecoder::Result::kNeedMore) break;
-                                  if (r == FrameDecoder::Result::kError) {
-                                    bad_in_frame(c);
-                                    return;
-                                  }
-                                  add(counters.frames_received);
-                                  if (!on_in_frame(c, frame)) return;
-                                }
-                                if (c->handshaken) count_received(c->peer, n);
                                 read_in(c);
                               });
+  }
+
+  void read_in(const std::shared_ptr<InConn>& c) {
+    read_some(c->stream, c->tls, asio::buffer(c->read_buffer),
+              [this, c](const asio::error_code& ec, size_t n) {
+                if (c->closed) return;
+                if (ec) {
+                  // The dialer went away in the middle of a frame.
+                  if (c->decoder.buffered_bytes() > 0) add(counters.bad_frames);
+                  close_in(c);
+                  return;
+                }
+                add(counters.bytes_received, n);
+                c->decoder.feed(std::string_view(c->read_buffer.data(), n));
+                Frame frame;
+                for (;;) {
+                  FrameDecoder::Result r = c->decoder.next(&frame);
+                  if (r == FrameDecoder::Result::kNeedMore) break;
+                  if (r == FrameDecoder::Result::kError) {
+                    bad_in_frame(c);
+                    return;
+                  }
+                  add(counters.frames_received);
+                  if (!on_in_frame(c, frame)) return;
+                }
+                if (c->handshaken) count_received(c->peer, n);
+                read_in(c);
+              });
   }
 
   void count_received(raft::NodeId id, size_t n) {
@@ -696,22 +854,22 @@ struct PeerTransport::Impl {
     c->outbox.clear();
     c->writing_frames = c->outbox_frames;
     c->outbox_frames = 0;
-    asio::async_write(c->socket, asio::buffer(c->writing_bytes),
-                      [this, c](const asio::error_code& ec, size_t written) {
-                        if (c->closed) return;
-                        if (ec) {
-                          close_in(c);
-                          return;
-                        }
-                        add(counters.frames_sent, c->writing_frames);
-                        add(counters.bytes_sent, written);
-                        c->writing = false;
-                        if (!c->outbox.empty()) {
-                          write_in_next(c);
-                        } else if (c->rejected) {
-                          close_in(c);
-                        }
-                      });
+    write_all(c->stream, c->tls, asio::buffer(c->writing_bytes),
+              [this, c](const asio::error_code& ec, size_t written) {
+                if (c->closed) return;
+                if (ec) {
+                  close_in(c);
+                  return;
+                }
+                add(counters.frames_sent, c->writing_frames);
+                add(counters.bytes_sent, written);
+                c->writing = false;
+                if (!c->outbox.empty()) {
+                  write_in_next(c);
+                } else if (c->rejected) {
+                  close_in(c);
+                }
+              });
   }
 
   // Takes the connection by value: callers may hold a reference into `inbound`.
@@ -719,7 +877,7 @@ struct PeerTransport::Impl {
     if (c->closed) return;
     c->closed = true;
     asio::error_code ignored;
-    c->socket.close(ignored);
+    c->socket().close(ignored);
     c->deadline.cancel();
     if (c->handshaken) add(counters.disconnects);
     inbound.erase(c);
@@ -975,10 +1133,18 @@ std::optional<PeerStatus> PeerTransport::peer_status(raft::NodeId id) const {
 }
 
 storage::Status ask_to_join(const std::string& host, uint16_t port,
-                            const std::vector<std::string>& peer_urls, int timeout_ms,
-                            JoinAck* out) {
+                            const std::vector<std::string>& peer_urls, int timeout_ms, JoinAck* out,
+                            const PeerTls* tls) {
   asio::io_context io;
-  tcp::socket socket(io);
+  Context ctx = plain_context();
+  if (tls != nullptr) {
+    std::string problem;
+    ctx = tls_context(*tls, /*server=*/false, &problem);
+    if (!ctx) return storage::Status::io_error("TLS: " + problem);
+  }
+  const bool use_tls = tls != nullptr;
+  Stream stream(io, *ctx);
+  tcp::socket& socket = stream.next_layer();
   tcp::resolver resolver(io);
   std::string request;
   append_frame(&request, FrameType::kJoin, encode_join(JoinRequest{.peer_urls = peer_urls}));
@@ -995,7 +1161,7 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
     socket.close(ignored);
   };
   std::function<void()> read_more = [&] {
-    socket.async_read_some(asio::buffer(buffer), [&](const asio::error_code& ec, size_t n) {
+    read_some(stream, use_tls, asio::buffer(buffer), [&](const asio::error_code& ec, size_t n) {
       if (done) return;
       decoder.feed(std::string_view(buffer.data(), n));
       Frame f;
@@ -1019,6 +1185,12 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
       }
     });
   };
+  std::function<void()> send = [&] {
+    write_all(stream, use_tls, asio::buffer(request), [&](const asio::error_code& wec, size_t) {
+      if (wec) return finish(storage::Status::io_error("cannot send: " + wec.message()));
+      read_more();
+    });
+  };
   resolver.async_resolve(
       host, std::to_string(port),
       [&](const asio::error_code& ec, tcp::resolver::results_type results) {
@@ -1027,11 +1199,14 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
         asio::async_connect(
             socket, results, [&](const asio::error_code& cec, const tcp::endpoint&) {
               if (cec) return finish(storage::Status::io_error("cannot connect: " + cec.message()));
-              asio::async_write(
-                  socket, asio::buffer(request), [&](const asio::error_code& wec, size_t) {
-                    if (wec)
-                      return finish(storage::Status::io_error("cannot send: " + wec.message()));
-                    read_more();
+              if (!use_tls) return send();
+              expect_host(stream, *tls, host);
+              stream.async_handshake(
+                  asio::ssl::stream_base::client, [&](const asio::error_code& hec) {
+                    if (hec) {
+                      return finish(storage::Status::io_error("TLS handshake: " + tls_error(hec)));
+                    }
+                    send();
                   });
             });
       });

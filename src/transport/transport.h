@@ -41,6 +41,20 @@ namespace chorus::transport {
 
 struct JoinAck;
 
+// Peer TLS (etcd's --peer-cert-file, --peer-key-file, --peer-trusted-ca-file): with it, every
+// connection, dialed or accepted, speaks TLS (OpenSSL through Asio) before the handshake below,
+// and a plain-text connection never gets past its first bytes. Each side presents its
+// certificate. With a CA, the other side's certificate must be signed by it: an acceptor
+// refuses a dialer without one, and a dialer checks the acceptor's certificate against the
+// host name or address it dialed. Without a CA (--peer-auto-tls) traffic is encrypted but
+// nobody is verified. The files are read for each new connection, so replaced certificates
+// take effect without a restart.
+struct PeerTls {
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+};
+
 struct TransportOptions {
   // 0 when not known yet: a member joining an existing cluster learns it from the first peer
   // whose handshake it accepts (the leader dials a member it has just added), keeps it from
@@ -77,6 +91,11 @@ struct TransportOptions {
   int ping_interval_ms = 1000;
   // Accepted connections held at once; more are closed at once.
   size_t max_inbound_connections = 1024;
+  // Set: every connection is TLS.
+  std::optional<PeerTls> tls;
+  // A connection to a peer failed for a reason other than the last one's (a peer down for a
+  // while is reported once, not at every redial); on the I/O thread. May be empty.
+  std::function<void(raft::NodeId peer, const std::string& why)> on_peer_error;
 };
 
 // The reason a peer gives when it refuses a member removed from the cluster.
@@ -122,9 +141,10 @@ struct PeerStatus {
 // an empty data directory needs before it can start. Blocking, at most timeout_ms (plus name
 // resolution, which Asio cannot interrupt). not_found carries the peer's reason (no such
 // member yet, say); io_error a connection that failed.
+// Over TLS when `tls` is given.
 storage::Status ask_to_join(const std::string& host, uint16_t port,
-                            const std::vector<std::string>& peer_urls, int timeout_ms,
-                            JoinAck* out);
+                            const std::vector<std::string>& peer_urls, int timeout_ms, JoinAck* out,
+                            const PeerTls* tls = nullptr);
 
 class PeerTransport {
  public:

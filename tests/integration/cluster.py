@@ -48,7 +48,7 @@ class Member:
 
     @property
     def peer_url(self):
-        return "http://127.0.0.1:%d" % self.peer_port
+        return "%s://127.0.0.1:%d" % (self.cluster.peer_scheme, self.peer_port)
 
     def start(self, state="new", extra=()):
         args = [
@@ -121,11 +121,12 @@ class Member:
 
 class Cluster:
     def __init__(self, chorusd, size=3, token=None, client_scheme="http", member_args=None,
-                 ctl_args=()):
+                 ctl_args=(), peer_scheme="http"):
         """member_args(member) gives flags for one member (certificates); ctl_args go to every
         etcdctl call (--cacert ...)."""
         self.chorusd = chorusd
         self.client_scheme = client_scheme
+        self.peer_scheme = peer_scheme
         self.member_args = member_args
         self.ctl_args = list(ctl_args)
         self.root = tempfile.mkdtemp(prefix="chorus-it-")

@@ -237,6 +237,50 @@ class AuthTest(unittest.TestCase):
         self.assertIn("fay", users)
 
 
+class JwtTest(unittest.TestCase):
+    """--auth-token jwt: signed tokens (ES256 keys made here with openssl)."""
+
+    def test_logins_give_signed_tokens_that_the_checks_accept(self):
+        import subprocess
+        import tempfile
+        keys = tempfile.mkdtemp(prefix="chorus-jwt-")
+        priv, pub = os.path.join(keys, "priv.pem"), os.path.join(keys, "pub.pem")
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
+                        "-out", priv], check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                       capture_output=True)
+        spec = "jwt,pub-key=%s,priv-key=%s,sign-method=ES256,ttl=10m" % (pub, priv)
+        c = Cluster(CHORUSD, member_args=lambda m: ["--auth-token", spec]).start_or_keep()
+        try:
+            c.ctl("user", "add", "root:rootpw")
+            c.ctl("user", "grant-role", "root", "root")
+            c.ctl("role", "add", "reader")
+            c.ctl("role", "grant-permission", "reader", "read", "/r/", "--prefix")
+            c.ctl("user", "add", "alice:alicepw")
+            c.ctl("user", "grant-role", "alice", "reader")
+            c.ctl("put", "/r/1", "v")
+            c.ctl("auth", "enable")
+            alice = ["--user", "alice:alicepw"]
+            self.assertIn("/r/1", c.ctl("get", "/r/1", ctl_args=alice).stdout)
+            self.assertIn(DENIED, c.ctl("put", "/r/1", "x", ctl_args=alice, check=False).stderr)
+            self.assertIn(AUTH_FAILED,
+                          c.ctl("get", "/r/1", ctl_args=["--user", "alice:no"], check=False).stderr)
+            # Every member signs and verifies with the same keys.
+            for m in c.members:
+                p = c.ctl("get", "/r/1", ctl_args=alice, endpoints=m.endpoint, check=False)
+                self.assertIn("/r/1", p.stdout, "%s: %s\n%s" % (m.name, p.stderr, c.logs()))
+        finally:
+            c.close()
+
+    def test_a_bad_key_stops_the_member_with_the_reason(self):
+        import subprocess
+        p = subprocess.run([CHORUSD, "--auth-token",
+                            "jwt,pub-key=/nonexistent.pem,sign-method=ES256"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("cannot read pub-key '/nonexistent.pem'", p.stdout + p.stderr)
+
+
 class NoRootTest(unittest.TestCase):
     def test_enable_needs_root(self):
         c = Cluster(CHORUSD, size=1).start_or_keep()
