@@ -20,6 +20,7 @@
 #include "server/api_server.h"
 #include "server/auth_tokens.h"
 #include "server/convert.h"
+#include "server/gateway.h"
 #include "server/node.h"
 #include "server/watch_hub.h"
 
@@ -119,6 +120,8 @@ struct ApiServer::Impl {
   std::vector<std::unique_ptr<grpc::Service>> services;
   ApiServerOptions options;
   std::unique_ptr<grpc::Server> server;
+  // The plain-text client URLs: gRPC handed over, the JSON gateway served.
+  std::unique_ptr<ClientPort> client_port;
   std::vector<int> ports;
   std::unique_ptr<TokenTable> tokens;
   LoginThrottle throttle;

@@ -288,17 +288,33 @@ storage::Status ApiServer::start() {
         "whether it is https");
   }
   impl_->ports.assign(impl_->options.listen_addresses.size(), 0);
+  GatewayOptions go;
+  // JSON carries bytes as base64: a third more than the request itself.
+  go.max_body_bytes = impl_->options.max_request_bytes / 3 * 4 + (64 << 10);
+  go.http = impl_->options.http;
+  impl_->client_port = std::make_unique<ClientPort>(go);
   std::shared_ptr<grpc::ServerCredentials> tls;
   for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
     bool https = impl_->options.listen_tls[i];
+    if (!https) {
+      const std::string& address = impl_->options.listen_addresses[i];
+      size_t colon = address.rfind(':');
+      if (colon == std::string::npos)
+        return storage::Status::invalid_argument("no port in " + address);
+      uint16_t bound = 0;
+      int port = std::atoi(address.c_str() + colon + 1);
+      CHORUS_RETURN_IF_ERROR(impl_->client_port->listen(address.substr(0, colon),
+                                                        static_cast<uint16_t>(port), &bound));
+      impl_->ports[i] = bound;
+      continue;
+    }
     if (https && !tls) {
       if (!impl_->options.tls.has_identity()) {
         return storage::Status::invalid_argument("an https listener needs a certificate and key");
       }
       tls = server_credentials(impl_->options.tls);
     }
-    builder.AddListeningPort(impl_->options.listen_addresses[i],
-                             https ? tls : grpc::InsecureServerCredentials(), &impl_->ports[i]);
+    builder.AddListeningPort(impl_->options.listen_addresses[i], tls, &impl_->ports[i]);
   }
   int max_recv = static_cast<int>(
       std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));
@@ -319,17 +335,21 @@ storage::Status ApiServer::start() {
   if (auto* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }
+  impl_->client_port->start(impl_->server.get());
   impl_->hub->start(std::chrono::milliseconds(impl_->options.progress_notify_ms));
   return storage::Status::ok();
 }
 
 void ApiServer::stop() {
   impl_->hub->stop();
+  // The gateway first: its streams are calls on the server, cancelled as its connections close.
+  if (impl_->client_port) impl_->client_port->stop();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     impl_->server->Wait();
     impl_->server.reset();
   }
+  impl_->client_port.reset();
   impl_->auth_worker.reset();  // after the last handler that could queue work on it
   impl_->forwarder.reset();
 }

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/http_server.h"
 #include "server/tls.h"
 #include "storage/status.h"
 
@@ -32,7 +33,8 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
                                const std::atomic<bool>& stop, const ClientTls& tls);
 
 struct ApiServerOptions {
-  // host:port pairs to listen on, and whether each is https (served with `tls`).
+  // host:port pairs to listen on, and whether each is https (served with `tls`). A plain-text
+  // one also serves etcd's HTTP/JSON gateway (gateway.h).
   std::vector<std::string> listen_addresses;
   std::vector<bool> listen_tls;
   // The member's certificate, key and trusted CA: for its https listeners, and for its calls to
@@ -46,6 +48,9 @@ struct ApiServerOptions {
   // etcd's --bcrypt-cost and --auth-token-ttl (seconds).
   int bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;
+  // /health, /version and /metrics on the plain-text client URLs (beside gRPC and the JSON
+  // gateway, as etcd serves them).
+  HttpHandlers http;
   // Every member's peer URLs have this scheme (https with peer TLS): MemberAdd and
   // MemberUpdate refuse others.
   std::string peer_scheme = "http";

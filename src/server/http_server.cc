@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -65,32 +66,10 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
-}
-
 std::string make_response(int status, std::string_view content_type, std::string_view body,
                           std::string_view extra_headers = {}) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
+  std::string out =
+      "HTTP/1.1 " + std::to_string(status) + " " + http_reason_phrase(status) + "\r\n";
   out += "Content-Type: ";
   out += content_type;
   out += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
@@ -101,7 +80,7 @@ std::string make_response(int status, std::string_view content_type, std::string
 }
 
 std::string error_response(int status) {
-  return make_response(status, kTextContentType, std::string(reason_phrase(status)) + "\n");
+  return make_response(status, kTextContentType, std::string(http_reason_phrase(status)) + "\n");
 }
 
 // RFC 9110's tchar: what a method or a header name may contain.
@@ -117,15 +96,11 @@ bool is_token(std::string_view s) {
   return true;
 }
 
-struct Request {
-  std::string method;
-  std::string path;
-  std::string query;
-};
+using Request = HttpRequestHead;
 
-// Parses a request head: the request line, the header lines and the blank line that ends it.
-// Returns the request, or the status code of the error to answer.
-std::variant<Request, int> parse_head(std::string_view head) {
+}  // namespace
+
+std::variant<HttpRequestHead, int> parse_request_head(std::string_view head) {
   std::vector<std::string_view> lines;
   while (!head.empty()) {
     size_t nl = head.find('\n');
@@ -158,10 +133,20 @@ std::variant<Request, int> parse_head(std::string_view head) {
 
   // Header lines: a token, a colon, a value. Obsolete line folding (a line starting with white
   // space) is refused, as RFC 9112 allows.
+  std::vector<std::pair<std::string, std::string>> headers;
   for (size_t i = 1; i < lines.size(); ++i) {
     if (lines[i].empty()) continue;  // the blank line that ends the head
     size_t colon = lines[i].find(':');
     if (colon == std::string_view::npos || !is_token(lines[i].substr(0, colon))) return 400;
+    std::string name(lines[i].substr(0, colon));
+    for (char& ch : name)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::string_view value = lines[i].substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+      value.remove_suffix(1);
+    headers.emplace_back(std::move(name), std::string(value));
   }
 
   // The absolute form (a proxy's "http://host/path") names the same resource.
@@ -172,12 +157,22 @@ std::variant<Request, int> parse_head(std::string_view head) {
   }
   if (target.front() != '/') return 400;
   Request r;
+  r.headers = std::move(headers);
+  r.http10 = version == "HTTP/1.0";
   r.method = std::string(method);
   size_t question = target.find('?');
   r.path = std::string(target.substr(0, question));
   if (question != std::string_view::npos) r.query = std::string(target.substr(question + 1));
   return r;
 }
+
+const std::string* HttpRequestHead::header(std::string_view name) const {
+  for (const auto& [n, v] : headers)
+    if (n == name) return &v;
+  return nullptr;
+}
+
+namespace {
 
 // The value of `key` in a query string ("a=1&b=2"), or nullopt. No percent-decoding: the keys
 // and values served here never need it.
@@ -321,7 +316,7 @@ struct HttpServer::Impl {
   }
 
   std::string route(std::string_view head) {
-    std::variant<Request, int> parsed = parse_head(head);
+    std::variant<Request, int> parsed = parse_request_head(head);
     if (const int* status = std::get_if<int>(&parsed)) return error_response(*status);
     const Request& r = std::get<Request>(parsed);
     bool known =
@@ -503,6 +498,45 @@ void HttpServer::stop() {
   if (std::this_thread::get_id() == d.thread.get_id()) die("stop() called from a handler");
   asio::post(d.io, [&d] { d.shutdown(); });
   d.thread.join();
+}
+
+const char* http_reason_phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Internal Server Error";
+  }
 }
 
 }  // namespace chorus::server

@@ -16,6 +16,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "storage/status.h"
 
@@ -75,5 +79,24 @@ class HttpServer {
 
 // The body of /health, as etcd writes it: {"health":"true","reason":""}.
 std::string health_json(const HealthResult& result);
+
+// The reason phrase of an HTTP status code ("Not Found").
+const char* http_reason_phrase(int status);
+
+// A request's line and headers, parsed (the HTTP/JSON gateway reads bodies after it).
+struct HttpRequestHead {
+  std::string method;
+  std::string path;
+  std::string query;
+  bool http10 = false;
+  std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
+  // The first header named `name` (lower case), or null.
+  const std::string* header(std::string_view name) const;
+};
+
+// Parses a request head: the request line, the header lines and the blank line that ends it.
+// Returns the request, or the status code of the error to answer (400, or 505 for a version
+// other than HTTP/1.0 and 1.1). Never more than it was given: the caller bounds the head.
+std::variant<HttpRequestHead, int> parse_request_head(std::string_view head);
 
 }  // namespace chorus::server

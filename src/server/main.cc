@@ -372,6 +372,37 @@ int run(ServerConfig cfg) {
   // After the metrics exist: the transport's thread reports round trips to them.
   peers.start();
 
+  // /health, /metrics and /version: on --listen-metrics-urls, and on the plain-text client
+  // URLs beside the gRPC API and the JSON gateway.
+  std::unique_ptr<TlsFileWatch> tls_watch;
+  HttpHandlers handlers;
+  handlers.health = [&node, &metrics, &tls_watch](bool) {
+    HealthResult r{true, ""};
+    std::string tls_problem = tls_watch ? tls_watch->problem() : "";
+    if (!tls_problem.empty()) {
+      r = HealthResult{false, "TLS: " + tls_problem};
+    } else if (node->status().leader == raft::kNoNode) {
+      r = HealthResult{false, "RAFT NO LEADER"};
+    } else if (!node->alarms().empty()) {
+      r = HealthResult{false, node->alarms().front().type == AlarmType::kNoSpace ? "ALARM NOSPACE"
+                                                                                 : "ALARM CORRUPT"};
+    }
+    metrics->health_checked(r.healthy);
+    return r;
+  };
+  handlers.metrics = [&registry] { return registry.render(); };
+
+  // Certificates replaced while the member runs are checked as gRPC reads them: a file that
+  // turns bad is logged, and reported by /health, until it is fixed.
+  if (https_clients) {
+    tls_watch = std::make_unique<TlsFileWatch>(tls, [](const std::string& problem) {
+      if (problem.empty()) {
+        log(LogLevel::kInfo, "the TLS files are usable again");
+      } else {
+        log(LogLevel::kError, "TLS files", {{"error", problem}});
+      }
+    });
+  }
   ApiServerOptions ao;
   for (const Url& u : cfg.listen_client_urls) {
     ao.listen_addresses.push_back(host_port(u));
@@ -395,6 +426,7 @@ int run(ServerConfig cfg) {
   ao.max_txn_ops = cfg.max_txn_ops;
   ao.slow_request_ms = cfg.slow_request_ms;
   ao.progress_notify_ms = cfg.watch_progress_notify_ms;
+  ao.http = handlers;
   // Before the node starts, so that its watchers see every batch the node applies.
   ApiServer api(node.get(), ao);
 
@@ -406,35 +438,6 @@ int run(ServerConfig cfg) {
     peers.stop();
     return 1;
   }
-  // Certificates replaced while the member runs are checked as gRPC reads them: a file that
-  // turns bad is logged, and reported by /health, until it is fixed.
-  std::unique_ptr<TlsFileWatch> tls_watch;
-  if (https_clients) {
-    tls_watch = std::make_unique<TlsFileWatch>(tls, [](const std::string& problem) {
-      if (problem.empty()) {
-        log(LogLevel::kInfo, "the TLS files are usable again");
-      } else {
-        log(LogLevel::kError, "TLS files", {{"error", problem}});
-      }
-    });
-  }
-  // /health, /metrics and /version on --listen-metrics-urls (gRPC owns the client ports).
-  HttpHandlers handlers;
-  handlers.health = [&node, &metrics, &tls_watch](bool) {
-    HealthResult r{true, ""};
-    std::string tls_problem = tls_watch ? tls_watch->problem() : "";
-    if (!tls_problem.empty()) {
-      r = HealthResult{false, "TLS: " + tls_problem};
-    } else if (node->status().leader == raft::kNoNode) {
-      r = HealthResult{false, "RAFT NO LEADER"};
-    } else if (!node->alarms().empty()) {
-      r = HealthResult{false, node->alarms().front().type == AlarmType::kNoSpace ? "ALARM NOSPACE"
-                                                                                 : "ALARM CORRUPT"};
-    }
-    metrics->health_checked(r.healthy);
-    return r;
-  };
-  handlers.metrics = [&registry] { return registry.render(); };
   HttpServer http(std::move(handlers));
   for (const Url& u : cfg.listen_metrics_urls) {
     st = http.listen(u.host, u.port, nullptr);

@@ -13,6 +13,17 @@ import time
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
 
+def b64(s):
+    """etcd's JSON form of a key or value."""
+    import base64
+    return base64.b64encode(s.encode()).decode()
+
+
+def unb64(s):
+    import base64
+    return base64.b64decode(s).decode()
+
+
 def free_ports(n):
     socks, ports = [], []
     for _ in range(n):

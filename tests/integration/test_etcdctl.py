@@ -12,21 +12,11 @@ import threading
 import time
 import unittest
 
-from cluster import Cluster
+from cluster import Cluster, b64, unb64
 
 CHORUSD = None
 LINCHECK = None
 SNAPSHOT_TOOL = None
-
-
-def b64(s):
-    import base64
-    return base64.b64encode(s.encode()).decode()
-
-
-def unb64(s):
-    import base64
-    return base64.b64decode(s).decode()
 
 
 class ClusterTest(unittest.TestCase):

@@ -1,0 +1,708 @@
+#include "server/gateway.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+// GCC's flow analysis, after inlining Asio's reactor at -O1 and above, flags a dereference in
+// scheduler::compensating_work_started() that Asio guarantees only runs on a scheduler thread.
+// The warning is reported inside Asio's own headers, so it is silenced for them alone.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <asio.hpp>
+#pragma GCC diagnostic pop
+
+#include "base/thread_name.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "server/gateway_json.h"
+
+namespace chorus::server {
+
+namespace pb = etcdserverpb;
+using asio::ip::tcp;
+using std::chrono::milliseconds;
+
+int http_status_for(int grpc_code) {
+  switch (grpc_code) {
+    case 0:
+      return 200;
+    case 1:  // CANCELLED
+      return 408;
+    case 3:   // INVALID_ARGUMENT
+    case 9:   // FAILED_PRECONDITION: grpc-gateway deliberately not 412
+    case 11:  // OUT_OF_RANGE
+      return 400;
+    case 4:  // DEADLINE_EXCEEDED
+      return 504;
+    case 5:  // NOT_FOUND
+      return 404;
+    case 6:   // ALREADY_EXISTS
+    case 10:  // ABORTED
+      return 409;
+    case 7:  // PERMISSION_DENIED
+      return 403;
+    case 8:  // RESOURCE_EXHAUSTED
+      return 429;
+    case 12:  // UNIMPLEMENTED
+      return 501;
+    case 14:  // UNAVAILABLE
+      return 503;
+    case 16:  // UNAUTHENTICATED
+      return 401;
+    default:
+      return 500;
+  }
+}
+
+namespace {
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string gateway_error_json(int grpc_code, const std::string& message) {
+  return "{\"error\":" + json_string(message) + ",\"code\":" + std::to_string(grpc_code) +
+         ",\"message\":" + json_string(message) + "}";
+}
+
+namespace {
+
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr size_t kReadChunkBytes = 16 << 10;
+// How long a new connection may take to say which protocol it speaks.
+constexpr int kSniffTimeoutMs = 10'000;
+constexpr int kAcceptRetryMs = 100;
+constexpr auto kCallDeadline = std::chrono::seconds(60);
+
+// A gateway stream's call, as its connection sees it.
+struct Cancellable {
+  virtual ~Cancellable() = default;
+  virtual void cancel() = 0;
+};
+
+// Output a slow stream reader may leave unsent before its connection is closed.
+constexpr size_t kMaxStreamBacklogBytes = 64 << 20;
+
+// One answer: a status and a JSON body, or (for streams) the start of a chunked body.
+struct Answer {
+  int status = 200;
+  std::string body;
+};
+
+Answer grpc_answer(const grpc::Status& st) {
+  int code = static_cast<int>(st.error_code());
+  return Answer{http_status_for(code), gateway_error_json(code, st.error_message())};
+}
+
+struct Conn;
+
+// A route: takes the request body and the token, answers through `reply` (from any thread),
+// or, for a stream, through the connection's chunk writer.
+using Reply = std::function<void(Answer)>;
+struct Route {
+  std::function<void(const std::string& body, const std::string& token, Reply reply)> unary;
+  std::function<void(const std::shared_ptr<Conn>& conn, const std::string& body,
+                     const std::string& token)>
+      stream;
+};
+
+}  // namespace
+
+struct ClientPort::Impl {
+  explicit Impl(GatewayOptions o) : options(std::move(o)) {}
+
+  GatewayOptions options;
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
+  grpc::Server* server = nullptr;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KV::Stub> kv;
+  std::unique_ptr<pb::Lease::Stub> lease;
+  std::unique_ptr<pb::Watch::Stub> watch;
+  std::unique_ptr<pb::Cluster::Stub> cluster;
+  std::unique_ptr<pb::Maintenance::Stub> maintenance;
+  std::unique_ptr<pb::Auth::Stub> auth;
+  std::map<std::string, Route, std::less<>> routes;
+  std::unordered_set<std::shared_ptr<Conn>> conns;  // I/O thread only
+  std::atomic<size_t> streams{0};
+  bool stopping = false;  // I/O thread only
+
+  void build_routes();
+  void accept(tcp::acceptor* a);
+  void sniff(std::shared_ptr<tcp::socket> s, std::shared_ptr<asio::steady_timer> timer);
+  void close_all();
+};
+
+namespace {
+
+// An HTTP/1.1 connection of the gateway. Requests are read and answered one at a time; a
+// stream's answer holds the connection until it ends.
+struct Conn : std::enable_shared_from_this<Conn> {
+  Conn(ClientPort::Impl* impl, tcp::socket s)
+      : d(impl), socket(std::move(s)), timer(socket.get_executor()) {}
+
+  ClientPort::Impl* d;
+  tcp::socket socket;
+  asio::steady_timer timer;
+  std::string buffer;
+  std::array<char, kReadChunkBytes> chunk{};
+  bool closed = false;
+  bool keep_alive = true;
+  // Output: whole answers, or the chunks of a stream.
+  std::string out;
+  bool writing = false;
+  bool streaming = false;
+  bool stream_done = false;
+  // The stream's call, to cancel when the client goes away.
+  std::weak_ptr<Cancellable> stream;
+
+  void start() { read_more(); }
+
+  void arm_timer() {
+    timer.expires_after(milliseconds(d->options.idle_timeout_ms));
+    timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      if (!ec && !self->streaming) self->close();
+    });
+  }
+
+  void read_more() {
+    if (closed) return;
+    arm_timer();
+    socket.async_read_some(asio::buffer(chunk),
+                           [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                             if (self->closed) return;
+                             if (ec) {
+                               self->close();
+                               return;
+                             }
+                             if (self->streaming)
+                               return;  // a client talking over its stream: ignored
+                             self->buffer.append(self->chunk.data(), n);
+                             self->process();
+                           });
+  }
+
+  // Handles the buffered request, if complete; else reads on.
+  void process() {
+    size_t end = buffer.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      if (buffer.size() > kMaxRequestHeaderBytes) return fail(431, "request head too large");
+      return read_more();
+    }
+    if (end + 4 > kMaxRequestHeaderBytes) return fail(431, "request head too large");
+    std::variant<HttpRequestHead, int> parsed = parse_request_head(buffer.substr(0, end + 2));
+    if (std::holds_alternative<int>(parsed)) {
+      return fail(std::get<int>(parsed), "malformed request");
+    }
+    HttpRequestHead head = std::move(std::get<HttpRequestHead>(parsed));
+    const std::string* conn_header = head.header("connection");
+    keep_alive = !head.http10 && !(conn_header != nullptr && *conn_header == "close");
+    if (head.header("transfer-encoding") != nullptr)
+      return fail(411, "chunked request bodies are not accepted: send Content-Length");
+    uint64_t length = 0;
+    if (const std::string* cl = head.header("content-length")) {
+      if (cl->empty() || cl->size() > 19 ||
+          cl->find_first_not_of("0123456789") != std::string::npos)
+        return fail(400, "bad Content-Length");
+      length = std::stoull(*cl);
+    }
+    if (length > d->options.max_body_bytes) {
+      return fail(413, "etcdserver: request is too large");
+    }
+    size_t total = end + 4 + length;
+    if (buffer.size() < total) return read_more();
+    std::string body = buffer.substr(end + 4, length);
+    buffer.erase(0, total);
+    timer.cancel();
+    dispatch(head, std::move(body));
+  }
+
+  void dispatch(const HttpRequestHead& head, std::string body) {
+    const HttpHandlers& http = d->options.http;
+    if (head.path == "/health" || head.path == "/version" || head.path == "/metrics") {
+      if (head.method != "GET" && head.method != "HEAD") return fail(405, "use GET");
+      if (head.path == "/version") {
+        return answer(Answer{200, "{\"etcdserver\":" + json_string(http.server_version) +
+                                      ",\"etcdcluster\":" + json_string(http.cluster_version) +
+                                      "}"});
+      }
+      if (head.path == "/metrics") {
+        if (!http.metrics) return fail(404, "no metrics here");
+        return answer(Answer{200, http.metrics()}, "text/plain; version=0.0.4; charset=utf-8");
+      }
+      bool serializable = head.query.find("serializable=true") != std::string::npos;
+      HealthResult h = http.health ? http.health(serializable) : HealthResult{};
+      return answer(Answer{h.healthy ? 200 : 503, health_json(h)});
+    }
+    // /v3/..., and the older /v3beta/ and /v3alpha/ prefixes etcd 3.4 still serves.
+    std::string path = head.path;
+    for (std::string_view old : {"/v3beta/", "/v3alpha/"}) {
+      if (path.starts_with(old)) path = "/v3/" + path.substr(old.size());
+    }
+    auto route = d->routes.find(path);
+    if (route == d->routes.end()) return fail(404, "Not Found");
+    if (head.method != "POST") return fail(405, "use POST");
+    std::string token;
+    if (const std::string* a = head.header("authorization")) token = *a;
+    auto self = shared_from_this();
+    if (route->second.stream) {
+      if (d->streams.fetch_add(1) >= d->options.max_streams) {
+        d->streams.fetch_sub(1);
+        return answer(Answer{429, gateway_error_json(8, "etcdserver: too many requests")});
+      }
+      streaming = true;
+      keep_alive = false;
+      out +=
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+          "chunked\r\nConnection: close\r\n\r\n";
+      write_next();
+      route->second.stream(self, body, token);
+      read_more();  // notices the client going away
+      return;
+    }
+    route->second.unary(body, token, [self](Answer a) {
+      asio::post(self->socket.get_executor(),
+                 [self, a = std::move(a)]() mutable { self->answer(std::move(a)); });
+    });
+  }
+
+  void answer(Answer a, std::string_view type = "application/json") {
+    if (closed) return;
+    out += "HTTP/1.1 " + std::to_string(a.status) + " " + http_reason_phrase(a.status) +
+           "\r\nContent-Type: " + std::string(type) +
+           "\r\nContent-Length: " + std::to_string(a.body.size()) +
+           (keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n") + a.body;
+    write_next();
+  }
+
+  void fail(int status, const std::string& why) {
+    keep_alive = false;
+    int code = status == 413 ? 3 : status == 404 ? 5 : status == 405 ? 12 : 3;
+    answer(Answer{status, gateway_error_json(code, why)});
+  }
+
+  // From the stream's call (any thread): one message, or the end.
+  void post_chunk(std::string data) {
+    asio::post(socket.get_executor(), [self = shared_from_this(), data = std::move(data)] {
+      if (self->closed) return;
+      char size[24];
+      std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+      self->out += size + data + "\r\n";
+      if (self->out.size() > kMaxStreamBacklogBytes) return self->close();  // not reading
+      self->write_next();
+    });
+  }
+
+  void post_end() {
+    asio::post(socket.get_executor(), [self = shared_from_this()] {
+      self->d->streams.fetch_sub(1);
+      if (self->closed) return;
+      self->out += "0\r\n\r\n";
+      self->stream_done = true;
+      self->write_next();
+    });
+  }
+
+  void write_next() {
+    if (closed || writing || out.empty()) return;
+    writing = true;
+    auto data = std::make_shared<std::string>();
+    data->swap(out);
+    asio::async_write(socket, asio::buffer(*data),
+                      [self = shared_from_this(), data](const asio::error_code& ec, size_t) {
+                        self->writing = false;
+                        if (self->closed) return;
+                        if (ec) return self->close();
+                        if (!self->out.empty()) return self->write_next();
+                        if (self->streaming) {
+                          if (self->stream_done) return self->close();
+                          return;
+                        }
+                        if (!self->keep_alive) return self->close();
+                        self->process();  // a pipelined request may be waiting
+                      });
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    asio::error_code ignored;
+    socket.close(ignored);
+    timer.cancel();
+    if (auto call = stream.lock()) call->cancel();
+    d->conns.erase(shared_from_this());
+  }
+};
+
+// A gateway stream: the body is the first request of a bidirectional call; each response goes
+// out as a {"result":...} chunk. The connection bounds what waits unsent (a reader that stops
+// reading is cut off). `single` ends after the first response (a lease keep-alive). It owns
+// itself until gRPC is done with it; the connection holds it weakly, to cancel it.
+template <typename Req, typename Resp>
+class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellable {
+ public:
+  template <typename Start>
+  static void begin(const std::shared_ptr<Conn>& conn, Req first, const std::string& token,
+                    bool single, Start start) {
+    std::shared_ptr<StreamBridge> b(new StreamBridge(conn, std::move(first), single));
+    if (!token.empty()) b->ctx_.AddMetadata("authorization", token);
+    b->self_ = b;
+    conn->stream = b;
+    start(&b->ctx_, b.get());
+    b->StartWrite(&b->req_);
+    b->StartRead(&b->resp_);
+    b->StartCall();
+  }
+
+  void cancel() override { ctx_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    conn_->post_chunk("{\"result\":" + gateway_json(resp_) + "}\n");
+    if (single_) {
+      ctx_.TryCancel();
+      return;
+    }
+    this->StartRead(&resp_);
+  }
+
+  void OnDone(const grpc::Status& st) override {
+    if (!st.ok() && !(single_ && st.error_code() == grpc::StatusCode::CANCELLED)) {
+      int code = static_cast<int>(st.error_code());
+      int http = http_status_for(code);
+      conn_->post_chunk("{\"error\":{\"grpc_code\":" + std::to_string(code) + ",\"http_code\":" +
+                        std::to_string(http) + ",\"message\":" + json_string(st.error_message()) +
+                        ",\"http_status\":" + json_string(http_reason_phrase(http)) + "}}\n");
+    }
+    conn_->post_end();
+    auto last = std::move(self_);  // deletes this on return, unless a cancel holds it
+  }
+
+ private:
+  StreamBridge(std::shared_ptr<Conn> conn, Req first, bool single)
+      : conn_(std::move(conn)), req_(std::move(first)), single_(single) {}
+
+  std::shared_ptr<Conn> conn_;
+  std::shared_ptr<StreamBridge> self_;
+  grpc::ClientContext ctx_;
+  Req req_;
+  Resp resp_;
+  bool single_;
+};
+
+// A unary route: JSON in, the call on the in-process channel, JSON out.
+template <typename Req, typename Resp, typename Invoke>
+Route unary(Invoke invoke) {
+  Route r;
+  r.unary = [invoke](const std::string& body, const std::string& token, Reply reply) {
+    auto req = std::make_shared<Req>();
+    std::string error;
+    if (!parse_gateway_body(body, req.get(), &error)) {
+      return reply(Answer{400, gateway_error_json(3, "the request body is not a valid " +
+                                                         req->GetTypeName() + ": " + error)});
+    }
+    struct Call {
+      grpc::ClientContext ctx;
+      Resp resp;
+    };
+    auto call = std::make_shared<Call>();
+    if (!token.empty()) call->ctx.AddMetadata("authorization", token);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+    invoke(&call->ctx, req.get(), &call->resp, [call, req, reply](grpc::Status st) {
+      if (!st.ok()) return reply(grpc_answer(st));
+      reply(Answer{200, gateway_json(call->resp)});
+    });
+  };
+  return r;
+}
+
+template <typename Req, typename Resp, typename Start>
+Route stream(bool single, Start start) {
+  Route r;
+  r.stream = [single, start](const std::shared_ptr<Conn>& conn, const std::string& body,
+                             const std::string& token) {
+    Req req;
+    std::string error;
+    if (!parse_gateway_body(body, &req, &error)) {
+      conn->post_chunk(
+          "{\"error\":{\"grpc_code\":3,\"http_code\":400,\"message\":" +
+          json_string("the request body is not a valid " + req.GetTypeName() + ": " + error) +
+          ",\"http_status\":\"Bad Request\"}}\n");
+      conn->post_end();
+      return;
+    }
+    StreamBridge<Req, Resp>::begin(conn, std::move(req), token, single, start);
+  };
+  return r;
+}
+
+}  // namespace
+
+void ClientPort::Impl::build_routes() {
+  // Each route names the service method etcd's gateway maps the path to.
+#define CHORUS_UNARY(path, stub, Method, Req, Resp)                 \
+  routes[path] = unary<pb::Req, pb::Resp>(                          \
+      [this](grpc::ClientContext* c, const pb::Req* q, pb::Resp* p, \
+             std::function<void(grpc::Status)> done) { stub->async()->Method(c, q, p, done); })
+  CHORUS_UNARY("/v3/kv/range", kv, Range, RangeRequest, RangeResponse);
+  CHORUS_UNARY("/v3/kv/put", kv, Put, PutRequest, PutResponse);
+  CHORUS_UNARY("/v3/kv/deleterange", kv, DeleteRange, DeleteRangeRequest, DeleteRangeResponse);
+  CHORUS_UNARY("/v3/kv/txn", kv, Txn, TxnRequest, TxnResponse);
+  CHORUS_UNARY("/v3/kv/compaction", kv, Compact, CompactionRequest, CompactionResponse);
+  CHORUS_UNARY("/v3/lease/grant", lease, LeaseGrant, LeaseGrantRequest, LeaseGrantResponse);
+  CHORUS_UNARY("/v3/lease/revoke", lease, LeaseRevoke, LeaseRevokeRequest, LeaseRevokeResponse);
+  CHORUS_UNARY("/v3/kv/lease/revoke", lease, LeaseRevoke, LeaseRevokeRequest, LeaseRevokeResponse);
+  CHORUS_UNARY("/v3/lease/timetolive", lease, LeaseTimeToLive, LeaseTimeToLiveRequest,
+               LeaseTimeToLiveResponse);
+  CHORUS_UNARY("/v3/kv/lease/timetolive", lease, LeaseTimeToLive, LeaseTimeToLiveRequest,
+               LeaseTimeToLiveResponse);
+  CHORUS_UNARY("/v3/lease/leases", lease, LeaseLeases, LeaseLeasesRequest, LeaseLeasesResponse);
+  CHORUS_UNARY("/v3/kv/lease/leases", lease, LeaseLeases, LeaseLeasesRequest, LeaseLeasesResponse);
+  CHORUS_UNARY("/v3/cluster/member/add", cluster, MemberAdd, MemberAddRequest, MemberAddResponse);
+  CHORUS_UNARY("/v3/cluster/member/remove", cluster, MemberRemove, MemberRemoveRequest,
+               MemberRemoveResponse);
+  CHORUS_UNARY("/v3/cluster/member/update", cluster, MemberUpdate, MemberUpdateRequest,
+               MemberUpdateResponse);
+  CHORUS_UNARY("/v3/cluster/member/list", cluster, MemberList, MemberListRequest,
+               MemberListResponse);
+  CHORUS_UNARY("/v3/cluster/member/promote", cluster, MemberPromote, MemberPromoteRequest,
+               MemberPromoteResponse);
+  CHORUS_UNARY("/v3/maintenance/alarm", maintenance, Alarm, AlarmRequest, AlarmResponse);
+  CHORUS_UNARY("/v3/maintenance/status", maintenance, Status, StatusRequest, StatusResponse);
+  CHORUS_UNARY("/v3/maintenance/defragment", maintenance, Defragment, DefragmentRequest,
+               DefragmentResponse);
+  CHORUS_UNARY("/v3/maintenance/hash", maintenance, HashKV, HashKVRequest, HashKVResponse);
+  CHORUS_UNARY("/v3/maintenance/transfer-leadership", maintenance, MoveLeader, MoveLeaderRequest,
+               MoveLeaderResponse);
+  CHORUS_UNARY("/v3/auth/enable", auth, AuthEnable, AuthEnableRequest, AuthEnableResponse);
+  CHORUS_UNARY("/v3/auth/disable", auth, AuthDisable, AuthDisableRequest, AuthDisableResponse);
+  CHORUS_UNARY("/v3/auth/status", auth, AuthStatus, AuthStatusRequest, AuthStatusResponse);
+  CHORUS_UNARY("/v3/auth/authenticate", auth, Authenticate, AuthenticateRequest,
+               AuthenticateResponse);
+  CHORUS_UNARY("/v3/auth/user/add", auth, UserAdd, AuthUserAddRequest, AuthUserAddResponse);
+  CHORUS_UNARY("/v3/auth/user/get", auth, UserGet, AuthUserGetRequest, AuthUserGetResponse);
+  CHORUS_UNARY("/v3/auth/user/list", auth, UserList, AuthUserListRequest, AuthUserListResponse);
+  CHORUS_UNARY("/v3/auth/user/delete", auth, UserDelete, AuthUserDeleteRequest,
+               AuthUserDeleteResponse);
+  CHORUS_UNARY("/v3/auth/user/changepw", auth, UserChangePassword, AuthUserChangePasswordRequest,
+               AuthUserChangePasswordResponse);
+  CHORUS_UNARY("/v3/auth/user/grant", auth, UserGrantRole, AuthUserGrantRoleRequest,
+               AuthUserGrantRoleResponse);
+  CHORUS_UNARY("/v3/auth/user/revoke", auth, UserRevokeRole, AuthUserRevokeRoleRequest,
+               AuthUserRevokeRoleResponse);
+  CHORUS_UNARY("/v3/auth/role/add", auth, RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse);
+  CHORUS_UNARY("/v3/auth/role/get", auth, RoleGet, AuthRoleGetRequest, AuthRoleGetResponse);
+  CHORUS_UNARY("/v3/auth/role/list", auth, RoleList, AuthRoleListRequest, AuthRoleListResponse);
+  CHORUS_UNARY("/v3/auth/role/delete", auth, RoleDelete, AuthRoleDeleteRequest,
+               AuthRoleDeleteResponse);
+  CHORUS_UNARY("/v3/auth/role/grant", auth, RoleGrantPermission, AuthRoleGrantPermissionRequest,
+               AuthRoleGrantPermissionResponse);
+  CHORUS_UNARY("/v3/auth/role/revoke", auth, RoleRevokePermission, AuthRoleRevokePermissionRequest,
+               AuthRoleRevokePermissionResponse);
+#undef CHORUS_UNARY
+  routes["/v3/watch"] = stream<pb::WatchRequest, pb::WatchResponse>(
+      false, [this](grpc::ClientContext* c,
+                    grpc::ClientBidiReactor<pb::WatchRequest, pb::WatchResponse>* r) {
+        watch->async()->Watch(c, r);
+      });
+  routes["/v3/lease/keepalive"] = stream<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>(
+      true,
+      [this](grpc::ClientContext* c,
+             grpc::ClientBidiReactor<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>* r) {
+        lease->async()->LeaseKeepAlive(c, r);
+      });
+}
+
+void ClientPort::Impl::accept(tcp::acceptor* a) {
+  a->async_accept([this, a](const asio::error_code& ec, tcp::socket socket) {
+    if (stopping) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(kAcceptRetryMs));
+      retry->async_wait([this, a, retry](const asio::error_code&) {
+        if (!stopping) accept(a);
+      });
+      return;
+    }
+    asio::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto s = std::make_shared<tcp::socket>(std::move(socket));
+    auto timer = std::make_shared<asio::steady_timer>(io, milliseconds(kSniffTimeoutMs));
+    timer->async_wait([s](const asio::error_code& error) {
+      if (!error) {
+        asio::error_code ignore;
+        s->close(ignore);
+      }
+    });
+    sniff(s, timer);
+    accept(a);
+  });
+}
+
+// Peeks at the first bytes (never consuming them) until they are, or cannot be, HTTP/2's
+// preface.
+void ClientPort::Impl::sniff(std::shared_ptr<tcp::socket> s,
+                             std::shared_ptr<asio::steady_timer> timer) {
+  s->async_wait(tcp::socket::wait_read, [this, s, timer](const asio::error_code& ec) {
+    if (ec || stopping || !s->is_open()) return;
+    std::array<char, kPreface.size()> peek{};
+    asio::error_code error;
+    size_t n = s->receive(asio::buffer(peek), tcp::socket::message_peek, error);
+    if (error || n == 0) {
+      timer->cancel();
+      asio::error_code ignored;
+      s->close(ignored);
+      return;
+    }
+    std::string_view got(peek.data(), n);
+    bool h2 = kPreface.starts_with(got);
+    if (h2 && n < kPreface.size()) {
+      // A prefix of the preface so far: wait for the rest.
+      auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(5));
+      retry->async_wait([this, s, timer, retry](const asio::error_code&) { sniff(s, timer); });
+      return;
+    }
+    timer->cancel();
+    if (h2) {
+      // gRPC takes the socket as it is; the preface is still unread in it.
+      asio::error_code release_error;
+      int fd = s->release(release_error);
+      if (!release_error) grpc::AddInsecureChannelFromFd(server, fd);
+      return;
+    }
+    if (conns.size() >= options.max_connections) {
+      asio::error_code ignored;
+      s->close(ignored);
+      return;
+    }
+    auto c = std::make_shared<Conn>(this, std::move(*s));
+    conns.insert(c);
+    c->start();
+  });
+}
+
+void ClientPort::Impl::close_all() {
+  stopping = true;
+  for (auto& a : acceptors) {
+    asio::error_code ignored;
+    a->close(ignored);
+  }
+  std::vector<std::shared_ptr<Conn>> all(conns.begin(), conns.end());
+  for (auto& c : all)
+    c->close();
+  work.reset();
+}
+
+ClientPort::ClientPort(GatewayOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+ClientPort::~ClientPort() {
+  stop();
+}
+
+storage::Status ClientPort::listen(const std::string& host, uint16_t port, uint16_t* bound_port) {
+  Impl& d = *impl_;
+  std::string h = host;
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string where = host + ":" + std::to_string(port);
+  // Every address the host names (localhost: 127.0.0.1 and ::1), as gRPC binds them; enough
+  // that one binds. A port chosen by the first (port 0) is the one the others take.
+  std::vector<tcp::endpoint> endpoints;
+  asio::error_code ec;
+  if (h.empty()) {
+    endpoints.emplace_back(asio::ip::address_v4::any(), port);
+  } else if (asio::ip::address a = asio::ip::make_address(h, ec); !ec) {
+    endpoints.emplace_back(a, port);
+  } else {
+    tcp::resolver resolver(d.io);
+    auto results = resolver.resolve(h, std::to_string(port), ec);
+    if (ec || results.empty())
+      return storage::Status::invalid_argument("cannot resolve " + host + ": " + ec.message());
+    for (const auto& r : results) {
+      if (std::find(endpoints.begin(), endpoints.end(), r.endpoint()) == endpoints.end())
+        endpoints.push_back(r.endpoint());
+    }
+  }
+  std::string last_error;
+  uint16_t chosen = port;
+  size_t bound = 0;
+  for (tcp::endpoint e : endpoints) {
+    e.port(chosen);
+    auto a = std::make_unique<tcp::acceptor>(d.io);
+    a->open(e.protocol(), ec);
+    if (!ec && e.address().is_v6()) a->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) a->bind(e, ec);
+    if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      last_error = ec.message();
+      continue;
+    }
+    chosen = a->local_endpoint().port();
+    d.acceptors.push_back(std::move(a));
+    ++bound;
+  }
+  if (bound == 0) return storage::Status::io_error("cannot listen on " + where + ": " + last_error);
+  if (bound_port != nullptr) *bound_port = chosen;
+  return storage::Status::ok();
+}
+
+void ClientPort::start(grpc::Server* server) {
+  Impl& d = *impl_;
+  d.server = server;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(INT32_MAX);
+  args.SetMaxSendMessageSize(INT32_MAX);
+  d.channel = server->InProcessChannel(args);
+  d.kv = pb::KV::NewStub(d.channel);
+  d.lease = pb::Lease::NewStub(d.channel);
+  d.watch = pb::Watch::NewStub(d.channel);
+  d.cluster = pb::Cluster::NewStub(d.channel);
+  d.maintenance = pb::Maintenance::NewStub(d.channel);
+  d.auth = pb::Auth::NewStub(d.channel);
+  d.build_routes();
+  d.work.emplace(asio::make_work_guard(d.io));
+  for (auto& a : d.acceptors)
+    asio::post(d.io, [&d, acc = a.get()] { d.accept(acc); });
+  d.thread = std::thread([&d] {
+    base::set_thread_name("chorus-gateway");
+    d.io.run();
+  });
+}
+
+void ClientPort::stop() {
+  Impl& d = *impl_;
+  if (!d.thread.joinable()) return;
+  asio::post(d.io, [&d] { d.close_all(); });
+  d.thread.join();
+}
+
+}  // namespace chorus::server
