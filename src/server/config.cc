@@ -99,6 +99,13 @@ constexpr std::array kSettings = {
     Setting{"Security", "client-cert-auth", "", "false",
             "Refuse clients without a certificate signed by --trusted-ca-file, during the TLS "
             "handshake."},
+    Setting{"Member", "auto-compaction-mode", "<periodic|revision>", "periodic",
+            "How --auto-compaction-retention counts: periodic keeps that much time of key "
+            "history, revision that many revisions."},
+    Setting{"Member", "auto-compaction-retention", "<duration|count>", "0",
+            "Key history the leader keeps before compacting it on its own: a duration such as "
+            "30m or 1h (a bare number is hours) with periodic, a number of revisions with "
+            "revision (checked every five minutes); 0 turns auto-compaction off."},
     Setting{"Auth", "auth-token", "<type>", "simple",
             "How logins are proven: simple (random tokens, held in each member's memory and "
             "forgotten on restart, as in etcd), or "
@@ -767,6 +774,19 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
     return false;
   }
   {
+    std::string mode;
+    RawValue m = lookup(values, "auto-compaction-mode", "periodic");
+    if (!parse_choice(m, {"periodic", "revision"}, &mode, error)) return false;
+    c->auto_compaction_mode =
+        mode == "revision" ? CompactionMode::kRevision : CompactionMode::kPeriodic;
+    RawValue r = lookup(values, "auto-compaction-retention", "0");
+    std::string why;
+    if (!parse_compaction_retention(c->auto_compaction_mode, r.text, &c->auto_compaction_retention,
+                                    &why)) {
+      return fail(error, r, why);
+    }
+  }
+  {
     // The JWT options (keys, method, ttl) are checked when the member loads the keys.
     RawValue v = lookup(values, "auth-token", defaults.auth_token);
     if (v.text == "jwt" || v.text.starts_with("jwt,")) {
@@ -940,6 +960,64 @@ std::string Url::to_string() const {
 
 bool parse_peer_url(std::string_view text, Url* out, std::string* error) {
   return parse_url(text, out, error);
+}
+
+bool parse_go_duration(std::string_view text, int64_t* ms) {
+  int64_t total = 0;
+  size_t i = 0;
+  if (text.empty()) return false;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])))
+      ++i;
+    if (i == start || i - start > 12) return false;
+    int64_t n = std::stoll(std::string(text.substr(start, i - start)));
+    size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])))
+      ++i;
+    std::string_view unit = text.substr(unit_start, i - unit_start);
+    int64_t scale = 0;
+    if (unit == "ms") {
+      scale = 1;
+    } else if (unit == "s") {
+      scale = 1000;
+    } else if (unit == "m") {
+      scale = 60'000;
+    } else if (unit == "h") {
+      scale = 3'600'000;
+    } else {
+      return false;
+    }
+    total += n * scale;
+  }
+  *ms = total;
+  return total > 0;
+}
+
+bool parse_compaction_retention(CompactionMode mode, const std::string& text, int64_t* out,
+                                std::string* error) {
+  if (text == "0" || text.empty()) {
+    *out = 0;
+    return true;
+  }
+  bool digits = text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 12;
+  if (mode == CompactionMode::kRevision) {
+    if (!digits) {
+      *error = "'" + text + "' is not a number of revisions";
+      return false;
+    }
+    *out = std::stoll(text);
+    return true;
+  }
+  if (digits) {  // etcd: a bare number is hours
+    *out = std::stoll(text) * 3'600'000;
+    return true;
+  }
+  if (!parse_go_duration(text, out)) {
+    *error = "'" + text + "' is not a duration such as 30m or 1h, nor a number of hours";
+    return false;
+  }
+  return true;
 }
 
 bool has_https(const std::vector<Url>& urls) {

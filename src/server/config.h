@@ -40,6 +40,19 @@ bool parse_peer_url(std::string_view text, Url* out, std::string* error);
 
 bool has_https(const std::vector<Url>& urls);
 
+// etcd's --auto-compaction-mode.
+enum class CompactionMode { kPeriodic, kRevision };
+
+// Parses etcd's --auto-compaction-retention for `mode`: "0" is off (*out = 0); periodic takes a
+// Go duration ("90m", "1h30m", "10s") or a bare number of hours; revision a count. The unit of
+// *out: milliseconds for periodic, revisions for revision.
+bool parse_compaction_retention(CompactionMode mode, const std::string& text, int64_t* out,
+                                std::string* error);
+
+// A Go duration as etcd's flags take them ("500ms", "10s", "5m", "1h30m"), in milliseconds;
+// false for anything else, zero included.
+bool parse_go_duration(std::string_view text, int64_t* ms);
+
 // "http://a:1,http://b:2"
 std::string join_urls(const std::vector<Url>& urls);
 
@@ -86,6 +99,10 @@ struct ServerConfig {
   std::string peer_trusted_ca_file;
   bool peer_client_cert_auth = false;
   bool peer_auto_tls = false;
+  // --auto-compaction-mode and --auto-compaction-retention (0: off; milliseconds for
+  // periodic, revisions for revision).
+  CompactionMode auto_compaction_mode = CompactionMode::kPeriodic;
+  int64_t auto_compaction_retention = 0;
   std::string auth_token = "simple";  // --auth-token: simple, or jwt,<options>
   int64_t bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;

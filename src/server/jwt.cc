@@ -1,5 +1,7 @@
 #include "server/jwt.h"
 
+#include "server/config.h"
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
@@ -76,39 +78,6 @@ std::string read_file(const std::string& path, bool* ok) {
   return ss.str();
 }
 
-// Go's durations as etcd's ttl takes them: "300s", "5m", "1h30m".
-bool parse_duration(const std::string& text, int64_t* seconds) {
-  int64_t total_ms = 0;
-  size_t i = 0;
-  if (text.empty()) return false;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])))
-      ++i;
-    if (i == start || i - start > 12) return false;
-    int64_t n = std::stoll(text.substr(start, i - start));
-    size_t unit_start = i;
-    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i])))
-      ++i;
-    std::string unit = text.substr(unit_start, i - unit_start);
-    int64_t ms = 0;
-    if (unit == "ms") {
-      ms = 1;
-    } else if (unit == "s") {
-      ms = 1000;
-    } else if (unit == "m") {
-      ms = 60'000;
-    } else if (unit == "h") {
-      ms = 3'600'000;
-    } else {
-      return false;
-    }
-    total_ms += n * ms;
-  }
-  *seconds = total_ms / 1000;
-  return *seconds > 0;
-}
-
 const EVP_MD* digest_for(const std::string& alg) {
   std::string bits = alg.substr(2);
   if (bits == "256") return EVP_sha256();
@@ -170,9 +139,11 @@ Status JwtTokens::create(const std::string& spec, std::unique_ptr<JwtTokens>* ou
     } else if (k == "sign-method") {
       t->alg_ = v;
     } else if (k == "ttl") {
-      if (!parse_duration(v, &t->ttl_s_))
+      int64_t ms = 0;
+      if (!parse_go_duration(v, &ms) || ms < 1000)
         return Status::invalid_argument("--auth-token: ttl '" + v +
                                         "' is not a duration such as 5m or 300s");
+      t->ttl_s_ = ms / 1000;
     } else {
       return Status::invalid_argument("--auth-token: unknown option '" + k + "'");
     }

@@ -10,6 +10,7 @@
 #include <absl/synchronization/mutex.h>
 
 #include "server/api_server.h"
+#include "server/compactor.h"
 #include "server/config.h"
 #include "server/http_server.h"
 #include "server/jwt.h"
@@ -452,6 +453,25 @@ int run(ServerConfig cfg) {
   }
   http.start();
 
+  // --auto-compaction-*: the leader compacts the key history through the log.
+  std::unique_ptr<AutoCompactor> compactor;
+  if (cfg.auto_compaction_retention > 0) {
+    AutoCompactor::Hooks hooks;
+    hooks.is_leader = [&node] { return node->is_leader(); };
+    hooks.revision = [&node] { return node->store().revision(); };
+    hooks.compact = [&node](int64_t revision, std::function<void(bool, const std::string&)> done) {
+      kv::Command c;
+      c.op = kv::CompactionRequest{revision};
+      node->propose(std::move(c), [done](const RpcError& e, kv::Response&& r) {
+        if (!e.ok()) return done(false, e.message);
+        if (!r.error.ok()) return done(false, r.error.message);
+        done(true, "");
+      });
+    };
+    compactor = std::make_unique<AutoCompactor>(cfg.auto_compaction_mode,
+                                                cfg.auto_compaction_retention, hooks);
+  }
+
   log(LogLevel::kInfo, "serving",
       {{"name", cfg.name},
        {"member-id", member_id_hex(cfg.member_id)},
@@ -472,6 +492,7 @@ int run(ServerConfig cfg) {
   // The HTTP thread reads the node: it stops first. Leadership moves next, while peers are
   // still reachable; then the API drains.
   http.stop();
+  compactor.reset();
   node->stop(sig == SIGUSR1 ? 0 : cfg.election_timeout_ms);
   api.stop();
   peers.stop();

@@ -635,6 +635,34 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(names, ["m1", "m2", "m3"])
 
 
+class AutoCompactionTest(unittest.TestCase):
+    """--auto-compaction-mode periodic --auto-compaction-retention 3s: the leader compacts on its
+    own, keeping at least three seconds of history."""
+
+    def test_the_leader_compacts_history_older_than_the_retention(self):
+        c = Cluster(CHORUSD, member_args=lambda m: ["--auto-compaction-mode", "periodic",
+                                                    "--auto-compaction-retention", "3s"])
+        c.start_or_keep()
+        try:
+            c.ctl("put", "ac/k", "v1")
+            old = c.ctl_json("get", "ac/k")["header"]["revision"]
+            c.ctl("put", "ac/k", "v2")
+            # Still inside the retention: the old revision reads.
+            self.assertEqual(unb64(c.ctl_json("get", "ac/k", "--rev", str(old))["kvs"][0]["value"]),
+                             "v1")
+            deadline = time.time() + 20
+            while True:
+                p = c.ctl("get", "ac/k", "--rev", str(old), check=False)
+                if "required revision has been compacted" in p.stderr:
+                    break
+                self.assertLess(time.time(), deadline, "no auto-compaction\n" + c.logs())
+                time.sleep(0.5)
+            self.assertEqual(c.ctl("get", "ac/k", "--print-value-only").stdout.strip(), "v2")
+            self.assertTrue(any("auto-compaction" in m.log() for m in c.members))
+        finally:
+            c.close()
+
+
 class FaultTest(unittest.TestCase):
     """Each test gets its own cluster."""
 
