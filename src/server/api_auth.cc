@@ -104,9 +104,14 @@ grpc::Status ApiServer::Impl::caller(const grpc::ServerContextBase* ctx, Caller*
     std::string token(it->second.data(), it->second.size());
     if (options.jwt) {
       // A signed token carries the auth revision of its login: after any change since, the
-      // checks answer "revision of auth store is old" and clients log in again.
-      if (!options.jwt->verify(token, unix_now(), &out->user, &out->revision))
+      // checks answer "revision of auth store is old" and clients log in again. The checks run
+      // against this member's state, so the command carries this member's revision, not the
+      // token's (which may be newer than what this member has applied).
+      uint64_t token_revision = 0;
+      if (!options.jwt->verify(token, unix_now(), &out->user, &token_revision))
         return api_status(kv::Code::kUnauthenticated, kv::errors::kInvalidAuthToken);
+      if (token_revision < out->revision)
+        return api_status(kv::Code::kInvalidArgument, kv::errors::kAuthOldRevision);
       return grpc::Status::OK;
     }
     std::optional<std::string> user = tokens->user(token, AuthClock::now());

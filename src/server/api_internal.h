@@ -177,10 +177,12 @@ struct ApiServer::Impl {
     auto* call = new Call;
     call->channel = std::move(channel);
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    auto token = from->client_metadata().find(kTokenMetadata);
-    if (token != from->client_metadata().end())
-      call->ctx.AddMetadata(kTokenMetadata,
-                            std::string(token->second.data(), token->second.size()));
+    for (const char* key : {kTokenMetadata, "authorization"}) {
+      auto token = from->client_metadata().find(key);
+      if (token == from->client_metadata().end()) continue;
+      std::string value(token->second.data(), token->second.size());
+      if (valid_metadata_value(value)) call->ctx.AddMetadata(key, value);
+    }
     call->req = req;
     start(call->channel, &call->ctx, &call->req, &call->resp,
           [call, reactor, resp](grpc::Status st) {

@@ -36,6 +36,10 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
   grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext* ctx, const pb::AlarmRequest* req,
                                   pb::AlarmResponse* resp) override {
+    // Raising or clearing an alarm stops or restarts the cluster's writes: the root role.
+    if (req->action() != pb::AlarmRequest_AlarmAction_GET) {
+      if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     auto list = [this, resp](uint64_t member, int type) {
       for (const Node::Alarm& a : s_->node->alarms()) {

@@ -704,6 +704,11 @@ bool check_peer_tls(const RawValues& values, ServerConfig* c, std::string* error
     return fail(error, lookup(values, "peer-client-cert-auth", ""),
                 "needs --peer-trusted-ca-file, the CA peer certificates must be signed by");
   }
+  if (c->peer_tls && !c->peer_auto_tls && c->peer_trusted_ca_file.empty()) {
+    return fail(error, lookup(values, "peer-cert-file", ""),
+                "needs --peer-trusted-ca-file: without a CA no peer is verified, and anyone "
+                "could take part (--peer-auto-tls says so explicitly)");
+  }
   if (c->peer_auto_tls && !c->peer_trusted_ca_file.empty()) {
     return fail(error, lookup(values, "peer-auto-tls", ""),
                 "cannot go with --peer-trusted-ca-file: a self-signed certificate proves nothing "

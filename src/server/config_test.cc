@@ -534,6 +534,9 @@ TEST(ConfigErrors, PeerTls) {
   expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-cert-file",
                       "p.crt"}),
                {"flag --peer-cert-file", "--peer-key-file"});
+  expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-cert-file",
+                      "p.crt", "--peer-key-file", "p.key"}),
+               {"flag --peer-cert-file", "--peer-trusted-ca-file", "anyone"});
   expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-auto-tls",
                       "--peer-client-cert-auth"}),
                {"flag --peer-client-cert-auth", "--peer-trusted-ca-file"});

@@ -153,7 +153,17 @@ struct ClientPort::Impl {
   std::map<std::string, Route, std::less<>> routes;
   std::unordered_set<std::shared_ptr<Conn>> conns;  // I/O thread only
   std::atomic<size_t> streams{0};
+  // Calls on the in-process channel not yet answered: their callbacks post here, so the
+  // io_context outlives them (~Impl waits).
+  std::atomic<int64_t> in_flight{0};
+  // Connections still saying which protocol they speak (I/O thread only).
+  std::unordered_set<std::shared_ptr<tcp::socket>> sniffing;
   bool stopping = false;  // I/O thread only
+
+  ~Impl() {
+    for (int i = 0; i < 10'000 && in_flight.load() > 0; ++i)
+      std::this_thread::sleep_for(milliseconds(1));
+  }
 
   void build_routes();
   void accept(tcp::acceptor* a);
@@ -203,8 +213,8 @@ struct Conn : std::enable_shared_from_this<Conn> {
                                self->close();
                                return;
                              }
-                             if (self->streaming)
-                               return;  // a client talking over its stream: ignored
+                             // Talk over a stream is dropped; reading on notices a close.
+                             if (self->streaming) return self->read_more();
                              self->buffer.append(self->chunk.data(), n);
                              self->process();
                            });
@@ -272,6 +282,12 @@ struct Conn : std::enable_shared_from_this<Conn> {
     if (head.method != "POST") return fail(405, "use POST");
     std::string token;
     if (const std::string* a = head.header("authorization")) token = *a;
+    // gRPC takes only visible ASCII in metadata (and aborts on anything else): such a token
+    // cannot be one this member made.
+    if (!valid_metadata_value(token)) {
+      keep_alive = false;
+      return answer(Answer{401, gateway_error_json(16, "etcdserver: invalid auth token")});
+    }
     auto self = shared_from_this();
     if (route->second.stream) {
       if (d->streams.fetch_add(1) >= d->options.max_streams) {
@@ -376,6 +392,7 @@ class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellab
     if (!token.empty()) b->ctx_.AddMetadata("authorization", token);
     b->self_ = b;
     conn->stream = b;
+    conn->d->in_flight.fetch_add(1);
     start(&b->ctx_, b.get());
     b->StartWrite(&b->req_);
     b->StartRead(&b->resp_);
@@ -403,7 +420,11 @@ class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellab
                         ",\"http_status\":" + json_string(http_reason_phrase(http)) + "}}\n");
     }
     conn_->post_end();
-    auto last = std::move(self_);  // deletes this on return, unless a cancel holds it
+    ClientPort::Impl* d = conn_->d;
+    {
+      auto last = std::move(self_);  // deletes this, unless a cancel holds it a moment longer
+    }
+    d->in_flight.fetch_sub(1);
   }
 
  private:
@@ -420,9 +441,9 @@ class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellab
 
 // A unary route: JSON in, the call on the in-process channel, JSON out.
 template <typename Req, typename Resp, typename Invoke>
-Route unary(Invoke invoke) {
+Route unary(ClientPort::Impl* d, Invoke invoke) {
   Route r;
-  r.unary = [invoke](const std::string& body, const std::string& token, Reply reply) {
+  r.unary = [invoke, d](const std::string& body, const std::string& token, Reply reply) {
     auto req = std::make_shared<Req>();
     std::string error;
     if (!parse_gateway_body(body, req.get(), &error)) {
@@ -436,9 +457,12 @@ Route unary(Invoke invoke) {
     auto call = std::make_shared<Call>();
     if (!token.empty()) call->ctx.AddMetadata("authorization", token);
     call->ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
-    invoke(&call->ctx, req.get(), &call->resp, [call, req, reply](grpc::Status st) {
-      if (!st.ok()) return reply(grpc_answer(st));
-      reply(Answer{200, gateway_json(call->resp)});
+    d->in_flight.fetch_add(1);
+    invoke(&call->ctx, req.get(), &call->resp, [call, req, reply, d](grpc::Status st) mutable {
+      Reply answer = std::move(reply);
+      answer(st.ok() ? Answer{200, gateway_json(call->resp)} : grpc_answer(st));
+      answer = nullptr;  // the connection goes before the count that keeps the port alive
+      d->in_flight.fetch_sub(1);
     });
   };
   return r;
@@ -470,6 +494,7 @@ void ClientPort::Impl::build_routes() {
   // Each route names the service method etcd's gateway maps the path to.
 #define CHORUS_UNARY(path, stub, Method, Req, Resp)                 \
   routes[path] = unary<pb::Req, pb::Resp>(                          \
+      this,                                                         \
       [this](grpc::ClientContext* c, const pb::Req* q, pb::Resp* p, \
              std::function<void(grpc::Status)> done) { stub->async()->Method(c, q, p, done); })
   CHORUS_UNARY("/v3/kv/range", kv, Range, RangeRequest, RangeResponse);
@@ -555,11 +580,18 @@ void ClientPort::Impl::accept(tcp::acceptor* a) {
     asio::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto s = std::make_shared<tcp::socket>(std::move(socket));
+    if (sniffing.size() + conns.size() >= options.max_connections) {
+      s->close(ignored);
+      accept(a);
+      return;
+    }
+    sniffing.insert(s);
     auto timer = std::make_shared<asio::steady_timer>(io, milliseconds(kSniffTimeoutMs));
-    timer->async_wait([s](const asio::error_code& error) {
+    timer->async_wait([this, s](const asio::error_code& error) {
       if (!error) {
         asio::error_code ignore;
         s->close(ignore);
+        sniffing.erase(s);
       }
     });
     sniff(s, timer);
@@ -572,7 +604,10 @@ void ClientPort::Impl::accept(tcp::acceptor* a) {
 void ClientPort::Impl::sniff(std::shared_ptr<tcp::socket> s,
                              std::shared_ptr<asio::steady_timer> timer) {
   s->async_wait(tcp::socket::wait_read, [this, s, timer](const asio::error_code& ec) {
-    if (ec || stopping || !s->is_open()) return;
+    if (ec || stopping || !s->is_open()) {
+      sniffing.erase(s);
+      return;
+    }
     std::array<char, kPreface.size()> peek{};
     asio::error_code error;
     size_t n = s->receive(asio::buffer(peek), tcp::socket::message_peek, error);
@@ -580,17 +615,19 @@ void ClientPort::Impl::sniff(std::shared_ptr<tcp::socket> s,
       timer->cancel();
       asio::error_code ignored;
       s->close(ignored);
+      sniffing.erase(s);
       return;
     }
     std::string_view got(peek.data(), n);
     bool h2 = kPreface.starts_with(got);
     if (h2 && n < kPreface.size()) {
       // A prefix of the preface so far: wait for the rest.
-      auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(5));
+      auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(20));
       retry->async_wait([this, s, timer, retry](const asio::error_code&) { sniff(s, timer); });
       return;
     }
     timer->cancel();
+    sniffing.erase(s);
     if (h2) {
       // gRPC takes the socket as it is; the preface is still unread in it.
       asio::error_code release_error;
@@ -618,6 +655,11 @@ void ClientPort::Impl::close_all() {
   std::vector<std::shared_ptr<Conn>> all(conns.begin(), conns.end());
   for (auto& c : all)
     c->close();
+  for (const auto& s : sniffing) {
+    asio::error_code ignored;
+    s->close(ignored);  // its pending wait and timer end with it
+  }
+  sniffing.clear();
   work.reset();
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "server/http_server.h"
 #include "storage/status.h"
@@ -59,6 +60,14 @@ class ClientPort {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// Whether gRPC takes `value` as a metadata value (visible ASCII and spaces only; it aborts the
+// process on anything else, so values from outside are checked first).
+inline bool valid_metadata_value(std::string_view value) {
+  for (char c : value)
+    if (c < 0x20 || c > 0x7e) return false;
+  return true;
+}
 
 // What the gateway answers a gRPC error with: grpc-gateway's HTTP status for the code and its
 // body, {"error":...,"code":...,"message":...}.

@@ -103,13 +103,36 @@ Node::Node(const NodeOptions& options)
   uint64_t base = wall_ms() << 20;
   next_request_id_ = base;
   first_read_context_ = base;
+}
+
+uint64_t Node::new_fetch_ticket() {
   std::random_device rd;
-  while (fetch_ticket_ == 0)
-    fetch_ticket_ = (uint64_t{rd()} << 32) ^ rd();
+  uint64_t t = 0;
+  while (t == 0)
+    t = (uint64_t{rd()} << 32) ^ rd();
+  std::lock_guard<std::mutex> lk(tickets_mu_);
+  Clock::time_point now = Clock::now();
+  while (!fetch_tickets_.empty() &&
+         (fetch_tickets_.size() >= kMaxFetchTickets || fetch_tickets_.front().second <= now))
+    fetch_tickets_.pop_front();
+  fetch_tickets_.emplace_back(t, now + kFetchTicketLife);
+  return t;
 }
 
 bool Node::fetch_ticket_valid(const std::string& ticket) const {
-  return ticket == hex_id(fetch_ticket_);
+  std::lock_guard<std::mutex> lk(tickets_mu_);
+  Clock::time_point now = Clock::now();
+  bool valid = false;
+  for (const auto& [t, expires] : fetch_tickets_) {
+    std::string mine = hex_id(t);
+    // Every ticket compared in full, whatever matches: no timing to learn from.
+    bool same = mine.size() == ticket.size();
+    unsigned char diff = 0;
+    for (size_t i = 0; same && i < mine.size(); ++i)
+      diff = static_cast<unsigned char>(diff | (mine[i] ^ ticket[i]));
+    if (same && diff == 0 && expires > now) valid = true;
+  }
+  return valid;
 }
 
 uint64_t Node::clock_us(Clock::time_point t) const {

@@ -189,9 +189,10 @@ class Node {
   // then stops both threads. Requests still waiting fail with "server stopped".
   void stop(int transfer_wait_ms);
 
-  // Whether `ticket` is one this member's snapshot messages carry: a member fetching the store
-  // shows it (the Snapshot call needs the root role otherwise, while auth is on). The ticket is
-  // random per process and travels only over peer connections.
+  // Whether `ticket` is one this member's snapshot messages carried in the last ten minutes: a
+  // member fetching the store shows it (the Snapshot call needs the root role otherwise, while
+  // auth is on). Each snapshot message gets a fresh random ticket, sent over the peer
+  // connection; the fetch shows it on the client connection that carries the store itself.
   bool fetch_ticket_valid(const std::string& ticket) const;
 
   // From the transport.
@@ -486,8 +487,13 @@ class Node {
   bool apply_stop_ = false;
   EventsFn events_fn_;
   AuthFn auth_fn_;
-  // Random, never 0; carried in the context of the etcd group's snapshot messages.
-  uint64_t fetch_ticket_ = 0;
+  // Tickets carried in the context of the etcd group's snapshot messages: a fresh random one
+  // per message, each good for kFetchTicketLife (guarded by tickets_mu_).
+  static constexpr auto kFetchTicketLife = std::chrono::minutes(10);
+  static constexpr size_t kMaxFetchTickets = 64;
+  mutable std::mutex tickets_mu_;
+  std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>> fetch_tickets_;
+  uint64_t new_fetch_ticket();
   // Sends to the peers, stamping snapshot messages with the fetch ticket.
   void send(std::vector<raft::Message>&& messages);
   std::function<void(int64_t revision)> store_replaced_fn_;

@@ -486,7 +486,7 @@ bool Node::start_group_round(engine::Round& round) {
 
 void Node::send(std::vector<raft::Message>&& messages) {
   for (raft::Message& m : messages) {
-    if (m.type == raft::MessageType::kSnap && m.group == kGroup) m.context = fetch_ticket_;
+    if (m.type == raft::MessageType::kSnap && m.group == kGroup) m.context = new_fetch_ticket();
   }
   sink_->send(std::move(messages));
 }

@@ -164,6 +164,10 @@ class GatewayTest(unittest.TestCase):
                 self.assertIn("code", err)
         code, r = self.curl(m, "/v3/kv/range", method="GET", raw=True)
         self.assertEqual(code, 405)
+        # A token gRPC could not carry (a tab, bytes past ASCII) is refused before any call.
+        for bad in ["Authorization: a\tb", "Authorization: caf\u00e9"]:
+            code, r = self.curl(m, "/v3/kv/range", {"key": b64("x")}, headers=[bad])
+            self.assertEqual((code, r["error"]), (401, "etcdserver: invalid auth token"))
         # A body past --max-request-bytes (1.5 MiB, a third more for base64) is refused unread.
         big = json.dumps({"key": b64("gw/big"), "value": "A" * (3 << 20)})
         code, r = self.curl(m, "/v3/kv/put", big, raw=True)
