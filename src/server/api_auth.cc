@@ -194,6 +194,13 @@ grpc::Status ApiServer::Impl::admin(const Caller& c) const {
   return api_status(kv::check_admin(*c.state, c.user));
 }
 
+grpc::Status ApiServer::Impl::admin_caller(const grpc::ServerContextBase* ctx, Caller* who) {
+  Caller local;
+  Caller* c = who != nullptr ? who : &local;
+  grpc::Status st = caller(ctx, c);
+  return st.ok() ? admin(*c) : st;
+}
+
 grpc::Status ApiServer::Impl::authenticated(const Caller& c) const {
   if (!c.enabled || !c.user.empty()) return grpc::Status::OK;
   return api_status(kv::Code::kInvalidArgument, kv::errors::kUserEmpty);
@@ -469,9 +476,7 @@ class AuthService final : public pb::Auth::CallbackService {
   grpc::ServerUnaryReactor* change(grpc::CallbackServerContext* ctx, kv::AuthRequest q,
                                    pb::ResponseHeader* header) {
     Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    if (!st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx, &who); !st.ok()) return s_->refuse(ctx, st);
     kv::Command cmd;
     cmd.op = std::move(q);
     return s_->propose(ctx, who, std::move(cmd), [this, header](kv::Response& r) {
@@ -486,9 +491,7 @@ class AuthService final : public pb::Auth::CallbackService {
                                                  kv::AuthRequest q, std::string password,
                                                  pb::ResponseHeader* header) {
     Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    if (!st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx, &who); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     bool queued = s_->auth_worker->post(
         [this, reactor, q = std::move(q), password = std::move(password), who, header]() mutable {
@@ -517,10 +520,7 @@ class AuthService final : public pb::Auth::CallbackService {
   // its log).
   template <typename Fill>
   grpc::ServerUnaryReactor* read(grpc::CallbackServerContext* ctx, Fill fill) {
-    Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    if (!st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->read_barrier([this, reactor, fill](const RpcError& e) mutable {
       if (!e.ok()) return reactor->Finish(to_grpc(e));

@@ -11,6 +11,7 @@ uint64_t wall_clock_ns() {
                                    .count());
 }
 
+// Membership changes take the root role while auth is on (etcd); listing does not.
 class ClusterService final : public pb::Cluster::CallbackService {
  public:
   explicit ClusterService(ApiServer::Impl* s) : s_(s) {}
@@ -28,7 +29,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
                                       const pb::MemberAddRequest* req,
                                       pb::MemberAddResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     std::vector<Url> urls;
     std::vector<std::string> texts;
     for (const std::string& text : req->peerurls()) {
@@ -89,7 +90,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
                                          const pb::MemberRemoveRequest* req,
                                          pb::MemberRemoveResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (!is_member(req->id())) return not_found(ctx);
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kRemoveNode, req->id()});
@@ -99,7 +100,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
                                           const pb::MemberPromoteRequest* req,
                                           pb::MemberPromoteResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     bool found = false, learner = false;
     for (const MemberInfo& m : s_->node->members()) {
       if (m.id == req->id()) {
@@ -132,7 +133,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
                                          const pb::MemberUpdateRequest* req,
                                          pb::MemberUpdateResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (!is_member(req->id())) return not_found(ctx);
     MemberPeerUrls u;
     u.id = req->id();
@@ -163,13 +164,6 @@ class ClusterService final : public pb::Cluster::CallbackService {
   }
 
  private:
-  // Membership changes take the root role while auth is on (etcd).
-  grpc::Status admin(grpc::CallbackServerContext* ctx) {
-    Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    return st;
-  }
   bool is_member(uint64_t id) const {
     for (const MemberInfo& m : s_->node->members()) {
       if (m.id == id) return true;

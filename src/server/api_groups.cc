@@ -13,25 +13,27 @@ grpc::Status bad_group(uint64_t group) {
                           " is not a data group (data groups are numbered from 2)");
 }
 
+// Data groups are Chorus's own API, beyond etcd's permissions: while auth is on, every call
+// takes the root role.
 class GroupsService final : public gpb::Groups::CallbackService {
  public:
   explicit GroupsService(ApiServer::Impl* s) : s_(s) {}
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const gpb::PutRequest* req,
                                 gpb::PutResponse*) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     return write(ctx, req->group(), kv::GroupOp{kv::GroupOp::Kind::kPut, req->key(), req->value()});
   }
 
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const gpb::DeleteRequest* req,
                                    gpb::DeleteResponse*) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     return write(ctx, req->group(), kv::GroupOp{kv::GroupOp::Kind::kDelete, req->key(), ""});
   }
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const gpb::GetRequest* req,
                                 gpb::GetResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (req->group() < 2) return s_->refuse(ctx, bad_group(req->group()));
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     Node* node = s_->node;
@@ -62,7 +64,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
 
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const gpb::ListRequest*,
                                  gpb::ListResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     resp->set_member(s_->node->id());
     s_->node->group_infos([reactor, resp](const RpcError& e, std::vector<GroupInfo>&& infos) {
@@ -86,7 +88,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
   grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx,
                                         const gpb::CreateGroupRequest* req,
                                         gpb::CreateGroupResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     std::vector<raft::NodeId> replicas(req->replicas().begin(), req->replicas().end());
     s_->node->create_group(req->group(), std::move(replicas), answer(reactor, resp));
@@ -96,7 +98,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
   grpc::ServerUnaryReactor* DeleteGroup(grpc::CallbackServerContext* ctx,
                                         const gpb::DeleteGroupRequest* req,
                                         gpb::DeleteGroupResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->delete_group(req->group(), answer(reactor, resp));
     return reactor;
@@ -105,7 +107,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
   grpc::ServerUnaryReactor* AddReplica(grpc::CallbackServerContext* ctx,
                                        const gpb::ReplicaRequest* req,
                                        gpb::ReplicaResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->add_group_replica(req->group(), req->member(), answer(reactor, resp));
     return reactor;
@@ -114,7 +116,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
   grpc::ServerUnaryReactor* RemoveReplica(grpc::CallbackServerContext* ctx,
                                           const gpb::ReplicaRequest* req,
                                           gpb::ReplicaResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->remove_group_replica(req->group(), req->member(), answer(reactor, resp));
     return reactor;
@@ -123,7 +125,7 @@ class GroupsService final : public gpb::Groups::CallbackService {
   grpc::ServerUnaryReactor* Directory(grpc::CallbackServerContext* ctx,
                                       const gpb::DirectoryRequest*,
                                       gpb::DirectoryResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     for (const GroupDescriptor& g : s_->node->group_directory())
       fill(g, resp->add_groups());
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -132,13 +134,6 @@ class GroupsService final : public gpb::Groups::CallbackService {
   }
 
  private:
-  // Data groups are Chorus's own API, beyond etcd's permissions: the root role while auth is on.
-  grpc::Status admin(grpc::CallbackServerContext* ctx) {
-    Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    return st;
-  }
   // The answer to a directory change, with the group as it now stands.
   template <typename Response>
   static Node::GroupChangeDone answer(grpc::ServerUnaryReactor* reactor, Response* resp) {

@@ -138,6 +138,8 @@ struct ApiServer::Impl {
   // Writes to every key attached to `lease` (a revoke, or a put attaching more).
   grpc::Status permit_lease(const Caller& c, int64_t lease) const;
   grpc::Status admin(const Caller& c) const;
+  // caller() then admin(): for the calls only the root role makes. *who, if given, is filled.
+  grpc::Status admin_caller(const grpc::ServerContextBase* ctx, Caller* who = nullptr);
   // Any named user (or auth off).
   grpc::Status authenticated(const Caller& c) const;
 

@@ -38,7 +38,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
                                   pb::AlarmResponse* resp) override {
     // Raising or clearing an alarm stops or restarts the cluster's writes: the root role.
     if (req->action() != pb::AlarmRequest_AlarmAction_GET) {
-      if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+      if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     auto list = [this, resp](uint64_t member, int type) {
@@ -82,7 +82,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
   grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* ctx, const pb::HashRequest*,
                                  pb::HashResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     uint32_t hash = 0;
     int64_t rev = 0;
@@ -99,7 +99,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
   grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx, const pb::HashKVRequest* req,
                                    pb::HashKVResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     uint32_t hash = 0;
     int64_t rev = 0;
@@ -118,7 +118,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext* ctx,
                                        const pb::DefragmentRequest*,
                                        pb::DefragmentResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     storage::Status st = s_->node->defragment();
     if (!st.is_ok()) {
@@ -133,7 +133,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* ctx,
                                        const pb::MoveLeaderRequest* req,
                                        pb::MoveLeaderResponse* resp) override {
-    if (grpc::Status st = admin(ctx); !st.ok()) return s_->refuse(ctx, st);
+    if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     s_->node->transfer_leadership(req->targetid(), [this, reactor, resp](const RpcError& e) {
       if (!e.ok()) {
@@ -150,7 +150,7 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
                                                            const pb::SnapshotRequest*) override {
     // The whole store, users' password hashes included: the root role only, or a member that
     // shows the ticket this member's snapshot message gave it (over the peer connection).
-    grpc::Status st = admin(ctx);
+    grpc::Status st = s_->admin_caller(ctx);
     if (!st.ok()) {
       auto ticket = ctx->client_metadata().find(kFetchTicketMetadata);
       if (ticket != ctx->client_metadata().end() &&
@@ -162,13 +162,6 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   }
 
  private:
-  grpc::Status admin(grpc::CallbackServerContext* ctx) {
-    Caller who;
-    grpc::Status st = s_->caller(ctx, &who);
-    if (st.ok()) st = s_->admin(who);
-    return st;
-  }
-
   class Refused final : public grpc::ServerWriteReactor<pb::SnapshotResponse> {
    public:
     explicit Refused(const grpc::Status& st) { Finish(st); }

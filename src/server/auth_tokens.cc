@@ -81,6 +81,11 @@ void LoginThrottle::failed(const std::string& user, AuthClock::time_point now) {
   r.last = now;
 }
 
+size_t LoginThrottle::size() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return records_.size();
+}
+
 void LoginThrottle::succeeded(const std::string& user) {
   std::lock_guard<std::mutex> lk(mu_);
   records_.erase(user);

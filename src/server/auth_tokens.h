@@ -59,6 +59,7 @@ class LoginThrottle {
   bool allowed(const std::string& user, AuthClock::time_point now);
   void failed(const std::string& user, AuthClock::time_point now);
   void succeeded(const std::string& user);
+  size_t size() const;  // names tracked
 
   // How long a user with `failures` failures in a row waits before the next attempt.
   static std::chrono::milliseconds wait(int failures);
@@ -70,7 +71,7 @@ class LoginThrottle {
   };
 
   const size_t max_names_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::unordered_map<std::string, Record> records_;
 };
 

@@ -78,10 +78,11 @@ TEST(LoginThrottle, TracksBoundedNames) {
   LoginThrottle th(4);
   AuthClock::time_point t0{};
   for (int i = 0; i < 50; ++i) {
-    for (int k = 0; k < 5; ++k)
+    for (int k = 0; k < LoginThrottle::kFreeFailures; ++k)
       th.failed("user" + std::to_string(i), t0);
+    EXPECT_LE(th.size(), 4u) << "after user" << i;
   }
-  // Never more than four names held; the last one still is.
+  // The last one is still held back.
   EXPECT_FALSE(th.allowed("user49", t0));
 }
 

@@ -64,31 +64,11 @@ int http_status_for(int grpc_code) {
   }
 }
 
-namespace {
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string gateway_error_json(int grpc_code, const std::string& message) {
-  return "{\"error\":" + json_string(message) + ",\"code\":" + std::to_string(grpc_code) +
-         ",\"message\":" + json_string(message) + "}";
+  return "{\"error\":" + json_quote(message) + ",\"code\":" + std::to_string(grpc_code) +
+         ",\"message\":" + json_quote(message) + "}";
 }
 
 namespace {
@@ -260,9 +240,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
     if (head.path == "/health" || head.path == "/version" || head.path == "/metrics") {
       if (head.method != "GET" && head.method != "HEAD") return fail(405, "use GET");
       if (head.path == "/version") {
-        return answer(Answer{200, "{\"etcdserver\":" + json_string(http.server_version) +
-                                      ",\"etcdcluster\":" + json_string(http.cluster_version) +
-                                      "}"});
+        return answer(Answer{200, version_json(http)});
       }
       if (head.path == "/metrics") {
         if (!http.metrics) return fail(404, "no metrics here");
@@ -416,8 +394,8 @@ class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellab
       int code = static_cast<int>(st.error_code());
       int http = http_status_for(code);
       conn_->post_chunk("{\"error\":{\"grpc_code\":" + std::to_string(code) + ",\"http_code\":" +
-                        std::to_string(http) + ",\"message\":" + json_string(st.error_message()) +
-                        ",\"http_status\":" + json_string(http_reason_phrase(http)) + "}}\n");
+                        std::to_string(http) + ",\"message\":" + json_quote(st.error_message()) +
+                        ",\"http_status\":" + json_quote(http_reason_phrase(http)) + "}}\n");
     }
     conn_->post_end();
     ClientPort::Impl* d = conn_->d;
@@ -478,7 +456,7 @@ Route stream(bool single, Start start) {
     if (!parse_gateway_body(body, &req, &error)) {
       conn->post_chunk(
           "{\"error\":{\"grpc_code\":3,\"http_code\":400,\"message\":" +
-          json_string("the request body is not a valid " + req.GetTypeName() + ": " + error) +
+          json_quote("the request body is not a valid " + req.GetTypeName() + ": " + error) +
           ",\"http_status\":\"Bad Request\"}}\n");
       conn->post_end();
       return;

@@ -47,25 +47,6 @@ constexpr std::string_view kTextContentType = "text/plain; charset=utf-8";
   std::abort();
 }
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
-      out += buffer;
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
-
 std::string make_response(int status, std::string_view content_type, std::string_view body,
                           std::string_view extra_headers = {}) {
   std::string out =
@@ -221,8 +202,8 @@ struct Listener {
 }  // namespace
 
 std::string health_json(const HealthResult& result) {
-  return std::string("{\"health\":\"") + (result.healthy ? "true" : "false") + "\",\"reason\":\"" +
-         json_escape(result.reason) + "\"}";
+  return std::string("{\"health\":\"") + (result.healthy ? "true" : "false") +
+         "\",\"reason\":" + json_quote(result.reason) + "}";
 }
 
 struct HttpServer::Impl {
@@ -335,10 +316,7 @@ struct HttpServer::Impl {
       if (r.path == "/metrics") {
         return make_response(200, kMetricsContentType, handlers.metrics());
       }
-      return make_response(200, kJsonContentType,
-                           "{\"etcdserver\":\"" + json_escape(handlers.server_version) +
-                               "\",\"etcdcluster\":\"" + json_escape(handlers.cluster_version) +
-                               "\"}");
+      return make_response(200, kJsonContentType, version_json(handlers));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "http server: handler for %s failed: %s\n", r.path.c_str(), e.what());
       return error_response(500);
@@ -537,6 +515,30 @@ const char* http_reason_phrase(int status) {
     default:
       return "Internal Server Error";
   }
+}
+
+std::string version_json(const HttpHandlers& handlers) {
+  return "{\"etcdserver\":" + json_quote(handlers.server_version) +
+         ",\"etcdcluster\":" + json_quote(handlers.cluster_version) + "}";
+}
+
+std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
+      out += buffer;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace chorus::server

@@ -79,6 +79,10 @@ class HttpServer {
 
 // The body of /health, as etcd writes it: {"health":"true","reason":""}.
 std::string health_json(const HealthResult& result);
+// The body of /version: {"etcdserver":"3.5.0","etcdcluster":"3.5.0"}.
+std::string version_json(const HttpHandlers& handlers);
+// `s` as a JSON string, quotes included.
+std::string json_quote(std::string_view s);
 
 // The reason phrase of an HTTP status code ("Not Found").
 const char* http_reason_phrase(int status);

@@ -13,6 +13,22 @@ import time
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
 
+def run_tests(module_globals, flags=("--chorusd",)):
+    """The main of a test file: each of `flags` (required) becomes the upper-case global of its
+    name (--proto-dir: PROTO_DIR), the rest goes to unittest."""
+    import argparse
+    import sys
+    import unittest
+    ap = argparse.ArgumentParser()
+    for f in flags:
+        ap.add_argument(f, required=True)
+    args, rest = ap.parse_known_args()
+    for f in flags:
+        name = f.lstrip("-").replace("-", "_")
+        module_globals[name.upper()] = getattr(args, name)
+    unittest.main(argv=[sys.argv[0]] + rest)
+
+
 def b64(s):
     """etcd's JSON form of a key or value."""
     import base64
@@ -199,6 +215,21 @@ class Cluster:
 
     def ctl_json(self, *args, **kw):
         return json.loads(self.ctl(*args, "-w", "json", **kw).stdout)
+
+    def local_value(self, member, key):
+        """`key`'s value in `member`'s own store (a serializable read), or None."""
+        p = self.ctl("get", key, "--consistency=s", "--print-value-only",
+                     endpoints=member.endpoint, check=False)
+        return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+    def wait_value(self, member, key, value, timeout=15):
+        """Whether `member` holds `value` for `key` within `timeout` seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.local_value(member, key) == value:
+                return True
+            time.sleep(0.2)
+        return False
 
     def live(self):
         return [m for m in self.members if m.running()]

@@ -6,14 +6,12 @@ auth state kept through a restart and a snapshot install.
     python3 tests/integration/test_auth.py --chorusd build/rel/src/server/chorusd [-v]
 """
 
-import argparse
 import json
 import os
-import sys
 import time
 import unittest
 
-from cluster import Cluster
+from cluster import Cluster, run_tests
 
 CHORUSD = None
 
@@ -302,14 +300,5 @@ class NoRootTest(unittest.TestCase):
             c.close()
 
 
-def main():
-    global CHORUSD
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--chorusd", required=True)
-    args, rest = ap.parse_known_args()
-    CHORUSD = args.chorusd
-    unittest.main(argv=[sys.argv[0]] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    run_tests(globals())

@@ -7,7 +7,6 @@ chorusd is built from; Debian's python3-grpcio and python3-protobuf run them.
         --proto-dir build/rel/etcd-proto [-v]
 """
 
-import argparse
 import importlib
 import os
 import subprocess
@@ -18,7 +17,7 @@ import unittest
 
 import grpc
 
-from cluster import Cluster
+from cluster import Cluster, run_tests
 
 CHORUSD = None
 PROTO_DIR = None
@@ -138,16 +137,5 @@ class AuthGrpcTest(unittest.TestCase):
         self.assertEqual(self.eventually(lambda: self.get(ch[1], "k", None)).kvs[0].value, b"v")
 
 
-def main():
-    global CHORUSD, PROTO_DIR
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--chorusd", required=True)
-    ap.add_argument("--proto-dir", required=True)
-    args, rest = ap.parse_known_args()
-    CHORUSD = args.chorusd
-    PROTO_DIR = args.proto_dir
-    unittest.main(argv=[sys.argv[0]] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    run_tests(globals(), ("--chorusd", "--proto-dir"))

@@ -6,16 +6,14 @@ leaves the member serving.
     python3 tests/integration/test_gateway.py --chorusd build/rel/src/server/chorusd [-v]
 """
 
-import argparse
 import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
-from cluster import Cluster, b64, unb64
+from cluster import Cluster, b64, run_tests, unb64
 
 CHORUSD = None
 CURL = shutil.which("curl") or "/usr/bin/curl"
@@ -231,14 +229,5 @@ class GatewayTest(unittest.TestCase):
             ctl("auth", "disable", ctl_args=["--user", "root:rootpw"])
 
 
-def main():
-    global CHORUSD
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--chorusd", required=True)
-    args, rest = ap.parse_known_args()
-    CHORUSD = args.chorusd
-    unittest.main(argv=[sys.argv[0]] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    run_tests(globals())

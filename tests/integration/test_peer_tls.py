@@ -6,16 +6,13 @@ take part, and MemberAdd refuses an http peer URL in an https cluster.
     python3 tests/integration/test_peer_tls.py --chorusd build/rel/src/server/chorusd [-v]
 """
 
-import argparse
-import json
 import os
 import socket
-import sys
 import tempfile
 import time
 import unittest
 
-from cluster import Cluster
+from cluster import Cluster, run_tests
 from test_tls import Pki
 
 CHORUSD = None
@@ -39,27 +36,10 @@ class PeerTlsTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.c.close()
 
-    def local_value(self, member, key):
-        p = self.c.ctl("get", key, "--consistency=s", "-w", "json", endpoints=member.endpoint,
-                       check=False)
-        if p.returncode != 0:
-            return None
-        kvs = json.loads(p.stdout).get("kvs", [])
-        import base64
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
-
-    def wait_value(self, member, key, value, timeout=15):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.local_value(member, key) == value:
-                return True
-            time.sleep(0.2)
-        return False
-
     def test_writes_replicate_over_tls(self):
         self.c.ctl("put", "ptls/a", "1")
         for m in self.c.members:
-            self.assertTrue(self.wait_value(m, "ptls/a", "1"), m.name + "\n" + self.c.logs())
+            self.assertTrue(self.c.wait_value(m, "ptls/a", "1"), m.name + "\n" + self.c.logs())
         names = [x["name"] for x in self.c.ctl_json("member", "list")["members"]]
         self.assertEqual(sorted(names), ["m1", "m2", "m3"])
         peer_urls = [u for x in self.c.ctl_json("member", "list")["members"]
@@ -99,7 +79,7 @@ class PeerTlsTest(unittest.TestCase):
         m3.start()
         self.c.ctl("put", "ptls/late", "1", endpoints=self.c.endpoints(self.c.members[:2]))
         time.sleep(3)
-        self.assertNotEqual(self.local_value(m3, "ptls/late"), "1",
+        self.assertNotEqual(self.c.local_value(m3, "ptls/late"), "1",
                             "a member the others cannot verify got the write")
         # The others' refusal reaches it as a TLS alert, logged once per peer and reason.
         self.assertIn("unknown ca", m3.wait_log("unknown ca"))
@@ -107,7 +87,7 @@ class PeerTlsTest(unittest.TestCase):
         m3.stop()
         del self.certs["m3"]
         m3.start()
-        self.assertTrue(self.wait_value(m3, "ptls/late", "1", timeout=30), self.c.logs())
+        self.assertTrue(self.c.wait_value(m3, "ptls/late", "1", timeout=30), self.c.logs())
 
 
 class PeerAutoTlsTest(unittest.TestCase):
@@ -117,27 +97,11 @@ class PeerAutoTlsTest(unittest.TestCase):
         try:
             c.ctl("put", "auto/k", "v")
             for m in c.members:
-                deadline = time.time() + 15
-                while True:
-                    p = c.ctl("get", "auto/k", "--consistency=s", "--print-value-only",
-                              endpoints=m.endpoint, check=False)
-                    if p.stdout.strip() == "v" or time.time() > deadline:
-                        break
-                    time.sleep(0.2)
-                self.assertEqual(p.stdout.strip(), "v", m.name)
+                self.assertTrue(c.wait_value(m, "auto/k", "v"), m.name + "\n" + c.logs())
             self.assertTrue(os.path.exists(os.path.join(c.members[0].data_dir, "fixtures", "peer")))
         finally:
             c.close()
 
 
-def main():
-    global CHORUSD
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--chorusd", required=True)
-    args, rest = ap.parse_known_args()
-    CHORUSD = args.chorusd
-    unittest.main(argv=[sys.argv[0]] + rest)
-
-
 if __name__ == "__main__":
-    main()
+    run_tests(globals())
