@@ -149,6 +149,8 @@ class GatewayTest(unittest.TestCase):
             ("/v3/kv/range", '{"key": 5}', 400, "not a valid etcdserverpb.RangeRequest"),
             ("/v3/kv/range", '{"key": "not base64!"}', 400, "not a valid"),
             ("/v3/kv/range", '{"kee": "Zm9v"}', 400, "kee"),
+            ("/v3/kv/txn", '{"compare": [{"key": "YQ==", "": {"key": "dzI="}}]}', 400,
+             "a field name the request does not have"),
             ("/v3/kv/range", '[1, 2]', 400, "not a valid"),
             ("/v3/kv/put", '{"key": ""}', 400, "etcdserver: key is not provided"),
             ("/v3/nothing/here", "{}", 404, "Not Found"),
