@@ -65,6 +65,9 @@ class ClusterService final : public pb::Cluster::CallbackService {
       id = compute_added_member_id(urls, s_->node->cluster_token(), salt);
       if (s_->node->member_removed(id) || is_member(id)) id = raft::kNoNode;
     }
+    if (!req->islearner()) {
+      if (grpc::Status st = may_add_voter(); !st.ok()) return s_->refuse(ctx, st);
+    }
     raft::ConfChange cc;
     cc.changes.push_back(
         {req->islearner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddNode,
@@ -92,9 +95,62 @@ class ClusterService final : public pb::Cluster::CallbackService {
                                          pb::MemberRemoveResponse* resp) override {
     if (grpc::Status st = s_->admin_caller(ctx); !st.ok()) return s_->refuse(ctx, st);
     if (!is_member(req->id())) return not_found(ctx);
+    if (grpc::Status st = may_remove(req->id()); !st.ok()) return s_->refuse(ctx, st);
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kRemoveNode, req->id()});
     return change(ctx, cc, false, resp->mutable_members(), resp->mutable_header());
+  }
+
+  // etcd's --strict-reconfig-check, as etcd judges it: a member has started once it published
+  // its name; this member counts itself reachable and asks the transport about the others.
+  bool reachable(uint64_t id) const {
+    return id == s_->node->id() || (s_->options.peer_connected && s_->options.peer_connected(id));
+  }
+
+  // Adding a voter: a quorum of the grown cluster has started (a second member may join one
+  // alone), and every voter is reachable, or the newcomer's catching up could stall commits.
+  grpc::Status may_add_voter() const {
+    if (!s_->options.strict_reconfig_check) return grpc::Status::OK;
+    size_t voters = 1, started = 0;  // the newcomer has not started
+    bool all_reachable = true;
+    for (const MemberInfo& m : s_->node->members()) {
+      if (m.is_learner) continue;
+      ++voters;
+      if (!m.name.empty()) ++started;
+      if (!reachable(m.id)) all_reachable = false;
+    }
+    if (!(started == 1 && voters == 2) && started < voters / 2 + 1) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kNotEnoughStarted);
+    }
+    if (!all_reachable) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kUnhealthy);
+    }
+    return grpc::Status::OK;
+  }
+
+  // Removing a voter: the rest keep a started quorum, and, unless the member is unreachable
+  // anyway, enough reachable members remain for one.
+  grpc::Status may_remove(uint64_t id) const {
+    if (!s_->options.strict_reconfig_check) return grpc::Status::OK;
+    std::vector<MemberInfo> members = s_->node->members();
+    size_t voters = 0, rest = 0, rest_started = 0, active = 0;
+    for (const MemberInfo& m : members) {
+      if (m.id == id && m.is_learner) return grpc::Status::OK;
+      if (m.is_learner) continue;
+      ++voters;
+      if (reachable(m.id)) ++active;
+      if (m.id == id) continue;
+      ++rest;
+      if (!m.name.empty()) ++rest_started;
+    }
+    if (rest_started < rest / 2 + 1) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kNotEnoughStarted);
+    }
+    if (!reachable(id)) return grpc::Status::OK;
+    if (active - 1 < 1 + (voters - 1) / 2) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, rpc_errors::kUnhealthy);
+    }
+    return grpc::Status::OK;
   }
 
   grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,

@@ -97,9 +97,12 @@ class RpcObserver final : public grpc::experimental::Interceptor {
   }
 
   void done(int code) {
-    if (o_->on_handled) o_->on_handled(method_, type_, code);
+    auto took = Clock::now() - start_;
+    if (o_->on_handled) {
+      o_->on_handled(method_, type_, code, std::chrono::duration<double>(took).count());
+    }
     if (o_->slow_request_ms <= 0 || type_ != "unary") return;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     if (ms < o_->slow_request_ms) return;
     log(LogLevel::kWarn, "request took too long",
         {{"method", method_},
@@ -292,6 +295,8 @@ storage::Status ApiServer::start() {
   // JSON carries bytes as base64: a third more than the request itself.
   go.max_body_bytes = impl_->options.max_request_bytes / 3 * 4 + (64 << 10);
   go.http = impl_->options.http;
+  go.cors = impl_->options.cors;
+  go.host_whitelist = impl_->options.host_whitelist;
   impl_->client_port = std::make_unique<ClientPort>(go);
   std::shared_ptr<grpc::ServerCredentials> tls;
   for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
@@ -320,6 +325,19 @@ storage::Status ApiServer::start() {
       std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));
   builder.SetMaxReceiveMessageSize(max_recv);
   builder.SetMaxSendMessageSize(INT32_MAX);
+  // etcd's keepalive enforcement and stream limit; "0: never" is as good as the longest wait.
+  auto ms_arg = [](int64_t ms) {
+    return ms <= 0 ? INT_MAX : static_cast<int>(std::min<int64_t>(ms, INT_MAX));
+  };
+  const ApiServerOptions& o = impl_->options;
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms_arg(o.keepalive_interval_ms));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms_arg(o.keepalive_timeout_ms));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ms_arg(o.keepalive_min_time_ms));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(std::min<uint32_t>(o.max_concurrent_streams, INT_MAX)));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
   observers.push_back(std::make_unique<RpcObserverFactory>(&impl_->options));
   builder.experimental().SetInterceptorCreators(std::move(observers));

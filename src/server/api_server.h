@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,7 +65,22 @@ struct ApiServerOptions {
   // ("/etcdserverpb.KV/Range"), go-grpc-prometheus's grpc_type ("unary", "server_stream",
   // "bidi_stream"...) and, at the end, the gRPC status code. Called on gRPC's threads.
   std::function<void(std::string_view method, std::string_view type)> on_started;
-  std::function<void(std::string_view method, std::string_view type, int code)> on_handled;
+  std::function<void(std::string_view method, std::string_view type, int code, double seconds)>
+      on_handled;
+  // etcd's --cors and --host-whitelist, for the JSON gateway ({"*"}: any).
+  std::vector<std::string> cors = {"*"};
+  std::vector<std::string> host_whitelist = {"*"};
+  // etcd's gRPC flags, in milliseconds: the shortest ping interval a client may use, how often
+  // the member pings an idle connection and how long it waits for the answer (0: never), and
+  // the streams one connection may have open.
+  int64_t keepalive_min_time_ms = 5000;
+  int64_t keepalive_interval_ms = 2 * 3'600'000;
+  int64_t keepalive_timeout_ms = 20'000;
+  uint32_t max_concurrent_streams = UINT32_MAX;
+  // etcd's --strict-reconfig-check: MemberAdd and MemberRemove refuse changes that could cost
+  // the cluster its quorum, judged by which members `peer_connected` says this member reaches.
+  bool strict_reconfig_check = true;
+  std::function<bool(uint64_t member)> peer_connected;
 };
 
 class ApiServer {

@@ -55,6 +55,10 @@ struct Setting {
 constexpr std::array kSettings = {
     Setting{"Member", "name", "<string>", "default", "Human-readable name for this member."},
     Setting{"Member", "data-dir", "<path>", "${name}.chorus", "Path to the data directory."},
+    Setting{"Member", "wal-dir", "<path>", "<data-dir>/member/wal",
+            "Directory of the write-ahead log, apart from the data directory (a disk of its "
+            "own for the log's fdatasyncs). A member keeps its log where it was first made: "
+            "to move it, stop the member and move the files."},
     Setting{"Member", "listen-peer-urls", "<urls>", kDefaultListenPeerUrls,
             "URLs to listen on for traffic from other members.", true},
     Setting{"Member", "listen-client-urls", "<urls>", kDefaultListenClientUrls,
@@ -68,11 +72,44 @@ constexpr std::array kSettings = {
             "least 5 heartbeat intervals."},
     Setting{"Member", "snapshot-count", "<entries>", "100000",
             "Committed entries between snapshots."},
+    Setting{"Member", "max-snapshots", "<count>", "5",
+            "Snapshot files to keep (0: all). Accepted as etcd takes it; Chorus writes no "
+            "snapshot files (a member's snapshot is a view of its store), so there is "
+            "nothing to keep."},
+    Setting{"Member", "max-wals", "<count>", "5",
+            "Log files to keep (0: all). Accepted as etcd takes it; Chorus deletes a log "
+            "segment once every group's snapshot covers it, so it never keeps more than it "
+            "needs."},
     Setting{"Member", "quota-backend-bytes", "<bytes>", "2147483648",
             "Raise a space alarm when the backend grows past this size; 0 means the default."},
+    Setting{"Member", "backend-batch-interval", "<duration>", "",
+            "Longest time before the backend commits. Accepted as etcd takes it; Chorus "
+            "writes each applied batch of entries to its store at once."},
+    Setting{"Member", "backend-batch-limit", "<count>", "0",
+            "Most operations before the backend commits. Accepted as etcd takes it, like "
+            "--backend-batch-interval."},
     Setting{"Member", "max-request-bytes", "<bytes>", "1572864",
             "Largest client request accepted."},
     Setting{"Member", "max-txn-ops", "<count>", "128", "Most operations in one transaction."},
+    Setting{"Member", "max-concurrent-streams", "<count>", "4294967295",
+            "Most concurrent gRPC streams (calls and watch or keep-alive streams) one "
+            "client connection may have open."},
+    Setting{"Member", "grpc-keepalive-min-time", "<duration>", "5s",
+            "Shortest interval between a client's keepalive pings; a client pinging more "
+            "often is disconnected."},
+    Setting{"Member", "grpc-keepalive-interval", "<duration>", "2h",
+            "How often the member pings an idle client connection to see that it is alive; "
+            "0 disables."},
+    Setting{"Member", "grpc-keepalive-timeout", "<duration>", "20s",
+            "How long the member waits for the answer to such a ping before closing the "
+            "connection; 0 disables."},
+    Setting{"Member", "auto-compaction-mode", "<periodic|revision>", "periodic",
+            "How --auto-compaction-retention counts: periodic keeps that much time of key "
+            "history, revision that many revisions."},
+    Setting{"Member", "auto-compaction-retention", "<duration|count>", "0",
+            "Key history the leader keeps before compacting it on its own: a duration such as "
+            "30m or 1h (a bare number is hours) with periodic, a number of revisions with "
+            "revision (checked every five minutes); 0 turns auto-compaction off."},
     Setting{"Clustering", "initial-advertise-peer-urls", "<urls>", "the listen peer URLs",
             "This member's peer URLs, as announced to the rest of the cluster.", true},
     Setting{"Clustering", "advertise-client-urls", "<urls>", "the listen client URLs",
@@ -86,6 +123,34 @@ constexpr std::array kSettings = {
     Setting{"Clustering", "initial-cluster-token", "<string>", "etcd-cluster",
             "Clusters bootstrapped with different tokens get different ids, even with the same "
             "URLs."},
+    Setting{"Clustering", "discovery-srv", "<domain>", "",
+            "Bootstrap from DNS instead of --initial-cluster: the members are the targets "
+            "of the SRV records _etcd-server-ssl._tcp.<domain> (https peer URLs) or "
+            "_etcd-server._tcp.<domain> (http), this member the one whose address and port "
+            "match its --initial-advertise-peer-urls."},
+    Setting{"Clustering", "discovery-srv-name", "<suffix>", "",
+            "Suffix of the SRV names --discovery-srv looks up: "
+            "_etcd-server-ssl-<suffix>._tcp.<domain>."},
+    Setting{"Clustering", "discovery", "<url>", "",
+            "etcd's v2 discovery service: not supported, as Chorus serves no v2 API; "
+            "setting it is an error. Use --discovery-srv or --initial-cluster."},
+    Setting{"Clustering", "discovery-fallback", "<exit|proxy>", "proxy",
+            "What to do when --discovery fails; only used with --discovery, so accepted and "
+            "unused."},
+    Setting{"Clustering", "discovery-proxy", "<url>", "",
+            "HTTP proxy for --discovery; only used with --discovery, so accepted and "
+            "unused."},
+    Setting{"Clustering", "strict-reconfig-check", "", "true",
+            "Refuse membership changes that could cost the cluster its quorum: adding a "
+            "voting member while another is unreachable or too few have started, removing "
+            "one when the reachable rest would fall short of a quorum."},
+    Setting{"Clustering", "pre-vote", "", "true",
+            "Ask for votes in a pre-election before a real one, so a member that was cut "
+            "off does not depose a working leader when it returns (etcd 3.4 defaults to "
+            "false)."},
+    Setting{"Clustering", "initial-election-tick-advance", "", "true",
+            "Accepted as etcd takes it. A starting Chorus member campaigns after one "
+            "randomized election timeout without hearing from a leader, with or without it."},
     Setting{"Security", "cert-file", "<path>", "",
             "Certificate (PEM) served on https client URLs; read again when it changes."},
     Setting{"Security", "key-file", "<path>", "", "Private key (PEM) of --cert-file."},
@@ -93,29 +158,18 @@ constexpr std::array kSettings = {
             "CA certificates (PEM): clients of https URLs must present a certificate it signed "
             "(as with --client-cert-auth, as in etcd); also what this member trusts when it "
             "calls other members' https client URLs."},
-    Setting{"Security", "auto-tls", "", "false",
-            "Serve https client URLs with a self-signed certificate made in the data directory "
-            "when no --cert-file is given (clients cannot verify it: for testing)."},
     Setting{"Security", "client-cert-auth", "", "false",
             "Refuse clients without a certificate signed by --trusted-ca-file, during the TLS "
             "handshake."},
-    Setting{"Member", "auto-compaction-mode", "<periodic|revision>", "periodic",
-            "How --auto-compaction-retention counts: periodic keeps that much time of key "
-            "history, revision that many revisions."},
-    Setting{"Member", "auto-compaction-retention", "<duration|count>", "0",
-            "Key history the leader keeps before compacting it on its own: a duration such as "
-            "30m or 1h (a bare number is hours) with periodic, a number of revisions with "
-            "revision (checked every five minutes); 0 turns auto-compaction off."},
-    Setting{"Auth", "auth-token", "<type>", "simple",
-            "How logins are proven: simple (random tokens, held in each member's memory and "
-            "forgotten on restart, as in etcd), or "
-            "jwt,pub-key=<file>,priv-key=<file>,sign-method=<RS256|PS256|ES256|...>[,ttl=5m] "
-            "(signed tokens every member verifies with the public key; a member without "
-            "priv-key verifies but cannot hand them out)."},
-    Setting{"Auth", "bcrypt-cost", "<4..31>", "10",
-            "bcrypt cost of the password hashes new and changed passwords get."},
-    Setting{"Auth", "auth-token-ttl", "<seconds>", "300",
-            "A simple token unused for this long stops working."},
+    Setting{"Security", "auto-tls", "", "false",
+            "Serve https client URLs with a self-signed certificate made in the data directory "
+            "when no --cert-file is given (clients cannot verify it: for testing)."},
+    Setting{"Security", "client-crl-file", "<path>", "",
+            "Certificate revocation list (PEM) of the client CA: clients presenting a "
+            "revoked certificate are refused in the handshake; read again when it changes."},
+    Setting{"Security", "client-cert-allowed-hostname", "<name>", "",
+            "With --client-cert-auth, a client certificate must also be valid for this host "
+            "name (a DNS or IP subject alternative name)."},
     Setting{"Security", "peer-cert-file", "<path>", "",
             "Certificate (PEM) this member presents to its peers on https peer URLs, as "
             "acceptor and as dialer; read again for each new connection."},
@@ -130,7 +184,103 @@ constexpr std::array kSettings = {
     Setting{"Security", "peer-auto-tls", "", "false",
             "Encrypt peer traffic with a self-signed certificate made in the data directory "
             "when no --peer-cert-file is given (peers are not verified: for testing)."},
-    Setting{"Logging", "log-level", "<level>", "info", "debug, info, warn or error."},
+    Setting{"Security", "peer-crl-file", "<path>", "",
+            "Certificate revocation list (PEM) of the peer CA: a peer presenting a revoked "
+            "certificate is refused in the handshake; read again for each connection."},
+    Setting{"Security", "peer-cert-allowed-cn", "<name>", "",
+            "A peer's certificate must have this common name."},
+    Setting{"Security", "peer-cert-allowed-hostname", "<name>", "",
+            "A peer's certificate must be valid for this host name (a DNS or IP subject "
+            "alternative name)."},
+    Setting{"Security", "experimental-peer-skip-client-san-verification", "", "false",
+            "Do not check that a dialing peer's certificate names the address it dials from "
+            "(a DNS or IP subject alternative name)."},
+    Setting{"Security", "cipher-suites", "<names>", "",
+            "TLS 1.2 cipher suites offered to clients and peers, by their IANA names as "
+            "etcd takes them (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,...); empty: OpenSSL's "
+            "defaults. TLS 1.3 suites are fixed.",
+            true},
+    Setting{"Security", "tls-min-version", "<TLS1.2|TLS1.3>", "TLS1.2",
+            "Oldest TLS version accepted (TLS 1.0 and 1.1 are never offered)."},
+    Setting{"Security", "tls-max-version", "<TLS1.2|TLS1.3>", "TLS1.3",
+            "Newest TLS version offered."},
+    Setting{"Security", "cors", "<origins>", "*",
+            "Origins whose browser pages may call the HTTP/JSON gateway (CORS); * or empty: "
+            "any.",
+            true},
+    Setting{"Security", "host-whitelist", "<hosts>", "*",
+            "Host names plain-text HTTP requests may name in their Host header (against DNS "
+            "rebinding); * or empty: any.",
+            true},
+    Setting{"Auth", "auth-token", "<type>", "simple",
+            "How logins are proven: simple (random tokens, held in each member's memory and "
+            "forgotten on restart, as in etcd), or "
+            "jwt,pub-key=<file>,priv-key=<file>,sign-method=<RS256|PS256|ES256|...>[,ttl=5m] "
+            "(signed tokens every member verifies with the public key; a member without "
+            "priv-key verifies but cannot hand them out)."},
+    Setting{"Auth", "bcrypt-cost", "<4..31>", "10",
+            "bcrypt cost of the password hashes new and changed passwords get."},
+    Setting{"Auth", "auth-token-ttl", "<seconds>", "300",
+            "A simple token unused for this long stops working."},
+    Setting{"Logging", "log-level", "<level>", "info",
+            "debug, info, warn, error, panic or fatal (the last two log errors only)."},
+    Setting{"Logging", "logger", "<zap|capnslog>", "zap",
+            "Log format: Chorus writes structured JSON lines, as etcd's zap logger does; "
+            "capnslog is accepted and writes the same."},
+    Setting{"Logging", "log-outputs", "<outputs>", "default",
+            "Where logs go: default (stderr), stderr, stdout, systemd/journal (the "
+            "journal's socket), or file paths; several, comma separated.",
+            true},
+    Setting{"Logging", "debug", "", "false", "The same as --log-level debug (deprecated in etcd)."},
+    Setting{"Logging", "log-package-levels", "<package=LEVEL,...>", "",
+            "Per-package levels of etcd's capnslog: accepted, with a warning that they are "
+            "ignored; use --log-level."},
+    Setting{"Metrics", "metrics", "<basic|extensive>", "basic",
+            "Detail of the metrics: extensive adds the per-method request duration "
+            "histograms (grpc_server_handling_seconds)."},
+    Setting{"Metrics", "enable-pprof", "", "false",
+            "Go's profiling endpoints: not served by Chorus (a C++ program: profile it with "
+            "perf); turning it on is an error."},
+    Setting{"Experimental", "experimental-initial-corrupt-check", "", "false",
+            "Before serving, compare this member's key-value hash with every reachable "
+            "member's at the same revision; refuse to start on a mismatch."},
+    Setting{"Experimental", "experimental-corrupt-check-time", "<duration>", "0s",
+            "How often the leader compares the key-value hashes of all members at one "
+            "revision and raises the CORRUPT alarm on a mismatch (writes and reads then "
+            "fail until it is cleared); 0s: never."},
+    Setting{"Experimental", "experimental-enable-lease-checkpoint", "", "false",
+            "Have the leader record each lease's remaining time in the log, so a new leader "
+            "does not give every lease a full TTL again."},
+    Setting{"Experimental", "experimental-compaction-batch-limit", "<count>", "1000",
+            "Revisions deleted per compaction batch in etcd. Accepted as etcd takes it; "
+            "Chorus compacts in the applying batch, with the index in memory."},
+    Setting{"Experimental", "experimental-backend-bbolt-freelist-type", "<array|map>", "array",
+            "bbolt's free list; accepted as etcd takes it (Chorus stores in RocksDB)."},
+    Setting{"Experimental", "experimental-warning-apply-duration", "<duration>", "100ms",
+            "Log a warning when applying a batch of committed entries takes longer."},
+    Setting{"Experimental", "experimental-watch-progress-notify-interval", "<duration>", "10m",
+            "How often watchers that asked for progress notifications get one."},
+    Setting{"Unsafe", "force-new-cluster", "", "false",
+            "Disaster recovery: start this member as the only member of its cluster, with "
+            "its data, removing every other member from the log's configuration (entries "
+            "not yet committed are dropped). Use it once, then add members back; it changes "
+            "nothing once this member is alone."},
+    Setting{"v2 API and proxy (not served)", "enable-v2", "", "false",
+            "The v2 API: Chorus serves the v3 API only; true is an error."},
+    Setting{"v2 API and proxy (not served)", "experimental-enable-v2v3", "<prefix>", "",
+            "v2 requests through the v3 store: not served; setting it is an error."},
+    Setting{"v2 API and proxy (not served)", "proxy", "<off|readonly|on>", "off",
+            "etcd's v2 proxy mode: only off; anything else is an error."},
+    Setting{"v2 API and proxy (not served)", "proxy-failure-wait", "<ms>", "5000",
+            "Used by --proxy only: accepted and unused."},
+    Setting{"v2 API and proxy (not served)", "proxy-refresh-interval", "<ms>", "30000",
+            "Used by --proxy only: accepted and unused."},
+    Setting{"v2 API and proxy (not served)", "proxy-dial-timeout", "<ms>", "1000",
+            "Used by --proxy only: accepted and unused."},
+    Setting{"v2 API and proxy (not served)", "proxy-write-timeout", "<ms>", "5000",
+            "Used by --proxy only: accepted and unused."},
+    Setting{"v2 API and proxy (not served)", "proxy-read-timeout", "<ms>", "0",
+            "Used by --proxy only: accepted and unused."},
     Setting{"Chorus", "lease-reads", "", "false",
             "Serve linearizable reads under the leader's lease instead of confirming leadership "
             "with a ReadIndex round trip (faster). The leader trusts its lease only once "
@@ -153,8 +303,11 @@ constexpr std::array kSettings = {
     Setting{"Chorus", "slow-request-ms", "<ms>", "100",
             "Log requests slower than this, in milliseconds; 0 logs none."},
     Setting{"Chorus", "watch-progress-notify-ms", "<ms>", "600000",
-            "How often watchers that asked for progress notifications get one (etcd's "
-            "--experimental-watch-progress-notify-interval, 10 minutes)."},
+            "How often watchers that asked for progress notifications get one "
+            "(as --experimental-watch-progress-notify-interval, which wins when set)."},
+    Setting{"Chorus", "discovery-srv-resolver", "<host:port>", "",
+            "DNS server --discovery-srv asks (UDP), instead of those /etc/resolv.conf "
+            "names."},
     Setting{"Chorus", "unsafe-test-fault", "<mode>", "none",
             "UNSAFE, for testing the fault harness only: stale-reads serves linearizable reads "
             "from local state without ReadIndex. Never set it on a real cluster."},
@@ -717,6 +870,253 @@ bool check_peer_tls(const RawValues& values, ServerConfig* c, std::string* error
   return true;
 }
 
+// A duration as etcd's flags take them: a Go duration ("5s", "2h"), or "0" / "0s" when
+// `allow_zero`; *ms in milliseconds.
+bool parse_duration(const RawValue& v, bool allow_zero, int64_t* ms, std::string* error) {
+  if (v.text == "0" || v.text == "0s" || v.text == "0ms") {
+    if (!allow_zero) return fail(error, v, "must be longer than 0");
+    *ms = 0;
+    return true;
+  }
+  if (!parse_go_duration(v.text, ms)) {
+    return fail(error, v, in_quotes(v.text) + " is not a duration such as 500ms, 10s or 2h");
+  }
+  return true;
+}
+
+// etcd's (Go's) names of the TLS 1.2 cipher suites and OpenSSL's for them. RC4 and 3DES are
+// left out: broken, and OpenSSL 3 no longer offers them.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 18> kCipherSuites = {{
+    {"TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"},
+    {"TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256"},
+    {"TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"},
+    {"TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ECDHE-ECDSA-AES128-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "ECDHE-ECDSA-AES256-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA-AES256-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"},
+}};
+
+bool parse_cipher_suites(const RawValue& v, std::vector<std::string>* out, std::string* error) {
+  out->clear();
+  for (std::string_view item : split_list(v.text)) {
+    if (item.empty()) return fail(error, v, "has an empty entry in " + in_quotes(v.text));
+    std::string name(item);
+    if (name == "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256") {
+      name = "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305";
+    }
+    auto it = std::find_if(kCipherSuites.begin(), kCipherSuites.end(),
+                           [&](const auto& s) { return s.first == name; });
+    if (it == kCipherSuites.end()) {
+      bool weak = name.find("RC4") != std::string::npos || name.find("3DES") != std::string::npos;
+      return fail(error, v,
+                  in_quotes(item) + (weak ? " is broken and not offered"
+                                          : " is not a TLS 1.2 cipher suite etcd names, as "
+                                            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"));
+    }
+    if (std::find(out->begin(), out->end(), it->second) == out->end()) {
+      out->push_back(std::string(it->second));
+    }
+  }
+  return true;
+}
+
+bool parse_tls_version(const RawValue& v, int* out, std::string* error) {
+  if (v.text == "TLS1.2") {
+    *out = 12;
+  } else if (v.text == "TLS1.3") {
+    *out = 13;
+  } else if (v.text == "TLS1.0" || v.text == "TLS1.1") {
+    return fail(error, v, in_quotes(v.text) + " is broken and not offered; want TLS1.2 or TLS1.3");
+  } else {
+    return fail(error, v, in_quotes(v.text) + " is not one of: TLS1.2, TLS1.3");
+  }
+  return true;
+}
+
+// A comma list in which "*" or nothing means any: {"*"}.
+std::vector<std::string> parse_allow_list(const RawValue& v) {
+  std::vector<std::string> out;
+  for (std::string_view item : split_list(v.text)) {
+    if (item == "*") return {"*"};
+    if (!item.empty()) out.push_back(lower(item));
+  }
+  if (out.empty()) out.push_back("*");
+  return out;
+}
+
+// The etcd flags beyond the basic ones: TLS details, gRPC limits, logging, corruption checks,
+// and the flags of what Chorus does not serve (the v2 API, the proxy, Go's profiler), which are
+// refused when turned on.
+bool build_etcd_extras(const RawValues& values, ServerConfig* c, std::string* error) {
+  const ServerConfig d;
+  c->client_crl_file = lookup(values, "client-crl-file", "").text;
+  c->client_cert_allowed_hostname = lookup(values, "client-cert-allowed-hostname", "").text;
+  c->peer_crl_file = lookup(values, "peer-crl-file", "").text;
+  c->peer_cert_allowed_cn = lookup(values, "peer-cert-allowed-cn", "").text;
+  c->peer_cert_allowed_hostname = lookup(values, "peer-cert-allowed-hostname", "").text;
+  c->wal_dir = lookup(values, "wal-dir", "").text;
+  c->discovery_srv = lookup(values, "discovery-srv", "").text;
+  c->discovery_srv_name = lookup(values, "discovery-srv-name", "").text;
+  c->discovery_srv_resolver = lookup(values, "discovery-srv-resolver", "").text;
+  c->log_package_levels = lookup(values, "log-package-levels", "").text;
+  c->cors = parse_allow_list(lookup(values, "cors", "*"));
+  c->host_whitelist = parse_allow_list(lookup(values, "host-whitelist", "*"));
+  if (!parse_bool(lookup(values, "experimental-peer-skip-client-san-verification", "false"),
+                  &c->peer_skip_client_san_verification, error) ||
+      !parse_bool(lookup(values, "force-new-cluster", "false"), &c->force_new_cluster, error) ||
+      !parse_bool(lookup(values, "strict-reconfig-check", "true"), &c->strict_reconfig_check,
+                  error) ||
+      !parse_bool(lookup(values, "pre-vote", "true"), &c->pre_vote, error) ||
+      !parse_bool(lookup(values, "experimental-initial-corrupt-check", "false"),
+                  &c->initial_corrupt_check, error) ||
+      !parse_bool(lookup(values, "experimental-enable-lease-checkpoint", "false"),
+                  &c->lease_checkpoint, error) ||
+      !parse_cipher_suites(lookup(values, "cipher-suites", ""), &c->cipher_suites, error) ||
+      !parse_tls_version(lookup(values, "tls-min-version", "TLS1.2"), &c->tls_min_version, error) ||
+      !parse_tls_version(lookup(values, "tls-max-version", "TLS1.3"), &c->tls_max_version, error) ||
+      !parse_duration(lookup(values, "grpc-keepalive-min-time", "5s"), false,
+                      &c->grpc_keepalive_min_time_ms, error) ||
+      !parse_duration(lookup(values, "grpc-keepalive-interval", "2h"), true,
+                      &c->grpc_keepalive_interval_ms, error) ||
+      !parse_duration(lookup(values, "grpc-keepalive-timeout", "20s"), true,
+                      &c->grpc_keepalive_timeout_ms, error) ||
+      !parse_duration(lookup(values, "experimental-corrupt-check-time", "0s"), true,
+                      &c->corrupt_check_ms, error) ||
+      !parse_duration(lookup(values, "experimental-warning-apply-duration", "100ms"), false,
+                      &c->warning_apply_ms, error) ||
+      !parse_setting(values, "max-concurrent-streams", d.max_concurrent_streams, 1, UINT32_MAX,
+                     &c->max_concurrent_streams, error)) {
+    return false;
+  }
+  if (const RawValue* v = find(values, "experimental-watch-progress-notify-interval")) {
+    if (!parse_duration(*v, false, &c->watch_progress_notify_ms, error)) return false;
+  }
+  if (c->tls_min_version > c->tls_max_version) {
+    return fail(error, lookup(values, "tls-min-version", ""),
+                "is newer than " + mention(values, "tls-max-version"));
+  }
+  if (!c->cipher_suites.empty() && c->tls_min_version == 13) {
+    return fail(error, lookup(values, "cipher-suites", ""),
+                "cannot go with --tls-min-version TLS1.3, whose cipher suites are fixed");
+  }
+  // gRPC 1.51's TLS (the client URLs) always offers TLS 1.2 and 1.3; only the peer port, on
+  // OpenSSL directly, can narrow that.
+  if (has_https(c->listen_client_urls) && (c->tls_min_version != 12 || c->tls_max_version != 13)) {
+    return fail(
+        error, lookup(values, c->tls_min_version != 12 ? "tls-min-version" : "tls-max-version", ""),
+        "narrows the TLS versions, which https client URLs cannot do here (they offer "
+        "TLS 1.2 and 1.3): keep the default, or serve clients over http behind a TLS "
+        "proxy");
+  }
+  if (!c->client_crl_file.empty() && c->trusted_ca_file.empty()) {
+    return fail(error, lookup(values, "client-crl-file", ""),
+                "needs --trusted-ca-file: only clients with certificates can be revoked");
+  }
+  if (!c->client_cert_allowed_hostname.empty() && !c->client_cert_auth) {
+    return fail(error, lookup(values, "client-cert-allowed-hostname", ""),
+                "needs --client-cert-auth: without client certificates there is no name to check");
+  }
+  for (const char* flag : {"peer-crl-file", "peer-cert-allowed-cn", "peer-cert-allowed-hostname"}) {
+    if (!lookup(values, flag, "").text.empty() &&
+        lookup(values, "peer-trusted-ca-file", "").text.empty()) {
+      return fail(error, lookup(values, flag, ""),
+                  "needs --peer-trusted-ca-file: peers are verified against a CA first");
+    }
+  }
+  std::string choice;
+  if (!parse_choice(lookup(values, "logger", "zap"), {"zap", "capnslog"}, &choice, error) ||
+      !parse_choice(lookup(values, "metrics", "basic"), {"basic", "extensive"}, &choice, error)) {
+    return false;
+  }
+  c->extensive_metrics = choice == "extensive";
+  c->log_outputs.clear();
+  const RawValue outputs = lookup(values, "log-outputs", "default");
+  for (std::string_view item : split_list(outputs.text)) {
+    if (item.empty())
+      return fail(error, outputs, "has an empty entry in " + in_quotes(outputs.text));
+    std::string o = item == "default" ? "stderr" : std::string(item);
+    if (std::find(c->log_outputs.begin(), c->log_outputs.end(), o) == c->log_outputs.end()) {
+      c->log_outputs.push_back(o);
+    }
+  }
+  if (c->log_outputs.empty()) c->log_outputs.push_back("stderr");
+
+  // What Chorus does not serve: refused when turned on, accepted when off.
+  bool on = false;
+  if (!parse_bool(lookup(values, "enable-v2", "false"), &on, error)) return false;
+  if (on) {
+    return fail(error, lookup(values, "enable-v2", ""),
+                "the v2 API is not served: Chorus serves etcd's v3 API only");
+  }
+  if (!lookup(values, "experimental-enable-v2v3", "").text.empty()) {
+    return fail(error, lookup(values, "experimental-enable-v2v3", ""),
+                "the v2 API is not served, through the v3 store or otherwise");
+  }
+  if (!parse_bool(lookup(values, "enable-pprof", "false"), &on, error)) return false;
+  if (on) {
+    return fail(error, lookup(values, "enable-pprof", ""),
+                "Go's profiling endpoints do not exist in Chorus; profile a member with perf "
+                "(docs/OPERATIONS.md)");
+  }
+  if (!parse_choice(lookup(values, "proxy", "off"), {"off", "readonly", "on"}, &choice, error)) {
+    return false;
+  }
+  if (choice != "off") {
+    return fail(error, lookup(values, "proxy", ""),
+                "etcd's v2 proxy is not served: point clients at the members' client URLs (the "
+                "v3 clients balance over them)");
+  }
+  if (!lookup(values, "discovery", "").text.empty()) {
+    return fail(error, lookup(values, "discovery", ""),
+                "etcd's discovery service speaks the v2 API, which Chorus does not: use "
+                "--discovery-srv or --initial-cluster");
+  }
+  if (!parse_choice(lookup(values, "discovery-fallback", "proxy"), {"exit", "proxy"}, &choice,
+                    error) ||
+      !parse_choice(lookup(values, "experimental-backend-bbolt-freelist-type", "array"),
+                    {"array", "map"}, &choice, error)) {
+    return false;
+  }
+  uint64_t unused = 0;
+  for (const char* flag : {"proxy-failure-wait", "proxy-refresh-interval", "proxy-dial-timeout",
+                           "proxy-write-timeout", "proxy-read-timeout", "max-snapshots", "max-wals",
+                           "backend-batch-limit", "experimental-compaction-batch-limit"}) {
+    if (!parse_number(lookup(values, flag, "0"), 0, std::numeric_limits<int64_t>::max(), &unused,
+                      error)) {
+      return false;
+    }
+  }
+  if (const RawValue* v = find(values, "backend-batch-interval");
+      v != nullptr && !v->text.empty()) {
+    int64_t ms = 0;
+    if (!parse_duration(*v, true, &ms, error)) return false;
+  }
+  bool advance = true;
+  if (!parse_bool(lookup(values, "initial-election-tick-advance", "true"), &advance, error)) {
+    return false;
+  }
+  if (!c->discovery_srv_resolver.empty()) {
+    Url u;
+    std::string why;
+    if (!parse_url("http://" + c->discovery_srv_resolver, &u, &why)) {
+      return fail(error, lookup(values, "discovery-srv-resolver", ""),
+                  "is not host:port, as in 10.0.0.2:53");
+    }
+  }
+  return true;
+}
+
 bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   const ServerConfig defaults;
   if (!parse_text(lookup(values, "name", defaults.name), &c->name, error)) return false;
@@ -810,9 +1210,11 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                     std::to_string(c->heartbeat_interval_ms) + " ms");
   }
 
+  if (!build_etcd_extras(values, c, error)) return false;
+
   std::string state;
   if (!parse_choice(lookup(values, "log-level", defaults.log_level),
-                    {"debug", "info", "warn", "error"}, &c->log_level, error) ||
+                    {"debug", "info", "warn", "error", "panic", "fatal"}, &c->log_level, error) ||
       !parse_choice(lookup(values, "initial-cluster-state", "new"), {"new", "existing"}, &state,
                     error) ||
       !parse_choice(lookup(values, "unsafe-test-fault", "none"), {"none", "stale-reads"},
@@ -825,6 +1227,21 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   // The token may be empty, as in etcd; it only salts the ids.
   c->initial_cluster_token =
       lookup(values, "initial-cluster-token", defaults.initial_cluster_token).text;
+  if (bool debug = false; !parse_bool(lookup(values, "debug", "false"), &debug, error)) {
+    return false;
+  } else if (debug) {
+    c->log_level = "debug";
+  }
+  if (!c->discovery_srv.empty()) {
+    // The members come from DNS when the member starts (discover_srv_cluster, then
+    // adopt_discovered_cluster); the flags are checked here.
+    if (find(values, "initial-cluster") != nullptr) {
+      return fail(error, lookup(values, "discovery-srv", ""),
+                  "cannot go with " + mention(values, "initial-cluster") +
+                      ": the members come from one or the other");
+    }
+    return check_peer_tls(values, c, error);
+  }
   if (!parse_cluster(lookup(values, "initial-cluster", kDefaultInitialCluster), &c->initial_cluster,
                      error)) {
     return false;
@@ -1094,6 +1511,23 @@ bool parse_url(std::string_view text, Url* out, std::string* error) {
   }
   *out = Url{scheme, std::move(host), static_cast<uint16_t>(value)};
   return true;
+}
+
+bool adopt_discovered_cluster(const std::string& initial_cluster, ServerConfig* c,
+                              std::string* error) {
+  RawValues values;
+  values["initial-cluster"] =
+      RawValue{initial_cluster, "the SRV records of --discovery-srv " + c->discovery_srv};
+  if (!parse_cluster(values["initial-cluster"], &c->initial_cluster, error)) return false;
+  for (const Member& m : c->initial_cluster) {
+    for (const Url& u : m.peer_urls) {
+      if ((u.scheme == "https") != c->peer_tls) {
+        return fail(error, values["initial-cluster"],
+                    "give member " + in_quotes(m.name) + " a peer URL of the other scheme");
+      }
+    }
+  }
+  return check_cluster(values, c, error);
 }
 
 ParseOutcome parse_config(int argc, const char* const* argv,

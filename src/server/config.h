@@ -9,6 +9,7 @@
 // their own environment and no global configuration exists.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -107,13 +108,54 @@ struct ServerConfig {
   int64_t bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;
 
+  // --cipher-suites as OpenSSL names (ECDHE-RSA-AES128-GCM-SHA256), in the order given; empty:
+  // OpenSSL's defaults. --tls-min-version and --tls-max-version: 12 or 13.
+  std::vector<std::string> cipher_suites;
+  int tls_min_version = 12;
+  int tls_max_version = 13;
+  // Revocation lists (PEM) checked in the handshake, and names certificates must carry.
+  std::string client_crl_file;
+  std::string client_cert_allowed_hostname;
+  std::string peer_crl_file;
+  std::string peer_cert_allowed_cn;
+  std::string peer_cert_allowed_hostname;
+  // A dialing peer's certificate must name the address it dials from, unless this is set.
+  bool peer_skip_client_san_verification = false;
+  // The HTTP/JSON gateway: origins allowed to call it from a browser, and the Host headers
+  // plain-text requests may carry. {"*"}: any.
+  std::vector<std::string> cors = {"*"};
+  std::vector<std::string> host_whitelist = {"*"};
+
+  std::string wal_dir;  // empty: <data-dir>/member/wal
+  bool force_new_cluster = false;
+  bool strict_reconfig_check = true;
+  bool pre_vote = true;
+  // gRPC's keepalive and stream limits, in milliseconds (0: off, for interval and timeout).
+  int64_t grpc_keepalive_min_time_ms = 5000;
+  int64_t grpc_keepalive_interval_ms = 2 * 3'600'000;
+  int64_t grpc_keepalive_timeout_ms = 20'000;
+  uint32_t max_concurrent_streams = UINT32_MAX;
+  // Corruption checks: at start, and every corrupt_check_ms on the leader (0: never).
+  bool initial_corrupt_check = false;
+  int64_t corrupt_check_ms = 0;
+  bool lease_checkpoint = false;
+  int64_t warning_apply_ms = 100;
+  bool extensive_metrics = false;  // --metrics extensive
+  // --discovery-srv: the initial cluster comes from DNS SRV records of this domain.
+  std::string discovery_srv;
+  std::string discovery_srv_name;
+  std::string discovery_srv_resolver;  // host:port; empty: /etc/resolv.conf's
+  // --log-outputs: "stderr", "stdout", "systemd/journal" or file paths.
+  std::vector<std::string> log_outputs = {"stderr"};
+  std::string log_package_levels;  // accepted, ignored (warned about at start)
+
   int heartbeat_interval_ms = 100;
   int election_timeout_ms = 1000;
   uint64_t snapshot_count = 100'000;  // applied entries between snapshots
   int64_t quota_backend_bytes = int64_t{2} << 30;
   uint64_t max_request_bytes = 1'572'864;  // 1.5 MiB
   int64_t max_txn_ops = 128;
-  std::string log_level = "info";  // debug, info, warn or error
+  std::string log_level = "info";  // debug, info, warn, error, panic or fatal
 
   // Chorus only. Linearizable reads confirm leadership with a ReadIndex round trip when false;
   // when true, the leader serves them under its lease (clock-dependent, one round trip less).
@@ -141,6 +183,11 @@ ParseOutcome parse_config(int argc, const char* const* argv,
                           std::string* message);
 
 std::map<std::string, std::string> process_environment();
+
+// --discovery-srv: `initial_cluster` as found in DNS ("name=https://host:port,..."), this member's
+// entry under its --name. Fills in initial_cluster and the ids as --initial-cluster would have.
+bool adopt_discovered_cluster(const std::string& initial_cluster, ServerConfig* c,
+                              std::string* error);
 
 // As etcd does, a member's id is a hash of its sorted peer URLs and the cluster token, and the
 // cluster's id a hash of its sorted member ids (and the token): every member derives the same

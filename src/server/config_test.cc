@@ -451,7 +451,7 @@ TEST(ConfigErrors, NumbersFromEverySource) {
 
 TEST(ConfigErrors, Choices) {
   expect_error(parse({"--log-level", "verbose"}),
-               {"flag --log-level", "'verbose'", "debug, info, warn, error"});
+               {"flag --log-level", "'verbose'", "debug, info, warn, error, panic, fatal"});
   expect_error(parse({}, {{"CHORUS_INITIAL_CLUSTER_STATE", "old"}}),
                {"CHORUS_INITIAL_CLUSTER_STATE", "'old'", "new, existing"});
 }
@@ -543,6 +543,187 @@ TEST(ConfigErrors, PeerTls) {
   expect_error(parse({"--listen-peer-urls", https, "--initial-cluster", cluster, "--peer-auto-tls",
                       "--peer-trusted-ca-file", "ca.crt"}),
                {"flag --peer-auto-tls", "proves nothing"});
+}
+
+// Every flag `etcd --help` lists for etcd 3.4, at the value it shows as the default: an etcd
+// command line starts a Chorus member.
+TEST(Config, EveryEtcdFlagIsAcceptedAtEtcdsDefault) {
+  const std::vector<std::string> etcd_defaults = {
+      "--name=default",
+      "--data-dir=default.etcd",
+      "--wal-dir=",
+      "--snapshot-count=100000",
+      "--heartbeat-interval=100",
+      "--election-timeout=1000",
+      "--initial-election-tick-advance=true",
+      "--listen-peer-urls=http://localhost:2380",
+      "--listen-client-urls=http://localhost:2379",
+      "--max-snapshots=5",
+      "--max-wals=5",
+      "--quota-backend-bytes=0",
+      "--backend-batch-interval=",
+      "--backend-batch-limit=0",
+      "--max-txn-ops=128",
+      "--max-request-bytes=1572864",
+      "--max-concurrent-streams=4294967295",
+      "--grpc-keepalive-min-time=5s",
+      "--grpc-keepalive-interval=2h",
+      "--grpc-keepalive-timeout=20s",
+      "--initial-advertise-peer-urls=http://localhost:2380",
+      "--initial-cluster=default=http://localhost:2380",
+      "--initial-cluster-state=new",
+      "--initial-cluster-token=etcd-cluster",
+      "--advertise-client-urls=http://localhost:2379",
+      "--discovery=",
+      "--discovery-fallback=proxy",
+      "--discovery-proxy=",
+      "--discovery-srv=",
+      "--discovery-srv-name=",
+      "--strict-reconfig-check=true",
+      "--pre-vote=false",
+      "--auto-compaction-retention=0",
+      "--auto-compaction-mode=periodic",
+      "--enable-v2=false",
+      "--cert-file=",
+      "--key-file=",
+      "--client-cert-auth=false",
+      "--client-crl-file=",
+      "--client-cert-allowed-hostname=",
+      "--trusted-ca-file=",
+      "--auto-tls=false",
+      "--peer-cert-file=",
+      "--peer-key-file=",
+      "--peer-client-cert-auth=false",
+      "--peer-trusted-ca-file=",
+      "--peer-cert-allowed-cn=",
+      "--peer-cert-allowed-hostname=",
+      "--peer-auto-tls=false",
+      "--peer-crl-file=",
+      "--cipher-suites=",
+      "--cors=*",
+      "--host-whitelist=*",
+      "--auth-token=simple",
+      "--bcrypt-cost=10",
+      "--enable-pprof=false",
+      "--metrics=basic",
+      "--listen-metrics-urls=",
+      "--logger=capnslog",
+      "--log-outputs=default",
+      "--log-level=info",
+      "--proxy=off",
+      "--proxy-failure-wait=5000",
+      "--proxy-refresh-interval=30000",
+      "--proxy-dial-timeout=1000",
+      "--proxy-write-timeout=5000",
+      "--proxy-read-timeout=0",
+      "--experimental-initial-corrupt-check=false",
+      "--experimental-corrupt-check-time=0s",
+      "--experimental-enable-v2v3=",
+      "--experimental-backend-bbolt-freelist-type=array",
+      "--experimental-enable-lease-checkpoint=false",
+      "--experimental-compaction-batch-limit=1000",
+      "--experimental-peer-skip-client-san-verification=false",
+      "--experimental-watch-progress-notify-interval=10m",
+      "--experimental-warning-apply-duration=100ms",
+      "--force-new-cluster=false",
+      "--debug=false",
+      "--log-package-levels=",
+      "--tls-min-version=TLS1.2",
+      "--tls-max-version=TLS1.3"};
+  Parsed p = parse(etcd_defaults);
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  const ServerConfig& c = p.config;
+  EXPECT_FALSE(c.pre_vote) << "given as false, as etcd 3.4's default";
+  EXPECT_TRUE(c.strict_reconfig_check);
+  EXPECT_EQ(c.watch_progress_notify_ms, 600'000);
+  EXPECT_EQ(c.log_outputs, std::vector<std::string>{"stderr"});
+  EXPECT_EQ(c.cors, std::vector<std::string>{"*"});
+  EXPECT_EQ(c.max_concurrent_streams, UINT32_MAX);
+
+  // And each is also a variable and a config file key, as every setting is.
+  Parsed env = parse({}, {{"CHORUS_PRE_VOTE", "false"}, {"CHORUS_GRPC_KEEPALIVE_TIMEOUT", "3s"}});
+  ASSERT_EQ(env.outcome, ParseOutcome::kRun) << env.message;
+  EXPECT_FALSE(env.config.pre_vote);
+  EXPECT_EQ(env.config.grpc_keepalive_timeout_ms, 3000);
+}
+
+TEST(Config, EtcdExtrasTakeTheirValues) {
+  Parsed p =
+      parse({"--wal-dir=/wal", "--force-new-cluster", "--strict-reconfig-check=false",
+             "--grpc-keepalive-min-time=1s", "--grpc-keepalive-interval=0",
+             "--grpc-keepalive-timeout=1m30s", "--max-concurrent-streams=100",
+             "--experimental-initial-corrupt-check", "--experimental-corrupt-check-time=2m",
+             "--experimental-warning-apply-duration=250ms", "--metrics=extensive",
+             "--log-outputs=stdout,/var/log/chorus.log,default", "--debug",
+             "--cors=https://a.example, https://B.example", "--host-whitelist=",
+             "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,"
+             "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+             "--tls-max-version=TLS1.2", "--experimental-watch-progress-notify-interval=5s"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  const ServerConfig& c = p.config;
+  EXPECT_EQ(c.wal_dir, "/wal");
+  EXPECT_TRUE(c.force_new_cluster);
+  EXPECT_FALSE(c.strict_reconfig_check);
+  EXPECT_EQ(c.grpc_keepalive_min_time_ms, 1000);
+  EXPECT_EQ(c.grpc_keepalive_interval_ms, 0);
+  EXPECT_EQ(c.grpc_keepalive_timeout_ms, 90'000);
+  EXPECT_EQ(c.max_concurrent_streams, 100u);
+  EXPECT_TRUE(c.initial_corrupt_check);
+  EXPECT_EQ(c.corrupt_check_ms, 120'000);
+  EXPECT_EQ(c.warning_apply_ms, 250);
+  EXPECT_TRUE(c.extensive_metrics);
+  EXPECT_EQ(c.log_outputs, (std::vector<std::string>{"stdout", "/var/log/chorus.log", "stderr"}));
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.cors, (std::vector<std::string>{"https://a.example", "https://b.example"}));
+  EXPECT_EQ(c.host_whitelist, std::vector<std::string>{"*"});
+  EXPECT_EQ(c.cipher_suites, (std::vector<std::string>{"ECDHE-RSA-AES128-GCM-SHA256",
+                                                       "ECDHE-ECDSA-CHACHA20-POLY1305"}));
+  EXPECT_EQ(c.tls_min_version, 12);
+  EXPECT_EQ(c.tls_max_version, 12);
+  EXPECT_EQ(c.watch_progress_notify_ms, 5000);
+}
+
+TEST(ConfigErrors, WhatChorusDoesNotServeIsRefusedWhenTurnedOn) {
+  expect_error(parse({"--enable-v2"}), {"flag --enable-v2", "v2 API"});
+  expect_error(parse({"--experimental-enable-v2v3=/v2"}), {"--experimental-enable-v2v3"});
+  expect_error(parse({"--proxy=readonly"}), {"flag --proxy", "v2 proxy"});
+  expect_error(parse({"--proxy=sideways"}), {"flag --proxy", "off, readonly, on"});
+  expect_error(parse({"--discovery=https://discovery.etcd.io/abc"}),
+               {"flag --discovery", "--discovery-srv"});
+  expect_error(parse({"--enable-pprof"}), {"flag --enable-pprof", "perf"});
+  expect_error(parse({"--discovery-srv=example.com", "--initial-cluster=default=http://a:1"}),
+               {"--discovery-srv", "--initial-cluster"});
+  expect_error(parse({"--logger=glog"}), {"flag --logger", "zap, capnslog"});
+  expect_error(parse({"--metrics=all"}), {"flag --metrics", "basic, extensive"});
+  expect_error(parse({"--log-outputs=stderr,,stdout"}), {"flag --log-outputs", "empty entry"});
+  expect_error(parse({"--grpc-keepalive-min-time=0"}), {"--grpc-keepalive-min-time", "longer"});
+  expect_error(parse({"--grpc-keepalive-timeout=20"}), {"--grpc-keepalive-timeout", "duration"});
+  expect_error(parse({"--max-concurrent-streams=0"}), {"--max-concurrent-streams"});
+  expect_error(parse({"--max-wals=-1"}), {"--max-wals", "negative"});
+  expect_error(parse({"--discovery-srv=example.com", "--discovery-srv-resolver=10.0.0.1"}),
+               {"--discovery-srv-resolver", "host:port"});
+}
+
+TEST(ConfigErrors, TlsDetails) {
+  expect_error(parse({"--cipher-suites=TLS_RSA_WITH_RC4_128_SHA"}), {"--cipher-suites", "broken"});
+  expect_error(parse({"--cipher-suites=ECDHE-RSA-AES128-GCM-SHA256"}),
+               {"--cipher-suites", "not a TLS 1.2 cipher suite"});
+  expect_error(parse({"--tls-min-version=TLS1.1"}), {"--tls-min-version", "broken"});
+  expect_error(parse({"--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"}),
+               {"--tls-min-version", "newer than"});
+  expect_error(
+      parse({"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}),
+      {"--cipher-suites", "fixed"});
+  expect_error(parse({"--listen-client-urls=https://127.0.0.1:2379", "--auto-tls",
+                      "--tls-max-version=TLS1.2"}),
+               {"--tls-max-version", "https client URLs"});
+  expect_error(parse({"--client-crl-file=c.crl"}), {"--client-crl-file", "--trusted-ca-file"});
+  expect_error(parse({"--client-cert-allowed-hostname=a"}),
+               {"--client-cert-allowed-hostname", "--client-cert-auth"});
+  expect_error(parse({"--listen-peer-urls=https://127.0.0.1:2380",
+                      "--initial-cluster=default=https://127.0.0.1:2380", "--peer-auto-tls",
+                      "--peer-cert-allowed-cn=m1"}),
+               {"--peer-cert-allowed-cn", "--peer-trusted-ca-file"});
 }
 
 TEST(ConfigErrors, Urls) {
@@ -644,7 +825,7 @@ TEST_F(ConfigFile, Errors) {
   };
   file_error("name: [unclosed\n", {"not valid YAML", "line"});
   file_error("- name\n", {"must map flag names"});
-  file_error("enable-v2: true\n", {"unknown key 'enable-v2'"});
+  file_error("enable-v9: true\n", {"unknown key 'enable-v9'"});
   file_error("data_dir: /x\n", {"unknown key 'data_dir'", "did you mean 'data-dir'"});
   file_error("name: a\nname: b\n", {"key 'name'", "set twice"});
   file_error("name: [a, b]\n", {"key 'name'", "not a list"});

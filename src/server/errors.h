@@ -46,6 +46,8 @@ inline const char* const kMemberNotFound = "etcdserver: member not found";
 inline const char* const kMemberExist = "etcdserver: member ID already exist";
 inline const char* const kPeerURLExist = "etcdserver: Peer URLs already exists";
 inline const char* const kUnhealthy = "etcdserver: unhealthy cluster";
+inline const char* const kNotEnoughStarted =
+    "etcdserver: re-configuration failed due to not enough started members";
 inline const char* const kMemberNotLearner = "etcdserver: can only promote a learner member";
 inline const char* const kLearnerNotReady =
     "etcdserver: can only promote a learner member which is in sync with leader";

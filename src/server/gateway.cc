@@ -166,6 +166,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   std::array<char, kReadChunkBytes> chunk{};
   bool closed = false;
   bool keep_alive = true;
+  std::string extra_headers;  // CORS headers for the request at hand
   // Output: whole answers, or the chunks of a stream.
   std::string out;
   bool writing = false;
@@ -237,6 +238,20 @@ struct Conn : std::enable_shared_from_this<Conn> {
 
   void dispatch(const HttpRequestHead& head, std::string body) {
     const HttpHandlers& http = d->options.http;
+    extra_headers.clear();
+    if (!host_allowed(head)) return fail(421, "not allowed");
+    if (const std::string* origin = head.header("origin")) {
+      const auto& allowed = d->options.cors;
+      bool ok = allowed == std::vector<std::string>{"*"} ||
+                std::find(allowed.begin(), allowed.end(), lower_ascii(*origin)) != allowed.end();
+      if (ok && valid_metadata_value(*origin)) {
+        extra_headers =
+            "\r\nAccess-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE"
+            "\r\nAccess-Control-Allow-Origin: " +
+            *origin + "\r\nAccess-Control-Allow-Headers: accept, content-type, authorization";
+      }
+    }
+    if (head.method == "OPTIONS") return answer(Answer{200, ""});
     if (head.path == "/health" || head.path == "/version" || head.path == "/metrics") {
       if (head.method != "GET" && head.method != "HEAD") return fail(405, "use GET");
       if (head.path == "/version") {
@@ -274,9 +289,9 @@ struct Conn : std::enable_shared_from_this<Conn> {
       }
       streaming = true;
       keep_alive = false;
-      out +=
-          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: "
-          "chunked\r\nConnection: close\r\n\r\n";
+      out += "HTTP/1.1 200 OK" + extra_headers +
+             "\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+             "chunked\r\nConnection: close\r\n\r\n";
       write_next();
       route->second.stream(self, body, token);
       read_more();  // notices the client going away
@@ -288,10 +303,33 @@ struct Conn : std::enable_shared_from_this<Conn> {
     });
   }
 
+  // etcd's --host-whitelist, on the Host header without its port.
+  bool host_allowed(const HttpRequestHead& head) const {
+    const auto& allowed = d->options.host_whitelist;
+    if (allowed == std::vector<std::string>{"*"}) return true;
+    const std::string* h = head.header("host");
+    if (h == nullptr) return false;
+    std::string host = lower_ascii(*h);
+    if (host.starts_with('[')) {
+      host = host.substr(1, host.find(']') == std::string::npos ? 0 : host.find(']') - 1);
+    } else if (size_t colon = host.rfind(':');
+               colon != std::string::npos && host.find(':') == colon) {
+      host.resize(colon);
+    }
+    return std::find(allowed.begin(), allowed.end(), host) != allowed.end();
+  }
+
+  static std::string lower_ascii(std::string text) {
+    for (char& ch : text) {
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    }
+    return text;
+  }
+
   void answer(Answer a, std::string_view type = "application/json") {
     if (closed) return;
     out += "HTTP/1.1 " + std::to_string(a.status) + " " + http_reason_phrase(a.status) +
-           "\r\nContent-Type: " + std::string(type) +
+           extra_headers + "\r\nContent-Type: " + std::string(type) +
            "\r\nContent-Length: " + std::to_string(a.body.size()) +
            (keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n") + a.body;
     write_next();

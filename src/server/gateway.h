@@ -38,6 +38,11 @@ struct GatewayOptions {
   // Streams (watches, keep-alives) open at once through the gateway.
   size_t max_streams = 256;
   HttpHandlers http;  // /health, /version, /metrics
+  // etcd's --cors: origins whose pages may call the gateway ({"*"}: any), answered with CORS
+  // headers (and an empty 200 to a preflight OPTIONS).
+  std::vector<std::string> cors = {"*"};
+  // etcd's --host-whitelist: the Host headers accepted ({"*"}: any); others get 421.
+  std::vector<std::string> host_whitelist = {"*"};
 };
 
 class ClientPort {

@@ -11,8 +11,14 @@ namespace chorus::server {
 
 enum class LogLevel : int { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kFatal = 4 };
 
-// "debug", "info", "warn" or "error"; false for anything else.
+// "debug", "info", "warn" or "error"; "panic" and "fatal" (etcd's) keep only the messages of a
+// member stopping on an error. False for anything else.
 bool parse_log_level(std::string_view text, LogLevel* out);
+
+// etcd's --log-outputs: where every line goes, each of "stderr", "stdout", "systemd/journal"
+// (the journal's native socket) or a file path (appended to). Set once at start, before other
+// threads log; an error names the output that cannot be opened. Lines go to stderr until then.
+std::string set_log_outputs(const std::vector<std::string>& outputs);
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 

@@ -135,8 +135,33 @@ int run(ServerConfig cfg) {
 
   // Certificates are checked before anything starts: a member that cannot serve its https URLs
   // says why at once instead of failing every handshake.
-  ClientTls tls{cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth};
+  if (!cfg.log_package_levels.empty()) {
+    log(LogLevel::kWarn, "--log-package-levels is ignored: Chorus has one level, --log-level",
+        {{"log-package-levels", cfg.log_package_levels}});
+  }
+  // --cipher-suites: gRPC reads its list from the environment when it first makes a TLS
+  // context, so it is set before anything touches gRPC; the peer port takes it directly.
+  std::string cipher_list;
+  for (const std::string& c : cfg.cipher_suites)
+    cipher_list += (cipher_list.empty() ? "" : ":") + c;
+  if (!cipher_list.empty()) setenv("GRPC_SSL_CIPHER_SUITES", cipher_list.c_str(), 1);
+
+  ClientTls tls;
+  tls.cert_file = cfg.cert_file;
+  tls.key_file = cfg.key_file;
+  tls.trusted_ca_file = cfg.trusted_ca_file;
+  tls.client_cert_auth = cfg.client_cert_auth;
+  tls.allowed_hostname = cfg.client_cert_allowed_hostname;
   bool https_clients = has_https(cfg.listen_client_urls);
+  if (!cfg.client_crl_file.empty() && https_clients) {
+    tls.crl_file = cfg.client_crl_file;
+    tls.crl_dir = cfg.data_dir + "/fixtures/client-crl";
+    storage::Status st = write_crl_directory(tls.crl_file, tls.crl_dir, 0);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot use --client-crl-file", {{"error", st.to_string()}});
+      return 1;
+    }
+  }
   if (cfg.auto_tls && https_clients && !tls.has_identity()) {
     std::vector<std::string> hosts{"127.0.0.1", "localhost"};
     for (const auto* urls : {&cfg.listen_client_urls, &cfg.advertise_client_urls}) {
@@ -214,7 +239,25 @@ int run(ServerConfig cfg) {
       return 1;
     }
     if (!expiry.empty()) log(LogLevel::kError, "peer " + expiry);
-    peer_tls = transport::PeerTls{files.cert_file, files.key_file, files.trusted_ca_file};
+    transport::PeerTls p;
+    p.cert_file = files.cert_file;
+    p.key_file = files.key_file;
+    p.trusted_ca_file = files.trusted_ca_file;
+    p.crl_file = cfg.peer_crl_file;
+    p.cipher_list = cipher_list;
+    p.min_version = cfg.tls_min_version;
+    p.max_version = cfg.tls_max_version;
+    p.allowed_cn = cfg.peer_cert_allowed_cn;
+    p.allowed_hostname = cfg.peer_cert_allowed_hostname;
+    p.check_dialer_address = !cfg.peer_skip_client_san_verification;
+    // The context is built for each connection; building one now proves the files and the
+    // cipher suites usable before the member serves.
+    std::string problem = transport::check_peer_tls(p);
+    if (!problem.empty()) {
+      log(LogLevel::kFatal, "cannot use the peer TLS settings", {{"error", problem}});
+      return 1;
+    }
+    peer_tls = std::move(p);
   }
 
   // The member's id: the one its data directory records; else, for a new cluster, the one
@@ -250,6 +293,9 @@ int run(ServerConfig cfg) {
       im.peer_urls.push_back(u.to_string());
     o.initial_members.push_back(std::move(im));
   }
+  o.wal_dir = cfg.wal_dir;
+  o.force_new_cluster = cfg.force_new_cluster;
+  o.pre_vote = cfg.pre_vote;
   o.tick_ms = cfg.heartbeat_interval_ms;
   o.election_ticks = std::max(2, cfg.election_timeout_ms / cfg.heartbeat_interval_ms);
   o.lease_reads = cfg.lease_reads;
@@ -284,8 +330,13 @@ int run(ServerConfig cfg) {
   o.observe_wal_sync = [&metrics](double s) {
     if (metrics) metrics->observe_wal_fsync(s);
   };
-  o.observe_apply = [&metrics](double s) {
+  o.observe_apply = [&metrics, warn_s = cfg.warning_apply_ms / 1000.0](double s) {
     if (metrics) metrics->observe_backend_commit(s);
+    if (s > warn_s) {
+      log(LogLevel::kWarn, "apply request took too long",
+          {{"took", std::to_string(static_cast<int64_t>(s * 1000)) + "ms"},
+           {"expected-duration", std::to_string(static_cast<int64_t>(warn_s * 1000)) + "ms"}});
+    }
   };
 
   std::unique_ptr<Node> node;
@@ -369,7 +420,8 @@ int run(ServerConfig cfg) {
   source.db_total_size_bytes = [&node]() -> std::optional<uint64_t> {
     return node->store().size_bytes();
   };
-  metrics = std::make_unique<ServerMetrics>(&registry, cfg.member_id, "3.5.0", source);
+  metrics = std::make_unique<ServerMetrics>(&registry, cfg.member_id, "3.5.0", source,
+                                            cfg.extensive_metrics);
   // After the metrics exist: the transport's thread reports round trips to them.
   peers.start();
 
@@ -414,9 +466,22 @@ int run(ServerConfig cfg) {
     auto [service, name] = split_method(method);
     metrics->grpc_started(type, service, name);
   };
-  ao.on_handled = [&metrics](std::string_view method, std::string_view type, int code) {
+  ao.on_handled = [&metrics, extensive = cfg.extensive_metrics](
+                      std::string_view method, std::string_view type, int code, double seconds) {
     auto [service, name] = split_method(method);
     metrics->grpc_handled(type, service, name, code);
+    if (extensive) metrics->grpc_handling(type, service, name, seconds);
+  };
+  ao.cors = cfg.cors;
+  ao.host_whitelist = cfg.host_whitelist;
+  ao.keepalive_min_time_ms = cfg.grpc_keepalive_min_time_ms;
+  ao.keepalive_interval_ms = cfg.grpc_keepalive_interval_ms;
+  ao.keepalive_timeout_ms = cfg.grpc_keepalive_timeout_ms;
+  ao.max_concurrent_streams = cfg.max_concurrent_streams;
+  ao.strict_reconfig_check = cfg.strict_reconfig_check;
+  ao.peer_connected = [&peers](uint64_t id) {
+    auto status = peers.peer_status(id);
+    return status && status->connected;
   };
   ao.on_login = [&metrics](std::string_view outcome) { metrics->login(outcome); };
   ao.bcrypt_cost = cfg.bcrypt_cost;
@@ -526,5 +591,9 @@ int main(int argc, char** argv) {
   LogLevel level = LogLevel::kInfo;
   (void)parse_log_level(cfg.log_level, &level);
   set_log_level(level);
+  if (std::string error = set_log_outputs(cfg.log_outputs); !error.empty()) {
+    std::fprintf(stderr, "chorusd: %s\n", error.c_str());
+    return 1;
+  }
   return run(cfg);
 }

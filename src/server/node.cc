@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
+#include <set>
 
 #include "base/thread_name.h"
 #include "kv/codec.h"
@@ -25,6 +27,8 @@ static_assert(!raft::kMutationsCompiledIn, "chorus_node must link chorus_raft, n
 constexpr raft::Index kMaxApplyLag = 5000;
 constexpr const char* kClusterIdFile = "cluster_id";
 constexpr const char* kMemberIdFile = "member_id";
+// Where the log is, when --wal-dir put it outside the member directory.
+constexpr const char* kWalDirFile = "wal_dir";
 
 // A 64-bit id in hex, alone in `name` under `dir`; not_found if the file is absent.
 Status read_id_file(storage::FileSystem* fs, const std::string& dir, const char* name,
@@ -195,7 +199,37 @@ Status Node::recover() {
   // writes the log before the store). It seeds a new cluster only: joining an existing one
   // would apply that cluster's log on top of data it never wrote. Refused before anything is
   // written, so the directory can still start a new cluster.
-  const std::string wal_dir = storage::join_path(member_dir, "wal");
+  const std::string default_wal_dir = storage::join_path(member_dir, "wal");
+  const std::string wal_dir = options_.wal_dir.empty() ? default_wal_dir : options_.wal_dir;
+  // The log stays where it was first made: a member started elsewhere (a --wal-dir added,
+  // changed or forgotten) would begin an empty log beside a store that is ahead of it.
+  const std::string wal_dir_file = storage::join_path(member_dir, kWalDirFile);
+  if (fs_->exists(wal_dir_file)) {
+    std::string recorded;
+    CHORUS_RETURN_IF_ERROR(fs_->read_file(wal_dir_file, &recorded));
+    while (!recorded.empty() && recorded.back() == '\n')
+      recorded.pop_back();
+    if (recorded != wal_dir) {
+      return Status::invalid_argument("this member's log is in " + recorded +
+                                      ": start it with --wal-dir " + recorded +
+                                      " (or stop it and move the log, and --wal-dir with it)");
+    }
+  }
+  if (wal_dir != default_wal_dir) {
+    if (fs_->exists(default_wal_dir) && !fs_->exists(wal_dir)) {
+      return Status::invalid_argument(
+          "the log is in " + default_wal_dir + ", not in --wal-dir " + wal_dir +
+          ": stop the member and move it there, or start without --wal-dir");
+    }
+    if (!fs_->exists(wal_dir)) {
+      CHORUS_RETURN_IF_ERROR(fs_->create_dir(wal_dir));
+      std::string parent = std::filesystem::path(wal_dir).parent_path().string();
+      CHORUS_RETURN_IF_ERROR(fs_->sync_dir(parent.empty() ? "." : parent));
+    }
+    if (!fs_->exists(wal_dir_file)) {
+      CHORUS_RETURN_IF_ERROR(fs_->write_file_atomic(member_dir, kWalDirFile, wal_dir + "\n"));
+    }
+  }
   if (!options_.new_cluster && !fs_->exists(wal_dir) &&
       fs_->exists(storage::join_path(member_dir, "kv"))) {
     return Status::invalid_argument(
@@ -252,6 +286,8 @@ Status Node::recover() {
     }
   }
 
+  if (options_.force_new_cluster && !first_start) CHORUS_RETURN_IF_ERROR(force_new_cluster());
+
   const raft::LogStorage* log = wal_->group(kGroup);
   raft::Snapshot snap;
   if (log->snapshot(&snap) != raft::Error::kOk) {
@@ -278,7 +314,7 @@ Status Node::recover() {
   c.storage = log;
   c.election_ticks = options_.election_ticks;
   c.heartbeat_ticks = 1;
-  c.pre_vote = true;
+  c.pre_vote = options_.pre_vote;
   c.check_quorum = true;
   c.read_only =
       options_.lease_reads ? raft::ReadOnlyOption::kLeaseBased : raft::ReadOnlyOption::kSafe;
@@ -298,6 +334,96 @@ Status Node::recover() {
 
   rebuild_lessor();
   return open_groups();
+}
+
+Status Node::force_new_cluster() {
+  const raft::LogStorage* stored = wal_->group(kGroup);
+  raft::Snapshot snap;
+  if (stored->snapshot(&snap) != raft::Error::kOk) {
+    return Status::corruption("the log's snapshot record cannot be read");
+  }
+  const raft::HardState hs = stored->hard_state();
+  // The members as of the commit index: the snapshot's, then each committed change.
+  std::set<raft::NodeId> members;
+  for (const auto* ids :
+       {&snap.metadata.conf_state.voters, &snap.metadata.conf_state.voters_outgoing,
+        &snap.metadata.conf_state.learners}) {
+    members.insert(ids->begin(), ids->end());
+  }
+  bool joint = !snap.metadata.conf_state.voters_outgoing.empty();
+  bool learner =
+      std::find(snap.metadata.conf_state.learners.begin(), snap.metadata.conf_state.learners.end(),
+                options_.id) != snap.metadata.conf_state.learners.end();
+  for (raft::Index i = snap.metadata.index + 1; i <= hs.commit;) {
+    std::vector<raft::Entry> entries;
+    if (stored->entries(i, hs.commit + 1, 8 << 20, &entries) != raft::Error::kOk ||
+        entries.empty()) {
+      return Status::corruption("the log's committed entries from " + std::to_string(i) +
+                                " cannot be read");
+    }
+    for (const raft::Entry& e : entries) {
+      i = e.index + 1;
+      if (e.type != raft::EntryType::kConfChange) continue;
+      std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
+      if (!cc) return Status::corruption("entry " + std::to_string(e.index) + " is malformed");
+      if (cc->leave_joint()) {
+        joint = false;
+        continue;
+      }
+      joint = cc->transition != raft::ConfChangeTransition::kAuto || cc->changes.size() > 1;
+      for (const raft::ConfChangeSingle& c : cc->changes) {
+        if (c.type == raft::ConfChangeType::kRemoveNode) {
+          members.erase(c.node);
+        } else {
+          members.insert(c.node);
+        }
+        if (c.node == options_.id) learner = c.type == raft::ConfChangeType::kAddLearner;
+      }
+    }
+  }
+  if (!members.contains(options_.id)) {
+    return Status::invalid_argument(
+        "--force-new-cluster: this member is not in its own "
+        "log's configuration (it was removed)");
+  }
+  if (learner) {
+    return Status::invalid_argument(
+        "--force-new-cluster: this member is a learner, which "
+        "holds no vote and may lack committed entries");
+  }
+  std::vector<raft::Entry> entries;
+  raft::Index index = hs.commit;
+  if (joint)
+    entries.push_back(
+        raft::Entry{hs.term, ++index, raft::EntryType::kConfChange, raft::ConfChange{}.encode()});
+  for (raft::NodeId id : members) {
+    if (id == options_.id) continue;
+    raft::ConfChange cc;
+    cc.changes.push_back({raft::ConfChangeType::kRemoveNode, id});
+    entries.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange, cc.encode()});
+  }
+  if (entries.empty() && stored->last_index() == hs.commit) return Status::ok();  // alone already
+  // Written as committed entries of the current term, replacing any uncommitted tail: they
+  // are applied as the member starts, and it then elects itself alone.
+  storage::WalBatch batch;
+  if (!entries.empty()) {
+    batch.append(kGroup, entries);
+  }
+  batch.set_hard_state(kGroup, raft::HardState{hs.term, hs.vote, index});
+  if (entries.empty()) {
+    // Only an uncommitted tail to drop: rewrite the last committed entry over it.
+    std::vector<raft::Entry> last;
+    if (hs.commit > snap.metadata.index &&
+        stored->entries(hs.commit, hs.commit + 1, 0, &last) == raft::Error::kOk) {
+      batch.append(kGroup, last);
+    }
+  }
+  const raft::Index dropped = stored->last_index() - hs.commit;
+  CHORUS_RETURN_IF_ERROR(wal_->commit(batch));
+  log(LogLevel::kWarn, "--force-new-cluster: this member now forms its cluster alone",
+      {{"removed-members", std::to_string(members.size() - 1)},
+       {"dropped-uncommitted-entries", std::to_string(dropped)}});
+  return Status::ok();
 }
 
 void Node::start(MessageSink* sink, std::function<void(const std::string&)> on_fatal) {

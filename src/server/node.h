@@ -92,6 +92,15 @@ struct NodeOptions {
   uint64_t group_log_entries = 20'000;
   uint64_t group_catch_up_entries = 2'000;
 
+  // etcd's --wal-dir: the log's directory; empty: <data_dir>/member/wal.
+  std::string wal_dir;
+  // etcd's --force-new-cluster: at start, entries past the commit index are dropped and every
+  // other member is removed from the configuration through committed entries of the log, so
+  // this member alone forms the cluster, with its data (disaster recovery).
+  bool force_new_cluster = false;
+  // etcd's --pre-vote, for the etcd keyspace's group (data groups always pre-vote: a quiesced
+  // group's replica waking alone must not depose a leader).
+  bool pre_vote = true;
   int tick_ms = 100;  // etcd's --heartbeat-interval
   int election_ticks = 10;
   bool lease_reads = false;
@@ -314,6 +323,8 @@ class Node {
  private:
   explicit Node(const NodeOptions& options);
   storage::Status recover();
+  // --force-new-cluster on a log that names other members (see NodeOptions).
+  storage::Status force_new_cluster();
   // A new cluster's first start: creates this member's share of options_.initial_groups
   // (before the etcd group, so a start cut short creates what is missing the next time).
   storage::Status create_initial_groups();

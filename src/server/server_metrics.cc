@@ -190,7 +190,17 @@ std::string member_id_hex(raft::NodeId id) {
 }
 
 ServerMetrics::ServerMetrics(MetricsRegistry* registry, raft::NodeId self,
-                             const std::string& server_version, ServerMetricsSource source) {
+                             const std::string& server_version, ServerMetricsSource source,
+                             bool extensive) {
+  if (extensive) {
+    // go-grpc-prometheus's default buckets, which etcd's --metrics extensive uses.
+    grpc_handling_ = registry->histogram_family(
+        "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level "
+        "handled by the server.",
+        {"grpc_method", "grpc_service", "grpc_type"},
+        {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  }
   if (!source.node) metrics_die("ServerMetricsSource::node is required");
   register_node(registry, self, source.node);
   if (source.transport) register_transport(registry, source.transport);
@@ -248,6 +258,13 @@ void ServerMetrics::grpc_handled(std::string_view type, std::string_view service
   grpc_handled_
       ->with({grpc_code_name(code), std::string(method), std::string(service), std::string(type)})
       ->inc();
+}
+
+void ServerMetrics::grpc_handling(std::string_view type, std::string_view service,
+                                  std::string_view method, double seconds) {
+  if (grpc_handling_ == nullptr) return;
+  grpc_handling_->with({std::string(method), std::string(service), std::string(type)})
+      ->observe(seconds);
 }
 
 void ServerMetrics::login(std::string_view outcome) {

@@ -58,6 +58,8 @@
 //       etcd's buckets: 0.0001 s doubling to 0.8192 s
 //   grpc_server_started_total{grpc_method,grpc_service,grpc_type} (counter)
 //   grpc_server_handled_total{grpc_code,grpc_method,grpc_service,grpc_type} (counter)
+//   grpc_server_handling_seconds{grpc_method,grpc_service,grpc_type} (histogram; --metrics
+//     extensive only)
 //       every RPC at its start and its end, labelled as go-grpc-prometheus labels them
 //   etcd_server_health_success, etcd_server_health_failures (counters)  /health answers
 //
@@ -123,8 +125,9 @@ std::string member_id_hex(raft::NodeId id);
 // object. The methods are thread-safe and lock-free except for the first use of a new label set.
 class ServerMetrics {
  public:
+  // `extensive` (etcd's --metrics extensive) adds grpc_server_handling_seconds.
   ServerMetrics(MetricsRegistry* registry, raft::NodeId self, const std::string& server_version,
-                ServerMetricsSource source);
+                ServerMetricsSource source, bool extensive = false);
 
   void observe_wal_fsync(double seconds) { wal_fsync_->observe(seconds); }
   void observe_backend_commit(double seconds) { backend_commit_->observe(seconds); }
@@ -135,6 +138,9 @@ class ServerMetrics {
   void grpc_started(std::string_view type, std::string_view service, std::string_view method);
   void grpc_handled(std::string_view type, std::string_view service, std::string_view method,
                     int code);
+  // With `extensive`: how long the RPC took, as go-grpc-prometheus's histogram; else nothing.
+  void grpc_handling(std::string_view type, std::string_view service, std::string_view method,
+                     double seconds);
 
   // From the /health handler, once per answer.
   void health_checked(bool healthy);
@@ -152,6 +158,7 @@ class ServerMetrics {
   HistogramFamily* peer_round_trip_ = nullptr;
   CounterFamily* grpc_started_ = nullptr;
   CounterFamily* grpc_handled_ = nullptr;
+  HistogramFamily* grpc_handling_ = nullptr;
   Counter* health_success_ = nullptr;
   Counter* health_failures_ = nullptr;
   CounterFamily* logins_ = nullptr;

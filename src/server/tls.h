@@ -25,8 +25,22 @@ struct ClientTls {
   std::string key_file;
   std::string trusted_ca_file;
   bool client_cert_auth = false;
+  // --client-crl-file: revoked client certificates are refused in the handshake. gRPC's TLS
+  // reads revocation lists from a directory of files named by their issuer's hash: `crl_dir`,
+  // which the member fills from crl_file (write_crl_directory).
+  std::string crl_file;
+  std::string crl_dir;
+  // --client-cert-allowed-hostname: a client certificate must also be valid for this name.
+  std::string allowed_hostname;
   bool has_identity() const { return !cert_file.empty(); }
 };
+
+// Writes the revocation lists (PEM) of `crl_file` into `dir` as "<issuer hash>.r<generation>",
+// the names OpenSSL's directory lookup reads; a later generation (a changed file) is picked up
+// by handshakes from then on, its newer lists preferred to older ones. Generation 0 empties
+// the directory first. An error when the file cannot be read or holds no list.
+storage::Status write_crl_directory(const std::string& crl_file, const std::string& dir,
+                                    int generation);
 
 // How often the certificate files are read again.
 inline constexpr unsigned kTlsRefreshSeconds = 1;
@@ -54,6 +68,8 @@ class TlsFileWatch {
 
   const ClientTls tls_;
   std::function<void(const std::string&)> on_change_;
+  std::string crl_text_;  // crl_file as last written to crl_dir
+  int crl_generation_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

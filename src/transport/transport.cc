@@ -20,6 +20,11 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #pragma GCC diagnostic pop
 
 #include "base/coding.h"
@@ -79,6 +84,14 @@ Context tls_context(const PeerTls& t, bool server, std::string* error) {
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                    asio::ssl::context::no_tlsv1_1);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, t.min_version >= 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(native, t.max_version <= 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  if (!t.cipher_list.empty() && SSL_CTX_set_cipher_list(native, t.cipher_list.c_str()) != 1) {
+    ERR_clear_error();
+    *error = "no cipher suite of --cipher-suites is available: " + t.cipher_list;
+    return nullptr;
+  }
   asio::error_code ec;
   ctx->use_certificate_chain_file(t.cert_file, ec);
   if (ec) {
@@ -99,9 +112,101 @@ Context tls_context(const PeerTls& t, bool server, std::string* error) {
     *error = "peer CA '" + t.trusted_ca_file + "': " + ec.message();
     return nullptr;
   }
+  if (!t.crl_file.empty()) {
+    X509_STORE* store = SSL_CTX_get_cert_store(native);
+    int loaded = 0;
+    if (BIO* bio = BIO_new_file(t.crl_file.c_str(), "r")) {
+      while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr)) {
+        loaded += X509_STORE_add_crl(store, crl) == 1 ? 1 : 0;
+        X509_CRL_free(crl);
+      }
+      BIO_free(bio);
+    }
+    ERR_clear_error();
+    if (loaded == 0) {
+      *error = "peer CRL '" + t.crl_file + "': holds no PEM certificate revocation list";
+      return nullptr;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  }
   ctx->set_verify_mode(asio::ssl::verify_peer |
                        (server ? asio::ssl::verify_fail_if_no_peer_cert : 0));
   return ctx;
+}
+
+// Whether a certificate is valid for `host`: a DNS name (or the common name, as OpenSSL
+// allows without SANs) or an IP address.
+bool names_host(X509* cert, const std::string& host) {
+  return X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1 ||
+         X509_check_ip_asc(cert, host.c_str(), 0) == 1;
+}
+
+// etcd's checks of a peer's certificate beyond the CA's signature (see PeerTls): the reason it
+// is refused, or empty.
+// The common name and host name checks, which apply to both ends of a peer connection.
+std::string refuse_name(const PeerTls& t, SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr) return {};  // without a CA nothing is verified (--peer-auto-tls)
+  if (!t.allowed_cn.empty()) {
+    std::array<char, 256> cn{};
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn.data(),
+                                      static_cast<int>(cn.size()));
+    if (n < 0 || std::string(cn.data(), static_cast<size_t>(n)) != t.allowed_cn) {
+      return "its certificate's common name is not --peer-cert-allowed-cn '" + t.allowed_cn + "'";
+    }
+  }
+  if (!t.allowed_hostname.empty() && !names_host(cert, t.allowed_hostname)) {
+    return "its certificate is not valid for --peer-cert-allowed-hostname '" + t.allowed_hostname +
+           "'";
+  }
+  return {};
+}
+
+// What an acceptor checks of a dialer: the names, then its address.
+std::string refuse_dialer(const PeerTls& t, SSL* ssl, asio::ip::address from) {
+  if (std::string why = refuse_name(t, ssl); !why.empty()) return why;
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr || !t.check_dialer_address) return {};
+  if (from.is_v6() && from.to_v6().is_v4_mapped()) {
+    from = asio::ip::make_address_v4(asio::ip::v4_mapped, from.to_v6());
+  }
+  const std::string ip = from.to_string();
+  bool has_ip = false;
+  std::vector<std::string> dns;
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type == GEN_IPADD) has_ip = true;
+    if (name->type == GEN_DNS) {
+      const ASN1_IA5STRING* s = name->d.dNSName;
+      dns.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                       static_cast<size_t>(ASN1_STRING_length(s)));
+    }
+  }
+  GENERAL_NAMES_free(names);
+  if (!has_ip && dns.empty()) return {};  // names no address: nothing to compare, as in etcd
+  if (has_ip && X509_check_ip_asc(cert, ip.c_str(), 0) == 1) return {};
+  for (const std::string& name : dns) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(name.c_str(), nullptr, &hints, &found) != 0) continue;
+    bool match = false;
+    for (addrinfo* a = found; a != nullptr && !match; a = a->ai_next) {
+      std::array<char, INET6_ADDRSTRLEN> text{};
+      const void* addr =
+          a->ai_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+      match =
+          inet_ntop(a->ai_family, addr, text.data(), text.size()) != nullptr && ip == text.data();
+    }
+    freeaddrinfo(found);
+    if (match) return {};
+  }
+  return "its certificate names no address it dials from (" + ip +
+         "); --experimental-peer-skip-client-san-verification skips this check";
 }
 
 // Readies a dialer's stream to check the acceptor's certificate against the dialed host.
@@ -357,15 +462,20 @@ struct PeerTransport::Impl {
       return;
     }
     expect_host(c->stream, *options.tls, p->host);
-    c->stream.async_handshake(asio::ssl::stream_base::client,
-                              [this, p, c](const asio::error_code& error) {
-                                if (c->state == OutConn::State::kClosed) return;
-                                if (error) {
-                                  conn_failed(p, c, "TLS handshake: " + tls_error(error));
-                                  return;
-                                }
-                                send_hello(p, c);
-                              });
+    c->stream.async_handshake(
+        asio::ssl::stream_base::client, [this, p, c](const asio::error_code& error) {
+          if (c->state == OutConn::State::kClosed) return;
+          if (error) {
+            conn_failed(p, c, "TLS handshake: " + tls_error(error));
+            return;
+          }
+          std::string why = refuse_name(*options.tls, c->stream.native_handle());
+          if (!why.empty()) {
+            conn_failed(p, c, "the peer's certificate: " + why);
+            return;
+          }
+          send_hello(p, c);
+        });
   }
 
   void send_hello(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& c) {
@@ -664,17 +774,31 @@ struct PeerTransport::Impl {
     }
     // Plain text, a certificate from another CA, or none when one is required: refused here,
     // before a single frame is read.
-    c->stream.async_handshake(asio::ssl::stream_base::server,
-                              [this, c](const asio::error_code& error) {
-                                if (c->closed) return;
-                                if (error) {
-                                  add(counters.handshakes_rejected);
-                                  c->rejected = true;
-                                  close_in(c);
-                                  return;
-                                }
-                                read_in(c);
-                              });
+    c->stream.async_handshake(
+        asio::ssl::stream_base::server, [this, c](const asio::error_code& error) {
+          if (c->closed) return;
+          if (error) {
+            add(counters.handshakes_rejected);
+            c->rejected = true;
+            close_in(c);
+            return;
+          }
+          asio::error_code ec;
+          auto from = c->socket().remote_endpoint(ec).address();
+          std::string why =
+              ec ? ec.message() : refuse_dialer(*options.tls, c->stream.native_handle(), from);
+          if (!why.empty()) {
+            add(counters.handshakes_rejected);
+            c->rejected = true;
+            if (options.on_peer_error) {
+              options.on_peer_error(raft::kNoNode,
+                                    "refused a connection from " + from.to_string() + ": " + why);
+            }
+            close_in(c);
+            return;
+          }
+          read_in(c);
+        });
   }
 
   void read_in(const std::shared_ptr<InConn>& c) {
@@ -1213,6 +1337,14 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
   io.run_for(milliseconds(timeout_ms));
   if (!done) finish(result);
   return result;
+}
+
+std::string check_peer_tls(const PeerTls& tls) {
+  std::string error;
+  if (!tls_context(tls, /*server=*/true, &error) || !tls_context(tls, /*server=*/false, &error)) {
+    return error;
+  }
+  return {};
 }
 
 }  // namespace chorus::transport

@@ -53,7 +53,23 @@ struct PeerTls {
   std::string cert_file;
   std::string key_file;
   std::string trusted_ca_file;
+  // Revocation lists (PEM) of the CA: a revoked certificate fails the handshake.
+  std::string crl_file;
+  // OpenSSL's names, ':'-separated (TLS 1.2 suites); empty: OpenSSL's defaults.
+  std::string cipher_list;
+  int min_version = 12;  // TLS 1.2 or 1.3
+  int max_version = 13;
+  // Checked once the CA's signature passed: the common name and host name a peer's certificate
+  // must carry (both ends of a connection), and (unless turned off) that a dialer's
+  // certificate names the address it dials from, when it names any address at all.
+  std::string allowed_cn;
+  std::string allowed_hostname;
+  bool check_dialer_address = true;
 };
+
+// Builds the TLS contexts `tls` describes, as each connection will: the reason they cannot
+// be built (a file, the cipher suites), or empty.
+std::string check_peer_tls(const PeerTls& tls);
 
 struct TransportOptions {
   // 0 when not known yet: a member joining an existing cluster learns it from the first peer

@@ -231,5 +231,52 @@ class GatewayTest(unittest.TestCase):
             ctl("auth", "disable", ctl_args=["--user", "root:rootpw"])
 
 
+class GatewayOriginTest(unittest.TestCase):
+    """etcd's --cors and --host-whitelist on the gateway."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(CHORUSD, size=1, member_args=lambda m: [
+            "--cors", "https://app.example", "--host-whitelist", "127.0.0.1,localhost"]
+        ).start_or_keep()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def head(self, path, *headers, method="POST", body='{"key": "YQ=="}'):
+        """(status, response head in lower case) of a request with `headers`."""
+        cmd = [CURL, "-s", "-i", "--max-time", "20", "-X", method]
+        if method == "POST":
+            cmd += ["--data-binary", body]
+        for h in headers:
+            cmd += ["-H", h]
+        cmd.append("http://127.0.0.1:%d%s" % (self.c.members[0].client_port, path))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+        head = out.split("\r\n\r\n", 1)[0].lower()
+        return int(head.split()[1]), head
+
+    def test_a_listed_origin_gets_cors_headers_and_others_do_not(self):
+        code, head = self.head("/v3/kv/range", "Origin: https://app.example")
+        self.assertEqual(code, 200, head)
+        self.assertIn("access-control-allow-origin: https://app.example", head)
+        self.assertIn("access-control-allow-headers: accept, content-type, authorization", head)
+        code, head = self.head("/v3/kv/range", "Origin: https://evil.example")
+        self.assertEqual(code, 200, head)
+        self.assertNotIn("access-control-allow-origin", head)
+        # A browser's preflight: an empty 200 with the headers.
+        code, head = self.head("/v3/kv/put", "Origin: https://app.example", method="OPTIONS")
+        self.assertEqual(code, 200, head)
+        self.assertIn("access-control-allow-methods: post, get, options, put, delete", head)
+
+    def test_a_host_header_not_listed_is_refused(self):
+        code, head = self.head("/v3/kv/range", "Host: evil.example:2379")
+        self.assertEqual(code, 421, head)
+        code, head = self.head("/v3/kv/range", "Host: localhost:2379")
+        self.assertEqual(code, 200, head)
+        code, _ = self.head("/v3/kv/range")  # curl names 127.0.0.1
+        self.assertEqual(code, 200)
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -1,0 +1,160 @@
+"""etcd's flags beyond the basic ones, on real chorusd processes: an etcd command line starts a
+member; --wal-dir keeps the log apart (and a member started without it refuses); --log-outputs
+writes where told; --metrics extensive adds the request histograms; --strict-reconfig-check
+refuses membership changes that could cost the quorum; --force-new-cluster brings a cluster
+that lost its quorum back as one member with its data, to which members are then added.
+
+    python3 tests/integration/test_etcd_flags.py --chorusd build/rel/src/server/chorusd [-v]
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import unittest
+
+from cluster import Cluster, Member, free_ports, run_tests
+
+CHORUSD = None
+
+
+class EtcdCommandLineTest(unittest.TestCase):
+    def test_etcd_flags_wal_dir_log_outputs_and_extensive_metrics(self):
+        c = Cluster(CHORUSD, size=1)
+        m = c.members[0]
+        wal = os.path.join(c.root, "wal-disk", "wal")
+        os.makedirs(os.path.dirname(wal))
+        log_file = os.path.join(c.root, "m1-outputs.log")
+        etcd_style = [
+            "--wal-dir", wal, "--logger", "capnslog", "--log-outputs", log_file + ",stderr",
+            "--metrics", "extensive", "--pre-vote=false", "--strict-reconfig-check",
+            "--max-snapshots", "5", "--max-wals", "5", "--backend-batch-interval", "100ms",
+            "--backend-batch-limit", "10000", "--max-concurrent-streams", "1000",
+            "--grpc-keepalive-min-time", "5s", "--grpc-keepalive-interval", "2h",
+            "--grpc-keepalive-timeout", "20s", "--initial-election-tick-advance",
+            "--experimental-backend-bbolt-freelist-type", "map",
+            "--experimental-compaction-batch-limit", "1000",
+            "--experimental-warning-apply-duration", "100ms",
+            "--experimental-watch-progress-notify-interval", "10m",
+            "--proxy", "off", "--enable-v2=false", "--discovery-fallback", "exit"]
+        c.member_args = lambda _: etcd_style
+        c.start_or_keep()
+        try:
+            c.ctl("put", "flags/a", "1")
+            self.assertEqual(c.local_value(m, "flags/a"), "1")
+            self.assertTrue(os.listdir(wal), "the log is not in --wal-dir")
+            self.assertFalse(os.path.exists(os.path.join(m.data_dir, "member", "wal")))
+            with open(log_file) as f:
+                self.assertIn('"msg":"serving"', f.read())
+            self.assertIn('"msg":"serving"', m.log(), "stderr too, as listed")
+            _, metrics = m.http_get("/metrics")
+            self.assertRegex(metrics, r'grpc_server_handling_seconds_bucket\{grpc_method="Put"')
+
+            # Restarted without --wal-dir, the member refuses rather than start an empty log.
+            m.stop()
+            c.member_args = None
+            m.start()
+            self.assertEqual(m.proc.wait(timeout=20), 1)
+            self.assertIn("start it with --wal-dir " + wal, m.log())
+            c.member_args = lambda _: etcd_style
+            m.start()
+            c.wait_leader()
+            self.assertEqual(c.local_value(m, "flags/a"), "1")
+        finally:
+            c.close()
+
+    def test_refused_flags_say_why(self):
+        for flag, why in [("--enable-v2", "v2 API"), ("--proxy=on", "v2 proxy"),
+                          ("--enable-pprof", "perf"),
+                          ("--discovery=https://discovery.etcd.io/x", "--discovery-srv")]:
+            p = subprocess.run([CHORUSD, flag], capture_output=True, text=True, timeout=20)
+            self.assertEqual(p.returncode, 1, flag)
+            self.assertIn(why, p.stderr, flag)
+
+
+class StrictReconfigTest(unittest.TestCase):
+    def test_changes_that_could_cost_the_quorum_are_refused(self):
+        c = Cluster(CHORUSD).start_or_keep()
+        try:
+            m1, m2, m3 = c.members
+            ids = {x["name"]: x["ID"] for x in c.ctl_json("member", "list")["members"]}
+            m3.stop()
+            live = c.endpoints([m1, m2])
+            # Wait until the members notice m3 is gone.
+            deadline = time.time() + 20
+            while True:
+                p = c.ctl("member", "add", "m4", "--peer-urls", "http://127.0.0.1:1",
+                          endpoints=live, check=False)
+                if p.returncode != 0 or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+            self.assertNotEqual(p.returncode, 0, "a voter was added with a member down")
+            self.assertIn("etcdserver: unhealthy cluster", p.stderr)
+            p = c.ctl("member", "remove", "%x" % ids["m2"], endpoints=live, check=False)
+            self.assertNotEqual(p.returncode, 0, "a reachable voter was removed with one down")
+            self.assertIn("etcdserver: unhealthy cluster", p.stderr)
+            # A learner holds no vote: adding one is allowed, and removing it.
+            out = c.ctl("member", "add", "l1", "--learner", "--peer-urls", "http://127.0.0.1:1",
+                        endpoints=live).stdout
+            learner = re.search(r"Member\s+([0-9a-f]+)\s+added", out).group(1)
+            c.ctl("member", "remove", learner, endpoints=live)
+            # The member that is down may go: the two left are a quorum of two.
+            c.ctl("member", "remove", "%x" % ids["m3"], endpoints=live)
+            self.assertEqual(len(c.ctl_json("member", "list", endpoints=live)["members"]), 2)
+            c.members.remove(m3)
+        finally:
+            c.close()
+
+
+class ForceNewClusterTest(unittest.TestCase):
+    def test_a_cluster_that_lost_its_quorum_comes_back_as_one_member(self):
+        c = Cluster(CHORUSD).start_or_keep()
+        try:
+            m1, m2, m3 = c.members
+            first_cluster = c.initial_cluster()
+            for i in range(20):
+                c.ctl("put", "fnc/%02d" % i, "v%d" % i)
+            c.wait_value(m1, "fnc/19", "v19")
+            m2.kill()
+            m3.kill()
+            p = c.ctl("put", "fnc/lost", "x", endpoints=m1.endpoint, check=False, timeout=30)
+            self.assertNotEqual(p.returncode, 0, "a write committed without a quorum")
+            m1.stop()
+            m1.start(extra=["--force-new-cluster"])
+            c.members = [m1]
+            c.wait_leader()
+            self.assertIn("--force-new-cluster", m1.wait_log("forms its cluster alone"))
+            got = c.ctl_json("get", "fnc/", "--prefix", endpoints=m1.endpoint)
+            self.assertEqual(got["count"], 20)
+            members = c.ctl_json("member", "list", endpoints=m1.endpoint)["members"]
+            self.assertEqual([x["name"] for x in members], ["m1"])
+            c.ctl("put", "fnc/after", "1", endpoints=m1.endpoint)
+
+            # Started again with the flag, it changes nothing: the member is alone already.
+            m1.stop()
+            m1.start(extra=["--force-new-cluster"])
+            c.wait_leader()
+            self.assertEqual(c.local_value(m1, "fnc/after"), "1")
+
+            # A member added back with an empty directory catches up on everything.
+            client, peer, metrics = free_ports(3)
+            m4 = Member(c, "m4", client, peer, metrics)
+            c.ctl("member", "add", "m4", "--peer-urls", m4.peer_url, endpoints=m1.endpoint)
+            c.members.append(m4)
+            m4.start(state="existing")
+            self.assertTrue(c.wait_value(m4, "fnc/after", "1", timeout=30), c.logs())
+            c.ctl("put", "fnc/two", "2")
+            self.assertTrue(c.wait_value(m4, "fnc/two", "2"), c.logs())
+            # The old members were removed: back, they are refused.
+            m2.start(extra=["--initial-cluster", first_cluster])
+            m2.proc.wait(timeout=30)  # a removed member stops by itself
+            self.assertIn("removed from the cluster", m2.log())
+        finally:
+            m2.kill()
+            c.close()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
