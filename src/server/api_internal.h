@@ -194,6 +194,13 @@ struct ApiServer::Impl {
           });
   }
 
+  // etcd's CORRUPT alarm: reads, writes, compactions and lease grants and revokes are refused
+  // on every member while it is raised.
+  bool corrupt() const { return node->has_alarm(AlarmType::kCorrupt); }
+  static grpc::Status corrupt_error() {
+    return grpc::Status(grpc::StatusCode::DATA_LOSS, rpc_errors::kCorrupt);
+  }
+
   grpc::ServerUnaryReactor* refuse(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(st);

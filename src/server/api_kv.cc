@@ -10,6 +10,7 @@ class KvService final : public pb::KV::CallbackService {
 
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const pb::RangeRequest* req,
                                   pb::RangeResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     // Permissions are checked after the read barrier, against auth state at least as new as
     // any change acknowledged before the read.
@@ -37,6 +38,7 @@ class KvService final : public pb::KV::CallbackService {
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const pb::PutRequest* req,
                                 pb::PutResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     if (s_->node->has_alarm(AlarmType::kNoSpace)) return s_->refuse(ctx, no_space());
     Caller who;
     grpc::Status allowed = s_->caller(ctx, &who);
@@ -57,6 +59,7 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx,
                                         const pb::DeleteRangeRequest* req,
                                         pb::DeleteRangeResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     Caller who;
     grpc::Status allowed = s_->caller(ctx, &who);
     if (allowed.ok()) allowed = s_->permit_delete(who, *req);
@@ -75,6 +78,7 @@ class KvService final : public pb::KV::CallbackService {
 
   grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const pb::TxnRequest* req,
                                 pb::TxnResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     if (has_put(*req) && s_->node->has_alarm(AlarmType::kNoSpace)) {
       return s_->refuse(ctx, no_space());
     }
@@ -97,6 +101,7 @@ class KvService final : public pb::KV::CallbackService {
   grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
                                     const pb::CompactionRequest* req,
                                     pb::CompactionResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     // etcd lets any caller compact; here it takes a named user while auth is on.
     Caller who;
     grpc::Status allowed = s_->caller(ctx, &who);

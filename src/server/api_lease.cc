@@ -15,6 +15,7 @@ class LeaseService final : public pb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* ctx,
                                        const pb::LeaseGrantRequest* req,
                                        pb::LeaseGrantResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     int64_t id = req->id();
     if (id == 0) {
       // The proposer picks the id, as etcd does, so every replica agrees on it.
@@ -47,6 +48,7 @@ class LeaseService final : public pb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* ctx,
                                         const pb::LeaseRevokeRequest* req,
                                         pb::LeaseRevokeResponse* resp) override {
+    if (s_->corrupt()) return s_->refuse(ctx, s_->corrupt_error());
     // Revoking deletes the lease's keys: the caller must be able to write each (etcd).
     Caller who;
     grpc::Status allowed = s_->caller(ctx, &who);

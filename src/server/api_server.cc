@@ -131,6 +131,36 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
 
 }  // namespace
 
+MemberHash member_hash_kv(uint64_t member, const std::vector<std::string>& client_urls,
+                          int64_t revision, const ClientTls& tls) {
+  MemberHash out;
+  out.member = member;
+  out.error = "no client URL";
+  for (const std::string& url : client_urls) {
+    std::string error;
+    std::shared_ptr<grpc::Channel> channel = member_channel(url, tls, &error);
+    if (!channel) {
+      out.error = error;
+      continue;
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    pb::HashKVRequest req;
+    req.set_revision(revision);
+    pb::HashKVResponse resp;
+    grpc::Status st = pb::Maintenance::NewStub(channel)->HashKV(&ctx, req, &resp);
+    if (!st.ok()) {
+      out.error = url + ": " + st.error_message();
+      continue;
+    }
+    out.answered = true;
+    out.error.clear();
+    out.kv = KvHash{resp.hash(), resp.header().revision(), resp.compact_revision()};
+    break;
+  }
+  return out;
+}
+
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
                                const std::string& ticket, storage::SnapshotReceiver* receiver,
                                const std::atomic<bool>& stop, const ClientTls& tls) {

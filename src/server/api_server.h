@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/corrupt_check.h"
 #include "server/http_server.h"
 #include "server/tls.h"
 #include "storage/status.h"
@@ -32,6 +33,11 @@ class Node;
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
                                const std::string& ticket, storage::SnapshotReceiver* receiver,
                                const std::atomic<bool>& stop, const ClientTls& tls);
+
+// HashKV at `revision` from the member at `client_urls` (the first that answers), for the
+// corruption checks: `answered` false, with the reason, when none can say.
+MemberHash member_hash_kv(uint64_t member, const std::vector<std::string>& client_urls,
+                          int64_t revision, const ClientTls& tls);
 
 struct ApiServerOptions {
   // host:port pairs to listen on, and whether each is https (served with `tls`). A plain-text

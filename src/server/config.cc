@@ -310,7 +310,9 @@ constexpr std::array kSettings = {
             "names."},
     Setting{"Chorus", "unsafe-test-fault", "<mode>", "none",
             "UNSAFE, for testing the fault harness only: stale-reads serves linearizable reads "
-            "from local state without ReadIndex. Never set it on a real cluster."},
+            "from local state without ReadIndex; corrupt-writes stores every put's value "
+            "altered on this member (for the corruption checks). Never set it on a real "
+            "cluster."},
     Setting{"Chorus", "config-file", "<path>", "",
             "YAML file whose keys are these flag names, as in 'data-dir: /var/lib/chorus'."},
 };
@@ -1217,8 +1219,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
                     {"debug", "info", "warn", "error", "panic", "fatal"}, &c->log_level, error) ||
       !parse_choice(lookup(values, "initial-cluster-state", "new"), {"new", "existing"}, &state,
                     error) ||
-      !parse_choice(lookup(values, "unsafe-test-fault", "none"), {"none", "stale-reads"},
-                    &c->unsafe_test_fault, error) ||
+      !parse_choice(lookup(values, "unsafe-test-fault", "none"),
+                    {"none", "stale-reads", "corrupt-writes"}, &c->unsafe_test_fault, error) ||
       !parse_bool(lookup(values, "lease-reads", "false"), &c->lease_reads, error) ||
       !parse_bool(lookup(values, "quiesce-groups", "true"), &c->quiesce_groups, error)) {
     return false;

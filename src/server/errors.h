@@ -42,6 +42,8 @@ inline const char* const kStopped = "etcdserver: server stopped";
 inline const char* const kTooLarge = "etcdserver: request is too large";
 inline const char* const kTooManyRequests = "etcdserver: too many requests";
 inline const char* const kNoSpace = "etcdserver: mvcc: database space exceeded";
+// While the CORRUPT alarm is raised (a member's key-value history differs from the others').
+inline const char* const kCorrupt = "etcdserver: corrupt cluster";
 inline const char* const kMemberNotFound = "etcdserver: member not found";
 inline const char* const kMemberExist = "etcdserver: member ID already exist";
 inline const char* const kPeerURLExist = "etcdserver: Peer URLs already exists";

@@ -12,6 +12,7 @@
 #include "server/api_server.h"
 #include "server/compactor.h"
 #include "server/config.h"
+#include "server/corrupt_check.h"
 #include "server/http_server.h"
 #include "server/jwt.h"
 #include "server/log.h"
@@ -302,6 +303,12 @@ int run(ServerConfig cfg) {
   o.initial_groups = static_cast<uint32_t>(cfg.initial_groups);
   o.quiesce_groups = cfg.quiesce_groups;
   o.unsafe_stale_reads = cfg.unsafe_test_fault == "stale-reads";
+  o.unsafe_corrupt_writes = cfg.unsafe_test_fault == "corrupt-writes";
+  if (o.unsafe_corrupt_writes) {
+    log(LogLevel::kWarn,
+        "UNSAFE: --unsafe-test-fault corrupt-writes alters every value this member stores; "
+        "it is broken on purpose, for testing only");
+  }
   if (o.unsafe_stale_reads) {
     log(LogLevel::kWarn,
         "UNSAFE: --unsafe-test-fault stale-reads serves linearizable reads from "
@@ -497,6 +504,75 @@ int run(ServerConfig cfg) {
   ApiServer api(node.get(), ao);
 
   node->start(&sink, [](const std::string&) { kill(getpid(), SIGUSR1); });
+
+  // The corruption checks compare HashKV answers: this member's store against every other
+  // member's, through their client URLs.
+  auto local_hash = [&node](KvHash* out) {
+    int64_t revision = 0;
+    if (!node->store().hash_kv(0, &out->hash, &revision).ok()) return false;
+    out->revision = revision;
+    out->compact_revision = node->store().compact_revision();
+    return true;
+  };
+  auto peer_hashes = [&node, tls](int64_t revision) {
+    std::vector<MemberHash> out;
+    for (const MemberInfo& m : node->members()) {
+      if (m.id != node->id()) out.push_back(member_hash_kv(m.id, m.client_urls, revision, tls));
+    }
+    return out;
+  };
+  if (cfg.initial_corrupt_check) {
+    // Before this member serves a client: a store that differs from its peers' stops here.
+    // The members and their client URLs are known once the log recovered is applied.
+    for (int i = 0; i < 200 && !node->replayed(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    KvHash mine;
+    if (!local_hash(&mine)) {
+      log(LogLevel::kFatal, "cannot hash this member's store for the corruption check");
+      node->stop(0);
+      peers.stop();
+      return 1;
+    }
+    std::vector<MemberHash> others = peer_hashes(mine.revision);
+    size_t compared = 0;
+    for (const MemberHash& p : others) {
+      if (p.answered) {
+        ++compared;
+      } else {
+        log(LogLevel::kWarn, "corruption check: cannot compare with a member",
+            {{"member", member_id_hex(p.member)}, {"error", p.error}});
+      }
+    }
+    std::vector<uint64_t> bad = initial_mismatches(mine, others);
+    if (!bad.empty()) {
+      log(LogLevel::kFatal, "found data inconsistency with peers",
+          {{"member", member_id_hex(bad.front())},
+           {"revision", std::to_string(mine.revision)},
+           {"local-hash", std::to_string(mine.hash)}});
+      node->stop(0);
+      peers.stop();
+      return 1;
+    }
+    log(LogLevel::kInfo, "corruption check passed",
+        {{"revision", std::to_string(mine.revision)},
+         {"members-compared", std::to_string(compared)}});
+  }
+  std::unique_ptr<CorruptionChecker> corruption_checker;
+  if (cfg.corrupt_check_ms > 0) {
+    CorruptionChecker::Hooks hooks;
+    hooks.is_leader = [&node] { return node->is_leader(); };
+    hooks.local_hash = local_hash;
+    hooks.peer_hashes = peer_hashes;
+    hooks.raise = [&node](uint64_t member) {
+      for (const Node::Alarm& a : node->alarms()) {
+        if (a.member == member && a.type == AlarmType::kCorrupt) return;
+      }
+      node->change_alarm(AlarmChange{true, member, AlarmType::kCorrupt}, [](const RpcError&) {});
+    };
+    corruption_checker = std::make_unique<CorruptionChecker>(
+        cfg.member_id, std::chrono::milliseconds(cfg.corrupt_check_ms), hooks);
+  }
+
   st = api.start();
   if (!st.is_ok()) {
     log(LogLevel::kFatal, "cannot serve the client API", {{"error", st.to_string()}});
@@ -558,6 +634,7 @@ int run(ServerConfig cfg) {
   // still reachable; then the API drains.
   http.stop();
   compactor.reset();
+  corruption_checker.reset();
   node->stop(sig == SIGUSR1 ? 0 : cfg.election_timeout_ms);
   api.stop();
   peers.stop();

@@ -107,6 +107,9 @@ struct NodeOptions {
   // --unsafe-test-fault stale-reads: read_barrier answers at once, from whatever this member
   // has applied. Only for proving that the fault harness catches stale reads.
   bool unsafe_stale_reads = false;
+  // --unsafe-test-fault corrupt-writes: this replica alters every put's value as it applies it.
+  // Only for proving that the corruption checks catch a diverged store.
+  bool unsafe_corrupt_writes = false;
   kv::MvccOptions mvcc;
   kv::SnapshotPolicy snapshots;
   uint64_t max_request_bytes = 1572864;
@@ -256,6 +259,9 @@ class Node {
     uint64_t member = 0;
     AlarmType type = AlarmType::kNone;
   };
+  // Whether the entries committed when the node opened have all been applied (or superseded
+  // by a snapshot): from then on members(), alarms() and the groups are as of then at least.
+  bool replayed() const { return directory_current_.load(); }
   std::vector<Alarm> alarms() const;
   bool has_alarm(AlarmType type) const;
   using Done = std::function<void(const RpcError& error)>;

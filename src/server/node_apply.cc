@@ -2,6 +2,8 @@
 // linearizable reads run once the store reaches their read index.
 #include "server/node.h"
 
+#include <deque>
+
 #include <algorithm>
 
 #include "kv/codec.h"
@@ -43,6 +45,7 @@ void Node::apply_loop() {
     };
     std::vector<GroupChangeApplied> group_changes;  // made here
     bool directory_changed = false;
+    std::deque<std::string> rewritten;  // --unsafe-test-fault corrupt-writes only
     for (ApplyItem& item : items) {
       for (const raft::Entry& e : item.entries) {
         kv::AppliedEntry a{e.index, e.term, {}};
@@ -53,6 +56,15 @@ void Node::apply_loop() {
           if (decoded && decoded->kind == ProposalKind::kCommand) {
             h = *decoded;
             a.data = payload;
+            if (options_.unsafe_corrupt_writes) {
+              // Broken on purpose: this replica stores every put's value altered, so its
+              // history differs from the others' (for testing the corruption checks).
+              std::optional<kv::Command> cmd = kv::decode_command(payload);
+              if (cmd && std::holds_alternative<kv::PutRequest>(cmd->op)) {
+                std::get<kv::PutRequest>(cmd->op).value += "~";
+                a.data = rewritten.emplace_back(kv::encode_command(*cmd));
+              }
+            }
           } else if (decoded && decoded->kind == ProposalKind::kMemberAttributes) {
             if (auto attr = decode_member_attributes(payload)) attributes.push_back(*attr);
           } else if (decoded && decoded->kind == ProposalKind::kMemberPeerUrls) {

@@ -156,5 +156,60 @@ class ForceNewClusterTest(unittest.TestCase):
             c.close()
 
 
+class CorruptionCheckTest(unittest.TestCase):
+    def test_a_member_whose_store_diverged_is_caught(self):
+        faulty = {"m3"}
+
+        def member_args(m):
+            args = ["--experimental-corrupt-check-time", "1s"]
+            if m.name in faulty:
+                args += ["--unsafe-test-fault", "corrupt-writes"]
+            return args
+
+        c = Cluster(CHORUSD, member_args=member_args).start_or_keep()
+        try:
+            m1, m2, m3 = c.members
+            for i in range(5):
+                c.ctl("put", "cc/%d" % i, "v")
+            # The leader compares hashes every second and raises the alarm against the member
+            # whose history differs (m3; or, should m3 lead, against each of the others).
+            deadline = time.time() + 30
+            while "alarm:CORRUPT" not in c.ctl("alarm", "list").stdout:
+                self.assertLess(time.time(), deadline, "no CORRUPT alarm\n" + c.logs())
+                time.sleep(0.5)
+            p = c.ctl("put", "cc/after", "x", check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("etcdserver: corrupt cluster", p.stderr)
+            p = c.ctl("get", "cc/0", check=False)
+            self.assertIn("etcdserver: corrupt cluster", p.stderr)
+            code, body = m1.http_get("/health")
+            self.assertEqual(code, 503, body)
+            self.assertIn("ALARM CORRUPT", body)
+
+            # With the faulty member stopped, an operator clears the alarm and writes resume.
+            m3.stop()
+            c.ctl("alarm", "disarm", endpoints=c.endpoints([m1, m2]))
+            c.ctl("put", "cc/after", "1", endpoints=c.endpoints([m1, m2]))
+
+            # Restarted with the check at start, the diverged member refuses to serve...
+            faulty.clear()
+            m3.start(extra=["--experimental-initial-corrupt-check"])
+            try:
+                code = m3.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                code = None
+            self.assertEqual(code, 1, m3.log())
+            self.assertIn("found data inconsistency with peers", m3.log())
+            # ...while a sound one passes it.
+            m1.stop()
+            m1.start(extra=["--experimental-initial-corrupt-check"])
+            self.assertIn("corruption check passed", m1.wait_log("corruption check passed", 20))
+            self.assertIn('"members-compared":"1"', m1.log())
+            c.members.remove(m3)
+            c.ctl("put", "cc/end", "1")
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())

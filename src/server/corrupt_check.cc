@@ -1,0 +1,98 @@
+#include "server/corrupt_check.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "base/thread_name.h"
+#include "server/log.h"
+
+namespace chorus::server {
+namespace {
+
+std::string hex(uint64_t id) {
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+void add_once(std::vector<uint64_t>* out, uint64_t member) {
+  if (std::find(out->begin(), out->end(), member) == out->end()) out->push_back(member);
+}
+
+}  // namespace
+
+std::vector<uint64_t> initial_mismatches(const KvHash& mine, const std::vector<MemberHash>& peers) {
+  std::vector<uint64_t> out;
+  for (const MemberHash& p : peers) {
+    if (!p.answered) continue;
+    if (p.kv.compact_revision == mine.compact_revision && p.kv.hash != mine.hash) {
+      add_once(&out, p.member);
+    }
+  }
+  return out;
+}
+
+std::vector<uint64_t> periodic_mismatches(uint64_t self, const KvHash& before, const KvHash& after,
+                                          const std::vector<MemberHash>& peers) {
+  std::vector<uint64_t> out;
+  if (after.hash != before.hash && after.revision == before.revision &&
+      after.compact_revision == before.compact_revision) {
+    add_once(&out, self);
+  }
+  for (const MemberHash& p : peers) {
+    if (!p.answered) continue;
+    // A follower is never ahead of its leader, nor compacted further.
+    if (p.kv.revision > after.revision || p.kv.compact_revision > after.compact_revision ||
+        (p.kv.compact_revision == before.compact_revision && p.kv.hash != before.hash)) {
+      add_once(&out, p.member);
+    }
+  }
+  return out;
+}
+
+CorruptionChecker::CorruptionChecker(uint64_t self, std::chrono::milliseconds interval, Hooks hooks)
+    : self_(self), interval_(interval), hooks_(std::move(hooks)) {
+  thread_ = std::thread([this] {
+    base::set_thread_name("chorus-corrupt");
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!cv_.wait_for(lk, interval_, [this] { return stop_; })) {
+      lk.unlock();
+      check_once();
+      lk.lock();
+    }
+  });
+}
+
+CorruptionChecker::~CorruptionChecker() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void CorruptionChecker::check_once() {
+  if (!hooks_.is_leader()) return;
+  KvHash before, after;
+  if (!hooks_.local_hash(&before)) return;
+  std::vector<MemberHash> peers = hooks_.peer_hashes(before.revision);
+  if (!hooks_.local_hash(&after)) return;
+  for (const MemberHash& p : peers) {
+    if (!p.answered) {
+      log(LogLevel::kDebug, "corruption check: a member gave no hash",
+          {{"member", hex(p.member)}, {"error", p.error}});
+    }
+  }
+  for (uint64_t member : periodic_mismatches(self_, before, after, peers)) {
+    log(LogLevel::kError,
+        "corruption check: a member's key-value history differs; raising the "
+        "CORRUPT alarm",
+        {{"member", hex(member)},
+         {"revision", std::to_string(before.revision)},
+         {"leader-hash", std::to_string(before.hash)}});
+    hooks_.raise(member);
+  }
+}
+
+}  // namespace chorus::server

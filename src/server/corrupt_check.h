@@ -1,0 +1,82 @@
+// etcd's corruption checks (--experimental-initial-corrupt-check,
+// --experimental-corrupt-check-time): members compare the hash of their key-value history
+// (HashKV) at one revision. Two members that applied the same log hold the same history, so at
+// the same revision and compaction their hashes agree; a difference means one store diverged
+// (a disk that changed bytes, a defect) and must not keep serving as if nothing happened.
+//
+//   at start: a member asks every other member for its hash at its own revision, and refuses to
+//     start if one with the same compaction differs.
+//   periodically, on the leader: its hash, every follower's at the leader's revision, then its
+//     own again; a mismatch raises the CORRUPT alarm (through the log) against the member at
+//     fault, after which the cluster refuses reads and writes until an operator clears it.
+//
+// The comparisons are pure functions (etcd's rules); CorruptionChecker runs the periodic one on
+// its own thread (chorus-corrupt).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chorus::server {
+
+struct KvHash {
+  uint32_t hash = 0;
+  int64_t revision = 0;
+  int64_t compact_revision = 0;
+};
+
+// A member's answer to HashKV at a revision: `answered` false (with `error`) when it could not
+// give one (unreachable, not yet at that revision, compacted past it, auth).
+struct MemberHash {
+  uint64_t member = 0;
+  bool answered = false;
+  KvHash kv;  // revision: the member's current revision (its answer's header)
+  std::string error;
+};
+
+// At start: the members whose hash at `mine.revision` differs from `mine` though their
+// compaction is the same.
+std::vector<uint64_t> initial_mismatches(const KvHash& mine, const std::vector<MemberHash>& peers);
+
+// On the leader (`self`): `before` and `after` are its own hash at its current revision taken
+// before and after asking the followers (`peers`, at before.revision). The members to raise the
+// CORRUPT alarm against: itself if its history changed under the same revision; a follower
+// ahead of it, compacted further than it, or with another hash at the same compaction.
+std::vector<uint64_t> periodic_mismatches(uint64_t self, const KvHash& before, const KvHash& after,
+                                          const std::vector<MemberHash>& peers);
+
+class CorruptionChecker {
+ public:
+  struct Hooks {
+    std::function<bool()> is_leader;
+    std::function<bool(KvHash*)> local_hash;  // at the current revision
+    // Every other member's hash at `revision`.
+    std::function<std::vector<MemberHash>(int64_t revision)> peer_hashes;
+    // Raises the CORRUPT alarm against `member`, unless it is raised already.
+    std::function<void(uint64_t member)> raise;
+  };
+  CorruptionChecker(uint64_t self, std::chrono::milliseconds interval, Hooks hooks);
+  ~CorruptionChecker();  // stops and joins
+  CorruptionChecker(const CorruptionChecker&) = delete;
+  CorruptionChecker& operator=(const CorruptionChecker&) = delete;
+
+  // One pass, as the thread runs it (tests call it directly with the thread's interval long).
+  void check_once();
+
+ private:
+  const uint64_t self_;
+  const std::chrono::milliseconds interval_;
+  Hooks hooks_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace chorus::server
