@@ -335,6 +335,13 @@ std::string encode_command(const Command& c) {
   }
   if (auto* q = std::get_if<LeaseRevokeRequest>(&c.op)) put_i64(&o, q->id);
   if (auto* q = std::get_if<AuthRequest>(&c.op)) put_auth(&o, *q);
+  if (auto* q = std::get_if<LeaseCheckpointRequest>(&c.op)) {
+    put_u64(&o, q->checkpoints.size());
+    for (const auto& [id, remaining] : q->checkpoints) {
+      put_i64(&o, id);
+      put_i64(&o, remaining);
+    }
+  }
   return o;
 }
 
@@ -372,6 +379,17 @@ std::optional<Command> decode_command(std::string_view bytes) {
     case 6:
       ok = get_auth(&r, &c.op.emplace<AuthRequest>());
       break;
+    case 7: {
+      auto& q = c.op.emplace<LeaseCheckpointRequest>();
+      uint64_t n = 0;
+      ok = r.u64(&n) && n <= r.remaining() / 16;
+      for (uint64_t i = 0; ok && i < n; ++i) {
+        int64_t id = 0, remaining = 0;
+        ok = r.i64(&id) && r.i64(&remaining);
+        q.checkpoints.emplace_back(id, remaining);
+      }
+      break;
+    }
     default:
       break;
   }

@@ -41,13 +41,15 @@ Command sample_txn() {
 }
 
 TEST(KvCodec, CommandsRoundTrip) {
-  std::vector<Command> commands(6);
+  std::vector<Command> commands(8);
   commands[0].op = PutRequest{"key", std::string("v\0x", 3), 0, true, false, true};
   commands[1].op = DeleteRangeRequest{"a", std::string(1, '\0'), true};
   commands[2] = sample_txn();
   commands[3].op = CompactionRequest{42};
   commands[4].op = LeaseGrantRequest{77, 30};
   commands[5].op = LeaseRevokeRequest{77};
+  commands[6].op = LeaseCheckpointRequest{{{77, 12'345}, {78, 0}}};
+  commands[7].op = LeaseCheckpointRequest{};
   for (const Command& c : commands) {
     auto got = decode_command(encode_command(c));
     ASSERT_TRUE(got.has_value());

@@ -1,5 +1,7 @@
 #include "kv/lessor.h"
 
+#include <algorithm>
+
 namespace chorus::kv {
 
 void Lessor::set_deadline(int64_t id, Lease* l, int64_t deadline_ms) {
@@ -12,7 +14,9 @@ void Lessor::promote(int64_t now_ms) {
   primary_ = true;
   by_deadline_.clear();
   for (auto& [id, l] : leases_) {
-    l.deadline_ms = now_ms + l.ttl_ms;
+    l.deadline_ms = now_ms + (l.checkpoint_ms > 0 ? std::min(l.checkpoint_ms, l.ttl_ms) : l.ttl_ms);
+    l.next_checkpoint_ms = 0;
+    l.renewed = false;
     by_deadline_.insert({l.deadline_ms, id});
   }
 }
@@ -41,7 +45,39 @@ int64_t Lessor::renew(int64_t id, int64_t now_ms) {
   // An expired lease whose revoke is under way cannot be brought back.
   if (it->second.deadline_ms <= now_ms) return -1;
   set_deadline(id, &it->second, now_ms + it->second.ttl_ms);
+  it->second.renewed = true;
   return it->second.ttl_ms / 1000;
+}
+
+void Lessor::checkpointed(int64_t id, int64_t remaining_ms) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  it->second.checkpoint_ms = std::max<int64_t>(remaining_ms, 0);
+}
+
+std::vector<std::pair<int64_t, int64_t>> Lessor::due_checkpoints(int64_t now_ms,
+                                                                 int64_t interval_ms, size_t max) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (!primary_ || interval_ms <= 0) return out;
+  for (auto& [id, l] : leases_) {
+    if (out.size() >= max) break;
+    if (l.ttl_ms <= interval_ms) {
+      // Too short to checkpoint; a keep-alive still clears what an earlier TTL left.
+      if (l.renewed && l.checkpoint_ms > 0) out.emplace_back(id, 0);
+      l.renewed = false;
+      continue;
+    }
+    if (l.next_checkpoint_ms == 0) l.next_checkpoint_ms = now_ms + interval_ms;
+    if (now_ms >= l.next_checkpoint_ms) {
+      out.emplace_back(id, std::max<int64_t>(l.deadline_ms - now_ms, 1));
+      l.next_checkpoint_ms = now_ms + interval_ms;
+      l.renewed = false;
+    } else if (l.renewed && l.checkpoint_ms > 0) {
+      out.emplace_back(id, 0);
+      l.renewed = false;
+    }
+  }
+  return out;
 }
 
 int64_t Lessor::remaining_seconds(int64_t id, int64_t now_ms) const {

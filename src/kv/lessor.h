@@ -3,12 +3,19 @@
 // replica deletes the lease's keys at the same revision. Followers keep no deadlines; a new
 // leader starts every lease's clock afresh (a lease may outlive its TTL across a failover, as
 // in etcd, but never expires early). Time is passed in, so this class is deterministic.
+//
+// Checkpoints (etcd's --experimental-enable-lease-checkpoint): the leader records through the
+// log, every checkpoint interval, the time left on each lease whose TTL is longer than that
+// interval; a new leader then starts such a lease's clock at its checkpointed time left, not at
+// its full TTL, so leases under frequent failovers still expire. A keep-alive clears the
+// checkpoint (through the log too) before it could shorten the renewed lease.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <set>
+#include <utility>
 #include <vector>
 
 namespace chorus::kv {
@@ -35,10 +42,21 @@ class Lessor {
   // them; they stay listed until the revoke is applied.
   std::vector<int64_t> expired(int64_t now_ms, size_t max) const;
 
+  // An applied checkpoint, on every replica: the lease had `remaining_ms` left (0 clears it).
+  void checkpointed(int64_t id, int64_t remaining_ms);
+  // On the leader, with checkpoints every `interval_ms`: the (lease, time left) pairs to record
+  // now, at most `max` (leases with a TTL longer than the interval, each once per interval),
+  // then the keep-alives' resets (a renewed lease whose checkpoint is still set, with 0).
+  std::vector<std::pair<int64_t, int64_t>> due_checkpoints(int64_t now_ms, int64_t interval_ms,
+                                                           size_t max);
+
  private:
   struct Lease {
     int64_t ttl_ms = 0;
     int64_t deadline_ms = 0;
+    int64_t checkpoint_ms = 0;       // time left as last checkpointed through the log; 0: none
+    int64_t next_checkpoint_ms = 0;  // leader only: when to record the time left again
+    bool renewed = false;            // leader only: kept alive since the last checkpoint
   };
   void set_deadline(int64_t id, Lease* l, int64_t deadline_ms);
 

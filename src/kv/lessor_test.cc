@@ -40,5 +40,45 @@ TEST(Lessor, ANewLeaderGivesEveryLeaseAFullTTL) {
   EXPECT_EQ(l.expired(105'000, 10).size(), 1u);
 }
 
+TEST(Lessor, CheckpointsCarryTheTimeLeftToTheNextLeader) {
+  Lessor leader;
+  Lessor follower;
+  leader.promote(0);
+  for (Lessor* l : {&leader, &follower}) {
+    l->granted(1, 60, 0);  // longer than the interval: checkpointed
+    l->granted(2, 5, 0);   // shorter: never
+  }
+  const int64_t interval = 10'000;
+  EXPECT_TRUE(leader.due_checkpoints(0, interval, 100).empty()) << "first one interval out";
+  EXPECT_TRUE(follower.due_checkpoints(20'000, interval, 100).empty()) << "the leader's job";
+  auto due = leader.due_checkpoints(10'000, interval, 100);
+  ASSERT_EQ(due, (std::vector<std::pair<int64_t, int64_t>>{{1, 50'000}}));
+  EXPECT_TRUE(leader.due_checkpoints(15'000, interval, 100).empty()) << "once per interval";
+  for (Lessor* l : {&leader, &follower})
+    l->checkpointed(1, 50'000);  // applied on every replica
+  // The follower takes over at 30 s: lease 1 has its checkpointed 50 s left, not a full 60.
+  // Lease 2, never checkpointed, gets its full 5 s.
+  follower.promote(30'000);
+  EXPECT_EQ(follower.expired(79'999, 10), std::vector<int64_t>{2});
+  EXPECT_EQ(follower.expired(80'000, 10), (std::vector<int64_t>{2, 1}));
+}
+
+TEST(Lessor, AKeepAliveClearsTheCheckpoint) {
+  Lessor l;
+  l.promote(0);
+  l.granted(1, 60, 0);
+  (void)l.due_checkpoints(0, 10'000, 100);
+  ASSERT_EQ(l.due_checkpoints(10'000, 10'000, 100).size(), 1u);
+  l.checkpointed(1, 50'000);
+  EXPECT_EQ(l.renew(1, 12'000), 60);
+  // Cleared at once, not a whole interval later: a failover now must not cut the renewed lease.
+  EXPECT_EQ(l.due_checkpoints(12'100, 10'000, 100),
+            (std::vector<std::pair<int64_t, int64_t>>{{1, 0}}));
+  l.checkpointed(1, 0);
+  l.demote();
+  l.promote(20'000);
+  EXPECT_TRUE(l.expired(79'999, 10).empty()) << "a full TTL once the checkpoint is cleared";
+}
+
 }  // namespace
 }  // namespace chorus::kv

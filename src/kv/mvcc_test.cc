@@ -175,6 +175,17 @@ TEST_F(MvccTest, DeletingNothingDoesNotAdvanceTheRevision) {
   EXPECT_EQ(store_->revision(), 2);
 }
 
+TEST_F(MvccTest, ALeaseCheckpointChangesNoKeyAndNoRevision) {
+  ASSERT_TRUE(run(LeaseGrantRequest{7, 60}).error.ok());
+  put("k", "v", 7);
+  const int64_t before = store_->revision();
+  Response r = run(LeaseCheckpointRequest{{{7, 30'000}}});
+  EXPECT_TRUE(r.error.ok()) << r.error.message;
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r.op)) << "the members' lessors read it";
+  EXPECT_EQ(store_->revision(), before);
+  EXPECT_EQ(get("k").kvs[0].lease, 7);
+}
+
 TEST_F(MvccTest, PutOptionsFollowEtcd) {
   EXPECT_EQ(run(PutRequest{"", "v"}).error.message, errors::kEmptyKey);
   EXPECT_EQ(run(PutRequest{"k", "", 0, false, true, false}).error.message, errors::kKeyNotFound);

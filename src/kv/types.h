@@ -204,6 +204,12 @@ struct LeaseRevokeRequest {
   int64_t id = 0;
   bool operator==(const LeaseRevokeRequest&) const = default;
 };
+// etcd's LeaseCheckpoint: the leader records the time left on leases (milliseconds; 0 clears a
+// lease's checkpoint). It changes no key and no revision; the members' lessors read it.
+struct LeaseCheckpointRequest {
+  std::vector<std::pair<int64_t, int64_t>> checkpoints;  // (lease id, time left in ms)
+  bool operator==(const LeaseCheckpointRequest&) const = default;
+};
 struct LeaseRevokeResponse {
   int64_t revision = 0;
   bool operator==(const LeaseRevokeResponse&) const = default;
@@ -223,7 +229,7 @@ struct Command {
   int64_t log_time_ms = 0;
   uint64_t auth_revision = 0;
   std::variant<PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest, LeaseGrantRequest,
-               LeaseRevokeRequest, AuthRequest>
+               LeaseRevokeRequest, AuthRequest, LeaseCheckpointRequest>
       op;
   bool operator==(const Command&) const = default;
 };

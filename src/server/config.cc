@@ -249,8 +249,13 @@ constexpr std::array kSettings = {
             "revision and raises the CORRUPT alarm on a mismatch (writes and reads then "
             "fail until it is cleared); 0s: never."},
     Setting{"Experimental", "experimental-enable-lease-checkpoint", "", "false",
-            "Have the leader record each lease's remaining time in the log, so a new leader "
-            "does not give every lease a full TTL again."},
+            "Have the leader record each lease's remaining time in the log (every "
+            "--experimental-lease-checkpoint-interval, for leases with a longer TTL), so a new "
+            "leader does not give every lease a full TTL again. Checkpoints live in the "
+            "members' memory, as in etcd 3.4: a member restarted starts its leases afresh."},
+    Setting{"Experimental", "experimental-lease-checkpoint-interval", "<duration>", "5m",
+            "How often the leader records the time left on leases, with "
+            "--experimental-enable-lease-checkpoint."},
     Setting{"Experimental", "experimental-compaction-batch-limit", "<count>", "1000",
             "Revisions deleted per compaction batch in etcd. Accepted as etcd takes it; "
             "Chorus compacts in the applying batch, with the index in memory."},
@@ -995,6 +1000,8 @@ bool build_etcd_extras(const RawValues& values, ServerConfig* c, std::string* er
                       &c->grpc_keepalive_timeout_ms, error) ||
       !parse_duration(lookup(values, "experimental-corrupt-check-time", "0s"), true,
                       &c->corrupt_check_ms, error) ||
+      !parse_duration(lookup(values, "experimental-lease-checkpoint-interval", "5m"), false,
+                      &c->lease_checkpoint_interval_ms, error) ||
       !parse_duration(lookup(values, "experimental-warning-apply-duration", "100ms"), false,
                       &c->warning_apply_ms, error) ||
       !parse_setting(values, "max-concurrent-streams", d.max_concurrent_streams, 1, UINT32_MAX,
@@ -1528,6 +1535,9 @@ bool adopt_discovered_cluster(const std::string& initial_cluster, ServerConfig* 
                     "give member " + in_quotes(m.name) + " a peer URL of the other scheme");
       }
     }
+    // Every member derives ids from the URLs as DNS names them, so this member announces
+    // those (they resolve to the addresses it advertised, or it would not have been found).
+    if (m.name == c->name) c->initial_advertise_peer_urls = m.peer_urls;
   }
   return check_cluster(values, c, error);
 }

@@ -139,6 +139,7 @@ struct ServerConfig {
   bool initial_corrupt_check = false;
   int64_t corrupt_check_ms = 0;
   bool lease_checkpoint = false;
+  int64_t lease_checkpoint_interval_ms = 5 * 60'000;
   int64_t warning_apply_ms = 100;
   bool extensive_metrics = false;  // --metrics extensive
   // --discovery-srv: the initial cluster comes from DNS SRV records of this domain.

@@ -19,6 +19,7 @@
 #include "server/metrics.h"
 #include "server/node.h"
 #include "server/server_metrics.h"
+#include "server/srv_discovery.h"
 #include "server/tls.h"
 #include "transport/codec.h"
 #include "transport/transport.h"
@@ -121,6 +122,20 @@ bool join_existing_cluster(ServerConfig* cfg, const transport::PeerTls* peer_tls
   log(LogLevel::kFatal, "cannot join the existing cluster",
       {{"peer-urls", join_urls(cfg->initial_advertise_peer_urls)}, {"error", last_error}});
   return false;
+}
+
+// --discovery-srv, for a member without a data directory yet: the initial cluster from DNS.
+bool discover_cluster(ServerConfig* cfg) {
+  std::string text, error;
+  storage::Status st = discover_srv_cluster(*cfg, &text);
+  if (!st.is_ok() || !adopt_discovered_cluster(text, cfg, &error)) {
+    log(LogLevel::kFatal, "cannot bootstrap from DNS",
+        {{"discovery-srv", cfg->discovery_srv}, {"error", st.is_ok() ? error : st.to_string()}});
+    return false;
+  }
+  log(LogLevel::kInfo, "found the initial cluster in DNS",
+      {{"discovery-srv", cfg->discovery_srv}, {"initial-cluster", text}});
+  return true;
 }
 
 int run(ServerConfig cfg) {
@@ -273,6 +288,8 @@ int run(ServerConfig cfg) {
     log(LogLevel::kFatal, "cannot read the data directory",
         {{"data-dir", cfg.data_dir}, {"error", ids.to_string()}});
     return 1;
+  } else if (!cfg.discovery_srv.empty() && !discover_cluster(&cfg)) {
+    return 1;
   } else if (!cfg.initial_cluster_new && !Node::has_data(cfg.data_dir)) {
     if (!join_existing_cluster(&cfg, peer_tls ? &*peer_tls : nullptr, &join_answer)) return 1;
     joined = true;
@@ -295,6 +312,7 @@ int run(ServerConfig cfg) {
     o.initial_members.push_back(std::move(im));
   }
   o.wal_dir = cfg.wal_dir;
+  o.lease_checkpoint_interval_ms = cfg.lease_checkpoint ? cfg.lease_checkpoint_interval_ms : 0;
   o.force_new_cluster = cfg.force_new_cluster;
   o.pre_vote = cfg.pre_vote;
   o.tick_ms = cfg.heartbeat_interval_ms;

@@ -92,6 +92,9 @@ struct NodeOptions {
   uint64_t group_log_entries = 20'000;
   uint64_t group_catch_up_entries = 2'000;
 
+  // etcd's --experimental-enable-lease-checkpoint: how often the leader records the time left
+  // on each lease through the log (kv::Lessor), in milliseconds; 0: never.
+  int64_t lease_checkpoint_interval_ms = 0;
   // etcd's --wal-dir: the log's directory; empty: <data_dir>/member/wal.
   std::string wal_dir;
   // etcd's --force-new-cluster: at start, entries past the commit index are dropped and every
@@ -392,6 +395,7 @@ class Node {
   void drain_inbox(std::chrono::steady_clock::time_point* now, bool* tick_due);
   void expire_requests(std::chrono::steady_clock::time_point now);
   void propose_lease_revokes();
+  void propose_lease_checkpoints();
   // A committed membership change (already applied to the core by the replica): the member
   // table and the transport's peers follow it.
   void apply_member_change(const engine::AppliedConf& applied);

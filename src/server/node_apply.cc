@@ -143,6 +143,14 @@ void Node::apply_loop() {
             std::lock_guard<std::mutex> lk(lessor_mu_);
             lessor_.granted(g->id, g->ttl, now_ms());
           }
+        } else if (std::holds_alternative<std::monostate>(resp.op)) {
+          // A lease checkpoint: the time left, for whichever member leads next.
+          auto cmd = kv::decode_command(batch[i].data);
+          if (const auto* cp = cmd ? std::get_if<kv::LeaseCheckpointRequest>(&cmd->op) : nullptr) {
+            std::lock_guard<std::mutex> lk(lessor_mu_);
+            for (const auto& [id, remaining] : cp->checkpoints)
+              lessor_.checkpointed(id, remaining);
+          }
         } else if (std::holds_alternative<kv::LeaseRevokeResponse>(resp.op) ||
                    resp.error.message == kv::errors::kLeaseNotFound) {
           if (auto cmd = kv::decode_command(batch[i].data)) {

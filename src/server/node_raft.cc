@@ -49,7 +49,10 @@ void Node::raft_loop() {
     if (failed_) return;
     if (tick_due) {
       expire_requests(now);
-      if (is_leader()) propose_lease_revokes();
+      if (is_leader()) {
+        propose_lease_revokes();
+        if (options_.lease_checkpoint_interval_ms > 0) propose_lease_checkpoints();
+      }
       if (now >= next_quota_check_) {
         next_quota_check_ = now + std::chrono::seconds(1);
         check_quota();
@@ -287,6 +290,23 @@ void Node::propose_lease_revokes() {
         encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c));
     (void)replica_->propose(std::move(data));
   }
+}
+
+void Node::propose_lease_checkpoints() {
+  // At most etcd's batch of checkpoints per entry; the rest follow on the next ticks.
+  constexpr size_t kMaxCheckpointsPerEntry = 1000;
+  kv::LeaseCheckpointRequest cp;
+  {
+    std::lock_guard<std::mutex> lk(lessor_mu_);
+    cp.checkpoints = lessor_.due_checkpoints(now_ms(), options_.lease_checkpoint_interval_ms,
+                                             kMaxCheckpointsPerEntry);
+  }
+  if (cp.checkpoints.empty()) return;
+  kv::Command c;
+  c.log_time_ms = now_ms();
+  c.op = std::move(cp);
+  (void)replica_->propose(
+      encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c)));
 }
 
 void Node::publish_attributes() {

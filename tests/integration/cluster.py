@@ -87,7 +87,8 @@ class Member:
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
             "--listen-metrics-urls", "http://127.0.0.1:%d" % self.metrics_port,
-            "--initial-cluster", self.cluster.initial_cluster(),
+        ] + (["--initial-cluster", self.cluster.initial_cluster()]
+             if self.cluster.initial_cluster() is not None else []) + [
             "--initial-cluster-state", state,
             "--initial-cluster-token", self.cluster.token,
             "--heartbeat-interval", "50",

@@ -137,5 +137,43 @@ class AuthGrpcTest(unittest.TestCase):
         self.assertEqual(self.eventually(lambda: self.get(ch[1], "k", None)).kvs[0].value, b"v")
 
 
+class GrpcLimitsTest(unittest.TestCase):
+    """--max-concurrent-streams: a connection holding its limit of streams gets no more."""
+
+    def test_a_connection_gets_at_most_its_streams(self):
+        import threading
+        if pb is None:
+            load_stubs()
+        c = Cluster(CHORUSD, size=1, member_args=lambda m: [
+            "--max-concurrent-streams", "2", "--grpc-keepalive-min-time", "1s"]).start_or_keep()
+        ch = grpc.insecure_channel("127.0.0.1:%d" % c.members[0].client_port)
+        release = threading.Event()
+        try:
+            watch = ch.stream_stream("/etcdserverpb.Watch/Watch",
+                                     request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=pb.WatchResponse.FromString)
+
+            def requests():
+                yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"lim"))
+                release.wait()
+
+            streams = [watch(requests()) for _ in range(2)]
+            for st in streams:
+                self.assertTrue(next(st).created)
+            with self.assertRaises(grpc.RpcError) as e:
+                ch.unary_unary("/etcdserverpb.KV/Range",
+                               request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=pb.RangeResponse.FromString)(
+                    pb.RangeRequest(key=b"lim"), timeout=2)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            streams[0].cancel()
+            r = call(ch, "/etcdserverpb.KV/Range", pb.RangeRequest(key=b"lim"), pb.RangeResponse)
+            self.assertEqual(r.count, 0)
+        finally:
+            release.set()
+            ch.close()
+            c.close()
+
+
 if __name__ == "__main__":
     run_tests(globals(), ("--chorusd", "--proto-dir"))

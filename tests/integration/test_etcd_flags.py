@@ -211,5 +211,122 @@ class CorruptionCheckTest(unittest.TestCase):
             c.close()
 
 
+class DnsServer:
+    """A DNS server on a loopback UDP port answering SRV questions from `records` (name ->
+    [(target, port)]) and NXDOMAIN for any other name: enough for --discovery-srv."""
+
+    def __init__(self, records):
+        import socket
+        import struct
+        import threading
+        self.records = {k.lower().rstrip("."): v for k, v in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.asked = []
+        self.struct = struct
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def name(labels):
+        out = b""
+        for label in labels.rstrip(".").split("."):
+            out += bytes([len(label)]) + label.encode()
+        return out + b"\0"
+
+    def serve(self):
+        pack = self.struct.pack
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            qid, = self.struct.unpack("!H", query[:2])
+            pos, labels = 12, []
+            while query[pos]:
+                labels.append(query[pos + 1:pos + 1 + query[pos]].decode())
+                pos += 1 + query[pos]
+            question = query[12:pos + 5]
+            qname = ".".join(labels).lower()
+            self.asked.append(qname)
+            answers = self.records.get(qname)
+            rcode = 0 if answers else 3
+            body = b""
+            for target, port in answers or []:
+                rdata = pack("!HHH", 0, 0, port) + self.name(target)
+                body += pack("!HHHIH", 0xC00C, 33, 1, 60, len(rdata)) + rdata
+            header = pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(answers or []), 0, 0)
+            self.sock.sendto(header + question + body, peer)
+
+    def close(self):
+        self.sock.close()
+
+
+class DiscoverySrvTest(unittest.TestCase):
+    def test_a_cluster_bootstraps_from_srv_records(self):
+        c = Cluster(CHORUSD)
+        dns = DnsServer({"_etcd-server._tcp.chorus.test":
+                         [("localhost.", m.peer_port) for m in c.members]})
+        c.initial_cluster = lambda: None
+        c.member_args = lambda m: ["--discovery-srv", "chorus.test",
+                                   "--discovery-srv-resolver", "127.0.0.1:%d" % dns.port]
+        try:
+            c.start_or_keep()
+            self.assertIn("_etcd-server-ssl._tcp.chorus.test", dns.asked)
+            self.assertIn("found the initial cluster in DNS", c.members[0].log())
+            c.ctl("put", "srv/a", "1")
+            for m in c.members:
+                self.assertTrue(c.wait_value(m, "srv/a", "1"), c.logs())
+            members = c.ctl_json("member", "list")["members"]
+            self.assertEqual(sorted(x["name"] for x in members), ["m1", "m2", "m3"])
+            self.assertTrue(all(x["peerURLs"][0].startswith("http://localhost:")
+                                for x in members), members)
+            # Restarted, a member reads its data directory, not DNS.
+            dns.close()
+            c.members[0].stop()
+            c.members[0].start()
+            c.wait_leader()
+            self.assertEqual(c.local_value(c.members[0], "srv/a"), "1")
+        finally:
+            dns.close()
+            c.close()
+
+    def test_no_record_for_this_member_is_a_clear_error(self):
+        dns = DnsServer({"_etcd-server._tcp.chorus.test": [("localhost.", 1)]})
+        try:
+            p = subprocess.run([CHORUSD, "--discovery-srv", "chorus.test",
+                                "--discovery-srv-resolver", "127.0.0.1:%d" % dns.port,
+                                "--listen-peer-urls", "http://127.0.0.1:%d" % free_ports(1)[0],
+                                "--data-dir", "/nonexistent/x"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("no SRV record matches this member", p.stderr)
+        finally:
+            dns.close()
+
+
+class LeaseCheckpointTest(unittest.TestCase):
+    def test_a_new_leader_keeps_the_time_left_on_a_lease(self):
+        c = Cluster(CHORUSD, member_args=lambda m: [
+            "--experimental-enable-lease-checkpoint",
+            "--experimental-lease-checkpoint-interval", "1s"]).start_or_keep()
+        try:
+            leader = c.wait_leader()
+            lease = c.ctl("lease", "grant", "30", endpoints=leader.endpoint).stdout.split()[1]
+            time.sleep(5)
+            ids = {x["name"]: x["ID"] for x in c.ctl_json("member", "list")["members"]}
+            other = next(m for m in c.members if m is not leader)
+            c.ctl("move-leader", "%x" % ids[other.name], endpoints=leader.endpoint)
+            self.assertIs(c.wait_leader(), other)
+            out = c.ctl("lease", "timetolive", lease, endpoints=other.endpoint).stdout
+            left = int(re.search(r"remaining\((-?\d+)s\)", out).group(1))
+            # About 25 s were left at the last checkpoint; without one it would be a full 30.
+            self.assertLessEqual(left, 27, out)
+            self.assertGreater(left, 15, out)
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())
