@@ -16,7 +16,6 @@ void Lessor::promote(int64_t now_ms) {
   for (auto& [id, l] : leases_) {
     l.deadline_ms = now_ms + (l.checkpoint_ms > 0 ? std::min(l.checkpoint_ms, l.ttl_ms) : l.ttl_ms);
     l.next_checkpoint_ms = 0;
-    l.renewed = false;
     by_deadline_.insert({l.deadline_ms, id});
   }
 }
@@ -45,7 +44,6 @@ int64_t Lessor::renew(int64_t id, int64_t now_ms) {
   // An expired lease whose revoke is under way cannot be brought back.
   if (it->second.deadline_ms <= now_ms) return -1;
   set_deadline(id, &it->second, now_ms + it->second.ttl_ms);
-  it->second.renewed = true;
   return it->second.ttl_ms / 1000;
 }
 
@@ -61,23 +59,18 @@ std::vector<std::pair<int64_t, int64_t>> Lessor::due_checkpoints(int64_t now_ms,
   if (!primary_ || interval_ms <= 0) return out;
   for (auto& [id, l] : leases_) {
     if (out.size() >= max) break;
-    if (l.ttl_ms <= interval_ms) {
-      // Too short to checkpoint; a keep-alive still clears what an earlier TTL left.
-      if (l.renewed && l.checkpoint_ms > 0) out.emplace_back(id, 0);
-      l.renewed = false;
-      continue;
-    }
+    if (l.ttl_ms <= interval_ms) continue;  // too short to need one
     if (l.next_checkpoint_ms == 0) l.next_checkpoint_ms = now_ms + interval_ms;
-    if (now_ms >= l.next_checkpoint_ms) {
-      out.emplace_back(id, std::max<int64_t>(l.deadline_ms - now_ms, 1));
-      l.next_checkpoint_ms = now_ms + interval_ms;
-      l.renewed = false;
-    } else if (l.renewed && l.checkpoint_ms > 0) {
-      out.emplace_back(id, 0);
-      l.renewed = false;
-    }
+    if (now_ms < l.next_checkpoint_ms) continue;
+    out.emplace_back(id, std::max<int64_t>(l.deadline_ms - now_ms, 1));
+    l.next_checkpoint_ms = now_ms + interval_ms;
   }
   return out;
+}
+
+bool Lessor::has_checkpoint(int64_t id) const {
+  auto it = leases_.find(id);
+  return it != leases_.end() && it->second.checkpoint_ms > 0;
 }
 
 int64_t Lessor::remaining_seconds(int64_t id, int64_t now_ms) const {

@@ -8,7 +8,8 @@
 // log, every checkpoint interval, the time left on each lease whose TTL is longer than that
 // interval; a new leader then starts such a lease's clock at its checkpointed time left, not at
 // its full TTL, so leases under frequent failovers still expire. A keep-alive clears the
-// checkpoint (through the log too) before it could shorten the renewed lease.
+// checkpoint through the log, and answers only once that is applied (has_checkpoint), so a
+// renewed lease is never cut short by an older checkpoint.
 #pragma once
 
 #include <cstddef>
@@ -44,9 +45,11 @@ class Lessor {
 
   // An applied checkpoint, on every replica: the lease had `remaining_ms` left (0 clears it).
   void checkpointed(int64_t id, int64_t remaining_ms);
+  // Whether a checkpoint of the lease is set: a keep-alive must then clear it through the log
+  // before it answers, or a new leader could end the renewed lease early.
+  bool has_checkpoint(int64_t id) const;
   // On the leader, with checkpoints every `interval_ms`: the (lease, time left) pairs to record
-  // now, at most `max` (leases with a TTL longer than the interval, each once per interval),
-  // then the keep-alives' resets (a renewed lease whose checkpoint is still set, with 0).
+  // now, at most `max` (leases with a TTL longer than the interval, each once per interval).
   std::vector<std::pair<int64_t, int64_t>> due_checkpoints(int64_t now_ms, int64_t interval_ms,
                                                            size_t max);
 
@@ -56,7 +59,6 @@ class Lessor {
     int64_t deadline_ms = 0;
     int64_t checkpoint_ms = 0;       // time left as last checkpointed through the log; 0: none
     int64_t next_checkpoint_ms = 0;  // leader only: when to record the time left again
-    bool renewed = false;            // leader only: kept alive since the last checkpoint
   };
   void set_deadline(int64_t id, Lease* l, int64_t deadline_ms);
 

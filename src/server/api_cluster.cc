@@ -128,6 +128,22 @@ class ClusterService final : public pb::Cluster::CallbackService {
     return grpc::Status::OK;
   }
 
+  // Promoting a learner: counted as a voter already, a quorum has started (etcd's
+  // IsReadyToPromoteMember).
+  grpc::Status may_promote(uint64_t id) const {
+    if (!s_->options.strict_reconfig_check) return grpc::Status::OK;
+    size_t voters = 0, started = 0;
+    for (const MemberInfo& m : s_->node->members()) {
+      if (m.is_learner && m.id != id) continue;
+      ++voters;
+      if (!m.name.empty()) ++started;
+    }
+    if (!(started == 1 && voters == 2) && started < voters / 2 + 1) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kNotEnoughStarted);
+    }
+    return grpc::Status::OK;
+  }
+
   // Removing a voter: the rest keep a started quorum, and, unless the member is unreachable
   // anyway, enough reachable members remain for one.
   grpc::Status may_remove(uint64_t id) const {
@@ -169,6 +185,7 @@ class ClusterService final : public pb::Cluster::CallbackService {
       return s_->refuse(
           ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, rpc_errors::kMemberNotLearner));
     }
+    if (grpc::Status st = may_promote(req->id()); !st.ok()) return s_->refuse(ctx, st);
     if (!s_->node->is_leader()) {
       // Only the leader knows whether the learner has caught up.
       grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();

@@ -146,7 +146,17 @@ class LeaseService final : public pb::Lease::CallbackService {
       }
       resp_.Clear();
       resp_.set_id(req_.id());
-      int64_t ttl = s_->node->lease_renew(req_.id());
+      bool clear_checkpoint = false;
+      int64_t ttl = s_->node->lease_renew(req_.id(), &clear_checkpoint);
+      if (clear_checkpoint) {
+        // As etcd: the lease's checkpoint goes before the answer, so a leader elected after
+        // it cannot end the renewed lease by the time left before this keep-alive.
+        s_->node->lease_clear_checkpoint(req_.id(), [this, ttl](const RpcError& e) {
+          if (!e.ok()) return Finish(to_grpc(e));
+          reply(ttl);
+        });
+        return;
+      }
       if (ttl < 0 && s_->node->store().lease_exists(req_.id()) && !s_->node->is_leader()) {
         s_->forwarder->renew(req_.id(), [this](bool forwarded, int64_t leader_ttl) {
           if (!forwarded) {

@@ -1241,6 +1241,11 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
   } else if (debug) {
     c->log_level = "debug";
   }
+  if (c->auto_tls && c->cert_file.empty() && !c->discovery_srv.empty()) {
+    return fail(error, lookup(values, "auto-tls", ""),
+                "serves a self-signed certificate the other members cannot verify; with "
+                "--discovery-srv, give the members --cert-file and --trusted-ca-file from one CA");
+  }
   if (!c->discovery_srv.empty()) {
     // The members come from DNS when the member starts (discover_srv_cluster, then
     // adopt_discovered_cluster); the flags are checked here.

@@ -77,7 +77,7 @@ void CorruptionChecker::check_once() {
   KvHash before, after;
   if (!hooks_.local_hash(&before)) return;
   std::vector<MemberHash> peers = hooks_.peer_hashes(before.revision);
-  if (!hooks_.local_hash(&after)) return;
+  if (!hooks_.catch_up() || !hooks_.local_hash(&after)) return;
   for (const MemberHash& p : peers) {
     if (!p.answered) {
       log(LogLevel::kDebug, "corruption check: a member gave no hash",

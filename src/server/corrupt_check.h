@@ -7,8 +7,9 @@
 //   at start: a member asks every other member for its hash at its own revision, and refuses to
 //     start if one with the same compaction differs.
 //   periodically, on the leader: its hash, every follower's at the leader's revision, then its
-//     own again; a mismatch raises the CORRUPT alarm (through the log) against the member at
-//     fault, after which the cluster refuses reads and writes until an operator clears it.
+//     own again once it applied all that was committed; a mismatch raises the CORRUPT alarm
+//     (through the log) against the member at fault, after which the cluster refuses reads and
+//     writes until an operator clears it.
 //
 // The comparisons are pure functions (etcd's rules); CorruptionChecker runs the periodic one on
 // its own thread (chorus-corrupt).
@@ -56,6 +57,10 @@ class CorruptionChecker {
   struct Hooks {
     std::function<bool()> is_leader;
     std::function<bool(KvHash*)> local_hash;  // at the current revision
+    // Waits until this member applied everything committed so far (a linearizable read's
+    // barrier); false if it could not. Between the followers' answers and the second local
+    // hash, so no follower can be ahead of the leader merely because the leader applies later.
+    std::function<bool()> catch_up;
     // Every other member's hash at `revision`.
     std::function<std::vector<MemberHash>(int64_t revision)> peer_hashes;
     // Raises the CORRUPT alarm against `member`, unless it is raised already.

@@ -73,6 +73,8 @@ TEST(CorruptCheck, ThePassRunsOnTheLeaderOnlyAndRaisesOncePerMember) {
                                    answer(4, 9, 100, 10)};
   };
   hooks.raise = [&](uint64_t member) { raised.push_back(member); };
+  bool caught_up = true;
+  hooks.catch_up = [&] { return caught_up; };
   CorruptionChecker checker(1, std::chrono::hours(1), hooks);
   checker.check_once();
   EXPECT_TRUE(asked_at.empty()) << "a follower asked the others";
@@ -80,6 +82,10 @@ TEST(CorruptCheck, ThePassRunsOnTheLeaderOnlyAndRaisesOncePerMember) {
   checker.check_once();
   EXPECT_EQ(asked_at, std::vector<int64_t>{100}) << "the followers are asked at its revision";
   EXPECT_EQ(raised, (std::vector<uint64_t>{3, 4}));
+  raised.clear();
+  caught_up = false;
+  checker.check_once();
+  EXPECT_TRUE(raised.empty()) << "no verdict while the leader may be behind its followers";
 }
 
 }  // namespace

@@ -498,6 +498,8 @@ const char* http_reason_phrase(int status) {
       return "Conflict";
     case 411:
       return "Length Required";
+    case 421:
+      return "Misdirected Request";
     case 413:
       return "Payload Too Large";
     case 429:

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <future>
 #include <thread>
 
 #include <absl/synchronization/mutex.h>
@@ -581,6 +582,12 @@ int run(ServerConfig cfg) {
     hooks.is_leader = [&node] { return node->is_leader(); };
     hooks.local_hash = local_hash;
     hooks.peer_hashes = peer_hashes;
+    hooks.catch_up = [&node] {
+      auto done = std::make_shared<std::promise<bool>>();
+      std::future<bool> ok = done->get_future();
+      node->read_barrier([done](const RpcError& e) { done->set_value(e.ok()); });
+      return ok.wait_for(std::chrono::seconds(10)) == std::future_status::ready && ok.get();
+    };
     hooks.raise = [&node](uint64_t member) {
       for (const Node::Alarm& a : node->alarms()) {
         if (a.member == member && a.type == AlarmType::kCorrupt) return;

@@ -201,34 +201,37 @@ Status Node::recover() {
   // written, so the directory can still start a new cluster.
   const std::string default_wal_dir = storage::join_path(member_dir, "wal");
   const std::string wal_dir = options_.wal_dir.empty() ? default_wal_dir : options_.wal_dir;
-  // The log stays where it was first made: a member started elsewhere (a --wal-dir added,
-  // changed or forgotten) would begin an empty log beside a store that is ahead of it.
+  // The log stays where it is: a member started elsewhere (a --wal-dir added, changed or
+  // forgotten) would begin an empty log beside a store that is ahead of it. Where it is: the
+  // directory recorded when --wal-dir first put it outside the member directory, else there.
+  auto holds_log = [&](const std::string& d) {
+    std::vector<std::string> names;
+    return fs_->exists(d) && fs_->list_dir(d, &names).is_ok() && !names.empty();
+  };
   const std::string wal_dir_file = storage::join_path(member_dir, kWalDirFile);
+  std::string recorded = default_wal_dir;
   if (fs_->exists(wal_dir_file)) {
-    std::string recorded;
     CHORUS_RETURN_IF_ERROR(fs_->read_file(wal_dir_file, &recorded));
     while (!recorded.empty() && recorded.back() == '\n')
       recorded.pop_back();
-    if (recorded != wal_dir) {
-      return Status::invalid_argument("this member's log is in " + recorded +
-                                      ": start it with --wal-dir " + recorded +
-                                      " (or stop it and move the log, and --wal-dir with it)");
-    }
   }
-  if (wal_dir != default_wal_dir) {
-    if (fs_->exists(default_wal_dir) && !fs_->exists(wal_dir)) {
+  if (recorded != wal_dir) {
+    if (holds_log(recorded)) {
       return Status::invalid_argument(
-          "the log is in " + default_wal_dir + ", not in --wal-dir " + wal_dir +
-          ": stop the member and move it there, or start without --wal-dir");
+          "this member's log is in " + recorded + ": start it " +
+          (recorded == default_wal_dir ? "without --wal-dir" : "with --wal-dir " + recorded) +
+          " (or stop it, move that directory to " + wal_dir + ", and start it again)");
     }
-    if (!fs_->exists(wal_dir)) {
-      CHORUS_RETURN_IF_ERROR(fs_->create_dir(wal_dir));
-      std::string parent = std::filesystem::path(wal_dir).parent_path().string();
-      CHORUS_RETURN_IF_ERROR(fs_->sync_dir(parent.empty() ? "." : parent));
-    }
-    if (!fs_->exists(wal_dir_file)) {
-      CHORUS_RETURN_IF_ERROR(fs_->write_file_atomic(member_dir, kWalDirFile, wal_dir + "\n"));
-    }
+    // Moved by the operator (the log is here and no longer there), or never written: the log
+    // lives here from now on.
+  }
+  if (wal_dir != default_wal_dir && !fs_->exists(wal_dir)) {
+    CHORUS_RETURN_IF_ERROR(fs_->create_dir(wal_dir));
+    std::string parent = std::filesystem::path(wal_dir).parent_path().string();
+    CHORUS_RETURN_IF_ERROR(fs_->sync_dir(parent.empty() ? "." : parent));
+  }
+  if (recorded != wal_dir || (wal_dir != default_wal_dir && !fs_->exists(wal_dir_file))) {
+    CHORUS_RETURN_IF_ERROR(fs_->write_file_atomic(member_dir, kWalDirFile, wal_dir + "\n"));
   }
   if (!options_.new_cluster && !fs_->exists(wal_dir) &&
       fs_->exists(storage::join_path(member_dir, "kv"))) {
@@ -270,6 +273,13 @@ Status Node::recover() {
     log(LogLevel::kWarn, "write-ahead log recovery: " + w);
   const bool first_start = wal_->group(kGroup) == nullptr;
   CHORUS_RETURN_IF_ERROR(kv::open_store(fs_.get(), member_dir, "kv", options_.mvcc, &store_));
+  if (first_start && store_->applied_index() > 0) {
+    // A restored backup starts its log at 0 (chorus-snapshot restore); a store that applied
+    // entries of a log that is not there lost its log, or finds it elsewhere (--wal-dir).
+    return Status::invalid_argument(member_dir + "/kv applied the log up to index " +
+                                    std::to_string(store_->applied_index()) + ", but " + wal_dir +
+                                    " holds no log: was it lost, or is it in another --wal-dir?");
+  }
   if (first_start) {
     CHORUS_RETURN_IF_ERROR(create_initial_groups());
     // The log is created with an empty configuration; a new cluster then writes the additions
@@ -342,24 +352,24 @@ Status Node::force_new_cluster() {
   if (stored->snapshot(&snap) != raft::Error::kOk) {
     return Status::corruption("the log's snapshot record cannot be read");
   }
-  const raft::HardState hs = stored->hard_state();
-  // The members as of the commit index: the snapshot's, then each committed change.
+  // Every entry of the log is kept and becomes committed: the member alone is a quorum, and a
+  // leader commits its whole log anyway. Entries the old quorum had committed may lie past the
+  // commit index recorded here (a moved commit index alone is written without an fdatasync),
+  // so cutting the log there could drop acknowledged writes; entries it never committed had
+  // no answer, and may take effect. The configuration is therefore the one at the log's end.
+  const raft::ConfState& conf = snap.metadata.conf_state;
   std::set<raft::NodeId> members;
-  for (const auto* ids :
-       {&snap.metadata.conf_state.voters, &snap.metadata.conf_state.voters_outgoing,
-        &snap.metadata.conf_state.learners}) {
+  for (const auto* ids : {&conf.voters, &conf.voters_outgoing, &conf.learners})
     members.insert(ids->begin(), ids->end());
-  }
-  bool joint = !snap.metadata.conf_state.voters_outgoing.empty();
-  bool learner =
-      std::find(snap.metadata.conf_state.learners.begin(), snap.metadata.conf_state.learners.end(),
-                options_.id) != snap.metadata.conf_state.learners.end();
-  for (raft::Index i = snap.metadata.index + 1; i <= hs.commit;) {
+  std::set<raft::NodeId> learners(conf.learners.begin(), conf.learners.end());
+  // Voters that become learners when the joint configuration is left.
+  std::set<raft::NodeId> learners_next(conf.learners_next.begin(), conf.learners_next.end());
+  bool joint = !conf.voters_outgoing.empty();
+  const raft::Index last = stored->last_index();
+  for (raft::Index i = snap.metadata.index + 1; i <= last;) {
     std::vector<raft::Entry> entries;
-    if (stored->entries(i, hs.commit + 1, 8 << 20, &entries) != raft::Error::kOk ||
-        entries.empty()) {
-      return Status::corruption("the log's committed entries from " + std::to_string(i) +
-                                " cannot be read");
+    if (stored->entries(i, last + 1, 8 << 20, &entries) != raft::Error::kOk || entries.empty()) {
+      return Status::corruption("the log's entries from " + std::to_string(i) + " cannot be read");
     }
     for (const raft::Entry& e : entries) {
       i = e.index + 1;
@@ -367,62 +377,71 @@ Status Node::force_new_cluster() {
       std::optional<raft::ConfChange> cc = raft::ConfChange::decode(e.data);
       if (!cc) return Status::corruption("entry " + std::to_string(e.index) + " is malformed");
       if (cc->leave_joint()) {
+        learners.insert(learners_next.begin(), learners_next.end());
+        learners_next.clear();
         joint = false;
         continue;
       }
       joint = cc->transition != raft::ConfChangeTransition::kAuto || cc->changes.size() > 1;
       for (const raft::ConfChangeSingle& c : cc->changes) {
-        if (c.type == raft::ConfChangeType::kRemoveNode) {
-          members.erase(c.node);
-        } else {
-          members.insert(c.node);
+        const bool voter = members.contains(c.node) && !learners.contains(c.node);
+        switch (c.type) {
+          case raft::ConfChangeType::kRemoveNode:
+            members.erase(c.node);
+            learners.erase(c.node);
+            learners_next.erase(c.node);
+            break;
+          case raft::ConfChangeType::kAddNode:
+            members.insert(c.node);
+            learners.erase(c.node);
+            learners_next.erase(c.node);
+            break;
+          case raft::ConfChangeType::kAddLearner:
+            members.insert(c.node);
+            // A voter made a learner jointly stays a voter until the joint state is left.
+            (joint && voter ? learners_next : learners).insert(c.node);
+            break;
         }
-        if (c.node == options_.id) learner = c.type == raft::ConfChangeType::kAddLearner;
       }
     }
   }
   if (!members.contains(options_.id)) {
     return Status::invalid_argument(
-        "--force-new-cluster: this member is not in its own "
-        "log's configuration (it was removed)");
+        "--force-new-cluster: this member is not in its own log's configuration (it was "
+        "removed)");
   }
-  if (learner) {
+  if (learners.contains(options_.id) || learners_next.contains(options_.id)) {
     return Status::invalid_argument(
-        "--force-new-cluster: this member is a learner, which "
-        "holds no vote and may lack committed entries");
+        "--force-new-cluster: this member is a learner, which holds no vote and may lack "
+        "committed entries");
   }
+  raft::Term term = stored->hard_state().term;
+  raft::Term last_term = 0;
+  if (stored->term(last, &last_term) == raft::Error::kOk) term = std::max(term, last_term);
   std::vector<raft::Entry> entries;
-  raft::Index index = hs.commit;
-  if (joint)
+  raft::Index index = last;
+  if (joint) {
     entries.push_back(
-        raft::Entry{hs.term, ++index, raft::EntryType::kConfChange, raft::ConfChange{}.encode()});
+        raft::Entry{term, ++index, raft::EntryType::kConfChange, raft::ConfChange{}.encode()});
+  }
   for (raft::NodeId id : members) {
     if (id == options_.id) continue;
     raft::ConfChange cc;
     cc.changes.push_back({raft::ConfChangeType::kRemoveNode, id});
-    entries.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange, cc.encode()});
+    entries.push_back(raft::Entry{term, ++index, raft::EntryType::kConfChange, cc.encode()});
   }
-  if (entries.empty() && stored->last_index() == hs.commit) return Status::ok();  // alone already
-  // Written as committed entries of the current term, replacing any uncommitted tail: they
-  // are applied as the member starts, and it then elects itself alone.
+  if (entries.empty()) return Status::ok();  // alone already: it commits its log by itself
+  // Committed entries of the current term after the whole log: applied as the member starts,
+  // after which it elects itself alone.
   storage::WalBatch batch;
-  if (!entries.empty()) {
-    batch.append(kGroup, entries);
-  }
-  batch.set_hard_state(kGroup, raft::HardState{hs.term, hs.vote, index});
-  if (entries.empty()) {
-    // Only an uncommitted tail to drop: rewrite the last committed entry over it.
-    std::vector<raft::Entry> last;
-    if (hs.commit > snap.metadata.index &&
-        stored->entries(hs.commit, hs.commit + 1, 0, &last) == raft::Error::kOk) {
-      batch.append(kGroup, last);
-    }
-  }
-  const raft::Index dropped = stored->last_index() - hs.commit;
+  batch.append(kGroup, entries);
+  raft::HardState hs = stored->hard_state();
+  batch.set_hard_state(kGroup,
+                       raft::HardState{term, term == hs.term ? hs.vote : raft::kNoNode, index});
   CHORUS_RETURN_IF_ERROR(wal_->commit(batch));
   log(LogLevel::kWarn, "--force-new-cluster: this member now forms its cluster alone",
       {{"removed-members", std::to_string(members.size() - 1)},
-       {"dropped-uncommitted-entries", std::to_string(dropped)}});
+       {"entries-kept", std::to_string(last - snap.metadata.index)}});
   return Status::ok();
 }
 
@@ -726,9 +745,18 @@ std::vector<MemberInfo> Node::members() const {
   return out;
 }
 
-int64_t Node::lease_renew(int64_t id) {
+int64_t Node::lease_renew(int64_t id, bool* clear_checkpoint) {
   std::lock_guard<std::mutex> lk(lessor_mu_);
-  return lessor_.renew(id, now_ms());
+  int64_t ttl = lessor_.renew(id, now_ms());
+  if (clear_checkpoint != nullptr) *clear_checkpoint = ttl >= 0 && lessor_.has_checkpoint(id);
+  return ttl;
+}
+
+void Node::lease_clear_checkpoint(int64_t id, std::function<void(const RpcError&)> done) {
+  kv::Command c;
+  c.log_time_ms = now_ms();
+  c.op = kv::LeaseCheckpointRequest{{{id, 0}}};
+  propose(std::move(c), [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); });
 }
 
 int64_t Node::lease_remaining(int64_t id) const {

@@ -97,9 +97,9 @@ struct NodeOptions {
   int64_t lease_checkpoint_interval_ms = 0;
   // etcd's --wal-dir: the log's directory; empty: <data_dir>/member/wal.
   std::string wal_dir;
-  // etcd's --force-new-cluster: at start, entries past the commit index are dropped and every
-  // other member is removed from the configuration through committed entries of the log, so
-  // this member alone forms the cluster, with its data (disaster recovery).
+  // etcd's --force-new-cluster: at start, every other member is removed from the configuration
+  // through entries appended to the log and committed with it, so this member alone forms the
+  // cluster, with its data and its whole log (disaster recovery).
   bool force_new_cluster = false;
   // etcd's --pre-vote, for the etcd keyspace's group (data groups always pre-vote: a quiesced
   // group's replica waking alone must not depose a leader).
@@ -251,7 +251,10 @@ class Node {
   // The member whose peer URLs are exactly these (in any order), or kNoNode.
   raft::NodeId find_member(const std::vector<std::string>& peer_urls) const;
   // Leases: remaining seconds and keep-alive on the leader (-1 if unknown or not leader).
-  int64_t lease_renew(int64_t id);
+  // *clear_checkpoint (may be null): a checkpoint of the lease is set, which the caller must
+  // clear through the log (lease_clear_checkpoint) before it answers the keep-alive.
+  int64_t lease_renew(int64_t id, bool* clear_checkpoint = nullptr);
+  void lease_clear_checkpoint(int64_t id, std::function<void(const RpcError&)> done);
   int64_t lease_remaining(int64_t id) const;
   bool is_leader() const { return leader_.load() == options_.id; }
   int64_t now_ms() const;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <memory>
 #include <random>
 
 namespace chorus::server {
@@ -64,14 +66,21 @@ TEST(SrvDiscovery, ParsesTheRecordsOfAnAnswer) {
 TEST(SrvDiscovery, MalformedAnswersAreErrorsNeverCrashes) {
   auto good = srv_answer({{"m1.chorus.test", 2380}});
   std::vector<SrvRecord> out;
-  for (size_t cut = 0; cut < good.size(); ++cut) {
-    (void)parse_srv_answer(good.data(), static_cast<int>(cut), &out);
-  }
+  // Each input in a buffer of exactly its size, so a read past its end is one AddressSanitizer
+  // sees.
+  auto parse = [&](const std::vector<unsigned char>& bytes, size_t size) {
+    std::unique_ptr<unsigned char[]> exact(new unsigned char[std::max<size_t>(size, 1)]);
+    std::copy(bytes.begin(), bytes.begin() + static_cast<long>(size), exact.get());
+    return parse_srv_answer(exact.get(), static_cast<int>(size), &out).is_ok();
+  };
+  for (size_t cut = 0; cut < good.size(); ++cut)
+    EXPECT_FALSE(parse(good, cut)) << "a truncated answer parsed, cut at " << cut;
+  EXPECT_TRUE(parse(good, good.size()));
   std::mt19937 rng(7);
   for (int i = 0; i < 2000; ++i) {
     auto m = good;
     m[rng() % m.size()] = static_cast<unsigned char>(rng());
-    (void)parse_srv_answer(m.data(), static_cast<int>(m.size()), &out);
+    (void)parse(m, m.size());
   }
   EXPECT_FALSE(parse_srv_answer(good.data(), 5, &out).is_ok());
 }

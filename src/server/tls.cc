@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 
@@ -104,9 +105,10 @@ class AllowedHostname final : public grpc::experimental::ExternalCertificateVeri
     std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(
         bio_of(std::string(pem.data(), pem.size())).get(), nullptr, nullptr, nullptr));
     ERR_clear_error();
-    bool ok = cert != nullptr &&
-              (X509_check_host(cert.get(), name_.data(), name_.size(), 0, nullptr) == 1 ||
-               X509_check_ip_asc(cert.get(), name_.c_str(), 0) == 1);
+    bool ok =
+        cert != nullptr && (X509_check_host(cert.get(), name_.data(), name_.size(),
+                                            X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr) == 1 ||
+                            X509_check_ip_asc(cert.get(), name_.c_str(), 0) == 1);
     *sync_status = ok ? grpc::Status::OK
                       : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                      "client certificate is not valid for '" + name_ + "'");
@@ -131,17 +133,23 @@ storage::Status write_crl_directory(const std::string& crl_file, const std::stri
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::io_error("cannot make " + dir + ": " + ec.message());
   for (const auto& crl : crls) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "%08lx.r%d",
-                  X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr),
-                  generation);
+    // Lists of one issuer go under consecutive suffixes, as OpenSSL's lookup reads them; a
+    // changed file's lists follow those of earlier ones (generation 0 starts afresh).
+    unsigned long hash =
+        X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
+    int suffix = 0;
+    std::array<char, 32> name{};
+    for (;; ++suffix) {
+      std::snprintf(name.data(), name.size(), "%08lx.r%d", hash, suffix);
+      if (!disk().exists(dir + "/" + name.data())) break;
+    }
     std::string out;
     std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
     PEM_write_bio_X509_CRL(bio.get(), crl.get());
     char* data = nullptr;
     long n = BIO_get_mem_data(bio.get(), &data);
     out.assign(data, static_cast<size_t>(n));
-    CHORUS_RETURN_IF_ERROR(disk().write_file_atomic(dir, name, out));
+    CHORUS_RETURN_IF_ERROR(disk().write_file_atomic(dir, name.data(), out));
   }
   return Status::ok();
 }
@@ -183,6 +191,14 @@ storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warnin
     CHORUS_RETURN_IF_ERROR(read_text(tls.crl_file, "--client-crl-file", &pem));
     std::vector<std::unique_ptr<X509_CRL, CrlFree>> crls;
     CHORUS_RETURN_IF_ERROR(read_crls(pem, tls.crl_file, &crls));
+    for (const auto& crl : crls) {
+      const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+      if (next != nullptr && X509_cmp_current_time(next) <= 0 && expiry_warning->empty()) {
+        *expiry_warning = "--client-crl-file '" + tls.crl_file +
+                          "' is past its next update: TLS handshakes with client "
+                          "certificates fail until a newer list replaces it";
+      }
+    }
   }
   if (!tls.trusted_ca_file.empty()) {
     std::string ca_pem;

@@ -35,10 +35,11 @@ struct ClientTls {
   bool has_identity() const { return !cert_file.empty(); }
 };
 
-// Writes the revocation lists (PEM) of `crl_file` into `dir` as "<issuer hash>.r<generation>",
-// the names OpenSSL's directory lookup reads; a later generation (a changed file) is picked up
-// by handshakes from then on, its newer lists preferred to older ones. Generation 0 empties
-// the directory first. An error when the file cannot be read or holds no list.
+// Writes the revocation lists (PEM) of `crl_file` into `dir` as "<issuer hash>.r<n>", the names
+// OpenSSL's directory lookup reads, each at its issuer's next free n: lists written later (a
+// changed file, generation > 0) are picked up by handshakes from then on, newer lists preferred
+// to older ones. Generation 0 empties the directory first. An error when the file cannot be
+// read or holds no list.
 storage::Status write_crl_directory(const std::string& crl_file, const std::string& dir,
                                     int generation);
 

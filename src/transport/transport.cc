@@ -21,8 +21,6 @@
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #pragma GCC diagnostic pop
@@ -134,10 +132,10 @@ Context tls_context(const PeerTls& t, bool server, std::string* error) {
   return ctx;
 }
 
-// Whether a certificate is valid for `host`: a DNS name (or the common name, as OpenSSL
-// allows without SANs) or an IP address.
+// Whether a certificate is valid for `host`: a DNS or IP subject alternative name.
 bool names_host(X509* cert, const std::string& host) {
-  return X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1 ||
+  return X509_check_host(cert, host.data(), host.size(), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                         nullptr) == 1 ||
          X509_check_ip_asc(cert, host.c_str(), 0) == 1;
 }
 
@@ -162,15 +160,23 @@ std::string refuse_name(const PeerTls& t, SSL* ssl) {
   return {};
 }
 
-// What an acceptor checks of a dialer: the names, then its address.
-std::string refuse_dialer(const PeerTls& t, SSL* ssl, asio::ip::address from) {
-  if (std::string why = refuse_name(t, ssl); !why.empty()) return why;
+std::string refuse_unnamed_address(const std::string& ip) {
+  return "its certificate names no address it dials from (" + ip +
+         "); --experimental-peer-skip-client-san-verification skips this check";
+}
+
+// What an acceptor checks of a dialer: the names, then its address. Either a reason to
+// refuse it, or, when only its DNS names can say whether it may dial from `from`, those names
+// (resolved by the caller, as a lookup may take a while).
+struct DialerCheck {
+  std::string refuse;
+  std::vector<std::string> dns_names;
+};
+
+DialerCheck check_dialer(const PeerTls& t, SSL* ssl, const asio::ip::address& from) {
+  if (std::string why = refuse_name(t, ssl); !why.empty()) return {why, {}};
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (cert == nullptr || !t.check_dialer_address) return {};
-  if (from.is_v6() && from.to_v6().is_v4_mapped()) {
-    from = asio::ip::make_address_v4(asio::ip::v4_mapped, from.to_v6());
-  }
-  const std::string ip = from.to_string();
   bool has_ip = false;
   std::vector<std::string> dns;
   auto* names =
@@ -186,27 +192,10 @@ std::string refuse_dialer(const PeerTls& t, SSL* ssl, asio::ip::address from) {
   }
   GENERAL_NAMES_free(names);
   if (!has_ip && dns.empty()) return {};  // names no address: nothing to compare, as in etcd
+  const std::string ip = from.to_string();
   if (has_ip && X509_check_ip_asc(cert, ip.c_str(), 0) == 1) return {};
-  for (const std::string& name : dns) {
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(name.c_str(), nullptr, &hints, &found) != 0) continue;
-    bool match = false;
-    for (addrinfo* a = found; a != nullptr && !match; a = a->ai_next) {
-      std::array<char, INET6_ADDRSTRLEN> text{};
-      const void* addr =
-          a->ai_family == AF_INET
-              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
-      match =
-          inet_ntop(a->ai_family, addr, text.data(), text.size()) != nullptr && ip == text.data();
-    }
-    freeaddrinfo(found);
-    if (match) return {};
-  }
-  return "its certificate names no address it dials from (" + ip +
-         "); --experimental-peer-skip-client-san-verification skips this check";
+  if (!dns.empty()) return {"", std::move(dns)};
+  return {refuse_unnamed_address(ip), {}};
 }
 
 // Readies a dialer's stream to check the acceptor's certificate against the dialed host.
@@ -784,20 +773,58 @@ struct PeerTransport::Impl {
             return;
           }
           asio::error_code ec;
-          auto from = c->socket().remote_endpoint(ec).address();
-          std::string why =
-              ec ? ec.message() : refuse_dialer(*options.tls, c->stream.native_handle(), from);
-          if (!why.empty()) {
-            add(counters.handshakes_rejected);
-            c->rejected = true;
-            if (options.on_peer_error) {
-              options.on_peer_error(raft::kNoNode,
-                                    "refused a connection from " + from.to_string() + ": " + why);
-            }
-            close_in(c);
-            return;
+          auto from = unmapped(c->socket().remote_endpoint(ec).address());
+          DialerCheck check;
+          if (ec) {
+            check.refuse = ec.message();
+          } else {
+            check = check_dialer(*options.tls, c->stream.native_handle(), from);
           }
-          read_in(c);
+          if (!check.refuse.empty()) return refuse_in(c, from, check.refuse);
+          if (check.dns_names.empty()) return read_in(c);
+          resolve_dialer(c, from, std::move(check.dns_names), 0);
+        });
+  }
+
+  static asio::ip::address unmapped(asio::ip::address a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    }
+    return a;
+  }
+
+  void refuse_in(const std::shared_ptr<InConn>& c, const asio::ip::address& from,
+                 const std::string& why) {
+    add(counters.handshakes_rejected);
+    c->rejected = true;
+    if (options.on_peer_error) {
+      options.on_peer_error(raft::kNoNode,
+                            "refused a connection from " + from.to_string() + ": " + why);
+    }
+    close_in(c);
+  }
+
+  // Whether one of a dialer's DNS names resolves to the address it dials from, one name after
+  // another with Asio's resolver (on its own thread: a slow lookup holds up no other
+  // connection). The handshake deadline still bounds the whole check.
+  void resolve_dialer(const std::shared_ptr<InConn>& c, const asio::ip::address& from,
+                      std::vector<std::string> names, size_t next) {
+    if (next >= names.size()) {
+      return refuse_in(c, from, refuse_unnamed_address(from.to_string()));
+    }
+    auto resolver = std::make_shared<tcp::resolver>(io);
+    const std::string name = names[next];
+    resolver->async_resolve(
+        name, "",
+        [this, c, from, names = std::move(names), next, resolver](
+            const asio::error_code& ec, const tcp::resolver::results_type& results) mutable {
+          if (c->closed) return;
+          if (!ec) {
+            for (const auto& r : results) {
+              if (unmapped(r.endpoint().address()) == from) return read_in(c);
+            }
+          }
+          resolve_dialer(c, from, std::move(names), next + 1);
         });
   }
 

@@ -58,10 +58,15 @@ class EtcdCommandLineTest(unittest.TestCase):
             m.start()
             self.assertEqual(m.proc.wait(timeout=20), 1)
             self.assertIn("start it with --wal-dir " + wal, m.log())
-            c.member_args = lambda _: etcd_style
+            # Moved with the member stopped, the log is found in its new place.
+            moved = os.path.join(c.root, "wal-disk", "moved")
+            shutil.move(wal, moved)
+            c.member_args = lambda _: [moved if a == wal else a for a in etcd_style]
             m.start()
             c.wait_leader()
             self.assertEqual(c.local_value(m, "flags/a"), "1")
+            c.ctl("put", "flags/b", "2")
+            self.assertTrue(os.listdir(moved))
         finally:
             c.close()
 
@@ -82,14 +87,15 @@ class StrictReconfigTest(unittest.TestCase):
             ids = {x["name"]: x["ID"] for x in c.ctl_json("member", "list")["members"]}
             m3.stop()
             live = c.endpoints([m1, m2])
-            # Wait until the members notice m3 is gone.
+            # Wait until both members' connections to m3 are down (their metrics say so).
+            down = 'etcd_network_active_peers{Local="%%x",Remote="%x"} 0' % ids["m3"]
             deadline = time.time() + 20
-            while True:
-                p = c.ctl("member", "add", "m4", "--peer-urls", "http://127.0.0.1:1",
-                          endpoints=live, check=False)
-                if p.returncode != 0 or time.time() > deadline:
-                    break
-                time.sleep(0.5)
+            for m in (m1, m2):
+                while (down % ids[m.name]) not in m.http_get("/metrics")[1]:
+                    self.assertLess(time.time(), deadline, "m3 still seen as up\n" + c.logs())
+                    time.sleep(0.2)
+            p = c.ctl("member", "add", "m4", "--peer-urls", "http://127.0.0.1:1", endpoints=live,
+                      check=False)
             self.assertNotEqual(p.returncode, 0, "a voter was added with a member down")
             self.assertIn("etcdserver: unhealthy cluster", p.stderr)
             p = c.ctl("member", "remove", "%x" % ids["m2"], endpoints=live, check=False)

@@ -272,6 +272,7 @@ class GatewayOriginTest(unittest.TestCase):
     def test_a_host_header_not_listed_is_refused(self):
         code, head = self.head("/v3/kv/range", "Host: evil.example:2379")
         self.assertEqual(code, 421, head)
+        self.assertIn("421 misdirected request", head)
         code, head = self.head("/v3/kv/range", "Host: localhost:2379")
         self.assertEqual(code, 200, head)
         code, _ = self.head("/v3/kv/range")  # curl names 127.0.0.1
