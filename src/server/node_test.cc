@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "kv/codec.h"
 #include "storage/fault_fs.h"
 #include "storage/file.h"
 #include "storage/forwarding_fs.h"
@@ -469,6 +470,111 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(20ms);
   }
   return pred();
+}
+
+// --force-new-cluster on member 1 of a 3-member cluster whose other members are gone: `tail` is
+// appended to its log, uncommitted, before it restarts forced.
+struct ForcedStart {
+  storage::testing::TempDir dir{"force-new-cluster"};
+  NodeOptions o;
+  ForcedStart() {
+    o.id = 1;
+    o.cluster_id = 0xc1;
+    o.name = "m1";
+    o.data_dir = storage::join_path(dir.path(), "m1");
+    o.initial_members = {InitialMember{1, "m1", {"http://member-1"}},
+                         InitialMember{2, "m2", {"http://member-2"}},
+                         InitialMember{3, "m3", {"http://member-3"}}};
+    o.cluster_token = "node-test";
+    o.tick_ms = 50;
+    o.election_ticks = 10;
+    o.request_timeout_ms = 10000;
+    std::unique_ptr<Node> node;
+    storage::Status st = Node::open(o, &node);  // writes the three additions, committed
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+  }
+  void append(const std::vector<raft::Entry>& tail) {
+    auto fs = storage::make_posix_file_system();
+    std::unique_ptr<storage::Wal> wal;
+    ASSERT_TRUE(storage::Wal::open(fs.get(), storage::join_path(o.data_dir, "member/wal"),
+                                   storage::WalOptions{}, &wal)
+                    .is_ok());
+    storage::WalBatch batch;
+    batch.append(1, tail);
+    ASSERT_TRUE(wal->commit(batch).is_ok());
+  }
+  static raft::Entry conf(raft::Index index, raft::ConfChange cc) {
+    return raft::Entry{1, index, raft::EntryType::kConfChange, cc.encode()};
+  }
+  static raft::Entry put(raft::Index index, const std::string& key, const std::string& value) {
+    kv::Command c;
+    c.op = kv::PutRequest{key, value};
+    return raft::Entry{
+        1, index, raft::EntryType::kNormal,
+        encode_proposal(ProposalHeader{ProposalKind::kCommand, 0, 0}, kv::encode_command(c))};
+  }
+  storage::Status open_forced(std::unique_ptr<Node>* node) {
+    NodeOptions forced = o;
+    forced.force_new_cluster = true;
+    return Node::open(forced, node);
+  }
+};
+
+TEST(ForceNewCluster, TheMemberLeadsAloneWithItsWholeLog) {
+  ForcedStart f;
+  // Past the recorded commit index: a write the old quorum may have committed and acknowledged,
+  // and a fourth member's addition.
+  raft::ConfChange add4;
+  add4.changes.push_back({raft::ConfChangeType::kAddNode, 4});
+  add4.context = encode_member_context(MemberContext{"", {"http://member-4"}});
+  f.append({ForcedStart::put(4, "k", "tail"), ForcedStart::conf(5, add4)});
+  std::unique_ptr<Node> node;
+  storage::Status st = f.open_forced(&node);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  Router router;
+  router.add(node.get());
+  node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  for (int i = 0; i < 500 && node->status().leader != 1; ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(node->status().leader, 1u) << "alone, it elects itself";
+  for (int i = 0; i < 200 && node->members().size() != 1; ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(node->members().size(), 1u);
+  EXPECT_EQ(node->members().front().id, 1u);
+  EXPECT_TRUE(node->member_removed(2) && node->member_removed(3) && node->member_removed(4));
+  EXPECT_EQ(read_async(*node, "k").get().value, "tail") << "the uncommitted tail is kept";
+  ASSERT_TRUE(put(*node, "after", "1").ok());
+  node->stop(0);
+  node.reset();
+  // Forced again, alone: nothing changes.
+  st = f.open_forced(&node);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+}
+
+TEST(ForceNewCluster, ALearnerOrARemovedMemberIsRefused) {
+  {
+    ForcedStart f;
+    // A joint change demoting member 1, not left yet: it would be a learner.
+    raft::ConfChange demote;
+    demote.transition = raft::ConfChangeTransition::kJointExplicit;
+    demote.changes.push_back({raft::ConfChangeType::kAddLearner, 1});
+    demote.changes.push_back({raft::ConfChangeType::kRemoveNode, 3});
+    f.append({ForcedStart::conf(4, demote)});
+    std::unique_ptr<Node> node;
+    storage::Status st = f.open_forced(&node);
+    EXPECT_EQ(st.code(), storage::Status::Code::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.to_string().find("learner"), std::string::npos) << st.to_string();
+  }
+  {
+    ForcedStart f;
+    raft::ConfChange remove;
+    remove.changes.push_back({raft::ConfChangeType::kRemoveNode, 1});
+    f.append({ForcedStart::conf(4, remove)});
+    std::unique_ptr<Node> node;
+    storage::Status st = f.open_forced(&node);
+    EXPECT_EQ(st.code(), storage::Status::Code::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.to_string().find("removed"), std::string::npos) << st.to_string();
+  }
 }
 
 TEST(InitialPlacement, ThreeReplicasRotatedOverTheMembers) {
