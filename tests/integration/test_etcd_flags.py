@@ -220,6 +220,7 @@ class CorruptionCheckTest(unittest.TestCase):
             self.assertIn("corruption check passed", m1.wait_log("corruption check passed", 20))
             self.assertIn('"members-compared":"1"', m1.log())
             c.members.remove(m3)
+            c.wait_leader()
             c.ctl("put", "cc/end", "1")
         finally:
             c.close()
