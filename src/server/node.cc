@@ -657,11 +657,14 @@ std::vector<Node::Alarm> Node::alarms() const {
 }
 
 bool Node::has_alarm(AlarmType type) const {
-  std::lock_guard<std::mutex> lk(alarms_mu_);
-  for (const Alarm& a : alarms_) {
-    if (a.type == type) return true;
-  }
-  return false;
+  return (alarm_types_.load(std::memory_order_acquire) >> static_cast<unsigned>(type)) & 1u;
+}
+
+void Node::refresh_alarm_types() {
+  uint32_t types = 0;
+  for (const Alarm& a : alarms_)
+    types |= 1u << static_cast<unsigned>(a.type);
+  alarm_types_.store(types, std::memory_order_release);
 }
 
 void Node::change_alarm(const AlarmChange& change, Done done) {

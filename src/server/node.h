@@ -560,6 +560,10 @@ class Node {
 
   mutable std::mutex alarms_mu_;
   std::vector<Alarm> alarms_;
+  // Bit (1 << type) set while an alarm of that type is raised: derived from alarms_ under
+  // alarms_mu_ (refresh_alarm_types), read by has_alarm on every request without the lock.
+  std::atomic<uint32_t> alarm_types_{0};
+  void refresh_alarm_types();
 
   mutable std::mutex lessor_mu_;
   kv::Lessor lessor_;

@@ -678,6 +678,7 @@ void Node::apply_alarm(const AlarmChange& change) {
   auto it = std::find_if(alarms_.begin(), alarms_.end(), same);
   if (change.activate && it == alarms_.end()) alarms_.push_back(Alarm{change.member, change.type});
   if (!change.activate && it != alarms_.end()) alarms_.erase(it);
+  refresh_alarm_types();
 }
 
 }  // namespace chorus::server

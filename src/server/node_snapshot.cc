@@ -67,6 +67,7 @@ void Node::restore_server_state(const ServerState& st) {
     alarms_.clear();
     for (const AlarmChange& a : st.alarms)
       alarms_.push_back(Alarm{a.member, a.type});
+    refresh_alarm_types();
   }
   {
     std::lock_guard<std::mutex> lk(directory_mu_);

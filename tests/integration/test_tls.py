@@ -46,7 +46,9 @@ class Pki:
                 "-nodes", "-keyout", name + ".key", "-out", name + ".crt", "-days", "2",
                 "-subj", "/CN=" + name, cwd=self.root)
 
-    def cert(self, name, ca, cn, server=False):
+    def cert(self, name, ca, cn, server=False, san=None):
+        """A certificate `name` for `cn` signed by `ca`: a member's (server) names loopback;
+        a client's names `san` when given (subjectAltName syntax)."""
         openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                 "-nodes", "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn,
                 cwd=self.root)
@@ -56,6 +58,8 @@ class Pki:
                 f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                         "extendedKeyUsage=serverAuth,clientAuth\n")
             else:
+                if san:
+                    f.write("subjectAltName=%s\n" % san)
                 f.write("extendedKeyUsage=clientAuth\n")
         openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
                 "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", ext,

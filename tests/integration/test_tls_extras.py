@@ -46,18 +46,6 @@ class RevokingPki(Pki):
             f.write(CA_CONFIG.format(db=self.path("index.txt"), crlnumber=self.path("crlnumber")))
         self.crl("ca.crl")
 
-    def cert(self, name, ca, cn, server=False, san=None):
-        if san is None:
-            return super().cert(name, ca, cn, server)
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn,
-                cwd=self.root)
-        with open(self.path(name + ".ext"), "w") as f:
-            f.write("subjectAltName=%s\nextendedKeyUsage=clientAuth\n" % san)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-                "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext",
-                cwd=self.root)
-
     def ca_cmd(self, *args):
         openssl("ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", *args,
                 cwd=self.root)
