@@ -87,6 +87,20 @@ void check_payload(const Frame& f) {
       if (decode_join_ack(f.payload, &a)) check(encode_join_ack(a) == f.payload, "ack re-encode");
       break;
     }
+    case FrameType::kHashKv: {
+      HashKvRequest q;
+      if (decode_hash_kv(f.payload, &q)) {
+        check(encode_hash_kv(q) == f.payload, "hash request re-encode");
+        check(q.revision >= 0, "a negative revision was accepted");
+      }
+      break;
+    }
+    case FrameType::kHashKvAck: {
+      HashKvAck a;
+      if (decode_hash_kv_ack(f.payload, &a))
+        check(encode_hash_kv_ack(a) == f.payload, "hash answer re-encode");
+      break;
+    }
   }
 }
 

@@ -118,6 +118,22 @@ cat <<MSG
   etcdctl member list -w table
 
 MSG
+if [ -n "$tls" ]; then
+  cat <<MSG
+The JSON gateway, over the same TLS:
+
+  curl -s --cacert \$ETCDCTL_CACERT --cert \$ETCDCTL_CERT --key \$ETCDCTL_KEY \\
+    https://127.0.0.1:2379/v3/kv/range -X POST -d '{"key":"Z3JlZXRpbmc="}'
+
+MSG
+else
+  cat <<MSG
+The JSON gateway:
+
+  curl -s http://127.0.0.1:2379/v3/kv/range -X POST -d '{"key":"Z3JlZXRpbmc="}'
+
+MSG
+fi
 if [ -z "$tls" ]; then
   groups_tool="$(dirname "$chorusd")/chorus-groups"
   cat <<MSG

@@ -3,7 +3,6 @@
 // (kv/auth.h); the tokens are this member's (auth_tokens.h), registered on every member as the
 // logins are applied. Passwords are hashed here, on the member that took the request, off
 // gRPC's threads (AuthWorker): clear text never reaches the log or the log file.
-#include <grpcpp/security/auth_context.h>
 
 #include "base/thread_name.h"
 #include "server/api_internal.h"
@@ -119,12 +118,16 @@ grpc::Status ApiServer::Impl::caller(const grpc::ServerContextBase* ctx, Caller*
     out->user = std::move(*user);
     return grpc::Status::OK;
   }
-  // With client-cert auth, the verified certificate's common name is the user (as in etcd).
+  // With client-cert auth, the verified certificate's common name is the user (as in etcd):
+  // the client port recorded it for the connection, or named it on a gateway call.
   if (options.tls.client_cert_auth) {
-    std::shared_ptr<const grpc::AuthContext> ac = ctx->auth_context();
-    if (ac && ac->IsPeerAuthenticated()) {
-      std::vector<grpc::string_ref> cn = ac->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);
-      if (!cn.empty()) out->user.assign(cn.front().data(), cn.front().size());
+    auto g = md.find(ClientIdentities::kGatewayUserKey);
+    if (g != md.end()) {
+      std::optional<std::string> user =
+          identities.gateway_user(std::string_view(g->second.data(), g->second.size()));
+      if (user) out->user = std::move(*user);
+    } else {
+      out->user = identities.user_of_peer(ctx->peer());
     }
   }
   return grpc::Status::OK;

@@ -19,6 +19,7 @@
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "server/api_server.h"
 #include "server/auth_tokens.h"
+#include "server/client_identity.h"
 #include "server/convert.h"
 #include "server/gateway.h"
 #include "server/node.h"
@@ -121,6 +122,8 @@ struct ApiServer::Impl {
   ApiServerOptions options;
   std::unique_ptr<grpc::Server> server;
   // The plain-text client URLs: gRPC handed over, the JSON gateway served.
+  // Who https clients are by their certificates (client_identity.h): filled by client_port.
+  ClientIdentities identities;
   std::unique_ptr<ClientPort> client_port;
   std::vector<int> ports;
   std::unique_ptr<TokenTable> tokens;

@@ -131,36 +131,6 @@ class RpcObserverFactory final : public grpc::experimental::ServerInterceptorFac
 
 }  // namespace
 
-MemberHash member_hash_kv(uint64_t member, const std::vector<std::string>& client_urls,
-                          int64_t revision, const ClientTls& tls) {
-  MemberHash out;
-  out.member = member;
-  out.error = "no client URL";
-  for (const std::string& url : client_urls) {
-    std::string error;
-    std::shared_ptr<grpc::Channel> channel = member_channel(url, tls, &error);
-    if (!channel) {
-      out.error = error;
-      continue;
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    pb::HashKVRequest req;
-    req.set_revision(revision);
-    pb::HashKVResponse resp;
-    grpc::Status st = pb::Maintenance::NewStub(channel)->HashKV(&ctx, req, &resp);
-    if (!st.ok()) {
-      out.error = url + ": " + st.error_message();
-      continue;
-    }
-    out.answered = true;
-    out.error.clear();
-    out.kv = KvHash{resp.hash(), resp.header().revision(), resp.compact_revision()};
-    break;
-  }
-  return out;
-}
-
 storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint64_t min_index,
                                const std::string& ticket, storage::SnapshotReceiver* receiver,
                                const std::atomic<bool>& stop, const ClientTls& tls) {
@@ -327,29 +297,25 @@ storage::Status ApiServer::start() {
   go.http = impl_->options.http;
   go.cors = impl_->options.cors;
   go.host_whitelist = impl_->options.host_whitelist;
+  go.tls = impl_->options.tls;
+  go.identities = &impl_->identities;
   impl_->client_port = std::make_unique<ClientPort>(go);
-  std::shared_ptr<grpc::ServerCredentials> tls;
+  // Every client URL is the client port's: it ends TLS on the https ones itself and hands gRPC
+  // its connections (gateway.h), so the gRPC server has no listening port of its own.
   for (size_t i = 0; i < impl_->options.listen_addresses.size(); ++i) {
     bool https = impl_->options.listen_tls[i];
-    if (!https) {
-      const std::string& address = impl_->options.listen_addresses[i];
-      size_t colon = address.rfind(':');
-      if (colon == std::string::npos)
-        return storage::Status::invalid_argument("no port in " + address);
-      uint16_t bound = 0;
-      int port = std::atoi(address.c_str() + colon + 1);
-      CHORUS_RETURN_IF_ERROR(impl_->client_port->listen(address.substr(0, colon),
-                                                        static_cast<uint16_t>(port), &bound));
-      impl_->ports[i] = bound;
-      continue;
+    if (https && !impl_->options.tls.has_identity()) {
+      return storage::Status::invalid_argument("an https listener needs a certificate and key");
     }
-    if (https && !tls) {
-      if (!impl_->options.tls.has_identity()) {
-        return storage::Status::invalid_argument("an https listener needs a certificate and key");
-      }
-      tls = server_credentials(impl_->options.tls);
-    }
-    builder.AddListeningPort(impl_->options.listen_addresses[i], tls, &impl_->ports[i]);
+    const std::string& address = impl_->options.listen_addresses[i];
+    size_t colon = address.rfind(':');
+    if (colon == std::string::npos)
+      return storage::Status::invalid_argument("no port in " + address);
+    uint16_t bound = 0;
+    int port = std::atoi(address.c_str() + colon + 1);
+    CHORUS_RETURN_IF_ERROR(impl_->client_port->listen(address.substr(0, colon),
+                                                      static_cast<uint16_t>(port), &bound, https));
+    impl_->ports[i] = bound;
   }
   int max_recv = static_cast<int>(
       std::min<uint64_t>(impl_->options.max_request_bytes + kGrpcOverheadBytes, INT32_MAX));
@@ -375,11 +341,6 @@ storage::Status ApiServer::start() {
     builder.RegisterService(service.get());
   impl_->server = builder.BuildAndStart();
   if (!impl_->server) return storage::Status::io_error("gRPC server failed to start");
-  for (size_t i = 0; i < impl_->ports.size(); ++i) {
-    if (impl_->ports[i] == 0) {
-      return storage::Status::io_error("cannot listen on " + impl_->options.listen_addresses[i]);
-    }
-  }
   if (auto* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }

@@ -11,7 +11,6 @@
 #include <string_view>
 #include <vector>
 
-#include "server/corrupt_check.h"
 #include "server/http_server.h"
 #include "server/tls.h"
 #include "storage/status.h"
@@ -34,14 +33,9 @@ storage::Status fetch_snapshot(const std::vector<std::string>& client_urls, uint
                                const std::string& ticket, storage::SnapshotReceiver* receiver,
                                const std::atomic<bool>& stop, const ClientTls& tls);
 
-// HashKV at `revision` from the member at `client_urls` (the first that answers), for the
-// corruption checks: `answered` false, with the reason, when none can say.
-MemberHash member_hash_kv(uint64_t member, const std::vector<std::string>& client_urls,
-                          int64_t revision, const ClientTls& tls);
-
 struct ApiServerOptions {
-  // host:port pairs to listen on, and whether each is https (served with `tls`). A plain-text
-  // one also serves etcd's HTTP/JSON gateway (gateway.h).
+  // host:port pairs to listen on, and whether each is https (served with `tls`). Each serves
+  // gRPC and etcd's HTTP/JSON gateway (gateway.h).
   std::vector<std::string> listen_addresses;
   std::vector<bool> listen_tls;
   // The member's certificate, key and trusted CA: for its https listeners, and for its calls to
@@ -55,8 +49,8 @@ struct ApiServerOptions {
   // etcd's --bcrypt-cost and --auth-token-ttl (seconds).
   int bcrypt_cost = 10;
   int64_t auth_token_ttl_s = 300;
-  // /health, /version and /metrics on the plain-text client URLs (beside gRPC and the JSON
-  // gateway, as etcd serves them).
+  // /health, /version and /metrics on the client URLs (beside gRPC and the JSON gateway, as
+  // etcd serves them).
   HttpHandlers http;
   // Every member's peer URLs have this scheme (https with peer TLS): MemberAdd and
   // MemberUpdate refuse others.

@@ -738,15 +738,6 @@ bool build_etcd_extras(const RawValues& values, ServerConfig* c, std::string* er
     return fail(error, lookup(values, "cipher-suites", ""),
                 "cannot go with --tls-min-version TLS1.3, whose cipher suites are fixed");
   }
-  // gRPC 1.51's TLS (the client URLs) always offers TLS 1.2 and 1.3; only the peer port, on
-  // OpenSSL directly, can narrow that.
-  if (has_https(c->listen_client_urls) && (c->tls_min_version != 12 || c->tls_max_version != 13)) {
-    return fail(
-        error, lookup(values, c->tls_min_version != 12 ? "tls-min-version" : "tls-max-version", ""),
-        "narrows the TLS versions, which https client URLs cannot do here (they offer "
-        "TLS 1.2 and 1.3): keep the default, or serve clients over http behind a TLS "
-        "proxy");
-  }
   if (!c->client_crl_file.empty() && c->trusted_ca_file.empty()) {
     return fail(error, lookup(values, "client-crl-file", ""),
                 "needs --trusted-ca-file: only clients with certificates can be revoked");

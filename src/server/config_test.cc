@@ -714,9 +714,6 @@ TEST(ConfigErrors, TlsDetails) {
   expect_error(
       parse({"--tls-min-version=TLS1.3", "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}),
       {"--cipher-suites", "fixed"});
-  expect_error(parse({"--listen-client-urls=https://127.0.0.1:2379", "--auto-tls",
-                      "--tls-max-version=TLS1.2"}),
-               {"--tls-max-version", "https client URLs"});
   expect_error(parse({"--client-crl-file=c.crl"}), {"--client-crl-file", "--trusted-ca-file"});
   expect_error(parse({"--client-cert-allowed-hostname=a"}),
                {"--client-cert-allowed-hostname", "--client-cert-auth"});

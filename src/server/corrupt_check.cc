@@ -95,4 +95,47 @@ void CorruptionChecker::check_once() {
   }
 }
 
+HashResponder::HashResponder(Hash hash) : hash_(std::move(hash)) {
+  thread_ = std::thread([this] {
+    base::set_thread_name("chorus-hash");
+    std::unique_lock<std::mutex> lk(mu_);
+    while (true) {
+      cv_.wait(lk, [this] { return stop_ || has_job_; });
+      if (stop_) return;
+      int64_t revision = revision_;
+      Reply reply = std::move(reply_);
+      lk.unlock();
+      KvHash out;
+      std::string error;
+      bool ok = hash_(revision, &out, &error);
+      reply(ok, out, error);
+      lk.lock();
+      has_job_ = false;
+    }
+  });
+}
+
+HashResponder::~HashResponder() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void HashResponder::submit(int64_t revision, Reply reply) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!stop_ && !has_job_) {
+      has_job_ = true;
+      revision_ = revision;
+      reply_ = std::move(reply);
+      cv_.notify_all();
+      return;
+    }
+  }
+  reply(false, KvHash{}, "busy with another member's hash request, or stopping; ask again later");
+}
+
 }  // namespace chorus::server

@@ -84,4 +84,33 @@ class CorruptionChecker {
   std::thread thread_;
 };
 
+// Answers other members' hash requests (they arrive on the peer port, see
+// transport::ask_hash_kv) on its own thread (chorus-hash), one at a time: hashing reads every
+// key, so a request that comes while another is hashed is refused, not queued.
+class HashResponder {
+ public:
+  // Hashes the store at `revision` (0: now); false with *error when it cannot (a compacted or
+  // future revision).
+  using Hash = std::function<bool(int64_t revision, KvHash* out, std::string* error)>;
+  using Reply = std::function<void(bool ok, const KvHash& hash, const std::string& error)>;
+
+  explicit HashResponder(Hash hash);
+  ~HashResponder();  // answers nothing more, and joins
+  HashResponder(const HashResponder&) = delete;
+  HashResponder& operator=(const HashResponder&) = delete;
+
+  // `reply` runs on the responder's thread, or at once when it is busy or stopping.
+  void submit(int64_t revision, Reply reply);
+
+ private:
+  const Hash hash_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool has_job_ = false;
+  int64_t revision_ = 0;
+  Reply reply_;
+  std::thread thread_;
+};
+
 }  // namespace chorus::server

@@ -20,10 +20,15 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <asio.hpp>
+
+#include "transport/tls_stream.h"
 #pragma GCC diagnostic pop
+
+#include <openssl/ssl.h>
 
 #include "base/thread_name.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "server/client_identity.h"
 #include "server/gateway_json.h"
 
 namespace chorus::server {
@@ -31,6 +36,8 @@ namespace chorus::server {
 namespace pb = etcdserverpb;
 using asio::ip::tcp;
 using std::chrono::milliseconds;
+using transport::Stream;
+using Context = std::shared_ptr<asio::ssl::context>;
 
 int http_status_for(int grpc_code) {
   switch (grpc_code) {
@@ -102,15 +109,67 @@ Answer grpc_answer(const grpc::Status& st) {
 
 struct Conn;
 
-// A route: takes the request body and the token, answers through `reply` (from any thread),
-// or, for a stream, through the connection's chunk writer.
+// What a gateway call carries of its caller: the Authorization header's token, and the
+// common name of a verified client certificate (ClientIdentities).
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+void add_metadata(grpc::ClientContext* ctx, const Metadata& md) {
+  for (const auto& [key, value] : md)
+    ctx->AddMetadata(key, value);
+}
+
+// A route: takes the request body and the caller's metadata, answers through `reply` (from any
+// thread), or, for a stream, through the connection's chunk writer.
 using Reply = std::function<void(Answer)>;
 struct Route {
-  std::function<void(const std::string& body, const std::string& token, Reply reply)> unary;
+  std::function<void(const std::string& body, const Metadata& md, Reply reply)> unary;
   std::function<void(const std::shared_ptr<Conn>& conn, const std::string& body,
-                     const std::string& token)>
+                     const Metadata& md)>
       stream;
 };
+
+struct Pump;
+
+// A connection that has not said yet which protocol it speaks: a TLS handshake, then its first
+// bytes (https), or its first bytes peeked at (plain text).
+struct Pending {
+  Context ctx;  // the TLS context the stream was made with (plain text: an idle one)
+  std::unique_ptr<Stream> stream;
+  asio::steady_timer timer;
+  std::string first;        // decrypted bytes read so far (https)
+  std::string common_name;  // of a verified client certificate (https)
+  bool tls = false;
+};
+
+Context plain_context() {
+  static Context ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls);
+  return ctx;
+}
+
+// ALPN on https client URLs: http/1.1 when the client offers it (curl, browsers: the gateway),
+// else h2 (gRPC's clients, which offer nothing else); no protocol when it offers neither.
+int select_protocol(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_len,
+                    const unsigned char* in, unsigned int in_len, void* /*arg*/) {
+  static constexpr std::string_view kHttp11 = "http/1.1";
+  static constexpr std::string_view kH2 = "h2";
+  const unsigned char* found = nullptr;
+  for (unsigned int i = 0; i < in_len;) {
+    unsigned int n = in[i];
+    if (i + 1 + n > in_len) break;
+    std::string_view name(reinterpret_cast<const char*>(in + i + 1), n);
+    if (name == kHttp11) {
+      *out = in + i + 1;
+      *out_len = static_cast<unsigned char>(n);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    if (name == kH2) found = in + i + 1;
+    i += 1 + n;
+  }
+  if (found == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  *out = found;
+  *out_len = static_cast<unsigned char>(kH2.size());
+  return SSL_TLSEXT_ERR_OK;
+}
 
 }  // namespace
 
@@ -119,7 +178,11 @@ struct ClientPort::Impl {
 
   GatewayOptions options;
   asio::io_context io;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  struct Listener {
+    std::unique_ptr<tcp::acceptor> acceptor;
+    bool tls = false;
+  };
+  std::vector<Listener> listeners;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
   grpc::Server* server = nullptr;
@@ -136,8 +199,10 @@ struct ClientPort::Impl {
   // Calls on the in-process channel not yet answered: their callbacks post here, so the
   // io_context outlives them (~Impl waits).
   std::atomic<int64_t> in_flight{0};
-  // Connections still saying which protocol they speak (I/O thread only).
-  std::unordered_set<std::shared_ptr<tcp::socket>> sniffing;
+  // Connections still saying which protocol they speak, and https connections handed to gRPC
+  // (I/O thread only).
+  std::unordered_set<std::shared_ptr<Pending>> sniffing;
+  std::unordered_set<std::shared_ptr<Pump>> pumps;
   bool stopping = false;  // I/O thread only
 
   ~Impl() {
@@ -146,8 +211,13 @@ struct ClientPort::Impl {
   }
 
   void build_routes();
-  void accept(tcp::acceptor* a);
-  void sniff(std::shared_ptr<tcp::socket> s, std::shared_ptr<asio::steady_timer> timer);
+  void accept(Listener* l);
+  void sniff(std::shared_ptr<Pending> p);
+  void handshake(std::shared_ptr<Pending> p);
+  void read_first(std::shared_ptr<Pending> p);
+  void drop(const std::shared_ptr<Pending>& p);
+  void to_grpc(std::shared_ptr<Pending> p);
+  void to_gateway(std::shared_ptr<Pending> p);
   void close_all();
 };
 
@@ -156,11 +226,20 @@ namespace {
 // An HTTP/1.1 connection of the gateway. Requests are read and answered one at a time; a
 // stream's answer holds the connection until it ends.
 struct Conn : std::enable_shared_from_this<Conn> {
-  Conn(ClientPort::Impl* impl, tcp::socket s)
-      : d(impl), socket(std::move(s)), timer(socket.get_executor()) {}
+  Conn(ClientPort::Impl* impl, Pending&& p)
+      : d(impl),
+        ctx(std::move(p.ctx)),
+        stream_(std::move(p.stream)),
+        tls(p.tls),
+        common_name(std::move(p.common_name)),
+        timer(stream_->get_executor()),
+        buffer(std::move(p.first)) {}
 
   ClientPort::Impl* d;
-  tcp::socket socket;
+  Context ctx;  // outlives the stream made with it
+  std::unique_ptr<Stream> stream_;
+  bool tls;
+  std::string common_name;
   asio::steady_timer timer;
   std::string buffer;
   std::array<char, kReadChunkBytes> chunk{};
@@ -175,7 +254,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   // The stream's call, to cancel when the client goes away.
   std::weak_ptr<Cancellable> stream;
 
-  void start() { read_more(); }
+  void start() { process(); }  // bytes read while sniffing may hold a whole request
 
   void arm_timer() {
     timer.expires_after(milliseconds(d->options.idle_timeout_ms));
@@ -187,18 +266,18 @@ struct Conn : std::enable_shared_from_this<Conn> {
   void read_more() {
     if (closed) return;
     arm_timer();
-    socket.async_read_some(asio::buffer(chunk),
-                           [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                             if (self->closed) return;
-                             if (ec) {
-                               self->close();
-                               return;
-                             }
-                             // Talk over a stream is dropped; reading on notices a close.
-                             if (self->streaming) return self->read_more();
-                             self->buffer.append(self->chunk.data(), n);
-                             self->process();
-                           });
+    transport::read_some(*stream_, tls, asio::buffer(chunk),
+                         [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                           if (self->closed) return;
+                           if (ec) {
+                             self->close();
+                             return;
+                           }
+                           // Talk over a stream is dropped; reading on notices a close.
+                           if (self->streaming) return self->read_more();
+                           self->buffer.append(self->chunk.data(), n);
+                           self->process();
+                         });
   }
 
   // Handles the buffered request, if complete; else reads on.
@@ -273,13 +352,19 @@ struct Conn : std::enable_shared_from_this<Conn> {
     auto route = d->routes.find(path);
     if (route == d->routes.end()) return fail(404, "Not Found");
     if (head.method != "POST") return fail(405, "use POST");
-    std::string token;
-    if (const std::string* a = head.header("authorization")) token = *a;
-    // gRPC takes only visible ASCII in metadata (and aborts on anything else): such a token
-    // cannot be one this member made.
-    if (!valid_metadata_value(token)) {
-      keep_alive = false;
-      return answer(Answer{401, gateway_error_json(16, "etcdserver: invalid auth token")});
+    Metadata md;
+    if (const std::string* a = head.header("authorization")) {
+      // gRPC takes only visible ASCII in metadata (and aborts on anything else): such a token
+      // cannot be one this member made.
+      if (!valid_metadata_value(*a)) {
+        keep_alive = false;
+        return answer(Answer{401, gateway_error_json(16, "etcdserver: invalid auth token")});
+      }
+      if (!a->empty()) md.emplace_back("authorization", *a);
+    }
+    if (!common_name.empty() && d->options.identities != nullptr) {
+      md.emplace_back(ClientIdentities::kGatewayUserKey,
+                      d->options.identities->gateway_value(common_name));
     }
     auto self = shared_from_this();
     if (route->second.stream) {
@@ -293,12 +378,12 @@ struct Conn : std::enable_shared_from_this<Conn> {
              "\r\nContent-Type: application/json\r\nTransfer-Encoding: "
              "chunked\r\nConnection: close\r\n\r\n";
       write_next();
-      route->second.stream(self, body, token);
+      route->second.stream(self, body, md);
       read_more();  // notices the client going away
       return;
     }
-    route->second.unary(body, token, [self](Answer a) {
-      asio::post(self->socket.get_executor(),
+    route->second.unary(body, md, [self](Answer a) {
+      asio::post(self->stream_->get_executor(),
                  [self, a = std::move(a)]() mutable { self->answer(std::move(a)); });
     });
   }
@@ -343,7 +428,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
 
   // From the stream's call (any thread): one message, or the end.
   void post_chunk(std::string data) {
-    asio::post(socket.get_executor(), [self = shared_from_this(), data = std::move(data)] {
+    asio::post(stream_->get_executor(), [self = shared_from_this(), data = std::move(data)] {
       if (self->closed) return;
       char size[24];
       std::snprintf(size, sizeof size, "%zx\r\n", data.size());
@@ -354,7 +439,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   }
 
   void post_end() {
-    asio::post(socket.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_->get_executor(), [self = shared_from_this()] {
       self->d->streams.fetch_sub(1);
       if (self->closed) return;
       self->out += "0\r\n\r\n";
@@ -368,26 +453,26 @@ struct Conn : std::enable_shared_from_this<Conn> {
     writing = true;
     auto data = std::make_shared<std::string>();
     data->swap(out);
-    asio::async_write(socket, asio::buffer(*data),
-                      [self = shared_from_this(), data](const asio::error_code& ec, size_t) {
-                        self->writing = false;
-                        if (self->closed) return;
-                        if (ec) return self->close();
-                        if (!self->out.empty()) return self->write_next();
-                        if (self->streaming) {
-                          if (self->stream_done) return self->close();
-                          return;
-                        }
-                        if (!self->keep_alive) return self->close();
-                        self->process();  // a pipelined request may be waiting
-                      });
+    transport::write_all(*stream_, tls, asio::buffer(*data),
+                         [self = shared_from_this(), data](const asio::error_code& ec, size_t) {
+                           self->writing = false;
+                           if (self->closed) return;
+                           if (ec) return self->close();
+                           if (!self->out.empty()) return self->write_next();
+                           if (self->streaming) {
+                             if (self->stream_done) return self->close();
+                             return;
+                           }
+                           if (!self->keep_alive) return self->close();
+                           self->process();  // a pipelined request may be waiting
+                         });
   }
 
   void close() {
     if (closed) return;
     closed = true;
     asio::error_code ignored;
-    socket.close(ignored);
+    stream_->next_layer().close(ignored);
     timer.cancel();
     if (auto call = stream.lock()) call->cancel();
     d->conns.erase(shared_from_this());
@@ -402,10 +487,10 @@ template <typename Req, typename Resp>
 class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellable {
  public:
   template <typename Start>
-  static void begin(const std::shared_ptr<Conn>& conn, Req first, const std::string& token,
-                    bool single, Start start) {
+  static void begin(const std::shared_ptr<Conn>& conn, Req first, const Metadata& md, bool single,
+                    Start start) {
     std::shared_ptr<StreamBridge> b(new StreamBridge(conn, std::move(first), single));
-    if (!token.empty()) b->ctx_.AddMetadata("authorization", token);
+    add_metadata(&b->ctx_, md);
     b->self_ = b;
     conn->stream = b;
     conn->d->in_flight.fetch_add(1);
@@ -459,7 +544,7 @@ class StreamBridge : public grpc::ClientBidiReactor<Req, Resp>, public Cancellab
 template <typename Req, typename Resp, typename Invoke>
 Route unary(ClientPort::Impl* d, Invoke invoke) {
   Route r;
-  r.unary = [invoke, d](const std::string& body, const std::string& token, Reply reply) {
+  r.unary = [invoke, d](const std::string& body, const Metadata& md, Reply reply) {
     auto req = std::make_shared<Req>();
     std::string error;
     if (!parse_gateway_body(body, req.get(), &error)) {
@@ -471,7 +556,7 @@ Route unary(ClientPort::Impl* d, Invoke invoke) {
       Resp resp;
     };
     auto call = std::make_shared<Call>();
-    if (!token.empty()) call->ctx.AddMetadata("authorization", token);
+    add_metadata(&call->ctx, md);
     call->ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
     d->in_flight.fetch_add(1);
     invoke(&call->ctx, req.get(), &call->resp, [call, req, reply, d](grpc::Status st) mutable {
@@ -488,7 +573,7 @@ template <typename Req, typename Resp, typename Start>
 Route stream(bool single, Start start) {
   Route r;
   r.stream = [single, start](const std::shared_ptr<Conn>& conn, const std::string& body,
-                             const std::string& token) {
+                             const Metadata& md) {
     Req req;
     std::string error;
     if (!parse_gateway_body(body, &req, &error)) {
@@ -499,7 +584,7 @@ Route stream(bool single, Start start) {
       conn->post_end();
       return;
     }
-    StreamBridge<Req, Resp>::begin(conn, std::move(req), token, single, start);
+    StreamBridge<Req, Resp>::begin(conn, std::move(req), md, single, start);
   };
   return r;
 }
@@ -582,100 +667,239 @@ void ClientPort::Impl::build_routes() {
       });
 }
 
-void ClientPort::Impl::accept(tcp::acceptor* a) {
-  a->async_accept([this, a](const asio::error_code& ec, tcp::socket socket) {
+namespace {
+
+// An https connection that speaks HTTP/2, handed to gRPC: gRPC owns one end of a socket pair,
+// and the pump copies between the other end and the TLS stream, both ways, one read and one
+// write at a time each way (what one side does not take, the other is not asked for). Either
+// side closing closes both.
+struct Pump : std::enable_shared_from_this<Pump> {
+  Pump(ClientPort::Impl* impl, Pending&& p, asio::local::stream_protocol::socket grpc_end)
+      : d(impl), ctx(std::move(p.ctx)), stream(std::move(p.stream)), local(std::move(grpc_end)) {}
+
+  ClientPort::Impl* d;
+  Context ctx;  // outlives the stream made with it
+  std::unique_ptr<Stream> stream;
+  asio::local::stream_protocol::socket local;
+  std::array<char, kReadChunkBytes> up{};
+  std::array<char, kReadChunkBytes> down{};
+  bool closed = false;
+
+  // `first`: what was read of the client while deciding (the preface, and perhaps more).
+  void start(std::string first) {
+    auto data = std::make_shared<std::string>(std::move(first));
+    asio::async_write(local, asio::buffer(*data),
+                      [self = shared_from_this(), data](const asio::error_code& ec, size_t) {
+                        if (ec || self->closed) return self->close();
+                        self->client_to_grpc();
+                      });
+    grpc_to_client();
+  }
+
+  void client_to_grpc() {
+    stream->async_read_some(asio::buffer(up),
+                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                              if (ec || self->closed) return self->close();
+                              asio::async_write(self->local, asio::buffer(self->up.data(), n),
+                                                [self](const asio::error_code& wec, size_t) {
+                                                  if (wec || self->closed) return self->close();
+                                                  self->client_to_grpc();
+                                                });
+                            });
+  }
+
+  void grpc_to_client() {
+    local.async_read_some(asio::buffer(down),
+                          [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                            if (ec || self->closed) return self->close();
+                            asio::async_write(*self->stream, asio::buffer(self->down.data(), n),
+                                              [self](const asio::error_code& wec, size_t) {
+                                                if (wec || self->closed) return self->close();
+                                                self->grpc_to_client();
+                                              });
+                          });
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    asio::error_code ignored;
+    stream->next_layer().close(ignored);
+    local.close(ignored);
+    d->pumps.erase(shared_from_this());
+  }
+};
+
+}  // namespace
+
+void ClientPort::Impl::accept(Listener* l) {
+  l->acceptor->async_accept([this, l](const asio::error_code& ec, tcp::socket socket) {
     if (stopping) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
       auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(kAcceptRetryMs));
-      retry->async_wait([this, a, retry](const asio::error_code&) {
-        if (!stopping) accept(a);
+      retry->async_wait([this, l, retry](const asio::error_code&) {
+        if (!stopping) accept(l);
       });
       return;
     }
+    accept(l);
     asio::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto s = std::make_shared<tcp::socket>(std::move(socket));
     if (sniffing.size() + conns.size() >= options.max_connections) {
-      s->close(ignored);
-      accept(a);
+      socket.close(ignored);
       return;
     }
-    sniffing.insert(s);
-    auto timer = std::make_shared<asio::steady_timer>(io, milliseconds(kSniffTimeoutMs));
-    timer->async_wait([this, s](const asio::error_code& error) {
-      if (!error) {
-        asio::error_code ignore;
-        s->close(ignore);
-        sniffing.erase(s);
+    // Each https connection gets a context read from the files as they are now: rotated
+    // certificates and revocation lists take effect without a restart.
+    Context ctx = plain_context();
+    if (l->tls) {
+      std::string error;
+      ctx = transport::make_tls_context(options.tls, /*server=*/true, "client", &error);
+      if (!ctx) {  // a file went bad: the TLS file watch reports it; refuse until it is fixed
+        socket.close(ignored);
+        return;
       }
+      SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_protocol, nullptr);
+    }
+    auto stream = std::make_unique<Stream>(std::move(socket), *ctx);
+    auto p = std::shared_ptr<Pending>(
+        new Pending{std::move(ctx), std::move(stream), asio::steady_timer(io), {}, {}, l->tls});
+    sniffing.insert(p);
+    p->timer.expires_after(milliseconds(kSniffTimeoutMs));
+    p->timer.async_wait([this, p](const asio::error_code& error) {
+      if (!error) drop(p);
     });
-    sniff(s, timer);
-    accept(a);
+    if (l->tls) {
+      handshake(p);
+    } else {
+      sniff(p);
+    }
   });
 }
 
-// Peeks at the first bytes (never consuming them) until they are, or cannot be, HTTP/2's
-// preface.
-void ClientPort::Impl::sniff(std::shared_ptr<tcp::socket> s,
-                             std::shared_ptr<asio::steady_timer> timer) {
-  s->async_wait(tcp::socket::wait_read, [this, s, timer](const asio::error_code& ec) {
-    if (ec || stopping || !s->is_open()) {
-      sniffing.erase(s);
-      return;
-    }
+void ClientPort::Impl::drop(const std::shared_ptr<Pending>& p) {
+  asio::error_code ignored;
+  p->timer.cancel();
+  p->stream->next_layer().close(ignored);  // its pending wait ends with it
+  sniffing.erase(p);
+}
+
+// Plain text: peeks at the first bytes (never consuming them) until they are, or cannot be,
+// HTTP/2's preface.
+void ClientPort::Impl::sniff(std::shared_ptr<Pending> p) {
+  tcp::socket& s = p->stream->next_layer();
+  s.async_wait(tcp::socket::wait_read, [this, p](const asio::error_code& ec) {
+    tcp::socket& sock = p->stream->next_layer();
+    if (ec || stopping || !sock.is_open()) return drop(p);
     std::array<char, kPreface.size()> peek{};
     asio::error_code error;
-    size_t n = s->receive(asio::buffer(peek), tcp::socket::message_peek, error);
-    if (error || n == 0) {
-      timer->cancel();
-      asio::error_code ignored;
-      s->close(ignored);
-      sniffing.erase(s);
-      return;
-    }
+    size_t n = sock.receive(asio::buffer(peek), tcp::socket::message_peek, error);
+    if (error || n == 0) return drop(p);
     std::string_view got(peek.data(), n);
     bool h2 = kPreface.starts_with(got);
     if (h2 && n < kPreface.size()) {
       // A prefix of the preface so far: wait for the rest.
       auto retry = std::make_shared<asio::steady_timer>(io, milliseconds(20));
-      retry->async_wait([this, s, timer, retry](const asio::error_code&) { sniff(s, timer); });
+      retry->async_wait([this, p, retry](const asio::error_code&) { sniff(p); });
       return;
     }
-    timer->cancel();
-    sniffing.erase(s);
-    if (h2) {
-      // gRPC takes the socket as it is; the preface is still unread in it.
-      asio::error_code release_error;
-      int fd = s->release(release_error);
-      if (!release_error) grpc::AddInsecureChannelFromFd(server, fd);
-      return;
-    }
-    if (conns.size() >= options.max_connections) {
-      asio::error_code ignored;
-      s->close(ignored);
-      return;
-    }
-    auto c = std::make_shared<Conn>(this, std::move(*s));
-    conns.insert(c);
-    c->start();
+    if (h2) return to_grpc(std::move(p));
+    to_gateway(std::move(p));
   });
+}
+
+// https: the handshake, then etcd's --client-cert-allowed-hostname check, and the common name
+// of a verified client certificate.
+void ClientPort::Impl::handshake(std::shared_ptr<Pending> p) {
+  p->stream->async_handshake(asio::ssl::stream_base::server, [this, p](const asio::error_code& ec) {
+    if (ec || stopping) return drop(p);
+    SSL* ssl = p->stream->native_handle();
+    X509* cert = SSL_get0_peer_certificate(ssl);
+    bool verified = cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK &&
+                    !options.tls.trusted_ca_file.empty();
+    if (!options.tls.allowed_hostname.empty() &&
+        !(verified && transport::names_host(cert, options.tls.allowed_hostname))) {
+      return drop(p);
+    }
+    if (verified && options.tls.client_cert_auth) p->common_name = transport::common_name(cert);
+    read_first(std::move(p));
+  });
+}
+
+// https: reads decrypted bytes until they are, or cannot be, HTTP/2's preface.
+void ClientPort::Impl::read_first(std::shared_ptr<Pending> p) {
+  auto chunk = std::make_shared<std::array<char, kReadChunkBytes>>();
+  p->stream->async_read_some(
+      asio::buffer(*chunk), [this, p, chunk](const asio::error_code& ec, size_t n) {
+        if (ec || stopping) return drop(p);
+        p->first.append(chunk->data(), n);
+        size_t common = std::min(p->first.size(), kPreface.size());
+        bool h2 = std::string_view(p->first).substr(0, common) == kPreface.substr(0, common);
+        if (h2 && p->first.size() < kPreface.size()) return read_first(p);
+        if (h2) return to_grpc(std::move(p));
+        to_gateway(std::move(p));
+      });
+}
+
+void ClientPort::Impl::to_grpc(std::shared_ptr<Pending> p) {
+  p->timer.cancel();
+  sniffing.erase(p);
+  asio::error_code error;
+  if (!p->tls) {
+    // gRPC takes the socket as it is; the preface is still unread in it.
+    int fd = p->stream->next_layer().release(error);
+    if (error) return;
+    if (options.identities != nullptr) options.identities->set(fd, "");
+    grpc::AddInsecureChannelFromFd(server, fd);
+    return;
+  }
+  asio::local::stream_protocol::socket ours(io), theirs(io);
+  asio::local::connect_pair(ours, theirs, error);
+  // gRPC reads and writes its end without waiting, as its own accepted sockets.
+  if (!error) theirs.non_blocking(true, error);
+  int fd = error ? -1 : theirs.release(error);
+  if (error || fd < 0) {
+    asio::error_code ignored;
+    p->stream->next_layer().close(ignored);
+    return;
+  }
+  if (options.identities != nullptr) options.identities->set(fd, p->common_name);
+  std::string first = std::move(p->first);
+  auto pump = std::make_shared<Pump>(this, std::move(*p), std::move(ours));
+  pumps.insert(pump);
+  grpc::AddInsecureChannelFromFd(server, fd);
+  pump->start(std::move(first));
+}
+
+void ClientPort::Impl::to_gateway(std::shared_ptr<Pending> p) {
+  p->timer.cancel();
+  sniffing.erase(p);
+  if (conns.size() >= options.max_connections) {
+    asio::error_code ignored;
+    p->stream->next_layer().close(ignored);
+    return;
+  }
+  auto c = std::make_shared<Conn>(this, std::move(*p));
+  conns.insert(c);
+  c->start();
 }
 
 void ClientPort::Impl::close_all() {
   stopping = true;
-  for (auto& a : acceptors) {
+  for (auto& l : listeners) {
     asio::error_code ignored;
-    a->close(ignored);
+    l.acceptor->close(ignored);
   }
   std::vector<std::shared_ptr<Conn>> all(conns.begin(), conns.end());
   for (auto& c : all)
     c->close();
-  for (const auto& s : sniffing) {
-    asio::error_code ignored;
-    s->close(ignored);  // its pending wait and timer end with it
-  }
-  sniffing.clear();
+  std::vector<std::shared_ptr<Pump>> handed(pumps.begin(), pumps.end());
+  for (auto& pump : handed)
+    pump->close();
+  std::vector<std::shared_ptr<Pending>> pending(sniffing.begin(), sniffing.end());
+  for (auto& p : pending)
+    drop(p);
   work.reset();
 }
 
@@ -686,7 +910,8 @@ ClientPort::~ClientPort() {
   stop();
 }
 
-storage::Status ClientPort::listen(const std::string& host, uint16_t port, uint16_t* bound_port) {
+storage::Status ClientPort::listen(const std::string& host, uint16_t port, uint16_t* bound_port,
+                                   bool tls) {
   Impl& d = *impl_;
   std::string h = host;
   if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
@@ -725,7 +950,7 @@ storage::Status ClientPort::listen(const std::string& host, uint16_t port, uint1
       continue;
     }
     chosen = a->local_endpoint().port();
-    d.acceptors.push_back(std::move(a));
+    d.listeners.push_back({std::move(a), tls});
     ++bound;
   }
   if (bound == 0) return storage::Status::io_error("cannot listen on " + where + ": " + last_error);
@@ -748,8 +973,8 @@ void ClientPort::start(grpc::Server* server) {
   d.auth = pb::Auth::NewStub(d.channel);
   d.build_routes();
   d.work.emplace(asio::make_work_guard(d.io));
-  for (auto& a : d.acceptors)
-    asio::post(d.io, [&d, acc = a.get()] { d.accept(acc); });
+  for (auto& l : d.listeners)
+    asio::post(d.io, [&d, l = &l] { d.accept(l); });
   d.thread = std::thread([&d] {
     base::set_thread_name("chorus-gateway");
     d.io.run();

@@ -38,6 +38,9 @@ const char* malloc_conf = "background_thread:true,dirty_decay_ms:5000,muzzy_deca
 namespace chorus::server {
 namespace {
 
+// How long a corruption check waits for one member's hash.
+constexpr int kPeerHashTimeoutMs = 10'000;
+
 std::string host_port(const Url& u) {
   if (u.host.find(':') != std::string::npos) return "[" + u.host + "]:" + std::to_string(u.port);
   return u.host + ":" + std::to_string(u.port);
@@ -156,8 +159,9 @@ int run(ServerConfig cfg) {
     log(LogLevel::kWarn, "--log-package-levels is ignored: Chorus has one level, --log-level",
         {{"log-package-levels", cfg.log_package_levels}});
   }
-  // --cipher-suites: gRPC reads its list from the environment when it first makes a TLS
-  // context, so it is set before anything touches gRPC; the peer port takes it directly.
+  // --cipher-suites: the client and peer ports take it directly; gRPC, for this member's calls
+  // to other members' https client URLs, reads it from the environment when it first makes a
+  // TLS context, so it is set before anything touches gRPC.
   std::string cipher_list;
   for (const std::string& c : cfg.cipher_suites)
     cipher_list += (cipher_list.empty() ? "" : ":") + c;
@@ -167,18 +171,13 @@ int run(ServerConfig cfg) {
   tls.cert_file = cfg.cert_file;
   tls.key_file = cfg.key_file;
   tls.trusted_ca_file = cfg.trusted_ca_file;
+  tls.cipher_list = cipher_list;
+  tls.min_version = cfg.tls_min_version;
+  tls.max_version = cfg.tls_max_version;
   tls.client_cert_auth = cfg.client_cert_auth;
   tls.allowed_hostname = cfg.client_cert_allowed_hostname;
   bool https_clients = has_https(cfg.listen_client_urls);
-  if (!cfg.client_crl_file.empty() && https_clients) {
-    tls.crl_file = cfg.client_crl_file;
-    tls.crl_dir = cfg.data_dir + "/fixtures/client-crl";
-    storage::Status st = write_crl_directory(tls.crl_file, tls.crl_dir, 0);
-    if (!st.is_ok()) {
-      log(LogLevel::kFatal, "cannot use --client-crl-file", {{"error", st.to_string()}});
-      return 1;
-    }
-  }
+  if (https_clients) tls.crl_file = cfg.client_crl_file;
   if (cfg.auto_tls && https_clients && !tls.has_identity()) {
     std::vector<std::string> hosts{"127.0.0.1", "localhost"};
     for (const auto* urls : {&cfg.listen_client_urls, &cfg.advertise_client_urls}) {
@@ -217,6 +216,15 @@ int run(ServerConfig cfg) {
       return 1;
     }
     if (!expiry.empty()) log(LogLevel::kError, expiry);
+  }
+  if (https_clients) {
+    // The client port builds a context for each connection; one now proves the files, the
+    // revocation list and the cipher suites usable before the member serves.
+    std::string problem;
+    if (!transport::make_tls_context(tls, /*server=*/true, "client", &problem)) {
+      log(LogLevel::kFatal, "cannot use the client TLS settings", {{"error", problem}});
+      return 1;
+    }
   }
   if (tls.has_identity() && !https_clients) {
     log(LogLevel::kWarn,
@@ -390,6 +398,26 @@ int run(ServerConfig cfg) {
     return true;
   };
   to.on_removed = [&node] { node->removed_by_peer(); };
+  // Other members' corruption checks ask for this member's hash on the peer port (as etcd's
+  // /members/hashkv), so neither client TLS nor auth stands between members.
+  auto hasher =
+      std::make_unique<HashResponder>([&node](int64_t revision, KvHash* out, std::string* error) {
+        int64_t hashed = 0;
+        kv::ApiError e = node->store().hash_kv(revision, &out->hash, &hashed);
+        if (!e.ok()) {
+          *error = e.message;
+          return false;
+        }
+        out->revision = node->store().revision();
+        out->compact_revision = node->store().compact_revision();
+        return true;
+      });
+  to.answer_hash_kv = [&hasher](int64_t revision,
+                                std::function<void(const transport::HashKvAnswer&)> reply) {
+    hasher->submit(revision, [reply](bool ok, const KvHash& h, const std::string& error) {
+      reply(transport::HashKvAnswer{ok, h.hash, h.revision, h.compact_revision, error});
+    });
+  };
   to.tls = peer_tls;
   to.on_peer_error = [](raft::NodeId peer, const std::string& why) {
     log(LogLevel::kWarn, "cannot reach a peer", {{"peer", member_id_hex(peer)}, {"error", why}});
@@ -525,7 +553,7 @@ int run(ServerConfig cfg) {
   node->start(&sink, [](const std::string&) { kill(getpid(), SIGUSR1); });
 
   // The corruption checks compare HashKV answers: this member's store against every other
-  // member's, through their client URLs.
+  // member's, asked on their peer URLs.
   auto local_hash = [&node](KvHash* out) {
     int64_t revision = 0;
     if (!node->store().hash_kv(0, &out->hash, &revision).ok()) return false;
@@ -533,10 +561,30 @@ int run(ServerConfig cfg) {
     out->compact_revision = node->store().compact_revision();
     return true;
   };
-  auto peer_hashes = [&node, tls](int64_t revision) {
+  auto peer_hashes = [&node, &peer_tls](int64_t revision) {
     std::vector<MemberHash> out;
     for (const MemberInfo& m : node->members()) {
-      if (m.id != node->id()) out.push_back(member_hash_kv(m.id, m.client_urls, revision, tls));
+      if (m.id == node->id()) continue;
+      MemberHash h;
+      h.member = m.id;
+      h.error = "no usable peer URL";
+      for (const std::string& text : m.peer_urls) {
+        Url u;
+        if (!parse_peer_url(text, &u, &h.error)) continue;
+        transport::HashKvAnswer a;
+        storage::Status asked =
+            transport::ask_hash_kv(u.host, u.port, node->cluster_id(), revision, kPeerHashTimeoutMs,
+                                   &a, peer_tls ? &*peer_tls : nullptr);
+        if (!asked.is_ok()) {
+          h.error = text + ": " + a.error;
+          continue;
+        }
+        h.answered = true;
+        h.error.clear();
+        h.kv = KvHash{a.hash, a.revision, a.compact_revision};
+        break;
+      }
+      out.push_back(std::move(h));
     }
     return out;
   };
@@ -663,6 +711,7 @@ int run(ServerConfig cfg) {
   node->stop(sig == SIGUSR1 ? 0 : cfg.election_timeout_ms);
   api.stop();
   peers.stop();
+  hasher.reset();
   node.reset();
   return code;
 }

@@ -1,10 +1,6 @@
 #include "server/tls.h"
 
 #include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/security/tls_certificate_provider.h>
-#include <grpcpp/security/tls_certificate_verifier.h>
-#include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -16,7 +12,6 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
-#include <array>
 #include <chrono>
 #include <filesystem>
 
@@ -93,66 +88,7 @@ Status read_crls(const std::string& pem, const std::string& path,
   return Status::ok();
 }
 
-// --client-cert-allowed-hostname: after the CA's signature (and the revocation list) passed,
-// the client's certificate must also name this host (a DNS or IP subject alternative name).
-class AllowedHostname final : public grpc::experimental::ExternalCertificateVerifier {
- public:
-  explicit AllowedHostname(std::string name) : name_(std::move(name)) {}
-
-  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
-              std::function<void(grpc::Status)> /*callback*/, grpc::Status* sync_status) override {
-    grpc::string_ref pem = request->peer_cert();
-    std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(
-        bio_of(std::string(pem.data(), pem.size())).get(), nullptr, nullptr, nullptr));
-    ERR_clear_error();
-    bool ok =
-        cert != nullptr && (X509_check_host(cert.get(), name_.data(), name_.size(),
-                                            X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr) == 1 ||
-                            X509_check_ip_asc(cert.get(), name_.c_str(), 0) == 1);
-    *sync_status = ok ? grpc::Status::OK
-                      : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                     "client certificate is not valid for '" + name_ + "'");
-    return true;  // answered synchronously
-  }
-  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest* /*request*/) override {}
-
- private:
-  const std::string name_;
-};
-
 }  // namespace
-
-storage::Status write_crl_directory(const std::string& crl_file, const std::string& dir,
-                                    int generation) {
-  std::string pem;
-  CHORUS_RETURN_IF_ERROR(read_text(crl_file, "--client-crl-file", &pem));
-  std::vector<std::unique_ptr<X509_CRL, CrlFree>> crls;
-  CHORUS_RETURN_IF_ERROR(read_crls(pem, crl_file, &crls));
-  std::error_code ec;
-  if (generation == 0) std::filesystem::remove_all(dir, ec);
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::io_error("cannot make " + dir + ": " + ec.message());
-  for (const auto& crl : crls) {
-    // Lists of one issuer go under consecutive suffixes, as OpenSSL's lookup reads them; a
-    // changed file's lists follow those of earlier ones (generation 0 starts afresh).
-    unsigned long hash =
-        X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr, nullptr);
-    int suffix = 0;
-    std::array<char, 32> name{};
-    for (;; ++suffix) {
-      std::snprintf(name.data(), name.size(), "%08lx.r%d", hash, suffix);
-      if (!disk().exists(dir + "/" + name.data())) break;
-    }
-    std::string out;
-    std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_X509_CRL(bio.get(), crl.get());
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio.get(), &data);
-    out.assign(data, static_cast<size_t>(n));
-    CHORUS_RETURN_IF_ERROR(disk().write_file_atomic(dir, name.data(), out));
-  }
-  return Status::ok();
-}
 
 storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warning) {
   ERR_clear_error();  // so an error reported below is this check's
@@ -217,10 +153,6 @@ TlsFileWatch::TlsFileWatch(ClientTls tls, std::function<void(const std::string&)
     : tls_(std::move(tls)), on_change_(std::move(on_change)) {
   // What the files hold now was judged (and logged) at start; only changes are news.
   problem_ = tls_problem(tls_);
-  // The revocation list as the member wrote it into crl_dir at start.
-  if (!tls_.crl_file.empty() && !disk().read_file(tls_.crl_file, &crl_text_).is_ok()) {
-    crl_text_.clear();
-  }
   thread_ = std::thread([this] {
     base::set_thread_name("chorus-tls");
     std::unique_lock<std::mutex> lk(mu_);
@@ -248,19 +180,6 @@ std::string TlsFileWatch::problem() const {
 
 void TlsFileWatch::check() {
   std::string now = tls_problem(tls_);
-  // A changed revocation list goes into the directory handshakes read, as a new generation.
-  if (!tls_.crl_file.empty() && !tls_.crl_dir.empty()) {
-    std::string text;
-    if (disk().read_file(tls_.crl_file, &text).is_ok() && text != crl_text_) {
-      Status st = write_crl_directory(tls_.crl_file, tls_.crl_dir, crl_generation_ + 1);
-      if (st.is_ok()) {
-        ++crl_generation_;
-        crl_text_ = text;
-      } else if (now.empty()) {
-        now = st.to_string();
-      }
-    }
-  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (now == problem_) return;  // only this thread writes problem_
@@ -347,26 +266,6 @@ storage::Status make_self_signed(const std::string& dir, const std::vector<std::
     return Status::io_error("--auto-tls: cannot make " + key_path + " its owner's alone");
   }
   return write_pem("cert.pem", [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
-}
-
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls) {
-  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      tls.key_file, tls.cert_file, tls.trusted_ca_file, kTlsRefreshSeconds);
-  grpc::experimental::TlsServerCredentialsOptions options(provider);
-  options.watch_identity_key_cert_pairs();
-  if (!tls.trusted_ca_file.empty()) options.watch_root_certs();
-  // As etcd: a trusted CA alone already means clients must present a certificate it signed.
-  bool verify_clients = tls.client_cert_auth || !tls.trusted_ca_file.empty();
-  options.set_cert_request_type(verify_clients
-                                    ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                    : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  if (!tls.crl_file.empty()) options.set_crl_directory(tls.crl_dir);
-  if (!tls.allowed_hostname.empty()) {
-    options.set_certificate_verifier(
-        grpc::experimental::ExternalCertificateVerifier::Create<AllowedHostname>(
-            tls.allowed_hostname));
-  }
-  return grpc::experimental::TlsServerCredentials(options);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> member_channel_credentials(const std::string& url,

@@ -12,36 +12,23 @@
 #include <vector>
 
 #include "storage/status.h"
+#include "transport/tls_context.h"
 
 namespace grpc {
-class ServerCredentials;
 class ChannelCredentials;
 }  // namespace grpc
 
 namespace chorus::server {
 
-struct ClientTls {
-  std::string cert_file;
-  std::string key_file;
-  std::string trusted_ca_file;
+// The client port's TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-crl-file,
+// --cipher-suites, --tls-min-version, --tls-max-version). Chorus ends TLS itself on https
+// client URLs (gateway.h), so every one of these applies to gRPC and the JSON gateway alike.
+struct ClientTls : transport::TlsSettings {
   bool client_cert_auth = false;
-  // --client-crl-file: revoked client certificates are refused in the handshake. gRPC's TLS
-  // reads revocation lists from a directory of files named by their issuer's hash: `crl_dir`,
-  // which the member fills from crl_file (write_crl_directory).
-  std::string crl_file;
-  std::string crl_dir;
   // --client-cert-allowed-hostname: a client certificate must also be valid for this name.
   std::string allowed_hostname;
   bool has_identity() const { return !cert_file.empty(); }
 };
-
-// Writes the revocation lists (PEM) of `crl_file` into `dir` as "<issuer hash>.r<n>", the names
-// OpenSSL's directory lookup reads, each at its issuer's next free n: lists written later (a
-// changed file, generation > 0) are picked up by handshakes from then on, newer lists preferred
-// to older ones. Generation 0 empties the directory first. An error when the file cannot be
-// read or holds no list.
-storage::Status write_crl_directory(const std::string& crl_file, const std::string& dir,
-                                    int generation);
 
 // How often the certificate files are read again.
 inline constexpr unsigned kTlsRefreshSeconds = 1;
@@ -69,8 +56,6 @@ class TlsFileWatch {
 
   const ClientTls tls_;
   std::function<void(const std::string&)> on_change_;
-  std::string crl_text_;  // crl_file as last written to crl_dir
-  int crl_generation_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -84,8 +69,6 @@ class TlsFileWatch {
 storage::Status make_self_signed(const std::string& dir, const std::vector<std::string>& hosts,
                                  ClientTls* tls);
 
-// For https listeners; requires a certificate and key.
-std::shared_ptr<grpc::ServerCredentials> server_credentials(const ClientTls& tls);
 // For calls to another member's client URL: TLS for https (trusting --trusted-ca-file, else
 // the system's CAs, and presenting this member's certificate), plain text for http. Null, with
 // *error, when a file that is set cannot be read: never a wider trust or plain text instead.

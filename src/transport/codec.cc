@@ -140,6 +140,10 @@ const char* to_string(FrameType type) {
       return "Join";
     case FrameType::kJoinAck:
       return "JoinAck";
+    case FrameType::kHashKv:
+      return "HashKv";
+    case FrameType::kHashKvAck:
+      return "HashKvAck";
   }
   return "?";
 }
@@ -288,6 +292,43 @@ bool decode_join_ack(std::string_view payload, JoinAck* out) {
     out->members.push_back(std::move(m));
   }
   return r.done();
+}
+
+std::string encode_hash_kv(const HashKvRequest& q) {
+  std::string out;
+  put_u64(&out, q.magic);
+  put_u32(&out, q.version);
+  put_u64(&out, q.cluster_id);
+  put_u64(&out, static_cast<uint64_t>(q.revision));
+  return out;
+}
+
+bool decode_hash_kv(std::string_view payload, HashKvRequest* out) {
+  Reader r(payload);
+  uint64_t revision = 0;
+  if (!r.u64(&out->magic) || !r.u32(&out->version) || !r.u64(&out->cluster_id) ||
+      !r.u64(&revision) || !r.done())
+    return false;
+  out->revision = static_cast<int64_t>(revision);
+  return out->revision >= 0;
+}
+
+std::string encode_hash_kv_ack(const HashKvAck& a) {
+  std::string out;
+  put_u32(&out, a.hash);
+  put_u64(&out, static_cast<uint64_t>(a.revision));
+  put_u64(&out, static_cast<uint64_t>(a.compact_revision));
+  return out;
+}
+
+bool decode_hash_kv_ack(std::string_view payload, HashKvAck* out) {
+  Reader r(payload);
+  uint64_t revision = 0;
+  uint64_t compact = 0;
+  if (!r.u32(&out->hash) || !r.u64(&revision) || !r.u64(&compact) || !r.done()) return false;
+  out->revision = static_cast<int64_t>(revision);
+  out->compact_revision = static_cast<int64_t>(compact);
+  return out->revision >= 0 && out->compact_revision >= 0;
 }
 
 std::string encode_ping(uint64_t token) {

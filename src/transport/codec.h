@@ -23,6 +23,8 @@
 //   kJoin               u64 magic, u32 version, u32 count, then count u32-length-prefixed peer URLs
 //   kJoinAck            u64 cluster id, u64 member id, u64 the answering node's applied index,
 //                       u32 count, then per member: u64 id, u32 count, u32-length-prefixed URLs
+//   kHashKv             u64 magic, u32 version, u64 cluster id, i64 revision (0: the current)
+//   kHashKvAck          u32 hash, i64 the answering member's revision, i64 its compaction
 //
 // Decoders refuse rather than guess: unknown frame or enum values, non-canonical booleans,
 // trailing bytes, counts the remaining bytes cannot hold (checked before anything is allocated
@@ -51,8 +53,13 @@ enum class FrameType : uint8_t {
   // are; the answer is kJoinAck, or kReject, and the connection closes.
   kJoin = 7,
   kJoinAck = 8,
+  // A member's corruption check asks another member for the hash of its key-value history at
+  // a revision (etcd's /members/hashkv on the peer port); the answer is kHashKvAck, or kReject
+  // with the reason, and the connection closes.
+  kHashKv = 9,
+  kHashKvAck = 10,
 };
-inline constexpr uint8_t kMaxFrameType = 8;
+inline constexpr uint8_t kMaxFrameType = 10;
 const char* to_string(FrameType type);
 
 inline constexpr size_t kFrameHeaderBytes = 9;
@@ -165,6 +172,25 @@ inline constexpr uint32_t kMaxJoinMembers = 1024;
 inline constexpr uint32_t kMaxJoinAckBytes = 1u << 20;
 std::string encode_join_ack(const JoinAck& a);
 [[nodiscard]] bool decode_join_ack(std::string_view payload, JoinAck* out);
+
+struct HashKvRequest {
+  uint64_t magic = kHelloMagic;
+  uint32_t version = kProtocolVersion;
+  uint64_t cluster_id = 0;
+  int64_t revision = 0;
+  bool operator==(const HashKvRequest&) const = default;
+};
+std::string encode_hash_kv(const HashKvRequest& q);
+[[nodiscard]] bool decode_hash_kv(std::string_view payload, HashKvRequest* out);
+
+struct HashKvAck {
+  uint32_t hash = 0;
+  int64_t revision = 0;          // the answering member's current revision
+  int64_t compact_revision = 0;  // and its compaction
+  bool operator==(const HashKvAck&) const = default;
+};
+std::string encode_hash_kv_ack(const HashKvAck& a);
+[[nodiscard]] bool decode_hash_kv_ack(std::string_view payload, HashKvAck* out);
 
 std::string encode_ping(uint64_t token);
 [[nodiscard]] bool decode_ping(std::string_view payload, uint64_t* token);

@@ -373,7 +373,7 @@ void expect_round_trip_refusing_cuts(const T& value, Encode encode, Decode decod
   EXPECT_FALSE(decode(bytes + "x", &out));
 }
 
-TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
+TEST(PayloadTest, HelloRejectJoinHashAndPingRoundTripAndRefuseBadSizes) {
   Hello h{.cluster_id = 1, .from = 2, .to = 3};
   Hello out;
   ASSERT_TRUE(decode_hello(encode_hello(h), &out));
@@ -412,6 +412,17 @@ TEST(PayloadTest, HelloRejectJoinAndPingRoundTripAndRefuseBadSizes) {
   JoinAck crowd;
   crowd.members.assign(kMaxJoinMembers + 1, {1, {}});
   EXPECT_FALSE(decode_join_ack(encode_join_ack(crowd), &ack_out));
+
+  expect_round_trip_refusing_cuts(HashKvRequest{.cluster_id = 7, .revision = 1234}, encode_hash_kv,
+                                  decode_hash_kv);
+  HashKvRequest hash_out;
+  EXPECT_FALSE(decode_hash_kv(encode_hash_kv(HashKvRequest{.revision = -1}), &hash_out));
+  expect_round_trip_refusing_cuts(
+      HashKvAck{.hash = 0xdeadbeef, .revision = 90, .compact_revision = 12}, encode_hash_kv_ack,
+      decode_hash_kv_ack);
+  HashKvAck hash_ack_out;
+  EXPECT_FALSE(decode_hash_kv_ack(
+      encode_hash_kv_ack(HashKvAck{.revision = 5, .compact_revision = -2}), &hash_ack_out));
 
   uint64_t token = 0;
   ASSERT_TRUE(decode_ping(encode_ping(99), &token));

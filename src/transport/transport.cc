@@ -28,6 +28,7 @@
 #include "base/coding.h"
 #include "base/thread_name.h"
 #include "transport/codec.h"
+#include "transport/tls_stream.h"
 
 namespace chorus::transport {
 namespace {
@@ -66,7 +67,6 @@ void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
 
 // Every connection is an SSL stream over its socket; without peer TLS only the socket beneath
 // is used (a context that never handshakes sits idle).
-using Stream = asio::ssl::stream<tcp::socket>;
 using Context = std::shared_ptr<asio::ssl::context>;
 
 Context plain_context() {
@@ -77,66 +77,7 @@ Context plain_context() {
 // A context from the files as they are now (read for each connection: rotation needs no
 // restart). Null, with *error naming the file, when one cannot be used.
 Context tls_context(const PeerTls& t, bool server, std::string* error) {
-  auto ctx = std::make_shared<asio::ssl::context>(server ? asio::ssl::context::tls_server
-                                                         : asio::ssl::context::tls_client);
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                   asio::ssl::context::no_tlsv1_1);
-  SSL_CTX* native = ctx->native_handle();
-  SSL_CTX_set_min_proto_version(native, t.min_version >= 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_max_proto_version(native, t.max_version <= 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-  if (!t.cipher_list.empty() && SSL_CTX_set_cipher_list(native, t.cipher_list.c_str()) != 1) {
-    ERR_clear_error();
-    *error = "no cipher suite of --cipher-suites is available: " + t.cipher_list;
-    return nullptr;
-  }
-  asio::error_code ec;
-  ctx->use_certificate_chain_file(t.cert_file, ec);
-  if (ec) {
-    *error = "peer certificate '" + t.cert_file + "': " + ec.message();
-    return nullptr;
-  }
-  ctx->use_private_key_file(t.key_file, asio::ssl::context::pem, ec);
-  if (ec) {
-    *error = "peer key '" + t.key_file + "': " + ec.message();
-    return nullptr;
-  }
-  if (t.trusted_ca_file.empty()) {
-    ctx->set_verify_mode(asio::ssl::verify_none);
-    return ctx;
-  }
-  ctx->load_verify_file(t.trusted_ca_file, ec);
-  if (ec) {
-    *error = "peer CA '" + t.trusted_ca_file + "': " + ec.message();
-    return nullptr;
-  }
-  if (!t.crl_file.empty()) {
-    X509_STORE* store = SSL_CTX_get_cert_store(native);
-    int loaded = 0;
-    if (BIO* bio = BIO_new_file(t.crl_file.c_str(), "r")) {
-      while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr)) {
-        loaded += X509_STORE_add_crl(store, crl) == 1 ? 1 : 0;
-        X509_CRL_free(crl);
-      }
-      BIO_free(bio);
-    }
-    ERR_clear_error();
-    if (loaded == 0) {
-      *error = "peer CRL '" + t.crl_file + "': holds no PEM certificate revocation list";
-      return nullptr;
-    }
-    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
-  }
-  ctx->set_verify_mode(asio::ssl::verify_peer |
-                       (server ? asio::ssl::verify_fail_if_no_peer_cert : 0));
-  return ctx;
-}
-
-// Whether a certificate is valid for `host`: a DNS or IP subject alternative name.
-bool names_host(X509* cert, const std::string& host) {
-  return X509_check_host(cert, host.data(), host.size(), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
-                         nullptr) == 1 ||
-         X509_check_ip_asc(cert, host.c_str(), 0) == 1;
+  return make_tls_context(t, server, "peer", error);
 }
 
 // etcd's checks of a peer's certificate beyond the CA's signature (see PeerTls): the reason it
@@ -146,10 +87,7 @@ std::string refuse_name(const PeerTls& t, SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (cert == nullptr) return {};  // without a CA nothing is verified (--peer-auto-tls)
   if (!t.allowed_cn.empty()) {
-    std::array<char, 256> cn{};
-    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn.data(),
-                                      static_cast<int>(cn.size()));
-    if (n < 0 || std::string(cn.data(), static_cast<size_t>(n)) != t.allowed_cn) {
+    if (common_name(cert) != t.allowed_cn) {
       return "its certificate's common name is not --peer-cert-allowed-cn '" + t.allowed_cn + "'";
     }
   }
@@ -207,36 +145,6 @@ void expect_host(Stream& s, const PeerTls& t, const std::string& host) {
              const_cast<char*>(host.c_str()));
   }
   if (!t.trusted_ca_file.empty()) s.set_verify_callback(asio::ssl::host_name_verification(host));
-}
-
-// Reads and writes on the TLS stream, or on the socket beneath it without TLS.
-template <typename Buffers, typename Handler>
-void read_some(Stream& s, bool tls, const Buffers& b, Handler h) {
-  if (tls) {
-    s.async_read_some(b, std::move(h));
-  } else {
-    s.next_layer().async_read_some(b, std::move(h));
-  }
-}
-
-template <typename Buffers, typename Handler>
-void write_all(Stream& s, bool tls, const Buffers& b, Handler h) {
-  if (tls) {
-    asio::async_write(s, b, std::move(h));
-  } else {
-    asio::async_write(s.next_layer(), b, std::move(h));
-  }
-}
-
-// What a failed TLS handshake says, with OpenSSL's reason when there is one.
-std::string tls_error(const asio::error_code& ec) {
-  std::string why = ec.message();
-  if (ec.category() == asio::error::get_ssl_category()) {
-    char buf[256];
-    ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
-    why = buf;
-  }
-  return why;
 }
 
 struct Counters {
@@ -352,6 +260,7 @@ struct PeerTransport::Impl {
         accept_retry(io),
         rng(std::random_device{}() ^ o.self) {
     cluster_id.store(o.cluster_id);
+    mailbox->impl = this;
   }
 
   // Declared first so it is destroyed last, after every socket and timer bound to it.
@@ -366,6 +275,19 @@ struct PeerTransport::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
   Counters counters;
+
+  // Where answers computed off the I/O thread are posted; emptied when the transport goes, so a
+  // late answer finds nothing to post to.
+  struct Mailbox {
+    std::mutex mu;
+    Impl* impl = nullptr;
+  };
+  std::shared_ptr<Mailbox> mailbox = std::make_shared<Mailbox>();
+
+  ~Impl() {
+    std::lock_guard lock(mailbox->mu);
+    mailbox->impl = nullptr;
+  }
 
   mutable std::mutex mu;
   std::unordered_map<raft::NodeId, std::shared_ptr<Peer>> peers;  // guarded by mu
@@ -863,6 +785,48 @@ struct PeerTransport::Impl {
   }
 
   // A joining member's question; the answer (or the reason there is none) ends the connection.
+  // A peer's hash request: refused at once, or answered when options.answer_hash_kv replies
+  // (through `mailbox`, from its own thread); the answer ends the connection.
+  bool answer_hash_kv(const std::shared_ptr<InConn>& c, const Frame& frame) {
+    HashKvRequest q;
+    if (!decode_hash_kv(frame.payload, &q)) {
+      bad_in_frame(c);
+      return false;
+    }
+    std::string why = check_peer(q.magic, q.version);
+    uint64_t mine = cluster_id.load();
+    if (why.empty() && (mine == 0 || q.cluster_id != mine)) {
+      why = "cluster id " + std::to_string(q.cluster_id) + ", this node is in cluster " +
+            std::to_string(mine);
+    }
+    if (why.empty() && !options.answer_hash_kv) why = "this node does not answer hash requests";
+    c->rejected = true;  // closes once the answer is written
+    if (!why.empty()) {
+      c->deadline.cancel();
+      write_in(c, FrameType::kReject, encode_reject(why));
+      return false;
+    }
+    c->deadline.expires_after(milliseconds(kHashAnswerTimeoutMs));
+    c->deadline.async_wait([this, c](const asio::error_code& ec) {
+      if (!ec && !c->closed) close_in(c);
+    });
+    options.answer_hash_kv(q.revision, [box = mailbox, c](const HashKvAnswer& a) {
+      std::lock_guard lock(box->mu);
+      if (box->impl == nullptr) return;
+      Impl* d = box->impl;
+      asio::post(d->io, [d, c, a] {
+        if (c->closed) return;
+        c->deadline.cancel();
+        if (!a.ok) return d->write_in(c, FrameType::kReject, encode_reject(a.error));
+        d->write_in(
+            c, FrameType::kHashKvAck,
+            encode_hash_kv_ack(HashKvAck{
+                .hash = a.hash, .revision = a.revision, .compact_revision = a.compact_revision}));
+      });
+    });
+    return false;  // nothing more is read
+  }
+
   bool answer_join(const std::shared_ptr<InConn>& c, const Frame& frame) {
     JoinRequest j;
     if (!decode_join(frame.payload, &j)) {
@@ -919,6 +883,7 @@ struct PeerTransport::Impl {
   // Returns false when the frame closed the connection or stopped its reading.
   bool on_in_frame(const std::shared_ptr<InConn>& c, const Frame& frame) {
     if (!c->handshaken && frame.type == FrameType::kJoin) return answer_join(c, frame);
+    if (!c->handshaken && frame.type == FrameType::kHashKv) return answer_hash_kv(c, frame);
     if (!c->handshaken) {
       Hello hello;
       if (frame.type != FrameType::kHello || !decode_hello(frame.payload, &hello)) {
@@ -1283,9 +1248,13 @@ std::optional<PeerStatus> PeerTransport::peer_status(raft::NodeId id) const {
   return status;
 }
 
-storage::Status ask_to_join(const std::string& host, uint16_t port,
-                            const std::vector<std::string>& peer_urls, int timeout_ms, JoinAck* out,
-                            const PeerTls* tls) {
+namespace {
+
+// One question to the node at host:port on a connection of its own (TLS with `tls`): the
+// request frame, then the answer of type `answer`, or the node's reject reason (NotFound).
+storage::Status ask_peer(const std::string& host, uint16_t port, FrameType type,
+                         const std::string& payload, FrameType answer, uint32_t max_answer_bytes,
+                         int timeout_ms, const PeerTls* tls, std::string* answer_payload) {
   asio::io_context io;
   Context ctx = plain_context();
   if (tls != nullptr) {
@@ -1298,8 +1267,8 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
   tcp::socket& socket = stream.next_layer();
   tcp::resolver resolver(io);
   std::string request;
-  append_frame(&request, FrameType::kJoin, encode_join(JoinRequest{.peer_urls = peer_urls}));
-  FrameDecoder decoder(kMaxJoinAckBytes);
+  append_frame(&request, type, payload);
+  FrameDecoder decoder(max_answer_bytes);
   std::array<char, 4096> buffer{};
   storage::Status result =
       storage::Status::io_error("no answer from " + host + ":" + std::to_string(port) + " in time");
@@ -1319,13 +1288,14 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
       FrameDecoder::Result r = decoder.next(&f);
       if (r == FrameDecoder::Result::kFrame) {
         std::string reason;
-        if (f.type == FrameType::kJoinAck && decode_join_ack(f.payload, out) &&
-            out->cluster_id != 0 && out->member_id != raft::kNoNode) {
+        if (f.type == answer) {
+          *answer_payload = std::move(f.payload);
           finish(storage::Status::ok());
         } else if (f.type == FrameType::kReject && decode_reject(f.payload, &reason)) {
           finish(storage::Status::not_found(reason));
         } else {
-          finish(storage::Status::corruption("an unexpected answer to a join request"));
+          finish(storage::Status::corruption(std::string("an unexpected answer to a ") +
+                                             to_string(type) + " request"));
         }
       } else if (r == FrameDecoder::Result::kError) {
         finish(storage::Status::corruption(decoder.error()));
@@ -1364,6 +1334,43 @@ storage::Status ask_to_join(const std::string& host, uint16_t port,
   io.run_for(milliseconds(timeout_ms));
   if (!done) finish(result);
   return result;
+}
+
+}  // namespace
+
+storage::Status ask_to_join(const std::string& host, uint16_t port,
+                            const std::vector<std::string>& peer_urls, int timeout_ms, JoinAck* out,
+                            const PeerTls* tls) {
+  std::string answer;
+  storage::Status st =
+      ask_peer(host, port, FrameType::kJoin, encode_join(JoinRequest{.peer_urls = peer_urls}),
+               FrameType::kJoinAck, kMaxJoinAckBytes, timeout_ms, tls, &answer);
+  if (!st.is_ok()) return st;
+  if (!decode_join_ack(answer, out) || out->cluster_id == 0 || out->member_id == raft::kNoNode)
+    return storage::Status::corruption("an unexpected answer to a join request");
+  return st;
+}
+
+storage::Status ask_hash_kv(const std::string& host, uint16_t port, uint64_t cluster_id,
+                            int64_t revision, int timeout_ms, HashKvAnswer* out,
+                            const PeerTls* tls) {
+  std::string answer;
+  storage::Status st =
+      ask_peer(host, port, FrameType::kHashKv,
+               encode_hash_kv(HashKvRequest{.cluster_id = cluster_id, .revision = revision}),
+               FrameType::kHashKvAck, kMaxControlFrameBytes, timeout_ms, tls, &answer);
+  *out = HashKvAnswer{};
+  if (!st.is_ok()) {
+    out->error = st.to_string();
+    return st;
+  }
+  HashKvAck ack;
+  if (!decode_hash_kv_ack(answer, &ack)) {
+    out->error = "an unexpected answer to a hash request";
+    return storage::Status::corruption(out->error);
+  }
+  *out = HashKvAnswer{true, ack.hash, ack.revision, ack.compact_revision, ""};
+  return st;
 }
 
 std::string check_peer_tls(const PeerTls& tls) {

@@ -36,10 +36,21 @@
 
 #include "raft/types.h"
 #include "storage/status.h"
+#include "transport/tls_context.h"
 
 namespace chorus::transport {
 
 struct JoinAck;
+struct HashKvAck;
+
+// The answer to another member's hash request: the hash, or why there is none.
+struct HashKvAnswer {
+  bool ok = false;
+  uint32_t hash = 0;
+  int64_t revision = 0;
+  int64_t compact_revision = 0;
+  std::string error;
+};
 
 // Peer TLS (etcd's --peer-cert-file, --peer-key-file, --peer-trusted-ca-file): with it, every
 // connection, dialed or accepted, speaks TLS (OpenSSL through Asio) before the handshake below,
@@ -49,16 +60,7 @@ struct JoinAck;
 // host name or address it dialed. Without a CA (--peer-auto-tls) traffic is encrypted but
 // nobody is verified. The files are read for each new connection, so replaced certificates
 // take effect without a restart.
-struct PeerTls {
-  std::string cert_file;
-  std::string key_file;
-  std::string trusted_ca_file;
-  // Revocation lists (PEM) of the CA: a revoked certificate fails the handshake.
-  std::string crl_file;
-  // OpenSSL's names, ':'-separated (TLS 1.2 suites); empty: OpenSSL's defaults.
-  std::string cipher_list;
-  int min_version = 12;  // TLS 1.2 or 1.3
-  int max_version = 13;
+struct PeerTls : TlsSettings {
   // Checked once the CA's signature passed: the common name and host name a peer's certificate
   // must carry (both ends of a connection), and (unless turned off) that a dialer's
   // certificate names the address it dials from, when it names any address at all.
@@ -87,6 +89,13 @@ struct TransportOptions {
   // them. The transport fills in the cluster id. Runs on the I/O thread; empty: every join
   // request is refused.
   std::function<bool(const std::vector<std::string>& peer_urls, JoinAck* out)> answer_join;
+  // Another member's corruption check asks for the hash of this member's key-value history at
+  // `revision` (0: now; see ask_hash_kv). Called on the I/O thread, it must not hash there:
+  // `reply` takes the answer from any thread, at any time (after the transport stopped it does
+  // nothing). The connection waits for it up to kHashAnswerTimeoutMs. Empty: every hash
+  // request is refused.
+  std::function<void(int64_t revision, std::function<void(const HashKvAnswer&)> reply)>
+      answer_hash_kv;
   // Each round-trip sample to a peer (the handshake's, then every probe's), on the I/O thread;
   // may be empty.
   std::function<void(raft::NodeId peer, double seconds)> on_round_trip;
@@ -160,6 +169,18 @@ struct PeerStatus {
 // Over TLS when `tls` is given.
 storage::Status ask_to_join(const std::string& host, uint16_t port,
                             const std::vector<std::string>& peer_urls, int timeout_ms, JoinAck* out,
+                            const PeerTls* tls = nullptr);
+
+// How long an accepted hash request waits for its answer before the connection closes.
+inline constexpr int kHashAnswerTimeoutMs = 30'000;
+
+// Asks the member at host:port (its peer URL) for the hash of its key-value history at
+// `revision`, as etcd's corruption checks ask for /members/hashkv on the peer port: over the
+// peer connection's TLS, beside the client API and its auth. The cluster id must be the
+// member's own. NotFound with the member's reason when it refuses (a compacted or future
+// revision, another cluster); IoError when it cannot be reached or does not answer in time.
+storage::Status ask_hash_kv(const std::string& host, uint16_t port, uint64_t cluster_id,
+                            int64_t revision, int timeout_ms, HashKvAnswer* out,
                             const PeerTls* tls = nullptr);
 
 class PeerTransport {

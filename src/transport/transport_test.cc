@@ -539,6 +539,49 @@ TEST(TransportTest, AJoiningMemberAsksForTheIdItsPeerUrlsWereGiven) {
   EXPECT_EQ(joiner->stats().handshakes_rejected, 0u);
 }
 
+TEST(TransportTest, AMemberAsksAnotherForItsHashOnThePeerPort) {
+  TransportOptions o;
+  std::mutex mu;
+  std::vector<std::thread> hashers;  // answers come from threads of their own, later
+  o.answer_hash_kv = [&](int64_t revision, std::function<void(const HashKvAnswer&)> reply) {
+    std::lock_guard lock(mu);
+    hashers.emplace_back([revision, reply] {
+      std::this_thread::sleep_for(revision == 1 ? 300ms : 20ms);
+      if (revision > 100) return reply(HashKvAnswer{false, 0, 0, 0, "future revision"});
+      reply(HashKvAnswer{true, static_cast<uint32_t>(revision * 7), 100, 3, ""});
+    });
+  };
+  Node a(1, 0, o);
+  HashKvAnswer answer;
+  storage::Status st = ask_hash_kv("127.0.0.1", a.port, kCluster, 40, 5000, &answer);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_TRUE(answer.ok);
+  EXPECT_EQ(answer.hash, 280u);
+  EXPECT_EQ(answer.revision, 100);
+  EXPECT_EQ(answer.compact_revision, 3);
+  // The member's reason when it cannot hash, and a refusal for another cluster's question.
+  st = ask_hash_kv("127.0.0.1", a.port, kCluster, 101, 5000, &answer);
+  EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
+  EXPECT_FALSE(answer.ok);
+  EXPECT_NE(answer.error.find("future revision"), std::string::npos) << answer.error;
+  st = ask_hash_kv("127.0.0.1", a.port, kCluster + 1, 40, 5000, &answer);
+  EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
+  EXPECT_NE(answer.error.find("cluster id"), std::string::npos) << answer.error;
+  // A node without a hasher refuses; none of this counted as a handshake.
+  Node plain(2);
+  st = ask_hash_kv("127.0.0.1", plain.port, kCluster, 40, 5000, &answer);
+  EXPECT_EQ(st.code(), storage::Status::Code::kNotFound);
+  EXPECT_EQ(a->stats().handshakes_rejected, 0u);
+  // An answer later than the asker waits: it gives up; and once the transport is gone, the
+  // answer goes nowhere.
+  st = ask_hash_kv("127.0.0.1", a.port, kCluster, 1, 50, &answer);
+  EXPECT_EQ(st.code(), storage::Status::Code::kIoError) << st.to_string();
+  a.transport.reset();
+  std::lock_guard lock(mu);
+  for (auto& t : hashers)
+    t.join();
+}
+
 TEST(TransportTest, AHelloNeverSentTimesOut) {
   TransportOptions options;
   options.handshake_timeout_ms = 100;

@@ -169,7 +169,7 @@ class ForceNewClusterTest(unittest.TestCase):
 
 
 class CorruptionCheckTest(unittest.TestCase):
-    def test_a_member_whose_store_diverged_is_caught(self):
+    def test_a_member_whose_store_diverged_is_caught_with_auth_on(self):
         faulty = {"m3"}
 
         def member_args(m):
@@ -181,6 +181,10 @@ class CorruptionCheckTest(unittest.TestCase):
         c = Cluster(CHORUSD, member_args=member_args).start_or_keep()
         try:
             m1, m2, m3 = c.members
+            # With auth on: members ask each other's hashes on the peer port, as no user.
+            c.ctl("user", "add", "root", "--new-user-password=root-pw")
+            c.ctl("auth", "enable")
+            c.ctl_args = ["--user", "root:root-pw"]
             # The first put makes m3's history differ; the alarm may stop later ones.
             c.ctl("put", "cc/0", "v")
             for i in range(1, 5):

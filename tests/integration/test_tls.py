@@ -1,10 +1,12 @@
-"""Client TLS with the real etcdctl: a 3-member cluster serving https client URLs with
---client-cert-auth, certificates generated here with the openssl command.
+"""Client TLS with the real etcdctl and curl: a 3-member cluster serving https client URLs with
+--client-cert-auth (gRPC and the JSON gateway on one port), and the certificate's common name as
+the user once auth is on; certificates generated here with the openssl command.
 
     python3 tests/integration/test_tls.py --chorusd build/rel/src/server/chorusd [-v]
 """
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -18,6 +20,29 @@ from cluster import Cluster, free_ports
 
 CHORUSD = None
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def curl_tls(pki, port, path, body=None, client="client", extra=()):
+    """(curl's exit status, HTTP status, parsed JSON body) of an https call to the gateway."""
+    cmd = [CURL, "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20",
+           "--cacert", pki.path("ca.crt")] + list(extra)
+    if client:
+        cmd += ["--cert", pki.path(client + ".crt"), "--key", pki.path(client + ".key")]
+    if body is not None:
+        cmd += ["-X", "POST", "--data-binary", json.dumps(body)]
+    cmd.append("https://127.0.0.1:%d%s" % (port, path))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    text, _, code = p.stdout.rpartition("\n")
+    try:
+        parsed = json.loads(text) if text.strip() else None
+    except ValueError:
+        parsed = text
+    return p.returncode, int(code or 0), parsed
 
 
 def openssl(*args, cwd):
@@ -136,6 +161,34 @@ class TlsClusterTest(unittest.TestCase):
         # And the member still serves TLS clients afterwards.
         self.c.ctl("put", "tls/after-plain", "1", endpoints=m.endpoint)
 
+    def test_the_json_gateway_answers_curl_over_tls_on_the_grpc_port(self):
+        m1, m2 = self.c.members[0], self.c.members[1]
+        rc, code, r = curl_tls(self.pki, m1.client_port, "/v3/kv/put",
+                               {"key": b64("tls/gw"), "value": b64("over-tls")})
+        self.assertEqual((rc, code), (0, 200), r)
+        # Read back through gRPC, and through the gateway of another member.
+        self.assertEqual(self.c.ctl("get", "tls/gw", "--print-value-only",
+                                    endpoints=m2.endpoint).stdout.strip(), "over-tls")
+        rc, code, r = curl_tls(self.pki, m2.client_port, "/v3/kv/range", {"key": b64("tls/gw")})
+        self.assertEqual((rc, code), (0, 200), r)
+        self.assertEqual(base64.b64decode(r["kvs"][0]["value"]).decode(), "over-tls")
+        # HTTP/1.1 when offered beside h2 (curl's default), and when it is all that is offered.
+        rc, code, r = curl_tls(self.pki, m1.client_port, "/health", extra=["--http1.1"])
+        self.assertEqual((rc, code, r["health"]), (0, 200, "true"), r)
+        rc, code, r = curl_tls(self.pki, m1.client_port, "/version")
+        self.assertEqual((rc, code), (0, 200), r)
+        # The same checks as gRPC's: no certificate, or one of another CA, gets no answer.
+        rc, code, _ = curl_tls(self.pki, m1.client_port, "/health", client=None)
+        self.assertNotEqual(rc, 0)
+        rc, code, _ = curl_tls(self.pki, m1.client_port, "/health", client="stranger")
+        self.assertNotEqual(rc, 0)
+        # Plain HTTP to the TLS port is refused, never served.
+        p = subprocess.run([CURL, "-s", "--max-time", "10",
+                            "http://127.0.0.1:%d/health" % m1.client_port],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotIn("health", p.stdout)
+        self.c.ctl("put", "tls/after-gateway", "1", endpoints=m1.endpoint)
+
     def test_an_https_peer_url_is_refused_by_member_add(self):
         # This cluster's peers talk plain TCP: a member that expects TLS could not join it.
         p = self.c.ctl("member", "add", "m9", "--peer-urls", "https://127.0.0.1:1", check=False)
@@ -212,6 +265,75 @@ class TlsClusterTest(unittest.TestCase):
             time.sleep(0.5)
         self.assertEqual(count, 300, m.log()[-3000:])
         self.assertIn("installed a snapshot", m.wait_log("installed a snapshot"))
+
+
+class CertificateUserTest(unittest.TestCase):
+    """With --client-cert-auth and auth on, the certificate's common name is the user (as in
+    etcd), for gRPC calls and for the JSON gateway alike."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="chorus-tls-cn-")
+        cls.pki = Pki(cls.dir)
+        cls.pki.cert("reader", "ca", "reader")
+        cls.pki.cert("nobody", "ca", "nobody")
+
+        def member_args(m):
+            return ["--cert-file", cls.pki.path("server.crt"),
+                    "--key-file", cls.pki.path("server.key"),
+                    "--trusted-ca-file", cls.pki.path("ca.crt"), "--client-cert-auth"]
+
+        cls.c = Cluster(CHORUSD, size=1, client_scheme="https", member_args=member_args,
+                        ctl_args=cls.pki.ctl_args()).start_or_keep()
+        ctl = cls.c.ctl
+        ctl("put", "cn/a", "1")
+        ctl("user", "add", "root", "--new-user-password=root-pw")
+        ctl("user", "add", "reader", "--new-user-password=reader-pw")
+        ctl("role", "add", "read-cn")
+        ctl("role", "grant-permission", "read-cn", "read", "cn/", "--prefix")
+        ctl("user", "grant-role", "reader", "read-cn")
+        ctl("auth", "enable")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def ctl_as(self, client, *args):
+        return self.c.ctl(*args, check=False, ctl_args=self.pki.ctl_args(client=client))
+
+    def test_grpc_callers_are_their_certificates_common_names(self):
+        self.assertEqual(self.ctl_as("client", "put", "cn/root", "1").returncode, 0)  # root
+        p = self.ctl_as("reader", "get", "cn/a", "--print-value-only")
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "1"), p.stderr)
+        p = self.ctl_as("reader", "put", "cn/b", "1")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("permission denied", p.stderr)
+        p = self.ctl_as("nobody", "get", "cn/a")
+        self.assertNotEqual(p.returncode, 0)
+        # A password login still names another user than the certificate's.
+        p = self.c.ctl("put", "cn/by-password", "1", "--user", "reader:reader-pw", check=False,
+                       ctl_args=self.pki.ctl_args(client="nobody"))
+        self.assertIn("permission denied", p.stderr)
+
+    def test_gateway_callers_are_their_certificates_common_names(self):
+        port = self.c.members[0].client_port
+        rc, code, r = curl_tls(self.pki, port, "/v3/kv/range", {"key": b64("cn/a")},
+                               client="reader")
+        self.assertEqual((rc, code), (0, 200), r)
+        self.assertEqual(base64.b64decode(r["kvs"][0]["value"]).decode(), "1")
+        rc, code, r = curl_tls(self.pki, port, "/v3/kv/put",
+                               {"key": b64("cn/gw"), "value": b64("1")}, client="reader")
+        self.assertEqual(code, 403, r)
+        self.assertIn("permission denied", r["error"])
+        rc, code, r = curl_tls(self.pki, port, "/v3/kv/put",
+                               {"key": b64("cn/gw"), "value": b64("1")}, client="client")
+        self.assertEqual((rc, code), (0, 200), r)
+        rc, code, r = curl_tls(self.pki, port, "/v3/auth/user/list", {}, client="reader")
+        self.assertEqual(code, 403, r)
+        rc, code, r = curl_tls(self.pki, port, "/v3/auth/user/list", {}, client="client")
+        self.assertEqual((rc, code), (0, 200), r)
+        self.assertEqual(sorted(r["users"]), ["reader", "root"])
 
 
 class TlsStartupTest(unittest.TestCase):

@@ -15,7 +15,7 @@ import time
 import unittest
 
 from cluster import Cluster, run_tests
-from test_tls import OPENSSL, Pki, openssl
+from test_tls import OPENSSL, Pki, curl_tls, openssl
 
 CHORUSD = None
 
@@ -79,7 +79,8 @@ class ClientTlsExtrasTest(unittest.TestCase):
                     "--key-file", cls.pki.path("server.key"),
                     "--trusted-ca-file", cls.pki.path("ca.crt"), "--client-cert-auth",
                     "--client-crl-file", cls.pki.path("ca.crl"),
-                    "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
+                    "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                    "--tls-max-version", "TLS1.2"]
 
         cls.c = Cluster(CHORUSD, size=1, client_scheme="https", member_args=member_args,
                         ctl_args=cls.pki.ctl_args()).start_or_keep()
@@ -96,6 +97,11 @@ class ClientTlsExtrasTest(unittest.TestCase):
     def test_a_revoked_client_certificate_is_refused_and_a_new_list_is_read(self):
         self.assertTrue(self.works("client"), self.c.logs())
         self.assertFalse(self.works("revoked-client"), "a revoked certificate was served")
+        port = self.c.members[0].client_port
+        rc, code, r = curl_tls(self.pki, port, "/health")
+        self.assertEqual((rc, code), (0, 200), r)
+        rc, _, _ = curl_tls(self.pki, port, "/health", client="revoked-client")
+        self.assertNotEqual(rc, 0, "the gateway served a revoked certificate")
         self.assertTrue(self.works("other-client"))
         # Revoked while the member runs: the changed list is picked up without a restart.
         self.pki.revoke("other-client")
@@ -113,6 +119,8 @@ class ClientTlsExtrasTest(unittest.TestCase):
         self.assertTrue(ok, err)
         ok, err = s_client(port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", *cert)
         self.assertFalse(ok, "a cipher suite not in --cipher-suites was accepted")
+        ok, _ = s_client(port, "-tls1_3", *cert)
+        self.assertFalse(ok, "TLS 1.3 was accepted above --tls-max-version TLS1.2")
 
 
 class ClientAllowedHostnameTest(unittest.TestCase):
@@ -132,6 +140,11 @@ class ClientAllowedHostnameTest(unittest.TestCase):
             bad = c.ctl("put", "host/k", "v", check=False, timeout=20,
                         ctl_args=pki.ctl_args(client="client"))
             self.assertNotEqual(bad.returncode, 0, "a certificate without the name was served")
+            port = c.members[0].client_port
+            rc, code, r = curl_tls(pki, port, "/health", client="named-client")
+            self.assertEqual((rc, code), (0, 200), r)
+            rc, _, _ = curl_tls(pki, port, "/health", client="client")
+            self.assertNotEqual(rc, 0, "the gateway served a certificate without the name")
         finally:
             c.close()
             shutil.rmtree(d, ignore_errors=True)
