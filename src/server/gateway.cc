@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
+#include <grpcpp/version_info.h>
 
 #include <algorithm>
 #include <array>
@@ -25,6 +26,7 @@
 #pragma GCC diagnostic pop
 
 #include <openssl/ssl.h>
+#include <sys/stat.h>
 
 #include "base/thread_name.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
@@ -32,6 +34,12 @@
 #include "server/gateway_json.h"
 
 namespace chorus::server {
+
+// ClientIdentities finds a TLS connection's certificate name by the descriptor handed to gRPC,
+// which gRPC 1.51 keeps open until the last call on the connection has ended. A later gRPC must
+// be checked for the same before this bound is raised.
+static_assert(GRPC_CPP_VERSION_MAJOR == 1 && GRPC_CPP_VERSION_MINOR <= 51,
+              "check that gRPC keeps a handed-over descriptor open while its calls run");
 
 namespace pb = etcdserverpb;
 using asio::ip::tcp;
@@ -211,6 +219,13 @@ struct ClientPort::Impl {
   }
 
   void build_routes();
+  // The https listeners' TLS context, built again when one of its files changes (looked at for
+  // each accepted connection: rotation needs no restart, and sessions resume in between). Null
+  // while the files cannot be used (the TLS file watch reports why). I/O thread only.
+  Context tls_context();
+  Context tls_ctx;
+  std::string tls_files_seen;
+
   void accept(Listener* l);
   void sniff(std::shared_ptr<Pending> p);
   void handshake(std::shared_ptr<Pending> p);
@@ -752,15 +767,10 @@ void ClientPort::Impl::accept(Listener* l) {
     }
     // Each https connection gets a context read from the files as they are now: rotated
     // certificates and revocation lists take effect without a restart.
-    Context ctx = plain_context();
-    if (l->tls) {
-      std::string error;
-      ctx = transport::make_tls_context(options.tls, /*server=*/true, "client", &error);
-      if (!ctx) {  // a file went bad: the TLS file watch reports it; refuse until it is fixed
-        socket.close(ignored);
-        return;
-      }
-      SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_protocol, nullptr);
+    Context ctx = l->tls ? tls_context() : plain_context();
+    if (!ctx) {  // a file went bad: the TLS file watch reports it; refused until it is fixed
+      socket.close(ignored);
+      return;
     }
     auto stream = std::make_unique<Stream>(std::move(socket), *ctx);
     auto p = std::shared_ptr<Pending>(
@@ -778,11 +788,33 @@ void ClientPort::Impl::accept(Listener* l) {
   });
 }
 
+Context ClientPort::Impl::tls_context() {
+  std::string seen;
+  const ClientTls& t = options.tls;
+  for (const std::string* path : {&t.cert_file, &t.key_file, &t.trusted_ca_file, &t.crl_file}) {
+    struct stat st {};
+    if (path->empty() || ::stat(path->c_str(), &st) != 0) {
+      seen += "-;";
+      continue;
+    }
+    seen += std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+            std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
+  }
+  if (tls_ctx && seen == tls_files_seen) return tls_ctx;
+  std::string error;
+  Context ctx = transport::make_tls_context(t, /*server=*/true, "client", &error);
+  if (ctx) SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_protocol, nullptr);
+  tls_ctx = ctx;
+  tls_files_seen = std::move(seen);
+  return ctx;
+}
+
 void ClientPort::Impl::drop(const std::shared_ptr<Pending>& p) {
+  // Decided already (a timer that expired just as it was cancelled): the stream has moved on.
+  if (sniffing.erase(p) == 0) return;
   asio::error_code ignored;
   p->timer.cancel();
   p->stream->next_layer().close(ignored);  // its pending wait ends with it
-  sniffing.erase(p);
 }
 
 // Plain text: peeks at the first bytes (never consuming them) until they are, or cannot be,

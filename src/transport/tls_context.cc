@@ -22,6 +22,9 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const TlsSettings& t, bool 
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                    asio::ssl::context::no_tlsv1_1);
   SSL_CTX* native = ctx->native_handle();
+  // No renegotiation: it would cost a handshake's CPU on demand, and could change the
+  // certificate after its names were checked.
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_min_proto_version(native, t.min_version >= 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(native, t.max_version <= 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
   if (!t.cipher_list.empty() && SSL_CTX_set_cipher_list(native, t.cipher_list.c_str()) != 1) {

@@ -784,7 +784,6 @@ struct PeerTransport::Impl {
     if (it != peers.end()) it->second->status.received_bytes += n;
   }
 
-  // A joining member's question; the answer (or the reason there is none) ends the connection.
   // A peer's hash request: refused at once, or answered when options.answer_hash_kv replies
   // (through `mailbox`, from its own thread); the answer ends the connection.
   bool answer_hash_kv(const std::shared_ptr<InConn>& c, const Frame& frame) {
@@ -827,6 +826,7 @@ struct PeerTransport::Impl {
     return false;  // nothing more is read
   }
 
+  // A joining member's question; the answer (or the reason there is none) ends the connection.
   bool answer_join(const std::shared_ptr<InConn>& c, const Frame& frame) {
     JoinRequest j;
     if (!decode_join(frame.payload, &j)) {
