@@ -809,16 +809,20 @@ struct PeerTransport::Impl {
     c->deadline.async_wait([this, c](const asio::error_code& ec) {
       if (!ec && !c->closed) close_in(c);
     });
-    options.answer_hash_kv(q.revision, [box = mailbox, c](const HashKvAnswer& a) {
+    // The answer holds the connection weakly: its sockets and timers belong to this
+    // transport's io_context, so only the transport may end them.
+    std::weak_ptr<InConn> weak = c;
+    options.answer_hash_kv(q.revision, [box = mailbox, weak](const HashKvAnswer& a) {
       std::lock_guard lock(box->mu);
       if (box->impl == nullptr) return;
       Impl* d = box->impl;
-      asio::post(d->io, [d, c, a] {
-        if (c->closed) return;
-        c->deadline.cancel();
-        if (!a.ok) return d->write_in(c, FrameType::kReject, encode_reject(a.error));
+      asio::post(d->io, [d, weak, a] {
+        std::shared_ptr<InConn> conn = weak.lock();
+        if (!conn || conn->closed) return;
+        conn->deadline.cancel();
+        if (!a.ok) return d->write_in(conn, FrameType::kReject, encode_reject(a.error));
         d->write_in(
-            c, FrameType::kHashKvAck,
+            conn, FrameType::kHashKvAck,
             encode_hash_kv_ack(HashKvAck{
                 .hash = a.hash, .revision = a.revision, .compact_revision = a.compact_revision}));
       });

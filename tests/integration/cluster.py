@@ -236,8 +236,13 @@ class Cluster:
         return [m for m in self.members if m.running()]
 
     def status(self, member):
-        p = self.ctl("endpoint", "status", "-w", "json", endpoints=member.endpoint, check=False,
-                     timeout=10)
+        """The member's endpoint status, or None while it cannot give one (starting, stopping,
+        or slower than etcdctl's own command timeout: a probe, asked again by its callers)."""
+        try:
+            p = self.ctl("endpoint", "status", "-w", "json", endpoints=member.endpoint,
+                         check=False, timeout=15)
+        except subprocess.TimeoutExpired:
+            return None
         if p.returncode != 0:
             return None
         return json.loads(p.stdout)[0]["Status"]
