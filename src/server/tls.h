@@ -1,6 +1,8 @@
-// Client TLS: the files etcd's --cert-file, --key-file, --trusted-ca-file name, checked before
-// the member serves, and gRPC credentials over them that read the files again when they change
-// (rotation without a restart). OpenSSL through gRPC's own TLS; nothing hand-rolled here.
+// Client TLS: the files etcd's --cert-file, --key-file, --trusted-ca-file and --client-crl-file
+// name, checked before the member serves and every second after (TlsFileWatch), the client
+// port's TLS settings (it ends TLS itself with them, gateway.h), and gRPC credentials for this
+// member's calls to other members' https client URLs. OpenSSL through Asio's and gRPC's own
+// TLS; nothing hand-rolled here.
 #pragma once
 
 #include <condition_variable>
