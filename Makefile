@@ -12,7 +12,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal bench-etcd bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd bench-tls bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -101,6 +101,12 @@ bench-etcd: build
 	  --chorusd $(REL)/src/server/chorusd --bench-raft $(REL)/bench/chorus-bench-raft \
 	  --seconds $(BENCH_ETCD_SECONDS) --docs docs/BENCHMARKS.md --svg docs/bench-etcd.svg \
 	  --json build/bench-etcd/results.json
+
+# Chorus and etcd 3.4 over TLS (https client URLs, --client-cert-auth), put and get at 256 clients.
+bench-tls: build
+	@bash scripts/install-deps.sh --bench
+	/usr/bin/python3 bench/bench_tls.py --load $(REL)/bench/chorus-etcd-load \
+	  --chorusd $(REL)/src/server/chorusd
 
 # Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
 BENCH_WAL_SECONDS ?= 3

@@ -62,7 +62,8 @@ namespace gpb = chorus::groups::v1;
                "put|get|get-serial|txn|mix|watch|group-put\n"
                "  [--clients N] [--conns N] [--threads N] [--seconds S] [--warmup S]\n"
                "  [--value-size B] [--keys N] [--watchers N] [--rate PUTS_PER_S]\n"
-               "  [--server-pids P,P,...] [--timeout-ms MS] [--groups N]\n",
+               "  [--server-pids P,P,...] [--timeout-ms MS] [--groups N]\n"
+               "  [--cacert FILE [--cert FILE --key FILE]]  (TLS, as etcdctl's flags)\n",
                why.c_str());
   std::exit(2);
 }
@@ -92,6 +93,11 @@ struct Options {
   int timeout_ms = 10000;
   int groups = 1;
   std::vector<int> server_pids;
+  // TLS to https endpoints: the CA that signed the members' certificates, and a client
+  // certificate and key to present.
+  std::string cacert;
+  std::string cert;
+  std::string key;
 };
 
 Options parse(int argc, char** argv) {
@@ -136,6 +142,16 @@ Options parse(int argc, char** argv) {
     o.scenario = it->second;
     v.erase(it);
   }
+  for (auto [name, out] : {std::pair<const char*, std::string*>{"cacert", &o.cacert},
+                           {"cert", &o.cert},
+                           {"key", &o.key}}) {
+    if (auto it = v.find(name); it != v.end()) {
+      *out = it->second;
+      v.erase(it);
+    }
+  }
+  if (o.cert.empty() != o.key.empty()) usage("--cert and --key go together");
+  if (!o.cert.empty() && o.cacert.empty()) usage("--cert needs --cacert");
   if (auto it = v.find("server-pids"); it != v.end()) {
     for (const auto& p : split(it->second, ','))
       o.server_pids.push_back(std::atoi(p.c_str()));
@@ -230,12 +246,32 @@ struct Conn {
   std::unique_ptr<gpb::Groups::Stub> groups;
 };
 
+std::string read_whole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) usage("cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> credentials(const Options& o) {
+  if (o.cacert.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = read_whole(o.cacert);
+  if (!o.cert.empty()) {
+    ssl.pem_cert_chain = read_whole(o.cert);
+    ssl.pem_private_key = read_whole(o.key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
 std::vector<Conn> connect(const Options& o) {
   std::vector<Conn> conns;
+  std::shared_ptr<grpc::ChannelCredentials> creds = credentials(o);
   for (int i = 0; i < o.conns; ++i) {
     Conn c;
     const std::string& ep = o.endpoints[static_cast<size_t>(i) % o.endpoints.size()];
-    c.channel = grpc::CreateCustomChannel(ep, grpc::InsecureChannelCredentials(), channel_args());
+    c.channel = grpc::CreateCustomChannel(ep, creds, channel_args());
     if (!c.channel->WaitForConnected(after_ms(10000))) {
       std::fprintf(stderr, "chorus-etcd-load: cannot connect to %s\n", ep.c_str());
       std::exit(1);
