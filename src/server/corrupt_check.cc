@@ -79,9 +79,12 @@ void CorruptionChecker::check_once() {
   std::vector<MemberHash> peers = hooks_.peer_hashes(before.revision);
   if (!hooks_.catch_up() || !hooks_.local_hash(&after)) return;
   for (const MemberHash& p : peers) {
-    if (!p.answered) {
-      log(LogLevel::kDebug, "corruption check: a member gave no hash",
+    if (!p.answered && unanswered_.insert(p.member).second) {
+      log(LogLevel::kWarn, "corruption check: a member gives no hash; it is not compared",
           {{"member", hex(p.member)}, {"error", p.error}});
+    } else if (p.answered && unanswered_.erase(p.member) > 0) {
+      log(LogLevel::kInfo, "corruption check: a member gives its hash again",
+          {{"member", hex(p.member)}});
     }
   }
   for (uint64_t member : periodic_mismatches(self_, before, after, peers)) {
@@ -108,9 +111,11 @@ HashResponder::HashResponder(Hash hash) : hash_(std::move(hash)) {
       KvHash out;
       std::string error;
       bool ok = hash_(revision, &out, &error);
+      lk.lock();
+      has_job_ = false;  // free before the answer goes: whoever hears it may ask again
+      lk.unlock();
       reply(ok, out, error);
       lk.lock();
-      has_job_ = false;
     }
   });
 }

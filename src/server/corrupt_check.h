@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,10 +75,15 @@ class CorruptionChecker {
   // One pass, as the thread runs it (tests call it directly with the thread's interval long).
   void check_once();
 
+  // Members whose last answer was missing: a member that stops answering is logged once at
+  // warning level, and again when it answers (checker's thread, or check_once's caller).
+  const std::set<uint64_t>& unanswered() const { return unanswered_; }
+
  private:
   const uint64_t self_;
   const std::chrono::milliseconds interval_;
   Hooks hooks_;
+  std::set<uint64_t> unanswered_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
