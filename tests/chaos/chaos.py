@@ -22,6 +22,7 @@ command that repeats its schedule. The last line is "N passed, N failed".
 Needs root for the namespaces (as CI and the project's machines have)."""
 
 import argparse
+import errno
 import json
 import os
 import random
@@ -441,11 +442,23 @@ class Run:
             return "%s restarted with its clock %+ds, rate x%g" % (m.name, offset, rate), real_clock
         if kind == "disk-full":
             m = self.pick(1)[0]
-            st = os.statvfs(m.disk)
             filler = os.path.join(m.disk, "filler")
             m.may_exit = True
             with open(filler, "wb") as f:
-                os.posix_fallocate(f.fileno(), 0, max(st.f_bavail * st.f_frsize - 4096, 4096))
+                # The member writes between the look at the free space and the allocation: an
+                # allocation that no longer fits fails whole, so it is asked again with what is
+                # free by then.
+                for attempt in range(20):
+                    st = os.statvfs(m.disk)
+                    free_bytes = st.f_bavail * st.f_frsize
+                    try:
+                        os.posix_fallocate(f.fileno(), 0,
+                                           max(os.fstat(f.fileno()).st_size + free_bytes - 4096,
+                                               4096))
+                        break
+                    except OSError as e:
+                        if e.errno != errno.ENOSPC or attempt == 19:
+                            raise
 
             def free():
                 os.remove(filler)
