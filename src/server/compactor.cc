@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "base/thread_name.h"
 #include "server/log.h"
 
 namespace chorus::server {
@@ -45,36 +44,26 @@ std::optional<int64_t> CompactionPlan::observe(Clock::time_point now, int64_t re
 }
 
 AutoCompactor::AutoCompactor(CompactionMode mode, int64_t retention, Hooks hooks)
-    : plan_(mode, retention), hooks_(std::move(hooks)) {
-  thread_ = std::thread([this] { run(); });
-}
+    : plan_(mode, retention),
+      hooks_(std::move(hooks)),
+      thread_("chorus-compact", plan_.interval(), [this] { run(); }) {}
 
-AutoCompactor::~AutoCompactor() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
+AutoCompactor::~AutoCompactor() = default;
 
+// One look, on the compactor's thread.
 void AutoCompactor::run() {
-  base::set_thread_name("chorus-compact");
-  std::unique_lock<std::mutex> lk(mu_);
-  while (!cv_.wait_for(lk, plan_.interval(), [this] { return stop_; })) {
-    std::optional<int64_t> target = plan_.observe(CompactionPlan::Clock::now(), hooks_.revision());
-    if (!target || !hooks_.is_leader()) continue;
-    int64_t rev = *target;
-    hooks_.compact(rev, [rev](bool ok, const std::string& why) {
-      if (ok) {
-        log(LogLevel::kInfo, "compacted the key history (auto-compaction)",
-            {{"revision", std::to_string(rev)}});
-      } else {
-        log(LogLevel::kWarn, "auto-compaction failed",
-            {{"revision", std::to_string(rev)}, {"error", why}});
-      }
-    });
-  }
+  std::optional<int64_t> target = plan_.observe(CompactionPlan::Clock::now(), hooks_.revision());
+  if (!target || !hooks_.is_leader()) return;
+  int64_t rev = *target;
+  hooks_.compact(rev, [rev](bool ok, const std::string& why) {
+    if (ok) {
+      log(LogLevel::kInfo, "compacted the key history (auto-compaction)",
+          {{"revision", std::to_string(rev)}});
+    } else {
+      log(LogLevel::kWarn, "auto-compaction failed",
+          {{"revision", std::to_string(rev)}, {"error", why}});
+    }
+  });
 }
 
 }  // namespace chorus::server

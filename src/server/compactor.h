@@ -12,16 +12,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 
+#include "base/periodic.h"
 #include "server/config.h"
 
 namespace chorus::server {
@@ -65,10 +63,7 @@ class AutoCompactor {
 
   CompactionPlan plan_;
   Hooks hooks_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  base::PeriodicThread thread_;  // last (chorus-compact)
 };
 
 }  // namespace chorus::server

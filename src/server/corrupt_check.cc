@@ -51,26 +51,11 @@ std::vector<uint64_t> periodic_mismatches(uint64_t self, const KvHash& before, c
 }
 
 CorruptionChecker::CorruptionChecker(uint64_t self, std::chrono::milliseconds interval, Hooks hooks)
-    : self_(self), interval_(interval), hooks_(std::move(hooks)) {
-  thread_ = std::thread([this] {
-    base::set_thread_name("chorus-corrupt");
-    std::unique_lock<std::mutex> lk(mu_);
-    while (!cv_.wait_for(lk, interval_, [this] { return stop_; })) {
-      lk.unlock();
-      check_once();
-      lk.lock();
-    }
-  });
-}
+    : self_(self),
+      hooks_(std::move(hooks)),
+      thread_("chorus-corrupt", interval, [this] { check_once(); }) {}
 
-CorruptionChecker::~CorruptionChecker() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
+CorruptionChecker::~CorruptionChecker() = default;
 
 void CorruptionChecker::check_once() {
   if (!hooks_.is_leader()) return;

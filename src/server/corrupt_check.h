@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/periodic.h"
+
 namespace chorus::server {
 
 struct KvHash {
@@ -81,13 +83,9 @@ class CorruptionChecker {
 
  private:
   const uint64_t self_;
-  const std::chrono::milliseconds interval_;
   Hooks hooks_;
   std::set<uint64_t> unanswered_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  base::PeriodicThread thread_;  // last (chorus-corrupt)
 };
 
 // Answers other members' hash requests (they arrive on the peer port, see

@@ -345,6 +345,14 @@ TEST(NodeDriver, ATornReadyBatchNeverLeavesACommitPastTheLog) {
 // a power cut can lose it while the store, flushed meanwhile, has applied the entries it
 // covered. The member must start on such a log, apply nothing twice, and go on: the next write
 // takes the next revision, and every earlier value reads back.
+// Starts a member of a cluster of one through `router` and waits (up to 5 s) until it leads.
+void start_alone(Node& node, Router& router) {
+  router.add(&node);
+  node.start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
+  for (int i = 0; i < 500 && node.status().leader != node.id(); ++i)
+    std::this_thread::sleep_for(10ms);
+}
+
 TEST(NodeDriver, AStoreAppliedPastTheCommitIndexTheLogRecoversAppliesNothingTwice) {
   storage::testing::TempDir dir("store-ahead");
   NodeOptions o;
@@ -362,10 +370,7 @@ TEST(NodeDriver, AStoreAppliedPastTheCommitIndexTheLogRecoversAppliesNothingTwic
     storage::Status st = Node::open(o, &node);
     ASSERT_TRUE(st.is_ok()) << st.to_string();
     Router router;
-    router.add(node.get());
-    node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
-    for (int i = 0; i < 500 && node->status().leader != 1; ++i)
-      std::this_thread::sleep_for(10ms);
+    start_alone(*node, router);
     ASSERT_EQ(node->status().leader, 1u);
     body(*node);
     node->stop(0);
@@ -532,10 +537,7 @@ TEST(ForceNewCluster, TheMemberLeadsAloneWithItsWholeLog) {
   storage::Status st = f.open_forced(&node);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   Router router;
-  router.add(node.get());
-  node->start(&router, [](const std::string& why) { ADD_FAILURE() << "fatal: " << why; });
-  for (int i = 0; i < 500 && node->status().leader != 1; ++i)
-    std::this_thread::sleep_for(10ms);
+  start_alone(*node, router);
   ASSERT_EQ(node->status().leader, 1u) << "alone, it elects itself";
   for (int i = 0; i < 200 && node->members().size() != 1; ++i)
     std::this_thread::sleep_for(10ms);

@@ -15,7 +15,6 @@
 #include <chrono>
 #include <filesystem>
 
-#include "base/thread_name.h"
 #include "storage/file.h"
 
 namespace chorus::server {
@@ -149,29 +148,14 @@ storage::Status check_tls_files(const ClientTls& tls, std::string* expiry_warnin
   return Status::ok();
 }
 
+// What the files hold now was judged (and logged) at start; only changes are news.
 TlsFileWatch::TlsFileWatch(ClientTls tls, std::function<void(const std::string&)> on_change)
-    : tls_(std::move(tls)), on_change_(std::move(on_change)) {
-  // What the files hold now was judged (and logged) at start; only changes are news.
-  problem_ = tls_problem(tls_);
-  thread_ = std::thread([this] {
-    base::set_thread_name("chorus-tls");
-    std::unique_lock<std::mutex> lk(mu_);
-    while (!cv_.wait_for(lk, std::chrono::seconds(kTlsRefreshSeconds), [this] { return stop_; })) {
-      lk.unlock();
-      check();
-      lk.lock();
-    }
-  });
-}
+    : tls_(std::move(tls)),
+      on_change_(std::move(on_change)),
+      problem_(tls_problem(tls_)),
+      thread_("chorus-tls", std::chrono::seconds(kTlsRefreshSeconds), [this] { check(); }) {}
 
-TlsFileWatch::~TlsFileWatch() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_one();
-  thread_.join();
-}
+TlsFileWatch::~TlsFileWatch() = default;
 
 std::string TlsFileWatch::problem() const {
   std::lock_guard<std::mutex> lk(mu_);

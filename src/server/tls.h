@@ -5,14 +5,13 @@
 // TLS; nothing hand-rolled here.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "base/periodic.h"
 #include "storage/status.h"
 #include "transport/tls_context.h"
 
@@ -58,11 +57,9 @@ class TlsFileWatch {
 
   const ClientTls tls_;
   std::function<void(const std::string&)> on_change_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
+  mutable std::mutex mu_;  // guards problem_
   std::string problem_;
-  std::thread thread_;
+  base::PeriodicThread thread_;  // last (chorus-tls)
 };
 
 // --auto-tls: a self-signed certificate (EC P-256, valid a year) for `hosts` (IP addresses or
