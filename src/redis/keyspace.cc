@@ -1,0 +1,744 @@
+#include "redis/keyspace.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <unordered_map>
+
+#include "base/coding.h"
+
+namespace chorus::redis {
+
+namespace {
+
+constexpr uint8_t kRecordFormat = 1;
+constexpr uint8_t kTypeString = 1;
+constexpr size_t kMaxStringBytes = 512u << 20;  // proto-max-bulk-len
+constexpr uint8_t kCommandFormat = 1;
+
+struct Record {
+  uint8_t type = kTypeString;
+  int64_t expire_ms = 0;  // 0: none
+  std::string value;
+};
+
+std::string encode_record(const Record& r) {
+  std::string out;
+  out.reserve(10 + r.value.size());
+  base::put_u8(&out, kRecordFormat);
+  base::put_u8(&out, r.type);
+  base::put_u64(&out, static_cast<uint64_t>(r.expire_ms));
+  out.append(r.value);
+  return out;
+}
+
+bool decode_record(std::string_view bytes, Record* r) {
+  if (bytes.size() < 10 || static_cast<uint8_t>(bytes[0]) != kRecordFormat) return false;
+  r->type = static_cast<uint8_t>(bytes[1]);
+  r->expire_ms = static_cast<int64_t>(base::load_u64(bytes.data() + 2));
+  r->value.assign(bytes.substr(10));
+  return r->type == kTypeString;
+}
+
+const char* type_name(uint8_t type) {
+  return type == kTypeString ? "string" : "none";
+}
+
+Reply wrong_args(std::string_view name) {
+  return Reply::error("ERR wrong number of arguments for '" + std::string(name) + "' command");
+}
+
+Reply invalid_expire(std::string_view name) {
+  return Reply::error("ERR invalid expire time in '" + std::string(name) + "' command");
+}
+
+bool equals_ci(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// One command's view of the records, at one time.
+class Keys {
+ public:
+  Keys(RecordStore& store, int64_t now_ms) : store_(store), now_(now_ms) {}
+
+  enum class Found { kNone, kLive, kDamaged };
+  // A live record of the key; an expired one counts as none.
+  Found load(std::string_view key, Record* r) {
+    std::string bytes;
+    if (!store_.get(key, &bytes)) return Found::kNone;
+    if (!decode_record(bytes, r)) return Found::kDamaged;
+    if (r->expire_ms != 0 && r->expire_ms <= now_) return Found::kNone;
+    return Found::kLive;
+  }
+  void save(std::string_view key, const Record& r) { store_.put(key, encode_record(r)); }
+  // Removes the key's record, live or expired; true if it was live.
+  bool remove(std::string_view key) {
+    Record r;
+    Found f = load(key, &r);
+    std::string bytes;
+    if (f == Found::kNone && !store_.get(key, &bytes)) return false;
+    store_.del(key);
+    return f != Found::kNone;
+  }
+  int64_t now() const { return now_; }
+
+ private:
+  RecordStore& store_;
+  int64_t now_;
+};
+
+Reply damaged(std::string_view key) {
+  return Reply::error("ERR the record of key '" + std::string(key) + "' is damaged");
+}
+
+// A string value, or the reply that says why there is none (null or an error).
+struct StringAt {
+  bool live = false;
+  Record rec;
+  std::optional<Reply> error;
+};
+
+StringAt string_at(Keys& k, std::string_view key) {
+  StringAt s;
+  Keys::Found f = k.load(key, &s.rec);
+  if (f == Keys::Found::kDamaged) {
+    s.error = damaged(key);
+  } else if (f == Keys::Found::kLive) {
+    if (s.rec.type != kTypeString) {
+      s.error = Reply::error(errors::kWrongType);
+    } else {
+      s.live = true;
+    }
+  }
+  return s;
+}
+
+// Seconds or milliseconds from now, or an absolute time, as an absolute time in ms; false on
+// overflow.
+bool absolute_ms(int64_t v, bool seconds, bool absolute, int64_t now, int64_t* out) {
+  int64_t ms = v;
+  if (seconds) {
+    if (v > std::numeric_limits<int64_t>::max() / 1000 ||
+        v < std::numeric_limits<int64_t>::min() / 1000)
+      return false;
+    ms = v * 1000;
+  }
+  if (!absolute) {
+    if ((ms > 0 && now > std::numeric_limits<int64_t>::max() - ms) ||
+        (ms < 0 && now < std::numeric_limits<int64_t>::min() - ms))
+      return false;
+    ms += now;
+  }
+  *out = ms;
+  return true;
+}
+
+// ---- strings -------------------------------------------------------------------------------
+
+Reply cmd_get(Keys& k, const std::vector<std::string>& a) {
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  return s.live ? Reply::bulk(std::move(s.rec.value)) : Reply::null();
+}
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
+Reply cmd_set(Keys& k, const std::vector<std::string>& a) {
+  bool nx = false, xx = false, get = false, keepttl = false;
+  bool has_expire = false;
+  int64_t expire_at = 0;
+  for (size_t i = 3; i < a.size(); ++i) {
+    const std::string& o = a[i];
+    bool more = i + 1 < a.size();
+    if (equals_ci(o, "nx") && !xx) {
+      nx = true;
+    } else if (equals_ci(o, "xx") && !nx) {
+      xx = true;
+    } else if (equals_ci(o, "get")) {
+      get = true;
+    } else if (equals_ci(o, "keepttl") && !has_expire) {
+      keepttl = true;
+    } else if ((equals_ci(o, "ex") || equals_ci(o, "px") || equals_ci(o, "exat") ||
+                equals_ci(o, "pxat")) &&
+               !keepttl && !has_expire && more) {
+      int64_t v = 0;
+      if (!parse_int64(a[i + 1], &v)) return Reply::error(errors::kNotInteger);
+      bool seconds = equals_ci(o, "ex") || equals_ci(o, "exat");
+      bool absolute = equals_ci(o, "exat") || equals_ci(o, "pxat");
+      if (v <= 0 || !absolute_ms(v, seconds, absolute, k.now(), &expire_at))
+        return invalid_expire("set");
+      has_expire = true;
+      ++i;
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  Record old;
+  Keys::Found f = k.load(a[1], &old);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  bool exists = f == Keys::Found::kLive;
+  Reply previous = Reply::null();
+  if (get) {
+    if (exists && old.type != kTypeString) return Reply::error(errors::kWrongType);
+    if (exists) previous = Reply::bulk(old.value);
+  }
+  if ((nx && exists) || (xx && !exists)) return get ? previous : Reply::null();
+  Record r;
+  r.value = a[2];
+  if (has_expire) {
+    r.expire_ms = expire_at;
+  } else if (keepttl && exists) {
+    r.expire_ms = old.expire_ms;
+  }
+  if (r.expire_ms != 0 && r.expire_ms <= k.now()) {
+    // Already past (EXAT/PXAT in the past): the key goes, as Redis deletes it at once.
+    k.remove(a[1]);
+  } else {
+    k.save(a[1], r);
+  }
+  return get ? previous : Reply::ok();
+}
+
+Reply cmd_setnx(Keys& k, const std::vector<std::string>& a) {
+  Reply r = cmd_set(k, {"set", a[1], a[2], "NX"});
+  return Reply::integer_of(r.kind == Reply::Kind::kStatus ? 1 : 0);
+}
+
+Reply set_with_expire(Keys& k, const std::vector<std::string>& a, bool seconds) {
+  int64_t v = 0;
+  if (!parse_int64(a[2], &v)) return Reply::error(errors::kNotInteger);
+  int64_t at = 0;
+  if (v <= 0 || !absolute_ms(v, seconds, false, k.now(), &at)) return invalid_expire(a[0]);
+  return cmd_set(k, {"set", a[1], a[3], "PXAT", std::to_string(at)});
+}
+
+Reply cmd_setex(Keys& k, const std::vector<std::string>& a) {
+  return set_with_expire(k, a, true);
+}
+Reply cmd_psetex(Keys& k, const std::vector<std::string>& a) {
+  return set_with_expire(k, a, false);
+}
+
+Reply cmd_getset(Keys& k, const std::vector<std::string>& a) {
+  return cmd_set(k, {"set", a[1], a[2], "GET"});
+}
+
+Reply cmd_getdel(Keys& k, const std::vector<std::string>& a) {
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  if (!s.live) return Reply::null();
+  k.remove(a[1]);
+  return Reply::bulk(std::move(s.rec.value));
+}
+
+// GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
+Reply cmd_getex(Keys& k, const std::vector<std::string>& a) {
+  bool persist = false, has_expire = false;
+  int64_t expire_at = 0;
+  for (size_t i = 2; i < a.size(); ++i) {
+    const std::string& o = a[i];
+    bool more = i + 1 < a.size();
+    if (equals_ci(o, "persist") && !has_expire && !persist) {
+      persist = true;
+    } else if ((equals_ci(o, "ex") || equals_ci(o, "px") || equals_ci(o, "exat") ||
+                equals_ci(o, "pxat")) &&
+               !persist && !has_expire && more) {
+      int64_t v = 0;
+      if (!parse_int64(a[i + 1], &v)) return Reply::error(errors::kNotInteger);
+      bool seconds = equals_ci(o, "ex") || equals_ci(o, "exat");
+      bool absolute = equals_ci(o, "exat") || equals_ci(o, "pxat");
+      if (v <= 0 || !absolute_ms(v, seconds, absolute, k.now(), &expire_at))
+        return invalid_expire("getex");
+      has_expire = true;
+      ++i;
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  if (!s.live) return Reply::null();
+  Reply out = Reply::bulk(s.rec.value);
+  if (has_expire && expire_at <= k.now()) {
+    k.remove(a[1]);
+  } else if (has_expire || (persist && s.rec.expire_ms != 0)) {
+    s.rec.expire_ms = has_expire ? expire_at : 0;
+    k.save(a[1], s.rec);
+  }
+  return out;
+}
+
+Reply cmd_mget(Keys& k, const std::vector<std::string>& a) {
+  std::vector<Reply> out;
+  out.reserve(a.size() - 1);
+  for (size_t i = 1; i < a.size(); ++i) {
+    StringAt s = string_at(k, a[i]);
+    if (s.error && s.error->str.rfind("WRONGTYPE", 0) != 0) return *s.error;
+    out.push_back(s.live ? Reply::bulk(std::move(s.rec.value)) : Reply::null());
+  }
+  return Reply::array(std::move(out));
+}
+
+Reply cmd_mset(Keys& k, const std::vector<std::string>& a) {
+  if (a.size() % 2 != 1) return wrong_args(a[0]);
+  bool nx = a[0] == "msetnx";
+  if (nx) {
+    for (size_t i = 1; i < a.size(); i += 2) {
+      Record r;
+      Keys::Found f = k.load(a[i], &r);
+      if (f == Keys::Found::kDamaged) return damaged(a[i]);
+      if (f == Keys::Found::kLive) return Reply::integer_of(0);
+    }
+  }
+  for (size_t i = 1; i < a.size(); i += 2) {
+    Record r;
+    r.value = a[i + 1];
+    k.save(a[i], r);
+  }
+  return nx ? Reply::integer_of(1) : Reply::ok();
+}
+
+Reply incr_by(Keys& k, const std::string& key, int64_t by) {
+  StringAt s = string_at(k, key);
+  if (s.error) return *s.error;
+  int64_t v = 0;
+  if (s.live && !parse_int64(s.rec.value, &v)) return Reply::error(errors::kNotInteger);
+  if ((by > 0 && v > std::numeric_limits<int64_t>::max() - by) ||
+      (by < 0 && v < std::numeric_limits<int64_t>::min() - by))
+    return Reply::error(errors::kOverflow);
+  v += by;
+  if (!s.live) s.rec = Record{};
+  s.rec.value = std::to_string(v);
+  k.save(key, s.rec);
+  return Reply::integer_of(v);
+}
+
+Reply cmd_incr(Keys& k, const std::vector<std::string>& a) {
+  return incr_by(k, a[1], 1);
+}
+Reply cmd_decr(Keys& k, const std::vector<std::string>& a) {
+  return incr_by(k, a[1], -1);
+}
+Reply cmd_incrby(Keys& k, const std::vector<std::string>& a) {
+  int64_t by = 0;
+  if (!parse_int64(a[2], &by)) return Reply::error(errors::kNotInteger);
+  return incr_by(k, a[1], by);
+}
+Reply cmd_decrby(Keys& k, const std::vector<std::string>& a) {
+  int64_t by = 0;
+  if (!parse_int64(a[2], &by)) return Reply::error(errors::kNotInteger);
+  if (by == std::numeric_limits<int64_t>::min())
+    return Reply::error("ERR decrement would overflow");
+  return incr_by(k, a[1], -by);
+}
+
+Reply cmd_incrbyfloat(Keys& k, const std::vector<std::string>& a) {
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  long double v = 0;
+  long double by = 0;
+  if ((s.live && !parse_long_double(s.rec.value, &v)) || !parse_long_double(a[2], &by))
+    return Reply::error(errors::kNotFloat);
+  v += by;
+  if (std::isnan(v) || std::isinf(v)) return Reply::error(errors::kNanOrInfinity);
+  if (!s.live) s.rec = Record{};
+  s.rec.value = format_long_double(v);
+  k.save(a[1], s.rec);
+  return Reply::bulk(s.rec.value);
+}
+
+Reply cmd_append(Keys& k, const std::vector<std::string>& a) {
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  if (!s.live) s.rec = Record{};
+  if (s.rec.value.size() + a[2].size() > kMaxStringBytes)
+    return Reply::error(errors::kStringTooLong);
+  s.rec.value.append(a[2]);
+  k.save(a[1], s.rec);
+  return Reply::integer_of(static_cast<int64_t>(s.rec.value.size()));
+}
+
+Reply cmd_strlen(Keys& k, const std::vector<std::string>& a) {
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  return Reply::integer_of(s.live ? static_cast<int64_t>(s.rec.value.size()) : 0);
+}
+
+Reply cmd_getrange(Keys& k, const std::vector<std::string>& a) {
+  int64_t start = 0, end = 0;
+  if (!parse_int64(a[2], &start) || !parse_int64(a[3], &end))
+    return Reply::error(errors::kNotInteger);
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  if (!s.live) return Reply::bulk("");
+  const int64_t len = static_cast<int64_t>(s.rec.value.size());
+  // Redis 7.0: a negative start after a negative end is an empty range.
+  if (start < 0 && end < 0 && start > end) return Reply::bulk("");
+  if (start < 0) start = len + start;
+  if (end < 0) end = len + end;
+  if (start < 0) start = 0;
+  if (end < 0) end = 0;
+  if (end >= len) end = len - 1;
+  if (len == 0 || start > end) return Reply::bulk("");
+  return Reply::bulk(
+      s.rec.value.substr(static_cast<size_t>(start), static_cast<size_t>(end - start + 1)));
+}
+
+Reply cmd_setrange(Keys& k, const std::vector<std::string>& a) {
+  int64_t offset = 0;
+  if (!parse_int64(a[2], &offset)) return Reply::error(errors::kNotInteger);
+  if (offset < 0) return Reply::error(errors::kOffsetRange);
+  StringAt s = string_at(k, a[1]);
+  if (s.error) return *s.error;
+  const std::string& v = a[3];
+  if (!s.live) {
+    if (v.empty()) return Reply::integer_of(0);
+    s.rec = Record{};
+  }
+  if (v.empty()) return Reply::integer_of(static_cast<int64_t>(s.rec.value.size()));
+  if (static_cast<uint64_t>(offset) + v.size() > kMaxStringBytes)
+    return Reply::error(errors::kStringTooLong);
+  size_t need = static_cast<size_t>(offset) + v.size();
+  if (s.rec.value.size() < need) s.rec.value.resize(need, '\0');
+  s.rec.value.replace(static_cast<size_t>(offset), v.size(), v);
+  k.save(a[1], s.rec);
+  return Reply::integer_of(static_cast<int64_t>(s.rec.value.size()));
+}
+
+// ---- keys ----------------------------------------------------------------------------------
+
+Reply cmd_del(Keys& k, const std::vector<std::string>& a) {
+  int64_t n = 0;
+  for (size_t i = 1; i < a.size(); ++i)
+    n += k.remove(a[i]) ? 1 : 0;
+  return Reply::integer_of(n);
+}
+
+Reply cmd_exists(Keys& k, const std::vector<std::string>& a) {
+  int64_t n = 0;
+  for (size_t i = 1; i < a.size(); ++i) {
+    Record r;
+    if (k.load(a[i], &r) != Keys::Found::kNone) ++n;
+  }
+  return Reply::integer_of(n);
+}
+
+Reply cmd_type(Keys& k, const std::vector<std::string>& a) {
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  return Reply::status(f == Keys::Found::kLive ? type_name(r.type) : "none");
+}
+
+Reply ttl_of(Keys& k, const std::vector<std::string>& a, bool ms) {
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone) return Reply::integer_of(-2);
+  if (r.expire_ms == 0) return Reply::integer_of(-1);
+  int64_t left = r.expire_ms - k.now();
+  return Reply::integer_of(ms ? left : (left + 500) / 1000);
+}
+Reply cmd_ttl(Keys& k, const std::vector<std::string>& a) {
+  return ttl_of(k, a, false);
+}
+Reply cmd_pttl(Keys& k, const std::vector<std::string>& a) {
+  return ttl_of(k, a, true);
+}
+
+Reply expire_time_of(Keys& k, const std::vector<std::string>& a, bool ms) {
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone) return Reply::integer_of(-2);
+  if (r.expire_ms == 0) return Reply::integer_of(-1);
+  return Reply::integer_of(ms ? r.expire_ms : r.expire_ms / 1000);
+}
+Reply cmd_expiretime(Keys& k, const std::vector<std::string>& a) {
+  return expire_time_of(k, a, false);
+}
+Reply cmd_pexpiretime(Keys& k, const std::vector<std::string>& a) {
+  return expire_time_of(k, a, true);
+}
+
+// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX|XX|GT|LT]
+Reply cmd_expire(Keys& k, const std::vector<std::string>& a) {
+  const std::string& name = a[0];
+  bool seconds = name == "expire" || name == "expireat";
+  bool absolute = name == "expireat" || name == "pexpireat";
+  bool nx = false, xx = false, gt = false, lt = false;
+  for (size_t i = 3; i < a.size(); ++i) {
+    if (equals_ci(a[i], "nx")) {
+      nx = true;
+    } else if (equals_ci(a[i], "xx")) {
+      xx = true;
+    } else if (equals_ci(a[i], "gt")) {
+      gt = true;
+    } else if (equals_ci(a[i], "lt")) {
+      lt = true;
+    } else {
+      return Reply::error("ERR Unsupported option " + a[i]);
+    }
+  }
+  if (nx && (xx || gt || lt))
+    return Reply::error("ERR NX and XX, GT or LT options at the same time are not compatible");
+  if (gt && lt) return Reply::error("ERR GT and LT options at the same time are not compatible");
+  int64_t v = 0;
+  if (!parse_int64(a[2], &v)) return Reply::error(errors::kNotInteger);
+  int64_t at = 0;
+  if (!absolute_ms(v, seconds, absolute, k.now(), &at)) return invalid_expire(name);
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone) return Reply::integer_of(0);
+  const bool volatile_key = r.expire_ms != 0;
+  if (nx && volatile_key) return Reply::integer_of(0);
+  if (xx && !volatile_key) return Reply::integer_of(0);
+  // A key without expiry counts as one that never expires.
+  if (gt && (!volatile_key || at <= r.expire_ms)) return Reply::integer_of(0);
+  if (lt && volatile_key && at >= r.expire_ms) return Reply::integer_of(0);
+  if (at <= k.now()) {
+    k.remove(a[1]);
+  } else {
+    r.expire_ms = at;
+    k.save(a[1], r);
+  }
+  return Reply::integer_of(1);
+}
+
+Reply cmd_persist(Keys& k, const std::vector<std::string>& a) {
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone || r.expire_ms == 0) return Reply::integer_of(0);
+  r.expire_ms = 0;
+  k.save(a[1], r);
+  return Reply::integer_of(1);
+}
+
+Reply rename_to(Keys& k, const std::vector<std::string>& a, bool nx) {
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone) return Reply::error(errors::kNoSuchKey);
+  if (a[1] == a[2]) return nx ? Reply::integer_of(0) : Reply::ok();
+  if (nx) {
+    Record other;
+    if (k.load(a[2], &other) != Keys::Found::kNone) return Reply::integer_of(0);
+  }
+  k.remove(a[1]);
+  k.save(a[2], r);
+  return nx ? Reply::integer_of(1) : Reply::ok();
+}
+Reply cmd_rename(Keys& k, const std::vector<std::string>& a) {
+  return rename_to(k, a, false);
+}
+Reply cmd_renamenx(Keys& k, const std::vector<std::string>& a) {
+  return rename_to(k, a, true);
+}
+
+using Handler = Reply (*)(Keys&, const std::vector<std::string>&);
+
+struct Entry {
+  CommandSpec spec;
+  Handler fn;
+};
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> table = {
+      // Strings.
+      {{"get", 2, kReadOnly, 1, 1, 1}, cmd_get},
+      {{"set", -3, kWrite, 1, 1, 1}, cmd_set},
+      {{"setnx", 3, kWrite, 1, 1, 1}, cmd_setnx},
+      {{"setex", 4, kWrite, 1, 1, 1}, cmd_setex},
+      {{"psetex", 4, kWrite, 1, 1, 1}, cmd_psetex},
+      {{"getset", 3, kWrite, 1, 1, 1}, cmd_getset},
+      {{"getdel", 2, kWrite, 1, 1, 1}, cmd_getdel},
+      {{"getex", -2, kWrite, 1, 1, 1}, cmd_getex},
+      {{"mget", -2, kReadOnly, 1, -1, 1}, cmd_mget},
+      {{"mset", -3, kWrite, 1, -1, 2}, cmd_mset},
+      {{"msetnx", -3, kWrite, 1, -1, 2}, cmd_mset},
+      {{"incr", 2, kWrite, 1, 1, 1}, cmd_incr},
+      {{"decr", 2, kWrite, 1, 1, 1}, cmd_decr},
+      {{"incrby", 3, kWrite, 1, 1, 1}, cmd_incrby},
+      {{"decrby", 3, kWrite, 1, 1, 1}, cmd_decrby},
+      {{"incrbyfloat", 3, kWrite, 1, 1, 1}, cmd_incrbyfloat},
+      {{"append", 3, kWrite, 1, 1, 1}, cmd_append},
+      {{"strlen", 2, kReadOnly, 1, 1, 1}, cmd_strlen},
+      {{"getrange", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
+      {{"substr", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
+      {{"setrange", 4, kWrite, 1, 1, 1}, cmd_setrange},
+      // Keys.
+      {{"del", -2, kWrite, 1, -1, 1}, cmd_del},
+      {{"unlink", -2, kWrite, 1, -1, 1}, cmd_del},
+      {{"exists", -2, kReadOnly, 1, -1, 1}, cmd_exists},
+      {{"type", 2, kReadOnly, 1, 1, 1}, cmd_type},
+      {{"ttl", 2, kReadOnly, 1, 1, 1}, cmd_ttl},
+      {{"pttl", 2, kReadOnly, 1, 1, 1}, cmd_pttl},
+      {{"expiretime", 2, kReadOnly, 1, 1, 1}, cmd_expiretime},
+      {{"pexpiretime", 2, kReadOnly, 1, 1, 1}, cmd_pexpiretime},
+      {{"expire", -3, kWrite, 1, 1, 1}, cmd_expire},
+      {{"pexpire", -3, kWrite, 1, 1, 1}, cmd_expire},
+      {{"expireat", -3, kWrite, 1, 1, 1}, cmd_expire},
+      {{"pexpireat", -3, kWrite, 1, 1, 1}, cmd_expire},
+      {{"persist", 2, kWrite, 1, 1, 1}, cmd_persist},
+      {{"rename", 3, kWrite, 1, 2, 1}, cmd_rename},
+      {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
+      // Answered by the connection.
+      {{"ping", -1, kKeyless, 0, 0, 0}, nullptr},
+      {{"echo", 2, kKeyless, 0, 0, 0}, nullptr},
+      {{"hello", -1, kKeyless, 0, 0, 0}, nullptr},
+      {{"select", 2, kKeyless, 0, 0, 0}, nullptr},
+      {{"quit", -1, kKeyless, 0, 0, 0}, nullptr},
+      {{"reset", 1, kKeyless, 0, 0, 0}, nullptr},
+      {{"client", -2, kKeyless, 0, 0, 0}, nullptr},
+      {{"command", -1, kKeyless, 0, 0, 0}, nullptr},
+      {{"time", 1, kKeyless, 0, 0, 0}, nullptr},
+      {{"info", -1, kKeyless, 0, 0, 0}, nullptr},
+      {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
+      {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
+      {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
+  };
+  return table;
+}
+
+const std::unordered_map<std::string, const Entry*>& by_name() {
+  static const std::unordered_map<std::string, const Entry*> m = [] {
+    std::unordered_map<std::string, const Entry*> out;
+    for (const Entry& e : entries())
+      out.emplace(e.spec.name, &e);
+    return out;
+  }();
+  return m;
+}
+
+const Entry* find_entry(std::string_view name) {
+  if (name.size() > 32) return nullptr;
+  std::string lower(name);
+  for (char& c : lower)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto it = by_name().find(lower);
+  return it == by_name().end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+const CommandSpec* find_command(std::string_view name) {
+  const Entry* e = find_entry(name);
+  return e ? &e->spec : nullptr;
+}
+
+const std::vector<CommandSpec>& command_table() {
+  static const std::vector<CommandSpec> specs = [] {
+    std::vector<CommandSpec> out;
+    for (const Entry& e : entries())
+      out.push_back(e.spec);
+    return out;
+  }();
+  return specs;
+}
+
+bool arity_ok(const CommandSpec& spec, size_t argc) {
+  if (spec.arity >= 0) return argc == static_cast<size_t>(spec.arity);
+  return argc >= static_cast<size_t>(-spec.arity);
+}
+
+std::vector<std::string_view> command_keys(const CommandSpec& spec,
+                                           const std::vector<std::string>& argv) {
+  std::vector<std::string_view> keys;
+  if (spec.first_key <= 0) return keys;
+  int last = spec.last_key < 0 ? static_cast<int>(argv.size()) + spec.last_key : spec.last_key;
+  for (int i = spec.first_key; i <= last && i < static_cast<int>(argv.size()); i += spec.key_step)
+    keys.push_back(argv[static_cast<size_t>(i)]);
+  return keys;
+}
+
+Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms) {
+  if (argv.empty()) return Reply::error("ERR empty command");
+  const Entry* e = find_entry(argv[0]);
+  if (e == nullptr || e->fn == nullptr)
+    return Reply::error("ERR unknown command '" + argv[0] + "'");
+  if (!arity_ok(e->spec, argv.size())) return wrong_args(e->spec.name);
+  Keys keys(store, now_ms);
+  if (argv[0] == e->spec.name) return e->fn(keys, argv);
+  std::vector<std::string> lowered = argv;
+  lowered[0] = e->spec.name;
+  return e->fn(keys, lowered);
+}
+
+bool parse_int64(std::string_view s, int64_t* out) {
+  // As Redis's string2ll: no sign but '-', no leading zeros, no spaces, fits in 64 bits.
+  if (s.empty() || s.size() > 20) return false;
+  size_t i = s[0] == '-' ? 1 : 0;
+  if (i == s.size()) return false;
+  if (s[i] == '0' && (s.size() != 1)) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parse_long_double(std::string_view s, long double* out) {
+  if (s.empty() || s.size() > 5 * 1024) return false;
+  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  std::string z(s);
+  char* end = nullptr;
+  errno = 0;
+  long double v = std::strtold(z.c_str(), &end);
+  if (end != z.c_str() + z.size() || errno == ERANGE || std::isnan(v)) return false;
+  *out = v;
+  return true;
+}
+
+std::string format_long_double(long double v) {
+  // Redis's human form: 17 digits after the point, trailing zeros (and a bare point) dropped.
+  char buf[5 * 1024];
+  int n = std::snprintf(buf, sizeof buf, "%.17Lf", v);
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) return "0";
+  std::string s(buf, static_cast<size_t>(n));
+  if (s.find('.') != std::string::npos) {
+    while (!s.empty() && s.back() == '0')
+      s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  return s;
+}
+
+std::string encode_command(int64_t now_ms, const std::vector<std::string>& argv) {
+  std::string out;
+  size_t n = 13;
+  for (const std::string& a : argv)
+    n += 4 + a.size();
+  out.reserve(n);
+  base::put_u8(&out, kCommandFormat);
+  base::put_u64(&out, static_cast<uint64_t>(now_ms));
+  base::put_u32(&out, static_cast<uint32_t>(argv.size()));
+  for (const std::string& a : argv)
+    base::put_bytes(&out, a);
+  return out;
+}
+
+bool decode_command(std::string_view bytes, int64_t* now_ms, std::vector<std::string>* argv) {
+  base::Reader r(bytes);
+  uint8_t format = 0;
+  uint64_t now = 0;
+  uint32_t count = 0;
+  if (!r.u8(&format) || format != kCommandFormat || !r.u64(&now) || !r.u32(&count)) return false;
+  // Each argument takes at least its 4-byte length: a damaged count cannot ask for more.
+  if (count > bytes.size() / 4) return false;
+  argv->clear();
+  argv->reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string a;
+    if (!r.bytes(&a)) return false;
+    argv->push_back(std::move(a));
+  }
+  *now_ms = static_cast<int64_t>(now);
+  return r.done() && !argv->empty();
+}
+
+}  // namespace chorus::redis
