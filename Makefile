@@ -120,7 +120,7 @@ bench-wal: deps $(REL)/build.ninja
 FUZZ := build/fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := wal_record_fuzz snapshot_chunk_fuzz kv_command_fuzz transport_frame_fuzz \
-  gateway_request_fuzz
+  gateway_request_fuzz redis_request_fuzz
 
 $(FUZZ)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -12,6 +12,7 @@ packages=(
   libasio-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   etcd-client curl python3 openssl
   iproute2 iptables faketime python3-grpcio python3-protobuf python3-etcd3
+  redis-tools python3-redis
 )
 
 # `--bench` adds what `make bench-etcd` compares against: etcd 3.4 (Debian's etcd-server).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a local 3-member Chorus cluster on loopback, as etcd's Procfile does: clients on
 # 2379, 22379 and 32379, peers on 2380, 22380 and 32380, /health and /metrics on 2381, 22381
-# and 32381, data under .run/. Ctrl-C stops every
+# and 32381, the Redis face on 6379, 26379 and 36379 (16 data groups), data under .run/. Ctrl-C stops every
 # member cleanly (SIGTERM: the leader hands over first). With TLS=1 the client and peer URLs
 # are https with certificates required on both, from a CA and certificates made on the spot
 # under .run-tls/tls/ (the data then lives under .run-tls/).
@@ -46,12 +46,13 @@ names=(infra1 infra2 infra3)
 client_ports=(2379 22379 32379)
 peer_ports=(2380 22380 32380)
 metrics_ports=(2381 22381 32381)
+redis_ports=(6379 26379 36379)
 cluster=""
 for i in 0 1 2; do
   cluster+="${cluster:+,}${names[$i]}=$scheme://127.0.0.1:${peer_ports[$i]}"
 done
 
-for p in "${client_ports[@]}" "${peer_ports[@]}" "${metrics_ports[@]}"; do
+for p in "${client_ports[@]}" "${peer_ports[@]}" "${metrics_ports[@]}" "${redis_ports[@]}"; do
   if (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then
     echo "chorus: port $p is in use (another cluster running?); stop it first" >&2
     exit 1
@@ -77,6 +78,7 @@ for i in 0 1 2; do
     --listen-peer-urls "$scheme://127.0.0.1:${peer_ports[$i]}" \
     --initial-advertise-peer-urls "$scheme://127.0.0.1:${peer_ports[$i]}" \
     --listen-metrics-urls "http://127.0.0.1:${metrics_ports[$i]}" \
+    --listen-redis-urls "redis://127.0.0.1:${redis_ports[$i]}" --initial-groups 16 \
     --initial-cluster "$cluster" --initial-cluster-token chorus-local \
     --initial-cluster-state new >"$data/${names[$i]}.log" 2>&1 &
   pids+=($!)
@@ -147,6 +149,14 @@ Data groups (Raft groups of their own beside the etcd keyspace) with chorus-grou
 MSG
 fi
 cat <<MSG
+The Redis face (RESP on 6379, 26379 and 36379, plain text; keys spread over data groups 2 to
+17, every write fsynced on a quorum before its reply) with redis-cli (Debian's redis-tools):
+
+  redis-cli -p 6379 set greeting hello
+  redis-cli -p 26379 get greeting
+  redis-cli -p 36379 incr visits
+  redis-cli -p 6379 set session:1 token EX 60
+
 Ctrl-C stops the cluster.
 MSG
 ETCDCTL_API=3 etcdctl --endpoints="$endpoints" ${ctl_flags[@]+"${ctl_flags[@]}"} endpoint status -w table 2>&1 || true

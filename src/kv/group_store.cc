@@ -8,6 +8,7 @@
 
 #include "base/coding.h"
 #include "kv/rocksdb_status.h"
+#include "redis/keyspace.h"
 
 namespace chorus::kv {
 
@@ -32,6 +33,13 @@ std::string value_key(raft::GroupId group, std::string_view key) {
   return k;
 }
 
+std::string record_key(raft::GroupId group, std::string_view key) {
+  std::string k = group_prefix(group);
+  k.push_back('r');
+  k.append(key);
+  return k;
+}
+
 std::string applied_key(raft::GroupId group) {
   std::string k = group_prefix(group);
   k.push_back('a');
@@ -49,7 +57,72 @@ std::string group_end(raft::GroupId group) {
   return group == UINT64_MAX ? std::string("h") : group_prefix(group + 1);
 }
 
-constexpr uint8_t kExportVersion = 1;
+// Version 1 holds the Groups API's keys only; version 2 every key with its kind's letter
+// ('k' or 'r') in front.
+constexpr uint8_t kExportVersionKeys = 1;
+constexpr uint8_t kExportVersion = 2;
+
+// A group's Redis records as one apply() sees them: what earlier commands of the same write
+// batch wrote, else what the store holds.
+class BatchRecords : public redis::RecordStore {
+ public:
+  BatchRecords(rocksdb::DB* db, rocksdb::WriteBatch* batch,
+               std::unordered_map<std::string, std::optional<std::string>>* written)
+      : db_(db), batch_(batch), written_(written) {}
+  void set_group(raft::GroupId g) { group_ = g; }
+
+  bool get(std::string_view key, std::string* record) override {
+    std::string k = record_key(group_, key);
+    auto it = written_->find(k);
+    if (it != written_->end()) {
+      if (!it->second) return false;
+      *record = *it->second;
+      return true;
+    }
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, k, record);
+    if (!s.ok() && !s.IsNotFound()) failed_ = from_rocksdb(s, "group store read");
+    return s.ok();
+  }
+  void put(std::string_view key, std::string_view record) override {
+    std::string k = record_key(group_, key);
+    batch_->Put(k, rocksdb::Slice(record.data(), record.size()));
+    (*written_)[std::move(k)] = std::string(record);
+  }
+  void del(std::string_view key) override {
+    std::string k = record_key(group_, key);
+    batch_->Delete(k);
+    (*written_)[std::move(k)] = std::nullopt;
+  }
+  // A read of the store that failed: the whole apply fails (it is not the command's answer).
+  const Status& failed() const { return failed_; }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::WriteBatch* batch_;
+  std::unordered_map<std::string, std::optional<std::string>>* written_;
+  raft::GroupId group_ = 0;
+  Status failed_ = Status::ok();
+};
+
+// The records as the store holds them, for read-only commands.
+class StoredRecords : public redis::RecordStore {
+ public:
+  StoredRecords(rocksdb::DB* db, raft::GroupId group) : db_(db), group_(group) {}
+  bool get(std::string_view key, std::string* record) override {
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, record_key(group_, key), record);
+    if (!s.ok() && !s.IsNotFound()) failed_ = from_rocksdb(s, "group store read");
+    return s.ok();
+  }
+  // A read-only command writes nothing; these are never called.
+  void put(std::string_view, std::string_view) override {}
+  void del(std::string_view) override {}
+  const Status& failed() const { return failed_; }
+
+ private:
+  rocksdb::DB* db_;
+  raft::GroupId group_;
+  Status failed_ = Status::ok();
+};
 
 }  // namespace
 
@@ -59,7 +132,7 @@ std::string encode_group_op(const GroupOp& op) {
   base::put_u8(&out, kOpVersion);
   base::put_u8(&out, static_cast<uint8_t>(op.kind));
   base::put_bytes(&out, op.key);
-  if (op.kind == GroupOp::Kind::kPut) base::put_bytes(&out, op.value);
+  if (op.kind != GroupOp::Kind::kDelete) base::put_bytes(&out, op.value);
   return out;
 }
 
@@ -70,8 +143,9 @@ std::optional<GroupOp> decode_group_op(std::string_view bytes) {
   GroupOp op;
   if (!r.u8(&version) || version != kOpVersion || !r.u8(&kind) || !r.bytes(&op.key))
     return std::nullopt;
-  if (kind == static_cast<uint8_t>(GroupOp::Kind::kPut)) {
-    op.kind = GroupOp::Kind::kPut;
+  if (kind == static_cast<uint8_t>(GroupOp::Kind::kPut) ||
+      kind == static_cast<uint8_t>(GroupOp::Kind::kCommand)) {
+    op.kind = static_cast<GroupOp::Kind>(kind);
     if (!r.bytes(&op.value)) return std::nullopt;
   } else if (kind == static_cast<uint8_t>(GroupOp::Kind::kDelete)) {
     op.kind = GroupOp::Kind::kDelete;
@@ -121,13 +195,19 @@ Status GroupStore::load() {
   return from_rocksdb(it->status(), "group store load");
 }
 
-Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
+Status GroupStore::apply(const std::vector<GroupEntry>& entries,
+                         std::vector<std::optional<redis::Reply>>* replies) {
   std::lock_guard<std::mutex> w(write_mu_);
   rocksdb::WriteBatch batch;
   std::unordered_map<raft::GroupId, std::pair<raft::Index, raft::Term>> last;
+  std::unordered_map<std::string, std::optional<std::string>> written;
+  BatchRecords records(db_, &batch, &written);
+  std::vector<std::string> argv;
+  if (replies) replies->assign(entries.size(), std::nullopt);
   {
     std::shared_lock lock(mu_);
-    for (const GroupEntry& e : entries) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const GroupEntry& e = entries[i];
       auto seen = last.find(e.group);
       raft::Index done = 0;
       if (seen != last.end()) {
@@ -141,7 +221,16 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries) {
       if (e.op.empty()) continue;
       std::optional<GroupOp> op = decode_group_op(e.op);
       if (!op) continue;
-      if (op->kind == GroupOp::Kind::kPut) {
+      if (op->kind == GroupOp::Kind::kCommand) {
+        int64_t now_ms = 0;
+        redis::Reply reply = redis::Reply::error("ERR malformed command entry");
+        if (redis::decode_command(op->value, &now_ms, &argv)) {
+          records.set_group(e.group);
+          reply = redis::execute(records, argv, now_ms);
+          if (!records.failed().is_ok()) return records.failed();
+        }
+        if (replies) (*replies)[i] = std::move(reply);
+      } else if (op->kind == GroupOp::Kind::kPut) {
         batch.Put(value_key(e.group, op->key), op->value);
       } else {
         batch.Delete(value_key(e.group, op->key));
@@ -168,6 +257,14 @@ raft::Index GroupStore::applied_index(raft::GroupId group) const {
   std::shared_lock lock(mu_);
   auto it = applied_.find(group);
   return it == applied_.end() ? 0 : it->second;
+}
+
+redis::Reply GroupStore::read_command(raft::GroupId group, const std::vector<std::string>& argv,
+                                      int64_t now_ms) const {
+  StoredRecords records(db_, group);
+  redis::Reply reply = redis::execute(records, argv, now_ms);
+  if (!records.failed().is_ok()) return redis::Reply::error("ERR " + records.failed().to_string());
+  return reply;
 }
 
 Status GroupStore::get(raft::GroupId group, std::string_view key, std::string* value) const {
@@ -222,22 +319,25 @@ Status GroupStore::export_group(raft::GroupId group, size_t max_bytes, std::stri
     base::put_u64(out, 0);
     base::put_u64(out, 0);
   }
-  const std::string from = group_prefix(group) + "k";
-  const std::string to = group_prefix(group) + "l";
+  const std::string prefix = group_prefix(group);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   Status st = Status::ok();
-  for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
-    rocksdb::Slice k = it->key();
-    k.remove_prefix(from.size());
-    base::put_bytes(out, std::string_view(k.data(), k.size()));
-    base::put_bytes(out, std::string_view(it->value().data(), it->value().size()));
-    if (out->size() > max_bytes) {
-      st = Status::invalid_argument("group " + std::to_string(group) + " holds more than " +
-                                    std::to_string(max_bytes) + " bytes for one snapshot");
-      break;
+  for (const char* range : {"kl", "rs"}) {
+    const std::string from = prefix + range[0];
+    const std::string to = prefix + range[1];
+    for (it->Seek(from); st.is_ok() && it->Valid() && it->key().compare(to) < 0; it->Next()) {
+      rocksdb::Slice k = it->key();
+      k.remove_prefix(prefix.size());  // the kind's letter stays
+      base::put_bytes(out, std::string_view(k.data(), k.size()));
+      base::put_bytes(out, std::string_view(it->value().data(), it->value().size()));
+      if (out->size() > max_bytes) {
+        st = Status::invalid_argument("group " + std::to_string(group) + " holds more than " +
+                                      std::to_string(max_bytes) + " bytes for one snapshot");
+      }
     }
+    if (st.is_ok()) st = from_rocksdb(it->status(), "group store export");
+    if (!st.is_ok()) break;
   }
-  if (st.is_ok()) st = from_rocksdb(it->status(), "group store export");
   it.reset();
   db_->ReleaseSnapshot(snap);
   return st;
@@ -250,11 +350,21 @@ template <typename Fn>
 bool read_export(std::string_view data, raft::Index* index, raft::Term* term, Fn fn) {
   base::Reader r(data);
   uint8_t version = 0;
-  if (!r.u8(&version) || version != kExportVersion || !r.u64(index) || !r.u64(term)) return false;
+  if (!r.u8(&version) || (version != kExportVersion && version != kExportVersionKeys) ||
+      !r.u64(index) || !r.u64(term))
+    return false;
+  std::string with_kind;
   while (!r.done()) {
     uint32_t kn = 0, vn = 0;
     std::string_view k, v;
     if (!r.u32(&kn) || !r.view(kn, &k) || !r.u32(&vn) || !r.view(vn, &v)) return false;
+    if (version == kExportVersionKeys) {
+      with_kind.assign("k");
+      with_kind.append(k);
+      fn(std::string_view(with_kind), v);
+      continue;
+    }
+    if (k.empty() || (k[0] != 'k' && k[0] != 'r')) return false;
     fn(k, v);
   }
   return true;
@@ -272,7 +382,9 @@ raft::Index GroupStore::export_index(std::string_view data) {
   base::Reader r(data);
   uint8_t version = 0;
   raft::Index index = 0;
-  if (!r.u8(&version) || version != kExportVersion || !r.u64(&index)) return 0;
+  if (!r.u8(&version) || (version != kExportVersion && version != kExportVersionKeys) ||
+      !r.u64(&index))
+    return 0;
   return index;
 }
 
@@ -280,7 +392,7 @@ Status GroupStore::install(raft::GroupId group, std::string_view data) {
   std::lock_guard<std::mutex> w(write_mu_);
   rocksdb::WriteBatch batch;
   batch.DeleteRange(group_prefix(group), group_end(group));
-  const std::string prefix = group_prefix(group) + "k";
+  const std::string prefix = group_prefix(group);
   raft::Index index = 0;
   raft::Term term = 0;
   std::string key;

@@ -2,7 +2,8 @@
 // under its own key prefix in one RocksDB shared by every group of the process.
 //
 // Layout (big-endian group ids, so each group's records are one contiguous range):
-//   g<group>k<key>  a key's value
+//   g<group>k<key>  a key's value (the Groups API's Put and Delete)
+//   g<group>r<key>  a Redis key's record (redis/keyspace.h: commands proposed as kCommand)
 //   g<group>a       the group's applied index and term
 //   g<group>s       the applied index the last snapshot installed brought (install())
 // apply() writes the committed entries of any number of groups as one WriteBatch that also
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "raft/types.h"
+#include "redis/reply.h"
 #include "storage/status.h"
 
 namespace rocksdb {
@@ -39,7 +41,9 @@ namespace chorus::kv {
 
 // What a data group's log entry asks of its state machine.
 struct GroupOp {
-  enum class Kind : uint8_t { kPut = 1, kDelete = 2 };
+  // kCommand: a Redis command (value: redis::encode_command), run against the group's Redis
+  // records when applied; its reply goes to the proposer.
+  enum class Kind : uint8_t { kPut = 1, kDelete = 2, kCommand = 3 };
   Kind kind = Kind::kPut;
   std::string key;
   std::string value;
@@ -66,7 +70,12 @@ class GroupStore {
   // Applies entries of any groups, in order within each group, as one write. An entry at or
   // below its group's applied index is skipped (replay after a restart). An entry whose op does
   // not decode changes nothing but still counts as applied (every replica skips it alike).
-  storage::Status apply(const std::vector<GroupEntry>& entries);
+  // With `replies`, (*replies)[i] is the reply of entries[i] when it is a command applied now.
+  storage::Status apply(const std::vector<GroupEntry>& entries,
+                        std::vector<std::optional<redis::Reply>>* replies = nullptr);
+  // Runs a read-only Redis command against the group's records as applied so far.
+  redis::Reply read_command(raft::GroupId group, const std::vector<std::string>& argv,
+                            int64_t now_ms) const;
   // 0 for a group that has applied nothing.
   raft::Index applied_index(raft::GroupId group) const;
   // The value of `key` in `group`: not_found if it has none.

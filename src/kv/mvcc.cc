@@ -496,7 +496,8 @@ class MvccStore::Txn {
     std::visit(
         [&](auto& p) {
           using T = std::decay_t<decltype(p)>;
-          if constexpr (!std::is_same_v<T, std::monostate>) p.revision = header;
+          if constexpr (!std::is_same_v<T, std::monostate> && !std::is_same_v<T, redis::Reply>)
+            p.revision = header;
         },
         r.op);
     return r;

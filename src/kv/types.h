@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kv/auth.h"
+#include "redis/reply.h"
 
 namespace chorus::kv {
 
@@ -237,7 +238,7 @@ struct Command {
 struct Response {
   ApiError error;
   std::variant<std::monostate, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse,
-               LeaseGrantResponse, LeaseRevokeResponse, AuthResponse>
+               LeaseGrantResponse, LeaseRevokeResponse, AuthResponse, redis::Reply>
       op;
   bool operator==(const Response&) const = default;
 };

@@ -2,25 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
+#include "redis/memory_records.h"
 
 namespace chorus::redis {
 namespace {
-
-class MemoryRecords : public RecordStore {
- public:
-  bool get(std::string_view key, std::string* record) override {
-    auto it = m.find(std::string(key));
-    if (it == m.end()) return false;
-    *record = it->second;
-    return true;
-  }
-  void put(std::string_view key, std::string_view record) override {
-    m[std::string(key)] = std::string(record);
-  }
-  void del(std::string_view key) override { m.erase(std::string(key)); }
-  std::map<std::string, std::string> m;
-};
 
 class Keyspace : public ::testing::Test {
  protected:
@@ -70,7 +55,7 @@ TEST_F(Keyspace, ExpiryIsJudgedAtTheGivenTime) {
   // An absolute time in the past deletes at once.
   EXPECT_EQ(run({"set", "k", "b", "PXAT", std::to_string(now - 1)}), Reply::ok());
   EXPECT_EQ(run({"exists", "k"}), Reply::integer_of(0));
-  EXPECT_TRUE(records.m.empty());
+  EXPECT_TRUE(records.records.empty());
 }
 
 TEST_F(Keyspace, ExpireOptions) {

@@ -375,6 +375,36 @@ bool check_url_use(const Url& u, UrlUse use, std::string* why) {
   return true;
 }
 
+// redis://host:port URLs (the Redis face); TLS (rediss://) is not served yet.
+bool parse_redis_urls(const RawValue& v, std::vector<Url>* out, std::string* error) {
+  out->clear();
+  for (std::string_view item : split_list(v.text)) {
+    if (item.empty()) return fail(error, v, "has an empty entry in " + in_quotes(v.text));
+    size_t sep = item.find("://");
+    std::string scheme = sep == std::string_view::npos ? "" : lower(item.substr(0, sep));
+    if (scheme == "rediss") {
+      return fail(error, v,
+                  in_quotes(item) + " asks for TLS, which the Redis face does not serve yet");
+    }
+    if (scheme != "redis") {
+      return fail(error, v,
+                  in_quotes(item) + " is not a redis:// URL, as in redis://127.0.0.1:6379");
+    }
+    Url u;
+    std::string why;
+    std::string as_http = "http" + std::string(item.substr(sep));
+    if (!parse_url(as_http, &u, &why) || !check_url_use(u, UrlUse::kListen, &why)) {
+      return fail(error, v, why.empty() ? in_quotes(item) + " is not a valid URL" : why);
+    }
+    u.scheme = "redis";
+    if (std::find(out->begin(), out->end(), u) != out->end()) {
+      return fail(error, v, "lists " + in_quotes(item) + " twice");
+    }
+    out->push_back(std::move(u));
+  }
+  return true;
+}
+
 // `no_https`: why this list may not hold https URLs, or null if it may.
 bool parse_url_list(const RawValue& v, UrlUse use, bool may_be_empty, const char* no_https,
                     std::vector<Url>* out, std::string* error) {
@@ -863,7 +893,8 @@ bool build(const RawValues& values, ServerConfig* c, std::string* error) {
             &c->listen_peer_urls, &c->initial_advertise_peer_urls) ||
       !parse_url_list(lookup(values, "listen-metrics-urls", ""), UrlUse::kListen, true,
                       "the metrics listeners serve plain HTTP only", &c->listen_metrics_urls,
-                      error)) {
+                      error) ||
+      !parse_redis_urls(lookup(values, "listen-redis-urls", ""), &c->listen_redis_urls, error)) {
     return false;
   }
 

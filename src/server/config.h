@@ -72,6 +72,7 @@ struct ServerConfig {
   std::vector<Url> listen_peer_urls;
   std::vector<Url> initial_advertise_peer_urls;
   std::vector<Url> listen_metrics_urls;  // extra listeners serving only /metrics and /health
+  std::vector<Url> listen_redis_urls;    // redis://host:port listeners of the Redis face
 
   // In the order first listed, with ids filled in. A name listed twice gets both URLs.
   std::vector<Member> initial_cluster;

@@ -38,6 +38,10 @@ constexpr std::array kSettings = {
             "URLs to listen on for client traffic.", true},
     Setting{"Member", "listen-metrics-urls", "<urls>", "",
             "Extra URLs serving only /metrics and /health.", true},
+    Setting{"Member", "listen-redis-urls", "<urls>", "",
+            "URLs serving the Redis protocol (RESP), as in redis://127.0.0.1:6379; off unless "
+            "set. Keys are spread over the cluster's initial data groups (--initial-groups).",
+            true},
     Setting{"Member", "heartbeat-interval", "<ms>", "100",
             "Time between leader heartbeats, in milliseconds."},
     Setting{"Member", "election-timeout", "<ms>", "1000",

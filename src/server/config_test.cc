@@ -217,6 +217,32 @@ TEST(Config, MetricsUrlsMayBeClearedAndNameMayNot) {
   expect_error(parse({"--name="}), {"flag --name", "must not be empty"});
 }
 
+TEST(Config, RedisUrlsFromFlagsEnvironmentAndFile) {
+  Parsed p = parse({});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  EXPECT_TRUE(p.config.listen_redis_urls.empty());  // off unless set
+  p = parse({"--listen-redis-urls", "redis://127.0.0.1:6379,redis://[::1]:6380"});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  EXPECT_EQ(join_urls(p.config.listen_redis_urls), "redis://127.0.0.1:6379,redis://[::1]:6380");
+  p = parse({}, {{"CHORUS_LISTEN_REDIS_URLS", "redis://0.0.0.0:6379"}});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  EXPECT_EQ(join_urls(p.config.listen_redis_urls), "redis://0.0.0.0:6379");
+  expect_error(parse({"--listen-redis-urls", "http://127.0.0.1:6379"}),
+               {"flag --listen-redis-urls", "not a redis:// URL"});
+  expect_error(parse({"--listen-redis-urls", "rediss://127.0.0.1:6379"}),
+               {"flag --listen-redis-urls", "TLS"});
+  expect_error(parse({"--listen-redis-urls", "redis://example.com:6379"}),
+               {"flag --listen-redis-urls", "IP address"});
+  expect_error(parse({"--listen-redis-urls", "redis://127.0.0.1:1,redis://127.0.0.1:1"}),
+               {"flag --listen-redis-urls", "twice"});
+}
+
+TEST_F(ConfigFile, RedisUrlsInTheFile) {
+  Parsed p = parse({"--config-file", write("listen-redis-urls: redis://127.0.0.1:7000\n")});
+  ASSERT_EQ(p.outcome, ParseOutcome::kRun) << p.message;
+  EXPECT_EQ(join_urls(p.config.listen_redis_urls), "redis://127.0.0.1:7000");
+}
+
 TEST(Config, HelpAndVersion) {
   for (const char* flag : {"--help", "-h", "-help"}) {
     Parsed p = parse({"--name", "x", flag}, {{"CHORUS_BOGUS", "ignored by --help"}});

@@ -39,6 +39,8 @@ class GroupDirectory {
 
   std::optional<GroupDescriptor> find(raft::GroupId id) const;
   bool deleted(raft::GroupId id) const { return deleted_.contains(id); }
+  // How many initial groups the cluster was created with (ids 2..N+1).
+  uint32_t initial_count() const { return initial_count_; }
   const std::set<raft::GroupId>& deleted_ids() const { return deleted_; }
   // Every group, in id order.
   void for_each(const std::function<void(const GroupDescriptor&)>& fn) const;

@@ -23,6 +23,8 @@
 #include <asio.hpp>
 #pragma GCC diagnostic pop
 
+#include "server/asio_server.h"
+
 #include "base/thread_name.h"
 
 namespace chorus::server {
@@ -210,17 +212,13 @@ struct HttpServer::Impl {
   Impl(HttpHandlers h, HttpServerOptions o) : handlers(std::move(h)), options(o) {}
 
   // Declared first so that it is destroyed last, after everything that uses it.
-  asio::io_context io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  IoThread loop;
+  asio::io_context& io = loop.io;
   HttpHandlers handlers;
   HttpServerOptions options;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::unordered_set<std::shared_ptr<Conn>> connections;  // I/O thread only
   bool stopping = false;                                  // I/O thread only
-  std::mutex mu;                                          // guards started and stopped
-  bool started = false;
-  bool stopped = false;
-  std::thread thread;
 
   // ---- accepting ----
 
@@ -382,8 +380,7 @@ struct HttpServer::Impl {
     for (const auto& c : all)
       close(c);
     // Every handler still queued sees a closed connection or `stopping` and starts nothing, so
-    // run() returns once they have drained.
-    work.reset();
+    // run() returns once they have drained (IoThread::stop).
   }
 };
 
@@ -401,81 +398,29 @@ HttpServer::~HttpServer() {
 
 storage::Status HttpServer::listen(const std::string& host, uint16_t port, uint16_t* bound_port) {
   Impl& d = *impl_;
-  {
-    std::lock_guard lock(d.mu);
-    if (d.started || d.stopped) return storage::Status::invalid_argument("listen() after start()");
-  }
-  std::string name = host.empty() ? "0.0.0.0" : host;
-  if (name.size() >= 2 && name.front() == '[' && name.back() == ']')
-    name = name.substr(1, name.size() - 2);
-  asio::error_code ec;
-  tcp::endpoint endpoint;
-  asio::ip::address address = asio::ip::make_address(name, ec);
-  if (!ec) {
-    endpoint = tcp::endpoint(address, port);
-  } else {
-    tcp::resolver resolver(d.io);
-    tcp::resolver::results_type results = resolver.resolve(name, std::to_string(port), ec);
-    if (ec || results.empty())
-      return storage::Status::invalid_argument("cannot resolve " + host + ": " + ec.message());
-    endpoint = *results.begin();
-  }
-  std::string where = host + ":" + std::to_string(port);
+  if (!d.loop.idle()) return storage::Status::invalid_argument("listen() after start()");
   auto l = std::make_unique<Listener>(d.io);
-  auto fail = [&](const char* step) {
-    return storage::Status::io_error(std::string(step) + " " + where + ": " + ec.message());
-  };
-  l->acceptor.open(endpoint.protocol(), ec);
-  if (ec) return fail("open");
-  // A restarted chorusd must bind its port again while connections of its previous life wait
-  // out TIME_WAIT.
-  l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (ec) return fail("reuse");
-  l->acceptor.bind(endpoint, ec);
-  if (ec) return fail("bind");
-  l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen");
-  tcp::endpoint local = l->acceptor.local_endpoint(ec);
-  if (ec) return fail("local address of");
-  if (bound_port != nullptr) *bound_port = local.port();
+  CHORUS_RETURN_IF_ERROR(bind_acceptor(l->acceptor, host, port, bound_port));
   d.listeners.push_back(std::move(l));
   return storage::Status::ok();
 }
 
 void HttpServer::start() {
   Impl& d = *impl_;
-  {
-    std::lock_guard lock(d.mu);
-    if (d.started || d.stopped) die("start() called twice or after stop()");
-    d.started = true;
-  }
-  d.work.emplace(asio::make_work_guard(d.io));
-  asio::post(d.io, [&d] {
+  bool started = d.loop.start("chorus-http", [&d] {
     for (const auto& l : d.listeners)
       d.accept(l.get());
   });
-  d.thread = std::thread([&d] {
-    base::set_thread_name("chorus-http");
-    d.io.run();
-  });
+  if (!started) die("start() called twice or after stop()");
 }
 
 void HttpServer::stop() {
   Impl& d = *impl_;
-  {
-    std::lock_guard lock(d.mu);
-    if (d.stopped) return;
-    d.stopped = true;
-    if (!d.started) {
-      asio::error_code ignored;
-      for (const auto& l : d.listeners)
-        l->acceptor.close(ignored);
-      return;
-    }
+  if (d.loop.stop([&d] { d.shutdown(); }) == IoThread::State::kIdle) {
+    asio::error_code ignored;
+    for (const auto& l : d.listeners)
+      l->acceptor.close(ignored);
   }
-  if (std::this_thread::get_id() == d.thread.get_id()) die("stop() called from a handler");
-  asio::post(d.io, [&d] { d.shutdown(); });
-  d.thread.join();
 }
 
 const char* http_reason_phrase(int status) {

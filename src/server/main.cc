@@ -19,6 +19,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/node.h"
+#include "server/redis_port.h"
 #include "server/server_metrics.h"
 #include "server/srv_discovery.h"
 #include "server/tls.h"
@@ -667,6 +668,31 @@ int run(ServerConfig cfg) {
   }
   http.start();
 
+  // --listen-redis-urls: the Redis face, on the data groups.
+  RedisOptions redis_options;
+  redis_options.max_bulk_bytes = cfg.max_request_bytes;
+  RedisPort redis_port(node.get(), redis_options);
+  for (const Url& u : cfg.listen_redis_urls) {
+    st = redis_port.listen(u.host, u.port, nullptr);
+    if (!st.is_ok()) {
+      log(LogLevel::kFatal, "cannot listen for Redis clients",
+          {{"url", u.to_string()}, {"error", st.to_string()}});
+      http.stop();
+      api.stop();
+      node->stop(0);
+      peers.stop();
+      return 1;
+    }
+  }
+  if (!cfg.listen_redis_urls.empty()) {
+    if (cfg.initial_groups == 0 && node->initial_group_count() == 0) {
+      log(LogLevel::kWarn,
+          "the Redis face has no data groups to keep keys in: start a new cluster with "
+          "--initial-groups");
+    }
+    redis_port.start();
+  }
+
   // --auto-compaction-*: the leader compacts the key history through the log.
   std::unique_ptr<AutoCompactor> compactor;
   if (cfg.auto_compaction_retention > 0) {
@@ -692,7 +718,8 @@ int run(ServerConfig cfg) {
        {"cluster-id", member_id_hex(node->cluster_id())},
        {"client-urls", join_urls(cfg.listen_client_urls)},
        {"peer-url", peer_listen.to_string()},
-       {"metrics-urls", join_urls(cfg.listen_metrics_urls)}});
+       {"metrics-urls", join_urls(cfg.listen_metrics_urls)},
+       {"redis-urls", join_urls(cfg.listen_redis_urls)}});
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -706,6 +733,7 @@ int run(ServerConfig cfg) {
   // The HTTP thread reads the node: it stops first. Leadership moves next, while peers are
   // still reachable; then the API drains.
   http.stop();
+  redis_port.stop();
   compactor.reset();
   corruption_checker.reset();
   node->stop(sig == SIGUSR1 ? 0 : cfg.election_timeout_ms);

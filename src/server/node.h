@@ -295,6 +295,14 @@ class Node {
   // Proposes `op` to the group; `done` runs once it is applied here, or with an error.
   using GroupDone = std::function<void(const RpcError& error)>;
   void group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done);
+  // Proposes a Redis command (redis::encode_command: the command and the proposer's time) to
+  // the group; `done` gets its reply once it is applied here, or an error.
+  using CommandDone = std::function<void(const RpcError& error, redis::Reply&& reply)>;
+  void group_command(raft::GroupId group, std::string command, CommandDone done);
+  // Runs a read-only Redis command against the group's state here (after group_read_barrier:
+  // linearizably).
+  redis::Reply group_read_command(raft::GroupId group, const std::vector<std::string>& argv,
+                                  int64_t now_ms) const;
   // As read_barrier, for a data group: `done` runs once this member's replica of the group has
   // applied a point that reflects every write acknowledged before the call.
   void group_read_barrier(raft::GroupId group, GroupDone done);
@@ -306,6 +314,9 @@ class Node {
   // The group lifecycle (docs/ARCHITECTURE.md, "Group lifecycle"). The directory of data
   // groups as applied here: every group of the cluster and its replicas.
   std::vector<GroupDescriptor> group_directory() const;
+  // The number of initial data groups (--initial-groups of the cluster's creation), as the
+  // directory holds it: the Redis face spreads its slots over them.
+  uint32_t initial_group_count() const;
   // Creates a data group through the etcd group's log: id `id` (0: the next free one) on
   // `replicas` (empty: the min(3, members) members holding the fewest replicas, the one first
   // in the fewest groups first, as the first replica campaigns). `done` runs once the change is
@@ -474,6 +485,7 @@ class Node {
   void start_conf_changes(std::vector<ConfRequest>&& requests);
 
   // Proposals made here, waiting to be applied (any thread inserts; apply thread completes).
+  void propose_group_op(raft::GroupId group, const kv::GroupOp& op, ProposeDone done);
   struct Waiter {
     ProposeDone done;
     std::chrono::steady_clock::time_point deadline;

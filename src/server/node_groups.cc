@@ -130,6 +130,11 @@ bool Node::hosts_group(raft::GroupId group) const {
   return std::binary_search(data_groups_.begin(), data_groups_.end(), group);
 }
 
+uint32_t Node::initial_group_count() const {
+  std::lock_guard<std::mutex> lk(directory_mu_);
+  return directory_.initial_count();
+}
+
 std::vector<GroupDescriptor> Node::group_directory() const {
   std::lock_guard<std::mutex> lk(directory_mu_);
   std::vector<GroupDescriptor> out;
@@ -447,25 +452,50 @@ void Node::reshape_groups() {
 }
 
 void Node::group_propose(raft::GroupId group, const kv::GroupOp& op, GroupDone done) {
+  propose_group_op(group, op,
+                   [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); });
+}
+
+void Node::group_command(raft::GroupId group, std::string command, CommandDone done) {
+  propose_group_op(group, kv::GroupOp{kv::GroupOp::Kind::kCommand, "", std::move(command)},
+                   [done = std::move(done)](const RpcError& e, kv::Response&& r) {
+                     redis::Reply* reply = std::get_if<redis::Reply>(&r.op);
+                     if (e.ok() && reply == nullptr) {
+                       done(
+                           rpc_error(RpcCode::kInternal, "the command was applied without a reply"),
+                           redis::Reply{});
+                       return;
+                     }
+                     done(e, reply ? std::move(*reply) : redis::Reply{});
+                   });
+}
+
+redis::Reply Node::group_read_command(raft::GroupId group, const std::vector<std::string>& argv,
+                                      int64_t now_ms) const {
+  if (!hosts_group(group)) return redis::Reply::error("CLUSTERDOWN " + not_hosted(group));
+  return group_store_->read_command(group, argv, now_ms);
+}
+
+void Node::propose_group_op(raft::GroupId group, const kv::GroupOp& op, ProposeDone done) {
   if (!hosts_group(group)) {
-    done(rpc_error(RpcCode::kNotFound, not_hosted(group)));
+    done(rpc_error(RpcCode::kNotFound, not_hosted(group)), kv::Response{});
     return;
   }
   // Backpressure, as for the etcd group: while the groups' apply thread is this far behind,
   // new writes are refused at once instead of queueing into timeouts.
   if (group_apply_backlog_.load() > kMaxGroupApplyBacklog) {
-    done(rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests));
+    done(rpc_error(RpcCode::kResourceExhausted, rpc_errors::kTooManyRequests), kv::Response{});
     return;
   }
   std::string encoded = kv::encode_group_op(op);
   if (encoded.size() > options_.max_request_bytes) {
-    done(rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge));
+    done(rpc_error(RpcCode::kInvalidArgument, rpc_errors::kTooLarge), kv::Response{});
     return;
   }
   uint64_t request_id = next_request_id_.fetch_add(1);
   std::string data =
       encode_proposal(ProposalHeader{ProposalKind::kCommand, options_.id, request_id}, encoded);
-  ProposeDone wrapped = [done = std::move(done)](const RpcError& e, kv::Response&&) { done(e); };
+  ProposeDone wrapped = std::move(done);
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
     if (!failed_ && !stopping_) {
@@ -816,7 +846,9 @@ void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
 
 void Node::groups_apply_loop() {
   std::vector<kv::GroupEntry> batch;
-  std::vector<uint64_t> answered;
+  std::vector<std::optional<redis::Reply>> replies;
+  // The proposals of this member applied in this turn: request id and place in the batch.
+  std::vector<std::pair<uint64_t, size_t>> answered;
   while (true) {
     std::vector<GroupApplyItem> items;
     {
@@ -842,7 +874,8 @@ void Node::groups_apply_loop() {
             ge.op = payload;
             ++writes;
             ++writes_by_group[item.group];
-            if (h->proposer == options_.id && h->request_id != 0) answered.push_back(h->request_id);
+            if (h->proposer == options_.id && h->request_id != 0)
+              answered.emplace_back(h->request_id, batch.size());
           } else {
             log(LogLevel::kWarn, "group " + std::to_string(item.group) + " entry " +
                                      std::to_string(e.index) + " has an unknown format");
@@ -855,7 +888,7 @@ void Node::groups_apply_loop() {
     }
     if (!batch.empty()) {
       auto start = Clock::now();
-      Status st = group_store_->apply(batch);
+      Status st = group_store_->apply(batch, &replies);
       if (options_.observe_apply) {
         options_.observe_apply(std::chrono::duration<double>(Clock::now() - start).count());
       }
@@ -869,8 +902,11 @@ void Node::groups_apply_loop() {
         group_writes_[g] += n;
     }
     group_apply_backlog_ -= batch.size();
-    for (uint64_t id : answered)
-      finish_proposal(id, RpcError{}, kv::Response{});
+    for (const auto& [id, at] : answered) {
+      kv::Response response;
+      if (at < replies.size() && replies[at]) response.op = std::move(*replies[at]);
+      finish_proposal(id, RpcError{}, std::move(response));
+    }
     // Compaction requests, after every entry queued before them is applied: flushed, then
     // handed back for the groups that reached the index (all of them, unless one was lost).
     for (GroupApplyItem& item : items) {

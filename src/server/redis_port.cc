@@ -1,0 +1,682 @@
+#include "server/redis_port.h"
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+
+// Asio's scheduler trips GCC 12's -Wnull-dereference at -O2 (a false positive in its headers).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <asio.hpp>
+#pragma GCC diagnostic pop
+
+#include "server/asio_server.h"
+
+#include "redis/keyspace.h"
+#include "redis/resp.h"
+#include "redis/slot.h"
+#include "server/node.h"
+
+namespace chorus::server {
+
+using asio::ip::tcp;
+using redis::Reply;
+
+namespace {
+
+constexpr size_t kReadChunkBytes = 16 * 1024;
+// Replies a connection may owe before it stops reading (pipelining depth).
+constexpr size_t kMaxPendingReplies = 1024;
+constexpr int kAcceptRetryMs = 100;
+constexpr const char* kVersion = "7.0.15";
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+Reply wrong_args(std::string_view name) {
+  return Reply::error("ERR wrong number of arguments for '" + std::string(name) + "' command");
+}
+
+Reply unknown_command(const std::vector<std::string>& argv) {
+  std::string args;
+  for (size_t i = 1; i < argv.size() && args.size() < 128; ++i)
+    args += "'" + argv[i].substr(0, 128) + "' ";
+  return Reply::error("ERR unknown command '" + argv[0].substr(0, 128) +
+                      "', with args beginning with: " + args);
+}
+
+Reply unknown_subcommand(std::string_view sub, std::string_view command) {
+  std::string upper(command);
+  for (char& c : upper)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return Reply::error("ERR unknown subcommand '" + std::string(sub.substr(0, 128)) + "'. Try " +
+                      upper + " HELP.");
+}
+
+// A failed proposal or read barrier, as a Redis client reads it.
+Reply from_rpc_error(const RpcError& e) {
+  if (e.code == RpcCode::kNotFound) return Reply::error("CLUSTERDOWN Hash slot not served");
+  if (e.message == rpc_errors::kNoLeader)
+    return Reply::error("CLUSTERDOWN the group of this key has no leader at the moment");
+  std::string m = e.message;
+  if (m.rfind("etcdserver: ", 0) == 0) m = m.substr(12);
+  return Reply::error("ERR " + m);
+}
+
+struct Pending {
+  int protocol = 2;  // as the connection spoke when the command came (HELLO may change it)
+  bool ready = false;
+  bool close_after = false;  // QUIT, or a protocol error: close once this reply is out
+  std::string bytes;
+};
+
+struct Conn {
+  explicit Conn(tcp::socket s, uint64_t id_)
+      : socket(std::move(s)), idle(socket.get_executor()), id(id_) {}
+  tcp::socket socket;
+  asio::steady_timer idle;
+  uint64_t id;
+  std::string peer;
+  std::string name;
+  int protocol = 2;
+  bool local_reads = false;  // READONLY
+  std::array<char, kReadChunkBytes> chunk{};
+  std::string in;
+  size_t parsed = 0;
+  redis::RequestParser parser;
+  std::deque<Pending> pending;
+  uint64_t first_seq = 0;  // the sequence number of pending.front()
+  std::string out;         // replies gathered while a write is in flight
+  std::string writing_buf;
+  bool writing = false;
+  bool reading = false;
+  bool stop_reading = false;  // a reply closes the connection: read nothing more
+  bool parsing = false;
+  // Commands on data in flight, all reads or all writes (kind): a command of the other kind
+  // waits (held) until they are answered, so that a pipeline's reads see exactly the writes
+  // before them, as Redis runs a connection's commands one after the other.
+  size_t inflight = 0;
+  uint32_t inflight_kind = 0;
+  std::optional<std::vector<std::string>> held;
+  bool closed = false;
+  uint64_t commands = 0;
+  int64_t created_ms = 0;
+  int64_t last_ms = 0;
+  std::string last_command;
+};
+
+struct Listener {
+  explicit Listener(asio::io_context& io) : acceptor(io), retry(io) {}
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;
+};
+
+}  // namespace
+
+struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
+  Impl(Node* n, RedisOptions o) : node(n), options(o) {}
+
+  IoThread loop;
+  asio::io_context& io = loop.io;
+  Node* node;
+  RedisOptions options;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  std::unordered_map<uint64_t, std::shared_ptr<Conn>> connections;  // I/O thread only
+  uint64_t next_id = 1;
+  bool stopping = false;  // I/O thread only
+  uint64_t commands_processed = 0;
+  uint64_t connections_received = 0;
+
+  // ---- accepting and reading ----
+
+  void accept(Listener* l) {
+    l->acceptor.async_accept([this, l](const asio::error_code& ec, tcp::socket socket) {
+      if (stopping) return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+        l->retry.expires_after(std::chrono::milliseconds(kAcceptRetryMs));
+        l->retry.async_wait([this, l](const asio::error_code& error) {
+          if (!error && !stopping) accept(l);
+        });
+        return;
+      }
+      ++connections_received;
+      if (connections.size() >= options.max_connections) {
+        static const char kFull[] = "-ERR max number of clients reached\r\n";
+        asio::error_code ignored;
+        socket.write_some(asio::buffer(kFull, sizeof kFull - 1), ignored);
+        socket.close(ignored);
+      } else {
+        asio::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        auto c = std::make_shared<Conn>(std::move(socket), next_id++);
+        c->parser = redis::RequestParser(options.max_bulk_bytes);
+        tcp::endpoint remote = c->socket.remote_endpoint(ignored);
+        c->peer = remote.address().to_string() + ":" + std::to_string(remote.port());
+        c->created_ms = c->last_ms = wall_ms();
+        connections.emplace(c->id, c);
+        arm_idle(c);
+        read(c);
+      }
+      accept(l);
+    });
+  }
+
+  void arm_idle(const std::shared_ptr<Conn>& c) {
+    if (options.idle_timeout_ms <= 0) return;
+    c->idle.expires_after(std::chrono::milliseconds(options.idle_timeout_ms));
+    c->idle.async_wait([this, c](const asio::error_code& ec) {
+      if (!ec && !c->closed) close(c);
+    });
+  }
+
+  void read(const std::shared_ptr<Conn>& c) {
+    if (c->closed || c->reading || c->stop_reading) return;
+    if (c->pending.size() >= kMaxPendingReplies) return;  // resumed as replies go out
+    c->reading = true;
+    c->socket.async_read_some(asio::buffer(c->chunk),
+                              [this, c](const asio::error_code& ec, size_t n) {
+                                c->reading = false;
+                                if (c->closed) return;
+                                if (ec) {
+                                  close(c);
+                                  return;
+                                }
+                                c->in.append(c->chunk.data(), n);
+                                arm_idle(c);
+                                parse(c);
+                                read(c);
+                              });
+  }
+
+  void parse(const std::shared_ptr<Conn>& c) {
+    if (c->parsing) return;
+    c->parsing = true;
+    std::vector<std::string> argv;
+    std::string error;
+    while (!c->closed && !c->stop_reading && !c->held && c->pending.size() < kMaxPendingReplies) {
+      redis::RequestParser::Result r = c->parser.next(c->in, &c->parsed, &argv, &error);
+      if (r == redis::RequestParser::Result::kNeedMore) break;
+      if (r == redis::RequestParser::Result::kError) {
+        uint64_t seq = push(c);
+        finish(c, seq, Reply::error("ERR " + error), /*close_after=*/true);
+        break;
+      }
+      if (argv.empty()) continue;
+      if (!admit(*c, argv)) {
+        c->held = std::move(argv);
+        break;
+      }
+      dispatch(c, std::move(argv));
+    }
+    // Keep only what is not parsed yet.
+    if (c->parsed > 0) {
+      c->in.erase(0, c->parsed);
+      c->parsed = 0;
+    }
+    c->parsing = false;
+  }
+
+  // ---- replies, in order ----
+
+  uint64_t push(const std::shared_ptr<Conn>& c) {
+    c->pending.emplace_back();
+    c->pending.back().protocol = c->protocol;
+    return c->first_seq + c->pending.size() - 1;
+  }
+
+  void finish(const std::shared_ptr<Conn>& c, uint64_t seq, const Reply& reply,
+              bool close_after = false) {
+    if (c->closed || seq < c->first_seq) return;
+    Pending& p = c->pending[seq - c->first_seq];
+    p.ready = true;
+    p.close_after = close_after;
+    // Nothing after QUIT or bad framing is read or run.
+    if (close_after) c->stop_reading = true;
+    redis::encode(reply, p.protocol, &p.bytes);
+    flush(c);
+  }
+
+  // The reply of a command on data: the next held command may go once none is in flight.
+  void complete(const std::shared_ptr<Conn>& c, uint64_t seq, const Reply& reply) {
+    if (c->closed) return;
+    --c->inflight;
+    finish(c, seq, reply);
+    if (c->inflight == 0 && c->held && !c->closed) {
+      std::vector<std::string> next = std::move(*c->held);
+      c->held.reset();
+      dispatch(c, std::move(next));
+      parse(c);
+      read(c);
+    }
+  }
+
+  // From any thread: the reply of command `seq` of connection `id`.
+  void complete_from_anywhere(uint64_t id, uint64_t seq, Reply reply) {
+    asio::post(io, [weak = weak_from_this(), id, seq, reply = std::move(reply)]() mutable {
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      auto it = self->connections.find(id);
+      if (it != self->connections.end()) self->complete(it->second, seq, reply);
+    });
+  }
+
+  // Whether a command may be dispatched now (see Conn::held).
+  static uint32_t data_kind(const std::vector<std::string>& argv) {
+    const redis::CommandSpec* spec = redis::find_command(argv[0]);
+    if (spec == nullptr || !redis::arity_ok(*spec, argv.size())) return 0;
+    return spec->flags & (redis::kWrite | redis::kReadOnly);
+  }
+  static bool admit(const Conn& c, const std::vector<std::string>& argv) {
+    uint32_t kind = data_kind(argv);
+    return kind == 0 || c.inflight == 0 || kind == c.inflight_kind;
+  }
+
+  void flush(const std::shared_ptr<Conn>& c) {
+    bool was_full = c->pending.size() >= kMaxPendingReplies;
+    while (!c->pending.empty() && c->pending.front().ready) {
+      Pending& p = c->pending.front();
+      c->out.append(p.bytes);
+      bool last = p.close_after;
+      c->pending.pop_front();
+      ++c->first_seq;
+      if (last) {
+        c->pending.clear();
+        break;
+      }
+    }
+    write(c);
+    if (was_full && c->pending.size() < kMaxPendingReplies && !c->stop_reading && !c->parsing) {
+      parse(c);  // commands read before the queue filled
+      read(c);
+    }
+  }
+
+  void write(const std::shared_ptr<Conn>& c) {
+    if (c->closed || c->writing) return;
+    if (c->out.empty()) {
+      if (c->stop_reading && c->pending.empty()) close(c);
+      return;
+    }
+    c->writing = true;
+    c->writing_buf.swap(c->out);
+    c->out.clear();
+    asio::async_write(c->socket, asio::buffer(c->writing_buf),
+                      [this, c](const asio::error_code& ec, size_t) {
+                        c->writing = false;
+                        c->writing_buf.clear();
+                        if (ec) {
+                          close(c);
+                          return;
+                        }
+                        if (c->stop_reading && c->out.empty() && c->pending.empty()) {
+                          close(c);
+                          return;
+                        }
+                        write(c);
+                      });
+  }
+
+  void close(const std::shared_ptr<Conn>& c) {
+    if (c->closed) return;
+    c->closed = true;
+    asio::error_code ignored;
+    c->idle.cancel();
+    c->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    c->socket.close(ignored);
+    connections.erase(c->id);
+  }
+
+  // ---- commands ----
+
+  void dispatch(const std::shared_ptr<Conn>& c, std::vector<std::string>&& argv) {
+    ++commands_processed;
+    ++c->commands;
+    c->last_ms = wall_ms();
+    uint64_t seq = push(c);
+    std::string name = lower(argv[0]);
+    const redis::CommandSpec* spec = redis::find_command(name);
+    if (spec == nullptr) {
+      finish(c, seq, unknown_command(argv));
+      return;
+    }
+    if (!redis::arity_ok(*spec, argv.size())) {
+      finish(c, seq, wrong_args(spec->name));
+      return;
+    }
+    argv[0] = spec->name;
+    if ((spec->flags & redis::kKeyless) != 0) {
+      bool close_after = false;
+      Reply r = local_command(c, argv, &close_after);
+      // HELLO answers in the protocol it switched to.
+      c->pending[seq - c->first_seq].protocol = c->protocol;
+      finish(c, seq, r, close_after);
+      return;
+    }
+    raft::GroupId group = 0;
+    if (Reply error; !route(*spec, argv, &group, &error)) {
+      finish(c, seq, error);
+      return;
+    }
+    std::weak_ptr<Impl> weak = weak_from_this();
+    const uint64_t id = c->id;
+    ++c->inflight;
+    c->inflight_kind = spec->flags & (redis::kWrite | redis::kReadOnly);
+    if ((spec->flags & redis::kWrite) != 0) {
+      node->group_command(group, redis::encode_command(wall_ms(), argv),
+                          [weak, id, seq](const RpcError& e, Reply&& reply) {
+                            std::shared_ptr<Impl> self = weak.lock();
+                            if (!self) return;
+                            self->complete_from_anywhere(
+                                id, seq, e.ok() ? std::move(reply) : from_rpc_error(e));
+                          });
+      return;
+    }
+    if (c->local_reads) {
+      complete(c, seq, node->group_read_command(group, argv, wall_ms()));
+      return;
+    }
+    node->group_read_barrier(
+        group, [weak, id, seq, group, argv = std::move(argv)](const RpcError& e) mutable {
+          std::shared_ptr<Impl> self = weak.lock();
+          if (!self) return;
+          if (!e.ok()) {
+            self->complete_from_anywhere(id, seq, from_rpc_error(e));
+            return;
+          }
+          // The read itself on the port's thread, not the groups' apply thread that runs this.
+          asio::post(self->io, [weak, id, seq, group, argv = std::move(argv)] {
+            std::shared_ptr<Impl> port = weak.lock();
+            if (!port) return;
+            auto it = port->connections.find(id);
+            if (it == port->connections.end()) return;
+            port->complete(it->second, seq, port->node->group_read_command(group, argv, wall_ms()));
+          });
+        });
+  }
+
+  // The data group of the command's keys; false (with the reply) if they span groups or no
+  // group serves them.
+  bool route(const redis::CommandSpec& spec, const std::vector<std::string>& argv,
+             raft::GroupId* group, Reply* error) {
+    const uint32_t groups = node->initial_group_count();
+    if (groups == 0) {
+      *error = Reply::error(
+          "CLUSTERDOWN the Redis face needs data groups: start a new cluster with "
+          "--initial-groups");
+      return false;
+    }
+    std::optional<raft::GroupId> chosen;
+    for (std::string_view key : redis::command_keys(spec, argv)) {
+      uint32_t slot = redis::key_slot(key);
+      raft::GroupId g = 2 + raft::GroupId{slot} * groups / redis::kSlots;
+      if (chosen && *chosen != g) {
+        *error = Reply::error("CROSSSLOT Keys in request don't hash to the same slot");
+        return false;
+      }
+      chosen = g;
+    }
+    if (!chosen) {
+      *error = Reply::error("ERR the command names no key");
+      return false;
+    }
+    *group = *chosen;
+    return true;
+  }
+
+  Reply local_command(const std::shared_ptr<Conn>& c, const std::vector<std::string>& a,
+                      bool* close_after) {
+    const std::string& name = a[0];
+    if (name == "ping") {
+      if (a.size() > 2) return wrong_args("ping");
+      return a.size() == 2 ? Reply::bulk(a[1]) : Reply::status("PONG");
+    }
+    if (name == "echo") return Reply::bulk(a[1]);
+    if (name == "quit") {
+      *close_after = true;
+      return Reply::ok();
+    }
+    if (name == "reset") {
+      c->protocol = 2;
+      c->name.clear();
+      c->local_reads = false;
+      return Reply::status("RESET");
+    }
+    if (name == "select") {
+      int64_t db = 0;
+      if (!redis::parse_int64(a[1], &db)) return Reply::error(redis::errors::kNotInteger);
+      return db == 0 ? Reply::ok() : Reply::error("ERR DB index is out of range");
+    }
+    if (name == "readonly") {
+      c->local_reads = true;
+      return Reply::ok();
+    }
+    if (name == "readwrite") {
+      c->local_reads = false;
+      return Reply::ok();
+    }
+    if (name == "time") {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+      return Reply::array({Reply::bulk(std::to_string(us / 1'000'000)),
+                           Reply::bulk(std::to_string(us % 1'000'000))});
+    }
+    if (name == "hello") return hello(c, a);
+    if (name == "client") return client(c, a);
+    if (name == "command") return command(a);
+    if (name == "info") return info(a);
+    if (name == "config") return config(a);
+    return unknown_command(a);
+  }
+
+  Reply hello(const std::shared_ptr<Conn>& c, const std::vector<std::string>& a) {
+    int protocol = c->protocol;
+    size_t i = 1;
+    if (a.size() > 1) {
+      int64_t v = 0;
+      if (!redis::parse_int64(a[1], &v))
+        return Reply::error("ERR Protocol version is not an integer or out of range");
+      if (v < 2 || v > 3) return Reply::error("NOPROTO unsupported protocol version");
+      protocol = static_cast<int>(v);
+      i = 2;
+    }
+    std::optional<std::string> setname;
+    for (; i < a.size(); ++i) {
+      std::string opt = lower(a[i]);
+      if (opt == "auth" && i + 2 < a.size()) {
+        i += 2;  // no users on the Redis face yet: as Redis's default user without a password
+      } else if (opt == "setname" && i + 1 < a.size()) {
+        setname = a[++i];
+      } else {
+        return Reply::error("ERR Syntax error in HELLO option '" + a[i] + "'");
+      }
+    }
+    c->protocol = protocol;
+    if (setname) c->name = *setname;
+    return Reply::map({Reply::bulk("server"), Reply::bulk("redis"), Reply::bulk("version"),
+                       Reply::bulk(kVersion), Reply::bulk("proto"), Reply::integer_of(protocol),
+                       Reply::bulk("id"), Reply::integer_of(static_cast<int64_t>(c->id)),
+                       Reply::bulk("mode"), Reply::bulk("standalone"), Reply::bulk("role"),
+                       Reply::bulk("master"), Reply::bulk("modules"), Reply::array()});
+  }
+
+  std::string client_line(const Conn& c) const {
+    int64_t now = wall_ms();
+    return "id=" + std::to_string(c.id) + " addr=" + c.peer + " name=" + c.name +
+           " age=" + std::to_string((now - c.created_ms) / 1000) +
+           " idle=" + std::to_string((now - c.last_ms) / 1000) +
+           " db=0 resp=" + std::to_string(c.protocol) + "\n";
+  }
+
+  Reply client(const std::shared_ptr<Conn>& c, const std::vector<std::string>& a) {
+    std::string sub = lower(a[1]);
+    if (sub == "setname" && a.size() == 3) {
+      for (char ch : a[2]) {
+        if (ch < '!' || ch > '~')
+          return Reply::error(
+              "ERR Client names cannot contain spaces, newlines or special characters.");
+      }
+      c->name = a[2];
+      return Reply::ok();
+    }
+    if (sub == "getname" && a.size() == 2)
+      return c->name.empty() ? Reply::null() : Reply::bulk(c->name);
+    if (sub == "id" && a.size() == 2) return Reply::integer_of(static_cast<int64_t>(c->id));
+    if (sub == "info" && a.size() == 2) return Reply::bulk(client_line(*c));
+    if (sub == "list") {
+      std::string out;
+      for (const auto& [id, conn] : connections)
+        out += client_line(*conn);
+      return Reply::bulk(std::move(out));
+    }
+    if (sub == "setinfo" && a.size() == 4) return Reply::ok();
+    if (sub == "setname" || sub == "getname" || sub == "id" || sub == "info" || sub == "setinfo")
+      return Reply::error("ERR wrong number of arguments for 'client|" + sub + "' command");
+    return unknown_subcommand(a[1], "client");
+  }
+
+  static Reply command_info(const redis::CommandSpec& s) {
+    std::vector<Reply> flags;
+    if ((s.flags & redis::kWrite) != 0) flags.push_back(Reply::status("write"));
+    if ((s.flags & redis::kReadOnly) != 0) flags.push_back(Reply::status("readonly"));
+    if ((s.flags & redis::kKeyless) != 0) flags.push_back(Reply::status("fast"));
+    return Reply::array({Reply::bulk(s.name), Reply::integer_of(s.arity),
+                         Reply::array(std::move(flags)), Reply::integer_of(s.first_key),
+                         Reply::integer_of(s.last_key), Reply::integer_of(s.key_step),
+                         Reply::array(), Reply::array(), Reply::array(), Reply::array()});
+  }
+
+  Reply command(const std::vector<std::string>& a) {
+    const auto& table = redis::command_table();
+    if (a.size() == 1) {
+      std::vector<Reply> all;
+      for (const redis::CommandSpec& s : table)
+        all.push_back(command_info(s));
+      return Reply::array(std::move(all));
+    }
+    std::string sub = lower(a[1]);
+    if (sub == "count") return Reply::integer_of(static_cast<int64_t>(table.size()));
+    if (sub == "info") {
+      std::vector<Reply> out;
+      for (size_t i = 2; i < a.size(); ++i) {
+        const redis::CommandSpec* s = redis::find_command(a[i]);
+        out.push_back(s ? command_info(*s) : Reply::null_array());
+      }
+      return Reply::array(std::move(out));
+    }
+    if (sub == "docs") return Reply::map();
+    return unknown_subcommand(a[1], "command");
+  }
+
+  Reply info(const std::vector<std::string>& a) {
+    std::string section = a.size() > 1 ? lower(a[1]) : "default";
+    bool all = section == "default" || section == "all" || section == "everything";
+    std::string out;
+    if (all || section == "server") {
+      out += "# Server\r\nredis_version:" + std::string(kVersion) +
+             "\r\nredis_mode:standalone\r\nchorus:1\r\n\r\n";
+    }
+    if (all || section == "clients") {
+      out += "# Clients\r\nconnected_clients:" + std::to_string(connections.size()) + "\r\n\r\n";
+    }
+    if (all || section == "persistence") {
+      out += "# Persistence\r\nloading:0\r\naof_enabled:1\r\n\r\n";
+    }
+    if (all || section == "stats") {
+      out += "# Stats\r\ntotal_connections_received:" + std::to_string(connections_received) +
+             "\r\ntotal_commands_processed:" + std::to_string(commands_processed) + "\r\n\r\n";
+    }
+    if (all || section == "replication") out += "# Replication\r\nrole:master\r\n\r\n";
+    if (all || section == "keyspace") out += "# Keyspace\r\n\r\n";
+    return Reply::bulk(std::move(out));
+  }
+
+  Reply config(const std::vector<std::string>& a) {
+    std::string sub = lower(a[1]);
+    if (sub == "get") {
+      if (a.size() < 3) return wrong_args("config|get");
+      static const std::vector<std::pair<const char*, const char*>> kParams = {
+          {"appendonly", "yes"},
+          {"appendfsync", "always"},
+          {"databases", "1"},
+          {"maxmemory", "0"},
+          {"save", ""},
+          {"timeout", "0"},
+          {"cluster-enabled", "no"}};
+      std::vector<Reply> out;
+      for (size_t i = 2; i < a.size(); ++i) {
+        for (const auto& [k, v] : kParams) {
+          if (a[i] == k || a[i] == "*") {
+            out.push_back(Reply::bulk(k));
+            out.push_back(Reply::bulk(v));
+          }
+        }
+      }
+      return Reply::map(std::move(out));
+    }
+    if (sub == "resetstat") return Reply::ok();
+    if (sub == "set") {
+      if (a.size() < 4) return wrong_args("config|set");
+      return Reply::error("ERR Unknown option or number of arguments for CONFIG SET - '" + a[2] +
+                          "'");
+    }
+    return unknown_subcommand(a[1], "config");
+  }
+
+  void shutdown() {
+    stopping = true;
+    asio::error_code ignored;
+    for (const auto& l : listeners) {
+      l->acceptor.close(ignored);
+      l->retry.cancel();
+    }
+    std::vector<std::shared_ptr<Conn>> all;
+    for (const auto& [id, c] : connections)
+      all.push_back(c);
+    for (const auto& c : all)
+      close(c);
+  }
+};
+
+RedisPort::RedisPort(Node* node, RedisOptions options)
+    : impl_(std::make_shared<Impl>(node, options)) {}
+
+RedisPort::~RedisPort() {
+  stop();
+}
+
+storage::Status RedisPort::listen(const std::string& host, uint16_t port, uint16_t* bound_port) {
+  Impl& d = *impl_;
+  auto l = std::make_unique<Listener>(d.io);
+  CHORUS_RETURN_IF_ERROR(bind_acceptor(l->acceptor, host, port, bound_port));
+  d.listeners.push_back(std::move(l));
+  return storage::Status::ok();
+}
+
+void RedisPort::start() {
+  Impl& d = *impl_;
+  d.loop.start("chorus-redis", [&d] {
+    for (const auto& l : d.listeners)
+      d.accept(l.get());
+  });
+}
+
+void RedisPort::stop() {
+  Impl& d = *impl_;
+  d.loop.stop([&d] { d.shutdown(); });
+}
+
+}  // namespace chorus::server

@@ -1,0 +1,236 @@
+"""The Redis face on real chorusd processes: a 3-member cluster with four data groups serving
+RESP on --listen-redis-urls, driven by Debian's redis-cli and python3-redis (run with
+/usr/bin/python3). Strings and keys, Redis's error texts, expiry, pipelining, RESP3, bad framing,
+writes on one member read linearizably on another, and no acknowledged write lost when every
+member is killed with SIGKILL and started again."""
+
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+import redis
+
+from cluster import Cluster, free_ports, run_tests
+
+CHORUSD = None
+REDIS_CLI = "/usr/bin/redis-cli"
+GROUPS = 4
+
+
+def group_of(key):
+    """The data group a key lands in: slots spread in equal ranges over groups 2..GROUPS+1."""
+    return 2 + slot(key) * GROUPS // 16384
+
+
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def slot(key):
+    k = key.encode()
+    s = k.find(b"{")
+    if s >= 0:
+        e = k.find(b"}", s + 1)
+        if e > s + 1:
+            k = k[s + 1:e]
+    return crc16(k) % 16384
+
+
+class RedisFaceTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ports = dict(zip(["m1", "m2", "m3"], free_ports(3)))
+        cls.c = Cluster(CHORUSD, member_args=lambda m: [
+            "--initial-groups", str(GROUPS),
+            "--listen-redis-urls", "redis://127.0.0.1:%d" % cls.ports[m.name]])
+        cls.c.start_or_keep()
+        cls.clients = [redis.Redis(host="127.0.0.1", port=cls.ports[m.name], socket_timeout=20)
+                       for m in cls.c.members]
+        cls.wait_groups()
+
+    @classmethod
+    def wait_groups(cls):
+        """Until every group has a leader: a write to each answers, through every member."""
+        deadline = time.time() + 30
+        while True:
+            try:
+                for g in range(GROUPS):
+                    key = next("probe-%d" % i for i in range(1000)
+                               if group_of("probe-%d" % i) == 2 + g)
+                    for c in cls.clients:
+                        c.set(key, "1")
+                return
+            except redis.exceptions.RedisError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def cli(self, member, *args, resp3=False):
+        cmd = [REDIS_CLI, "-p", str(self.ports[member.name])] + (["-3"] if resp3 else []) + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.rstrip("\n")
+
+    def raw(self, member, data, want_close=False):
+        """Sends bytes on a fresh connection; returns what comes back before a pause (or the
+        close)."""
+        s = socket.create_connection(("127.0.0.1", self.ports[member.name]), timeout=10)
+        s.sendall(data)
+        out = b""
+        s.settimeout(1.0 if not want_close else 10)
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    out += b"<closed>"
+                    break
+                out += b
+        except socket.timeout:
+            pass
+        s.close()
+        return out
+
+    def test_strings_through_redis_cli(self):
+        m1, m2, m3 = self.c.members
+        self.assertEqual(self.cli(m1, "PING"), "PONG")
+        self.assertEqual(self.cli(m1, "SET", "cli:k", "hello world"), "OK")
+        self.assertEqual(self.cli(m2, "GET", "cli:k"), "hello world")
+        self.assertEqual(self.cli(m3, "APPEND", "cli:k", "!"), "12")
+        self.assertEqual(self.cli(m1, "STRLEN", "cli:k"), "12")
+        self.assertEqual(self.cli(m2, "INCR", "cli:n"), "1")
+        self.assertEqual(self.cli(m3, "INCRBY", "cli:n", "41"), "42")
+        self.assertEqual(self.cli(m1, "INCRBYFLOAT", "cli:f", "2.5"), "2.5")
+        self.assertEqual(self.cli(m1, "TYPE", "cli:k"), "string")
+        self.assertEqual(self.cli(m2, "DEL", "cli:k"), "1")
+        self.assertEqual(self.cli(m3, "GET", "cli:k"), "")
+        self.assertEqual(self.cli(m1, "EXISTS", "cli:missing"), "0")
+
+    def test_error_texts_are_redis_own(self):
+        r = self.clients[0]
+        with self.assertRaisesRegex(redis.exceptions.ResponseError,
+                                    "^wrong number of arguments for 'get' command$"):
+            r.execute_command("GET")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError,
+                                    "^unknown command 'NOSUCH', with args beginning with: 'a' $"):
+            r.execute_command("NOSUCH", "a")
+        r.set("err:s", "abc")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError,
+                                    "^value is not an integer or out of range$"):
+            r.incr("err:s")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError, "^syntax error$"):
+            r.execute_command("SET", "err:s", "v", "NX", "XX")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError,
+                                    "^invalid expire time in 'set' command$"):
+            r.execute_command("SET", "err:s", "v", "EX", "0")
+        a, b = "x", next("x%d" % i for i in range(100) if group_of("x%d" % i) != group_of("x"))
+        with self.assertRaisesRegex(redis.exceptions.ResponseError,
+                                    "^CROSSSLOT Keys in request don't hash to the same slot$"):
+            r.mget(a, b)
+        # Hash tags keep keys together.
+        self.assertTrue(r.mset({"{user1}.name": "ann", "{user1}.mail": "a@x"}))
+        self.assertEqual(r.mget("{user1}.name", "{user1}.mail"), [b"ann", b"a@x"])
+        self.assertEqual(self.cli(self.c.members[1], "SELECT", "1"), "ERR DB index is out of range")
+
+    def test_expiry(self):
+        r = self.clients[1]
+        self.assertTrue(r.set("exp:k", "v", px=400))
+        ttl = r.pttl("exp:k")
+        self.assertTrue(0 < ttl <= 400, ttl)
+        self.assertEqual(self.clients[2].get("exp:k"), b"v")
+        time.sleep(0.6)
+        for c in self.clients:
+            self.assertIsNone(c.get("exp:k"))
+        self.assertEqual(r.ttl("exp:k"), -2)
+        r.set("exp:p", "v")
+        self.assertTrue(r.expire("exp:p", 100))
+        self.assertEqual(self.clients[0].ttl("exp:p"), 100)
+        self.assertTrue(r.persist("exp:p"))
+        self.assertEqual(self.clients[2].ttl("exp:p"), -1)
+
+    def test_pipelined_commands_answer_in_order(self):
+        r = self.clients[2]
+        p = r.pipeline(transaction=False)
+        n = 2000
+        for i in range(n):
+            p.incr("pipe:%d" % (i % 37))
+            p.get("pipe:%d" % (i % 37))
+        out = p.execute()
+        self.assertEqual(len(out), 2 * n)
+        counts = {}
+        for i in range(n):
+            k = i % 37
+            counts[k] = counts.get(k, 0) + 1
+            self.assertEqual(out[2 * i], counts[k])
+            self.assertEqual(out[2 * i + 1], str(counts[k]).encode())
+
+    def test_resp3_inline_and_bad_framing(self):
+        m1, m2, _ = self.c.members
+        out = self.raw(m1, b"HELLO 3\r\nGET resp3:none\r\nPING\r\n")
+        self.assertTrue(out.startswith(b"%7\r\n"), out)
+        self.assertTrue(out.endswith(b"_\r\n+PONG\r\n"), out)
+        self.assertEqual(self.raw(m1, b"ECHO \"a b\"\r\n"), b"$3\r\na b\r\n")
+        self.assertEqual(self.raw(m2, b"*1\r\n+PING\r\nPING\r\n", want_close=True),
+                         b"-ERR Protocol error: expected '$', got '+'\r\n<closed>")
+        self.assertEqual(self.raw(m2, b"*1\r\n$999999999999\r\n", want_close=True),
+                         b"-ERR Protocol error: invalid bulk length\r\n<closed>")
+        self.assertEqual(self.raw(m2, b"PING\r\nQUIT\r\nPING\r\n", want_close=True),
+                         b"+PONG\r\n+OK\r\n<closed>")
+        # The member serves on.
+        self.assertEqual(self.cli(m2, "PING"), "PONG")
+
+    def test_no_acknowledged_write_lost_when_every_member_is_killed(self):
+        acked = {}
+        stop = threading.Event()
+        errors = []
+
+        def writer(n):
+            r = redis.Redis(host="127.0.0.1", port=self.ports[self.c.members[n % 3].name],
+                            socket_timeout=5)
+            i = 0
+            while not stop.is_set():
+                key = "kill:%d:%d" % (n, i)
+                try:
+                    if r.set(key, str(i)):
+                        acked[key] = str(i).encode()
+                except redis.exceptions.RedisError as e:
+                    errors.append(str(e))
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        for m in self.c.members:
+            m.kill()
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertGreater(len(acked), 100)
+        for m in self.c.members:
+            m.start()
+        self.wait_groups()
+        keys = sorted(acked)
+        got = []
+        for i in range(0, len(keys), 500):
+            p = self.clients[1].pipeline(transaction=False)
+            for k in keys[i:i + 500]:
+                p.get(k)
+            got.extend(p.execute())
+        lost = [k for k, v in zip(keys, got) if v != acked[k]]
+        self.assertEqual(lost, [], "%d of %d acknowledged writes lost" % (len(lost), len(keys)))
+
+
+if __name__ == "__main__":
+    run_tests(globals())
