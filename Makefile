@@ -12,7 +12,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal bench-etcd bench-tls bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd bench-tls bench-redis bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
 
 all: build
 
@@ -107,6 +107,14 @@ bench-tls: build
 	@bash scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench_tls.py --load $(REL)/bench/chorus-etcd-load \
 	  --chorusd $(REL)/src/server/chorusd
+
+# The Redis face beside redis-server 7 (appendfsync always, and no persistence) under Debian's
+# redis-benchmark, 50 clients, unpipelined and -P 16; the table goes into docs/BENCHMARKS.md.
+BENCH_REDIS_REQUESTS ?= 100000
+bench-redis: build
+	@bash scripts/install-deps.sh --bench
+	/usr/bin/python3 bench/bench_redis.py --chorusd $(REL)/src/server/chorusd \
+	  --requests $(BENCH_REDIS_REQUESTS) --docs docs/BENCHMARKS.md
 
 # Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
 BENCH_WAL_SECONDS ?= 3

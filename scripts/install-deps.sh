@@ -15,8 +15,9 @@ packages=(
   redis-tools python3-redis
 )
 
-# `--bench` adds what `make bench-etcd` compares against: etcd 3.4 (Debian's etcd-server).
-bench_packages=(etcd-server)
+# `--bench` adds what the benchmarks compare against: etcd 3.4 (Debian's etcd-server) for
+# `make bench-etcd`, redis-server 7 for `make bench-redis`.
+bench_packages=(etcd-server redis-server)
 if [ "${1:-}" = "--bench" ]; then
   packages=("${bench_packages[@]}")
 fi

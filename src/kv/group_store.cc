@@ -1,7 +1,9 @@
 #include "kv/group_store.h"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
+#include <set>
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -40,6 +42,24 @@ std::string record_key(raft::GroupId group, std::string_view key) {
   return k;
 }
 
+std::string element_key(raft::GroupId group, std::string_view ekey) {
+  std::string k = group_prefix(group);
+  k.push_back('e');
+  k.append(ekey);
+  return k;
+}
+
+// The first key after every key that starts with `prefix`.
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff)
+    prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(static_cast<uint8_t>(prefix.back()) + 1);
+  return prefix;
+}
+
+// The length of the part of a RocksDB key before a Redis element key: g<group>e.
+constexpr size_t kElementKeyOffset = 10;
+
 std::string applied_key(raft::GroupId group) {
   std::string k = group_prefix(group);
   k.push_back('a');
@@ -58,70 +78,141 @@ std::string group_end(raft::GroupId group) {
 }
 
 // Version 1 holds the Groups API's keys only; version 2 every key with its kind's letter
-// ('k' or 'r') in front.
+// ('k', 'r' or 'e': Groups API keys, Redis key records, Redis element records) in front.
 constexpr uint8_t kExportVersionKeys = 1;
 constexpr uint8_t kExportVersion = 2;
 
-// A group's Redis records as one apply() sees them: what earlier commands of the same write
-// batch wrote, else what the store holds.
-class BatchRecords : public redis::RecordStore {
+// A group's Redis records as the store holds them: read-only commands run on this.
+class StoredRecords : public redis::RecordStore {
  public:
-  BatchRecords(rocksdb::DB* db, rocksdb::WriteBatch* batch,
-               std::unordered_map<std::string, std::optional<std::string>>* written)
-      : db_(db), batch_(batch), written_(written) {}
+  explicit StoredRecords(rocksdb::DB* db) : db_(db) {}
   void set_group(raft::GroupId g) { group_ = g; }
 
   bool get(std::string_view key, std::string* record) override {
-    std::string k = record_key(group_, key);
-    auto it = written_->find(k);
-    if (it != written_->end()) {
-      if (!it->second) return false;
-      *record = *it->second;
-      return true;
+    return read(record_key(group_, key), record);
+  }
+  bool get_element(std::string_view ekey, std::string* value) override {
+    return read(element_key(group_, ekey), value);
+  }
+  void scan_elements(std::string_view prefix, std::string_view from, size_t limit,
+                     std::vector<std::pair<std::string, std::string>>* out) override {
+    out->clear();
+    const std::string first = element_key(group_, prefix);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+    for (it->Seek(from.empty() ? first : element_key(group_, from));
+         it->Valid() && out->size() < limit && it->key().starts_with(first); it->Next()) {
+      rocksdb::Slice k = it->key();
+      out->emplace_back(std::string(k.data() + kElementKeyOffset, k.size() - kElementKeyOffset),
+                        it->value().ToString());
     }
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, k, record);
+    if (!it->status().ok()) failed_ = from_rocksdb(it->status(), "group store scan");
+  }
+  // A read-only command writes nothing: never called here (BatchRecords writes).
+  void put(std::string_view, std::string_view) override {}
+  void del(std::string_view) override {}
+  void put_element(std::string_view, std::string_view) override {}
+  void del_element(std::string_view) override {}
+  void drop_elements(std::string_view) override {}
+  void clear() override {}
+  // A read of the store that failed: the command's reply does not count.
+  const Status& failed() const { return failed_; }
+
+ protected:
+  bool read(const std::string& key, std::string* value) {
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, key, value);
     if (!s.ok() && !s.IsNotFound()) failed_ = from_rocksdb(s, "group store read");
     return s.ok();
   }
-  void put(std::string_view key, std::string_view record) override {
-    std::string k = record_key(group_, key);
-    batch_->Put(k, rocksdb::Slice(record.data(), record.size()));
-    (*written_)[std::move(k)] = std::string(record);
-  }
-  void del(std::string_view key) override {
-    std::string k = record_key(group_, key);
-    batch_->Delete(k);
-    (*written_)[std::move(k)] = std::nullopt;
-  }
-  // A read of the store that failed: the whole apply fails (it is not the command's answer).
-  const Status& failed() const { return failed_; }
 
- private:
   rocksdb::DB* db_;
-  rocksdb::WriteBatch* batch_;
-  std::unordered_map<std::string, std::optional<std::string>>* written_;
   raft::GroupId group_ = 0;
   Status failed_ = Status::ok();
 };
 
-// The records as the store holds them, for read-only commands.
-class StoredRecords : public redis::RecordStore {
+// A group's Redis records as one apply() sees them: what earlier commands of the same write
+// batch wrote (`written`, ordered so that scans merge it with the store), else what the store
+// holds.
+class BatchRecords : public StoredRecords {
  public:
-  StoredRecords(rocksdb::DB* db, raft::GroupId group) : db_(db), group_(group) {}
+  using Written = std::map<std::string, std::optional<std::string>>;
+  BatchRecords(rocksdb::DB* db, rocksdb::WriteBatch* batch, Written* written)
+      : StoredRecords(db), batch_(batch), written_(written) {}
+
   bool get(std::string_view key, std::string* record) override {
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, record_key(group_, key), record);
-    if (!s.ok() && !s.IsNotFound()) failed_ = from_rocksdb(s, "group store read");
-    return s.ok();
+    return lookup(record_key(group_, key), record);
   }
-  // A read-only command writes nothing; these are never called.
-  void put(std::string_view, std::string_view) override {}
-  void del(std::string_view) override {}
-  const Status& failed() const { return failed_; }
+  void put(std::string_view key, std::string_view record) override {
+    write(record_key(group_, key), record);
+  }
+  void del(std::string_view key) override { erase(record_key(group_, key)); }
+  bool get_element(std::string_view ekey, std::string* value) override {
+    return lookup(element_key(group_, ekey), value);
+  }
+  void put_element(std::string_view ekey, std::string_view value) override {
+    write(element_key(group_, ekey), value);
+  }
+  void del_element(std::string_view ekey) override { erase(element_key(group_, ekey)); }
+  void scan_elements(std::string_view prefix, std::string_view from, size_t limit,
+                     std::vector<std::pair<std::string, std::string>>* out) override {
+    out->clear();
+    const std::string first = element_key(group_, prefix);
+    const std::string start = from.empty() ? first : element_key(group_, from);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+    it->Seek(start);
+    auto w = written_->lower_bound(start);
+    const bool cleared = cleared_.contains(group_);  // the store's records are gone
+    while (out->size() < limit) {
+      bool db_ok = !cleared && it->Valid() && it->key().starts_with(first);
+      bool w_ok = w != written_->end() && std::string_view(w->first).starts_with(first);
+      if (!db_ok && !w_ok) break;
+      int order = !db_ok ? 1 : !w_ok ? -1 : it->key().compare(w->first);
+      if (order < 0) {
+        rocksdb::Slice k = it->key();
+        out->emplace_back(std::string(k.data() + kElementKeyOffset, k.size() - kElementKeyOffset),
+                          it->value().ToString());
+        it->Next();
+        continue;
+      }
+      // This batch wrote the key: its write (or deletion) stands over the store's.
+      if (w->second) out->emplace_back(w->first.substr(kElementKeyOffset), *w->second);
+      if (order == 0) it->Next();
+      ++w;
+    }
+    if (!it->status().ok()) failed_ = from_rocksdb(it->status(), "group store scan");
+  }
+  void drop_elements(std::string_view prefix) override {
+    drop_range(element_key(group_, prefix), prefix_end(element_key(group_, prefix)));
+  }
+  void clear() override {
+    drop_range(record_key(group_, ""), prefix_end(record_key(group_, "")));
+    drop_range(element_key(group_, ""), prefix_end(element_key(group_, "")));
+    cleared_.insert(group_);
+  }
 
  private:
-  rocksdb::DB* db_;
-  raft::GroupId group_;
-  Status failed_ = Status::ok();
+  void drop_range(const std::string& from, const std::string& to) {
+    batch_->DeleteRange(from, to);
+    written_->erase(written_->lower_bound(from), written_->lower_bound(to));
+  }
+  bool lookup(const std::string& key, std::string* value) {
+    auto it = written_->find(key);
+    if (it == written_->end()) return !cleared_.contains(group_) && read(key, value);
+    if (!it->second) return false;
+    *value = *it->second;
+    return true;
+  }
+  void write(std::string key, std::string_view value) {
+    batch_->Put(key, rocksdb::Slice(value.data(), value.size()));
+    (*written_)[std::move(key)] = std::string(value);
+  }
+  void erase(std::string key) {
+    batch_->Delete(key);
+    (*written_)[std::move(key)] = std::nullopt;
+  }
+
+  rocksdb::WriteBatch* batch_;
+  Written* written_;
+  std::set<raft::GroupId> cleared_;  // groups this batch flushed
 };
 
 }  // namespace
@@ -200,7 +291,7 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries,
   std::lock_guard<std::mutex> w(write_mu_);
   rocksdb::WriteBatch batch;
   std::unordered_map<raft::GroupId, std::pair<raft::Index, raft::Term>> last;
-  std::unordered_map<std::string, std::optional<std::string>> written;
+  BatchRecords::Written written;
   BatchRecords records(db_, &batch, &written);
   std::vector<std::string> argv;
   if (replies) replies->assign(entries.size(), std::nullopt);
@@ -226,7 +317,7 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries,
         redis::Reply reply = redis::Reply::error("ERR malformed command entry");
         if (redis::decode_command(op->value, &now_ms, &argv)) {
           records.set_group(e.group);
-          reply = redis::execute(records, argv, now_ms);
+          reply = redis::execute(records, argv, now_ms, e.index);
           if (!records.failed().is_ok()) return records.failed();
         }
         if (replies) (*replies)[i] = std::move(reply);
@@ -259,9 +350,39 @@ raft::Index GroupStore::applied_index(raft::GroupId group) const {
   return it == applied_.end() ? 0 : it->second;
 }
 
+Status GroupStore::redis_keys(raft::GroupId group, std::string_view from, size_t limit,
+                              size_t tie_bytes, int64_t now_ms, std::vector<RedisKey>* out,
+                              bool* more) const {
+  out->clear();
+  *more = false;
+  const std::string first = record_key(group, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+  for (it->Seek(record_key(group, from)); it->Valid() && it->key().starts_with(first); it->Next()) {
+    std::string_view key(it->key().data() + first.size(), it->key().size() - first.size());
+    if (!out->empty() && out->size() >= limit) {
+      // Keys sharing the last one's first tie_bytes bytes (zeros past a short key's end) come
+      // in the same answer.
+      auto head = [tie_bytes](std::string_view k) {
+        std::string h(k.substr(0, tie_bytes));
+        h.resize(tie_bytes, '\0');
+        return h;
+      };
+      if (tie_bytes == 0 || head(key) != head(out->back().key)) {
+        *more = true;
+        break;
+      }
+    }
+    const char* type =
+        redis::live_type(std::string_view(it->value().data(), it->value().size()), now_ms);
+    if (type != nullptr) out->push_back({std::string(key), type});
+  }
+  return from_rocksdb(it->status(), "group store scan");
+}
+
 redis::Reply GroupStore::read_command(raft::GroupId group, const std::vector<std::string>& argv,
                                       int64_t now_ms) const {
-  StoredRecords records(db_, group);
+  StoredRecords records(db_);
+  records.set_group(group);
   redis::Reply reply = redis::execute(records, argv, now_ms);
   if (!records.failed().is_ok()) return redis::Reply::error("ERR " + records.failed().to_string());
   return reply;
@@ -322,7 +443,7 @@ Status GroupStore::export_group(raft::GroupId group, size_t max_bytes, std::stri
   const std::string prefix = group_prefix(group);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   Status st = Status::ok();
-  for (const char* range : {"kl", "rs"}) {
+  for (const char* range : {"ef", "kl", "rs"}) {
     const std::string from = prefix + range[0];
     const std::string to = prefix + range[1];
     for (it->Seek(from); st.is_ok() && it->Valid() && it->key().compare(to) < 0; it->Next()) {
@@ -364,7 +485,7 @@ bool read_export(std::string_view data, raft::Index* index, raft::Term* term, Fn
       fn(std::string_view(with_kind), v);
       continue;
     }
-    if (k.empty() || (k[0] != 'k' && k[0] != 'r')) return false;
+    if (k.empty() || (k[0] != 'k' && k[0] != 'r' && k[0] != 'e')) return false;
     fn(k, v);
   }
   return true;

@@ -4,6 +4,7 @@
 // Layout (big-endian group ids, so each group's records are one contiguous range):
 //   g<group>k<key>  a key's value (the Groups API's Put and Delete)
 //   g<group>r<key>  a Redis key's record (redis/keyspace.h: commands proposed as kCommand)
+//   g<group>e<ekey> a Redis collection's element record (redis/records.h)
 //   g<group>a       the group's applied index and term
 //   g<group>s       the applied index the last snapshot installed brought (install())
 // apply() writes the committed entries of any number of groups as one WriteBatch that also
@@ -73,6 +74,17 @@ class GroupStore {
   // With `replies`, (*replies)[i] is the reply of entries[i] when it is a command applied now.
   storage::Status apply(const std::vector<GroupEntry>& entries,
                         std::vector<std::optional<redis::Reply>>* replies = nullptr);
+  // Live Redis keys of the group at `now_ms` (with their type names), in byte order from the
+  // first key at or after `from`: at least `limit` of them if there are as many, and past that
+  // every further key sharing the last one's first `tie_bytes` bytes (0: none), so that an
+  // answer ends between two prefixes. *more: whether keys remain after it.
+  struct RedisKey {
+    std::string key;
+    const char* type = "";
+  };
+  storage::Status redis_keys(raft::GroupId group, std::string_view from, size_t limit,
+                             size_t tie_bytes, int64_t now_ms, std::vector<RedisKey>* out,
+                             bool* more) const;
   // Runs a read-only Redis command against the group's records as applied so far.
   redis::Reply read_command(raft::GroupId group, const std::vector<std::string>& argv,
                             int64_t now_ms) const;

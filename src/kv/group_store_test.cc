@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "redis/keyspace.h"
 #include "storage/testing.h"
 
@@ -219,6 +221,109 @@ TEST(GroupStoreRedisTest, CommandsOfOneWriteSeeEachOtherAndReplyInOrder) {
   ASSERT_TRUE(s->apply({{2, 4, 1, d}}, &replies).is_ok());
   EXPECT_FALSE(replies[0].has_value());
   EXPECT_EQ(s->read_command(2, {"get", "n"}, 1'000'000), redis::Reply::bulk("x"));
+}
+
+TEST(GroupStoreRedisTest, ScansMergeTheBatchsWritesWithTheStore) {
+  TempDir dir("chorus-groups");
+  auto s = open(dir.path());
+  std::string first = command({"rpush", "l", "a", "b", "c"});
+  std::string hash = command({"hset", "h", "f1", "1", "f3", "3"});
+  ASSERT_TRUE(s->apply({{2, 1, 1, first}, {2, 2, 1, hash}}).is_ok());
+  std::vector<std::optional<redis::Reply>> replies;
+  std::string pop = command({"lpop", "l"});
+  std::string push = command({"rpush", "l", "d"});
+  std::string range = command({"lrange", "l", "0", "-1"});
+  std::string hset = command({"hset", "h", "f2", "2", "f1", "one"});
+  std::string hdel = command({"hdel", "h", "f3"});
+  std::string all = command({"hgetall", "h"});
+  ASSERT_TRUE(s->apply({{2, 3, 1, pop},
+                        {2, 4, 1, push},
+                        {2, 5, 1, range},
+                        {2, 6, 1, hset},
+                        {2, 7, 1, hdel},
+                        {2, 8, 1, all}},
+                       &replies)
+                  .is_ok());
+  EXPECT_EQ(replies[2], redis::Reply::array({redis::Reply::bulk("b"), redis::Reply::bulk("c"),
+                                             redis::Reply::bulk("d")}));
+  EXPECT_EQ(replies[5], redis::Reply::map({redis::Reply::bulk("f1"), redis::Reply::bulk("one"),
+                                           redis::Reply::bulk("f2"), redis::Reply::bulk("2")}));
+  // And the same once written.
+  EXPECT_EQ(s->read_command(2, {"lrange", "l", "0", "-1"}, 0), *replies[2]);
+  EXPECT_EQ(s->read_command(2, {"hgetall", "h"}, 0), *replies[5]);
+  // A deleted collection's elements are gone from the store, in the same write.
+  std::string del = command({"del", "l", "h"});
+  std::string again = command({"rpush", "l", "x"});
+  std::string range2 = command({"lrange", "l", "0", "-1"});
+  ASSERT_TRUE(s->apply({{2, 9, 1, del}, {2, 10, 1, again}, {2, 11, 1, range2}}, &replies).is_ok());
+  EXPECT_EQ(replies[0], redis::Reply::integer_of(2));
+  EXPECT_EQ(replies[2], redis::Reply::array({redis::Reply::bulk("x")}));
+  std::string exported;
+  ASSERT_TRUE(s->export_group(2, 1 << 20, &exported).is_ok());
+  auto to = open(dir.path() + "/b");
+  ASSERT_TRUE(to->install(2, exported).is_ok());
+  EXPECT_EQ(to->read_command(2, {"lrange", "l", "0", "-1"}, 0), *replies[2]);
+  EXPECT_EQ(to->read_command(2, {"exists", "h"}, 0), redis::Reply::integer_of(0));
+  // Only the live list's one element (and its key record) travel.
+  EXPECT_EQ(GroupStore::export_index(exported), 11u);
+  EXPECT_EQ(std::count(exported.begin(), exported.end(), 'x'), 1);
+}
+
+TEST(GroupStoreRedisTest, FlushallEmptiesOnlyItsGroupAndLaterCommandsSeeIt) {
+  TempDir dir("chorus-groups");
+  auto s = open(dir.path());
+  std::string a = command({"set", "a", "1"});
+  std::string h = command({"hset", "h", "f", "v"});
+  std::string other = command({"set", "a", "kept"});
+  ASSERT_TRUE(s->apply({{2, 1, 1, a}, {2, 2, 1, h}, {3, 1, 1, other}}).is_ok());
+  std::vector<std::optional<redis::Reply>> replies;
+  std::string set_before = command({"set", "b", "1"});
+  std::string flush = command({"flushall"});
+  std::string get = command({"get", "a"});
+  std::string all = command({"hgetall", "h"});
+  std::string set_after = command({"set", "c", "1"});
+  ASSERT_TRUE(s->apply({{2, 3, 1, set_before},
+                        {2, 4, 1, flush},
+                        {2, 5, 1, get},
+                        {2, 6, 1, all},
+                        {2, 7, 1, set_after}},
+                       &replies)
+                  .is_ok());
+  EXPECT_EQ(replies[1], redis::Reply::ok());
+  EXPECT_EQ(replies[2], redis::Reply::null());
+  EXPECT_EQ(replies[3], redis::Reply::map());
+  std::vector<GroupStore::RedisKey> keys;
+  bool more = true;
+  ASSERT_TRUE(s->redis_keys(2, "", 100, 0, 0, &keys, &more).is_ok());
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].key, "c");
+  EXPECT_STREQ(keys[0].type, "string");
+  EXPECT_FALSE(more);
+  EXPECT_EQ(s->read_command(3, {"get", "a"}, 0), redis::Reply::bulk("kept"));
+}
+
+TEST(GroupStoreRedisTest, KeyListingsEndBetweenPrefixes) {
+  TempDir dir("chorus-groups");
+  auto s = open(dir.path());
+  std::vector<GroupEntry> entries;
+  std::vector<std::string> ops;
+  for (const char* k : {"aa1", "aa2", "aa3", "ab", "b"})
+    ops.push_back(command({"set", k, "v"}));
+  ops.push_back(command({"set", "gone", "v", "PX", "5"}));
+  for (size_t i = 0; i < ops.size(); ++i)
+    entries.push_back({2, i + 1, 1, ops[i]});
+  ASSERT_TRUE(s->apply(entries).is_ok());
+  std::vector<GroupStore::RedisKey> keys;
+  bool more = false;
+  // Two asked, but "aa3" shares "aa" with the second: it comes too.
+  ASSERT_TRUE(s->redis_keys(2, "", 2, 2, 2'000'000, &keys, &more).is_ok());
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[2].key, "aa3");
+  EXPECT_TRUE(more);
+  ASSERT_TRUE(s->redis_keys(2, "ab", 10, 2, 2'000'000, &keys, &more).is_ok());
+  ASSERT_EQ(keys.size(), 2u);  // the expired key is left out
+  EXPECT_EQ(keys[1].key, "b");
+  EXPECT_FALSE(more);
 }
 
 TEST(GroupStoreRedisTest, ExpiryFollowsTheTimeInTheEntry) {

@@ -9,29 +9,27 @@
 #include <unordered_map>
 
 #include "base/coding.h"
+#include "redis/records.h"
 
 namespace chorus::redis {
 
-namespace {
+using namespace internal;
 
-constexpr uint8_t kRecordFormat = 1;
-constexpr uint8_t kTypeString = 1;
-constexpr size_t kMaxStringBytes = 512u << 20;  // proto-max-bulk-len
-constexpr uint8_t kCommandFormat = 1;
-
-struct Record {
-  uint8_t type = kTypeString;
-  int64_t expire_ms = 0;  // 0: none
-  std::string value;
-};
+namespace internal {
 
 std::string encode_record(const Record& r) {
   std::string out;
-  out.reserve(10 + r.value.size());
+  out.reserve(26 + r.value.size());
   base::put_u8(&out, kRecordFormat);
   base::put_u8(&out, r.type);
   base::put_u64(&out, static_cast<uint64_t>(r.expire_ms));
-  out.append(r.value);
+  if (r.type == kString) {
+    out.append(r.value);
+  } else {
+    base::put_u64(&out, r.version);
+    base::put_u64(&out, r.size);
+    if (r.type == kList) base::put_u64(&out, static_cast<uint64_t>(r.head));
+  }
   return out;
 }
 
@@ -39,20 +37,52 @@ bool decode_record(std::string_view bytes, Record* r) {
   if (bytes.size() < 10 || static_cast<uint8_t>(bytes[0]) != kRecordFormat) return false;
   r->type = static_cast<uint8_t>(bytes[1]);
   r->expire_ms = static_cast<int64_t>(base::load_u64(bytes.data() + 2));
-  r->value.assign(bytes.substr(10));
-  return r->type == kTypeString;
+  std::string_view rest = bytes.substr(10);
+  r->value.clear();
+  r->version = r->size = 0;
+  r->head = 0;
+  switch (r->type) {
+    case kString:
+      r->value.assign(rest);
+      return true;
+    case kHash:
+    case kSet:
+      if (rest.size() != 16) return false;
+      r->version = base::load_u64(rest.data());
+      r->size = base::load_u64(rest.data() + 8);
+      return true;
+    case kList:
+      if (rest.size() != 24) return false;
+      r->version = base::load_u64(rest.data());
+      r->size = base::load_u64(rest.data() + 8);
+      r->head = static_cast<int64_t>(base::load_u64(rest.data() + 16));
+      return true;
+    default:
+      return false;
+  }
 }
 
 const char* type_name(uint8_t type) {
-  return type == kTypeString ? "string" : "none";
+  switch (type) {
+    case kString:
+      return "string";
+    case kHash:
+      return "hash";
+    case kSet:
+      return "set";
+    case kList:
+      return "list";
+    default:
+      return "none";
+  }
 }
 
 Reply wrong_args(std::string_view name) {
   return Reply::error("ERR wrong number of arguments for '" + std::string(name) + "' command");
 }
 
-Reply invalid_expire(std::string_view name) {
-  return Reply::error("ERR invalid expire time in '" + std::string(name) + "' command");
+Reply damaged(std::string_view key) {
+  return Reply::error("ERR the record of key '" + std::string(key) + "' is damaged");
 }
 
 bool equals_ci(std::string_view a, std::string_view b) {
@@ -62,39 +92,72 @@ bool equals_ci(std::string_view a, std::string_view b) {
          });
 }
 
-// One command's view of the records, at one time.
-class Keys {
- public:
-  Keys(RecordStore& store, int64_t now_ms) : store_(store), now_(now_ms) {}
+Keys::Found Keys::load(std::string_view key, Record* r) {
+  std::string bytes;
+  if (!store_.get(key, &bytes)) return Found::kNone;
+  if (!decode_record(bytes, r)) return Found::kDamaged;
+  if (r->expire_ms != 0 && r->expire_ms <= now_) return Found::kNone;
+  return Found::kLive;
+}
 
-  enum class Found { kNone, kLive, kDamaged };
-  // A live record of the key; an expired one counts as none.
-  Found load(std::string_view key, Record* r) {
-    std::string bytes;
-    if (!store_.get(key, &bytes)) return Found::kNone;
-    if (!decode_record(bytes, r)) return Found::kDamaged;
-    if (r->expire_ms != 0 && r->expire_ms <= now_) return Found::kNone;
-    return Found::kLive;
+void Keys::drop_stored_elements(std::string_view key, uint64_t keep_version) {
+  std::string bytes;
+  Record old;
+  if (store_.get(key, &bytes) && decode_record(bytes, &old) && old.collection() &&
+      old.version != keep_version)
+    store_.drop_elements(element_key(old.version));
+}
+
+void Keys::save(std::string_view key, const Record& r) {
+  drop_stored_elements(key, r.collection() ? r.version : 0);
+  store_.put(key, encode_record(r));
+}
+
+bool Keys::remove(std::string_view key) {
+  Record r;
+  Found f = load(key, &r);
+  std::string bytes;
+  if (f == Found::kNone && !store_.get(key, &bytes)) return false;
+  drop_stored_elements(key, 0);
+  store_.del(key);
+  return f != Found::kNone;
+}
+
+TypedAt typed_at(Keys& k, std::string_view key, uint8_t type, bool create) {
+  TypedAt t;
+  Keys::Found f = k.load(key, &t.rec);
+  if (f == Keys::Found::kDamaged) {
+    t.error = damaged(key);
+  } else if (f == Keys::Found::kLive) {
+    if (t.rec.type != type) {
+      t.error = Reply::error(errors::kWrongType);
+    } else {
+      t.live = true;
+    }
+  } else if (create) {
+    t.rec = Record{};
+    t.rec.type = type;
+    if (type != kString) t.rec.version = k.new_version();
   }
-  void save(std::string_view key, const Record& r) { store_.put(key, encode_record(r)); }
-  // Removes the key's record, live or expired; true if it was live.
-  bool remove(std::string_view key) {
-    Record r;
-    Found f = load(key, &r);
-    std::string bytes;
-    if (f == Found::kNone && !store_.get(key, &bytes)) return false;
-    store_.del(key);
-    return f != Found::kNone;
+  return t;
+}
+
+void save_collection(Keys& k, std::string_view key, const Record& rec) {
+  if (rec.size == 0) {
+    k.remove(key);
+  } else {
+    k.save(key, rec);
   }
-  int64_t now() const { return now_; }
+}
 
- private:
-  RecordStore& store_;
-  int64_t now_;
-};
+}  // namespace internal
 
-Reply damaged(std::string_view key) {
-  return Reply::error("ERR the record of key '" + std::string(key) + "' is damaged");
+namespace {
+
+constexpr uint8_t kCommandFormat = 1;
+
+Reply invalid_expire(std::string_view name) {
+  return Reply::error("ERR invalid expire time in '" + std::string(name) + "' command");
 }
 
 // A string value, or the reply that says why there is none (null or an error).
@@ -110,7 +173,7 @@ StringAt string_at(Keys& k, std::string_view key) {
   if (f == Keys::Found::kDamaged) {
     s.error = damaged(key);
   } else if (f == Keys::Found::kLive) {
-    if (s.rec.type != kTypeString) {
+    if (s.rec.type != kString) {
       s.error = Reply::error(errors::kWrongType);
     } else {
       s.live = true;
@@ -184,7 +247,7 @@ Reply cmd_set(Keys& k, const std::vector<std::string>& a) {
   bool exists = f == Keys::Found::kLive;
   Reply previous = Reply::null();
   if (get) {
-    if (exists && old.type != kTypeString) return Reply::error(errors::kWrongType);
+    if (exists && old.type != kString) return Reply::error(errors::kWrongType);
     if (exists) previous = Reply::bulk(old.value);
   }
   if ((nx && exists) || (xx && !exists)) return get ? previous : Reply::null();
@@ -521,6 +584,14 @@ Reply cmd_persist(Keys& k, const std::vector<std::string>& a) {
   return Reply::integer_of(1);
 }
 
+// FLUSHALL / FLUSHDB [ASYNC|SYNC], as each group applies it.
+Reply cmd_flushall(Keys& k, const std::vector<std::string>& a) {
+  if (a.size() > 2 || (a.size() == 2 && !equals_ci(a[1], "async") && !equals_ci(a[1], "sync")))
+    return Reply::error(errors::kSyntax);
+  k.store().clear();
+  return Reply::ok();
+}
+
 Reply rename_to(Keys& k, const std::vector<std::string>& a, bool nx) {
   Record r;
   Keys::Found f = k.load(a[1], &r);
@@ -531,7 +602,8 @@ Reply rename_to(Keys& k, const std::vector<std::string>& a, bool nx) {
     Record other;
     if (k.load(a[2], &other) != Keys::Found::kNone) return Reply::integer_of(0);
   }
-  k.remove(a[1]);
+  // The record moves; a collection's elements stay under its version.
+  k.store().del(a[1]);
   k.save(a[2], r);
   return nx ? Reply::integer_of(1) : Reply::ok();
 }
@@ -542,68 +614,72 @@ Reply cmd_renamenx(Keys& k, const std::vector<std::string>& a) {
   return rename_to(k, a, true);
 }
 
-using Handler = Reply (*)(Keys&, const std::vector<std::string>&);
-
-struct Entry {
-  CommandSpec spec;
-  Handler fn;
-};
-
 const std::vector<Entry>& entries() {
-  static const std::vector<Entry> table = {
-      // Strings.
-      {{"get", 2, kReadOnly, 1, 1, 1}, cmd_get},
-      {{"set", -3, kWrite, 1, 1, 1}, cmd_set},
-      {{"setnx", 3, kWrite, 1, 1, 1}, cmd_setnx},
-      {{"setex", 4, kWrite, 1, 1, 1}, cmd_setex},
-      {{"psetex", 4, kWrite, 1, 1, 1}, cmd_psetex},
-      {{"getset", 3, kWrite, 1, 1, 1}, cmd_getset},
-      {{"getdel", 2, kWrite, 1, 1, 1}, cmd_getdel},
-      {{"getex", -2, kWrite, 1, 1, 1}, cmd_getex},
-      {{"mget", -2, kReadOnly, 1, -1, 1}, cmd_mget},
-      {{"mset", -3, kWrite, 1, -1, 2}, cmd_mset},
-      {{"msetnx", -3, kWrite, 1, -1, 2}, cmd_mset},
-      {{"incr", 2, kWrite, 1, 1, 1}, cmd_incr},
-      {{"decr", 2, kWrite, 1, 1, 1}, cmd_decr},
-      {{"incrby", 3, kWrite, 1, 1, 1}, cmd_incrby},
-      {{"decrby", 3, kWrite, 1, 1, 1}, cmd_decrby},
-      {{"incrbyfloat", 3, kWrite, 1, 1, 1}, cmd_incrbyfloat},
-      {{"append", 3, kWrite, 1, 1, 1}, cmd_append},
-      {{"strlen", 2, kReadOnly, 1, 1, 1}, cmd_strlen},
-      {{"getrange", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
-      {{"substr", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
-      {{"setrange", 4, kWrite, 1, 1, 1}, cmd_setrange},
-      // Keys.
-      {{"del", -2, kWrite, 1, -1, 1}, cmd_del},
-      {{"unlink", -2, kWrite, 1, -1, 1}, cmd_del},
-      {{"exists", -2, kReadOnly, 1, -1, 1}, cmd_exists},
-      {{"type", 2, kReadOnly, 1, 1, 1}, cmd_type},
-      {{"ttl", 2, kReadOnly, 1, 1, 1}, cmd_ttl},
-      {{"pttl", 2, kReadOnly, 1, 1, 1}, cmd_pttl},
-      {{"expiretime", 2, kReadOnly, 1, 1, 1}, cmd_expiretime},
-      {{"pexpiretime", 2, kReadOnly, 1, 1, 1}, cmd_pexpiretime},
-      {{"expire", -3, kWrite, 1, 1, 1}, cmd_expire},
-      {{"pexpire", -3, kWrite, 1, 1, 1}, cmd_expire},
-      {{"expireat", -3, kWrite, 1, 1, 1}, cmd_expire},
-      {{"pexpireat", -3, kWrite, 1, 1, 1}, cmd_expire},
-      {{"persist", 2, kWrite, 1, 1, 1}, cmd_persist},
-      {{"rename", 3, kWrite, 1, 2, 1}, cmd_rename},
-      {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
-      // Answered by the connection.
-      {{"ping", -1, kKeyless, 0, 0, 0}, nullptr},
-      {{"echo", 2, kKeyless, 0, 0, 0}, nullptr},
-      {{"hello", -1, kKeyless, 0, 0, 0}, nullptr},
-      {{"select", 2, kKeyless, 0, 0, 0}, nullptr},
-      {{"quit", -1, kKeyless, 0, 0, 0}, nullptr},
-      {{"reset", 1, kKeyless, 0, 0, 0}, nullptr},
-      {{"client", -2, kKeyless, 0, 0, 0}, nullptr},
-      {{"command", -1, kKeyless, 0, 0, 0}, nullptr},
-      {{"time", 1, kKeyless, 0, 0, 0}, nullptr},
-      {{"info", -1, kKeyless, 0, 0, 0}, nullptr},
-      {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
-      {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
-      {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
-  };
+  static const std::vector<Entry> table = [] {
+    std::vector<Entry> all = {
+        // Strings.
+        {{"get", 2, kReadOnly, 1, 1, 1}, cmd_get},
+        {{"set", -3, kWrite, 1, 1, 1}, cmd_set},
+        {{"setnx", 3, kWrite, 1, 1, 1}, cmd_setnx},
+        {{"setex", 4, kWrite, 1, 1, 1}, cmd_setex},
+        {{"psetex", 4, kWrite, 1, 1, 1}, cmd_psetex},
+        {{"getset", 3, kWrite, 1, 1, 1}, cmd_getset},
+        {{"getdel", 2, kWrite, 1, 1, 1}, cmd_getdel},
+        {{"getex", -2, kWrite, 1, 1, 1}, cmd_getex},
+        {{"mget", -2, kReadOnly, 1, -1, 1}, cmd_mget},
+        {{"mset", -3, kWrite, 1, -1, 2}, cmd_mset},
+        {{"msetnx", -3, kWrite, 1, -1, 2}, cmd_mset},
+        {{"incr", 2, kWrite, 1, 1, 1}, cmd_incr},
+        {{"decr", 2, kWrite, 1, 1, 1}, cmd_decr},
+        {{"incrby", 3, kWrite, 1, 1, 1}, cmd_incrby},
+        {{"decrby", 3, kWrite, 1, 1, 1}, cmd_decrby},
+        {{"incrbyfloat", 3, kWrite, 1, 1, 1}, cmd_incrbyfloat},
+        {{"append", 3, kWrite, 1, 1, 1}, cmd_append},
+        {{"strlen", 2, kReadOnly, 1, 1, 1}, cmd_strlen},
+        {{"getrange", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
+        {{"substr", 4, kReadOnly, 1, 1, 1}, cmd_getrange},
+        {{"setrange", 4, kWrite, 1, 1, 1}, cmd_setrange},
+        // Keys.
+        {{"del", -2, kWrite, 1, -1, 1}, cmd_del},
+        {{"unlink", -2, kWrite, 1, -1, 1}, cmd_del},
+        {{"exists", -2, kReadOnly, 1, -1, 1}, cmd_exists},
+        {{"type", 2, kReadOnly, 1, 1, 1}, cmd_type},
+        {{"ttl", 2, kReadOnly, 1, 1, 1}, cmd_ttl},
+        {{"pttl", 2, kReadOnly, 1, 1, 1}, cmd_pttl},
+        {{"expiretime", 2, kReadOnly, 1, 1, 1}, cmd_expiretime},
+        {{"pexpiretime", 2, kReadOnly, 1, 1, 1}, cmd_pexpiretime},
+        {{"expire", -3, kWrite, 1, 1, 1}, cmd_expire},
+        {{"pexpire", -3, kWrite, 1, 1, 1}, cmd_expire},
+        {{"expireat", -3, kWrite, 1, 1, 1}, cmd_expire},
+        {{"pexpireat", -3, kWrite, 1, 1, 1}, cmd_expire},
+        {{"persist", 2, kWrite, 1, 1, 1}, cmd_persist},
+        {{"rename", 3, kWrite, 1, 2, 1}, cmd_rename},
+        {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
+        // Every key: run on every group.
+        {{"flushall", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
+        {{"flushdb", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
+        {{"dbsize", 1, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
+        {{"keys", 2, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
+        {{"scan", -2, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
+        // Answered by the connection.
+        {{"ping", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"echo", 2, kKeyless, 0, 0, 0}, nullptr},
+        {{"hello", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"select", 2, kKeyless, 0, 0, 0}, nullptr},
+        {{"quit", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"reset", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"client", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"command", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"time", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"info", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
+    };
+    const std::vector<Entry>& more = collection_entries();
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  }();
   return table;
 }
 
@@ -652,23 +728,115 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
                                            const std::vector<std::string>& argv) {
   std::vector<std::string_view> keys;
   if (spec.first_key <= 0) return keys;
+  if (std::string_view(spec.name) == "sintercard") {
+    // SINTERCARD numkeys key [key ...] [LIMIT n]
+    int64_t n = 0;
+    if (!parse_int64(argv[1], &n) || n <= 0) return keys;
+    for (size_t i = 2; i < argv.size() && i < 2 + static_cast<size_t>(n); ++i)
+      keys.push_back(argv[i]);
+    return keys;
+  }
   int last = spec.last_key < 0 ? static_cast<int>(argv.size()) + spec.last_key : spec.last_key;
   for (int i = spec.first_key; i <= last && i < static_cast<int>(argv.size()); i += spec.key_step)
     keys.push_back(argv[static_cast<size_t>(i)]);
   return keys;
 }
 
-Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms) {
+Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
+              uint64_t version_base) {
   if (argv.empty()) return Reply::error("ERR empty command");
   const Entry* e = find_entry(argv[0]);
   if (e == nullptr || e->fn == nullptr)
     return Reply::error("ERR unknown command '" + argv[0] + "'");
   if (!arity_ok(e->spec, argv.size())) return wrong_args(e->spec.name);
-  Keys keys(store, now_ms);
+  Keys keys(store, now_ms, version_base);
   if (argv[0] == e->spec.name) return e->fn(keys, argv);
   std::vector<std::string> lowered = argv;
   lowered[0] = e->spec.name;
   return e->fn(keys, lowered);
+}
+
+namespace {
+
+// Whether `c` matches the set that starts after '[' at p[*i]; *i moves past its ']'.
+bool match_set(std::string_view p, size_t* i, char c) {
+  size_t j = *i;
+  bool negate = j < p.size() && p[j] == '^';
+  if (negate) ++j;
+  bool found = false;
+  while (j < p.size() && p[j] != ']') {
+    if (p[j] == '\\' && j + 1 < p.size()) {
+      ++j;
+      if (p[j] == c) found = true;
+      ++j;
+    } else if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
+      unsigned char lo = static_cast<unsigned char>(p[j]);
+      unsigned char hi = static_cast<unsigned char>(p[j + 2]);
+      if (lo > hi) std::swap(lo, hi);
+      unsigned char uc = static_cast<unsigned char>(c);
+      if (uc >= lo && uc <= hi) found = true;
+      j += 3;
+    } else {
+      if (p[j] == c) found = true;
+      ++j;
+    }
+  }
+  *i = j < p.size() ? j + 1 : j;  // an unclosed set ends with the pattern, as in Redis
+  return negate ? !found : found;
+}
+
+}  // namespace
+
+bool glob_match(std::string_view p, std::string_view s) {
+  // Backtracking to the last '*' only: every other token matches one character.
+  size_t pi = 0, si = 0;
+  size_t star = std::string_view::npos, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      while (pi < p.size() && p[pi] == '*')
+        ++pi;
+      if (pi == p.size()) return true;
+      star = pi;
+      star_s = si;
+      continue;
+    }
+    bool ok = false;
+    size_t next = pi;
+    if (pi < p.size()) {
+      if (p[pi] == '?') {
+        ok = true;
+        next = pi + 1;
+      } else if (p[pi] == '[') {
+        next = pi + 1;
+        ok = match_set(p, &next, s[si]);
+      } else if (p[pi] == '\\' && pi + 1 < p.size()) {
+        ok = p[pi + 1] == s[si];
+        next = pi + 2;
+      } else {
+        ok = p[pi] == s[si];
+        next = pi + 1;
+      }
+    }
+    if (ok) {
+      pi = next;
+      ++si;
+    } else if (star != std::string_view::npos) {
+      pi = star;
+      si = ++star_s;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*')
+    ++pi;
+  return pi == p.size();
+}
+
+const char* live_type(std::string_view record, int64_t now_ms) {
+  Record r;
+  if (!decode_record(record, &r)) return nullptr;
+  if (r.expire_ms != 0 && r.expire_ms <= now_ms) return nullptr;
+  return type_name(r.type);
 }
 
 bool parse_int64(std::string_view s, int64_t* out) {

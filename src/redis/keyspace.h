@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "redis/reply.h"
@@ -23,16 +24,30 @@ namespace chorus::redis {
 class RecordStore {
  public:
   virtual ~RecordStore() = default;
-  // False if the key has no record.
+  // Key records, one per Redis key. False if the key has none.
   virtual bool get(std::string_view key, std::string* record) = 0;
   virtual void put(std::string_view key, std::string_view record) = 0;
   virtual void del(std::string_view key) = 0;
+  // Element records of collections, by element key (records.h). False if there is none.
+  virtual bool get_element(std::string_view ekey, std::string* value) = 0;
+  virtual void put_element(std::string_view ekey, std::string_view value) = 0;
+  virtual void del_element(std::string_view ekey) = 0;
+  // Up to `limit` element records whose keys start with `prefix`, in key order, from the first
+  // key at or after `from` (which starts with `prefix`, or is empty: from the first).
+  virtual void scan_elements(std::string_view prefix, std::string_view from, size_t limit,
+                             std::vector<std::pair<std::string, std::string>>* out) = 0;
+  // Drops every element record under `prefix`: a collection deleted or replaced, whose
+  // elements no command reads again.
+  virtual void drop_elements(std::string_view prefix) = 0;
+  // Drops every record (FLUSHALL): later reads find nothing.
+  virtual void clear() = 0;
 };
 
 enum CommandFlags : uint32_t {
-  kWrite = 1,     // goes through the log
-  kReadOnly = 2,  // runs after a read barrier
-  kKeyless = 4,   // answered by the connection itself (PING, HELLO, ...)
+  kWrite = 1,      // goes through the log
+  kReadOnly = 2,   // runs after a read barrier
+  kKeyless = 4,    // answered by the connection itself (PING, HELLO, ...)
+  kAllGroups = 8,  // about every key: runs on every group (FLUSHALL, DBSIZE, KEYS, SCAN)
 };
 
 struct CommandSpec {
@@ -54,8 +69,18 @@ bool arity_ok(const CommandSpec& spec, size_t argc);
 std::vector<std::string_view> command_keys(const CommandSpec& spec,
                                            const std::vector<std::string>& argv);
 
-// Runs a keyed command (argv[0] in lower case, arity checked) against the records.
-Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms);
+// Runs a keyed command against the records at `now_ms`. `version_base` makes the versions of
+// the collections a write creates: the index of its log entry (unique in its group, so no two
+// collections share a version); reads create none and pass 0.
+Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
+              uint64_t version_base = 0);
+
+// Redis's glob patterns (KEYS, SCAN MATCH): * ? [abc] [^a] [a-z] and \ escapes.
+bool glob_match(std::string_view pattern, std::string_view text);
+
+// A stored key record's type name ("string", "hash", ...) if it is live at `now_ms`; null if it
+// has expired or does not decode.
+const char* live_type(std::string_view record, int64_t now_ms);
 
 // Redis's integer and float parsing and printing, shared with the connection's own commands.
 bool parse_int64(std::string_view s, int64_t* out);

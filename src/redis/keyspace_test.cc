@@ -170,6 +170,36 @@ TEST_F(Keyspace, CommandsTravelThroughTheLogUnchanged) {
     EXPECT_FALSE(decode_command(std::string_view(bytes).substr(0, cut), &at, &back)) << cut;
 }
 
+TEST(Glob, MatchesAsRedisDoes) {
+  struct Case {
+    const char* pattern;
+    const char* text;
+    bool match;
+  };
+  for (const Case& c : std::vector<Case>{{"*", "", true},
+                                         {"*", "anything", true},
+                                         {"h?llo", "hello", true},
+                                         {"h?llo", "hllo", false},
+                                         {"h*llo", "heeeello", true},
+                                         {"h[ae]llo", "hallo", true},
+                                         {"h[ae]llo", "hillo", false},
+                                         {"h[^e]llo", "hallo", true},
+                                         {"h[^e]llo", "hello", false},
+                                         {"h[a-b]llo", "hbllo", true},
+                                         {"h[b-a]llo", "hallo", true},
+                                         {"h\\*llo", "h*llo", true},
+                                         {"h\\*llo", "hxllo", false},
+                                         {"*a*b*", "xxaxxbxx", true},
+                                         {"*a*b", "xxaxxbxxb", true},
+                                         {"user:*", "user:1", true},
+                                         {"user:*", "usr:1", false},
+                                         {"a**", "a", true},
+                                         {"[", "x", false},
+                                         {"ab", "abc", false}}) {
+    EXPECT_EQ(glob_match(c.pattern, c.text), c.match) << c.pattern << " / " << c.text;
+  }
+}
+
 TEST_F(Keyspace, ParsingFollowsRedis) {
   int64_t v = 0;
   EXPECT_TRUE(parse_int64("-9223372036854775808", &v));

@@ -20,6 +20,7 @@ struct Reply {
     kArray,      // *2 ...
     kDouble,     // RESP2 a bulk string, RESP3 ,1.5 (str holds the text)
     kMap,        // RESP2 a flat array, RESP3 %n (elements hold keys and values in turn)
+    kSet,        // RESP2 an array, RESP3 ~n
   };
   Kind kind = Kind::kNull;
   std::string str;
@@ -35,6 +36,7 @@ struct Reply {
   static Reply null_array() { return {Kind::kNullArray, {}, 0, {}}; }
   static Reply array(std::vector<Reply> e = {}) { return {Kind::kArray, {}, 0, std::move(e)}; }
   static Reply map(std::vector<Reply> e = {}) { return {Kind::kMap, {}, 0, std::move(e)}; }
+  static Reply set_of(std::vector<Reply> e) { return {Kind::kSet, {}, 0, std::move(e)}; }
   static Reply double_of(std::string text) { return {Kind::kDouble, std::move(text), 0, {}}; }
 
   bool is_error() const { return kind == Kind::kError; }

@@ -243,7 +243,9 @@ void encode(const Reply& r, int protocol, std::string* out) {
       out->append(resp3 ? "_\r\n" : "*-1\r\n");
       break;
     case Reply::Kind::kArray:
-      append_count('*', static_cast<int64_t>(r.elements.size()), out);
+    case Reply::Kind::kSet:
+      append_count(r.kind == Reply::Kind::kSet && resp3 ? '~' : '*',
+                   static_cast<int64_t>(r.elements.size()), out);
       for (const Reply& e : r.elements)
         encode(e, protocol, out);
       break;

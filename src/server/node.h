@@ -303,6 +303,10 @@ class Node {
   // linearizably).
   redis::Reply group_read_command(raft::GroupId group, const std::vector<std::string>& argv,
                                   int64_t now_ms) const;
+  // The group's live Redis keys here (kv::GroupStore::redis_keys).
+  storage::Status group_redis_keys(raft::GroupId group, std::string_view from, size_t limit,
+                                   size_t tie_bytes, int64_t now_ms,
+                                   std::vector<kv::GroupStore::RedisKey>* out, bool* more) const;
   // As read_barrier, for a data group: `done` runs once this member's replica of the group has
   // applied a point that reflects every write acknowledged before the call.
   void group_read_barrier(raft::GroupId group, GroupDone done);

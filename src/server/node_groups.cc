@@ -476,6 +476,14 @@ redis::Reply Node::group_read_command(raft::GroupId group, const std::vector<std
   return group_store_->read_command(group, argv, now_ms);
 }
 
+storage::Status Node::group_redis_keys(raft::GroupId group, std::string_view from, size_t limit,
+                                       size_t tie_bytes, int64_t now_ms,
+                                       std::vector<kv::GroupStore::RedisKey>* out,
+                                       bool* more) const {
+  if (!hosts_group(group)) return Status::not_found(not_hosted(group));
+  return group_store_->redis_keys(group, from, limit, tie_bytes, now_ms, out, more);
+}
+
 void Node::propose_group_op(raft::GroupId group, const kv::GroupOp& op, ProposeDone done) {
   if (!hosts_group(group)) {
     done(rpc_error(RpcCode::kNotFound, not_hosted(group)), kv::Response{});

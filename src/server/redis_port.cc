@@ -1,8 +1,10 @@
 #include "server/redis_port.h"
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <unordered_map>
 
@@ -365,6 +367,10 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       finish(c, seq, r, close_after);
       return;
     }
+    if ((spec->flags & redis::kAllGroups) != 0) {
+      all_groups(c, seq, std::move(argv));
+      return;
+    }
     raft::GroupId group = 0;
     if (Reply error; !route(*spec, argv, &group, &error)) {
       finish(c, seq, error);
@@ -405,6 +411,207 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
             port->complete(it->second, seq, port->node->group_read_command(group, argv, wall_ms()));
           });
         });
+  }
+
+  // ---- commands about every key: FLUSHALL, DBSIZE, KEYS, SCAN ----
+
+  // What the groups of one such command have answered so far.
+  struct Join {
+    size_t left = 0;
+    std::optional<Reply> error;
+    int64_t count = 0;
+    std::vector<Reply> keys;
+  };
+
+  static constexpr int kCursorGroupShift = 48;  // a SCAN cursor: group index, then key prefix
+  static constexpr size_t kCursorPrefixBytes = 6;
+
+  // A command on data answered before it went to any group.
+  void answer_now(const std::shared_ptr<Conn>& c, uint64_t seq, Reply error) {
+    ++c->inflight;
+    complete(c, seq, error);
+  }
+
+  void all_groups(const std::shared_ptr<Conn>& c, uint64_t seq, std::vector<std::string> argv) {
+    const uint32_t groups = node->initial_group_count();
+    if (groups == 0) {
+      finish(c, seq, Reply::error("CLUSTERDOWN the Redis face needs data groups"));
+      return;
+    }
+    const std::string name = argv[0];
+    // Each path below counts the command in flight once, and complete() counts it out.
+    c->inflight_kind = name.rfind("flush", 0) == 0 ? redis::kWrite : redis::kReadOnly;
+    if (name == "scan") {
+      scan(c, seq, argv, groups);
+      return;
+    }
+    if (name == "flushall" || name == "flushdb") {
+      if (argv.size() > 2 ||
+          (argv.size() == 2 && lower(argv[1]) != "async" && lower(argv[1]) != "sync")) {
+        answer_now(c, seq, Reply::error(redis::errors::kSyntax));
+        return;
+      }
+    }
+    auto join = std::make_shared<Join>();
+    join->left = groups;
+    ++c->inflight;
+    const uint64_t id = c->id;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    // Runs on the port's thread once group g's part is in: the last one answers.
+    auto part_done = [weak, id, seq, join, name](std::optional<Reply> error) {
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      if (error && !join->error) join->error = std::move(error);
+      if (--join->left > 0) return;
+      auto it = self->connections.find(id);
+      if (it == self->connections.end()) return;
+      Reply r = join->error        ? *join->error
+                : name == "dbsize" ? Reply::integer_of(join->count)
+                : name == "keys"   ? Reply::array(std::move(join->keys))
+                                   : Reply::ok();
+      self->complete(it->second, seq, r);
+    };
+    const std::string pattern = name == "keys" ? argv[1] : "";
+    for (raft::GroupId g = 2; g < 2 + raft::GroupId{groups}; ++g) {
+      if (name == "flushall" || name == "flushdb") {
+        node->group_command(g, redis::encode_command(wall_ms(), {name}),
+                            [weak, part_done](const RpcError& e, Reply&& reply) {
+                              std::shared_ptr<Impl> self = weak.lock();
+                              if (!self) return;
+                              std::optional<Reply> error;
+                              if (!e.ok()) {
+                                error = from_rpc_error(e);
+                              } else if (reply.is_error()) {
+                                error = std::move(reply);
+                              }
+                              asio::post(self->io, [part_done, error] { part_done(error); });
+                            });
+        continue;
+      }
+      node->group_read_barrier(g, [weak, g, join, pattern, part_done](const RpcError& e) {
+        std::shared_ptr<Impl> self = weak.lock();
+        if (!self) return;
+        if (!e.ok()) {
+          asio::post(self->io, [part_done, error = from_rpc_error(e)] { part_done(error); });
+          return;
+        }
+        asio::post(self->io, [weak, g, join, pattern, part_done] {
+          std::shared_ptr<Impl> port = weak.lock();
+          if (!port) return;
+          std::vector<kv::GroupStore::RedisKey> keys;
+          bool more = false;
+          storage::Status st = port->node->group_redis_keys(
+              g, "", std::numeric_limits<size_t>::max(), 0, wall_ms(), &keys, &more);
+          if (!st.is_ok()) {
+            part_done(Reply::error("ERR " + st.to_string()));
+            return;
+          }
+          join->count += static_cast<int64_t>(keys.size());
+          if (!pattern.empty()) {
+            for (auto& k : keys) {
+              if (redis::glob_match(pattern, k.key)) join->keys.push_back(Reply::bulk(k.key));
+            }
+          }
+          part_done(std::nullopt);
+        });
+      });
+    }
+  }
+
+  // SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: the cursor names a group (its
+  // index among the keyspace's groups) and the first bytes of the keys still to come there.
+  void scan(const std::shared_ptr<Conn>& c, uint64_t seq, const std::vector<std::string>& a,
+            uint32_t groups) {
+    uint64_t cursor = 0;
+    auto [end, ec] = std::from_chars(a[1].data(), a[1].data() + a[1].size(), cursor);
+    if (ec != std::errc() || end != a[1].data() + a[1].size()) {
+      answer_now(c, seq, Reply::error("ERR invalid cursor"));
+      return;
+    }
+    std::string pattern, type;
+    int64_t count = 10;
+    for (size_t i = 2; i < a.size(); i += 2) {
+      if (i + 1 >= a.size()) {
+        answer_now(c, seq, Reply::error(redis::errors::kSyntax));
+        return;
+      }
+      std::string opt = lower(a[i]);
+      if (opt == "match") {
+        pattern = a[i + 1];
+      } else if (opt == "type") {
+        type = lower(a[i + 1]);
+      } else if (opt == "count") {
+        if (!redis::parse_int64(a[i + 1], &count)) {
+          answer_now(c, seq, Reply::error(redis::errors::kNotInteger));
+          return;
+        }
+        if (count < 1) {
+          answer_now(c, seq, Reply::error(redis::errors::kSyntax));
+          return;
+        }
+      } else {
+        answer_now(c, seq, Reply::error(redis::errors::kSyntax));
+        return;
+      }
+    }
+    const uint64_t index = cursor >> kCursorGroupShift;
+    if (index >= groups) {
+      answer_now(c, seq, Reply::array({Reply::bulk("0"), Reply::array()}));
+      return;
+    }
+    const uint64_t prefix = cursor & ((uint64_t{1} << kCursorGroupShift) - 1);
+    std::string from;
+    for (int b = static_cast<int>(kCursorPrefixBytes) - 1; b >= 0; --b)
+      from.push_back(static_cast<char>((prefix >> (8 * b)) & 0xff));
+    while (!from.empty() && from.back() == '\0')
+      from.pop_back();  // "ab" and "ab\0\0\0\0" start at the same place
+    const raft::GroupId group = 2 + index;
+    ++c->inflight;
+    const uint64_t id = c->id;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    node->group_read_barrier(group, [weak, id, seq, group, index, groups, from, pattern, type,
+                                     count](const RpcError& e) {
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      if (!e.ok()) {
+        self->complete_from_anywhere(id, seq, from_rpc_error(e));
+        return;
+      }
+      asio::post(self->io, [weak, id, seq, group, index, groups, from, pattern, type, count] {
+        std::shared_ptr<Impl> port = weak.lock();
+        if (!port) return;
+        auto it = port->connections.find(id);
+        if (it == port->connections.end()) return;
+        std::vector<kv::GroupStore::RedisKey> keys;
+        bool more = false;
+        storage::Status st = port->node->group_redis_keys(
+            group, from, static_cast<size_t>(count), kCursorPrefixBytes, wall_ms(), &keys, &more);
+        if (!st.is_ok()) {
+          port->complete(it->second, seq, Reply::error("ERR " + st.to_string()));
+          return;
+        }
+        uint64_t next = index + 1 < groups ? (index + 1) << kCursorGroupShift : 0;
+        if (more) {
+          // Past every key sharing the last one's first bytes.
+          uint64_t p = 0;
+          std::string last = keys.back().key;
+          last.resize(kCursorPrefixBytes, '\0');
+          for (char ch : last)
+            p = (p << 8) | static_cast<uint8_t>(ch);
+          if (p + 1 < (uint64_t{1} << kCursorGroupShift))
+            next = (index << kCursorGroupShift) | (p + 1);
+        }
+        std::vector<Reply> out;
+        for (auto& k : keys) {
+          if ((pattern.empty() || redis::glob_match(pattern, k.key)) &&
+              (type.empty() || type == k.type))
+            out.push_back(Reply::bulk(std::move(k.key)));
+        }
+        port->complete(
+            it->second, seq,
+            Reply::array({Reply::bulk(std::to_string(next)), Reply::array(std::move(out))}));
+      });
+    });
   }
 
   // The data group of the command's keys; false (with the reply) if they span groups or no

@@ -40,6 +40,23 @@ def unb64(s):
     return base64.b64decode(s).decode()
 
 
+def redis_slot(key):
+    """Redis Cluster's slot of a key: CRC16 (XMODEM) of the key or its {hash tag}, mod 16384."""
+    k = key.encode()
+    s = k.find(b"{")
+    if s >= 0:
+        e = k.find(b"}", s + 1)
+        if e > s + 1:
+            k = k[s + 1:e]
+    crc = 0
+    for b in k:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
 def free_ports(n):
     socks, ports = [], []
     for _ in range(n):

@@ -12,7 +12,7 @@ import unittest
 
 import redis
 
-from cluster import Cluster, free_ports, run_tests
+from cluster import Cluster, free_ports, redis_slot, run_tests
 
 CHORUSD = None
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -21,27 +21,7 @@ GROUPS = 4
 
 def group_of(key):
     """The data group a key lands in: slots spread in equal ranges over groups 2..GROUPS+1."""
-    return 2 + slot(key) * GROUPS // 16384
-
-
-def crc16(data):
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
-def slot(key):
-    k = key.encode()
-    s = k.find(b"{")
-    if s >= 0:
-        e = k.find(b"}", s + 1)
-        if e > s + 1:
-            k = k[s + 1:e]
-    return crc16(k) % 16384
+    return 2 + redis_slot(key) * GROUPS // 16384
 
 
 class RedisFaceTest(unittest.TestCase):
@@ -142,6 +122,65 @@ class RedisFaceTest(unittest.TestCase):
         self.assertTrue(r.mset({"{user1}.name": "ann", "{user1}.mail": "a@x"}))
         self.assertEqual(r.mget("{user1}.name", "{user1}.mail"), [b"ann", b"a@x"])
         self.assertEqual(self.cli(self.c.members[1], "SELECT", "1"), "ERR DB index is out of range")
+
+    def test_hashes_sets_and_lists(self):
+        r1, r2, r3 = self.clients
+        self.assertEqual(r1.hset("h:1", mapping={"name": "ann", "age": "31"}), 2)
+        self.assertEqual(r2.hgetall("h:1"), {b"name": b"ann", b"age": b"31"})
+        self.assertEqual(r3.hincrby("h:1", "age", 1), 32)
+        self.assertEqual(r1.hdel("h:1", "name", "none"), 1)
+        self.assertEqual(r2.hkeys("h:1"), [b"age"])
+        self.assertEqual(r1.sadd("s:1", "a", "b", "c"), 3)
+        self.assertEqual(r2.smembers("s:1"), {b"a", b"b", b"c"})
+        self.assertIn(r3.spop("s:1"), {b"a", b"b", b"c"})
+        self.assertEqual(r1.scard("s:1"), 2)
+        self.assertEqual(r1.rpush("l:1", "a", "b", "c"), 3)
+        self.assertEqual(r2.lpush("l:1", "z"), 4)
+        self.assertEqual(r3.lrange("l:1", 0, -1), [b"z", b"a", b"b", b"c"])
+        self.assertEqual(r1.lpop("l:1"), b"z")
+        self.assertEqual(r2.rpop("l:1", 2), [b"c", b"b"])
+        self.assertEqual(r3.llen("l:1"), 1)
+        self.assertEqual(r1.type("l:1"), b"list")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError, "^WRONGTYPE "):
+            r1.get("l:1")
+        # RESP3 answers a set as a set and a hash as a map.
+        m1 = self.c.members[0]
+        out = self.raw(m1, b"HELLO 3\r\nSMEMBERS s:1\r\nHGETALL h:1\r\n")
+        self.assertIn(b"~2\r\n", out)
+        self.assertIn(b"%1\r\n$3\r\nage\r\n$2\r\n32\r\n", out)
+
+    def test_keys_scan_dbsize_and_flushall(self):
+        r1, r2, r3 = self.clients
+        self.assertTrue(r1.flushall())
+        self.assertEqual(r2.dbsize(), 0)
+        names = set()
+        p = r1.pipeline(transaction=False)
+        for i in range(300):
+            name = "scan:%d" % i
+            names.add(name)
+            if i % 10 == 0:
+                p.hset(name, "f", "v")
+            else:
+                p.set(name, "v")
+        p.set("other", "x")
+        p.set("gone", "x", px=1)
+        p.execute()
+        time.sleep(0.05)
+        self.assertEqual(r2.dbsize(), 301)
+        self.assertEqual({k.decode() for k in r3.keys("scan:*")}, names)
+        self.assertEqual(sorted(r3.keys("scan:1?9")), [b"scan:109", b"scan:119", b"scan:129",
+                                                       b"scan:139", b"scan:149", b"scan:159",
+                                                       b"scan:169", b"scan:179", b"scan:189",
+                                                       b"scan:199"])
+        seen = [k.decode() for k in r2.scan_iter(match="scan:*", count=7)]
+        self.assertEqual(set(seen), names)
+        hashes = {k.decode() for k in r1.scan_iter(count=50, _type="hash")}
+        self.assertEqual(hashes, {"scan:%d" % i for i in range(0, 300, 10)})
+        self.assertTrue(r3.flushall())
+        for c in self.clients:
+            self.assertEqual(c.dbsize(), 0)
+            self.assertIsNone(c.get("scan:1"))
+            self.assertEqual(c.hgetall("scan:0"), {})
 
     def test_expiry(self):
         r = self.clients[1]

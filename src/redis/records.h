@@ -1,0 +1,112 @@
+// Inside the keyspace state machine (keyspace.cc, collections.cc): the record of a key, one
+// command's view of the records, and the helpers its commands share. Not for other layers.
+//
+// A key's record: format byte, type, absolute expiry in ms (0: none), then
+//   string:      the value
+//   collections: version, size, and for a list the position of its first element.
+// A collection's elements are element records keyed by the collection's version (unique in its
+// group: made from the log index of the entry that created it) and then the element's own key:
+// a hash's field, a set's member, a list's position. Deleting or replacing a collection drops
+// its version's range in one step, and RENAME moves only the key's record.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/coding.h"
+#include "redis/keyspace.h"
+
+namespace chorus::redis::internal {
+
+inline constexpr uint8_t kRecordFormat = 1;
+inline constexpr size_t kMaxStringBytes = 512u << 20;  // proto-max-bulk-len
+
+enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4 };
+
+struct Record {
+  uint8_t type = kString;
+  int64_t expire_ms = 0;  // 0: none
+  std::string value;      // a string's value
+  uint64_t version = 0;   // collections
+  uint64_t size = 0;
+  int64_t head = 0;  // lists: the position of the first element
+
+  bool collection() const { return type != kString; }
+};
+
+std::string encode_record(const Record& r);
+bool decode_record(std::string_view bytes, Record* r);
+const char* type_name(uint8_t type);
+
+// The element key of `sub` in the collection of `version`.
+inline std::string element_key(uint64_t version, std::string_view sub = {}) {
+  std::string k;
+  k.reserve(8 + sub.size());
+  base::put_u64_be(&k, version);
+  k.append(sub);
+  return k;
+}
+// A list position as element bytes that sort in position order.
+inline std::string position_key(int64_t pos) {
+  std::string k;
+  base::put_u64_be(&k, static_cast<uint64_t>(pos) ^ (uint64_t{1} << 63));
+  return k;
+}
+
+Reply wrong_args(std::string_view name);
+Reply damaged(std::string_view key);
+bool equals_ci(std::string_view a, std::string_view b);
+
+// One command's view of the records, at one time.
+class Keys {
+ public:
+  Keys(RecordStore& store, int64_t now_ms, uint64_t version_base)
+      : store_(store), now_(now_ms), version_base_(version_base) {}
+
+  enum class Found { kNone, kLive, kDamaged };
+  // A live record of the key; an expired one counts as none.
+  Found load(std::string_view key, Record* r);
+  // Writes the key's record; the elements of a collection it replaces go.
+  void save(std::string_view key, const Record& r);
+  // Removes the key's record (and elements), live or expired; true if it was live.
+  bool remove(std::string_view key);
+  int64_t now() const { return now_; }
+  // A version no collection of the group has had.
+  uint64_t new_version() { return (version_base_ << 8) | next_++; }
+  RecordStore& store() { return store_; }
+
+ private:
+  // Drops the elements of the collection the stored record of `key` holds, if any.
+  void drop_stored_elements(std::string_view key, uint64_t keep_version);
+
+  RecordStore& store_;
+  int64_t now_;
+  uint64_t version_base_;
+  uint64_t next_ = 1;
+};
+
+// The live record of `key` if it has type `type`; otherwise none (a fresh record of the type
+// with a new version when `create`), or the error to answer (wrong type, damaged).
+struct TypedAt {
+  bool live = false;
+  Record rec;
+  std::optional<Reply> error;
+};
+TypedAt typed_at(Keys& k, std::string_view key, uint8_t type, bool create = false);
+
+// Saves a collection, or removes its key once it is empty (Redis has no empty collections).
+void save_collection(Keys& k, std::string_view key, const Record& rec);
+
+using Handler = Reply (*)(Keys&, const std::vector<std::string>&);
+struct Entry {
+  CommandSpec spec;
+  Handler fn;
+};
+// The collection commands (collections.cc), for the command table.
+const std::vector<Entry>& collection_entries();
+
+}  // namespace chorus::redis::internal
