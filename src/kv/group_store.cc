@@ -131,7 +131,10 @@ class StoredRecords : public redis::RecordStore {
 
 // A group's Redis records as one apply() sees them: what earlier commands of the same write
 // batch wrote (`written`, ordered so that scans merge it with the store), else what the store
-// holds.
+// holds. Range deletions go into the RocksDB batch at once (they cover only versions no later
+// command reads, or a whole group after FLUSHALL, whose later writes are in `written`); each
+// record written goes in once, with its last value, when the batch is complete (put_written):
+// a key written by a hundred commands of one turn costs one memtable insert.
 class BatchRecords : public StoredRecords {
  public:
   using Written = std::map<std::string, std::optional<std::string>>;
@@ -188,6 +191,16 @@ class BatchRecords : public StoredRecords {
     drop_range(element_key(group_, ""), prefix_end(element_key(group_, "")));
     cleared_.insert(group_);
   }
+  // Puts every record written into the batch, after its range deletions.
+  void put_written() {
+    for (const auto& [key, value] : *written_) {
+      if (value) {
+        batch_->Put(key, *value);
+      } else {
+        batch_->Delete(key);
+      }
+    }
+  }
 
  private:
   void drop_range(const std::string& from, const std::string& to) {
@@ -202,13 +215,9 @@ class BatchRecords : public StoredRecords {
     return true;
   }
   void write(std::string key, std::string_view value) {
-    batch_->Put(key, rocksdb::Slice(value.data(), value.size()));
     (*written_)[std::move(key)] = std::string(value);
   }
-  void erase(std::string key) {
-    batch_->Delete(key);
-    (*written_)[std::move(key)] = std::nullopt;
-  }
+  void erase(std::string key) { (*written_)[std::move(key)] = std::nullopt; }
 
   rocksdb::WriteBatch* batch_;
   Written* written_;
@@ -329,6 +338,7 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries,
     }
   }
   if (last.empty()) return Status::ok();
+  records.put_written();
   for (const auto& [group, at] : last) {
     std::string v;
     base::put_u64(&v, at.first);
