@@ -164,3 +164,79 @@ TEST_F(Collections, KeysOfSintercardAreCountedByNumkeys) {
 
 }  // namespace
 }  // namespace chorus::redis
+
+namespace chorus::redis {
+namespace {
+
+class SortedSets : public ::testing::Test {
+ protected:
+  Reply run(std::vector<std::string> argv) { return execute(records, argv, now, ++index); }
+  static Reply flat(std::vector<std::string> v) {
+    std::vector<Reply> out;
+    for (size_t i = 0; i < v.size(); ++i)
+      out.push_back(i % 2 == 1 && v[i][0] != '_' ? Reply::double_of(v[i]) : Reply::bulk(v[i]));
+    return Reply::array(std::move(out));
+  }
+  static Reply names(std::vector<std::string> v) {
+    std::vector<Reply> out;
+    for (auto& s : v)
+      out.push_back(Reply::bulk(s));
+    return Reply::array(std::move(out));
+  }
+  MemoryRecords records;
+  int64_t now = 1'700'000'000'000;
+  uint64_t index = 0;
+};
+
+TEST_F(SortedSets, AddScoreAndRanges) {
+  EXPECT_EQ(run({"zadd", "z", "1", "a", "2", "b", "-3.5", "c"}), Reply::integer_of(3));
+  EXPECT_EQ(run({"zadd", "z", "5", "a", "2", "b"}), Reply::integer_of(0));
+  EXPECT_EQ(run({"zadd", "z", "CH", "6", "a", "9", "d"}), Reply::integer_of(2));
+  EXPECT_EQ(run({"zscore", "z", "a"}), Reply::double_of("6"));
+  EXPECT_EQ(run({"zscore", "z", "c"}), Reply::double_of("-3.5"));
+  EXPECT_EQ(run({"zcard", "z"}), Reply::integer_of(4));
+  EXPECT_EQ(run({"zrange", "z", "0", "-1"}), names({"c", "b", "a", "d"}));
+  EXPECT_EQ(run({"zrange", "z", "0", "1", "WITHSCORES"}), flat({"c", "-3.5", "b", "2"}));
+  EXPECT_EQ(run({"zrevrange", "z", "0", "0"}), names({"d"}));
+  EXPECT_EQ(run({"zrangebyscore", "z", "(2", "+inf"}), names({"a", "d"}));
+  EXPECT_EQ(run({"zrangebyscore", "z", "-inf", "+inf", "LIMIT", "1", "2"}), names({"b", "a"}));
+  EXPECT_EQ(run({"zrevrangebyscore", "z", "6", "2"}), names({"a", "b"}));
+  EXPECT_EQ(run({"zrange", "z", "6", "2", "BYSCORE", "REV"}), names({"a", "b"}));
+  EXPECT_EQ(run({"zcount", "z", "2", "(9"}), Reply::integer_of(2));
+  EXPECT_EQ(run({"zrank", "z", "a"}), Reply::integer_of(2));
+  EXPECT_EQ(run({"zrevrank", "z", "a"}), Reply::integer_of(1));
+  EXPECT_EQ(run({"zrank", "z", "none"}), Reply::null());
+  EXPECT_EQ(run({"zincrby", "z", "-10", "d"}), Reply::double_of("-1"));
+  EXPECT_EQ(run({"zrange", "z", "0", "-1"}), names({"c", "d", "b", "a"}));
+  EXPECT_EQ(run({"zadd", "z", "XX", "GT", "CH", "0", "a", "100", "b"}), Reply::integer_of(1));
+  EXPECT_EQ(run({"zadd", "z", "NX", "GT", "1", "a"}),
+            Reply::error("ERR GT, LT, and/or NX options at the same time are not compatible"));
+  EXPECT_EQ(run({"zadd", "z", "1", "a", "2"}), Reply::error(errors::kSyntax));
+  EXPECT_EQ(run({"zadd", "z", "x", "a"}), Reply::error(errors::kNotFloat));
+  EXPECT_EQ(run({"zadd", "z", "NX", "INCR", "1", "a"}), Reply::null());
+  EXPECT_EQ(run({"zmscore", "z", "a", "none"}),
+            Reply::array({Reply::double_of("6"), Reply::null()}));
+  EXPECT_EQ(run({"type", "z"}), Reply::status("zset"));
+}
+
+TEST_F(SortedSets, PopsAndRemovals) {
+  run({"zadd", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"});
+  EXPECT_EQ(run({"zpopmin", "z"}), flat({"a", "1"}));
+  EXPECT_EQ(run({"zpopmax", "z", "2"}), flat({"e", "5", "d", "4"}));
+  EXPECT_EQ(run({"zrem", "z", "b", "none"}), Reply::integer_of(1));
+  EXPECT_EQ(run({"zcard", "z"}), Reply::integer_of(1));
+  run({"zadd", "y", "1", "a", "2", "b", "3", "c", "4", "d"});
+  EXPECT_EQ(run({"zremrangebyrank", "y", "0", "1"}), Reply::integer_of(2));
+  EXPECT_EQ(run({"zremrangebyscore", "y", "(3", "inf"}), Reply::integer_of(1));
+  EXPECT_EQ(run({"zrange", "y", "0", "-1", "WITHSCORES"}), flat({"c", "3"}));
+  EXPECT_EQ(run({"zpopmin", "y", "5"}), flat({"c", "3"}));
+  EXPECT_EQ(run({"exists", "y"}), Reply::integer_of(0));
+  EXPECT_EQ(run({"zpopmin", "y"}), Reply::array());
+  // Negative scores, zero and infinities keep their order.
+  run({"zadd", "o", "0", "zero", "-0", "zero2", "-inf", "lo", "inf", "hi", "-1e300", "neg"});
+  EXPECT_EQ(run({"zrange", "o", "0", "-1"}), names({"lo", "neg", "zero", "zero2", "hi"}));
+  EXPECT_EQ(run({"zscore", "o", "hi"}), Reply::double_of("inf"));
+}
+
+}  // namespace
+}  // namespace chorus::redis

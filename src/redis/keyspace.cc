@@ -47,6 +47,7 @@ bool decode_record(std::string_view bytes, Record* r) {
       return true;
     case kHash:
     case kSet:
+    case kZset:
       if (rest.size() != 16) return false;
       r->version = base::load_u64(rest.data());
       r->size = base::load_u64(rest.data() + 8);
@@ -72,6 +73,8 @@ const char* type_name(uint8_t type) {
       return "set";
     case kList:
       return "list";
+    case kZset:
+      return "zset";
     default:
       return "none";
   }
@@ -534,20 +537,11 @@ Reply cmd_expire(Keys& k, const std::vector<std::string>& a) {
   const std::string& name = a[0];
   bool seconds = name == "expire" || name == "expireat";
   bool absolute = name == "expireat" || name == "pexpireat";
-  bool nx = false, xx = false, gt = false, lt = false;
+  Conditions cond;
   for (size_t i = 3; i < a.size(); ++i) {
-    if (equals_ci(a[i], "nx")) {
-      nx = true;
-    } else if (equals_ci(a[i], "xx")) {
-      xx = true;
-    } else if (equals_ci(a[i], "gt")) {
-      gt = true;
-    } else if (equals_ci(a[i], "lt")) {
-      lt = true;
-    } else {
-      return Reply::error("ERR Unsupported option " + a[i]);
-    }
+    if (!cond.take(a[i])) return Reply::error("ERR Unsupported option " + a[i]);
   }
+  const bool nx = cond.nx, xx = cond.xx, gt = cond.gt, lt = cond.lt;
   if (nx && (xx || gt || lt))
     return Reply::error("ERR NX and XX, GT or LT options at the same time are not compatible");
   if (gt && lt) return Reply::error("ERR GT and LT options at the same time are not compatible");
@@ -675,9 +669,14 @@ const std::vector<Entry>& entries() {
         {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"multi", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"exec", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"discard", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"watch", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"unwatch", 1, kKeyless, 0, 0, 0}, nullptr},
     };
-    const std::vector<Entry>& more = collection_entries();
-    all.insert(all.end(), more.begin(), more.end());
+    for (const std::vector<Entry>* more : {&collection_entries(), &sorted_set_entries()})
+      all.insert(all.end(), more->begin(), more->end());
     return all;
   }();
   return table;
@@ -742,18 +741,45 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
   return keys;
 }
 
-Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
-              uint64_t version_base) {
+namespace {
+
+Reply run_one(Keys& keys, const std::vector<std::string>& argv) {
   if (argv.empty()) return Reply::error("ERR empty command");
   const Entry* e = find_entry(argv[0]);
   if (e == nullptr || e->fn == nullptr)
     return Reply::error("ERR unknown command '" + argv[0] + "'");
   if (!arity_ok(e->spec, argv.size())) return wrong_args(e->spec.name);
-  Keys keys(store, now_ms, version_base);
   if (argv[0] == e->spec.name) return e->fn(keys, argv);
   std::vector<std::string> lowered = argv;
   lowered[0] = e->spec.name;
   return e->fn(keys, lowered);
+}
+
+}  // namespace
+
+std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds) {
+  std::vector<std::string> argv = {std::string(kTransaction)};
+  for (const auto& c : cmds)
+    argv.push_back(encode_command(0, c));
+  return argv;
+}
+
+Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
+              uint64_t version_base) {
+  Keys keys(store, now_ms, version_base);
+  if (argv.empty() || argv[0] != kTransaction) return run_one(keys, argv);
+  // MULTI ... EXEC: every command in turn, on the same view, as one entry.
+  std::vector<Reply> replies;
+  std::vector<std::string> sub;
+  int64_t unused = 0;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    if (!decode_command(argv[i], &unused, &sub) || sub[0] == kTransaction) {
+      replies.push_back(Reply::error("ERR malformed transaction"));
+      continue;
+    }
+    replies.push_back(run_one(keys, sub));
+  }
+  return Reply::array(std::move(replies));
 }
 
 namespace {

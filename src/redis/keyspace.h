@@ -69,9 +69,14 @@ bool arity_ok(const CommandSpec& spec, size_t argc);
 std::vector<std::string_view> command_keys(const CommandSpec& spec,
                                            const std::vector<std::string>& argv);
 
-// Runs a keyed command against the records at `now_ms`. `version_base` makes the versions of
-// the collections a write creates: the index of its log entry (unique in its group, so no two
-// collections share a version); reads create none and pass 0.
+// MULTI ... EXEC: the commands queued, as one command (one log entry) that runs them in turn
+// and answers an array of their replies. Its name is no command's a client can send.
+inline constexpr std::string_view kTransaction = "\x01exec";
+std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds);
+
+// Runs a keyed command (or a transaction) against the records at `now_ms`. `version_base` makes the
+// versions of the collections a write creates: the index of its log entry (unique in its group, so
+// no two collections share a version); reads create none and pass 0.
 Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
               uint64_t version_base = 0);
 

@@ -219,3 +219,30 @@ TEST_F(Keyspace, ParsingFollowsRedis) {
 
 }  // namespace
 }  // namespace chorus::redis
+
+namespace chorus::redis {
+namespace {
+
+TEST(Transaction, RunsEveryCommandInTurnAsOne) {
+  MemoryRecords records;
+  Reply r = execute(records,
+                    transaction_command({{"set", "a", "1"},
+                                         {"incr", "a"},
+                                         {"hset", "a", "f", "v"},
+                                         {"rpush", "l", "x", "y"},
+                                         {"lrange", "l", "0", "-1"},
+                                         {"get", "a"}}),
+                    1000, 7);
+  EXPECT_EQ(r,
+            Reply::array({Reply::ok(), Reply::integer_of(2), Reply::error(errors::kWrongType),
+                          Reply::integer_of(2), Reply::array({Reply::bulk("x"), Reply::bulk("y")}),
+                          Reply::bulk("2")}));
+  // The transaction's name is not a command a client can send alone.
+  EXPECT_EQ(find_command(kTransaction), nullptr);
+  std::vector<std::string> nested = transaction_command({{"get", "a"}});
+  EXPECT_EQ(execute(records, transaction_command({nested}), 1000, 8),
+            Reply::array({Reply::error("ERR malformed transaction")}));
+}
+
+}  // namespace
+}  // namespace chorus::redis

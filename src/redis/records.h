@@ -25,7 +25,7 @@ namespace chorus::redis::internal {
 inline constexpr uint8_t kRecordFormat = 1;
 inline constexpr size_t kMaxStringBytes = 512u << 20;  // proto-max-bulk-len
 
-enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4 };
+enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4, kZset = 5 };
 
 struct Record {
   uint8_t type = kString;
@@ -57,9 +57,25 @@ inline std::string position_key(int64_t pos) {
   return k;
 }
 
+bool equals_ci(std::string_view a, std::string_view b);
+
+// The conditions EXPIRE and ZADD share: NX, XX, GT, LT.
+struct Conditions {
+  bool nx = false, xx = false, gt = false, lt = false;
+  // Takes `option` if it is one of them (any case).
+  bool take(std::string_view option) {
+    bool* flag = equals_ci(option, "nx")   ? &nx
+                 : equals_ci(option, "xx") ? &xx
+                 : equals_ci(option, "gt") ? &gt
+                 : equals_ci(option, "lt") ? &lt
+                                           : nullptr;
+    if (flag != nullptr) *flag = true;
+    return flag != nullptr;
+  }
+};
+
 Reply wrong_args(std::string_view name);
 Reply damaged(std::string_view key);
-bool equals_ci(std::string_view a, std::string_view b);
 
 // One command's view of the records, at one time.
 class Keys {
@@ -106,7 +122,8 @@ struct Entry {
   CommandSpec spec;
   Handler fn;
 };
-// The collection commands (collections.cc), for the command table.
+// The collection commands (collections.cc, sorted_sets.cc), for the command table.
 const std::vector<Entry>& collection_entries();
+const std::vector<Entry>& sorted_set_entries();
 
 }  // namespace chorus::redis::internal

@@ -112,6 +112,10 @@ struct Conn {
   size_t inflight = 0;
   uint32_t inflight_kind = 0;
   std::optional<std::vector<std::string>> held;
+  // MULTI: the commands queued for EXEC, and whether one was refused (EXEC then aborts).
+  bool in_multi = false;
+  bool multi_failed = false;
+  std::vector<std::vector<std::string>> queued;
   bool closed = false;
   uint64_t commands = 0;
   int64_t created_ms = 0;
@@ -277,6 +281,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
 
   // Whether a command may be dispatched now (see Conn::held).
   static uint32_t data_kind(const std::vector<std::string>& argv) {
+    if (lower(argv[0]) == "exec") return redis::kWrite;  // the queued commands, as one write
     const redis::CommandSpec* spec = redis::find_command(argv[0]);
     if (spec == nullptr || !redis::arity_ok(*spec, argv.size())) return 0;
     return spec->flags & (redis::kWrite | redis::kReadOnly);
@@ -350,15 +355,28 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     uint64_t seq = push(c);
     std::string name = lower(argv[0]);
     const redis::CommandSpec* spec = redis::find_command(name);
-    if (spec == nullptr) {
-      finish(c, seq, unknown_command(argv));
-      return;
-    }
-    if (!redis::arity_ok(*spec, argv.size())) {
-      finish(c, seq, wrong_args(spec->name));
+    const bool control = name == "exec" || name == "discard" || name == "multi" ||
+                         name == "watch" || name == "quit" || name == "reset";
+    if (spec == nullptr || !redis::arity_ok(*spec, argv.size())) {
+      c->multi_failed = c->in_multi;
+      finish(c, seq, spec == nullptr ? unknown_command(argv) : wrong_args(spec->name));
       return;
     }
     argv[0] = spec->name;
+    if (c->in_multi && !control) {
+      if ((spec->flags & (redis::kKeyless | redis::kAllGroups)) != 0) {
+        c->multi_failed = true;
+        finish(c, seq, Reply::error("ERR Chorus queues only commands on keys inside MULTI"));
+        return;
+      }
+      c->queued.push_back(std::move(argv));
+      finish(c, seq, Reply::status("QUEUED"));
+      return;
+    }
+    if (name == "exec") {
+      exec(c, seq);
+      return;
+    }
     if ((spec->flags & redis::kKeyless) != 0) {
       bool close_after = false;
       Reply r = local_command(c, argv, &close_after);
@@ -411,6 +429,50 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
             port->complete(it->second, seq, port->node->group_read_command(group, argv, wall_ms()));
           });
         });
+  }
+
+  // EXEC: the queued commands as one log entry of their group, applied at once.
+  void exec(const std::shared_ptr<Conn>& c, uint64_t seq) {
+    if (!c->in_multi) {
+      finish(c, seq, Reply::error("ERR EXEC without MULTI"));
+      return;
+    }
+    std::vector<std::vector<std::string>> cmds = std::move(c->queued);
+    const bool failed = c->multi_failed;
+    c->in_multi = false;
+    c->queued.clear();
+    if (failed) {
+      finish(c, seq, Reply::error("EXECABORT Transaction discarded because of previous errors."));
+      return;
+    }
+    if (cmds.empty()) {
+      finish(c, seq, Reply::array());
+      return;
+    }
+    // Every command's keys in one group.
+    std::vector<std::string> all_keys = {"exec"};
+    for (const auto& cmd : cmds) {
+      const redis::CommandSpec* spec = redis::find_command(cmd[0]);
+      for (std::string_view k : redis::command_keys(*spec, cmd))
+        all_keys.emplace_back(k);
+    }
+    static const redis::CommandSpec kExecKeys = {"exec", -1, redis::kWrite, 1, -1, 1};
+    raft::GroupId group = 0;
+    if (Reply error; !route(kExecKeys, all_keys, &group, &error)) {
+      finish(c, seq, error);
+      return;
+    }
+    ++c->inflight;
+    c->inflight_kind = redis::kWrite;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    const uint64_t id = c->id;
+    node->group_command(group, redis::encode_command(wall_ms(), redis::transaction_command(cmds)),
+                        [weak, id, seq](const RpcError& e, Reply&& reply) {
+                          std::shared_ptr<Impl> self = weak.lock();
+                          if (!self) return;
+                          self->complete_from_anywhere(
+                              id, seq, e.ok() ? std::move(reply) : from_rpc_error(e));
+                        });
   }
 
   // ---- commands about every key: FLUSHALL, DBSIZE, KEYS, SCAN ----
@@ -655,7 +717,27 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       *close_after = true;
       return Reply::ok();
     }
+    if (name == "multi") {
+      if (c->in_multi) return Reply::error("ERR MULTI calls can not be nested");
+      c->in_multi = true;
+      c->multi_failed = false;
+      c->queued.clear();
+      return Reply::ok();
+    }
+    if (name == "discard") {
+      if (!c->in_multi) return Reply::error("ERR DISCARD without MULTI");
+      c->in_multi = false;
+      c->queued.clear();
+      return Reply::ok();
+    }
+    if (name == "watch") {
+      if (c->in_multi) return Reply::error("ERR WATCH inside MULTI is not allowed");
+      return Reply::error("ERR WATCH is not served by Chorus yet");
+    }
+    if (name == "unwatch") return Reply::ok();  // nothing is ever watched
     if (name == "reset") {
+      c->in_multi = false;
+      c->queued.clear();
       c->protocol = 2;
       c->name.clear();
       c->local_reads = false;

@@ -143,6 +143,13 @@ class RedisFaceTest(unittest.TestCase):
         self.assertEqual(r1.type("l:1"), b"list")
         with self.assertRaisesRegex(redis.exceptions.ResponseError, "^WRONGTYPE "):
             r1.get("l:1")
+        self.assertEqual(r1.zadd("z:1", {"a": 1, "b": 2.5, "c": -1}), 3)
+        self.assertEqual(r2.zrange("z:1", 0, -1, withscores=True),
+                         [(b"c", -1.0), (b"a", 1.0), (b"b", 2.5)])
+        self.assertEqual(r3.zincrby("z:1", 5, "a"), 6.0)
+        self.assertEqual(r1.zrangebyscore("z:1", "(0", "+inf"), [b"b", b"a"])
+        self.assertEqual(r2.zpopmin("z:1"), [(b"c", -1.0)])
+        self.assertEqual(r3.zrank("z:1", "a"), 1)
         # RESP3 answers a set as a set and a hash as a map.
         m1 = self.c.members[0]
         out = self.raw(m1, b"HELLO 3\r\nSMEMBERS s:1\r\nHGETALL h:1\r\n")
@@ -181,6 +188,34 @@ class RedisFaceTest(unittest.TestCase):
             self.assertEqual(c.dbsize(), 0)
             self.assertIsNone(c.get("scan:1"))
             self.assertEqual(c.hgetall("scan:0"), {})
+
+    def test_multi_exec(self):
+        r = self.clients[0]
+        p = r.pipeline(transaction=True)
+        p.set("{tx}a", "1").incr("{tx}a").rpush("{tx}l", "x").get("{tx}a")
+        self.assertEqual(p.execute(), [True, 2, 1, b"2"])
+        self.assertEqual(self.clients[1].get("{tx}a"), b"2")
+        # An error inside runs the rest, as Redis does.
+        p = r.pipeline(transaction=True)
+        p.set("{tx}s", "abc").incr("{tx}s").get("{tx}s")
+        out = p.execute(raise_on_error=False)
+        self.assertEqual(out[0], True)
+        self.assertIsInstance(out[1], redis.exceptions.ResponseError)
+        self.assertEqual(out[2], b"abc")
+        m1 = self.c.members[0]
+        self.assertEqual(self.raw(m1, b"MULTI\r\nSET a 1\r\nNOSUCH\r\nEXEC\r\nGET a\r\n"),
+                         b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH', with args beginning "
+                         b"with: \r\n-EXECABORT Transaction discarded because of previous "
+                         b"errors.\r\n$-1\r\n")
+        self.assertEqual(self.raw(m1, b"MULTI\r\nSET tx:b 1\r\nDISCARD\r\nGET tx:b\r\n"
+                                      b"EXEC\r\nMULTI\r\nMULTI\r\n"),
+                         b"+OK\r\n+QUEUED\r\n+OK\r\n$-1\r\n-ERR EXEC without MULTI\r\n"
+                         b"+OK\r\n-ERR MULTI calls can not be nested\r\n")
+        a, b = "x", next("x%d" % i for i in range(100) if group_of("x%d" % i) != group_of("x"))
+        p = r.pipeline(transaction=True)
+        p.set(a, "1").set(b, "2")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError, "^CROSSSLOT "):
+            p.execute()
 
     def test_expiry(self):
         r = self.clients[1]
