@@ -389,6 +389,26 @@ Status GroupStore::redis_keys(raft::GroupId group, std::string_view from, size_t
   return from_rocksdb(it->status(), "group store scan");
 }
 
+Status GroupStore::redis_expired(raft::GroupId group, std::string_view from, size_t examine,
+                                 int64_t now_ms, std::vector<std::string>* expired,
+                                 std::string* next) const {
+  expired->clear();
+  next->clear();
+  const std::string first = record_key(group, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+  size_t seen = 0;
+  for (it->Seek(record_key(group, from)); it->Valid() && it->key().starts_with(first); it->Next()) {
+    std::string_view key(it->key().data() + first.size(), it->key().size() - first.size());
+    if (seen++ == examine) {
+      next->assign(key);
+      break;
+    }
+    if (redis::expired(std::string_view(it->value().data(), it->value().size()), now_ms))
+      expired->emplace_back(key);
+  }
+  return from_rocksdb(it->status(), "group store scan");
+}
+
 redis::Reply GroupStore::read_command(raft::GroupId group, const std::vector<std::string>& argv,
                                       int64_t now_ms) const {
   StoredRecords records(db_);

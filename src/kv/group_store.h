@@ -85,6 +85,12 @@ class GroupStore {
   storage::Status redis_keys(raft::GroupId group, std::string_view from, size_t limit,
                              size_t tie_bytes, int64_t now_ms, std::vector<RedisKey>* out,
                              bool* more) const;
+  // Active expiry: examines up to `examine` Redis key records of the group from the first at or
+  // after `from`, gathers those expired at `now_ms` into *expired, and sets *next to the key to
+  // go on from (empty once the group's last record was examined).
+  storage::Status redis_expired(raft::GroupId group, std::string_view from, size_t examine,
+                                int64_t now_ms, std::vector<std::string>* expired,
+                                std::string* next) const;
   // Runs a read-only Redis command against the group's records as applied so far.
   redis::Reply read_command(raft::GroupId group, const std::vector<std::string>& argv,
                             int64_t now_ms) const;

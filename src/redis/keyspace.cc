@@ -767,6 +767,17 @@ std::vector<std::string> transaction_command(const std::vector<std::vector<std::
 Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
               uint64_t version_base) {
   Keys keys(store, now_ms, version_base);
+  if (!argv.empty() && argv[0] == kExpireSweep) {
+    int64_t removed = 0;
+    std::string bytes;
+    for (size_t i = 1; i < argv.size(); ++i) {
+      if (store.get(argv[i], &bytes) && expired(bytes, now_ms)) {
+        keys.remove(argv[i]);
+        ++removed;
+      }
+    }
+    return Reply::integer_of(removed);
+  }
   if (argv.empty() || argv[0] != kTransaction) return run_one(keys, argv);
   // MULTI ... EXEC: every command in turn, on the same view, as one entry.
   std::vector<Reply> replies;
@@ -856,6 +867,11 @@ bool glob_match(std::string_view p, std::string_view s) {
   while (pi < p.size() && p[pi] == '*')
     ++pi;
   return pi == p.size();
+}
+
+bool expired(std::string_view record, int64_t now_ms) {
+  Record r;
+  return decode_record(record, &r) && r.expire_ms != 0 && r.expire_ms <= now_ms;
 }
 
 const char* live_type(std::string_view record, int64_t now_ms) {

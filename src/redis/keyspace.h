@@ -74,6 +74,10 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
 inline constexpr std::string_view kTransaction = "\x01exec";
 std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds);
 
+// Active expiry: a group's leader proposes the keys it found expired; each goes if it is still
+// expired at the entry's time (a key written since stays). Answers how many went.
+inline constexpr std::string_view kExpireSweep = "\x01expire";
+
 // Runs a keyed command (or a transaction) against the records at `now_ms`. `version_base` makes the
 // versions of the collections a write creates: the index of its log entry (unique in its group, so
 // no two collections share a version); reads create none and pass 0.
@@ -86,6 +90,8 @@ bool glob_match(std::string_view pattern, std::string_view text);
 // A stored key record's type name ("string", "hash", ...) if it is live at `now_ms`; null if it
 // has expired or does not decode.
 const char* live_type(std::string_view record, int64_t now_ms);
+// Whether a stored key record has an expiry at or before `now_ms`.
+bool expired(std::string_view record, int64_t now_ms);
 
 // Redis's integer and float parsing and printing, shared with the connection's own commands.
 bool parse_int64(std::string_view s, int64_t* out);

@@ -246,3 +246,26 @@ TEST(Transaction, RunsEveryCommandInTurnAsOne) {
 
 }  // namespace
 }  // namespace chorus::redis
+
+namespace chorus::redis {
+namespace {
+
+TEST(ExpireSweep, RemovesOnlyWhatIsStillExpired) {
+  MemoryRecords records;
+  execute(records, {"set", "a", "1", "PX", "10"}, 1000, 1);
+  execute(records, {"rpush", "l", "x", "y"}, 1000, 2);
+  execute(records, {"pexpire", "l", "10"}, 1000, 3);
+  execute(records, {"set", "b", "1", "PX", "10"}, 1000, 4);
+  execute(records, {"set", "c", "1"}, 1000, 5);
+  // b was written again after the sweep saw it expired.
+  execute(records, {"set", "b", "2"}, 1020, 6);
+  EXPECT_EQ(execute(records, {std::string(kExpireSweep), "a", "l", "b", "c", "none"}, 1030, 7),
+            Reply::integer_of(2));
+  EXPECT_EQ(records.records.size(), 2u);
+  EXPECT_TRUE(records.elements.empty());
+  EXPECT_EQ(execute(records, {"get", "b"}, 1030), Reply::bulk("2"));
+  EXPECT_EQ(find_command(kExpireSweep), nullptr);
+}
+
+}  // namespace
+}  // namespace chorus::redis

@@ -303,6 +303,10 @@ class Node {
   // linearizably).
   redis::Reply group_read_command(raft::GroupId group, const std::vector<std::string>& argv,
                                   int64_t now_ms) const;
+  // Redis keys of the group expired here (kv::GroupStore::redis_expired).
+  storage::Status group_redis_expired(raft::GroupId group, std::string_view from, size_t examine,
+                                      int64_t now_ms, std::vector<std::string>* expired,
+                                      std::string* next) const;
   // The group's live Redis keys here (kv::GroupStore::redis_keys).
   storage::Status group_redis_keys(raft::GroupId group, std::string_view from, size_t limit,
                                    size_t tie_bytes, int64_t now_ms,

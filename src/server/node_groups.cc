@@ -484,6 +484,14 @@ storage::Status Node::group_redis_keys(raft::GroupId group, std::string_view fro
   return group_store_->redis_keys(group, from, limit, tie_bytes, now_ms, out, more);
 }
 
+storage::Status Node::group_redis_expired(raft::GroupId group, std::string_view from,
+                                          size_t examine, int64_t now_ms,
+                                          std::vector<std::string>* expired,
+                                          std::string* next) const {
+  if (!hosts_group(group)) return Status::not_found(not_hosted(group));
+  return group_store_->redis_expired(group, from, examine, now_ms, expired, next);
+}
+
 void Node::propose_group_op(raft::GroupId group, const kv::GroupOp& op, ProposeDone done) {
   if (!hosts_group(group)) {
     done(rpc_error(RpcCode::kNotFound, not_hosted(group)), kv::Response{});

@@ -1,6 +1,7 @@
 #include "server/redis_port.h"
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <deque>
@@ -140,6 +141,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
   RedisOptions options;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::unordered_map<uint64_t, std::shared_ptr<Conn>> connections;  // I/O thread only
+  // Active expiry (I/O thread): once a second, the groups this member leads are swept from
+  // where the last sweep stopped.
+  asio::steady_timer sweep_timer{io};
+  std::unordered_map<raft::GroupId, std::string> sweep_from;
+  std::atomic<uint64_t> expired_keys{0};  // records the sweeps proposed here removed
   uint64_t next_id = 1;
   bool stopping = false;  // I/O thread only
   uint64_t commands_processed = 0;
@@ -886,7 +892,8 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     if (all || section == "stats") {
       out += "# Stats\r\ntotal_connections_received:" + std::to_string(connections_received) +
-             "\r\ntotal_commands_processed:" + std::to_string(commands_processed) + "\r\n\r\n";
+             "\r\ntotal_commands_processed:" + std::to_string(commands_processed) +
+             "\r\nexpired_keys:" + std::to_string(expired_keys.load()) + "\r\n\r\n";
     }
     if (all || section == "replication") out += "# Replication\r\nrole:master\r\n\r\n";
     if (all || section == "keyspace") out += "# Keyspace\r\n\r\n";
@@ -925,8 +932,58 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     return unknown_subcommand(a[1], "config");
   }
 
+  // ---- active expiry ----
+
+  static constexpr int kSweepIntervalMs = 1000;
+  static constexpr size_t kSweepExamine = 1000;  // key records per group per sweep
+
+  void arm_sweep() {
+    sweep_timer.expires_after(std::chrono::milliseconds(kSweepIntervalMs));
+    sweep_timer.async_wait([this](const asio::error_code& ec) {
+      if (ec || stopping) return;
+      std::weak_ptr<Impl> weak = weak_from_this();
+      node->group_infos([weak](const RpcError& e, std::vector<GroupInfo>&& infos) {
+        std::shared_ptr<Impl> self = weak.lock();
+        if (!self) return;
+        asio::post(self->io, [weak, ok = e.ok(), infos = std::move(infos)] {
+          std::shared_ptr<Impl> port = weak.lock();
+          if (!port || port->stopping) return;
+          if (ok) port->sweep(infos);
+          port->arm_sweep();
+        });
+      });
+    });
+  }
+
+  // Proposes the deletion of the expired keys found in each keyspace group led here.
+  void sweep(const std::vector<GroupInfo>& infos) {
+    const uint32_t groups = node->initial_group_count();
+    const int64_t now = wall_ms();
+    for (const GroupInfo& g : infos) {
+      if (g.leader != node->id() || g.id < 2 || g.id >= 2 + raft::GroupId{groups}) continue;
+      std::vector<std::string> expired;
+      std::string next;
+      if (!node->group_redis_expired(g.id, sweep_from[g.id], kSweepExamine, now, &expired, &next)
+               .is_ok())
+        continue;
+      sweep_from[g.id] = next;
+      if (expired.empty()) continue;
+      std::vector<std::string> argv = {std::string(redis::kExpireSweep)};
+      for (std::string& k : expired)
+        argv.push_back(std::move(k));
+      std::weak_ptr<Impl> weak = weak_from_this();
+      node->group_command(g.id, redis::encode_command(now, argv),
+                          [weak](const RpcError& e, Reply&& reply) {
+                            std::shared_ptr<Impl> self = weak.lock();
+                            if (self && e.ok() && reply.kind == Reply::Kind::kInteger)
+                              self->expired_keys += static_cast<uint64_t>(reply.integer);
+                          });
+    }
+  }
+
   void shutdown() {
     stopping = true;
+    sweep_timer.cancel();
     asio::error_code ignored;
     for (const auto& l : listeners) {
       l->acceptor.close(ignored);
@@ -960,6 +1017,7 @@ void RedisPort::start() {
   d.loop.start("chorus-redis", [&d] {
     for (const auto& l : d.listeners)
       d.accept(l.get());
+    d.arm_sweep();
   });
 }
 

@@ -123,6 +123,27 @@ class RedisFaceTest(unittest.TestCase):
         self.assertEqual(r.mget("{user1}.name", "{user1}.mail"), [b"ann", b"a@x"])
         self.assertEqual(self.cli(self.c.members[1], "SELECT", "1"), "ERR DB index is out of range")
 
+    def test_expired_keys_are_swept(self):
+        r = self.clients[0]
+        before = sum(c.info("stats")["expired_keys"] for c in self.clients)
+        p = r.pipeline(transaction=False)
+        for i in range(60):
+            if i % 3 == 0:
+                p.hset("sweep:%d" % i, "f", "v")
+                p.pexpire("sweep:%d" % i, 150)
+            else:
+                p.set("sweep:%d" % i, "v", px=150)
+        p.set("sweep:kept", "v")
+        p.execute()
+        deadline = time.time() + 15
+        while True:
+            swept = sum(c.info("stats")["expired_keys"] for c in self.clients) - before
+            if swept >= 60 or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        self.assertEqual(swept, 60)
+        self.assertEqual(self.clients[1].get("sweep:kept"), b"v")
+
     def test_hashes_sets_and_lists(self):
         r1, r2, r3 = self.clients
         self.assertEqual(r1.hset("h:1", mapping={"name": "ann", "age": "31"}), 2)
