@@ -87,6 +87,9 @@ class StoredRecords : public redis::RecordStore {
  public:
   explicit StoredRecords(rocksdb::DB* db) : db_(db) {}
   void set_group(raft::GroupId g) { group_ = g; }
+  // Every read from one RocksDB snapshot: a command sees its key record and that record's
+  // elements as of one moment, whatever the apply thread writes meanwhile.
+  void set_snapshot(const rocksdb::Snapshot* snap) { read_options_.snapshot = snap; }
 
   bool get(std::string_view key, std::string* record) override {
     return read(record_key(group_, key), record);
@@ -98,7 +101,7 @@ class StoredRecords : public redis::RecordStore {
                      std::vector<std::pair<std::string, std::string>>* out) override {
     out->clear();
     const std::string first = element_key(group_, prefix);
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions{}));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options_));
     for (it->Seek(from.empty() ? first : element_key(group_, from));
          it->Valid() && out->size() < limit && it->key().starts_with(first); it->Next()) {
       rocksdb::Slice k = it->key();
@@ -119,13 +122,14 @@ class StoredRecords : public redis::RecordStore {
 
  protected:
   bool read(const std::string& key, std::string* value) {
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions{}, key, value);
+    rocksdb::Status s = db_->Get(read_options_, key, value);
     if (!s.ok() && !s.IsNotFound()) failed_ = from_rocksdb(s, "group store read");
     return s.ok();
   }
 
   rocksdb::DB* db_;
   raft::GroupId group_ = 0;
+  rocksdb::ReadOptions read_options_;
   Status failed_ = Status::ok();
 };
 
@@ -411,9 +415,12 @@ Status GroupStore::redis_expired(raft::GroupId group, std::string_view from, siz
 
 redis::Reply GroupStore::read_command(raft::GroupId group, const std::vector<std::string>& argv,
                                       int64_t now_ms) const {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
   StoredRecords records(db_);
   records.set_group(group);
+  records.set_snapshot(snap);
   redis::Reply reply = redis::execute(records, argv, now_ms);
+  db_->ReleaseSnapshot(snap);
   if (!records.failed().is_ok()) return redis::Reply::error("ERR " + records.failed().to_string());
   return reply;
 }

@@ -302,10 +302,11 @@ Reply cmd_spop(Keys& k, const Args& a) {
   TypedAt t = typed_at(k, a[1], kSet);
   if (t.error) return error_reply(t);
   if (!t.live) return with_count ? Reply::set_of({}) : Reply::null();
-  uint64_t seed = mix(static_cast<uint64_t>(k.now())) ^ k.new_version();
+  uint64_t seed = mix(k.seed());
   std::vector<Reply> out;
   for (int64_t i = 0; i < count && t.rec.size > 0; ++i) {
     std::string m = pick_member(k, t.rec, &seed);
+    if (m.empty() && !get_element(k, t.rec, m, &m)) break;  // a size its elements do not match
     k.store().del_element(element_key(t.rec.version, m));
     --t.rec.size;
     out.push_back(Reply::bulk(std::move(m)));
@@ -324,6 +325,8 @@ Reply cmd_srandmember(Keys& k, const Args& a) {
   if (t.error) return error_reply(t);
   if (!t.live) return with_count ? Reply::array() : Reply::null();
   Pairs all = elements(k, t.rec);
+  if (all.empty()) return with_count ? Reply::array() : Reply::null();
+  if (count == std::numeric_limits<int64_t>::min()) return count_out_of_range();
   uint64_t seed = mix(static_cast<uint64_t>(k.now()));
   if (!with_count) {
     seed = mix(seed);
@@ -351,11 +354,12 @@ Reply cmd_srandmember(Keys& k, const Args& a) {
 
 Reply cmd_smove(Keys& k, const Args& a) {
   TypedAt src = typed_at(k, a[1], kSet);
+  if (!src.error && !src.live) return Reply::integer_of(0);  // as Redis: before any type check
   if (src.error) return error_reply(src);
   TypedAt dst = typed_at(k, a[2], kSet, true);
   if (dst.error) return error_reply(dst);
   std::string v;
-  if (!src.live || !get_element(k, src.rec, a[3], &v)) return Reply::integer_of(0);
+  if (!get_element(k, src.rec, a[3], &v)) return Reply::integer_of(0);
   if (a[1] == a[2]) return Reply::integer_of(1);
   k.store().del_element(element_key(src.rec.version, a[3]));
   --src.rec.size;
@@ -635,7 +639,9 @@ Reply cmd_lrem(Keys& k, const Args& a) {
   std::vector<std::string> values = list_values(k, t.rec);
   std::vector<bool> drop(values.size(), false);
   int64_t removed = 0;
-  int64_t limit = count == 0 ? std::numeric_limits<int64_t>::max() : std::abs(count);
+  int64_t limit = count == 0 || count == std::numeric_limits<int64_t>::min()
+                      ? std::numeric_limits<int64_t>::max()
+                      : std::abs(count);
   if (count >= 0) {
     for (size_t i = 0; i < values.size() && removed < limit; ++i) {
       if (values[i] == a[3]) drop[i] = true, ++removed;
@@ -715,15 +721,23 @@ Reply cmd_lpos(Keys& k, const Args& a) {
 
 Reply move_between(Keys& k, const std::string& from, const std::string& to, bool from_left,
                    bool to_left) {
+  // As Redis: the source first (a missing one answers nil whatever the destination is).
   TypedAt src = typed_at(k, from, kList);
   if (src.error) return error_reply(src);
+  if (!src.live) return Reply::null();
+  if (from == to) {
+    // A rotation in place: the list (and its TTL) stays.
+    std::string v = take(k, src.rec, from_left);
+    int64_t pos = to_left ? --src.rec.head : src.rec.head + static_cast<int64_t>(src.rec.size);
+    k.store().put_element(list_key(src.rec, pos), v);
+    ++src.rec.size;
+    save_collection(k, from, src.rec);
+    return Reply::bulk(std::move(v));
+  }
   TypedAt dst = typed_at(k, to, kList, true);
   if (dst.error) return error_reply(dst);
-  if (!src.live) return Reply::null();
   std::string v = take(k, src.rec, from_left);
   save_collection(k, from, src.rec);
-  // The same list: the destination is the source as it now stands.
-  if (from == to) dst = typed_at(k, to, kList, true);
   int64_t pos = to_left ? --dst.rec.head : dst.rec.head + static_cast<int64_t>(dst.rec.size);
   k.store().put_element(list_key(dst.rec, pos), v);
   ++dst.rec.size;

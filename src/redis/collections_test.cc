@@ -240,3 +240,51 @@ TEST_F(SortedSets, PopsAndRemovals) {
 
 }  // namespace
 }  // namespace chorus::redis
+
+namespace chorus::redis {
+namespace {
+
+TEST(CollectionVersions, ATransactionOfManyNewCollectionsKeepsThemApart) {
+  MemoryRecords records;
+  std::vector<std::vector<std::string>> cmds;
+  for (int i = 0; i < 300; ++i)
+    cmds.push_back({"sadd", "{t}" + std::to_string(i), "m" + std::to_string(i)});
+  cmds.push_back({"del", "{t}257"});
+  cmds.push_back({"smembers", "{t}1"});
+  cmds.push_back({"spop", "{t}2"});
+  cmds.push_back({"srandmember", "{t}3"});
+  Reply r = execute(records, transaction_command(cmds), 1000, 5);
+  ASSERT_EQ(r.elements.size(), 304u);
+  EXPECT_EQ(r.elements[300], Reply::integer_of(1));
+  EXPECT_EQ(r.elements[301], Reply::set_of({Reply::bulk("m1")}));
+  EXPECT_EQ(r.elements[302], Reply::bulk("m2"));
+  EXPECT_EQ(r.elements[303], Reply::bulk("m3"));
+  // The next entry's collections do not meet this one's either.
+  execute(records, {"sadd", "next", "x"}, 1000, 6);
+  EXPECT_EQ(execute(records, {"smembers", "{t}299"}, 1000), Reply::set_of({Reply::bulk("m299")}));
+  EXPECT_EQ(execute(records, {"smembers", "next"}, 1000), Reply::set_of({Reply::bulk("x")}));
+}
+
+TEST(CollectionEdges, RotationKeepsTheListAndItsTtlAndExtremeCountsAreRefused) {
+  MemoryRecords records;
+  execute(records, {"rpush", "l", "a"}, 1000, 1);
+  execute(records, {"pexpire", "l", "5000"}, 1000, 2);
+  EXPECT_EQ(execute(records, {"rpoplpush", "l", "l"}, 1000, 3), Reply::bulk("a"));
+  EXPECT_EQ(execute(records, {"pttl", "l"}, 1000), Reply::integer_of(5000));
+  EXPECT_EQ(execute(records, {"lrange", "l", "0", "-1"}, 1000), Reply::array({Reply::bulk("a")}));
+  execute(records, {"sadd", "s", "x"}, 1000, 4);
+  EXPECT_EQ(execute(records, {"srandmember", "s", "-9223372036854775808"}, 1000),
+            Reply::error("ERR value is out of range, must be positive"));
+  EXPECT_EQ(execute(records, {"lrem", "l", "-9223372036854775808", "a"}, 1000, 5),
+            Reply::integer_of(1));
+  // SMOVE from a missing key answers 0 before looking at the destination's type.
+  execute(records, {"set", "str", "v"}, 1000, 6);
+  EXPECT_EQ(execute(records, {"smove", "none", "str", "x"}, 1000, 7), Reply::integer_of(0));
+  EXPECT_EQ(execute(records, {"lmove", "none", "str", "LEFT", "LEFT"}, 1000, 8), Reply::null());
+  // A string grows to 16 MiB at most.
+  EXPECT_EQ(execute(records, {"setrange", "big", std::to_string(16 << 20), "x"}, 1000, 9),
+            Reply::error(errors::kStringTooLong));
+}
+
+}  // namespace
+}  // namespace chorus::redis

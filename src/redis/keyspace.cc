@@ -780,6 +780,9 @@ Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t 
   }
   if (argv.empty() || argv[0] != kTransaction) return run_one(keys, argv);
   // MULTI ... EXEC: every command in turn, on the same view, as one entry.
+  if (argv.size() - 1 > kMaxTransactionCommands)
+    return Reply::error("ERR a transaction holds at most " +
+                        std::to_string(kMaxTransactionCommands) + " commands");
   std::vector<Reply> replies;
   std::vector<std::string> sub;
   int64_t unused = 0;

@@ -72,6 +72,7 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
 // MULTI ... EXEC: the commands queued, as one command (one log entry) that runs them in turn
 // and answers an array of their replies. Its name is no command's a client can send.
 inline constexpr std::string_view kTransaction = "\x01exec";
+inline constexpr size_t kMaxTransactionCommands = 100'000;
 std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds);
 
 // Active expiry: a group's leader proposes the keys it found expired; each goes if it is still

@@ -23,7 +23,15 @@
 namespace chorus::redis::internal {
 
 inline constexpr uint8_t kRecordFormat = 1;
-inline constexpr size_t kMaxStringBytes = 512u << 20;  // proto-max-bulk-len
+// The longest string APPEND and SETRANGE may make. Redis allows 512 MiB, but a few bytes of
+// SETRANGE would then make every replica hold (and a group's snapshot carry) that much: the
+// cap is a constant, the same on every replica, well inside what a group's snapshot holds.
+inline constexpr size_t kMaxStringBytes = 16u << 20;
+// Collection versions: the entry's log index, then a counter of the collections the entry
+// creates; a transaction holds at most kMaxTransactionCommands commands, each creating at most
+// two, so the counter never reaches the next index's versions.
+inline constexpr int kVersionCounterBits = 20;
+static_assert(2 * kMaxTransactionCommands < (size_t{1} << kVersionCounterBits));
 
 enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4, kZset = 5 };
 
@@ -92,7 +100,9 @@ class Keys {
   bool remove(std::string_view key);
   int64_t now() const { return now_; }
   // A version no collection of the group has had.
-  uint64_t new_version() { return (version_base_ << 8) | next_++; }
+  uint64_t new_version() { return (version_base_ << kVersionCounterBits) | next_++; }
+  // A seed for the state machine's random picks (SPOP): the same on every replica.
+  uint64_t seed() { return (version_base_ * 0x9e3779b97f4a7c15ULL) ^ (++seeds_ << 32) ^ now_; }
   RecordStore& store() { return store_; }
 
  private:
@@ -103,6 +113,7 @@ class Keys {
   int64_t now_;
   uint64_t version_base_;
   uint64_t next_ = 1;
+  uint64_t seeds_ = 0;
 };
 
 // The live record of `key` if it has type `type`; otherwise none (a fresh record of the type

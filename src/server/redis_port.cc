@@ -195,22 +195,31 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
   }
 
   void read(const std::shared_ptr<Conn>& c) {
-    if (c->closed || c->reading || c->stop_reading) return;
+    if (c->closed || c->reading || c->stop_reading || c->held) return;
     if (c->pending.size() >= kMaxPendingReplies) return;  // resumed as replies go out
     c->reading = true;
-    c->socket.async_read_some(asio::buffer(c->chunk),
-                              [this, c](const asio::error_code& ec, size_t n) {
-                                c->reading = false;
-                                if (c->closed) return;
-                                if (ec) {
-                                  close(c);
-                                  return;
-                                }
-                                c->in.append(c->chunk.data(), n);
-                                arm_idle(c);
-                                parse(c);
-                                read(c);
-                              });
+    c->socket.async_read_some(
+        asio::buffer(c->chunk), [this, c](const asio::error_code& ec, size_t n) {
+          c->reading = false;
+          if (c->closed) return;
+          if (ec) {
+            close(c);
+            return;
+          }
+          c->in.append(c->chunk.data(), n);
+          // One command may not be larger than a log entry takes
+          // (what is parsed leaves the buffer): past that, as Redis's
+          // query buffer limit, the connection goes.
+          if (c->in.size() > 2 * options.max_bulk_bytes + (1u << 20)) {
+            uint64_t seq = push(c);
+            finish(c, seq, Reply::error("ERR Protocol error: too big request"),
+                   /*close_after=*/true);
+            return;
+          }
+          arm_idle(c);
+          parse(c);
+          read(c);
+        });
   }
 
   void parse(const std::shared_ptr<Conn>& c) {
@@ -375,6 +384,13 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
         finish(c, seq, Reply::error("ERR Chorus queues only commands on keys inside MULTI"));
         return;
       }
+      if (c->queued.size() >= redis::kMaxTransactionCommands) {
+        c->multi_failed = true;
+        finish(c, seq,
+               Reply::error("ERR a transaction holds at most " +
+                            std::to_string(redis::kMaxTransactionCommands) + " commands"));
+        return;
+      }
       c->queued.push_back(std::move(argv));
       finish(c, seq, Reply::status("QUEUED"));
       return;
@@ -491,8 +507,27 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     std::vector<Reply> keys;
   };
 
-  static constexpr int kCursorGroupShift = 48;  // a SCAN cursor: group index, then key prefix
-  static constexpr size_t kCursorPrefixBytes = 6;
+  // A SCAN cursor: the group's index in the high 16 bits, then a token naming the key to go
+  // on from (0: the group's first key). Tokens live here, the newest kMaxScanTokens of them;
+  // a cursor whose token is gone starts its group again (SCAN may return a key twice).
+  static constexpr int kCursorGroupShift = 48;
+  static constexpr uint64_t kTokenMask = (uint64_t{1} << kCursorGroupShift) - 1;
+  static constexpr size_t kMaxScanTokens = 10'000;
+  std::unordered_map<uint64_t, std::string> scan_resume;  // I/O thread only
+  std::deque<uint64_t> scan_tokens;                       // oldest first
+  uint64_t next_scan_token = 0;
+
+  uint64_t remember_scan(std::string from) {
+    next_scan_token = (next_scan_token + 1) & kTokenMask;
+    if (next_scan_token == 0) next_scan_token = 1;
+    scan_resume[next_scan_token] = std::move(from);
+    scan_tokens.push_back(next_scan_token);
+    while (scan_tokens.size() > kMaxScanTokens) {
+      scan_resume.erase(scan_tokens.front());
+      scan_tokens.pop_front();
+    }
+    return next_scan_token;
+  }
 
   // A command on data answered before it went to any group.
   void answer_now(const std::shared_ptr<Conn>& c, uint64_t seq, Reply error) {
@@ -627,12 +662,8 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       answer_now(c, seq, Reply::array({Reply::bulk("0"), Reply::array()}));
       return;
     }
-    const uint64_t prefix = cursor & ((uint64_t{1} << kCursorGroupShift) - 1);
     std::string from;
-    for (int b = static_cast<int>(kCursorPrefixBytes) - 1; b >= 0; --b)
-      from.push_back(static_cast<char>((prefix >> (8 * b)) & 0xff));
-    while (!from.empty() && from.back() == '\0')
-      from.pop_back();  // "ab" and "ab\0\0\0\0" start at the same place
+    if (auto it = scan_resume.find(cursor & kTokenMask); it != scan_resume.end()) from = it->second;
     const raft::GroupId group = 2 + index;
     ++c->inflight;
     const uint64_t id = c->id;
@@ -652,22 +683,16 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
         if (it == port->connections.end()) return;
         std::vector<kv::GroupStore::RedisKey> keys;
         bool more = false;
-        storage::Status st = port->node->group_redis_keys(
-            group, from, static_cast<size_t>(count), kCursorPrefixBytes, wall_ms(), &keys, &more);
+        storage::Status st = port->node->group_redis_keys(group, from, static_cast<size_t>(count),
+                                                          0, wall_ms(), &keys, &more);
         if (!st.is_ok()) {
           port->complete(it->second, seq, Reply::error("ERR " + st.to_string()));
           return;
         }
         uint64_t next = index + 1 < groups ? (index + 1) << kCursorGroupShift : 0;
         if (more) {
-          // Past every key sharing the last one's first bytes.
-          uint64_t p = 0;
-          std::string last = keys.back().key;
-          last.resize(kCursorPrefixBytes, '\0');
-          for (char ch : last)
-            p = (p << 8) | static_cast<uint8_t>(ch);
-          if (p + 1 < (uint64_t{1} << kCursorGroupShift))
-            next = (index << kCursorGroupShift) | (p + 1);
+          // On from the key right after the last one.
+          next = (index << kCursorGroupShift) | port->remember_scan(keys.back().key + '\0');
         }
         std::vector<Reply> out;
         for (auto& k : keys) {

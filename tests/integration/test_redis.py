@@ -200,8 +200,17 @@ class RedisFaceTest(unittest.TestCase):
                                                        b"scan:139", b"scan:149", b"scan:159",
                                                        b"scan:169", b"scan:179", b"scan:189",
                                                        b"scan:199"])
-        seen = [k.decode() for k in r2.scan_iter(match="scan:*", count=7)]
+        seen = []
+        cursor, calls = "0", 0
+        while True:
+            cursor, batch = r2.scan(cursor, match="scan:*", count=7)
+            calls += 1
+            self.assertLessEqual(len(batch), 7)
+            seen += [k.decode() for k in batch]
+            if cursor == 0:
+                break
         self.assertEqual(set(seen), names)
+        self.assertGreaterEqual(calls, 300 // 7)
         hashes = {k.decode() for k in r1.scan_iter(count=50, _type="hash")}
         self.assertEqual(hashes, {"scan:%d" % i for i in range(0, 300, 10)})
         self.assertTrue(r3.flushall())
