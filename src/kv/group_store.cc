@@ -28,25 +28,22 @@ std::string group_prefix(raft::GroupId group) {
   return k;
 }
 
+// A group's record of one kind: 'k' a Groups API key, 'r' a Redis key record, 'e' a Redis
+// element record.
+std::string kind_key(raft::GroupId group, char kind, std::string_view key) {
+  std::string k = group_prefix(group);
+  k.push_back(kind);
+  k.append(key);
+  return k;
+}
 std::string value_key(raft::GroupId group, std::string_view key) {
-  std::string k = group_prefix(group);
-  k.push_back('k');
-  k.append(key);
-  return k;
+  return kind_key(group, 'k', key);
 }
-
 std::string record_key(raft::GroupId group, std::string_view key) {
-  std::string k = group_prefix(group);
-  k.push_back('r');
-  k.append(key);
-  return k;
+  return kind_key(group, 'r', key);
 }
-
 std::string element_key(raft::GroupId group, std::string_view ekey) {
-  std::string k = group_prefix(group);
-  k.push_back('e');
-  k.append(ekey);
-  return k;
+  return kind_key(group, 'e', ekey);
 }
 
 // The first key after every key that starts with `prefix`.

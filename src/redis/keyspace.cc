@@ -205,6 +205,21 @@ bool absolute_ms(int64_t v, bool seconds, bool absolute, int64_t now, int64_t* o
   return true;
 }
 
+// SET's and GETEX's EX seconds, PX ms, EXAT unix-seconds, PXAT unix-ms.
+bool is_expiry_option(std::string_view o) {
+  return equals_ci(o, "ex") || equals_ci(o, "px") || equals_ci(o, "exat") || equals_ci(o, "pxat");
+}
+// The absolute expiry `option value` names, or the error to answer.
+std::optional<Reply> take_expiry(std::string_view option, std::string_view value, int64_t now,
+                                 const char* command, int64_t* at) {
+  int64_t v = 0;
+  if (!parse_int64(value, &v)) return Reply::error(errors::kNotInteger);
+  bool seconds = equals_ci(option, "ex") || equals_ci(option, "exat");
+  bool absolute = equals_ci(option, "exat") || equals_ci(option, "pxat");
+  if (v <= 0 || !absolute_ms(v, seconds, absolute, now, at)) return invalid_expire(command);
+  return std::nullopt;
+}
+
 // ---- strings -------------------------------------------------------------------------------
 
 Reply cmd_get(Keys& k, const std::vector<std::string>& a) {
@@ -229,15 +244,8 @@ Reply cmd_set(Keys& k, const std::vector<std::string>& a) {
       get = true;
     } else if (equals_ci(o, "keepttl") && !has_expire) {
       keepttl = true;
-    } else if ((equals_ci(o, "ex") || equals_ci(o, "px") || equals_ci(o, "exat") ||
-                equals_ci(o, "pxat")) &&
-               !keepttl && !has_expire && more) {
-      int64_t v = 0;
-      if (!parse_int64(a[i + 1], &v)) return Reply::error(errors::kNotInteger);
-      bool seconds = equals_ci(o, "ex") || equals_ci(o, "exat");
-      bool absolute = equals_ci(o, "exat") || equals_ci(o, "pxat");
-      if (v <= 0 || !absolute_ms(v, seconds, absolute, k.now(), &expire_at))
-        return invalid_expire("set");
+    } else if (is_expiry_option(o) && !keepttl && !has_expire && more) {
+      if (auto e = take_expiry(o, a[i + 1], k.now(), "set", &expire_at)) return *e;
       has_expire = true;
       ++i;
     } else {
@@ -311,15 +319,8 @@ Reply cmd_getex(Keys& k, const std::vector<std::string>& a) {
     bool more = i + 1 < a.size();
     if (equals_ci(o, "persist") && !has_expire && !persist) {
       persist = true;
-    } else if ((equals_ci(o, "ex") || equals_ci(o, "px") || equals_ci(o, "exat") ||
-                equals_ci(o, "pxat")) &&
-               !persist && !has_expire && more) {
-      int64_t v = 0;
-      if (!parse_int64(a[i + 1], &v)) return Reply::error(errors::kNotInteger);
-      bool seconds = equals_ci(o, "ex") || equals_ci(o, "exat");
-      bool absolute = equals_ci(o, "exat") || equals_ci(o, "pxat");
-      if (v <= 0 || !absolute_ms(v, seconds, absolute, k.now(), &expire_at))
-        return invalid_expire("getex");
+    } else if (is_expiry_option(o) && !persist && !has_expire && more) {
+      if (auto e = take_expiry(o, a[i + 1], k.now(), "getex", &expire_at)) return *e;
       has_expire = true;
       ++i;
     } else {

@@ -50,27 +50,11 @@ bool split_inline(std::string_view line, std::vector<std::string>* argv) {
           arg.push_back(static_cast<char>(hex_digit(line[i + 2]) * 16 + hex_digit(line[i + 3])));
           i += 4;
         } else if (c == '\\' && i + 1 < n) {
+          // \n \r \t \b \a, and any other escaped character as itself.
+          static constexpr std::string_view kFrom = "nrtba", kTo = "\n\r\t\b\a";
           char e = line[i + 1];
-          switch (e) {
-            case 'n':
-              arg.push_back('\n');
-              break;
-            case 'r':
-              arg.push_back('\r');
-              break;
-            case 't':
-              arg.push_back('\t');
-              break;
-            case 'b':
-              arg.push_back('\b');
-              break;
-            case 'a':
-              arg.push_back('\a');
-              break;
-            default:
-              arg.push_back(e);
-              break;
-          }
+          size_t at = kFrom.find(e);
+          arg.push_back(at == std::string_view::npos ? e : kTo[at]);
           i += 2;
         } else if (c == '"') {
           // The closing quote must be followed by a space or the end.
