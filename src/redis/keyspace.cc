@@ -668,6 +668,7 @@ const std::vector<Entry>& entries() {
         {{"time", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"info", -1, kKeyless, 0, 0, 0}, nullptr},
         {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"function", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"multi", 1, kKeyless, 0, 0, 0}, nullptr},
@@ -676,7 +677,8 @@ const std::vector<Entry>& entries() {
         {{"watch", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"unwatch", 1, kKeyless, 0, 0, 0}, nullptr},
     };
-    for (const std::vector<Entry>* more : {&collection_entries(), &sorted_set_entries()})
+    for (const std::vector<Entry>* more :
+         {&collection_entries(), &sorted_set_entries(), &string_entries()})
       all.insert(all.end(), more->begin(), more->end());
     return all;
   }();
@@ -724,15 +726,43 @@ bool arity_ok(const CommandSpec& spec, size_t argc) {
   return argc >= static_cast<size_t>(-spec.arity);
 }
 
+namespace {
+
+// Commands that name their keys with a count first: where the count is, and where a key comes
+// before it (the destination of the *STORE forms; 0: none).
+struct NumkeysLayout {
+  std::string_view name;
+  size_t numkeys_at;
+  size_t dest_at;
+};
+constexpr NumkeysLayout kNumkeysLayouts[] = {
+    {"sintercard", 1, 0}, {"zintercard", 1, 0},  {"zunion", 1, 0},      {"zinter", 1, 0},
+    {"zdiff", 1, 0},      {"zunionstore", 2, 1}, {"zinterstore", 2, 1}, {"zdiffstore", 2, 1},
+    {"lmpop", 1, 0},      {"zmpop", 1, 0},       {"blmpop", 2, 0},      {"bzmpop", 2, 0},
+};
+
+}  // namespace
+
+bool names_keys_by_count(const CommandSpec& spec) {
+  for (const NumkeysLayout& l : kNumkeysLayouts) {
+    if (l.name == spec.name) return true;
+  }
+  return false;
+}
+
 std::vector<std::string_view> command_keys(const CommandSpec& spec,
                                            const std::vector<std::string>& argv) {
   std::vector<std::string_view> keys;
   if (spec.first_key <= 0) return keys;
-  if (std::string_view(spec.name) == "sintercard") {
-    // SINTERCARD numkeys key [key ...] [LIMIT n]
+  for (const NumkeysLayout& l : kNumkeysLayouts) {
+    if (l.name != spec.name) continue;
+    // A bad count names no key: the command itself answers why.
     int64_t n = 0;
-    if (!parse_int64(argv[1], &n) || n <= 0) return keys;
-    for (size_t i = 2; i < argv.size() && i < 2 + static_cast<size_t>(n); ++i)
+    if (argv.size() <= l.numkeys_at || !parse_int64(argv[l.numkeys_at], &n) || n <= 0 ||
+        static_cast<uint64_t>(n) > argv.size() - l.numkeys_at - 1)
+      return keys;
+    if (l.dest_at != 0) keys.push_back(argv[l.dest_at]);
+    for (size_t i = l.numkeys_at + 1; i <= l.numkeys_at + static_cast<size_t>(n); ++i)
       keys.push_back(argv[i]);
     return keys;
   }

@@ -48,6 +48,9 @@ enum CommandFlags : uint32_t {
   kReadOnly = 2,   // runs after a read barrier
   kKeyless = 4,    // answered by the connection itself (PING, HELLO, ...)
   kAllGroups = 8,  // about every key: runs on every group (FLUSHALL, DBSIZE, KEYS, SCAN)
+  // BLPOP and kin: the state machine runs them as their non-blocking forms, answering a null
+  // array when there is nothing to take; the connection then waits for a write to the keys.
+  kBlocking = 16,
 };
 
 struct CommandSpec {
@@ -65,6 +68,9 @@ const CommandSpec* find_command(std::string_view name);
 const std::vector<CommandSpec>& command_table();
 // Whether argv.size() fits the spec's arity.
 bool arity_ok(const CommandSpec& spec, size_t argc);
+// Whether the command names its keys with a count first (SINTERCARD, ZUNIONSTORE, BLMPOP, ...);
+// when the count is bad, command_keys gives none and the command answers why.
+bool names_keys_by_count(const CommandSpec& spec);
 // The keys of a command whose arity is checked.
 std::vector<std::string_view> command_keys(const CommandSpec& spec,
                                            const std::vector<std::string>& argv);

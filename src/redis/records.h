@@ -136,5 +136,6 @@ struct Entry {
 // The collection commands (collections.cc, sorted_sets.cc), for the command table.
 const std::vector<Entry>& collection_entries();
 const std::vector<Entry>& sorted_set_entries();
+const std::vector<Entry>& string_entries();  // strings.cc: bits, LCS
 
 }  // namespace chorus::redis::internal
