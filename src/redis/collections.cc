@@ -763,6 +763,193 @@ Reply cmd_rpoplpush(Keys& k, const Args& a) {
   return move_between(k, a[1], a[2], false, true);
 }
 
+// ---- HSCAN, SSCAN -----------------------------------------------------------------------
+
+// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT n]. The cursor is stateless: the first 7
+// bytes of the element to go on from, and a low byte of 1 (so it is never 0). Elements sharing
+// those bytes with the next one come again (SCAN may repeat, never miss), and a reply takes
+// every element of a 7-byte prefix it starts, so a scan always moves on.
+Reply scan_collection(Keys& k, const Args& a, uint8_t type) {
+  uint64_t cursor = 0;
+  if (a[2].empty() || a[2].size() > 20 ||
+      !std::all_of(a[2].begin(), a[2].end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return Reply::error("ERR invalid cursor");
+  for (char c : a[2]) {
+    uint64_t next = cursor * 10 + static_cast<uint64_t>(c - '0');
+    if (cursor > (std::numeric_limits<uint64_t>::max() - 9) / 10 && next / 10 != cursor)
+      return Reply::error("ERR invalid cursor");
+    cursor = next;
+  }
+  std::string pattern;
+  int64_t count = 10;
+  for (size_t i = 3; i < a.size(); i += 2) {
+    if (i + 1 >= a.size()) return Reply::error(errors::kSyntax);
+    if (equals_ci(a[i], "match")) {
+      pattern = a[i + 1];
+    } else if (equals_ci(a[i], "count")) {
+      if (!parse_int64(a[i + 1], &count)) return Reply::error(errors::kNotInteger);
+      if (count < 1) return Reply::error(errors::kSyntax);
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  TypedAt t = typed_at(k, a[1], type);
+  if (t.error) return error_reply(t);
+  if (!t.live) return Reply::array({Reply::bulk("0"), Reply::array()});
+  const std::string prefix = element_key(t.rec.version);
+  std::string from;
+  if (cursor != 0) {
+    from = prefix;
+    for (int shift = 56; shift >= 8; shift -= 8)
+      from.push_back(static_cast<char>((cursor >> shift) & 0xff));
+    while (from.size() > prefix.size() && from.back() == '\0')
+      from.pop_back();
+  }
+  constexpr size_t kCursorBytes = 7;
+  Pairs got;
+  k.store().scan_elements(prefix, from, static_cast<size_t>(count) + 1, &got);
+  size_t take_n = got.size();
+  uint64_t next = 0;
+  if (got.size() > static_cast<size_t>(count)) {
+    // Go on from the element after the last taken, unless it shares the first one's bytes.
+    auto head = [&](const std::string& key) {
+      return std::string_view(key).substr(prefix.size(), kCursorBytes);
+    };
+    take_n = static_cast<size_t>(count);
+    if (head(got[take_n].first) == head(got[0].first)) {
+      // Every element with this prefix, and the first one after it.
+      for (;;) {
+        Pairs more;
+        k.store().scan_elements(prefix, got.back().first + '\0', 256, &more);
+        if (more.empty()) break;
+        for (auto& kv : more)
+          got.push_back(std::move(kv));
+        if (head(got.back().first) != head(got[0].first)) break;
+      }
+      take_n = 0;
+      while (take_n < got.size() && head(got[take_n].first) == head(got[0].first))
+        ++take_n;
+    }
+    if (take_n < got.size()) {
+      std::string_view h = head(got[take_n].first);
+      for (size_t i = 0; i < kCursorBytes; ++i)
+        next = (next << 8) | (i < h.size() ? static_cast<uint8_t>(h[i]) : 0);
+      next = (next << 8) | 1;
+    }
+  }
+  std::vector<Reply> out;
+  for (size_t i = 0; i < take_n; ++i) {
+    std::string sub = got[i].first.substr(prefix.size());
+    if (!pattern.empty() && !glob_match(pattern, sub)) continue;
+    out.push_back(Reply::bulk(std::move(sub)));
+    if (type == kHash) out.push_back(Reply::bulk(std::move(got[i].second)));
+  }
+  return Reply::array({Reply::bulk(std::to_string(next)), Reply::array(std::move(out))});
+}
+Reply cmd_hscan(Keys& k, const Args& a) {
+  return scan_collection(k, a, kHash);
+}
+Reply cmd_sscan(Keys& k, const Args& a) {
+  return scan_collection(k, a, kSet);
+}
+
+// ---- popping from the first of several lists, and the blocking forms ----------------------
+// The state machine never waits: BLPOP and kin take what is there, or answer a null array
+// (the connection then waits for a write to the keys and runs them again; inside MULTI the
+// null array is the answer, as in Redis).
+
+// The first key of keys[] holding a list; an error if one holds another type.
+std::optional<Reply> first_list(Keys& k, const std::vector<std::string_view>& keys,
+                                std::string* key, TypedAt* found) {
+  for (std::string_view name : keys) {
+    TypedAt t = typed_at(k, name, kList);
+    if (t.error) return error_reply(t);
+    if (t.live) {
+      *key = name;
+      *found = std::move(t);
+      return std::nullopt;
+    }
+  }
+  key->clear();
+  return std::nullopt;
+}
+
+// BLPOP / BRPOP key [key ...] timeout: [key, element] from the first list that has one.
+Reply blocking_pop(Keys& k, const Args& a, bool left) {
+  if (auto e = check_block_timeout(a.back())) return *e;
+  std::vector<std::string_view> keys(a.begin() + 1, a.end() - 1);
+  std::string key;
+  TypedAt t;
+  if (auto e = first_list(k, keys, &key, &t)) return *e;
+  if (key.empty()) return Reply::null_array();
+  std::string v = take(k, t.rec, left);
+  save_collection(k, key, t.rec);
+  return Reply::array({Reply::bulk(key), Reply::bulk(std::move(v))});
+}
+Reply cmd_blpop(Keys& k, const Args& a) {
+  return blocking_pop(k, a, true);
+}
+Reply cmd_brpop(Keys& k, const Args& a) {
+  return blocking_pop(k, a, false);
+}
+
+Reply cmd_brpoplpush(Keys& k, const Args& a) {
+  if (auto e = check_block_timeout(a[3])) return *e;
+  return move_between(k, a[1], a[2], false, true);
+}
+
+Reply cmd_blmove(Keys& k, const Args& a) {
+  if (auto e = check_block_timeout(a[5])) return *e;
+  return cmd_lmove(k, Args(a.begin(), a.end() - 1));
+}
+
+// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT n], from a[at] (BLMPOP has its timeout first):
+// [key, [elements]] from the first list that has any.
+Reply list_mpop(Keys& k, const Args& a, size_t at) {
+  int64_t n = 0;
+  if (!parse_int64(a[at], &n) || n <= 0)
+    return Reply::error("ERR numkeys should be greater than 0");
+  if (static_cast<uint64_t>(n) > a.size() - at - 1)
+    return Reply::error("ERR Number of keys can't be greater than number of args");
+  size_t i = at + 1 + static_cast<size_t>(n);
+  if (i >= a.size()) return Reply::error(errors::kSyntax);
+  bool left = false;
+  if (equals_ci(a[i], "left")) {
+    left = true;
+  } else if (!equals_ci(a[i], "right")) {
+    return Reply::error(errors::kSyntax);
+  }
+  int64_t count = 1;
+  bool counted = false;
+  for (++i; i < a.size(); ++i) {
+    if (equals_ci(a[i], "count") && i + 1 < a.size() && !counted) {
+      if (!parse_int64(a[++i], &count) || count <= 0)
+        return Reply::error("ERR count should be greater than 0");
+      counted = true;
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  std::vector<std::string_view> keys(a.begin() + static_cast<ptrdiff_t>(at) + 1,
+                                     a.begin() + static_cast<ptrdiff_t>(at) + 1 + n);
+  std::string key;
+  TypedAt t;
+  if (auto e = first_list(k, keys, &key, &t)) return *e;
+  if (key.empty()) return Reply::null_array();
+  std::vector<Reply> out;
+  for (int64_t j = 0; j < count && t.rec.size > 0; ++j)
+    out.push_back(Reply::bulk(take(k, t.rec, left)));
+  save_collection(k, key, t.rec);
+  return Reply::array({Reply::bulk(key), Reply::array(std::move(out))});
+}
+Reply cmd_lmpop(Keys& k, const Args& a) {
+  return list_mpop(k, a, 1);
+}
+Reply cmd_blmpop(Keys& k, const Args& a) {
+  if (auto e = check_block_timeout(a[1])) return *e;
+  return list_mpop(k, a, 2);
+}
+
 }  // namespace
 
 const std::vector<Entry>& collection_entries() {
@@ -782,6 +969,7 @@ const std::vector<Entry>& collection_entries() {
       {{"hdel", -3, kWrite, 1, 1, 1}, cmd_hdel},
       {{"hincrby", 4, kWrite, 1, 1, 1}, cmd_hincrby},
       {{"hincrbyfloat", 4, kWrite, 1, 1, 1}, cmd_hincrbyfloat},
+      {{"hscan", -3, kReadOnly, 1, 1, 1}, cmd_hscan},
       // Sets.
       {{"sadd", -3, kWrite, 1, 1, 1}, cmd_sadd},
       {{"srem", -3, kWrite, 1, 1, 1}, cmd_srem},
@@ -799,6 +987,7 @@ const std::vector<Entry>& collection_entries() {
       {{"sunionstore", -3, kWrite, 1, -1, 1}, cmd_sunionstore},
       {{"sdiffstore", -3, kWrite, 1, -1, 1}, cmd_sdiffstore},
       {{"sintercard", -3, kReadOnly, 2, -1, 1}, cmd_sintercard},
+      {{"sscan", -3, kReadOnly, 1, 1, 1}, cmd_sscan},
       // Lists.
       {{"lpush", -3, kWrite, 1, 1, 1}, cmd_lpush},
       {{"rpush", -3, kWrite, 1, 1, 1}, cmd_rpush},
@@ -816,6 +1005,12 @@ const std::vector<Entry>& collection_entries() {
       {{"lpos", -3, kReadOnly, 1, 1, 1}, cmd_lpos},
       {{"lmove", 5, kWrite, 1, 2, 1}, cmd_lmove},
       {{"rpoplpush", 3, kWrite, 1, 2, 1}, cmd_rpoplpush},
+      {{"lmpop", -4, kWrite, 1, -1, 1}, cmd_lmpop},
+      {{"blpop", -3, kWrite | kBlocking, 1, -2, 1}, cmd_blpop},
+      {{"brpop", -3, kWrite | kBlocking, 1, -2, 1}, cmd_brpop},
+      {{"brpoplpush", 4, kWrite | kBlocking, 1, 2, 1}, cmd_brpoplpush},
+      {{"blmove", 6, kWrite | kBlocking, 1, 2, 1}, cmd_blmove},
+      {{"blmpop", -5, kWrite | kBlocking, 1, -1, 1}, cmd_blmpop},
   };
   return table;
 }

@@ -145,6 +145,31 @@ TypedAt typed_at(Keys& k, std::string_view key, uint8_t type, bool create) {
   return t;
 }
 
+StringAt string_at(Keys& k, std::string_view key) {
+  StringAt s;
+  Keys::Found f = k.load(key, &s.rec);
+  if (f == Keys::Found::kDamaged) {
+    s.error = damaged(key);
+  } else if (f == Keys::Found::kLive) {
+    if (s.rec.type != kString) {
+      s.error = Reply::error(errors::kWrongType);
+    } else {
+      s.live = true;
+    }
+  }
+  return s;
+}
+
+std::optional<Reply> check_block_timeout(std::string_view timeout) {
+  long double seconds = 0;
+  if (!parse_long_double(timeout, &seconds) || std::isnan(seconds))
+    return Reply::error("ERR timeout is not a float or out of range");
+  if (seconds < 0) return Reply::error("ERR timeout is negative");
+  if (seconds * 1000 > static_cast<long double>(std::numeric_limits<int64_t>::max() / 2))
+    return Reply::error("ERR timeout is out of range");
+  return std::nullopt;
+}
+
 void save_collection(Keys& k, std::string_view key, const Record& rec) {
   if (rec.size == 0) {
     k.remove(key);
@@ -161,28 +186,6 @@ constexpr uint8_t kCommandFormat = 1;
 
 Reply invalid_expire(std::string_view name) {
   return Reply::error("ERR invalid expire time in '" + std::string(name) + "' command");
-}
-
-// A string value, or the reply that says why there is none (null or an error).
-struct StringAt {
-  bool live = false;
-  Record rec;
-  std::optional<Reply> error;
-};
-
-StringAt string_at(Keys& k, std::string_view key) {
-  StringAt s;
-  Keys::Found f = k.load(key, &s.rec);
-  if (f == Keys::Found::kDamaged) {
-    s.error = damaged(key);
-  } else if (f == Keys::Found::kLive) {
-    if (s.rec.type != kString) {
-      s.error = Reply::error(errors::kWrongType);
-    } else {
-      s.live = true;
-    }
-  }
-  return s;
 }
 
 // Seconds or milliseconds from now, or an absolute time, as an absolute time in ms; false on
@@ -609,6 +612,80 @@ Reply cmd_renamenx(Keys& k, const std::vector<std::string>& a) {
   return rename_to(k, a, true);
 }
 
+// COPY source destination [DB 0] [REPLACE]: a collection's elements are copied under a new
+// version (RENAME moves only the record; a copy needs its own elements).
+Reply cmd_copy(Keys& k, const std::vector<std::string>& a) {
+  bool replace = false;
+  for (size_t i = 3; i < a.size(); ++i) {
+    if (equals_ci(a[i], "replace")) {
+      replace = true;
+    } else if (equals_ci(a[i], "db") && i + 1 < a.size()) {
+      int64_t db = 0;
+      if (!parse_int64(a[++i], &db)) return Reply::error(errors::kNotInteger);
+      if (db != 0) return Reply::error("ERR DB index is out of range");
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  if (a[1] == a[2]) return Reply::error("ERR source and destination objects are the same");
+  Record r;
+  Keys::Found f = k.load(a[1], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[1]);
+  if (f == Keys::Found::kNone) return Reply::integer_of(0);
+  Record other;
+  Keys::Found d = k.load(a[2], &other);
+  if (d == Keys::Found::kDamaged) return damaged(a[2]);
+  if (d == Keys::Found::kLive && !replace) return Reply::integer_of(0);
+  if (r.collection()) {
+    const std::string from = element_key(r.version);
+    r.version = k.new_version();
+    const std::string to = element_key(r.version);
+    std::vector<std::pair<std::string, std::string>> page;
+    std::string after;
+    do {
+      page.clear();
+      k.store().scan_elements(from, after, 1024, &page);
+      for (const auto& [ekey, value] : page)
+        k.store().put_element(to + ekey.substr(from.size()), value);
+      if (!page.empty()) after = page.back().first + '\0';
+    } while (page.size() == 1024);
+  }
+  k.save(a[2], r);
+  return Reply::integer_of(1);
+}
+
+// MEMORY USAGE key [SAMPLES n]: the bytes of the key's record and, for a collection, of its
+// element records, from the first n of them (5 by default; 0: all) times its size.
+Reply cmd_memory(Keys& k, const std::vector<std::string>& a) {
+  if (!equals_ci(a[1], "usage")) {
+    return Reply::error("ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try MEMORY HELP.");
+  }
+  if (a.size() < 3) return wrong_args("memory|usage");
+  int64_t samples = 5;
+  if (a.size() == 5 && equals_ci(a[3], "samples")) {
+    if (!parse_int64(a[4], &samples) || samples < 0) return Reply::error(errors::kNotInteger);
+  } else if (a.size() != 3) {
+    return Reply::error(errors::kSyntax);
+  }
+  std::string bytes;
+  Record r;
+  Keys::Found f = k.load(a[2], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[2]);
+  if (f == Keys::Found::kNone || !k.store().get(a[2], &bytes)) return Reply::null();
+  uint64_t total = a[2].size() + bytes.size();
+  if (r.collection() && r.size > 0) {
+    std::vector<std::pair<std::string, std::string>> seen;
+    const size_t limit =
+        samples == 0 ? std::numeric_limits<size_t>::max() : static_cast<size_t>(samples);
+    k.store().scan_elements(element_key(r.version), "", limit, &seen);
+    uint64_t sampled = 0;
+    for (const auto& [ekey, value] : seen)
+      sampled += ekey.size() + value.size();
+    if (!seen.empty()) total += sampled * r.size / seen.size();
+  }
+  return Reply::integer_of(static_cast<int64_t>(total));
+}
+
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> table = [] {
     std::vector<Entry> all = {
@@ -650,10 +727,13 @@ const std::vector<Entry>& entries() {
         {{"persist", 2, kWrite, 1, 1, 1}, cmd_persist},
         {{"rename", 3, kWrite, 1, 2, 1}, cmd_rename},
         {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
+        {{"copy", -3, kWrite, 1, 2, 1}, cmd_copy},
+        {{"memory", -2, kReadOnly, 2, 2, 1}, cmd_memory},
         // Every key: run on every group.
         {{"flushall", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
         {{"flushdb", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
         {{"dbsize", 1, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
+        {{"randomkey", 1, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
         {{"keys", 2, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
         {{"scan", -2, kReadOnly | kAllGroups, 0, 0, 0}, nullptr},
         // Answered by the connection.

@@ -125,6 +125,17 @@ struct TypedAt {
 };
 TypedAt typed_at(Keys& k, std::string_view key, uint8_t type, bool create = false);
 
+// A string's record, or the reply that says why there is none (null: no error, not live).
+struct StringAt {
+  bool live = false;
+  Record rec;
+  std::optional<Reply> error;
+};
+StringAt string_at(Keys& k, std::string_view key);
+
+// A blocking command's timeout in seconds (BLPOP ... 0.5): none if valid, else Redis's error.
+std::optional<Reply> check_block_timeout(std::string_view timeout);
+
 // Saves a collection, or removes its key once it is empty (Redis has no empty collections).
 void save_collection(Keys& k, std::string_view key, const Record& rec);
 

@@ -6,11 +6,13 @@
 // the sizes a group holds today, and the place to start when they grow.
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <map>
 
 #include "redis/records.h"
 
@@ -19,6 +21,9 @@ namespace chorus::redis::internal {
 namespace {
 
 using Args = std::vector<std::string>;
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+constexpr size_t kAll = std::numeric_limits<size_t>::max();
 
 std::string score_bytes(double d) {
   std::string out;
@@ -55,7 +60,8 @@ std::string index_key(const Record& rec, double score, std::string_view m) {
   return element_key(rec.version, "s" + sortable(score) + std::string(m));
 }
 
-// As Redis's strtod-based parsing: inf, -inf, +inf allowed, NaN refused.
+// As Redis's string2d: inf, -inf, +inf allowed; NaN, and a value past the doubles' range (or
+// one that underflows to 0), refused.
 bool parse_score(std::string_view s, double* out) {
   if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return false;
   std::string z(s);
@@ -63,7 +69,7 @@ bool parse_score(std::string_view s, double* out) {
   errno = 0;
   double v = std::strtod(z.c_str(), &end);
   if (end != z.c_str() + z.size() || std::isnan(v)) return false;
-  if (errno == ERANGE && !std::isinf(v) && v != 0) return false;
+  if (errno == ERANGE && (std::isinf(v) || v == 0)) return false;
   *out = v;
   return true;
 }
@@ -86,8 +92,8 @@ struct Member {
 };
 
 // Members in score order (then member order), from the lowest.
-std::vector<Member> in_order(Keys& k, const Record& rec, size_t limit = SIZE_MAX) {
-  std::vector<std::pair<std::string, std::string>> got;
+std::vector<Member> in_order(Keys& k, const Record& rec, size_t limit = kAll) {
+  Pairs got;
   const std::string prefix = element_key(rec.version, "s");
   k.store().scan_elements(prefix, "", limit, &got);
   std::vector<Member> out;
@@ -126,6 +132,42 @@ Reply members_reply(const std::vector<Member>& ms, bool with_scores) {
   }
   return Reply::array(std::move(out));
 }
+
+// Makes `key` a new sorted set of `ms` (distinct members), or removes it when `ms` is empty, as
+// the *STORE commands do: the old value and its TTL go. Answers the new size.
+Reply store_members(Keys& k, std::string_view key, const std::vector<Member>& ms) {
+  if (ms.empty()) {
+    k.remove(key);
+    return Reply::integer_of(0);
+  }
+  Record rec;
+  rec.type = kZset;
+  rec.version = k.new_version();
+  rec.size = ms.size();
+  for (const Member& m : ms)
+    put_member(k, rec, m.member, m.score);
+  k.save(key, rec);
+  return Reply::integer_of(static_cast<int64_t>(ms.size()));
+}
+
+// splitmix64's finalizer: a 64-bit value's bits well spread.
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// The state machine's random picks: splitmix64 from Keys::seed(), so that every replica running
+// an entry picks alike (and a read picks alike within one millisecond).
+class Random {
+ public:
+  explicit Random(uint64_t seed) : state_(seed) {}
+  // Uniform enough in [0, n), n > 0.
+  size_t below(size_t n) { return static_cast<size_t>(mix64(state_ += 0x9e3779b97f4a7c15ULL) % n); }
+
+ private:
+  uint64_t state_;
+};
 
 // ---- commands ------------------------------------------------------------------------------
 
@@ -236,115 +278,256 @@ Reply cmd_zrem(Keys& k, const Args& a) {
   return Reply::integer_of(removed);
 }
 
-// A score bound: "(1.5" excludes, "-inf" and "+inf" are the ends.
+// ---- ranges --------------------------------------------------------------------------------
+
+// How ZRANGE and kin pick members: by position, by score, or by the members' bytes (meant for
+// members of one score; with mixed scores, the members in range wherever they sit).
+enum class By { kRank, kScore, kLex };
+
+// One end of a score range ("1.5"; "(1.5" excludes it; "-inf", "+inf") or of a lex range ("[a"
+// includes a, "(a" excludes it, "-" and "+" lie below and above every member).
 struct Bound {
-  double value = 0;
+  double score = 0;
+  std::string member;
+  int infinite = 0;  // lex: -1 for "-", 1 for "+"
   bool exclusive = false;
 };
-bool parse_bound(std::string_view s, Bound* b) {
+
+// As Redis's zslParseRange: strtod over the whole text (so "" is 0), NaN refused.
+bool parse_score_bound(std::string_view s, Bound* b) {
   b->exclusive = !s.empty() && s[0] == '(';
   if (b->exclusive) s.remove_prefix(1);
-  return parse_score(s, &b->value);
-}
-bool above(double v, const Bound& min) {
-  return min.exclusive ? v > min.value : v >= min.value;
-}
-bool below(double v, const Bound& max) {
-  return max.exclusive ? v < max.value : v <= max.value;
+  std::string z(s);
+  char* end = nullptr;
+  b->score = std::strtod(z.c_str(), &end);
+  return end == z.c_str() + z.size() && !std::isnan(b->score);
 }
 
-// ZRANGE key start stop [BYSCORE] [REV] [LIMIT offset count] [WITHSCORES], and the older forms
-// (ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE) rewritten into it.
-Reply zrange(Keys& k, const Args& a, size_t first_option, bool by_score, bool rev) {
-  bool with_scores = false, limited = false;
+// As Redis's zslParseLexRangeItem.
+bool parse_lex_bound(std::string_view s, Bound* b) {
+  if (s == "-" || s == "+") {
+    b->infinite = s == "-" ? -1 : 1;
+    b->exclusive = true;
+    return true;
+  }
+  if (s.empty() || (s[0] != '(' && s[0] != '[')) return false;
+  b->exclusive = s[0] == '(';
+  b->member.assign(s.substr(1));
+  return true;
+}
+
+// A score or lex range: the members between its ends.
+struct Interval {
+  By by = By::kScore;
+  Bound min, max;
+
+  bool contains(const Member& m) const {
+    int lo = compare(m, min), hi = compare(m, max);
+    return (min.exclusive ? lo > 0 : lo >= 0) && (max.exclusive ? hi < 0 : hi <= 0);
+  }
+
+ private:
+  // Below 0, 0 or above 0 as `m` sorts before, at or after `b`.
+  int compare(const Member& m, const Bound& b) const {
+    if (by == By::kScore) return m.score < b.score ? -1 : (m.score > b.score ? 1 : 0);
+    if (b.infinite != 0) return -b.infinite;
+    return m.member.compare(b.member);  // as memcmp: bytes unsigned
+  }
+};
+
+// ZCOUNT's and ZLEXCOUNT's min and max (and those of the commands after them), or the error.
+std::optional<Reply> parse_interval(By by, std::string_view min, std::string_view max,
+                                    Interval* out) {
+  out->by = by;
+  if (by == By::kLex) {
+    if (!parse_lex_bound(min, &out->min) || !parse_lex_bound(max, &out->max))
+      return Reply::error("ERR min or max not valid string range item");
+  } else if (!parse_score_bound(min, &out->min) || !parse_score_bound(max, &out->max)) {
+    return Reply::error("ERR min or max is not a float");
+  }
+  return std::nullopt;
+}
+
+// What ZRANGE and kin ask for: the positions [start, stop] (negative ones count from the end),
+// or the members in `interval` past the first `offset`, at most `count` of them (negative: all);
+// counted from the highest score when `rev`.
+struct RangeQuery {
+  By by = By::kRank;
+  bool rev = false;
+  int64_t start = 0, stop = 0;
+  Interval interval;
   int64_t offset = 0, count = -1;
-  for (size_t i = first_option; i < a.size(); ++i) {
-    if (equals_ci(a[i], "withscores")) {
-      with_scores = true;
-    } else if (equals_ci(a[i], "byscore")) {
-      by_score = true;
-    } else if (equals_ci(a[i], "rev")) {
-      rev = true;
+  bool with_scores = false;
+};
+
+// Redis's position arithmetic: [*start, *stop] within [0, n); false when that is empty.
+bool clamp_positions(int64_t n, int64_t* start, int64_t* stop) {
+  if (*start < 0) *start += n;
+  if (*stop < 0) *stop += n;
+  if (*start < 0) *start = 0;
+  if (*start > *stop || *start >= n) return false;
+  if (*stop >= n) *stop = n - 1;
+  return true;
+}
+
+// The members of the (live) sorted set `rec` that `q` picks, in the order asked.
+std::vector<Member> pick(Keys& k, const Record& rec, const RangeQuery& q) {
+  std::vector<Member> out;
+  if (q.by == By::kRank) {
+    int64_t start = q.start, stop = q.stop;
+    if (!clamp_positions(static_cast<int64_t>(rec.size), &start, &stop)) return out;
+    // From the lowest, the scan ends at `stop`; from the highest, it takes the whole index.
+    std::vector<Member> all =
+        q.rev ? in_order(k, rec) : in_order(k, rec, static_cast<size_t>(stop) + 1);
+    if (q.rev) std::reverse(all.begin(), all.end());
+    for (int64_t i = start; i <= stop && i < static_cast<int64_t>(all.size()); ++i)
+      out.push_back(std::move(all[static_cast<size_t>(i)]));
+    return out;
+  }
+  if (q.offset < 0) return out;  // Redis skips that many: past the end
+  std::vector<Member> all = in_order(k, rec);
+  if (q.rev) std::reverse(all.begin(), all.end());
+  int64_t skip = q.offset;
+  for (Member& m : all) {
+    if (q.count >= 0 && static_cast<int64_t>(out.size()) >= q.count) break;
+    if (!q.interval.contains(m)) continue;
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Parses `key min max [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]` from a[key_at] as
+// Redis's zrangeGenericCommand does. The older commands come with `by` and `rev` fixed and then
+// take none of BYSCORE, BYLEX and REV; ZRANGESTORE (`store`) takes no WITHSCORES.
+std::optional<Reply> parse_range(const Args& a, size_t key_at, bool store, std::optional<By> by,
+                                 std::optional<bool> rev, RangeQuery* q) {
+  for (size_t i = key_at + 3; i < a.size(); ++i) {
+    if (!store && equals_ci(a[i], "withscores")) {
+      q->with_scores = true;
     } else if (equals_ci(a[i], "limit") && i + 2 < a.size()) {
-      if (!parse_int64(a[i + 1], &offset) || !parse_int64(a[i + 2], &count))
+      if (!parse_int64(a[i + 1], &q->offset) || !parse_int64(a[i + 2], &q->count))
         return Reply::error(errors::kNotInteger);
-      limited = true;
       i += 2;
+    } else if (!rev.has_value() && equals_ci(a[i], "rev")) {
+      rev = true;
+    } else if (!by.has_value() && equals_ci(a[i], "bylex")) {
+      by = By::kLex;
+    } else if (!by.has_value() && equals_ci(a[i], "byscore")) {
+      by = By::kScore;
     } else {
       return Reply::error(errors::kSyntax);
     }
   }
-  if (limited && !by_score)
+  q->by = by.value_or(By::kRank);
+  q->rev = rev.value_or(false);
+  // As Redis: LIMIT's count of -1 is no LIMIT.
+  if (q->count != -1 && q->by == By::kRank)
     return Reply::error(
         "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
-  std::vector<Member> picked;
-  if (by_score) {
-    // ZRANGE ... BYSCORE REV takes max then min.
-    Bound min, max;
-    if (!parse_bound(rev ? a[3] : a[2], &min) || !parse_bound(rev ? a[2] : a[3], &max))
-      return Reply::error("ERR min or max is not a float");
-    TypedAt t = typed_at(k, a[1], kZset);
-    if (t.error) return *t.error;
-    if (!t.live) return Reply::array();
-    std::vector<Member> all = in_order(k, t.rec);
-    if (rev) std::reverse(all.begin(), all.end());
-    int64_t skipped = 0;
-    for (Member& m : all) {
-      if (!above(m.score, min) || !below(m.score, max)) continue;
-      if (offset > 0 && skipped < offset) {
-        ++skipped;
-        continue;
-      }
-      if (offset < 0) break;
-      if (count >= 0 && static_cast<int64_t>(picked.size()) >= count) break;
-      picked.push_back(std::move(m));
-    }
-  } else {
-    int64_t start = 0, stop = 0;
-    if (!parse_int64(a[2], &start) || !parse_int64(a[3], &stop))
+  if (q->with_scores && q->by == By::kLex)
+    return Reply::error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+  const std::string& first = a[key_at + 1];
+  const std::string& second = a[key_at + 2];
+  if (q->by == By::kRank) {
+    if (!parse_int64(first, &q->start) || !parse_int64(second, &q->stop))
       return Reply::error(errors::kNotInteger);
-    TypedAt t = typed_at(k, a[1], kZset);
-    if (t.error) return *t.error;
-    if (!t.live) return Reply::array();
-    int64_t n = static_cast<int64_t>(t.rec.size);
-    if (start < 0) start += n;
-    if (stop < 0) stop += n;
-    if (start < 0) start = 0;
-    if (start > stop || start >= n) return Reply::array();
-    if (stop >= n) stop = n - 1;
-    std::vector<Member> all =
-        rev ? in_order(k, t.rec) : in_order(k, t.rec, static_cast<size_t>(stop + 1));
-    if (rev) std::reverse(all.begin(), all.end());
-    for (int64_t i = start; i <= stop && i < static_cast<int64_t>(all.size()); ++i)
-      picked.push_back(std::move(all[static_cast<size_t>(i)]));
+    return std::nullopt;
   }
-  return members_reply(picked, with_scores);
-}
-Reply cmd_zrange(Keys& k, const Args& a) {
-  return zrange(k, a, 4, false, false);
-}
-Reply cmd_zrevrange(Keys& k, const Args& a) {
-  return zrange(k, a, 4, false, true);
-}
-Reply cmd_zrangebyscore(Keys& k, const Args& a) {
-  return zrange(k, a, 4, true, false);
-}
-Reply cmd_zrevrangebyscore(Keys& k, const Args& a) {
-  return zrange(k, a, 4, true, true);
+  // Reversed, a score or lex range comes as max, then min.
+  return q->rev ? parse_interval(q->by, second, first, &q->interval)
+                : parse_interval(q->by, first, second, &q->interval);
 }
 
-Reply cmd_zcount(Keys& k, const Args& a) {
-  Bound min, max;
-  if (!parse_bound(a[2], &min) || !parse_bound(a[3], &max))
-    return Reply::error("ERR min or max is not a float");
+// ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES], and the older
+// forms with their kind and direction fixed.
+Reply range(Keys& k, const Args& a, std::optional<By> by, std::optional<bool> rev) {
+  RangeQuery q;
+  if (auto e = parse_range(a, 1, false, by, rev, &q)) return *e;
+  TypedAt t = typed_at(k, a[1], kZset);
+  if (t.error) return *t.error;
+  if (!t.live) return Reply::array();
+  return members_reply(pick(k, t.rec, q), q.with_scores);
+}
+Reply cmd_zrange(Keys& k, const Args& a) {
+  return range(k, a, std::nullopt, std::nullopt);
+}
+Reply cmd_zrevrange(Keys& k, const Args& a) {
+  return range(k, a, By::kRank, true);
+}
+Reply cmd_zrangebyscore(Keys& k, const Args& a) {
+  return range(k, a, By::kScore, false);
+}
+Reply cmd_zrevrangebyscore(Keys& k, const Args& a) {
+  return range(k, a, By::kScore, true);
+}
+Reply cmd_zrangebylex(Keys& k, const Args& a) {
+  return range(k, a, By::kLex, false);
+}
+Reply cmd_zrevrangebylex(Keys& k, const Args& a) {
+  return range(k, a, By::kLex, true);
+}
+
+// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]
+Reply cmd_zrangestore(Keys& k, const Args& a) {
+  RangeQuery q;
+  if (auto e = parse_range(a, 2, true, std::nullopt, std::nullopt, &q)) return *e;
+  TypedAt t = typed_at(k, a[2], kZset);
+  if (t.error) return *t.error;
+  return store_members(k, a[1], t.live ? pick(k, t.rec, q) : std::vector<Member>{});
+}
+
+// ZCOUNT, ZLEXCOUNT.
+Reply count_in(Keys& k, const Args& a, By by) {
+  Interval in;
+  if (auto e = parse_interval(by, a[2], a[3], &in)) return *e;
   TypedAt t = typed_at(k, a[1], kZset);
   if (t.error) return *t.error;
   int64_t n = 0;
   if (t.live) {
     for (const Member& m : in_order(k, t.rec))
-      n += above(m.score, min) && below(m.score, max) ? 1 : 0;
+      n += in.contains(m) ? 1 : 0;
   }
   return Reply::integer_of(n);
+}
+Reply cmd_zcount(Keys& k, const Args& a) {
+  return count_in(k, a, By::kScore);
+}
+Reply cmd_zlexcount(Keys& k, const Args& a) {
+  return count_in(k, a, By::kLex);
+}
+
+// ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX.
+Reply remove_range(Keys& k, const Args& a, By by) {
+  RangeQuery q;
+  q.by = by;
+  if (by == By::kRank) {
+    if (!parse_int64(a[2], &q.start) || !parse_int64(a[3], &q.stop))
+      return Reply::error(errors::kNotInteger);
+  } else if (auto e = parse_interval(by, a[2], a[3], &q.interval)) {
+    return *e;
+  }
+  TypedAt t = typed_at(k, a[1], kZset);
+  if (t.error) return *t.error;
+  if (!t.live) return Reply::integer_of(0);
+  const std::vector<Member> gone = pick(k, t.rec, q);
+  for (const Member& m : gone)
+    del_member(k, t.rec, m.member, m.score);
+  t.rec.size -= gone.size();
+  if (!gone.empty()) save_collection(k, a[1], t.rec);
+  return Reply::integer_of(static_cast<int64_t>(gone.size()));
+}
+Reply cmd_zremrangebyrank(Keys& k, const Args& a) {
+  return remove_range(k, a, By::kRank);
+}
+Reply cmd_zremrangebyscore(Keys& k, const Args& a) {
+  return remove_range(k, a, By::kScore);
+}
+Reply cmd_zremrangebylex(Keys& k, const Args& a) {
+  return remove_range(k, a, By::kLex);
 }
 
 Reply rank(Keys& k, const Args& a, bool rev) {
@@ -374,6 +557,23 @@ Reply cmd_zrevrank(Keys& k, const Args& a) {
   return rank(k, a, true);
 }
 
+// ---- pops ----------------------------------------------------------------------------------
+
+// Takes up to `count` members off the low (or, `max`, the high) end of the live sorted set of
+// `key`; the key goes with its last member.
+std::vector<Member> pop_members(Keys& k, std::string_view key, Record& rec, bool max,
+                                int64_t count) {
+  const size_t n = static_cast<size_t>(count);
+  std::vector<Member> out = max ? in_order(k, rec) : in_order(k, rec, n);
+  if (max) std::reverse(out.begin(), out.end());
+  if (out.size() > n) out.resize(n);
+  for (const Member& m : out)
+    del_member(k, rec, m.member, m.score);
+  rec.size -= std::min<uint64_t>(rec.size, out.size());
+  if (!out.empty()) save_collection(k, key, rec);
+  return out;
+}
+
 Reply zpop(Keys& k, const Args& a, bool max) {
   if (a.size() > 3) return Reply::error(errors::kSyntax);
   int64_t count = 1;
@@ -382,18 +582,7 @@ Reply zpop(Keys& k, const Args& a, bool max) {
   TypedAt t = typed_at(k, a[1], kZset);
   if (t.error) return *t.error;
   if (!t.live) return Reply::array();
-  std::vector<Member> all =
-      max ? in_order(k, t.rec) : in_order(k, t.rec, static_cast<size_t>(count));
-  if (max) std::reverse(all.begin(), all.end());
-  std::vector<Member> popped;
-  for (int64_t i = 0; i < count && i < static_cast<int64_t>(all.size()); ++i) {
-    const Member& m = all[static_cast<size_t>(i)];
-    del_member(k, t.rec, m.member, m.score);
-    --t.rec.size;
-    popped.push_back(m);
-  }
-  save_collection(k, a[1], t.rec);
-  return members_reply(popped, true);
+  return members_reply(pop_members(k, a[1], t.rec, max, count), true);
 }
 Reply cmd_zpopmin(Keys& k, const Args& a) {
   return zpop(k, a, false);
@@ -402,48 +591,444 @@ Reply cmd_zpopmax(Keys& k, const Args& a) {
   return zpop(k, a, true);
 }
 
-Reply remove_range(Keys& k, const Args& a, bool by_score) {
+// What the multi-key pops took: from `key` (none when every key was empty), or the error.
+struct Popped {
+  std::optional<Reply> error;
+  std::optional<std::string> key;
+  std::vector<Member> members;
+};
+
+// Pops from the first of a[first, last) holding a sorted set. As Redis: absent keys are passed
+// over, and a key of another type before that one answers WRONGTYPE.
+Popped pop_first(Keys& k, const Args& a, size_t first, size_t last, bool max, int64_t count) {
+  Popped p;
+  for (size_t i = first; i < last; ++i) {
+    TypedAt t = typed_at(k, a[i], kZset);
+    if (t.error) {
+      p.error = t.error;
+      return p;
+    }
+    if (!t.live) continue;
+    p.key = a[i];
+    p.members = pop_members(k, a[i], t.rec, max, count);
+    return p;
+  }
+  return p;
+}
+
+// The blocking commands' timeout, checked as Redis does (seconds, a float) before anything else
+// of theirs: the connection, not the state machine, does the waiting.
+std::optional<Reply> check_timeout(std::string_view s) {
+  long double v = 0;
+  if (!parse_long_double(s, &v)) return Reply::error("ERR timeout is not a float or out of range");
+  const long double ms = std::ceil(v * 1000);
+  if (ms < 0) return Reply::error("ERR timeout is negative");
+  // Past int64 ms, Redis 7.0's conversion is undefined; 7.2 answers this.
+  if (!(ms < 9.2233720368547758e18L)) return Reply::error("ERR timeout is out of range");
+  return std::nullopt;
+}
+
+// BZPOPMIN key [key ...] timeout: [key, member, score] from the first non-empty key; a null array
+// when all are empty (the connection then waits for a write to them).
+Reply bzpop(Keys& k, const Args& a, bool max) {
+  if (auto e = check_timeout(a.back())) return *e;
+  Popped p = pop_first(k, a, 1, a.size() - 1, max, 1);
+  if (p.error) return *p.error;
+  if (!p.key || p.members.empty()) return Reply::null_array();
+  const Member& m = p.members[0];
+  return Reply::array({Reply::bulk(*p.key), Reply::bulk(m.member), score_reply(m.score)});
+}
+Reply cmd_bzpopmin(Keys& k, const Args& a) {
+  return bzpop(k, a, false);
+}
+Reply cmd_bzpopmax(Keys& k, const Args& a) {
+  return bzpop(k, a, true);
+}
+
+// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count], from a[numkeys_at]; BZMPOP has its timeout
+// before, checked (as Redis does) after the rest. Answers [key, [[member, score], ...]] from the
+// first non-empty key, or a null array.
+Reply mpop(Keys& k, const Args& a, size_t numkeys_at, bool blocking) {
+  int64_t n = 0;
+  if (!parse_int64(a[numkeys_at], &n) || n < 1)
+    return Reply::error("ERR numkeys should be greater than 0");
+  if (static_cast<uint64_t>(n) >= a.size() - numkeys_at - 1) return Reply::error(errors::kSyntax);
+  const size_t where = numkeys_at + 1 + static_cast<size_t>(n);
+  const bool max = equals_ci(a[where], "max");
+  if (!max && !equals_ci(a[where], "min")) return Reply::error(errors::kSyntax);
+  int64_t count = 0;  // none given
+  for (size_t i = where + 1; i < a.size(); ++i) {
+    if (count == 0 && equals_ci(a[i], "count") && i + 1 < a.size()) {
+      if (!parse_int64(a[++i], &count) || count < 1)
+        return Reply::error("ERR count should be greater than 0");
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  if (blocking) {
+    if (auto e = check_timeout(a[1])) return *e;
+  }
+  Popped p = pop_first(k, a, numkeys_at + 1, where, max, std::max<int64_t>(count, 1));
+  if (p.error) return *p.error;
+  if (!p.key) return Reply::null_array();
+  std::vector<Reply> pairs;
+  for (const Member& m : p.members)
+    pairs.push_back(Reply::array({Reply::bulk(m.member), score_reply(m.score)}));
+  return Reply::array({Reply::bulk(*p.key), Reply::array(std::move(pairs))});
+}
+Reply cmd_zmpop(Keys& k, const Args& a) {
+  return mpop(k, a, 1, false);
+}
+Reply cmd_bzmpop(Keys& k, const Args& a) {
+  return mpop(k, a, 2, true);
+}
+
+// ---- union, intersection, difference -------------------------------------------------------
+
+enum class SetOp { kUnion, kInter, kDiff };
+enum class Aggregate { kSum, kMin, kMax };
+
+// An input of ZUNION and kin: a sorted set, or a plain set whose members score 1; absent, empty.
+struct Source {
+  Record rec;
+  bool live = false;
+  double weight = 1;
+
+  uint64_t size() const { return live ? rec.size : 0; }
+};
+
+std::optional<Reply> open_source(Keys& k, const std::string& key, Source* s) {
+  Keys::Found f = k.load(key, &s->rec);
+  if (f == Keys::Found::kDamaged) return damaged(key);
+  s->live = f == Keys::Found::kLive;
+  if (s->live && s->rec.type != kZset && s->rec.type != kSet)
+    return Reply::error(errors::kWrongType);
+  return std::nullopt;
+}
+
+std::vector<Member> members_of(Keys& k, const Source& s) {
+  if (!s.live) return {};
+  if (s.rec.type == kZset) return in_order(k, s.rec);
+  Pairs got;
+  const std::string prefix = element_key(s.rec.version);
+  k.store().scan_elements(prefix, "", kAll, &got);
+  std::vector<Member> out;
+  out.reserve(got.size());
+  for (auto& [key, v] : got)
+    out.push_back({key.substr(prefix.size()), 1.0});
+  return out;
+}
+
+bool find_in(Keys& k, const Source& s, std::string_view m, double* score) {
+  if (!s.live) return false;
+  if (s.rec.type == kZset) return score_of_member(k, s.rec, m, score);
+  std::string v;
+  *score = 1;
+  return k.store().get_element(element_key(s.rec.version, m), &v);
+}
+
+// As Redis's zunionInterAggregate: a sum of inf and -inf is 0, and MIN and MAX keep what they
+// have against a NaN.
+void aggregate(double* into, double v, Aggregate how) {
+  switch (how) {
+    case Aggregate::kSum:
+      *into += v;
+      if (std::isnan(*into)) *into = 0;
+      break;
+    case Aggregate::kMin:
+      *into = v < *into ? v : *into;
+      break;
+    case Aggregate::kMax:
+      *into = v > *into ? v : *into;
+      break;
+  }
+}
+
+// A weighted score; Redis makes a NaN (inf times 0) 0.
+double weighted(double score, double weight) {
+  double v = score * weight;
+  return std::isnan(v) ? 0 : v;
+}
+
+// The union, intersection (at most `limit` members; 0: all) or difference of `srcs`, in score
+// order. As Redis, the union and the intersection take the inputs smallest first, and the
+// difference keeps the first input's scores, unweighted.
+std::vector<Member> combine(Keys& k, std::vector<Source> srcs, SetOp op, Aggregate how,
+                            size_t limit = 0) {
+  if (op != SetOp::kDiff) {
+    std::stable_sort(srcs.begin(), srcs.end(),
+                     [](const Source& x, const Source& y) { return x.size() < y.size(); });
+  }
+  std::vector<Member> out;
+  if (op == SetOp::kUnion) {
+    std::map<std::string, double> acc;
+    for (const Source& s : srcs) {
+      for (Member& m : members_of(k, s)) {
+        const double score = weighted(m.score, s.weight);
+        auto [it, added] = acc.try_emplace(std::move(m.member), score);
+        if (!added) aggregate(&it->second, score, how);
+      }
+    }
+    for (auto& [m, score] : acc)
+      out.push_back({m, score});
+  } else {
+    for (Member& m : members_of(k, srcs[0])) {
+      double score = op == SetOp::kInter ? weighted(m.score, srcs[0].weight) : m.score;
+      bool keep = true;
+      for (size_t j = 1; j < srcs.size() && keep; ++j) {
+        double v = 0;
+        const bool found = find_in(k, srcs[j], m.member, &v);
+        keep = op == SetOp::kDiff ? !found : found;
+        if (found && op == SetOp::kInter) aggregate(&score, v * srcs[j].weight, how);
+      }
+      if (!keep) continue;
+      out.push_back({std::move(m.member), score});
+      if (out.size() == limit) break;
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Member& x, const Member& y) {
+    return x.score != y.score ? x.score < y.score : x.member < y.member;
+  });
+  return out;
+}
+
+struct Combination {
+  std::vector<Source> srcs;
+  Aggregate how = Aggregate::kSum;
+  bool with_scores = false;
+  int64_t limit = 0;
+};
+
+// `numkeys key [key ...]` from a[numkeys_at] and the options after, as Redis's
+// zunionInterDiffGenericCommand parses them: the inputs' types are checked before the options.
+// ZDIFF takes neither WEIGHTS nor AGGREGATE, the *STORE forms (`store`) no WITHSCORES, and
+// ZINTERCARD (`card`) only LIMIT.
+std::optional<Reply> parse_combination(Keys& k, const Args& a, size_t numkeys_at, SetOp op,
+                                       bool store, bool card, Combination* c) {
+  int64_t n = 0;
+  if (!parse_int64(a[numkeys_at], &n)) return Reply::error(errors::kNotInteger);
+  if (n < 1) return Reply::error("ERR at least 1 input key is needed for '" + a[0] + "' command");
+  if (static_cast<uint64_t>(n) > a.size() - numkeys_at - 1) return Reply::error(errors::kSyntax);
+  const size_t keys = static_cast<size_t>(n);
+  c->srcs.resize(keys);
+  size_t i = numkeys_at + 1;
+  for (Source& s : c->srcs) {
+    if (auto e = open_source(k, a[i++], &s)) return e;
+  }
+  const bool scored = op != SetOp::kDiff && !card;
+  while (i < a.size()) {
+    const size_t left = a.size() - i;
+    if (scored && left > keys && equals_ci(a[i], "weights")) {
+      ++i;
+      for (Source& s : c->srcs) {
+        if (!parse_score(a[i++], &s.weight)) return Reply::error("ERR weight value is not a float");
+      }
+    } else if (scored && left >= 2 && equals_ci(a[i], "aggregate")) {
+      const std::string& how = a[i + 1];
+      if (equals_ci(how, "sum")) {
+        c->how = Aggregate::kSum;
+      } else if (equals_ci(how, "min")) {
+        c->how = Aggregate::kMin;
+      } else if (equals_ci(how, "max")) {
+        c->how = Aggregate::kMax;
+      } else {
+        return Reply::error(errors::kSyntax);
+      }
+      i += 2;
+    } else if (!store && !card && equals_ci(a[i], "withscores")) {
+      c->with_scores = true;
+      ++i;
+    } else if (card && left >= 2 && equals_ci(a[i], "limit")) {
+      if (!parse_int64(a[i + 1], &c->limit) || c->limit < 0)
+        return Reply::error("ERR LIMIT can't be negative");
+      i += 2;
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
+  }
+  return std::nullopt;
+}
+
+// ZUNION, ZINTER, ZDIFF: numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]
+// [WITHSCORES]
+Reply combination(Keys& k, const Args& a, SetOp op) {
+  Combination c;
+  if (auto e = parse_combination(k, a, 1, op, false, false, &c)) return *e;
+  return members_reply(combine(k, std::move(c.srcs), op, c.how), c.with_scores);
+}
+Reply cmd_zunion(Keys& k, const Args& a) {
+  return combination(k, a, SetOp::kUnion);
+}
+Reply cmd_zinter(Keys& k, const Args& a) {
+  return combination(k, a, SetOp::kInter);
+}
+Reply cmd_zdiff(Keys& k, const Args& a) {
+  return combination(k, a, SetOp::kDiff);
+}
+
+// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE: dst numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]
+Reply combination_store(Keys& k, const Args& a, SetOp op) {
+  Combination c;
+  if (auto e = parse_combination(k, a, 2, op, true, false, &c)) return *e;
+  return store_members(k, a[1], combine(k, std::move(c.srcs), op, c.how));
+}
+Reply cmd_zunionstore(Keys& k, const Args& a) {
+  return combination_store(k, a, SetOp::kUnion);
+}
+Reply cmd_zinterstore(Keys& k, const Args& a) {
+  return combination_store(k, a, SetOp::kInter);
+}
+Reply cmd_zdiffstore(Keys& k, const Args& a) {
+  return combination_store(k, a, SetOp::kDiff);
+}
+
+// ZINTERCARD numkeys key [key ...] [LIMIT limit]
+Reply cmd_zintercard(Keys& k, const Args& a) {
+  Combination c;
+  if (auto e = parse_combination(k, a, 1, SetOp::kInter, false, true, &c)) return *e;
+  const size_t limit = static_cast<size_t>(c.limit);
+  return Reply::integer_of(
+      static_cast<int64_t>(combine(k, std::move(c.srcs), SetOp::kInter, c.how, limit).size()));
+}
+
+// ---- random members and scans --------------------------------------------------------------
+
+// ZRANDMEMBER with a negative count repeats picks; like SRANDMEMBER, it gives at most this many
+// (Redis streams any number; a reply here is built whole).
+constexpr int64_t kMaxRandomPicks = 1'000'000;
+
+// ZRANDMEMBER key [count [WITHSCORES]]
+Reply cmd_zrandmember(Keys& k, const Args& a) {
+  if (a.size() == 2) {
+    TypedAt t = typed_at(k, a[1], kZset);
+    if (t.error) return *t.error;
+    if (!t.live || t.rec.size == 0) return Reply::null();
+    Random random(k.seed());
+    std::vector<Member> upto = in_order(k, t.rec, random.below(t.rec.size) + 1);
+    return upto.empty() ? Reply::null() : Reply::bulk(std::move(upto.back().member));
+  }
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  int64_t count = 0;
+  if (!parse_int64(a[2], &count)) return Reply::error(errors::kNotInteger);
+  if (count < -kMax)
+    return Reply::error(
+        "ERR value is out of range, value must between -9223372036854775807 and "
+        "9223372036854775807");
+  if (a.size() > 4 || (a.size() == 4 && !equals_ci(a[3], "withscores")))
+    return Reply::error(errors::kSyntax);
+  const bool with_scores = a.size() == 4;
+  if (with_scores && (count < -kMax / 2 || count > kMax / 2))
+    return Reply::error("ERR value is out of range");
   TypedAt t = typed_at(k, a[1], kZset);
-  Bound min, max;
-  int64_t start = 0, stop = 0;
-  if (by_score) {
-    if (!parse_bound(a[2], &min) || !parse_bound(a[3], &max))
-      return Reply::error("ERR min or max is not a float");
-  } else if (!parse_int64(a[2], &start) || !parse_int64(a[3], &stop)) {
-    return Reply::error(errors::kNotInteger);
-  }
   if (t.error) return *t.error;
-  if (!t.live) return Reply::integer_of(0);
+  if (!t.live || count == 0) return Reply::array();
   std::vector<Member> all = in_order(k, t.rec);
-  int64_t n = static_cast<int64_t>(all.size());
-  if (!by_score) {
-    if (start < 0) start += n;
-    if (stop < 0) stop += n;
-    if (start < 0) start = 0;
-    if (stop >= n) stop = n - 1;
+  if (all.empty()) return Reply::array();
+  Random random(k.seed());
+  std::vector<Member> picked;
+  if (count < 0) {
+    for (int64_t i = 0; i < std::min(-count, kMaxRandomPicks); ++i)
+      picked.push_back(all[random.below(all.size())]);
+  } else if (static_cast<uint64_t>(count) >= all.size()) {
+    picked = std::move(all);  // all of them, in order, as Redis
+  } else {
+    // Distinct members in a random order: a partial shuffle.
+    for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
+      std::swap(all[i], all[i + random.below(all.size() - i)]);
+      picked.push_back(all[i]);
+    }
   }
-  int64_t removed = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const Member& m = all[static_cast<size_t>(i)];
-    bool in = by_score ? above(m.score, min) && below(m.score, max) : i >= start && i <= stop;
-    if (!in) continue;
-    del_member(k, t.rec, m.member, m.score);
-    --t.rec.size;
-    ++removed;
+  return members_reply(picked, with_scores);
+}
+
+// Redis's SCAN cursor parsing: strtoul's, so a sign is taken and "" is 0.
+bool parse_cursor(const std::string& s, uint64_t* out) {
+  if (!s.empty() && std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (*end != '\0' || errno == ERANGE) return false;
+  *out = static_cast<uint64_t>(v);
+  return true;
+}
+
+// ZSCAN's order: a hash of each member's bytes, cut to 52 bits so that a cursor survives clients
+// that read numbers as doubles.
+uint64_t scan_position(std::string_view m) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then mixed
+  for (char c : m)
+    h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+  return mix64(h) >> 12;
+}
+
+// Sets this small answer a scan whole, whatever the cursor: Redis's zset-max-listpack-entries.
+constexpr uint64_t kScanWhole = 128;
+
+// ZSCAN key cursor [MATCH pattern] [COUNT count]: stateless. The cursor is a position in the
+// members' hash order (scan_position): a call answers the members at or after it, lowest
+// positions first (about COUNT of them, never splitting one position), and as the next cursor
+// the position of the first one left, or 0. Every member present for the whole scan is answered
+// once, whatever is added or removed meanwhile (Redis's guarantee), and any integer a client
+// gives back is a cursor. Each call reads the whole set: O(n) a call.
+Reply cmd_zscan(Keys& k, const Args& a) {
+  uint64_t cursor = 0;
+  if (!parse_cursor(a[2], &cursor)) return Reply::error("ERR invalid cursor");
+  TypedAt t = typed_at(k, a[1], kZset);
+  if (t.error) return *t.error;
+  if (!t.live) return Reply::array({Reply::bulk("0"), Reply::array()});
+  int64_t count = 10;
+  std::string_view pattern = "*";
+  for (size_t i = 3; i < a.size(); i += 2) {
+    if (i + 1 >= a.size()) return Reply::error(errors::kSyntax);
+    if (equals_ci(a[i], "count")) {
+      if (!parse_int64(a[i + 1], &count)) return Reply::error(errors::kNotInteger);
+      if (count < 1) return Reply::error(errors::kSyntax);
+    } else if (equals_ci(a[i], "match")) {
+      pattern = a[i + 1];
+    } else {
+      return Reply::error(errors::kSyntax);
+    }
   }
-  if (removed > 0) save_collection(k, a[1], t.rec);
-  return Reply::integer_of(removed);
-}
-Reply cmd_zremrangebyrank(Keys& k, const Args& a) {
-  return remove_range(k, a, false);
-}
-Reply cmd_zremrangebyscore(Keys& k, const Args& a) {
-  return remove_range(k, a, true);
+  const bool whole = t.rec.size <= kScanWhole;
+  struct Found {
+    uint64_t position;
+    Member m;
+  };
+  std::vector<Found> found;
+  Pairs got;
+  const std::string prefix = element_key(t.rec.version, "m");
+  k.store().scan_elements(prefix, "", kAll, &got);
+  for (auto& [key, v] : got) {
+    std::string m = key.substr(prefix.size());
+    const uint64_t position = whole ? 0 : scan_position(m);
+    if (position < cursor && !whole) continue;
+    if (!glob_match(pattern, m)) continue;
+    found.push_back({position, {std::move(m), score_of(v)}});
+  }
+  uint64_t next = 0;
+  if (!whole) {
+    std::sort(found.begin(), found.end(), [](const Found& x, const Found& y) {
+      return x.position != y.position ? x.position < y.position : x.m.member < y.m.member;
+    });
+    size_t take = std::min(found.size(), static_cast<size_t>(count));
+    while (take > 0 && take < found.size() && found[take].position == found[take - 1].position)
+      ++take;
+    if (take < found.size()) next = found[take].position;
+    found.resize(take);
+  }
+  std::vector<Reply> items;
+  for (const Found& f : found) {
+    items.push_back(Reply::bulk(f.m.member));
+    items.push_back(Reply::bulk(format_score(f.m.score)));
+  }
+  return Reply::array({Reply::bulk(std::to_string(next)), Reply::array(std::move(items))});
 }
 
 }  // namespace
 
 const std::vector<Entry>& sorted_set_entries() {
+  // The commands that name keys by a count (ZUNION and kin, ZMPOP, BZMPOP) have their keys found
+  // by command_keys' layouts; first_key 1 and last_key -1 only say they have keys.
   static const std::vector<Entry> table = {
       {{"zadd", -4, kWrite, 1, 1, 1}, cmd_zadd},
       {{"zincrby", 4, kWrite, 1, 1, 1}, cmd_zincrby},
@@ -455,13 +1040,31 @@ const std::vector<Entry>& sorted_set_entries() {
       {{"zrevrange", -4, kReadOnly, 1, 1, 1}, cmd_zrevrange},
       {{"zrangebyscore", -4, kReadOnly, 1, 1, 1}, cmd_zrangebyscore},
       {{"zrevrangebyscore", -4, kReadOnly, 1, 1, 1}, cmd_zrevrangebyscore},
+      {{"zrangebylex", -4, kReadOnly, 1, 1, 1}, cmd_zrangebylex},
+      {{"zrevrangebylex", -4, kReadOnly, 1, 1, 1}, cmd_zrevrangebylex},
+      {{"zrangestore", -5, kWrite, 1, 2, 1}, cmd_zrangestore},
       {{"zcount", 4, kReadOnly, 1, 1, 1}, cmd_zcount},
+      {{"zlexcount", 4, kReadOnly, 1, 1, 1}, cmd_zlexcount},
       {{"zrank", -3, kReadOnly, 1, 1, 1}, cmd_zrank},
       {{"zrevrank", -3, kReadOnly, 1, 1, 1}, cmd_zrevrank},
       {{"zpopmin", -2, kWrite, 1, 1, 1}, cmd_zpopmin},
       {{"zpopmax", -2, kWrite, 1, 1, 1}, cmd_zpopmax},
+      {{"bzpopmin", -3, kWrite | kBlocking, 1, -2, 1}, cmd_bzpopmin},
+      {{"bzpopmax", -3, kWrite | kBlocking, 1, -2, 1}, cmd_bzpopmax},
+      {{"zmpop", -4, kWrite, 1, -1, 1}, cmd_zmpop},
+      {{"bzmpop", -5, kWrite | kBlocking, 1, -1, 1}, cmd_bzmpop},
       {{"zremrangebyrank", 4, kWrite, 1, 1, 1}, cmd_zremrangebyrank},
       {{"zremrangebyscore", 4, kWrite, 1, 1, 1}, cmd_zremrangebyscore},
+      {{"zremrangebylex", 4, kWrite, 1, 1, 1}, cmd_zremrangebylex},
+      {{"zunion", -3, kReadOnly, 1, -1, 1}, cmd_zunion},
+      {{"zinter", -3, kReadOnly, 1, -1, 1}, cmd_zinter},
+      {{"zdiff", -3, kReadOnly, 1, -1, 1}, cmd_zdiff},
+      {{"zintercard", -3, kReadOnly, 1, -1, 1}, cmd_zintercard},
+      {{"zunionstore", -4, kWrite, 1, -1, 1}, cmd_zunionstore},
+      {{"zinterstore", -4, kWrite, 1, -1, 1}, cmd_zinterstore},
+      {{"zdiffstore", -4, kWrite, 1, -1, 1}, cmd_zdiffstore},
+      {{"zrandmember", -2, kReadOnly, 1, 1, 1}, cmd_zrandmember},
+      {{"zscan", -3, kReadOnly, 1, 1, 1}, cmd_zscan},
   };
   return table;
 }

@@ -239,6 +239,14 @@ class Node {
     store_replaced_fn_ = std::move(fn);
   }
 
+  // Called on the data groups' apply thread after each applied batch, with the groups whose
+  // commands it applied (the Redis face wakes its blocked clients). Thread-safe.
+  using GroupsAppliedFn = std::function<void(const std::vector<raft::GroupId>& groups)>;
+  void set_groups_applied_listener(GroupsAppliedFn fn) {
+    std::lock_guard<std::mutex> lk(groups_applied_mu_);
+    groups_applied_fn_ = std::make_shared<const GroupsAppliedFn>(std::move(fn));
+  }
+
   NodeStatus status() const;
   raft::NodeId id() const { return options_.id; }
   const std::string& data_dir() const { return options_.data_dir; }
@@ -541,6 +549,8 @@ class Node {
   // Sends to the peers, stamping snapshot messages with the fetch ticket.
   void send(std::vector<raft::Message>&& messages);
   std::function<void(int64_t revision)> store_replaced_fn_;
+  mutable std::mutex groups_applied_mu_;
+  std::shared_ptr<const GroupsAppliedFn> groups_applied_fn_;
   std::multimap<raft::Index, ReadDone> waiting_reads_;  // apply thread only
   // Held by the apply thread while it applies, and by the raft thread while it replaces the
   // store with a snapshot: the two never overlap.

@@ -918,6 +918,18 @@ void Node::groups_apply_loop() {
         group_writes_[g] += n;
     }
     group_apply_backlog_ -= batch.size();
+    std::shared_ptr<const GroupsAppliedFn> on_applied;
+    if (!writes_by_group.empty()) {
+      std::lock_guard<std::mutex> lk(groups_applied_mu_);
+      on_applied = groups_applied_fn_;
+    }
+    if (on_applied && *on_applied) {
+      std::vector<raft::GroupId> applied;
+      applied.reserve(writes_by_group.size());
+      for (const auto& [g, n] : writes_by_group)
+        applied.push_back(g);
+      (*on_applied)(applied);
+    }
     for (const auto& [id, at] : answered) {
       kv::Response response;
       if (at < replies.size() && replies[at]) response.op = std::move(*replies[at]);

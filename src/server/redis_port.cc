@@ -4,9 +4,12 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <optional>
+#include <random>
 #include <unordered_map>
 
 // Asio's scheduler trips GCC 12's -Wnull-dereference at -O2 (a false positive in its headers).
@@ -118,6 +121,8 @@ struct Conn {
   bool in_multi = false;
   bool multi_failed = false;
   std::vector<std::vector<std::string>> queued;
+  // A blocking command waiting for data (BLPOP, ...): its place among the blocked, 0 if none.
+  uint64_t blocked_order = 0;
   bool closed = false;
   uint64_t commands = 0;
   int64_t created_ms = 0;
@@ -149,7 +154,9 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
   std::unordered_map<raft::GroupId, std::string> sweep_from;
   std::atomic<uint64_t> expired_keys{0};  // records the sweeps proposed here removed
   uint64_t next_id = 1;
-  bool stopping = false;  // I/O thread only
+  bool stopping = false;                        // I/O thread only
+  std::mt19937_64 rng{std::random_device{}()};  // RANDOMKEY's picks; I/O thread only
+  uint8_t random_byte() { return static_cast<uint8_t>(rng() >> 56); }
   uint64_t commands_processed = 0;
   uint64_t connections_received = 0;
 
@@ -304,6 +311,8 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     return spec->flags & (redis::kWrite | redis::kReadOnly);
   }
   static bool admit(const Conn& c, const std::vector<std::string>& argv) {
+    // After a blocking command nothing runs until it is answered, as Redis does.
+    if (c.inflight > 0 && (c.inflight_kind & redis::kBlocking) != 0) return false;
     uint32_t kind = data_kind(argv);
     return kind == 0 || c.inflight == 0 || kind == c.inflight_kind;
   }
@@ -358,6 +367,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     c->closed = true;
     asio::error_code ignored;
     c->idle.cancel();
+    if (auto b = blocked.find(c->blocked_order); b != blocked.end()) {
+      if (b->second.waiting) --blocked_clients;
+      blocked.erase(b);
+      blocked_entries = blocked.size();
+    }
     c->socket.shutdown(tcp::socket::shutdown_both, ignored);
     c->socket.close(ignored);
     connections.erase(c->id);
@@ -381,9 +395,9 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     argv[0] = spec->name;
     if (c->in_multi && !control) {
-      if ((spec->flags & (redis::kKeyless | redis::kAllGroups)) != 0) {
+      if ((spec->flags & redis::kAllGroups) != 0) {
         c->multi_failed = true;
-        finish(c, seq, Reply::error("ERR Chorus queues only commands on keys inside MULTI"));
+        finish(c, seq, Reply::error("ERR Chorus does not run commands on every key inside MULTI"));
         return;
       }
       if (c->queued.size() >= redis::kMaxTransactionCommands) {
@@ -416,6 +430,10 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     raft::GroupId group = 0;
     if (Reply error; !route(*spec, argv, &group, &error)) {
       finish(c, seq, error);
+      return;
+    }
+    if ((spec->flags & redis::kBlocking) != 0) {
+      block_start(c, seq, group, std::move(argv));
       return;
     }
     std::weak_ptr<Impl> weak = weak_from_this();
@@ -473,12 +491,20 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       finish(c, seq, Reply::array());
       return;
     }
-    // Every command's keys in one group.
+    // Every command's keys in one group: those go as one log entry. The connection's own
+    // commands (PING, ECHO, CLIENT SETNAME, ...) run here when the entry's replies are in.
     std::vector<std::string> all_keys = {"exec"};
+    std::vector<std::vector<std::string>> keyed;
     for (const auto& cmd : cmds) {
       const redis::CommandSpec* spec = redis::find_command(cmd[0]);
+      if ((spec->flags & redis::kKeyless) != 0) continue;
       for (std::string_view k : redis::command_keys(*spec, cmd))
         all_keys.emplace_back(k);
+      keyed.push_back(cmd);
+    }
+    if (keyed.empty()) {
+      finish(c, seq, exec_replies(c, cmds, {}));
+      return;
     }
     static const redis::CommandSpec kExecKeys = {"exec", -1, redis::kWrite, 1, -1, 1};
     raft::GroupId group = 0;
@@ -490,13 +516,46 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     c->inflight_kind = redis::kWrite;
     std::weak_ptr<Impl> weak = weak_from_this();
     const uint64_t id = c->id;
-    node->group_command(group, redis::encode_command(wall_ms(), redis::transaction_command(cmds)),
-                        [weak, id, seq](const RpcError& e, Reply&& reply) {
-                          std::shared_ptr<Impl> self = weak.lock();
-                          if (!self) return;
-                          self->complete_from_anywhere(
-                              id, seq, e.ok() ? std::move(reply) : from_rpc_error(e));
-                        });
+    const bool mixed = keyed.size() != cmds.size();
+    auto done = [weak, id, seq, mixed, cmds = std::move(cmds)](const RpcError& e,
+                                                               Reply&& reply) mutable {
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      if (!e.ok() || !mixed || reply.kind != Reply::Kind::kArray) {
+        self->complete_from_anywhere(id, seq, e.ok() ? std::move(reply) : from_rpc_error(e));
+        return;
+      }
+      asio::post(self->io,
+                 [weak, id, seq, cmds = std::move(cmds), reply = std::move(reply)]() mutable {
+                   std::shared_ptr<Impl> port = weak.lock();
+                   if (!port) return;
+                   auto it = port->connections.find(id);
+                   if (it == port->connections.end()) return;
+                   port->complete(it->second, seq,
+                                  port->exec_replies(it->second, cmds, std::move(reply.elements)));
+                 });
+    };
+    node->group_command(group, redis::encode_command(wall_ms(), redis::transaction_command(keyed)),
+                        std::move(done));
+  }
+
+  // EXEC's answer: the replies of the commands on keys in turn, and the connection's own
+  // commands run now in their places.
+  Reply exec_replies(const std::shared_ptr<Conn>& c,
+                     const std::vector<std::vector<std::string>>& cmds, std::vector<Reply> keyed) {
+    std::vector<Reply> out;
+    size_t next = 0;
+    for (const auto& cmd : cmds) {
+      const redis::CommandSpec* spec = redis::find_command(cmd[0]);
+      if ((spec->flags & redis::kKeyless) != 0) {
+        bool close_after = false;
+        out.push_back(local_command(c, cmd, &close_after));
+      } else {
+        out.push_back(next < keyed.size() ? std::move(keyed[next++])
+                                          : Reply::error("ERR the transaction lost a reply"));
+      }
+    }
+    return Reply::array(std::move(out));
   }
 
   // ---- commands about every key: FLUSHALL, DBSIZE, KEYS, SCAN ----
@@ -573,10 +632,14 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       Reply r = join->error        ? *join->error
                 : name == "dbsize" ? Reply::integer_of(join->count)
                 : name == "keys"   ? Reply::array(std::move(join->keys))
-                                   : Reply::ok();
+                : name == "randomkey"
+                    ? (join->keys.empty() ? Reply::null()
+                                          : std::move(join->keys[self->rng() % join->keys.size()]))
+                    : Reply::ok();
       self->complete(it->second, seq, r);
     };
     const std::string pattern = name == "keys" ? argv[1] : "";
+    const bool random = name == "randomkey";
     for (raft::GroupId g = 2; g < 2 + raft::GroupId{groups}; ++g) {
       if (name == "flushall" || name == "flushdb") {
         node->group_command(g, redis::encode_command(wall_ms(), {name}),
@@ -593,20 +656,34 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
                             });
         continue;
       }
-      node->group_read_barrier(g, [weak, g, join, pattern, part_done](const RpcError& e) {
+      node->group_read_barrier(g, [weak, g, join, pattern, random, part_done](const RpcError& e) {
         std::shared_ptr<Impl> self = weak.lock();
         if (!self) return;
         if (!e.ok()) {
           asio::post(self->io, [part_done, error = from_rpc_error(e)] { part_done(error); });
           return;
         }
-        asio::post(self->io, [weak, g, join, pattern, part_done] {
+        asio::post(self->io, [weak, g, join, pattern, random, part_done] {
           std::shared_ptr<Impl> port = weak.lock();
           if (!port) return;
           std::vector<kv::GroupStore::RedisKey> keys;
           bool more = false;
-          storage::Status st = port->node->group_redis_keys(
-              g, "", std::numeric_limits<size_t>::max(), 0, wall_ms(), &keys, &more);
+          storage::Status st;
+          if (random) {
+            // A key at or after random bytes (or the first): one candidate per group.
+            std::string from(4, '\0');
+            for (char& ch : from)
+              ch = static_cast<char>(port->random_byte());
+            st = port->node->group_redis_keys(g, from, 1, 0, wall_ms(), &keys, &more);
+            if (st.is_ok() && keys.empty())
+              st = port->node->group_redis_keys(g, "", 1, 0, wall_ms(), &keys, &more);
+            if (st.is_ok() && !keys.empty()) join->keys.push_back(Reply::bulk(keys[0].key));
+            part_done(st.is_ok() ? std::nullopt
+                                 : std::optional<Reply>(Reply::error("ERR " + st.to_string())));
+            return;
+          }
+          st = port->node->group_redis_keys(g, "", std::numeric_limits<size_t>::max(), 0, wall_ms(),
+                                            &keys, &more);
           if (!st.is_ok()) {
             part_done(Reply::error("ERR " + st.to_string()));
             return;
@@ -868,6 +945,25 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       return Reply::bulk(std::move(out));
     }
     if (sub == "setinfo" && a.size() == 4) return Reply::ok();
+    if (sub == "unblock" && (a.size() == 3 || a.size() == 4)) {
+      int64_t id = 0;
+      if (!redis::parse_int64(a[2], &id)) return Reply::error(redis::errors::kNotInteger);
+      bool as_error = false;
+      if (a.size() == 4) {
+        std::string how = lower(a[3]);
+        if (how != "timeout" && how != "error")
+          return Reply::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        as_error = how == "error";
+      }
+      auto it = connections.find(static_cast<uint64_t>(id));
+      if (it == connections.end()) return Reply::integer_of(0);
+      auto b = blocked.find(it->second->blocked_order);
+      // One in the log now is answered by what the log says.
+      if (b == blocked.end() || b->second.trying) return Reply::integer_of(0);
+      unblock(b, as_error ? Reply::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                          : Reply::null_array());
+      return Reply::integer_of(1);
+    }
     if (sub == "setname" || sub == "getname" || sub == "id" || sub == "info" || sub == "setinfo")
       return Reply::error("ERR wrong number of arguments for 'client|" + sub + "' command");
     return unknown_subcommand(a[1], "client");
@@ -915,7 +1011,8 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
              "\r\nredis_mode:standalone\r\nchorus:1\r\n\r\n";
     }
     if (all || section == "clients") {
-      out += "# Clients\r\nconnected_clients:" + std::to_string(connections.size()) + "\r\n\r\n";
+      out += "# Clients\r\nconnected_clients:" + std::to_string(connections.size()) +
+             "\r\nblocked_clients:" + std::to_string(blocked_clients.load()) + "\r\n\r\n";
     }
     if (all || section == "persistence") {
       out += "# Persistence\r\nloading:0\r\naof_enabled:1\r\n\r\n";
@@ -959,6 +1056,163 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     if (sub == "list") return Reply::array();
     return unknown_subcommand(a[1], "function");
+  }
+
+  // ---- blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, ... ----
+  //
+  // The state machine never waits: a blocking command goes through the log as its
+  // non-blocking form, which takes what is there or answers null. On null the connection
+  // waits here (reading nothing more) until its deadline, and each time this member applies
+  // a write of the command's group, a look at the applied state here says whether one of its
+  // keys now holds the type it wants; if so the command goes through the log again. Clients
+  // blocked first try first, so on one member the first blocked is served first. Every
+  // member applies every write of every group, so a write through any member wakes them, and
+  // a retry that fails (no leader during a failover) waits for the next write or the
+  // once-a-second look, answering only at its deadline: the client gets its answer or a
+  // timeout, never silence.
+
+  struct Blocked {
+    uint64_t conn = 0;
+    uint64_t seq = 0;
+    raft::GroupId group = 0;
+    std::vector<std::string> argv;
+    int64_t deadline_ms = 0;  // 0: none (timeout 0 waits for ever)
+    const char* wants = "list";
+    bool trying = false;   // in the log now
+    bool waiting = false;  // the first try found nothing: counted in blocked_clients
+    bool woken = false;    // a write was applied while it was in the log: look again after
+  };
+  std::map<uint64_t, Blocked> blocked;     // by order of blocking; I/O thread only
+  std::atomic<size_t> blocked_clients{0};  // waiting (INFO's blocked_clients)
+  std::atomic<size_t> blocked_entries{0};  // in `blocked`: whether applied writes matter
+  uint64_t next_block_order = 1;
+  asio::steady_timer block_timer{io};
+  bool block_timer_armed = false;
+  int block_ticks = 0;
+  static constexpr int kBlockTickMs = 20;
+  static constexpr int kBlockRelookTicks = 50;  // every second, a look at every blocked key
+
+  void block_start(const std::shared_ptr<Conn>& c, uint64_t seq, raft::GroupId group,
+                   std::vector<std::string> argv) {
+    const std::string& name = argv[0];
+    const std::string& timeout = name == "blmpop" || name == "bzmpop" ? argv[1] : argv.back();
+    long double seconds = 0;
+    Blocked b;
+    b.conn = c->id;
+    b.seq = seq;
+    b.group = group;
+    if (redis::parse_long_double(timeout, &seconds) && seconds > 0 && seconds < 1e12)
+      b.deadline_ms = wall_ms() + static_cast<int64_t>(std::ceil(seconds * 1000));
+    b.wants = name[1] == 'z' ? "zset" : "list";
+    b.argv = std::move(argv);
+    b.trying = true;
+    ++c->inflight;
+    c->inflight_kind = redis::kWrite | redis::kBlocking;
+    c->blocked_order = next_block_order++;
+    auto it = blocked.emplace(c->blocked_order, std::move(b)).first;
+    blocked_entries = blocked.size();
+    try_blocked(it->first, it->second);
+  }
+
+  // Runs a blocked command through its group's log.
+  void try_blocked(uint64_t order, Blocked& b) {
+    b.trying = true;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    node->group_command(b.group, redis::encode_command(wall_ms(), b.argv),
+                        [weak, order](const RpcError& e, Reply&& reply) {
+                          std::shared_ptr<Impl> self = weak.lock();
+                          if (!self) return;
+                          asio::post(self->io,
+                                     [weak, order, e, reply = std::move(reply)]() mutable {
+                                       std::shared_ptr<Impl> port = weak.lock();
+                                       if (port) port->blocked_tried(order, e, std::move(reply));
+                                     });
+                        });
+  }
+
+  void blocked_tried(uint64_t order, const RpcError& e, Reply reply) {
+    auto it = blocked.find(order);
+    if (it == blocked.end()) return;  // the connection went
+    Blocked& b = it->second;
+    b.trying = false;
+    if (!e.ok() && !b.waiting) {
+      unblock(it, from_rpc_error(e));  // the command never reached the log: say so now
+      return;
+    }
+    if (e.ok() && reply.kind != Reply::Kind::kNullArray && reply.kind != Reply::Kind::kNull) {
+      unblock(it, reply);
+      return;
+    }
+    // Nothing to take yet, or a retry failed: wait (until the deadline).
+    if (b.deadline_ms != 0 && wall_ms() >= b.deadline_ms) {
+      unblock(it, Reply::null_array());
+      return;
+    }
+    if (!b.waiting) {
+      b.waiting = true;
+      ++blocked_clients;
+    }
+    if (std::exchange(b.woken, false) && worth_trying(b)) {
+      try_blocked(order, b);
+      return;
+    }
+    arm_block_timer();
+  }
+
+  void unblock(std::map<uint64_t, Blocked>::iterator it, const Reply& reply) {
+    const uint64_t conn = it->second.conn, seq = it->second.seq;
+    if (it->second.waiting) --blocked_clients;
+    blocked.erase(it);
+    blocked_entries = blocked.size();
+    auto c = connections.find(conn);
+    if (c == connections.end()) return;
+    c->second->blocked_order = 0;
+    complete(c->second, seq, reply);
+  }
+
+  // Whether one of the blocked command's keys holds what it waits for, here.
+  bool worth_trying(const Blocked& b) {
+    const redis::CommandSpec* spec = redis::find_command(b.argv[0]);
+    for (std::string_view key : redis::command_keys(*spec, b.argv)) {
+      Reply t = node->group_read_command(b.group, {"type", std::string(key)}, wall_ms());
+      if (t.str == b.wants) return true;
+    }
+    return false;
+  }
+
+  // Writes applied here to `groups`: the blocked commands of those groups look again.
+  void wake(const std::vector<raft::GroupId>& groups) {
+    for (auto& [order, b] : blocked) {
+      if (std::find(groups.begin(), groups.end(), b.group) == groups.end()) continue;
+      if (b.trying) {
+        b.woken = true;
+      } else if (worth_trying(b)) {
+        try_blocked(order, b);
+      }
+    }
+  }
+
+  void arm_block_timer() {
+    if (block_timer_armed || blocked.empty()) return;
+    block_timer_armed = true;
+    block_timer.expires_after(std::chrono::milliseconds(kBlockTickMs));
+    block_timer.async_wait([this](const asio::error_code& ec) {
+      block_timer_armed = false;
+      if (ec || stopping) return;
+      const int64_t now = wall_ms();
+      const bool relook = ++block_ticks % kBlockRelookTicks == 0;
+      for (auto it = blocked.begin(); it != blocked.end();) {
+        auto next = std::next(it);
+        Blocked& b = it->second;
+        if (!b.trying && b.deadline_ms != 0 && now >= b.deadline_ms) {
+          unblock(it, Reply::null_array());
+        } else if (relook && !b.trying && worth_trying(b)) {
+          try_blocked(it->first, b);
+        }
+        it = next;
+      }
+      arm_block_timer();
+    });
   }
 
   // ---- active expiry ----
@@ -1043,6 +1297,15 @@ storage::Status RedisPort::listen(const std::string& host, uint16_t port, uint16
 
 void RedisPort::start() {
   Impl& d = *impl_;
+  std::weak_ptr<Impl> weak = impl_;
+  d.node->set_groups_applied_listener([weak](const std::vector<raft::GroupId>& groups) {
+    std::shared_ptr<Impl> self = weak.lock();
+    if (!self || self->blocked_entries.load() == 0) return;
+    asio::post(self->io, [weak, groups] {
+      std::shared_ptr<Impl> port = weak.lock();
+      if (port && !port->stopping) port->wake(groups);
+    });
+  });
   d.loop.start("chorus-redis", [&d] {
     for (const auto& l : d.listeners)
       d.accept(l.get());
