@@ -416,7 +416,9 @@ redis::Reply GroupStore::read_command(raft::GroupId group, const std::vector<std
   StoredRecords records(db_);
   records.set_group(group);
   records.set_snapshot(snap);
-  redis::Reply reply = redis::execute(records, argv, now_ms);
+  // A read creates no collection; its number only seeds its random picks (SRANDMEMBER,
+  // ZRANDMEMBER), which differ from one read to the next.
+  redis::Reply reply = redis::execute(records, argv, now_ms, ++reads_);
   db_->ReleaseSnapshot(snap);
   if (!records.failed().is_ok()) return redis::Reply::error("ERR " + records.failed().to_string());
   return reply;

@@ -20,6 +20,7 @@
 // Threads: apply(), drop() and install() are serialized among themselves; reads from any.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -126,8 +127,9 @@ class GroupStore {
   storage::Status load();
 
   rocksdb::DB* db_;
-  std::mutex write_mu_;           // one writer at a time: apply, drop, install
-  mutable std::shared_mutex mu_;  // guards applied_
+  mutable std::atomic<uint64_t> reads_{0};  // read_command: seeds its random picks
+  std::mutex write_mu_;                     // one writer at a time: apply, drop, install
+  mutable std::shared_mutex mu_;            // guards applied_
   std::unordered_map<raft::GroupId, raft::Index> applied_;
 };
 

@@ -588,6 +588,7 @@ Reply cmd_lset(Keys& k, const Args& a) {
   int64_t pos = 0;
   if (!list_index(t.rec, index, &pos)) return Reply::error("ERR index out of range");
   k.store().put_element(list_key(t.rec, pos), a[3]);
+  k.save(a[1], t.rec);  // the key's last write (WATCH)
   return Reply::ok();
 }
 

@@ -19,10 +19,11 @@ namespace internal {
 
 std::string encode_record(const Record& r) {
   std::string out;
-  out.reserve(26 + r.value.size());
+  out.reserve(34 + r.value.size());
   base::put_u8(&out, kRecordFormat);
   base::put_u8(&out, r.type);
   base::put_u64(&out, static_cast<uint64_t>(r.expire_ms));
+  base::put_u64(&out, r.modified);
   if (r.type == kString) {
     out.append(r.value);
   } else {
@@ -34,10 +35,18 @@ std::string encode_record(const Record& r) {
 }
 
 bool decode_record(std::string_view bytes, Record* r) {
-  if (bytes.size() < 10 || static_cast<uint8_t>(bytes[0]) != kRecordFormat) return false;
+  if (bytes.size() < 10) return false;
+  const auto format = static_cast<uint8_t>(bytes[0]);
+  if (format != 1 && format != kRecordFormat) return false;
   r->type = static_cast<uint8_t>(bytes[1]);
   r->expire_ms = static_cast<int64_t>(base::load_u64(bytes.data() + 2));
   std::string_view rest = bytes.substr(10);
+  r->modified = 0;
+  if (format == kRecordFormat) {
+    if (rest.size() < 8) return false;
+    r->modified = base::load_u64(rest.data());
+    rest.remove_prefix(8);
+  }
   r->value.clear();
   r->version = r->size = 0;
   r->head = 0;
@@ -113,7 +122,15 @@ void Keys::drop_stored_elements(std::string_view key, uint64_t keep_version) {
 
 void Keys::save(std::string_view key, const Record& r) {
   drop_stored_elements(key, r.collection() ? r.version : 0);
-  store_.put(key, encode_record(r));
+  Record stamped = r;
+  stamped.modified = version_base_;
+  store_.put(key, encode_record(stamped));
+}
+
+uint64_t Keys::watch_version(std::string_view key) {
+  Record r;
+  if (load(key, &r) != Found::kLive) return 0;
+  return std::max<uint64_t>(r.modified, 1);
 }
 
 bool Keys::remove(std::string_view key) {
@@ -162,11 +179,12 @@ StringAt string_at(Keys& k, std::string_view key) {
 
 std::optional<Reply> check_block_timeout(std::string_view timeout) {
   long double seconds = 0;
-  if (!parse_long_double(timeout, &seconds) || std::isnan(seconds))
+  if (!parse_long_double(timeout, &seconds))
     return Reply::error("ERR timeout is not a float or out of range");
-  if (seconds < 0) return Reply::error("ERR timeout is negative");
-  if (seconds * 1000 > static_cast<long double>(std::numeric_limits<int64_t>::max() / 2))
-    return Reply::error("ERR timeout is out of range");
+  const long double ms = std::ceil(seconds * 1000);
+  if (ms < 0) return Reply::error("ERR timeout is negative");
+  // Past int64 milliseconds Redis 7.0's conversion is undefined; 7.2 answers this.
+  if (!(ms < 9.2233720368547758e18L)) return Reply::error("ERR timeout is out of range");
   return std::nullopt;
 }
 
@@ -758,7 +776,7 @@ const std::vector<Entry>& entries() {
         {{"unwatch", 1, kKeyless, 0, 0, 0}, nullptr},
     };
     for (const std::vector<Entry>* more :
-         {&collection_entries(), &sorted_set_entries(), &string_entries()})
+         {&collection_entries(), &sorted_set_entries(), &string_entries(), &sort_entries()})
       all.insert(all.end(), more->begin(), more->end());
     return all;
   }();
@@ -868,8 +886,18 @@ Reply run_one(Keys& keys, const std::vector<std::string>& argv) {
 
 }  // namespace
 
-std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds) {
+std::vector<std::string> transaction_command(
+    const std::vector<std::vector<std::string>>& cmds,
+    const std::vector<std::pair<std::string, uint64_t>>& watched) {
   std::vector<std::string> argv = {std::string(kTransaction)};
+  if (!watched.empty()) {
+    std::vector<std::string> w = {std::string(kWatchedVersions)};
+    for (const auto& [key, version] : watched) {
+      w.push_back(key);
+      w.push_back(std::to_string(version));
+    }
+    argv.push_back(encode_command(0, w));
+  }
   for (const auto& c : cmds)
     argv.push_back(encode_command(0, c));
   return argv;
@@ -889,6 +917,12 @@ Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t 
     }
     return Reply::integer_of(removed);
   }
+  if (!argv.empty() && argv[0] == kKeyVersions) {
+    std::vector<Reply> out;
+    for (size_t i = 1; i < argv.size(); ++i)
+      out.push_back(Reply::integer_of(static_cast<int64_t>(keys.watch_version(argv[i]))));
+    return Reply::array(std::move(out));
+  }
   if (argv.empty() || argv[0] != kTransaction) return run_one(keys, argv);
   // MULTI ... EXEC: every command in turn, on the same view, as one entry.
   if (argv.size() - 1 > kMaxTransactionCommands)
@@ -897,8 +931,19 @@ Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t 
   std::vector<Reply> replies;
   std::vector<std::string> sub;
   int64_t unused = 0;
-  for (size_t i = 1; i < argv.size(); ++i) {
-    if (!decode_command(argv[i], &unused, &sub) || sub[0] == kTransaction) {
+  size_t first = 1;
+  // WATCH: a key written (or gone) since its version was read aborts the transaction.
+  if (argv.size() > 1 && decode_command(argv[1], &unused, &sub) && !sub.empty() &&
+      sub[0] == kWatchedVersions) {
+    first = 2;
+    for (size_t i = 1; i + 1 < sub.size(); i += 2) {
+      int64_t v = 0;
+      if (!parse_int64(sub[i + 1], &v) || keys.watch_version(sub[i]) != static_cast<uint64_t>(v))
+        return Reply::null_array();
+    }
+  }
+  for (size_t i = first; i < argv.size(); ++i) {
+    if (!decode_command(argv[i], &unused, &sub) || sub.empty() || sub[0] == kTransaction) {
       replies.push_back(Reply::error("ERR malformed transaction"));
       continue;
     }

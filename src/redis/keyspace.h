@@ -79,7 +79,18 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
 // and answers an array of their replies. Its name is no command's a client can send.
 inline constexpr std::string_view kTransaction = "\x01exec";
 inline constexpr size_t kMaxTransactionCommands = 100'000;
-std::vector<std::string> transaction_command(const std::vector<std::vector<std::string>>& cmds);
+// With `watched` (WATCH: keys and the versions read from kKeyVersions), the transaction runs
+// only if every key's version is still the same when the entry is applied; otherwise it
+// answers a null array (EXEC aborted), as Redis does.
+std::vector<std::string> transaction_command(
+    const std::vector<std::vector<std::string>>& cmds,
+    const std::vector<std::pair<std::string, uint64_t>>& watched = {});
+inline constexpr std::string_view kWatchedVersions = "\x01watched";
+
+// A read: the versions of keys [key ...] (an array of integers): 0 for a key that is not
+// live, else the log index of its last write (at least 1). Any write to a key, its deletion
+// or its expiry changes it.
+inline constexpr std::string_view kKeyVersions = "\x01versions";
 
 // Active expiry: a group's leader proposes the keys it found expired; each goes if it is still
 // expired at the entry's time (a key written since stays). Answers how many went.
@@ -87,7 +98,8 @@ inline constexpr std::string_view kExpireSweep = "\x01expire";
 
 // Runs a keyed command (or a transaction) against the records at `now_ms`. `version_base` makes the
 // versions of the collections a write creates: the index of its log entry (unique in its group, so
-// no two collections share a version); reads create none and pass 0.
+// no two collections share a version), and it seeds the random picks. Reads create none: they
+// pass a number that differs per read, so their random picks (SRANDMEMBER) differ too.
 Reply execute(RecordStore& store, const std::vector<std::string>& argv, int64_t now_ms,
               uint64_t version_base = 0);
 

@@ -1,7 +1,8 @@
 // Inside the keyspace state machine (keyspace.cc, collections.cc): the record of a key, one
 // command's view of the records, and the helpers its commands share. Not for other layers.
 //
-// A key's record: format byte, type, absolute expiry in ms (0: none), then
+// A key's record: format byte, type, absolute expiry in ms (0: none), the log index of its
+// last write, then
 //   string:      the value
 //   collections: version, size, and for a list the position of its first element.
 // A collection's elements are element records keyed by the collection's version (unique in its
@@ -22,7 +23,8 @@
 
 namespace chorus::redis::internal {
 
-inline constexpr uint8_t kRecordFormat = 1;
+// Format 2 adds the log index of the key's last write (WATCH); format 1 records still read.
+inline constexpr uint8_t kRecordFormat = 2;
 // The longest string APPEND and SETRANGE may make. Redis allows 512 MiB, but a few bytes of
 // SETRANGE would then make every replica hold (and a group's snapshot carry) that much: the
 // cap is a constant, the same on every replica, well inside what a group's snapshot holds.
@@ -42,6 +44,8 @@ struct Record {
   uint64_t version = 0;   // collections
   uint64_t size = 0;
   int64_t head = 0;  // lists: the position of the first element
+  // The log index of the entry that last wrote the key (0: before format 2). Set by Keys::save.
+  uint64_t modified = 0;
 
   bool collection() const { return type != kString; }
 };
@@ -99,6 +103,8 @@ class Keys {
   // Removes the key's record (and elements), live or expired; true if it was live.
   bool remove(std::string_view key);
   int64_t now() const { return now_; }
+  // WATCH's version of a key (keyspace.h, kKeyVersions).
+  uint64_t watch_version(std::string_view key);
   // A version no collection of the group has had.
   uint64_t new_version() { return (version_base_ << kVersionCounterBits) | next_++; }
   // A seed for the state machine's random picks (SPOP): the same on every replica.
@@ -148,5 +154,6 @@ struct Entry {
 const std::vector<Entry>& collection_entries();
 const std::vector<Entry>& sorted_set_entries();
 const std::vector<Entry>& string_entries();  // strings.cc: bits, LCS
+const std::vector<Entry>& sort_entries();    // sort.cc
 
 }  // namespace chorus::redis::internal

@@ -1,9 +1,9 @@
 // Sorted sets: a key record with version and size, and two element records per member:
 //   'm' member            -> the score (8 bytes, the double's bits)
 //   's' score' member     -> nothing (score' sorts as the score: the order of ranges)
-// ZSCORE and ZADD read the first, ranges scan the second. A rank is found by counting from the
-// lowest score (O(rank)), and the highest scores by a scan of the whole index: both fine for
-// the sizes a group holds today, and the place to start when they grow.
+// ZSCORE and ZADD read the first (ZSCAN walks it too), ranges scan the second. A rank is found by
+// counting from the lowest score (O(rank)), and the highest scores by a scan of the whole index:
+// both fine for the sizes a group holds today, and the place to start when they grow.
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -228,7 +228,8 @@ Reply cmd_zadd(Keys& k, const Args& a) {
       ++added;
     }
   }
-  save_collection(k, a[1], t.rec);
+  // As Redis, a ZADD that changed nothing writes nothing (WATCH sees no change).
+  if (added + changed > 0) save_collection(k, a[1], t.rec);
   if (incr) return incr_result ? score_reply(*incr_result) : Reply::null();
   return Reply::integer_of(ch ? added + changed : added);
 }
@@ -616,22 +617,10 @@ Popped pop_first(Keys& k, const Args& a, size_t first, size_t last, bool max, in
   return p;
 }
 
-// The blocking commands' timeout, checked as Redis does (seconds, a float) before anything else
-// of theirs: the connection, not the state machine, does the waiting.
-std::optional<Reply> check_timeout(std::string_view s) {
-  long double v = 0;
-  if (!parse_long_double(s, &v)) return Reply::error("ERR timeout is not a float or out of range");
-  const long double ms = std::ceil(v * 1000);
-  if (ms < 0) return Reply::error("ERR timeout is negative");
-  // Past int64 ms, Redis 7.0's conversion is undefined; 7.2 answers this.
-  if (!(ms < 9.2233720368547758e18L)) return Reply::error("ERR timeout is out of range");
-  return std::nullopt;
-}
-
 // BZPOPMIN key [key ...] timeout: [key, member, score] from the first non-empty key; a null array
 // when all are empty (the connection then waits for a write to them).
 Reply bzpop(Keys& k, const Args& a, bool max) {
-  if (auto e = check_timeout(a.back())) return *e;
+  if (auto e = check_block_timeout(a.back())) return *e;
   Popped p = pop_first(k, a, 1, a.size() - 1, max, 1);
   if (p.error) return *p.error;
   if (!p.key || p.members.empty()) return Reply::null_array();
@@ -666,7 +655,7 @@ Reply mpop(Keys& k, const Args& a, size_t numkeys_at, bool blocking) {
     }
   }
   if (blocking) {
-    if (auto e = check_timeout(a[1])) return *e;
+    if (auto e = check_block_timeout(a[1])) return *e;
   }
   Popped p = pop_first(k, a, numkeys_at + 1, where, max, std::max<int64_t>(count, 1));
   if (p.error) return *p.error;

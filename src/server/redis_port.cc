@@ -120,6 +120,9 @@ struct Conn {
   // MULTI: the commands queued for EXEC, and whether one was refused (EXEC then aborts).
   bool in_multi = false;
   bool multi_failed = false;
+  // WATCH: keys and their versions when watched (redis::kKeyVersions); EXEC runs only if
+  // none has changed.
+  std::vector<std::pair<std::string, uint64_t>> watched;
   std::vector<std::vector<std::string>> queued;
   // A blocking command waiting for data (BLPOP, ...): its place among the blocked, 0 if none.
   uint64_t blocked_order = 0;
@@ -305,7 +308,9 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
 
   // Whether a command may be dispatched now (see Conn::held).
   static uint32_t data_kind(const std::vector<std::string>& argv) {
-    if (lower(argv[0]) == "exec") return redis::kWrite;  // the queued commands, as one write
+    const std::string name = lower(argv[0]);
+    if (name == "exec") return redis::kWrite;      // the queued commands, as one write
+    if (name == "watch") return redis::kReadOnly;  // reads the keys' versions
     const redis::CommandSpec* spec = redis::find_command(argv[0]);
     if (spec == nullptr || !redis::arity_ok(*spec, argv.size())) return 0;
     return spec->flags & (redis::kWrite | redis::kReadOnly);
@@ -415,6 +420,10 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       exec(c, seq);
       return;
     }
+    if (name == "watch" && !c->in_multi) {
+      watch(c, seq, std::move(argv));
+      return;
+    }
     if ((spec->flags & redis::kKeyless) != 0) {
       bool close_after = false;
       Reply r = local_command(c, argv, &close_after);
@@ -480,9 +489,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       return;
     }
     std::vector<std::vector<std::string>> cmds = std::move(c->queued);
+    std::vector<std::pair<std::string, uint64_t>> watched = std::move(c->watched);
     const bool failed = c->multi_failed;
     c->in_multi = false;
     c->queued.clear();
+    c->watched.clear();
     if (failed) {
       finish(c, seq, Reply::error("EXECABORT Transaction discarded because of previous errors."));
       return;
@@ -494,6 +505,8 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     // Every command's keys in one group: those go as one log entry. The connection's own
     // commands (PING, ECHO, CLIENT SETNAME, ...) run here when the entry's replies are in.
     std::vector<std::string> all_keys = {"exec"};
+    for (const auto& [key, version] : watched)
+      all_keys.push_back(key);
     std::vector<std::vector<std::string>> keyed;
     for (const auto& cmd : cmds) {
       const redis::CommandSpec* spec = redis::find_command(cmd[0]);
@@ -502,7 +515,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
         all_keys.emplace_back(k);
       keyed.push_back(cmd);
     }
-    if (keyed.empty()) {
+    if (keyed.empty() && watched.empty()) {
       finish(c, seq, exec_replies(c, cmds, {}));
       return;
     }
@@ -521,6 +534,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
                                                                Reply&& reply) mutable {
       std::shared_ptr<Impl> self = weak.lock();
       if (!self) return;
+      // An error, a transaction aborted by WATCH (a null array), or nothing to add.
       if (!e.ok() || !mixed || reply.kind != Reply::Kind::kArray) {
         self->complete_from_anywhere(id, seq, e.ok() ? std::move(reply) : from_rpc_error(e));
         return;
@@ -535,8 +549,55 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
                                   port->exec_replies(it->second, cmds, std::move(reply.elements)));
                  });
     };
-    node->group_command(group, redis::encode_command(wall_ms(), redis::transaction_command(keyed)),
-                        std::move(done));
+    node->group_command(
+        group, redis::encode_command(wall_ms(), redis::transaction_command(keyed, watched)),
+        std::move(done));
+  }
+
+  // WATCH key [key ...]: the keys' versions, read linearizably from their group, kept on the
+  // connection for EXEC. Keys of one group only (as Redis Cluster wants one slot).
+  void watch(const std::shared_ptr<Conn>& c, uint64_t seq, std::vector<std::string> argv) {
+    static const redis::CommandSpec kWatchKeys = {"watch", -2, redis::kReadOnly, 1, -1, 1};
+    raft::GroupId group = 0;
+    if (Reply error; !route(kWatchKeys, argv, &group, &error)) {
+      finish(c, seq, error);
+      return;
+    }
+    ++c->inflight;
+    c->inflight_kind = redis::kReadOnly;
+    argv[0] = std::string(redis::kKeyVersions);
+    std::weak_ptr<Impl> weak = weak_from_this();
+    const uint64_t id = c->id;
+    node->group_read_barrier(
+        group, [weak, id, seq, group, argv = std::move(argv)](const RpcError& e) mutable {
+          std::shared_ptr<Impl> self = weak.lock();
+          if (!self) return;
+          if (!e.ok()) {
+            self->complete_from_anywhere(id, seq, from_rpc_error(e));
+            return;
+          }
+          asio::post(self->io, [weak, id, seq, group, argv = std::move(argv)] {
+            std::shared_ptr<Impl> port = weak.lock();
+            if (!port) return;
+            auto it = port->connections.find(id);
+            if (it == port->connections.end()) return;
+            Conn& conn = *it->second;
+            Reply versions = port->node->group_read_command(group, argv, wall_ms());
+            if (versions.kind != Reply::Kind::kArray) {
+              port->complete(it->second, seq, versions);
+              return;
+            }
+            for (size_t i = 1; i < argv.size() && i - 1 < versions.elements.size(); ++i) {
+              // The first WATCH of a key counts, as in Redis.
+              bool known = std::any_of(conn.watched.begin(), conn.watched.end(),
+                                       [&](const auto& w) { return w.first == argv[i]; });
+              if (!known)
+                conn.watched.emplace_back(argv[i],
+                                          static_cast<uint64_t>(versions.elements[i - 1].integer));
+            }
+            port->complete(it->second, seq, Reply::ok());
+          });
+        });
   }
 
   // EXEC's answer: the replies of the commands on keys in turn, and the connection's own
@@ -813,6 +874,31 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       *error = Reply::error("ERR the command names no key");
       return false;
     }
+    if ((spec.name == std::string_view("sort") || spec.name == std::string_view("sort_ro")) &&
+        groups > 1) {
+      // BY and GET patterns read other keys: only those of the sorted key's group are here
+      // (as Redis Cluster wants them in the key's slot, named by a hash tag).
+      for (size_t i = 2; i + 1 < argv.size(); ++i) {
+        std::string opt = lower(argv[i]);
+        if (opt != "by" && opt != "get") continue;
+        const std::string& pattern = argv[++i];
+        if (pattern == "#" || pattern.find('*') == std::string::npos) continue;
+        size_t open = pattern.find('{');
+        size_t close_at = open == std::string::npos ? open : pattern.find('}', open + 1);
+        std::string_view tag = close_at == std::string::npos ? std::string_view()
+                                                             : std::string_view(pattern).substr(
+                                                                   open + 1, close_at - open - 1);
+        bool same = !tag.empty() && tag.find('*') == std::string_view::npos &&
+                    2 + raft::GroupId{redis::key_slot(tag)} * groups / redis::kSlots == *chosen;
+        if (!same) {
+          std::string upper = opt == "by" ? "BY" : "GET";
+          *error = Reply::error("ERR " + upper +
+                                " option of SORT denied in Cluster mode when keys in different "
+                                "slots");
+          return false;
+        }
+      }
+    }
     *group = *chosen;
     return true;
   }
@@ -840,16 +926,18 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       if (!c->in_multi) return Reply::error("ERR DISCARD without MULTI");
       c->in_multi = false;
       c->queued.clear();
+      c->watched.clear();
       return Reply::ok();
     }
-    if (name == "watch") {
-      if (c->in_multi) return Reply::error("ERR WATCH inside MULTI is not allowed");
-      return Reply::error("ERR WATCH is not served by Chorus yet");
+    if (name == "watch") return Reply::error("ERR WATCH inside MULTI is not allowed");
+    if (name == "unwatch") {
+      c->watched.clear();
+      return Reply::ok();
     }
-    if (name == "unwatch") return Reply::ok();  // nothing is ever watched
     if (name == "reset") {
       c->in_multi = false;
       c->queued.clear();
+      c->watched.clear();
       c->protocol = 2;
       c->name.clear();
       c->local_reads = false;
