@@ -12,7 +12,7 @@ SOAK_SEEDS ?= 100000
 FUZZ_TEST_SECONDS ?= 20
 
 .PHONY: all deps build build-asan run test test-unit test-sim sim sim-demo bench format clean
-.PHONY: bench-wal bench-etcd bench-tls bench-redis bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak
+.PHONY: bench-wal bench-etcd bench-tls bench-redis bench-engine-groups bench-groups fuzz fuzz-run fuzz-seeds format-check chaos chaos-soak redis-suite test-redis-suite
 
 all: build
 
@@ -115,6 +115,15 @@ bench-redis: build
 	@bash scripts/install-deps.sh --bench
 	/usr/bin/python3 bench/bench_redis.py --chorusd $(REL)/src/server/chorusd \
 	  --requests $(BENCH_REDIS_REQUESTS) --docs docs/BENCHMARKS.md
+
+# Redis 7.0's own TCL tests (Debian's redis source package, fetched at run time, never
+# committed) against a 3-member cluster: prints `N passed, N failed` and what failed where.
+redis-suite: build
+	@bash scripts/install-deps.sh --redis-suite
+	/usr/bin/python3 tests/conformance/redis_suite.py --chorusd $(REL)/src/server/chorusd \
+	  --suite "$$(bash scripts/fetch-redis-suite.sh build/redis-suite)" \
+	  --report build/redis-suite/failed.txt --logs build/redis-suite/logs
+test-redis-suite: redis-suite
 
 # Write-ahead log throughput with 1, 16 and 256 writers against the disk's raw fdatasync rate.
 BENCH_WAL_SECONDS ?= 3

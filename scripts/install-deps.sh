@@ -21,6 +21,10 @@ bench_packages=(etcd-server redis-server)
 if [ "${1:-}" = "--bench" ]; then
   packages=("${bench_packages[@]}")
 fi
+# `--redis-suite`: tclsh, which runs Redis's own tests (`make test-redis-suite`).
+if [ "${1:-}" = "--redis-suite" ]; then
+  packages=(tcl)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -297,7 +297,7 @@ Status GroupStore::load() {
 }
 
 Status GroupStore::apply(const std::vector<GroupEntry>& entries,
-                         std::vector<std::optional<redis::Reply>>* replies) {
+                         std::vector<std::optional<redis::Reply>>* replies, Published* published) {
   std::lock_guard<std::mutex> w(write_mu_);
   rocksdb::WriteBatch batch;
   std::unordered_map<raft::GroupId, std::pair<raft::Index, raft::Term>> last;
@@ -329,6 +329,8 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries,
           records.set_group(e.group);
           reply = redis::execute(records, argv, now_ms, e.index);
           if (!records.failed().is_ok()) return records.failed();
+          if (published && argv.size() == 3 && argv[0] == "publish")
+            published->emplace_back(std::move(argv[1]), std::move(argv[2]));
         }
         if (replies) (*replies)[i] = std::move(reply);
       } else if (op->kind == GroupOp::Kind::kPut) {

@@ -73,8 +73,11 @@ class GroupStore {
   // below its group's applied index is skipped (replay after a restart). An entry whose op does
   // not decode changes nothing but still counts as applied (every replica skips it alike).
   // With `replies`, (*replies)[i] is the reply of entries[i] when it is a command applied now.
+  // With `published`, the channel and message of each PUBLISH applied now, in order.
+  using Published = std::vector<std::pair<std::string, std::string>>;
   storage::Status apply(const std::vector<GroupEntry>& entries,
-                        std::vector<std::optional<redis::Reply>>* replies = nullptr);
+                        std::vector<std::optional<redis::Reply>>* replies = nullptr,
+                        Published* published = nullptr);
   // Live Redis keys of the group at `now_ms` (with their type names), in byte order from the
   // first key at or after `from`: at least `limit` of them if there are as many, and past that
   // every further key sharing the last one's first `tie_bytes` bytes (0: none), so that an

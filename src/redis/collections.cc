@@ -210,6 +210,7 @@ Reply cmd_hincrby(Keys& k, const Args& a) {
 Reply cmd_hincrbyfloat(Keys& k, const Args& a) {
   long double by = 0;
   if (!parse_long_double(a[3], &by)) return Reply::error(errors::kNotFloat);
+  if (std::isnan(by) || std::isinf(by)) return Reply::error("ERR value is NaN or Infinity");
   TypedAt t = typed_at(k, a[1], kHash, true);
   if (t.error) return error_reply(t);
   const std::string ek = element_key(t.rec.version, a[2]);
@@ -316,30 +317,41 @@ Reply cmd_spop(Keys& k, const Args& a) {
   return Reply::set_of(std::move(out));
 }
 
-Reply cmd_srandmember(Keys& k, const Args& a) {
-  if (a.size() > 3) return Reply::error(errors::kSyntax);
+// SRANDMEMBER key [count], HRANDFIELD key [count [WITHVALUES]]: random elements, picked with
+// the command's seed (a write's is the same on every replica; each read has its own).
+Reply random_elements(Keys& k, const Args& a, uint8_t type) {
+  const bool hash = type == kHash;
+  const bool with_values = hash && a.size() == 4 && equals_ci(a[3], "withvalues");
+  if (a.size() > (hash ? 4u : 3u) || (a.size() == 4 && !with_values))
+    return Reply::error(errors::kSyntax);
   int64_t count = 1;
-  bool with_count = a.size() == 3;
+  bool with_count = a.size() >= 3;
   if (with_count && !parse_int64(a[2], &count)) return Reply::error(errors::kNotInteger);
-  TypedAt t = typed_at(k, a[1], kSet);
+  if (count == std::numeric_limits<int64_t>::min() ||
+      (with_values && count < -(std::numeric_limits<int64_t>::max() / 2)))
+    return count_out_of_range();
+  TypedAt t = typed_at(k, a[1], type);
   if (t.error) return error_reply(t);
   if (!t.live) return with_count ? Reply::array() : Reply::null();
   Pairs all = elements(k, t.rec);
   if (all.empty()) return with_count ? Reply::array() : Reply::null();
-  if (count == std::numeric_limits<int64_t>::min()) return count_out_of_range();
-  uint64_t seed = mix(static_cast<uint64_t>(k.now()));
+  uint64_t seed = mix(k.seed());
   if (!with_count) {
     seed = mix(seed);
     return Reply::bulk(all[seed % all.size()].first);
   }
   std::vector<Reply> out;
+  auto add = [&](const std::pair<std::string, std::string>& e) {
+    out.push_back(Reply::bulk(e.first));
+    if (with_values) out.push_back(Reply::bulk(e.second));
+  };
   if (count < 0) {
     // Repeats allowed.
     for (int64_t i = 0; i < -count && i < 1'000'000; ++i) {
       seed = mix(seed);
-      out.push_back(Reply::bulk(all[seed % all.size()].first));
+      add(all[seed % all.size()]);
     }
-    return Reply::array(std::move(out));
+    return with_values ? Reply::pairs(std::move(out)) : Reply::array(std::move(out));
   }
   // Distinct: a partial shuffle.
   size_t n = std::min<size_t>(static_cast<size_t>(count), all.size());
@@ -347,9 +359,15 @@ Reply cmd_srandmember(Keys& k, const Args& a) {
     seed = mix(seed);
     size_t j = i + seed % (all.size() - i);
     std::swap(all[i], all[j]);
-    out.push_back(Reply::bulk(all[i].first));
+    add(all[i]);
   }
-  return Reply::array(std::move(out));
+  return with_values ? Reply::pairs(std::move(out)) : Reply::array(std::move(out));
+}
+Reply cmd_srandmember(Keys& k, const Args& a) {
+  return random_elements(k, a, kSet);
+}
+Reply cmd_hrandfield(Keys& k, const Args& a) {
+  return random_elements(k, a, kHash);
 }
 
 Reply cmd_smove(Keys& k, const Args& a) {
@@ -517,7 +535,7 @@ std::string take(Keys& k, Record& rec, bool left) {
 }
 
 Reply pop(Keys& k, const Args& a, bool left) {
-  if (a.size() > 3) return Reply::error(errors::kSyntax);
+  if (a.size() > 3) return wrong_args(a[0]);
   bool with_count = a.size() == 3;
   int64_t count = 1;
   if (with_count && (!parse_int64(a[2], &count) || count < 0)) return count_out_of_range();
@@ -971,6 +989,7 @@ const std::vector<Entry>& collection_entries() {
       {{"hincrby", 4, kWrite, 1, 1, 1}, cmd_hincrby},
       {{"hincrbyfloat", 4, kWrite, 1, 1, 1}, cmd_hincrbyfloat},
       {{"hscan", -3, kReadOnly, 1, 1, 1}, cmd_hscan},
+      {{"hrandfield", -2, kReadOnly, 1, 1, 1}, cmd_hrandfield},
       // Sets.
       {{"sadd", -3, kWrite, 1, 1, 1}, cmd_sadd},
       {{"srem", -3, kWrite, 1, 1, 1}, cmd_srem},

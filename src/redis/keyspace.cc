@@ -57,6 +57,7 @@ bool decode_record(std::string_view bytes, Record* r) {
     case kHash:
     case kSet:
     case kZset:
+    case kStream:
       if (rest.size() != 16) return false;
       r->version = base::load_u64(rest.data());
       r->size = base::load_u64(rest.data() + 8);
@@ -84,6 +85,8 @@ const char* type_name(uint8_t type) {
       return "list";
     case kZset:
       return "zset";
+    case kStream:
+      return "stream";
     default:
       return "none";
   }
@@ -704,6 +707,12 @@ Reply cmd_memory(Keys& k, const std::vector<std::string>& a) {
   return Reply::integer_of(static_cast<int64_t>(total));
 }
 
+// PUBLISH channel message: through its channel's group's log, so that every member sees it
+// applied and delivers it to its own subscribers (the connection counts those).
+Reply cmd_publish(Keys&, const std::vector<std::string>&) {
+  return Reply::integer_of(0);
+}
+
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> table = [] {
     std::vector<Entry> all = {
@@ -746,6 +755,7 @@ const std::vector<Entry>& entries() {
         {{"rename", 3, kWrite, 1, 2, 1}, cmd_rename},
         {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
         {{"copy", -3, kWrite, 1, 2, 1}, cmd_copy},
+        {{"publish", 3, kWrite, 1, 1, 1}, cmd_publish},
         {{"memory", -2, kReadOnly, 2, 2, 1}, cmd_memory},
         // Every key: run on every group.
         {{"flushall", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
@@ -774,9 +784,14 @@ const std::vector<Entry>& entries() {
         {{"discard", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"watch", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"unwatch", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"subscribe", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"unsubscribe", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"psubscribe", -2, kKeyless, 0, 0, 0}, nullptr},
+        {{"punsubscribe", -1, kKeyless, 0, 0, 0}, nullptr},
+        {{"pubsub", -2, kKeyless, 0, 0, 0}, nullptr},
     };
-    for (const std::vector<Entry>* more :
-         {&collection_entries(), &sorted_set_entries(), &string_entries(), &sort_entries()})
+    for (const std::vector<Entry>* more : {&collection_entries(), &sorted_set_entries(),
+                                           &string_entries(), &sort_entries(), &stream_entries()})
       all.insert(all.end(), more->begin(), more->end());
     return all;
   }();
@@ -862,6 +877,18 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
     if (l.dest_at != 0) keys.push_back(argv[l.dest_at]);
     for (size_t i = l.numkeys_at + 1; i <= l.numkeys_at + static_cast<size_t>(n); ++i)
       keys.push_back(argv[i]);
+    return keys;
+  }
+  if (std::string_view(spec.name) == "xread" || std::string_view(spec.name) == "xreadgroup") {
+    // ... STREAMS key [key ...] id [id ...]: the first half after STREAMS.
+    for (size_t i = 1; i < argv.size(); ++i) {
+      if (!equals_ci(argv[i], "streams")) continue;
+      const size_t rest = argv.size() - i - 1;
+      if (rest == 0 || rest % 2 != 0) return keys;
+      for (size_t j = i + 1; j <= i + rest / 2; ++j)
+        keys.push_back(argv[j]);
+      return keys;
+    }
     return keys;
   }
   int last = spec.last_key < 0 ? static_cast<int>(argv.size()) + spec.last_key : spec.last_key;

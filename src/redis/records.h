@@ -35,7 +35,7 @@ inline constexpr size_t kMaxStringBytes = 16u << 20;
 inline constexpr int kVersionCounterBits = 20;
 static_assert(2 * kMaxTransactionCommands < (size_t{1} << kVersionCounterBits));
 
-enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4, kZset = 5 };
+enum Type : uint8_t { kString = 1, kHash = 2, kSet = 3, kList = 4, kZset = 5, kStream = 6 };
 
 struct Record {
   uint8_t type = kString;
@@ -155,5 +155,6 @@ const std::vector<Entry>& collection_entries();
 const std::vector<Entry>& sorted_set_entries();
 const std::vector<Entry>& string_entries();  // strings.cc: bits, LCS
 const std::vector<Entry>& sort_entries();    // sort.cc
+const std::vector<Entry>& stream_entries();  // streams.cc
 
 }  // namespace chorus::redis::internal

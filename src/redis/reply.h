@@ -21,6 +21,8 @@ struct Reply {
     kDouble,     // RESP2 a bulk string, RESP3 ,1.5 (str holds the text)
     kMap,        // RESP2 a flat array, RESP3 %n (elements hold keys and values in turn)
     kSet,        // RESP2 an array, RESP3 ~n
+    kPush,       // RESP2 an array, RESP3 >n (pub/sub messages)
+    kPairs,      // elements a b c d: RESP2 a flat array, RESP3 [[a b] [c d]] (WITHSCORES)
   };
   Kind kind = Kind::kNull;
   std::string str;
@@ -37,6 +39,8 @@ struct Reply {
   static Reply array(std::vector<Reply> e = {}) { return {Kind::kArray, {}, 0, std::move(e)}; }
   static Reply map(std::vector<Reply> e = {}) { return {Kind::kMap, {}, 0, std::move(e)}; }
   static Reply set_of(std::vector<Reply> e) { return {Kind::kSet, {}, 0, std::move(e)}; }
+  static Reply push(std::vector<Reply> e) { return {Kind::kPush, {}, 0, std::move(e)}; }
+  static Reply pairs(std::vector<Reply> e) { return {Kind::kPairs, {}, 0, std::move(e)}; }
   static Reply double_of(std::string text) { return {Kind::kDouble, std::move(text), 0, {}}; }
 
   bool is_error() const { return kind == Kind::kError; }

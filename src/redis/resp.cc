@@ -228,10 +228,28 @@ void encode(const Reply& r, int protocol, std::string* out) {
       break;
     case Reply::Kind::kArray:
     case Reply::Kind::kSet:
-      append_count(r.kind == Reply::Kind::kSet && resp3 ? '~' : '*',
+    case Reply::Kind::kPush:
+      append_count(!resp3                         ? '*'
+                   : r.kind == Reply::Kind::kSet  ? '~'
+                   : r.kind == Reply::Kind::kPush ? '>'
+                                                  : '*',
                    static_cast<int64_t>(r.elements.size()), out);
       for (const Reply& e : r.elements)
         encode(e, protocol, out);
+      break;
+    case Reply::Kind::kPairs:
+      if (!resp3) {
+        append_count('*', static_cast<int64_t>(r.elements.size()), out);
+        for (const Reply& e : r.elements)
+          encode(e, protocol, out);
+        break;
+      }
+      append_count('*', static_cast<int64_t>(r.elements.size() / 2), out);
+      for (size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+        out->append("*2\r\n");
+        encode(r.elements[i], protocol, out);
+        encode(r.elements[i + 1], protocol, out);
+      }
       break;
     case Reply::Kind::kDouble:
       if (resp3) {

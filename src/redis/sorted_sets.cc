@@ -130,7 +130,7 @@ Reply members_reply(const std::vector<Member>& ms, bool with_scores) {
     out.push_back(Reply::bulk(m.member));
     if (with_scores) out.push_back(score_reply(m.score));
   }
-  return Reply::array(std::move(out));
+  return with_scores ? Reply::pairs(std::move(out)) : Reply::array(std::move(out));
 }
 
 // Makes `key` a new sorted set of `ms` (distinct members), or removes it when `ms` is empty, as
@@ -583,7 +583,9 @@ Reply zpop(Keys& k, const Args& a, bool max) {
   TypedAt t = typed_at(k, a[1], kZset);
   if (t.error) return *t.error;
   if (!t.live) return Reply::array();
-  return members_reply(pop_members(k, a[1], t.rec, max, count), true);
+  Reply r = members_reply(pop_members(k, a[1], t.rec, max, count), true);
+  if (a.size() < 3) r.kind = Reply::Kind::kArray;  // without a count: flat in RESP3 too
+  return r;
 }
 Reply cmd_zpopmin(Keys& k, const Args& a) {
   return zpop(k, a, false);

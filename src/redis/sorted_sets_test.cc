@@ -44,6 +44,10 @@ std::string show(const Reply& r) {
       return list("{", "}");
     case Reply::Kind::kSet:
       return list("~[", "]");
+    case Reply::Kind::kPush:
+      return list(">[", "]");
+    case Reply::Kind::kPairs:
+      return list("[", "]");
   }
   return "?";
 }

@@ -240,8 +240,10 @@ class Node {
   }
 
   // Called on the data groups' apply thread after each applied batch, with the groups whose
-  // commands it applied (the Redis face wakes its blocked clients). Thread-safe.
-  using GroupsAppliedFn = std::function<void(const std::vector<raft::GroupId>& groups)>;
+  // commands it applied (the Redis face wakes its blocked clients) and the messages PUBLISH
+  // commands of the batch published (it delivers them to its subscribers). Thread-safe.
+  using GroupsAppliedFn = std::function<void(const std::vector<raft::GroupId>& groups,
+                                             kv::GroupStore::Published&& published)>;
   void set_groups_applied_listener(GroupsAppliedFn fn) {
     std::lock_guard<std::mutex> lk(groups_applied_mu_);
     groups_applied_fn_ = std::make_shared<const GroupsAppliedFn>(std::move(fn));

@@ -863,6 +863,7 @@ void Node::finish_data_round(raft::GroupId group, engine::RoundResult& out) {
 void Node::groups_apply_loop() {
   std::vector<kv::GroupEntry> batch;
   std::vector<std::optional<redis::Reply>> replies;
+  kv::GroupStore::Published published;
   // The proposals of this member applied in this turn: request id and place in the batch.
   std::vector<std::pair<uint64_t, size_t>> answered;
   while (true) {
@@ -876,6 +877,7 @@ void Node::groups_apply_loop() {
     // Every committed entry of every data group waiting now: one RocksDB write.
     batch.clear();
     answered.clear();
+    published.clear();
     std::set<raft::GroupId> touched;
     uint64_t writes = 0;
     std::unordered_map<raft::GroupId, uint64_t> writes_by_group;
@@ -904,7 +906,7 @@ void Node::groups_apply_loop() {
     }
     if (!batch.empty()) {
       auto start = Clock::now();
-      Status st = group_store_->apply(batch, &replies);
+      Status st = group_store_->apply(batch, &replies, &published);
       if (options_.observe_apply) {
         options_.observe_apply(std::chrono::duration<double>(Clock::now() - start).count());
       }
@@ -928,7 +930,7 @@ void Node::groups_apply_loop() {
       applied.reserve(writes_by_group.size());
       for (const auto& [g, n] : writes_by_group)
         applied.push_back(g);
-      (*on_applied)(applied);
+      (*on_applied)(applied, std::move(published));
     }
     for (const auto& [id, at] : answered) {
       kv::Response response;

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <unordered_map>
 
 // Asio's scheduler trips GCC 12's -Wnull-dereference at -O2 (a false positive in its headers).
@@ -124,6 +125,10 @@ struct Conn {
   // none has changed.
   std::vector<std::pair<std::string, uint64_t>> watched;
   std::vector<std::vector<std::string>> queued;
+  // Pub/sub: the channels and patterns subscribed to.
+  std::set<std::string> channels;
+  std::set<std::string> patterns;
+  bool subscribed() const { return !channels.empty() || !patterns.empty(); }
   // A blocking command waiting for data (BLPOP, ...): its place among the blocked, 0 if none.
   uint64_t blocked_order = 0;
   bool closed = false;
@@ -282,6 +287,17 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     flush(c);
   }
 
+  // Several replies for one command (SUBSCRIBE a b: one per channel), in one place of the queue.
+  void finish_many(const std::shared_ptr<Conn>& c, uint64_t seq,
+                   const std::vector<Reply>& replies) {
+    if (c->closed || seq < c->first_seq) return;
+    Pending& p = c->pending[seq - c->first_seq];
+    p.ready = true;
+    for (const Reply& r : replies)
+      redis::encode(r, p.protocol, &p.bytes);
+    flush(c);
+  }
+
   // The reply of a command on data: the next held command may go once none is in flight.
   void complete(const std::shared_ptr<Conn>& c, uint64_t seq, const Reply& reply) {
     if (c->closed) return;
@@ -372,6 +388,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     c->closed = true;
     asio::error_code ignored;
     c->idle.cancel();
+    unsubscribe_all(*c);
     if (auto b = blocked.find(c->blocked_order); b != blocked.end()) {
       if (b->second.waiting) --blocked_clients;
       blocked.erase(b);
@@ -424,6 +441,20 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       watch(c, seq, std::move(argv));
       return;
     }
+    if (c->subscribed() && c->protocol == 2 && name != "subscribe" && name != "unsubscribe" &&
+        name != "psubscribe" && name != "punsubscribe" && name != "ping" && name != "quit" &&
+        name != "reset") {
+      finish(c, seq,
+             Reply::error("ERR Can't execute '" + name +
+                          "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+                          "allowed in this context"));
+      return;
+    }
+    if (name == "subscribe" || name == "unsubscribe" || name == "psubscribe" ||
+        name == "punsubscribe") {
+      finish_many(c, seq, subscription(c, argv));
+      return;
+    }
     if ((spec->flags & redis::kKeyless) != 0) {
       bool close_after = false;
       Reply r = local_command(c, argv, &close_after);
@@ -449,6 +480,24 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     const uint64_t id = c->id;
     ++c->inflight;
     c->inflight_kind = spec->flags & (redis::kWrite | redis::kReadOnly);
+    if (name == "publish") {
+      // Answered once applied here (and so delivered here): how many here received it.
+      node->group_command(group, redis::encode_command(wall_ms(), argv),
+                          [weak, id, seq, channel = argv[1]](const RpcError& e, Reply&&) {
+                            std::shared_ptr<Impl> self = weak.lock();
+                            if (!self) return;
+                            asio::post(self->io, [weak, id, seq, channel, e] {
+                              std::shared_ptr<Impl> port = weak.lock();
+                              if (!port) return;
+                              auto it = port->connections.find(id);
+                              if (it == port->connections.end()) return;
+                              port->complete(it->second, seq,
+                                             e.ok() ? Reply::integer_of(port->receivers(channel))
+                                                    : from_rpc_error(e));
+                            });
+                          });
+      return;
+    }
     if ((spec->flags & redis::kWrite) != 0) {
       node->group_command(group, redis::encode_command(wall_ms(), argv),
                           [weak, id, seq](const RpcError& e, Reply&& reply) {
@@ -908,8 +957,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     const std::string& name = a[0];
     if (name == "ping") {
       if (a.size() > 2) return wrong_args("ping");
+      if (c->subscribed() && c->protocol == 2)
+        return Reply::array({Reply::bulk("pong"), Reply::bulk(a.size() == 2 ? a[1] : "")});
       return a.size() == 2 ? Reply::bulk(a[1]) : Reply::status("PONG");
     }
+    if (name == "pubsub") return pubsub(a);
     if (name == "echo") return Reply::bulk(a[1]);
     if (name == "quit") {
       *close_after = true;
@@ -941,6 +993,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       c->protocol = 2;
       c->name.clear();
       c->local_reads = false;
+      unsubscribe_all(*c);
       return Reply::status("RESET");
     }
     if (name == "select") {
@@ -1144,6 +1197,148 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     if (sub == "list") return Reply::array();
     return unknown_subcommand(a[1], "function");
+  }
+
+  // ---- pub/sub ----
+  //
+  // PUBLISH goes through the log of its channel's group (as a key would), so every member
+  // applies it, in the group's order, and delivers it to its own subscribers: a message
+  // reaches the subscribers of every member, and those of one member see one group's
+  // messages in log order. Subscriptions are per member, as in Redis Cluster; PUBLISH answers
+  // how many subscribers of the member it was sent to received it.
+
+  std::unordered_map<std::string, std::set<uint64_t>> channel_subs;  // I/O thread only
+  std::map<std::string, std::set<uint64_t>> pattern_subs;
+  std::atomic<size_t> subscriptions{0};
+  // A subscriber this far behind on its output is closed (Redis's pubsub buffer limit).
+  static constexpr size_t kMaxSubscriberBacklog = 32u << 20;
+
+  std::vector<Reply> subscription(const std::shared_ptr<Conn>& c,
+                                  const std::vector<std::string>& a) {
+    const std::string& name = a[0];
+    const bool pattern = name[0] == 'p';
+    std::set<std::string>& mine = pattern ? c->patterns : c->channels;
+    std::vector<Reply> out;
+    auto count = [&] {
+      return Reply::integer_of(static_cast<int64_t>(c->channels.size() + c->patterns.size()));
+    };
+    if (name == "subscribe" || name == "psubscribe") {
+      for (size_t i = 1; i < a.size(); ++i) {
+        if (mine.insert(a[i]).second) {
+          (pattern ? pattern_subs[a[i]] : channel_subs[a[i]]).insert(c->id);
+          ++subscriptions;
+        }
+        out.push_back(Reply::push({Reply::bulk(name), Reply::bulk(a[i]), count()}));
+      }
+      return out;
+    }
+    std::vector<std::string> names(a.begin() + 1, a.end());
+    if (names.empty()) names.assign(mine.begin(), mine.end());
+    for (const std::string& n : names) {
+      if (mine.erase(n) > 0) {
+        drop_subscriber(pattern, n, c->id);
+        --subscriptions;
+      }
+      out.push_back(Reply::push({Reply::bulk(name), Reply::bulk(n), count()}));
+    }
+    if (out.empty()) out.push_back(Reply::push({Reply::bulk(name), Reply::null(), count()}));
+    return out;
+  }
+
+  void drop_subscriber(bool pattern, const std::string& name, uint64_t id) {
+    if (pattern) {
+      auto it = pattern_subs.find(name);
+      if (it != pattern_subs.end() && (it->second.erase(id), it->second.empty()))
+        pattern_subs.erase(it);
+    } else {
+      auto it = channel_subs.find(name);
+      if (it != channel_subs.end() && (it->second.erase(id), it->second.empty()))
+        channel_subs.erase(it);
+    }
+  }
+
+  void unsubscribe_all(Conn& c) {
+    for (const std::string& n : c.channels)
+      drop_subscriber(false, n, c.id);
+    for (const std::string& n : c.patterns)
+      drop_subscriber(true, n, c.id);
+    subscriptions -= c.channels.size() + c.patterns.size();
+    c.channels.clear();
+    c.patterns.clear();
+  }
+
+  // A message applied here: to every local subscriber of its channel or a matching pattern.
+  // Answers how many received it.
+  int64_t deliver(const std::string& channel, const std::string& message) {
+    int64_t received = 0;
+    auto send = [&](uint64_t id, Reply r) {
+      auto it = connections.find(id);
+      if (it == connections.end() || it->second->closed) return;
+      const std::shared_ptr<Conn>& c = it->second;
+      if (c->out.size() + c->writing_buf.size() > kMaxSubscriberBacklog) {
+        close(c);
+        return;
+      }
+      finish(c, push(c), r);
+      ++received;
+    };
+    if (auto it = channel_subs.find(channel); it != channel_subs.end()) {
+      const std::set<uint64_t> ids = it->second;
+      for (uint64_t id : ids)
+        send(id, Reply::push({Reply::bulk("message"), Reply::bulk(channel), Reply::bulk(message)}));
+    }
+    std::vector<std::pair<std::string, uint64_t>> matched;
+    for (const auto& [pattern, ids] : pattern_subs) {
+      if (!redis::glob_match(pattern, channel)) continue;
+      for (uint64_t id : ids)
+        matched.emplace_back(pattern, id);
+    }
+    for (const auto& [pattern, id] : matched)
+      send(id, Reply::push({Reply::bulk("pmessage"), Reply::bulk(pattern), Reply::bulk(channel),
+                            Reply::bulk(message)}));
+    return received;
+  }
+
+  // How many local subscribers a message on `channel` reaches (PUBLISH's answer).
+  int64_t receivers(const std::string& channel) const {
+    int64_t n = 0;
+    if (auto it = channel_subs.find(channel); it != channel_subs.end())
+      n += static_cast<int64_t>(it->second.size());
+    for (const auto& [pattern, ids] : pattern_subs) {
+      if (redis::glob_match(pattern, channel)) n += static_cast<int64_t>(ids.size());
+    }
+    return n;
+  }
+
+  // PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT: this member's subscriptions.
+  Reply pubsub(const std::vector<std::string>& a) {
+    std::string sub = lower(a[1]);
+    if (sub == "channels" || sub == "shardchannels") {
+      if (a.size() > 3) return wrong_args("pubsub|" + sub);
+      std::vector<Reply> out;
+      if (sub == "channels") {
+        for (const auto& [name, ids] : channel_subs) {
+          if (a.size() == 2 || redis::glob_match(a[2], name)) out.push_back(Reply::bulk(name));
+        }
+      }
+      return Reply::array(std::move(out));
+    }
+    if (sub == "numsub" || sub == "shardnumsub") {
+      std::vector<Reply> out;
+      for (size_t i = 2; i < a.size(); ++i) {
+        auto it = channel_subs.find(a[i]);
+        out.push_back(Reply::bulk(a[i]));
+        out.push_back(Reply::integer_of(sub == "numsub" && it != channel_subs.end()
+                                            ? static_cast<int64_t>(it->second.size())
+                                            : 0));
+      }
+      return Reply::array(std::move(out));
+    }
+    if (sub == "numpat") {
+      if (a.size() != 2) return wrong_args("pubsub|numpat");
+      return Reply::integer_of(static_cast<int64_t>(pattern_subs.size()));
+    }
+    return unknown_subcommand(a[1], "pubsub");
   }
 
   // ---- blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, ... ----
@@ -1386,14 +1581,21 @@ storage::Status RedisPort::listen(const std::string& host, uint16_t port, uint16
 void RedisPort::start() {
   Impl& d = *impl_;
   std::weak_ptr<Impl> weak = impl_;
-  d.node->set_groups_applied_listener([weak](const std::vector<raft::GroupId>& groups) {
-    std::shared_ptr<Impl> self = weak.lock();
-    if (!self || self->blocked_entries.load() == 0) return;
-    asio::post(self->io, [weak, groups] {
-      std::shared_ptr<Impl> port = weak.lock();
-      if (port && !port->stopping) port->wake(groups);
-    });
-  });
+  d.node->set_groups_applied_listener(
+      [weak](const std::vector<raft::GroupId>& groups, kv::GroupStore::Published&& published) {
+        std::shared_ptr<Impl> self = weak.lock();
+        if (!self) return;
+        const bool waiting = self->blocked_entries.load() > 0;
+        if (self->subscriptions.load() == 0) published.clear();
+        if (!waiting && published.empty()) return;
+        asio::post(self->io, [weak, groups, waiting, published = std::move(published)] {
+          std::shared_ptr<Impl> port = weak.lock();
+          if (!port || port->stopping) return;
+          for (const auto& [channel, message] : published)
+            port->deliver(channel, message);
+          if (waiting) port->wake(groups);
+        });
+      });
   d.loop.start("chorus-redis", [&d] {
     for (const auto& l : d.listeners)
       d.accept(l.get());

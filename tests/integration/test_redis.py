@@ -253,6 +253,106 @@ class RedisFaceTest(unittest.TestCase):
         with self.assertRaisesRegex(redis.exceptions.ResponseError, "^CROSSSLOT "):
             p.execute()
 
+    def test_watch_aborts_exec_when_a_key_changed_through_another_member(self):
+        r, other = self.clients[0], self.clients[2]
+        r.set("{w}k", "1")
+        with r.pipeline(transaction=True) as p:
+            p.watch("{w}k")
+            other.set("{w}k", "2")  # through another member, before EXEC
+            p.multi()
+            p.set("{w}k", "mine")
+            with self.assertRaises(redis.exceptions.WatchError):
+                p.execute()
+        self.assertEqual(r.get("{w}k"), b"2")
+        # Unchanged, and changed then watched again: EXEC runs.
+        with r.pipeline(transaction=True) as p:
+            p.watch("{w}k", "{w}absent")
+            p.multi()
+            p.incr("{w}n")
+            self.assertEqual(p.execute(), [1])
+        # A watched key that expires, or is deleted, aborts too.
+        r.set("{w}e", "x", px=300)
+        with r.pipeline(transaction=True) as p:
+            p.watch("{w}e")
+            time.sleep(0.5)
+            p.multi()
+            p.incr("{w}n")
+            with self.assertRaises(redis.exceptions.WatchError):
+                p.execute()
+        m1 = self.c.members[0]
+        self.assertEqual(self.raw(m1, b"WATCH {w}k\r\nMULTI\r\nWATCH {w}k\r\nPING\r\n"
+                                      b"EXEC\r\nUNWATCH\r\n"),
+                         b"+OK\r\n+OK\r\n-ERR WATCH inside MULTI is not allowed\r\n"
+                         b"+QUEUED\r\n*1\r\n+PONG\r\n+OK\r\n")
+
+    def test_blocked_pop_is_answered_across_a_leader_kill(self):
+        """A BLPOP blocked on one member is woken by a push through another, also after the
+        key's group lost its leader to SIGKILL; a timed-out BLPOP answers nil."""
+        r0 = self.clients[0]
+        self.assertIsNone(r0.blpop(["{bl}none"], timeout=0.2))
+        key = "{bl}q"
+        group = group_of(key)
+        leader = self.group_leader(group)
+        waiter = next(m for m in self.c.members if m is not leader)
+        pusher = next(m for m in self.c.members if m is not leader and m is not waiter)
+        results = []
+
+        def wait(n):
+            c = redis.Redis(host="127.0.0.1", port=self.ports[waiter.name], socket_timeout=60)
+            results.append(c.blpop([key], timeout=45))
+
+        t = threading.Thread(target=wait, args=(0,))
+        t.start()
+        deadline = time.time() + 10
+        info = redis.Redis(host="127.0.0.1", port=self.ports[waiter.name], socket_timeout=10)
+        while info.info("clients")["blocked_clients"] < 1:
+            self.assertLess(time.time(), deadline, "the BLPOP never blocked")
+            time.sleep(0.05)
+        leader.kill()
+        p = redis.Redis(host="127.0.0.1", port=self.ports[pusher.name], socket_timeout=10)
+        deadline = time.time() + 30
+        while True:
+            try:
+                p.rpush(key, "after-kill")
+                break
+            except redis.exceptions.RedisError:
+                self.assertLess(time.time(), deadline, "no push after the kill")
+                time.sleep(0.3)
+        t.join(60)
+        leader.start()
+        self.wait_groups()
+        self.assertEqual(results, [(key.encode(), b"after-kill")])
+        self.assertEqual(info.info("clients")["blocked_clients"], 0)
+
+    def test_publish_reaches_subscribers_of_every_member(self):
+        subs = []
+        for c in self.clients:
+            ps = c.pubsub()
+            ps.subscribe("news")
+            ps.psubscribe("n*")
+            self.assertEqual(ps.get_message(timeout=5)["type"], "subscribe")
+            self.assertEqual(ps.get_message(timeout=5)["type"], "psubscribe")
+            subs.append(ps)
+        self.assertEqual(self.clients[1].publish("news", "hello"), 2)  # its own member's two
+        for ps in subs:
+            got = [ps.get_message(timeout=5) for _ in range(2)]
+            self.assertEqual(sorted((m["type"], m["data"]) for m in got),
+                             [("message", b"hello"), ("pmessage", b"hello")])
+        self.assertEqual(self.clients[0].pubsub_numsub("news"), [(b"news", 1)])
+        self.assertEqual(self.clients[0].pubsub_numpat(), 1)
+        for ps in subs:
+            ps.close()
+        m1 = self.c.members[0]
+        self.assertEqual(self.raw(m1, b"SUBSCRIBE a b\r\nGET x\r\nPING\r\nUNSUBSCRIBE\r\n"
+                                      b"GET nothing:here\r\n"),
+                         b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+                         b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+                         b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                         b"PING / QUIT / RESET are allowed in this context\r\n"
+                         b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+                         b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n"
+                         b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n$-1\r\n")
+
     def test_expiry(self):
         r = self.clients[1]
         self.assertTrue(r.set("exp:k", "v", px=400))
