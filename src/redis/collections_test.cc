@@ -9,7 +9,9 @@ namespace {
 class Collections : public ::testing::Test {
  protected:
   // Every command is a write of its own entry: a new version base each time.
-  Reply run(std::vector<std::string> argv) { return execute(records, argv, now, ++index); }
+  Reply run(std::vector<std::string> argv) {
+    return flat_pairs(execute(records, argv, now, ++index));
+  }
   static Reply bulks(std::vector<std::string> v) {
     std::vector<Reply> out;
     for (auto& s : v)
@@ -170,7 +172,9 @@ namespace {
 
 class SortedSets : public ::testing::Test {
  protected:
-  Reply run(std::vector<std::string> argv) { return execute(records, argv, now, ++index); }
+  Reply run(std::vector<std::string> argv) {
+    return flat_pairs(execute(records, argv, now, ++index));
+  }
   static Reply flat(std::vector<std::string> v) {
     std::vector<Reply> out;
     for (size_t i = 0; i < v.size(); ++i)

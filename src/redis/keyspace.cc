@@ -778,6 +778,7 @@ const std::vector<Entry>& entries() {
         {{"config", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"function", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"readonly", 1, kKeyless, 0, 0, 0}, nullptr},
+        {{"auth", -2, kKeyless, 0, 0, 0}, nullptr},
         {{"readwrite", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"multi", 1, kKeyless, 0, 0, 0}, nullptr},
         {{"exec", 1, kKeyless, 0, 0, 0}, nullptr},

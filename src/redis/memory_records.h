@@ -11,6 +11,15 @@
 
 namespace chorus::redis {
 
+// A reply with its RESP3 pairs (WITHSCORES) as the flat arrays RESP2 clients read: what the
+// tests compare, whatever the shape's kind.
+inline Reply flat_pairs(Reply r) {
+  if (r.kind == Reply::Kind::kPairs) r.kind = Reply::Kind::kArray;
+  for (Reply& e : r.elements)
+    e = flat_pairs(std::move(e));
+  return r;
+}
+
 class MemoryRecords : public RecordStore {
  public:
   bool get(std::string_view key, std::string* record) override {

@@ -123,6 +123,15 @@ TEST(Resp, RepliesInBothProtocols) {
   Reply m = Reply::map({Reply::bulk("k"), Reply::integer_of(1)});
   EXPECT_EQ(enc(m, 2), "*2\r\n$1\r\nk\r\n:1\r\n");
   EXPECT_EQ(enc(m, 3), "%1\r\n$1\r\nk\r\n:1\r\n");
+  // WITHSCORES: flat in RESP2, pairs in RESP3.
+  Reply pairs = Reply::pairs(
+      {Reply::bulk("a"), Reply::double_of("1"), Reply::bulk("b"), Reply::double_of("2")});
+  EXPECT_EQ(enc(pairs, 2), "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n");
+  EXPECT_EQ(enc(pairs, 3), "*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,2\r\n");
+  // Pub/sub messages: arrays in RESP2, pushes in RESP3.
+  Reply push = Reply::push({Reply::bulk("message"), Reply::bulk("c"), Reply::bulk("m")});
+  EXPECT_EQ(enc(push, 2).substr(0, 4), "*3\r\n");
+  EXPECT_EQ(enc(push, 3).substr(0, 4), ">3\r\n");
 }
 
 TEST(Slot, MatchesRedisCluster) {

@@ -60,7 +60,9 @@ struct Step {
 class SortedSetCommands : public ::testing::Test {
  protected:
   // Every command is its own log entry: a new version base (and random seed) each time.
-  Reply run(const std::vector<std::string>& argv) { return execute(records, argv, now, ++index); }
+  Reply run(const std::vector<std::string>& argv) {
+    return flat_pairs(execute(records, argv, now, ++index));
+  }
 
   // Runs each step in turn, expecting its reply.
   void play(const std::vector<Step>& steps) {

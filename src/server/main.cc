@@ -671,6 +671,7 @@ int run(ServerConfig cfg) {
   // --listen-redis-urls: the Redis face, on the data groups.
   RedisOptions redis_options;
   redis_options.max_bulk_bytes = cfg.max_request_bytes;
+  redis_options.bcrypt_cost = static_cast<int>(cfg.bcrypt_cost);
   RedisPort redis_port(node.get(), redis_options);
   for (const Url& u : cfg.listen_redis_urls) {
     st = redis_port.listen(u.host, u.port, nullptr);

@@ -26,6 +26,7 @@
 #include "redis/resp.h"
 #include "redis/slot.h"
 #include "server/node.h"
+#include "server/password.h"
 
 namespace chorus::server {
 
@@ -98,6 +99,7 @@ struct Conn {
   uint64_t id;
   std::string peer;
   std::string name;
+  std::string user;  // AUTH's user, once its password was checked
   int protocol = 2;
   bool local_reads = false;  // READONLY
   std::array<char, kReadChunkBytes> chunk{};
@@ -416,6 +418,17 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       return;
     }
     argv[0] = spec->name;
+    if (name == "auth" ||
+        (name == "hello" && std::any_of(argv.begin(), argv.end(),
+                                        [](const std::string& a) { return lower(a) == "auth"; }))) {
+      auth(c, seq, std::move(argv));
+      return;
+    }
+    if (name != "quit" && name != "reset" && !authenticated(*c)) {
+      c->multi_failed = c->in_multi;
+      finish(c, seq, Reply::error("NOAUTH Authentication required."));
+      return;
+    }
     if (c->in_multi && !control) {
       if ((spec->flags & redis::kAllGroups) != 0) {
         c->multi_failed = true;
@@ -474,6 +487,10 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     if ((spec->flags & redis::kBlocking) != 0) {
       block_start(c, seq, group, std::move(argv));
+      return;
+    }
+    if ((name == "xread" || name == "xreadgroup") && stream_block_ms(argv) >= 0) {
+      block_stream_read(c, seq, group, std::move(argv));
       return;
     }
     std::weak_ptr<Impl> weak = weak_from_this();
@@ -1040,7 +1057,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     for (; i < a.size(); ++i) {
       std::string opt = lower(a[i]);
       if (opt == "auth" && i + 2 < a.size()) {
-        i += 2;  // no users on the Redis face yet: as Redis's default user without a password
+        i += 2;  // checked before (auth), when auth is on
       } else if (opt == "setname" && i + 1 < a.size()) {
         setname = a[++i];
       } else {
@@ -1125,12 +1142,17 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     const auto& table = redis::command_table();
     if (a.size() == 1) {
       std::vector<Reply> all;
-      for (const redis::CommandSpec& s : table)
-        all.push_back(command_info(s));
+      for (const redis::CommandSpec& s : table) {
+        if (s.name[0] != '\x01') all.push_back(command_info(s));
+      }
       return Reply::array(std::move(all));
     }
     std::string sub = lower(a[1]);
-    if (sub == "count") return Reply::integer_of(static_cast<int64_t>(table.size()));
+    if (sub == "count") {
+      return Reply::integer_of(static_cast<int64_t>(
+          std::count_if(table.begin(), table.end(),
+                        [](const redis::CommandSpec& s) { return s.name[0] != '\x01'; })));
+    }
     if (sub == "info") {
       std::vector<Reply> out;
       for (size_t i = 2; i < a.size(); ++i) {
@@ -1197,6 +1219,103 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     if (sub == "list") return Reply::array();
     return unknown_subcommand(a[1], "function");
+  }
+
+  // ---- AUTH: the etcd face's users ----
+  //
+  // With the etcd face's auth enabled (etcdctl auth enable), a connection must first AUTH (or
+  // HELLO ... AUTH) as one of its users with a password; every command checks that the user
+  // still exists and auth is still on. Roles' key permissions are the etcd keyspace's and do
+  // not reach Redis keys: any user may use the Redis face. Passwords are checked (bcrypt) on
+  // a thread of their own, so a login never stalls the connections.
+
+  IoThread auth_loop;  // started and stopped with the port
+
+  bool authenticated(const Conn& c) const {
+    if (!node->store().auth_summary().enabled) return true;
+    if (c.user.empty()) return false;
+    std::shared_ptr<const kv::AuthState> state = node->store().auth_state();
+    return state->users.count(c.user) > 0;
+  }
+
+  // AUTH [user] password, or HELLO protover AUTH user password [SETNAME name].
+  void auth(const std::shared_ptr<Conn>& c, uint64_t seq, std::vector<std::string> argv) {
+    std::string user, password;
+    const bool hello_auth = argv[0] == "hello";
+    if (hello_auth) {
+      for (size_t i = 2; i + 2 < argv.size(); ++i) {
+        if (lower(argv[i]) == "auth") {
+          user = argv[i + 1];
+          password = argv[i + 2];
+          break;
+        }
+      }
+    } else if (argv.size() == 2) {
+      user = "default";
+      password = argv[1];
+    } else if (argv.size() == 3) {
+      user = argv[1];
+      password = argv[2];
+    } else {
+      finish(c, seq, Reply::error(redis::errors::kSyntax));
+      return;
+    }
+    if (!node->store().auth_summary().enabled) {
+      if (hello_auth) {
+        answer_hello(c, seq, argv);  // as Redis's default user without a password
+      } else {
+        finish(c, seq,
+               Reply::error(argv.size() == 2
+                                ? "ERR AUTH <password> called without any password configured "
+                                  "for the default user. Are you sure your configuration is "
+                                  "correct?"
+                                : "WRONGPASS invalid username-password pair or user is "
+                                  "disabled."));
+      }
+      return;
+    }
+    std::shared_ptr<const kv::AuthState> state = node->store().auth_state();
+    ++c->inflight;
+    c->inflight_kind = redis::kReadOnly;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    const uint64_t id = c->id;
+    const int cost = options.bcrypt_cost;
+    asio::post(auth_loop.io, [weak, id, seq, state, user, password, cost,
+                              argv = std::move(argv)]() mutable {
+      auto it = state->users.find(user);
+      bool known = it != state->users.end() && !it->second.no_password;
+      // An unknown user is checked against no hash: the same work as a wrong password.
+      bool ok = check_password(password, known ? it->second.password_hash : "", cost) && known;
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      asio::post(self->io, [weak, id, seq, ok, user, argv = std::move(argv)] {
+        std::shared_ptr<Impl> port = weak.lock();
+        if (!port) return;
+        auto conn = port->connections.find(id);
+        if (conn == port->connections.end()) return;
+        if (!ok) {
+          port->complete(conn->second, seq,
+                         Reply::error("WRONGPASS invalid username-password pair or user is "
+                                      "disabled."));
+          return;
+        }
+        conn->second->user = user;
+        if (argv[0] != "hello") {
+          port->complete(conn->second, seq, Reply::ok());
+          return;
+        }
+        Reply r = port->hello(conn->second, argv);
+        conn->second->pending[seq - conn->second->first_seq].protocol = conn->second->protocol;
+        port->complete(conn->second, seq, r);
+      });
+    });
+  }
+
+  void answer_hello(const std::shared_ptr<Conn>& c, uint64_t seq,
+                    const std::vector<std::string>& argv) {
+    Reply r = hello(c, argv);
+    c->pending[seq - c->first_seq].protocol = c->protocol;
+    finish(c, seq, r);
   }
 
   // ---- pub/sub ----
@@ -1375,18 +1494,80 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
   static constexpr int kBlockTickMs = 20;
   static constexpr int kBlockRelookTicks = 50;  // every second, a look at every blocked key
 
+  // XREAD's and XREADGROUP's BLOCK milliseconds; -1 without BLOCK (or a bad value, which the
+  // command itself refuses).
+  static int64_t stream_block_ms(const std::vector<std::string>& argv) {
+    for (size_t i = 1; i + 1 < argv.size(); ++i) {
+      if (lower(argv[i]) == "streams") break;
+      int64_t ms = 0;
+      if (lower(argv[i]) == "block")
+        return redis::parse_int64(argv[i + 1], &ms) && ms >= 0 ? ms : -1;
+    }
+    return -1;
+  }
+
+  // XREAD ... BLOCK ms STREAMS key ... $: `$` is the last id when the command came, read
+  // linearizably before it waits (a rerun must not take `$` anew).
+  void block_stream_read(const std::shared_ptr<Conn>& c, uint64_t seq, raft::GroupId group,
+                         std::vector<std::string> argv) {
+    if (argv[0] != "xread" || std::find(argv.begin(), argv.end(), "$") == argv.end()) {
+      block_start(c, seq, group, std::move(argv));
+      return;
+    }
+    ++c->inflight;  // through the barrier; block_start counts itself
+    c->inflight_kind = redis::kWrite | redis::kBlocking;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    const uint64_t id = c->id;
+    node->group_read_barrier(
+        group, [weak, id, seq, group, argv = std::move(argv)](const RpcError& e) mutable {
+          std::shared_ptr<Impl> self = weak.lock();
+          if (!self) return;
+          if (!e.ok()) {
+            self->complete_from_anywhere(id, seq, from_rpc_error(e));
+            return;
+          }
+          asio::post(self->io, [weak, id, seq, group, argv = std::move(argv)]() mutable {
+            std::shared_ptr<Impl> port = weak.lock();
+            if (!port) return;
+            auto it = port->connections.find(id);
+            if (it == port->connections.end()) return;
+            const redis::CommandSpec* spec = redis::find_command(argv[0]);
+            std::vector<std::string> ask = {"\x01xlastids"};
+            for (std::string_view k : redis::command_keys(*spec, argv))
+              ask.emplace_back(k);
+            Reply last = port->node->group_read_command(group, ask, wall_ms());
+            const size_t keys = ask.size() - 1;
+            if (last.kind == Reply::Kind::kArray && last.elements.size() == keys) {
+              for (size_t i = 0; i < keys; ++i) {
+                std::string& want = argv[argv.size() - keys + i];
+                if (want == "$") want = last.elements[i].str;
+              }
+            }
+            --it->second->inflight;
+            port->block_start(it->second, seq, group, std::move(argv));
+          });
+        });
+  }
+
   void block_start(const std::shared_ptr<Conn>& c, uint64_t seq, raft::GroupId group,
                    std::vector<std::string> argv) {
     const std::string& name = argv[0];
-    const std::string& timeout = name == "blmpop" || name == "bzmpop" ? argv[1] : argv.back();
-    long double seconds = 0;
     Blocked b;
     b.conn = c->id;
     b.seq = seq;
     b.group = group;
-    if (redis::parse_long_double(timeout, &seconds) && seconds > 0 && seconds < 1e12)
-      b.deadline_ms = wall_ms() + static_cast<int64_t>(std::ceil(seconds * 1000));
-    b.wants = name[1] == 'z' ? "zset" : "list";
+    if (name[0] == 'x') {
+      int64_t ms = stream_block_ms(argv);
+      if (ms > 0) b.deadline_ms = wall_ms() + ms;
+      b.wants = "stream";
+    } else {
+      const std::string& timeout = name == "blmpop" || name == "bzmpop" ? argv[1] : argv.back();
+      long double seconds = 0;
+      if (redis::parse_long_double(timeout, &seconds) && seconds > 0 && seconds < 1e12)
+        b.deadline_ms = wall_ms() + static_cast<int64_t>(std::ceil(seconds * 1000));
+      b.wants = name[1] == 'z' ? "zset" : "list";
+    }
+
     b.argv = std::move(argv);
     b.trying = true;
     ++c->inflight;
@@ -1455,6 +1636,13 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
 
   // Whether one of the blocked command's keys holds what it waits for, here.
   bool worth_trying(const Blocked& b) {
+    if (b.argv[0][0] == 'x') {
+      // A stream may exist with nothing new: ask whether the read would deliver.
+      std::vector<std::string> probe = {"\x01xready"};
+      probe.insert(probe.end(), b.argv.begin(), b.argv.end());
+      Reply r = node->group_read_command(b.group, probe, wall_ms());
+      return r.kind != Reply::Kind::kInteger || r.integer != 0;
+    }
     const redis::CommandSpec* spec = redis::find_command(b.argv[0]);
     for (std::string_view key : redis::command_keys(*spec, b.argv)) {
       Reply t = node->group_read_command(b.group, {"type", std::string(key)}, wall_ms());
@@ -1596,6 +1784,7 @@ void RedisPort::start() {
           if (waiting) port->wake(groups);
         });
       });
+  d.auth_loop.start("chorus-redis-auth", [] {});
   d.loop.start("chorus-redis", [&d] {
     for (const auto& l : d.listeners)
       d.accept(l.get());
@@ -1606,6 +1795,7 @@ void RedisPort::start() {
 void RedisPort::stop() {
   Impl& d = *impl_;
   d.loop.stop([&d] { d.shutdown(); });
+  d.auth_loop.stop([] {});
 }
 
 }  // namespace chorus::server

@@ -34,6 +34,9 @@ struct RedisOptions {
   size_t max_connections = 10'000;
   // A connection that sends nothing for this long is closed (0: never), as Redis's `timeout`.
   int idle_timeout_ms = 0;
+  // With the etcd face's auth enabled, a connection must AUTH as one of its users first; the
+  // passwords' bcrypt cost (--bcrypt-cost).
+  int bcrypt_cost = 10;
 };
 
 class RedisPort {

@@ -324,6 +324,45 @@ class RedisFaceTest(unittest.TestCase):
         self.assertEqual(results, [(key.encode(), b"after-kill")])
         self.assertEqual(info.info("clients")["blocked_clients"], 0)
 
+    def test_auth_takes_the_etcd_faces_users(self):
+        """With the etcd face's auth on, a connection must AUTH (or HELLO AUTH) as one of its
+        users first; turning auth off lets everyone in again."""
+        self.c.ctl("user", "add", "root:rootpw")
+        self.c.ctl("user", "grant-role", "root", "root")
+        self.c.ctl("user", "add", "ann:annpw")
+        self.c.ctl("auth", "enable")
+        root = ["--user", "root:rootpw"]
+        try:
+            port = self.ports[self.c.members[1].name]
+            anyone = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+            with self.assertRaisesRegex(redis.exceptions.AuthenticationError,
+                                        "Authentication required"):
+                anyone.get("{auth}k")
+            with self.assertRaisesRegex((redis.exceptions.ResponseError,
+                                         redis.exceptions.AuthenticationError), "WRONGPASS"):
+                redis.Redis(host="127.0.0.1", port=port, username="ann", password="nope",
+                            socket_timeout=10).ping()
+            ann = redis.Redis(host="127.0.0.1", port=port, username="ann", password="annpw",
+                              socket_timeout=10)
+            self.assertTrue(ann.set("{auth}k", "v"))
+            hello = redis.Redis(host="127.0.0.1", port=port, username="ann", password="annpw",
+                                protocol=3, socket_timeout=10)
+            self.assertEqual(hello.get("{auth}k"), b"v")
+            # A user deleted is out at its next command.
+            self.c.ctl("user", "delete", "ann", ctl_args=root)
+            deadline = time.time() + 10
+            while True:
+                try:
+                    ann.get("{auth}k")
+                except redis.exceptions.AuthenticationError:
+                    break
+                self.assertLess(time.time(), deadline, "a deleted user still served")
+                time.sleep(0.1)
+        finally:
+            self.c.ctl("auth", "disable", ctl_args=root)
+            self.c.ctl("user", "delete", "root")
+        self.assertEqual(self.clients[0].get("{auth}k"), b"v")
+
     def test_publish_reaches_subscribers_of_every_member(self):
         subs = []
         for c in self.clients:
