@@ -296,6 +296,27 @@ Status GroupStore::load() {
   return from_rocksdb(it->status(), "group store load");
 }
 
+namespace {
+
+// The messages an applied command published: PUBLISH's, or those of a transaction that ran.
+void collect_published(std::vector<std::string>& argv, const redis::Reply& reply,
+                       GroupStore::Published* published) {
+  if (argv.size() == 3 && argv[0] == "publish") {
+    published->emplace_back(std::move(argv[1]), std::move(argv[2]));
+    return;
+  }
+  if (argv.empty() || argv[0] != redis::kTransaction || reply.kind != redis::Reply::Kind::kArray)
+    return;
+  std::vector<std::string> sub;
+  int64_t unused = 0;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    if (redis::decode_command(argv[i], &unused, &sub) && sub.size() == 3 && sub[0] == "publish")
+      published->emplace_back(std::move(sub[1]), std::move(sub[2]));
+  }
+}
+
+}  // namespace
+
 Status GroupStore::apply(const std::vector<GroupEntry>& entries,
                          std::vector<std::optional<redis::Reply>>* replies, Published* published) {
   std::lock_guard<std::mutex> w(write_mu_);
@@ -329,8 +350,7 @@ Status GroupStore::apply(const std::vector<GroupEntry>& entries,
           records.set_group(e.group);
           reply = redis::execute(records, argv, now_ms, e.index);
           if (!records.failed().is_ok()) return records.failed();
-          if (published && argv.size() == 3 && argv[0] == "publish")
-            published->emplace_back(std::move(argv[1]), std::move(argv[2]));
+          if (published) collect_published(argv, reply, published);
         }
         if (replies) (*replies)[i] = std::move(reply);
       } else if (op->kind == GroupOp::Kind::kPut) {

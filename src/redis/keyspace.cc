@@ -707,6 +707,46 @@ Reply cmd_memory(Keys& k, const std::vector<std::string>& a) {
   return Reply::integer_of(static_cast<int64_t>(total));
 }
 
+// OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key: Chorus has one layout per type, named as Redis
+// names the encoding a value of that size would have; a record is never shared (refcount 1),
+// and access times are not kept.
+Reply cmd_object(Keys& k, const std::vector<std::string>& a) {
+  if (a.size() != 3) {
+    if (equals_ci(a[1], "help")) return Reply::array({Reply::status("OBJECT <subcommand> key")});
+    return wrong_args("object|" + a[1]);
+  }
+  Record r;
+  Keys::Found f = k.load(a[2], &r);
+  if (f == Keys::Found::kDamaged) return damaged(a[2]);
+  if (f == Keys::Found::kNone) return Reply::null();
+  if (equals_ci(a[1], "refcount")) return Reply::integer_of(1);
+  if (equals_ci(a[1], "idletime")) return Reply::integer_of(0);
+  if (equals_ci(a[1], "freq")) {
+    return Reply::error(
+        "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+        "that when switching between policies at runtime LRU and LFU data will take some time "
+        "to adjust.");
+  }
+  if (!equals_ci(a[1], "encoding")) {
+    return Reply::error("ERR unknown subcommand '" + a[1].substr(0, 128) + "'. Try OBJECT HELP.");
+  }
+  int64_t n = 0;
+  switch (r.type) {
+    case kString:
+      return Reply::bulk(r.value.size() <= 20 && parse_int64(r.value, &n) ? "int"
+                         : r.value.size() <= 44                           ? "embstr"
+                                                                          : "raw");
+    case kList:
+      return Reply::bulk("quicklist");
+    case kZset:
+      return Reply::bulk("skiplist");
+    case kStream:
+      return Reply::bulk("stream");
+    default:
+      return Reply::bulk("hashtable");
+  }
+}
+
 // PUBLISH channel message: through its channel's group's log, so that every member sees it
 // applied and delivers it to its own subscribers (the connection counts those).
 Reply cmd_publish(Keys&, const std::vector<std::string>&) {
@@ -756,6 +796,7 @@ const std::vector<Entry>& entries() {
         {{"renamenx", 3, kWrite, 1, 2, 1}, cmd_renamenx},
         {{"copy", -3, kWrite, 1, 2, 1}, cmd_copy},
         {{"publish", 3, kWrite, 1, 1, 1}, cmd_publish},
+        {{"object", -2, kReadOnly, 2, 2, 1}, cmd_object},
         {{"memory", -2, kReadOnly, 2, 2, 1}, cmd_memory},
         // Every key: run on every group.
         {{"flushall", -1, kWrite | kAllGroups, 0, 0, 0}, cmd_flushall},
@@ -878,6 +919,14 @@ std::vector<std::string_view> command_keys(const CommandSpec& spec,
     if (l.dest_at != 0) keys.push_back(argv[l.dest_at]);
     for (size_t i = l.numkeys_at + 1; i <= l.numkeys_at + static_cast<size_t>(n); ++i)
       keys.push_back(argv[i]);
+    return keys;
+  }
+  if (std::string_view(spec.name) == "sort") {
+    // SORT key ... [STORE destination]: the destination is a key too (Redis Cluster's).
+    keys.push_back(argv[1]);
+    for (size_t i = 2; i + 1 < argv.size(); ++i) {
+      if (equals_ci(argv[i], "store")) keys.push_back(argv[i + 1]);
+    }
     return keys;
   }
   if (std::string_view(spec.name) == "xread" || std::string_view(spec.name) == "xreadgroup") {

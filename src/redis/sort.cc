@@ -121,7 +121,7 @@ Reply sort(Keys& k, const Args& a, bool read_only) {
     }
     std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) {
       int c = 0;
-      if (!x.key || !y.key) {
+      if (alpha && (!x.key || !y.key)) {
         c = x.key ? 1 : (y.key ? -1 : 0);  // a missing key sorts first
       } else if (alpha) {
         c = x.key->compare(*y.key);
@@ -138,7 +138,7 @@ Reply sort(Keys& k, const Args& a, bool read_only) {
   // LIMIT, clamped as Redis clamps it.
   const int64_t n = static_cast<int64_t>(elems.size());
   int64_t start = std::clamp<int64_t>(offset, 0, n);
-  int64_t end = count < 0 ? n : std::min<int64_t>(n, start + count);
+  int64_t end = count < 0 || count > n - start ? n : start + count;
   std::vector<std::optional<std::string>> out;
   for (int64_t i = start; i < end; ++i) {
     const std::string& e = elems[static_cast<size_t>(i)];

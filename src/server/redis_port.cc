@@ -126,6 +126,9 @@ struct Conn {
   // WATCH: keys and their versions when watched (redis::kKeyVersions); EXEC runs only if
   // none has changed.
   std::vector<std::pair<std::string, uint64_t>> watched;
+  // Bumped by whatever drops the watched keys (UNWATCH, EXEC, DISCARD, RESET): a WATCH still
+  // reading its versions then adds nothing.
+  uint64_t watch_generation = 0;
   std::vector<std::vector<std::string>> queued;
   // Pub/sub: the channels and patterns subscribed to.
   std::set<std::string> channels;
@@ -329,6 +332,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     const std::string name = lower(argv[0]);
     if (name == "exec") return redis::kWrite;      // the queued commands, as one write
     if (name == "watch") return redis::kReadOnly;  // reads the keys' versions
+    if (name == "auth" || name == "hello") return redis::kReadOnly;  // may check a password
     const redis::CommandSpec* spec = redis::find_command(argv[0]);
     if (spec == nullptr || !redis::arity_ok(*spec, argv.size())) return 0;
     return spec->flags & (redis::kWrite | redis::kReadOnly);
@@ -434,6 +438,15 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
         c->multi_failed = true;
         finish(c, seq, Reply::error("ERR Chorus does not run commands on every key inside MULTI"));
         return;
+      }
+      if ((spec->flags & redis::kKeyless) == 0) {
+        // As Redis Cluster: a command whose keys span groups is refused when queued.
+        raft::GroupId g = 0;
+        if (Reply error; !route(*spec, argv, &g, &error)) {
+          c->multi_failed = true;
+          finish(c, seq, error);
+          return;
+        }
       }
       if (c->queued.size() >= redis::kMaxTransactionCommands) {
         c->multi_failed = true;
@@ -560,6 +573,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     c->in_multi = false;
     c->queued.clear();
     c->watched.clear();
+    ++c->watch_generation;
     if (failed) {
       finish(c, seq, Reply::error("EXECABORT Transaction discarded because of previous errors."));
       return;
@@ -634,36 +648,41 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     argv[0] = std::string(redis::kKeyVersions);
     std::weak_ptr<Impl> weak = weak_from_this();
     const uint64_t id = c->id;
-    node->group_read_barrier(
-        group, [weak, id, seq, group, argv = std::move(argv)](const RpcError& e) mutable {
-          std::shared_ptr<Impl> self = weak.lock();
-          if (!self) return;
-          if (!e.ok()) {
-            self->complete_from_anywhere(id, seq, from_rpc_error(e));
-            return;
-          }
-          asio::post(self->io, [weak, id, seq, group, argv = std::move(argv)] {
-            std::shared_ptr<Impl> port = weak.lock();
-            if (!port) return;
-            auto it = port->connections.find(id);
-            if (it == port->connections.end()) return;
-            Conn& conn = *it->second;
-            Reply versions = port->node->group_read_command(group, argv, wall_ms());
-            if (versions.kind != Reply::Kind::kArray) {
-              port->complete(it->second, seq, versions);
-              return;
-            }
-            for (size_t i = 1; i < argv.size() && i - 1 < versions.elements.size(); ++i) {
-              // The first WATCH of a key counts, as in Redis.
-              bool known = std::any_of(conn.watched.begin(), conn.watched.end(),
-                                       [&](const auto& w) { return w.first == argv[i]; });
-              if (!known)
-                conn.watched.emplace_back(argv[i],
-                                          static_cast<uint64_t>(versions.elements[i - 1].integer));
-            }
-            port->complete(it->second, seq, Reply::ok());
-          });
-        });
+    const uint64_t generation = c->watch_generation;
+    node->group_read_barrier(group, [weak, id, seq, group, generation,
+                                     argv = std::move(argv)](const RpcError& e) mutable {
+      std::shared_ptr<Impl> self = weak.lock();
+      if (!self) return;
+      if (!e.ok()) {
+        self->complete_from_anywhere(id, seq, from_rpc_error(e));
+        return;
+      }
+      asio::post(self->io, [weak, id, seq, group, generation, argv = std::move(argv)] {
+        std::shared_ptr<Impl> port = weak.lock();
+        if (!port) return;
+        auto it = port->connections.find(id);
+        if (it == port->connections.end()) return;
+        Conn& conn = *it->second;
+        if (conn.watch_generation != generation) {
+          port->complete(it->second, seq, Reply::ok());  // unwatched meanwhile
+          return;
+        }
+        Reply versions = port->node->group_read_command(group, argv, wall_ms());
+        if (versions.kind != Reply::Kind::kArray) {
+          port->complete(it->second, seq, versions);
+          return;
+        }
+        for (size_t i = 1; i < argv.size() && i - 1 < versions.elements.size(); ++i) {
+          // The first WATCH of a key counts, as in Redis.
+          bool known = std::any_of(conn.watched.begin(), conn.watched.end(),
+                                   [&](const auto& w) { return w.first == argv[i]; });
+          if (!known)
+            conn.watched.emplace_back(argv[i],
+                                      static_cast<uint64_t>(versions.elements[i - 1].integer));
+        }
+        port->complete(it->second, seq, Reply::ok());
+      });
+    });
   }
 
   // EXEC's answer: the replies of the commands on keys in turn, and the connection's own
@@ -996,17 +1015,21 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       c->in_multi = false;
       c->queued.clear();
       c->watched.clear();
+      ++c->watch_generation;
       return Reply::ok();
     }
     if (name == "watch") return Reply::error("ERR WATCH inside MULTI is not allowed");
     if (name == "unwatch") {
       c->watched.clear();
+      ++c->watch_generation;
       return Reply::ok();
     }
     if (name == "reset") {
       c->in_multi = false;
       c->queued.clear();
       c->watched.clear();
+      ++c->watch_generation;
+      c->user.clear();
       c->protocol = 2;
       c->name.clear();
       c->local_reads = false;
@@ -1558,7 +1581,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     b.group = group;
     if (name[0] == 'x') {
       int64_t ms = stream_block_ms(argv);
-      if (ms > 0) b.deadline_ms = wall_ms() + ms;
+      if (ms > 0) b.deadline_ms = wall_ms() + std::min<int64_t>(ms, int64_t{1} << 50);
       b.wants = "stream";
     } else {
       const std::string& timeout = name == "blmpop" || name == "bzmpop" ? argv[1] : argv.back();
@@ -1599,8 +1622,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     if (it == blocked.end()) return;  // the connection went
     Blocked& b = it->second;
     b.trying = false;
-    if (!e.ok() && !b.waiting) {
-      unblock(it, from_rpc_error(e));  // the command never reached the log: say so now
+    // A group without a leader (or too busy) took nothing: wait on. Any other failure (this
+    // member no longer hosts the group, a proposal whose outcome is unknown) is answered.
+    if (!e.ok() && (!b.waiting || (e.message != rpc_errors::kNoLeader &&
+                                   e.message != rpc_errors::kTooManyRequests))) {
+      unblock(it, from_rpc_error(e));
       return;
     }
     if (e.ok() && reply.kind != Reply::Kind::kNullArray && reply.kind != Reply::Kind::kNull) {
@@ -1644,7 +1670,11 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       return r.kind != Reply::Kind::kInteger || r.integer != 0;
     }
     const redis::CommandSpec* spec = redis::find_command(b.argv[0]);
-    for (std::string_view key : redis::command_keys(*spec, b.argv)) {
+    std::vector<std::string_view> sources = redis::command_keys(*spec, b.argv);
+    // BRPOPLPUSH and BLMOVE wait on their source only: a destination that exists must not
+    // make them try (and write to the log) again and again.
+    if (b.argv[0] == "brpoplpush" || b.argv[0] == "blmove") sources.resize(1);
+    for (std::string_view key : sources) {
       Reply t = node->group_read_command(b.group, {"type", std::string(key)}, wall_ms());
       if (t.str == b.wants) return true;
     }
@@ -1672,15 +1702,20 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       if (ec || stopping) return;
       const int64_t now = wall_ms();
       const bool relook = ++block_ticks % kBlockRelookTicks == 0;
-      for (auto it = blocked.begin(); it != blocked.end();) {
-        auto next = std::next(it);
-        Blocked& b = it->second;
-        if (!b.trying && b.deadline_ms != 0 && now >= b.deadline_ms) {
+      // Orders first: answering one may run its connection's next command, which may unblock
+      // (erase) another.
+      std::vector<uint64_t> orders;
+      orders.reserve(blocked.size());
+      for (const auto& [order, b] : blocked)
+        orders.push_back(order);
+      for (uint64_t order : orders) {
+        auto it = blocked.find(order);
+        if (it == blocked.end() || it->second.trying) continue;
+        if (it->second.deadline_ms != 0 && now >= it->second.deadline_ms) {
           unblock(it, Reply::null_array());
-        } else if (relook && !b.trying && worth_trying(b)) {
-          try_blocked(it->first, b);
+        } else if (relook && worth_trying(it->second)) {
+          try_blocked(order, it->second);
         }
-        it = next;
       }
       arm_block_timer();
     });
