@@ -1299,7 +1299,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     }
     std::shared_ptr<const kv::AuthState> state = node->store().auth_state();
     ++c->inflight;
-    c->inflight_kind = redis::kReadOnly;
+    c->inflight_kind = redis::kReadOnly | redis::kBlocking;  // nothing after it runs before it
     std::weak_ptr<Impl> weak = weak_from_this();
     const uint64_t id = c->id;
     const int cost = options.bcrypt_cost;

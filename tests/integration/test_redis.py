@@ -345,9 +345,10 @@ class RedisFaceTest(unittest.TestCase):
             ann = redis.Redis(host="127.0.0.1", port=port, username="ann", password="annpw",
                               socket_timeout=10)
             self.assertTrue(ann.set("{auth}k", "v"))
-            hello = redis.Redis(host="127.0.0.1", port=port, username="ann", password="annpw",
-                                protocol=3, socket_timeout=10)
-            self.assertEqual(hello.get("{auth}k"), b"v")
+            out = self.raw(self.c.members[1], b"GET {auth}k\r\nHELLO 3 AUTH ann annpw\r\n"
+                                              b"GET {auth}k\r\n")
+            self.assertTrue(out.startswith(b"-NOAUTH Authentication required.\r\n%7\r\n"), out)
+            self.assertTrue(out.endswith(b"$1\r\nv\r\n"), out)
             # A user deleted is out at its next command.
             self.c.ctl("user", "delete", "ann", ctl_args=root)
             deadline = time.time() + 10
