@@ -20,6 +20,43 @@ inline Reply flat_pairs(Reply r) {
   return r;
 }
 
+// A reply as text, for the tests' failure messages. (A PrintTo for gtest would have to be seen
+// by every test file that prints a Reply, or the printers' instantiations would differ.)
+inline std::string show(const Reply& r) {
+  auto list = [&](const char* open, const char* close) {
+    std::string out = open;
+    for (size_t i = 0; i < r.elements.size(); ++i)
+      out += (i > 0 ? ", " : "") + show(r.elements[i]);
+    return out + close;
+  };
+  switch (r.kind) {
+    case Reply::Kind::kStatus:
+      return "+" + r.str;
+    case Reply::Kind::kError:
+      return "-" + r.str;
+    case Reply::Kind::kInteger:
+      return ":" + std::to_string(r.integer);
+    case Reply::Kind::kBulk:
+      return '"' + r.str + '"';
+    case Reply::Kind::kNull:
+      return "(nil)";
+    case Reply::Kind::kNullArray:
+      return "(nil array)";
+    case Reply::Kind::kDouble:
+      return "(double)" + r.str;
+    case Reply::Kind::kArray:
+    case Reply::Kind::kPairs:
+      return list("[", "]");
+    case Reply::Kind::kMap:
+      return list("{", "}");
+    case Reply::Kind::kSet:
+      return list("~[", "]");
+    case Reply::Kind::kPush:
+      return list(">[", "]");
+  }
+  return "?";
+}
+
 class MemoryRecords : public RecordStore {
  public:
   bool get(std::string_view key, std::string* record) override {

@@ -15,40 +15,6 @@ namespace chorus::redis {
 
 namespace {
 
-// A reply as text, for failure messages.
-std::string show(const Reply& r) {
-  auto list = [&](const char* open, const char* close) {
-    std::string out = open;
-    for (size_t i = 0; i < r.elements.size(); ++i)
-      out += (i > 0 ? ", " : "") + show(r.elements[i]);
-    return out + close;
-  };
-  switch (r.kind) {
-    case Reply::Kind::kStatus:
-      return "+" + r.str;
-    case Reply::Kind::kError:
-      return "-" + r.str;
-    case Reply::Kind::kInteger:
-      return ":" + std::to_string(r.integer);
-    case Reply::Kind::kBulk:
-      return '"' + r.str + '"';
-    case Reply::Kind::kNull:
-      return "(nil)";
-    case Reply::Kind::kNullArray:
-      return "(nil array)";
-    case Reply::Kind::kDouble:
-      return "(double)" + r.str;
-    case Reply::Kind::kArray:
-      return list("[", "]");
-    case Reply::Kind::kMap:
-      return list("{", "}");
-    case Reply::Kind::kSet:
-      return list("~[", "]");
-    default:
-      return list("<", ">");
-  }
-}
-
 struct Step {
   std::vector<std::string> argv;
   Reply want;
