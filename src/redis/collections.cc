@@ -784,10 +784,11 @@ Reply cmd_rpoplpush(Keys& k, const Args& a) {
 
 // ---- HSCAN, SSCAN -----------------------------------------------------------------------
 
-// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT n]. The cursor is stateless: the first 7
-// bytes of the element to go on from, and a low byte of 1 (so it is never 0). Elements sharing
-// those bytes with the next one come again (SCAN may repeat, never miss), and a reply takes
-// every element of a 7-byte prefix it starts, so a scan always moves on.
+// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT n]. The cursor is stateless: the first 6
+// bytes of the element to go on from, then 4 bits of 1 (so it is never 0, and fits the 53 bits
+// of clients that read numbers as doubles). Elements sharing those bytes with the next one come
+// again (SCAN may repeat, never miss), and a reply takes every element of a 6-byte prefix it
+// starts, so a scan always moves on.
 Reply scan_collection(Keys& k, const Args& a, uint8_t type) {
   uint64_t cursor = 0;
   if (a[2].empty() || a[2].size() > 20 ||
@@ -819,12 +820,12 @@ Reply scan_collection(Keys& k, const Args& a, uint8_t type) {
   std::string from;
   if (cursor != 0) {
     from = prefix;
-    for (int shift = 56; shift >= 8; shift -= 8)
+    for (int shift = 44; shift >= 4; shift -= 8)
       from.push_back(static_cast<char>((cursor >> shift) & 0xff));
     while (from.size() > prefix.size() && from.back() == '\0')
       from.pop_back();
   }
-  constexpr size_t kCursorBytes = 7;
+  constexpr size_t kCursorBytes = 6;
   Pairs got;
   k.store().scan_elements(prefix, from, static_cast<size_t>(count) + 1, &got);
   size_t take_n = got.size();
@@ -853,7 +854,7 @@ Reply scan_collection(Keys& k, const Args& a, uint8_t type) {
       std::string_view h = head(got[take_n].first);
       for (size_t i = 0; i < kCursorBytes; ++i)
         next = (next << 8) | (i < h.size() ? static_cast<uint8_t>(h[i]) : 0);
-      next = (next << 8) | 1;
+      next = (next << 4) | 1;
     }
   }
   std::vector<Reply> out;

@@ -1354,6 +1354,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
   std::atomic<size_t> subscriptions{0};
   // A subscriber this far behind on its output is closed (Redis's pubsub buffer limit).
   static constexpr size_t kMaxSubscriberBacklog = 32u << 20;
+  static constexpr size_t kMaxQueuedMessages = 64 * kMaxPendingReplies;
 
   std::vector<Reply> subscription(const std::shared_ptr<Conn>& c,
                                   const std::vector<std::string>& a) {
@@ -1417,7 +1418,9 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       auto it = connections.find(id);
       if (it == connections.end() || it->second->closed) return;
       const std::shared_ptr<Conn>& c = it->second;
-      if (c->out.size() + c->writing_buf.size() > kMaxSubscriberBacklog) {
+      // Far behind on its output, or with messages queued behind a reply still owed.
+      if (c->out.size() + c->writing_buf.size() > kMaxSubscriberBacklog ||
+          c->pending.size() > kMaxQueuedMessages) {
         close(c);
         return;
       }
@@ -1630,6 +1633,7 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
       return;
     }
     if (e.ok() && reply.kind != Reply::Kind::kNullArray && reply.kind != Reply::Kind::kNull) {
+      if (b.waiting && reply.is_error() && b.argv[0] == "xreadgroup") reply = stream_gone(b, reply);
       unblock(it, reply);
       return;
     }
@@ -1658,6 +1662,20 @@ struct RedisPort::Impl : std::enable_shared_from_this<RedisPort::Impl> {
     if (c == connections.end()) return;
     c->second->blocked_order = 0;
     complete(c->second, seq, reply);
+  }
+
+  // A blocked XREADGROUP whose stream or group went while it waited answers as Redis does.
+  Reply stream_gone(const Blocked& b, const Reply& error) {
+    const bool nogroup = error.str.rfind("NOGROUP", 0) == 0;
+    if (!nogroup && error.str.rfind("WRONGTYPE", 0) != 0) return error;
+    const redis::CommandSpec* spec = redis::find_command(b.argv[0]);
+    for (std::string_view key : redis::command_keys(*spec, b.argv)) {
+      Reply t = node->group_read_command(b.group, {"type", std::string(key)}, wall_ms());
+      if (t.str != "stream") return Reply::error("UNBLOCKED the stream key no longer exists");
+    }
+    if (nogroup)
+      return Reply::error("NOGROUP the consumer group this client was blocked on no longer exists");
+    return error;
   }
 
   // Whether one of the blocked command's keys holds what it waits for, here.
