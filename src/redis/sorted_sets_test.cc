@@ -9,15 +9,11 @@
 
 #include "redis/keyspace.h"
 #include "redis/memory_records.h"
+#include "redis/steps_test.h"
 
 namespace chorus::redis {
 
 namespace {
-
-struct Step {
-  std::vector<std::string> argv;
-  Reply want;
-};
 
 class SortedSetCommands : public ::testing::Test {
  protected:
@@ -28,14 +24,7 @@ class SortedSetCommands : public ::testing::Test {
 
   // Runs each step in turn, expecting its reply.
   void play(const std::vector<Step>& steps) {
-    for (const Step& s : steps) {
-      std::string line;
-      for (const std::string& x : s.argv)
-        line += x + " ";
-      SCOPED_TRACE(line);
-      const Reply got = run(s.argv);
-      EXPECT_TRUE(got == s.want) << "got:  " << show(got) << "\nwant: " << show(s.want);
-    }
+    play_steps(steps, [this](const std::vector<std::string>& argv) { return run(argv); });
   }
 
   static Reply err(const std::string& text) { return Reply::error(text); }

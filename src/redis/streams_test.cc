@@ -10,15 +10,11 @@
 
 #include "redis/keyspace.h"
 #include "redis/memory_records.h"
+#include "redis/steps_test.h"
 
 namespace chorus::redis {
 
 namespace {
-
-struct Step {
-  std::vector<std::string> argv;
-  Reply want;
-};
 
 constexpr int64_t kT0 = 1'700'000'000'000;
 const std::string kT0Id = std::to_string(kT0);
@@ -30,14 +26,7 @@ class StreamCommands : public ::testing::Test {
 
   // Runs each step in turn, expecting its reply.
   void play(const std::vector<Step>& steps) {
-    for (const Step& s : steps) {
-      std::string line;
-      for (const std::string& x : s.argv)
-        line += x + " ";
-      SCOPED_TRACE(line);
-      const Reply got = run(s.argv);
-      EXPECT_TRUE(got == s.want) << "got:  " << show(got) << "\nwant: " << show(s.want);
-    }
+    play_steps(steps, [this](const std::vector<std::string>& argv) { return run(argv); });
   }
 
   // Adds entries "1-0" .. "<n>-0", each with field f and value <n>.
